@@ -1,0 +1,57 @@
+// swift-tools-version: 6.0
+//
+// Nerve: neural networks for handwritten digits and other small image tasks.
+//
+// The manifest carries no unsafe flags, so an app can depend on Nerve by version. Parallelism
+// still works there: the C core calls the OpenMP runtime's entry point (GOMP_parallel) directly
+// instead of using #pragma omp, which would need -fopenmp. It links libgomp and OpenBLAS as
+// ordinary system libraries (Debian: libopenblas-dev; libgomp comes with gcc).
+import PackageDescription
+
+let package = Package(
+  name: "Nerve",
+  // MARK: Public products
+  products: [
+    .library(name: "Nerve", targets: ["Nerve"]),
+    .library(name: "NerveReference", targets: ["NerveReference"]),
+    .executable(name: "nerve", targets: ["nerve"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+  ],
+  targets: [
+    // MARK: Implementation
+    // The C core. CMakeLists.txt builds the same csrc/ as libnerve for C users.
+    .target(
+      name: "CNerve",
+      path: ".",
+      exclude: ["CMakeLists.txt"],
+      sources: ["csrc"],
+      publicHeadersPath: "include",
+      linkerSettings: [
+        .linkedLibrary("openblas"),
+        .linkedLibrary("gomp"),
+        .linkedLibrary("m"),
+      ]
+    ),
+    .systemLibrary(
+      name: "CZlib",
+      path: "Sources/CZlib",
+      providers: [.apt(["zlib1g-dev"])]
+    ),
+    .target(name: "Nerve", dependencies: ["CNerve", "CZlib"], path: "Sources/Nerve"),
+    // Plain-loop Double implementations of every kernel: the oracle the tests compare against.
+    .target(name: "NerveReference", path: "Sources/NerveReference"),
+    .executableTarget(
+      name: "nerve",
+      dependencies: ["Nerve", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      path: "Sources/nerve"
+    ),
+    // MARK: Tests
+    .testTarget(
+      name: "NerveTests",
+      dependencies: ["Nerve", "NerveReference", "CNerve"],
+      path: "Tests/NerveTests"
+    ),
+  ]
+)

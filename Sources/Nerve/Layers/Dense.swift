@@ -1,0 +1,103 @@
+// Dense: the fully connected layer, y = x . W + b.
+import CNerve
+
+/// A fully connected layer: `y = x · W + b`, with `W` of shape [inputs, units].
+///
+/// ```swift
+/// Dense(30, activation: .sigmoid, weights: .uniform(low: -0.1, high: 0.1))
+/// ```
+/// The input size is taken from the previous layer. With `activation`, the model inserts the
+/// activation layer after this one.
+public final class Dense: Layer {
+  /// Number of outputs.
+  public let units: Int
+  /// Activation applied after the layer (inserted as its own layer by the model).
+  public let activation: Activation
+  /// How the weights start.
+  public let weightInitializer: Initializer
+  /// How the biases start.
+  public let biasInitializer: Initializer
+  /// Whether the layer has a bias.
+  public let useBias: Bool
+  /// Keras-style L2 penalty `l2 * sum(W^2)` added to the loss (weights only).
+  public let l2: Float
+
+  /// Creates a dense layer.
+  /// - Parameters:
+  ///   - units: number of outputs.
+  ///   - activation: applied after the layer; `.identity` for none.
+  ///   - weights: weight initialiser (default Glorot uniform, as in Keras).
+  ///   - bias: bias initialiser (default zeros).
+  ///   - useBias: false for a layer without bias.
+  ///   - l2: L2 penalty coefficient on the weights (Keras `kernel_regularizer=l2(...)`).
+  public init(
+    _ units: Int, activation: Activation = .identity, weights: Initializer = .xavierUniform,
+    bias: Initializer = .zeros, useBias: Bool = true, l2: Float = 0
+  ) {
+    self.units = units
+    self.activation = activation
+    self.weightInitializer = weights
+    self.biasInitializer = bias
+    self.useBias = useBias
+    self.l2 = l2
+  }
+
+  public override var typeName: String { "dense" }
+  var inputs: Int { inputShape.first ?? 0 }
+
+  override func build(inputShape: [Int]) throws -> [Int] {
+    guard units >= 1 else {
+      throw NerveError(.badValue, at: "dense", "units must be at least 1, got \(units)")
+    }
+    guard l2 >= 0, l2.isFinite else {
+      throw NerveError(.badValue, at: "dense", "l2 must be a finite number >= 0, got \(l2)")
+    }
+    guard inputShape.count == 1 else {
+      throw NerveError(
+        .shapeMismatch, at: "dense",
+        "expects a flat input but gets shape \(inputShape); add Flatten() before it")
+    }
+    return [units]
+  }
+
+  override var parameters: [ParameterInfo] {
+    let i = inputs
+    var list = [
+      ParameterInfo(
+        name: "weight", shape: [i, units], offset: 0, initializer: weightInitializer, fanIn: i,
+        fanOut: units, decay: 2 * l2, isWeight: true)
+    ]
+    if useBias {
+      list.append(
+        ParameterInfo(
+          name: "bias", shape: [units], offset: i * units, initializer: biasInitializer,
+          fanIn: i, fanOut: units, decay: 0, isWeight: false))
+    }
+    return list
+  }
+
+  override func forward(_ io: LayerIO) throws {
+    let w = io.parameters
+    try io.check(
+      nerve_dense_forward(
+        io.ctx, io.output, io.input, w, useBias ? w + inputs * units : nil, Int64(io.batch),
+        Int64(inputs), Int64(units)))
+  }
+
+  override func backward(_ io: LayerIO) throws {
+    let w = io.parameters
+    let g = io.parameterGradients
+    try io.check(
+      nerve_dense_backward(
+        io.ctx, io.inputGradient, g, useBias ? g.map { $0 + inputs * units } : nil,
+        io.outputGradient, io.input, w, Int64(io.batch), Int64(inputs), Int64(units)))
+  }
+
+  override var record: LayerRecord {
+    var r = LayerRecord(type: typeName)
+    r.units = units
+    r.useBias = useBias ? nil : false
+    r.l2 = l2 == 0 ? nil : l2
+    return r
+  }
+}

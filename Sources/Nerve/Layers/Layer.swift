@@ -1,0 +1,97 @@
+// Layer: what every layer of a Sequential model is, and what the engine asks of it.
+import CNerve
+
+/// One step of a network: `Dense`, activations, `Softmax`, and the convolutional layers.
+///
+/// Layers are created by you and handed to a `Sequential` model, which builds them (fixes
+/// their shapes), owns their parameters and runs them. A layer belongs to one model.
+public class Layer: CustomStringConvertible {
+  /// Shape of one input sample (without the batch dimension); set when the model is built.
+  public internal(set) var inputShape: [Int] = []
+  /// Shape of one output sample; set when the model is built.
+  public internal(set) var outputShape: [Int] = []
+  /// Offset of this layer's parameters in the model's flat parameter buffer.
+  var parameterOffset = 0
+  var attached = false
+
+  init() {}
+
+  /// The layer's type as configs and model files name it (`dense`, `sigmoid`, ...).
+  public var typeName: String { "layer" }
+
+  /// Number of trainable parameters (weights and biases).
+  public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
+
+  /// Number of values kept between training steps that are not trained (batch-norm statistics).
+  var stateCount: Int { stateTensors.reduce(0) { $0 + $1.count } }
+
+  /// Named views into the layer's non-trained state, saved with the model.
+  var stateTensors: [(name: String, shape: [Int], offset: Int, count: Int)] { [] }
+
+  public var description: String { "\(typeName) \(inputShape) -> \(outputShape)" }
+
+  // MARK: Engine hooks (overridden by each layer)
+
+  /// Fixes shapes for a per-sample input shape and returns the output shape; throws if the
+  /// layer cannot take that input.
+  func build(inputShape: [Int]) throws -> [Int] { inputShape }
+
+  /// The layer's parameter tensors, in the order they lie in the flat buffer.
+  var parameters: [ParameterInfo] { [] }
+
+  /// Floats of per-layer scratch needed for a batch of `batch` samples.
+  func scratchCount(batch: Int) -> Int { 0 }
+
+  /// Does backward need this layer's input to be kept (true for nearly all)?
+  var backwardReadsInput: Bool { true }
+
+  /// Sets non-trained state to its starting values (running variance 1, for batch norm).
+  func resetState(_ state: UnsafeMutablePointer<Float>) {}
+
+  func forward(_ io: LayerIO) throws {}
+  func backward(_ io: LayerIO) throws {}
+
+  /// Describes the layer for config and model files.
+  var record: LayerRecord { LayerRecord(type: typeName) }
+}
+
+/// A parameter tensor of a layer: where it lives and how it starts.
+struct ParameterInfo {
+  var name: String
+  var shape: [Int]
+  /// Offset within the layer's parameters.
+  var offset: Int
+  var initializer: Initializer
+  var fanIn: Int
+  var fanOut: Int
+  /// Coupled L2 coefficient added to the gradient (2 * the layer's `l2`).
+  var decay: Float
+  /// Weights (as opposed to biases and normalisation shifts) get the optimizer's weight decay.
+  var isWeight: Bool
+  var count: Int { shape.reduce(1, *) }
+}
+
+/// Everything a layer's forward or backward call works on, for a batch of `batch` samples.
+/// Buffers are [batch, sample size] row-major; gradient buffers are nil when not needed.
+struct LayerIO {
+  let context: ComputeContext
+  let batch: Int
+  let input: UnsafeMutablePointer<Float>
+  let output: UnsafeMutablePointer<Float>
+  /// dLoss/dinput, written by backward; nil for the first layer.
+  let inputGradient: UnsafeMutablePointer<Float>?
+  /// dLoss/doutput, read by backward.
+  let outputGradient: UnsafeMutablePointer<Float>?
+  let parameters: UnsafeMutablePointer<Float>
+  /// Accumulated by backward; nil in inference.
+  let parameterGradients: UnsafeMutablePointer<Float>?
+  /// Non-trained state (running statistics).
+  let state: UnsafeMutablePointer<Float>
+  let scratch: UnsafeMutablePointer<Float>
+  let training: Bool
+  /// Seed for this step's random choices (dropout), distinct per step and layer.
+  let stepSeed: UInt64
+
+  var ctx: OpaquePointer { context.raw }
+  func check(_ status: nerve_status) throws { try context.check(status) }
+}

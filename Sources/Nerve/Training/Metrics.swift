@@ -1,0 +1,97 @@
+// Metrics: what training and evaluation report.
+
+/// How many samples each gradient step uses.
+public enum BatchSize: Sendable, Equatable, CustomStringConvertible, ExpressibleByIntegerLiteral {
+  /// The whole training set per step (full-batch gradient descent).
+  case full
+  /// `n` samples per step; 1 is per-sample (stochastic) gradient descent.
+  case size(Int)
+
+  public init(integerLiteral value: Int) { self = .size(value) }
+
+  /// Parses `full` or a positive integer.
+  public init?(parsing text: String) {
+    if text.lowercased() == "full" {
+      self = .full
+    } else if let n = Int(text), n >= 1 {
+      self = .size(n)
+    } else {
+      return nil
+    }
+  }
+
+  /// Samples per step for a training set of `count` samples.
+  public func resolved(count: Int) -> Int {
+    switch self {
+    case .full: max(count, 1)
+    case .size(let n): max(1, min(n, count))
+    }
+  }
+
+  public var description: String {
+    switch self {
+    case .full: "full"
+    case .size(let n): "\(n)"
+    }
+  }
+}
+
+/// Loss and accuracy of a model on a dataset.
+public struct Evaluation: Sendable, Codable, Equatable {
+  /// Mean loss per sample.
+  public var loss: Double
+  /// Samples whose predicted class is the label.
+  public var correct: Int
+  /// Samples evaluated.
+  public var count: Int
+  /// correct / count.
+  public var accuracy: Double { count == 0 ? 0 : Double(correct) / Double(count) }
+}
+
+/// What one epoch of training measured.
+public struct EpochMetrics: Sendable, Codable, Equatable {
+  /// 1-based epoch number.
+  public var epoch: Int
+  /// Wall-clock seconds of the epoch's training steps (evaluation excluded).
+  public var seconds: Double
+  /// Mean loss over the epoch's steps (as Keras reports it: each step's loss at the weights it
+  /// started from).
+  public var trainLoss: Double
+  /// Fraction of training samples classified correctly during the epoch's steps.
+  public var trainAccuracy: Double
+  /// Validation loss and accuracy after the epoch, if a validation set was given.
+  public var validLoss: Double?
+  public var validAccuracy: Double?
+  /// Test loss and accuracy after the epoch, if asked for every epoch.
+  public var testLoss: Double?
+  public var testAccuracy: Double?
+  /// Learning rate used during the epoch.
+  public var learningRate: Double
+
+  enum CodingKeys: String, CodingKey {
+    case epoch, seconds
+    case trainLoss = "train_loss", trainAccuracy = "train_accuracy"
+    case validLoss = "valid_loss", validAccuracy = "valid_accuracy"
+    case testLoss = "test_loss", testAccuracy = "test_accuracy"
+    case learningRate = "learning_rate"
+  }
+}
+
+/// Where training is within an epoch, for progress displays.
+public struct BatchProgress: Sendable {
+  public var epoch: Int
+  public var epochs: Int
+  /// Steps done in this epoch, and steps per epoch.
+  public var batch: Int
+  public var batches: Int
+  /// Mean loss so far in this epoch.
+  public var loss: Double
+}
+
+/// Everything a `fit` call measured.
+public struct History: Sendable {
+  /// One entry per completed epoch.
+  public var epochs: [EpochMetrics] = []
+  /// Total wall-clock seconds of training steps.
+  public var trainingSeconds: Double { epochs.reduce(0) { $0 + $1.seconds } }
+}

@@ -1,0 +1,246 @@
+// Trainer: gradient descent over a dataset, epoch by epoch, with per-epoch metrics.
+import CNerve
+
+/// Trains a `Sequential` model with a loss and an optimizer.
+///
+/// ```swift
+/// let trainer = Trainer(model: model, loss: .meanSquaredError,
+///                       optimizer: SGD(learningRate: 1), threads: 2)
+/// let history = try trainer.fit(mnist.train, validation: mnist.validation,
+///                               epochs: 300, batchSize: .full)
+/// ```
+/// All buffers a step needs are allocated when `fit` starts; the steps themselves allocate
+/// nothing. The same seed and thread count give bit-identical results.
+public final class Trainer {
+  /// The model being trained (its parameters change in place).
+  public let model: Sequential
+  /// The loss minimised.
+  public let loss: Loss
+  /// The optimizer applying the gradients.
+  public let optimizer: Optimizer
+  /// Threads and instruction set every kernel of a step runs with.
+  public let context: ComputeContext
+
+  /// - Parameters:
+  ///   - model: the model to train.
+  ///   - loss: the loss to minimise.
+  ///   - optimizer: how gradients update parameters (it keeps state for this model).
+  ///   - threads: worker threads; nil for `OMP_NUM_THREADS` or all CPUs.
+  public init(model: Sequential, loss: Loss, optimizer: Optimizer, threads: Int? = nil) {
+    self.model = model
+    self.loss = loss
+    self.optimizer = optimizer
+    context = ComputeContext(threads: threads)
+  }
+
+  /// Trains for `epochs` passes over `train`.
+  ///
+  /// - Parameters:
+  ///   - train: the training samples.
+  ///   - validation: evaluated after every epoch, if given.
+  ///   - test: evaluated after every epoch, if given (the labs plot test curves too).
+  ///   - epochs: number of passes.
+  ///   - batchSize: samples per step: `.full`, `.size(100)`, or `1` for per-sample SGD.
+  ///   - shuffle: reshuffle the training order every epoch (ignored for full batches, where
+  ///     order cannot matter).
+  ///   - seed: seed of the shuffling (and of dropout).
+  ///   - onBatch: called after every step, e.g. for a progress bar.
+  ///   - onEpoch: called after every epoch with its metrics; return false to stop training.
+  /// - Returns: the metrics of every epoch.
+  /// - Throws: `NerveError` on mismatched data, bad hyperparameters, or a loss that becomes
+  ///   NaN or infinite. In that last case the model is first restored to the parameters it had
+  ///   after the last complete epoch.
+  @discardableResult
+  public func fit(
+    _ train: Dataset, validation: Dataset? = nil, test: Dataset? = nil, epochs: Int,
+    batchSize: BatchSize = .size(32), shuffle: Bool = true, seed: UInt64 = 1,
+    onBatch: ((BatchProgress) -> Void)? = nil, onEpoch: ((EpochMetrics) -> Bool)? = nil
+  ) throws -> History {
+    guard epochs >= 0 else {
+      throw NerveError(.badValue, at: "epochs", "must be 0 or more, got \(epochs)")
+    }
+    guard train.count >= 1 else { throw NerveError(.badValue, at: train.name, "no samples") }
+    if case .size(let n) = batchSize, n < 1 {
+      throw NerveError(.badValue, at: "batch_size", "must be at least 1 or 'full', got \(n)")
+    }
+    try optimizer.validate()
+    for data in [train, validation, test].compactMap({ $0 }) { try checkFits(data) }
+
+    let head = try LossHead(loss: loss, model: model)
+    let width = model.outputCount
+    let n = train.count
+    let capacity = batchSize.resolved(count: n)
+    let plan = Sequential.Plan(model: model, capacity: capacity, training: true)
+    let gradients = FloatBuffer(count: model.parameterStorage.count)
+    let targets = train.oneHot(width: width)
+    let xBatch = FloatBuffer(count: capacity * model.inputCount)
+    let tBatch = FloatBuffer(count: capacity * width)
+    var yBatch = [Int32](repeating: 0, count: capacity)
+    optimizer.bind(parameterFloats: model.parameterStorage.count)
+    let groups = model.parameterGroups.map {
+      (offset: $0.offset, count: $0.info.count,
+       decay: $0.info.decay + ($0.info.isWeight ? optimizer.weightDecay : 0))
+    }
+    let penalties = groups.filter { $0.decay > 0 }
+    let features = train.features.storage.pointer
+    let d = model.inputCount
+    let ctx = context.raw
+    let last = model.layers.count - 1
+    let stepsPerEpoch = (n + capacity - 1) / capacity
+    let contiguous = !shuffle || capacity >= n
+    var order = Array(0..<n)
+    var rng = SeededGenerator(seed: seed)
+    var history = History()
+    var lastGood = model.snapshot()
+    let clock = ContinuousClock()
+
+    for epoch in 1...max(epochs, 1) where epochs > 0 {
+      if !contiguous { Dataset.shuffle(&order, using: &rng) }
+      let lr = optimizer.learningRate
+      var lossSum = 0.0
+      var correct: Int64 = 0
+      let started = clock.now
+      for step in 0..<stepsPerEpoch {
+        let start = step * capacity
+        let rows = min(capacity, n - start)
+        let x: UnsafeMutablePointer<Float>, t: UnsafeMutablePointer<Float>
+        if contiguous {
+          x = features + start * d
+          t = targets.pointer + start * width
+          for r in 0..<rows { yBatch[r] = train.labels[start + r] }
+        } else {
+          for r in 0..<rows {
+            let i = order[start + r]
+            (xBatch.pointer + r * d).update(from: features + i * d, count: d)
+            (tBatch.pointer + r * width).update(from: targets.pointer + i * width, count: width)
+            yBatch[r] = train.labels[i]
+          }
+          x = xBatch.pointer
+          t = tBatch.pointer
+        }
+        let globalStep = UInt64(optimizer.steps)
+        gradients.zero()
+        try model.forward(
+          x, batch: rows, plan: plan, context: context, training: true, step: globalStep,
+          through: head.readsLayer + 1)
+        var value = try head.evaluate(
+          context: context, outputs: plan.outputs[head.readsLayer],
+          probabilities: head.probabilitiesLayer.map { plan.outputs[$0] }, targets: t,
+          gradient: plan.gradients[head.readsLayer], rows: rows, classes: width, count: rows)
+        for g in penalties {
+          var ss = 0.0
+          try context.check(nerve_sum_squares(ctx, &ss, model.parameterStorage.pointer + g.offset, Int64(g.count)))
+          value += Double(g.decay) / 2 * ss
+        }
+        guard value.isFinite else {
+          model.restore(lastGood)
+          throw NerveError(
+            .diverged, at: "epoch \(epoch), step \(step + 1)",
+            "the loss became \(value.isNaN ? "NaN" : "infinite"); training stopped and the model was restored to the end of epoch \(epoch - 1)\(epoch == 1 ? " (its initial parameters)" : ""). Try a smaller learning rate."
+          )
+        }
+        try model.backward(
+          x, batch: rows, plan: plan, context: context, gradients: gradients.pointer,
+          from: head.readsLayer, step: globalStep)
+        try optimizer.step(
+          context: context, parameters: model.parameterStorage.pointer,
+          gradients: gradients.pointer, groups: groups, learningRate: lr,
+          parameterFloats: model.parameterStorage.count)
+        var right: Int64 = 0
+        try yBatch.withUnsafeBufferPointer {
+          try context.check(
+            nerve_count_correct(ctx, &right, plan.outputs[last], $0.baseAddress, Int64(rows), Int64(width)))
+        }
+        correct += right
+        lossSum += value * Double(rows)
+        onBatch?(
+          BatchProgress(
+            epoch: epoch, epochs: epochs, batch: step + 1, batches: stepsPerEpoch,
+            loss: lossSum / Double(start + rows)))
+      }
+      let elapsed = clock.now - started
+      var metrics = EpochMetrics(
+        epoch: epoch, seconds: elapsed.seconds, trainLoss: lossSum / Double(n),
+        trainAccuracy: Double(correct) / Double(n), learningRate: Double(lr))
+      if let validation {
+        let e = try model.evaluate(validation, head: head, context: context)
+        metrics.validLoss = e.loss
+        metrics.validAccuracy = e.accuracy
+      }
+      if let test {
+        let e = try model.evaluate(test, head: head, context: context)
+        metrics.testLoss = e.loss
+        metrics.testAccuracy = e.accuracy
+      }
+      history.epochs.append(metrics)
+      lastGood = model.snapshot()
+      if let onEpoch, !onEpoch(metrics) { break }
+    }
+    return history
+  }
+
+  /// Loss and accuracy of the model on `data`, with this trainer's loss and threads.
+  public func evaluate(_ data: Dataset) throws -> Evaluation {
+    try checkFits(data)
+    return try model.evaluate(data, head: LossHead(loss: loss, model: model), context: context)
+  }
+
+  private func checkFits(_ data: Dataset) throws {
+    guard data.sampleSize == model.inputCount else {
+      throw NerveError(
+        .shapeMismatch, at: data.name,
+        "samples have \(data.sampleSize) values (shape \(data.sampleShape)) but the model takes \(model.inputCount) (shape \(model.inputShape))"
+      )
+    }
+    guard data.classes <= model.outputCount else {
+      throw NerveError(
+        .shapeMismatch, at: data.name,
+        "the data has \(data.classes) classes but the model has only \(model.outputCount) outputs")
+    }
+  }
+}
+
+extension Sequential {
+  /// Loss and accuracy on `data` (inference mode, in chunks).
+  /// - Parameter loss: the loss to report.
+  public func evaluate(_ data: Dataset, loss: Loss) throws -> Evaluation {
+    guard data.sampleSize == inputCount, data.classes <= outputCount else {
+      throw NerveError(
+        .shapeMismatch, at: data.name,
+        "samples of \(data.sampleSize) values and \(data.classes) classes do not fit a model taking \(inputCount) values with \(outputCount) outputs"
+      )
+    }
+    return try evaluate(data, head: LossHead(loss: loss, model: self), context: context)
+  }
+
+  func evaluate(_ data: Dataset, head: LossHead, context: ComputeContext) throws -> Evaluation {
+    let width = outputCount
+    let targets = data.oneHot(width: width)
+    var loss = 0.0
+    var correct: Int64 = 0
+    try data.labels.withUnsafeBufferPointer { labels in
+      try infer(data.features.storage.pointer, count: data.count, context: context) {
+        plan, chunk, start in
+        loss += try head.evaluate(
+          context: context, outputs: plan.outputs[head.readsLayer], probabilities: nil,
+          targets: targets.pointer + start * width, gradient: nil, rows: chunk, classes: width,
+          count: data.count)
+        var right: Int64 = 0
+        try context.check(
+          nerve_count_correct(
+            context.raw, &right, plan.outputs[layers.count - 1], labels.baseAddress! + start,
+            Int64(chunk), Int64(width)))
+        correct += right
+      }
+    }
+    return Evaluation(loss: loss, correct: Int(correct), count: data.count)
+  }
+}
+
+extension Duration {
+  /// The duration in seconds as a Double.
+  var seconds: Double {
+    let c = components
+    return Double(c.seconds) + Double(c.attoseconds) * 1e-18
+  }
+}

@@ -1,0 +1,214 @@
+/*
+ * test_nerve.c: the C API as a C program sees it (run by CTest). Checks the version and status
+ * contract, argument errors, the labs' hand-worked examples through the kernels, and that
+ * results do not change with the thread count. The element-by-element comparison of every
+ * kernel against a reference lives in the Swift tests (Tests/NerveTests).
+ */
+#include <nerve.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures = 0;
+#define EXPECT(cond, ...)                                                                      \
+  do {                                                                                         \
+    if (!(cond)) {                                                                             \
+      failures++;                                                                              \
+      fprintf(stderr, "%s:%d: expected %s: ", __FILE__, __LINE__, #cond);                     \
+      fprintf(stderr, __VA_ARGS__);                                                            \
+      fprintf(stderr, "\n");                                                                   \
+    }                                                                                          \
+  } while (0)
+#define CLOSE(a, b, tol) EXPECT(fabs((double)(a) - (double)(b)) <= (tol), "%.9g vs %.9g", (double)(a), (double)(b))
+
+static void test_version_and_status(void) {
+  EXPECT(nerve_version_number() == NERVE_VERSION_NUMBER, "library %u header %d", nerve_version_number(), NERVE_VERSION_NUMBER);
+  EXPECT(strcmp(nerve_version_string(), "0.1.0") == 0, "%s", nerve_version_string());
+  for (int s = 0; s <= 6; s++) EXPECT(nerve_status_string((nerve_status)s) != NULL, "status %d", s);
+  EXPECT(strcmp(nerve_status_string(NERVE_OK), "ok") == 0, "%s", nerve_status_string(NERVE_OK));
+}
+
+static void test_context(void) {
+  nerve_context *ctx = NULL;
+  EXPECT(nerve_context_create(NULL, 1) == NERVE_ERROR_NULL_POINTER, "NULL out");
+  EXPECT(nerve_context_create(&ctx, -1) == NERVE_ERROR_BAD_ARGUMENT && ctx == NULL, "negative threads");
+  EXPECT(nerve_context_create(&ctx, 3) == NERVE_OK && ctx, "create");
+  EXPECT(nerve_context_threads(ctx) == 3, "%d", nerve_context_threads(ctx));
+  EXPECT(nerve_context_set_threads(ctx, -2) == NERVE_ERROR_BAD_ARGUMENT, "negative");
+  EXPECT(strstr(nerve_context_last_error(ctx), "threads") != NULL, "%s", nerve_context_last_error(ctx));
+  EXPECT(nerve_context_set_threads(ctx, 0) == NERVE_OK && nerve_context_threads(ctx) >= 1, "default");
+  nerve_isa best = nerve_context_isa(ctx);
+  EXPECT(best >= NERVE_ISA_BASELINE && best <= NERVE_ISA_AVX512, "isa %d", best);
+  EXPECT(nerve_context_set_isa(ctx, NERVE_ISA_BASELINE) == NERVE_OK, "baseline always works");
+  EXPECT(nerve_context_set_isa(ctx, (nerve_isa)9) == NERVE_ERROR_BAD_ARGUMENT, "bad isa");
+  EXPECT(nerve_context_set_isa(ctx, NERVE_ISA_AUTO) == NERVE_OK && nerve_context_isa(ctx) == best, "auto");
+  EXPECT(nerve_context_reserve(ctx, 1 << 20) == NERVE_OK, "reserve");
+  EXPECT(nerve_context_threads(NULL) == 0, "NULL ctx");
+  EXPECT(nerve_context_isa(NULL) == NERVE_ISA_BASELINE, "NULL ctx isa");
+  EXPECT(nerve_dense_forward(NULL, NULL, NULL, NULL, NULL, 1, 1, 1) == NERVE_ERROR_NULL_POINTER, "NULL ctx call");
+  nerve_context_free(ctx);
+  nerve_context_free(NULL);
+  void *p = nerve_alloc(3 << 20);
+  EXPECT(p && ((uintptr_t)p % 64) == 0, "aligned alloc");
+  memset(p, 1, 3 << 20);
+  nerve_free(p);
+  nerve_free(NULL);
+  EXPECT(nerve_alloc(0) == NULL, "zero bytes");
+}
+
+static void test_errors(nerve_context *ctx) {
+  float a[4] = {0}, b[4] = {0};
+  double loss;
+  int64_t correct;
+  int32_t labels[2] = {0, 5}, classes[2];
+  EXPECT(nerve_dense_forward(ctx, NULL, a, a, NULL, 1, 2, 2) == NERVE_ERROR_NULL_POINTER, "out NULL");
+  EXPECT(strstr(nerve_context_last_error(ctx), "nerve_dense_forward") && strstr(nerve_context_last_error(ctx), "out"),
+         "message names function and argument: %s", nerve_context_last_error(ctx));
+  EXPECT(nerve_dense_forward(ctx, a, a, a, NULL, -1, 2, 2) == NERVE_ERROR_BAD_SIZE, "negative N");
+  EXPECT(nerve_dense_forward(ctx, a, a, a, NULL, 1, (int64_t)1 << 40, (int64_t)1 << 40) == NERVE_ERROR_BAD_SIZE, "overflow");
+  EXPECT(nerve_dense_backward(ctx, a, a, a, NULL, a, a, 1, 2, 2) == NERVE_ERROR_NULL_POINTER, "dout NULL");
+  EXPECT(nerve_activation_forward(ctx, (nerve_activation)42, a, b, 4) == NERVE_ERROR_BAD_ARGUMENT, "bad kind");
+  EXPECT(nerve_activation_backward(ctx, NERVE_ACTIVATION_SIGMOID, a, b, b, NULL, 4) == NERVE_ERROR_NULL_POINTER, "sigmoid needs out");
+  EXPECT(nerve_activation_backward(ctx, NERVE_ACTIVATION_LECUN_TANH, a, b, NULL, b, 4) == NERVE_ERROR_NULL_POINTER, "lecun needs in");
+  EXPECT(nerve_softmax_forward(ctx, a, b, 2, -2) == NERVE_ERROR_BAD_SIZE, "negative C");
+  EXPECT(nerve_softmax_backward(ctx, a, b, NULL, 2, 2) == NERVE_ERROR_NULL_POINTER, "out NULL");
+  EXPECT(nerve_loss_mse(ctx, &loss, a, a, b, 2, 2, 1) == NERVE_ERROR_BAD_SIZE, "count < N");
+  EXPECT(nerve_loss_mse(ctx, &loss, a, NULL, b, 2, 2, 2) == NERVE_ERROR_NULL_POINTER, "out NULL");
+  EXPECT(nerve_loss_softmax_cross_entropy(ctx, &loss, a, NULL, a, NULL, 2, 2, 2) == NERVE_ERROR_NULL_POINTER, "target NULL");
+  EXPECT(nerve_loss_nll(ctx, &loss, a, a, b, 2, 2, -1.0f, 2) == NERVE_ERROR_BAD_ARGUMENT, "negative eps");
+  EXPECT(nerve_sgd_step(ctx, a, b, 4, NAN, 0) == NERVE_ERROR_BAD_ARGUMENT, "NaN lr");
+  EXPECT(nerve_momentum_step(ctx, a, NULL, b, 4, 0.1f, 0.9f, 0) == NERVE_ERROR_NULL_POINTER, "velocity NULL");
+  EXPECT(nerve_momentum_step(ctx, a, a, b, 4, 0.1f, -0.5f, 0) == NERVE_ERROR_BAD_ARGUMENT, "negative momentum");
+  EXPECT(nerve_argmax(ctx, classes, a, 2, 0) == NERVE_ERROR_BAD_SIZE, "C = 0");
+  EXPECT(nerve_count_correct(ctx, &correct, a, labels, 2, 2) == NERVE_ERROR_BAD_ARGUMENT, "label out of range");
+  EXPECT(strstr(nerve_context_last_error(ctx), "row 1") != NULL, "%s", nerve_context_last_error(ctx));
+  EXPECT(nerve_sum_squares(ctx, NULL, a, 4) == NERVE_ERROR_NULL_POINTER, "out NULL");
+  EXPECT(nerve_sum_abs(ctx, &loss, NULL, 4) == NERVE_ERROR_NULL_POINTER, "x NULL");
+  /* Zero sizes are no-ops, not errors. */
+  EXPECT(nerve_dense_forward(ctx, NULL, NULL, NULL, NULL, 0, 3, 3) == NERVE_OK, "N = 0");
+  EXPECT(nerve_sgd_step(ctx, NULL, NULL, 0, 0.1f, 0) == NERVE_OK, "n = 0");
+  /* A success clears the previous message. */
+  EXPECT(nerve_context_last_error(ctx)[0] == 0, "cleared: %s", nerve_context_last_error(ctx));
+}
+
+/* The lab's 2-2-1 network: inputs (0.8, 0.2), target 0.4, sigmoid + MSE, lr 5. */
+static void test_worked_example_221(nerve_context *ctx) {
+  float x[2] = {0.8f, 0.2f}, y[1] = {0.4f};
+  float w1[4] = {0.3f, -0.5f, 0.8f, 0.2f}, b1[2] = {0.2f, -0.4f};
+  float w2[2] = {-0.6f, 0.4f}, b2[1] = {0.5f};
+  float z1[2], h[2], z2[1], o[1], d_o[1], dz2[1], dh[2], dz1[2];
+  float dw1[4] = {0}, db1[2] = {0}, dw2[2] = {0}, db2[1] = {0};
+  double loss;
+  nerve_dense_forward(ctx, z1, x, w1, b1, 1, 2, 2);
+  nerve_activation_forward(ctx, NERVE_ACTIVATION_SIGMOID, h, z1, 2);
+  nerve_dense_forward(ctx, z2, h, w2, b2, 1, 2, 1);
+  nerve_activation_forward(ctx, NERVE_ACTIVATION_SIGMOID, o, z2, 1);
+  CLOSE(o[0], 0.5597295991, 1e-6);
+  EXPECT(nerve_loss_mse(ctx, &loss, d_o, o, y, 1, 1, 1) == NERVE_OK, "mse");
+  nerve_activation_backward(ctx, NERVE_ACTIVATION_SIGMOID, dz2, d_o, z2, o, 1);
+  nerve_dense_backward(ctx, dh, dw2, db2, dz2, h, w2, 1, 2, 1);
+  nerve_activation_backward(ctx, NERVE_ACTIVATION_SIGMOID, dz1, dh, z1, h, 2);
+  nerve_dense_backward(ctx, NULL, dw1, db1, dz1, x, w1, 1, 2, 2);
+  nerve_sgd_step(ctx, w1, dw1, 4, 5, 0);
+  nerve_sgd_step(ctx, b1, db1, 2, 5, 0);
+  nerve_sgd_step(ctx, w2, dw2, 2, 5, 0);
+  nerve_sgd_step(ctx, b2, db2, 1, 5, 0);
+  const double w1_after[6] = {0.34322654, -0.52734731, 0.81080664, 0.19316317, 0.25403318, -0.43418414};
+  for (int k = 0; k < 4; k++) CLOSE(w1[k], w1_after[k], 1e-6);
+  for (int k = 0; k < 2; k++) CLOSE(b1[k], w1_after[4 + k], 1e-6);
+  CLOSE(w2[0], -0.85414675, 1e-6);
+  CLOSE(w2[1], 0.27457272, 1e-6);
+  CLOSE(b2[0], 0.10637456, 1e-6);
+  nerve_dense_forward(ctx, z1, x, w1, b1, 1, 2, 2);
+  nerve_activation_forward(ctx, NERVE_ACTIVATION_SIGMOID, h, z1, 2);
+  nerve_dense_forward(ctx, z2, h, w2, b2, 1, 2, 1);
+  nerve_activation_forward(ctx, NERVE_ACTIVATION_SIGMOID, o, z2, 1);
+  CLOSE(o[0], 0.40648824, 1e-6);
+}
+
+/* The other lab's 2-3-2 example: sigmoid hidden, softmax cross-entropy, target class 0. */
+static void test_worked_example_232(nerve_context *ctx) {
+  float x[2] = {1, -1}, t[2] = {1, 0};
+  float W[6] = {1, 1, 1, -1, -1, -1}, bW[3] = {0}, V[6] = {1, 1, -1, -1, -1, -1}, bV[2] = {0};
+  float z[3], h[3], logits[2], dlogits[2], dh[3], dz[3];
+  float dW[6] = {0}, dbW[3] = {0}, dV[6] = {0}, dbV[2] = {0};
+  double loss;
+  nerve_dense_forward(ctx, z, x, W, bW, 1, 2, 3);
+  nerve_activation_forward(ctx, NERVE_ACTIVATION_SIGMOID, h, z, 3);
+  nerve_dense_forward(ctx, logits, h, V, bV, 1, 3, 2);
+  nerve_loss_softmax_cross_entropy(ctx, &loss, dlogits, NULL, logits, t, 1, 2, 1);
+  nerve_dense_backward(ctx, dh, dV, dbV, dlogits, h, V, 1, 3, 2);
+  nerve_activation_backward(ctx, NERVE_ACTIVATION_SIGMOID, dz, dh, z, h, 3);
+  nerve_dense_backward(ctx, NULL, dW, dbW, dz, x, W, 1, 2, 3);
+  for (int r = 0; r < 3; r++) {
+    CLOSE(dV[2 * r], -0.44039853898894116, 1e-6);
+    CLOSE(dV[2 * r + 1], 0.44039853898894116, 1e-6);
+  }
+  CLOSE(dbV[0], -0.5, 1e-7);
+  CLOSE(dbV[1], 0.5, 1e-7);
+  for (int k = 0; k < 6; k++) CLOSE(dW[k], 0.0, 1e-7);
+  for (int k = 0; k < 3; k++) CLOSE(dbW[k], 0.0, 1e-7);
+}
+
+/* A dense layer against plain loops, and bit-identical at 1 and 3 threads, on every ISA. */
+static void test_dense_threads(void) {
+  enum { N = 203, I = 37, O = 29 };
+  float *x = malloc(sizeof(float) * N * I), *w = malloc(sizeof(float) * I * O), b[O];
+  float *y1 = malloc(sizeof(float) * N * O), *y3 = malloc(sizeof(float) * N * O);
+  float *dw1 = calloc(I * O, sizeof(float)), *dw3 = calloc(I * O, sizeof(float));
+  unsigned seed = 7;
+  for (int k = 0; k < N * I; k++) x[k] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f - 0.5f;
+  for (int k = 0; k < I * O; k++) w[k] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f - 0.5f;
+  for (int k = 0; k < O; k++) b[k] = 0.01f * k;
+  nerve_context *one, *three;
+  nerve_context_create(&one, 1);
+  nerve_context_create(&three, 3);
+  const nerve_isa best = nerve_context_isa(one);
+  int tested = 0;
+  for (int isa = NERVE_ISA_BASELINE; isa <= (int)best; isa++, tested++) {
+    EXPECT(nerve_context_set_isa(one, (nerve_isa)isa) == NERVE_OK, "isa %d", isa);
+    nerve_context_set_isa(three, (nerve_isa)isa);
+    nerve_dense_forward(one, y1, x, w, b, N, I, O);
+    nerve_dense_forward(three, y3, x, w, b, N, I, O);
+    EXPECT(memcmp(y1, y3, sizeof(float) * N * O) == 0, "forward differs between 1 and 3 threads (isa %d)", isa);
+    memset(dw1, 0, sizeof(float) * I * O);
+    memset(dw3, 0, sizeof(float) * I * O);
+    nerve_dense_backward(one, NULL, dw1, NULL, y1, x, w, N, I, O);
+    nerve_dense_backward(three, NULL, dw3, NULL, y1, x, w, N, I, O);
+    EXPECT(memcmp(dw1, dw3, sizeof(float) * I * O) == 0, "weight gradient differs (isa %d)", isa);
+    double worst = 0;
+    for (int n = 0; n < N; n++)
+      for (int o = 0; o < O; o++) {
+        double s = b[o];
+        for (int i = 0; i < I; i++) s += (double)x[n * I + i] * w[i * O + o];
+        double d = fabs(s - y1[n * O + o]);
+        if (d > worst) worst = d;
+      }
+    EXPECT(worst < 1e-5, "forward off by %g (isa %d)", worst, isa);
+  }
+  EXPECT(tested == (int)best, "tested %d instruction sets", tested);
+  printf("dense checked on %d instruction set(s)\n", tested);
+  nerve_context_free(one);
+  nerve_context_free(three);
+  free(x), free(w), free(y1), free(y3), free(dw1), free(dw3);
+}
+
+int main(void) {
+  test_version_and_status();
+  test_context();
+  nerve_context *ctx;
+  nerve_context_create(&ctx, 2);
+  test_errors(ctx);
+  test_worked_example_221(ctx);
+  test_worked_example_232(ctx);
+  nerve_context_free(ctx);
+  test_dense_threads();
+  if (failures) {
+    fprintf(stderr, "%d check(s) failed\n", failures);
+    return 1;
+  }
+  printf("all C API checks passed\n");
+  return 0;
+}

@@ -1,0 +1,235 @@
+/*
+ * activation.c: element-wise activations and row-wise softmax, forward above backward.
+ *   n flat element count; N rows (batch), C columns (classes) for softmax.
+ */
+#include "internal.h"
+
+typedef struct {
+  float *y;        /* forward: out; backward: din */
+  const float *x;  /* forward: in; backward: dout */
+  const float *in; /* backward: forward input */
+  const float *out;/* backward: forward output */
+} act_job;
+
+/* Element counts per thread: transcendental kinds are worth threads sooner. */
+enum { GRAIN_CHEAP = 1 << 16, GRAIN_EXP = 1 << 14 };
+
+/* ---- Forward bodies: y = f(x) ---------------------------------------------------------- */
+
+NERVE_INLINE void sigmoid_fwd_body(void *p, int64_t b, int64_t e) {
+  act_job *j = p;
+  float *y = j->y;
+  const float *x = j->x;
+  for (int64_t i = b; i < e; i++) y[i] = nerve__sigmoidf(x[i]);
+}
+NERVE_RANGE_KERNEL(sigmoid_fwd);
+
+NERVE_INLINE void tanh_fwd_body(void *p, int64_t b, int64_t e) {
+  act_job *j = p;
+  float *y = j->y;
+  const float *x = j->x;
+  for (int64_t i = b; i < e; i++) y[i] = nerve__tanhf(x[i]);
+}
+NERVE_RANGE_KERNEL(tanh_fwd);
+
+NERVE_INLINE void relu_fwd_body(void *p, int64_t b, int64_t e) {
+  act_job *j = p;
+  float *y = j->y;
+  const float *x = j->x;
+  /* Written so a NaN input stays NaN instead of becoming 0. */
+  for (int64_t i = b; i < e; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+NERVE_RANGE_KERNEL(relu_fwd);
+
+NERVE_INLINE void lecun_fwd_body(void *p, int64_t b, int64_t e) {
+  act_job *j = p;
+  float *y = j->y;
+  const float *x = j->x;
+  for (int64_t i = b; i < e; i++)
+    y[i] = 1.7159f * nerve__tanhf(x[i] * (2.0f / 3.0f)) + 0.01f * x[i];
+}
+NERVE_RANGE_KERNEL(lecun_fwd);
+
+NERVE_INLINE void copy_fwd_body(void *p, int64_t b, int64_t e) {
+  act_job *j = p;
+  if (j->y != j->x) memmove(j->y + b, j->x + b, (size_t)(e - b) * sizeof(float));
+}
+NERVE_RANGE_KERNEL(copy_fwd);
+
+/* ---- Backward bodies: y = x * f'(.) ----------------------------------------------------- */
+
+NERVE_INLINE void sigmoid_bwd_body(void *p, int64_t b, int64_t e) {
+  act_job *j = p;
+  float *y = j->y;
+  const float *x = j->x, *o = j->out;
+  for (int64_t i = b; i < e; i++) y[i] = x[i] * (o[i] * (1.0f - o[i]));
+}
+NERVE_RANGE_KERNEL(sigmoid_bwd);
+
+NERVE_INLINE void tanh_bwd_body(void *p, int64_t b, int64_t e) {
+  act_job *j = p;
+  float *y = j->y;
+  const float *x = j->x, *o = j->out;
+  for (int64_t i = b; i < e; i++) y[i] = x[i] * (1.0f - o[i] * o[i]);
+}
+NERVE_RANGE_KERNEL(tanh_bwd);
+
+NERVE_INLINE void relu_bwd_body(void *p, int64_t b, int64_t e) {
+  act_job *j = p;
+  float *y = j->y;
+  const float *x = j->x, *o = j->out;
+  for (int64_t i = b; i < e; i++) y[i] = o[i] > 0.0f ? x[i] : 0.0f;
+}
+NERVE_RANGE_KERNEL(relu_bwd);
+
+NERVE_INLINE void lecun_bwd_body(void *p, int64_t b, int64_t e) {
+  act_job *j = p;
+  float *y = j->y;
+  const float *x = j->x, *in = j->in;
+  for (int64_t i = b; i < e; i++) {
+    float t = nerve__tanhf(in[i] * (2.0f / 3.0f));
+    y[i] = x[i] * (1.7159f * (2.0f / 3.0f) * (1.0f - t * t) + 0.01f);
+  }
+}
+NERVE_RANGE_KERNEL(lecun_bwd);
+
+static nerve_status check_kind(nerve_context *ctx, nerve_activation kind, const char *func) {
+  if ((int)kind < NERVE_ACTIVATION_IDENTITY || (int)kind > NERVE_ACTIVATION_LECUN_TANH)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, func, "unknown activation %d", (int)kind);
+  return NERVE_OK;
+}
+
+/* in [n] -> out [n]; out may equal in */
+nerve_status nerve_activation_forward(nerve_context *ctx, nerve_activation kind, float *out,
+                                      const float *in, int64_t n) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_kind(ctx, kind, __func__);
+  if (s != NERVE_OK) return s;
+  NERVE_CHECK_SIZE(ctx, n);
+  if (n == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, out);
+  NERVE_CHECK_PTR(ctx, in);
+  act_job j = {out, in, NULL, NULL};
+  nerve__range_fn fn = copy_fwd_isa[ctx->isa];
+  int64_t grain = GRAIN_CHEAP;
+  switch (kind) {
+    case NERVE_ACTIVATION_IDENTITY: break;
+    case NERVE_ACTIVATION_SIGMOID: fn = sigmoid_fwd_isa[ctx->isa]; grain = GRAIN_EXP; break;
+    case NERVE_ACTIVATION_TANH: fn = tanh_fwd_isa[ctx->isa]; grain = GRAIN_EXP; break;
+    case NERVE_ACTIVATION_RELU: fn = relu_fwd_isa[ctx->isa]; break;
+    case NERVE_ACTIVATION_LECUN_TANH: fn = lecun_fwd_isa[ctx->isa]; grain = GRAIN_EXP; break;
+  }
+  nerve__parallel_for(ctx, n, grain, fn, &j);
+  return NERVE_OK;
+}
+
+/* dout [n], in [n], out [n] -> din [n] (written); din may equal dout */
+nerve_status nerve_activation_backward(nerve_context *ctx, nerve_activation kind, float *din,
+                                       const float *dout, const float *in, const float *out,
+                                       int64_t n) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_kind(ctx, kind, __func__);
+  if (s != NERVE_OK) return s;
+  NERVE_CHECK_SIZE(ctx, n);
+  if (n == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, din);
+  NERVE_CHECK_PTR(ctx, dout);
+  act_job j = {din, dout, in, out};
+  nerve__range_fn fn = copy_fwd_isa[ctx->isa];
+  int64_t grain = GRAIN_CHEAP;
+  switch (kind) {
+    case NERVE_ACTIVATION_IDENTITY: break;
+    case NERVE_ACTIVATION_SIGMOID:
+      NERVE_CHECK_PTR(ctx, out);
+      fn = sigmoid_bwd_isa[ctx->isa];
+      break;
+    case NERVE_ACTIVATION_TANH:
+      NERVE_CHECK_PTR(ctx, out);
+      fn = tanh_bwd_isa[ctx->isa];
+      break;
+    case NERVE_ACTIVATION_RELU:
+      NERVE_CHECK_PTR(ctx, out);
+      fn = relu_bwd_isa[ctx->isa];
+      break;
+    case NERVE_ACTIVATION_LECUN_TANH:
+      NERVE_CHECK_PTR(ctx, in);
+      fn = lecun_bwd_isa[ctx->isa];
+      grain = GRAIN_EXP;
+      break;
+  }
+  nerve__parallel_for(ctx, n, grain, fn, &j);
+  return NERVE_OK;
+}
+
+/* ---- Softmax by rows -------------------------------------------------------------------- */
+
+typedef struct {
+  float *y;
+  const float *x, *out;
+  int64_t C;
+} softmax_job;
+
+NERVE_INLINE void softmax_fwd_body(void *p, int64_t b, int64_t e) {
+  softmax_job *j = p;
+  const int64_t C = j->C;
+  for (int64_t r = b; r < e; r++) {
+    const float *x = j->x + r * C;
+    float *y = j->y + r * C;
+    float m = x[0];
+    for (int64_t c = 1; c < C; c++) m = x[c] > m ? x[c] : m;
+    float sum = 0.0f;
+    for (int64_t c = 0; c < C; c++) {
+      y[c] = nerve__expf(x[c] - m);
+      sum += y[c];
+    }
+    float inv = 1.0f / sum;
+    for (int64_t c = 0; c < C; c++) y[c] *= inv;
+  }
+}
+NERVE_RANGE_KERNEL(softmax_fwd);
+
+/* in [N,C] -> out [N,C]; out may equal in */
+nerve_status nerve_softmax_forward(nerve_context *ctx, float *out, const float *in, int64_t N,
+                                   int64_t C) {
+  NERVE_CHECK_CTX(ctx);
+  NERVE_CHECK_SIZE(ctx, N);
+  NERVE_CHECK_SIZE(ctx, C);
+  if (!nerve__product_ok(N, C))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, __func__, "N*C too large");
+  if (N == 0 || C == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, out);
+  NERVE_CHECK_PTR(ctx, in);
+  softmax_job j = {out, in, NULL, C};
+  nerve__parallel_for(ctx, N, GRAIN_EXP / C + 1, softmax_fwd_isa[ctx->isa], &j);
+  return NERVE_OK;
+}
+
+NERVE_INLINE void softmax_bwd_body(void *p, int64_t b, int64_t e) {
+  softmax_job *j = p;
+  const int64_t C = j->C;
+  for (int64_t r = b; r < e; r++) {
+    const float *d = j->x + r * C, *o = j->out + r * C;
+    float *y = j->y + r * C;
+    float dot = 0.0f;
+    for (int64_t c = 0; c < C; c++) dot += d[c] * o[c];
+    for (int64_t c = 0; c < C; c++) y[c] = o[c] * (d[c] - dot);
+  }
+}
+NERVE_RANGE_KERNEL(softmax_bwd);
+
+/* dout [N,C], out [N,C] -> din [N,C] (written); din may equal dout */
+nerve_status nerve_softmax_backward(nerve_context *ctx, float *din, const float *dout,
+                                    const float *out, int64_t N, int64_t C) {
+  NERVE_CHECK_CTX(ctx);
+  NERVE_CHECK_SIZE(ctx, N);
+  NERVE_CHECK_SIZE(ctx, C);
+  if (!nerve__product_ok(N, C))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, __func__, "N*C too large");
+  if (N == 0 || C == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, din);
+  NERVE_CHECK_PTR(ctx, dout);
+  NERVE_CHECK_PTR(ctx, out);
+  softmax_job j = {din, dout, out, C};
+  nerve__parallel_for(ctx, N, GRAIN_CHEAP / C + 1, softmax_bwd_isa[ctx->isa], &j);
+  return NERVE_OK;
+}

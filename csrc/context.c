@@ -1,0 +1,184 @@
+/*
+ * context.c: contexts (threads, instruction set, scratch, last error), version and status
+ * strings, aligned allocation.
+ */
+#define _GNU_SOURCE
+#include "internal.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cblas.h>
+
+#define NERVE_STR2(x) #x
+#define NERVE_STR(x) NERVE_STR2(x)
+
+unsigned nerve_version_number(void) { return NERVE_VERSION_NUMBER; }
+
+const char *nerve_version_string(void) {
+  return NERVE_STR(NERVE_VERSION_MAJOR) "." NERVE_STR(NERVE_VERSION_MINOR) "." NERVE_STR(
+      NERVE_VERSION_PATCH);
+}
+
+const char *nerve_status_string(nerve_status status) {
+  switch (status) {
+    case NERVE_OK: return "ok";
+    case NERVE_ERROR_NULL_POINTER: return "a required pointer is NULL";
+    case NERVE_ERROR_BAD_SIZE: return "a size is negative or too large";
+    case NERVE_ERROR_BAD_ARGUMENT: return "an argument is out of range";
+    case NERVE_ERROR_OUT_OF_MEMORY: return "out of memory";
+    case NERVE_ERROR_UNSUPPORTED: return "not supported on this CPU";
+  }
+  return "unknown status";
+}
+
+nerve_status nerve__fail(nerve_context *ctx, nerve_status status, const char *func,
+                         const char *fmt, ...) {
+  if (!ctx) return status;
+  int used = snprintf(ctx->error, sizeof ctx->error, "%s: ", func);
+  if (used < 0 || (size_t)used >= sizeof ctx->error) return status;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ctx->error + used, sizeof ctx->error - (size_t)used, fmt, ap);
+  va_end(ap);
+  return status;
+}
+
+bool nerve__product_ok(int64_t a, int64_t b) {
+  if (a < 0 || b < 0) return false;
+  if (a == 0 || b == 0) return true;
+  return a <= INT64_MAX / 4 / b; /* leave room for byte counts */
+}
+
+/* ---- Instruction sets ------------------------------------------------------------------- */
+
+nerve_isa nerve__best_isa(void) {
+#if NERVE_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+    return NERVE_ISA_AVX512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return NERVE_ISA_AVX2;
+#endif
+  return NERVE_ISA_BASELINE;
+}
+
+/* ---- Threads ---------------------------------------------------------------------------- */
+
+static int default_threads(void) {
+  const char *env = getenv("OMP_NUM_THREADS");
+  if (env && *env) {
+    /* OMP_NUM_THREADS may be a list ("4,2"); the first entry is the outer level. */
+    long v = strtol(env, NULL, 10);
+    if (v >= 1 && v <= 4096) return (int)v;
+  }
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n >= 1) return n;
+  }
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n >= 1 ? (int)n : 1;
+}
+
+static void blas_single_threaded_once(void) {
+  /* Debian's default OpenBLAS keeps its own pthread pool. libnerve splits GEMMs over its OpenMP
+   * threads itself, so OpenBLAS must run each piece on the calling thread. */
+  static int done = 0;
+  if (!__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL)) openblas_set_num_threads(1);
+}
+
+nerve_status nerve_context_create(nerve_context **out, int threads) {
+  if (!out) return NERVE_ERROR_NULL_POINTER;
+  *out = NULL;
+  if (threads < 0) return NERVE_ERROR_BAD_ARGUMENT;
+  nerve_context *ctx = calloc(1, sizeof *ctx);
+  if (!ctx) return NERVE_ERROR_OUT_OF_MEMORY;
+  ctx->threads = threads > 0 ? threads : default_threads();
+  ctx->isa = nerve__best_isa();
+  blas_single_threaded_once();
+  *out = ctx;
+  return NERVE_OK;
+}
+
+void nerve_context_free(nerve_context *ctx) {
+  if (!ctx) return;
+  nerve_free(ctx->scratch);
+  free(ctx);
+}
+
+nerve_status nerve_context_set_threads(nerve_context *ctx, int threads) {
+  NERVE_CHECK_CTX(ctx);
+  if (threads < 0)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
+                       "threads must be 0 (default) or positive, got %d", threads);
+  ctx->threads = threads > 0 ? threads : default_threads();
+  return NERVE_OK;
+}
+
+int nerve_context_threads(const nerve_context *ctx) { return ctx ? ctx->threads : 0; }
+
+nerve_status nerve_context_set_isa(nerve_context *ctx, nerve_isa isa) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_isa best = nerve__best_isa();
+  if (isa == NERVE_ISA_AUTO) {
+    ctx->isa = best;
+    return NERVE_OK;
+  }
+  if (isa < NERVE_ISA_BASELINE || isa > NERVE_ISA_AVX512)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "unknown instruction set %d",
+                       (int)isa);
+  if (isa > best)
+    return nerve__fail(ctx, NERVE_ERROR_UNSUPPORTED, __func__,
+                       "this CPU does not support instruction set %d (best is %d)", (int)isa,
+                       (int)best);
+  ctx->isa = isa;
+  return NERVE_OK;
+}
+
+nerve_isa nerve_context_isa(const nerve_context *ctx) {
+  return ctx ? ctx->isa : NERVE_ISA_BASELINE;
+}
+
+const char *nerve_context_last_error(const nerve_context *ctx) {
+  return ctx ? ctx->error : "context is NULL";
+}
+
+/* ---- Memory ----------------------------------------------------------------------------- */
+
+#define NERVE_HUGE_PAGE ((size_t)2 << 20)
+
+void *nerve_alloc(size_t bytes) {
+  if (bytes == 0) return NULL;
+  size_t align = bytes >= NERVE_HUGE_PAGE ? NERVE_HUGE_PAGE : 64;
+  size_t rounded = (bytes + align - 1) / align * align;
+  if (rounded < bytes) return NULL;
+  void *p = NULL;
+  if (posix_memalign(&p, align, rounded) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+  if (align == NERVE_HUGE_PAGE) madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+  return p;
+}
+
+void nerve_free(void *ptr) { free(ptr); }
+
+nerve_status nerve__scratch(nerve_context *ctx, size_t bytes, const char *func) {
+  if (bytes <= ctx->scratch_size) return NERVE_OK;
+  void *p = nerve_alloc(bytes);
+  if (!p)
+    return nerve__fail(ctx, NERVE_ERROR_OUT_OF_MEMORY, func,
+                       "cannot allocate %zu bytes of scratch memory", bytes);
+  nerve_free(ctx->scratch);
+  ctx->scratch = p;
+  ctx->scratch_size = bytes;
+  return NERVE_OK;
+}
+
+nerve_status nerve_context_reserve(nerve_context *ctx, size_t bytes) {
+  NERVE_CHECK_CTX(ctx);
+  return nerve__scratch(ctx, bytes, __func__);
+}

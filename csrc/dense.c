@@ -1,0 +1,85 @@
+/*
+ * dense.c: the fully connected layer, out = in . W + b.
+ *   N batch, I inputs, O outputs; in [N,I], weight [I,O] (one row per input), bias [O],
+ *   out [N,O]. Everything row-major.
+ */
+#include "internal.h"
+
+static nerve_status check_sizes(nerve_context *ctx, int64_t N, int64_t I, int64_t O,
+                                const char *func) {
+  if (N < 0 || I < 0 || O < 0)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "negative size (N=%lld, I=%lld, O=%lld)",
+                       (long long)N, (long long)I, (long long)O);
+  /* OpenBLAS takes int dimensions; keep every size and product comfortably in range. */
+  if (N > INT32_MAX || I > INT32_MAX || O > INT32_MAX || !nerve__product_ok(N, I) ||
+      !nerve__product_ok(N, O) || !nerve__product_ok(I, O))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "sizes too large (N=%lld, I=%lld, O=%lld)",
+                       (long long)N, (long long)I, (long long)O);
+  return NERVE_OK;
+}
+
+/*
+ * in [N,I], weight [I,O], bias [O] or NULL -> out [N,O]
+ */
+nerve_status nerve_dense_forward(nerve_context *ctx, float *out, const float *in,
+                                 const float *weight, const float *bias, int64_t N, int64_t I,
+                                 int64_t O) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_sizes(ctx, N, I, O, __func__);
+  if (s != NERVE_OK) return s;
+  if (N == 0 || O == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, out);
+  if (I > 0) {
+    NERVE_CHECK_PTR(ctx, in);
+    NERVE_CHECK_PTR(ctx, weight);
+  }
+  return nerve__gemm_nn(ctx, out, O, in, I, weight, O, false, bias, false, N, O, I, __func__);
+}
+
+/* dbias[o] += sum_n dout[n,o], summed over n in order for each o; threads split columns. */
+typedef struct {
+  float *dbias;
+  const float *dout;
+  int64_t N, O;
+} bias_job;
+
+NERVE_INLINE void bias_grad_body(void *data, int64_t o0, int64_t o1) {
+  bias_job *j = data;
+  float *restrict db = j->dbias;
+  const float *restrict d = j->dout;
+  for (int64_t n = 0; n < j->N; n++) {
+    const float *restrict row = d + n * j->O;
+    for (int64_t o = o0; o < o1; o++) db[o] += row[o];
+  }
+}
+NERVE_RANGE_KERNEL(bias_grad);
+
+/*
+ * dout [N,O], in [N,I], weight [I,O] ->
+ *   din [N,I] = dout . weight^T (written), dweight [I,O] += in^T . dout, dbias [O] += sum_n dout
+ */
+nerve_status nerve_dense_backward(nerve_context *ctx, float *din, float *dweight, float *dbias,
+                                  const float *dout, const float *in, const float *weight,
+                                  int64_t N, int64_t I, int64_t O) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_sizes(ctx, N, I, O, __func__);
+  if (s != NERVE_OK) return s;
+  if (N == 0) return NERVE_OK;
+  if (O > 0) NERVE_CHECK_PTR(ctx, dout);
+  if (din && I > 0) {
+    if (O > 0) NERVE_CHECK_PTR(ctx, weight);
+    s = nerve__gemm_nn(ctx, din, I, dout, O, weight, O, true, NULL, false, N, I, O, __func__);
+    if (s != NERVE_OK) return s;
+  }
+  if (dweight && I > 0 && O > 0) {
+    NERVE_CHECK_PTR(ctx, in);
+    s = nerve__gemm_tn(ctx, dweight, O, in, I, dout, O, N, O, I, __func__);
+    if (s != NERVE_OK) return s;
+  }
+  if (dbias && O > 0) {
+    bias_job j = {dbias, dout, N, O};
+    /* Columns per thread: worth it only for wide layers. */
+    nerve__parallel_for(ctx, O, (1 << 16) / (N + 1) + 16, bias_grad_isa[ctx->isa], &j);
+  }
+  return NERVE_OK;
+}

@@ -1,0 +1,505 @@
+/*
+ * gemm.c: the two matrix products every dense and convolution layer reduces to.
+ *
+ *   nn:  C[M,N] = C? + bias[N] + A[M,K] . B[K,N]     (forward; input gradient with B = W^T)
+ *   tn:  G[K,N] += A[M,K]^T . D[M,N]                 (weight gradient)
+ *
+ * With AVX-512, libnerve's own kernels run: every output element is one sequential chain of
+ * fused multiply-adds over the reduction index, starting from its initial value, so the result
+ * is the same however rows, columns and threads are split. Lab shapes are skinny (784 -> 30),
+ * where OpenBLAS 0.3.21 neither vectorises for AVX-512 nor parallelises well.
+ * Otherwise OpenBLAS runs on a fixed grid of blocks (fixed by the shape, not the thread count),
+ * each on one thread, so results still do not depend on the thread count.
+ */
+#include "internal.h"
+
+#include <cblas.h>
+
+#if NERVE_X86
+#  include <immintrin.h>
+#endif
+
+/* ---- OpenBLAS on a fixed block grid ----------------------------------------------------- */
+
+enum { BLAS_MB = 64, BLAS_NB = 256, BLAS_KB = 64 };
+
+typedef struct {
+  float *C;
+  int64_t ldc;
+  const float *A;
+  int64_t lda;
+  const float *B;
+  int64_t ldb;
+  bool bt;
+  const float *bias;
+  bool accumulate;
+  int64_t M, N, K, mblocks, nblocks;
+} blas_nn_job;
+
+static void blas_nn_blocks(void *data, int64_t begin, int64_t end) {
+  blas_nn_job *j = data;
+  for (int64_t t = begin; t < end; t++) {
+    int64_t m0 = (t / j->nblocks) * BLAS_MB, n0 = (t % j->nblocks) * BLAS_NB;
+    int64_t mb = j->M - m0 < BLAS_MB ? j->M - m0 : BLAS_MB;
+    int64_t nb = j->N - n0 < BLAS_NB ? j->N - n0 : BLAS_NB;
+    float beta = j->accumulate ? 1.0f : 0.0f;
+    if (j->bias) {
+      for (int64_t r = 0; r < mb; r++) {
+        float *c = j->C + (m0 + r) * j->ldc + n0;
+        for (int64_t q = 0; q < nb; q++) c[q] = (j->accumulate ? c[q] : 0.0f) + j->bias[n0 + q];
+      }
+      beta = 1.0f;
+    }
+    const float *b = j->bt ? j->B + n0 * j->ldb : j->B + n0;
+    if (j->K == 0) {
+      if (beta == 0.0f)
+        for (int64_t r = 0; r < mb; r++) memset(j->C + (m0 + r) * j->ldc + n0, 0, (size_t)nb * 4);
+      continue;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, j->bt ? CblasTrans : CblasNoTrans, (int)mb, (int)nb,
+                (int)j->K, 1.0f, j->A + m0 * j->lda, (int)j->lda, b, (int)j->ldb, beta,
+                j->C + m0 * j->ldc + n0, (int)j->ldc);
+  }
+}
+
+typedef struct {
+  float *G;
+  int64_t ldg;
+  const float *A;
+  int64_t lda;
+  const float *D;
+  int64_t ldd;
+  int64_t M, N, K, nblocks;
+} blas_tn_job;
+
+static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
+  blas_tn_job *j = data;
+  for (int64_t t = begin; t < end; t++) {
+    int64_t k0 = (t / j->nblocks) * BLAS_KB, n0 = (t % j->nblocks) * BLAS_NB;
+    int64_t kb = j->K - k0 < BLAS_KB ? j->K - k0 : BLAS_KB;
+    int64_t nb = j->N - n0 < BLAS_NB ? j->N - n0 : BLAS_NB;
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kb, (int)nb, (int)j->M, 1.0f,
+                j->A + k0, (int)j->lda, j->D + n0, (int)j->ldd, 1.0f, j->G + k0 * j->ldg + n0,
+                (int)j->ldg);
+  }
+}
+
+/* ---- AVX-512 kernels -------------------------------------------------------------------- */
+#if NERVE_X86
+
+enum { NN_MR = 8, NR = 32, NN_KC = 4096, NN_MC = 64, TN_MR = 8, TN_KT = 12 };
+
+NERVE_TARGET_AVX512 NERVE_INLINE __mmask16 mask_lo(int64_t nr) {
+  return nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
+}
+NERVE_TARGET_AVX512 NERVE_INLINE __mmask16 mask_hi(int64_t nr) {
+  return nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u) : 0;
+}
+
+/*
+ * One R x (16*W) tile of C over kc reduction steps. Shapes: A rows [R, kc] (stride lda),
+ * B rows [kc, 16*W] (stride ldb), C tile [R, 16*W] (stride ldc). start: 0 = from zero,
+ * 1 = from C. bias (may be NULL) is added to the start value.
+ */
+NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, float *C, int64_t ldc,
+                                              const float *A, int64_t lda, const float *B,
+                                              int64_t ldb, int64_t kc, __mmask16 m0,
+                                              __mmask16 m1, bool from_c, const float *bias) {
+  __m512 c0[NN_MR], c1[NN_MR];
+  __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  __m512 b1 = (bias && W == 2) ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+  for (int r = 0; r < R; r++) {
+    if (from_c) {
+      c0[r] = _mm512_maskz_loadu_ps(m0, C + r * ldc);
+      if (W == 2) c1[r] = _mm512_maskz_loadu_ps(m1, C + r * ldc + 16);
+      if (bias) {
+        c0[r] = _mm512_add_ps(c0[r], b0);
+        if (W == 2) c1[r] = _mm512_add_ps(c1[r], b1);
+      }
+    } else {
+      c0[r] = b0;
+      if (W == 2) c1[r] = b1;
+    }
+  }
+  for (int64_t k = 0; k < kc; k++) {
+    __m512 x0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
+    __m512 x1 = W == 2 ? _mm512_maskz_loadu_ps(m1, B + k * ldb + 16) : x0;
+    for (int r = 0; r < R; r++) {
+      __m512 a = _mm512_set1_ps(A[r * lda + k]);
+      c0[r] = _mm512_fmadd_ps(a, x0, c0[r]);
+      if (W == 2) c1[r] = _mm512_fmadd_ps(a, x1, c1[r]);
+    }
+  }
+  for (int r = 0; r < R; r++) {
+    _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
+    if (W == 2) _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
+  }
+}
+
+#  define NN_TILE_CASE(R)                                                                      \
+    case R:                                                                                    \
+      if (W == 2)                                                                              \
+        nn_tile(R, 2, C, ldc, A, lda, B, ldb, kc, m0, m1, from_c, bias);                       \
+      else                                                                                     \
+        nn_tile(R, 1, C, ldc, A, lda, B, ldb, kc, m0, m1, from_c, bias);                       \
+      break;
+
+NERVE_TARGET_AVX512 static void nn_tile_any(int R, int W, float *C, int64_t ldc, const float *A,
+                                            int64_t lda, const float *B, int64_t ldb,
+                                            int64_t kc, __mmask16 m0, __mmask16 m1,
+                                            bool from_c, const float *bias) {
+  switch (R) {
+    NN_TILE_CASE(8)
+    NN_TILE_CASE(7)
+    NN_TILE_CASE(6)
+    NN_TILE_CASE(5)
+    NN_TILE_CASE(4)
+    NN_TILE_CASE(3)
+    NN_TILE_CASE(2)
+    NN_TILE_CASE(1)
+    default: break;
+  }
+}
+
+typedef struct {
+  float *C;
+  int64_t ldc;
+  const float *A;
+  int64_t lda;
+  const float *B; /* B itself, or B^T packed into 32-column panels [panels][K][32] */
+  int64_t ldb;
+  bool packed;
+  const float *bias;
+  bool accumulate;
+  int64_t M, N, K, panels;
+  bool split_rows; /* threads split rows of C (else panels) */
+} nn_job;
+
+NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_t p0,
+                                       int64_t p1) {
+  for (int64_t mc = r0; mc < r1; mc += NN_MC) {
+    int64_t mce = mc + NN_MC < r1 ? mc + NN_MC : r1;
+    for (int64_t p = p0; p < p1; p++) {
+      int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
+      int W = nr > 16 ? 2 : 1;
+      __mmask16 m0 = mask_lo(nr), m1 = mask_hi(nr);
+      const float *Bp = j->packed ? j->B + p * j->K * NR : j->B + col;
+      int64_t ldb = j->packed ? NR : j->ldb;
+      for (int64_t k0 = 0; k0 < j->K || k0 == 0; k0 += NN_KC) {
+        int64_t kc = j->K - k0 < NN_KC ? j->K - k0 : NN_KC;
+        bool first = k0 == 0;
+        for (int64_t m = mc; m < mce; m += NN_MR) {
+          int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
+          nn_tile_any(R, W, j->C + m * j->ldc + col, j->ldc, j->A + m * j->lda + k0, j->lda,
+                      Bp + k0 * ldb, ldb, kc, m0, m1, !first || j->accumulate,
+                      first ? (j->bias ? j->bias + col : NULL) : NULL);
+        }
+        if (kc == 0) break;
+      }
+    }
+  }
+}
+
+static void nn_member(void *data, int t, int nt) {
+  nn_job *j = data;
+  if (j->split_rows) {
+    /* Row ranges on tile boundaries. */
+    int64_t tiles = (j->M + NN_MR - 1) / NN_MR;
+    int64_t a = tiles * t / nt * NN_MR, b = tiles * (t + 1) / nt * NN_MR;
+    if (b > j->M) b = j->M;
+    if (a < b) nn_run(j, a, b, 0, j->panels);
+  } else {
+    int64_t a = j->panels * t / nt, b = j->panels * (t + 1) / nt;
+    if (a < b) nn_run(j, 0, j->M, a, b);
+  }
+}
+
+typedef struct {
+  float *P;
+  const float *BT; /* [N, K], row stride ldb */
+  int64_t ldb, N, K;
+} pack_job;
+
+/* P[p][k][c] = BT[p*32 + c][k], zero beyond N. */
+static void pack_panels(void *data, int64_t begin, int64_t end) {
+  pack_job *j = data;
+  for (int64_t p = begin; p < end; p++) {
+    float *dst = j->P + p * j->K * NR;
+    int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
+    for (int64_t c = 0; c < nr; c++) {
+      const float *src = j->BT + (col + c) * j->ldb;
+      for (int64_t k = 0; k < j->K; k++) dst[k * NR + c] = src[k];
+    }
+    for (int64_t c = nr; c < NR; c++)
+      for (int64_t k = 0; k < j->K; k++) dst[k * NR + c] = 0.0f;
+  }
+}
+
+/*
+ * tn, many rows (M large): rank-8 updates. For 8 rows of A and D at a time, every G row in
+ * this thread's range gets G[k,:] += sum_r A[m+r,k] D[m+r,:]: A and D stream once, G stays in
+ * cache. Shapes: G [K,N] (ldg), A [M,K] (lda), D [M,N] (ldd); rows k in [k0,k1).
+ */
+NERVE_TARGET_AVX512 NERVE_INLINE void tn_rank(const int R, const int W, float *G, int64_t ldg,
+                                              const float *A, int64_t lda, const float *D,
+                                              int64_t ldd, int64_t k0, int64_t k1,
+                                              __mmask16 m0, __mmask16 m1) {
+  __m512 d0[TN_MR], d1[TN_MR];
+  for (int r = 0; r < R; r++) {
+    d0[r] = _mm512_maskz_loadu_ps(m0, D + r * ldd);
+    if (W == 2) d1[r] = _mm512_maskz_loadu_ps(m1, D + r * ldd + 16);
+  }
+  for (int64_t k = k0; k < k1; k++) {
+    float *g = G + k * ldg;
+    __m512 g0 = _mm512_maskz_loadu_ps(m0, g);
+    __m512 g1 = W == 2 ? _mm512_maskz_loadu_ps(m1, g + 16) : g0;
+    for (int r = 0; r < R; r++) {
+      __m512 a = _mm512_set1_ps(A[r * lda + k]);
+      g0 = _mm512_fmadd_ps(a, d0[r], g0);
+      if (W == 2) g1 = _mm512_fmadd_ps(a, d1[r], g1);
+    }
+    _mm512_mask_storeu_ps(g, m0, g0);
+    if (W == 2) _mm512_mask_storeu_ps(g + 16, m1, g1);
+  }
+}
+
+#  define TN_RANK_CASE(R)                                                                      \
+    case R:                                                                                    \
+      if (W == 2)                                                                              \
+        tn_rank(R, 2, G, ldg, A, lda, D, ldd, k0, k1, m0, m1);                                 \
+      else                                                                                     \
+        tn_rank(R, 1, G, ldg, A, lda, D, ldd, k0, k1, m0, m1);                                 \
+      break;
+
+NERVE_TARGET_AVX512 static void tn_rank_any(int R, int W, float *G, int64_t ldg, const float *A,
+                                            int64_t lda, const float *D, int64_t ldd,
+                                            int64_t k0, int64_t k1, __mmask16 m0,
+                                            __mmask16 m1) {
+  switch (R) {
+    TN_RANK_CASE(8)
+    TN_RANK_CASE(7)
+    TN_RANK_CASE(6)
+    TN_RANK_CASE(5)
+    TN_RANK_CASE(4)
+    TN_RANK_CASE(3)
+    TN_RANK_CASE(2)
+    TN_RANK_CASE(1)
+    default: break;
+  }
+}
+
+/*
+ * tn, few rows (M small): a KT x 32 tile of G lives in registers while every row m of A and D
+ * passes through it: G is read and written once. Starts from G and adds rows in order, so it
+ * computes exactly what tn_rank computes.
+ */
+NERVE_TARGET_AVX512 NERVE_INLINE void tn_tile(const int KT, const int W, float *G, int64_t ldg,
+                                              const float *A, int64_t lda, const float *D,
+                                              int64_t ldd, int64_t M, __mmask16 m0,
+                                              __mmask16 m1) {
+  __m512 g0[TN_KT], g1[TN_KT];
+  for (int r = 0; r < KT; r++) {
+    g0[r] = _mm512_maskz_loadu_ps(m0, G + r * ldg);
+    if (W == 2) g1[r] = _mm512_maskz_loadu_ps(m1, G + r * ldg + 16);
+  }
+  for (int64_t m = 0; m < M; m++) {
+    __m512 x0 = _mm512_maskz_loadu_ps(m0, D + m * ldd);
+    __m512 x1 = W == 2 ? _mm512_maskz_loadu_ps(m1, D + m * ldd + 16) : x0;
+    const float *a = A + m * lda;
+    for (int r = 0; r < KT; r++) {
+      __m512 av = _mm512_set1_ps(a[r]);
+      g0[r] = _mm512_fmadd_ps(av, x0, g0[r]);
+      if (W == 2) g1[r] = _mm512_fmadd_ps(av, x1, g1[r]);
+    }
+  }
+  for (int r = 0; r < KT; r++) {
+    _mm512_mask_storeu_ps(G + r * ldg, m0, g0[r]);
+    if (W == 2) _mm512_mask_storeu_ps(G + r * ldg + 16, m1, g1[r]);
+  }
+}
+
+#  define TN_TILE_CASE(KT)                                                                     \
+    case KT:                                                                                   \
+      if (W == 2)                                                                              \
+        tn_tile(KT, 2, G, ldg, A, lda, D, ldd, M, m0, m1);                                     \
+      else                                                                                     \
+        tn_tile(KT, 1, G, ldg, A, lda, D, ldd, M, m0, m1);                                     \
+      break;
+
+NERVE_TARGET_AVX512 static void tn_tile_any(int KT, int W, float *G, int64_t ldg, const float *A,
+                                            int64_t lda, const float *D, int64_t ldd, int64_t M,
+                                            __mmask16 m0, __mmask16 m1) {
+  switch (KT) {
+    TN_TILE_CASE(12)
+    TN_TILE_CASE(11)
+    TN_TILE_CASE(10)
+    TN_TILE_CASE(9)
+    TN_TILE_CASE(8)
+    TN_TILE_CASE(7)
+    TN_TILE_CASE(6)
+    TN_TILE_CASE(5)
+    TN_TILE_CASE(4)
+    TN_TILE_CASE(3)
+    TN_TILE_CASE(2)
+    TN_TILE_CASE(1)
+    default: break;
+  }
+}
+
+typedef struct {
+  float *G;
+  int64_t ldg;
+  const float *A;
+  int64_t lda;
+  const float *D;
+  int64_t ldd;
+  int64_t M, N, K, panels, ktiles;
+  bool rank; /* rank-8 updates (else register tiles) */
+} tn_job;
+
+enum { TN_MC = 256 };
+
+NERVE_TARGET_AVX512 static void tn_rank_rows(tn_job *j, int64_t k0, int64_t k1) {
+  for (int64_t mc = 0; mc < j->M; mc += TN_MC) {
+    int64_t mce = mc + TN_MC < j->M ? mc + TN_MC : j->M;
+    for (int64_t p = 0; p < j->panels; p++) {
+      int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
+      int W = nr > 16 ? 2 : 1;
+      __mmask16 m0 = mask_lo(nr), m1 = mask_hi(nr);
+      for (int64_t m = mc; m < mce; m += TN_MR) {
+        int R = (int)(mce - m < TN_MR ? mce - m : TN_MR);
+        tn_rank_any(R, W, j->G + col, j->ldg, j->A + m * j->lda, j->lda, j->D + m * j->ldd + col,
+                    j->ldd, k0, k1, m0, m1);
+      }
+    }
+  }
+}
+
+NERVE_TARGET_AVX512 static void tn_tiles(tn_job *j, int64_t t0, int64_t t1) {
+  for (int64_t t = t0; t < t1; t++) {
+    int64_t p = t / j->ktiles, kt = t % j->ktiles;
+    int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
+    int64_t k = kt * TN_KT, kr = j->K - k < TN_KT ? j->K - k : TN_KT;
+    int W = nr > 16 ? 2 : 1;
+    tn_tile_any((int)kr, W, j->G + k * j->ldg + col, j->ldg, j->A + k, j->lda, j->D + col,
+                j->ldd, j->M, mask_lo(nr), mask_hi(nr));
+  }
+}
+
+static void tn_member(void *data, int t, int nt) {
+  tn_job *j = data;
+  if (j->rank) {
+    int64_t a = j->K * t / nt, b = j->K * (t + 1) / nt;
+    if (a < b) tn_rank_rows(j, a, b);
+  } else {
+    int64_t tiles = j->panels * j->ktiles;
+    int64_t a = tiles * t / nt, b = tiles * (t + 1) / nt;
+    if (a < b) tn_tiles(j, a, b);
+  }
+}
+
+typedef struct {
+  float *P;
+  int64_t ldp;
+  float *G;
+  int64_t ldg, N;
+} copy_job;
+
+static void copy_rows_in(void *data, int64_t begin, int64_t end) {
+  copy_job *j = data;
+  for (int64_t k = begin; k < end; k++) {
+    memcpy(j->P + k * j->ldp, j->G + k * j->ldg, (size_t)j->N * sizeof(float));
+    memset(j->P + k * j->ldp + j->N, 0, (size_t)(j->ldp - j->N) * sizeof(float));
+  }
+}
+
+static void copy_rows_out(void *data, int64_t begin, int64_t end) {
+  copy_job *j = data;
+  for (int64_t k = begin; k < end; k++)
+    memcpy(j->G + k * j->ldg, j->P + k * j->ldp, (size_t)j->N * sizeof(float));
+}
+
+#endif /* NERVE_X86 */
+
+/* ---- Entry points ----------------------------------------------------------------------- */
+
+/* A thread is worth waking for about this many multiply-adds. */
+enum { GEMM_GRAIN = 1 << 17 };
+
+nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc, const float *A,
+                            int64_t lda, const float *B, int64_t ldb, bool b_transposed,
+                            const float *bias, bool accumulate, int64_t M, int64_t N, int64_t K,
+                            const char *func) {
+  if (M == 0 || N == 0) return NERVE_OK;
+  int64_t work = M * N * (K > 0 ? K : 1);
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX512) {
+    int64_t panels = (N + NR - 1) / NR;
+    nn_job j = {C, ldc, A, lda, B, ldb, false, bias, accumulate, M, N, K, panels, true};
+    int threads = nerve__threads_for(ctx, work, GEMM_GRAIN);
+    if (b_transposed) {
+      size_t bytes = (size_t)panels * (size_t)K * NR * sizeof(float);
+      nerve_status s = nerve__scratch(ctx, bytes, func);
+      if (s != NERVE_OK) return s;
+      pack_job pj = {ctx->scratch, B, ldb, N, K};
+      nerve__parallel_for(ctx, panels, (GEMM_GRAIN / 8) / (K * NR + 1) + 1, pack_panels, &pj);
+      j.B = ctx->scratch;
+      j.packed = true;
+    }
+    /* Split rows when there are plenty; otherwise split 32-column panels. Either way each
+     * element's chain is the same. */
+    int64_t row_tiles = (M + NN_MR - 1) / NN_MR;
+    j.split_rows = row_tiles >= 4 * threads || panels < threads;
+    nerve__parallel_team(threads, nn_member, &j);
+    return NERVE_OK;
+  }
+#endif
+  int64_t mblocks = (M + BLAS_MB - 1) / BLAS_MB, nblocks = (N + BLAS_NB - 1) / BLAS_NB;
+  blas_nn_job j = {C, ldc, A, lda, B, ldb, b_transposed, bias, accumulate, M, N, K,
+                   mblocks, nblocks};
+  int64_t blocks = mblocks * nblocks;
+  nerve__parallel_for(ctx, blocks, (GEMM_GRAIN + work / blocks - 1) / (work / blocks + 1) + 1,
+                      blas_nn_blocks, &j);
+  return NERVE_OK;
+}
+
+nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const float *A,
+                            int64_t lda, const float *D, int64_t ldd, int64_t M, int64_t N,
+                            int64_t K, const char *func) {
+  (void)func;
+  if (M == 0 || N == 0 || K == 0) return NERVE_OK;
+  int64_t work = M * N * K;
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX512) {
+    int64_t panels = (N + NR - 1) / NR, ktiles = (K + TN_KT - 1) / TN_KT;
+    tn_job j = {G, ldg, A, lda, D, ldd, M, N, K, panels, ktiles, M > 64};
+    int threads = nerve__threads_for(ctx, work, GEMM_GRAIN);
+    int64_t units = j.rank ? K : panels * ktiles;
+    if (units < threads) threads = (int)units;
+    /* Rank updates rewrite every G row once per 8 rows of A; rows whose width is not a whole
+     * number of vectors make the masked stores straddle cache lines (3.5x slower on Zen 5),
+     * so they work on a copy of G padded to whole panels. */
+    bool pad = j.rank && (N % 16 != 0 || ldg % 16 != 0);
+    if (pad) {
+      nerve_status s = nerve__scratch(ctx, (size_t)K * (size_t)(panels * NR) * sizeof(float), func);
+      if (s != NERVE_OK) return s;
+      copy_job cj = {ctx->scratch, panels * NR, G, ldg, N};
+      nerve__parallel_for(ctx, K, 256, copy_rows_in, &cj);
+      j.G = ctx->scratch;
+      j.ldg = panels * NR;
+    }
+    nerve__parallel_team(threads, tn_member, &j);
+    if (pad) {
+      copy_job cj = {ctx->scratch, panels * NR, G, ldg, N};
+      nerve__parallel_for(ctx, K, 256, copy_rows_out, &cj);
+    }
+    return NERVE_OK;
+  }
+#endif
+  int64_t kblocks = (K + BLAS_KB - 1) / BLAS_KB, nblocks = (N + BLAS_NB - 1) / BLAS_NB;
+  blas_tn_job j = {G, ldg, A, lda, D, ldd, M, N, K, nblocks};
+  int64_t blocks = kblocks * nblocks;
+  nerve__parallel_for(ctx, blocks, (GEMM_GRAIN + work / blocks - 1) / (work / blocks + 1) + 1,
+                      blas_tn_blocks, &j);
+  return NERVE_OK;
+}

@@ -1,0 +1,220 @@
+/*
+ * internal.h: what libnerve's source files share and callers never see: the context layout,
+ * error reporting, the parallel-loop helpers over the OpenMP runtime, instruction-set
+ * multiversioning, and scalar math written so compilers can vectorise it.
+ */
+#ifndef NERVE_INTERNAL_H
+#define NERVE_INTERNAL_H
+
+#include "nerve.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#define NERVE_HIDDEN __attribute__((visibility("hidden")))
+#define NERVE_INLINE static inline __attribute__((always_inline))
+
+struct nerve_context {
+  int threads;     /* >= 1 */
+  nerve_isa isa;   /* resolved: never NERVE_ISA_AUTO */
+  void *scratch;   /* 64-byte aligned, owned */
+  size_t scratch_size;
+  char error[320];
+};
+
+/* ---- Errors ----------------------------------------------------------------------------- */
+
+/* Records "<function>: <message>" in ctx and returns status. */
+NERVE_HIDDEN nerve_status nerve__fail(nerve_context *ctx, nerve_status status, const char *func,
+                                      const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Argument checks shared by every entry point. Each returns from the calling function. */
+#define NERVE_CHECK_CTX(ctx)                                                                   \
+  do {                                                                                         \
+    if (!(ctx)) return NERVE_ERROR_NULL_POINTER;                                               \
+    (ctx)->error[0] = 0;                                                                       \
+  } while (0)
+#define NERVE_CHECK_PTR(ctx, p)                                                                \
+  do {                                                                                         \
+    if (!(p))                                                                                  \
+      return nerve__fail((ctx), NERVE_ERROR_NULL_POINTER, __func__, "%s is NULL", #p);         \
+  } while (0)
+#define NERVE_CHECK_SIZE(ctx, s)                                                               \
+  do {                                                                                         \
+    if ((s) < 0)                                                                               \
+      return nerve__fail((ctx), NERVE_ERROR_BAD_SIZE, __func__, "%s is negative (%lld)", #s,   \
+                         (long long)(s));                                                      \
+  } while (0)
+
+/* Checks that a*b (and a*b*c) fit comfortably; the element counts kernels index with. */
+NERVE_HIDDEN bool nerve__product_ok(int64_t a, int64_t b);
+
+/* Makes ctx->scratch at least `bytes` long (allocates only when it must grow). */
+NERVE_HIDDEN nerve_status nerve__scratch(nerve_context *ctx, size_t bytes, const char *func);
+
+/* ---- Parallel loops over the OpenMP runtime --------------------------------------------- */
+/*
+ * libnerve calls the OpenMP runtime's entry point (GOMP_parallel, exported by libgomp and by
+ * LLVM's libomp) instead of using #pragma omp: pragmas need -fopenmp, an unsafe flag that
+ * SwiftPM refuses in packages that others depend on by version.
+ */
+
+/* fn(arg, begin, end) handles items [begin, end). */
+typedef void (*nerve__range_fn)(void *arg, int64_t begin, int64_t end);
+
+/*
+ * Splits [0, n) into one contiguous range per thread and runs fn on each. Uses fewer threads
+ * when n / grain is small, and none (a direct call) when one suffices. Callers make each item's
+ * result independent of which range it falls in, so the split never changes results.
+ */
+NERVE_HIDDEN void nerve__parallel_for(const nerve_context *ctx, int64_t n, int64_t grain,
+                                      nerve__range_fn fn, void *arg);
+
+/* Runs fn(arg, thread, nthreads) on `threads` threads (a direct call if threads <= 1). */
+typedef void (*nerve__team_fn)(void *arg, int thread, int nthreads);
+NERVE_HIDDEN void nerve__parallel_team(int threads, nerve__team_fn fn, void *arg);
+
+/*
+ * Sums f over [0, n) in a fixed order whatever the thread count: the range is cut into chunks
+ * whose size depends only on n, each chunk's partial sum is computed (in parallel), and the
+ * partials are added in chunk order. fn(arg, begin, end) returns the sum over [begin, end).
+ */
+typedef double (*nerve__sum_fn)(void *arg, int64_t begin, int64_t end);
+NERVE_HIDDEN double nerve__parallel_sum(const nerve_context *ctx, int64_t n, int64_t min_chunk,
+                                        nerve__sum_fn fn, void *arg);
+
+/* Threads to use for `work` units when `grain` units justify one thread. */
+NERVE_HIDDEN int nerve__threads_for(const nerve_context *ctx, int64_t work, int64_t grain);
+
+/* ---- Instruction sets ------------------------------------------------------------------- */
+
+NERVE_HIDDEN nerve_isa nerve__best_isa(void);
+
+#if defined(__x86_64__) || defined(__i386__)
+#  define NERVE_X86 1
+#  define NERVE_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+#  define NERVE_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#else
+#  define NERVE_X86 0
+#  define NERVE_TARGET_AVX512
+#  define NERVE_TARGET_AVX2
+#endif
+
+/*
+ * NERVE_RANGE_KERNEL(name) turns an always-inline range body `name##_body(void*, int64_t,
+ * int64_t)` into three compiled copies (baseline, AVX2, AVX-512), so the compiler vectorises the
+ * same scalar code for each instruction set, and a table indexed by nerve_isa to pick one.
+ */
+#define NERVE_RANGE_KERNEL(name)                                                               \
+  static void name##_base(void *a, int64_t b, int64_t e) { name##_body(a, b, e); }            \
+  NERVE_TARGET_AVX2 static void name##_avx2(void *a, int64_t b, int64_t e) {                   \
+    name##_body(a, b, e);                                                                      \
+  }                                                                                            \
+  NERVE_TARGET_AVX512 static void name##_avx512(void *a, int64_t b, int64_t e) {               \
+    name##_body(a, b, e);                                                                      \
+  }                                                                                            \
+  static const nerve__range_fn name##_isa[4] = {name##_base, name##_base, name##_avx2,         \
+                                                name##_avx512}
+
+#define NERVE_SUM_KERNEL(name)                                                                 \
+  static double name##_base(void *a, int64_t b, int64_t e) { return name##_body(a, b, e); }   \
+  NERVE_TARGET_AVX2 static double name##_avx2(void *a, int64_t b, int64_t e) {                 \
+    return name##_body(a, b, e);                                                               \
+  }                                                                                            \
+  NERVE_TARGET_AVX512 static double name##_avx512(void *a, int64_t b, int64_t e) {             \
+    return name##_body(a, b, e);                                                               \
+  }                                                                                            \
+  static const nerve__sum_fn name##_isa[4] = {name##_base, name##_base, name##_avx2,           \
+                                              name##_avx512}
+
+/* ---- GEMM (gemm.c) ---------------------------------------------------------------------- */
+
+/*
+ * C[M,N] = (accumulate ? C : 0) + bias[N] + A[M,K] . B, with B given as [K,N] (ldb) or, when
+ * b_transposed, as B^T stored [N,K] (ldb). bias may be NULL. Results do not depend on the
+ * thread count.
+ */
+NERVE_HIDDEN nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc,
+                                         const float *A, int64_t lda, const float *B,
+                                         int64_t ldb, bool b_transposed, const float *bias,
+                                         bool accumulate, int64_t M, int64_t N, int64_t K,
+                                         const char *func);
+
+/* G[K,N] += A[M,K]^T . D[M,N]: the weight-gradient product. Independent of the thread count. */
+NERVE_HIDDEN nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg,
+                                         const float *A, int64_t lda, const float *D,
+                                         int64_t ldd, int64_t M, int64_t N, int64_t K,
+                                         const char *func);
+
+/* ---- Math written for vectorisation ----------------------------------------------------- */
+/*
+ * libm's expf/tanhf are scalar calls that stop loops vectorising; these are straight-line code
+ * (range reduction, polynomial, exponent bits) that compilers turn into vector instructions.
+ * Accuracy: a few ulp over the float range; exp saturates below -87 and above 88.
+ */
+
+NERVE_INLINE float nerve__bits_to_float(uint32_t u) {
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+NERVE_INLINE uint32_t nerve__float_to_bits(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  return u;
+}
+
+NERVE_INLINE float nerve__expf(float x) {
+  x = x < -87.0f ? -87.0f : x;
+  x = x > 88.0f ? 88.0f : x;
+  /* x = n ln2 + r with |r| <= ln2/2; adding 1.5*2^23 rounds x/ln2 to the integer n and leaves n
+   * in the low mantissa bits, so no float-to-int conversion is needed. */
+  const float shifter = 12582912.0f;
+  float k = x * 1.44269504088896341f + shifter;
+  float n = k - shifter;
+  float r = x - n * 0.693145751953125f;
+  r = r - n * 1.428606820309417e-06f;
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  uint32_t e = (nerve__float_to_bits(k) - 0x4B400000u + 127u) << 23;
+  return p * nerve__bits_to_float(e);
+}
+
+/* exp(y) - 1 without cancellation near 0 (a Taylor polynomial where |y| < ln2/2). */
+NERVE_INLINE float nerve__expm1f(float y) {
+  float p = 1.0f / 40320.0f;
+  p = p * y + 1.0f / 5040.0f;
+  p = p * y + 1.0f / 720.0f;
+  p = p * y + 1.0f / 120.0f;
+  p = p * y + 1.0f / 24.0f;
+  p = p * y + 1.0f / 6.0f;
+  p = p * y + 0.5f;
+  p = p * y * y + y;
+  float big = nerve__expf(y) - 1.0f;
+  float a = y < 0 ? -y : y;
+  return a < 0.34657359f ? p : big;
+}
+
+NERVE_INLINE float nerve__sigmoidf(float x) { return 1.0f / (1.0f + nerve__expf(-x)); }
+
+NERVE_INLINE float nerve__tanhf(float x) {
+  float a = x < 0 ? -x : x;
+  a = a > 9.0f ? 9.0f : a; /* tanh(9) rounds to 1 in float */
+  float em = nerve__expm1f(2.0f * a);
+  float t = em / (em + 2.0f);
+  return x < 0 ? -t : t;
+}
+
+/* Natural log for the log-sum-exp in cross-entropy (called once per row, so libm is fine). */
+#include <math.h>
+
+#endif /* NERVE_INTERNAL_H */

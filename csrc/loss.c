@@ -1,0 +1,154 @@
+/*
+ * loss.c: losses and their gradients, one call each.
+ *   N rows in this call, C columns (outputs or classes), count = samples the mean is over.
+ * Loss values are per-row sums in double, added over fixed chunks of rows in chunk order, so the
+ * value does not depend on the thread count.
+ */
+#include "internal.h"
+
+typedef struct {
+  float *grad;      /* gradient out (may be NULL) */
+  float *probs;     /* softmax out (cross-entropy only, may be NULL) */
+  const float *x;   /* model output, logits or probabilities */
+  const float *t;   /* target */
+  int64_t C;
+  float scale;      /* 1 / count */
+  float eps;
+} loss_job;
+
+enum { LOSS_MIN_ROWS = 512 };
+
+static nerve_status check_loss(nerve_context *ctx, const float *x, const float *t, int64_t N,
+                               int64_t C, int64_t count, const char *func) {
+  if (N < 0 || C < 0)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "negative size (N=%lld, C=%lld)",
+                       (long long)N, (long long)C);
+  if (!nerve__product_ok(N, C)) return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "N*C too large");
+  if (count < N || count < 1)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func,
+                       "count must be at least N and at least 1 (count=%lld, N=%lld)",
+                       (long long)count, (long long)N);
+  if (N > 0 && C > 0 && (!x || !t))
+    return nerve__fail(ctx, NERVE_ERROR_NULL_POINTER, func, "%s is NULL",
+                       !x ? "the model output" : "target");
+  return NERVE_OK;
+}
+
+/* ---- Mean squared error ----------------------------------------------------------------- */
+
+NERVE_INLINE double mse_body(void *p, int64_t b, int64_t e) {
+  loss_job *j = p;
+  const int64_t C = j->C;
+  double total = 0.0;
+  for (int64_t r = b; r < e; r++) {
+    const float *o = j->x + r * C, *t = j->t + r * C;
+    float row = 0.0f;
+    for (int64_t c = 0; c < C; c++) {
+      float d = o[c] - t[c];
+      row += d * d;
+    }
+    total += row;
+    if (j->grad) {
+      float *g = j->grad + r * C;
+      float s = 2.0f * j->scale;
+      for (int64_t c = 0; c < C; c++) g[c] = s * (o[c] - t[c]);
+    }
+  }
+  return total;
+}
+NERVE_SUM_KERNEL(mse);
+
+/* out [N,C], target [N,C] -> loss, dout [N,C] (written) */
+nerve_status nerve_loss_mse(nerve_context *ctx, double *loss, float *dout, const float *out,
+                            const float *target, int64_t N, int64_t C, int64_t count) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_loss(ctx, out, target, N, C, count, __func__);
+  if (s != NERVE_OK) return s;
+  loss_job j = {dout, NULL, out, target, C, 1.0f / (float)count, 0.0f};
+  double sum = nerve__parallel_sum(ctx, C > 0 ? N : 0, LOSS_MIN_ROWS, mse_isa[ctx->isa], &j);
+  if (loss) *loss = sum / (double)count;
+  return NERVE_OK;
+}
+
+/* ---- Softmax cross-entropy -------------------------------------------------------------- */
+
+NERVE_INLINE double softmax_ce_body(void *p, int64_t b, int64_t e) {
+  loss_job *j = p;
+  const int64_t C = j->C;
+  double total = 0.0;
+  for (int64_t r = b; r < e; r++) {
+    const float *x = j->x + r * C, *t = j->t + r * C;
+    float m = x[0];
+    for (int64_t c = 1; c < C; c++) m = x[c] > m ? x[c] : m;
+    float sum = 0.0f;
+    for (int64_t c = 0; c < C; c++) sum += nerve__expf(x[c] - m);
+    /* -sum_c t_c log p_c with log p_c = x_c - m - log(sum): never log(0). */
+    float lse = logf(sum);
+    float row = 0.0f;
+    for (int64_t c = 0; c < C; c++)
+      if (t[c] != 0.0f) row += t[c] * (lse - (x[c] - m));
+    total += row;
+    if (j->grad || j->probs) {
+      float inv = 1.0f / sum;
+      for (int64_t c = 0; c < C; c++) {
+        float pc = nerve__expf(x[c] - m) * inv;
+        if (j->probs) j->probs[r * C + c] = pc;
+        if (j->grad) j->grad[r * C + c] = (pc - t[c]) * j->scale;
+      }
+    }
+  }
+  return total;
+}
+NERVE_SUM_KERNEL(softmax_ce);
+
+/* logits [N,C], target [N,C] -> loss, dlogits [N,C] (written), probs [N,C] */
+nerve_status nerve_loss_softmax_cross_entropy(nerve_context *ctx, double *loss, float *dlogits,
+                                              float *probs, const float *logits,
+                                              const float *target, int64_t N, int64_t C,
+                                              int64_t count) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_loss(ctx, logits, target, N, C, count, __func__);
+  if (s != NERVE_OK) return s;
+  loss_job j = {dlogits, probs, logits, target, C, 1.0f / (float)count, 0.0f};
+  double sum =
+      nerve__parallel_sum(ctx, C > 0 ? N : 0, LOSS_MIN_ROWS, softmax_ce_isa[ctx->isa], &j);
+  if (loss) *loss = sum / (double)count;
+  return NERVE_OK;
+}
+
+/* ---- Negative log-likelihood on probabilities ------------------------------------------- */
+
+NERVE_INLINE double nll_body(void *p, int64_t b, int64_t e) {
+  loss_job *j = p;
+  const int64_t C = j->C;
+  double total = 0.0;
+  for (int64_t r = b; r < e; r++) {
+    const float *x = j->x + r * C, *t = j->t + r * C;
+    float row = 0.0f;
+    for (int64_t c = 0; c < C; c++)
+      if (t[c] != 0.0f) row -= t[c] * logf(x[c] + j->eps);
+    total += row;
+    if (j->grad) {
+      float *g = j->grad + r * C;
+      for (int64_t c = 0; c < C; c++) g[c] = t[c] == 0.0f ? 0.0f : -t[c] / (x[c] + j->eps) * j->scale;
+    }
+  }
+  return total;
+}
+NERVE_SUM_KERNEL(nll);
+
+/* probs [N,C], target [N,C] -> loss, dprobs [N,C] (written) */
+nerve_status nerve_loss_nll(nerve_context *ctx, double *loss, float *dprobs, const float *probs,
+                            const float *target, int64_t N, int64_t C, float eps,
+                            int64_t count) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_loss(ctx, probs, target, N, C, count, __func__);
+  if (s != NERVE_OK) return s;
+  if (!(eps >= 0.0f))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "eps must be >= 0, got %g",
+                       (double)eps);
+  loss_job j = {dprobs, NULL, probs, target, C, 1.0f / (float)count, eps};
+  double sum = nerve__parallel_sum(ctx, C > 0 ? N : 0, LOSS_MIN_ROWS, nll_isa[ctx->isa], &j);
+  if (loss) *loss = sum / (double)count;
+  return NERVE_OK;
+}

@@ -1,0 +1,100 @@
+/*
+ * parallel.c: parallel loops on the OpenMP runtime's team of threads, called through its C
+ * entry points so that no compiler flag (-fopenmp) is needed.
+ */
+#include "internal.h"
+
+/* The OpenMP runtime ABI (libgomp, and LLVM's libomp which exports the same symbols). */
+extern void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads,
+                          unsigned flags);
+extern int omp_get_thread_num(void);
+extern int omp_get_num_threads(void);
+
+int nerve__threads_for(const nerve_context *ctx, int64_t work, int64_t grain) {
+  if (grain < 1) grain = 1;
+  int64_t useful = work / grain;
+  if (useful < 1) useful = 1;
+  return useful < ctx->threads ? (int)useful : ctx->threads;
+}
+
+typedef struct {
+  nerve__team_fn fn;
+  void *arg;
+} team_job;
+
+static void team_trampoline(void *data) {
+  team_job *job = data;
+  /* The runtime may grant fewer threads than asked (nested regions, limits): split by what
+   * it actually granted. */
+  job->fn(job->arg, omp_get_thread_num(), omp_get_num_threads());
+}
+
+void nerve__parallel_team(int threads, nerve__team_fn fn, void *arg) {
+  if (threads <= 1) {
+    fn(arg, 0, 1);
+    return;
+  }
+  team_job job = {fn, arg};
+  GOMP_parallel(team_trampoline, &job, (unsigned)threads, 0);
+}
+
+typedef struct {
+  nerve__range_fn fn;
+  void *arg;
+  int64_t n;
+} range_job;
+
+static void range_member(void *data, int thread, int nthreads) {
+  range_job *job = data;
+  int64_t begin = job->n * thread / nthreads;
+  int64_t end = job->n * (thread + 1) / nthreads;
+  if (begin < end) job->fn(job->arg, begin, end);
+}
+
+void nerve__parallel_for(const nerve_context *ctx, int64_t n, int64_t grain, nerve__range_fn fn,
+                         void *arg) {
+  if (n <= 0) return;
+  int threads = nerve__threads_for(ctx, n, grain);
+  if (threads <= 1) {
+    fn(arg, 0, n);
+    return;
+  }
+  range_job job = {fn, arg, n};
+  nerve__parallel_team(threads, range_member, &job);
+}
+
+/* ---- Fixed-order sums ------------------------------------------------------------------- */
+
+#define NERVE_MAX_CHUNKS 2048
+
+typedef struct {
+  nerve__sum_fn fn;
+  void *arg;
+  int64_t n, chunk;
+  double *partial;
+} sum_job;
+
+static void sum_chunks(void *data, int64_t begin, int64_t end) {
+  sum_job *job = data;
+  for (int64_t c = begin; c < end; c++) {
+    int64_t b = c * job->chunk;
+    int64_t e = b + job->chunk < job->n ? b + job->chunk : job->n;
+    job->partial[c] = job->fn(job->arg, b, e);
+  }
+}
+
+double nerve__parallel_sum(const nerve_context *ctx, int64_t n, int64_t min_chunk,
+                           nerve__sum_fn fn, void *arg) {
+  if (n <= 0) return 0.0;
+  if (min_chunk < 1) min_chunk = 1;
+  /* The chunk size depends on n only, never on the thread count. */
+  int64_t chunk = (n + NERVE_MAX_CHUNKS - 1) / NERVE_MAX_CHUNKS;
+  if (chunk < min_chunk) chunk = min_chunk;
+  int64_t chunks = (n + chunk - 1) / chunk;
+  double partial[NERVE_MAX_CHUNKS];
+  sum_job job = {fn, arg, n, chunk, partial};
+  nerve__parallel_for(ctx, chunks, 1, sum_chunks, &job);
+  double total = 0.0;
+  for (int64_t c = 0; c < chunks; c++) total += partial[c];
+  return total;
+}

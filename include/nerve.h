@@ -1,0 +1,258 @@
+/*
+ * nerve.h: the public C API of libnerve, the compute core of Nerve.
+ *
+ * libnerve holds the kernels a small neural network needs (dense layers, activations, losses,
+ * optimizer steps, metrics) as plain functions over caller-owned float32 buffers. Every matrix
+ * is row-major and dense. Dimension letters used throughout:
+ *   N  batch (samples)      I  inputs of a dense layer     O  outputs of a dense layer
+ *   C  classes / columns    n  a flat element count
+ *
+ * Conventions
+ * - Every function returns a nerve_status. NERVE_OK is 0; anything else leaves a one-line
+ *   message in the context (nerve_context_last_error). The library never prints, never exits,
+ *   never aborts on bad input.
+ * - Arguments come in the order: context, outputs, saved buffers, inputs and parameters, sizes.
+ * - Parameter gradients ACCUMULATE (+=) so several backward passes can sum into one buffer; the
+ *   caller zeroes them. Input gradients are WRITTEN (=). Each function says which it does.
+ * - Sizes are int64_t; a negative size is an error, a zero batch is a no-op.
+ * - Threads are a setting of a nerve_context, never process-wide state. libnerve parallelises with
+ *   the OpenMP runtime and runs OpenBLAS single-threaded inside its own parallel regions, so the
+ *   two thread pools never compete for cores (see nerve_context_create).
+ * - Results are bit-identical from run to run for the same inputs, thread count and CPU. The
+ *   dense, activation, loss and optimizer kernels also give bit-identical results for any thread
+ *   count: each output element is computed in one fixed order whatever the split.
+ * - A context is not thread-safe: use one context per calling thread.
+ */
+#ifndef NERVE_H
+#define NERVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(_WIN32) && defined(NERVE_SHARED_BUILD)
+#  define NERVE_API __declspec(dllexport)
+#elif defined(__GNUC__) || defined(__clang__)
+#  define NERVE_API __attribute__((visibility("default")))
+#else
+#  define NERVE_API
+#endif
+
+/* ---- Version ---------------------------------------------------------------------------- */
+
+#define NERVE_VERSION_MAJOR 0
+#define NERVE_VERSION_MINOR 1
+#define NERVE_VERSION_PATCH 0
+/** MAJOR*10000 + MINOR*100 + PATCH; compare with nerve_version_number() to catch a header that
+ *  does not match the library actually loaded. */
+#define NERVE_VERSION_NUMBER \
+  (NERVE_VERSION_MAJOR * 10000 + NERVE_VERSION_MINOR * 100 + NERVE_VERSION_PATCH)
+
+/** The version of the library that is linked, as NERVE_VERSION_NUMBER encodes it. */
+NERVE_API unsigned nerve_version_number(void);
+/** The version of the linked library as "MAJOR.MINOR.PATCH". Static storage; never NULL. */
+NERVE_API const char *nerve_version_string(void);
+
+/* ---- Status ----------------------------------------------------------------------------- */
+
+typedef enum nerve_status {
+  NERVE_OK = 0,
+  NERVE_ERROR_NULL_POINTER = 1,  /**< a required pointer argument was NULL */
+  NERVE_ERROR_BAD_SIZE = 2,      /**< a size was negative, or a product of sizes overflows */
+  NERVE_ERROR_BAD_ARGUMENT = 3,  /**< an enum value, rate or option was out of range */
+  NERVE_ERROR_OUT_OF_MEMORY = 4, /**< a workspace could not be allocated */
+  NERVE_ERROR_UNSUPPORTED = 5    /**< e.g. an instruction set this CPU does not have */
+} nerve_status;
+
+/** A short English description of a status code. Static storage; never NULL. */
+NERVE_API const char *nerve_status_string(nerve_status status);
+
+/* ---- Context ---------------------------------------------------------------------------- */
+
+/** Opaque handle: thread count, instruction-set choice, scratch memory and the last error. */
+typedef struct nerve_context nerve_context;
+
+/** Instruction sets the kernels can be run with. */
+typedef enum nerve_isa {
+  NERVE_ISA_AUTO = 0,     /**< the best this CPU supports (the default) */
+  NERVE_ISA_BASELINE = 1, /**< x86-64 baseline (SSE2) element-wise code; GEMM through OpenBLAS */
+  NERVE_ISA_AVX2 = 2,     /**< AVX2 + FMA element-wise code; GEMM through OpenBLAS */
+  NERVE_ISA_AVX512 = 3    /**< AVX-512 element-wise code and libnerve's own AVX-512 GEMM */
+} nerve_isa;
+
+/**
+ * Creates a context.
+ * @param out      receives the new context; set to NULL on failure.
+ * @param threads  worker threads for every parallel loop; 0 means "OMP_NUM_THREADS if set,
+ *                 otherwise every CPU this process may run on". Negative is an error.
+ * On first use libnerve calls openblas_set_num_threads(1): it parallelises around OpenBLAS itself.
+ * @return NERVE_OK, NERVE_ERROR_NULL_POINTER, NERVE_ERROR_BAD_ARGUMENT or
+ *         NERVE_ERROR_OUT_OF_MEMORY.
+ */
+NERVE_API nerve_status nerve_context_create(nerve_context **out, int threads);
+/** Frees a context and its scratch memory. Accepts NULL. */
+NERVE_API void nerve_context_free(nerve_context *ctx);
+/** Sets the thread count (0 = default as in nerve_context_create, negative is an error). */
+NERVE_API nerve_status nerve_context_set_threads(nerve_context *ctx, int threads);
+/** The thread count in effect (at least 1); 0 if ctx is NULL. */
+NERVE_API int nerve_context_threads(const nerve_context *ctx);
+/** Chooses the instruction set; NERVE_ERROR_UNSUPPORTED if this CPU lacks it. */
+NERVE_API nerve_status nerve_context_set_isa(nerve_context *ctx, nerve_isa isa);
+/** The instruction set in effect (never NERVE_ISA_AUTO); NERVE_ISA_BASELINE if ctx is NULL. */
+NERVE_API nerve_isa nerve_context_isa(const nerve_context *ctx);
+/**
+ * Grows the context's scratch memory to at least `bytes` now, so later kernel calls never
+ * allocate. Kernels that need scratch grow it on first use otherwise.
+ */
+NERVE_API nerve_status nerve_context_reserve(nerve_context *ctx, size_t bytes);
+/** The message of the last failed call on this context ("" if none). Valid until the next call. */
+NERVE_API const char *nerve_context_last_error(const nerve_context *ctx);
+
+/* ---- Memory ----------------------------------------------------------------------------- */
+
+/**
+ * Allocates `bytes` aligned to 64 bytes (2 MiB and advised for huge pages when large, which
+ * keeps strided matrix walks out of TLB misses). Returns NULL on failure or if bytes is 0.
+ * Free with nerve_free.
+ */
+NERVE_API void *nerve_alloc(size_t bytes);
+/** Frees memory from nerve_alloc. Accepts NULL. */
+NERVE_API void nerve_free(void *ptr);
+
+/* ---- Dense layer ------------------------------------------------------------------------ */
+
+/**
+ * out[N,O] = in[N,I] . weight[I,O] + bias[O]
+ * weight holds one row per input (the bias is not a row of it). bias may be NULL (no bias).
+ * out must not overlap the inputs.
+ */
+NERVE_API nerve_status nerve_dense_forward(nerve_context *ctx, float *out, const float *in,
+                                           const float *weight, const float *bias, int64_t N,
+                                           int64_t I, int64_t O);
+
+/**
+ * Backward of nerve_dense_forward, given dout[N,O] = dLoss/dout:
+ *   din[N,I]      = dout . weight^T        WRITTEN; skipped if din is NULL
+ *   dweight[I,O] += in^T . dout            ACCUMULATED; skipped if dweight is NULL
+ *   dbias[O]     += sum over N of dout     ACCUMULATED; skipped if dbias is NULL
+ * in and weight are the values used in the forward pass.
+ */
+NERVE_API nerve_status nerve_dense_backward(nerve_context *ctx, float *din, float *dweight,
+                                            float *dbias, const float *dout, const float *in,
+                                            const float *weight, int64_t N, int64_t I,
+                                            int64_t O);
+
+/* ---- Activations ------------------------------------------------------------------------ */
+
+typedef enum nerve_activation {
+  NERVE_ACTIVATION_IDENTITY = 0,
+  NERVE_ACTIVATION_SIGMOID = 1,    /**< 1 / (1 + exp(-x)) */
+  NERVE_ACTIVATION_TANH = 2,
+  NERVE_ACTIVATION_RELU = 3,       /**< max(x, 0); the derivative at 0 is taken as 0 */
+  NERVE_ACTIVATION_LECUN_TANH = 4  /**< 1.7159 tanh(2x/3) + 0.01 x (LeCun's scaled tanh) */
+} nerve_activation;
+
+/** out[n] = f(in[n]) element-wise. out may equal in (in place). */
+NERVE_API nerve_status nerve_activation_forward(nerve_context *ctx, nerve_activation kind,
+                                                float *out, const float *in, int64_t n);
+
+/**
+ * din[n] = dout[n] * f'(in[n]), WRITTEN. `in` and `out` are the forward pass's input and
+ * output; each kind reads the one it needs (sigmoid, tanh, ReLU read out; LeCun's tanh reads in;
+ * identity reads neither), the other may be NULL. din may equal dout.
+ */
+NERVE_API nerve_status nerve_activation_backward(nerve_context *ctx, nerve_activation kind,
+                                                 float *din, const float *dout, const float *in,
+                                                 const float *out, int64_t n);
+
+/** out[N,C] = softmax of each row of in[N,C], computed as exp(x - max) / sum. out may equal in. */
+NERVE_API nerve_status nerve_softmax_forward(nerve_context *ctx, float *out, const float *in,
+                                             int64_t N, int64_t C);
+
+/** din[N,C] = out * (dout - sum_c dout*out) row by row, WRITTEN; out is the forward output. */
+NERVE_API nerve_status nerve_softmax_backward(nerve_context *ctx, float *din, const float *dout,
+                                              const float *out, int64_t N, int64_t C);
+
+/* ---- Losses ----------------------------------------------------------------------------- */
+/*
+ * Each loss averages over `count` samples: pass count = N normally, or the size of the whole
+ * batch when out[N,...] is one slice of a larger batch whose gradients you accumulate.
+ * The loss value is summed in double in a fixed order. `loss` may be NULL (gradient only), the
+ * gradient pointer may be NULL (value only).
+ */
+
+/**
+ * Mean squared error as the labs define it: loss = (1/count) sum_n sum_c (out - target)^2,
+ * dout = 2 (out - target) / count (WRITTEN).
+ */
+NERVE_API nerve_status nerve_loss_mse(nerve_context *ctx, double *loss, float *dout,
+                                      const float *out, const float *target, int64_t N,
+                                      int64_t C, int64_t count);
+
+/**
+ * Softmax fused with cross-entropy, on logits[N,C] and target[N,C] (one-hot or any
+ * distribution): loss = -(1/count) sum_n sum_c target * log softmax(logits), computed through
+ * log-sum-exp so it never takes log(0). dlogits = (softmax(logits) - target) / count (WRITTEN).
+ * probs receives softmax(logits) if not NULL.
+ */
+NERVE_API nerve_status nerve_loss_softmax_cross_entropy(nerve_context *ctx, double *loss,
+                                                        float *dlogits, float *probs,
+                                                        const float *logits,
+                                                        const float *target, int64_t N,
+                                                        int64_t C, int64_t count);
+
+/**
+ * Negative log-likelihood on probabilities probs[N,C] (e.g. a softmax layer's output):
+ * loss = -(1/count) sum target * log(probs + eps); dprobs = -target / (probs + eps) / count
+ * (WRITTEN). eps must be >= 0 (1e-7 is usual).
+ */
+NERVE_API nerve_status nerve_loss_nll(nerve_context *ctx, double *loss, float *dprobs,
+                                      const float *probs, const float *target, int64_t N,
+                                      int64_t C, float eps, int64_t count);
+
+/* ---- Optimizer steps -------------------------------------------------------------------- */
+/*
+ * All steps update param[n] in place from grad[n]. weight_decay adds weight_decay * param to
+ * the gradient first (coupled L2; pass 0 for none).
+ */
+
+/** Plain gradient descent: param -= lr * (grad + weight_decay * param). */
+NERVE_API nerve_status nerve_sgd_step(nerve_context *ctx, float *param, const float *grad,
+                                      int64_t n, float lr, float weight_decay);
+
+/**
+ * Momentum in the labs' form: v = momentum * v + lr * (grad + weight_decay * param);
+ * param -= v. velocity[n] starts at zero and persists between steps.
+ */
+NERVE_API nerve_status nerve_momentum_step(nerve_context *ctx, float *param, float *velocity,
+                                           const float *grad, int64_t n, float lr,
+                                           float momentum, float weight_decay);
+
+/* ---- Metrics ---------------------------------------------------------------------------- */
+
+/** classes[N] = index of the largest score in each row of scores[N,C] (first one on ties). */
+NERVE_API nerve_status nerve_argmax(nerve_context *ctx, int32_t *classes, const float *scores,
+                                    int64_t N, int64_t C);
+
+/** *correct = number of rows whose argmax equals labels[n] (labels in 0..C-1). */
+NERVE_API nerve_status nerve_count_correct(nerve_context *ctx, int64_t *correct,
+                                           const float *scores, const int32_t *labels,
+                                           int64_t N, int64_t C);
+
+/* ---- Reductions ------------------------------------------------------------------------- */
+
+/** *out = sum of x[i]^2 over n elements, in double, in a fixed order (L2 penalties, norms). */
+NERVE_API nerve_status nerve_sum_squares(nerve_context *ctx, double *out, const float *x,
+                                         int64_t n);
+
+/** *out = sum of |x[i]| over n elements, in double, in a fixed order. */
+NERVE_API nerve_status nerve_sum_abs(nerve_context *ctx, double *out, const float *x, int64_t n);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NERVE_H */
