@@ -36,23 +36,36 @@ nerve_status nerve_dense_forward(nerve_context *ctx, float *out, const float *in
   return nerve__gemm_nn(ctx, out, O, in, I, weight, O, false, bias, false, N, O, I, __func__);
 }
 
-/* dbias[o] += sum_n dout[n,o], summed over n in order for each o; threads split columns. */
+/* dbias[o] += alpha * sum_n dout[n,o], added over n in order for each o; threads split
+ * columns. alpha is 1 for a gradient, -lr for a fused descent step. */
 typedef struct {
   float *dbias;
   const float *dout;
   int64_t N, O;
+  float alpha;
 } bias_job;
 
 NERVE_INLINE void bias_grad_body(void *data, int64_t o0, int64_t o1) {
   bias_job *j = data;
   float *restrict db = j->dbias;
   const float *restrict d = j->dout;
+  const float alpha = j->alpha;
   for (int64_t n = 0; n < j->N; n++) {
     const float *restrict row = d + n * j->O;
-    for (int64_t o = o0; o < o1; o++) db[o] += row[o];
+    if (alpha == 1.0f)
+      for (int64_t o = o0; o < o1; o++) db[o] += row[o];
+    else
+      for (int64_t o = o0; o < o1; o++) db[o] += alpha * row[o];
   }
 }
 NERVE_RANGE_KERNEL(bias_grad);
+
+static void bias_accumulate(nerve_context *ctx, float *dbias, const float *dout, int64_t N,
+                            int64_t O, float alpha) {
+  bias_job j = {dbias, dout, N, O, alpha};
+  /* Columns per thread: worth it only for wide layers. */
+  nerve__parallel_for(ctx, O, (1 << 16) / (N + 1) + 16, bias_grad_isa[ctx->isa], &j);
+}
 
 /*
  * dout [N,O], in [N,I], weight [I,O] ->
@@ -73,13 +86,41 @@ nerve_status nerve_dense_backward(nerve_context *ctx, float *din, float *dweight
   }
   if (dweight && I > 0 && O > 0) {
     NERVE_CHECK_PTR(ctx, in);
-    s = nerve__gemm_tn(ctx, dweight, O, in, I, dout, O, N, O, I, __func__);
+    s = nerve__gemm_tn(ctx, dweight, O, in, I, dout, O, N, O, I, 1.0f, __func__);
     if (s != NERVE_OK) return s;
   }
-  if (dbias && O > 0) {
-    bias_job j = {dbias, dout, N, O};
-    /* Columns per thread: worth it only for wide layers. */
-    nerve__parallel_for(ctx, O, (1 << 16) / (N + 1) + 16, bias_grad_isa[ctx->isa], &j);
+  if (dbias && O > 0) bias_accumulate(ctx, dbias, dout, N, O, 1.0f);
+  return NERVE_OK;
+}
+
+/*
+ * dout [N,O], in [N,I], weight [I,O], bias [O] ->
+ *   din [N,I] = dout . weight^T (written, with the weights before the step),
+ *   weight -= lr * in^T . dout, bias -= lr * sum_n dout
+ */
+nerve_status nerve_dense_backward_sgd(nerve_context *ctx, float *din, float *weight, float *bias,
+                                      const float *dout, const float *in, int64_t N, int64_t I,
+                                      int64_t O, float lr) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_sizes(ctx, N, I, O, __func__);
+  if (s != NERVE_OK) return s;
+  if (!(lr >= 0.0f) || lr > 3.0e38f)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
+                       "learning rate must be finite and >= 0, got %g", (double)lr);
+  if (N == 0 || O == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, dout);
+  if (I > 0) {
+    NERVE_CHECK_PTR(ctx, weight);
+    NERVE_CHECK_PTR(ctx, in);
   }
+  if (din && I > 0) {
+    s = nerve__gemm_nn(ctx, din, I, dout, O, weight, O, true, NULL, false, N, I, O, __func__);
+    if (s != NERVE_OK) return s;
+  }
+  if (I > 0) {
+    s = nerve__gemm_tn(ctx, weight, O, in, I, dout, O, N, O, I, -lr, __func__);
+    if (s != NERVE_OK) return s;
+  }
+  if (bias) bias_accumulate(ctx, bias, dout, N, O, -lr);
   return NERVE_OK;
 }

@@ -70,6 +70,7 @@ typedef struct {
   const float *D;
   int64_t ldd;
   int64_t M, N, K, nblocks;
+  float alpha;
 } blas_tn_job;
 
 static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
@@ -78,7 +79,7 @@ static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
     int64_t k0 = (t / j->nblocks) * BLAS_KB, n0 = (t % j->nblocks) * BLAS_NB;
     int64_t kb = j->K - k0 < BLAS_KB ? j->K - k0 : BLAS_KB;
     int64_t nb = j->N - n0 < BLAS_NB ? j->N - n0 : BLAS_NB;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kb, (int)nb, (int)j->M, 1.0f,
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kb, (int)nb, (int)j->M, j->alpha,
                 j->A + k0, (int)j->lda, j->D + n0, (int)j->ldd, 1.0f, j->G + k0 * j->ldg + n0,
                 (int)j->ldg);
   }
@@ -87,7 +88,7 @@ static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
 /* ---- AVX-512 kernels -------------------------------------------------------------------- */
 #if NERVE_X86
 
-enum { NN_MR = 8, NR = 32, NN_KC = 4096, NN_MC = 64, TN_MR = 8, TN_KT = 12 };
+enum { NN_MR = 8, NR = 32, NN_KC = 2048, NN_MC = 64, TN_MR = 8, TN_KT = 12, TN_KCHUNK = 1024 };
 
 NERVE_TARGET_AVX512 NERVE_INLINE __mmask16 mask_lo(int64_t nr) {
   return nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
@@ -97,14 +98,43 @@ NERVE_TARGET_AVX512 NERVE_INLINE __mmask16 mask_hi(int64_t nr) {
 }
 
 /*
+ * The columns k in [0, n) where at least one of R rows of A (row stride lda) is non-zero,
+ * written to ks; returns how many. Kernels loop over this list instead of testing each k, so
+ * skipping the zero inputs costs no branch mispredictions.
+ */
+NERVE_TARGET_AVX512 static int64_t nonzero_columns(int R, const float *A, int64_t lda, int64_t n,
+                                                   int32_t *ks) {
+  int64_t count = 0;
+#ifdef NERVE_NO_SKIP
+  for (int64_t k = 0; k < n; k++) ks[k] = (int32_t)k;
+  (void)R; (void)A; (void)lda;
+  return n;
+#endif
+  const __m512i step = _mm512_set1_epi32(16);
+  __m512i index = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int64_t k = 0; k < n; k += 16) {
+    __mmask16 valid = n - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - k)) - 1u);
+    __mmask16 nz = 0;
+    for (int r = 0; r < R; r++)
+      nz |= _mm512_mask_cmp_ps_mask(valid, _mm512_maskz_loadu_ps(valid, A + r * lda + k),
+                                    _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    _mm512_storeu_si512((void *)(ks + count), _mm512_maskz_compress_epi32(nz, index));
+    count += __builtin_popcount(nz);
+    index = _mm512_add_epi32(index, step);
+  }
+  return count;
+}
+
+/*
  * One R x (16*W) tile of C over kc reduction steps. Shapes: A rows [R, kc] (stride lda),
  * B rows [kc, 16*W] (stride ldb), C tile [R, 16*W] (stride ldc). start: 0 = from zero,
  * 1 = from C. bias (may be NULL) is added to the start value.
  */
 NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, float *C, int64_t ldc,
                                               const float *A, int64_t lda, const float *B,
-                                              int64_t ldb, int64_t kc, __mmask16 m0,
-                                              __mmask16 m1, bool from_c, const float *bias) {
+                                              int64_t ldb, int64_t kc, const int32_t *ks,
+                                              int64_t live, __mmask16 m0, __mmask16 m1,
+                                              bool from_c, const float *bias) {
   __m512 c0[NN_MR], c1[NN_MR];
   __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
   __m512 b1 = (bias && W == 2) ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
@@ -121,7 +151,10 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, float *C
       if (W == 2) c1[r] = b1;
     }
   }
-  for (int64_t k = 0; k < kc; k++) {
+  /* With a list, only the columns whose inputs are not all zero (see nonzero_columns). */
+  const int64_t steps = ks ? live : kc;
+  for (int64_t j = 0; j < steps; j++) {
+    const int64_t k = ks ? ks[j] : j;
     __m512 x0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
     __m512 x1 = W == 2 ? _mm512_maskz_loadu_ps(m1, B + k * ldb + 16) : x0;
     for (int r = 0; r < R; r++) {
@@ -139,15 +172,16 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, float *C
 #  define NN_TILE_CASE(R)                                                                      \
     case R:                                                                                    \
       if (W == 2)                                                                              \
-        nn_tile(R, 2, C, ldc, A, lda, B, ldb, kc, m0, m1, from_c, bias);                       \
+        nn_tile(R, 2, C, ldc, A, lda, B, ldb, kc, ks, live, m0, m1, from_c, bias);             \
       else                                                                                     \
-        nn_tile(R, 1, C, ldc, A, lda, B, ldb, kc, m0, m1, from_c, bias);                       \
+        nn_tile(R, 1, C, ldc, A, lda, B, ldb, kc, ks, live, m0, m1, from_c, bias);             \
       break;
 
 NERVE_TARGET_AVX512 static void nn_tile_any(int R, int W, float *C, int64_t ldc, const float *A,
                                             int64_t lda, const float *B, int64_t ldb,
-                                            int64_t kc, __mmask16 m0, __mmask16 m1,
-                                            bool from_c, const float *bias) {
+                                            int64_t kc, const int32_t *ks, int64_t live,
+                                            __mmask16 m0, __mmask16 m1, bool from_c,
+                                            const float *bias) {
   switch (R) {
     NN_TILE_CASE(8)
     NN_TILE_CASE(7)
@@ -177,25 +211,26 @@ typedef struct {
 
 NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_t p0,
                                        int64_t p1) {
-  for (int64_t mc = r0; mc < r1; mc += NN_MC) {
-    int64_t mce = mc + NN_MC < r1 ? mc + NN_MC : r1;
-    for (int64_t p = p0; p < p1; p++) {
-      int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
-      int W = nr > 16 ? 2 : 1;
-      __mmask16 m0 = mask_lo(nr), m1 = mask_hi(nr);
-      const float *Bp = j->packed ? j->B + p * j->K * NR : j->B + col;
-      int64_t ldb = j->packed ? NR : j->ldb;
-      for (int64_t k0 = 0; k0 < j->K || k0 == 0; k0 += NN_KC) {
-        int64_t kc = j->K - k0 < NN_KC ? j->K - k0 : NN_KC;
-        bool first = k0 == 0;
-        for (int64_t m = mc; m < mce; m += NN_MR) {
-          int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
-          nn_tile_any(R, W, j->C + m * j->ldc + col, j->ldc, j->A + m * j->lda + k0, j->lda,
-                      Bp + k0 * ldb, ldb, kc, m0, m1, !first || j->accumulate,
-                      first ? (j->bias ? j->bias + col : NULL) : NULL);
-        }
-        if (kc == 0) break;
+  /* Listing the non-zero columns pays off when a row tile meets several panels; with one
+   * panel the kernel is bound by reading A, and the plain loop is faster. */
+  const bool skip = p1 - p0 >= 2;
+  int32_t ks[NN_KC + 16];
+  for (int64_t m = r0; m < r1; m += NN_MR) {
+    int R = (int)(r1 - m < NN_MR ? r1 - m : NN_MR);
+    for (int64_t k0 = 0; k0 < j->K || k0 == 0; k0 += NN_KC) {
+      int64_t kc = j->K - k0 < NN_KC ? j->K - k0 : NN_KC;
+      bool first = k0 == 0;
+      const float *a = j->A + m * j->lda + k0;
+      int64_t live = skip ? nonzero_columns(R, a, j->lda, kc, ks) : kc;
+      for (int64_t p = p0; p < p1; p++) {
+        int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
+        const float *Bp = j->packed ? j->B + p * j->K * NR : j->B + col;
+        int64_t ldb = j->packed ? NR : j->ldb;
+        nn_tile_any(R, nr > 16 ? 2 : 1, j->C + m * j->ldc + col, j->ldc, a, j->lda,
+                    Bp + k0 * ldb, ldb, kc, skip ? ks : NULL, live, mask_lo(nr), mask_hi(nr),
+                    !first || j->accumulate, first ? (j->bias ? j->bias + col : NULL) : NULL);
       }
+      if (kc == 0) break;
     }
   }
 }
@@ -243,38 +278,46 @@ static void pack_panels(void *data, int64_t begin, int64_t end) {
 NERVE_TARGET_AVX512 NERVE_INLINE void tn_rank(const int R, const int W, float *G, int64_t ldg,
                                               const float *A, int64_t lda, const float *D,
                                               int64_t ldd, int64_t k0, int64_t k1,
-                                              __mmask16 m0, __mmask16 m1) {
+                                              const int32_t *ks, int64_t live, __mmask16 m0,
+                                              __mmask16 m1, float alpha) {
   __m512 d0[TN_MR], d1[TN_MR];
+  const __m512 scale = _mm512_set1_ps(alpha);
   for (int r = 0; r < R; r++) {
-    d0[r] = _mm512_maskz_loadu_ps(m0, D + r * ldd);
-    if (W == 2) d1[r] = _mm512_maskz_loadu_ps(m1, D + r * ldd + 16);
+    d0[r] = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m0, D + r * ldd));
+    if (W == 2) d1[r] = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, D + r * ldd + 16));
   }
-  for (int64_t k = k0; k < k1; k++) {
-    float *g = G + k * ldg;
-    __m512 g0 = _mm512_maskz_loadu_ps(m0, g);
-    __m512 g1 = W == 2 ? _mm512_maskz_loadu_ps(m1, g + 16) : g0;
-    for (int r = 0; r < R; r++) {
-      __m512 a = _mm512_set1_ps(A[r * lda + k]);
-      g0 = _mm512_fmadd_ps(a, d0[r], g0);
-      if (W == 2) g1 = _mm512_fmadd_ps(a, d1[r], g1);
+  /* With a list, only rows k whose inputs are not all zero (see nonzero_columns). */
+  const int64_t steps = ks ? live : k1 - k0;
+  {
+    for (int64_t j = 0; j < steps; j++) {
+      const int64_t k = k0 + (ks ? ks[j] : j);
+      float *g = G + k * ldg;
+      __m512 g0 = _mm512_maskz_loadu_ps(m0, g);
+      __m512 g1 = W == 2 ? _mm512_maskz_loadu_ps(m1, g + 16) : g0;
+      for (int r = 0; r < R; r++) {
+        __m512 av = _mm512_set1_ps(A[r * lda + k]);
+        g0 = _mm512_fmadd_ps(av, d0[r], g0);
+        if (W == 2) g1 = _mm512_fmadd_ps(av, d1[r], g1);
+      }
+      _mm512_mask_storeu_ps(g, m0, g0);
+      if (W == 2) _mm512_mask_storeu_ps(g + 16, m1, g1);
     }
-    _mm512_mask_storeu_ps(g, m0, g0);
-    if (W == 2) _mm512_mask_storeu_ps(g + 16, m1, g1);
   }
 }
 
 #  define TN_RANK_CASE(R)                                                                      \
     case R:                                                                                    \
       if (W == 2)                                                                              \
-        tn_rank(R, 2, G, ldg, A, lda, D, ldd, k0, k1, m0, m1);                                 \
+        tn_rank(R, 2, G, ldg, A, lda, D, ldd, k0, k1, ks, live, m0, m1, alpha);                                 \
       else                                                                                     \
-        tn_rank(R, 1, G, ldg, A, lda, D, ldd, k0, k1, m0, m1);                                 \
+        tn_rank(R, 1, G, ldg, A, lda, D, ldd, k0, k1, ks, live, m0, m1, alpha);                                 \
       break;
 
 NERVE_TARGET_AVX512 static void tn_rank_any(int R, int W, float *G, int64_t ldg, const float *A,
                                             int64_t lda, const float *D, int64_t ldd,
-                                            int64_t k0, int64_t k1, __mmask16 m0,
-                                            __mmask16 m1) {
+                                            int64_t k0, int64_t k1, const int32_t *ks,
+                                            int64_t live, __mmask16 m0, __mmask16 m1,
+                                            float alpha) {
   switch (R) {
     TN_RANK_CASE(8)
     TN_RANK_CASE(7)
@@ -296,16 +339,22 @@ NERVE_TARGET_AVX512 static void tn_rank_any(int R, int W, float *G, int64_t ldg,
 NERVE_TARGET_AVX512 NERVE_INLINE void tn_tile(const int KT, const int W, float *G, int64_t ldg,
                                               const float *A, int64_t lda, const float *D,
                                               int64_t ldd, int64_t M, __mmask16 m0,
-                                              __mmask16 m1) {
+                                              __mmask16 m1, float alpha) {
+  /* A tile whose inputs are all zero adds nothing (per-sample SGD on MNIST: most tiles). */
+  bool any = false;
+  for (int64_t m = 0; m < M && !any; m++)
+    for (int r = 0; r < KT; r++) any |= A[m * lda + r] != 0.0f;
+  if (!any) return;
   __m512 g0[TN_KT], g1[TN_KT];
+  const __m512 scale = _mm512_set1_ps(alpha);
   for (int r = 0; r < KT; r++) {
     g0[r] = _mm512_maskz_loadu_ps(m0, G + r * ldg);
     if (W == 2) g1[r] = _mm512_maskz_loadu_ps(m1, G + r * ldg + 16);
   }
   for (int64_t m = 0; m < M; m++) {
-    __m512 x0 = _mm512_maskz_loadu_ps(m0, D + m * ldd);
-    __m512 x1 = W == 2 ? _mm512_maskz_loadu_ps(m1, D + m * ldd + 16) : x0;
     const float *a = A + m * lda;
+    __m512 x0 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m0, D + m * ldd));
+    __m512 x1 = W == 2 ? _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, D + m * ldd + 16)) : x0;
     for (int r = 0; r < KT; r++) {
       __m512 av = _mm512_set1_ps(a[r]);
       g0[r] = _mm512_fmadd_ps(av, x0, g0[r]);
@@ -321,14 +370,14 @@ NERVE_TARGET_AVX512 NERVE_INLINE void tn_tile(const int KT, const int W, float *
 #  define TN_TILE_CASE(KT)                                                                     \
     case KT:                                                                                   \
       if (W == 2)                                                                              \
-        tn_tile(KT, 2, G, ldg, A, lda, D, ldd, M, m0, m1);                                     \
+        tn_tile(KT, 2, G, ldg, A, lda, D, ldd, M, m0, m1, alpha);                                     \
       else                                                                                     \
-        tn_tile(KT, 1, G, ldg, A, lda, D, ldd, M, m0, m1);                                     \
+        tn_tile(KT, 1, G, ldg, A, lda, D, ldd, M, m0, m1, alpha);                                     \
       break;
 
 NERVE_TARGET_AVX512 static void tn_tile_any(int KT, int W, float *G, int64_t ldg, const float *A,
                                             int64_t lda, const float *D, int64_t ldd, int64_t M,
-                                            __mmask16 m0, __mmask16 m1) {
+                                            __mmask16 m0, __mmask16 m1, float alpha) {
   switch (KT) {
     TN_TILE_CASE(12)
     TN_TILE_CASE(11)
@@ -354,22 +403,26 @@ typedef struct {
   const float *D;
   int64_t ldd;
   int64_t M, N, K, panels, ktiles;
-  bool rank; /* rank-8 updates (else register tiles) */
+  bool rank;         /* rank-8 updates (else register tiles) */
+  bool split_panels; /* rank mode: threads split 32-column panels of G (else rows of G) */
+  float alpha;
 } tn_job;
 
-enum { TN_MC = 256 };
-
-NERVE_TARGET_AVX512 static void tn_rank_rows(tn_job *j, int64_t k0, int64_t k1) {
-  for (int64_t mc = 0; mc < j->M; mc += TN_MC) {
-    int64_t mce = mc + TN_MC < j->M ? mc + TN_MC : j->M;
-    for (int64_t p = 0; p < j->panels; p++) {
-      int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
-      int W = nr > 16 ? 2 : 1;
-      __mmask16 m0 = mask_lo(nr), m1 = mask_hi(nr);
-      for (int64_t m = mc; m < mce; m += TN_MR) {
-        int R = (int)(mce - m < TN_MR ? mce - m : TN_MR);
-        tn_rank_any(R, W, j->G + col, j->ldg, j->A + m * j->lda, j->lda, j->D + m * j->ldd + col,
-                    j->ldd, k0, k1, m0, m1);
+NERVE_TARGET_AVX512 static void tn_rank_rows(tn_job *j, int64_t k0, int64_t k1, int64_t p0,
+                                             int64_t p1) {
+  /* As in nn_run: list the non-zero inputs of each 8-row block once for all its panels. */
+  const bool skip = p1 - p0 >= 2;
+  int32_t ks[TN_KCHUNK + 16];
+  for (int64_t m = 0; m < j->M; m += TN_MR) {
+    int R = (int)(j->M - m < TN_MR ? j->M - m : TN_MR);
+    const float *a = j->A + m * j->lda;
+    for (int64_t kb = k0; kb < k1; kb += TN_KCHUNK) {
+      int64_t ke = kb + TN_KCHUNK < k1 ? kb + TN_KCHUNK : k1;
+      int64_t live = skip ? nonzero_columns(R, a + kb, j->lda, ke - kb, ks) : ke - kb;
+      for (int64_t p = p0; p < p1; p++) {
+        int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
+        tn_rank_any(R, nr > 16 ? 2 : 1, j->G + col, j->ldg, a, j->lda, j->D + m * j->ldd + col,
+                    j->ldd, kb, ke, skip ? ks : NULL, live, mask_lo(nr), mask_hi(nr), j->alpha);
       }
     }
   }
@@ -382,15 +435,18 @@ NERVE_TARGET_AVX512 static void tn_tiles(tn_job *j, int64_t t0, int64_t t1) {
     int64_t k = kt * TN_KT, kr = j->K - k < TN_KT ? j->K - k : TN_KT;
     int W = nr > 16 ? 2 : 1;
     tn_tile_any((int)kr, W, j->G + k * j->ldg + col, j->ldg, j->A + k, j->lda, j->D + col,
-                j->ldd, j->M, mask_lo(nr), mask_hi(nr));
+                j->ldd, j->M, mask_lo(nr), mask_hi(nr), j->alpha);
   }
 }
 
 static void tn_member(void *data, int t, int nt) {
   tn_job *j = data;
-  if (j->rank) {
+  if (j->rank && j->split_panels) {
+    int64_t a = j->panels * t / nt, b = j->panels * (t + 1) / nt;
+    if (a < b) tn_rank_rows(j, 0, j->K, a, b);
+  } else if (j->rank) {
     int64_t a = j->K * t / nt, b = j->K * (t + 1) / nt;
-    if (a < b) tn_rank_rows(j, a, b);
+    if (a < b) tn_rank_rows(j, a, b, 0, j->panels);
   } else {
     int64_t tiles = j->panels * j->ktiles;
     int64_t a = tiles * t / nt, b = tiles * (t + 1) / nt;
@@ -424,7 +480,7 @@ static void copy_rows_out(void *data, int64_t begin, int64_t end) {
 /* ---- Entry points ----------------------------------------------------------------------- */
 
 /* A thread is worth waking for about this many multiply-adds. */
-enum { GEMM_GRAIN = 1 << 17 };
+enum { GEMM_GRAIN = 1 << 19 };
 
 nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc, const float *A,
                             int64_t lda, const float *B, int64_t ldb, bool b_transposed,
@@ -446,10 +502,11 @@ nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc, const flo
       j.B = ctx->scratch;
       j.packed = true;
     }
-    /* Split rows when there are plenty; otherwise split 32-column panels. Either way each
-     * element's chain is the same. */
+    /* Split whichever operand is smaller to share: rows of C when A is the bigger one (each
+     * thread then reads all of B), 32-column panels when B is. Either way each element's
+     * chain is the same. */
     int64_t row_tiles = (M + NN_MR - 1) / NN_MR;
-    j.split_rows = row_tiles >= 4 * threads || panels < threads;
+    j.split_rows = panels < 2 * threads || (M * K > K * N && row_tiles >= 2 * threads);
     nerve__parallel_team(threads, nn_member, &j);
     return NERVE_OK;
   }
@@ -465,16 +522,20 @@ nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc, const flo
 
 nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const float *A,
                             int64_t lda, const float *D, int64_t ldd, int64_t M, int64_t N,
-                            int64_t K, const char *func) {
+                            int64_t K, float alpha, const char *func) {
   (void)func;
   if (M == 0 || N == 0 || K == 0) return NERVE_OK;
   int64_t work = M * N * K;
 #if NERVE_X86
   if (ctx->isa == NERVE_ISA_AVX512) {
     int64_t panels = (N + NR - 1) / NR, ktiles = (K + TN_KT - 1) / TN_KT;
-    tn_job j = {G, ldg, A, lda, D, ldd, M, N, K, panels, ktiles, M > 64};
+    /* Split the columns of G when A is the smaller operand to share (every thread reads all
+     * of A), else the rows of G; nn makes the same choice, so across forward and update each
+     * thread keeps touching the same slice of the weights, which stays in its cache. */
+    bool split_panels = M * K <= K * N && panels >= 2;
+    tn_job j = {G, ldg, A, lda, D, ldd, M, N, K, panels, ktiles, M > 64, split_panels, alpha};
     int threads = nerve__threads_for(ctx, work, GEMM_GRAIN);
-    int64_t units = j.rank ? K : panels * ktiles;
+    int64_t units = !j.rank ? panels * ktiles : split_panels ? panels : K;
     if (units < threads) threads = (int)units;
     /* Rank updates rewrite every G row once per 8 rows of A; rows whose width is not a whole
      * number of vectors make the masked stores straddle cache lines (3.5x slower on Zen 5),
@@ -497,7 +558,7 @@ nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
   }
 #endif
   int64_t kblocks = (K + BLAS_KB - 1) / BLAS_KB, nblocks = (N + BLAS_NB - 1) / BLAS_NB;
-  blas_tn_job j = {G, ldg, A, lda, D, ldd, M, N, K, nblocks};
+  blas_tn_job j = {G, ldg, A, lda, D, ldd, M, N, K, nblocks, alpha};
   int64_t blocks = kblocks * nblocks;
   nerve__parallel_for(ctx, blocks, (GEMM_GRAIN + work / blocks - 1) / (work / blocks + 1) + 1,
                       blas_tn_blocks, &j);

@@ -143,11 +143,15 @@ NERVE_HIDDEN nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t l
                                          bool accumulate, int64_t M, int64_t N, int64_t K,
                                          const char *func);
 
-/* G[K,N] += A[M,K]^T . D[M,N]: the weight-gradient product. Independent of the thread count. */
+/*
+ * G[K,N] += alpha * A[M,K]^T . D[M,N]: the weight-gradient product (alpha = 1), or a
+ * gradient-descent step applied straight to the weights (G = W, alpha = -lr). Independent of
+ * the thread count. Rows of A that are zero are skipped (their products are exactly zero).
+ */
 NERVE_HIDDEN nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg,
                                          const float *A, int64_t lda, const float *D,
                                          int64_t ldd, int64_t M, int64_t N, int64_t K,
-                                         const char *func);
+                                         float alpha, const char *func);
 
 /* ---- Math written for vectorisation ----------------------------------------------------- */
 /*

@@ -123,6 +123,11 @@ NERVE_API void *nerve_alloc(size_t bytes);
 NERVE_API void nerve_free(void *ptr);
 
 /* ---- Dense layer ------------------------------------------------------------------------ */
+/*
+ * The products skip inputs that are exactly zero (most MNIST pixels): their terms are exactly
+ * zero, so results are unchanged, except that NaN or infinite weights are not spread through
+ * zero inputs.
+ */
 
 /**
  * out[N,O] = in[N,I] . weight[I,O] + bias[O]
@@ -144,6 +149,20 @@ NERVE_API nerve_status nerve_dense_backward(nerve_context *ctx, float *din, floa
                                             float *dbias, const float *dout, const float *in,
                                             const float *weight, int64_t N, int64_t I,
                                             int64_t O);
+
+/**
+ * Backward of nerve_dense_forward fused with a plain gradient-descent step, for training with
+ * SGD without momentum or weight decay:
+ *   din[N,I] = dout . weight^T     WRITTEN, with the weights before the step; skipped if NULL
+ *   weight  -= lr * in^T . dout    (no gradient buffer is written or read)
+ *   bias    -= lr * sum over N of dout   (skipped if bias is NULL)
+ * Mathematically nerve_dense_backward into zeroed gradients followed by nerve_sgd_step; the
+ * rounding differs (the step is applied inside the sum). Per-sample SGD touches only the
+ * weight rows of non-zero inputs this way.
+ */
+NERVE_API nerve_status nerve_dense_backward_sgd(nerve_context *ctx, float *din, float *weight,
+                                                float *bias, const float *dout, const float *in,
+                                                int64_t N, int64_t I, int64_t O, float lr);
 
 /* ---- Activations ------------------------------------------------------------------------ */
 

@@ -81,26 +81,33 @@ public struct IDXArray: Sendable {
 
   /// The elements as Float, each multiplied by `scale`.
   public func floats(scale: Float = 1) -> [Float] {
-    var out = [Float](repeating: 0, count: count)
+    [Float](unsafeUninitializedCapacity: count) { out, initialized in
+      write(into: out.baseAddress!, scale: scale)
+      initialized = count
+    }
+  }
+
+  /// Writes the elements, times `scale`, to `out` (room for `count` floats).
+  func write(into out: UnsafeMutablePointer<Float>, scale: Float) {
+    let n = count
     bytes.withUnsafeBufferPointer { b in
       let p = b.baseAddress! + dataOffset
       switch type {
-      case .uint8: for i in 0..<count { out[i] = Float(p[i]) * scale }
-      case .int8: for i in 0..<count { out[i] = Float(Int8(bitPattern: p[i])) * scale }
+      case .uint8: for i in 0..<n { out[i] = Float(p[i]) * scale }
+      case .int8: for i in 0..<n { out[i] = Float(Int8(bitPattern: p[i])) * scale }
       case .int16:
-        for i in 0..<count {
+        for i in 0..<n {
           out[i] = Float(Int16(bitPattern: UInt16(p[2 * i]) << 8 | UInt16(p[2 * i + 1]))) * scale
         }
-      case .int32: for i in 0..<count { out[i] = Float(Int32(bitPattern: word(p + 4 * i))) * scale }
-      case .float32: for i in 0..<count { out[i] = Float(bitPattern: word(p + 4 * i)) * scale }
+      case .int32: for i in 0..<n { out[i] = Float(Int32(bitPattern: word(p + 4 * i))) * scale }
+      case .float32: for i in 0..<n { out[i] = Float(bitPattern: word(p + 4 * i)) * scale }
       case .float64:
-        for i in 0..<count {
+        for i in 0..<n {
           let hi = UInt64(word(p + 8 * i)), lo = UInt64(word(p + 8 * i + 4))
           out[i] = Float(Double(bitPattern: hi << 32 | lo)) * scale
         }
       }
     }
-    return out
   }
 
   /// The elements as integers (for label files).

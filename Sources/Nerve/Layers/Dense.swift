@@ -93,6 +93,16 @@ public final class Dense: Layer {
         io.outputGradient, io.input, w, Int64(io.batch), Int64(inputs), Int64(units)))
   }
 
+  override var supportsFusedSGD: Bool { true }
+
+  override func backwardUpdate(_ io: LayerIO, learningRate: Float) throws {
+    let w = io.parameters
+    try io.check(
+      nerve_dense_backward_sgd(
+        io.ctx, io.inputGradient, w, useBias ? w + inputs * units : nil, io.outputGradient,
+        io.input, Int64(io.batch), Int64(inputs), Int64(units), learningRate))
+  }
+
   override var record: LayerRecord {
     var r = LayerRecord(type: typeName)
     r.units = units

@@ -51,6 +51,13 @@ public class Layer: CustomStringConvertible {
   func forward(_ io: LayerIO) throws {}
   func backward(_ io: LayerIO) throws {}
 
+  /// Can backward apply a plain gradient-descent step to the parameters directly?
+  var supportsFusedSGD: Bool { parameterCount == 0 }
+
+  /// Backward fused with `parameters -= learningRate * gradient` (no gradient buffer). Layers
+  /// without parameters just run backward.
+  func backwardUpdate(_ io: LayerIO, learningRate: Float) throws { try backward(io) }
+
   /// Describes the layer for config and model files.
   var record: LayerRecord { LayerRecord(type: typeName) }
 }

@@ -249,22 +249,28 @@ public final class Sequential: @unchecked Sendable {
   }
 
   /// Backpropagates from `plan.gradients[start]` (already holding dLoss/d(output of layer
-  /// start)) down to layer 0, accumulating parameter gradients into `gradients`.
+  /// start)) down to layer 0, accumulating parameter gradients into `gradients`, or, with
+  /// `descentRate`, stepping the parameters directly (plain SGD, fused).
   func backward(
     _ input: UnsafeMutablePointer<Float>, batch: Int, plan: Plan, context: ComputeContext,
-    gradients: UnsafeMutablePointer<Float>, from start: Int, step: UInt64 = 0
+    gradients: UnsafeMutablePointer<Float>, from start: Int, step: UInt64 = 0,
+    descentRate: Float? = nil
   ) throws {
     for i in stride(from: start, through: 0, by: -1) {
       let layer = layers[i]
-      try layer.backward(
-        LayerIO(
+      let io = LayerIO(
           context: context, batch: batch, input: i == 0 ? input : plan.outputs[i - 1],
           output: plan.outputs[i], inputGradient: i == 0 ? nil : plan.gradients[i - 1],
           outputGradient: plan.gradients[i],
           parameters: parameterStorage.pointer + layer.parameterOffset,
           parameterGradients: gradients + layer.parameterOffset,
           state: stateStorage.pointer + stateOffsets[i], scratch: plan.scratch[i],
-          training: true, stepSeed: step &* 0x9E37_79B9 &+ UInt64(i)))
+          training: true, stepSeed: step &* 0x9E37_79B9 &+ UInt64(i))
+      if let descentRate {
+        try layer.backwardUpdate(io, learningRate: descentRate)
+      } else {
+        try layer.backward(io)
+      }
     }
   }
 

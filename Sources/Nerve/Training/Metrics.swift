@@ -92,6 +92,8 @@ public struct BatchProgress: Sendable {
 public struct History: Sendable {
   /// One entry per completed epoch.
   public var epochs: [EpochMetrics] = []
+
+  public init(epochs: [EpochMetrics] = []) { self.epochs = epochs }
   /// Total wall-clock seconds of training steps.
   public var trainingSeconds: Double { epochs.reduce(0) { $0 + $1.seconds } }
 }

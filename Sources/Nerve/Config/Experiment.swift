@@ -1,0 +1,139 @@
+// Experiment: turns an ExperimentConfig into data, a model and an optimizer, and runs it.
+
+/// The datasets of a run, prepared as the config says.
+public struct PreparedData: Sendable {
+  public var train: Dataset
+  public var validation: Dataset?
+  public var test: Dataset
+  /// The preprocessing applied to every split (saved with the model).
+  public var preprocessing: Preprocessing
+}
+
+/// What a finished run measured.
+public struct ExperimentResult: Sendable {
+  public var history: History
+  public var test: Evaluation
+}
+
+/// A training run built from a config.
+public struct Experiment {
+  public var config: ExperimentConfig
+
+  public init(config: ExperimentConfig) { self.config = config }
+
+  /// Does the network start with a convolution (and so want [channels, height, width] samples)?
+  /// Whether samples are images [channels, height, width] (the network starts with a
+  /// convolution or pooling layer).
+  public var samplesAreImages: Bool {
+    guard let first = config.layers.first?.type.lowercased() else { return false }
+    return first.hasPrefix("conv") || first.hasSuffix("pool2d") || first == "batchnorm"
+  }
+
+  /// Loads and prepares the data.
+  public func loadData() throws -> PreparedData {
+    let c = config
+    let shape: MNIST.ImageShape = samplesAreImages ? .channels : .flat
+    var train: Dataset, validation: Dataset?, test: Dataset
+    var pre: Preprocessing
+    switch c.dataSet {
+    case .mnist:
+      let m = try MNIST.load(from: c.dataPath, validationCount: c.validationCount, imageShape: shape)
+      train = m.train
+      validation = c.validationCount > 0 ? m.validation : nil
+      test = m.test
+      pre = m.preprocessing
+    case .digits:
+      let all = try Digits.load(from: c.dataPath, imageShape: shape)
+      let (rest, held) = try all.split(fraction: 1 - c.testFraction, seed: c.splitSeed)
+      test = held
+      test.name = "digits test"
+      if c.validationFraction > 0 {
+        let (t, v) = try rest.split(fraction: 1 - c.validationFraction, seed: c.splitSeed &+ 1)
+        train = t
+        validation = v
+        validation?.name = "digits validation"
+      } else {
+        train = rest
+      }
+      train.name = "digits train"
+      pre = Preprocessing(scale: 1.0 / 16)
+      if !c.standardize {
+        train = try train.preprocessed(pre)
+        validation = try validation?.preprocessed(pre)
+        test = try test.preprocessed(pre)
+      }
+    }
+    if let indices = c.trainIndices {
+      train = try train.subset(indices: indices)
+    } else if let n = c.trainCount {
+      guard n <= train.count else {
+        throw NerveError(
+          .badValue, at: "data.subset", "asks for \(n) samples but the training split has \(train.count)")
+      }
+      train = train.prefix(n)
+    }
+    if c.standardize {
+      // Fitted on the training split only, then applied to every split.
+      let fitted = Preprocessing.standardization(fittedOn: train)
+      train = try train.preprocessed(fitted)
+      validation = try validation?.preprocessed(fitted)
+      test = try test.preprocessed(fitted)
+      pre = Preprocessing(
+        scale: c.dataSet == .digits ? 1 : pre.scale, mean: fitted.mean, std: fitted.std)
+    }
+    return PreparedData(train: train, validation: validation, test: test, preprocessing: pre)
+  }
+
+  /// Builds the network for samples of `inputShape`.
+  public func makeModel(inputShape: [Int]) throws -> Sequential {
+    var layers: [Layer] = []
+    for (i, record) in config.layers.enumerated() {
+      let location = i < config.layerLocations.count ? config.layerLocations[i] : "layer \(i)"
+      layers += try record.makeLayers(at: location)
+    }
+    return try Sequential(input: inputShape, layers: layers, seed: config.seed)
+  }
+
+  /// Builds the optimizer the config names.
+  public func makeOptimizer() throws -> Optimizer {
+    let c = config
+    let optimizer: Optimizer
+    switch c.optimizer {
+    case "sgd", "gd":
+      optimizer = SGD(learningRate: c.learningRate, momentum: c.momentum, weightDecay: c.weightDecay)
+    case "momentum":
+      optimizer = SGD(
+        learningRate: c.learningRate, momentum: c.momentum == 0 ? 0.9 : c.momentum,
+        weightDecay: c.weightDecay)
+    default:
+      throw NerveError(
+        .badValue, at: "train.optimizer", "unknown optimizer '\(c.optimizer)'; expected sgd or momentum")
+    }
+    try optimizer.validate()
+    return optimizer
+  }
+
+  /// Loads the data, builds the model and trains it.
+  /// - Parameters:
+  ///   - onBatch: progress after each step.
+  ///   - onEpoch: metrics after each epoch; return false to stop.
+  /// - Returns: the trained model, the prepared data and the measurements.
+  public func run(
+    data: PreparedData? = nil, onBatch: ((BatchProgress) -> Void)? = nil,
+    onEpoch: ((EpochMetrics) -> Bool)? = nil
+  ) throws -> (model: Sequential, data: PreparedData, result: ExperimentResult) {
+    try config.validate()
+    let data = try data ?? loadData()
+    let model = try makeModel(inputShape: data.train.sampleShape)
+    model.preprocessing = data.preprocessing
+    let trainer = Trainer(
+      model: model, loss: config.loss, optimizer: try makeOptimizer(), threads: config.threads)
+    model.context = trainer.context
+    let history = try trainer.fit(
+      data.train, validation: data.validation, test: config.testEveryEpoch ? data.test : nil,
+      epochs: config.epochs, batchSize: config.batchSize, shuffle: config.shuffle,
+      seed: config.seed, onBatch: onBatch, onEpoch: onEpoch)
+    let test = try trainer.evaluate(data.test)
+    return (model, data, ExperimentResult(history: history, test: test))
+  }
+}

@@ -1,0 +1,97 @@
+// nerve bench: times the labs' workloads at several thread counts.
+import ArgumentParser
+import Foundation
+import Nerve
+
+struct BenchCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "bench",
+    abstract: "Time the labs' workloads at several thread counts (median seconds, samples per second).",
+    discussion: """
+      Workloads (MNIST, 50,000 training images):
+        lab-a       784-30-10 sigmoid, MSE, full-batch gradient descent, lr 1: seconds per epoch
+        minibatch   784-300-10 sigmoid + softmax cross-entropy, minibatches of 100, lr 0.1: seconds per epoch
+        per-sample  the same network, per-sample SGD, lr 0.01: seconds per pass over the first 10,000 images
+      bench/compare.sh runs these beside PyTorch in one go and prints the ratios.
+      """)
+
+  @Option(name: .long, help: ArgumentHelp("Comma-separated thread counts to time.", valueName: "list"))
+  var threads: String = "1,2"
+
+  @Option(name: .long, help: ArgumentHelp("Comma-separated workloads: lab-a, minibatch, per-sample.", valueName: "list"))
+  var workloads: String = "lab-a,minibatch,per-sample"
+
+  @Option(name: .long, help: ArgumentHelp("Timed repetitions per workload (the median is reported; a first, untimed one warms up).", valueName: "n"))
+  var repeats: Int = 5
+
+  @Option(name: .long, help: ArgumentHelp("A folder with MNIST's IDX files (default: the bundled Data/mnist).", valueName: "path"))
+  var data: String?
+
+  @Flag(name: .long, help: "Print one JSON object per measurement instead of a table.")
+  var json = false
+
+  static let known = ["lab-a", "minibatch", "per-sample"]
+
+  func validate() throws {
+    guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
+    for t in threads.split(separator: ",") where (Int(t) ?? 0) < 1 {
+      throw ValidationError("--threads must list positive integers, got '\(threads)'")
+    }
+    for w in workloads.split(separator: ",") where !Self.known.contains(String(w)) {
+      throw ValidationError("unknown workload '\(w)'; expected \(Self.known.joined(separator: ", "))")
+    }
+  }
+
+  func run() throws {
+    try reportingErrors {
+      let mnist = try MNIST.load(from: data)
+      let first10k = mnist.train.prefix(10_000)
+      let threadCounts = threads.split(separator: ",").map { Int($0)! }
+      if !json {
+        print("nerve \(nerveVersion), \(InstructionSet.best) kernels; median of \(repeats) timed runs after one warm-up")
+        print("workload      threads   seconds   samples/s")
+      }
+      for workload in workloads.split(separator: ",").map(String.init) {
+        for t in threadCounts {
+          let (seconds, samples) = try measure(workload, threads: t, mnist: mnist, first10k: first10k)
+          let m = median(seconds)
+          if json {
+            print(MetricsWriter.object([
+              ("tool", "nerve"), ("workload", workload), ("threads", t), ("median_seconds", m),
+              ("samples_per_second", Double(samples) / m), ("runs", seconds),
+            ]))
+          } else {
+            print(workload.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: " %8d %9.4f %11.0f", t, m, Double(samples) / m))
+          }
+          fflush(nil)
+        }
+      }
+    }
+  }
+
+  /// Seconds of each timed run and the samples one run processes.
+  func measure(_ workload: String, threads: Int, mnist: MNIST, first10k: Dataset) throws -> ([Double], Int) {
+    let runs = repeats + 1
+    switch workload {
+    case "lab-a":
+      let model = try Sequential(input: 784) {
+        Dense(30, activation: .sigmoid, weights: .uniform(low: -0.1, high: 0.1))
+        Dense(10, activation: .sigmoid, weights: .uniform(low: -0.1, high: 0.1))
+      }
+      let trainer = Trainer(model: model, loss: .meanSquaredError, optimizer: SGD(learningRate: 1), threads: threads)
+      let h = try trainer.fit(mnist.train, epochs: runs, batchSize: .full)
+      return (h.epochs.dropFirst().map(\.seconds), mnist.train.count)
+    default:
+      let model = try Sequential(input: 784) {
+        Dense(300, activation: .sigmoid)
+        Dense(10, activation: .softmax)
+      }
+      let perSample = workload == "per-sample"
+      let trainer = Trainer(
+        model: model, loss: .crossEntropy, optimizer: SGD(learningRate: perSample ? 0.01 : 0.1), threads: threads)
+      let set = perSample ? first10k : mnist.train
+      let h = try trainer.fit(set, epochs: runs, batchSize: .size(perSample ? 1 : 100))
+      return (h.epochs.dropFirst().map(\.seconds), set.count)
+    }
+  }
+}

@@ -1,0 +1,39 @@
+// nerve: the command-line tool. Train, evaluate, predict and benchmark digit classifiers.
+import ArgumentParser
+import Foundation
+import Nerve
+
+@main
+struct NerveCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "nerve",
+    abstract: "Train and run neural networks on MNIST, the 8x8 digits and other small image sets.",
+    discussion: """
+      Examples:
+        nerve train --config examples/lab-a-mlp-mse.toml
+        nerve train --layers 784,100,10 --loss cross_entropy --lr 0.1 --batch-size 32 --epochs 5 --save digits.safetensors
+        nerve eval digits.safetensors
+        nerve predict digits.safetensors --count 5
+      """,
+    version: nerveVersion,
+    subcommands: [
+      TrainCommand.self, EvalCommand.self, PredictCommand.self, SummaryCommand.self,
+      BenchCommand.self,
+    ]
+  )
+}
+
+/// Prints to standard error.
+func printError(_ text: String) {
+  FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// Runs `body`, turning a NerveError into a one-line message and exit status 1.
+func reportingErrors<T>(_ body: () throws -> T) throws -> T {
+  do {
+    return try body()
+  } catch let error as NerveError {
+    printError("nerve: error: \(error)")
+    throw ExitCode.failure
+  }
+}

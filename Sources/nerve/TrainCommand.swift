@@ -1,0 +1,251 @@
+// nerve train: one training run from a config file and/or flags (flags override the file).
+import ArgumentParser
+import Foundation
+import Nerve
+
+struct TrainCommand: ParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "train",
+    abstract: "Train a network and report per-epoch and test metrics.",
+    discussion: """
+      Without --config and --layers, trains the default MNIST model: 784-100-10, ReLU, softmax \
+      cross-entropy, minibatches of 32, 5 epochs.
+      Examples:
+        nerve train --config examples/lab-a-mlp-mse.toml --metrics runs/lab-a.jsonl --save runs/lab-a.safetensors
+        nerve train --config examples/lab-c-sgd-per-sample.toml --epochs 1 --threads 2
+        nerve train --layers 784,30,10 --activation sigmoid --loss mse --lr 1 --batch-size full --epochs 300
+      """)
+
+  @Option(name: .long, help: ArgumentHelp("A TOML config (see examples/); flags override it.", valueName: "file"))
+  var config: String?
+
+  @OptionGroup var dataOptions: DataOptions
+
+  @Option(name: .long, help: ArgumentHelp("Data set when no config says: mnist or digits.", valueName: "name"))
+  var dataset: String?
+
+  @Option(name: .long, help: ArgumentHelp("An MLP's sizes from input to output, e.g. 784,30,10 (replaces the config's layers).", valueName: "sizes"))
+  var layers: String?
+
+  @Option(name: .long, help: ArgumentHelp("Hidden-layer activation for --layers: sigmoid, tanh, relu, lecun_tanh, identity.", valueName: "name"))
+  var activation: String?
+
+  @Option(name: .long, help: ArgumentHelp("Output activation for --layers (default: softmax for cross_entropy and nll, sigmoid for mse).", valueName: "name"))
+  var outputActivation: String?
+
+  @Option(name: .long, help: ArgumentHelp("Weight initialiser for every dense layer, e.g. xavier_normal, uniform(-0.1,0.1), gaussian(0.01).", valueName: "init"))
+  var `init`: String?
+
+  @Option(name: .long, help: ArgumentHelp("Loss: mse, cross_entropy or nll.", valueName: "name"))
+  var loss: String?
+
+  @Option(name: .long, help: ArgumentHelp("Optimizer: sgd or momentum.", valueName: "name"))
+  var optimizer: String?
+
+  @Option(name: [.customLong("lr"), .customLong("learning-rate")], help: ArgumentHelp("Learning rate.", valueName: "rate"))
+  var learningRate: Double?
+
+  @Option(name: .long, help: ArgumentHelp("Momentum coefficient (0 for plain gradient descent).", valueName: "m"))
+  var momentum: Double?
+
+  @Option(name: .long, help: ArgumentHelp("Coupled L2 weight decay on weights.", valueName: "l2"))
+  var weightDecay: Double?
+
+  @Option(name: .long, help: ArgumentHelp("Samples per step: a number, 1 for per-sample SGD, or 'full'.", valueName: "n|full"))
+  var batchSize: String?
+
+  @Option(name: .long, help: ArgumentHelp("Passes over the training data.", valueName: "n"))
+  var epochs: Int?
+
+  @Option(name: .long, help: ArgumentHelp("Train on the first n samples of the training split.", valueName: "n"))
+  var subset: Int?
+
+  @Option(name: .long, help: ArgumentHelp("Train on these samples of the training split, e.g. 1,3,5,7,2,0,13,15,17,4.", valueName: "list"))
+  var indices: String?
+
+  @Option(name: .long, help: ArgumentHelp("MNIST images held out from the training file for validation (0 for none).", valueName: "n"))
+  var validation: Int?
+
+  @Flag(name: .long, help: "Standardise features with the training split's mean and standard deviation.")
+  var standardize = false
+
+  @Flag(name: .long, help: "Keep the training order fixed instead of reshuffling every epoch.")
+  var noShuffle = false
+
+  @Flag(name: .long, help: "Also evaluate the test set after every epoch.")
+  var testEveryEpoch = false
+
+  @Option(name: .long, help: ArgumentHelp("Seed for initialisation, shuffling and dropout.", valueName: "n"))
+  var seed: UInt64?
+
+  @Option(name: .long, help: ArgumentHelp("Write per-epoch metrics as JSON Lines to this file.", valueName: "file"))
+  var metrics: String?
+
+  @Option(name: .long, help: ArgumentHelp("Save the trained model (safetensors) to this file.", valueName: "file"))
+  var save: String?
+
+  @Flag(name: .long, help: "Print only the final results.")
+  var quiet = false
+
+  func validate() throws {
+    if let learningRate, !(learningRate >= 0 && learningRate.isFinite) {
+      throw ValidationError("--lr must be a finite number >= 0, got \(learningRate)")
+    }
+    if let momentum, !(momentum >= 0 && momentum < 1) {
+      throw ValidationError("--momentum must be in [0, 1), got \(momentum)")
+    }
+    if let weightDecay, !(weightDecay >= 0 && weightDecay.isFinite) {
+      throw ValidationError("--weight-decay must be a finite number >= 0, got \(weightDecay)")
+    }
+    if let batchSize, BatchSize(parsing: batchSize) == nil {
+      throw ValidationError("--batch-size must be a positive integer or 'full', got '\(batchSize)'")
+    }
+    if let epochs, epochs < 0 { throw ValidationError("--epochs must be 0 or more, got \(epochs)") }
+    if let subset, subset < 1 { throw ValidationError("--subset must be at least 1, got \(subset)") }
+    if let validation, validation < 0 { throw ValidationError("--validation must be 0 or more, got \(validation)") }
+    if let loss, Loss(name: loss) == nil {
+      throw ValidationError("--loss must be mse, cross_entropy or nll, got '\(loss)'")
+    }
+    for (flag, value) in [("--activation", activation), ("--output-activation", outputActivation)] {
+      if let value, Activation(name: value) == nil {
+        throw ValidationError(
+          "\(flag): unknown activation '\(value)'; expected one of \(Activation.allCases.map(\.rawValue).joined(separator: ", "))")
+      }
+    }
+    if let layers {
+      let sizes = layers.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+      guard sizes.count >= 2, sizes.allSatisfy({ ($0 ?? 0) >= 1 }) else {
+        throw ValidationError("--layers must be positive sizes from input to output, e.g. 784,30,10; got '\(layers)'")
+      }
+    }
+    if let indices, parsedIndices(indices) == nil {
+      throw ValidationError("--indices must be comma-separated non-negative integers, got '\(indices)'")
+    }
+    if let dataset, ExperimentConfig.DataSet(rawValue: dataset.lowercased()) == nil {
+      throw ValidationError("--dataset must be mnist or digits, got '\(dataset)'")
+    }
+    if let `init` {
+      do { _ = try Initializer(parsing: `init`) } catch let e as NerveError { throw ValidationError("--init: \(e.message)") }
+    }
+  }
+
+  func parsedIndices(_ text: String) -> [Int]? {
+    let parts = text.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    guard !parts.isEmpty, parts.allSatisfy({ ($0 ?? -1) >= 0 }) else { return nil }
+    return parts.map { $0! }
+  }
+
+  /// The config file (or the default model) with every flag applied.
+  func resolvedConfig() throws -> ExperimentConfig {
+    var c: ExperimentConfig
+    if let config {
+      c = try ExperimentConfig(contentsOf: config)
+    } else {
+      c = ExperimentConfig()
+      c.name = "default"
+      c.layers = ExperimentConfig.mlp(sizes: [784, 100, 10], hidden: .relu, output: .softmax, weights: nil)
+      c.loss = .crossEntropy
+      c.learningRate = 0.1
+      c.batchSize = .size(32)
+      c.epochs = 5
+    }
+    if let dataset { c.dataSet = ExperimentConfig.DataSet(rawValue: dataset.lowercased())! }
+    if let path = dataOptions.data { c.dataPath = path }
+    if let threads = dataOptions.threads { c.threads = threads }
+    if let loss { c.loss = Loss(name: loss)! }
+    if let layers {
+      let sizes = layers.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces))! }
+      let hidden = activation.flatMap { Activation(name: $0) } ?? .sigmoid
+      let output = outputActivation.flatMap { Activation(name: $0) } ?? (c.loss == .meanSquaredError ? .sigmoid : .softmax)
+      c.layers = ExperimentConfig.mlp(sizes: sizes, hidden: hidden, output: output, weights: `init`)
+      c.layerLocations = []
+    } else {
+      if let `init` {
+        for i in c.layers.indices where c.layers[i].type == "dense" { c.layers[i].weights = `init` }
+      }
+      if activation != nil || outputActivation != nil {
+        throw NerveError(.badValue, at: "--activation", "--activation and --output-activation go with --layers")
+      }
+    }
+    if let optimizer { c.optimizer = optimizer.lowercased() }
+    if let learningRate { c.learningRate = Float(learningRate) }
+    if let momentum { c.momentum = Float(momentum) }
+    if let weightDecay { c.weightDecay = Float(weightDecay) }
+    if let batchSize { c.batchSize = BatchSize(parsing: batchSize)! }
+    if let epochs { c.epochs = epochs }
+    if let subset {
+      c.trainCount = subset
+      c.trainIndices = nil
+    }
+    if let indices { c.trainIndices = parsedIndices(indices) }
+    if let validation { c.validationCount = validation }
+    if standardize { c.standardize = true }
+    if noShuffle { c.shuffle = false }
+    if testEveryEpoch { c.testEveryEpoch = true }
+    if let seed { c.seed = seed }
+    try c.validate()
+    return c
+  }
+
+  func run() throws {
+    try reportingErrors {
+      let started = ContinuousClock.now
+      let c = try resolvedConfig()
+      let experiment = Experiment(config: c)
+      let data = try experiment.loadData()
+      let model = try experiment.makeModel(inputShape: data.train.sampleShape)
+      model.preprocessing = data.preprocessing
+      let trainer = Trainer(model: model, loss: c.loss, optimizer: try experiment.makeOptimizer(), threads: c.threads)
+      model.context = trainer.context
+      let display = ProgressDisplay(quiet: quiet)
+      let writer = metrics.map { MetricsWriter(path: $0) }
+      if !quiet {
+        print("\(c.name): \(c.dataSet.rawValue), \(data.train.count) training samples\(data.validation.map { ", \($0.count) validation" } ?? ""), \(data.test.count) test; \(trainer.context.threads) thread(s)")
+        print(model.summary)
+        print("loss \(c.loss), \(trainer.optimizer), batch size \(c.batchSize), \(c.epochs) epochs, seed \(c.seed)")
+      }
+      var failure: NerveError?
+      var history = History()
+      do {
+        history = try trainer.fit(
+          data.train, validation: data.validation, test: c.testEveryEpoch ? data.test : nil,
+          epochs: c.epochs, batchSize: c.batchSize, shuffle: c.shuffle, seed: c.seed,
+          onBatch: display.live ? { display.batch($0) } : nil,
+          onEpoch: { m in
+            display.epoch(m, of: c.epochs)
+            do { try writer?.epoch(m) } catch { failure = error as? NerveError }
+            return failure == nil
+          })
+      } catch let error as NerveError where error.kind == .diverged {
+        display.clear()
+        if let save {
+          try model.save(to: save)
+          printError("nerve: saved the last good model to \(save)")
+        }
+        throw error
+      }
+      if let failure { throw failure }
+      let test = try trainer.evaluate(data.test)
+      let total = (ContinuousClock.now - started).components
+      let totalSeconds = Double(total.seconds) + Double(total.attoseconds) * 1e-18
+      print(String(format: "test: %d/%d correct (%.2f%%), loss %.4f", test.correct, test.count, 100 * test.accuracy, test.loss))
+      print(String(format: "time: %.2f s training (%d epochs, median %.4f s per epoch), %.2f s in all", history.trainingSeconds, history.epochs.count, median(history.epochs.map(\.seconds)), totalSeconds))
+      try writer?.add(
+        MetricsWriter.object([
+          ("test_loss", test.loss), ("test_accuracy", test.accuracy), ("test_correct", test.correct),
+          ("test_count", test.count), ("training_seconds", history.trainingSeconds),
+          ("total_seconds", totalSeconds), ("threads", trainer.context.threads),
+        ]))
+      if let save {
+        try model.save(to: save)
+        if !quiet { print("saved \(save)") }
+      }
+    }
+  }
+}
+
+func median(_ values: [Double]) -> Double {
+  guard !values.isEmpty else { return 0 }
+  let s = values.sorted()
+  return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}

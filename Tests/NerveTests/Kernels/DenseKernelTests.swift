@@ -1,0 +1,95 @@
+// Dense forward and backward against the Double reference, on every instruction set at 1, 2
+// and 3 threads, and bit-identical across thread counts.
+import CNerve
+import Nerve
+import NerveReference
+import Testing
+
+struct DenseShape: CustomStringConvertible, Sendable {
+  let n: Int, i: Int, o: Int
+  var description: String { "N\(n) I\(i) O\(o)" }
+}
+
+/// Batch 1, sizes off the vector width, both weight-gradient strategies (few and many rows),
+/// wide and skinny outputs.
+let denseShapes: [DenseShape] = [
+  .init(n: 1, i: 1, o: 1), .init(n: 1, i: 7, o: 5), .init(n: 1, i: 784, o: 300),
+  .init(n: 2, i: 3, o: 33), .init(n: 3, i: 17, o: 16), .init(n: 5, i: 64, o: 10),
+  .init(n: 13, i: 31, o: 47), .init(n: 32, i: 129, o: 100), .init(n: 65, i: 20, o: 30),
+  .init(n: 203, i: 37, o: 29), .init(n: 257, i: 9, o: 65), .init(n: 100, i: 300, o: 10),
+]
+
+@Suite("Dense kernel")
+struct DenseKernelTests {
+  static let configurations = Kernels.configurations.map { "\($0.threads)|\($0.isa.rawValue)" }
+
+  static func kernels(_ key: String) -> Kernels {
+    let parts = key.split(separator: "|").map { Int($0)! }
+    return Kernels(threads: parts[0], isa: InstructionSet(rawValue: parts[1])!)
+  }
+
+  @Test("forward matches the reference", arguments: configurations, denseShapes)
+  func forward(_ key: String, _ s: DenseShape) {
+    let k = Self.kernels(key)
+    let x = randomFloats(s.n * s.i, seed: 1), w = randomFloats(s.i * s.o, seed: 2)
+    let b = randomFloats(s.o, seed: 3)
+    var y = [Float](repeating: .nan, count: s.n * s.o)
+    k.ok(nerve_dense_forward(k.ctx, &y, x, w, b, Int64(s.n), Int64(s.i), Int64(s.o)), "forward")
+    let ref = Reference.denseForward(x: doubles(x), w: doubles(w), b: doubles(b), n: s.n, i: s.i, o: s.o)
+    expectClose(y, ref, atol: 1e-5 * Double(s.i).squareRoot(), "forward \(s) \(k.label)")
+    // Without bias.
+    k.ok(nerve_dense_forward(k.ctx, &y, x, w, nil, Int64(s.n), Int64(s.i), Int64(s.o)), "no bias")
+    let refNoBias = Reference.denseForward(x: doubles(x), w: doubles(w), b: nil, n: s.n, i: s.i, o: s.o)
+    expectClose(y, refNoBias, atol: 1e-5 * Double(s.i).squareRoot(), "forward without bias \(s) \(k.label)")
+  }
+
+  @Test("backward matches the reference; parameter gradients accumulate", arguments: configurations, denseShapes)
+  func backward(_ key: String, _ s: DenseShape) {
+    let k = Self.kernels(key)
+    let x = randomFloats(s.n * s.i, seed: 4), w = randomFloats(s.i * s.o, seed: 5)
+    let dy = randomFloats(s.n * s.o, seed: 6)
+    let dw0 = randomFloats(s.i * s.o, seed: 7), db0 = randomFloats(s.o, seed: 8)
+    var dx = [Float](repeating: .nan, count: s.n * s.i)
+    var dw = dw0, db = db0
+    k.ok(
+      nerve_dense_backward(k.ctx, &dx, &dw, &db, dy, x, w, Int64(s.n), Int64(s.i), Int64(s.o)),
+      "backward")
+    let ref = Reference.denseBackward(dy: doubles(dy), x: doubles(x), w: doubles(w), n: s.n, i: s.i, o: s.o)
+    expectClose(dx, ref.dx, atol: 1e-5 * Double(s.o).squareRoot(), "input gradient \(s) \(k.label)")
+    expectClose(dw, zip(dw0, ref.dw).map { Double($0) + $1 }, atol: 1e-5 * Double(s.n).squareRoot(), "weight gradient \(s) \(k.label)")
+    expectClose(db, zip(db0, ref.db).map { Double($0) + $1 }, atol: 1e-5 * Double(s.n).squareRoot(), "bias gradient \(s) \(k.label)")
+  }
+
+  @Test("results are bit-identical at 1, 2 and 3 threads", arguments: denseShapes)
+  func threadIndependence(_ s: DenseShape) {
+    let x = randomFloats(s.n * s.i, seed: 9), w = randomFloats(s.i * s.o, seed: 10)
+    let b = randomFloats(s.o, seed: 11), dy = randomFloats(s.n * s.o, seed: 12)
+    for isa in InstructionSet.allCases where isa.rawValue <= InstructionSet.best.rawValue {
+      var results: [[Float]] = []
+      for threads in [1, 2, 3] {
+        let k = Kernels(threads: threads, isa: isa)
+        var y = [Float](repeating: 0, count: s.n * s.o)
+        var dx = [Float](repeating: 0, count: s.n * s.i)
+        var dw = [Float](repeating: 0, count: s.i * s.o), db = [Float](repeating: 0, count: s.o)
+        k.ok(nerve_dense_forward(k.ctx, &y, x, w, b, Int64(s.n), Int64(s.i), Int64(s.o)))
+        k.ok(nerve_dense_backward(k.ctx, &dx, &dw, &db, dy, x, w, Int64(s.n), Int64(s.i), Int64(s.o)))
+        results.append(y + dx + dw + db)
+      }
+      #expect(bitwiseEqual(results[0], results[1]) && bitwiseEqual(results[0], results[2]), "\(s) on \(isa)")
+    }
+  }
+
+  @Test("optional outputs can be skipped")
+  func skippedOutputs() {
+    let k = Kernels(threads: 2, isa: .best)
+    let x = randomFloats(6, seed: 1), w = randomFloats(6, seed: 2), dy = randomFloats(4, seed: 3)
+    var dw = [Float](repeating: 0, count: 6)
+    k.ok(nerve_dense_backward(k.ctx, nil, &dw, nil, dy, x, w, 2, 3, 2))
+    let ref = Reference.denseBackward(dy: doubles(dy), x: doubles(x), w: doubles(w), n: 2, i: 3, o: 2)
+    expectClose(dw, ref.dw, "weight gradient alone")
+    var dx = [Float](repeating: 0, count: 6)
+    // Only the input gradient: in (x) is not needed.
+    k.ok(nerve_dense_backward(k.ctx, &dx, nil, nil, dy, nil, w, 2, 3, 2))
+    expectClose(dx, ref.dx, "input gradient alone")
+  }
+}

@@ -1,0 +1,208 @@
+// Activations, softmax, losses, optimizer steps, metrics and reductions against the Double
+// reference, on every instruction set at 1, 2 and 3 threads.
+import CNerve
+import Nerve
+import NerveReference
+import Testing
+
+/// Lengths around the vector widths, plus one big enough to be split across threads.
+let elementCounts = [1, 7, 15, 16, 17, 33, 1000, 70_001]
+
+@Suite("Element-wise kernels")
+struct ElementwiseKernelTests {
+  static let configurations = DenseKernelTests.configurations
+
+  /// Inputs spanning saturation on both sides, exact zeros and ordinary values.
+  static func activationInputs(_ n: Int, seed: UInt64) -> [Float] {
+    var x = randomFloats(n, seed: seed, low: -12, high: 12)
+    let specials: [Float] = [0, -0.0, 100, -100, 1e-4, -1e-4, 0.5, 88.5, -90]
+    for (i, v) in specials.enumerated() where i < n { x[(i * 7919) % n] = v }
+    return x
+  }
+
+  @Test("activation forward and backward match the reference", arguments: configurations, RefActivation.allCases.map(\.rawValue))
+  func activations(_ key: String, _ kindRaw: Int) {
+    let k = DenseKernelTests.kernels(key)
+    let kind = RefActivation(rawValue: kindRaw)!
+    let ckind = nerve_activation(rawValue: UInt32(kindRaw))
+    for n in elementCounts {
+      let x = Self.activationInputs(n, seed: UInt64(n))
+      var y = [Float](repeating: .nan, count: n)
+      k.ok(nerve_activation_forward(k.ctx, ckind, &y, x, Int64(n)), "\(kind) forward")
+      expectClose(y, Reference.activationForward(kind, doubles(x)), rtol: 4e-6, atol: 1e-6, "\(kind) forward n=\(n) \(k.label)")
+      let dy = randomFloats(n, seed: 99)
+      var dx = [Float](repeating: .nan, count: n)
+      k.ok(nerve_activation_backward(k.ctx, ckind, &dx, dy, x, y, Int64(n)), "\(kind) backward")
+      expectClose(dx, Reference.activationBackward(kind, dy: doubles(dy), x: doubles(x)), rtol: 2e-5, atol: 1e-6, "\(kind) backward n=\(n) \(k.label)")
+      // In place: out == in for forward, din == dout for backward.
+      var inPlace = x
+      k.ok(nerve_activation_forward(k.ctx, ckind, &inPlace, inPlace, Int64(n)))
+      #expect(bitwiseEqual(inPlace, y), "\(kind) forward in place n=\(n)")
+      var grad = dy
+      k.ok(nerve_activation_backward(k.ctx, ckind, &grad, grad, x, y, Int64(n)))
+      #expect(bitwiseEqual(grad, dx), "\(kind) backward in place n=\(n)")
+    }
+  }
+
+  @Test("NaN stays NaN through every activation")
+  func nanPropagates() {
+    let k = Kernels(threads: 1, isa: .best)
+    for raw in 1...4 {
+      var y: [Float] = [0, 0]
+      k.ok(nerve_activation_forward(k.ctx, nerve_activation(rawValue: UInt32(raw)), &y, [.nan, 1], 2))
+      #expect(y[0].isNaN, "activation \(raw) turned NaN into \(y[0])")
+    }
+  }
+
+  static let softmaxShapes: [(Int, Int)] = [(1, 1), (1, 10), (7, 3), (1000, 10), (5, 129), (3000, 17)]
+
+  @Test("softmax forward and backward match the reference", arguments: configurations)
+  func softmax(_ key: String) {
+    let k = DenseKernelTests.kernels(key)
+    for (n, c) in Self.softmaxShapes {
+      var x = randomFloats(n * c, seed: UInt64(n * c), low: -20, high: 20)
+      if n * c > 2 { x[1] = 80; x[2] = -80 }
+      var y = [Float](repeating: .nan, count: n * c)
+      k.ok(nerve_softmax_forward(k.ctx, &y, x, Int64(n), Int64(c)))
+      let ref = Reference.softmax(doubles(x), n: n, c: c)
+      expectClose(y, ref, rtol: 1e-5, atol: 1e-7, "softmax \(n)x\(c) \(k.label)")
+      let dy = randomFloats(n * c, seed: 5)
+      var dx = [Float](repeating: .nan, count: n * c)
+      k.ok(nerve_softmax_backward(k.ctx, &dx, dy, y, Int64(n), Int64(c)))
+      expectClose(dx, Reference.softmaxBackward(dy: doubles(dy), y: doubles(y), n: n, c: c), rtol: 1e-4, atol: 1e-6, "softmax backward \(n)x\(c) \(k.label)")
+    }
+  }
+
+  @Test("losses and their gradients match the reference", arguments: configurations)
+  func losses(_ key: String) {
+    let k = DenseKernelTests.kernels(key)
+    for (n, c) in [(1, 1), (1, 10), (9, 3), (1500, 10), (4, 33)] {
+      let count = n + 3  // a slice of a bigger batch
+      let out = randomFloats(n * c, seed: 1, low: 0, high: 1)
+      var g = SeededGenerator(seed: 2)
+      let labels = (0..<n).map { _ in Int(g.next() % UInt64(c)) }
+      let target = oneHot(labels, classes: c)
+      var loss = 0.0
+      var grad = [Float](repeating: .nan, count: n * c)
+
+      k.ok(nerve_loss_mse(k.ctx, &loss, &grad, out, target, Int64(n), Int64(c), Int64(count)))
+      let mse = Reference.mse(out: doubles(out), target: doubles(target), count: count)
+      expectClose(loss, mse.loss, rtol: 1e-5, "mse \(n)x\(c) \(k.label)")
+      expectClose(grad, mse.grad, "mse gradient \(n)x\(c) \(k.label)")
+
+      let logits = randomFloats(n * c, seed: 3, low: -30, high: 30)
+      // Soft targets exercise the general formula; one-hot the usual case.
+      for t in [target, softTargets(n, c)] {
+        var probs = [Float](repeating: .nan, count: n * c)
+        k.ok(nerve_loss_softmax_cross_entropy(k.ctx, &loss, &grad, &probs, logits, t, Int64(n), Int64(c), Int64(count)))
+        let ce = Reference.softmaxCrossEntropy(logits: doubles(logits), target: doubles(t), n: n, c: c, count: count)
+        expectClose(loss, ce.loss, rtol: 1e-5, atol: 1e-6, "cross-entropy \(n)x\(c) \(k.label)")
+        expectClose(grad, ce.grad, rtol: 1e-4, atol: 1e-7, "cross-entropy gradient \(n)x\(c) \(k.label)")
+        expectClose(probs, ce.probs, rtol: 1e-5, atol: 1e-7, "cross-entropy probabilities \(n)x\(c) \(k.label)")
+      }
+
+      let p = Reference.softmax(doubles(logits), n: n, c: c).map(Float.init)
+      k.ok(nerve_loss_nll(k.ctx, &loss, &grad, p, target, Int64(n), Int64(c), 1e-7, Int64(count)))
+      let nll = Reference.nll(probs: doubles(p), target: doubles(target), eps: Double(Float(1e-7)), count: count)
+      expectClose(loss, nll.loss, rtol: 1e-5, atol: 1e-6, "nll \(n)x\(c) \(k.label)")
+      expectClose(grad, nll.grad, rtol: 1e-5, atol: 1e-6, "nll gradient \(n)x\(c) \(k.label)")
+    }
+  }
+
+  func softTargets(_ n: Int, _ c: Int) -> [Float] {
+    let raw = randomFloats(n * c, seed: 17, low: 0, high: 1)
+    var t = raw
+    for r in 0..<n {
+      let s = raw[(r * c)..<(r * c + c)].reduce(0, +)
+      for j in 0..<c { t[r * c + j] = raw[r * c + j] / s }
+    }
+    return t
+  }
+
+  @Test("cross-entropy never takes log(0): extreme logits give a finite loss")
+  func crossEntropyExtreme() {
+    let k = Kernels(threads: 1, isa: .best)
+    var loss = 0.0
+    var grad: [Float] = [0, 0]
+    k.ok(nerve_loss_softmax_cross_entropy(k.ctx, &loss, &grad, nil, [1000, -1000], [0, 1], 1, 2, 1))
+    #expect(loss.isFinite && abs(loss - 2000) < 1e-3, "loss \(loss)")
+    #expect(grad == [1, -1])
+  }
+
+  @Test("optimizer steps match the reference", arguments: configurations)
+  func optimizerSteps(_ key: String) {
+    let k = DenseKernelTests.kernels(key)
+    for n in elementCounts {
+      let w0 = randomFloats(n, seed: 1), g = randomFloats(n, seed: 2), v0 = randomFloats(n, seed: 3)
+      var w = w0
+      k.ok(nerve_sgd_step(k.ctx, &w, g, Int64(n), 0.3, 0.01))
+      expectClose(w, Reference.sgd(w: doubles(w0), g: doubles(g), lr: 0.3, decay: 0.01), "sgd n=\(n) \(k.label)")
+      w = w0
+      var v = v0
+      k.ok(nerve_momentum_step(k.ctx, &w, &v, g, Int64(n), 0.1, 0.9, 0.001))
+      let ref = Reference.momentum(w: doubles(w0), v: doubles(v0), g: doubles(g), lr: 0.1, mu: 0.9, decay: 0.001)
+      expectClose(w, ref.w, "momentum weights n=\(n) \(k.label)")
+      expectClose(v, ref.v, "momentum velocity n=\(n) \(k.label)")
+    }
+  }
+
+  @Test("argmax, correct counts and reductions match the reference", arguments: configurations)
+  func metrics(_ key: String) {
+    let k = DenseKernelTests.kernels(key)
+    for (n, c) in [(1, 1), (1, 10), (50, 3), (9000, 10)] {
+      var scores = randomFloats(n * c, seed: 4)
+      if c > 1 { scores[0] = 0.5; scores[1] = 0.5 }  // a tie: the first wins
+      var classes = [Int32](repeating: -1, count: n)
+      k.ok(nerve_argmax(k.ctx, &classes, scores, Int64(n), Int64(c)))
+      let ref = Reference.argmax(doubles(scores), n: n, c: c)
+      #expect(classes.map(Int.init) == ref, "argmax \(n)x\(c) \(k.label)")
+      var g = SeededGenerator(seed: 6)
+      let labels = (0..<n).map { _ in Int32(g.next() % UInt64(c)) }
+      var correct: Int64 = -1
+      k.ok(nerve_count_correct(k.ctx, &correct, scores, labels, Int64(n), Int64(c)))
+      #expect(Int(correct) == zip(ref, labels).filter { $0 == Int($1) }.count, "correct \(n)x\(c)")
+    }
+    for n in elementCounts {
+      let x = randomFloats(n, seed: 8)
+      var s = 0.0
+      k.ok(nerve_sum_squares(k.ctx, &s, x, Int64(n)))
+      expectClose(s, Reference.sumSquares(doubles(x)), rtol: 1e-5, "sum of squares n=\(n)")
+      k.ok(nerve_sum_abs(k.ctx, &s, x, Int64(n)))
+      expectClose(s, Reference.sumAbs(doubles(x)), rtol: 1e-5, "sum of |x| n=\(n)")
+    }
+  }
+
+  @Test("every element-wise kernel is bit-identical at 1, 2 and 3 threads")
+  func threadIndependence() {
+    let n = 70_001, c = 7, rows = n / c
+    let x = ElementwiseKernelTests.activationInputs(n, seed: 3), t = oneHot((0..<rows).map { $0 % c }, classes: c)
+    for isa in InstructionSet.allCases where isa.rawValue <= InstructionSet.best.rawValue {
+      var runs: [[Float]] = []
+      var sums: [[Double]] = []
+      for threads in [1, 2, 3] {
+        let k = Kernels(threads: threads, isa: isa)
+        var out: [Float] = []
+        var values: [Double] = []
+        for raw in 0...4 {
+          var y = [Float](repeating: 0, count: n), dx = y
+          k.ok(nerve_activation_forward(k.ctx, nerve_activation(rawValue: UInt32(raw)), &y, x, Int64(n)))
+          k.ok(nerve_activation_backward(k.ctx, nerve_activation(rawValue: UInt32(raw)), &dx, x, x, y, Int64(n)))
+          out += y + dx
+        }
+        var loss = 0.0
+        var g = [Float](repeating: 0, count: rows * c)
+        k.ok(nerve_loss_softmax_cross_entropy(k.ctx, &loss, &g, nil, x, t, Int64(rows), Int64(c), Int64(rows)))
+        values.append(loss)
+        k.ok(nerve_loss_mse(k.ctx, &loss, &g, x, t, Int64(rows), Int64(c), Int64(rows)))
+        values.append(loss)
+        var s = 0.0
+        k.ok(nerve_sum_squares(k.ctx, &s, x, Int64(n)))
+        values.append(s)
+        runs.append(out + g)
+        sums.append(values)
+      }
+      #expect(bitwiseEqual(runs[0], runs[1]) && bitwiseEqual(runs[0], runs[2]), "element-wise results on \(isa)")
+      #expect(sums[0] == sums[1] && sums[0] == sums[2], "sums on \(isa): \(sums)")
+    }
+  }
+}

@@ -1,0 +1,111 @@
+"""PyTorch versions of the workloads `nerve bench` times, run the same way.
+
+Each workload mirrors Nerve's exactly: same network, loss, optimizer, batch size, data (MNIST,
+first 50,000 training images, pixels / 255), and the timed region is one epoch of forward,
+loss, backward and step. Prints one JSON object per measurement, like `nerve bench --json`.
+
+    python bench/torch_bench.py --threads 1,2 --repeats 5 --workloads lab-a,minibatch,per-sample
+"""
+import argparse
+import gzip
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+import torch
+
+
+def idx(path):
+    with (gzip.open(path) if path.endswith(".gz") else open(path, "rb")) as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def load(data_dir):
+    x = idx(os.path.join(data_dir, "train-images-idx3-ubyte.gz"))[:50000].reshape(50000, 784)
+    y = idx(os.path.join(data_dir, "train-labels-idx1-ubyte.gz"))[:50000]
+    x = torch.from_numpy(x.astype(np.float32) / 255.0)
+    y = torch.from_numpy(y.astype(np.int64))
+    return x, y
+
+
+def lab_a(x, y, epochs):
+    """784-30-10 sigmoid, MSE (sum over outputs, mean over batch), full batch, lr 1."""
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 30), torch.nn.Sigmoid(),
+                                torch.nn.Linear(30, 10), torch.nn.Sigmoid())
+    for m in model:
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.uniform_(m.weight, -0.1, 0.1)
+            torch.nn.init.zeros_(m.bias)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    target = torch.nn.functional.one_hot(y, 10).float()
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        opt.zero_grad()
+        out = model(x)
+        loss = ((out - target) ** 2).sum(dim=1).mean()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+    return times, len(x)
+
+
+def lab_c(x, y, epochs, batch, lr):
+    """784-300-10 sigmoid + softmax cross-entropy, shuffled minibatches."""
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 300), torch.nn.Sigmoid(), torch.nn.Linear(300, 10))
+    for m in model:
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.xavier_uniform_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    lossf = torch.nn.CrossEntropyLoss()
+    g = torch.Generator().manual_seed(1)
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        order = torch.randperm(len(x), generator=g)
+        for s in range(0, len(x), batch):
+            i = order[s:s + batch]
+            opt.zero_grad()
+            loss = lossf(model(x[i]), y[i])
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t)
+    return times, len(x)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "Data", "mnist"))
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--workloads", default="lab-a,minibatch,per-sample")
+    a = p.parse_args()
+    x, y = load(a.data)
+    for w in a.workloads.split(","):
+        for th in [int(t) for t in a.threads.split(",")]:
+            torch.set_num_threads(th)
+            runs = a.repeats + 1
+            if w == "lab-a":
+                times, n = lab_a(x, y, runs)
+            elif w == "minibatch":
+                times, n = lab_c(x, y, runs, 100, 0.1)
+            elif w == "per-sample":
+                times, n = lab_c(x[:10000], y[:10000], runs, 1, 0.01)
+            else:
+                raise SystemExit(f"unknown workload {w}")
+            times = times[1:]
+            m = statistics.median(times)
+            print(json.dumps({"tool": "pytorch " + torch.__version__, "workload": w, "threads": th,
+                              "median_seconds": m, "samples_per_second": n / m, "runs": times}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
