@@ -50,7 +50,7 @@ let package = Package(
     // MARK: Tests
     .testTarget(
       name: "NerveTests",
-      dependencies: ["Nerve", "NerveReference", "CNerve"],
+      dependencies: ["Nerve", "NerveReference", "CNerve", "CZlib"],
       path: "Tests/NerveTests"
     ),
   ]

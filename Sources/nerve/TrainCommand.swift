@@ -159,6 +159,7 @@ struct TrainCommand: ParsableCommand {
       let output = outputActivation.flatMap { Activation(name: $0) } ?? (c.loss == .meanSquaredError ? .sigmoid : .softmax)
       c.layers = ExperimentConfig.mlp(sizes: sizes, hidden: hidden, output: output, weights: `init`)
       c.layerLocations = []
+      c.inputSize = sizes[0]
     } else {
       if let `init` {
         for i in c.layers.indices where c.layers[i].type == "dense" { c.layers[i].weights = `init` }

@@ -86,6 +86,11 @@ public struct Experiment {
 
   /// Builds the network for samples of `inputShape`.
   public func makeModel(inputShape: [Int]) throws -> Sequential {
+    if let expected = config.inputSize, expected != inputShape.reduce(1, *) {
+      throw NerveError(
+        .shapeMismatch, at: "layers",
+        "the network starts with \(expected) inputs but the data has \(inputShape.reduce(1, *)) values per sample (shape \(inputShape))")
+    }
     var layers: [Layer] = []
     for (i, record) in config.layers.enumerated() {
       let location = i < config.layerLocations.count ? config.layerLocations[i] : "layer \(i)"

@@ -53,6 +53,9 @@ public struct ExperimentConfig: Sendable, Equatable {
   public var splitSeed: UInt64 = 0
 
   // MARK: [[layer]]
+  /// Values per input sample the layers were written for (`--layers 784,...`), checked
+  /// against the data; nil to take the data's.
+  public var inputSize: Int?
   public var layers: [LayerRecord] = []
   /// `file:line` of each layer table, for messages.
   public var layerLocations: [String] = []

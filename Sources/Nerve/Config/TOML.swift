@@ -64,13 +64,14 @@ public struct TOMLTable: Equatable, Sendable {
 /// Parses TOML text; errors are `NerveError`s located at `file:line`.
 public struct TOMLParser {
   let file: String
-  var chars: [Character]
+  /// Unicode scalars, not Characters: "\r\n" is one Character, which would hide newlines.
+  var chars: [Unicode.Scalar]
   var i = 0
   var line = 1
 
   /// Parses `text`, naming `file` in errors.
   public static func parse(_ text: String, file: String) throws -> TOMLTable {
-    var p = TOMLParser(file: file, chars: Array(text))
+    var p = TOMLParser(file: file, chars: Array(text.unicodeScalars))
     return try p.document()
   }
 
@@ -88,7 +89,7 @@ public struct TOMLParser {
   func error(_ message: String) -> NerveError { NerveError(.badFile, at: "\(file):\(line)", message) }
 
   var atEnd: Bool { i >= chars.count }
-  var peek: Character? { atEnd ? nil : chars[i] }
+  var peek: Unicode.Scalar? { atEnd ? nil : chars[i] }
 
   mutating func advance() {
     if chars[i] == "\n" { line += 1 }
@@ -115,7 +116,7 @@ public struct TOMLParser {
   mutating func endOfLine() throws {
     skipSpaces()
     if peek == "#" { while let d = peek, d != "\n" { advance() } }
-    guard atEnd || peek == "\n" else { throw error("unexpected '\(peek!)' after the value") }
+    guard atEnd || peek == "\n" else { throw error("unexpected '\(Character(peek!))' after the value") }
   }
 
   mutating func document() throws -> TOMLTable {
@@ -175,11 +176,11 @@ public struct TOMLParser {
     guard let c = peek else { throw error("expected a key") }
     if c == "\"" || c == "'" { return try string() }
     var s = ""
-    while let d = peek, d.isLetter || d.isNumber || d == "_" || d == "-" {
-      s.append(d)
+    while let d = peek, d.properties.isAlphabetic || ("0"..."9").contains(d) || d == "_" || d == "-" {
+      s.unicodeScalars.append(d)
       advance()
     }
-    guard !s.isEmpty else { throw error("expected a key, found '\(c)'") }
+    guard !s.isEmpty else { throw error("expected a key, found '\(Character(c))'") }
     return s
   }
 
@@ -195,6 +196,7 @@ public struct TOMLParser {
         guard !atEnd else { throw error("unterminated array") }
         items.append(try value())
         skipBlank()
+        guard !atEnd else { throw error("unterminated array: expected ']'") }
         if peek == "," {
           advance()
           skipBlank()
@@ -228,15 +230,18 @@ public struct TOMLParser {
       return .table(table)
     default:
       var token = ""
-      while let d = peek, !" \t\r\n,]}#".contains(d) {
-        token.append(d)
+      while let d = peek, !" \t\r\n,]}#".unicodeScalars.contains(d) {
+        token.unicodeScalars.append(d)
         advance()
       }
+      if token.isEmpty { throw error("expected a value") }
       if token == "true" { return .boolean(true) }
       if token == "false" { return .boolean(false) }
       let clean = token.replacingOccurrences(of: "_", with: "")
       if let v = Int(clean) { return .integer(v) }
-      if clean.contains(where: { $0.isNumber }), let d = Double(clean), d.isFinite { return .float(d) }
+      if clean.contains(where: { $0.isNumber }), !clean.lowercased().contains("n"), let d = Double(clean), d.isFinite {
+        return .float(d)
+      }
       throw error("'\(token)' is not a value (strings need quotes)")
     }
   }
@@ -261,17 +266,17 @@ public struct TOMLParser {
           var hex = ""
           for _ in 0..<4 {
             guard let h = peek else { throw error("bad \\u escape") }
-            hex.append(h)
+            hex.unicodeScalars.append(h)
             advance()
           }
           guard let code = UInt32(hex, radix: 16), let scalar = Unicode.Scalar(code) else {
             throw error("bad \\u escape '\(hex)'")
           }
-          s.append(Character(scalar))
+          s.unicodeScalars.append(scalar)
         default: throw error("unknown escape '\\\(e)'")
         }
       } else {
-        s.append(c)
+        s.unicodeScalars.append(c)
       }
     }
   }

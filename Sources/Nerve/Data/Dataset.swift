@@ -13,6 +13,9 @@ public struct Dataset: Sendable {
   public private(set) var labels: [Int32]
   /// Number of classes.
   public let classes: Int
+  /// Explicit targets [count, outputs] (soft or real-valued) used instead of one-hot labels,
+  /// or nil.
+  public private(set) var targets: Tensor?
 
   /// Creates a dataset, checking that counts agree and labels are in range.
   public init(name: String = "data", features: Tensor, labels: [Int32], classes: Int) throws {
@@ -36,6 +39,24 @@ public struct Dataset: Sendable {
     self.classes = classes
   }
 
+  /// A dataset with explicit targets [count, outputs] (regression, or soft labels); each
+  /// sample's label is the index of its largest target.
+  public init(name: String = "data", features: Tensor, targets: Tensor) throws {
+    guard targets.rank == 2, targets.shape[0] == features.shape.first else {
+      throw NerveError(
+        .shapeMismatch, at: name,
+        "targets must be [samples, outputs] with one row per sample; got \(targets.shape) for features \(features.shape)")
+    }
+    let width = targets.shape[1]
+    let labels = (0..<targets.shape[0]).map { r -> Int32 in
+      var best = 0
+      for c in 1..<max(width, 1) where targets[flat: r * width + c] > targets[flat: r * width + best] { best = c }
+      return Int32(best)
+    }
+    try self.init(name: name, features: features, labels: labels, classes: max(width, 1))
+    self.targets = targets
+  }
+
   /// Number of samples.
   public var count: Int { labels.count }
   /// Shape of one sample.
@@ -49,6 +70,7 @@ public struct Dataset: Sendable {
     var d = self
     d.features = features.rows(0..<n)
     d.labels = Array(labels[0..<n])
+    d.targets = targets?.rows(0..<n)
     d.name = "\(name)[:\(n)]"
     return d
   }
@@ -58,6 +80,7 @@ public struct Dataset: Sendable {
     var d = self
     d.features = features.rows(range)
     d.labels = Array(labels[range])
+    d.targets = targets?.rows(range)
     d.name = "\(name)[\(range.lowerBound):\(range.upperBound)]"
     return d
   }
@@ -76,9 +99,18 @@ public struct Dataset: Sendable {
         }
       }
     }
-    return try Dataset(
+    var d = try Dataset(
       name: "\(name)[\(indices.count) indices]", features: f, labels: indices.map { labels[$0] },
       classes: classes)
+    if let targets {
+      let w = targets.shape[1]
+      var t = Tensor(shape: [indices.count, w])
+      for (row, i) in indices.enumerated() {
+        for c in 0..<w { t[flat: row * w + c] = targets[flat: i * w + c] }
+      }
+      d.targets = t
+    }
+    return d
   }
 
   /// A random permutation of the samples, fixed by `seed`.
@@ -123,9 +155,14 @@ public struct Dataset: Sendable {
     return d
   }
 
-  /// One-hot targets [count, width], width >= classes.
+  /// Training targets [count, width]: the explicit targets, or one-hot labels (width >=
+  /// classes).
   func oneHot(width: Int) -> FloatBuffer {
     let buffer = FloatBuffer(count: count * width)
+    if let targets {
+      targets.withUnsafeBufferPointer { buffer.pointer.update(from: $0.baseAddress!, count: min($0.count, count * width)) }
+      return buffer
+    }
     for (i, label) in labels.enumerated() { buffer.pointer[i * width + Int(label)] = 1 }
     return buffer
   }

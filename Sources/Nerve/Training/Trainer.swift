@@ -196,12 +196,17 @@ public final class Trainer {
     return try model.evaluate(data, head: LossHead(loss: loss, model: model), context: context)
   }
 
-  private func checkFits(_ data: Dataset) throws {
+  func checkFits(_ data: Dataset) throws {
     guard data.sampleSize == model.inputCount else {
       throw NerveError(
         .shapeMismatch, at: data.name,
         "samples have \(data.sampleSize) values (shape \(data.sampleShape)) but the model takes \(model.inputCount) (shape \(model.inputShape))"
       )
+    }
+    if let t = data.targets, t.shape[1] != model.outputCount {
+      throw NerveError(
+        .shapeMismatch, at: data.name,
+        "targets have \(t.shape[1]) values per sample but the model has \(model.outputCount) outputs")
     }
     guard data.classes <= model.outputCount else {
       throw NerveError(
@@ -253,5 +258,41 @@ extension Duration {
   var seconds: Double {
     let c = components
     return Double(c.seconds) + Double(c.attoseconds) * 1e-18
+  }
+}
+
+/// One parameter tensor's gradient.
+public struct ParameterGradient: Sendable {
+  /// Index of the layer in `Sequential.layers`.
+  public var layer: Int
+  /// `weight`, `bias`, ...
+  public var name: String
+  /// dLoss/dparameter, shaped like the parameter.
+  public var value: Tensor
+}
+
+extension Trainer {
+  /// The gradient of the loss over all of `data` (one full batch, training mode) with respect
+  /// to every parameter, without changing the model. The labs' hand-worked gradients are
+  /// checked with this.
+  public func gradients(for data: Dataset) throws -> [ParameterGradient] {
+    try checkFits(data)
+    let head = try LossHead(loss: loss, model: model)
+    let width = model.outputCount
+    let plan = Sequential.Plan(model: model, capacity: data.count, training: true)
+    let grads = FloatBuffer(count: model.parameterStorage.count)
+    let targets = data.oneHot(width: width)
+    let x = data.features.storage.pointer
+    try model.forward(x, batch: data.count, plan: plan, context: context, training: true, through: head.readsLayer + 1)
+    _ = try head.evaluate(
+      context: context, outputs: plan.outputs[head.readsLayer],
+      probabilities: head.probabilitiesLayer.map { plan.outputs[$0] }, targets: targets.pointer,
+      gradient: plan.gradients[head.readsLayer], rows: data.count, classes: width, count: data.count)
+    try model.backward(x, batch: data.count, plan: plan, context: context, gradients: grads.pointer, from: head.readsLayer)
+    return model.parameterGroups.map { g in
+      ParameterGradient(
+        layer: g.layer, name: g.info.name,
+        value: Tensor(shape: g.info.shape, values: Array(UnsafeBufferPointer(start: grads.pointer + g.offset, count: g.info.count))))
+    }
   }
 }

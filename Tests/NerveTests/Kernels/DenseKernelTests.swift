@@ -17,7 +17,19 @@ let denseShapes: [DenseShape] = [
   .init(n: 2, i: 3, o: 33), .init(n: 3, i: 17, o: 16), .init(n: 5, i: 64, o: 10),
   .init(n: 13, i: 31, o: 47), .init(n: 32, i: 129, o: 100), .init(n: 65, i: 20, o: 30),
   .init(n: 203, i: 37, o: 29), .init(n: 257, i: 9, o: 65), .init(n: 100, i: 300, o: 10),
+  .init(n: 70, i: 50, o: 100), .init(n: 100, i: 784, o: 300),
 ]
+
+/// Inputs with about 70% exact zeros in runs, like MNIST's background, so the kernels' zero
+/// skipping is exercised (whole zero columns included).
+func sparseInputs(_ n: Int, _ i: Int, seed: UInt64) -> [Float] {
+  var x = randomFloats(n * i, seed: seed)
+  var g = SeededGenerator(seed: seed ^ 0xABCD)
+  for r in 0..<n {
+    for k in 0..<i where k < i / 4 || k > 3 * i / 4 || g.nextUnit() < 0.4 { x[r * i + k] = 0 }
+  }
+  return x
+}
 
 @Suite("Dense kernel")
 struct DenseKernelTests {
@@ -30,8 +42,14 @@ struct DenseKernelTests {
 
   @Test("forward matches the reference", arguments: configurations, denseShapes)
   func forward(_ key: String, _ s: DenseShape) {
+    forward(key, s, sparse: false)
+    forward(key, s, sparse: true)
+  }
+
+  func forward(_ key: String, _ s: DenseShape, sparse: Bool) {
     let k = Self.kernels(key)
-    let x = randomFloats(s.n * s.i, seed: 1), w = randomFloats(s.i * s.o, seed: 2)
+    let x = sparse ? sparseInputs(s.n, s.i, seed: 1) : randomFloats(s.n * s.i, seed: 1)
+    let w = randomFloats(s.i * s.o, seed: 2)
     let b = randomFloats(s.o, seed: 3)
     var y = [Float](repeating: .nan, count: s.n * s.o)
     k.ok(nerve_dense_forward(k.ctx, &y, x, w, b, Int64(s.n), Int64(s.i), Int64(s.o)), "forward")
@@ -45,8 +63,14 @@ struct DenseKernelTests {
 
   @Test("backward matches the reference; parameter gradients accumulate", arguments: configurations, denseShapes)
   func backward(_ key: String, _ s: DenseShape) {
+    backward(key, s, sparse: false)
+    backward(key, s, sparse: true)
+  }
+
+  func backward(_ key: String, _ s: DenseShape, sparse: Bool) {
     let k = Self.kernels(key)
-    let x = randomFloats(s.n * s.i, seed: 4), w = randomFloats(s.i * s.o, seed: 5)
+    let x = sparse ? sparseInputs(s.n, s.i, seed: 4) : randomFloats(s.n * s.i, seed: 4)
+    let w = randomFloats(s.i * s.o, seed: 5)
     let dy = randomFloats(s.n * s.o, seed: 6)
     let dw0 = randomFloats(s.i * s.o, seed: 7), db0 = randomFloats(s.o, seed: 8)
     var dx = [Float](repeating: .nan, count: s.n * s.i)
@@ -60,9 +84,28 @@ struct DenseKernelTests {
     expectClose(db, zip(db0, ref.db).map { Double($0) + $1 }, atol: 1e-5 * Double(s.n).squareRoot(), "bias gradient \(s) \(k.label)")
   }
 
+  @Test("the fused SGD backward equals backward followed by a descent step", arguments: configurations, denseShapes)
+  func fusedDescent(_ key: String, _ s: DenseShape) {
+    let k = Self.kernels(key)
+    let lr: Float = 0.25
+    for sparse in [false, true] {
+      let x = sparse ? sparseInputs(s.n, s.i, seed: 21) : randomFloats(s.n * s.i, seed: 21)
+      let w0 = randomFloats(s.i * s.o, seed: 22), b0 = randomFloats(s.o, seed: 23)
+      let dy = randomFloats(s.n * s.o, seed: 24)
+      var w = w0, b = b0
+      var dx = [Float](repeating: .nan, count: s.n * s.i)
+      k.ok(nerve_dense_backward_sgd(k.ctx, &dx, &w, &b, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), lr), "fused")
+      let ref = Reference.denseBackward(dy: doubles(dy), x: doubles(x), w: doubles(w0), n: s.n, i: s.i, o: s.o)
+      let tol = 1e-5 * Double(s.n).squareRoot()
+      expectClose(dx, ref.dx, atol: 1e-5 * Double(s.o).squareRoot(), "input gradient (old weights) \(s) \(k.label)")
+      expectClose(w, Reference.sgd(w: doubles(w0), g: ref.dw, lr: Double(lr), decay: 0), atol: tol, "weights after the step \(s) \(k.label)")
+      expectClose(b, Reference.sgd(w: doubles(b0), g: ref.db, lr: Double(lr), decay: 0), atol: tol, "bias after the step \(s) \(k.label)")
+    }
+  }
+
   @Test("results are bit-identical at 1, 2 and 3 threads", arguments: denseShapes)
   func threadIndependence(_ s: DenseShape) {
-    let x = randomFloats(s.n * s.i, seed: 9), w = randomFloats(s.i * s.o, seed: 10)
+    let x = sparseInputs(s.n, s.i, seed: 9), w = randomFloats(s.i * s.o, seed: 10)
     let b = randomFloats(s.o, seed: 11), dy = randomFloats(s.n * s.o, seed: 12)
     for isa in InstructionSet.allCases where isa.rawValue <= InstructionSet.best.rawValue {
       var results: [[Float]] = []
@@ -73,7 +116,9 @@ struct DenseKernelTests {
         var dw = [Float](repeating: 0, count: s.i * s.o), db = [Float](repeating: 0, count: s.o)
         k.ok(nerve_dense_forward(k.ctx, &y, x, w, b, Int64(s.n), Int64(s.i), Int64(s.o)))
         k.ok(nerve_dense_backward(k.ctx, &dx, &dw, &db, dy, x, w, Int64(s.n), Int64(s.i), Int64(s.o)))
-        results.append(y + dx + dw + db)
+        var wf = w, bf = b
+        k.ok(nerve_dense_backward_sgd(k.ctx, nil, &wf, &bf, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.1))
+        results.append(y + dx + dw + db + wf + bf)
       }
       #expect(bitwiseEqual(results[0], results[1]) && bitwiseEqual(results[0], results[2]), "\(s) on \(isa)")
     }

@@ -1,0 +1,146 @@
+// Training end to end on small MNIST subsets: learning happens, runs are reproducible, a
+// diverging loss is caught.
+import Nerve
+import Testing
+
+@Suite("Training")
+struct TrainingTests {
+  func mlp(seed: UInt64 = 1, hidden: Int = 64) throws -> Sequential {
+    try Sequential(input: 784, seed: seed) {
+      Dense(hidden, activation: .relu)
+      Dense(10, activation: .softmax)
+    }
+  }
+
+  @Test("minibatch SGD on 3,000 images learns (>= 85% on 1,000 test images)")
+  func minibatchLearns() throws {
+    let train = Fixtures.mnist.train.prefix(3000), test = Fixtures.mnist.test.prefix(1000)
+    let model = try mlp()
+    let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: SGD(learningRate: 0.1), threads: 2)
+    let before = try trainer.evaluate(test)
+    let history = try trainer.fit(train, validation: test, epochs: 4, batchSize: 32, seed: 7)
+    let after = try trainer.evaluate(test)
+    #expect(before.accuracy < 0.3, "untrained accuracy \(before.accuracy)")
+    #expect(after.accuracy >= 0.85, "accuracy after 4 epochs \(after.accuracy)")
+    #expect(history.epochs.count == 4)
+    #expect(history.epochs.last!.trainLoss < history.epochs.first!.trainLoss, "the training loss falls")
+    #expect(history.epochs.last!.validAccuracy == after.accuracy)
+  }
+
+  @Test("full-batch sigmoid + MSE gradient descent (Lab A's setting) learns on 2,000 images (>= 80%)")
+  func fullBatchLearns() throws {
+    let train = Fixtures.mnist.train.prefix(2000), test = Fixtures.mnist.test.prefix(1000)
+    let model = try Sequential(input: 784) {
+      Dense(30, activation: .sigmoid, weights: .uniform(low: -0.1, high: 0.1))
+      Dense(10, activation: .sigmoid, weights: .uniform(low: -0.1, high: 0.1))
+    }
+    let trainer = Trainer(model: model, loss: .meanSquaredError, optimizer: SGD(learningRate: 1), threads: 2)
+    let h = try trainer.fit(train, epochs: 400, batchSize: .full)
+    let e = try trainer.evaluate(test)
+    print("full batch, 400 epochs on 2,000 images: \(e.accuracy)")
+    #expect(e.accuracy >= 0.80, "accuracy after 400 full-batch epochs: \(e.accuracy)")
+    #expect(h.epochs[399].trainLoss < h.epochs[0].trainLoss * 0.5)
+  }
+
+  @Test("per-sample SGD and momentum both learn (>= 80% after 3 epochs on 2,000 images)")
+  func perSampleAndMomentum() throws {
+    let train = Fixtures.mnist.train.prefix(2000), test = Fixtures.mnist.test.prefix(500)
+    for optimizer in [SGD(learningRate: 0.02), SGD(learningRate: 0.05, momentum: 0.9)] {
+      let model = try Sequential(input: 784) {
+        Dense(100, activation: .sigmoid)
+        Dense(10, activation: .softmax)
+      }
+      let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: optimizer, threads: 2)
+      try trainer.fit(train, epochs: 3, batchSize: optimizer.momentum == 0 ? 1 : 16)
+      let e = try trainer.evaluate(test)
+      print("\(optimizer): \(e.accuracy)")
+      #expect(e.accuracy >= 0.80, "\(optimizer): \(e.accuracy)")
+    }
+  }
+
+  /// Trains the same network and returns every number it produced.
+  func run(threads: Int, seed: UInt64, batch: BatchSize, optimizer: Optimizer, fused: Bool = true) throws -> ([EpochMetrics], [Float]) {
+    let model = try mlp(seed: seed, hidden: 48)
+    let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: optimizer, threads: threads)
+    trainer.fusesPlainSGD = fused
+    let h = try trainer.fit(
+      Fixtures.mnist.train.prefix(1500), validation: Fixtures.mnist.validation.prefix(500), epochs: 2,
+      batchSize: batch, seed: seed)
+    let params = try model.parameter(layer: 0, "weight").scalars + model.parameter(layer: 2, "weight").scalars
+    return (h.epochs.map { var m = $0; m.seconds = 0; return m }, params)
+  }
+
+  @Test("the same seed gives bit-identical results, at any thread count", arguments: [BatchSize.size(1), .size(50), .full])
+  func reproducible(batch: BatchSize) throws {
+    for makeOptimizer in [{ SGD(learningRate: 0.05) }, { SGD(learningRate: 0.05, momentum: 0.9, weightDecay: 1e-4) }] {
+      let a = try run(threads: 1, seed: 3, batch: batch, optimizer: makeOptimizer())
+      let b = try run(threads: 1, seed: 3, batch: batch, optimizer: makeOptimizer())
+      let c = try run(threads: 2, seed: 3, batch: batch, optimizer: makeOptimizer())
+      let d = try run(threads: 3, seed: 3, batch: batch, optimizer: makeOptimizer())
+      #expect(a.0 == b.0 && bitwiseEqual(a.1, b.1), "same seed, same threads (batch \(batch))")
+      #expect(a.0 == c.0 && bitwiseEqual(a.1, c.1), "1 vs 2 threads (batch \(batch))")
+      #expect(a.0 == d.0 && bitwiseEqual(a.1, d.1), "1 vs 3 threads (batch \(batch))")
+      let other = try run(threads: 1, seed: 4, batch: batch, optimizer: makeOptimizer())
+      #expect(!bitwiseEqual(a.1, other.1), "another seed gives another model")
+    }
+  }
+
+  @Test("fused and unfused plain SGD agree up to rounding")
+  func fusedMatchesUnfused() throws {
+    let fused = try run(threads: 2, seed: 5, batch: .size(20), optimizer: SGD(learningRate: 0.05), fused: true)
+    let plain = try run(threads: 2, seed: 5, batch: .size(20), optimizer: SGD(learningRate: 0.05), fused: false)
+    let worst = zip(fused.1, plain.1).map { abs($0 - $1) }.max()!
+    #expect(worst < 1e-3, "largest weight difference \(worst)")
+    #expect(abs(fused.0.last!.trainLoss - plain.0.last!.trainLoss) < 1e-3)
+  }
+
+  @Test("a loss that becomes NaN stops training, names the epoch, and restores the last good model")
+  func divergence() throws {
+    let model = try mlp(hidden: 16)
+    let trainer = Trainer(model: model, loss: .meanSquaredError, optimizer: SGD(learningRate: 1e30), threads: 1)
+    let initial = try model.parameter(layer: 0, "weight")
+    var seen: [Int] = []
+    do {
+      try trainer.fit(Fixtures.mnist.train.prefix(200), epochs: 5, batchSize: 10, onEpoch: { seen.append($0.epoch); return true })
+      Issue.record("training with lr 1e30 did not fail")
+    } catch let error as NerveError {
+      #expect(error.kind == .diverged)
+      #expect(error.location.hasPrefix("epoch 1, step"), "\(error)")
+      #expect(error.message.contains("NaN") || error.message.contains("infinite"), "\(error)")
+    }
+    #expect(seen.isEmpty)
+    #expect(try model.parameter(layer: 0, "weight") == initial, "restored to the initial parameters")
+  }
+
+  @Test("mismatched data and bad settings are reported, not crashed on")
+  func badInputs() throws {
+    let model = try mlp(hidden: 8)
+    let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: SGD(learningRate: 0.1))
+    let digits = try Digits.load()
+    #expect(throws: NerveError.self) { try trainer.fit(digits, epochs: 1) }
+    do {
+      try trainer.fit(digits, epochs: 1)
+    } catch let e as NerveError {
+      #expect(e.kind == .shapeMismatch && e.description.contains("784"), "\(e)")
+    }
+    let bad = Trainer(model: model, loss: .crossEntropy, optimizer: SGD(learningRate: -1))
+    #expect(throws: NerveError.self) { try bad.fit(Fixtures.mnist.train.prefix(10), epochs: 1) }
+    let nllWithoutSoftmax = Trainer(
+      model: try Sequential(input: 784) { Dense(10) }, loss: .negativeLogLikelihood(), optimizer: SGD(learningRate: 0.1))
+    #expect(throws: NerveError.self) { try nllWithoutSoftmax.fit(Fixtures.mnist.train.prefix(10), epochs: 1) }
+    #expect(throws: NerveError.self) {
+      _ = try Sequential(input: 784) {
+        Dense(10)
+        Dense(0)
+      }
+    }
+  }
+
+  @Test("negative log-likelihood on a softmax output trains like cross-entropy")
+  func nllTrains() throws {
+    let model = try mlp()
+    let trainer = Trainer(model: model, loss: .negativeLogLikelihood(), optimizer: SGD(learningRate: 0.1), threads: 2)
+    try trainer.fit(Fixtures.mnist.train.prefix(2000), epochs: 2, batchSize: 32)
+    #expect(try trainer.evaluate(Fixtures.mnist.test.prefix(500)).accuracy > 0.8)
+  }
+}

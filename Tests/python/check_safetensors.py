@@ -1,0 +1,46 @@
+"""Reads a Nerve model with Python's safetensors package and runs it with NumPy.
+
+Checks that the weights, the architecture in the metadata and the preprocessing are usable
+from Python: the NumPy forward pass must classify MNIST test images like `nerve predict`.
+"""
+import gzip
+import json
+import os
+import sys
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import load_file
+
+path = sys.argv[1]
+tensors = load_file(path)
+with safe_open(path, framework="np") as f:
+    meta = f.metadata()
+assert meta["format"] == "nerve", meta
+arch = json.loads(meta["nerve.architecture"])
+pre = json.loads(meta["nerve.preprocessing"])
+assert arch["input"] == [784], arch
+
+root = os.path.join(os.path.dirname(__file__), "..", "..", "Data", "mnist")
+with gzip.open(os.path.join(root, "t10k-images-idx3-ubyte.gz")) as f:
+    x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 784)[:1000].astype(np.float32)
+with gzip.open(os.path.join(root, "t10k-labels-idx1-ubyte.gz")) as f:
+    y = np.frombuffer(f.read(), np.uint8, offset=8)[:1000]
+x = x * np.float32(pre["scale"])
+
+for i, layer in enumerate(arch["layers"]):
+    t = layer["type"]
+    if t == "dense":
+        x = x @ tensors[f"layers.{i}.weight"] + tensors.get(f"layers.{i}.bias", 0)
+    elif t == "relu":
+        x = np.maximum(x, 0)
+    elif t == "sigmoid":
+        x = 1 / (1 + np.exp(-x))
+    elif t == "softmax":
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        x = e / e.sum(axis=1, keepdims=True)
+    else:
+        raise SystemExit(f"layer type {t} not handled by this check")
+accuracy = float((x.argmax(axis=1) == y).mean())
+print(f"safetensors: {len(tensors)} tensors, NumPy forward pass accuracy {accuracy:.3f} on 1,000 test images")
+assert accuracy > 0.6, accuracy

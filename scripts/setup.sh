@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what building Nerve needs on Debian/Ubuntu (if missing) and builds it in release mode.
+#   scripts/setup.sh            # then: .build/release/nerve train
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(libopenblas-dev zlib1g-dev cmake pkg-config gcc)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+if ! command -v swift >/dev/null; then
+  echo "error: swift is not on PATH; install a Swift 6 toolchain from https://www.swift.org/install/linux/" >&2
+  exit 1
+fi
+swift build -c release

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test: the Swift suite (kernels against their Swift references, training, data,
+# model files, configs, the CLI), the C library's CMake build and CTest, and a check that
+# Python's safetensors package reads Nerve's model files.
+#   scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+echo "== swift test"
+swift test -c release
+
+echo "== C library: cmake, ctest"
+cmake -S . -B .build-cmake -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build .build-cmake -j"$(nproc)" >/dev/null
+ctest --test-dir .build-cmake --output-on-failure
+
+echo "== Python reads a saved model with safetensors"
+venv=.build/python-check
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q safetensors numpy
+fi
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+.build/release/nerve train --layers 784,16,10 --subset 500 --validation 0 --epochs 1 --quiet --save "$tmp/model.safetensors" >/dev/null
+"$venv/bin/python" Tests/python/check_safetensors.py "$tmp/model.safetensors"
+echo "all tests passed"
