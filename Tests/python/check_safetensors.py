@@ -1,7 +1,10 @@
 """Reads a Nerve model with Python's safetensors package and runs it with NumPy.
 
 Checks that the weights, the architecture in the metadata and the preprocessing are usable
-from Python: the NumPy forward pass must classify MNIST test images like `nerve predict`.
+from Python: the NumPy forward pass must predict the first MNIST test images exactly as
+`nerve predict` did (their classes are in the file given as the second argument).
+
+    python check_safetensors.py model.safetensors predicted.txt
 """
 import gzip
 import json
@@ -41,6 +44,12 @@ for i, layer in enumerate(arch["layers"]):
         x = e / e.sum(axis=1, keepdims=True)
     else:
         raise SystemExit(f"layer type {t} not handled by this check")
-accuracy = float((x.argmax(axis=1) == y).mean())
-print(f"safetensors: {len(tensors)} tensors, NumPy forward pass accuracy {accuracy:.3f} on 1,000 test images")
-assert accuracy > 0.6, accuracy
+predicted = x.argmax(axis=1)
+expected = [int(line) for line in open(sys.argv[2]) if line.strip()]
+assert len(expected) == 100, f"expected 100 predictions from nerve, got {len(expected)}"
+mismatches = [i for i, c in enumerate(expected) if predicted[i] != c]
+assert not mismatches, f"NumPy and nerve predict differ on images {mismatches}"
+accuracy = float((predicted == y).mean())
+print(f"safetensors: {len(tensors)} tensors; NumPy predicts the first 100 test images as nerve does; "
+      f"accuracy {accuracy:.3f} on 1,000")
+assert accuracy > 0.75, accuracy
