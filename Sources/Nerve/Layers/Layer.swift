@@ -42,6 +42,10 @@ public class Layer: CustomStringConvertible {
   /// Floats of per-layer scratch needed for a batch of `batch` samples.
   func scratchCount(batch: Int) -> Int { 0 }
 
+  /// Does the layer need the whole batch at once (batch statistics), so that a large batch may
+  /// not be run in chunks?
+  var needsWholeBatch: Bool { false }
+
   /// Does backward need this layer's input to be kept (true for nearly all)?
   var backwardReadsInput: Bool { true }
 

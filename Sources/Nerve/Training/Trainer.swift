@@ -24,6 +24,11 @@ public final class Trainer {
   /// writing gradients first. Same mathematics, different rounding; much less memory traffic
   /// (per-sample SGD touches only the weights of non-zero inputs). On by default.
   public var fusesPlainSGD = true
+  /// Batches larger than this are run in chunks of this many samples whose gradients are added
+  /// up before the one optimizer step: the same mathematics, but each chunk's activations stay
+  /// in cache between forward and backward, and memory no longer grows with the batch. Depends
+  /// only on this setting, never on the thread count.
+  public var chunkRows = 2048
 
   /// - Parameters:
   ///   - model: the model to train.
@@ -74,7 +79,9 @@ public final class Trainer {
     let width = model.outputCount
     let n = train.count
     let capacity = batchSize.resolved(count: n)
-    let plan = Sequential.Plan(model: model, capacity: capacity, training: true)
+    let chunked = capacity > chunkRows && !model.layers.contains(where: \.needsWholeBatch)
+    let planRows = chunked ? max(chunkRows, 1) : capacity
+    let plan = Sequential.Plan(model: model, capacity: planRows, training: true)
     let targets = train.oneHot(width: width)
     let xBatch = FloatBuffer(count: capacity * model.inputCount)
     let tBatch = FloatBuffer(count: capacity * width)
@@ -85,8 +92,9 @@ public final class Trainer {
        decay: $0.info.decay + ($0.info.isWeight ? optimizer.weightDecay : 0))
     }
     let penalties = groups.filter { $0.decay > 0 }
+    // A step inside backward would change the weights between chunks of one batch.
     let fused =
-      fusesPlainSGD && penalties.isEmpty && (optimizer as? SGD)?.momentum == 0
+      fusesPlainSGD && !chunked && penalties.isEmpty && (optimizer as? SGD)?.momentum == 0
       && model.layers.allSatisfy(\.supportsFusedSGD)
     let gradients = FloatBuffer(count: fused ? 0 : model.parameterStorage.count)
     let features = train.features.storage.pointer
@@ -127,28 +135,45 @@ public final class Trainer {
         }
         let globalStep = UInt64(optimizer.steps)
         if !fused { gradients.zero() }
-        try model.forward(
-          x, batch: rows, plan: plan, context: context, training: true, step: globalStep,
-          through: head.readsLayer + 1)
-        var value = try head.evaluate(
-          context: context, outputs: plan.outputs[head.readsLayer],
-          probabilities: head.probabilitiesLayer.map { plan.outputs[$0] }, targets: t,
-          gradient: plan.gradients[head.readsLayer], rows: rows, classes: width, count: rows)
+        var value = 0.0
+        var right: Int64 = 0
+        var c0 = 0
+        while c0 < rows {
+          let cr = min(planRows, rows - c0)
+          let xc = x + c0 * d
+          // Distinct random streams per step and chunk (dropout).
+          let stream = globalStep &* 0x10_0000 &+ UInt64(c0)
+          try model.forward(
+            xc, batch: cr, plan: plan, context: context, training: true, step: stream,
+            through: head.readsLayer + 1)
+          let part = try head.evaluate(
+            context: context, outputs: plan.outputs[head.readsLayer],
+            probabilities: head.probabilitiesLayer.map { plan.outputs[$0] }, targets: t + c0 * width,
+            gradient: plan.gradients[head.readsLayer], rows: cr, classes: width, count: rows)
+          guard part.isFinite else {
+            model.restore(lastGood)
+            throw NerveError(
+              .diverged, at: "epoch \(epoch), step \(step + 1)",
+              "the loss became \(part.isNaN ? "NaN" : "infinite"); training stopped and the model was restored to the end of epoch \(epoch - 1)\(epoch == 1 ? " (its initial parameters)" : ""). Try a smaller learning rate."
+            )
+          }
+          value += part
+          try model.backward(
+            xc, batch: cr, plan: plan, context: context, gradients: gradients.pointer,
+            from: head.readsLayer, step: stream, descentRate: fused ? lr : nil)
+          var chunkRight: Int64 = 0
+          try yBatch.withUnsafeBufferPointer {
+            try context.check(
+              nerve_count_correct(ctx, &chunkRight, plan.outputs[last], $0.baseAddress! + c0, Int64(cr), Int64(width)))
+          }
+          right += chunkRight
+          c0 += cr
+        }
         for g in penalties {
           var ss = 0.0
           try context.check(nerve_sum_squares(ctx, &ss, model.parameterStorage.pointer + g.offset, Int64(g.count)))
           value += Double(g.decay) / 2 * ss
         }
-        guard value.isFinite else {
-          model.restore(lastGood)
-          throw NerveError(
-            .diverged, at: "epoch \(epoch), step \(step + 1)",
-            "the loss became \(value.isNaN ? "NaN" : "infinite"); training stopped and the model was restored to the end of epoch \(epoch - 1)\(epoch == 1 ? " (its initial parameters)" : ""). Try a smaller learning rate."
-          )
-        }
-        try model.backward(
-          x, batch: rows, plan: plan, context: context, gradients: gradients.pointer,
-          from: head.readsLayer, step: globalStep, descentRate: fused ? lr : nil)
         if fused {
           optimizer.steps += 1
         } else {
@@ -156,11 +181,6 @@ public final class Trainer {
             context: context, parameters: model.parameterStorage.pointer,
             gradients: gradients.pointer, groups: groups, learningRate: lr,
             parameterFloats: model.parameterStorage.count)
-        }
-        var right: Int64 = 0
-        try yBatch.withUnsafeBufferPointer {
-          try context.check(
-            nerve_count_correct(ctx, &right, plan.outputs[last], $0.baseAddress, Int64(rows), Int64(width)))
         }
         correct += right
         lossSum += value * Double(rows)

@@ -85,6 +85,23 @@ struct TrainingTests {
     }
   }
 
+  @Test("a large batch run in chunks matches one pass up to rounding, at any thread count")
+  func chunkedBatches() throws {
+    func train(chunk: Int, threads: Int) throws -> (Double, [Float]) {
+      let model = try mlp(seed: 2, hidden: 24)
+      let trainer = Trainer(model: model, loss: .meanSquaredError, optimizer: SGD(learningRate: 0.5, momentum: 0.5), threads: threads)
+      trainer.chunkRows = chunk
+      let h = try trainer.fit(Fixtures.mnist.train.prefix(1000), epochs: 3, batchSize: .full)
+      return (h.epochs.last!.trainLoss, try model.parameter(layer: 0, "weight").scalars)
+    }
+    let whole = try train(chunk: 4096, threads: 2)
+    let chunked1 = try train(chunk: 300, threads: 1), chunked2 = try train(chunk: 300, threads: 2)
+    #expect(chunked1.0 == chunked2.0 && bitwiseEqual(chunked1.1, chunked2.1), "chunked runs are thread-independent")
+    let worst = zip(whole.1, chunked1.1).map { abs($0 - $1) }.max()!
+    #expect(worst < 1e-5, "largest weight difference \(worst)")
+    #expect(abs(whole.0 - chunked1.0) < 1e-6, "loss \(whole.0) vs \(chunked1.0)")
+  }
+
   @Test("fused and unfused plain SGD agree up to rounding")
   func fusedMatchesUnfused() throws {
     let fused = try run(threads: 2, seed: 5, batch: .size(20), optimizer: SGD(learningRate: 0.05), fused: true)
