@@ -5,6 +5,7 @@ first 50,000 training images, pixels / 255), and the timed region is one epoch o
 loss, backward and step. Prints one JSON object per measurement, like `nerve bench --json`.
 
     python bench/torch_bench.py --threads 1,2 --repeats 5 --workloads lab-a,minibatch,per-sample
+    python bench/torch_bench.py --threads 2 --repeats 1 --workloads lab-e,lab-e-default-adam
 """
 import argparse
 import gzip
@@ -81,6 +82,36 @@ def lab_c(x, y, epochs, batch, lr):
     return times, len(x)
 
 
+def lab_e(x, y, epochs, fused):
+    """Conv 32 3x3 same + ReLU -> BatchNorm -> MaxPool 2 -> Flatten -> Dense 784 ReLU -> Dense 10,
+    Adam lr 1e-4, batch 32, shuffled, Glorot-normal weights."""
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.BatchNorm2d(32, momentum=0.01, eps=1e-3),
+        torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(32 * 14 * 14, 784), torch.nn.ReLU(),
+        torch.nn.Linear(784, 10))
+    for m in model:
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
+            torch.nn.init.xavier_normal_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-7, fused=fused)
+    lossf = torch.nn.CrossEntropyLoss()
+    images = x.reshape(-1, 1, 28, 28)
+    g = torch.Generator().manual_seed(1)
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        order = torch.randperm(len(images), generator=g)
+        for s in range(0, len(images), 32):
+            i = order[s:s + 32]
+            opt.zero_grad()
+            loss = lossf(model(images[i]), y[i])
+            loss.backward()
+            opt.step()
+        times.append(time.perf_counter() - t)
+    return times, len(images)
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--data", default=os.path.join(os.path.dirname(__file__), "..", "Data", "mnist"))
@@ -99,6 +130,10 @@ def main():
                 times, n = lab_c(x, y, runs, 100, 0.1)
             elif w == "per-sample":
                 times, n = lab_c(x[:10000], y[:10000], runs, 1, 0.01)
+            elif w == "lab-e":
+                times, n = lab_e(x, y, runs, fused=True)
+            elif w == "lab-e-default-adam":
+                times, n = lab_e(x, y, runs, fused=False)
             else:
                 raise SystemExit(f"unknown workload {w}")
             times = times[1:]

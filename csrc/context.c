@@ -106,7 +106,7 @@ nerve_status nerve_context_create(nerve_context **out, int threads) {
 
 void nerve_context_free(nerve_context *ctx) {
   if (!ctx) return;
-  nerve_free(ctx->scratch);
+  for (int i = 0; i < NERVE_SCRATCH_SLOTS; i++) nerve_free(ctx->scratch[i]);
   free(ctx);
 }
 
@@ -166,19 +166,19 @@ void *nerve_alloc(size_t bytes) {
 
 void nerve_free(void *ptr) { free(ptr); }
 
-nerve_status nerve__scratch(nerve_context *ctx, size_t bytes, const char *func) {
-  if (bytes <= ctx->scratch_size) return NERVE_OK;
+nerve_status nerve__scratch(nerve_context *ctx, int slot, size_t bytes, const char *func) {
+  if (bytes <= ctx->scratch_size[slot]) return NERVE_OK;
   void *p = nerve_alloc(bytes);
   if (!p)
     return nerve__fail(ctx, NERVE_ERROR_OUT_OF_MEMORY, func,
                        "cannot allocate %zu bytes of scratch memory", bytes);
-  nerve_free(ctx->scratch);
-  ctx->scratch = p;
-  ctx->scratch_size = bytes;
+  nerve_free(ctx->scratch[slot]);
+  ctx->scratch[slot] = p;
+  ctx->scratch_size[slot] = bytes;
   return NERVE_OK;
 }
 
 nerve_status nerve_context_reserve(nerve_context *ctx, size_t bytes) {
   NERVE_CHECK_CTX(ctx);
-  return nerve__scratch(ctx, bytes, __func__);
+  return nerve__scratch(ctx, NERVE_SCRATCH_LAYER, bytes, __func__);
 }

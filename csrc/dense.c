@@ -60,7 +60,7 @@ NERVE_INLINE void bias_grad_body(void *data, int64_t o0, int64_t o1) {
 }
 NERVE_RANGE_KERNEL(bias_grad);
 
-static void bias_accumulate(nerve_context *ctx, float *dbias, const float *dout, int64_t N,
+void nerve__bias_accumulate(nerve_context *ctx, float *dbias, const float *dout, int64_t N,
                             int64_t O, float alpha) {
   bias_job j = {dbias, dout, N, O, alpha};
   /* Columns per thread: worth it only for wide layers. */
@@ -89,7 +89,7 @@ nerve_status nerve_dense_backward(nerve_context *ctx, float *din, float *dweight
     s = nerve__gemm_tn(ctx, dweight, O, in, I, dout, O, N, O, I, 1.0f, __func__);
     if (s != NERVE_OK) return s;
   }
-  if (dbias && O > 0) bias_accumulate(ctx, dbias, dout, N, O, 1.0f);
+  if (dbias && O > 0) nerve__bias_accumulate(ctx, dbias, dout, N, O, 1.0f);
   return NERVE_OK;
 }
 
@@ -121,6 +121,6 @@ nerve_status nerve_dense_backward_sgd(nerve_context *ctx, float *din, float *wei
     s = nerve__gemm_tn(ctx, weight, O, in, I, dout, O, N, O, I, -lr, __func__);
     if (s != NERVE_OK) return s;
   }
-  if (bias) bias_accumulate(ctx, bias, dout, N, O, -lr);
+  if (bias) nerve__bias_accumulate(ctx, bias, dout, N, O, -lr);
   return NERVE_OK;
 }

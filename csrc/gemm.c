@@ -89,6 +89,8 @@ static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
 #if NERVE_X86
 
 enum { NN_MR = 8, NR = 32, NN_KC = 2048, NN_MC = 64, TN_MR = 8, TN_KT = 12, TN_KCHUNK = 1024 };
+/* Rows of A up to which nn with a transposed B uses dot products (nn_dots). */
+enum { NN_SMALL_M = 64 };
 
 NERVE_TARGET_AVX512 NERVE_INLINE __mmask16 mask_lo(int64_t nr) {
   return nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
@@ -214,21 +216,30 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
   /* Listing the non-zero columns pays off when a row tile meets several panels; with one
    * panel the kernel is bound by reading A, and the plain loop is faster. */
   const bool skip = p1 - p0 >= 2;
-  int32_t ks[NN_KC + 16];
-  for (int64_t m = r0; m < r1; m += NN_MR) {
-    int R = (int)(r1 - m < NN_MR ? r1 - m : NN_MR);
+  enum { TILES = NN_MC / NN_MR };
+  /* Lists for the (up to) 8 row tiles of a 64-row chunk, built once and reused by every panel,
+   * so each panel of B is read once per chunk rather than once per tile. */
+  int32_t ks[TILES][NN_KC + 16]; /* 66 KB of stack */
+  int64_t live[TILES];
+  for (int64_t mc = r0; mc < r1; mc += NN_MC) {
+    int64_t mce = mc + NN_MC < r1 ? mc + NN_MC : r1;
     for (int64_t k0 = 0; k0 < j->K || k0 == 0; k0 += NN_KC) {
       int64_t kc = j->K - k0 < NN_KC ? j->K - k0 : NN_KC;
       bool first = k0 == 0;
-      const float *a = j->A + m * j->lda + k0;
-      int64_t live = skip ? nonzero_columns(R, a, j->lda, kc, ks) : kc;
+      for (int64_t m = mc, t = 0; m < mce; m += NN_MR, t++) {
+        int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
+        live[t] = skip ? nonzero_columns(R, j->A + m * j->lda + k0, j->lda, kc, ks[t]) : kc;
+      }
       for (int64_t p = p0; p < p1; p++) {
         int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
-        const float *Bp = j->packed ? j->B + p * j->K * NR : j->B + col;
+        const float *Bp = (j->packed ? j->B + p * j->K * NR : j->B + col) + k0 * (j->packed ? NR : j->ldb);
         int64_t ldb = j->packed ? NR : j->ldb;
-        nn_tile_any(R, nr > 16 ? 2 : 1, j->C + m * j->ldc + col, j->ldc, a, j->lda,
-                    Bp + k0 * ldb, ldb, kc, skip ? ks : NULL, live, mask_lo(nr), mask_hi(nr),
-                    !first || j->accumulate, first ? (j->bias ? j->bias + col : NULL) : NULL);
+        for (int64_t m = mc, t = 0; m < mce; m += NN_MR, t++) {
+          int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
+          nn_tile_any(R, nr > 16 ? 2 : 1, j->C + m * j->ldc + col, j->ldc, j->A + m * j->lda + k0, j->lda,
+                      Bp, ldb, kc, skip ? ks[t] : NULL, live[t], mask_lo(nr), mask_hi(nr),
+                      !first || j->accumulate, first ? (j->bias ? j->bias + col : NULL) : NULL);
+        }
       }
       if (kc == 0) break;
     }
@@ -430,7 +441,8 @@ NERVE_TARGET_AVX512 static void tn_rank_rows(tn_job *j, int64_t k0, int64_t k1, 
 
 NERVE_TARGET_AVX512 static void tn_tiles(tn_job *j, int64_t t0, int64_t t1) {
   for (int64_t t = t0; t < t1; t++) {
-    int64_t p = t / j->ktiles, kt = t % j->ktiles;
+    /* Row-major over G's tiles: consecutive tiles share rows, so G streams contiguously. */
+    int64_t kt = t / j->panels, p = t % j->panels;
     int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
     int64_t k = kt * TN_KT, kr = j->K - k < TN_KT ? j->K - k : TN_KT;
     int W = nr > 16 ? 2 : 1;
@@ -475,6 +487,53 @@ static void copy_rows_out(void *data, int64_t begin, int64_t end) {
     memcpy(j->G + k * j->ldg, j->P + k * j->ldp, (size_t)j->N * sizeof(float));
 }
 
+/*
+ * nn with B given transposed and few rows of A: C[m,i] = init + dot(A[m,:], BT[i,:]). Both
+ * operands are read along their rows, so no transposed copy of B is made; a tile of 4 rows of
+ * BT and 6 rows of A keeps 24 vector partial sums, reduced at the end of the row. Shapes:
+ * A [M,K] (lda), BT [N,K] (ldb), C [M,N] (ldc); tiles over i in [i0,i1).
+ */
+enum { DOT_NI = 4, DOT_MR = 6 };
+
+NERVE_TARGET_AVX512 static void nn_dots(nn_job *j, int64_t i0, int64_t i1) {
+  const int64_t K = j->K;
+  for (int64_t i = i0; i < i1; i += DOT_NI) {
+    const int ni = (int)(i1 - i < DOT_NI ? i1 - i : DOT_NI);
+    for (int64_t m = 0; m < j->M; m += DOT_MR) {
+      const int mr = (int)(j->M - m < DOT_MR ? j->M - m : DOT_MR);
+      __m512 acc[DOT_MR][DOT_NI];
+      for (int r = 0; r < DOT_MR; r++)
+        for (int q = 0; q < DOT_NI; q++) acc[r][q] = _mm512_setzero_ps();
+      for (int64_t k = 0; k < K; k += 16) {
+        __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1u);
+        __m512 b[DOT_NI];
+        for (int q = 0; q < DOT_NI; q++)
+          b[q] = q < ni ? _mm512_maskz_loadu_ps(mk, j->B + (i + q) * j->ldb + k) : _mm512_setzero_ps();
+        for (int r = 0; r < DOT_MR; r++) {
+          if (r >= mr) break;
+          __m512 a = _mm512_maskz_loadu_ps(mk, j->A + (m + r) * j->lda + k);
+          for (int q = 0; q < DOT_NI; q++) acc[r][q] = _mm512_fmadd_ps(a, b[q], acc[r][q]);
+        }
+      }
+      for (int r = 0; r < mr; r++)
+        for (int q = 0; q < ni; q++) {
+          float *c = j->C + (m + r) * j->ldc + i + q;
+          float init = j->accumulate ? *c : 0.0f;
+          if (j->bias) init += j->bias[i + q];
+          *c = init + _mm512_reduce_add_ps(acc[r][q]);
+        }
+    }
+  }
+}
+
+static void nn_dots_member(void *data, int t, int nt) {
+  nn_job *j = data;
+  int64_t blocks = (j->N + DOT_NI - 1) / DOT_NI;
+  int64_t a = blocks * t / nt * DOT_NI, b = blocks * (t + 1) / nt * DOT_NI;
+  if (b > j->N) b = j->N;
+  if (a < b) nn_dots(j, a, b);
+}
+
 #endif /* NERVE_X86 */
 
 /* ---- Entry points ----------------------------------------------------------------------- */
@@ -493,13 +552,21 @@ nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc, const flo
     int64_t panels = (N + NR - 1) / NR;
     nn_job j = {C, ldc, A, lda, B, ldb, false, bias, accumulate, M, N, K, panels, true};
     int threads = nerve__threads_for(ctx, work, GEMM_GRAIN);
+    /* Few rows of A (small batches) against a transposed B: dot products along rows of both,
+     * instead of packing B. */
+    if (M <= NN_SMALL_M && b_transposed && K >= 16) {
+      int64_t blocks = (N + DOT_NI - 1) / DOT_NI;
+      nerve__parallel_team(threads < blocks ? threads : (int)blocks, nn_dots_member, &j);
+      return NERVE_OK;
+    }
+
     if (b_transposed) {
       size_t bytes = (size_t)panels * (size_t)K * NR * sizeof(float);
-      nerve_status s = nerve__scratch(ctx, bytes, func);
+      nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, bytes, func);
       if (s != NERVE_OK) return s;
-      pack_job pj = {ctx->scratch, B, ldb, N, K};
+      pack_job pj = {ctx->scratch[NERVE_SCRATCH_GEMM], B, ldb, N, K};
       nerve__parallel_for(ctx, panels, (GEMM_GRAIN / 8) / (K * NR + 1) + 1, pack_panels, &pj);
-      j.B = ctx->scratch;
+      j.B = ctx->scratch[NERVE_SCRATCH_GEMM];
       j.packed = true;
     }
     /* Split whichever operand is smaller to share: rows of C when A is the bigger one (each
@@ -542,16 +609,16 @@ nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
      * so they work on a copy of G padded to whole panels. */
     bool pad = j.rank && (N % 16 != 0 || ldg % 16 != 0);
     if (pad) {
-      nerve_status s = nerve__scratch(ctx, (size_t)K * (size_t)(panels * NR) * sizeof(float), func);
+      nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, (size_t)K * (size_t)(panels * NR) * sizeof(float), func);
       if (s != NERVE_OK) return s;
-      copy_job cj = {ctx->scratch, panels * NR, G, ldg, N};
+      copy_job cj = {ctx->scratch[NERVE_SCRATCH_GEMM], panels * NR, G, ldg, N};
       nerve__parallel_for(ctx, K, 256, copy_rows_in, &cj);
-      j.G = ctx->scratch;
+      j.G = ctx->scratch[NERVE_SCRATCH_GEMM];
       j.ldg = panels * NR;
     }
     nerve__parallel_team(threads, tn_member, &j);
     if (pad) {
-      copy_job cj = {ctx->scratch, panels * NR, G, ldg, N};
+      copy_job cj = {ctx->scratch[NERVE_SCRATCH_GEMM], panels * NR, G, ldg, N};
       nerve__parallel_for(ctx, K, 256, copy_rows_out, &cj);
     }
     return NERVE_OK;

@@ -16,11 +16,15 @@
 #define NERVE_HIDDEN __attribute__((visibility("hidden")))
 #define NERVE_INLINE static inline __attribute__((always_inline))
 
+/* Scratch memory comes in two slots so a layer's workspace (an im2col block) and the GEMM it
+ * calls (packed panels) never overwrite each other. */
+enum { NERVE_SCRATCH_GEMM = 0, NERVE_SCRATCH_LAYER = 1, NERVE_SCRATCH_SLOTS = 2 };
+
 struct nerve_context {
-  int threads;     /* >= 1 */
-  nerve_isa isa;   /* resolved: never NERVE_ISA_AUTO */
-  void *scratch;   /* 64-byte aligned, owned */
-  size_t scratch_size;
+  int threads;   /* >= 1 */
+  nerve_isa isa; /* resolved: never NERVE_ISA_AUTO */
+  void *scratch[NERVE_SCRATCH_SLOTS]; /* 64-byte aligned, owned */
+  size_t scratch_size[NERVE_SCRATCH_SLOTS];
   char error[320];
 };
 
@@ -52,8 +56,9 @@ NERVE_HIDDEN nerve_status nerve__fail(nerve_context *ctx, nerve_status status, c
 /* Checks that a*b (and a*b*c) fit comfortably; the element counts kernels index with. */
 NERVE_HIDDEN bool nerve__product_ok(int64_t a, int64_t b);
 
-/* Makes ctx->scratch at least `bytes` long (allocates only when it must grow). */
-NERVE_HIDDEN nerve_status nerve__scratch(nerve_context *ctx, size_t bytes, const char *func);
+/* Makes scratch slot `slot` at least `bytes` long (allocates only when it must grow). */
+NERVE_HIDDEN nerve_status nerve__scratch(nerve_context *ctx, int slot, size_t bytes,
+                                         const char *func);
 
 /* ---- Parallel loops over the OpenMP runtime --------------------------------------------- */
 /*
@@ -153,6 +158,11 @@ NERVE_HIDDEN nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t l
                                          int64_t ldd, int64_t M, int64_t N, int64_t K,
                                          float alpha, const char *func);
 
+/* dbias[o] += alpha * sum_n dout[n,o] over N rows of O columns, added over n in order for
+ * each o (so independent of the thread count). Shared by dense and convolution layers. */
+NERVE_HIDDEN void nerve__bias_accumulate(nerve_context *ctx, float *dbias, const float *dout,
+                                         int64_t N, int64_t O, float alpha);
+
 /* ---- Math written for vectorisation ----------------------------------------------------- */
 /*
  * libm's expf/tanhf are scalar calls that stop loops vectorising; these are straight-line code
@@ -206,6 +216,15 @@ NERVE_INLINE float nerve__expm1f(float y) {
   float big = nerve__expf(y) - 1.0f;
   float a = y < 0 ? -y : y;
   return a < 0.34657359f ? p : big;
+}
+
+/* sqrt without errno, so loops using it vectorise (libm's sqrtf may set errno). */
+NERVE_INLINE float nerve__sqrtf(float x) {
+#if defined(__has_builtin) && __has_builtin(__builtin_elementwise_sqrt)
+  return __builtin_elementwise_sqrt(x);
+#else
+  return __builtin_sqrtf(x);
+#endif
 }
 
 NERVE_INLINE float nerve__sigmoidf(float x) { return 1.0f / (1.0f + nerve__expf(-x)); }

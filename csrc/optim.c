@@ -5,10 +5,17 @@
  */
 #include "internal.h"
 
+#include <math.h>
+
+#if defined(__GNUC__) && !defined(__clang__)
+#  pragma GCC optimize("no-math-errno")
+#endif
+
 typedef struct {
-  float *param, *state0;
+  float *param, *state0, *state1;
   const float *grad;
   float lr, momentum, decay;
+  float beta1, beta2, eps, c1, c2; /* Adam: bias corrections c1 = 1/(1-beta1^t), c2 likewise */
 } step_job;
 
 enum { STEP_GRAIN = 1 << 16 };
@@ -40,7 +47,7 @@ nerve_status nerve_sgd_step(nerve_context *ctx, float *param, const float *grad,
   NERVE_CHECK_CTX(ctx);
   nerve_status s = check_step(ctx, param, grad, n, lr, weight_decay, __func__);
   if (s != NERVE_OK) return s;
-  step_job j = {param, NULL, grad, lr, 0.0f, weight_decay};
+  step_job j = {param, NULL, NULL, grad, lr, 0.0f, weight_decay, 0, 0, 0, 0, 0};
   nerve__parallel_for(ctx, n, STEP_GRAIN, sgd_isa[ctx->isa], &j);
   return NERVE_OK;
 }
@@ -67,7 +74,165 @@ nerve_status nerve_momentum_step(nerve_context *ctx, float *param, float *veloci
   if (n > 0) NERVE_CHECK_PTR(ctx, velocity);
   if (!(momentum >= 0.0f) || momentum > 3.0e38f)
     return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "momentum must be finite and >= 0, got %g", (double)momentum);
-  step_job j = {param, velocity, grad, lr, momentum, weight_decay};
+  step_job j = {param, velocity, NULL, grad, lr, momentum, weight_decay, 0, 0, 0, 0, 0};
   nerve__parallel_for(ctx, n, STEP_GRAIN, momentum_isa[ctx->isa], &j);
+  return NERVE_OK;
+}
+
+static nerve_status check_rate(nerve_context *ctx, float v, float lo, float hi, const char *name,
+                               const char *func) {
+  if (!(v >= lo && v <= hi))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, func, "%s must be in [%g, %g], got %g", name,
+                       (double)lo, (double)hi, (double)v);
+  return NERVE_OK;
+}
+
+/* ---- Nesterov momentum ------------------------------------------------------------------ */
+
+NERVE_INLINE void nesterov_body(void *p, int64_t b, int64_t e) {
+  step_job *j = p;
+  float *w = j->param, *v = j->state0;
+  const float *g = j->grad;
+  const float lr = j->lr, mu = j->momentum, wd = j->decay;
+  for (int64_t i = b; i < e; i++) {
+    float step = lr * (g[i] + wd * w[i]);
+    v[i] = mu * v[i] + step;
+    w[i] -= mu * v[i] + step;
+  }
+}
+NERVE_RANGE_KERNEL(nesterov);
+
+/* param [n], velocity [n], grad [n] -> updated */
+nerve_status nerve_nesterov_step(nerve_context *ctx, float *param, float *velocity,
+                                 const float *grad, int64_t n, float lr, float momentum,
+                                 float weight_decay) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_step(ctx, param, grad, n, lr, weight_decay, __func__);
+  if (s == NERVE_OK) s = check_rate(ctx, momentum, 0.0f, 1.0f, "momentum", __func__);
+  if (s != NERVE_OK) return s;
+  if (n > 0) NERVE_CHECK_PTR(ctx, velocity);
+  step_job j = {param, velocity, NULL, grad, lr, momentum, weight_decay, 0, 0, 0, 0, 0};
+  nerve__parallel_for(ctx, n, STEP_GRAIN, nesterov_isa[ctx->isa], &j);
+  return NERVE_OK;
+}
+
+/* ---- Adam and AdamW --------------------------------------------------------------------- */
+
+/* decay is coupled (added to the gradient) for Adam; AdamW applies it to param beforehand. */
+NERVE_INLINE void adam_body(void *p, int64_t b, int64_t e) {
+  step_job *j = p;
+  float *w = j->param, *m = j->state0, *v = j->state1;
+  const float *g = j->grad;
+  const float lr = j->lr, b1 = j->beta1, b2 = j->beta2, eps = j->eps, c1 = j->c1, c2 = j->c2;
+  const float wd = j->decay, shrink = 1.0f - j->momentum; /* momentum field: lr * decoupled decay */
+  for (int64_t i = b; i < e; i++) {
+    float gi = g[i] + wd * w[i];
+    m[i] = b1 * m[i] + (1.0f - b1) * gi;
+    v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
+    w[i] = w[i] * shrink - lr * (m[i] * c1) / (nerve__sqrtf(v[i] * c2) + eps);
+  }
+}
+NERVE_RANGE_KERNEL(adam);
+
+static nerve_status adam_common(nerve_context *ctx, float *param, float *m, float *v,
+                                const float *grad, int64_t n, float lr, float beta1, float beta2,
+                                float eps, float coupled, float decoupled, int64_t step,
+                                const char *func) {
+  nerve_status s = check_step(ctx, param, grad, n, lr, coupled + decoupled, func);
+  if (s == NERVE_OK) s = check_rate(ctx, beta1, 0.0f, 0.999999f, "beta1", func);
+  if (s == NERVE_OK) s = check_rate(ctx, beta2, 0.0f, 0.99999999f, "beta2", func);
+  if (s == NERVE_OK && !(eps > 0.0f && eps < 1.0f))
+    s = nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, func, "eps must be in (0, 1), got %g", (double)eps);
+  if (s == NERVE_OK && step < 1)
+    s = nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, func, "step counts from 1, got %lld", (long long)step);
+  if (s != NERVE_OK) return s;
+  if (n > 0) {
+    NERVE_CHECK_PTR(ctx, m);
+    NERVE_CHECK_PTR(ctx, v);
+  }
+  step_job j = {param, m, v, grad, lr, lr * decoupled, coupled, beta1, beta2, eps,
+                (float)(1.0 / (1.0 - pow(beta1, (double)step))),
+                (float)(1.0 / (1.0 - pow(beta2, (double)step)))};
+  nerve__parallel_for(ctx, n, STEP_GRAIN, adam_isa[ctx->isa], &j);
+  return NERVE_OK;
+}
+
+/* param [n], m [n], v [n], grad [n] -> updated */
+nerve_status nerve_adam_step(nerve_context *ctx, float *param, float *m, float *v,
+                             const float *grad, int64_t n, float lr, float beta1, float beta2,
+                             float eps, float weight_decay, float decoupled_weight_decay,
+                             int64_t step) {
+  NERVE_CHECK_CTX(ctx);
+  if (!(decoupled_weight_decay >= 0.0f) || decoupled_weight_decay > 3.0e38f)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
+                       "decoupled weight decay must be finite and >= 0, got %g", (double)decoupled_weight_decay);
+  return adam_common(ctx, param, m, v, grad, n, lr, beta1, beta2, eps, weight_decay,
+                     decoupled_weight_decay, step, __func__);
+}
+
+/* ---- RMSprop ---------------------------------------------------------------------------- */
+
+NERVE_INLINE void rmsprop_body(void *p, int64_t b, int64_t e) {
+  step_job *j = p;
+  float *w = j->param, *sq = j->state0;
+  const float *g = j->grad;
+  const float lr = j->lr, rho = j->beta1, eps = j->eps, wd = j->decay;
+  for (int64_t i = b; i < e; i++) {
+    float gi = g[i] + wd * w[i];
+    sq[i] = rho * sq[i] + (1.0f - rho) * gi * gi;
+    w[i] -= lr * gi / (nerve__sqrtf(sq[i]) + eps);
+  }
+}
+NERVE_RANGE_KERNEL(rmsprop);
+
+/* param [n], mean_square [n], grad [n] -> updated */
+nerve_status nerve_rmsprop_step(nerve_context *ctx, float *param, float *mean_square,
+                                const float *grad, int64_t n, float lr, float rho, float eps,
+                                float weight_decay) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_step(ctx, param, grad, n, lr, weight_decay, __func__);
+  if (s == NERVE_OK) s = check_rate(ctx, rho, 0.0f, 1.0f, "rho", __func__);
+  if (s == NERVE_OK && !(eps > 0.0f && eps < 1.0f))
+    s = nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "eps must be in (0, 1), got %g", (double)eps);
+  if (s != NERVE_OK) return s;
+  if (n > 0) NERVE_CHECK_PTR(ctx, mean_square);
+  step_job j = {param, mean_square, NULL, grad, lr, 0, weight_decay, rho, 0, eps, 0, 0};
+  nerve__parallel_for(ctx, n, STEP_GRAIN, rmsprop_isa[ctx->isa], &j);
+  return NERVE_OK;
+}
+
+/* ---- Adadelta --------------------------------------------------------------------------- */
+
+NERVE_INLINE void adadelta_body(void *p, int64_t b, int64_t e) {
+  step_job *j = p;
+  float *w = j->param, *eg = j->state0, *ex = j->state1;
+  const float *g = j->grad;
+  const float lr = j->lr, rho = j->beta1, eps = j->eps, wd = j->decay;
+  for (int64_t i = b; i < e; i++) {
+    float gi = g[i] + wd * w[i];
+    eg[i] = rho * eg[i] + (1.0f - rho) * gi * gi;
+    float dx = nerve__sqrtf(ex[i] + eps) / nerve__sqrtf(eg[i] + eps) * gi;
+    ex[i] = rho * ex[i] + (1.0f - rho) * dx * dx;
+    w[i] -= lr * dx;
+  }
+}
+NERVE_RANGE_KERNEL(adadelta);
+
+/* param [n], mean_square_grad [n], mean_square_update [n], grad [n] -> updated */
+nerve_status nerve_adadelta_step(nerve_context *ctx, float *param, float *mean_square_grad,
+                                 float *mean_square_update, const float *grad, int64_t n,
+                                 float lr, float rho, float eps, float weight_decay) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_step(ctx, param, grad, n, lr, weight_decay, __func__);
+  if (s == NERVE_OK) s = check_rate(ctx, rho, 0.0f, 1.0f, "rho", __func__);
+  if (s == NERVE_OK && !(eps > 0.0f && eps < 1.0f))
+    s = nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "eps must be in (0, 1), got %g", (double)eps);
+  if (s != NERVE_OK) return s;
+  if (n > 0) {
+    NERVE_CHECK_PTR(ctx, mean_square_grad);
+    NERVE_CHECK_PTR(ctx, mean_square_update);
+  }
+  step_job j = {param, mean_square_grad, mean_square_update, grad, lr, 0, weight_decay, rho, 0, eps, 0, 0};
+  nerve__parallel_for(ctx, n, STEP_GRAIN, adadelta_isa[ctx->isa], &j);
   return NERVE_OK;
 }

@@ -5,7 +5,10 @@
  * optimizer steps, metrics) as plain functions over caller-owned float32 buffers. Every matrix
  * is row-major and dense. Dimension letters used throughout:
  *   N  batch (samples)      I  inputs of a dense layer     O  outputs of a dense layer
- *   C  classes / columns    n  a flat element count
+ *   C  classes / columns, or image channels                n  a flat element count
+ *   H W image height and width, K filters, KH KW kernel or window size, SH SW strides,
+ *   PT PL padding before the image (rows, columns), OH OW output height and width
+ * Images are channels-last (NHWC): [N, H, W, C]. Convolution weights are [KH, KW, C, K].
  *
  * Conventions
  * - Every function returns a nerve_status. NERVE_OK is 0; anything else leaves a one-line
@@ -104,8 +107,9 @@ NERVE_API nerve_status nerve_context_set_isa(nerve_context *ctx, nerve_isa isa);
 /** The instruction set in effect (never NERVE_ISA_AUTO); NERVE_ISA_BASELINE if ctx is NULL. */
 NERVE_API nerve_isa nerve_context_isa(const nerve_context *ctx);
 /**
- * Grows the context's scratch memory to at least `bytes` now, so later kernel calls never
- * allocate. Kernels that need scratch grow it on first use otherwise.
+ * Grows the context's layer workspace to at least `bytes` now (e.g. the largest
+ * nerve_conv2d_workspace_size of a model), so later kernel calls never allocate. Kernels grow
+ * their workspace on first use otherwise, and never shrink it.
  */
 NERVE_API nerve_status nerve_context_reserve(nerve_context *ctx, size_t bytes);
 /** The message of the last failed call on this context ("" if none). Valid until the next call. */
@@ -250,6 +254,39 @@ NERVE_API nerve_status nerve_momentum_step(nerve_context *ctx, float *param, flo
                                            const float *grad, int64_t n, float lr,
                                            float momentum, float weight_decay);
 
+/** Nesterov momentum in the same form: v = momentum * v + lr * g; param -= momentum * v + lr * g
+ *  (g including weight decay). */
+NERVE_API nerve_status nerve_nesterov_step(nerve_context *ctx, float *param, float *velocity,
+                                           const float *grad, int64_t n, float lr,
+                                           float momentum, float weight_decay);
+
+/**
+ * Adam, and AdamW. With g = grad + weight_decay * param (coupled L2):
+ *   param *= 1 - lr * decoupled_weight_decay          (AdamW's decoupled decay; 0 for Adam)
+ *   m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;
+ *   param -= lr * (m / (1 - beta1^step)) / (sqrt(v / (1 - beta2^step)) + eps)
+ * m and v start at zero; step counts from 1.
+ */
+NERVE_API nerve_status nerve_adam_step(nerve_context *ctx, float *param, float *m, float *v,
+                                       const float *grad, int64_t n, float lr, float beta1,
+                                       float beta2, float eps, float weight_decay,
+                                       float decoupled_weight_decay, int64_t step);
+
+/** RMSprop: s = rho s + (1 - rho) g^2; param -= lr * g / (sqrt(s) + eps). */
+NERVE_API nerve_status nerve_rmsprop_step(nerve_context *ctx, float *param, float *mean_square,
+                                          const float *grad, int64_t n, float lr, float rho,
+                                          float eps, float weight_decay);
+
+/**
+ * Adadelta (Zeiler 2012): Eg = rho Eg + (1 - rho) g^2;
+ * dx = sqrt(Ex + eps) / sqrt(Eg + eps) * g; Ex = rho Ex + (1 - rho) dx^2; param -= lr * dx
+ * (lr 1.0 is the original method; Keras defaults to 0.001).
+ */
+NERVE_API nerve_status nerve_adadelta_step(nerve_context *ctx, float *param,
+                                           float *mean_square_grad, float *mean_square_update,
+                                           const float *grad, int64_t n, float lr, float rho,
+                                           float eps, float weight_decay);
+
 /* ---- Metrics ---------------------------------------------------------------------------- */
 
 /** classes[N] = index of the largest score in each row of scores[N,C] (first one on ties). */
@@ -260,6 +297,126 @@ NERVE_API nerve_status nerve_argmax(nerve_context *ctx, int32_t *classes, const 
 NERVE_API nerve_status nerve_count_correct(nerve_context *ctx, int64_t *correct,
                                            const float *scores, const int32_t *labels,
                                            int64_t N, int64_t C);
+
+/* ---- Convolution (conv.c) ----------------------------------------------------------------- */
+/*
+ * 2-D convolution (cross-correlation, as in every framework) on channels-last images, lowered
+ * to GEMM through im2col in blocks of whole images. Output size for padding P_before and
+ * P_after: OH = (H + PT + P_after - KH) / SH + 1; "same" padding with stride 1 and an odd kernel
+ * is PT = (KH - 1) / 2. The padding after the image is implied by OH and OW.
+ */
+
+/** Bytes of workspace nerve_conv2d_forward/backward use for these sizes (for
+ *  nerve_context_reserve); 0 for invalid sizes. */
+NERVE_API size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C,
+                                             int64_t K, int64_t KH, int64_t KW, int64_t SH,
+                                             int64_t SW, int64_t PT, int64_t PL, int64_t OH,
+                                             int64_t OW);
+
+/** out[N,OH,OW,K] = conv(in[N,H,W,C], weight[KH,KW,C,K]) + bias[K] (bias may be NULL). */
+NERVE_API nerve_status nerve_conv2d_forward(nerve_context *ctx, float *out, const float *in,
+                                            const float *weight, const float *bias, int64_t N,
+                                            int64_t H, int64_t W, int64_t C, int64_t K,
+                                            int64_t KH, int64_t KW, int64_t SH, int64_t SW,
+                                            int64_t PT, int64_t PL, int64_t OH, int64_t OW);
+
+/**
+ * Backward of nerve_conv2d_forward given dout[N,OH,OW,K]:
+ *   din[N,H,W,C]          WRITTEN; skipped if NULL
+ *   dweight[KH,KW,C,K]   ACCUMULATED; skipped if NULL
+ *   dbias[K]             ACCUMULATED; skipped if NULL
+ */
+NERVE_API nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweight,
+                                             float *dbias, const float *dout, const float *in,
+                                             const float *weight, int64_t N, int64_t H,
+                                             int64_t W, int64_t C, int64_t K, int64_t KH,
+                                             int64_t KW, int64_t SH, int64_t SW, int64_t PT,
+                                             int64_t PL, int64_t OH, int64_t OW);
+
+/* ---- Pooling (pool.c) --------------------------------------------------------------------- */
+/*
+ * Windows PH x PW with strides SH, SW over channels-last images; padding (PT, PL before the
+ * image) never wins a max and is not counted in an average.
+ */
+
+/** out[N,OH,OW,C] = window maxima; argmax[N,OH,OW,C] = winning input position ih*W + iw (the
+ *  first in scan order on ties), kept for the backward pass. */
+NERVE_API nerve_status nerve_maxpool2d_forward(nerve_context *ctx, float *out, int32_t *argmax,
+                                               const float *in, int64_t N, int64_t H, int64_t W,
+                                               int64_t C, int64_t PH, int64_t PW, int64_t SH,
+                                               int64_t SW, int64_t PT, int64_t PL, int64_t OH,
+                                               int64_t OW);
+
+/** din[N,H,W,C] (WRITTEN) = dout routed to each window's winning input (summed where windows
+ *  overlap). */
+NERVE_API nerve_status nerve_maxpool2d_backward(nerve_context *ctx, float *din, const float *dout,
+                                                const int32_t *argmax, int64_t N, int64_t H,
+                                                int64_t W, int64_t C, int64_t PH, int64_t PW,
+                                                int64_t SH, int64_t SW, int64_t PT, int64_t PL,
+                                                int64_t OH, int64_t OW);
+
+/** out[N,OH,OW,C] = mean of each window's in-image inputs. */
+NERVE_API nerve_status nerve_avgpool2d_forward(nerve_context *ctx, float *out, const float *in,
+                                               int64_t N, int64_t H, int64_t W, int64_t C,
+                                               int64_t PH, int64_t PW, int64_t SH, int64_t SW,
+                                               int64_t PT, int64_t PL, int64_t OH, int64_t OW);
+
+/** din[N,H,W,C] (WRITTEN) = each window's dout shared equally among its in-image inputs. */
+NERVE_API nerve_status nerve_avgpool2d_backward(nerve_context *ctx, float *din, const float *dout,
+                                                int64_t N, int64_t H, int64_t W, int64_t C,
+                                                int64_t PH, int64_t PW, int64_t SH, int64_t SW,
+                                                int64_t PT, int64_t PL, int64_t OH, int64_t OW);
+
+/* ---- Batch normalisation (norm.c) --------------------------------------------------------- */
+/*
+ * Per column of in[R,C]: R rows are the batch (dense) or batch * H * W (channels-last images),
+ * C the features or channels. y = gamma * (x - mean) / sqrt(var + eps) + beta.
+ */
+
+/**
+ * Training: normalises with the batch mean and biased variance, writes them as saved_mean and
+ * saved_invstd = 1/sqrt(var + eps) for the backward pass, and updates running averages
+ * Keras's way: running = momentum * running + (1 - momentum) * batch value (the running
+ * variance takes the unbiased variance). momentum in [0, 1] (0.99 in Keras), eps > 0.
+ */
+NERVE_API nerve_status nerve_batchnorm_forward_train(nerve_context *ctx, float *out,
+                                                     float *saved_mean, float *saved_invstd,
+                                                     float *running_mean, float *running_var,
+                                                     const float *in, const float *gamma,
+                                                     const float *beta, int64_t R, int64_t C,
+                                                     float momentum, float eps);
+
+/** Inference: normalises with running_mean and running_var. */
+NERVE_API nerve_status nerve_batchnorm_forward_infer(nerve_context *ctx, float *out,
+                                                     const float *in, const float *gamma,
+                                                     const float *beta,
+                                                     const float *running_mean,
+                                                     const float *running_var, int64_t R,
+                                                     int64_t C, float eps);
+
+/**
+ * Backward of the training forward: din[R,C] WRITTEN (skipped if NULL), dgamma[C] and
+ * dbeta[C] ACCUMULATED (each skipped if NULL).
+ */
+NERVE_API nerve_status nerve_batchnorm_backward(nerve_context *ctx, float *din, float *dgamma,
+                                                float *dbeta, const float *dout, const float *in,
+                                                const float *gamma, const float *saved_mean,
+                                                const float *saved_invstd, int64_t R, int64_t C);
+
+/* ---- Dropout (dropout.c) ------------------------------------------------------------------ */
+
+/**
+ * Inverted dropout with Keras's meaning of rate (the fraction dropped), 0 <= rate < 1:
+ * mask[i] = 0 or 1/(1 - rate), out = in * mask. The choice for element i is a hash of
+ * (seed, i): reproducible, and the same for any thread count.
+ */
+NERVE_API nerve_status nerve_dropout_forward(nerve_context *ctx, float *out, float *mask,
+                                             const float *in, int64_t n, float rate,
+                                             uint64_t seed);
+
+/** din = dout * mask (WRITTEN; din may equal dout). */
+NERVE_API nerve_status nerve_dropout_backward(nerve_context *ctx, float *din, const float *dout,
+                                              const float *mask, int64_t n);
 
 /* ---- Reductions ------------------------------------------------------------------------- */
 

@@ -165,8 +165,7 @@ struct SummaryCommand: ParsableCommand {
       if file.hasSuffix(".toml") {
         let c = try ExperimentConfig(contentsOf: file)
         let e = Experiment(config: c)
-        let input: [Int] = c.dataSet == .digits ? (e.samplesAreImages ? [1, 8, 8] : [64]) : (e.samplesAreImages ? [1, 28, 28] : [784])
-        print(try e.makeModel(inputShape: input).summary)
+        print(try e.makeModel(inputShape: e.sampleShape).summary)
       } else {
         print(try Sequential.load(from: file).summary)
       }

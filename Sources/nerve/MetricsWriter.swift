@@ -59,6 +59,21 @@ final class MetricsWriter {
         ("train_accuracy", m.trainAccuracy), ("valid_loss", m.validLoss),
         ("valid_accuracy", m.validAccuracy), ("test_loss", m.testLoss),
         ("test_accuracy", m.testAccuracy), ("learning_rate", m.learningRate),
+        ("gradients", m.gradients.map { RawJSON(text: Self.gradients($0)) }),
       ]))
+  }
+
+  /// Per-step gradient statistics: {"epoch", "step", "gradients": [...]}.
+  func gradientStep(_ r: GradientRecord) throws {
+    try add(Self.object([("epoch", r.epoch), ("step", r.step), ("gradients", RawJSON(text: Self.gradients(r.layers)))]))
+  }
+
+  static func gradients(_ layers: [LayerGradientStats]) -> String {
+    "[" + layers.map {
+      object([
+        ("layer", $0.layer), ("type", $0.type), ("weight_norm", $0.weightNorm),
+        ("weight_mean_abs", $0.weightMeanAbs), ("bias_norm", $0.biasNorm), ("bias_mean_abs", $0.biasMeanAbs),
+      ])
+    }.joined(separator: ",") + "]"
   }
 }

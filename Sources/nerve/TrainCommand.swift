@@ -27,7 +27,7 @@ struct TrainCommand: ParsableCommand {
   @Option(name: .long, help: ArgumentHelp("An MLP's sizes from input to output, e.g. 784,30,10 (replaces the config's layers).", valueName: "sizes"))
   var layers: String?
 
-  @Option(name: .long, help: ArgumentHelp("Hidden-layer activation for --layers: sigmoid, tanh, relu, lecun_tanh, identity.", valueName: "name"))
+  @Option(name: .long, help: ArgumentHelp("Hidden-layer activation: for --layers, or replacing every hidden layer's activation in the config (sigmoid, tanh, relu, lecun_tanh, identity).", valueName: "name"))
   var activation: String?
 
   @Option(name: .long, help: ArgumentHelp("Output activation for --layers (default: softmax for cross_entropy and nll, sigmoid for mse).", valueName: "name"))
@@ -39,8 +39,23 @@ struct TrainCommand: ParsableCommand {
   @Option(name: .long, help: ArgumentHelp("Loss: mse, cross_entropy or nll.", valueName: "name"))
   var loss: String?
 
-  @Option(name: .long, help: ArgumentHelp("Optimizer: sgd or momentum.", valueName: "name"))
+  @Option(name: .long, help: ArgumentHelp("Optimizer: sgd, momentum, nesterov, adam, adamw, rmsprop or adadelta.", valueName: "name"))
   var optimizer: String?
+
+  @Option(name: .long, help: ArgumentHelp("Learning-rate schedule: constant, step(every,factor), cosine, cosine(min), exponential(factor).", valueName: "schedule"))
+  var schedule: String?
+
+  @Option(name: .long, help: ArgumentHelp("Stop after this many epochs without validation improvement, keeping the best epoch's weights.", valueName: "epochs"))
+  var patience: Int?
+
+  @Option(name: .long, help: ArgumentHelp("What early stopping watches: valid_loss or valid_accuracy.", valueName: "metric"))
+  var monitor: String?
+
+  @Flag(name: .long, help: "Record per-layer gradient norms every epoch (in the metrics file).")
+  var gradients = false
+
+  @Option(name: .long, help: ArgumentHelp("Also record per-layer gradient norms every n steps.", valueName: "n"))
+  var gradientEvery: Int?
 
   @Option(name: [.customLong("lr"), .customLong("learning-rate")], help: ArgumentHelp("Learning rate.", valueName: "rate"))
   var learningRate: Double?
@@ -103,6 +118,17 @@ struct TrainCommand: ParsableCommand {
     if let epochs, epochs < 0 { throw ValidationError("--epochs must be 0 or more, got \(epochs)") }
     if let subset, subset < 1 { throw ValidationError("--subset must be at least 1, got \(subset)") }
     if let validation, validation < 0 { throw ValidationError("--validation must be 0 or more, got \(validation)") }
+    if let optimizer, !Experiment.optimizerNames.contains(optimizer.lowercased()) {
+      throw ValidationError("--optimizer must be one of \(Experiment.optimizerNames.joined(separator: ", ")), got '\(optimizer)'")
+    }
+    if let schedule, LearningRateSchedule(parsing: schedule) == nil {
+      throw ValidationError("--schedule must be constant, step(every,factor), cosine, cosine(min) or exponential(factor), got '\(schedule)'")
+    }
+    if let patience, patience < 0 { throw ValidationError("--patience must be 0 or more") }
+    if let monitor, EarlyStopping.Monitor(rawValue: monitor) == nil {
+      throw ValidationError("--monitor must be valid_loss or valid_accuracy, got '\(monitor)'")
+    }
+    if let gradientEvery, gradientEvery < 1 { throw ValidationError("--gradient-every must be at least 1") }
     if let loss, Loss(name: loss) == nil {
       throw ValidationError("--loss must be mse, cross_entropy or nll, got '\(loss)'")
     }
@@ -161,12 +187,15 @@ struct TrainCommand: ParsableCommand {
       c.layerLocations = []
       c.inputSize = sizes[0]
     } else {
+      let weighted = c.layers.indices.filter { ["dense", "conv2d"].contains(c.layers[$0].type.lowercased()) }
       if let `init` {
-        for i in c.layers.indices where c.layers[i].type == "dense" { c.layers[i].weights = `init` }
+        for i in weighted { c.layers[i].weights = `init` }
       }
-      if activation != nil || outputActivation != nil {
-        throw NerveError(.badValue, at: "--activation", "--activation and --output-activation go with --layers")
+      // Every weighted layer but the output one is hidden.
+      if let activation {
+        for i in weighted.dropLast() where c.layers[i].activation != nil { c.layers[i].activation = activation }
       }
+      if let outputActivation, let last = weighted.last { c.layers[last].activation = outputActivation }
     }
     if let optimizer { c.optimizer = optimizer.lowercased() }
     if let learningRate { c.learningRate = Float(learningRate) }
@@ -184,6 +213,14 @@ struct TrainCommand: ParsableCommand {
     if noShuffle { c.shuffle = false }
     if testEveryEpoch { c.testEveryEpoch = true }
     if let seed { c.seed = seed }
+    if let schedule { c.schedule = LearningRateSchedule(parsing: schedule)! }
+    if let patience { c.earlyStopping = EarlyStopping(monitor: c.earlyStopping?.monitor ?? .validationLoss, patience: patience) }
+    if let monitor {
+      if c.earlyStopping == nil { c.earlyStopping = EarlyStopping() }
+      c.earlyStopping!.monitor = EarlyStopping.Monitor(rawValue: monitor)!
+    }
+    if gradients && c.gradientDiagnostics == nil { c.gradientDiagnostics = GradientDiagnostics() }
+    if let gradientEvery { c.gradientDiagnostics = GradientDiagnostics(everySteps: gradientEvery) }
     try c.validate()
     return c
   }
@@ -207,11 +244,14 @@ struct TrainCommand: ParsableCommand {
       }
       var failure: NerveError?
       var history = History()
+      if let writer {
+        trainer.onGradients = { record in
+          do { try writer.gradientStep(record) } catch { failure = error as? NerveError }
+        }
+      }
       do {
-        history = try trainer.fit(
-          data.train, validation: data.validation, test: c.testEveryEpoch ? data.test : nil,
-          epochs: c.epochs, batchSize: c.batchSize, shuffle: c.shuffle, seed: c.seed,
-          onBatch: display.live ? { display.batch($0) } : nil,
+        history = try experiment.fit(
+          trainer, data, onBatch: display.live ? { display.batch($0) } : nil,
           onEpoch: { m in
             display.epoch(m, of: c.epochs)
             do { try writer?.epoch(m) } catch { failure = error as? NerveError }
@@ -226,7 +266,12 @@ struct TrainCommand: ParsableCommand {
         throw error
       }
       if let failure { throw failure }
+      if history.stoppedEarly, !quiet {
+        print("stopped early after epoch \(history.epochs.count)" + (history.bestEpoch.map { "; kept the weights of epoch \($0)" } ?? ""))
+      }
       let test = try trainer.evaluate(data.test)
+      let confusion = try model.confusionMatrix(data.test)
+      if !quiet { print(confusion) }
       let total = (ContinuousClock.now - started).components
       let totalSeconds = Double(total.seconds) + Double(total.attoseconds) * 1e-18
       print(String(format: "test: %d/%d correct (%.2f%%), loss %.4f", test.correct, test.count, 100 * test.accuracy, test.loss))
@@ -236,6 +281,7 @@ struct TrainCommand: ParsableCommand {
           ("test_loss", test.loss), ("test_accuracy", test.accuracy), ("test_correct", test.correct),
           ("test_count", test.count), ("training_seconds", history.trainingSeconds),
           ("total_seconds", totalSeconds), ("threads", trainer.context.threads),
+          ("best_epoch", history.bestEpoch), ("confusion_matrix", confusion.counts),
         ]))
       if let save {
         try model.save(to: save)

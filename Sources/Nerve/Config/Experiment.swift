@@ -29,6 +29,12 @@ public struct Experiment {
     return first.hasPrefix("conv") || first.hasSuffix("pool2d") || first == "batchnorm"
   }
 
+  /// The shape of one sample of the configured data set, as the model will see it.
+  public var sampleShape: [Int] {
+    let side = config.dataSet == .digits ? 8 : 28
+    return samplesAreImages ? [side, side, 1] : [side * side]
+  }
+
   /// Loads and prepares the data.
   public func loadData() throws -> PreparedData {
     let c = config
@@ -99,6 +105,9 @@ public struct Experiment {
     return try Sequential(input: inputShape, layers: layers, seed: config.seed)
   }
 
+  /// The optimizer names configs and flags accept.
+  public static let optimizerNames = ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adadelta"]
+
   /// Builds the optimizer the config names.
   public func makeOptimizer() throws -> Optimizer {
     let c = config
@@ -106,16 +115,37 @@ public struct Experiment {
     switch c.optimizer {
     case "sgd", "gd":
       optimizer = SGD(learningRate: c.learningRate, momentum: c.momentum, weightDecay: c.weightDecay)
-    case "momentum":
+    case "momentum", "nesterov":
       optimizer = SGD(
         learningRate: c.learningRate, momentum: c.momentum == 0 ? 0.9 : c.momentum,
-        weightDecay: c.weightDecay)
+        nesterov: c.optimizer == "nesterov", weightDecay: c.weightDecay)
+    case "adam", "adamw":
+      let make = c.optimizer == "adam" ? Adam.init : AdamW.init
+      optimizer = make(c.learningRate, c.beta1 ?? 0.9, c.beta2 ?? 0.999, c.epsilon ?? 1e-7, c.weightDecay)
+    case "rmsprop":
+      optimizer = RMSprop(learningRate: c.learningRate, rho: c.rho ?? 0.9, epsilon: c.epsilon ?? 1e-7, weightDecay: c.weightDecay)
+    case "adadelta":
+      optimizer = Adadelta(learningRate: c.learningRate, rho: c.rho ?? 0.95, epsilon: c.epsilon ?? 1e-6, weightDecay: c.weightDecay)
     default:
       throw NerveError(
-        .badValue, at: "train.optimizer", "unknown optimizer '\(c.optimizer)'; expected sgd or momentum")
+        .badValue, at: "train.optimizer",
+        "unknown optimizer '\(c.optimizer)'; expected \(Experiment.optimizerNames.joined(separator: ", "))")
     }
     try optimizer.validate()
     return optimizer
+  }
+
+  /// Trains `model` on `data` as the config says (the schedule, early stopping and
+  /// diagnostics included).
+  public func fit(
+    _ trainer: Trainer, _ data: PreparedData, onBatch: ((BatchProgress) -> Void)? = nil,
+    onEpoch: ((EpochMetrics) -> Bool)? = nil
+  ) throws -> History {
+    try trainer.fit(
+      data.train, validation: data.validation, test: config.testEveryEpoch ? data.test : nil,
+      epochs: config.epochs, batchSize: config.batchSize, shuffle: config.shuffle,
+      seed: config.seed, schedule: config.schedule, earlyStopping: config.earlyStopping,
+      gradientDiagnostics: config.gradientDiagnostics, onBatch: onBatch, onEpoch: onEpoch)
   }
 
   /// Loads the data, builds the model and trains it.
@@ -134,10 +164,7 @@ public struct Experiment {
     let trainer = Trainer(
       model: model, loss: config.loss, optimizer: try makeOptimizer(), threads: config.threads)
     model.context = trainer.context
-    let history = try trainer.fit(
-      data.train, validation: data.validation, test: config.testEveryEpoch ? data.test : nil,
-      epochs: config.epochs, batchSize: config.batchSize, shuffle: config.shuffle,
-      seed: config.seed, onBatch: onBatch, onEpoch: onEpoch)
+    let history = try fit(trainer, data, onBatch: onBatch, onEpoch: onEpoch)
     let test = try trainer.evaluate(data.test)
     return (model, data, ExperimentResult(history: history, test: test))
   }

@@ -62,11 +62,21 @@ public struct ExperimentConfig: Sendable, Equatable {
 
   // MARK: [train]
   public var loss: Loss = .crossEntropy
-  /// `sgd` (with optional momentum), later `adam`, `adamw`, `adadelta`, `rmsprop`, `nesterov`.
+  /// `sgd` (momentum if `momentum` > 0), `momentum`, `nesterov`, `adam`, `adamw`, `rmsprop`,
+  /// `adadelta`.
   public var optimizer: String = "sgd"
   public var learningRate: Float = 0.1
   public var momentum: Float = 0
   public var weightDecay: Float = 0
+  /// Adam's moment decays; RMSprop's and Adadelta's `rho`; every adaptive method's epsilon
+  /// (nil: the optimizer's default).
+  public var beta1: Float?
+  public var beta2: Float?
+  public var rho: Float?
+  public var epsilon: Float?
+  public var schedule: LearningRateSchedule = .constant
+  public var earlyStopping: EarlyStopping?
+  public var gradientDiagnostics: GradientDiagnostics?
   public var batchSize: BatchSize = .size(32)
   public var epochs: Int = 10
   public var shuffle: Bool = true
@@ -112,8 +122,13 @@ public struct ExperimentConfig: Sendable, Equatable {
     if let list = try root.tableArray("layer") {
       for (i, t) in list.enumerated() {
         var f = Fields(table: t, section: "layer[\(i)]", file: file)
-        layers.append(try f.layerRecord())
-        layerLocations.append("\(file):\(t.line) layer \(i)")
+        let record = try f.layerRecord()
+        // `repeat = 20` stands for 20 copies of the table (deep networks).
+        let copies = try f.int("repeat", min: 1) ?? 1
+        for copy in 0..<copies {
+          layers.append(record)
+          layerLocations.append("\(file):\(t.line) layer \(i)\(copies > 1 ? " (copy \(copy + 1))" : "")")
+        }
         try f.rejectUnknown()
       }
     }
@@ -129,6 +144,28 @@ public struct ExperimentConfig: Sendable, Equatable {
       if let v = try f.double("learning_rate", min: 0) { learningRate = Float(v) }
       if let v = try f.double("momentum", min: 0, max: 0.999999) { momentum = Float(v) }
       if let v = try f.double("weight_decay", min: 0) { weightDecay = Float(v) }
+      beta1 = try f.double("beta1", min: 0, max: 0.999999).map(Float.init)
+      beta2 = try f.double("beta2", min: 0, max: 0.99999999).map(Float.init)
+      rho = try f.double("rho", min: 0, max: 1).map(Float.init)
+      epsilon = try f.double("epsilon", min: 1e-30, max: 0.5).map(Float.init)
+      if let v = try f.string("schedule") {
+        guard let sch = LearningRateSchedule(parsing: v) else {
+          throw f.error("schedule", "expected constant, step(every, factor), cosine, cosine(minimum) or exponential(factor), found '\(v)'")
+        }
+        schedule = sch
+      }
+      if let v = try f.int("patience", min: 0) {
+        earlyStopping = EarlyStopping(patience: v)
+      }
+      if let v = try f.string("monitor") {
+        guard let m = EarlyStopping.Monitor(rawValue: v) else {
+          throw f.error("monitor", "expected valid_loss or valid_accuracy, found '\(v)'")
+        }
+        if earlyStopping == nil { earlyStopping = EarlyStopping() }
+        earlyStopping!.monitor = m
+      }
+      if let v = try f.bool("gradient_diagnostics"), v { gradientDiagnostics = GradientDiagnostics() }
+      if let v = try f.int("gradient_every", min: 1) { gradientDiagnostics = GradientDiagnostics(everySteps: v) }
       if let v = f.table["batch_size"] {
         f.used.insert("batch_size")
         switch v {

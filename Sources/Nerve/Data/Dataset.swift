@@ -136,7 +136,7 @@ public struct Dataset: Sendable {
   }
 
   /// The same samples seen with another per-sample shape of equal size (e.g. [784] as
-  /// [1, 28, 28]).
+  /// [28, 28, 1]).
   public func reshaped(sampleShape shape: [Int]) throws -> Dataset {
     guard shape.reduce(1, *) == sampleSize else {
       throw NerveError(

@@ -6,7 +6,7 @@ public enum Digits {
   /// Reads the digits CSV (raw or `.gz`): per line 64 values then the label.
   /// - Parameters:
   ///   - path: the CSV file; nil for the bundled `Data/digits/digits.csv.gz`.
-  ///   - imageShape: `.flat` gives [64]; `.channels` gives [1, 8, 8].
+  ///   - imageShape: `.flat` gives [64]; `.channels` gives [8, 8, 1].
   /// - Returns: raw values (0...16), not yet scaled or standardised.
   /// - Throws: `NerveError` naming the file, line and field of anything malformed.
   public static func load(from path: String? = nil, imageShape: MNIST.ImageShape = .flat) throws
@@ -60,7 +60,7 @@ public enum Digits {
       }
     }
     guard !labels.isEmpty else { throw NerveError(.badFile, at: file, "no samples") }
-    let shape = imageShape == .flat ? [64] : [1, 8, 8]
+    let shape = imageShape == .flat ? [64] : [8, 8, 1]
     return try Dataset(
       name: "digits", features: Tensor(shape: [labels.count] + shape, values: values),
       labels: labels, classes: 10)

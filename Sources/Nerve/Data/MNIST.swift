@@ -27,7 +27,7 @@ public struct MNIST: Sendable {
   /// - Parameters:
   ///   - directory: a folder with the four files under MNIST's names, raw or `.gz`.
   ///   - validationCount: images taken from the end of the training file for validation.
-  ///   - imageShape: `.flat` gives samples of [784]; `.channels` gives [1, 28, 28] for CNNs.
+  ///   - imageShape: `.flat` gives samples of [784]; `.channels` gives [28, 28, 1] for CNNs.
   ///   - preprocessing: applied to the raw bytes; by default they are scaled to [0, 1].
   /// - Throws: `NerveError` naming the file for missing, truncated or corrupt files, and for
   ///   image and label counts that differ.
@@ -63,7 +63,7 @@ public struct MNIST: Sendable {
   public enum ImageShape: Sendable {
     /// [rows * columns], for dense networks.
     case flat
-    /// [1, rows, columns], for convolutional networks.
+    /// [rows, columns, 1] (channels-last), for convolutional networks.
     case channels
   }
 
@@ -107,7 +107,7 @@ public struct MNIST: Sendable {
     }
     let classes = max(10, (values.max() ?? 0) + 1)
     let rows = img.dimensions[1], cols = img.dimensions[2]
-    let sample = shape == .flat ? [rows * cols] : [1, rows, cols]
+    let sample = shape == .flat ? [rows * cols] : [rows, cols, 1]
     var features = Tensor(shape: [img.dimensions[0]] + sample, values: img.floats())
     try preprocessing.apply(to: &features)
     return try Dataset(

@@ -43,6 +43,7 @@ public final class Dense: Layer {
   }
 
   public override var typeName: String { "dense" }
+  override var followingActivation: Activation { activation }
   var inputs: Int { inputShape.first ?? 0 }
 
   override func build(inputShape: [Int]) throws -> [Int] {

@@ -55,6 +55,13 @@ public class Layer: CustomStringConvertible {
   func forward(_ io: LayerIO) throws {}
   func backward(_ io: LayerIO) throws {}
 
+  /// An activation the model inserts as its own layer right after this one.
+  var followingActivation: Activation { .identity }
+
+  /// Bytes of the context's layer workspace forward and backward use for `batch` samples
+  /// (reserved once when training or inference is planned).
+  func workspaceBytes(batch: Int) -> Int { 0 }
+
   /// Can backward apply a plain gradient-descent step to the parameters directly?
   var supportsFusedSGD: Bool { parameterCount == 0 }
 

@@ -51,21 +51,34 @@ public struct LayerRecord: Codable, Equatable, Sendable {
     switch kind {
     case "dense", "linear":
       let units = try need(units, "units")
-      var act = Activation.identity
-      if let name = activation {
-        guard let a = Activation(name: name) else {
-          throw NerveError(
-            .badValue, at: "\(location).activation",
-            "unknown activation '\(name)'; expected one of \(Activation.allCases.map(\.rawValue).joined(separator: ", "))"
-          )
-        }
-        act = a
-      }
+      let act = try activationValue(location)
       let dense = Dense(
         units, activation: .identity,
         weights: try initializer(weights, "weights", .xavierUniform),
         bias: try initializer(bias, "bias", .zeros), useBias: useBias ?? true, l2: l2 ?? 0)
       return act == .identity ? [dense] : [dense, act.layer]
+    case "conv2d", "conv", "convolution2d":
+      let filters = try need(filters, "filters")
+      let k = kernel ?? [3, 3], st = stride ?? [1, 1]
+      let act = try activationValue(location)
+      let conv = Conv2D(
+        filters, kernelSize: (k[0], k[1]), strides: (st[0], st[1]), padding: try paddingValue(location, .valid),
+        activation: .identity, weights: try initializer(weights, "weights", .xavierUniform),
+        bias: try initializer(bias, "bias", .zeros), useBias: useBias ?? true, l2: l2 ?? 0)
+      return act == .identity ? [conv] : [conv, act.layer]
+    case "maxpool2d", "maxpool", "max_pool2d", "avgpool2d", "avgpool", "average_pool2d":
+      let p = pool ?? [2, 2]
+      let st = stride.map { ($0[0], $0[1]) }
+      let padding = try paddingValue(location, .valid)
+      return kind.hasPrefix("max")
+        ? [MaxPool2D(poolSize: (p[0], p[1]), strides: st, padding: padding)]
+        : [AvgPool2D(poolSize: (p[0], p[1]), strides: st, padding: padding)]
+    case "batchnorm", "batch_norm", "batchnormalization":
+      return [BatchNorm(momentum: momentum ?? 0.99, epsilon: epsilon ?? 1e-3)]
+    case "dropout":
+      return [Dropout(try need(rate, "rate"))]
+    case "flatten":
+      return [Flatten()]
     default:
       if let a = Activation(name: kind) { return [a.layer] }
       throw NerveError(
@@ -73,6 +86,26 @@ public struct LayerRecord: Codable, Equatable, Sendable {
         "unknown layer type '\(type)'; expected dense, an activation (\(Activation.allCases.map(\.rawValue).joined(separator: ", "))), conv2d, maxpool2d, avgpool2d, batchnorm, dropout or flatten"
       )
     }
+  }
+}
+
+extension LayerRecord {
+  func activationValue(_ location: String) throws -> Activation {
+    guard let name = activation else { return .identity }
+    guard let a = Activation(name: name) else {
+      throw NerveError(
+        .badValue, at: "\(location).activation",
+        "unknown activation '\(name)'; expected one of \(Activation.allCases.map(\.rawValue).joined(separator: ", "))")
+    }
+    return a
+  }
+
+  func paddingValue(_ location: String, _ fallback: Padding) throws -> Padding {
+    guard let text = padding else { return fallback }
+    guard let p = Padding(parsing: text) else {
+      throw NerveError(.badValue, at: "\(location).padding", "expected same, valid or a number of pixels, got '\(text)'")
+    }
+    return p
   }
 }
 

@@ -24,7 +24,7 @@ public enum LayerBuilder {
 /// All parameters live in one flat buffer (each layer has a view into it), so optimizers and
 /// model files work on flat arrays.
 public final class Sequential: @unchecked Sendable {
-  /// Shape of one input sample, e.g. `[784]` or `[1, 28, 28]`.
+  /// Shape of one input sample, e.g. `[784]` or `[28, 28, 1]`.
   public let inputShape: [Int]
   /// The layers, in order (a `Dense` with an activation appears as two layers).
   public let layers: [Layer]
@@ -45,7 +45,7 @@ public final class Sequential: @unchecked Sendable {
 
   /// Builds a model for samples of shape `input`.
   /// - Parameters:
-  ///   - input: shape of one sample (`[784]` for flat MNIST, `[1, 28, 28]` for images).
+  ///   - input: shape of one sample (`[784]` for flat MNIST, `[28, 28, 1]` for images).
   ///   - layers: the layers; each must not belong to another model.
   ///   - seed: seed for the initial parameter values.
   /// - Throws: `NerveError` if a layer cannot take the previous layer's output.
@@ -57,9 +57,7 @@ public final class Sequential: @unchecked Sendable {
     var expanded: [Layer] = []
     for layer in layers {
       expanded.append(layer)
-      if let dense = layer as? Dense, dense.activation != .identity {
-        expanded.append(dense.activation.layer)
-      }
+      if layer.followingActivation != .identity { expanded.append(layer.followingActivation.layer) }
     }
     var shape = input
     var offset = 0
@@ -204,8 +202,12 @@ public final class Sequential: @unchecked Sendable {
     let scratch: [UnsafeMutablePointer<Float>]
     private let storage: FloatBuffer
 
+    /// Bytes of layer workspace the model's layers need at this capacity.
+    let workspaceBytes: Int
+
     init(model: Sequential, capacity: Int, training: Bool) {
       self.capacity = capacity
+      workspaceBytes = model.layers.map { $0.workspaceBytes(batch: capacity) }.max() ?? 0
       func padded(_ n: Int) -> Int { (n + 15) / 16 * 16 }
       var total = 0
       var outOffsets: [Int] = [], gradOffsets: [Int] = [], scratchOffsets: [Int] = []
@@ -274,8 +276,12 @@ public final class Sequential: @unchecked Sendable {
     }
   }
 
-  /// Batch size used for inference passes.
-  static let inferenceChunk = 4096
+  /// Samples per inference pass: as many as keep the activations near 32 MB (4,096 for an
+  /// MLP, about 90 for Lab E's CNN).
+  var inferenceChunk: Int {
+    let perSample = layers.reduce(0) { $0 + $1.outputShape.reduce(1, *) + $1.scratchCount(batch: 1) }
+    return max(1, min(4096, (8 << 20) / max(perSample, 1)))
+  }
 
   /// Runs the model in inference mode over `count` samples in chunks, calling `body` with the
   /// plan holding each chunk's activations, the chunk's size and its first sample index.
@@ -283,12 +289,13 @@ public final class Sequential: @unchecked Sendable {
     _ features: UnsafePointer<Float>, count: Int, context: ComputeContext? = nil,
     _ body: (Plan, _ chunk: Int, _ start: Int) throws -> Void
   ) throws {
-    let capacity = min(max(count, 1), Sequential.inferenceChunk)
+    let capacity = min(max(count, 1), inferenceChunk)
     if inferencePlan == nil || inferencePlan!.capacity < capacity {
       inferencePlan = Plan(model: self, capacity: capacity, training: false)
     }
     let plan = inferencePlan!
     let context = context ?? self.context
+    try context.reserve(bytes: plan.workspaceBytes)
     var start = 0
     while start < count {
       let n = min(capacity, count - start)

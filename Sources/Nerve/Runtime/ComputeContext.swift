@@ -68,6 +68,11 @@ public final class ComputeContext: @unchecked Sendable {
     try check(nerve_context_set_isa(raw, nerve_isa(rawValue: UInt32(isa.rawValue))))
   }
 
+  /// Grows the layer workspace now, so kernels never allocate while training.
+  func reserve(bytes: Int) throws {
+    if bytes > 0 { try check(nerve_context_reserve(raw, bytes)) }
+  }
+
   /// Turns a C status into a thrown `NerveError` carrying the context's message.
   func check(_ status: nerve_status) throws {
     if status != NERVE_OK {

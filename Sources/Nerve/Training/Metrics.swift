@@ -67,6 +67,8 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
   public var testAccuracy: Double?
   /// Learning rate used during the epoch.
   public var learningRate: Double
+  /// Per-layer gradient statistics, averaged over the epoch's steps (with diagnostics on).
+  public var gradients: [LayerGradientStats]?
 
   enum CodingKeys: String, CodingKey {
     case epoch, seconds
@@ -74,6 +76,7 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     case validLoss = "valid_loss", validAccuracy = "valid_accuracy"
     case testLoss = "test_loss", testAccuracy = "test_accuracy"
     case learningRate = "learning_rate"
+    case gradients
   }
 }
 
@@ -92,6 +95,10 @@ public struct BatchProgress: Sendable {
 public struct History: Sendable {
   /// One entry per completed epoch.
   public var epochs: [EpochMetrics] = []
+  /// True if early stopping (or the epoch callback) ended training before the last epoch.
+  public var stoppedEarly = false
+  /// The epoch whose parameters the model holds after early stopping restored the best.
+  public var bestEpoch: Int?
 
   public init(epochs: [EpochMetrics] = []) { self.epochs = epochs }
   /// Total wall-clock seconds of training steps.

@@ -29,6 +29,8 @@ public final class Trainer {
   /// in cache between forward and backward, and memory no longer grows with the batch. Depends
   /// only on this setting, never on the thread count.
   public var chunkRows = 2048
+  /// Called every `GradientDiagnostics.everySteps` steps with that step's gradient statistics.
+  public var onGradients: ((GradientRecord) -> Void)?
 
   /// - Parameters:
   ///   - model: the model to train.
@@ -53,6 +55,10 @@ public final class Trainer {
   ///   - shuffle: reshuffle the training order every epoch (ignored for full batches, where
   ///     order cannot matter).
   ///   - seed: seed of the shuffling (and of dropout).
+  ///   - schedule: how the learning rate changes per epoch.
+  ///   - earlyStopping: stop when a validation metric stops improving (needs `validation`).
+  ///   - gradientDiagnostics: record per-layer gradient norms each epoch (and every N steps
+  ///     through `onGradients`).
   ///   - onBatch: called after every step, e.g. for a progress bar.
   ///   - onEpoch: called after every epoch with its metrics; return false to stop training.
   /// - Returns: the metrics of every epoch.
@@ -63,6 +69,8 @@ public final class Trainer {
   public func fit(
     _ train: Dataset, validation: Dataset? = nil, test: Dataset? = nil, epochs: Int,
     batchSize: BatchSize = .size(32), shuffle: Bool = true, seed: UInt64 = 1,
+    schedule: LearningRateSchedule = .constant, earlyStopping: EarlyStopping? = nil,
+    gradientDiagnostics: GradientDiagnostics? = nil,
     onBatch: ((BatchProgress) -> Void)? = nil, onEpoch: ((EpochMetrics) -> Bool)? = nil
   ) throws -> History {
     guard epochs >= 0 else {
@@ -74,6 +82,17 @@ public final class Trainer {
     }
     try optimizer.validate()
     for data in [train, validation, test].compactMap({ $0 }) { try checkFits(data) }
+    if let earlyStopping {
+      guard validation != nil else {
+        throw NerveError(.badValue, at: "early_stopping", "watches \(earlyStopping.monitor.rawValue), so it needs a validation set")
+      }
+      guard earlyStopping.patience >= 0 else {
+        throw NerveError(.badValue, at: "early_stopping.patience", "must be 0 or more")
+      }
+    }
+    if let every = gradientDiagnostics?.everySteps, every < 1 {
+      throw NerveError(.badValue, at: "gradient_every", "must be at least 1, got \(every)")
+    }
 
     let head = try LossHead(loss: loss, model: model)
     let width = model.outputCount
@@ -82,20 +101,25 @@ public final class Trainer {
     let chunked = capacity > chunkRows && !model.layers.contains(where: \.needsWholeBatch)
     let planRows = chunked ? max(chunkRows, 1) : capacity
     let plan = Sequential.Plan(model: model, capacity: planRows, training: true)
+    try context.reserve(bytes: plan.workspaceBytes)
     let targets = train.oneHot(width: width)
     let xBatch = FloatBuffer(count: capacity * model.inputCount)
     let tBatch = FloatBuffer(count: capacity * width)
     var yBatch = [Int32](repeating: 0, count: capacity)
     optimizer.bind(parameterFloats: model.parameterStorage.count)
     let groups = model.parameterGroups.map {
-      (offset: $0.offset, count: $0.info.count,
-       decay: $0.info.decay + ($0.info.isWeight ? optimizer.weightDecay : 0))
+      ParameterGroup(offset: $0.offset, count: $0.info.count, l2Decay: $0.info.decay, isWeight: $0.info.isWeight)
     }
-    let penalties = groups.filter { $0.decay > 0 }
-    // A step inside backward would change the weights between chunks of one batch.
+    let penalties = groups.filter { $0.l2Decay > 0 }
+    // A step inside backward would change the weights between chunks of one batch, and
+    // diagnostics need the gradients themselves.
     let fused =
-      fusesPlainSGD && !chunked && penalties.isEmpty && (optimizer as? SGD)?.momentum == 0
+      fusesPlainSGD && !chunked && penalties.isEmpty && gradientDiagnostics == nil
+      && (optimizer as? SGD).map { $0.momentum == 0 && $0.weightDecay == 0 } == true
       && model.layers.allSatisfy(\.supportsFusedSGD)
+    var recorder = gradientDiagnostics.map { _ in GradientRecorder(model: model) }
+    var best: (score: Double, epoch: Int, snapshot: (parameters: [Float], state: [Float]))?
+    var waited = 0
     let gradients = FloatBuffer(count: fused ? 0 : model.parameterStorage.count)
     let features = train.features.storage.pointer
     let d = model.inputCount
@@ -111,7 +135,7 @@ public final class Trainer {
 
     for epoch in 1...max(epochs, 1) where epochs > 0 {
       if !contiguous { Dataset.shuffle(&order, using: &rng) }
-      let lr = optimizer.learningRate
+      let lr = optimizer.learningRate * schedule.multiplier(epoch: epoch, of: epochs)
       var lossSum = 0.0
       var correct: Int64 = 0
       let started = clock.now
@@ -141,8 +165,8 @@ public final class Trainer {
         while c0 < rows {
           let cr = min(planRows, rows - c0)
           let xc = x + c0 * d
-          // Distinct random streams per step and chunk (dropout).
-          let stream = globalStep &* 0x10_0000 &+ UInt64(c0)
+          // Distinct random streams per seed, step and chunk (dropout).
+          let stream = (globalStep &* 0x10_0000 &+ UInt64(c0)) ^ (seed &* 0x9E37_79B9_7F4A_7C15)
           try model.forward(
             xc, batch: cr, plan: plan, context: context, training: true, step: stream,
             through: head.readsLayer + 1)
@@ -172,7 +196,14 @@ public final class Trainer {
         for g in penalties {
           var ss = 0.0
           try context.check(nerve_sum_squares(ctx, &ss, model.parameterStorage.pointer + g.offset, Int64(g.count)))
-          value += Double(g.decay) / 2 * ss
+          value += Double(g.l2Decay) / 2 * ss
+        }
+        if recorder != nil {
+          let stats = try recorder!.measure(gradients.pointer, context: context)
+          recorder!.add(stats)
+          if let every = gradientDiagnostics?.everySteps, (optimizer.steps + 1) % every == 0 {
+            onGradients?(GradientRecord(epoch: epoch, step: optimizer.steps + 1, layers: stats))
+          }
         }
         if fused {
           optimizer.steps += 1
@@ -203,12 +234,32 @@ public final class Trainer {
         metrics.testLoss = e.loss
         metrics.testAccuracy = e.accuracy
       }
+      metrics.gradients = recorder?.takeMeans()
       history.epochs.append(metrics)
       lastGood = model.snapshot()
-      if let onEpoch, !onEpoch(metrics) { break }
+      var stop = false
+      if let earlyStopping, let score = earlyStopping.score(metrics) {
+        if best == nil || score > best!.score + earlyStopping.minimumDelta {
+          best = (score, epoch, earlyStopping.restoreBest ? lastGood : ([], []))
+          waited = 0
+        } else {
+          waited += 1
+          stop = waited > earlyStopping.patience
+        }
+      }
+      if let onEpoch, !onEpoch(metrics) { stop = true }
+      if stop {
+        history.stoppedEarly = epoch < epochs
+        break
+      }
+    }
+    if let best, earlyStopping?.restoreBest == true {
+      history.bestEpoch = best.epoch
+      if best.epoch != history.epochs.last?.epoch { model.restore(best.snapshot) }
     }
     return history
   }
+
 
   /// Loss and accuracy of the model on `data`, with this trainer's loss and threads.
   public func evaluate(_ data: Dataset) throws -> Evaluation {
@@ -300,6 +351,7 @@ extension Trainer {
     let head = try LossHead(loss: loss, model: model)
     let width = model.outputCount
     let plan = Sequential.Plan(model: model, capacity: data.count, training: true)
+    try context.reserve(bytes: plan.workspaceBytes)
     let grads = FloatBuffer(count: model.parameterStorage.count)
     let targets = data.oneHot(width: width)
     let x = data.features.storage.pointer

@@ -136,7 +136,7 @@ struct ConfigTests {
     #expect(throws: NerveError.self) { try Experiment(config: c3).makeModel(inputShape: [784]) }
     // A dense layer after a shape it cannot take: a multi-dimensional input.
     let c4 = try config("[[layer]]\ntype = \"dense\"\nunits = 10\n")
-    do { _ = try Experiment(config: c4).makeModel(inputShape: [1, 28, 28]); Issue.record("built") } catch let e as NerveError {
+    do { _ = try Experiment(config: c4).makeModel(inputShape: [28, 28, 1]); Issue.record("built") } catch let e as NerveError {
       #expect(e.message.contains("Flatten"), "\(e)")
     }
   }
@@ -146,8 +146,7 @@ struct ConfigTests {
     let c = try ExperimentConfig(contentsOf: path)
     try c.validate()
     let e = Experiment(config: c)
-    let input: [Int] = c.dataSet == .digits ? (e.samplesAreImages ? [1, 8, 8] : [64]) : (e.samplesAreImages ? [1, 28, 28] : [784])
-    let model = try e.makeModel(inputShape: input)
+    let model = try e.makeModel(inputShape: e.sampleShape)
     #expect(model.outputShape == [10], "\(path)")
     _ = try e.makeOptimizer()
     let name = (path as NSString).lastPathComponent

@@ -22,7 +22,7 @@ struct DataTests {
     #expect(all.train.count == 60_000)
     #expect(Array(all.train.labels[50_000..<50_010]) == Array(m.validation.labels[0..<10]))
     let images = try MNIST.load(imageShape: .channels)
-    #expect(images.test.sampleShape == [1, 28, 28])
+    #expect(images.test.sampleShape == [28, 28, 1])
   }
 
   @Test("the labs' ten indices pick one image of each digit, 0 to 9")

@@ -1,0 +1,191 @@
+// Conv2D: 2-D convolution over channels-last images.
+import CNerve
+
+/// How a convolution or pooling window treats the image border.
+public enum Padding: Sendable, Equatable, CustomStringConvertible {
+  /// No padding: windows stay inside the image.
+  case valid
+  /// Pad so the output is ceil(input / stride) (the input size for stride 1), as Keras does.
+  case same
+  /// This many rows and columns of zeros on every side.
+  case explicit(Int)
+
+  /// Parses `same`, `valid` or a number of pixels.
+  public init?(parsing text: String) {
+    switch text.lowercased() {
+    case "same": self = .same
+    case "valid": self = .valid
+    default:
+      guard let n = Int(text), n >= 0 else { return nil }
+      self = .explicit(n)
+    }
+  }
+
+  public var description: String {
+    switch self {
+    case .valid: "valid"
+    case .same: "same"
+    case .explicit(let n): "\(n)"
+    }
+  }
+
+  /// Output size and padding before the image along one axis.
+  func resolve(input: Int, window: Int, stride: Int) -> (output: Int, before: Int) {
+    switch self {
+    case .valid: return ((input - window) / stride + 1, 0)
+    case .same:
+      let out = (input + stride - 1) / stride
+      return (out, max(0, (out - 1) * stride + window - input) / 2)
+    case .explicit(let p): return ((input + 2 * p - window) / stride + 1, p)
+    }
+  }
+}
+
+/// The geometry of a window sliding over [H, W, C] images.
+struct WindowGeometry {
+  var h = 0, w = 0, c = 0, kh = 0, kw = 0, sh = 0, sw = 0, pt = 0, pl = 0, oh = 0, ow = 0
+
+  init() {}
+
+  init(input: [Int], window: (Int, Int), stride: (Int, Int), padding: Padding, layer: String) throws {
+    guard input.count == 3 else {
+      throw NerveError(
+        .shapeMismatch, at: layer,
+        "expects images [height, width, channels] but gets shape \(input); use image-shaped data (a convolution first in the model loads it so)")
+    }
+    (h, w, c) = (input[0], input[1], input[2])
+    (kh, kw, sh, sw) = (window.0, window.1, stride.0, stride.1)
+    guard kh >= 1, kw >= 1, sh >= 1, sw >= 1 else {
+      throw NerveError(.badValue, at: layer, "window \(kh)x\(kw) and stride \(sh)x\(sw) must be at least 1")
+    }
+    if case .explicit(let p) = padding, p >= min(kh, kw) {
+      throw NerveError(.badValue, at: layer, "padding \(p) must be smaller than the window \(kh)x\(kw)")
+    }
+    (oh, pt) = padding.resolve(input: h, window: kh, stride: sh)
+    (ow, pl) = padding.resolve(input: w, window: kw, stride: sw)
+    guard oh >= 1, ow >= 1 else {
+      throw NerveError(
+        .shapeMismatch, at: layer,
+        "a \(kh)x\(kw) window with \(padding) padding does not fit a \(h)x\(w) input")
+    }
+  }
+
+  var sizes: [Int64] { [h, w, c, kh, kw, sh, sw, pt, pl, oh, ow].map(Int64.init) }
+}
+
+/// A 2-D convolution: `filters` kernels of `kernel` size slide over [height, width, channels]
+/// images, giving [out height, out width, filters].
+///
+/// ```swift
+/// Conv2D(32, kernel: 3, padding: .same, activation: .relu)
+/// ```
+/// Weights are [kernel height, kernel width, input channels, filters] (Keras's layout).
+public final class Conv2D: Layer {
+  public let filters: Int
+  public let kernel: (height: Int, width: Int)
+  public let stride: (height: Int, width: Int)
+  public let padding: Padding
+  public let activation: Activation
+  public let weightInitializer: Initializer
+  public let biasInitializer: Initializer
+  public let useBias: Bool
+  /// Keras-style L2 penalty on the kernel.
+  public let l2: Float
+  var geometry = WindowGeometry()
+
+  /// - Parameters:
+  ///   - filters: output channels.
+  ///   - kernel: square kernel size (use `kernelSize:` for rectangles).
+  ///   - stride: step between windows.
+  ///   - padding: `.same`, `.valid` or `.explicit(n)`.
+  ///   - activation: applied after the layer.
+  ///   - weights: initialiser (default Glorot uniform, fans counted over the kernel area).
+  public convenience init(
+    _ filters: Int, kernel: Int = 3, stride: Int = 1, padding: Padding = .valid,
+    activation: Activation = .identity, weights: Initializer = .xavierUniform,
+    bias: Initializer = .zeros, useBias: Bool = true, l2: Float = 0
+  ) {
+    self.init(
+      filters, kernelSize: (kernel, kernel), strides: (stride, stride), padding: padding,
+      activation: activation, weights: weights, bias: bias, useBias: useBias, l2: l2)
+  }
+
+  /// A convolution with a rectangular kernel and separate strides.
+  public init(
+    _ filters: Int, kernelSize: (Int, Int), strides: (Int, Int), padding: Padding = .valid,
+    activation: Activation = .identity, weights: Initializer = .xavierUniform,
+    bias: Initializer = .zeros, useBias: Bool = true, l2: Float = 0
+  ) {
+    self.filters = filters
+    kernel = kernelSize
+    stride = strides
+    self.padding = padding
+    self.activation = activation
+    weightInitializer = weights
+    biasInitializer = bias
+    self.useBias = useBias
+    self.l2 = l2
+  }
+
+  public override var typeName: String { "conv2d" }
+  override var followingActivation: Activation { activation }
+
+  override func build(inputShape: [Int]) throws -> [Int] {
+    guard filters >= 1 else { throw NerveError(.badValue, at: "conv2d", "filters must be at least 1, got \(filters)") }
+    guard l2 >= 0, l2.isFinite else { throw NerveError(.badValue, at: "conv2d", "l2 must be a finite number >= 0") }
+    geometry = try WindowGeometry(input: inputShape, window: kernel, stride: stride, padding: padding, layer: "conv2d")
+    return [geometry.oh, geometry.ow, filters]
+  }
+
+  var weightCount: Int { kernel.height * kernel.width * geometry.c * filters }
+
+  override var parameters: [ParameterInfo] {
+    let area = kernel.height * kernel.width
+    var list = [
+      ParameterInfo(
+        name: "weight", shape: [kernel.height, kernel.width, geometry.c, filters], offset: 0,
+        initializer: weightInitializer, fanIn: area * geometry.c, fanOut: area * filters,
+        decay: 2 * l2, isWeight: true)
+    ]
+    if useBias {
+      list.append(
+        ParameterInfo(
+          name: "bias", shape: [filters], offset: weightCount, initializer: biasInitializer,
+          fanIn: area * geometry.c, fanOut: area * filters, decay: 0, isWeight: false))
+    }
+    return list
+  }
+
+  override func workspaceBytes(batch: Int) -> Int {
+    let s = geometry.sizes
+    return nerve_conv2d_workspace_size(Int64(batch), s[0], s[1], s[2], Int64(filters), s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10])
+  }
+
+  override func forward(_ io: LayerIO) throws {
+    let s = geometry.sizes, w = io.parameters
+    try io.check(
+      nerve_conv2d_forward(
+        io.ctx, io.output, io.input, w, useBias ? w + weightCount : nil, Int64(io.batch), s[0], s[1],
+        s[2], Int64(filters), s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10]))
+  }
+
+  override func backward(_ io: LayerIO) throws {
+    let s = geometry.sizes, g = io.parameterGradients
+    try io.check(
+      nerve_conv2d_backward(
+        io.ctx, io.inputGradient, g, useBias ? g.map { $0 + weightCount } : nil, io.outputGradient,
+        io.input, io.parameters, Int64(io.batch), s[0], s[1], s[2], Int64(filters), s[3], s[4],
+        s[5], s[6], s[7], s[8], s[9], s[10]))
+  }
+
+  override var record: LayerRecord {
+    var r = LayerRecord(type: typeName)
+    r.filters = filters
+    r.kernel = [kernel.height, kernel.width]
+    r.stride = [stride.height, stride.width]
+    r.padding = padding.description
+    r.useBias = useBias ? nil : false
+    r.l2 = l2 == 0 ? nil : l2
+    return r
+  }
+}

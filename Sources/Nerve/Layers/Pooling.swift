@@ -1,0 +1,97 @@
+// MaxPool2D and AvgPool2D: downsampling windows over channels-last images.
+import CNerve
+
+/// Max or average pooling, shared shape logic.
+public class Pooling2D: Layer {
+  public let pool: (height: Int, width: Int)
+  public let stride: (height: Int, width: Int)
+  public let padding: Padding
+  var geometry = WindowGeometry()
+
+  init(pool: (Int, Int), stride: (Int, Int)?, padding: Padding) {
+    self.pool = pool
+    self.stride = stride ?? pool
+    self.padding = padding
+  }
+
+  override func build(inputShape: [Int]) throws -> [Int] {
+    geometry = try WindowGeometry(input: inputShape, window: pool, stride: stride, padding: padding, layer: typeName)
+    return [geometry.oh, geometry.ow, geometry.c]
+  }
+
+  override var record: LayerRecord {
+    var r = LayerRecord(type: typeName)
+    r.pool = [pool.height, pool.width]
+    r.stride = [stride.height, stride.width]
+    r.padding = padding.description
+    return r
+  }
+}
+
+/// The maximum of each window (2x2 halves height and width by default).
+public final class MaxPool2D: Pooling2D {
+  /// - Parameters:
+  ///   - pool: window size.
+  ///   - stride: step between windows (default: the window size).
+  ///   - padding: `.valid` (Keras's default) or `.same`.
+  public init(pool: Int = 2, stride: Int? = nil, padding: Padding = .valid) {
+    super.init(pool: (pool, pool), stride: stride.map { ($0, $0) }, padding: padding)
+  }
+
+  init(poolSize: (Int, Int), strides: (Int, Int)?, padding: Padding) {
+    super.init(pool: poolSize, stride: strides, padding: padding)
+  }
+
+  public override var typeName: String { "maxpool2d" }
+
+  /// The winning positions (Int32, one per output) live in the layer's scratch.
+  override func scratchCount(batch: Int) -> Int { batch * outputShape.reduce(1, *) }
+
+  override func forward(_ io: LayerIO) throws {
+    let s = geometry.sizes
+    try io.scratch.withMemoryRebound(to: Int32.self, capacity: io.batch * outputShape.reduce(1, *)) { argmax in
+      try io.check(
+        nerve_maxpool2d_forward(
+          io.ctx, io.output, argmax, io.input, Int64(io.batch), s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10]))
+    }
+  }
+
+  override func backward(_ io: LayerIO) throws {
+    guard let dx = io.inputGradient else { return }
+    let s = geometry.sizes
+    try io.scratch.withMemoryRebound(to: Int32.self, capacity: io.batch * outputShape.reduce(1, *)) { argmax in
+      try io.check(
+        nerve_maxpool2d_backward(
+          io.ctx, dx, io.outputGradient, argmax, Int64(io.batch), s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10]))
+    }
+  }
+}
+
+/// The mean of each window (padding is not counted).
+public final class AvgPool2D: Pooling2D {
+  public init(pool: Int = 2, stride: Int? = nil, padding: Padding = .valid) {
+    super.init(pool: (pool, pool), stride: stride.map { ($0, $0) }, padding: padding)
+  }
+
+  init(poolSize: (Int, Int), strides: (Int, Int)?, padding: Padding) {
+    super.init(pool: poolSize, stride: strides, padding: padding)
+  }
+
+  public override var typeName: String { "avgpool2d" }
+  override var backwardReadsInput: Bool { false }
+
+  override func forward(_ io: LayerIO) throws {
+    let s = geometry.sizes
+    try io.check(
+      nerve_avgpool2d_forward(
+        io.ctx, io.output, io.input, Int64(io.batch), s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10]))
+  }
+
+  override func backward(_ io: LayerIO) throws {
+    guard let dx = io.inputGradient else { return }
+    let s = geometry.sizes
+    try io.check(
+      nerve_avgpool2d_backward(
+        io.ctx, dx, io.outputGradient, Int64(io.batch), s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10]))
+  }
+}

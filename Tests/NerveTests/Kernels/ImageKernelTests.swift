@@ -1,0 +1,242 @@
+// Convolution, pooling, batch norm, dropout and the adaptive optimizer steps against the
+// Double reference, on every instruction set at 1, 2 and 3 threads.
+import CNerve
+import Nerve
+import NerveReference
+import Testing
+
+let convGeometries: [RefGeometry] = [
+  .init(n: 1, h: 7, w: 7, c: 3, k: 4, kh: 5, kw: 5, sh: 1, sw: 1, same: false),
+  .init(n: 2, h: 7, w: 7, c: 3, k: 5, kh: 5, kw: 5, sh: 2, sw: 2, same: true),
+  .init(n: 3, h: 28, w: 28, c: 1, k: 32, kh: 3, kw: 3, sh: 1, sw: 1, same: true),
+  .init(n: 2, h: 9, w: 8, c: 2, k: 3, kh: 3, kw: 2, sh: 2, sw: 1, pt: 1, pl: 0, oh: 5, ow: 7),
+  .init(n: 1, h: 6, w: 6, c: 4, k: 6, kh: 1, kw: 1, sh: 1, sw: 1, same: false),
+  .init(n: 5, h: 11, w: 11, c: 3, k: 7, kh: 3, kw: 3, sh: 1, sw: 1, same: false),
+  .init(n: 2, h: 1, w: 1, c: 1, k: 1, kh: 1, kw: 1, sh: 1, sw: 1, same: false),
+  .init(n: 3, h: 10, w: 10, c: 32, k: 8, kh: 3, kw: 3, sh: 1, sw: 1, same: true),
+  .init(n: 9, h: 16, w: 16, c: 2, k: 3, kh: 3, kw: 3, sh: 1, sw: 1, same: true),
+  .init(n: 1, h: 8, w: 8, c: 2, k: 4, kh: 4, kw: 4, sh: 2, sw: 2, same: true),
+]
+
+let poolGeometries: [RefGeometry] = [
+  .init(n: 1, h: 7, w: 7, c: 3, k: 3, kh: 2, kw: 2, sh: 2, sw: 2, same: false),
+  .init(n: 2, h: 7, w: 7, c: 5, k: 5, kh: 3, kw: 3, sh: 2, sw: 2, same: true),
+  .init(n: 2, h: 6, w: 5, c: 4, k: 4, kh: 3, kw: 3, sh: 1, sw: 1, same: false),
+  .init(n: 3, h: 28, w: 28, c: 32, k: 32, kh: 2, kw: 2, sh: 2, sw: 2, same: false),
+  .init(n: 1, h: 9, w: 9, c: 17, k: 17, kh: 3, kw: 2, sh: 2, sw: 3, same: true),
+]
+
+@Suite("Image kernels")
+struct ImageKernelTests {
+  static let configurations = DenseKernelTests.configurations
+
+  @Test("conv2d forward and backward match the reference", arguments: configurations, convGeometries.indices)
+  func conv(_ key: String, _ index: Int) {
+    let k = DenseKernelTests.kernels(key), g = convGeometries[index]
+    for sparse in [false, true] {
+      let xCount = g.n * g.h * g.w * g.c
+      let x = sparse ? sparseInputs(g.n * g.h, g.w * g.c, seed: 31) : randomFloats(xCount, seed: 31)
+      let w = randomFloats(g.kh * g.kw * g.c * g.k, seed: 32), b = randomFloats(g.k, seed: 33)
+      var y = [Float](repeating: .nan, count: g.n * g.oh * g.ow * g.k)
+      k.ok(nerve_conv2d_forward(k.ctx, &y, x, w, b, Int64(g.n), Int64(g.h), Int64(g.w), Int64(g.c), Int64(g.k),
+                                Int64(g.kh), Int64(g.kw), Int64(g.sh), Int64(g.sw), Int64(g.pt), Int64(g.pl), Int64(g.oh), Int64(g.ow)), "forward \(g)")
+      let terms = Double(g.kh * g.kw * g.c).squareRoot()
+      expectClose(y, Reference.convForward(x: doubles(x), w: doubles(w), b: doubles(b), g: g), atol: 1e-5 * terms, "conv forward \(g) \(k.label)")
+      let dy = randomFloats(y.count, seed: 34)
+      var dx = [Float](repeating: .nan, count: xCount), dw = randomFloats(w.count, seed: 35), db = randomFloats(g.k, seed: 36)
+      let dw0 = dw, db0 = db
+      k.ok(nerve_conv2d_backward(k.ctx, &dx, &dw, &db, dy, x, w, Int64(g.n), Int64(g.h), Int64(g.w), Int64(g.c), Int64(g.k),
+                                 Int64(g.kh), Int64(g.kw), Int64(g.sh), Int64(g.sw), Int64(g.pt), Int64(g.pl), Int64(g.oh), Int64(g.ow)), "backward \(g)")
+      let ref = Reference.convBackward(dy: doubles(dy), x: doubles(x), w: doubles(w), g: g)
+      let rows = Double(g.n * g.oh * g.ow).squareRoot()
+      expectClose(dx, ref.dx, atol: 1e-5 * Double(g.k * g.kh * g.kw).squareRoot(), "conv input gradient \(g) \(k.label)")
+      expectClose(dw, zip(dw0, ref.dw).map { Double($0) + $1 }, atol: 2e-5 * rows, "conv weight gradient \(g) \(k.label)")
+      expectClose(db, zip(db0, ref.db).map { Double($0) + $1 }, atol: 2e-5 * rows, "conv bias gradient \(g) \(k.label)")
+    }
+  }
+
+  @Test("pooling forward and backward match the reference", arguments: configurations, poolGeometries.indices)
+  func pooling(_ key: String, _ index: Int) {
+    let k = DenseKernelTests.kernels(key), g = poolGeometries[index]
+    let args = (Int64(g.n), Int64(g.h), Int64(g.w), Int64(g.c), Int64(g.kh), Int64(g.kw), Int64(g.sh), Int64(g.sw), Int64(g.pt), Int64(g.pl), Int64(g.oh), Int64(g.ow))
+    var x = randomFloats(g.n * g.h * g.w * g.c, seed: 41)
+    x[0] = x[1]  // ties resolve to the first in scan order
+    let outCount = g.n * g.oh * g.ow * g.c
+    var y = [Float](repeating: .nan, count: outCount), am = [Int32](repeating: -7, count: outCount)
+    k.ok(nerve_maxpool2d_forward(k.ctx, &y, &am, x, args.0, args.1, args.2, args.3, args.4, args.5, args.6, args.7, args.8, args.9, args.10, args.11))
+    let ref = Reference.maxPoolForward(x: doubles(x), g: g)
+    expectClose(y, ref.y, rtol: 0, atol: 0, "max pool \(g) \(k.label)")
+    #expect(am.map(Int.init) == ref.argmax, "argmax \(g)")
+    let dy = randomFloats(outCount, seed: 42)
+    var dx = [Float](repeating: .nan, count: x.count)
+    k.ok(nerve_maxpool2d_backward(k.ctx, &dx, dy, am, args.0, args.1, args.2, args.3, args.4, args.5, args.6, args.7, args.8, args.9, args.10, args.11))
+    expectClose(dx, Reference.maxPoolBackward(dy: doubles(dy), argmax: ref.argmax, g: g), "max pool backward \(g) \(k.label)")
+    k.ok(nerve_avgpool2d_forward(k.ctx, &y, x, args.0, args.1, args.2, args.3, args.4, args.5, args.6, args.7, args.8, args.9, args.10, args.11))
+    expectClose(y, Reference.avgPoolForward(x: doubles(x), g: g), "avg pool \(g) \(k.label)")
+    k.ok(nerve_avgpool2d_backward(k.ctx, &dx, dy, args.0, args.1, args.2, args.3, args.4, args.5, args.6, args.7, args.8, args.9, args.10, args.11))
+    expectClose(dx, Reference.avgPoolBackward(dy: doubles(dy), g: g), "avg pool backward \(g) \(k.label)")
+  }
+
+  @Test("batch normalisation matches the reference", arguments: configurations)
+  func batchNorm(_ key: String) {
+    let k = DenseKernelTests.kernels(key)
+    for (r, c) in [(1, 1), (7, 3), (1000, 7), (300, 129), (25_088, 32)] {
+      let x = randomFloats(r * c, seed: 51, low: -2, high: 3), gamma = randomFloats(c, seed: 52), beta = randomFloats(c, seed: 53)
+      let eps: Float = 1e-3, momentum: Float = 0.9
+      var y = [Float](repeating: .nan, count: r * c), mean = [Float](repeating: 0, count: c), invstd = mean
+      var runMean = randomFloats(c, seed: 54), runVar = randomFloats(c, seed: 55, low: 0.5, high: 2)
+      let runMean0 = runMean, runVar0 = runVar
+      k.ok(nerve_batchnorm_forward_train(k.ctx, &y, &mean, &invstd, &runMean, &runVar, x, gamma, beta, Int64(r), Int64(c), momentum, eps))
+      let ref = Reference.batchNormTrain(x: doubles(x), gamma: doubles(gamma), beta: doubles(beta), r: r, c: c, eps: Double(eps))
+      expectClose(y, ref.y, rtol: 1e-4, atol: 1e-5, "batch norm train \(r)x\(c) \(k.label)")
+      expectClose(mean, ref.mean, rtol: 1e-5, atol: 1e-6, "saved mean")
+      expectClose(invstd, ref.variance.map { 1 / ($0 + Double(eps)).squareRoot() }, rtol: 1e-5, "saved invstd")
+      let unbiased = ref.variance.map { $0 * Double(r) / Double(max(r - 1, 1)) }
+      expectClose(runMean, zip(runMean0, ref.mean).map { 0.9 * Double($0) + 0.1 * $1 }, rtol: 1e-5, atol: 1e-6, "running mean")
+      expectClose(runVar, zip(runVar0, unbiased).map { 0.9 * Double($0) + 0.1 * $1 }, rtol: 1e-5, atol: 1e-6, "running variance")
+
+      var yi = [Float](repeating: .nan, count: r * c)
+      k.ok(nerve_batchnorm_forward_infer(k.ctx, &yi, x, gamma, beta, runMean, runVar, Int64(r), Int64(c), eps))
+      var expected = [Double](repeating: 0, count: r * c)
+      for i in 0..<r { for j in 0..<c {
+        expected[i * c + j] = Double(gamma[j]) * (Double(x[i * c + j]) - Double(runMean[j])) / (Double(runVar[j]) + Double(eps)).squareRoot() + Double(beta[j])
+      } }
+      expectClose(yi, expected, rtol: 1e-5, atol: 1e-5, "batch norm inference \(r)x\(c)")
+
+      let dy = randomFloats(r * c, seed: 56)
+      var dx = [Float](repeating: .nan, count: r * c), dgamma = [Float](repeating: 1, count: c), dbeta = dgamma
+      k.ok(nerve_batchnorm_backward(k.ctx, &dx, &dgamma, &dbeta, dy, x, gamma, mean, invstd, Int64(r), Int64(c)))
+      let back = Reference.batchNormBackward(dy: doubles(dy), x: doubles(x), gamma: doubles(gamma), r: r, c: c, eps: Double(eps))
+      let scale = Double(r).squareRoot()
+      expectClose(dx, back.dx, rtol: 1e-3, atol: 1e-4, "batch norm input gradient \(r)x\(c) \(k.label)")
+      expectClose(dgamma, back.dgamma.map { $0 + 1 }, rtol: 1e-4, atol: 1e-5 * scale, "dgamma (accumulated)")
+      expectClose(dbeta, back.dbeta.map { $0 + 1 }, rtol: 1e-4, atol: 1e-5 * scale, "dbeta (accumulated)")
+    }
+  }
+
+  @Test("dropout drops the rate's share, scales the rest, and repeats exactly at any thread count")
+  func dropout() {
+    let n = 200_003
+    let x = randomFloats(n, seed: 61)
+    for rate: Float in [0, 0.5, 0.75, 0.9] {
+      var masks: [[Float]] = []
+      for threads in [1, 2, 3] {
+        let k = Kernels(threads: threads, isa: .best)
+        var y = [Float](repeating: .nan, count: n), mask = y
+        k.ok(nerve_dropout_forward(k.ctx, &y, &mask, x, Int64(n), rate, 1234))
+        let keep = 1 / (1 - rate)
+        #expect(mask.allSatisfy { $0 == 0 || $0 == keep }, "mask values for rate \(rate)")
+        let dropped = Double(mask.filter { $0 == 0 }.count) / Double(n)
+        #expect(abs(dropped - Double(rate)) < 0.01, "dropped \(dropped) for rate \(rate)")
+        #expect(zip(zip(y, x), mask).allSatisfy { $0.0 == $0.1 * $1 }, "out = in * mask")
+        var dx = [Float](repeating: .nan, count: n)
+        k.ok(nerve_dropout_backward(k.ctx, &dx, x, mask, Int64(n)))
+        #expect(zip(zip(dx, x), mask).allSatisfy { $0.0 == $0.1 * $1 }, "din = dout * mask")
+        masks.append(mask)
+      }
+      #expect(masks[0] == masks[1] && masks[0] == masks[2], "the mask does not depend on the thread count (rate \(rate))")
+    }
+    let k = Kernels(threads: 1, isa: .best)
+    var a = [Float](repeating: 0, count: 1000), b = a, ma = a, mb = a
+    k.ok(nerve_dropout_forward(k.ctx, &a, &ma, Array(x.prefix(1000)), 1000, 0.5, 1))
+    k.ok(nerve_dropout_forward(k.ctx, &b, &mb, Array(x.prefix(1000)), 1000, 0.5, 2))
+    #expect(ma != mb, "another seed drops other values")
+    #expect(nerve_dropout_forward(k.ctx, &a, &ma, x, 10, 1.0, 1) == NERVE_ERROR_BAD_ARGUMENT)
+  }
+
+  @Test("adaptive optimizer steps match the reference over several steps", arguments: configurations)
+  func optimizers(_ key: String) {
+    let k = DenseKernelTests.kernels(key)
+    for n in [1, 17, 70_001] {
+      let w0 = randomFloats(n, seed: 71)
+      var w = w0, m = [Float](repeating: 0, count: n), v = m
+      var rw = doubles(w0), rm = [Double](repeating: 0, count: n), rv = rm
+      for decoupled in [false, true] {
+        w = w0; m = [Float](repeating: 0, count: n); v = m
+        rw = doubles(w0); rm = [Double](repeating: 0, count: n); rv = rm
+        for t in 1...3 {
+          let g = randomFloats(n, seed: UInt64(72 + t))
+          k.ok(nerve_adam_step(k.ctx, &w, &m, &v, g, Int64(n), 0.01, 0.9, 0.999, 1e-7,
+                               decoupled ? 0 : 0.05, decoupled ? 0.05 : 0, Int64(t)))
+          (rw, rm, rv) = Reference.adam(w: rw, m: rm, v: rv, g: doubles(g), lr: 0.01, beta1: 0.9, beta2: 0.999, eps: Double(Float(1e-7)), decay: 0.05, decoupled: decoupled, step: t)
+        }
+        expectClose(w, rw, rtol: 1e-5, atol: 1e-6, "\(decoupled ? "adamw" : "adam") n=\(n) \(k.label)")
+        expectClose(m, rm, rtol: 1e-5, atol: 1e-6, "adam m")
+        expectClose(v, rv, rtol: 1e-5, atol: 1e-7, "adam v")
+      }
+      var s = [Float](repeating: 0, count: n), e2 = s
+      w = w0
+      var rs = [Double](repeating: 0, count: n), re2 = rs
+      rw = doubles(w0)
+      for t in 1...3 {
+        let g = randomFloats(n, seed: UInt64(80 + t))
+        k.ok(nerve_rmsprop_step(k.ctx, &w, &s, g, Int64(n), 0.01, 0.9, 1e-7, 0.01))
+        (rw, rs) = Reference.rmsprop(w: rw, s: rs, g: doubles(g), lr: 0.01, rho: 0.9, eps: Double(Float(1e-7)), decay: 0.01)
+      }
+      expectClose(w, rw, rtol: 1e-5, atol: 1e-6, "rmsprop n=\(n) \(k.label)")
+      w = w0
+      s = [Float](repeating: 0, count: n)
+      rw = doubles(w0)
+      rs = [Double](repeating: 0, count: n)
+      for t in 1...3 {
+        let g = randomFloats(n, seed: UInt64(90 + t))
+        k.ok(nerve_adadelta_step(k.ctx, &w, &s, &e2, g, Int64(n), 1.0, 0.95, 1e-6, 0.0))
+        (rw, rs, re2) = Reference.adadelta(w: rw, eg: rs, ex: re2, g: doubles(g), lr: 1.0, rho: 0.95, eps: Double(Float(1e-6)), decay: 0)
+      }
+      expectClose(w, rw, rtol: 1e-5, atol: 1e-6, "adadelta n=\(n) \(k.label)")
+      w = w0
+      var vel = randomFloats(n, seed: 99)
+      var rvel = doubles(vel)
+      rw = doubles(w0)
+      let g = randomFloats(n, seed: 100)
+      k.ok(nerve_nesterov_step(k.ctx, &w, &vel, g, Int64(n), 0.1, 0.9, 0.001))
+      (rw, rvel) = Reference.nesterov(w: rw, v: rvel, g: doubles(g), lr: 0.1, mu: 0.9, decay: 0.001)
+      expectClose(w, rw, "nesterov n=\(n) \(k.label)")
+      expectClose(vel, rvel, "nesterov velocity")
+    }
+  }
+
+  @Test("image kernels are bit-identical at 1, 2 and 3 threads")
+  func threadIndependence() {
+    let g = convGeometries[8]
+    let x = sparseInputs(g.n * g.h, g.w * g.c, seed: 3), w = randomFloats(g.kh * g.kw * g.c * g.k, seed: 4)
+    let dy = randomFloats(g.n * g.oh * g.ow * g.k, seed: 5)
+    let sizes = [g.n, g.h, g.w, g.c, g.k, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow].map(Int64.init)
+    for isa in InstructionSet.allCases where isa.rawValue <= InstructionSet.best.rawValue {
+      var runs: [[Float]] = []
+      for threads in [1, 2, 3] {
+        let k = Kernels(threads: threads, isa: isa)
+        var y = [Float](repeating: 0, count: dy.count), dx = x, dw = w.map { _ in Float(0) }, db = [Float](repeating: 0, count: g.k)
+        k.ok(nerve_conv2d_forward(k.ctx, &y, x, w, nil, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6], sizes[7], sizes[8], sizes[9], sizes[10], sizes[11], sizes[12]))
+        k.ok(nerve_conv2d_backward(k.ctx, &dx, &dw, &db, dy, x, w, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6], sizes[7], sizes[8], sizes[9], sizes[10], sizes[11], sizes[12]))
+        let r = 1000, c = 33
+        let bx = randomFloats(r * c, seed: 6)
+        var by = bx, mean = [Float](repeating: 0, count: c), inv = mean, rm = mean, rv = mean, bdx = bx, dg = mean, dbb = mean
+        k.ok(nerve_batchnorm_forward_train(k.ctx, &by, &mean, &inv, &rm, &rv, bx, [Float](repeating: 1, count: c), [Float](repeating: 0, count: c), Int64(r), Int64(c), 0.99, 1e-3))
+        k.ok(nerve_batchnorm_backward(k.ctx, &bdx, &dg, &dbb, bx, bx, [Float](repeating: 1, count: c), mean, inv, Int64(r), Int64(c)))
+        runs.append(y + dx + dw + db + by + mean + inv + rm + rv + bdx + dg + dbb)
+      }
+      #expect(bitwiseEqual(runs[0], runs[1]) && bitwiseEqual(runs[0], runs[2]), "image kernels on \(isa)")
+    }
+  }
+
+  @Test("image kernels reject bad geometry with a message")
+  func badGeometry() {
+    let k = Kernels(threads: 1, isa: .best)
+    var out = [Float](repeating: 0, count: 100), am = [Int32](repeating: 0, count: 100)
+    let x = [Float](repeating: 1, count: 100)
+    // Padding as large as the kernel.
+    #expect(nerve_conv2d_forward(k.ctx, &out, x, x, nil, 1, 5, 5, 1, 1, 3, 3, 1, 1, 3, 0, 5, 3) == NERVE_ERROR_BAD_ARGUMENT)
+    #expect(String(cString: nerve_context_last_error(k.ctx)).contains("padding"))
+    // An output too large for the input.
+    #expect(nerve_conv2d_forward(k.ctx, &out, x, x, nil, 1, 5, 5, 1, 1, 3, 3, 1, 1, 0, 0, 9, 3) == NERVE_ERROR_BAD_SIZE)
+    #expect(nerve_maxpool2d_forward(k.ctx, &out, &am, x, 1, 4, 4, 1, 0, 2, 2, 2, 0, 0, 2, 2) == NERVE_ERROR_BAD_SIZE)
+    #expect(nerve_avgpool2d_forward(k.ctx, &out, nil, 1, 4, 4, 1, 2, 2, 2, 2, 0, 0, 2, 2) == NERVE_ERROR_NULL_POINTER)
+    var m = [Float](repeating: 0, count: 2), i = m, rm = m, rv = m
+    #expect(nerve_batchnorm_forward_train(k.ctx, &out, &m, &i, &rm, &rv, x, x, x, 2, 2, 1.5, 1e-3) == NERVE_ERROR_BAD_ARGUMENT)
+    #expect(nerve_conv2d_workspace_size(0, 5, 5, 1, 1, 3, 3, 1, 1, 0, 0, 3, 3) == 0)
+    #expect(nerve_conv2d_workspace_size(4, 28, 28, 1, 32, 3, 3, 1, 1, 1, 1, 28, 28) > 0)
+    var am1 = [Float](repeating: 0, count: 4), am2 = am1
+    #expect(nerve_adam_step(k.ctx, &out, &am1, &am2, x, 4, 0.1, 0.9, 0.999, 1e-7, 0, 0, 0) == NERVE_ERROR_BAD_ARGUMENT, "step 0")
+  }
+}

@@ -1,0 +1,209 @@
+/*
+ * conv.c: 2-D convolution on channels-last (NHWC) images, lowered to GEMM through im2col.
+ *   N batch, H W input height and width, C input channels, K filters (output channels),
+ *   KH KW kernel size, SH SW strides, PT PL padding rows/columns before the image,
+ *   OH OW output size (padding after the image is whatever OH, OW imply).
+ *   in [N,H,W,C], weight [KH,KW,C,K], bias [K], out [N,OH,OW,K].
+ * Each output pixel (n, oh, ow) is a row of the lowered problem and each (kh, kw, c) a column,
+ * so the weight is a [KH*KW*C, K] matrix and out = col . weight + bias. The lowering runs over
+ * blocks of whole images sized to stay in cache, in the context's layer scratch.
+ */
+#include "internal.h"
+
+typedef struct {
+  int64_t N, H, W, C, K, KH, KW, SH, SW, PT, PL, OH, OW;
+} conv_geom;
+
+/* Rows (output pixels) per lowered block; whole images are kept together. */
+enum { CONV_BLOCK_ROWS = 2048 };
+
+static int64_t cols_of(const conv_geom *g) { return g->KH * g->KW * g->C; }
+static int64_t images_per_block(const conv_geom *g) {
+  int64_t per = CONV_BLOCK_ROWS / (g->OH * g->OW);
+  if (per < 1) per = 1;
+  return per < g->N ? per : g->N;
+}
+/* 1x1, stride 1, unpadded: the input already is the lowered matrix. */
+static bool is_pointwise(const conv_geom *g) {
+  return g->KH == 1 && g->KW == 1 && g->SH == 1 && g->SW == 1 && g->PT == 0 && g->PL == 0 &&
+         g->OH == g->H && g->OW == g->W;
+}
+
+static nerve_status check_geom(nerve_context *ctx, const conv_geom *g, const char *func) {
+  const int64_t v[] = {g->N, g->H, g->W, g->C, g->K, g->KH, g->KW, g->SH, g->SW, g->PT, g->PL, g->OH, g->OW};
+  for (int i = 0; i < 13; i++)
+    if (v[i] < 0) return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "negative size or padding");
+  if (g->H < 1 || g->W < 1 || g->C < 1 || g->K < 1 || g->KH < 1 || g->KW < 1 || g->SH < 1 ||
+      g->SW < 1 || g->OH < 1 || g->OW < 1)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func,
+                       "image, channels, filters, kernel, stride and output sizes must be >= 1");
+  if (g->PT >= g->KH || g->PL >= g->KW)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, func,
+                       "padding (%lld, %lld) must be smaller than the kernel (%lld, %lld)",
+                       (long long)g->PT, (long long)g->PL, (long long)g->KH, (long long)g->KW);
+  if ((g->OH - 1) * g->SH - g->PT >= g->H || (g->OW - 1) * g->SW - g->PL >= g->W)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func,
+                       "output %lldx%lld does not fit a %lldx%lld input with this kernel, stride and padding",
+                       (long long)g->OH, (long long)g->OW, (long long)g->H, (long long)g->W);
+  if (!nerve__product_ok(g->N * g->OH * g->OW, cols_of(g)) || !nerve__product_ok(g->N * g->H * g->W, g->C) ||
+      cols_of(g) > INT32_MAX || g->K > INT32_MAX)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "sizes too large");
+  return NERVE_OK;
+}
+
+/* ---- Lowering ---------------------------------------------------------------------------- */
+
+typedef struct {
+  const conv_geom *g;
+  float *col;       /* [rows, KH*KW*C] */
+  const float *in;  /* first image of the block */
+} im2col_job;
+
+static void im2col_rows(void *data, int64_t r0, int64_t r1) {
+  im2col_job *j = data;
+  const conv_geom *g = j->g;
+  const int64_t cols = cols_of(g), C = g->C;
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t n = r / (g->OH * g->OW), p = r % (g->OH * g->OW), oh = p / g->OW, ow = p % g->OW;
+    float *dst = j->col + r * cols;
+    const float *img = j->in + n * g->H * g->W * C;
+    for (int64_t kh = 0; kh < g->KH; kh++) {
+      int64_t ih = oh * g->SH - g->PT + kh;
+      for (int64_t kw = 0; kw < g->KW; kw++, dst += C) {
+        int64_t iw = ow * g->SW - g->PL + kw;
+        if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W)
+          memset(dst, 0, (size_t)C * sizeof(float));
+        else
+          memcpy(dst, img + (ih * g->W + iw) * C, (size_t)C * sizeof(float));
+      }
+    }
+  }
+}
+
+typedef struct {
+  const conv_geom *g;
+  float *din;        /* first image of the block */
+  const float *dcol; /* [rows, KH*KW*C] */
+} col2im_job;
+
+/* Gather form: each input pixel sums its windows in a fixed (kh, kw) order; no two threads
+ * write the same element and the result does not depend on the split. */
+static void col2im_pixels(void *data, int64_t q0, int64_t q1) {
+  col2im_job *j = data;
+  const conv_geom *g = j->g;
+  const int64_t cols = cols_of(g), C = g->C;
+  for (int64_t q = q0; q < q1; q++) {
+    int64_t n = q / (g->H * g->W), p = q % (g->H * g->W), ih = p / g->W, iw = p % g->W;
+    float *dst = j->din + q * C;
+    for (int64_t c = 0; c < C; c++) dst[c] = 0.0f;
+    for (int64_t kh = 0; kh < g->KH; kh++) {
+      int64_t th = ih + g->PT - kh;
+      if (th < 0 || th % g->SH) continue;
+      int64_t oh = th / g->SH;
+      if (oh >= g->OH) continue;
+      for (int64_t kw = 0; kw < g->KW; kw++) {
+        int64_t tw = iw + g->PL - kw;
+        if (tw < 0 || tw % g->SW) continue;
+        int64_t ow = tw / g->SW;
+        if (ow >= g->OW) continue;
+        const float *src =
+            j->dcol + ((n * g->OH + oh) * g->OW + ow) * cols + (kh * g->KW + kw) * C;
+        for (int64_t c = 0; c < C; c++) dst[c] += src[c];
+      }
+    }
+  }
+}
+
+static int64_t block_floats(const conv_geom *g) {
+  return images_per_block(g) * g->OH * g->OW * cols_of(g);
+}
+
+size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
+                                   int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PT,
+                                   int64_t PL, int64_t OH, int64_t OW) {
+  conv_geom g = {N, H, W, C, K, KH, KW, SH, SW, PT, PL, OH, OW};
+  if (N < 1 || OH < 1 || OW < 1 || KH < 1 || KW < 1 || C < 1) return 0;
+  /* A lowered block, and for the input gradient a second one. */
+  return 2 * (size_t)block_floats(&g) * sizeof(float);
+}
+
+/*
+ * in [N,H,W,C], weight [KH,KW,C,K], bias [K] or NULL -> out [N,OH,OW,K]
+ */
+nerve_status nerve_conv2d_forward(nerve_context *ctx, float *out, const float *in,
+                                  const float *weight, const float *bias, int64_t N, int64_t H,
+                                  int64_t W, int64_t C, int64_t K, int64_t KH, int64_t KW,
+                                  int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH,
+                                  int64_t OW) {
+  NERVE_CHECK_CTX(ctx);
+  conv_geom g = {N, H, W, C, K, KH, KW, SH, SW, PT, PL, OH, OW};
+  nerve_status s = check_geom(ctx, &g, __func__);
+  if (s != NERVE_OK || N == 0) return s;
+  NERVE_CHECK_PTR(ctx, out);
+  NERVE_CHECK_PTR(ctx, in);
+  NERVE_CHECK_PTR(ctx, weight);
+  const int64_t cols = cols_of(&g), pix = OH * OW, per = images_per_block(&g);
+  if (is_pointwise(&g))
+    return nerve__gemm_nn(ctx, out, K, in, C, weight, K, false, bias, false, N * pix, K, C, __func__);
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)block_floats(&g) * sizeof(float), __func__);
+  if (s != NERVE_OK) return s;
+  float *col = ctx->scratch[NERVE_SCRATCH_LAYER];
+  for (int64_t n0 = 0; n0 < N; n0 += per) {
+    int64_t images = N - n0 < per ? N - n0 : per, rows = images * pix;
+    im2col_job ij = {&g, col, in + n0 * H * W * C};
+    nerve__parallel_for(ctx, rows, (1 << 14) / cols + 1, im2col_rows, &ij);
+    s = nerve__gemm_nn(ctx, out + n0 * pix * K, K, col, cols, weight, K, false, bias, false, rows, K,
+                       cols, __func__);
+    if (s != NERVE_OK) return s;
+  }
+  return NERVE_OK;
+}
+
+/*
+ * dout [N,OH,OW,K], in [N,H,W,C], weight [KH,KW,C,K] ->
+ *   din [N,H,W,C] (written), dweight [KH,KW,C,K] += in-lowered^T . dout, dbias [K] += sums
+ */
+nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweight, float *dbias,
+                                   const float *dout, const float *in, const float *weight,
+                                   int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
+                                   int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PT,
+                                   int64_t PL, int64_t OH, int64_t OW) {
+  NERVE_CHECK_CTX(ctx);
+  conv_geom g = {N, H, W, C, K, KH, KW, SH, SW, PT, PL, OH, OW};
+  nerve_status s = check_geom(ctx, &g, __func__);
+  if (s != NERVE_OK || N == 0) return s;
+  NERVE_CHECK_PTR(ctx, dout);
+  if (dweight) NERVE_CHECK_PTR(ctx, in);
+  if (din) NERVE_CHECK_PTR(ctx, weight);
+  const int64_t cols = cols_of(&g), pix = OH * OW, per = images_per_block(&g);
+  if (dbias) nerve__bias_accumulate(ctx, dbias, dout, N * pix, K, 1.0f);
+  if (is_pointwise(&g)) {
+    if (dweight) {
+      s = nerve__gemm_tn(ctx, dweight, K, in, C, dout, K, N * pix, K, C, 1.0f, __func__);
+      if (s != NERVE_OK) return s;
+    }
+    if (din) return nerve__gemm_nn(ctx, din, C, dout, K, weight, K, true, NULL, false, N * pix, C, K, __func__);
+    return NERVE_OK;
+  }
+  const int64_t block = block_floats(&g);
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, 2 * (size_t)block * sizeof(float), __func__);
+  if (s != NERVE_OK) return s;
+  float *col = ctx->scratch[NERVE_SCRATCH_LAYER], *dcol = col + block;
+  for (int64_t n0 = 0; n0 < N; n0 += per) {
+    int64_t images = N - n0 < per ? N - n0 : per, rows = images * pix;
+    const float *dblock = dout + n0 * pix * K;
+    if (dweight) {
+      im2col_job ij = {&g, col, in + n0 * H * W * C};
+      nerve__parallel_for(ctx, rows, (1 << 14) / cols + 1, im2col_rows, &ij);
+      s = nerve__gemm_tn(ctx, dweight, K, col, cols, dblock, K, rows, K, cols, 1.0f, __func__);
+      if (s != NERVE_OK) return s;
+    }
+    if (din) {
+      s = nerve__gemm_nn(ctx, dcol, cols, dblock, K, weight, K, true, NULL, false, rows, cols, K, __func__);
+      if (s != NERVE_OK) return s;
+      col2im_job cj = {&g, din + n0 * H * W * C, dcol};
+      nerve__parallel_for(ctx, images * H * W, (1 << 13) / (C * KH * KW) + 1, col2im_pixels, &cj);
+    }
+  }
+  return NERVE_OK;
+}

@@ -1,0 +1,75 @@
+/*
+ * dropout.c: inverted dropout, Keras's meaning of the rate (the fraction of values dropped).
+ *   n flat element count; in, out, mask [n].
+ * Each element's keep/drop decision is a hash of (seed, element index): a counter-based
+ * generator, so a run is reproducible and the mask does not depend on the thread count.
+ */
+#include "internal.h"
+
+typedef struct {
+  float *y, *mask;
+  const float *x;
+  uint64_t seed;
+  float rate, keep_scale;
+} dropout_job;
+
+/* SplitMix64's finaliser: a well-mixed 64-bit hash of the index and seed. */
+NERVE_INLINE uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+NERVE_INLINE void dropout_fwd_body(void *data, int64_t b, int64_t e) {
+  dropout_job *j = data;
+  const uint64_t seed = j->seed * 0x9E3779B97F4A7C15ull;
+  /* Compare 24-bit uniforms with the rate in integers: exact and vectorisable. */
+  const uint32_t threshold = (uint32_t)((double)j->rate * 16777216.0);
+  for (int64_t i = b; i < e; i++) {
+    uint32_t u = (uint32_t)(mix64(seed + (uint64_t)i * 0xD1B54A32D192ED03ull) >> 40);
+    float m = u >= threshold ? j->keep_scale : 0.0f;
+    j->mask[i] = m;
+    j->y[i] = j->x[i] * m;
+  }
+}
+NERVE_RANGE_KERNEL(dropout_fwd);
+
+/*
+ * in [n] -> out [n] = in * mask, mask [n] = 0 (dropped) or 1 / (1 - rate) (kept)
+ */
+nerve_status nerve_dropout_forward(nerve_context *ctx, float *out, float *mask, const float *in,
+                                   int64_t n, float rate, uint64_t seed) {
+  NERVE_CHECK_CTX(ctx);
+  NERVE_CHECK_SIZE(ctx, n);
+  if (!(rate >= 0.0f && rate < 1.0f))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "rate must be in [0, 1), got %g", (double)rate);
+  if (n == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, out);
+  NERVE_CHECK_PTR(ctx, mask);
+  NERVE_CHECK_PTR(ctx, in);
+  dropout_job j = {out, mask, in, seed, rate, 1.0f / (1.0f - rate)};
+  nerve__parallel_for(ctx, n, 1 << 15, dropout_fwd_isa[ctx->isa], &j);
+  return NERVE_OK;
+}
+
+NERVE_INLINE void dropout_bwd_body(void *data, int64_t b, int64_t e) {
+  dropout_job *j = data;
+  for (int64_t i = b; i < e; i++) j->y[i] = j->x[i] * j->mask[i];
+}
+NERVE_RANGE_KERNEL(dropout_bwd);
+
+/*
+ * dout [n], mask [n] -> din [n] = dout * mask (written; din may equal dout)
+ */
+nerve_status nerve_dropout_backward(nerve_context *ctx, float *din, const float *dout,
+                                    const float *mask, int64_t n) {
+  NERVE_CHECK_CTX(ctx);
+  NERVE_CHECK_SIZE(ctx, n);
+  if (n == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, din);
+  NERVE_CHECK_PTR(ctx, dout);
+  NERVE_CHECK_PTR(ctx, mask);
+  dropout_job j = {din, (float *)mask, dout, 0, 0, 0};
+  nerve__parallel_for(ctx, n, 1 << 16, dropout_bwd_isa[ctx->isa], &j);
+  return NERVE_OK;
+}

@@ -1,0 +1,220 @@
+/*
+ * norm.c: batch normalisation over rows, per column.
+ *   R rows (the batch for dense activations; batch * height * width for channels-last images),
+ *   C columns (features or channels). in/out [R,C]; gamma, beta, means and variances [C].
+ * Training uses the batch's mean and (biased) variance and updates running averages, Keras's
+ * way: running = momentum * running + (1 - momentum) * batch value (the running variance takes
+ * the unbiased batch variance). Inference uses the running averages.
+ * Column statistics are summed over fixed chunks of rows, chunk by chunk, so they do not depend
+ * on the thread count.
+ */
+#include "internal.h"
+
+enum { NORM_MAX_CHUNKS = 256, NORM_MIN_ROWS = 256 };
+
+typedef struct {
+  const float *x, *dy, *mean, *invstd, *gamma, *beta;
+  float *y;                   /* out (forward) or din (backward) */
+  double *partial, *partial2; /* [chunks][C] */
+  const float *sums;          /* backward: [2C]: column sums of dy, then of dy * xhat */
+  int64_t R, C, chunk;
+} norm_job;
+
+static int64_t chunk_rows(int64_t R) {
+  int64_t c = (R + NORM_MAX_CHUNKS - 1) / NORM_MAX_CHUNKS;
+  return c < NORM_MIN_ROWS ? NORM_MIN_ROWS : c;
+}
+
+static nerve_status check_norm(nerve_context *ctx, int64_t R, int64_t C, const char *func) {
+  if (R < 0 || C < 0) return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "negative size (R=%lld, C=%lld)", (long long)R, (long long)C);
+  if (!nerve__product_ok(R, C)) return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "R*C too large");
+  return NERVE_OK;
+}
+
+/* partial[k][c] = sum over chunk k's rows of x (pass 1) or (x - mean)^2 (pass 2). */
+static void column_sums(void *data, int64_t k0, int64_t k1) {
+  norm_job *j = data;
+  const int64_t C = j->C;
+  for (int64_t k = k0; k < k1; k++) {
+    double *p = j->partial + k * C;
+    for (int64_t c = 0; c < C; c++) p[c] = 0.0;
+    int64_t r1 = (k + 1) * j->chunk < j->R ? (k + 1) * j->chunk : j->R;
+    for (int64_t r = k * j->chunk; r < r1; r++) {
+      const float *x = j->x + r * C;
+      if (j->mean)
+        for (int64_t c = 0; c < C; c++) {
+          double d = (double)x[c] - j->mean[c];
+          p[c] += d * d;
+        }
+      else
+        for (int64_t c = 0; c < C; c++) p[c] += x[c];
+    }
+  }
+}
+
+/* Adds the chunk partials in chunk order into out[c]. */
+static void combine(const double *partial, int64_t chunks, int64_t C, double *out) {
+  for (int64_t c = 0; c < C; c++) out[c] = 0.0;
+  for (int64_t k = 0; k < chunks; k++)
+    for (int64_t c = 0; c < C; c++) out[c] += partial[k * C + c];
+}
+
+NERVE_INLINE void normalize_body(void *data, int64_t r0, int64_t r1) {
+  norm_job *j = data;
+  const int64_t C = j->C;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = j->x + r * C;
+    float *y = j->y + r * C;
+    for (int64_t c = 0; c < C; c++) y[c] = (x[c] - j->mean[c]) * j->invstd[c] * j->gamma[c] + j->beta[c];
+  }
+}
+NERVE_RANGE_KERNEL(normalize);
+
+/*
+ * in [R,C], gamma [C], beta [C] -> out [R,C], saved_mean [C], saved_invstd [C];
+ * running_mean, running_var [C] updated
+ */
+nerve_status nerve_batchnorm_forward_train(nerve_context *ctx, float *out, float *saved_mean,
+                                           float *saved_invstd, float *running_mean,
+                                           float *running_var, const float *in,
+                                           const float *gamma, const float *beta, int64_t R,
+                                           int64_t C, float momentum, float eps) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_norm(ctx, R, C, __func__);
+  if (s != NERVE_OK) return s;
+  if (!(momentum >= 0.0f && momentum <= 1.0f))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "momentum must be in [0, 1], got %g", (double)momentum);
+  if (!(eps > 0.0f) || eps > 1e30f)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "eps must be positive, got %g", (double)eps);
+  if (R == 0 || C == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, out);
+  NERVE_CHECK_PTR(ctx, saved_mean);
+  NERVE_CHECK_PTR(ctx, saved_invstd);
+  NERVE_CHECK_PTR(ctx, running_mean);
+  NERVE_CHECK_PTR(ctx, running_var);
+  NERVE_CHECK_PTR(ctx, in);
+  NERVE_CHECK_PTR(ctx, gamma);
+  NERVE_CHECK_PTR(ctx, beta);
+  const int64_t chunk = chunk_rows(R), chunks = (R + chunk - 1) / chunk;
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(chunks + 1) * (size_t)C * sizeof(double), __func__);
+  if (s != NERVE_OK) return s;
+  double *partial = ctx->scratch[NERVE_SCRATCH_LAYER], *total = partial + chunks * C;
+  norm_job j = {in, NULL, NULL, NULL, gamma, beta, out, partial, NULL, NULL, R, C, chunk};
+  const int64_t grain = (1 << 15) / (chunk * C) + 1;
+  nerve__parallel_for(ctx, chunks, grain, column_sums, &j);
+  combine(partial, chunks, C, total);
+  for (int64_t c = 0; c < C; c++) saved_mean[c] = (float)(total[c] / (double)R);
+  j.mean = saved_mean;
+  nerve__parallel_for(ctx, chunks, grain, column_sums, &j);
+  combine(partial, chunks, C, total);
+  for (int64_t c = 0; c < C; c++) {
+    double var = total[c] / (double)R;
+    saved_invstd[c] = (float)(1.0 / sqrt(var + (double)eps));
+    double unbiased = R > 1 ? total[c] / (double)(R - 1) : var;
+    running_mean[c] = momentum * running_mean[c] + (1.0f - momentum) * saved_mean[c];
+    running_var[c] = momentum * running_var[c] + (1.0f - momentum) * (float)unbiased;
+  }
+  j.invstd = saved_invstd;
+  nerve__parallel_for(ctx, R, (1 << 15) / C + 1, normalize_isa[ctx->isa], &j);
+  return NERVE_OK;
+}
+
+/*
+ * in [R,C], gamma, beta, running_mean, running_var [C] -> out [R,C]
+ */
+nerve_status nerve_batchnorm_forward_infer(nerve_context *ctx, float *out, const float *in,
+                                           const float *gamma, const float *beta,
+                                           const float *running_mean, const float *running_var,
+                                           int64_t R, int64_t C, float eps) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_norm(ctx, R, C, __func__);
+  if (s != NERVE_OK) return s;
+  if (!(eps > 0.0f) || eps > 1e30f)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "eps must be positive, got %g", (double)eps);
+  if (R == 0 || C == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, out);
+  NERVE_CHECK_PTR(ctx, in);
+  NERVE_CHECK_PTR(ctx, gamma);
+  NERVE_CHECK_PTR(ctx, beta);
+  NERVE_CHECK_PTR(ctx, running_mean);
+  NERVE_CHECK_PTR(ctx, running_var);
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)C * sizeof(float), __func__);
+  if (s != NERVE_OK) return s;
+  float *invstd = ctx->scratch[NERVE_SCRATCH_LAYER];
+  for (int64_t c = 0; c < C; c++) invstd[c] = (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
+  norm_job j = {in, NULL, running_mean, invstd, gamma, beta, out, NULL, NULL, NULL, R, C, 0};
+  nerve__parallel_for(ctx, R, (1 << 15) / C + 1, normalize_isa[ctx->isa], &j);
+  return NERVE_OK;
+}
+
+/* partial[k][c] = sum of dy, partial2[k][c] = sum of dy * xhat over chunk k. */
+static void grad_sums(void *data, int64_t k0, int64_t k1) {
+  norm_job *j = data;
+  const int64_t C = j->C;
+  for (int64_t k = k0; k < k1; k++) {
+    double *p = j->partial + k * C, *q = j->partial2 + k * C;
+    for (int64_t c = 0; c < C; c++) p[c] = q[c] = 0.0;
+    int64_t r1 = (k + 1) * j->chunk < j->R ? (k + 1) * j->chunk : j->R;
+    for (int64_t r = k * j->chunk; r < r1; r++) {
+      const float *x = j->x + r * C, *dy = j->dy + r * C;
+      for (int64_t c = 0; c < C; c++) {
+        p[c] += dy[c];
+        q[c] += (double)dy[c] * ((x[c] - j->mean[c]) * j->invstd[c]);
+      }
+    }
+  }
+}
+
+NERVE_INLINE void norm_dx_body(void *data, int64_t r0, int64_t r1) {
+  norm_job *j = data;
+  const int64_t C = j->C;
+  const float rows = (float)j->R;
+  const float *sum_dy = j->sums, *sum_dyx = j->sums + C;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = j->x + r * C, *dy = j->dy + r * C;
+    float *dx = j->y + r * C;
+    for (int64_t c = 0; c < C; c++) {
+      float xhat = (x[c] - j->mean[c]) * j->invstd[c];
+      dx[c] = j->gamma[c] * j->invstd[c] / rows * (rows * dy[c] - sum_dy[c] - xhat * sum_dyx[c]);
+    }
+  }
+}
+NERVE_RANGE_KERNEL(norm_dx);
+
+/*
+ * dout [R,C], in [R,C], gamma [C], saved_mean, saved_invstd [C] (from the training forward) ->
+ *   din [R,C] (written; skipped if NULL), dgamma [C] += sum dout * xhat, dbeta [C] += sum dout
+ */
+nerve_status nerve_batchnorm_backward(nerve_context *ctx, float *din, float *dgamma, float *dbeta,
+                                      const float *dout, const float *in, const float *gamma,
+                                      const float *saved_mean, const float *saved_invstd,
+                                      int64_t R, int64_t C) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_norm(ctx, R, C, __func__);
+  if (s != NERVE_OK) return s;
+  if (R == 0 || C == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, dout);
+  NERVE_CHECK_PTR(ctx, in);
+  NERVE_CHECK_PTR(ctx, gamma);
+  NERVE_CHECK_PTR(ctx, saved_mean);
+  NERVE_CHECK_PTR(ctx, saved_invstd);
+  const int64_t chunk = chunk_rows(R), chunks = (R + chunk - 1) / chunk;
+  size_t doubles = (size_t)(2 * chunks + 2) * (size_t)C;
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, doubles * sizeof(double) + 2 * (size_t)C * sizeof(float), __func__);
+  if (s != NERVE_OK) return s;
+  double *partial = ctx->scratch[NERVE_SCRATCH_LAYER], *partial2 = partial + chunks * C;
+  double *total = partial2 + chunks * C, *total2 = total + C;
+  float *sums = (float *)(total2 + C);
+  norm_job j = {in, dout, saved_mean, saved_invstd, gamma, NULL, din, partial, partial2, sums, R, C, chunk};
+  nerve__parallel_for(ctx, chunks, (1 << 15) / (chunk * C) + 1, grad_sums, &j);
+  combine(partial, chunks, C, total);
+  combine(partial2, chunks, C, total2);
+  for (int64_t c = 0; c < C; c++) {
+    sums[c] = (float)total[c];
+    sums[C + c] = (float)total2[c];
+    if (dbeta) dbeta[c] += sums[c];
+    if (dgamma) dgamma[c] += sums[C + c];
+  }
+  if (din) nerve__parallel_for(ctx, R, (1 << 15) / C + 1, norm_dx_isa[ctx->isa], &j);
+  return NERVE_OK;
+}

@@ -1,0 +1,241 @@
+/*
+ * pool.c: max and average pooling on channels-last (NHWC) images, forward above backward.
+ *   N batch, H W input size, C channels, PH PW window, SH SW strides, PT PL padding before
+ *   the image (padding never wins a max and never counts in an average), OH OW output size.
+ *   in [N,H,W,C], out [N,OH,OW,C]; argmax [N,OH,OW,C] holds, per output, the input position
+ *   ih*W + iw that won the max.
+ * Backward passes gather: each input pixel sums over the windows that cover it, so no two
+ * threads write one element and results do not depend on the thread count.
+ */
+#include "internal.h"
+
+typedef struct {
+  int64_t N, H, W, C, PH, PW, SH, SW, PT, PL, OH, OW;
+} pool_geom;
+
+static nerve_status check_pool(nerve_context *ctx, const pool_geom *g, const char *func) {
+  const int64_t v[] = {g->N, g->H, g->W, g->C, g->PH, g->PW, g->SH, g->SW, g->PT, g->PL, g->OH, g->OW};
+  for (int i = 0; i < 12; i++)
+    if (v[i] < 0) return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "negative size or padding");
+  if (g->H < 1 || g->W < 1 || g->C < 1 || g->PH < 1 || g->PW < 1 || g->SH < 1 || g->SW < 1 ||
+      g->OH < 1 || g->OW < 1)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "image, channel, window, stride and output sizes must be >= 1");
+  if (g->PT >= g->PH || g->PL >= g->PW)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, func, "padding must be smaller than the window");
+  if ((g->OH - 1) * g->SH - g->PT >= g->H || (g->OW - 1) * g->SW - g->PL >= g->W)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "output %lldx%lld does not fit a %lldx%lld input",
+                       (long long)g->OH, (long long)g->OW, (long long)g->H, (long long)g->W);
+  if (g->H * g->W > INT32_MAX || !nerve__product_ok(g->N * g->H * g->W, g->C))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "sizes too large");
+  return NERVE_OK;
+}
+
+/* The input rows [lo, hi) of output row o (clipped to the image). */
+NERVE_INLINE void window(int64_t o, int64_t stride, int64_t pad, int64_t size, int64_t extent,
+                         int64_t *lo, int64_t *hi) {
+  int64_t a = o * stride - pad, b = a + size;
+  *lo = a < 0 ? 0 : a;
+  *hi = b > extent ? extent : b;
+}
+
+/* The outputs [lo, hi) whose windows cover input row i. */
+NERVE_INLINE void covering(int64_t i, int64_t stride, int64_t pad, int64_t size, int64_t outs,
+                           int64_t *lo, int64_t *hi) {
+  int64_t t = i + pad; /* o*stride <= t < o*stride + size */
+  int64_t first = t - size + 1 <= 0 ? 0 : (t - size + stride) / stride;
+  int64_t last = t / stride;
+  *lo = first;
+  *hi = last + 1 < outs ? last + 1 : outs;
+}
+
+typedef struct {
+  const pool_geom *g;
+  float *y;
+  int32_t *argmax;
+  const float *x, *dy;
+  const int32_t *saved;
+} pool_job;
+
+NERVE_INLINE void maxpool_fwd_body(void *data, int64_t r0, int64_t r1) {
+  pool_job *j = data;
+  const pool_geom *g = j->g;
+  const int64_t C = g->C;
+  for (int64_t r = r0; r < r1; r++) { /* r = n*OH + oh */
+    int64_t n = r / g->OH, oh = r % g->OH, h0, h1;
+    window(oh, g->SH, g->PT, g->PH, g->H, &h0, &h1);
+    for (int64_t ow = 0; ow < g->OW; ow++) {
+      int64_t w0, w1;
+      window(ow, g->SW, g->PL, g->PW, g->W, &w0, &w1);
+      float *y = j->y + ((n * g->OH + oh) * g->OW + ow) * C;
+      int32_t *am = j->argmax + ((n * g->OH + oh) * g->OW + ow) * C;
+      const float *first = j->x + ((n * g->H + h0) * g->W + w0) * C;
+      for (int64_t c = 0; c < C; c++) {
+        y[c] = first[c];
+        am[c] = (int32_t)(h0 * g->W + w0);
+      }
+      for (int64_t ih = h0; ih < h1; ih++)
+        for (int64_t iw = w0; iw < w1; iw++) {
+          const float *x = j->x + ((n * g->H + ih) * g->W + iw) * C;
+          int32_t pos = (int32_t)(ih * g->W + iw);
+          /* Strictly greater: the first maximum in scan order wins, as in the reference. */
+          for (int64_t c = 0; c < C; c++)
+            if (x[c] > y[c]) {
+              y[c] = x[c];
+              am[c] = pos;
+            }
+        }
+    }
+  }
+}
+NERVE_RANGE_KERNEL(maxpool_fwd);
+
+/*
+ * in [N,H,W,C] -> out [N,OH,OW,C], argmax [N,OH,OW,C]
+ */
+nerve_status nerve_maxpool2d_forward(nerve_context *ctx, float *out, int32_t *argmax,
+                                     const float *in, int64_t N, int64_t H, int64_t W, int64_t C,
+                                     int64_t PH, int64_t PW, int64_t SH, int64_t SW, int64_t PT,
+                                     int64_t PL, int64_t OH, int64_t OW) {
+  NERVE_CHECK_CTX(ctx);
+  pool_geom g = {N, H, W, C, PH, PW, SH, SW, PT, PL, OH, OW};
+  nerve_status s = check_pool(ctx, &g, __func__);
+  if (s != NERVE_OK || N == 0) return s;
+  NERVE_CHECK_PTR(ctx, out);
+  NERVE_CHECK_PTR(ctx, argmax);
+  NERVE_CHECK_PTR(ctx, in);
+  pool_job j = {&g, out, argmax, in, NULL, NULL};
+  nerve__parallel_for(ctx, N * OH, (1 << 15) / (OW * C * PH * PW) + 1, maxpool_fwd_isa[ctx->isa], &j);
+  return NERVE_OK;
+}
+
+NERVE_INLINE void maxpool_bwd_body(void *data, int64_t r0, int64_t r1) {
+  pool_job *j = data;
+  const pool_geom *g = j->g;
+  const int64_t C = g->C;
+  for (int64_t r = r0; r < r1; r++) { /* r = n*H + ih */
+    int64_t n = r / g->H, ih = r % g->H, o0, o1;
+    covering(ih, g->SH, g->PT, g->PH, g->OH, &o0, &o1);
+    for (int64_t iw = 0; iw < g->W; iw++) {
+      float *dx = j->y + ((n * g->H + ih) * g->W + iw) * C;
+      const int32_t pos = (int32_t)(ih * g->W + iw);
+      for (int64_t c = 0; c < C; c++) dx[c] = 0.0f;
+      int64_t q0, q1;
+      covering(iw, g->SW, g->PL, g->PW, g->OW, &q0, &q1);
+      for (int64_t oh = o0; oh < o1; oh++)
+        for (int64_t ow = q0; ow < q1; ow++) {
+          const int64_t o = ((n * g->OH + oh) * g->OW + ow) * C;
+          const float *dy = j->dy + o;
+          const int32_t *am = j->saved + o;
+          for (int64_t c = 0; c < C; c++) dx[c] += am[c] == pos ? dy[c] : 0.0f;
+        }
+    }
+  }
+}
+NERVE_RANGE_KERNEL(maxpool_bwd);
+
+/*
+ * dout [N,OH,OW,C], argmax [N,OH,OW,C] -> din [N,H,W,C] (written)
+ */
+nerve_status nerve_maxpool2d_backward(nerve_context *ctx, float *din, const float *dout,
+                                      const int32_t *argmax, int64_t N, int64_t H, int64_t W,
+                                      int64_t C, int64_t PH, int64_t PW, int64_t SH, int64_t SW,
+                                      int64_t PT, int64_t PL, int64_t OH, int64_t OW) {
+  NERVE_CHECK_CTX(ctx);
+  pool_geom g = {N, H, W, C, PH, PW, SH, SW, PT, PL, OH, OW};
+  nerve_status s = check_pool(ctx, &g, __func__);
+  if (s != NERVE_OK || N == 0) return s;
+  NERVE_CHECK_PTR(ctx, din);
+  NERVE_CHECK_PTR(ctx, dout);
+  NERVE_CHECK_PTR(ctx, argmax);
+  pool_job j = {&g, din, NULL, NULL, dout, argmax};
+  nerve__parallel_for(ctx, N * H, (1 << 15) / (W * C) + 1, maxpool_bwd_isa[ctx->isa], &j);
+  return NERVE_OK;
+}
+
+NERVE_INLINE void avgpool_fwd_body(void *data, int64_t r0, int64_t r1) {
+  pool_job *j = data;
+  const pool_geom *g = j->g;
+  const int64_t C = g->C;
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t n = r / g->OH, oh = r % g->OH, h0, h1;
+    window(oh, g->SH, g->PT, g->PH, g->H, &h0, &h1);
+    for (int64_t ow = 0; ow < g->OW; ow++) {
+      int64_t w0, w1;
+      window(ow, g->SW, g->PL, g->PW, g->W, &w0, &w1);
+      float *y = j->y + ((n * g->OH + oh) * g->OW + ow) * C;
+      for (int64_t c = 0; c < C; c++) y[c] = 0.0f;
+      for (int64_t ih = h0; ih < h1; ih++)
+        for (int64_t iw = w0; iw < w1; iw++) {
+          const float *x = j->x + ((n * g->H + ih) * g->W + iw) * C;
+          for (int64_t c = 0; c < C; c++) y[c] += x[c];
+        }
+      const float inv = 1.0f / (float)((h1 - h0) * (w1 - w0));
+      for (int64_t c = 0; c < C; c++) y[c] *= inv;
+    }
+  }
+}
+NERVE_RANGE_KERNEL(avgpool_fwd);
+
+/*
+ * in [N,H,W,C] -> out [N,OH,OW,C]: the mean of each window's in-image elements
+ */
+nerve_status nerve_avgpool2d_forward(nerve_context *ctx, float *out, const float *in, int64_t N,
+                                     int64_t H, int64_t W, int64_t C, int64_t PH, int64_t PW,
+                                     int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH,
+                                     int64_t OW) {
+  NERVE_CHECK_CTX(ctx);
+  pool_geom g = {N, H, W, C, PH, PW, SH, SW, PT, PL, OH, OW};
+  nerve_status s = check_pool(ctx, &g, __func__);
+  if (s != NERVE_OK || N == 0) return s;
+  NERVE_CHECK_PTR(ctx, out);
+  NERVE_CHECK_PTR(ctx, in);
+  pool_job j = {&g, out, NULL, in, NULL, NULL};
+  nerve__parallel_for(ctx, N * OH, (1 << 15) / (OW * C * PH * PW) + 1, avgpool_fwd_isa[ctx->isa], &j);
+  return NERVE_OK;
+}
+
+NERVE_INLINE void avgpool_bwd_body(void *data, int64_t r0, int64_t r1) {
+  pool_job *j = data;
+  const pool_geom *g = j->g;
+  const int64_t C = g->C;
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t n = r / g->H, ih = r % g->H, o0, o1;
+    covering(ih, g->SH, g->PT, g->PH, g->OH, &o0, &o1);
+    for (int64_t iw = 0; iw < g->W; iw++) {
+      float *dx = j->y + ((n * g->H + ih) * g->W + iw) * C;
+      for (int64_t c = 0; c < C; c++) dx[c] = 0.0f;
+      int64_t q0, q1;
+      covering(iw, g->SW, g->PL, g->PW, g->OW, &q0, &q1);
+      for (int64_t oh = o0; oh < o1; oh++) {
+        int64_t h0, h1;
+        window(oh, g->SH, g->PT, g->PH, g->H, &h0, &h1);
+        for (int64_t ow = q0; ow < q1; ow++) {
+          int64_t w0, w1;
+          window(ow, g->SW, g->PL, g->PW, g->W, &w0, &w1);
+          const float inv = 1.0f / (float)((h1 - h0) * (w1 - w0));
+          const float *dy = j->dy + ((n * g->OH + oh) * g->OW + ow) * C;
+          for (int64_t c = 0; c < C; c++) dx[c] += dy[c] * inv;
+        }
+      }
+    }
+  }
+}
+NERVE_RANGE_KERNEL(avgpool_bwd);
+
+/*
+ * dout [N,OH,OW,C] -> din [N,H,W,C] (written)
+ */
+nerve_status nerve_avgpool2d_backward(nerve_context *ctx, float *din, const float *dout, int64_t N,
+                                      int64_t H, int64_t W, int64_t C, int64_t PH, int64_t PW,
+                                      int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH,
+                                      int64_t OW) {
+  NERVE_CHECK_CTX(ctx);
+  pool_geom g = {N, H, W, C, PH, PW, SH, SW, PT, PL, OH, OW};
+  nerve_status s = check_pool(ctx, &g, __func__);
+  if (s != NERVE_OK || N == 0) return s;
+  NERVE_CHECK_PTR(ctx, din);
+  NERVE_CHECK_PTR(ctx, dout);
+  pool_job j = {&g, din, NULL, NULL, dout, NULL};
+  nerve__parallel_for(ctx, N * H, (1 << 15) / (W * C) + 1, avgpool_bwd_isa[ctx->isa], &j);
+  return NERVE_OK;
+}
