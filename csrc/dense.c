@@ -5,6 +5,8 @@
  */
 #include "internal.h"
 
+#include <math.h>
+
 static nerve_status check_sizes(nerve_context *ctx, int64_t N, int64_t I, int64_t O,
                                 const char *func) {
   if (N < 0 || I < 0 || O < 0)
@@ -123,4 +125,89 @@ nerve_status nerve_dense_backward_sgd(nerve_context *ctx, float *din, float *wei
   }
   if (bias) nerve__bias_accumulate(ctx, bias, dout, N, O, -lr);
   return NERVE_OK;
+}
+
+/* ---- Backward fused with an Adam step --------------------------------------------------- */
+
+typedef struct {
+  nerve_context *ctx;
+  float *din, *weight, *m, *v;
+  const float *dout;
+  int64_t N, I, O;
+  nerve__adam_params p;
+} adam_fused_job;
+
+/* Before a tile's weights change: its columns of the input gradient, from the old weights. */
+static void adam_fused_rows(void *arg, int64_t k0, int64_t k1) {
+  adam_fused_job *j = arg;
+  if (j->din) nerve__gemm_nt_columns(j->ctx, j->din, j->I, j->dout, j->O, j->weight, j->O, j->N, j->O, k0, k1);
+}
+
+/* A tile of the weight gradient, g[r*ldg + c], applied at once. Only the AVX-512 visitor
+ * calls it, so it is compiled for AVX-512. */
+NERVE_TARGET_AVX512 static void adam_fused_tile(void *arg, int64_t k0, int64_t col, const float *g,
+                                                int64_t rows, int64_t cols, int64_t ldg) {
+  adam_fused_job *j = arg;
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t at = (k0 + r) * j->O + col;
+    float *w = j->weight + at, *m = j->m + at, *v = j->v + at;
+    const float *gr = g + r * ldg;
+    for (int64_t c = 0; c < cols; c++) nerve__adam_element(w + c, m + c, v + c, gr[c], &j->p);
+  }
+}
+
+/* Rows of the batch up to which the fused path is used (its tiles re-read the batch per tile). */
+enum { FUSED_MAX_ROWS = 256 };
+
+/*
+ * dout [N,O], in [N,I], weight [I,O], bias [O], moments [I,O] and [O] ->
+ *   din [N,I] (written, old weights), weight and bias stepped by Adam
+ */
+nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *weight, float *bias,
+                                       float *weight_m, float *weight_v, float *bias_m,
+                                       float *bias_v, const float *dout, const float *in,
+                                       int64_t N, int64_t I, int64_t O, float lr, float beta1,
+                                       float beta2, float eps, float weight_decay,
+                                       float decoupled_weight_decay, int64_t step) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_sizes(ctx, N, I, O, __func__);
+  if (s != NERVE_OK) return s;
+  if (N == 0 || O == 0 || I == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, weight);
+  NERVE_CHECK_PTR(ctx, weight_m);
+  NERVE_CHECK_PTR(ctx, weight_v);
+  NERVE_CHECK_PTR(ctx, dout);
+  NERVE_CHECK_PTR(ctx, in);
+  if (bias) {
+    NERVE_CHECK_PTR(ctx, bias_m);
+    NERVE_CHECK_PTR(ctx, bias_v);
+  }
+  /* The bias gradient first (small), stepped with nerve_adam_step's checks of every argument. */
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(O + (N <= FUSED_MAX_ROWS ? 0 : I * O)) * sizeof(float), __func__);
+  if (s != NERVE_OK) return s;
+  float *gbias = ctx->scratch[NERVE_SCRATCH_LAYER];
+  memset(gbias, 0, (size_t)O * sizeof(float));
+  nerve__bias_accumulate(ctx, gbias, dout, N, O, 1.0f);
+  float *dummy_m = gbias, *dummy_v = gbias; /* only for validating when there is no bias */
+  s = nerve_adam_step(ctx, bias ? bias : gbias, bias ? bias_m : dummy_m, bias ? bias_v : dummy_v, gbias,
+                      bias ? O : 0, lr, beta1, beta2, eps, 0.0f, 0.0f, step);
+  if (s != NERVE_OK) return s;
+  if (!(weight_decay >= 0.0f) || !(decoupled_weight_decay >= 0.0f))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "weight decays must be >= 0");
+  adam_fused_job j = {ctx, din, weight, weight_m, weight_v, dout, N, I, O,
+                      {lr, beta1, beta2, eps, (float)(1.0 / (1.0 - pow(beta1, (double)step))),
+                       (float)(1.0 / (1.0 - pow(beta2, (double)step))), weight_decay,
+                       1.0f - lr * decoupled_weight_decay}};
+  if (N <= FUSED_MAX_ROWS &&
+      nerve__gemm_tn_visit(ctx, in, I, dout, O, N, O, I, adam_fused_rows, adam_fused_tile, &j))
+    return NERVE_OK;
+  /* Elsewhere: the gradient in scratch, then the ordinary step. */
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(I * O) * sizeof(float), __func__);
+  if (s != NERVE_OK) return s;
+  float *gw = ctx->scratch[NERVE_SCRATCH_LAYER];
+  memset(gw, 0, (size_t)(I * O) * sizeof(float));
+  s = nerve_dense_backward(ctx, din, gw, NULL, dout, in, weight, N, I, O);
+  if (s != NERVE_OK) return s;
+  return nerve_adam_step(ctx, weight, weight_m, weight_v, gw, I * O, lr, beta1, beta2, eps,
+                         weight_decay, decoupled_weight_decay, step);
 }

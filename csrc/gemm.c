@@ -19,6 +19,9 @@
 #  include <immintrin.h>
 #endif
 
+/* A thread is worth waking for about this many multiply-adds. */
+enum { GEMM_GRAIN = 1 << 19 };
+
 /* ---- OpenBLAS on a fixed block grid ----------------------------------------------------- */
 
 enum { BLAS_MB = 64, BLAS_NB = 256, BLAS_KB = 64 };
@@ -136,7 +139,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, float *C
                                               const float *A, int64_t lda, const float *B,
                                               int64_t ldb, int64_t kc, const int32_t *ks,
                                               int64_t live, __mmask16 m0, __mmask16 m1,
-                                              bool from_c, const float *bias) {
+                                              bool from_c, const float *bias, bool prefetch) {
   __m512 c0[NN_MR], c1[NN_MR];
   __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
   __m512 b1 = (bias && W == 2) ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
@@ -157,6 +160,8 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, float *C
   const int64_t steps = ks ? live : kc;
   for (int64_t j = 0; j < steps; j++) {
     const int64_t k = ks ? ks[j] : j;
+    /* The first tile to meet a panel brings it in from memory: fetch a few rows ahead. */
+    if (prefetch) _mm_prefetch((const char *)(B + (k + 16) * ldb), _MM_HINT_T0);
     __m512 x0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
     __m512 x1 = W == 2 ? _mm512_maskz_loadu_ps(m1, B + k * ldb + 16) : x0;
     for (int r = 0; r < R; r++) {
@@ -174,16 +179,16 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, float *C
 #  define NN_TILE_CASE(R)                                                                      \
     case R:                                                                                    \
       if (W == 2)                                                                              \
-        nn_tile(R, 2, C, ldc, A, lda, B, ldb, kc, ks, live, m0, m1, from_c, bias);             \
+        nn_tile(R, 2, C, ldc, A, lda, B, ldb, kc, ks, live, m0, m1, from_c, bias, prefetch);   \
       else                                                                                     \
-        nn_tile(R, 1, C, ldc, A, lda, B, ldb, kc, ks, live, m0, m1, from_c, bias);             \
+        nn_tile(R, 1, C, ldc, A, lda, B, ldb, kc, ks, live, m0, m1, from_c, bias, prefetch);   \
       break;
 
 NERVE_TARGET_AVX512 static void nn_tile_any(int R, int W, float *C, int64_t ldc, const float *A,
                                             int64_t lda, const float *B, int64_t ldb,
                                             int64_t kc, const int32_t *ks, int64_t live,
                                             __mmask16 m0, __mmask16 m1, bool from_c,
-                                            const float *bias) {
+                                            const float *bias, bool prefetch) {
   switch (R) {
     NN_TILE_CASE(8)
     NN_TILE_CASE(7)
@@ -238,7 +243,7 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
           int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
           nn_tile_any(R, nr > 16 ? 2 : 1, j->C + m * j->ldc + col, j->ldc, j->A + m * j->lda + k0, j->lda,
                       Bp, ldb, kc, skip ? ks[t] : NULL, live[t], mask_lo(nr), mask_hi(nr),
-                      !first || j->accumulate, first ? (j->bias ? j->bias + col : NULL) : NULL);
+                      !first || j->accumulate, first ? (j->bias ? j->bias + col : NULL) : NULL, t == 0);
         }
       }
       if (kc == 0) break;
@@ -495,33 +500,57 @@ static void copy_rows_out(void *data, int64_t begin, int64_t end) {
  */
 enum { DOT_NI = 4, DOT_MR = 6 };
 
-NERVE_TARGET_AVX512 static void nn_dots(nn_job *j, int64_t i0, int64_t i1) {
+/* One MR x NI block of dot products over all K; MR and NI are compile-time constants so the
+ * MR*NI partial sums stay in registers. */
+NERVE_TARGET_AVX512 NERVE_INLINE void dots_block(const int MR, const int NI, const nn_job *j,
+                                                 int64_t m, int64_t i, int64_t next) {
   const int64_t K = j->K;
+  /* On the first pass over these rows of B, fetch the next block's rows (next >= 0): B comes
+   * cold from memory, and the hardware prefetcher alone leaves the loads waiting. */
+  __m512 acc[DOT_MR][DOT_NI];
+  for (int r = 0; r < MR; r++)
+    for (int q = 0; q < NI; q++) acc[r][q] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 16) {
+    __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1u);
+    __m512 b[DOT_NI];
+    for (int q = 0; q < NI; q++) b[q] = _mm512_maskz_loadu_ps(mk, j->B + (i + q) * j->ldb + k);
+    if (next >= 0)
+      for (int q = 0; q < DOT_NI; q++) _mm_prefetch((const char *)(j->B + (next + q) * j->ldb + k), _MM_HINT_T0);
+    for (int r = 0; r < MR; r++) {
+      __m512 a = _mm512_maskz_loadu_ps(mk, j->A + (m + r) * j->lda + k);
+      for (int q = 0; q < NI; q++) acc[r][q] = _mm512_fmadd_ps(a, b[q], acc[r][q]);
+    }
+  }
+  for (int r = 0; r < MR; r++)
+    for (int q = 0; q < NI; q++) {
+      float *c = j->C + (m + r) * j->ldc + i + q;
+      float init = j->accumulate ? *c : 0.0f;
+      if (j->bias) init += j->bias[i + q];
+      *c = init + _mm512_reduce_add_ps(acc[r][q]);
+    }
+}
+
+#  define DOTS_CASE(MR)                                                                        \
+    case MR:                                                                                   \
+      if (ni == DOT_NI)                                                                        \
+        dots_block(MR, DOT_NI, j, m, i, m == 0 ? i + DOT_NI : -1); /* may lie past i1: harmless */ \
+      else                                                                                     \
+        for (int q = 0; q < ni; q++) dots_block(MR, 1, j, m, i + q, -1);                       \
+      break;
+
+NERVE_TARGET_AVX512 static void nn_dots(nn_job *j, int64_t i0, int64_t i1) {
   for (int64_t i = i0; i < i1; i += DOT_NI) {
     const int ni = (int)(i1 - i < DOT_NI ? i1 - i : DOT_NI);
     for (int64_t m = 0; m < j->M; m += DOT_MR) {
-      const int mr = (int)(j->M - m < DOT_MR ? j->M - m : DOT_MR);
-      __m512 acc[DOT_MR][DOT_NI];
-      for (int r = 0; r < DOT_MR; r++)
-        for (int q = 0; q < DOT_NI; q++) acc[r][q] = _mm512_setzero_ps();
-      for (int64_t k = 0; k < K; k += 16) {
-        __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1u);
-        __m512 b[DOT_NI];
-        for (int q = 0; q < DOT_NI; q++)
-          b[q] = q < ni ? _mm512_maskz_loadu_ps(mk, j->B + (i + q) * j->ldb + k) : _mm512_setzero_ps();
-        for (int r = 0; r < DOT_MR; r++) {
-          if (r >= mr) break;
-          __m512 a = _mm512_maskz_loadu_ps(mk, j->A + (m + r) * j->lda + k);
-          for (int q = 0; q < DOT_NI; q++) acc[r][q] = _mm512_fmadd_ps(a, b[q], acc[r][q]);
-        }
+      switch ((int)(j->M - m < DOT_MR ? j->M - m : DOT_MR)) {
+        DOTS_CASE(6)
+        DOTS_CASE(5)
+        DOTS_CASE(4)
+        DOTS_CASE(3)
+        DOTS_CASE(2)
+        DOTS_CASE(1)
+        default: break;
       }
-      for (int r = 0; r < mr; r++)
-        for (int q = 0; q < ni; q++) {
-          float *c = j->C + (m + r) * j->ldc + i + q;
-          float init = j->accumulate ? *c : 0.0f;
-          if (j->bias) init += j->bias[i + q];
-          *c = init + _mm512_reduce_add_ps(acc[r][q]);
-        }
     }
   }
 }
@@ -536,10 +565,81 @@ static void nn_dots_member(void *data, int t, int nt) {
 
 #endif /* NERVE_X86 */
 
+/* ---- Visiting weight-gradient tiles (fused optimizer steps) ------------------------------- */
+#if NERVE_X86
+
+typedef struct {
+  const float *A, *D;
+  int64_t lda, ldd, M, N, K, tiles, panels;
+  nerve__rows_fn rows;
+  nerve__tile_fn apply;
+  void *arg;
+} visit_job;
+
+/* Columns of G gathered before apply runs, so it sees long contiguous row runs. */
+enum { VISIT_COLS = 1024 };
+
+NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1) {
+  static const int64_t panels_per_group = VISIT_COLS / NR;
+  float g[TN_KT * VISIT_COLS] __attribute__((aligned(64))); /* 48 KB of stack */
+  for (int64_t t = t0; t < t1; t++) {
+    int64_t k = t * TN_KT, kr = j->K - k < TN_KT ? j->K - k : TN_KT;
+    if (j->rows) j->rows(j->arg, k, k + kr);
+    for (int64_t p0 = 0; p0 < j->panels; p0 += panels_per_group) {
+      int64_t p1 = p0 + panels_per_group < j->panels ? p0 + panels_per_group : j->panels;
+      int64_t col0 = p0 * NR, cols = (j->N < p1 * NR ? j->N : p1 * NR) - col0;
+      memset(g, 0, sizeof(float) * TN_KT * VISIT_COLS);
+      for (int64_t p = p0; p < p1; p++) {
+        int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
+        tn_tile_any((int)kr, nr > 16 ? 2 : 1, g + (col - col0), VISIT_COLS, j->A + k, j->lda,
+                    j->D + col, j->ldd, j->M, mask_lo(nr), mask_hi(nr), 1.0f);
+      }
+      j->apply(j->arg, k, col0, g, kr, cols, VISIT_COLS);
+    }
+  }
+}
+
+static void visit_member(void *data, int t, int nt) {
+  visit_job *j = data;
+  int64_t a = j->tiles * t / nt, b = j->tiles * (t + 1) / nt;
+  if (a < b) visit_tiles(j, a, b);
+}
+
+#endif
+
+bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const float *D,
+                          int64_t ldd, int64_t M, int64_t N, int64_t K, nerve__rows_fn rows,
+                          nerve__tile_fn apply, void *arg) {
+#if NERVE_X86
+  if (ctx->isa != NERVE_ISA_AVX512) return false;
+  visit_job j = {A, D, lda, ldd, M, N, K, (K + TN_KT - 1) / TN_KT, (N + NR - 1) / NR, rows, apply, arg};
+  int threads = nerve__threads_for(ctx, M * N * K, GEMM_GRAIN);
+  if (threads > j.tiles) threads = (int)j.tiles;
+  nerve__parallel_team(threads, visit_member, &j);
+  return true;
+#else
+  (void)ctx, (void)A, (void)lda, (void)D, (void)ldd, (void)M, (void)N, (void)K, (void)rows, (void)apply, (void)arg;
+  return false;
+#endif
+}
+
+void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const float *A, int64_t lda,
+                            const float *BT, int64_t ldb, int64_t M, int64_t K, int64_t i0,
+                            int64_t i1) {
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX512 && K >= 16) {
+    nn_job j = {C, ldc, A, lda, BT, ldb, false, NULL, false, M, i1, K, 0, false};
+    nn_dots(&j, i0, i1);
+    return;
+  }
+#endif
+  /* Portable: one OpenBLAS call on this thread for the slice of columns. */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)(i1 - i0), (int)K, 1.0f, A,
+              (int)lda, BT + i0 * ldb, (int)ldb, 0.0f, C + i0, (int)ldc);
+}
+
 /* ---- Entry points ----------------------------------------------------------------------- */
 
-/* A thread is worth waking for about this many multiply-adds. */
-enum { GEMM_GRAIN = 1 << 19 };
 
 nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc, const float *A,
                             int64_t lda, const float *B, int64_t ldb, bool b_transposed,

@@ -163,6 +163,28 @@ NERVE_HIDDEN nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t l
 NERVE_HIDDEN void nerve__bias_accumulate(nerve_context *ctx, float *dbias, const float *dout,
                                          int64_t N, int64_t O, float alpha);
 
+/*
+ * The weight-gradient product visited tile by tile instead of stored: threads split the K rows
+ * of G[K,N] = A[M,K]^T . D[M,N] into tiles of up to 12 rows; for each tile, rows(arg, k0, k1)
+ * runs first, then apply(arg, k0, col, g, rows, cols, ldg) receives the tile's gradient for a
+ * run of columns (g[r*ldg + c], each element summed from zero over all M in order). Returns
+ * false (doing nothing) where there is no such kernel (no AVX-512): the caller then stores G
+ * and works on it.
+ */
+typedef void (*nerve__rows_fn)(void *arg, int64_t k0, int64_t k1);
+typedef void (*nerve__tile_fn)(void *arg, int64_t k0, int64_t col, const float *g, int64_t rows,
+                               int64_t cols, int64_t ldg);
+NERVE_HIDDEN bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda,
+                                       const float *D, int64_t ldd, int64_t M, int64_t N,
+                                       int64_t K, nerve__rows_fn rows, nerve__tile_fn apply,
+                                       void *arg);
+
+/* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. */
+NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc,
+                                         const float *A, int64_t lda, const float *BT,
+                                         int64_t ldb, int64_t M, int64_t K, int64_t i0,
+                                         int64_t i1);
+
 /* ---- Math written for vectorisation ----------------------------------------------------- */
 /*
  * libm's expf/tanhf are scalar calls that stop loops vectorising; these are straight-line code
@@ -225,6 +247,19 @@ NERVE_INLINE float nerve__sqrtf(float x) {
 #else
   return __builtin_sqrtf(x);
 #endif
+}
+
+/* One Adam element: shared by nerve_adam_step and the fused dense backward. */
+typedef struct {
+  float lr, beta1, beta2, eps, c1, c2, decay, shrink;
+} nerve__adam_params;
+
+NERVE_INLINE void nerve__adam_element(float *w, float *m, float *v, float g,
+                                      const nerve__adam_params *p) {
+  float gi = g + p->decay * *w;
+  *m = p->beta1 * *m + (1.0f - p->beta1) * gi;
+  *v = p->beta2 * *v + (1.0f - p->beta2) * gi * gi;
+  *w = *w * p->shrink - p->lr * (*m * p->c1) / (nerve__sqrtf(*v * p->c2) + p->eps);
 }
 
 NERVE_INLINE float nerve__sigmoidf(float x) { return 1.0f / (1.0f + nerve__expf(-x)); }

@@ -118,19 +118,13 @@ nerve_status nerve_nesterov_step(nerve_context *ctx, float *param, float *veloci
 
 /* ---- Adam and AdamW --------------------------------------------------------------------- */
 
-/* decay is coupled (added to the gradient) for Adam; AdamW applies it to param beforehand. */
+/* decay is coupled (added to the gradient); shrink applies AdamW's decoupled decay first. */
 NERVE_INLINE void adam_body(void *p, int64_t b, int64_t e) {
   step_job *j = p;
+  const nerve__adam_params a = {j->lr, j->beta1, j->beta2, j->eps, j->c1, j->c2, j->decay, 1.0f - j->momentum};
   float *w = j->param, *m = j->state0, *v = j->state1;
   const float *g = j->grad;
-  const float lr = j->lr, b1 = j->beta1, b2 = j->beta2, eps = j->eps, c1 = j->c1, c2 = j->c2;
-  const float wd = j->decay, shrink = 1.0f - j->momentum; /* momentum field: lr * decoupled decay */
-  for (int64_t i = b; i < e; i++) {
-    float gi = g[i] + wd * w[i];
-    m[i] = b1 * m[i] + (1.0f - b1) * gi;
-    v[i] = b2 * v[i] + (1.0f - b2) * gi * gi;
-    w[i] = w[i] * shrink - lr * (m[i] * c1) / (nerve__sqrtf(v[i] * c2) + eps);
-  }
+  for (int64_t i = b; i < e; i++) nerve__adam_element(w + i, m + i, v + i, g[i], &a);
 }
 NERVE_RANGE_KERNEL(adam);
 

@@ -168,6 +168,25 @@ NERVE_API nerve_status nerve_dense_backward_sgd(nerve_context *ctx, float *din, 
                                                 float *bias, const float *dout, const float *in,
                                                 int64_t N, int64_t I, int64_t O, float lr);
 
+/**
+ * Backward of nerve_dense_forward fused with an Adam (or AdamW) step, as nerve_adam_step
+ * defines it, on weight and bias:
+ *   din[N,I] = dout . weight^T   WRITTEN, with the weights before the step; skipped if NULL
+ *   weight, bias                 stepped with their gradients in^T . dout and sum_n dout, which
+ *                                are never stored: each tile is applied as it is computed
+ * weight_m, weight_v [I,O] and bias_m, bias_v [O] are Adam's moments; weight_decay (coupled)
+ * and decoupled_weight_decay apply to the weight only; step counts from 1. For small batches
+ * this reads the weights once instead of three times; larger batches fall back to storing the
+ * gradient in the context's workspace. The result equals the unfused path up to rounding.
+ */
+NERVE_API nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *weight,
+                                                 float *bias, float *weight_m, float *weight_v,
+                                                 float *bias_m, float *bias_v, const float *dout,
+                                                 const float *in, int64_t N, int64_t I,
+                                                 int64_t O, float lr, float beta1, float beta2,
+                                                 float eps, float weight_decay,
+                                                 float decoupled_weight_decay, int64_t step);
+
 /* ---- Activations ------------------------------------------------------------------------ */
 
 typedef enum nerve_activation {

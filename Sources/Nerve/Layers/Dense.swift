@@ -94,14 +94,28 @@ public final class Dense: Layer {
         io.outputGradient, io.input, w, Int64(io.batch), Int64(inputs), Int64(units)))
   }
 
-  override var supportsFusedSGD: Bool { true }
+  override func supportsFused(_ step: FusedStep) -> Bool {
+    switch step {
+    case .sgd: l2 == 0  // the fused descent step has no decay term
+    case .adam: true
+    }
+  }
 
-  override func backwardUpdate(_ io: LayerIO, learningRate: Float) throws {
-    let w = io.parameters
-    try io.check(
-      nerve_dense_backward_sgd(
-        io.ctx, io.inputGradient, w, useBias ? w + inputs * units : nil, io.outputGradient,
-        io.input, Int64(io.batch), Int64(inputs), Int64(units), learningRate))
+  override func backwardUpdate(_ io: LayerIO, step: FusedStep) throws {
+    let w = io.parameters, b = useBias ? w + inputs * units : nil
+    let n = Int64(io.batch), i = Int64(inputs), o = Int64(units)
+    switch step {
+    case .sgd(let lr):
+      try io.check(nerve_dense_backward_sgd(io.ctx, io.inputGradient, w, b, io.outputGradient, io.input, n, i, o, lr))
+    case .adam(let adam, let lr, let t, let m, let v):
+      let at = parameterOffset, bias = at + inputs * units
+      let coupled = 2 * l2 + (adam is AdamW ? 0 : adam.weightDecay)
+      let decoupled: Float = adam is AdamW ? adam.weightDecay : 0
+      try io.check(
+        nerve_dense_backward_adam(
+          io.ctx, io.inputGradient, w, b, m + at, v + at, useBias ? m + bias : nil, useBias ? v + bias : nil,
+          io.outputGradient, io.input, n, i, o, lr, adam.beta1, adam.beta2, adam.epsilon, coupled, decoupled, Int64(t)))
+    }
   }
 
   override var record: LayerRecord {

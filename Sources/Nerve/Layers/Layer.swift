@@ -62,12 +62,12 @@ public class Layer: CustomStringConvertible {
   /// (reserved once when training or inference is planned).
   func workspaceBytes(batch: Int) -> Int { 0 }
 
-  /// Can backward apply a plain gradient-descent step to the parameters directly?
-  var supportsFusedSGD: Bool { parameterCount == 0 }
+  /// Can backward apply this optimizer step to the parameters directly (no gradient buffer)?
+  /// Layers without parameters always can: they have nothing to update.
+  func supportsFused(_ step: FusedStep) -> Bool { parameterCount == 0 }
 
-  /// Backward fused with `parameters -= learningRate * gradient` (no gradient buffer). Layers
-  /// without parameters just run backward.
-  func backwardUpdate(_ io: LayerIO, learningRate: Float) throws { try backward(io) }
+  /// Backward fused with an optimizer step. Layers without parameters just run backward.
+  func backwardUpdate(_ io: LayerIO, step: FusedStep) throws { try backward(io) }
 
   /// Describes the layer for config and model files.
   var record: LayerRecord { LayerRecord(type: typeName) }

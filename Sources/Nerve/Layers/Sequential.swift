@@ -251,12 +251,12 @@ public final class Sequential: @unchecked Sendable {
   }
 
   /// Backpropagates from `plan.gradients[start]` (already holding dLoss/d(output of layer
-  /// start)) down to layer 0, accumulating parameter gradients into `gradients`, or, with
-  /// `descentRate`, stepping the parameters directly (plain SGD, fused).
+  /// start)) down to layer 0, accumulating parameter gradients into `gradients`; layers in
+  /// `fusedLayers` apply `fused` to their parameters directly instead.
   func backward(
     _ input: UnsafeMutablePointer<Float>, batch: Int, plan: Plan, context: ComputeContext,
     gradients: UnsafeMutablePointer<Float>, from start: Int, step: UInt64 = 0,
-    descentRate: Float? = nil
+    fused: FusedStep? = nil, fusedLayers: [Bool] = []
   ) throws {
     for i in stride(from: start, through: 0, by: -1) {
       let layer = layers[i]
@@ -268,8 +268,8 @@ public final class Sequential: @unchecked Sendable {
           parameterGradients: gradients + layer.parameterOffset,
           state: stateStorage.pointer + stateOffsets[i], scratch: plan.scratch[i],
           training: true, stepSeed: step &* 0x9E37_79B9 &+ UInt64(i))
-      if let descentRate {
-        try layer.backwardUpdate(io, learningRate: descentRate)
+      if let fused, i < fusedLayers.count, fusedLayers[i] {
+        try layer.backwardUpdate(io, step: fused)
       } else {
         try layer.backward(io)
       }

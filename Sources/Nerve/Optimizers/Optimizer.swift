@@ -12,6 +12,14 @@ struct ParameterGroup {
   var isWeight: Bool
 }
 
+/// An optimizer step a layer can apply inside its backward pass, so its gradient is never
+/// stored (see `Trainer.fusesOptimizerSteps`).
+enum FusedStep {
+  case sgd(learningRate: Float)
+  /// Adam at step `step` (1-based); moments are the optimizer's two state arrays.
+  case adam(Adam, learningRate: Float, step: Int, m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>)
+}
+
 /// Updates a model's parameters from their gradients. Use a concrete optimizer: `SGD`, `Adam`,
 /// `AdamW`, `RMSprop` or `Adadelta`.
 ///
@@ -76,6 +84,9 @@ public class Optimizer: CustomStringConvertible {
     state!.pointer + k * floats + g.offset
   }
 
+  /// The step layers may apply inside backward, if this optimizer has one.
+  func fusedStep(learningRate lr: Float) -> FusedStep? { nil }
+
   /// One update of every parameter group.
   func step(
     context: ComputeContext, parameters: UnsafeMutablePointer<Float>,
@@ -121,6 +132,10 @@ public final class SGD: Optimizer {
 
   override var stateArrays: Int { momentum == 0 ? 0 : 1 }
 
+  override func fusedStep(learningRate lr: Float) -> FusedStep? {
+    momentum == 0 && weightDecay == 0 ? .sgd(learningRate: lr) : nil
+  }
+
   override func validate() throws {
     try super.validate()
     guard momentum.isFinite, momentum >= 0, momentum < 1 else {
@@ -160,6 +175,12 @@ public class Adam: Optimizer {
 
   public override var description: String { "\(decoupled ? "adamw" : "adam")(lr: \(learningRate))" }
   override var stateArrays: Int { 2 }
+
+  override func fusedStep(learningRate lr: Float) -> FusedStep? {
+    guard let state else { return nil }
+    let floats = state.count / 2
+    return .adam(self, learningRate: lr, step: steps + 1, m: state.pointer, v: state.pointer + floats)
+  }
 
   override func validate() throws {
     try super.validate()

@@ -20,10 +20,12 @@ public final class Trainer {
   public let optimizer: Optimizer
   /// Threads and instruction set every kernel of a step runs with.
   public let context: ComputeContext
-  /// With plain SGD (no momentum, no weight decay), apply each step inside backward instead of
-  /// writing gradients first. Same mathematics, different rounding; much less memory traffic
-  /// (per-sample SGD touches only the weights of non-zero inputs). On by default.
-  public var fusesPlainSGD = true
+  /// Let layers apply the optimizer step inside backward instead of writing gradients first,
+  /// where they can: dense layers with plain SGD (no momentum, no weight decay) or Adam/AdamW.
+  /// Same mathematics, different rounding, much less memory traffic (per-sample SGD touches
+  /// only the weights of non-zero inputs; Adam reads a dense layer's weights once per step
+  /// instead of three times). On by default.
+  public var fusesOptimizerSteps = true
   /// Batches larger than this are run in chunks of this many samples whose gradients are added
   /// up before the one optimizer step: the same mathematics, but each chunk's activations stay
   /// in cache between forward and backward, and memory no longer grows with the batch. Depends
@@ -107,20 +109,22 @@ public final class Trainer {
     let tBatch = FloatBuffer(count: capacity * width)
     var yBatch = [Int32](repeating: 0, count: capacity)
     optimizer.bind(parameterFloats: model.parameterStorage.count)
+    let owners = model.parameterGroups.map(\.layer)
     let groups = model.parameterGroups.map {
       ParameterGroup(offset: $0.offset, count: $0.info.count, l2Decay: $0.info.decay, isWeight: $0.info.isWeight)
     }
     let penalties = groups.filter { $0.l2Decay > 0 }
     // A step inside backward would change the weights between chunks of one batch, and
     // diagnostics need the gradients themselves.
-    let fused =
-      fusesPlainSGD && !chunked && penalties.isEmpty && gradientDiagnostics == nil
-      && (optimizer as? SGD).map { $0.momentum == 0 && $0.weightDecay == 0 } == true
-      && model.layers.allSatisfy(\.supportsFusedSGD)
+    let fusing = fusesOptimizerSteps && !chunked && gradientDiagnostics == nil
+    let probe = fusing ? optimizer.fusedStep(learningRate: optimizer.learningRate) : nil
+    let fusedLayers = model.layers.map { layer in probe.map { layer.parameterCount > 0 && layer.supportsFused($0) } ?? false }
+    /// Groups whose gradients are stored and stepped by the optimizer as usual.
+    let stepped = zip(groups, owners).filter { !fusedLayers[$0.1] }.map(\.0)
     var recorder = gradientDiagnostics.map { _ in GradientRecorder(model: model) }
     var best: (score: Double, epoch: Int, snapshot: (parameters: [Float], state: [Float]))?
     var waited = 0
-    let gradients = FloatBuffer(count: fused ? 0 : model.parameterStorage.count)
+    let gradients = FloatBuffer(count: model.parameterStorage.count)
     let features = train.features.storage.pointer
     let d = model.inputCount
     let ctx = context.raw
@@ -158,7 +162,9 @@ public final class Trainer {
           t = tBatch.pointer
         }
         let globalStep = UInt64(optimizer.steps)
-        if !fused { gradients.zero() }
+        // Only gradients that will be stored need zeroing.
+        for g in stepped { (gradients.pointer + g.offset).update(repeating: 0, count: g.count) }
+        let fused = probe == nil ? nil : optimizer.fusedStep(learningRate: lr)
         var value = 0.0
         var right: Int64 = 0
         var c0 = 0
@@ -182,9 +188,18 @@ public final class Trainer {
             )
           }
           value += part
+          if c0 == 0 {
+            // The penalty is on the parameters this step starts from (fused layers change
+            // them during backward).
+            for g in penalties {
+              var ss = 0.0
+              try context.check(nerve_sum_squares(ctx, &ss, model.parameterStorage.pointer + g.offset, Int64(g.count)))
+              value += Double(g.l2Decay) / 2 * ss
+            }
+          }
           try model.backward(
             xc, batch: cr, plan: plan, context: context, gradients: gradients.pointer,
-            from: head.readsLayer, step: stream, descentRate: fused ? lr : nil)
+            from: head.readsLayer, step: stream, fused: fused, fusedLayers: fusedLayers)
           var chunkRight: Int64 = 0
           try yBatch.withUnsafeBufferPointer {
             try context.check(
@@ -193,11 +208,6 @@ public final class Trainer {
           right += chunkRight
           c0 += cr
         }
-        for g in penalties {
-          var ss = 0.0
-          try context.check(nerve_sum_squares(ctx, &ss, model.parameterStorage.pointer + g.offset, Int64(g.count)))
-          value += Double(g.l2Decay) / 2 * ss
-        }
         if recorder != nil {
           let stats = try recorder!.measure(gradients.pointer, context: context)
           recorder!.add(stats)
@@ -205,14 +215,10 @@ public final class Trainer {
             onGradients?(GradientRecord(epoch: epoch, step: optimizer.steps + 1, layers: stats))
           }
         }
-        if fused {
-          optimizer.steps += 1
-        } else {
-          try optimizer.step(
-            context: context, parameters: model.parameterStorage.pointer,
-            gradients: gradients.pointer, groups: groups, learningRate: lr,
-            parameterFloats: model.parameterStorage.count)
-        }
+        try optimizer.step(
+          context: context, parameters: model.parameterStorage.pointer,
+          gradients: gradients.pointer, groups: stepped, learningRate: lr,
+          parameterFloats: model.parameterStorage.count)
         correct += right
         lossSum += value * Double(rows)
         onBatch?(

@@ -62,7 +62,7 @@ struct TrainingTests {
   func run(threads: Int, seed: UInt64, batch: BatchSize, optimizer: Optimizer, fused: Bool = true) throws -> ([EpochMetrics], [Float]) {
     let model = try mlp(seed: seed, hidden: 48)
     let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: optimizer, threads: threads)
-    trainer.fusesPlainSGD = fused
+    trainer.fusesOptimizerSteps = fused
     let h = try trainer.fit(
       Fixtures.mnist.train.prefix(1500), validation: Fixtures.mnist.validation.prefix(500), epochs: 2,
       batchSize: batch, seed: seed)

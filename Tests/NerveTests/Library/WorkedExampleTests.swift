@@ -22,7 +22,7 @@ struct WorkedExampleTests {
     let before = try model.outputs(for: data.features)
     #expect(abs(before[flat: 0] - 0.5597295991) < 1e-6, "output before: \(before[flat: 0])")
     let trainer = Trainer(model: model, loss: .meanSquaredError, optimizer: SGD(learningRate: 5), threads: 1)
-    trainer.fusesPlainSGD = fused
+    trainer.fusesOptimizerSteps = fused
     try trainer.fit(data, epochs: 1, batchSize: .full)
     let w1 = try model.parameter(layer: 0, "weight").scalars + model.parameter(layer: 0, "bias").scalars
     let expectedW1: [Double] = [0.34322654, -0.52734731, 0.81080664, 0.19316317, 0.25403318, -0.43418414]
