@@ -350,9 +350,17 @@ public struct ParameterGradient: Sendable {
 
 extension Trainer {
   /// The gradient of the loss over all of `data` (one full batch, training mode) with respect
-  /// to every parameter, without changing the model. The labs' hand-worked gradients are
+  /// to every parameter, without changing the parameters. The labs' hand-worked gradients are
   /// checked with this.
   public func gradients(for data: Dataset) throws -> [ParameterGradient] {
+    try lossAndGradients(for: data).gradients
+  }
+
+  /// The training-mode loss over all of `data` as one batch (batch statistics, the first
+  /// step's dropout masks), and its gradient with respect to every parameter. Parameters are
+  /// unchanged (batch-norm running averages move, as in any training forward pass). Finite
+  /// differences of this loss check the gradients.
+  public func lossAndGradients(for data: Dataset) throws -> (loss: Double, gradients: [ParameterGradient]) {
     try checkFits(data)
     let head = try LossHead(loss: loss, model: model)
     let width = model.outputCount
@@ -362,15 +370,26 @@ extension Trainer {
     let targets = data.oneHot(width: width)
     let x = data.features.storage.pointer
     try model.forward(x, batch: data.count, plan: plan, context: context, training: true, through: head.readsLayer + 1)
-    _ = try head.evaluate(
+    var loss = try head.evaluate(
       context: context, outputs: plan.outputs[head.readsLayer],
       probabilities: head.probabilitiesLayer.map { plan.outputs[$0] }, targets: targets.pointer,
       gradient: plan.gradients[head.readsLayer], rows: data.count, classes: width, count: data.count)
+    for g in model.parameterGroups where g.info.decay > 0 {
+      var ss = 0.0
+      try context.check(nerve_sum_squares(context.raw, &ss, model.parameterStorage.pointer + g.offset, Int64(g.info.count)))
+      loss += Double(g.info.decay) / 2 * ss
+    }
     try model.backward(x, batch: data.count, plan: plan, context: context, gradients: grads.pointer, from: head.readsLayer)
-    return model.parameterGroups.map { g in
+    // The L2 penalty's gradient (optimizers apply it as coupled decay, outside backward).
+    for g in model.parameterGroups where g.info.decay > 0 {
+      let w = model.parameterStorage.pointer + g.offset, d = grads.pointer + g.offset
+      for i in 0..<g.info.count { d[i] += g.info.decay * w[i] }
+    }
+    let gradients = model.parameterGroups.map { g in
       ParameterGradient(
         layer: g.layer, name: g.info.name,
         value: Tensor(shape: g.info.shape, values: Array(UnsafeBufferPointer(start: grads.pointer + g.offset, count: g.info.count))))
     }
+    return (loss, gradients)
   }
 }

@@ -138,3 +138,54 @@ struct DenseKernelTests {
     expectClose(dx, ref.dx, "input gradient alone")
   }
 }
+
+@Suite("Dense backward fused with Adam")
+struct FusedAdamKernelTests {
+  /// Batches on both sides of the fused path's limit (256 rows), odd widths, batch 1.
+  static let shapes: [DenseShape] = [
+    .init(n: 1, i: 7, o: 5), .init(n: 32, i: 129, o: 100), .init(n: 13, i: 300, o: 47),
+    .init(n: 300, i: 37, o: 29), .init(n: 5, i: 64, o: 1030),
+  ]
+
+  @Test("matches dense backward followed by Adam steps", arguments: DenseKernelTests.configurations, shapes)
+  func matchesReference(_ key: String, _ s: DenseShape) {
+    let k = DenseKernelTests.kernels(key)
+    for decoupled in [false, true] {
+      var w = randomFloats(s.i * s.o, seed: 1), b = randomFloats(s.o, seed: 2)
+      var wm = [Float](repeating: 0, count: w.count), wv = wm, bm = [Float](repeating: 0, count: s.o), bv = bm
+      var rw = doubles(w), rb = doubles(b)
+      var rwm = [Double](repeating: 0, count: w.count), rwv = rwm, rbm = [Double](repeating: 0, count: s.o), rbv = rbm
+      var dx = [Float](repeating: .nan, count: s.n * s.i)
+      for t in 1...3 {
+        let x = sparseInputs(s.n, s.i, seed: UInt64(10 + t)), dy = randomFloats(s.n * s.o, seed: UInt64(20 + t))
+        let ref = Reference.denseBackward(dy: doubles(dy), x: doubles(x), w: rw, n: s.n, i: s.i, o: s.o)
+        k.ok(nerve_dense_backward_adam(
+          k.ctx, &dx, &w, &b, &wm, &wv, &bm, &bv, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.01, 0.9, 0.999, 1e-7,
+          decoupled ? 0 : 0.02, decoupled ? 0.02 : 0, Int64(t)), "fused step \(t)")
+        expectClose(dx, ref.dx, atol: 1e-5 * Double(s.o).squareRoot(), "input gradient (old weights) \(s) step \(t) \(k.label)")
+        (rw, rwm, rwv) = Reference.adam(w: rw, m: rwm, v: rwv, g: ref.dw, lr: 0.01, beta1: 0.9, beta2: 0.999, eps: Double(Float(1e-7)), decay: 0.02, decoupled: decoupled, step: t)
+        (rb, rbm, rbv) = Reference.adam(w: rb, m: rbm, v: rbv, g: ref.db, lr: 0.01, beta1: 0.9, beta2: 0.999, eps: Double(Float(1e-7)), decay: 0, decoupled: false, step: t)
+      }
+      expectClose(w, rw, rtol: 1e-4, atol: 2e-5, "weights after 3 fused Adam steps \(s) \(k.label) decoupled \(decoupled)")
+      expectClose(b, rb, rtol: 1e-4, atol: 2e-5, "bias after 3 steps \(s)")
+      expectClose(wm, rwm, rtol: 1e-4, atol: 1e-6, "first moments \(s)")
+    }
+  }
+
+  @Test("bit-identical at 1, 2 and 3 threads", arguments: shapes)
+  func threadIndependent(_ s: DenseShape) {
+    let x = sparseInputs(s.n, s.i, seed: 3), dy = randomFloats(s.n * s.o, seed: 4)
+    for isa in InstructionSet.allCases where isa.rawValue <= InstructionSet.best.rawValue {
+      var runs: [[Float]] = []
+      for threads in [1, 2, 3] {
+        let k = Kernels(threads: threads, isa: isa)
+        var w = randomFloats(s.i * s.o, seed: 5), b = randomFloats(s.o, seed: 6)
+        var wm = [Float](repeating: 0, count: w.count), wv = wm, bm = [Float](repeating: 0, count: s.o), bv = bm
+        var dx = [Float](repeating: 0, count: s.n * s.i)
+        k.ok(nerve_dense_backward_adam(k.ctx, &dx, &w, &b, &wm, &wv, &bm, &bv, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.01, 0.9, 0.999, 1e-7, 0, 0, 1))
+        runs.append(dx + w + b + wm + wv)
+      }
+      #expect(bitwiseEqual(runs[0], runs[1]) && bitwiseEqual(runs[0], runs[2]), "\(s) on \(isa)")
+    }
+  }
+}

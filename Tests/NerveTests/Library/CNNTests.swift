@@ -1,0 +1,210 @@
+// Convolutional networks and the training controls: gradients by finite differences, learning,
+// model files with batch-norm state, dropout and batch norm in training vs inference, early
+// stopping, schedules, gradient diagnostics, every optimizer.
+import Foundation
+import Nerve
+import Testing
+
+@Suite("Convolutional networks and training controls")
+struct CNNTests {
+  /// A small image dataset: the first MNIST images as [28, 28, 1].
+  static let images: MNIST = {
+    do { return try MNIST.load(imageShape: .channels) } catch { fatalError("\(error)") }
+  }()
+
+  @Test("a CNN's gradients agree with finite differences of its training loss")
+  func gradientCheck() throws {
+    // 9x9 crops keep the check fast; every layer type is on the path.
+    var crops = [Float]()
+    let source = Fixtures.mnist.train.prefix(6)
+    for n in 0..<6 { for y in 0..<9 { for x in 0..<9 { crops.append(source.features[flat: n * 784 + (y + 9) * 28 + x + 9]) } } }
+    let data = try Dataset(features: Tensor(shape: [6, 9, 9, 1], values: crops.map { $0 + 0.1 }), labels: [0, 1, 2, 0, 1, 2], classes: 3)
+    let model = try Sequential(input: [9, 9, 1], seed: 4) {
+      Conv2D(3, kernel: 3, stride: 2, padding: .same, activation: .tanh)
+      BatchNorm()
+      Conv2D(4, kernel: 2, activation: .sigmoid, l2: 0.01)
+      AvgPool2D(pool: 2, stride: 1)
+      MaxPool2D(pool: 2, stride: 1, padding: .same)
+      Flatten()
+      Dropout(0.3)
+      Dense(3, activation: .softmax, l2: 0.02)
+    }
+    let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: Adam(), threads: 1)
+    let analytic = try trainer.lossAndGradients(for: data).gradients
+    var checked = 0
+    for g in analytic {
+      var p = try model.parameter(layer: g.layer, g.name)
+      for i in stride(from: 0, to: p.count, by: max(1, p.count / 5)) {
+        let original = p[flat: i], h: Float = 5e-3
+        p[flat: i] = original + h
+        try model.setParameter(layer: g.layer, g.name, to: p)
+        let up = try trainer.lossAndGradients(for: data).loss
+        p[flat: i] = original - h
+        try model.setParameter(layer: g.layer, g.name, to: p)
+        let down = try trainer.lossAndGradients(for: data).loss
+        p[flat: i] = original
+        try model.setParameter(layer: g.layer, g.name, to: p)
+        let numeric = (up - down) / Double(2 * h), value = Double(g.value[flat: i])
+        #expect(abs(numeric - value) < 2e-3 + 0.02 * abs(value), "layer \(g.layer) \(g.name)[\(i)]: analytic \(value) numeric \(numeric)")
+        checked += 1
+      }
+    }
+    #expect(checked >= 30)
+  }
+
+  @Test("a small CNN learns MNIST digits (>= 90% on 1,000 test images after 2 epochs on 5,000)")
+  func learns() throws {
+    let model = try Sequential(input: [28, 28, 1]) {
+      Conv2D(8, kernel: 3, padding: .same, activation: .relu)
+      BatchNorm()
+      MaxPool2D()
+      Flatten()
+      Dropout(0.2)
+      Dense(10, activation: .softmax)
+    }
+    let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: Adam(learningRate: 2e-3), threads: 2)
+    try trainer.fit(Self.images.train.prefix(5000), epochs: 2, batchSize: 32)
+    let e = try trainer.evaluate(Self.images.test.prefix(1000))
+    #expect(e.accuracy >= 0.90, "accuracy \(e.accuracy)")
+    let confusion = try model.confusionMatrix(Self.images.test.prefix(1000))
+    #expect(confusion.total == 1000 && confusion.correct == e.correct)
+    #expect(confusion.description.contains("recall"))
+  }
+
+  @Test("a CNN with batch norm and dropout saves and reloads exactly, running statistics included")
+  func modelFile() throws {
+    let model = try Sequential(input: [28, 28, 1]) {
+      Conv2D(4, kernel: 5, stride: 2, padding: .valid, activation: .relu)
+      BatchNorm(momentum: 0.9)
+      AvgPool2D()
+      Flatten()
+      Dropout(0.5)
+      Dense(10, activation: .softmax)
+    }
+    let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: RMSprop(), threads: 2)
+    try trainer.fit(Self.images.train.prefix(500), epochs: 1, batchSize: 50)
+    let path = Fixtures.temporaryDirectory() + "/cnn.safetensors"
+    try model.save(to: path)
+    let loaded = try Sequential.load(from: path)
+    let x = Self.images.test.prefix(200).features
+    #expect(try loaded.outputs(for: x) == model.outputs(for: x))
+    #expect(loaded.summary == model.summary)
+    #expect(model.summary.contains("(None, 12, 12, 4)"), "\(model.summary)")
+  }
+
+  @Test("dropout is the identity in inference and masks in training; batch norm switches statistics")
+  func trainingVersusInference() throws {
+    let data = try Dataset(features: Tensor(shape: [64, 8], values: randomFloats(512, seed: 1, low: 2, high: 4)), labels: [Int32](repeating: 0, count: 64), classes: 2)
+    let model = try Sequential(input: [8], seed: 2) {
+      Dropout(0.5)
+      BatchNorm()
+      Dense(2, weights: .constant(1), bias: .zeros)
+    }
+    // Inference: dropout passes through and batch norm uses its initial running statistics
+    // (mean 0, variance 1), so the output is gamma * x / sqrt(1 + eps) summed: no zeros.
+    let out = try model.outputs(for: data.features)
+    let x0 = (0..<8).reduce(Float(0)) { $0 + data.features[flat: $1] }
+    #expect(abs(out[flat: 0] - x0 / (1 + 1e-3).squareRoot()) < 1e-3)
+    // Training: batch statistics centre every feature, so the loss differs from inference's.
+    let trainer = Trainer(model: model, loss: .meanSquaredError, optimizer: SGD(learningRate: 0.1))
+    let training = try trainer.lossAndGradients(for: data).loss
+    let inference = try trainer.evaluate(data).loss
+    #expect(abs(training - inference) > 1, "training \(training) inference \(inference)")
+  }
+
+  @Test("early stopping stops when validation loss stops improving and restores the best epoch")
+  func earlyStopping() throws {
+    let model = try Sequential(input: 784) {
+      Dense(64, activation: .relu)
+      Dense(10, activation: .softmax)
+    }
+    let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: Adam(learningRate: 0.01), threads: 2)
+    let valid = Fixtures.mnist.validation.prefix(500)
+    let h = try trainer.fit(
+      Fixtures.mnist.train.prefix(100), validation: valid, epochs: 60, batchSize: 10,
+      earlyStopping: EarlyStopping(monitor: .validationLoss, patience: 2))
+    #expect(h.stoppedEarly && h.epochs.count < 60, "trained \(h.epochs.count) epochs")
+    let best = try #require(h.bestEpoch)
+    #expect(h.epochs.count == best + 3, "stops after patience + 1 epochs without improvement")
+    let bestLoss = h.epochs[best - 1].validLoss!
+    #expect(h.epochs.allSatisfy { $0.validLoss! >= bestLoss })
+    #expect(abs(try trainer.evaluate(valid).loss - bestLoss) < 1e-9, "the best epoch's weights are back")
+    #expect(throws: NerveError.self) {
+      try trainer.fit(Fixtures.mnist.train.prefix(10), epochs: 1, earlyStopping: EarlyStopping())
+    }
+  }
+
+  @Test("learning-rate schedules")
+  func schedules() throws {
+    #expect(LearningRateSchedule.step(every: 2, factor: 0.5).multiplier(epoch: 5, of: 10) == 0.25)
+    #expect(LearningRateSchedule.cosine().multiplier(epoch: 1, of: 11) == 1)
+    #expect(abs(LearningRateSchedule.cosine().multiplier(epoch: 6, of: 11) - 0.5) < 1e-6)
+    #expect(LearningRateSchedule.cosine(minimum: 0.1).multiplier(epoch: 11, of: 11) == 0.1)
+    #expect(abs(LearningRateSchedule.exponential(factor: 0.9).multiplier(epoch: 3, of: 5) - 0.81) < 1e-6)
+    #expect(LearningRateSchedule(parsing: "step(10, 0.5)") == .step(every: 10, factor: 0.5))
+    #expect(LearningRateSchedule(parsing: "wiggle") == nil)
+    let model = try Sequential(input: 784) { Dense(10, activation: .softmax) }
+    let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: SGD(learningRate: 0.4))
+    let h = try trainer.fit(Fixtures.mnist.train.prefix(50), epochs: 3, batchSize: 10, schedule: .step(every: 1, factor: 0.5))
+    #expect(h.epochs.map(\.learningRate) == [0.4, 0.2, 0.1].map { Double(Float($0)) })
+  }
+
+  @Test("gradient diagnostics show vanishing gradients in a deep sigmoid network")
+  func diagnostics() throws {
+    let layers: [Layer] = (0..<10).map { _ in Dense(32, activation: .sigmoid) } + [Dense(10, activation: .softmax)]
+    let model = try Sequential(input: [784], layers: layers)
+    let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: SGD(learningRate: 0.1), threads: 2)
+    var records: [GradientRecord] = []
+    trainer.onGradients = { records.append($0) }
+    let h = try trainer.fit(Fixtures.mnist.train.prefix(640), epochs: 2, batchSize: 32, gradientDiagnostics: GradientDiagnostics(everySteps: 5))
+    let stats = try #require(h.epochs.last?.gradients)
+    #expect(stats.count == 11 && stats.allSatisfy { $0.type == "dense" })
+    #expect(stats[0].weightNorm < stats[10].weightNorm / 100, "first layer \(stats[0].weightNorm) vs last \(stats[10].weightNorm)")
+    #expect(stats.allSatisfy { $0.weightMeanAbs > 0 && $0.biasNorm != nil })
+    #expect(records.count == 8 && records.map(\.step) == [5, 10, 15, 20, 25, 30, 35, 40])
+  }
+
+  @Test("every optimizer trains the 8x8 digits (>= 85%)", arguments: ["sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adadelta"])
+  func optimizers(name: String) throws {
+    let digits = try Digits.load().preprocessed(Preprocessing(scale: 1.0 / 16))
+    let (train, test) = try digits.split(fraction: 0.8, seed: 0)
+    let optimizer: Optimizer = switch name {
+    case "sgd": SGD(learningRate: 0.5)
+    case "momentum": SGD(learningRate: 0.05, momentum: 0.9)
+    case "nesterov": SGD(learningRate: 0.05, momentum: 0.9, nesterov: true)
+    case "adam": Adam(learningRate: 0.01)
+    case "adamw": AdamW(learningRate: 0.01)
+    case "rmsprop": RMSprop(learningRate: 0.01)
+    default: Adadelta()
+    }
+    let model = try Sequential(input: 64) {
+      Dense(32, activation: .tanh)
+      Dense(10, activation: .softmax)
+    }
+    let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: optimizer, threads: 1)
+    try trainer.fit(train, epochs: 15, batchSize: 16)
+    let e = try trainer.evaluate(test)
+    #expect(e.accuracy >= 0.85, "\(name): \(e.accuracy)")
+  }
+
+  @Test("fused and unfused Adam agree up to rounding, and are reproducible at any thread count")
+  func fusedAdam() throws {
+    func run(fused: Bool, threads: Int) throws -> [Float] {
+      let model = try Sequential(input: [28, 28, 1], seed: 3) {
+        Conv2D(4, kernel: 3, activation: .relu)
+        MaxPool2D()
+        Flatten()
+        Dense(32, activation: .relu, l2: 0.001)
+        Dense(10, activation: .softmax)
+      }
+      let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: AdamW(learningRate: 1e-3), threads: threads)
+      trainer.fusesOptimizerSteps = fused
+      try trainer.fit(Self.images.train.prefix(400), epochs: 1, batchSize: 20)
+      return try model.parameter(layer: 4, "weight").scalars + model.parameter(layer: 0, "weight").scalars
+    }
+    let a = try run(fused: true, threads: 1), b = try run(fused: true, threads: 2), c = try run(fused: false, threads: 2)
+    #expect(bitwiseEqual(a, b), "fused Adam is thread-independent")
+    let worst = zip(a, c).map { abs($0 - $1) }.max()!
+    #expect(worst < 1e-4, "fused vs unfused: largest difference \(worst)")
+  }
+}
