@@ -3,6 +3,8 @@
 #
 #   bench/compare.sh                 # threads 1,2; 5 timed repetitions each
 #   THREADS=2 REPEATS=9 bench/compare.sh
+#   WORKLOADS=lab-e THREADS=2 REPEATS=1 bench/compare.sh   # Lab E's CNN, one epoch each
+#       (PyTorch twice: with Adam(fused=True), and with its default Adam)
 #
 # Installs PyTorch (CPU use of the PyPI wheel) into bench/.venv on first use. The two tools are
 # run alternately workload by workload, so machine noise hits both alike; medians are compared.
@@ -26,21 +28,33 @@ trap 'rm -f "$results"' EXIT
 for w in ${WORKLOADS//,/ }; do
   .build/release/nerve bench --json --workloads "$w" --threads "$THREADS" --repeats "$REPEATS" >>"$results"
   "$venv/bin/python" bench/torch_bench.py --workloads "$w" --threads "$THREADS" --repeats "$REPEATS" >>"$results"
+  if [ "$w" = lab-e ]; then
+    "$venv/bin/python" bench/torch_bench.py --workloads lab-e-default-adam --threads "$THREADS" --repeats "$REPEATS" >>"$results"
+  fi
 done
 
 python3 - "$results" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 cells = {}
+torch_name = "pytorch"
 for r in rows:
     tool = "nerve" if r["tool"] == "nerve" else "torch"
-    cells[(r["workload"], r["threads"], tool)] = r
+    w = r["workload"]
+    if w == "lab-e-default-adam":
+        cells[("lab-e", r["threads"], "torch-default")] = r
+        continue
+    cells[(w, r["threads"], tool)] = r
     if tool == "torch": torch_name = r["tool"]
-units = {"lab-a": "s/epoch (50,000 images)", "minibatch": "s/epoch (50,000 images)", "per-sample": "s/10,000 images"}
+units = {"lab-a": "s/epoch (50,000 images)", "minibatch": "s/epoch (50,000 images)", "per-sample": "s/10,000 images",
+         "lab-e": "s/epoch (50,000 images); PyTorch with Adam(fused=True)"}
 print(f"{'workload':<12}{'threads':>8}{'nerve':>11}{torch_name:>22}{'speed-up':>10}   unit")
 for (w, t, tool), r in sorted(cells.items()):
     if tool != "nerve" or (w, t, "torch") not in cells: continue
     n, p = r["median_seconds"], cells[(w, t, "torch")]["median_seconds"]
     print(f"{w:<12}{t:>8}{n:>11.4f}{p:>22.4f}{p / n:>9.1f}x   {units.get(w, 's')}")
-print("medians of the timed runs; each tool's first run is a warm-up and not counted")
+    if (w, t, "torch-default") in cells:
+        q = cells[(w, t, "torch-default")]["median_seconds"]
+        print(f"{'':<12}{'':>8}{'':>11}{q:>22.4f}{q / n:>9.1f}x   with PyTorch's default (unfused) Adam")
+print("medians of the timed runs; each tool's first run is a warm-up and not counted (except nerve's lab-e epochs, all timed)")
 PY

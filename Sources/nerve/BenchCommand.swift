@@ -12,13 +12,15 @@ struct BenchCommand: ParsableCommand {
         lab-a       784-30-10 sigmoid, MSE, full-batch gradient descent, lr 1: seconds per epoch
         minibatch   784-300-10 sigmoid + softmax cross-entropy, minibatches of 100, lr 0.1: seconds per epoch
         per-sample  the same network, per-sample SGD, lr 0.01: seconds per pass over the first 10,000 images
+        lab-e       Lab E's CNN (conv 32 3x3, batch norm, max pool, dense 784, dense 10), Adam lr 1e-4,
+                    minibatches of 32: seconds per epoch (no warm-up epoch; not in the default list)
       bench/compare.sh runs these beside PyTorch in one go and prints the ratios.
       """)
 
   @Option(name: .long, help: ArgumentHelp("Comma-separated thread counts to time.", valueName: "list"))
   var threads: String = "1,2"
 
-  @Option(name: .long, help: ArgumentHelp("Comma-separated workloads: lab-a, minibatch, per-sample.", valueName: "list"))
+  @Option(name: .long, help: ArgumentHelp("Comma-separated workloads: lab-a, minibatch, per-sample, lab-e.", valueName: "list"))
   var workloads: String = "lab-a,minibatch,per-sample"
 
   @Option(name: .long, help: ArgumentHelp("Timed repetitions per workload (the median is reported; a first, untimed one warms up).", valueName: "n"))
@@ -30,7 +32,7 @@ struct BenchCommand: ParsableCommand {
   @Flag(name: .long, help: "Print one JSON object per measurement instead of a table.")
   var json = false
 
-  static let known = ["lab-a", "minibatch", "per-sample"]
+  static let known = ["lab-a", "minibatch", "per-sample", "lab-e"]
 
   func validate() throws {
     guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
@@ -45,6 +47,7 @@ struct BenchCommand: ParsableCommand {
   func run() throws {
     try reportingErrors {
       let mnist = try MNIST.load(from: data)
+      let images = workloads.contains("lab-e") ? try MNIST.load(from: data, imageShape: .channels) : mnist
       let first10k = mnist.train.prefix(10_000)
       let threadCounts = threads.split(separator: ",").map { Int($0)! }
       if !json {
@@ -53,7 +56,7 @@ struct BenchCommand: ParsableCommand {
       }
       for workload in workloads.split(separator: ",").map(String.init) {
         for t in threadCounts {
-          let (seconds, samples) = try measure(workload, threads: t, mnist: mnist, first10k: first10k)
+          let (seconds, samples) = try measure(workload, threads: t, mnist: workload == "lab-e" ? images : mnist, first10k: first10k)
           let m = median(seconds)
           if json {
             print(MetricsWriter.object([
@@ -81,6 +84,18 @@ struct BenchCommand: ParsableCommand {
       let trainer = Trainer(model: model, loss: .meanSquaredError, optimizer: SGD(learningRate: 1), threads: threads)
       let h = try trainer.fit(mnist.train, epochs: runs, batchSize: .full)
       return (h.epochs.dropFirst().map(\.seconds), mnist.train.count)
+    case "lab-e":
+      let model = try Sequential(input: [28, 28, 1]) {
+        Conv2D(32, kernel: 3, padding: .same, activation: .relu, weights: .xavierNormal)
+        BatchNorm()
+        MaxPool2D()
+        Flatten()
+        Dense(784, activation: .relu, weights: .xavierNormal)
+        Dense(10, activation: .softmax, weights: .xavierNormal)
+      }
+      let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: Adam(learningRate: 1e-4), threads: threads)
+      let h = try trainer.fit(mnist.train, epochs: repeats, batchSize: 32)
+      return (h.epochs.map(\.seconds), mnist.train.count)
     default:
       let model = try Sequential(input: 784) {
         Dense(300, activation: .sigmoid)

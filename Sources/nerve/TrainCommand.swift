@@ -19,6 +19,9 @@ struct TrainCommand: ParsableCommand {
   @Option(name: .long, help: ArgumentHelp("A TOML config (see examples/); flags override it.", valueName: "file"))
   var config: String?
 
+  @Option(name: .long, help: ArgumentHelp("Change one key of the config: key=value (repeatable), e.g. train.learning_rate=0.5, layer.0.units=75, hidden=75, data.subset=1000.", valueName: "key=value"))
+  var set: [String] = []
+
   @OptionGroup var dataOptions: DataOptions
 
   @Option(name: .long, help: ArgumentHelp("Data set when no config says: mnist or digits.", valueName: "name"))
@@ -165,8 +168,9 @@ struct TrainCommand: ParsableCommand {
   func resolvedConfig() throws -> ExperimentConfig {
     var c: ExperimentConfig
     if let config {
-      c = try ExperimentConfig(contentsOf: config)
+      c = try ExperimentConfig(contentsOf: config, overrides: set.map { try ConfigOverride(parsing: $0) })
     } else {
+      guard set.isEmpty else { throw NerveError(.badValue, at: "--set", "changes a config file's keys; it needs --config") }
       c = ExperimentConfig()
       c.name = "default"
       c.layers = ExperimentConfig.mlp(sizes: [784, 100, 10], hidden: .relu, output: .softmax, weights: nil)
@@ -274,6 +278,7 @@ struct TrainCommand: ParsableCommand {
       if !quiet { print(confusion) }
       let total = (ContinuousClock.now - started).components
       let totalSeconds = Double(total.seconds) + Double(total.attoseconds) * 1e-18
+      if !quiet && history.epochs.count >= 2 { print(curveSummary(history)) }
       print(String(format: "test: %d/%d correct (%.2f%%), loss %.4f", test.correct, test.count, 100 * test.accuracy, test.loss))
       print(String(format: "time: %.2f s training (%d epochs, median %.4f s per epoch), %.2f s in all", history.trainingSeconds, history.epochs.count, median(history.epochs.map(\.seconds)), totalSeconds))
       try writer?.add(
@@ -282,6 +287,7 @@ struct TrainCommand: ParsableCommand {
           ("test_count", test.count), ("training_seconds", history.trainingSeconds),
           ("total_seconds", totalSeconds), ("threads", trainer.context.threads),
           ("best_epoch", history.bestEpoch), ("confusion_matrix", confusion.counts),
+          ("config", config), ("data_set", c.dataSet.rawValue), ("data_path", c.dataPath), ("model", save),
         ]))
       if let save {
         try model.save(to: save)
@@ -289,6 +295,37 @@ struct TrainCommand: ParsableCommand {
       }
     }
   }
+}
+
+/// The run's curves in a few lines of text: a sparkline per metric with first, best and last
+/// values, so a terminal user sees the shape of training without opening a report.
+func curveSummary(_ history: History) -> String {
+  let bars = Array("▁▂▃▄▅▆▇█")
+  func spark(_ values: [Double]) -> String {
+    // At most 60 columns: long runs are averaged in equal buckets.
+    let width = min(60, values.count)
+    let buckets = (0..<width).map { b -> Double in
+      let lo = b * values.count / width, hi = max(lo + 1, (b + 1) * values.count / width)
+      return values[lo..<hi].reduce(0, +) / Double(hi - lo)
+    }
+    let mn = buckets.min()!, mx = buckets.max()!
+    return String(buckets.map { mx > mn ? bars[min(7, Int(($0 - mn) / (mx - mn) * 7.999))] : bars[3] })
+  }
+  var lines: [String] = ["curves over \(history.epochs.count) epochs (first -> best -> last):"]
+  let rows: [(String, (EpochMetrics) -> Double?, Bool, Double)] = [
+    ("train loss", { $0.trainLoss }, false, 1), ("valid loss", { $0.validLoss }, false, 1),
+    ("train acc %", { $0.trainAccuracy }, true, 100), ("valid acc %", { $0.validAccuracy }, true, 100),
+    ("test acc %", { $0.testAccuracy }, true, 100),
+  ]
+  for (name, get, higherIsBetter, scale) in rows {
+    let v = history.epochs.compactMap(get).map { $0 * scale }
+    guard v.count == history.epochs.count, v.allSatisfy(\.isFinite) else { continue }
+    let best = higherIsBetter ? v.max()! : v.min()!
+    let f = scale == 100 ? "%.2f" : "%.4f"
+    lines.append("  " + name.padding(toLength: 12, withPad: " ", startingAt: 0) + spark(v) + "  "
+      + String(format: "\(f) -> \(f) -> \(f)", v.first!, best, v.last!))
+  }
+  return lines.joined(separator: "\n")
 }
 
 func median(_ values: [Double]) -> Double {

@@ -101,6 +101,8 @@ public struct ExperimentConfig: Sendable, Equatable {
     var root = Fields(table: table, section: "", file: file)
     if let v = try root.string("name") { name = v }
     _ = try root.string("description")
+    // A [sweep] table is read by `Sweep`; the rest of the file is the base run.
+    _ = root.raw("sweep")
     if let data = try root.table("data") {
       var f = Fields(table: data, section: "data", file: file)
       if let v = try f.string("set") {

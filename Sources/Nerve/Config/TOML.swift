@@ -59,6 +59,17 @@ public struct TOMLTable: Equatable, Sendable {
     values[key] = value
     lines[key] = line
   }
+
+  /// Replaces a key's value, keeping its line (or taking the table's line if it is new).
+  mutating func replace(_ key: String, with value: TOMLValue) {
+    set(key, value, line: lines[key] ?? line)
+  }
+
+  mutating func remove(_ key: String) {
+    guard values.removeValue(forKey: key) != nil else { return }
+    keys.removeAll { $0 == key }
+    lines.removeValue(forKey: key)
+  }
 }
 
 /// Parses TOML text; errors are `NerveError`s located at `file:line`.

@@ -324,6 +324,25 @@ public final class Sequential: @unchecked Sendable {
     return result
   }
 
+  /// The outputs of layer `index` (inference mode) for a batch: [samples] + that layer's
+  /// output shape. For looking inside a network, e.g. a convolution's feature maps.
+  public func activations(for features: Tensor, layer index: Int) throws -> Tensor {
+    guard layers.indices.contains(index) else {
+      throw NerveError(.badValue, at: "layer", "no layer \(index); the model has layers 0...\(layers.count - 1)")
+    }
+    let n = try sampleCount(features)
+    let width = layers[index].outputShape.reduce(1, *)
+    var result = Tensor(shape: [n] + layers[index].outputShape)
+    try features.withUnsafeBufferPointer { x in
+      try result.withUnsafeMutableBufferPointer { out in
+        try infer(x.baseAddress!, count: n) { plan, chunk, start in
+          (out.baseAddress! + start * width).update(from: plan.outputs[index], count: chunk * width)
+        }
+      }
+    }
+    return result
+  }
+
   /// The predicted class (argmax of the outputs) of each sample.
   public func predict(_ features: Tensor) throws -> [Int] {
     let n = try sampleCount(features)
