@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libopenblas-dev zlib1g-dev cmake pkg-config gcc)
+# scripts/test.sh adds what only the tests need (a headless browser for reports, Python's venv).
+read -r -a extra <<<"${NERVE_TEST_PACKAGES:-}"
+packages+=("${extra[@]}")
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test: the Swift suite (kernels against their Swift references, training, data,
 # model files, configs, the CLI), the C library's CMake build and CTest, and a check that
-# Python's safetensors package reads Nerve's model files.
+# Python's safetensors package reads Nerve's model files. Reports are checked in a headless
+# Chromium, which this installs (with Python's venv) if missing.
 #   scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+NERVE_TEST_PACKAGES="chromium python3-venv" scripts/setup.sh
 
 echo "== swift test"
 swift test -c release

@@ -68,9 +68,13 @@ struct EvalCommand: ParsableCommand {
 struct PredictCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "predict",
-    abstract: "Predict digits with a saved model: test images by index, or an IDX image file.",
+    abstract: "Predict digits with a saved model: your own pictures (PNG, PGM), test images by index, or an IDX file.",
     discussion: """
+      A picture can be of any size, dark ink on light paper or the reverse: it is prepared the \
+      way MNIST was made (grayscale, ink found and cropped, scaled to fit 20x20 keeping its \
+      shape, centred by its centre of mass in 28x28). --save-prepared shows what the model saw.
       Examples:
+        nerve predict model.safetensors my-digit.png --save-prepared seen.png
         nerve predict model.safetensors --count 5
         nerve predict model.safetensors --indices 0,7,42
         nerve predict model.safetensors --images my-images-idx3-ubyte --labels my-labels-idx1-ubyte
@@ -78,6 +82,12 @@ struct PredictCommand: ParsableCommand {
 
   @Argument(help: ArgumentHelp("A model saved by nerve train --save.", valueName: "model"))
   var model: String
+
+  @Argument(help: ArgumentHelp("Pictures of single digits (PNG or PGM) to classify.", valueName: "picture"))
+  var pictures: [String] = []
+
+  @Option(name: .long, help: ArgumentHelp("Save the prepared 28x28 input the model saw as a PNG (several pictures: FILE-1.png, FILE-2.png, ...).", valueName: "file"))
+  var savePrepared: String?
 
   @OptionGroup var dataOptions: DataOptions
   @OptionGroup var testOptions: TestDataOptions
@@ -97,12 +107,36 @@ struct PredictCommand: ParsableCommand {
   func validate() throws {
     if count < 1 { throw ValidationError("--count must be at least 1") }
     if labels != nil && images == nil { throw ValidationError("--labels goes with --images") }
+    if !pictures.isEmpty && (images != nil || indices != nil) { throw ValidationError("give pictures, --images or --indices, not several") }
+    if savePrepared != nil && pictures.isEmpty { throw ValidationError("--save-prepared goes with pictures") }
+  }
+
+  func classifyPictures(_ m: Sequential) throws {
+    for (k, path) in pictures.enumerated() {
+      let (probabilities, seen) = try m.classify(picture: GrayImage(contentsOf: path), source: path)
+      let best = probabilities.indices.max { probabilities[$0] < probabilities[$1] }!
+      print(String(format: "%@: %d (%.1f%%)", path, best, 100 * probabilities[best]))
+      for (digit, p) in probabilities.enumerated() {
+        let bar = String(repeating: "█", count: Int((Double(p) * 40).rounded()))
+        print(String(format: "  %d %6.2f%% ", digit, 100 * p) + bar)
+      }
+      if let savePrepared {
+        var target = savePrepared
+        if pictures.count > 1 {
+          let base = savePrepared.hasSuffix(".png") ? String(savePrepared.dropLast(4)) : savePrepared
+          target = "\(base)-\(k + 1).png"
+        }
+        try seen.magnified(by: 1).writePNG(to: target)
+        print("  prepared input saved to \(target)")
+      }
+    }
   }
 
   func run() throws {
     try reportingErrors {
       let m = try Sequential.load(from: model)
       if let threads = dataOptions.threads { try m.context.setThreads(threads) }
+      if !pictures.isEmpty { return try classifyPictures(m) }
       var data: Dataset
       if let images {
         let idx = try IDXArray(contentsOf: images)
