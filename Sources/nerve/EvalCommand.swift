@@ -16,21 +16,24 @@ struct TestDataOptions: ParsableArguments {
 
   /// The test set, prepared with the model's own preprocessing.
   func testSet(for model: Sequential, data: String?) throws -> Dataset {
+    try rawTestSet(for: model, data: data).preprocessed(model.preprocessing)
+  }
+
+  /// The test set as stored (MNIST bytes 0...255, digits counts 0...16), for pictures.
+  func rawTestSet(for model: Sequential, data: String?) throws -> Dataset {
     let name = dataset?.lowercased() ?? (model.inputShape.reduce(1, *) == 64 ? "digits" : "mnist")
     let shape: MNIST.ImageShape = model.inputShape.count == 3 ? .channels : .flat
-    var test: Dataset
     switch name {
     case "mnist":
-      test = try MNIST.loadPair(
+      return try MNIST.loadPair(
         dir: data ?? BundledData.directory("mnist") ?? "Data/mnist", images: MNIST.fileNames.testImages,
         labels: MNIST.fileNames.testLabels, name: "MNIST test", shape: shape, preprocessing: .none)
     case "digits":
       let all = try Digits.load(from: data, imageShape: shape)
-      test = try all.split(fraction: 1 - testFraction, seed: splitSeed).1
+      return try all.split(fraction: 1 - testFraction, seed: splitSeed).1
     default:
       throw NerveError(.badValue, at: "--dataset", "expected mnist or digits, got '\(name)'")
     }
-    return try test.preprocessed(model.preprocessing)
   }
 }
 

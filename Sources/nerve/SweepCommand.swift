@@ -158,7 +158,7 @@ struct SweepCommand: ParsableCommand {
           let metricsFile = "cells/\(job.fileStem).jsonl"
           var fields: [(String, Any?)] = [
             ("key", job.key), ("cell", job.cell.index),
-            ("settings", MetricsWriter.RawJSON(text: "{" + job.cell.settings.map { "\(MetricsWriter.quote($0.key)):\($0.value.jsonText)" }.joined(separator: ",") + "}")),
+            ("settings", settingsJSON(job.cell.settings)),
             ("run", job.run), ("seed", Int(job.seed)), ("metrics", metricsFile), ("seconds", seconds),
           ]
           let records = readJSONLines(dir + "/" + metricsFile)
@@ -209,6 +209,7 @@ struct SweepCommand: ParsableCommand {
     let results = lines.dropFirst().compactMap(jsonObject)
     let metricKeys = ["train_loss", "train_accuracy", "valid_loss", "valid_accuracy", "test_loss", "test_accuracy"]
     var rows: [(cell: Sweep.Cell, stats: [String: RunStatistics], seconds: RunStatistics, failed: Int)] = []
+    var perEpoch: [String: [RunStatistics]] = [:]  // The last cell's, printed for a single cell.
     var summaryLines: [String] = []
     for cell in cells {
       let mine = results.filter { ($0["cell"] as? Int) == cell.index && ($0["key"] as? String)?.hasPrefix(cell.id + "|") == true }
@@ -233,9 +234,10 @@ struct SweepCommand: ParsableCommand {
       }
       var fields: [(String, Any?)] = [
         ("cell", cell.index), ("id", cell.id),
-        ("settings", MetricsWriter.RawJSON(text: "{" + cell.settings.map { "\(MetricsWriter.quote($0.key)):\($0.value.jsonText)" }.joined(separator: ",") + "}")),
+        ("settings", settingsJSON(cell.settings)),
         ("runs", ok.count), ("failed", mine.count - ok.count), ("seconds_mean", ok.isEmpty ? nil : seconds.mean),
       ]
+      perEpoch = curves.mapValues { RunStatistics.perEpoch($0) }
       for k in metricKeys {
         if let s = stats[k] {
           fields.append(("final_\(k)_mean", s.mean))
@@ -264,7 +266,7 @@ struct SweepCommand: ParsableCommand {
         r.cell.id.isEmpty ? "base" : r.cell.id.replacingOccurrences(of: ",", with: "  "),
         cellText(r.stats["train_accuracy"]), cellText(r.stats["valid_accuracy"]), cellText(r.stats["test_accuracy"]),
         r.seconds.count > 0 ? String(format: "%.2f", r.seconds.mean) : "-",
-        (i == best ? "<- best (\(rank.replacingOccurrences(of: "_", with: " ")))" : "") + (r.failed > 0 ? " \(r.failed) failed" : ""),
+        (i == best && rows.count > 1 ? "<- best (\(rank.replacingOccurrences(of: "_", with: " ")))" : "") + (r.failed > 0 ? " \(r.failed) failed" : ""),
       ])
     }
     let widths = (0..<table[0].count).map { c in table.map { $0[c].count }.max()! }
@@ -275,9 +277,30 @@ struct SweepCommand: ParsableCommand {
       }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
     }
     if runs > 1 { out.append("mean ± sample standard deviation over \(runs) runs per cell") }
+    if cells.count == 1 && runs > 1, let epochs = perEpoch["train_loss"]?.count, epochs > 0 {
+      // One configuration, several seeds: the curves themselves, mean ± std per epoch.
+      let keys = metricKeys.filter { perEpoch[$0]?.count == epochs }
+      out.append("")
+      out.append("epoch" + keys.map { " " + $0.replacingOccurrences(of: "accuracy", with: "acc %").padding(toLength: 17, withPad: " ", startingAt: 0) }.joined())
+      let shown = epochs <= 30 ? Array(0..<epochs) : Array(Set((0..<30).map { $0 * (epochs - 1) / 29 })).sorted()
+      for e in shown {
+        var line = String(e + 1).padding(toLength: 5, withPad: " ", startingAt: 0)
+        for k in keys {
+          let s = perEpoch[k]![e]
+          let text = k.hasSuffix("accuracy") ? String(format: "%.2f ± %.2f", 100 * s.mean, 100 * s.std) : String(format: "%.4f ± %.4f", s.mean, s.std)
+          line += " " + text.padding(toLength: 17, withPad: " ", startingAt: 0)
+        }
+        out.append(line)
+      }
+    }
     out.append("results: \(dir)/sweep.jsonl, \(dir)/summary.jsonl; report: nerve report \(dir)")
     return out.joined(separator: "\n")
   }
+}
+
+/// A cell's settings as one JSON object: {"hidden": 30, "learning_rate": 0.1}.
+func settingsJSON(_ settings: [ConfigOverride]) -> MetricsWriter.RawJSON {
+  MetricsWriter.RawJSON(text: "{" + settings.map { "\(MetricsWriter.quote($0.key)):\($0.value.jsonText)" }.joined(separator: ",") + "}")
 }
 
 func jsonObject(_ line: String) -> [String: Any]? {

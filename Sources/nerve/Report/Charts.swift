@@ -98,14 +98,7 @@ func logTicks(_ lo: Double, _ hi: Double) -> [Double] {
 
 /// Several SVG documents side by side in rows of `columns`, as one SVG.
 func smallMultiples(title: String, panels: [String], columns: Int) -> String {
-  func size(_ svg: String) -> (Double, Double) {
-    func attr(_ name: String) -> Double {
-      guard let r = svg.range(of: " \(name)=\"") else { return 0 }
-      return Double(svg[r.upperBound...].prefix { $0 != "\"" }) ?? 0
-    }
-    return (attr("width"), attr("height"))
-  }
-  let sizes = panels.map(size)
+  let sizes = panels.map(svgSize)
   let cw = sizes.map(\.0).max() ?? 0, ch = sizes.map(\.1).max() ?? 0
   let rows = (panels.count + columns - 1) / max(columns, 1)
   var doc = SVGDocument(width: max(300, Double(min(columns, panels.count)) * cw), height: 30 + Double(rows) * ch)
@@ -115,6 +108,15 @@ func smallMultiples(title: String, panels: [String], columns: Int) -> String {
     doc.add(p.replacingOccurrences(of: "<svg xmlns=\"http://www.w3.org/2000/svg\" ", with: "<svg x=\"\(fmt(x))\" y=\"\(fmt(y))\" "))
   }
   return doc.svg
+}
+
+/// The width and height attributes of an SVG document made here.
+func svgSize(_ svg: String) -> (Double, Double) {
+  func attr(_ name: String) -> Double {
+    guard let r = svg.range(of: " \(name)=\"") else { return 0 }
+    return Double(svg[r.upperBound...].prefix { $0 != "\"" }) ?? 0
+  }
+  return (attr("width"), attr("height"))
 }
 
 /// One line of a chart, with an optional shaded band (mean ± std over runs).

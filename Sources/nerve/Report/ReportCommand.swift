@@ -105,15 +105,6 @@ struct ReportCommand: ParsableCommand {
     }
   }
 
-  func svgSize(_ svg: String) -> (Double, Double) {
-    func attr(_ name: String) -> Double {
-      guard let r = svg.range(of: " \(name)=\"") else { return 600 }
-      let rest = svg[r.upperBound...]
-      return Double(rest.prefix { $0 != "\"" }) ?? 600
-    }
-    return (attr("width"), attr("height"))
-  }
-
   func html(title: String, facts: [(String, String)], figures: [Figure]) -> String {
     var out = """
       <!DOCTYPE html>
@@ -307,7 +298,7 @@ struct RunReport {
 
   func modelFigures(_ m: Sequential) throws -> [Figure] {
     var figs: [Figure] = []
-    let rawTest = try testSet(for: m)
+    let rawTest = try testOptions.rawTestSet(for: m, data: data)
     let test = try rawTest.preprocessed(m.preprocessing)
     let outputs = try m.outputs(for: test.features)
     let classes = try m.predict(test.features)
@@ -336,7 +327,7 @@ struct RunReport {
       caption: "A grid of test digits as the model receives them (28x28, centred by centre of mass), with the true label and the model's prediction in brackets.",
       png: mosaic(samples, columns: 12).map(\.pngData)))
 
-    if let convIndex = m.layers.firstIndex(where: { $0 is Conv2D }), let conv = m.layers[convIndex] as? Conv2D {
+    if let convIndex = m.layers.firstIndex(where: { $0 is Conv2D }) {
       let w = try m.parameter(layer: convIndex, "weight")  // [kh, kw, in, out]
       let kh = w.shape[0], kw = w.shape[1], cin = w.shape[2], cout = w.shape[3]
       var tiles: [Tile] = []
@@ -368,7 +359,6 @@ struct RunReport {
         px = px.map { hi > lo ? ($0 - lo) / (hi - lo) : 0 }
         mapTiles.append(Tile(image: GrayImage(width: wd, height: h, pixels: px), caption: "\(f)"))
       }
-      _ = conv
       figs.append(Figure(
         id: "feature-maps", title: "Feature maps",
         svg: imageGrid(title: "Feature maps of test digit \(digit) (label \(test.labels[digit])) after the first convolution", tiles: mapTiles, columns: 11, size: 52, invert: false),
@@ -376,20 +366,6 @@ struct RunReport {
         png: mosaic(mapTiles.dropFirst().map { $0 }, columns: 11, scale: 3, invert: false).map(\.pngData)))
     }
     return figs
-  }
-
-  func testSet(for m: Sequential) throws -> Dataset {
-    let name = testOptions.dataset?.lowercased() ?? (m.inputShape.reduce(1, *) == 64 ? "digits" : "mnist")
-    let shape: MNIST.ImageShape = m.inputShape.count == 3 ? .channels : .flat
-    switch name {
-    case "digits":
-      let all = try Digits.load(from: data, imageShape: shape)
-      return try all.split(fraction: 1 - testOptions.testFraction, seed: testOptions.splitSeed).1
-    default:
-      return try MNIST.loadPair(
-        dir: data ?? BundledData.directory("mnist") ?? "Data/mnist", images: MNIST.fileNames.testImages,
-        labels: MNIST.fileNames.testLabels, name: "MNIST test", shape: shape, preprocessing: .none)
-    }
   }
 }
 

@@ -207,4 +207,34 @@ struct CNNTests {
     let worst = zip(a, c).map { abs($0 - $1) }.max()!
     #expect(worst < 1e-4, "fused vs unfused: largest difference \(worst)")
   }
+
+  @Test("the README's CNN example works as written (on a subset)")
+  func readmeExample() throws {
+    let all = try MNIST.load(imageShape: .channels)
+    let images = (train: all.train.prefix(3000), validation: all.validation.prefix(1000), test: all.test.prefix(1000))
+    let cnn = try Sequential(input: [28, 28, 1]) {
+      Conv2D(32, kernel: 3, padding: .same, activation: .relu, weights: .xavierNormal)
+      BatchNorm()
+      MaxPool2D()
+      Flatten()
+      Dense(784, activation: .relu, weights: .xavierNormal)
+      Dropout(0.5)
+      Dense(10, activation: .softmax, weights: .xavierNormal)
+    }
+    #expect(cnn.summary.contains("Total params: 4926266"))
+    let t = Trainer(model: cnn, loss: .crossEntropy, optimizer: Adam(learningRate: 1e-4), threads: 2)
+    let history = try t.fit(images.train, validation: images.validation, epochs: 2, batchSize: 32,
+                            schedule: .cosine(minimum: 1e-5),
+                            earlyStopping: EarlyStopping(monitor: .validationLoss, patience: 2))
+    #expect(history.epochs.count == 2)
+    let accuracy = try t.evaluate(images.test).accuracy
+    #expect(accuracy > 0.85, "accuracy \(accuracy)")
+    #expect(try cnn.confusionMatrix(images.test).counts.flatMap { $0 }.reduce(0, +) == 1000)
+    // A drawn 3 from examples/digits, through the picture path.
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent().deletingLastPathComponent().path
+    let (probabilities, seen) = try cnn.classify(picture: GrayImage(contentsOf: root + "/examples/digits/digit-3-paper.png"))
+    #expect(probabilities.count == 10 && abs(probabilities.reduce(0, +) - 1) < 1e-4)
+    #expect(seen.width == 28 && seen.height == 28)
+  }
 }

@@ -118,6 +118,8 @@ struct SweepReportTests {
     let r = try nerve(["sweep", "--config", config, "--out", dir, "--runs", "3", "--set", "train.epochs=2"])
     #expect(r.status == 0, "\(r.err)")
     #expect(r.out.contains("±") && r.out.contains("over 3 runs"), "\(r.out)")
+    // A single configuration: the per-epoch curves, mean ± std, in the terminal too.
+    #expect(r.out.contains("epoch train_loss") && r.out.contains("\n2     "), "\(r.out)")
     let summary = try String(contentsOfFile: dir + "/summary.jsonl", encoding: .utf8).split(separator: "\n")
     let cell = try JSONSerialization.jsonObject(with: Data(summary[0].utf8)) as! [String: Any]
     #expect(cell["runs"] as? Int == 3)
