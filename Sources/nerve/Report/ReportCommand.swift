@@ -251,19 +251,22 @@ struct RunReport {
     // Square-root scale: the diagonal's thousands would otherwise wash out the errors.
     let maxOff = cm.enumerated().flatMap { i, row in row.enumerated().filter { $0.offset != i }.map(\.element) }.max() ?? 1
     let maxAll = cm.flatMap { $0 }.max() ?? 1
+    // Mistakes fill the light third of the scale, correct answers (the largest counts) the rest.
+    func shade(_ v: Double) -> Double {
+      v >= Double(maxOff) ? 0.35 + 0.65 * (v / Double(max(maxAll, 1))).squareRoot() : 0.35 * (v / Double(max(maxOff, 1))).squareRoot()
+    }
     let svg = heatMap(
       title: "Confusion matrix (test set)", rowTitle: "true digit", columnTitle: "predicted digit",
       rows: (0..<n).map(String.init), columns: (0..<n).map(String.init),
       values: cm.map { $0.map(Double.init) }, text: { "\(cm[$0][$1])" },
-      color: { v in blues(v >= Double(maxOff) ? 0.35 + 0.65 * (v / Double(max(maxAll, 1))).squareRoot() : 0.35 * (v / Double(max(maxOff, 1))).squareRoot()) },
+      color: { blues(shade($0)) },
       cell: 38)
     var rgb: [UInt8] = []
     let s = 24
     for i in 0..<(n * s) {
       for j in 0..<(n * s) {
         let v = Double(cm[i / s][j / s])
-        let t = v >= Double(maxOff) ? 0.35 + 0.65 * (v / Double(max(maxAll, 1))).squareRoot() : 0.35 * (v / Double(max(maxOff, 1))).squareRoot()
-        let hex = Int(blues(t).dropFirst(), radix: 16)!
+        let hex = Int(blues(shade(v)).dropFirst(), radix: 16)!
         rgb += [UInt8(hex >> 16), UInt8(hex >> 8 & 0xFF), UInt8(hex & 0xFF)]
       }
     }
