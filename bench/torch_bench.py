@@ -57,15 +57,8 @@ def lab_a(x, y, epochs):
     return times, len(x)
 
 
-def lab_c(x, y, epochs, batch, lr):
-    """784-300-10 sigmoid + softmax cross-entropy, shuffled minibatches."""
-    torch.manual_seed(1)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 300), torch.nn.Sigmoid(), torch.nn.Linear(300, 10))
-    for m in model:
-        if isinstance(m, torch.nn.Linear):
-            torch.nn.init.xavier_uniform_(m.weight)
-            torch.nn.init.zeros_(m.bias)
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+def timed_minibatch_epochs(model, opt, x, y, epochs, batch):
+    """Shuffled minibatch epochs of softmax cross-entropy; the seconds of each epoch."""
     lossf = torch.nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(1)
     times = []
@@ -82,6 +75,17 @@ def lab_c(x, y, epochs, batch, lr):
     return times, len(x)
 
 
+def lab_c(x, y, epochs, batch, lr):
+    """784-300-10 sigmoid + softmax cross-entropy, shuffled minibatches."""
+    torch.manual_seed(1)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 300), torch.nn.Sigmoid(), torch.nn.Linear(300, 10))
+    for m in model:
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.xavier_uniform_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+    return timed_minibatch_epochs(model, torch.optim.SGD(model.parameters(), lr=lr), x, y, epochs, batch)
+
+
 def lab_e(x, y, epochs, fused):
     """Conv 32 3x3 same + ReLU -> BatchNorm -> MaxPool 2 -> Flatten -> Dense 784 ReLU -> Dense 10,
     Adam lr 1e-4, batch 32, shuffled, Glorot-normal weights."""
@@ -95,21 +99,7 @@ def lab_e(x, y, epochs, fused):
             torch.nn.init.xavier_normal_(m.weight)
             torch.nn.init.zeros_(m.bias)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-7, fused=fused)
-    lossf = torch.nn.CrossEntropyLoss()
-    images = x.reshape(-1, 1, 28, 28)
-    g = torch.Generator().manual_seed(1)
-    times = []
-    for _ in range(epochs):
-        t = time.perf_counter()
-        order = torch.randperm(len(images), generator=g)
-        for s in range(0, len(images), 32):
-            i = order[s:s + 32]
-            opt.zero_grad()
-            loss = lossf(model(images[i]), y[i])
-            loss.backward()
-            opt.step()
-        times.append(time.perf_counter() - t)
-    return times, len(images)
+    return timed_minibatch_epochs(model, opt, x.reshape(-1, 1, 28, 28), y, epochs, 32)
 
 
 def main():

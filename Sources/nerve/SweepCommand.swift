@@ -70,13 +70,10 @@ struct SweepCommand: ParsableCommand {
     try reportingErrors {
       let overrides = try set.map { try ConfigOverride(parsing: $0) }
       let extra = try grid.map { try Sweep.axis(parsing: $0) }
-      var sweep = try Sweep(contentsOf: config, extraAxes: extra, runs: runs)
-      for o in overrides { sweep.base = try o.apply(to: sweep.base, source: config) }
-      // Check every cell again with the overrides in place.
+      let sweep = try Sweep(contentsOf: config, extraAxes: extra, overrides: overrides, runs: runs)
       let cells = sweep.cells
-      var configs: [String: ExperimentConfig] = [:]
-      for cell in cells { configs[cell.id] = try sweep.config(for: cell, run: 0) }
-      let name = configs[cells[0].id]!.name
+      let base = try sweep.config(for: cells[0], run: 0)
+      let name = base.name
       let dir = out ?? "runs/\(name)-sweep"
       let fm = FileManager.default
       try fm.createDirectory(atPath: dir + "/cells", withIntermediateDirectories: true)
@@ -115,7 +112,7 @@ struct SweepCommand: ParsableCommand {
       var pending: [Job] = []
       for cell in cells {
         for r in 0..<sweep.runs {
-          let job = Job(cell: cell, run: r, seed: configs[cell.id]!.seed &+ UInt64(r))
+          let job = Job(cell: cell, run: r, seed: try sweep.config(for: cell, run: r).seed)
           if !done.contains(job.key) { pending.append(job) }
         }
       }

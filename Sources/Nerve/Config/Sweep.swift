@@ -141,7 +141,11 @@ public struct Sweep: Sendable {
   public var runs: Int
 
   /// Reads a config with a [sweep] table (or without one: a single cell, for repeated runs).
-  public init(contentsOf path: String, extraAxes: [Axis] = [], runs: Int? = nil) throws {
+  /// - Parameters:
+  ///   - extraAxes: more axes; each replaces the file's axis of the same key.
+  ///   - overrides: keys changed for every run (`--set`), applied before anything is checked.
+  ///   - runs: seeds per cell, replacing the table's `runs`.
+  public init(contentsOf path: String, extraAxes: [Axis] = [], overrides: [ConfigOverride] = [], runs: Int? = nil) throws {
     var table = try TOMLParser.parse(contentsOf: path)
     file = path
     axes = []
@@ -163,6 +167,7 @@ public struct Sweep: Sendable {
       axes.removeAll { $0.key == extra.key }
       axes.append(extra)
     }
+    for o in overrides { table = try o.apply(to: table, source: path) }
     base = table
     self.runs = runs ?? fileRuns
     guard self.runs >= 1 else { throw NerveError(.badValue, at: "runs", "must be at least 1") }

@@ -75,6 +75,12 @@ struct SweepReportTests {
     // Every cell is checked before anything trains.
     let bad = writeConfig(Self.base + "\n[sweep]\nepochs = [1, \"x\"]\n")
     #expect(throws: NerveError.self) { try Sweep(contentsOf: bad) }
+    // --set is applied before the cells are checked, so it can mend the base.
+    let broken = writeConfig(Self.base.replacingOccurrences(of: "epochs = 3", with: "epochs = -1") + "\n[sweep]\nhidden = [5, 6]\n")
+    #expect(throws: NerveError.self) { try Sweep(contentsOf: broken) }
+    let mended = try Sweep(contentsOf: broken, overrides: [ConfigOverride(parsing: "train.epochs=2")])
+    let mendedConfig = try mended.config(for: mended.cells[1], run: 0)
+    #expect(mended.cells.count == 2 && mendedConfig.epochs == 2)
     let stats = RunStatistics([1, 2, 3, 4])
     #expect(stats.mean == 2.5 && abs(stats.std - 1.2909944487358056) < 1e-12)
     #expect(RunStatistics.perEpoch([[1, 2], [3]]).map(\.mean) == [2, 2])
