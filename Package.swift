@@ -48,10 +48,12 @@ let package = Package(
       path: "Sources/nerve"
     ),
     // MARK: Tests
+    // The CLI tests run the `nerve` executable: depending on it rebuilds it before them.
     .testTarget(
       name: "NerveTests",
-      dependencies: ["Nerve", "NerveReference", "CNerve", "CZlib"],
-      path: "Tests/NerveTests"
+      dependencies: ["Nerve", "NerveReference", "CNerve", "CZlib", "nerve"],
+      path: "Tests/NerveTests",
+      exclude: ["Fixtures"]
     ),
   ]
 )

@@ -59,16 +59,31 @@ struct BenchCommand: ParsableCommand {
           let (seconds, samples) = try measure(workload, threads: t, mnist: workload == "lab-e" ? images : mnist, first10k: first10k)
           let m = median(seconds)
           if json {
-            print(MetricsWriter.object([
-              ("tool", "nerve"), ("workload", workload), ("threads", t), ("median_seconds", m),
-              ("samples_per_second", Double(samples) / m), ("runs", seconds),
-            ]))
+            print(try jsonLine(
+              BenchRecord(
+                tool: "nerve", workload: workload, threads: t, medianSeconds: m,
+                samplesPerSecond: Double(samples) / m, runs: seconds)))
           } else {
             print(workload.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: " %8d %9.4f %11.0f", t, m, Double(samples) / m))
           }
           fflush(nil)
         }
       }
+    }
+  }
+
+  /// One measurement as `--json` prints it (bench/compare.sh reads these beside PyTorch's).
+  struct BenchRecord: Encodable {
+    var tool: String
+    var workload: String
+    var threads: Int
+    var medianSeconds: Double
+    var samplesPerSecond: Double
+    var runs: [Double]
+
+    enum CodingKeys: String, CodingKey {
+      case tool, workload, threads, runs
+      case medianSeconds = "median_seconds", samplesPerSecond = "samples_per_second"
     }
   }
 

@@ -1,4 +1,4 @@
-// nerve eval / predict / summary: using a saved model.
+// nerve eval: a saved model's test-set accuracy; the test data options predict and report share.
 import ArgumentParser
 import Foundation
 import Nerve
@@ -8,29 +8,33 @@ struct TestDataOptions: ParsableArguments {
   @Option(name: .long, help: ArgumentHelp("mnist or digits (default: digits for 64-value inputs, otherwise mnist).", valueName: "name"))
   var dataset: String?
 
-  @Option(name: .long, help: ArgumentHelp("Digits: the share held out for testing, as in training.", valueName: "f"))
-  var testFraction: Double = 0.2
+  @Option(name: .long, help: ArgumentHelp("Digits: the share held out for testing, as in training (default 0.2, or what the run recorded).", valueName: "f"))
+  var testFraction: Double?
 
-  @Option(name: .long, help: ArgumentHelp("Digits: the split seed used in training.", valueName: "n"))
-  var splitSeed: UInt64 = 0
+  @Option(name: .long, help: ArgumentHelp("Digits: the split seed used in training (default 0, or what the run recorded).", valueName: "n"))
+  var splitSeed: UInt64?
 
   /// The test set, prepared with the model's own preprocessing.
   func testSet(for model: Sequential, data: String?) throws -> Dataset {
     try rawTestSet(for: model, data: data).preprocessed(model.preprocessing)
   }
 
-  /// The test set as stored (MNIST bytes 0...255, digits counts 0...16), for pictures.
-  func rawTestSet(for model: Sequential, data: String?) throws -> Dataset {
-    let name = dataset?.lowercased() ?? (model.inputShape.reduce(1, *) == 64 ? "digits" : "mnist")
+  /// The test set as stored (MNIST bytes 0...255, digits counts 0...16), for pictures. Flags
+  /// win; then what the run recorded in its metrics file; then a guess from the input size.
+  func rawTestSet(for model: Sequential, data: String?, recorded: RunSummary? = nil) throws -> Dataset {
+    let name = dataset?.lowercased() ?? recorded?.dataSet ?? (model.inputShape.reduce(1, *) == 64 ? "digits" : "mnist")
+    let path = data ?? recorded?.dataPath
     let shape: MNIST.ImageShape = model.inputShape.count == 3 ? .channels : .flat
     switch name {
     case "mnist":
       return try MNIST.loadPair(
-        dir: data ?? BundledData.directory("mnist") ?? "Data/mnist", images: MNIST.fileNames.testImages,
+        dir: path ?? BundledData.directory("mnist") ?? "Data/mnist", images: MNIST.fileNames.testImages,
         labels: MNIST.fileNames.testLabels, name: "MNIST test", shape: shape, preprocessing: .none)
     case "digits":
-      let all = try Digits.load(from: data, imageShape: shape)
-      return try all.split(fraction: 1 - testFraction, seed: splitSeed).1
+      let all = try Digits.load(from: path, imageShape: shape)
+      let fraction = testFraction ?? recorded?.testFraction ?? 0.2
+      let seed = splitSeed ?? recorded?.splitSeed ?? 0
+      return try all.split(fraction: 1 - fraction, seed: seed).1
     default:
       throw NerveError(.badValue, at: "--dataset", "expected mnist or digits, got '\(name)'")
     }
@@ -60,152 +64,10 @@ struct EvalCommand: ParsableCommand {
         guard let l = Loss(name: loss) else { throw NerveError(.badValue, at: "--loss", "unknown loss '\(loss)'") }
         lossKind = l
       } else {
-        lossKind = m.layers.last is Softmax ? .crossEntropy : .meanSquaredError
+        lossKind = m.endsWithSoftmax ? .crossEntropy : .meanSquaredError
       }
       let e = try m.evaluate(test, loss: lossKind)
       print(String(format: "%@: %d/%d correct (%.2f%%), %@ loss %.4f", test.name, e.correct, e.count, 100 * e.accuracy, lossKind.description, e.loss))
-    }
-  }
-}
-
-struct PredictCommand: ParsableCommand {
-  static let configuration = CommandConfiguration(
-    commandName: "predict",
-    abstract: "Predict digits with a saved model: your own pictures (PNG, PGM), test images by index, or an IDX file.",
-    discussion: """
-      A picture can be of any size, dark ink on light paper or the reverse: it is prepared the \
-      way MNIST was made (grayscale, ink found and cropped, scaled to fit 20x20 keeping its \
-      shape, centred by its centre of mass in 28x28). --save-prepared shows what the model saw.
-      Examples:
-        nerve predict model.safetensors my-digit.png --save-prepared seen.png
-        nerve predict model.safetensors --count 5
-        nerve predict model.safetensors --indices 0,7,42
-        nerve predict model.safetensors --images my-images-idx3-ubyte --labels my-labels-idx1-ubyte
-      """)
-
-  @Argument(help: ArgumentHelp("A model saved by nerve train --save.", valueName: "model"))
-  var model: String
-
-  @Argument(help: ArgumentHelp("Pictures of single digits (PNG or PGM) to classify.", valueName: "picture"))
-  var pictures: [String] = []
-
-  @Option(name: .long, help: ArgumentHelp("Save the prepared 28x28 input the model saw as a PNG (several pictures: FILE-1.png, FILE-2.png, ...).", valueName: "file"))
-  var savePrepared: String?
-
-  @OptionGroup var dataOptions: DataOptions
-  @OptionGroup var testOptions: TestDataOptions
-
-  @Option(name: .long, help: ArgumentHelp("Predict the first n test images.", valueName: "n"))
-  var count: Int = 10
-
-  @Option(name: .long, help: ArgumentHelp("Predict these test images, e.g. 0,7,42.", valueName: "list"))
-  var indices: String?
-
-  @Option(name: .long, help: ArgumentHelp("An IDX file of raw images [count, rows, columns] to predict instead.", valueName: "file"))
-  var images: String?
-
-  @Option(name: .long, help: ArgumentHelp("An IDX file of labels for --images, to count correct predictions.", valueName: "file"))
-  var labels: String?
-
-  func validate() throws {
-    if count < 1 { throw ValidationError("--count must be at least 1") }
-    if labels != nil && images == nil { throw ValidationError("--labels goes with --images") }
-    if !pictures.isEmpty && (images != nil || indices != nil) { throw ValidationError("give pictures, --images or --indices, not several") }
-    if savePrepared != nil && pictures.isEmpty { throw ValidationError("--save-prepared goes with pictures") }
-  }
-
-  func classifyPictures(_ m: Sequential) throws {
-    for (k, path) in pictures.enumerated() {
-      let (probabilities, seen) = try m.classify(picture: GrayImage(contentsOf: path), source: path)
-      let best = probabilities.indices.max { probabilities[$0] < probabilities[$1] }!
-      print(String(format: "%@: %d (%.1f%%)", path, best, 100 * probabilities[best]))
-      for (digit, p) in probabilities.enumerated() {
-        let bar = String(repeating: "█", count: Int((Double(p) * 40).rounded()))
-        print(String(format: "  %d %6.2f%% ", digit, 100 * p) + bar)
-      }
-      if let savePrepared {
-        var target = savePrepared
-        if pictures.count > 1 {
-          let base = savePrepared.hasSuffix(".png") ? String(savePrepared.dropLast(4)) : savePrepared
-          target = "\(base)-\(k + 1).png"
-        }
-        try seen.magnified(by: 1).writePNG(to: target)
-        print("  prepared input saved to \(target)")
-      }
-    }
-  }
-
-  func run() throws {
-    try reportingErrors {
-      let m = try Sequential.load(from: model)
-      if let threads = dataOptions.threads { try m.context.setThreads(threads) }
-      if !pictures.isEmpty { return try classifyPictures(m) }
-      var data: Dataset
-      if let images {
-        let idx = try IDXArray(contentsOf: images)
-        guard idx.dimensions.count >= 2, idx.dimensions.dropFirst().reduce(1, *) == m.inputShape.reduce(1, *) else {
-          throw NerveError(.shapeMismatch, at: images, "images of shape \(Array(idx.dimensions.dropFirst())) do not fit a model taking \(m.inputShape)")
-        }
-        let n = idx.dimensions[0]
-        var labelValues = [Int32](repeating: 0, count: n)
-        if let labels {
-          let l = try IDXArray(contentsOf: labels)
-          guard l.dimensions == [n] else {
-            throw NerveError(.shapeMismatch, at: labels, "has \(l.dimensions.first ?? 0) labels but \(images) has \(n) images")
-          }
-          labelValues = l.integers().map { Int32(clamping: $0) }
-        }
-        var f = Tensor(shape: [n] + m.inputShape, values: idx.floats())
-        try m.preprocessing.apply(to: &f)
-        data = try Dataset(name: images, features: f, labels: labelValues.map { max(0, min($0, Int32(m.outputShape[0] - 1))) }, classes: m.outputShape[0])
-      } else {
-        let test = try testOptions.testSet(for: m, data: dataOptions.data)
-        let wanted: [Int]
-        if let indices {
-          let parsed = indices.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
-          guard parsed.allSatisfy({ $0 != nil }) else { throw NerveError(.badValue, at: "--indices", "expected comma-separated integers, got '\(indices)'") }
-          wanted = parsed.map { $0! }
-        } else {
-          wanted = Array(0..<min(count, test.count))
-        }
-        data = try test.subset(indices: wanted)
-      }
-      let outputs = try m.outputs(for: data.features)
-      let classes = try m.predict(data.features)
-      let width = m.outputShape[0]
-      let hasLabels = images == nil || labels != nil
-      var right = 0
-      for i in 0..<data.count {
-        let row = (0..<width).map { outputs[flat: i * width + $0] }
-        let values = row.map { String(format: "%.3f", $0) }.joined(separator: " ")
-        var line = "\(i): predicted \(classes[i])"
-        if hasLabels {
-          line += ", label \(data.labels[i])\(classes[i] == Int(data.labels[i]) ? "" : "  <-- wrong")"
-          if classes[i] == Int(data.labels[i]) { right += 1 }
-        }
-        print(line + "   [\(values)]")
-      }
-      if hasLabels { print("\(right)/\(data.count) correct") }
-    }
-  }
-}
-
-struct SummaryCommand: ParsableCommand {
-  static let configuration = CommandConfiguration(
-    commandName: "summary", abstract: "Print the layers, output shapes and parameter counts of a model or config.")
-
-  @Argument(help: ArgumentHelp("A saved model (.safetensors) or a config (.toml).", valueName: "file"))
-  var file: String
-
-  func run() throws {
-    try reportingErrors {
-      if file.hasSuffix(".toml") {
-        let c = try ExperimentConfig(contentsOf: file)
-        let e = Experiment(config: c)
-        print(try e.makeModel(inputShape: e.sampleShape).summary)
-      } else {
-        print(try Sequential.load(from: file).summary)
-      }
     }
   }
 }

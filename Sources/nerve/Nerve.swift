@@ -37,3 +37,18 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     throw ExitCode.failure
   }
 }
+
+/// A value as one line of JSON (keys sorted).
+func jsonLine<T: Encodable>(_ value: T) throws -> String {
+  let encoder = JSONEncoder()
+  encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+  return String(decoding: try encoder.encode(value), as: UTF8.self)
+}
+
+extension Duration {
+  /// The duration in seconds as a Double.
+  var seconds: Double {
+    let c = components
+    return Double(c.seconds) + Double(c.attoseconds) * 1e-18
+  }
+}

@@ -233,66 +233,37 @@ struct TrainCommand: ParsableCommand {
     try reportingErrors {
       let started = ContinuousClock.now
       let c = try resolvedConfig()
-      let experiment = Experiment(config: c)
-      let data = try experiment.loadData()
-      let model = try experiment.makeModel(inputShape: data.train.sampleShape)
-      model.preprocessing = data.preprocessing
-      let trainer = Trainer(model: model, loss: c.loss, optimizer: try experiment.makeOptimizer(), threads: c.threads)
-      model.context = trainer.context
       let display = ProgressDisplay(quiet: quiet)
-      let writer = metrics.map { MetricsWriter(path: $0) }
-      if !quiet {
-        print("\(c.name): \(c.dataSet.rawValue), \(data.train.count) training samples\(data.validation.map { ", \($0.count) validation" } ?? ""), \(data.test.count) test; \(trainer.context.threads) thread(s)")
-        print(model.summary)
-        print("loss \(c.loss), \(trainer.optimizer), batch size \(c.batchSize), \(c.epochs) epochs, seed \(c.seed)")
-      }
-      var failure: NerveError?
-      var history = History()
-      if let writer {
-        trainer.onGradients = { record in
-          do { try writer.gradientStep(record) } catch { failure = error as? NerveError }
-        }
-      }
+      let observer = RunObserver(
+        started: { start in
+          guard !quiet else { return }
+          let d = start.data
+          print("\(c.name): \(c.dataSet.rawValue), \(d.train.count) training samples\(d.validation.map { ", \($0.count) validation" } ?? ""), \(d.test.count) test; \(start.model.context.threads) thread(s)")
+          print(start.model.summary)
+          print("loss \(c.loss), \(start.trainer.optimizer), batch size \(c.batchSize), \(c.epochs) epochs, seed \(c.seed)")
+        },
+        batch: display.live ? { display.batch($0) } : nil,
+        epoch: { m in
+          display.epoch(m, of: c.epochs)
+          return true
+        })
+      let result: ExperimentResult
       do {
-        history = try experiment.fit(
-          trainer, data, onBatch: display.live ? { display.batch($0) } : nil,
-          onEpoch: { m in
-            display.epoch(m, of: c.epochs)
-            do { try writer?.epoch(m) } catch { failure = error as? NerveError }
-            return failure == nil
-          })
-      } catch let error as NerveError where error.kind == .diverged {
+        result = try Experiment(config: c).run(metrics: metrics, saveTo: save, observer: observer)
+      } catch {
         display.clear()
-        if let save {
-          try model.save(to: save)
-          printError("nerve: saved the last good model to \(save)")
-        }
         throw error
       }
-      if let failure { throw failure }
+      let history = result.history
       if history.stoppedEarly, !quiet {
         print("stopped early after epoch \(history.epochs.count)" + (history.bestEpoch.map { "; kept the weights of epoch \($0)" } ?? ""))
       }
-      let test = try trainer.evaluate(data.test)
-      let confusion = try model.confusionMatrix(data.test)
-      if !quiet { print(confusion) }
-      let total = (ContinuousClock.now - started).components
-      let totalSeconds = Double(total.seconds) + Double(total.attoseconds) * 1e-18
+      if !quiet { print(result.confusion) }
       if !quiet && history.epochs.count >= 2 { print(curveSummary(history)) }
+      let test = result.test
       print(String(format: "test: %d/%d correct (%.2f%%), loss %.4f", test.correct, test.count, 100 * test.accuracy, test.loss))
-      print(String(format: "time: %.2f s training (%d epochs, median %.4f s per epoch), %.2f s in all", history.trainingSeconds, history.epochs.count, median(history.epochs.map(\.seconds)), totalSeconds))
-      try writer?.add(
-        MetricsWriter.object([
-          ("test_loss", test.loss), ("test_accuracy", test.accuracy), ("test_correct", test.correct),
-          ("test_count", test.count), ("training_seconds", history.trainingSeconds),
-          ("total_seconds", totalSeconds), ("threads", trainer.context.threads),
-          ("best_epoch", history.bestEpoch), ("confusion_matrix", confusion.counts),
-          ("config", config), ("data_set", c.dataSet.rawValue), ("data_path", c.dataPath), ("model", save),
-        ]))
-      if let save {
-        try model.save(to: save)
-        if !quiet { print("saved \(save)") }
-      }
+      print(String(format: "time: %.2f s training (%d epochs, median %.4f s per epoch), %.2f s in all", history.trainingSeconds, history.epochs.count, median(history.epochs.map(\.seconds)), (ContinuousClock.now - started).seconds))
+      if let save, !quiet { print("saved \(save)") }
     }
   }
 }

@@ -1,4 +1,5 @@
-// Experiment: turns an ExperimentConfig into data, a model and an optimizer, and runs it.
+// Experiment: turns an ExperimentConfig into data, a model and an optimizer.
+// Experiment+Run.swift runs the whole thing (what `nerve train` does).
 
 /// The datasets of a run, prepared as the config says.
 public struct PreparedData: Sendable {
@@ -9,21 +10,14 @@ public struct PreparedData: Sendable {
   public var preprocessing: Preprocessing
 }
 
-/// What a finished run measured.
-public struct ExperimentResult: Sendable {
-  public var history: History
-  public var test: Evaluation
-}
-
 /// A training run built from a config.
 public struct Experiment {
   public var config: ExperimentConfig
 
   public init(config: ExperimentConfig) { self.config = config }
 
-  /// Does the network start with a convolution (and so want [channels, height, width] samples)?
-  /// Whether samples are images [channels, height, width] (the network starts with a
-  /// convolution or pooling layer).
+  /// Whether samples are images [height, width, channels] (the network starts with a
+  /// convolution, pooling or batch-norm layer) rather than flat vectors.
   public var samplesAreImages: Bool {
     guard let first = config.layers.first?.type.lowercased() else { return false }
     return first.hasPrefix("conv") || first.hasSuffix("pool2d") || first == "batchnorm"
@@ -97,10 +91,8 @@ public struct Experiment {
         .shapeMismatch, at: "layers",
         "the network starts with \(expected) inputs but the data has \(inputShape.reduce(1, *)) values per sample (shape \(inputShape))")
     }
-    var layers: [Layer] = []
-    for (i, record) in config.layers.enumerated() {
-      let location = i < config.layerLocations.count ? config.layerLocations[i] : "layer \(i)"
-      layers += try record.makeLayers(at: location)
+    let layers = try config.layers.enumerated().map { i, record in
+      try record.makeLayer(at: i < config.layerLocations.count ? config.layerLocations[i] : "layer \(i)")
     }
     return try Sequential(input: inputShape, layers: layers, seed: config.seed)
   }
@@ -135,7 +127,7 @@ public struct Experiment {
     return optimizer
   }
 
-  /// Trains `model` on `data` as the config says (the schedule, early stopping and
+  /// Trains `trainer`'s model on `data` as the config says (the schedule, early stopping and
   /// diagnostics included).
   public func fit(
     _ trainer: Trainer, _ data: PreparedData, onBatch: ((BatchProgress) -> Void)? = nil,
@@ -146,26 +138,5 @@ public struct Experiment {
       epochs: config.epochs, batchSize: config.batchSize, shuffle: config.shuffle,
       seed: config.seed, schedule: config.schedule, earlyStopping: config.earlyStopping,
       gradientDiagnostics: config.gradientDiagnostics, onBatch: onBatch, onEpoch: onEpoch)
-  }
-
-  /// Loads the data, builds the model and trains it.
-  /// - Parameters:
-  ///   - onBatch: progress after each step.
-  ///   - onEpoch: metrics after each epoch; return false to stop.
-  /// - Returns: the trained model, the prepared data and the measurements.
-  public func run(
-    data: PreparedData? = nil, onBatch: ((BatchProgress) -> Void)? = nil,
-    onEpoch: ((EpochMetrics) -> Bool)? = nil
-  ) throws -> (model: Sequential, data: PreparedData, result: ExperimentResult) {
-    try config.validate()
-    let data = try data ?? loadData()
-    let model = try makeModel(inputShape: data.train.sampleShape)
-    model.preprocessing = data.preprocessing
-    let trainer = Trainer(
-      model: model, loss: config.loss, optimizer: try makeOptimizer(), threads: config.threads)
-    model.context = trainer.context
-    let history = try fit(trainer, data, onBatch: onBatch, onEpoch: onEpoch)
-    let test = try trainer.evaluate(data.test)
-    return (model, data, ExperimentResult(history: history, test: test))
   }
 }

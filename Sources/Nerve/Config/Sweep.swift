@@ -254,6 +254,12 @@ public struct RunStatistics: Sendable, Equatable {
   public var std: Double
   public var count: Int
 
+  public init(mean: Double, std: Double, count: Int) {
+    self.mean = mean
+    self.std = std
+    self.count = count
+  }
+
   public init(_ values: [Double]) {
     count = values.count
     mean = values.isEmpty ? .nan : values.reduce(0, +) / Double(values.count)

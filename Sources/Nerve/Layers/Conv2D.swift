@@ -128,7 +128,7 @@ public final class Conv2D: Layer {
   }
 
   public override var typeName: String { "conv2d" }
-  override var followingActivation: Activation { activation }
+  override var ownActivation: Activation { activation }
 
   override func build(inputShape: [Int]) throws -> [Int] {
     guard filters >= 1 else { throw NerveError(.badValue, at: "conv2d", "filters must be at least 1, got \(filters)") }
@@ -184,6 +184,7 @@ public final class Conv2D: Layer {
     r.kernel = [kernel.height, kernel.width]
     r.stride = [stride.height, stride.width]
     r.padding = padding.description
+    r.activation = activation == .identity ? nil : activation.rawValue
     r.useBias = useBias ? nil : false
     r.l2 = l2 == 0 ? nil : l2
     return r

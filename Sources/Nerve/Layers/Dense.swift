@@ -6,12 +6,12 @@ import CNerve
 /// ```swift
 /// Dense(30, activation: .sigmoid, weights: .uniform(low: -0.1, high: 0.1))
 /// ```
-/// The input size is taken from the previous layer. With `activation`, the model inserts the
-/// activation layer after this one.
+/// The input size is taken from the previous layer. With `activation`, the layer's output is
+/// the activation of `x · W + b` (still one layer).
 public final class Dense: Layer {
   /// Number of outputs.
   public let units: Int
-  /// Activation applied after the layer (inserted as its own layer by the model).
+  /// Activation applied to the layer's output, as part of the layer.
   public let activation: Activation
   /// How the weights start.
   public let weightInitializer: Initializer
@@ -43,7 +43,7 @@ public final class Dense: Layer {
   }
 
   public override var typeName: String { "dense" }
-  override var followingActivation: Activation { activation }
+  override var ownActivation: Activation { activation }
   var inputs: Int { inputShape.first ?? 0 }
 
   override func build(inputShape: [Int]) throws -> [Int] {
@@ -121,6 +121,7 @@ public final class Dense: Layer {
   override var record: LayerRecord {
     var r = LayerRecord(type: typeName)
     r.units = units
+    r.activation = activation == .identity ? nil : activation.rawValue
     r.useBias = useBias ? nil : false
     r.l2 = l2 == 0 ? nil : l2
     return r

@@ -12,7 +12,6 @@ public final class Dropout: Layer {
   public init(_ rate: Float) { self.rate = rate }
 
   public override var typeName: String { "dropout" }
-  override var backwardReadsInput: Bool { false }
 
   override func build(inputShape: [Int]) throws -> [Int] {
     guard rate >= 0, rate < 1 else {
@@ -50,7 +49,6 @@ public final class Flatten: Layer {
   public override init() {}
 
   public override var typeName: String { "flatten" }
-  override var backwardReadsInput: Bool { false }
 
   override func build(inputShape: [Int]) throws -> [Int] { [inputShape.reduce(1, *)] }
 

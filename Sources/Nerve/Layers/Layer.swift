@@ -1,18 +1,30 @@
 // Layer: what every layer of a Sequential model is, and what the engine asks of it.
 import CNerve
 
-/// One step of a network: `Dense`, activations, `Softmax`, and the convolutional layers.
+/// One step of a network: `Dense`, `Conv2D`, pooling, `BatchNorm`, `Dropout`, `Flatten`,
+/// activations and `Softmax`.
 ///
 /// Layers are created by you and handed to a `Sequential` model, which builds them (fixes
 /// their shapes), owns their parameters and runs them. A layer belongs to one model.
+///
+/// A layer is one entry of the model wherever layers are numbered (summaries, `--set`,
+/// gradient records, tensor names in model files): `Dense(30, activation: .sigmoid)` is one
+/// layer whose output is the activation's output.
 public class Layer: CustomStringConvertible {
   /// Shape of one input sample (without the batch dimension); set when the model is built.
   public internal(set) var inputShape: [Int] = []
-  /// Shape of one output sample; set when the model is built.
+  /// Shape of one output sample (after the layer's own activation); set when the model is built.
   public internal(set) var outputShape: [Int] = []
   /// Offset of this layer's parameters in the model's flat parameter buffer.
   var parameterOffset = 0
   var attached = false
+  /// The layer applying this layer's `ownActivation` to its output, run as part of this layer;
+  /// built by the model, nil without an activation.
+  var activationLayer: Layer?
+  /// Seeds this layer's random streams (dropout): the layer's position when every activation
+  /// counts as a kernel of its own. Format-1 models numbered layers that way, so keeping it
+  /// keeps every dropout mask, and so every trained model, as it was.
+  var streamIndex = 0
 
   init() {}
 
@@ -46,17 +58,14 @@ public class Layer: CustomStringConvertible {
   /// not be run in chunks?
   var needsWholeBatch: Bool { false }
 
-  /// Does backward need this layer's input to be kept (true for nearly all)?
-  var backwardReadsInput: Bool { true }
-
   /// Sets non-trained state to its starting values (running variance 1, for batch norm).
   func resetState(_ state: UnsafeMutablePointer<Float>) {}
 
   func forward(_ io: LayerIO) throws {}
   func backward(_ io: LayerIO) throws {}
 
-  /// An activation the model inserts as its own layer right after this one.
-  var followingActivation: Activation { .identity }
+  /// The activation this layer applies to its own output (`Dense` and `Conv2D` take one).
+  var ownActivation: Activation { .identity }
 
   /// Bytes of the context's layer workspace forward and backward use for `batch` samples
   /// (reserved once when training or inference is planned).

@@ -30,9 +30,9 @@ public struct LayerRecord: Codable, Equatable, Sendable {
     case useBias = "use_bias"
   }
 
-  /// The layers this record stands for (a dense layer with an activation is two layers).
+  /// The layer this record stands for.
   /// - Parameter location: where the record came from, for error messages.
-  public func makeLayers(at location: String) throws -> [Layer] {
+  public func makeLayer(at location: String) throws -> Layer {
     func need<T>(_ value: T?, _ field: String) throws -> T {
       guard let value else {
         throw NerveError(.badValue, at: location, "\(type) layer needs '\(field)'")
@@ -50,37 +50,32 @@ public struct LayerRecord: Codable, Equatable, Sendable {
     let kind = type.lowercased()
     switch kind {
     case "dense", "linear":
-      let units = try need(units, "units")
-      let act = try activationValue(location)
-      let dense = Dense(
-        units, activation: .identity,
+      return Dense(
+        try need(units, "units"), activation: try activationValue(location),
         weights: try initializer(weights, "weights", .xavierUniform),
         bias: try initializer(bias, "bias", .zeros), useBias: useBias ?? true, l2: l2 ?? 0)
-      return act == .identity ? [dense] : [dense, act.layer]
     case "conv2d", "conv", "convolution2d":
-      let filters = try need(filters, "filters")
       let k = kernel ?? [3, 3], st = stride ?? [1, 1]
-      let act = try activationValue(location)
-      let conv = Conv2D(
-        filters, kernelSize: (k[0], k[1]), strides: (st[0], st[1]), padding: try paddingValue(location, .valid),
-        activation: .identity, weights: try initializer(weights, "weights", .xavierUniform),
+      return Conv2D(
+        try need(filters, "filters"), kernelSize: (k[0], k[1]), strides: (st[0], st[1]),
+        padding: try paddingValue(location, .valid), activation: try activationValue(location),
+        weights: try initializer(weights, "weights", .xavierUniform),
         bias: try initializer(bias, "bias", .zeros), useBias: useBias ?? true, l2: l2 ?? 0)
-      return act == .identity ? [conv] : [conv, act.layer]
     case "maxpool2d", "maxpool", "max_pool2d", "avgpool2d", "avgpool", "average_pool2d":
       let p = pool ?? [2, 2]
       let st = stride.map { ($0[0], $0[1]) }
       let padding = try paddingValue(location, .valid)
       return kind.hasPrefix("max")
-        ? [MaxPool2D(poolSize: (p[0], p[1]), strides: st, padding: padding)]
-        : [AvgPool2D(poolSize: (p[0], p[1]), strides: st, padding: padding)]
+        ? MaxPool2D(poolSize: (p[0], p[1]), strides: st, padding: padding)
+        : AvgPool2D(poolSize: (p[0], p[1]), strides: st, padding: padding)
     case "batchnorm", "batch_norm", "batchnormalization":
-      return [BatchNorm(momentum: momentum ?? 0.99, epsilon: epsilon ?? 1e-3)]
+      return BatchNorm(momentum: momentum ?? 0.99, epsilon: epsilon ?? 1e-3)
     case "dropout":
-      return [Dropout(try need(rate, "rate"))]
+      return Dropout(try need(rate, "rate"))
     case "flatten":
-      return [Flatten()]
+      return Flatten()
     default:
-      if let a = Activation(name: kind) { return [a.layer] }
+      if let a = Activation(name: kind) { return a.layer }
       throw NerveError(
         .badValue, at: "\(location).type",
         "unknown layer type '\(type)'; expected dense, an activation (\(Activation.allCases.map(\.rawValue).joined(separator: ", "))), conv2d, maxpool2d, avgpool2d, batchnorm, dropout or flatten"

@@ -78,7 +78,6 @@ public final class AvgPool2D: Pooling2D {
   }
 
   public override var typeName: String { "avgpool2d" }
-  override var backwardReadsInput: Bool { false }
 
   override func forward(_ io: LayerIO) throws {
     let s = geometry.sizes

@@ -33,49 +33,65 @@ public enum Loss: Sendable, Equatable, CustomStringConvertible {
   }
 }
 
-/// Where a loss attaches to a particular model: which layer's output it reads, and which
-/// layer backpropagation starts from.
+/// Where a loss attaches to a particular model: which point of the forward pass it reads,
+/// where backpropagation starts, and where a fused softmax writes its probabilities.
 struct LossHead {
   let loss: Loss
-  /// Layer whose output the loss reads (logits when fused).
-  let readsLayer: Int
-  /// Layer whose output the loss's probabilities are written to, when the softmax is fused.
+  /// The point whose values the loss reads (the logits before the last softmax when fused).
+  let reads: LayerPoint
+  /// Layer whose output receives the probabilities, when the softmax is fused into the loss.
   let probabilitiesLayer: Int?
 
   init(loss: Loss, model: Sequential) throws {
     self.loss = loss
     let last = model.layers.count - 1
-    let endsWithSoftmax = model.layers[last] is Softmax
+    let softmaxInLast = model.layers[last].activationLayer is Softmax
+    let softmaxLayer = model.layers[last] is Softmax
     switch loss {
-    case .crossEntropy where endsWithSoftmax:
+    case .crossEntropy where softmaxInLast:
+      reads = LayerPoint(layer: last, beforeActivation: true)
+      probabilitiesLayer = last
+    case .crossEntropy where softmaxLayer:
       guard last >= 1 else {
         throw NerveError(.badValue, at: "model", "a model that is only a softmax has nothing to train")
       }
-      readsLayer = last - 1
+      reads = LayerPoint(layer: last - 1)
       probabilitiesLayer = last
     case .negativeLogLikelihood:
-      guard endsWithSoftmax else {
+      guard softmaxInLast || softmaxLayer else {
         throw NerveError(
           .badValue, at: "loss",
           "negative log-likelihood needs probabilities: end the model with a softmax layer")
       }
-      readsLayer = last
+      reads = LayerPoint(layer: last)
       probabilitiesLayer = nil
     default:
-      readsLayer = last
+      reads = LayerPoint(layer: last)
       probabilitiesLayer = nil
     }
   }
 
-  /// Computes the loss of `outputs` against one-hot `targets` (rows `n` of a batch of `count`)
-  /// and, if `gradient` is given, writes dLoss/d(readsLayer output) into it.
+  /// The values the loss reads in `plan`.
+  func values(_ plan: Sequential.Plan) -> UnsafeMutablePointer<Float> {
+    reads.beforeActivation ? plan.coreOutputs[reads.layer] : plan.outputs[reads.layer]
+  }
+
+  /// Where the loss writes dLoss/d(values) in a training plan.
+  func gradient(_ plan: Sequential.Plan) -> UnsafeMutablePointer<Float> {
+    reads.beforeActivation ? plan.coreGradients[reads.layer] : plan.gradients[reads.layer]
+  }
+
+  /// Computes the loss of the plan's values against one-hot `targets` (rows `n` of a batch of
+  /// `count`). In training it also writes the gradient and the fused softmax's probabilities.
   func evaluate(
-    context: ComputeContext, outputs: UnsafePointer<Float>,
-    probabilities: UnsafeMutablePointer<Float>?, targets: UnsafePointer<Float>,
-    gradient: UnsafeMutablePointer<Float>?, rows n: Int, classes: Int, count: Int
+    context: ComputeContext, plan: Sequential.Plan, targets: UnsafePointer<Float>, training: Bool,
+    rows n: Int, classes: Int, count: Int
   ) throws -> Double {
     var value = 0.0
     let ctx = context.raw
+    let outputs = values(plan)
+    let gradient = training ? gradient(plan) : nil
+    let probabilities = training ? probabilitiesLayer.map { plan.outputs[$0] } : nil
     switch loss {
     case .meanSquaredError:
       try context.check(

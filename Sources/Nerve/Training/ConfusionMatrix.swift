@@ -31,14 +31,3 @@ public struct ConfusionMatrix: Sendable, Equatable, CustomStringConvertible {
     return lines.joined(separator: "\n")
   }
 }
-
-extension Sequential {
-  /// The confusion matrix of this model's predictions on `data`.
-  public func confusionMatrix(_ data: Dataset) throws -> ConfusionMatrix {
-    let predicted = try predict(data.features)
-    let k = max(data.classes, outputCount)
-    var counts = [[Int]](repeating: [Int](repeating: 0, count: k), count: k)
-    for (label, p) in zip(data.labels, predicted) { counts[Int(label)][p] += 1 }
-    return ConfusionMatrix(counts: counts)
-  }
-}

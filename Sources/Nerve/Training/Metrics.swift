@@ -78,6 +78,61 @@ public struct EpochMetrics: Sendable, Codable, Equatable {
     case learningRate = "learning_rate"
     case gradients
   }
+
+  public init(
+    epoch: Int, seconds: Double, trainLoss: Double, trainAccuracy: Double, learningRate: Double
+  ) {
+    self.epoch = epoch
+    self.seconds = seconds
+    self.trainLoss = trainLoss
+    self.trainAccuracy = trainAccuracy
+    self.learningRate = learningRate
+  }
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    epoch = try c.decode(Int.self, forKey: .epoch)
+    seconds = try c.decodeIfPresent(Double.self, forKey: .seconds) ?? 0
+    trainLoss = try c.decodeFinite(.trainLoss)
+    trainAccuracy = try c.decodeFinite(.trainAccuracy)
+    validLoss = try c.decodeIfPresent(Double.self, forKey: .validLoss)
+    validAccuracy = try c.decodeIfPresent(Double.self, forKey: .validAccuracy)
+    testLoss = try c.decodeIfPresent(Double.self, forKey: .testLoss)
+    testAccuracy = try c.decodeIfPresent(Double.self, forKey: .testAccuracy)
+    learningRate = try c.decodeIfPresent(Double.self, forKey: .learningRate) ?? .nan
+    gradients = try c.decodeIfPresent([LayerGradientStats].self, forKey: .gradients)
+  }
+
+  public func encode(to encoder: Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(epoch, forKey: .epoch)
+    try c.encodeFinite(seconds, forKey: .seconds)
+    try c.encodeFinite(trainLoss, forKey: .trainLoss)
+    try c.encodeFinite(trainAccuracy, forKey: .trainAccuracy)
+    try c.encodeFinite(validLoss, forKey: .validLoss)
+    try c.encodeFinite(validAccuracy, forKey: .validAccuracy)
+    try c.encodeFinite(testLoss, forKey: .testLoss)
+    try c.encodeFinite(testAccuracy, forKey: .testAccuracy)
+    try c.encodeFinite(learningRate, forKey: .learningRate)
+    try c.encodeIfPresent(gradients, forKey: .gradients)
+  }
+}
+
+extension EpochMetrics {
+  /// A metric by its metrics-file name (`train_loss`, `valid_accuracy`, ...).
+  public func value(_ metric: String) -> Double? {
+    switch metric {
+    case "train_loss": trainLoss
+    case "train_accuracy": trainAccuracy
+    case "valid_loss": validLoss
+    case "valid_accuracy": validAccuracy
+    case "test_loss": testLoss
+    case "test_accuracy": testAccuracy
+    case "learning_rate": learningRate
+    case "seconds": seconds
+    default: nil
+    }
+  }
 }
 
 /// Where training is within an epoch, for progress displays.

@@ -95,7 +95,7 @@ struct ConfigTests {
     #expect(c.loss == .negativeLogLikelihood() && c.optimizer == "momentum" && c.learningRate == 0.05)
     #expect(c.momentum == 0.8 && c.batchSize == .full && c.epochs == 7 && c.seed == 42 && c.threads == 2)
     let model = try Experiment(config: c).makeModel(inputShape: [64])
-    #expect(model.layers.map(\.typeName) == ["dense", "lecun_tanh", "dense", "softmax"])
+    #expect(model.layers.map(\.typeName) == ["dense", "dense"] && model.layers.map { ($0 as! Dense).activation } == [.lecunTanh, .softmax])
     #expect(model.parameterCount == 64 * 30 + 30 + 30 * 10 + 10)
   }
 

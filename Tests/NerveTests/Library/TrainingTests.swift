@@ -66,7 +66,7 @@ struct TrainingTests {
     let h = try trainer.fit(
       Fixtures.mnist.train.prefix(1500), validation: Fixtures.mnist.validation.prefix(500), epochs: 2,
       batchSize: batch, seed: seed)
-    let params = try model.parameter(layer: 0, "weight").scalars + model.parameter(layer: 2, "weight").scalars
+    let params = try model.parameter(layer: 0, "weight").scalars + model.parameter(layer: 1, "weight").scalars
     return (h.epochs.map { var m = $0; m.seconds = 0; return m }, params)
   }
 

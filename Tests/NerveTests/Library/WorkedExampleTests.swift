@@ -27,7 +27,7 @@ struct WorkedExampleTests {
     let w1 = try model.parameter(layer: 0, "weight").scalars + model.parameter(layer: 0, "bias").scalars
     let expectedW1: [Double] = [0.34322654, -0.52734731, 0.81080664, 0.19316317, 0.25403318, -0.43418414]
     expectClose(w1, expectedW1, rtol: 0, atol: 1e-6, "W1 after the step (fused \(fused))")
-    let w2 = try model.parameter(layer: 2, "weight").scalars + model.parameter(layer: 2, "bias").scalars
+    let w2 = try model.parameter(layer: 1, "weight").scalars + model.parameter(layer: 1, "bias").scalars
     expectClose(w2, [-0.85414675, 0.27457272, 0.10637456], rtol: 0, atol: 1e-6, "W2 after the step (fused \(fused))")
     let after = try model.outputs(for: data.features)
     #expect(abs(after[flat: 0] - 0.40648824) < 1e-6, "output after: \(after[flat: 0])")
@@ -46,8 +46,8 @@ struct WorkedExampleTests {
       grads.first { $0.layer == layer && $0.name == name }!.value.scalars
     }
     let g = 0.44039853898894116
-    expectClose(grad(2, "weight"), [-g, g, -g, g, -g, g], rtol: 1e-6, atol: 1e-7, "dV")
-    expectClose(grad(2, "bias"), [-0.5, 0.5], rtol: 0, atol: 1e-7, "output bias gradient")
+    expectClose(grad(1, "weight"), [-g, g, -g, g, -g, g], rtol: 1e-6, atol: 1e-7, "dV")
+    expectClose(grad(1, "bias"), [-0.5, 0.5], rtol: 0, atol: 1e-7, "output bias gradient")
     expectClose(grad(0, "weight"), [0, 0, 0, 0, 0, 0], rtol: 0, atol: 1e-7, "dW")
     expectClose(grad(0, "bias"), [0, 0, 0], rtol: 0, atol: 1e-7, "hidden bias gradient")
     // The model itself is unchanged by computing gradients.

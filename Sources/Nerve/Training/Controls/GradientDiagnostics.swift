@@ -1,98 +1,6 @@
-// Learning-rate schedules, early stopping and per-layer gradient diagnostics.
+// Per-layer gradient diagnostics: norms and mean absolute values of every layer's gradients,
+// per epoch and every N steps, to see gradients vanish or explode.
 import CNerve
-
-#if canImport(Glibc)
-  import Glibc
-#endif
-
-/// How the learning rate changes from epoch to epoch (a multiplier on the optimizer's rate).
-public enum LearningRateSchedule: Sendable, Equatable, CustomStringConvertible {
-  /// The same rate every epoch.
-  case constant
-  /// Multiply by `factor` every `every` epochs.
-  case step(every: Int, factor: Float)
-  /// Cosine decay from the base rate to `minimum` (a fraction of it) over the run.
-  case cosine(minimum: Float = 0)
-  /// Multiply by `factor` every epoch.
-  case exponential(factor: Float)
-
-  /// The multiplier for 1-based `epoch` of `epochs`.
-  public func multiplier(epoch: Int, of epochs: Int) -> Float {
-    switch self {
-    case .constant: return 1
-    case .step(let every, let factor): return powf(factor, Float((epoch - 1) / max(every, 1)))
-    case .cosine(let minimum):
-      let progress = epochs <= 1 ? 0 : Double(epoch - 1) / Double(epochs - 1)
-      return minimum + (1 - minimum) * Float(0.5 * (1 + cos(Double.pi * progress)))
-    case .exponential(let factor): return powf(factor, Float(epoch - 1))
-    }
-  }
-
-  /// Parses `constant`, `step(10, 0.5)`, `cosine`, `cosine(0.01)` or `exponential(0.95)`.
-  public init?(parsing text: String) {
-    let t = text.lowercased().replacingOccurrences(of: " ", with: "")
-    func args(_ prefix: String) -> [Float]? {
-      guard t.hasPrefix(prefix + "("), t.hasSuffix(")") else { return nil }
-      let inner = t.dropFirst(prefix.count + 1).dropLast()
-      let parts = inner.split(separator: ",").map { Float($0) }
-      return parts.allSatisfy { $0 != nil } ? parts.map { $0! } : nil
-    }
-    if t == "constant" || t == "none" {
-      self = .constant
-    } else if t == "cosine" {
-      self = .cosine()
-    } else if let a = args("cosine"), a.count == 1, a[0] >= 0, a[0] <= 1 {
-      self = .cosine(minimum: a[0])
-    } else if let a = args("step"), a.count == 2, a[0] >= 1, a[1] > 0 {
-      self = .step(every: Int(a[0]), factor: a[1])
-    } else if let a = args("exponential"), a.count == 1, a[0] > 0 {
-      self = .exponential(factor: a[0])
-    } else {
-      return nil
-    }
-  }
-
-  public var description: String {
-    switch self {
-    case .constant: "constant"
-    case .step(let every, let factor): "step(\(every), \(factor))"
-    case .cosine(let minimum): "cosine(\(minimum))"
-    case .exponential(let factor): "exponential(\(factor))"
-    }
-  }
-}
-
-/// Stops training when a validation metric stops improving, keeping the best epoch's weights.
-public struct EarlyStopping: Sendable, Equatable {
-  /// The metric watched.
-  public enum Monitor: String, Sendable, Equatable {
-    case validationLoss = "valid_loss"
-    case validationAccuracy = "valid_accuracy"
-  }
-
-  public var monitor: Monitor
-  /// Epochs without improvement tolerated before stopping.
-  public var patience: Int
-  /// The least change that counts as an improvement.
-  public var minimumDelta: Double
-  /// Put back the parameters of the best epoch when training ends.
-  public var restoreBest: Bool
-
-  public init(monitor: Monitor = .validationLoss, patience: Int = 3, minimumDelta: Double = 0, restoreBest: Bool = true) {
-    self.monitor = monitor
-    self.patience = patience
-    self.minimumDelta = minimumDelta
-    self.restoreBest = restoreBest
-  }
-
-  /// The watched value of an epoch, oriented so that larger is better.
-  func score(_ m: EpochMetrics) -> Double? {
-    switch monitor {
-    case .validationLoss: m.validLoss.map { -$0 }
-    case .validationAccuracy: m.validAccuracy
-    }
-  }
-}
 
 /// Per-layer gradient statistics, recorded to see vanishing or exploding gradients.
 public struct GradientDiagnostics: Sendable, Equatable {
@@ -117,14 +25,54 @@ public struct LayerGradientStats: Sendable, Equatable, Codable {
     case weightNorm = "weight_norm", weightMeanAbs = "weight_mean_abs"
     case biasNorm = "bias_norm", biasMeanAbs = "bias_mean_abs"
   }
+
+  public init(layer: Int, type: String, weightNorm: Double, weightMeanAbs: Double, biasNorm: Double?, biasMeanAbs: Double?) {
+    self.layer = layer
+    self.type = type
+    self.weightNorm = weightNorm
+    self.weightMeanAbs = weightMeanAbs
+    self.biasNorm = biasNorm
+    self.biasMeanAbs = biasMeanAbs
+  }
+
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.container(keyedBy: CodingKeys.self)
+    layer = try c.decode(Int.self, forKey: .layer)
+    type = try c.decode(String.self, forKey: .type)
+    weightNorm = try c.decodeFinite(.weightNorm)
+    weightMeanAbs = try c.decodeFinite(.weightMeanAbs)
+    biasNorm = try c.decodeIfPresent(Double.self, forKey: .biasNorm)
+    biasMeanAbs = try c.decodeIfPresent(Double.self, forKey: .biasMeanAbs)
+  }
+
+  public func encode(to encoder: Encoder) throws {
+    var c = encoder.container(keyedBy: CodingKeys.self)
+    try c.encode(layer, forKey: .layer)
+    try c.encode(type, forKey: .type)
+    try c.encodeFinite(weightNorm, forKey: .weightNorm)
+    try c.encodeFinite(weightMeanAbs, forKey: .weightMeanAbs)
+    try c.encodeFinite(biasNorm, forKey: .biasNorm)
+    try c.encodeFinite(biasMeanAbs, forKey: .biasMeanAbs)
+  }
 }
 
 /// Gradient statistics at one step.
-public struct GradientRecord: Sendable {
+public struct GradientRecord: Sendable, Equatable, Codable {
   public var epoch: Int
   /// Global step (1-based, counted over the whole run).
   public var step: Int
   public var layers: [LayerGradientStats]
+
+  public init(epoch: Int, step: Int, layers: [LayerGradientStats]) {
+    self.epoch = epoch
+    self.step = step
+    self.layers = layers
+  }
+
+  enum CodingKeys: String, CodingKey {
+    case epoch, step
+    case layers = "gradients"
+  }
 }
 
 /// Accumulates per-step gradient statistics into per-epoch means.
@@ -186,4 +134,3 @@ struct GradientRecorder {
     return means
   }
 }
-

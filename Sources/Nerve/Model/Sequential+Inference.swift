@@ -1,0 +1,149 @@
+// Running a trained Sequential model: outputs, predicted classes, loss and accuracy, the
+// confusion matrix. Inference runs in chunks that keep activations near 32 MB.
+import CNerve
+
+extension Sequential {
+  /// Samples per inference pass: as many as keep the activations near 32 MB (4,096 for an
+  /// MLP, about 90 for Lab E's CNN).
+  var inferenceChunk: Int {
+    let perSample = layers.reduce(0) {
+      $0 + $1.outputShape.reduce(1, *) + ($1.activationLayer == nil ? 0 : $1.activationLayer!.inputShape.reduce(1, *))
+        + $1.scratchCount(batch: 1)
+    }
+    return max(1, min(4096, (8 << 20) / max(perSample, 1)))
+  }
+
+  /// Runs the model in inference mode over `count` samples in chunks, calling `body` with the
+  /// plan holding each chunk's activations, the chunk's size and its first sample index.
+  func infer(
+    _ features: UnsafePointer<Float>, count: Int, _ body: (Plan, _ chunk: Int, _ start: Int) throws -> Void
+  ) throws {
+    let capacity = min(max(count, 1), inferenceChunk)
+    if inferencePlan == nil || inferencePlan!.capacity < capacity {
+      inferencePlan = Plan(model: self, capacity: capacity, training: false)
+    }
+    let plan = inferencePlan!
+    try context.reserve(bytes: plan.workspaceBytes)
+    var start = 0
+    while start < count {
+      let n = min(capacity, count - start)
+      try forward(
+        UnsafeMutablePointer(mutating: features + start * inputCount), batch: n, plan: plan,
+        context: context, training: false)
+      try body(plan, n, start)
+      start += n
+    }
+  }
+
+  /// The model's outputs for a batch of samples: [samples, outputs].
+  /// - Parameter features: [samples, ...] whose per-sample size matches the input shape.
+  public func outputs(for features: Tensor) throws -> Tensor {
+    try activations(for: features, layer: layers.count - 1)
+  }
+
+  /// The outputs of layer `index` (inference mode, after the layer's own activation) for a
+  /// batch: [samples] + that layer's output shape. For looking inside a network, e.g. a
+  /// convolution's feature maps.
+  public func activations(for features: Tensor, layer index: Int) throws -> Tensor {
+    guard layers.indices.contains(index) else {
+      throw NerveError(.badValue, at: "layer", "no layer \(index); the model has layers 0...\(layers.count - 1)")
+    }
+    let n = try sampleCount(features)
+    let width = layers[index].outputShape.reduce(1, *)
+    var result = Tensor(shape: [n] + layers[index].outputShape)
+    try features.withUnsafeBufferPointer { x in
+      try result.withUnsafeMutableBufferPointer { out in
+        try infer(x.baseAddress!, count: n) { plan, chunk, start in
+          (out.baseAddress! + start * width).update(from: plan.outputs[index], count: chunk * width)
+        }
+      }
+    }
+    return result
+  }
+
+  /// The predicted class (argmax of the outputs) of each sample.
+  public func predict(_ features: Tensor) throws -> [Int] {
+    let n = try sampleCount(features)
+    var classes = [Int32](repeating: 0, count: n)
+    let width = outputCount
+    try features.withUnsafeBufferPointer { x in
+      try classes.withUnsafeMutableBufferPointer { c in
+        try infer(x.baseAddress!, count: n) { plan, chunk, start in
+          try context.check(
+            nerve_argmax(
+              context.raw, c.baseAddress! + start, plan.outputs[layers.count - 1], Int64(chunk),
+              Int64(width)))
+        }
+      }
+    }
+    return classes.map(Int.init)
+  }
+
+  /// Loss and accuracy on `data` (inference mode, in chunks).
+  /// - Parameter loss: the loss to report.
+  public func evaluate(_ data: Dataset, loss: Loss) throws -> Evaluation {
+    try checkFits(data)
+    return try evaluate(data, head: LossHead(loss: loss, model: self))
+  }
+
+  func evaluate(_ data: Dataset, head: LossHead) throws -> Evaluation {
+    let width = outputCount
+    let targets = data.oneHot(width: width)
+    var loss = 0.0
+    var correct: Int64 = 0
+    try data.labels.withUnsafeBufferPointer { labels in
+      try infer(data.features.storage.pointer, count: data.count) { plan, chunk, start in
+        loss += try head.evaluate(
+          context: context, plan: plan, targets: targets.pointer + start * width, training: false,
+          rows: chunk, classes: width, count: data.count)
+        var right: Int64 = 0
+        try context.check(
+          nerve_count_correct(
+            context.raw, &right, plan.outputs[layers.count - 1], labels.baseAddress! + start,
+            Int64(chunk), Int64(width)))
+        correct += right
+      }
+    }
+    return Evaluation(loss: loss, correct: Int(correct), count: data.count)
+  }
+
+  /// The confusion matrix of this model's predictions on `data`.
+  public func confusionMatrix(_ data: Dataset) throws -> ConfusionMatrix {
+    let predicted = try predict(data.features)
+    let k = max(data.classes, outputCount)
+    var counts = [[Int]](repeating: [Int](repeating: 0, count: k), count: k)
+    for (label, p) in zip(data.labels, predicted) { counts[Int(label)][p] += 1 }
+    return ConfusionMatrix(counts: counts)
+  }
+
+  /// Throws unless `data`'s samples, targets and classes fit this model.
+  func checkFits(_ data: Dataset) throws {
+    guard data.sampleSize == inputCount else {
+      throw NerveError(
+        .shapeMismatch, at: data.name,
+        "samples have \(data.sampleSize) values (shape \(data.sampleShape)) but the model takes \(inputCount) (shape \(inputShape))"
+      )
+    }
+    if let t = data.targets, t.shape[1] != outputCount {
+      throw NerveError(
+        .shapeMismatch, at: data.name,
+        "targets have \(t.shape[1]) values per sample but the model has \(outputCount) outputs")
+    }
+    guard data.classes <= outputCount else {
+      throw NerveError(
+        .shapeMismatch, at: data.name,
+        "the data has \(data.classes) classes but the model has only \(outputCount) outputs")
+    }
+  }
+
+  func sampleCount(_ features: Tensor) throws -> Int {
+    let per = inputCount
+    guard features.rank >= 1, features.count == features.shape[0] * per else {
+      throw NerveError(
+        .shapeMismatch,
+        "the model takes samples of shape \(inputShape) (\(per) values) but got a tensor of shape \(features.shape)"
+      )
+    }
+    return features.shape[0]
+  }
+}

@@ -1,0 +1,74 @@
+// One epoch: the training set in this epoch's order, batch after batch, with progress and the
+// epoch's training metrics.
+
+/// A step whose loss was not finite, with where it happened.
+struct TrainingDiverged: Error {
+  var epoch: Int
+  var step: Int
+  var value: Double
+}
+
+/// Called after each step with its gradient statistics, when diagnostics ask for them.
+typealias GradientObserver = (GradientRecord) -> Void
+
+extension TrainingWorkspace {
+  /// Runs the steps of epoch `epoch` that `state` has not yet done (all of them at the start of
+  /// an epoch), and returns the epoch's training metrics.
+  /// - Throws: `TrainingDiverged` for a non-finite loss; errors of the kernels.
+  func runEpoch(
+    _ epoch: Int, learningRate: Float, state: inout TrainingState,
+    onBatch: ((BatchProgress) -> Void)?, onGradients: GradientObserver?
+  ) throws -> EpochMetrics {
+    let n = train.count, steps = stepsPerEpoch
+    if state.stepInEpoch == 0 && !keepsOrder { Dataset.shuffle(&state.order, using: &state.shuffler) }
+    let clock = ContinuousClock()
+    let started = clock.now
+    while state.stepInEpoch < steps {
+      let step = state.stepInEpoch
+      let start = step * batchCapacity
+      let rows = min(batchCapacity, n - start)
+      let batch = batch(at: start, rows: rows, order: state.order)
+      let result: StepResult
+      do {
+        result = try computeGradients(batch, learningRate: learningRate)
+      } catch let e as NonFiniteLoss {
+        throw TrainingDiverged(epoch: epoch, step: step + 1, value: e.value)
+      }
+      try recordGradients(epoch: epoch, state: &state, onGradients: onGradients)
+      try applyUpdate(learningRate: learningRate)
+      state.epochCorrect += result.correct
+      state.epochLossSum += result.loss * Double(rows)
+      state.stepInEpoch += 1
+      onBatch?(
+        BatchProgress(
+          epoch: epoch, epochs: settings.epochs, batch: step + 1, batches: steps,
+          loss: state.epochLossSum / Double(start + rows)))
+    }
+    state.epochSeconds += (clock.now - started).seconds
+    var metrics = EpochMetrics(
+      epoch: epoch, seconds: state.epochSeconds, trainLoss: state.epochLossSum / Double(n),
+      trainAccuracy: Double(state.epochCorrect) / Double(n), learningRate: Double(learningRate))
+    metrics.gradients = state.recorder?.takeMeans()
+    return metrics
+  }
+
+  /// Adds this step's gradient statistics to the epoch's (with diagnostics on), and reports
+  /// them every `everySteps` steps.
+  private func recordGradients(epoch: Int, state: inout TrainingState, onGradients: GradientObserver?) throws {
+    guard state.recorder != nil else { return }
+    let stats = try state.recorder!.measure(gradients.pointer, context: context)
+    state.recorder!.add(stats)
+    let step = optimizer.steps + 1
+    if let every = settings.gradientDiagnostics?.everySteps, step % every == 0 {
+      onGradients?(GradientRecord(epoch: epoch, step: step, layers: stats))
+    }
+  }
+}
+
+extension Duration {
+  /// The duration in seconds as a Double.
+  var seconds: Double {
+    let c = components
+    return Double(c.seconds) + Double(c.attoseconds) * 1e-18
+  }
+}

@@ -1,0 +1,88 @@
+// TrainingWorkspace: what one `fit` call prepares before its first step, so that no step
+// allocates: the model's plan for a batch, the batch and gradient buffers, and the choices that
+// depend on the model and the optimizer (chunking, which layers update inside backward).
+
+/// The buffers and decisions of one training run. Steps (TrainingStep.swift) and epochs
+/// (TrainingEpoch.swift) run in it.
+final class TrainingWorkspace {
+  let model: Sequential
+  let optimizer: Optimizer
+  let head: LossHead
+  let settings: TrainingSettings
+  let train: Dataset
+  var context: ComputeContext { model.context }
+
+  /// Samples per step, and per forward/backward pass within a step.
+  let batchCapacity: Int
+  let chunkCapacity: Int
+  /// Activations and their gradients for one chunk.
+  let plan: Sequential.Plan
+  /// The training set's one-hot targets, and one batch gathered in the epoch's order.
+  let targets: FloatBuffer
+  let batchFeatures: FloatBuffer
+  let batchTargets: FloatBuffer
+  let batchLabels: UnsafeMutablePointer<Int32>
+  /// Whether batches are slices of the training set as stored (no gathering needed).
+  let keepsOrder: Bool
+  /// dLoss/dparameters, laid out like the model's parameters.
+  let gradients: FloatBuffer
+  let penalty: L2Penalty
+  /// Parameter tensors whose gradients are stored and stepped by the optimizer.
+  let steppedGroups: [ParameterGroup]
+  /// Layers that apply the optimizer's step inside their backward pass.
+  let fusedLayers: [Bool]
+
+  /// Prepares a run; reserves the context's workspace and binds the optimizer's state.
+  init(
+    model: Sequential, loss: Loss, optimizer: Optimizer, train: Dataset, settings: TrainingSettings,
+    fusesOptimizerSteps: Bool, chunkRows: Int
+  ) throws {
+    self.model = model
+    self.optimizer = optimizer
+    self.settings = settings
+    self.train = train
+    head = try LossHead(loss: loss, model: model)
+    let width = model.outputCount
+    batchCapacity = settings.batchSize.resolved(count: train.count)
+    // Batch statistics need the whole batch in one pass.
+    let chunked = batchCapacity > chunkRows && !model.layers.contains(where: \.needsWholeBatch)
+    chunkCapacity = chunked ? max(chunkRows, 1) : batchCapacity
+    plan = Sequential.Plan(model: model, capacity: chunkCapacity, training: true)
+    try model.context.reserve(bytes: plan.workspaceBytes)
+    targets = train.oneHot(width: width)
+    batchFeatures = FloatBuffer(count: batchCapacity * model.inputCount)
+    batchTargets = FloatBuffer(count: batchCapacity * width)
+    batchLabels = .allocate(capacity: batchCapacity)
+    batchLabels.initialize(repeating: 0, count: batchCapacity)
+    keepsOrder = settings.keepsOrder(count: train.count)
+    gradients = FloatBuffer(count: model.parameterStorage.count)
+    penalty = L2Penalty(model: model)
+    optimizer.bind(parameterFloats: model.parameterStorage.count)
+    let fused = Self.fusedLayers(
+      model: model, optimizer: optimizer,
+      // A step inside backward would change the weights between chunks of one batch, and
+      // diagnostics need the gradients themselves.
+      allowed: fusesOptimizerSteps && !chunked && settings.gradientDiagnostics == nil)
+    fusedLayers = fused
+    steppedGroups = model.parameterGroups.filter { !fused[$0.layer] }.map {
+      ParameterGroup(offset: $0.offset, count: $0.info.count, l2Decay: $0.info.decay, isWeight: $0.info.isWeight)
+    }
+  }
+
+  /// Which layers can take the optimizer's step inside backward (those with parameters whose
+  /// kernel has the optimizer's fused form).
+  private static func fusedLayers(model: Sequential, optimizer: Optimizer, allowed: Bool) -> [Bool] {
+    guard allowed, let probe = optimizer.fusedStep(learningRate: optimizer.learningRate) else {
+      return model.layers.map { _ in false }
+    }
+    return model.layers.map { $0.parameterCount > 0 && $0.supportsFused(probe) }
+  }
+
+  deinit { batchLabels.deallocate() }
+
+  /// Whether any layer updates its parameters inside backward.
+  var fuses: Bool { fusedLayers.contains(true) }
+
+  /// Steps in one pass over the training set.
+  var stepsPerEpoch: Int { (train.count + batchCapacity - 1) / batchCapacity }
+}
