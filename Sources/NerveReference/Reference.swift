@@ -15,6 +15,8 @@ public enum RefActivation: Int, CaseIterable, Sendable {
   case identity = 0, sigmoid, tanh, relu, lecunTanh
 }
 
+/// Every kernel of the C core as plain loops accumulating in `Double`: the oracle the kernel
+/// tests compare against. Arguments follow the C API's order and shapes.
 public enum Reference {
   // MARK: Dense
 

@@ -166,47 +166,36 @@ struct TrainCommand: ParsableCommand {
 
   /// The config file (or the default model) with every flag applied.
   func resolvedConfig() throws -> ExperimentConfig {
-    var c: ExperimentConfig
+    var c = try baseConfig()
+    applyDataFlags(&c)
+    if let loss { c.loss = Loss(name: loss)! }
+    applyNetworkFlags(&c)
+    applyTrainingFlags(&c)
+    try c.validate()
+    return c
+  }
+
+  /// The config file with its `--set` changes, or the default model.
+  func baseConfig() throws -> ExperimentConfig {
     if let config {
-      c = try ExperimentConfig(contentsOf: config, overrides: set.map { try ConfigOverride(parsing: $0) })
-    } else {
-      guard set.isEmpty else { throw NerveError(.badValue, at: "--set", "changes a config file's keys; it needs --config") }
-      c = ExperimentConfig()
-      c.name = "default"
-      c.layers = ExperimentConfig.mlp(sizes: [784, 100, 10], hidden: .relu, output: .softmax, weights: nil)
-      c.loss = .crossEntropy
-      c.learningRate = 0.1
-      c.batchSize = .size(32)
-      c.epochs = 5
+      return try ExperimentConfig(contentsOf: config, overrides: set.map { try ConfigOverride(parsing: $0) })
     }
+    guard set.isEmpty else { throw NerveError(.badValue, at: "--set", "changes a config file's keys; it needs --config") }
+    var c = ExperimentConfig()
+    c.name = "default"
+    c.layers = ExperimentConfig.mlp(sizes: [784, 100, 10], hidden: .relu, output: .softmax, weights: nil)
+    c.loss = .crossEntropy
+    c.learningRate = 0.1
+    c.batchSize = .size(32)
+    c.epochs = 5
+    return c
+  }
+
+  /// --dataset, --data, --threads, --subset, --indices, --validation, --standardize.
+  func applyDataFlags(_ c: inout ExperimentConfig) {
     if let dataset { c.dataSet = ExperimentConfig.DataSet(rawValue: dataset.lowercased())! }
     if let path = dataOptions.data { c.dataPath = path }
     if let threads = dataOptions.threads { c.threads = threads }
-    if let loss { c.loss = Loss(name: loss)! }
-    if let layers {
-      let sizes = layers.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces))! }
-      let hidden = activation.flatMap { Activation(name: $0) } ?? .sigmoid
-      let output = outputActivation.flatMap { Activation(name: $0) } ?? (c.loss == .meanSquaredError ? .sigmoid : .softmax)
-      c.layers = ExperimentConfig.mlp(sizes: sizes, hidden: hidden, output: output, weights: `init`)
-      c.layerLocations = []
-      c.inputSize = sizes[0]
-    } else {
-      let weighted = c.layers.indices.filter { ["dense", "conv2d"].contains(c.layers[$0].type.lowercased()) }
-      if let `init` {
-        for i in weighted { c.layers[i].weights = `init` }
-      }
-      // Every weighted layer but the output one is hidden.
-      if let activation {
-        for i in weighted.dropLast() where c.layers[i].activation != nil { c.layers[i].activation = activation }
-      }
-      if let outputActivation, let last = weighted.last { c.layers[last].activation = outputActivation }
-    }
-    if let optimizer { c.optimizer = optimizer.lowercased() }
-    if let learningRate { c.learningRate = Float(learningRate) }
-    if let momentum { c.momentum = Float(momentum) }
-    if let weightDecay { c.weightDecay = Float(weightDecay) }
-    if let batchSize { c.batchSize = BatchSize(parsing: batchSize)! }
-    if let epochs { c.epochs = epochs }
     if let subset {
       c.trainCount = subset
       c.trainIndices = nil
@@ -214,6 +203,38 @@ struct TrainCommand: ParsableCommand {
     if let indices { c.trainIndices = parsedIndices(indices) }
     if let validation { c.validationCount = validation }
     if standardize { c.standardize = true }
+  }
+
+  /// --layers (a new MLP), or --init and the activations changed in the config's layers.
+  func applyNetworkFlags(_ c: inout ExperimentConfig) {
+    if let layers {
+      let sizes = layers.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces))! }
+      let hidden = activation.flatMap { Activation(name: $0) } ?? .sigmoid
+      let output = outputActivation.flatMap { Activation(name: $0) } ?? (c.loss == .meanSquaredError ? .sigmoid : .softmax)
+      c.layers = ExperimentConfig.mlp(sizes: sizes, hidden: hidden, output: output, weights: `init`)
+      c.layerLocations = []
+      c.inputSize = sizes[0]
+      return
+    }
+    let weighted = c.layers.indices.filter { ["dense", "conv2d"].contains(c.layers[$0].type.lowercased()) }
+    if let `init` {
+      for i in weighted { c.layers[i].weights = `init` }
+    }
+    // Every weighted layer but the output one is hidden.
+    if let activation {
+      for i in weighted.dropLast() where c.layers[i].activation != nil { c.layers[i].activation = activation }
+    }
+    if let outputActivation, let last = weighted.last { c.layers[last].activation = outputActivation }
+  }
+
+  /// The optimizer, schedule, batches, epochs, seed, early stopping and diagnostics flags.
+  func applyTrainingFlags(_ c: inout ExperimentConfig) {
+    if let optimizer { c.optimizer = optimizer.lowercased() }
+    if let learningRate { c.learningRate = Float(learningRate) }
+    if let momentum { c.momentum = Float(momentum) }
+    if let weightDecay { c.weightDecay = Float(weightDecay) }
+    if let batchSize { c.batchSize = BatchSize(parsing: batchSize)! }
+    if let epochs { c.epochs = epochs }
     if noShuffle { c.shuffle = false }
     if testEveryEpoch { c.testEveryEpoch = true }
     if let seed { c.seed = seed }
@@ -225,8 +246,6 @@ struct TrainCommand: ParsableCommand {
     }
     if gradients && c.gradientDiagnostics == nil { c.gradientDiagnostics = GradientDiagnostics() }
     if let gradientEvery { c.gradientDiagnostics = GradientDiagnostics(everySteps: gradientEvery) }
-    try c.validate()
-    return c
   }
 
   func run() throws {

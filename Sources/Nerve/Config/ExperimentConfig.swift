@@ -103,87 +103,96 @@ public struct ExperimentConfig: Sendable, Equatable {
     _ = try root.string("description")
     // A [sweep] table is read by `Sweep`; the rest of the file is the base run.
     _ = root.raw("sweep")
-    if let data = try root.table("data") {
-      var f = Fields(table: data, section: "data", file: file)
-      if let v = try f.string("set") {
-        guard let s = DataSet(rawValue: v.lowercased()) else {
-          throw f.error("set", "unknown data set '\(v)'; expected mnist or digits")
-        }
-        dataSet = s
-      }
-      dataPath = try f.string("path")
-      trainCount = try f.int("subset", min: 1)
-      trainIndices = try f.intArray("indices", min: 0)
-      if let v = try f.int("validation", min: 0) { validationCount = v }
-      if let v = try f.double("test_fraction", min: 0, max: 1) { testFraction = v }
-      if let v = try f.double("validation_fraction", min: 0, max: 1) { validationFraction = v }
-      if let v = try f.bool("standardize") { standardize = v }
-      if let v = try f.int("split_seed", min: 0) { splitSeed = UInt64(v) }
-      try f.rejectUnknown()
-    }
-    if let list = try root.tableArray("layer") {
-      for (i, t) in list.enumerated() {
-        var f = Fields(table: t, section: "layer[\(i)]", file: file)
-        let record = try f.layerRecord()
-        // `repeat = 20` stands for 20 copies of the table (deep networks).
-        let copies = try f.int("repeat", min: 1) ?? 1
-        for copy in 0..<copies {
-          layers.append(record)
-          layerLocations.append("\(file):\(t.line) layer \(i)\(copies > 1 ? " (copy \(copy + 1))" : "")")
-        }
-        try f.rejectUnknown()
-      }
-    }
-    if let train = try root.table("train") {
-      var f = Fields(table: train, section: "train", file: file)
-      if let v = try f.string("loss") {
-        guard let l = Loss(name: v) else {
-          throw f.error("loss", "unknown loss '\(v)'; expected mse, cross_entropy or nll")
-        }
-        loss = l
-      }
-      if let v = try f.string("optimizer") { optimizer = v.lowercased() }
-      if let v = try f.double("learning_rate", min: 0) { learningRate = Float(v) }
-      if let v = try f.double("momentum", min: 0, max: 0.999999) { momentum = Float(v) }
-      if let v = try f.double("weight_decay", min: 0) { weightDecay = Float(v) }
-      beta1 = try f.double("beta1", min: 0, max: 0.999999).map(Float.init)
-      beta2 = try f.double("beta2", min: 0, max: 0.99999999).map(Float.init)
-      rho = try f.double("rho", min: 0, max: 1).map(Float.init)
-      epsilon = try f.double("epsilon", min: 1e-30, max: 0.5).map(Float.init)
-      if let v = try f.string("schedule") {
-        guard let sch = LearningRateSchedule(parsing: v) else {
-          throw f.error("schedule", "expected constant, step(every, factor), cosine, cosine(minimum) or exponential(factor), found '\(v)'")
-        }
-        schedule = sch
-      }
-      if let v = try f.int("patience", min: 0) {
-        earlyStopping = EarlyStopping(patience: v)
-      }
-      if let v = try f.string("monitor") {
-        guard let m = EarlyStopping.Monitor(rawValue: v) else {
-          throw f.error("monitor", "expected valid_loss or valid_accuracy, found '\(v)'")
-        }
-        if earlyStopping == nil { earlyStopping = EarlyStopping() }
-        earlyStopping!.monitor = m
-      }
-      if let v = try f.bool("gradient_diagnostics"), v { gradientDiagnostics = GradientDiagnostics() }
-      if let v = try f.int("gradient_every", min: 1) { gradientDiagnostics = GradientDiagnostics(everySteps: v) }
-      if let v = f.table["batch_size"] {
-        f.used.insert("batch_size")
-        switch v {
-        case .integer(let n) where n >= 1: batchSize = .size(n)
-        case .string(let s) where BatchSize(parsing: s) != nil: batchSize = BatchSize(parsing: s)!
-        default: throw f.error("batch_size", "expected a positive integer or \"full\", found \(v)")
-        }
-      }
-      if let v = try f.int("epochs", min: 0) { epochs = v }
-      if let v = try f.bool("shuffle") { shuffle = v }
-      if let v = try f.int("seed", min: 0) { seed = UInt64(v) }
-      if let v = try f.int("threads", min: 0) { threads = v == 0 ? nil : v }
-      if let v = try f.bool("test_every_epoch") { testEveryEpoch = v }
-      try f.rejectUnknown()
-    }
+    if let data = try root.table("data") { try readData(data, file: file) }
+    if let list = try root.tableArray("layer") { try readLayers(list, file: file) }
+    if let train = try root.table("train") { try readTrain(train, file: file) }
     try root.rejectUnknown()
+  }
+
+  /// The [data] table.
+  private mutating func readData(_ data: TOMLTable, file: String) throws {
+    var f = Fields(table: data, section: "data", file: file)
+    if let v = try f.string("set") {
+      guard let s = DataSet(rawValue: v.lowercased()) else {
+        throw f.error("set", "unknown data set '\(v)'; expected mnist or digits")
+      }
+      dataSet = s
+    }
+    dataPath = try f.string("path")
+    trainCount = try f.int("subset", min: 1)
+    trainIndices = try f.intArray("indices", min: 0)
+    if let v = try f.int("validation", min: 0) { validationCount = v }
+    if let v = try f.double("test_fraction", min: 0, max: 1) { testFraction = v }
+    if let v = try f.double("validation_fraction", min: 0, max: 1) { validationFraction = v }
+    if let v = try f.bool("standardize") { standardize = v }
+    if let v = try f.int("split_seed", min: 0) { splitSeed = UInt64(v) }
+    try f.rejectUnknown()
+  }
+
+  /// The [[layer]] tables, in order; `repeat = n` stands for n copies of a table.
+  private mutating func readLayers(_ list: [TOMLTable], file: String) throws {
+    for (i, t) in list.enumerated() {
+      var f = Fields(table: t, section: "layer[\(i)]", file: file)
+      let record = try f.layerRecord()
+      // `repeat = 20` stands for 20 copies of the table (deep networks).
+      let copies = try f.int("repeat", min: 1) ?? 1
+      for copy in 0..<copies {
+        layers.append(record)
+        layerLocations.append("\(file):\(t.line) layer \(i)\(copies > 1 ? " (copy \(copy + 1))" : "")")
+      }
+      try f.rejectUnknown()
+    }
+  }
+
+  /// The [train] table.
+  private mutating func readTrain(_ train: TOMLTable, file: String) throws {
+    var f = Fields(table: train, section: "train", file: file)
+    if let v = try f.string("loss") {
+      guard let l = Loss(name: v) else {
+        throw f.error("loss", "unknown loss '\(v)'; expected mse, cross_entropy or nll")
+      }
+      loss = l
+    }
+    if let v = try f.string("optimizer") { optimizer = v.lowercased() }
+    if let v = try f.double("learning_rate", min: 0) { learningRate = Float(v) }
+    if let v = try f.double("momentum", min: 0, max: 0.999999) { momentum = Float(v) }
+    if let v = try f.double("weight_decay", min: 0) { weightDecay = Float(v) }
+    beta1 = try f.double("beta1", min: 0, max: 0.999999).map(Float.init)
+    beta2 = try f.double("beta2", min: 0, max: 0.99999999).map(Float.init)
+    rho = try f.double("rho", min: 0, max: 1).map(Float.init)
+    epsilon = try f.double("epsilon", min: 1e-30, max: 0.5).map(Float.init)
+    if let v = try f.string("schedule") {
+      guard let sch = LearningRateSchedule(parsing: v) else {
+        throw f.error("schedule", "expected constant, step(every, factor), cosine, cosine(minimum) or exponential(factor), found '\(v)'")
+      }
+      schedule = sch
+    }
+    if let v = try f.int("patience", min: 0) {
+      earlyStopping = EarlyStopping(patience: v)
+    }
+    if let v = try f.string("monitor") {
+      guard let m = EarlyStopping.Monitor(rawValue: v) else {
+        throw f.error("monitor", "expected valid_loss or valid_accuracy, found '\(v)'")
+      }
+      if earlyStopping == nil { earlyStopping = EarlyStopping() }
+      earlyStopping!.monitor = m
+    }
+    if let v = try f.bool("gradient_diagnostics"), v { gradientDiagnostics = GradientDiagnostics() }
+    if let v = try f.int("gradient_every", min: 1) { gradientDiagnostics = GradientDiagnostics(everySteps: v) }
+    if let v = f.table["batch_size"] {
+      f.used.insert("batch_size")
+      switch v {
+      case .integer(let n) where n >= 1: batchSize = .size(n)
+      case .string(let s) where BatchSize(parsing: s) != nil: batchSize = BatchSize(parsing: s)!
+      default: throw f.error("batch_size", "expected a positive integer or \"full\", found \(v)")
+      }
+    }
+    if let v = try f.int("epochs", min: 0) { epochs = v }
+    if let v = try f.bool("shuffle") { shuffle = v }
+    if let v = try f.int("seed", min: 0) { seed = UInt64(v) }
+    if let v = try f.int("threads", min: 0) { threads = v == 0 ? nil : v }
+    if let v = try f.bool("test_every_epoch") { testEveryEpoch = v }
+    try f.rejectUnknown()
   }
 
   /// Layers of a multilayer perceptron: `sizes` = [inputs, hidden..., outputs].

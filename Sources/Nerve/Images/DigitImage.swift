@@ -35,8 +35,29 @@ public struct DigitImage: Sendable {
   /// area-averaged), placed in a `side` x `side` field with its centre of mass at the centre.
   /// - Throws: `NerveError` if the picture holds no ink.
   public init(_ picture: GrayImage, fit: Int = 20, side: Int = 28, source: String = "image") throws {
+    let background = Self.background(of: picture)
+    let darkInk = background >= 0.5
+    let ink = try Self.ink(of: picture, background: background, darkInk: darkInk, source: source)
     let w = picture.width, h = picture.height
-    // The background is what the border mostly shows: the median of a frame 5% wide.
+    var x0 = w, y0 = h, x1 = -1, y1 = -1
+    for y in 0..<h {
+      for x in 0..<w where ink[y * w + x] > 0 {
+        x0 = min(x0, x); x1 = max(x1, x); y0 = min(y0, y); y1 = max(y1, y)
+      }
+    }
+    let box = (x: x0, y: y0, width: x1 - x0 + 1, height: y1 - y0 + 1)
+    let scale = Double(fit) / Double(max(box.width, box.height))
+    let sw = max(1, Int((Double(box.width) * scale).rounded())), sh = max(1, Int((Double(box.height) * scale).rounded()))
+    let small = Self.resample(ink, width: w, box: box, to: (sw, sh))
+    image = Self.centred(small, width: sw, height: sh, side: side)
+    steps = Steps(
+      lightInkOnDark: !darkInk, background: background, box: (x0, y0, box.width, box.height),
+      scaledWidth: sw, scaledHeight: sh)
+  }
+
+  /// The background is what the border mostly shows: the median of a frame 5% wide.
+  static func background(of picture: GrayImage) -> Float {
+    let w = picture.width, h = picture.height
     let frame = max(1, min(w, h) / 20)
     var border: [Float] = []
     for y in 0..<h {
@@ -45,9 +66,13 @@ public struct DigitImage: Sendable {
       }
     }
     border.sort()
-    let background = border[border.count / 2]
-    let darkInk = background >= 0.5
-    var ink = picture.pixels.map { max(0, darkInk ? background - $0 : $0 - background) }
+    return border[border.count / 2]
+  }
+
+  /// How much ink each pixel holds, in [0, 1].
+  /// - Throws: `NerveError` if the picture is nearly uniform (no digit).
+  static func ink(of picture: GrayImage, background: Float, darkInk: Bool, source: String) throws -> [Float] {
+    let ink = picture.pixels.map { max(0, darkInk ? background - $0 : $0 - background) }
     // Paper texture, shadows and noise sit well below the ink's own level: measure the ink's
     // strength robustly (a high percentile, not the maximum, which one speck could set) and
     // keep only what rises above a quarter of it, stretched to [0, 1].
@@ -60,19 +85,16 @@ public struct DigitImage: Sendable {
         "found no digit: the picture is nearly uniform (contrast \(String(format: "%.3f", peak)) against its background)")
     }
     let threshold = 0.25 * peak
-    ink = ink.map { min(1, max(0, ($0 - threshold) / (peak - threshold))) }
+    return ink.map { min(1, max(0, ($0 - threshold) / (peak - threshold))) }
+  }
 
-    var x0 = w, y0 = h, x1 = -1, y1 = -1
-    for y in 0..<h {
-      for x in 0..<w where ink[y * w + x] > 0 {
-        x0 = min(x0, x); x1 = max(x1, x); y0 = min(y0, y); y1 = max(y1, y)
-      }
-    }
-    let bw = x1 - x0 + 1, bh = y1 - y0 + 1
-    let scale = Double(fit) / Double(max(bw, bh))
-    let sw = max(1, Int((Double(bw) * scale).rounded())), sh = max(1, Int((Double(bh) * scale).rounded()))
-
-    // Area-average resampling: each output pixel is the mean of the input area it covers.
+  /// The ink inside `box` scaled to `size` by area averaging (each output pixel is the mean of
+  /// the input area it covers), then stretched so its strongest pixel is 1: strokes thinner
+  /// than a pixel after scaling come out faint, and MNIST's strokes are solid.
+  static func resample(
+    _ ink: [Float], width w: Int, box: (x: Int, y: Int, width: Int, height: Int), to size: (Int, Int)
+  ) -> [Float] {
+    let (sw, sh) = size, bw = box.width, bh = box.height
     var small = [Float](repeating: 0, count: sw * sh)
     let fx = Double(bw) / Double(sw), fy = Double(bh) / Double(sh)
     for oy in 0..<sh {
@@ -86,7 +108,7 @@ public struct DigitImage: Sendable {
           var ix = Int(xa)
           while Double(ix) < xb && ix < bw {
             let cx = min(xb, Double(ix + 1)) - max(xa, Double(ix))
-            sum += Double(ink[(y0 + iy) * w + x0 + ix]) * cx * cy
+            sum += Double(ink[(box.y + iy) * w + box.x + ix]) * cx * cy
             area += cx * cy
             ix += 1
           }
@@ -95,11 +117,13 @@ public struct DigitImage: Sendable {
         small[oy * sw + ox] = Float(area > 0 ? sum / area : 0)
       }
     }
-    // Strokes thinner than a pixel after scaling come out faint; MNIST's strokes are solid.
     let smallPeak = small.max() ?? 1
-    if smallPeak > 0 { small = small.map { min(1, $0 / smallPeak) } }
+    return smallPeak > 0 ? small.map { min(1, $0 / smallPeak) } : small
+  }
 
-    // Centre of mass to the field's centre, keeping the whole digit inside the field.
+  /// A `side` x `side` image with `small` placed so its centre of mass is at the centre,
+  /// keeping the whole digit inside.
+  static func centred(_ small: [Float], width sw: Int, height sh: Int, side: Int) -> GrayImage {
     var mass = 0.0, mx = 0.0, my = 0.0
     for y in 0..<sh {
       for x in 0..<sw {
@@ -115,10 +139,7 @@ public struct DigitImage: Sendable {
     for y in 0..<sh {
       for x in 0..<sw { out[ox + x, oy + y] = small[y * sw + x] }
     }
-    image = out
-    steps = Steps(
-      lightInkOnDark: !darkInk, background: background, box: (x0, y0, bw, bh), scaledWidth: sw,
-      scaledHeight: sh)
+    return out
   }
 
   /// Reads a PNG or PGM file and prepares it.

@@ -11,15 +11,34 @@ enum PNG {
 
   static func isPNG(_ bytes: [UInt8]) -> Bool { bytes.starts(with: signature) }
 
+  /// What the chunks before the pixels say: the header, the palette, the compressed data.
+  struct Layout {
+    var width = 0, height = 0, depth = 0, colorType = -1, interlace = 0
+    var palette: [(Float, Float, Float)] = []
+    var paletteAlpha: [Float] = []
+    var compressed: [UInt8] = []
+
+    /// Samples per pixel.
+    var channels: Int { [0: 1, 2: 3, 3: 1, 4: 2, 6: 4][colorType] ?? 0 }
+    var rowBytes: Int { (width * channels * depth + 7) / 8 }
+  }
+
   /// Decodes `bytes` to a grayscale image in [0, 1] (0 black, 1 white).
   /// - Parameter path: named in errors.
   static func decode(_ bytes: [UInt8], path: String) throws -> GrayImage {
     func fail(_ message: String) -> NerveError { NerveError(.badFile, at: path, message) }
     guard isPNG(bytes) else { throw fail("not a PNG file (the 8-byte PNG signature is missing)") }
-    var width = 0, height = 0, depth = 0, colorType = -1, interlace = 0
-    var palette: [(Float, Float, Float)] = []
-    var paletteAlpha: [Float] = []
-    var compressed: [UInt8] = []
+    let layout = try readChunks(bytes, fail)
+    try check(layout, fail)
+    var raw = [UInt8](repeating: 0, count: (layout.rowBytes + 1) * layout.height)
+    try inflate(layout.compressed, into: &raw, path: path)
+    let rows = try unfilter(raw, layout, fail)
+    return try grayImage(rows, layout, fail)
+  }
+
+  /// Walks the chunks, checking each one's length and CRC, up to IEND.
+  static func readChunks(_ bytes: [UInt8], _ fail: (String) -> NerveError) throws -> Layout {
+    var layout = Layout()
     var offset = 8, sawEnd = false
     func u32(_ at: Int) -> Int {
       Int(bytes[at]) << 24 | Int(bytes[at + 1]) << 16 | Int(bytes[at + 2]) << 8 | Int(bytes[at + 3])
@@ -40,20 +59,20 @@ enum PNG {
       switch type {
       case "IHDR":
         guard length == 13 else { throw fail("IHDR chunk has \(length) bytes, expected 13") }
-        width = Int(data[0]) << 24 | Int(data[1]) << 16 | Int(data[2]) << 8 | Int(data[3])
-        height = Int(data[4]) << 24 | Int(data[5]) << 16 | Int(data[6]) << 8 | Int(data[7])
-        depth = Int(data[8])
-        colorType = Int(data[9])
-        interlace = Int(data[12])
+        layout.width = Int(data[0]) << 24 | Int(data[1]) << 16 | Int(data[2]) << 8 | Int(data[3])
+        layout.height = Int(data[4]) << 24 | Int(data[5]) << 16 | Int(data[6]) << 8 | Int(data[7])
+        layout.depth = Int(data[8])
+        layout.colorType = Int(data[9])
+        layout.interlace = Int(data[12])
       case "PLTE":
         guard length % 3 == 0 else { throw fail("PLTE chunk length \(length) is not a multiple of 3") }
-        palette = stride(from: 0, to: length, by: 3).map {
+        layout.palette = stride(from: 0, to: length, by: 3).map {
           (Float(data[$0]) / 255, Float(data[$0 + 1]) / 255, Float(data[$0 + 2]) / 255)
         }
       case "tRNS":
-        if colorType == 3 { paletteAlpha = data.map { Float($0) / 255 } }
+        if layout.colorType == 3 { layout.paletteAlpha = data.map { Float($0) / 255 } }
       case "IDAT":
-        compressed += data
+        layout.compressed += data
       case "IEND":
         sawEnd = true
       default:
@@ -61,37 +80,34 @@ enum PNG {
       }
       offset += length + 12
     }
-    guard width > 0, height > 0 else { throw fail("no image header (IHDR) or a zero size") }
-    guard width <= 1 << 14, height <= 1 << 14 else {
-      throw fail("image is \(width)x\(height); at most 16384 pixels a side is supported")
+    return layout
+  }
+
+  /// Refuses sizes, colour types and bit depths the format does not allow, interlacing, and
+  /// missing data.
+  static func check(_ l: Layout, _ fail: (String) -> NerveError) throws {
+    guard l.width > 0, l.height > 0 else { throw fail("no image header (IHDR) or a zero size") }
+    guard l.width <= 1 << 14, l.height <= 1 << 14 else {
+      throw fail("image is \(l.width)x\(l.height); at most 16384 pixels a side is supported")
     }
-    let channels: Int
-    switch colorType {
-    case 0: channels = 1
-    case 2: channels = 3
-    case 3: channels = 1
-    case 4: channels = 2
-    case 6: channels = 4
-    default: throw fail("unknown PNG color type \(colorType)")
-    }
-    let validDepths: [Int] = colorType == 0 ? [1, 2, 4, 8, 16] : colorType == 3 ? [1, 2, 4, 8] : [8, 16]
-    guard validDepths.contains(depth) else { throw fail("bit depth \(depth) is not valid for color type \(colorType)") }
-    guard interlace == 0 else {
+    guard l.channels > 0 else { throw fail("unknown PNG color type \(l.colorType)") }
+    let validDepths: [Int] = l.colorType == 0 ? [1, 2, 4, 8, 16] : l.colorType == 3 ? [1, 2, 4, 8] : [8, 16]
+    guard validDepths.contains(l.depth) else { throw fail("bit depth \(l.depth) is not valid for color type \(l.colorType)") }
+    guard l.interlace == 0 else {
       throw fail("interlaced (Adam7) PNGs are not supported; save the image without interlacing")
     }
-    guard !compressed.isEmpty else { throw fail("no image data (IDAT chunks)") }
-    if colorType == 3 && palette.isEmpty { throw fail("palette image without a PLTE chunk") }
+    guard !l.compressed.isEmpty else { throw fail("no image data (IDAT chunks)") }
+    if l.colorType == 3 && l.palette.isEmpty { throw fail("palette image without a PLTE chunk") }
+  }
 
-    let bitsPerPixel = channels * depth
-    let rowBytes = (width * bitsPerPixel + 7) / 8
-    let pixelBytes = max(1, bitsPerPixel / 8)
-    var raw = [UInt8](repeating: 0, count: (rowBytes + 1) * height)
-    try inflate(compressed, into: &raw, path: path)
-
-    // Undo the per-row filters in place.
+  /// Undoes the per-row filters: `raw` is rows of a filter byte and `rowBytes` bytes; the
+  /// result is the rows alone.
+  static func unfilter(_ raw: [UInt8], _ l: Layout, _ fail: (String) -> NerveError) throws -> [UInt8] {
+    let rowBytes = l.rowBytes
+    let pixelBytes = max(1, l.channels * l.depth / 8)
     var previous = [UInt8](repeating: 0, count: rowBytes)
-    var rows = [UInt8](repeating: 0, count: rowBytes * height)
-    for y in 0..<height {
+    var rows = [UInt8](repeating: 0, count: rowBytes * l.height)
+    for y in 0..<l.height {
       let base = y * (rowBytes + 1)
       let filter = raw[base]
       var row = Array(raw[(base + 1)...(base + rowBytes)])
@@ -116,8 +132,12 @@ enum PNG {
       rows.replaceSubrange((y * rowBytes)..<((y + 1) * rowBytes), with: row)
       previous = row
     }
+    return rows
+  }
 
-    // Samples to gray in [0, 1], alpha composited over white.
+  /// Samples to gray in [0, 1], alpha composited over white.
+  static func grayImage(_ rows: [UInt8], _ l: Layout, _ fail: (String) -> NerveError) throws -> GrayImage {
+    let depth = l.depth, rowBytes = l.rowBytes, channels = l.channels
     let maxValue = Float((1 << depth) - 1)
     func sample(_ y: Int, _ index: Int) -> Float {
       let rowStart = y * rowBytes
@@ -131,18 +151,18 @@ enum PNG {
         return Float((Int(byte) >> shift) & ((1 << depth) - 1)) / maxValue
       }
     }
-    var pixels = [Float](repeating: 1, count: width * height)
-    for y in 0..<height {
-      for x in 0..<width {
+    var pixels = [Float](repeating: 1, count: l.width * l.height)
+    for y in 0..<l.height {
+      for x in 0..<l.width {
         var gray: Float, alpha: Float = 1
-        switch colorType {
+        switch l.colorType {
         case 0: gray = sample(y, x)
         case 3:
           let index = Int((sample(y, x) * maxValue).rounded())
-          guard index < palette.count else { throw fail("corrupt: pixel (\(x), \(y)) uses palette entry \(index) of \(palette.count)") }
-          let (r, g, b) = palette[index]
+          guard index < l.palette.count else { throw fail("corrupt: pixel (\(x), \(y)) uses palette entry \(index) of \(l.palette.count)") }
+          let (r, g, b) = l.palette[index]
           gray = 0.299 * r + 0.587 * g + 0.114 * b
-          if index < paletteAlpha.count { alpha = paletteAlpha[index] }
+          if index < l.paletteAlpha.count { alpha = l.paletteAlpha[index] }
         case 4:
           gray = sample(y, 2 * x)
           alpha = sample(y, 2 * x + 1)
@@ -151,10 +171,10 @@ enum PNG {
           gray = 0.299 * r + 0.587 * g + 0.114 * b
           if channels == 4 { alpha = sample(y, 4 * x + 3) }
         }
-        pixels[y * width + x] = alpha * gray + (1 - alpha)
+        pixels[y * l.width + x] = alpha * gray + (1 - alpha)
       }
     }
-    return GrayImage(width: width, height: height, pixels: pixels)
+    return GrayImage(width: l.width, height: l.height, pixels: pixels)
   }
 
   static func inflate(_ input: [UInt8], into output: inout [UInt8], path: String) throws {

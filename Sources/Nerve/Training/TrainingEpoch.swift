@@ -64,11 +64,3 @@ extension TrainingWorkspace {
     }
   }
 }
-
-extension Duration {
-  /// The duration in seconds as a Double.
-  var seconds: Double {
-    let c = components
-    return Double(c.seconds) + Double(c.attoseconds) * 1e-18
-  }
-}

@@ -145,6 +145,9 @@ func sequentialColor(_ t: Double) -> String {
 }
 
 /// A line chart of several series; `logY` plots log10 of positive values.
+///
+/// One function although long: the axes, grid, bands, lines and legend all share the same
+/// coordinate transforms and ranges, which split apart would travel as half a dozen closures.
 func lineChart(
   title: String, xLabel: String, yLabel: String, series: [Series], logY: Bool = false,
   width: Double = 620, height: Double = 340, yRange: (Double, Double)? = nil, showLegend: Bool = true,

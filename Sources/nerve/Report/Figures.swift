@@ -62,72 +62,87 @@ func gradientFigure(epochs: [EpochMetrics], steps: [GradientRecord]) -> Figure? 
 /// with predictions, and for a CNN the first convolution's filters and one digit's feature
 /// maps. `rawTest` holds the test images as stored (bytes 0...255, digits counts 0...16).
 func modelFigures(_ m: Sequential, rawTest: Dataset) throws -> [Figure] {
-  var figs: [Figure] = []
   let test = try rawTest.preprocessed(m.preprocessing)
-  let outputs = try m.outputs(for: test.features)
-  let classes = try m.predict(test.features)
-  let k = m.outputShape.reduce(1, *)
   let side = Int(Double(m.inputShape.reduce(1, *)).squareRoot())
   let maxRaw: Float = side == 8 ? 16 : 255
+  /// Test image `i` as stored, for showing it.
   func picture(_ i: Int) -> GrayImage {
     let d = side * side
     return GrayImage(width: side, height: side, pixels: (0..<d).map { min(1, rawTest.features[flat: i * d + $0] / maxRaw) })
   }
+  var figs = try digitFigures(m, test: test, picture: picture)
+  if let convIndex = m.layers.firstIndex(where: { $0 is Conv2D }) {
+    figs.append(try filterFigure(m, layer: convIndex))
+    figs.append(try featureMapFigure(m, layer: convIndex, test: test, picture: picture))
+  }
+  return figs
+}
+
+/// The misclassified test digits, and the first test digits with their predictions.
+func digitFigures(_ m: Sequential, test: Dataset, picture: (Int) -> GrayImage) throws -> [Figure] {
+  let outputs = try m.outputs(for: test.features)
+  let classes = try m.predict(test.features)
+  let k = m.outputShape.reduce(1, *)
   let wrong = (0..<test.count).filter { classes[$0] != Int(test.labels[$0]) }
   let gallery = wrong.prefix(60).map { i in
     Tile(image: picture(i), caption: "\(test.labels[i])→\(classes[i]) \(String(format: "%.0f%%", 100 * outputs[flat: i * k + classes[i]]))", captionColor: "#c0392b")
   }
-  figs.append(Figure(
-    id: "misclassified", title: "Misclassified digits",
-    svg: imageGrid(title: "Misclassified test digits (\(wrong.count) of \(test.count); first \(gallery.count))", tiles: Array(gallery), columns: 12),
-    caption: "Each digit the model got wrong: true label → predicted label, and the probability the model gave its prediction.",
-    png: mosaic(Array(gallery), columns: 12).map(\.pngData)))
   let samples = (0..<min(36, test.count)).map { i in
     Tile(image: picture(i), caption: "\(test.labels[i]) (\(classes[i]))", captionColor: classes[i] == Int(test.labels[i]) ? "#222" : "#c0392b")
   }
-  figs.append(Figure(
-    id: "samples", title: "Sample digits",
-    svg: imageGrid(title: "The first \(samples.count) test digits: label (prediction)", tiles: samples, columns: 12),
-    caption: "A grid of test digits as the model receives them (28x28, centred by centre of mass), with the true label and the model's prediction in brackets.",
-    png: mosaic(samples, columns: 12).map(\.pngData)))
+  return [
+    Figure(
+      id: "misclassified", title: "Misclassified digits",
+      svg: imageGrid(title: "Misclassified test digits (\(wrong.count) of \(test.count); first \(gallery.count))", tiles: Array(gallery), columns: 12),
+      caption: "Each digit the model got wrong: true label → predicted label, and the probability the model gave its prediction.",
+      png: mosaic(Array(gallery), columns: 12).map(\.pngData)),
+    Figure(
+      id: "samples", title: "Sample digits",
+      svg: imageGrid(title: "The first \(samples.count) test digits: label (prediction)", tiles: samples, columns: 12),
+      caption: "A grid of test digits as the model receives them (28x28, centred by centre of mass), with the true label and the model's prediction in brackets.",
+      png: mosaic(samples, columns: 12).map(\.pngData)),
+  ]
+}
 
-  if let convIndex = m.layers.firstIndex(where: { $0 is Conv2D }) {
-    let w = try m.parameter(layer: convIndex, "weight")  // [kh, kw, in, out]
-    let kh = w.shape[0], kw = w.shape[1], cin = w.shape[2], cout = w.shape[3]
-    var tiles: [Tile] = []
-    for f in 0..<cout {
-      var px = [Float](repeating: 0, count: kh * kw)
-      for y in 0..<kh {
-        for x in 0..<kw {
-          for c in 0..<cin { px[y * kw + x] += w[flat: ((y * kw + x) * cin + c) * cout + f] / Float(cin) }
-        }
+/// A convolution's filters, each averaged over input channels and scaled to black..white.
+func filterFigure(_ m: Sequential, layer convIndex: Int) throws -> Figure {
+  let w = try m.parameter(layer: convIndex, "weight")  // [kh, kw, in, out]
+  let kh = w.shape[0], kw = w.shape[1], cin = w.shape[2], cout = w.shape[3]
+  var tiles: [Tile] = []
+  for f in 0..<cout {
+    var px = [Float](repeating: 0, count: kh * kw)
+    for y in 0..<kh {
+      for x in 0..<kw {
+        for c in 0..<cin { px[y * kw + x] += w[flat: ((y * kw + x) * cin + c) * cout + f] / Float(cin) }
       }
-      let lo = px.min()!, hi = px.max()!
-      tiles.append(Tile(image: GrayImage(width: kw, height: kh, pixels: px.map { hi > lo ? ($0 - lo) / (hi - lo) : 0.5 }), caption: "\(f)"))
     }
-    figs.append(Figure(
-      id: "conv-filters", title: "Convolution filters",
-      svg: imageGrid(title: "First convolution layer: \(cout) filters of \(kh)x\(kw)", tiles: tiles, columns: 16, size: 40, invert: false),
-      caption: "Each filter's weights (averaged over input channels), scaled from black (most negative) to white (most positive).",
-      png: mosaic(tiles, columns: 16, scale: 12, invert: false).map(\.pngData)))
-    // One digit's feature maps: the convolution's output after its activation.
-    let after = convIndex + 1 < m.layers.count && m.layers[convIndex + 1] is ActivationLayer ? convIndex + 1 : convIndex
-    let digit = 0
-    let one = try test.subset(indices: [digit]).features
-    let maps = try m.activations(for: one, layer: after)  // [1, h, w, filters]
-    let h = maps.shape[1], wd = maps.shape[2], fc = maps.shape[3]
-    var mapTiles = [Tile(image: picture(digit), caption: "input")]
-    for f in 0..<fc {
-      var px = (0..<(h * wd)).map { maps[flat: $0 * fc + f] }
-      let hi = px.max()!, lo = px.min()!
-      px = px.map { hi > lo ? ($0 - lo) / (hi - lo) : 0 }
-      mapTiles.append(Tile(image: GrayImage(width: wd, height: h, pixels: px), caption: "\(f)"))
-    }
-    figs.append(Figure(
-      id: "feature-maps", title: "Feature maps",
-      svg: imageGrid(title: "Feature maps of test digit \(digit) (label \(test.labels[digit])) after the first convolution", tiles: mapTiles, columns: 11, size: 52, invert: false),
-      caption: "What each filter of the first convolution responds to in one digit (bright: strong response).",
-      png: mosaic(mapTiles.dropFirst().map { $0 }, columns: 11, scale: 3, invert: false).map(\.pngData)))
+    let lo = px.min()!, hi = px.max()!
+    tiles.append(Tile(image: GrayImage(width: kw, height: kh, pixels: px.map { hi > lo ? ($0 - lo) / (hi - lo) : 0.5 }), caption: "\(f)"))
   }
-  return figs
+  return Figure(
+    id: "conv-filters", title: "Convolution filters",
+    svg: imageGrid(title: "First convolution layer: \(cout) filters of \(kh)x\(kw)", tiles: tiles, columns: 16, size: 40, invert: false),
+    caption: "Each filter's weights (averaged over input channels), scaled from black (most negative) to white (most positive).",
+    png: mosaic(tiles, columns: 16, scale: 12, invert: false).map(\.pngData))
+}
+
+/// One test digit's feature maps: the convolution's output after its activation (its own, or
+/// an activation layer right after it).
+func featureMapFigure(_ m: Sequential, layer convIndex: Int, test: Dataset, picture: (Int) -> GrayImage) throws -> Figure {
+  let after = convIndex + 1 < m.layers.count && m.layers[convIndex + 1] is ActivationLayer ? convIndex + 1 : convIndex
+  let digit = 0
+  let maps = try m.activations(for: try test.subset(indices: [digit]).features, layer: after)  // [1, h, w, filters]
+  let h = maps.shape[1], wd = maps.shape[2], fc = maps.shape[3]
+  var tiles = [Tile(image: picture(digit), caption: "input")]
+  for f in 0..<fc {
+    var px = (0..<(h * wd)).map { maps[flat: $0 * fc + f] }
+    let hi = px.max()!, lo = px.min()!
+    px = px.map { hi > lo ? ($0 - lo) / (hi - lo) : 0 }
+    tiles.append(Tile(image: GrayImage(width: wd, height: h, pixels: px), caption: "\(f)"))
+  }
+  return Figure(
+    id: "feature-maps", title: "Feature maps",
+    svg: imageGrid(title: "Feature maps of test digit \(digit) (label \(test.labels[digit])) after the first convolution", tiles: tiles, columns: 11, size: 52, invert: false),
+    caption: "What each filter of the first convolution responds to in one digit (bright: strong response).",
+    png: mosaic(tiles.dropFirst().map { $0 }, columns: 11, scale: 3, invert: false).map(\.pngData))
 }

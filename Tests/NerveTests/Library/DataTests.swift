@@ -61,7 +61,7 @@ struct DataTests {
 
   func write(_ bytes: [UInt8], _ name: String, in dir: String) -> String {
     let path = dir + "/" + name
-    FileManager.default.createFile(atPath: path, contents: Data(bytes))
+    _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
     return path
   }
 

@@ -54,7 +54,7 @@ func handMadePNG(width: Int, height: Int, colorType: UInt8, depth: UInt8, rows: 
 /// Writes bytes to a fresh file and returns its path.
 func temporaryFile(_ bytes: [UInt8], name: String) -> String {
   let path = Fixtures.temporaryDirectory() + "/" + name
-  FileManager.default.createFile(atPath: path, contents: Data(bytes))
+  _ = FileManager.default.createFile(atPath: path, contents: Data(bytes))
   return path
 }
 

@@ -57,7 +57,7 @@ struct ModelFileTests {
 
   func expectRefused(_ bytes: Data, _ words: [String], sourceLocation: SourceLocation = #_sourceLocation) {
     let path = Fixtures.temporaryDirectory() + "/bad.safetensors"
-    FileManager.default.createFile(atPath: path, contents: bytes)
+    _ = FileManager.default.createFile(atPath: path, contents: bytes)
     do {
       _ = try Sequential.load(from: path)
       Issue.record("a damaged file loaded", sourceLocation: sourceLocation)
