@@ -13,11 +13,16 @@ let package = Package(
   // MARK: Public products
   products: [
     .library(name: "Nerve", targets: ["Nerve"]),
+    // Models written as ONNX files (depends on SwiftProtobuf's runtime).
+    .library(name: "NerveONNX", targets: ["NerveONNX"]),
     .library(name: "NerveReference", targets: ["NerveReference"]),
+    // The model-level C API (include/nerve_model.h) as libNerveModel.so, for C, Python and Rust.
+    .library(name: "NerveModel", type: .dynamic, targets: ["NerveModel"]),
     .executable(name: "nerve", targets: ["nerve"]),
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
   ],
   targets: [
     // MARK: Implementation
@@ -40,11 +45,20 @@ let package = Package(
       providers: [.apt(["zlib1g-dev"])]
     ),
     .target(name: "Nerve", dependencies: ["CNerve", "CZlib"], path: "Sources/Nerve"),
+    // The ONNX writer: Schema/ holds the message subset it uses and the code protoc made of it.
+    .target(
+      name: "NerveONNX",
+      dependencies: ["Nerve", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+      path: "Sources/NerveONNX",
+      exclude: ["Schema/onnx-subset.proto"]
+    ),
+    // @_cdecl functions behind include/nerve_model.h: the model logic stays in Swift.
+    .target(name: "NerveModel", dependencies: ["Nerve", "NerveONNX", "CNerve"], path: "Sources/NerveModel"),
     // Plain-loop Double implementations of every kernel: the oracle the tests compare against.
     .target(name: "NerveReference", path: "Sources/NerveReference"),
     .executableTarget(
       name: "nerve",
-      dependencies: ["Nerve", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      dependencies: ["Nerve", "NerveONNX", .product(name: "ArgumentParser", package: "swift-argument-parser")],
       path: "Sources/nerve"
     ),
     // MARK: Tests

@@ -71,6 +71,21 @@ struct WindowGeometry {
   }
 
   var sizes: [Int64] { [h, w, c, kh, kw, sh, sw, pt, pl, oh, ow].map(Int64.init) }
+
+  /// Rows and columns of padding on each side that the windows actually reach.
+  var pads: WindowPadding {
+    WindowPadding(
+      top: pt, left: pl, bottom: max(0, (oh - 1) * sh + kh - h - pt), right: max(0, (ow - 1) * sw + kw - w - pl))
+  }
+}
+
+/// The padding a built convolution or pooling layer applies, side by side: what `.same`,
+/// `.valid` or `.explicit(n)` came to for its input size.
+public struct WindowPadding: Sendable, Equatable {
+  public var top: Int
+  public var left: Int
+  public var bottom: Int
+  public var right: Int
 }
 
 /// A 2-D convolution: `filters` kernels of `kernel` size slide over [height, width, channels]
@@ -138,6 +153,9 @@ public final class Conv2D: Layer {
   }
 
   var weightCount: Int { kernel.height * kernel.width * geometry.c * filters }
+
+  /// The padding applied on each side, once the model is built.
+  public var appliedPadding: WindowPadding { geometry.pads }
 
   override var parameters: [ParameterInfo] {
     let area = kernel.height * kernel.width

@@ -3,8 +3,11 @@ import CNerve
 
 /// Max or average pooling, shared shape logic.
 public class Pooling2D: Layer {
+  /// Window size.
   public let pool: (height: Int, width: Int)
+  /// Step between windows.
   public let stride: (height: Int, width: Int)
+  /// How windows treat the border (padding never wins a max and never counts in an average).
   public let padding: Padding
   var geometry = WindowGeometry()
 
@@ -13,6 +16,9 @@ public class Pooling2D: Layer {
     self.stride = stride ?? pool
     self.padding = padding
   }
+
+  /// The padding applied on each side, once the model is built.
+  public var appliedPadding: WindowPadding { geometry.pads }
 
   override func build(inputShape: [Int]) throws -> [Int] {
     geometry = try WindowGeometry(input: inputShape, window: pool, stride: stride, padding: padding, layer: typeName)

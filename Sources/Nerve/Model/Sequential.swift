@@ -162,6 +162,22 @@ public final class Sequential: @unchecked Sendable {
     return Tensor(shape: info.shape, values: Array(UnsafeBufferPointer(start: start, count: info.count)))
   }
 
+  /// A layer's non-trained state tensor: `running_mean` or `running_var` of a batch norm.
+  public func state(layer index: Int, _ name: String) throws -> Tensor {
+    guard layers.indices.contains(index) else {
+      throw NerveError(.badValue, "no layer \(index); the model has \(layers.count) layers")
+    }
+    let layer = layers[index]
+    guard let s = layer.stateTensors.first(where: { $0.name == name }) else {
+      let names = layer.stateTensors.map(\.name)
+      throw NerveError(
+        .badValue, at: "layer \(index) (\(layer.typeName))",
+        names.isEmpty ? "has no state" : "has no state '\(name)'; it has \(names.joined(separator: ", "))")
+    }
+    let start = stateStorage.pointer + stateOffsets[index] + s.offset
+    return Tensor(shape: s.shape, values: Array(UnsafeBufferPointer(start: start, count: s.count)))
+  }
+
   /// Replaces a parameter tensor's values (the shape must match).
   public func setParameter(layer index: Int, _ name: String, to value: Tensor) throws {
     let (layer, info) = try lookup(index, name)

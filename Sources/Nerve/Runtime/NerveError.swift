@@ -21,6 +21,8 @@ public struct NerveError: Error, CustomStringConvertible, Equatable, Sendable {
     case kernel
     /// A file could not be written.
     case writeFailed
+    /// Training was asked to stop (Ctrl-C, a callback) and stopped after a step.
+    case interrupted
   }
 
   /// What kind of failure this is.

@@ -37,6 +37,10 @@ public final class Trainer {
   public var chunkRows = 2048
   /// Called every `GradientDiagnostics.everySteps` steps with that step's gradient statistics.
   public var onGradients: ((GradientRecord) -> Void)?
+  /// Asked after every step; when it returns true, `fit` stops there and throws a
+  /// `NerveError` of kind `.interrupted` (the model keeps the parameters of that step). For
+  /// Ctrl-C, or a caller in another language that wants to stop.
+  public var shouldStop: (() -> Bool)?
 
   /// - Parameters:
   ///   - model: the model to train.
@@ -100,9 +104,14 @@ public final class Trainer {
       var metrics: EpochMetrics
       do {
         metrics = try workspace.runEpoch(
-          epoch, learningRate: rate, state: &state, onBatch: onBatch, onGradients: onGradients)
+          epoch, learningRate: rate, state: &state, onBatch: onBatch, onGradients: onGradients,
+          shouldStop: shouldStop)
       } catch let d as TrainingDiverged {
         throw divergence.stop(d, model: model)
+      } catch let i as TrainingInterrupted {
+        throw NerveError(
+          .interrupted, at: "epoch \(i.epoch), step \(i.step)",
+          "training was stopped after step \(i.step) of \(workspace.stepsPerEpoch) in epoch \(i.epoch); the model holds the parameters of that step")
       }
       try evaluate(after: &metrics, validation: validation, test: test, head: workspace.head)
       state.history.epochs.append(metrics)

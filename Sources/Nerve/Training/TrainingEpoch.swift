@@ -8,16 +8,23 @@ struct TrainingDiverged: Error {
   var value: Double
 }
 
+/// A stop asked for between steps, with where it happened.
+struct TrainingInterrupted: Error {
+  var epoch: Int
+  var step: Int
+}
+
 /// Called after each step with its gradient statistics, when diagnostics ask for them.
 typealias GradientObserver = (GradientRecord) -> Void
 
 extension TrainingWorkspace {
   /// Runs the steps of epoch `epoch` that `state` has not yet done (all of them at the start of
   /// an epoch), and returns the epoch's training metrics.
-  /// - Throws: `TrainingDiverged` for a non-finite loss; errors of the kernels.
+  /// - Throws: `TrainingDiverged` for a non-finite loss, `TrainingInterrupted` when
+  ///   `shouldStop` says so after a step; errors of the kernels.
   func runEpoch(
     _ epoch: Int, learningRate: Float, state: inout TrainingState,
-    onBatch: ((BatchProgress) -> Void)?, onGradients: GradientObserver?
+    onBatch: ((BatchProgress) -> Void)?, onGradients: GradientObserver?, shouldStop: (() -> Bool)? = nil
   ) throws -> EpochMetrics {
     let n = train.count, steps = stepsPerEpoch
     if state.stepInEpoch == 0 && !keepsOrder { Dataset.shuffle(&state.order, using: &state.shuffler) }
@@ -43,6 +50,7 @@ extension TrainingWorkspace {
         BatchProgress(
           epoch: epoch, epochs: settings.epochs, batch: step + 1, batches: steps,
           loss: state.epochLossSum / Double(start + rows)))
+      if let shouldStop, shouldStop() { throw TrainingInterrupted(epoch: epoch, step: step + 1) }
     }
     state.epochSeconds += (clock.now - started).seconds
     var metrics = EpochMetrics(
