@@ -18,7 +18,7 @@ struct NerveCommand: ParsableCommand {
     version: nerveVersion,
     subcommands: [
       TrainCommand.self, EvalCommand.self, PredictCommand.self, SummaryCommand.self,
-      BenchCommand.self, SweepCommand.self, ReportCommand.self,
+      BenchCommand.self, SweepCommand.self, ReportCommand.self, ExportCommand.self,
     ]
   )
 }
