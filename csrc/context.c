@@ -31,6 +31,13 @@ const char *nerve_status_string(nerve_status status) {
     case NERVE_ERROR_BAD_ARGUMENT: return "an argument is out of range";
     case NERVE_ERROR_OUT_OF_MEMORY: return "out of memory";
     case NERVE_ERROR_UNSUPPORTED: return "not supported on this CPU";
+    case NERVE_ERROR_BAD_FILE: return "a file is missing, unreadable or corrupt";
+    case NERVE_ERROR_SHAPE_MISMATCH: return "shapes do not match";
+    case NERVE_ERROR_DIVERGED: return "the loss became NaN or infinite";
+    case NERVE_ERROR_INTERRUPTED: return "training was stopped";
+    case NERVE_ERROR_WRITE_FAILED: return "a file could not be written";
+    case NERVE_ERROR_NO_MODEL: return "no model (or data) loaded yet";
+    case NERVE_ERROR_FAILED: return "the call failed";
   }
   return "unknown status";
 }

@@ -67,7 +67,15 @@ typedef enum nerve_status {
   NERVE_ERROR_BAD_SIZE = 2,      /**< a size was negative, or a product of sizes overflows */
   NERVE_ERROR_BAD_ARGUMENT = 3,  /**< an enum value, rate or option was out of range */
   NERVE_ERROR_OUT_OF_MEMORY = 4, /**< a workspace could not be allocated */
-  NERVE_ERROR_UNSUPPORTED = 5    /**< e.g. an instruction set this CPU does not have */
+  NERVE_ERROR_UNSUPPORTED = 5,   /**< e.g. an instruction set this CPU does not have */
+  /* Statuses of the model-level API (nerve_model.h): */
+  NERVE_ERROR_BAD_FILE = 6,       /**< a file is missing, unreadable, truncated or corrupt */
+  NERVE_ERROR_SHAPE_MISMATCH = 7, /**< shapes that must agree do not (layers, samples, labels) */
+  NERVE_ERROR_DIVERGED = 8,       /**< training's loss became NaN or infinite */
+  NERVE_ERROR_INTERRUPTED = 9,    /**< training was stopped by a callback */
+  NERVE_ERROR_WRITE_FAILED = 10,  /**< a file could not be written */
+  NERVE_ERROR_NO_MODEL = 11,      /**< the handle holds no model (or data) yet */
+  NERVE_ERROR_FAILED = 12         /**< any other failure; the message says what */
 } nerve_status;
 
 /** A short English description of a status code. Static storage; never NULL. */

@@ -4,19 +4,19 @@ import CNerve
 import Foundation
 import Nerve
 
-/// Statuses the model-level API adds to the C core's (nerve.h lists them all).
+/// The statuses the model-level API returns (nerve.h lists them all).
 enum Status {
   static let ok = NERVE_OK
   static let nullPointer = NERVE_ERROR_NULL_POINTER
   static let badSize = NERVE_ERROR_BAD_SIZE
   static let badArgument = NERVE_ERROR_BAD_ARGUMENT
-  static let badFile = nerve_status(rawValue: 6)
-  static let shapeMismatch = nerve_status(rawValue: 7)
-  static let diverged = nerve_status(rawValue: 8)
-  static let interrupted = nerve_status(rawValue: 9)
-  static let writeFailed = nerve_status(rawValue: 10)
-  static let noModel = nerve_status(rawValue: 11)
-  static let failed = nerve_status(rawValue: 12)
+  static let badFile = NERVE_ERROR_BAD_FILE
+  static let shapeMismatch = NERVE_ERROR_SHAPE_MISMATCH
+  static let diverged = NERVE_ERROR_DIVERGED
+  static let interrupted = NERVE_ERROR_INTERRUPTED
+  static let writeFailed = NERVE_ERROR_WRITE_FAILED
+  static let noModel = NERVE_ERROR_NO_MODEL
+  static let failed = NERVE_ERROR_FAILED
 
   /// The status reporting a thrown error.
   static func of(_ error: Error) -> nerve_status {

@@ -7,7 +7,8 @@ the time) are the library's.
 import ctypes
 import json
 import os
-import time
+import signal
+import threading
 
 import numpy as np
 
@@ -205,14 +206,14 @@ class Sequential:
             self._check(L.lib.nerve_model_set_preprocessing(self._handle, json.dumps(preprocessing).encode()))
         text = self._train_table(epochs, batch_size, loss, optimizer, seed, shuffle, schedule,
                                  early_stopping, gradient_every)
-        calls = _Callbacks(on_epoch, verbose, epochs)
-        status = L.lib.nerve_model_train(
-            self._handle, text.encode(), xs.ctypes.data_as(L.c_float_p), ys.ctypes.data_as(L.c_int32_p),
-            xs.shape[0],
-            None if vx is None else vx.ctypes.data_as(L.c_float_p),
-            None if vy is None else vy.ctypes.data_as(L.c_int32_p), 0 if vx is None else vx.shape[0],
-            calls.epoch_callback, calls.progress_callback, None)
-        calls.raise_pending()
+        with _Callbacks(on_epoch, verbose, epochs) as calls:
+            status = L.lib.nerve_model_train(
+                self._handle, text.encode(), xs.ctypes.data_as(L.c_float_p), ys.ctypes.data_as(L.c_int32_p),
+                xs.shape[0],
+                None if vx is None else vx.ctypes.data_as(L.c_float_p),
+                None if vy is None else vy.ctypes.data_as(L.c_int32_p), 0 if vx is None else vx.shape[0],
+                calls.epoch_callback, calls.progress_callback, None)
+        calls.raise_pending(status)
         self._check(status)
         self.history = History(json.loads(L.text(L.lib.nerve_model_history(self._handle), self._handle)))
         return self.history
@@ -310,16 +311,36 @@ class Sequential:
 
 
 class _Callbacks:
-    """The C callbacks of one fit: the user's per-epoch function, and a progress hook that
-    lets Python's Ctrl-C handler run (and turns its KeyboardInterrupt into a stop)."""
+    """The C callbacks of one fit: the user's per-epoch function, and a progress hook through
+    which Ctrl-C stops training after the current step.
+
+    While training runs (in the main thread), SIGINT only sets a flag that the progress hook
+    reports to the library; the KeyboardInterrupt is raised once the call has returned, so no
+    exception ever has to cross the C frames.
+    """
 
     def __init__(self, on_epoch, verbose, epochs):
         self.pending = None
+        self.interrupted = False
         self.on_epoch = on_epoch
         self.verbose = verbose
         self.epochs = epochs
         self.epoch_callback = L.EPOCH_CALLBACK(self._epoch)
         self.progress_callback = L.PROGRESS_CALLBACK(self._progress)
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._on_sigint)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+    def _on_sigint(self, _signum, _frame):
+        self.interrupted = True
 
     def _epoch(self, _user, text):
         try:
@@ -336,17 +357,14 @@ class _Callbacks:
             return 1
 
     def _progress(self, _user, _epoch, _step, _steps, _loss):
-        try:
-            # sleep(0) runs Python's pending signal handlers: Ctrl-C raises here.
-            time.sleep(0)
-            return 0
-        except BaseException as e:  # noqa: BLE001 (KeyboardInterrupt arrives here)
-            self.pending = e
-            return 1
+        # Running Python here lets the SIGINT handler run; it only sets the flag.
+        return 1 if self.interrupted or self.pending is not None else 0
 
-    def raise_pending(self):
+    def raise_pending(self, status):
         if self.pending is not None:
             raise self.pending
+        if self.interrupted and status == L.INTERRUPTED:
+            raise KeyboardInterrupt(L.lib.nerve_status_string(status).decode())
 
 
 def load(path, threads=None):
@@ -373,12 +391,12 @@ def train(config, metrics=None, save=None, threads=None, on_epoch=None, verbose=
     array = (ctypes.c_char_p * max(len(texts), 1))(*texts)
     model = Sequential(threads=threads)
     model._new_handle()
-    calls = _Callbacks(on_epoch, verbose, changes.get("epochs", "?"))
-    status = L.lib.nerve_model_run_config(
-        model._handle, os.fsencode(config), array, len(texts),
-        None if metrics is None else os.fsencode(metrics), None if save is None else os.fsencode(save),
-        calls.epoch_callback, calls.progress_callback, None)
-    calls.raise_pending()
+    with _Callbacks(on_epoch, verbose, changes.get("epochs", "?")) as calls:
+        status = L.lib.nerve_model_run_config(
+            model._handle, os.fsencode(config), array, len(texts),
+            None if metrics is None else os.fsencode(metrics), None if save is None else os.fsencode(save),
+            calls.epoch_callback, calls.progress_callback, None)
+    calls.raise_pending(status)
     model._check(status)
     model.built = True
     model.input_shape = tuple(model._info()["input_shape"])
