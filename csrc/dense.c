@@ -80,14 +80,15 @@ nerve_status nerve_dense_backward(nerve_context *ctx, float *din, float *dweight
   nerve_status s = check_sizes(ctx, N, I, O, __func__);
   if (s != NERVE_OK) return s;
   if (N == 0) return NERVE_OK;
+  /* Every pointer a requested output needs is checked before the first is written. */
   if (O > 0) NERVE_CHECK_PTR(ctx, dout);
+  if (din && I > 0 && O > 0) NERVE_CHECK_PTR(ctx, weight);
+  if (dweight && I > 0 && O > 0) NERVE_CHECK_PTR(ctx, in);
   if (din && I > 0) {
-    if (O > 0) NERVE_CHECK_PTR(ctx, weight);
     s = nerve__gemm_nn(ctx, din, I, dout, O, weight, O, true, NULL, false, N, I, O, __func__);
     if (s != NERVE_OK) return s;
   }
   if (dweight && I > 0 && O > 0) {
-    NERVE_CHECK_PTR(ctx, in);
     s = nerve__gemm_tn(ctx, dweight, O, in, I, dout, O, N, O, I, 1.0f, __func__);
     if (s != NERVE_OK) return s;
   }
@@ -170,7 +171,10 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
                                        float beta2, float eps, float weight_decay,
                                        float decoupled_weight_decay, int64_t step) {
   NERVE_CHECK_CTX(ctx);
+  /* Everything is checked before the first write: a refused call changes nothing. */
   nerve_status s = check_sizes(ctx, N, I, O, __func__);
+  if (s == NERVE_OK)
+    s = nerve__check_adam(ctx, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, step, __func__);
   if (s != NERVE_OK) return s;
   if (N == 0 || O == 0 || I == 0) return NERVE_OK;
   NERVE_CHECK_PTR(ctx, weight);
@@ -182,29 +186,30 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
     NERVE_CHECK_PTR(ctx, bias_m);
     NERVE_CHECK_PTR(ctx, bias_v);
   }
-  /* The bias gradient first (small), stepped with nerve_adam_step's checks of every argument. */
-  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(O + (N <= FUSED_MAX_ROWS ? 0 : I * O)) * sizeof(float), __func__);
+  /* All the scratch either path needs, before anything is stepped. */
+  const bool fused = N <= FUSED_MAX_ROWS && nerve__gemm_tn_visits(ctx);
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(O + (fused ? 0 : I * O)) * sizeof(float), __func__);
   if (s != NERVE_OK) return s;
+  /* The bias first (small): its gradient in scratch, then the ordinary step. */
   float *gbias = ctx->scratch[NERVE_SCRATCH_LAYER];
   memset(gbias, 0, (size_t)O * sizeof(float));
   nerve__bias_accumulate(ctx, gbias, dout, N, O, 1.0f);
-  float *dummy_m = gbias, *dummy_v = gbias; /* only for validating when there is no bias */
-  s = nerve_adam_step(ctx, bias ? bias : gbias, bias ? bias_m : dummy_m, bias ? bias_v : dummy_v, gbias,
-                      bias ? O : 0, lr, beta1, beta2, eps, 0.0f, 0.0f, step);
-  if (s != NERVE_OK) return s;
-  if (!(weight_decay >= 0.0f) || !(decoupled_weight_decay >= 0.0f))
-    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "weight decays must be >= 0");
-  adam_fused_job j = {ctx, din, weight, weight_m, weight_v, dout, N, I, O,
-                      {lr, beta1, beta2, eps, (float)(1.0 / (1.0 - pow(beta1, (double)step))),
-                       (float)(1.0 / (1.0 - pow(beta2, (double)step))), weight_decay,
-                       1.0f - lr * decoupled_weight_decay}};
-  if (N <= FUSED_MAX_ROWS &&
-      nerve__gemm_tn_visit(ctx, in, I, dout, O, N, O, I, adam_fused_rows, adam_fused_tile, &j))
+  if (bias) {
+    s = nerve_adam_step(ctx, bias, bias_m, bias_v, gbias, O, lr, beta1, beta2, eps, 0.0f, 0.0f, step);
+    if (s != NERVE_OK) return s;
+  }
+  adam_fused_job j = {
+      .ctx = ctx, .din = din, .weight = weight, .m = weight_m, .v = weight_v, .dout = dout,
+      .N = N, .I = I, .O = O,
+      .p = {.lr = lr, .beta1 = beta1, .beta2 = beta2, .eps = eps,
+               .c1 = (float)(1.0 / (1.0 - pow(beta1, (double)step))),
+               .c2 = (float)(1.0 / (1.0 - pow(beta2, (double)step))), .decay = weight_decay,
+               .shrink = 1.0f - lr * decoupled_weight_decay}};
+  if (fused && nerve__gemm_tn_visit(ctx, in, I, dout, O, N, O, I, adam_fused_rows, adam_fused_tile, &j))
     return NERVE_OK;
-  /* Elsewhere: the gradient in scratch, then the ordinary step. */
-  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(I * O) * sizeof(float), __func__);
-  if (s != NERVE_OK) return s;
-  float *gw = ctx->scratch[NERVE_SCRATCH_LAYER];
+  /* Elsewhere: the gradient in scratch (after the bias's, reserved above), then the ordinary
+   * step. */
+  float *gw = ctx->scratch[NERVE_SCRATCH_LAYER] + O;
   memset(gw, 0, (size_t)(I * O) * sizeof(float));
   s = nerve_dense_backward(ctx, din, gw, NULL, dout, in, weight, N, I, O);
   if (s != NERVE_OK) return s;

@@ -47,7 +47,7 @@ nerve_status nerve_dropout_forward(nerve_context *ctx, float *out, float *mask, 
   NERVE_CHECK_PTR(ctx, out);
   NERVE_CHECK_PTR(ctx, mask);
   NERVE_CHECK_PTR(ctx, in);
-  dropout_job j = {out, mask, in, seed, rate, 1.0f / (1.0f - rate)};
+  dropout_job j = {.y = out, .mask = mask, .x = in, .seed = seed, .rate = rate, .keep_scale = 1.0f / (1.0f - rate)};
   nerve__parallel_for(ctx, n, 1 << 15, dropout_fwd_isa[ctx->isa], &j);
   return NERVE_OK;
 }
@@ -69,7 +69,7 @@ nerve_status nerve_dropout_backward(nerve_context *ctx, float *din, const float 
   NERVE_CHECK_PTR(ctx, din);
   NERVE_CHECK_PTR(ctx, dout);
   NERVE_CHECK_PTR(ctx, mask);
-  dropout_job j = {din, (float *)mask, dout, 0, 0, 0};
+  dropout_job j = {.y = din, .mask = (float *)mask, .x = dout};
   nerve__parallel_for(ctx, n, 1 << 16, dropout_bwd_isa[ctx->isa], &j);
   return NERVE_OK;
 }

@@ -607,12 +607,23 @@ static void visit_member(void *data, int t, int nt) {
 
 #endif
 
+bool nerve__gemm_tn_visits(const nerve_context *ctx) {
+#if NERVE_X86
+  return ctx->isa == NERVE_ISA_AVX512;
+#else
+  (void)ctx;
+  return false;
+#endif
+}
+
 bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const float *D,
                           int64_t ldd, int64_t M, int64_t N, int64_t K, nerve__rows_fn rows,
                           nerve__tile_fn apply, void *arg) {
 #if NERVE_X86
-  if (ctx->isa != NERVE_ISA_AVX512) return false;
-  visit_job j = {A, D, lda, ldd, M, N, K, (K + TN_KT - 1) / TN_KT, (N + NR - 1) / NR, rows, apply, arg};
+  if (!nerve__gemm_tn_visits(ctx)) return false;
+  visit_job j = {.A = A, .D = D, .lda = lda, .ldd = ldd, .M = M, .N = N, .K = K,
+                 .tiles = (K + TN_KT - 1) / TN_KT, .panels = (N + NR - 1) / NR, .rows = rows,
+                 .apply = apply, .arg = arg};
   int threads = nerve__threads_for(ctx, M * N * K, GEMM_GRAIN);
   if (threads > j.tiles) threads = (int)j.tiles;
   nerve__parallel_team(threads, visit_member, &j);
@@ -628,7 +639,7 @@ void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const flo
                             int64_t i1) {
 #if NERVE_X86
   if (ctx->isa == NERVE_ISA_AVX512 && K >= 16) {
-    nn_job j = {C, ldc, A, lda, BT, ldb, false, NULL, false, M, i1, K, 0, false};
+    nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = BT, .ldb = ldb, .M = M, .N = i1, .K = K};
     nn_dots(&j, i0, i1);
     return;
   }
@@ -650,7 +661,8 @@ nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc, const flo
 #if NERVE_X86
   if (ctx->isa == NERVE_ISA_AVX512) {
     int64_t panels = (N + NR - 1) / NR;
-    nn_job j = {C, ldc, A, lda, B, ldb, false, bias, accumulate, M, N, K, panels, true};
+    nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bias = bias,
+                .accumulate = accumulate, .M = M, .N = N, .K = K, .panels = panels, .split_rows = true};
     int threads = nerve__threads_for(ctx, work, GEMM_GRAIN);
     /* Few rows of A (small batches) against a transposed B: dot products along rows of both,
      * instead of packing B. */
@@ -664,7 +676,7 @@ nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc, const flo
       size_t bytes = (size_t)panels * (size_t)K * NR * sizeof(float);
       nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, bytes, func);
       if (s != NERVE_OK) return s;
-      pack_job pj = {ctx->scratch[NERVE_SCRATCH_GEMM], B, ldb, N, K};
+      pack_job pj = {.P = ctx->scratch[NERVE_SCRATCH_GEMM], .BT = B, .ldb = ldb, .N = N, .K = K};
       nerve__parallel_for(ctx, panels, (GEMM_GRAIN / 8) / (K * NR + 1) + 1, pack_panels, &pj);
       j.B = ctx->scratch[NERVE_SCRATCH_GEMM];
       j.packed = true;
@@ -679,8 +691,9 @@ nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc, const flo
   }
 #endif
   int64_t mblocks = (M + BLAS_MB - 1) / BLAS_MB, nblocks = (N + BLAS_NB - 1) / BLAS_NB;
-  blas_nn_job j = {C, ldc, A, lda, B, ldb, b_transposed, bias, accumulate, M, N, K,
-                   mblocks, nblocks};
+  blas_nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bt = b_transposed,
+                   .bias = bias, .accumulate = accumulate, .M = M, .N = N, .K = K,
+                   .mblocks = mblocks, .nblocks = nblocks};
   int64_t blocks = mblocks * nblocks;
   nerve__parallel_for(ctx, blocks, (GEMM_GRAIN + work / blocks - 1) / (work / blocks + 1) + 1,
                       blas_nn_blocks, &j);
@@ -700,7 +713,9 @@ nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
      * of A), else the rows of G; nn makes the same choice, so across forward and update each
      * thread keeps touching the same slice of the weights, which stays in its cache. */
     bool split_panels = M * K <= K * N && panels >= 2;
-    tn_job j = {G, ldg, A, lda, D, ldd, M, N, K, panels, ktiles, M > 64, split_panels, alpha};
+    tn_job j = {.G = G, .ldg = ldg, .A = A, .lda = lda, .D = D, .ldd = ldd, .M = M, .N = N, .K = K,
+                .panels = panels, .ktiles = ktiles, .rank = M > 64, .split_panels = split_panels,
+                .alpha = alpha};
     int threads = nerve__threads_for(ctx, work, GEMM_GRAIN);
     int64_t units = !j.rank ? panels * ktiles : split_panels ? panels : K;
     if (units < threads) threads = (int)units;
@@ -711,21 +726,22 @@ nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
     if (pad) {
       nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, (size_t)K * (size_t)(panels * NR) * sizeof(float), func);
       if (s != NERVE_OK) return s;
-      copy_job cj = {ctx->scratch[NERVE_SCRATCH_GEMM], panels * NR, G, ldg, N};
+      copy_job cj = {.P = ctx->scratch[NERVE_SCRATCH_GEMM], .ldp = panels * NR, .G = G, .ldg = ldg, .N = N};
       nerve__parallel_for(ctx, K, 256, copy_rows_in, &cj);
       j.G = ctx->scratch[NERVE_SCRATCH_GEMM];
       j.ldg = panels * NR;
     }
     nerve__parallel_team(threads, tn_member, &j);
     if (pad) {
-      copy_job cj = {ctx->scratch[NERVE_SCRATCH_GEMM], panels * NR, G, ldg, N};
+      copy_job cj = {.P = ctx->scratch[NERVE_SCRATCH_GEMM], .ldp = panels * NR, .G = G, .ldg = ldg, .N = N};
       nerve__parallel_for(ctx, K, 256, copy_rows_out, &cj);
     }
     return NERVE_OK;
   }
 #endif
   int64_t kblocks = (K + BLAS_KB - 1) / BLAS_KB, nblocks = (N + BLAS_NB - 1) / BLAS_NB;
-  blas_tn_job j = {G, ldg, A, lda, D, ldd, M, N, K, nblocks, alpha};
+  blas_tn_job j = {.G = G, .ldg = ldg, .A = A, .lda = lda, .D = D, .ldd = ldd, .M = M, .N = N, .K = K,
+                   .nblocks = nblocks, .alpha = alpha};
   int64_t blocks = kblocks * nblocks;
   nerve__parallel_for(ctx, blocks, (GEMM_GRAIN + work / blocks - 1) / (work / blocks + 1) + 1,
                       blas_tn_blocks, &j);

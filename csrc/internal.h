@@ -174,6 +174,8 @@ NERVE_HIDDEN void nerve__bias_accumulate(nerve_context *ctx, float *dbias, const
 typedef void (*nerve__rows_fn)(void *arg, int64_t k0, int64_t k1);
 typedef void (*nerve__tile_fn)(void *arg, int64_t k0, int64_t col, const float *g, int64_t rows,
                                int64_t cols, int64_t ldg);
+/* Whether nerve__gemm_tn_visit runs on this context (it does with libnerve's AVX-512 kernels). */
+NERVE_HIDDEN bool nerve__gemm_tn_visits(const nerve_context *ctx);
 NERVE_HIDDEN bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda,
                                        const float *D, int64_t ldd, int64_t M, int64_t N,
                                        int64_t K, nerve__rows_fn rows, nerve__tile_fn apply,
@@ -253,6 +255,11 @@ NERVE_INLINE float nerve__sqrtf(float x) {
 typedef struct {
   float lr, beta1, beta2, eps, c1, c2, decay, shrink;
 } nerve__adam_params;
+
+/* Checks every non-array argument of an Adam step (optim.c); NERVE_OK or the failure, with the
+ * message naming func. */
+nerve_status nerve__check_adam(nerve_context *ctx, float lr, float beta1, float beta2, float eps,
+                               float coupled, float decoupled, int64_t step, const char *func);
 
 NERVE_INLINE void nerve__adam_element(float *w, float *m, float *v, float g,
                                       const nerve__adam_params *p) {

@@ -64,7 +64,7 @@ nerve_status nerve_loss_mse(nerve_context *ctx, double *loss, float *dout, const
   NERVE_CHECK_CTX(ctx);
   nerve_status s = check_loss(ctx, out, target, N, C, count, __func__);
   if (s != NERVE_OK) return s;
-  loss_job j = {dout, NULL, out, target, C, 1.0f / (float)count, 0.0f};
+  loss_job j = {.grad = dout, .x = out, .t = target, .C = C, .scale = 1.0f / (float)count};
   double sum = nerve__parallel_sum(ctx, C > 0 ? N : 0, LOSS_MIN_ROWS, mse_isa[ctx->isa], &j);
   if (loss) *loss = sum / (double)count;
   return NERVE_OK;
@@ -109,7 +109,7 @@ nerve_status nerve_loss_softmax_cross_entropy(nerve_context *ctx, double *loss, 
   NERVE_CHECK_CTX(ctx);
   nerve_status s = check_loss(ctx, logits, target, N, C, count, __func__);
   if (s != NERVE_OK) return s;
-  loss_job j = {dlogits, probs, logits, target, C, 1.0f / (float)count, 0.0f};
+  loss_job j = {.grad = dlogits, .probs = probs, .x = logits, .t = target, .C = C, .scale = 1.0f / (float)count};
   double sum =
       nerve__parallel_sum(ctx, C > 0 ? N : 0, LOSS_MIN_ROWS, softmax_ce_isa[ctx->isa], &j);
   if (loss) *loss = sum / (double)count;
@@ -147,7 +147,7 @@ nerve_status nerve_loss_nll(nerve_context *ctx, double *loss, float *dprobs, con
   if (!(eps >= 0.0f))
     return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "eps must be >= 0, got %g",
                        (double)eps);
-  loss_job j = {dprobs, NULL, probs, target, C, 1.0f / (float)count, eps};
+  loss_job j = {.grad = dprobs, .x = probs, .t = target, .C = C, .scale = 1.0f / (float)count, .eps = eps};
   double sum = nerve__parallel_sum(ctx, C > 0 ? N : 0, LOSS_MIN_ROWS, nll_isa[ctx->isa], &j);
   if (loss) *loss = sum / (double)count;
   return NERVE_OK;

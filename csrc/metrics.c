@@ -61,14 +61,14 @@ nerve_status nerve_count_correct(nerve_context *ctx, int64_t *correct, const flo
   nerve_status s = check_scores(ctx, scores, N, C, __func__);
   if (s != NERVE_OK) return s;
   NERVE_CHECK_PTR(ctx, correct);
-  *correct = 0;
-  if (N == 0) return NERVE_OK;
-  NERVE_CHECK_PTR(ctx, labels);
+  if (N > 0) NERVE_CHECK_PTR(ctx, labels);
   for (int64_t r = 0; r < N; r++)
     if (labels[r] < 0 || labels[r] >= C)
       return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
                          "label %d at row %lld is outside 0..%lld", labels[r], (long long)r,
                          (long long)(C - 1));
+  *correct = 0;
+  if (N == 0) return NERVE_OK;
   argmax_job j = {NULL, scores, labels, C};
   *correct = (int64_t)nerve__parallel_sum(ctx, N, 4096, correct_rows, &j);
   return NERVE_OK;

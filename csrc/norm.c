@@ -99,7 +99,7 @@ nerve_status nerve_batchnorm_forward_train(nerve_context *ctx, float *out, float
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(chunks + 1) * (size_t)C * sizeof(double), __func__);
   if (s != NERVE_OK) return s;
   double *partial = ctx->scratch[NERVE_SCRATCH_LAYER], *total = partial + chunks * C;
-  norm_job j = {in, NULL, NULL, NULL, gamma, beta, out, partial, NULL, NULL, R, C, chunk};
+  norm_job j = {.x = in, .gamma = gamma, .beta = beta, .y = out, .partial = partial, .R = R, .C = C, .chunk = chunk};
   const int64_t grain = (1 << 15) / (chunk * C) + 1;
   nerve__parallel_for(ctx, chunks, grain, column_sums, &j);
   combine(partial, chunks, C, total);
@@ -142,7 +142,7 @@ nerve_status nerve_batchnorm_forward_infer(nerve_context *ctx, float *out, const
   if (s != NERVE_OK) return s;
   float *invstd = ctx->scratch[NERVE_SCRATCH_LAYER];
   for (int64_t c = 0; c < C; c++) invstd[c] = (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
-  norm_job j = {in, NULL, running_mean, invstd, gamma, beta, out, NULL, NULL, NULL, R, C, 0};
+  norm_job j = {.x = in, .mean = running_mean, .invstd = invstd, .gamma = gamma, .beta = beta, .y = out, .R = R, .C = C};
   nerve__parallel_for(ctx, R, (1 << 15) / C + 1, normalize_isa[ctx->isa], &j);
   return NERVE_OK;
 }
@@ -205,7 +205,8 @@ nerve_status nerve_batchnorm_backward(nerve_context *ctx, float *din, float *dga
   double *partial = ctx->scratch[NERVE_SCRATCH_LAYER], *partial2 = partial + chunks * C;
   double *total = partial2 + chunks * C, *total2 = total + C;
   float *sums = (float *)(total2 + C);
-  norm_job j = {in, dout, saved_mean, saved_invstd, gamma, NULL, din, partial, partial2, sums, R, C, chunk};
+  norm_job j = {.x = in, .dy = dout, .mean = saved_mean, .invstd = saved_invstd, .gamma = gamma, .y = din,
+                .partial = partial, .partial2 = partial2, .sums = sums, .R = R, .C = C, .chunk = chunk};
   nerve__parallel_for(ctx, chunks, (1 << 15) / (chunk * C) + 1, grad_sums, &j);
   combine(partial, chunks, C, total);
   combine(partial2, chunks, C, total2);

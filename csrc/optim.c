@@ -11,11 +11,17 @@
 #  pragma GCC optimize("no-math-errno")
 #endif
 
+/* One step's arguments for the element loops; each optimizer reads the fields it names. */
 typedef struct {
   float *param, *state0, *state1;
   const float *grad;
-  float lr, momentum, decay;
-  float beta1, beta2, eps, c1, c2; /* Adam: bias corrections c1 = 1/(1-beta1^t), c2 likewise */
+  float lr;
+  float decay;    /* coupled L2: added to the gradient as decay * w */
+  float momentum; /* SGD with momentum, Nesterov */
+  float rho;      /* RMSprop, Adadelta */
+  float eps;      /* Adam, RMSprop, Adadelta */
+  float beta1, beta2, c1, c2; /* Adam: bias corrections c1 = 1/(1-beta1^t), c2 likewise */
+  float shrink;   /* AdamW's decoupled decay as a factor: 1 - lr * decoupled_decay */
 } step_job;
 
 enum { STEP_GRAIN = 1 << 16 };
@@ -47,7 +53,7 @@ nerve_status nerve_sgd_step(nerve_context *ctx, float *param, const float *grad,
   NERVE_CHECK_CTX(ctx);
   nerve_status s = check_step(ctx, param, grad, n, lr, weight_decay, __func__);
   if (s != NERVE_OK) return s;
-  step_job j = {param, NULL, NULL, grad, lr, 0.0f, weight_decay, 0, 0, 0, 0, 0};
+  step_job j = {.param = param, .grad = grad, .lr = lr, .decay = weight_decay};
   nerve__parallel_for(ctx, n, STEP_GRAIN, sgd_isa[ctx->isa], &j);
   return NERVE_OK;
 }
@@ -74,7 +80,7 @@ nerve_status nerve_momentum_step(nerve_context *ctx, float *param, float *veloci
   if (n > 0) NERVE_CHECK_PTR(ctx, velocity);
   if (!(momentum >= 0.0f) || momentum > 3.0e38f)
     return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "momentum must be finite and >= 0, got %g", (double)momentum);
-  step_job j = {param, velocity, NULL, grad, lr, momentum, weight_decay, 0, 0, 0, 0, 0};
+  step_job j = {.param = param, .state0 = velocity, .grad = grad, .lr = lr, .decay = weight_decay, .momentum = momentum};
   nerve__parallel_for(ctx, n, STEP_GRAIN, momentum_isa[ctx->isa], &j);
   return NERVE_OK;
 }
@@ -111,7 +117,7 @@ nerve_status nerve_nesterov_step(nerve_context *ctx, float *param, float *veloci
   if (s == NERVE_OK) s = check_rate(ctx, momentum, 0.0f, 1.0f, "momentum", __func__);
   if (s != NERVE_OK) return s;
   if (n > 0) NERVE_CHECK_PTR(ctx, velocity);
-  step_job j = {param, velocity, NULL, grad, lr, momentum, weight_decay, 0, 0, 0, 0, 0};
+  step_job j = {.param = param, .state0 = velocity, .grad = grad, .lr = lr, .decay = weight_decay, .momentum = momentum};
   nerve__parallel_for(ctx, n, STEP_GRAIN, nesterov_isa[ctx->isa], &j);
   return NERVE_OK;
 }
@@ -121,34 +127,28 @@ nerve_status nerve_nesterov_step(nerve_context *ctx, float *param, float *veloci
 /* decay is coupled (added to the gradient); shrink applies AdamW's decoupled decay first. */
 NERVE_INLINE void adam_body(void *p, int64_t b, int64_t e) {
   step_job *j = p;
-  const nerve__adam_params a = {j->lr, j->beta1, j->beta2, j->eps, j->c1, j->c2, j->decay, 1.0f - j->momentum};
+  const nerve__adam_params a = {.lr = j->lr, .beta1 = j->beta1, .beta2 = j->beta2, .eps = j->eps,
+                                .c1 = j->c1, .c2 = j->c2, .decay = j->decay, .shrink = j->shrink};
   float *w = j->param, *m = j->state0, *v = j->state1;
   const float *g = j->grad;
   for (int64_t i = b; i < e; i++) nerve__adam_element(w + i, m + i, v + i, g[i], &a);
 }
 NERVE_RANGE_KERNEL(adam);
 
-static nerve_status adam_common(nerve_context *ctx, float *param, float *m, float *v,
-                                const float *grad, int64_t n, float lr, float beta1, float beta2,
-                                float eps, float coupled, float decoupled, int64_t step,
-                                const char *func) {
-  nerve_status s = check_step(ctx, param, grad, n, lr, coupled + decoupled, func);
+/* Every argument of an Adam step but the arrays, checked (shared with the fused dense
+ * backward in dense.c, which must refuse before it changes anything). */
+nerve_status nerve__check_adam(nerve_context *ctx, float lr, float beta1, float beta2, float eps,
+                               float coupled, float decoupled, int64_t step, const char *func) {
+  nerve_status s = check_step(ctx, NULL, NULL, 0, lr, coupled, func);
+  if (s == NERVE_OK && (!(decoupled >= 0.0f) || decoupled > 3.0e38f))
+    s = nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, func, "decoupled weight decay must be finite and >= 0, got %g", (double)decoupled);
   if (s == NERVE_OK) s = check_rate(ctx, beta1, 0.0f, 0.999999f, "beta1", func);
   if (s == NERVE_OK) s = check_rate(ctx, beta2, 0.0f, 0.99999999f, "beta2", func);
   if (s == NERVE_OK && !(eps > 0.0f && eps < 1.0f))
     s = nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, func, "eps must be in (0, 1), got %g", (double)eps);
   if (s == NERVE_OK && step < 1)
     s = nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, func, "step counts from 1, got %lld", (long long)step);
-  if (s != NERVE_OK) return s;
-  if (n > 0) {
-    NERVE_CHECK_PTR(ctx, m);
-    NERVE_CHECK_PTR(ctx, v);
-  }
-  step_job j = {param, m, v, grad, lr, lr * decoupled, coupled, beta1, beta2, eps,
-                (float)(1.0 / (1.0 - pow(beta1, (double)step))),
-                (float)(1.0 / (1.0 - pow(beta2, (double)step)))};
-  nerve__parallel_for(ctx, n, STEP_GRAIN, adam_isa[ctx->isa], &j);
-  return NERVE_OK;
+  return s;
 }
 
 /* param [n], m [n], v [n], grad [n] -> updated */
@@ -157,11 +157,21 @@ nerve_status nerve_adam_step(nerve_context *ctx, float *param, float *m, float *
                              float eps, float weight_decay, float decoupled_weight_decay,
                              int64_t step) {
   NERVE_CHECK_CTX(ctx);
-  if (!(decoupled_weight_decay >= 0.0f) || decoupled_weight_decay > 3.0e38f)
-    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
-                       "decoupled weight decay must be finite and >= 0, got %g", (double)decoupled_weight_decay);
-  return adam_common(ctx, param, m, v, grad, n, lr, beta1, beta2, eps, weight_decay,
-                     decoupled_weight_decay, step, __func__);
+  nerve_status s = check_step(ctx, param, grad, n, lr, weight_decay, __func__);
+  if (s == NERVE_OK)
+    s = nerve__check_adam(ctx, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, step, __func__);
+  if (s != NERVE_OK) return s;
+  if (n > 0) {
+    NERVE_CHECK_PTR(ctx, m);
+    NERVE_CHECK_PTR(ctx, v);
+  }
+  step_job j = {.param = param, .state0 = m, .state1 = v, .grad = grad, .lr = lr, .decay = weight_decay,
+                .beta1 = beta1, .beta2 = beta2, .eps = eps,
+                .c1 = (float)(1.0 / (1.0 - pow(beta1, (double)step))),
+                .c2 = (float)(1.0 / (1.0 - pow(beta2, (double)step))),
+                .shrink = 1.0f - lr * decoupled_weight_decay};
+  nerve__parallel_for(ctx, n, STEP_GRAIN, adam_isa[ctx->isa], &j);
+  return NERVE_OK;
 }
 
 /* ---- RMSprop ---------------------------------------------------------------------------- */
@@ -170,7 +180,7 @@ NERVE_INLINE void rmsprop_body(void *p, int64_t b, int64_t e) {
   step_job *j = p;
   float *w = j->param, *sq = j->state0;
   const float *g = j->grad;
-  const float lr = j->lr, rho = j->beta1, eps = j->eps, wd = j->decay;
+  const float lr = j->lr, rho = j->rho, eps = j->eps, wd = j->decay;
   for (int64_t i = b; i < e; i++) {
     float gi = g[i] + wd * w[i];
     sq[i] = rho * sq[i] + (1.0f - rho) * gi * gi;
@@ -190,7 +200,8 @@ nerve_status nerve_rmsprop_step(nerve_context *ctx, float *param, float *mean_sq
     s = nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "eps must be in (0, 1), got %g", (double)eps);
   if (s != NERVE_OK) return s;
   if (n > 0) NERVE_CHECK_PTR(ctx, mean_square);
-  step_job j = {param, mean_square, NULL, grad, lr, 0, weight_decay, rho, 0, eps, 0, 0};
+  step_job j = {.param = param, .state0 = mean_square, .grad = grad, .lr = lr, .decay = weight_decay,
+                .rho = rho, .eps = eps};
   nerve__parallel_for(ctx, n, STEP_GRAIN, rmsprop_isa[ctx->isa], &j);
   return NERVE_OK;
 }
@@ -201,7 +212,7 @@ NERVE_INLINE void adadelta_body(void *p, int64_t b, int64_t e) {
   step_job *j = p;
   float *w = j->param, *eg = j->state0, *ex = j->state1;
   const float *g = j->grad;
-  const float lr = j->lr, rho = j->beta1, eps = j->eps, wd = j->decay;
+  const float lr = j->lr, rho = j->rho, eps = j->eps, wd = j->decay;
   for (int64_t i = b; i < e; i++) {
     float gi = g[i] + wd * w[i];
     eg[i] = rho * eg[i] + (1.0f - rho) * gi * gi;
@@ -226,7 +237,8 @@ nerve_status nerve_adadelta_step(nerve_context *ctx, float *param, float *mean_s
     NERVE_CHECK_PTR(ctx, mean_square_grad);
     NERVE_CHECK_PTR(ctx, mean_square_update);
   }
-  step_job j = {param, mean_square_grad, mean_square_update, grad, lr, 0, weight_decay, rho, 0, eps, 0, 0};
+  step_job j = {.param = param, .state0 = mean_square_grad, .state1 = mean_square_update, .grad = grad,
+                .lr = lr, .decay = weight_decay, .rho = rho, .eps = eps};
   nerve__parallel_for(ctx, n, STEP_GRAIN, adadelta_isa[ctx->isa], &j);
   return NERVE_OK;
 }

@@ -43,9 +43,9 @@ nerve_status nerve_sum_squares(nerve_context *ctx, double *out, const float *x, 
   NERVE_CHECK_CTX(ctx);
   NERVE_CHECK_PTR(ctx, out);
   NERVE_CHECK_SIZE(ctx, n);
+  if (n > 0) NERVE_CHECK_PTR(ctx, x);
   *out = 0.0;
   if (n == 0) return NERVE_OK;
-  NERVE_CHECK_PTR(ctx, x);
   reduce_job j = {x};
   *out = nerve__parallel_sum(ctx, n, REDUCE_CHUNK, squares_isa[ctx->isa], &j);
   return NERVE_OK;
@@ -56,9 +56,9 @@ nerve_status nerve_sum_abs(nerve_context *ctx, double *out, const float *x, int6
   NERVE_CHECK_CTX(ctx);
   NERVE_CHECK_PTR(ctx, out);
   NERVE_CHECK_SIZE(ctx, n);
+  if (n > 0) NERVE_CHECK_PTR(ctx, x);
   *out = 0.0;
   if (n == 0) return NERVE_OK;
-  NERVE_CHECK_PTR(ctx, x);
   reduce_job j = {x};
   *out = nerve__parallel_sum(ctx, n, REDUCE_CHUNK, abs_isa[ctx->isa], &j);
   return NERVE_OK;

@@ -47,7 +47,7 @@ extern "C" {
 /* ---- Version ---------------------------------------------------------------------------- */
 
 #define NERVE_VERSION_MAJOR 0
-#define NERVE_VERSION_MINOR 1
+#define NERVE_VERSION_MINOR 2
 #define NERVE_VERSION_PATCH 0
 /** MAJOR*10000 + MINOR*100 + PATCH; compare with nerve_version_number() to catch a header that
  *  does not match the library actually loaded. */

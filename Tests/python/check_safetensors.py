@@ -31,19 +31,30 @@ with gzip.open(os.path.join(root, "t10k-labels-idx1-ubyte.gz")) as f:
     y = np.frombuffer(f.read(), np.uint8, offset=8)[:1000]
 x = x * np.float32(pre["scale"])
 
+
+
+def activate(x, name):
+    if name in (None, "identity"):
+        return x
+    if name == "relu":
+        return np.maximum(x, 0)
+    if name == "sigmoid":
+        return 1 / (1 + np.exp(-x))
+    if name == "softmax":
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    raise SystemExit(f"activation {name} not handled by this check")
+
+
+# Format 2: a dense layer carries its activation; tensors are named by layer index.
+assert meta["nerve.format_version"] == "2", meta["nerve.format_version"]
 for i, layer in enumerate(arch["layers"]):
     t = layer["type"]
     if t == "dense":
         x = x @ tensors[f"layers.{i}.weight"] + tensors.get(f"layers.{i}.bias", 0)
-    elif t == "relu":
-        x = np.maximum(x, 0)
-    elif t == "sigmoid":
-        x = 1 / (1 + np.exp(-x))
-    elif t == "softmax":
-        e = np.exp(x - x.max(axis=1, keepdims=True))
-        x = e / e.sum(axis=1, keepdims=True)
+        x = activate(x, layer.get("activation"))
     else:
-        raise SystemExit(f"layer type {t} not handled by this check")
+        x = activate(x, t)
 predicted = x.argmax(axis=1)
 expected = [int(line) for line in open(sys.argv[2]) if line.strip()]
 assert len(expected) == 100, f"expected 100 predictions from nerve, got {len(expected)}"

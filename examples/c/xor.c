@@ -63,6 +63,7 @@ int main(void) {
   /* A bad call returns a status and a message; it never aborts. */
   nerve_status s = nerve_dense_forward(ctx, NULL, x, w1, b1, N, I, H);
   printf("a NULL output gives: %s (%s)\n", nerve_status_string(s), nerve_context_last_error(ctx));
+  if (s != NERVE_ERROR_NULL_POINTER) return 1;
   nerve_context_free(ctx);
   return right == N ? 0 : 1;
 }
