@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Nerve beside PyTorch on the labs' workloads, in one run, on this machine.
 #
-#   bench/compare.sh                 # threads 1,2; 5 timed repetitions each
+#   bench/compare.sh                 # threads 1,2; 5 timed repetitions each (lab-a and
+#                                    # minibatch also from Python, through python/)
 #   THREADS=2 REPEATS=9 bench/compare.sh
 #   WORKLOADS=lab-e THREADS=2 REPEATS=1 bench/compare.sh   # Lab E's CNN, one epoch each
 #       (PyTorch twice: with Adam(fused=True), and with its default Adam)
@@ -22,12 +23,17 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import torch" 2>/dev/
   "$venv/bin/pip" install -q "torch==$TORCH_VERSION" numpy
 fi
 swift build -c release >/dev/null
+# Nerve from Python too (the package over this build's libNerveModel).
+"$venv/bin/pip" install -q --force-reinstall --no-deps ./python
 
 results=$(mktemp)
 trap 'rm -f "$results"' EXIT
 for w in ${WORKLOADS//,/ }; do
   .build/release/nerve bench --json --workloads "$w" --threads "$THREADS" --repeats "$REPEATS" >>"$results"
   "$venv/bin/python" bench/torch_bench.py --workloads "$w" --threads "$THREADS" --repeats "$REPEATS" >>"$results"
+  if [ "$w" = lab-a ] || [ "$w" = minibatch ]; then
+    "$venv/bin/python" bench/python_bench.py --workloads "$w" --threads "$THREADS" --repeats "$REPEATS" >>"$results"
+  fi
   if [ "$w" = lab-e ]; then
     "$venv/bin/python" bench/torch_bench.py --workloads lab-e-default-adam --threads "$THREADS" --repeats "$REPEATS" >>"$results"
   fi
@@ -39,7 +45,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 cells = {}
 torch_name = "pytorch"
 for r in rows:
-    tool = "nerve" if r["tool"] == "nerve" else "torch"
+    tool = r["tool"] if r["tool"] in ("nerve", "nerve-python") else "torch"
     w = r["workload"]
     if w == "lab-e-default-adam":
         cells[("lab-e", r["threads"], "torch-default")] = r
@@ -53,6 +59,9 @@ for (w, t, tool), r in sorted(cells.items()):
     if tool != "nerve" or (w, t, "torch") not in cells: continue
     n, p = r["median_seconds"], cells[(w, t, "torch")]["median_seconds"]
     print(f"{w:<12}{t:>8}{n:>11.4f}{p:>22.4f}{p / n:>9.1f}x   {units.get(w, 's')}")
+    if (w, t, "nerve-python") in cells:
+        q = cells[(w, t, "nerve-python")]["median_seconds"]
+        print(f"{'':<12}{'':>8}{q:>11.4f}{p:>22.4f}{p / q:>9.1f}x   nerve from Python (python/), {q / n:.2f}x the CLI's time")
     if (w, t, "torch-default") in cells:
         q = cells[(w, t, "torch-default")]["median_seconds"]
         print(f"{'':<12}{'':>8}{'':>11}{q:>22.4f}{q / n:>9.1f}x   with PyTorch's default (unfused) Adam")

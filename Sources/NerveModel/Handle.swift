@@ -149,11 +149,6 @@ func handle<T: Handle>(_ p: OpaquePointer?, as: T.Type) -> T? {
   return Unmanaged<T>.fromOpaque(UnsafeRawPointer(p)).takeUnretainedValue()
 }
 
-/// Copies `count` floats into a tensor of `shape`.
-func tensor(_ x: UnsafePointer<Float>, count: Int, shape: [Int]) -> Tensor {
-  Tensor(shape: shape, values: Array(UnsafeBufferPointer(start: x, count: count)))
-}
-
 /// A value as JSON text (keys sorted).
 func json<T: Encodable>(_ value: T) throws -> String {
   let e = JSONEncoder()

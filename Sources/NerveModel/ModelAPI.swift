@@ -173,8 +173,8 @@ public func nerveModelPredict(
   return h.run("nerve_model_predict") {
     let model = try h.requireModel()
     let out = try required(classes, "classes"), input = try required(x, "x")
-    let count = try sampleValues(n, model.inputShape.reduce(1, *), "n")
-    let predicted = try model.predict(tensor(input, count: count, shape: [Int(n)] + model.inputShape))
+    _ = try sampleValues(n, model.inputShape.reduce(1, *), "n")
+    let predicted = try Tensor.withBorrowed(input, shape: [Int(n)] + model.inputShape) { try model.predict($0) }
     for (i, c) in predicted.enumerated() { out[i] = Int32(c) }
   }
 }
@@ -187,8 +187,8 @@ public func nerveModelPredictProba(
   return h.run("nerve_model_predict_proba") {
     let model = try h.requireModel()
     let out = try required(outputs, "outputs"), input = try required(x, "x")
-    let count = try sampleValues(n, model.inputShape.reduce(1, *), "n")
-    let y = try model.outputs(for: tensor(input, count: count, shape: [Int(n)] + model.inputShape))
+    _ = try sampleValues(n, model.inputShape.reduce(1, *), "n")
+    let y = try Tensor.withBorrowed(input, shape: [Int(n)] + model.inputShape) { try model.outputs(for: $0) }
     y.withUnsafeBufferPointer { out.update(from: $0.baseAddress!, count: $0.count) }
   }
 }
@@ -202,7 +202,6 @@ public func nerveModelEvaluate(
   return h.run("nerve_model_evaluate") {
     let model = try h.requireModel()
     let lossOut = try required(loss, "loss"), correctOut = try required(correct, "correct")
-    let data = try dataset(model, x, labels, n, name: "x")
     let kind = try lossName.map { p -> Loss in
       let name = String(cString: p)
       guard let l = Loss(name: name) else {
@@ -210,22 +209,28 @@ public func nerveModelEvaluate(
       }
       return l
     } ?? h.loss ?? (model.endsWithSoftmax ? .crossEntropy : .meanSquaredError)
-    let e = try model.evaluate(data, loss: kind)
+    let e = try withDataset(model, x, labels, n, name: "x") { try model.evaluate($0, loss: kind) }
     lossOut.pointee = e.loss
     correctOut.pointee = Int64(e.correct)
   }
 }
 
-/// Caller-owned samples and labels as a dataset for `model` (labels checked against its
-/// outputs).
-func dataset(_ model: Sequential, _ x: UnsafePointer<Float>?, _ labels: UnsafePointer<Int32>?, _ n: Int64, name: String) throws -> Dataset {
+/// Runs `body` with caller-owned samples and labels as a dataset for `model` (labels checked
+/// against its outputs). The samples are borrowed, not copied: the dataset lives for `body`.
+func withDataset<R>(
+  _ model: Sequential, _ x: UnsafePointer<Float>?, _ labels: UnsafePointer<Int32>?, _ n: Int64, name: String,
+  _ body: (Dataset) throws -> R
+) throws -> R {
   let input = try required(x, name)
   let y = try required(labels, name == "x" ? "labels" : "\(name) labels")
-  let count = try sampleValues(n, model.inputShape.reduce(1, *), name == "x" ? "n" : "\(name) count")
+  _ = try sampleValues(n, model.inputShape.reduce(1, *), name == "x" ? "n" : "\(name) count")
   guard n >= 1 else { throw Refusal(status: Status.badSize, message: "\(name) holds no samples") }
-  return try Dataset(
-    name: name, features: tensor(input, count: count, shape: [Int(n)] + model.inputShape),
-    labels: Array(UnsafeBufferPointer(start: y, count: Int(n))), classes: model.outputShape.reduce(1, *))
+  return try Tensor.withBorrowed(input, shape: [Int(n)] + model.inputShape) { features in
+    try body(
+      Dataset(
+        name: name, features: features, labels: Array(UnsafeBufferPointer(start: y, count: Int(n))),
+        classes: model.outputShape.reduce(1, *)))
+  }
 }
 
 /// Strings the API returns when it has no handle to keep them in (static storage).

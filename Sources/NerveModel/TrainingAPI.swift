@@ -66,15 +66,21 @@ public func nerveModelTrain(
     let model = try h.requireModel()
     let text = try string(trainTOML, "train")
     let config = try ExperimentConfig(table: TOMLParser.parse(text, file: "train"), file: "train")
-    let train = try dataset(model, x, labels, n, name: "x")
-    let validation = validN == 0 ? nil : try dataset(model, validX, validLabels, validN, name: "validation")
     let experiment = Experiment(config: config)
     let trainer = Trainer(model: model, loss: config.loss, optimizer: try experiment.makeOptimizer())
     let callbacks = TrainingCallbacks(onEpoch: onEpoch, onProgress: onProgress, user: user)
     callbacks.attach(to: trainer)
+    func fit(_ train: Dataset, _ validation: Dataset?) throws -> History {
+      try experiment.fit(
+        trainer, train: train, validation: validation, onBatch: callbacks.batch, onEpoch: callbacks.epoch)
+    }
+    // The caller's arrays are borrowed for the call, not copied.
+    h.history = try withDataset(model, x, labels, n, name: "x") { train in
+      validN == 0
+        ? try fit(train, nil)
+        : try withDataset(model, validX, validLabels, validN, name: "validation") { try fit(train, $0) }
+    }
     h.loss = config.loss
-    h.history = try experiment.fit(
-      trainer, train: train, validation: validation, onBatch: callbacks.batch, onEpoch: callbacks.epoch)
   }
 }
 

@@ -6,10 +6,13 @@ import CNerve
 final class FloatBuffer: @unchecked Sendable {
   let pointer: UnsafeMutablePointer<Float>
   let count: Int
+  /// Memory someone else owns (and frees), seen for the length of one call; never written.
+  let borrowed: Bool
 
   init(count: Int) {
     precondition(count >= 0, "negative buffer size")
     self.count = count
+    borrowed = false
     let bytes = max(count, 1) * MemoryLayout<Float>.stride
     guard let raw = nerve_alloc(bytes) else { fatalError("out of memory allocating \(bytes) bytes") }
     raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
@@ -21,7 +24,16 @@ final class FloatBuffer: @unchecked Sendable {
     if let base = source.baseAddress { pointer.update(from: base, count: source.count) }
   }
 
-  deinit { nerve_free(pointer) }
+  /// A view of `count` floats at `pointer`, which the caller keeps alive and unchanged while
+  /// the buffer is in use.
+  init(borrowing pointer: UnsafePointer<Float>, count: Int) {
+    precondition(count >= 0, "negative buffer size")
+    self.pointer = UnsafeMutablePointer(mutating: pointer)
+    self.count = count
+    borrowed = true
+  }
+
+  deinit { if !borrowed { nerve_free(pointer) } }
 
   var buffer: UnsafeMutableBufferPointer<Float> { .init(start: pointer, count: count) }
 

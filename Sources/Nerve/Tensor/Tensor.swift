@@ -40,6 +40,16 @@ public struct Tensor: Sendable, CustomStringConvertible {
     self.init(shape: [rows.count, columns], values: rows.flatMap { $0 })
   }
 
+  /// Runs `body` with a tensor viewing `values` (row-major, `shape`) without copying them: for
+  /// handing a caller's large array to Nerve, e.g. from another language. The tensor (and any
+  /// dataset made of it) must not outlive `body`; changing it copies it first.
+  public static func withBorrowed<R>(
+    _ values: UnsafePointer<Float>, shape: [Int], _ body: (Tensor) throws -> R
+  ) rethrows -> R {
+    precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+    return try body(Tensor(shape: shape, storage: FloatBuffer(borrowing: values, count: shape.reduce(1, *))))
+  }
+
   init(shape: [Int], storage: FloatBuffer) {
     precondition(shape.reduce(1, *) <= storage.count)
     self.shape = shape
@@ -115,7 +125,8 @@ public struct Tensor: Sendable, CustomStringConvertible {
   }
 
   mutating func makeUnique() {
-    if !isKnownUniquelyReferenced(&storage) {
+    // Borrowed memory is never written: the first change copies it.
+    if !isKnownUniquelyReferenced(&storage) || storage.borrowed {
       storage = FloatBuffer(copying: UnsafeBufferPointer(start: storage.pointer, count: count))
     }
   }
