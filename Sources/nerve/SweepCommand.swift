@@ -61,6 +61,7 @@ struct SweepCommand: ParsableCommand {
     var seed: UInt64
     var key: String { "\(cell.id)|run=\(run)" }
     var metricsFile: String { "cells/\(fileStem).jsonl" }
+    var checkpointFile: String { "cells/\(fileStem).checkpoint" }
     var logFile: String { "cells/\(fileStem).log" }
     var fileStem: String {
       let safe = cell.id.isEmpty ? "base" : String(cell.id.map { $0.isLetter || $0.isNumber || $0 == "." || $0 == "-" || $0 == "=" ? $0 : "_" })
@@ -100,6 +101,10 @@ struct SweepCommand: ParsableCommand {
       let started = Date()
       var finished = total - pending.count
       try runJobs(pending, at: jobsAtOnce, threads: threadsPerJob, dir: dir, overrides: overrides) { job, record in
+        guard let record else {
+          if !quiet { print("\(job.cell.id.isEmpty ? "base" : job.cell.id) run \(job.run): interrupted; its checkpoint lets the next sweep continue it") }
+          return
+        }
         try log.append(record)
         finished += 1
         if !quiet {
@@ -138,7 +143,7 @@ struct SweepCommand: ParsableCommand {
   /// with each one's record as it ends.
   func runJobs(
     _ jobs: [Job], at atOnce: Int, threads: Int, dir: String, overrides: [ConfigOverride],
-    finished: (Job, SweepRunRecord) throws -> Void
+    finished: (Job, SweepRunRecord?) throws -> Void
   ) throws {
     let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
     var running: [(Process, Job, Date)] = []
@@ -165,7 +170,11 @@ struct SweepCommand: ParsableCommand {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     var args = ["train", "--config", config, "--quiet", "--seed", "\(job.seed)", "--threads", "\(threads)",
-                "--metrics", "\(dir)/\(job.metricsFile)"]
+                "--metrics", "\(dir)/\(job.metricsFile)", "--checkpoint", "\(dir)/\(job.checkpointFile)"]
+    // A run a killed or interrupted sweep left unfinished continues from its checkpoint.
+    if FileManager.default.fileExists(atPath: "\(dir)/\(job.checkpointFile)") {
+      args += ["--resume", "\(dir)/\(job.checkpointFile)"]
+    }
     for o in overrides + job.cell.settings { args += ["--set", o.key + "=" + o.value.tomlText] }
     if let data = dataOptions.data { args += ["--data", data] }
     p.arguments = args
@@ -178,13 +187,17 @@ struct SweepCommand: ParsableCommand {
     return p
   }
 
-  /// The record of a run that has ended: its final metrics, or why it failed.
-  func record(of job: Job, process p: Process, seconds: Double, dir: String) -> SweepRunRecord {
+  /// The record of a run that has ended: its final metrics, or why it failed; nil for a run
+  /// stopped by Ctrl-C or SIGTERM (unfinished: the next sweep continues it).
+  func record(of job: Job, process p: Process, seconds: Double, dir: String) -> SweepRunRecord? {
+    if p.terminationReason == .uncaughtSignal || [130, 143].contains(p.terminationStatus) { return nil }
     var r = SweepRunRecord(
       key: job.key, cell: job.cell.index, settings: job.cell.settingsObject, run: job.run, seed: job.seed,
       metrics: job.metricsFile, seconds: seconds)
     let metrics = try? MetricsFile(contentsOf: "\(dir)/\(job.metricsFile)")
     if p.terminationStatus == 0, let metrics, let summary = metrics.summary {
+      // Finished: its checkpoint is no longer needed.
+      try? FileManager.default.removeItem(atPath: "\(dir)/\(job.checkpointFile)")
       let last = metrics.epochs.last
       r.trainLoss = last?.trainLoss
       r.trainAccuracy = last?.trainAccuracy

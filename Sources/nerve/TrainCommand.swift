@@ -105,6 +105,15 @@ struct TrainCommand: ParsableCommand {
   @Flag(name: .long, help: "Print only the final results.")
   var quiet = false
 
+  @Option(name: .long, help: ArgumentHelp("Keep a checkpoint of the whole run in this file, rewritten atomically after every epoch (and every --checkpoint-every steps, and on Ctrl-C).", valueName: "file"))
+  var checkpoint: String?
+
+  @Option(name: .long, help: ArgumentHelp("Also checkpoint every n optimizer steps.", valueName: "n"))
+  var checkpointEvery: Int?
+
+  @Option(name: .long, help: ArgumentHelp("Continue the run a checkpoint holds (its config, metrics file and model path unless given again); it ends as the run would have uninterrupted.", valueName: "file"))
+  var resume: String?
+
   func validate() throws {
     if let learningRate, !(learningRate >= 0 && learningRate.isFinite) {
       throw ValidationError("--lr must be a finite number >= 0, got \(learningRate)")
@@ -147,6 +156,10 @@ struct TrainCommand: ParsableCommand {
         throw ValidationError("--layers must be positive sizes from input to output, e.g. 784,30,10; got '\(layers)'")
       }
     }
+    if let checkpointEvery, checkpointEvery < 1 { throw ValidationError("--checkpoint-every must be at least 1") }
+    if checkpointEvery != nil && checkpoint == nil && resume == nil {
+      throw ValidationError("--checkpoint-every needs --checkpoint FILE")
+    }
     if let indices, parsedIndices(indices) == nil {
       throw ValidationError("--indices must be comma-separated non-negative integers, got '\(indices)'")
     }
@@ -177,6 +190,9 @@ struct TrainCommand: ParsableCommand {
 
   /// The config file with its `--set` changes, or the default model.
   func baseConfig() throws -> ExperimentConfig {
+    if config == nil, let stored = try resumed()?.checkpoint.info["config"] {
+      return try ExperimentConfig(json: stored)
+    }
     if let config {
       return try ExperimentConfig(contentsOf: config, overrides: set.map { try ConfigOverride(parsing: $0) })
     }
@@ -248,11 +264,28 @@ struct TrainCommand: ParsableCommand {
     if let gradientEvery { c.gradientDiagnostics = GradientDiagnostics(everySteps: gradientEvery) }
   }
 
+  /// The checkpoint --resume names, read once.
+  func resumed() throws -> (checkpoint: TrainingCheckpoint, model: Sequential)? {
+    guard let resume else { return nil }
+    if let cached = Self.resumedCache, cached.path == resume { return cached.value }
+    let value = try TrainingCheckpoint.read(from: resume)
+    Self.resumedCache = (resume, value)
+    return value
+  }
+
+  nonisolated(unsafe) private static var resumedCache: (path: String, value: (checkpoint: TrainingCheckpoint, model: Sequential))?
+
   func run() throws {
     try reportingErrors {
       let started = ContinuousClock.now
       let c = try resolvedConfig()
+      let resumed = try resumed()?.checkpoint
+      // Paths the checkpoint recorded, unless given again.
+      func stored(_ key: String) -> String? { resumed?.info[key].flatMap { $0.isEmpty ? nil : $0 } }
+      let metricsPath = metrics ?? stored("metrics"), savePath = save ?? stored("save")
+      let checkpointPath = checkpoint ?? resume
       let display = ProgressDisplay(quiet: quiet)
+      let interrupt = InterruptSignal.install()
       let observer = RunObserver(
         started: { start in
           guard !quiet else { return }
@@ -260,15 +293,30 @@ struct TrainCommand: ParsableCommand {
           print("\(c.name): \(c.dataSet.rawValue), \(d.train.count) training samples\(d.validation.map { ", \($0.count) validation" } ?? ""), \(d.test.count) test; \(start.model.context.threads) thread(s)")
           print(start.model.summary)
           print("loss \(c.loss), \(start.trainer.optimizer), batch size \(c.batchSize), \(c.epochs) epochs, seed \(c.seed)")
+          if let r = resumed {
+            print("resuming from \(resume!): \(r.completedEpochs) epoch(s) and \(r.stepInEpoch) step(s) done")
+          }
         },
         batch: display.live ? { display.batch($0) } : nil,
         epoch: { m in
           display.epoch(m, of: c.epochs)
           return true
-        })
+        },
+        shouldStop: { interrupt.received != 0 })
       let result: ExperimentResult
       do {
-        result = try Experiment(config: c).run(metrics: metrics, saveTo: save, observer: observer)
+        result = try Experiment(config: c).run(
+          metrics: metricsPath, saveTo: savePath, observer: observer,
+          checkpoints: CheckpointOptions(path: checkpointPath, everySteps: checkpointEvery, resume: resumed))
+      } catch let error as NerveError where error.kind == .interrupted {
+        display.clear()
+        printError("nerve: \(error)")
+        if let checkpointPath {
+          printError("nerve: interrupted; the checkpoint \(checkpointPath) holds the run: continue it with\n  nerve train --resume \(checkpointPath)")
+        } else {
+          printError("nerve: interrupted (no --checkpoint FILE was given, so it cannot be continued)")
+        }
+        throw ExitCode(128 + interrupt.received)
       } catch {
         display.clear()
         throw error
@@ -282,7 +330,7 @@ struct TrainCommand: ParsableCommand {
       let test = result.test
       print(String(format: "test: %d/%d correct (%.2f%%), loss %.4f", test.correct, test.count, 100 * test.accuracy, test.loss))
       print(String(format: "time: %.2f s training (%d epochs, median %.4f s per epoch), %.2f s in all", history.trainingSeconds, history.epochs.count, median(history.epochs.map(\.seconds)), (ContinuousClock.now - started).seconds))
-      if let save, !quiet { print("saved \(save)") }
+      if let savePath, !quiet { print("saved \(savePath)") }
     }
   }
 }

@@ -131,23 +131,25 @@ public struct Experiment {
   /// diagnostics included).
   public func fit(
     _ trainer: Trainer, _ data: PreparedData, onBatch: ((BatchProgress) -> Void)? = nil,
-    onEpoch: ((EpochMetrics) -> Bool)? = nil
+    onEpoch: ((EpochMetrics) -> Bool)? = nil, checkpoints: CheckpointPolicy? = nil,
+    resumingFrom resume: TrainingCheckpoint? = nil
   ) throws -> History {
     try fit(
       trainer, train: data.train, validation: data.validation, test: config.testEveryEpoch ? data.test : nil,
-      onBatch: onBatch, onEpoch: onEpoch)
+      onBatch: onBatch, onEpoch: onEpoch, checkpoints: checkpoints, resumingFrom: resume)
   }
 
   /// Trains `trainer`'s model on these data sets with the config's [train] settings: what
   /// `nerve train` does once the data is loaded, for data from elsewhere (other languages).
   public func fit(
     _ trainer: Trainer, train: Dataset, validation: Dataset?, test: Dataset? = nil,
-    onBatch: ((BatchProgress) -> Void)? = nil, onEpoch: ((EpochMetrics) -> Bool)? = nil
+    onBatch: ((BatchProgress) -> Void)? = nil, onEpoch: ((EpochMetrics) -> Bool)? = nil,
+    checkpoints: CheckpointPolicy? = nil, resumingFrom resume: TrainingCheckpoint? = nil
   ) throws -> History {
     try trainer.fit(
       train, validation: validation, test: test, epochs: config.epochs, batchSize: config.batchSize,
       shuffle: config.shuffle, seed: config.seed, schedule: config.schedule,
       earlyStopping: config.earlyStopping, gradientDiagnostics: config.gradientDiagnostics,
-      onBatch: onBatch, onEpoch: onEpoch)
+      onBatch: onBatch, onEpoch: onEpoch, checkpoints: checkpoints, resumingFrom: resume)
   }
 }

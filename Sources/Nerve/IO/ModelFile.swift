@@ -25,35 +25,24 @@ public enum ModelFile {
 
   /// Writes `model` to `path` atomically (a temporary file renamed into place).
   public static func save(_ model: Sequential, to path: String) throws {
-    let tensors = model.tensors
+    try AtomicFile.write(try contents(of: model).data(), to: path)
+  }
+
+  /// The model as a safetensors container: its tensors and its metadata.
+  static func contents(of model: Sequential) throws -> Safetensors {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.sortedKeys]
     let arch = Architecture(input: model.inputShape, layers: model.layers.map(\.record))
-    var header: [String: Any] = [
-      "__metadata__": [
-        "format": "nerve",
-        "nerve.format_version": String(formatVersion),
-        "nerve.library": nerveVersion,
-        "nerve.architecture": String(decoding: try encoder.encode(arch), as: UTF8.self),
-        "nerve.preprocessing": String(decoding: try encoder.encode(model.preprocessing), as: UTF8.self),
-      ]
+    var file = Safetensors()
+    file.metadata = [
+      "format": "nerve",
+      "nerve.format_version": String(formatVersion),
+      "nerve.library": nerveVersion,
+      "nerve.architecture": String(decoding: try encoder.encode(arch), as: UTF8.self),
+      "nerve.preprocessing": String(decoding: try encoder.encode(model.preprocessing), as: UTF8.self),
     ]
-    var offset = 0
-    for t in tensors {
-      let bytes = t.data.count * 4
-      header["layers.\(t.layer).\(t.name)"] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + bytes]]
-      offset += bytes
-    }
-    var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
-    while json.count % 8 != 0 { json.append(0x20) }
-    var out = Data(capacity: 8 + json.count + offset)
-    withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
-    out.append(json)
-    for t in tensors {
-      // float32 little-endian, which is this machine's layout.
-      out.append(UnsafeBufferPointer(start: UnsafeRawPointer(t.data.baseAddress!).assumingMemoryBound(to: UInt8.self), count: t.data.count * 4))
-    }
-    try AtomicFile.write(out, to: path)
+    for t in model.tensors { file.add("layers.\(t.layer).\(t.name)", UnsafeBufferPointer(t.data), shape: t.shape) }
+    return file
   }
 
   /// Reads a model written by `save` (this format or an earlier one).
@@ -65,9 +54,14 @@ public enum ModelFile {
         .badFile, at: path,
         FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file")
     }
+    return try model(from: Safetensors(parsing: data) { NerveError(.badFile, at: path, $0) }, path: path)
+  }
+
+  /// The model a parsed container holds (a model file, or a checkpoint's model part).
+  static func model(from file: Safetensors, path: String) throws -> Sequential {
     func fail(_ message: String) -> NerveError { NerveError(.badFile, at: path, message) }
-    let (header, dataStart) = try readHeader(data, fail)
-    guard let meta = header["__metadata__"] as? [String: String], meta["format"] == "nerve" else {
+    let meta = file.metadata
+    guard meta["format"] == "nerve" || meta["format"] == "nerve-checkpoint" else {
       throw fail("not a Nerve model: the safetensors metadata lacks format = nerve")
     }
     guard let versionText = meta["nerve.format_version"], let version = Int(versionText), version >= 1 else {
@@ -99,59 +93,20 @@ public enum ModelFile {
       }
       model.preprocessing = p
     }
-    var expected = Set(header.keys.filter { $0 != "__metadata__" })
+    var expected = Set(file.names.filter { $0.hasPrefix("layers.") })
     for t in model.tensors {
       let name = "layers.\(fileIndex[t.layer]).\(t.name)"
-      try fill(t.data, from: data, dataStart: dataStart, entry: header[name], name: name, shape: t.shape, fail)
+      do {
+        try file.copy(name, shape: t.shape, into: t.data, fail)
+      } catch let e as NerveError where e.message.contains("has shape") {
+        throw fail(e.message.replacingOccurrences(of: "expected", with: "the architecture needs"))
+      }
       expected.remove(name)
     }
     if let extra = expected.sorted().first {
       throw fail("tensor '\(extra)' does not belong to the architecture")
     }
     return model
-  }
-
-  /// The JSON header of a safetensors file and the offset where its data starts.
-  private static func readHeader(_ data: Data, _ fail: (String) -> NerveError) throws -> ([String: Any], Int) {
-    guard data.count >= 8 else {
-      throw fail("truncated: a safetensors file starts with an 8-byte header length, the file has \(data.count) bytes")
-    }
-    let headerLength = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
-    guard headerLength <= UInt64(data.count - 8) else {
-      throw fail("truncated or not a model file: the header claims \(headerLength) bytes but only \(data.count - 8) follow")
-    }
-    let headerData = data.subdata(in: 8..<(8 + Int(headerLength)))
-    guard let header = try? JSONSerialization.jsonObject(with: headerData) as? [String: Any] else {
-      throw fail("corrupt: the safetensors header is not a JSON object")
-    }
-    return (header, 8 + Int(headerLength))
-  }
-
-  /// Copies one tensor's data after checking its header entry against the architecture.
-  private static func fill(
-    _ dest: UnsafeMutableBufferPointer<Float>, from data: Data, dataStart: Int, entry: Any?, name: String,
-    shape: [Int], _ fail: (String) -> NerveError
-  ) throws {
-    guard let entry = entry as? [String: Any] else { throw fail("tensor '\(name)' is missing") }
-    guard entry["dtype"] as? String == "F32" else {
-      throw fail("tensor '\(name)' has dtype \(entry["dtype"] ?? "none"), expected F32")
-    }
-    guard let fileShape = entry["shape"] as? [Int], fileShape == shape else {
-      throw fail("tensor '\(name)' has shape \(entry["shape"] ?? "none"), the architecture needs \(shape)")
-    }
-    guard let range = entry["data_offsets"] as? [Int], range.count == 2, range[0] >= 0,
-      range[1] - range[0] == dest.count * 4
-    else {
-      throw fail("tensor '\(name)' has bad data_offsets")
-    }
-    let dataLength = data.count - dataStart
-    guard range[1] <= dataLength else {
-      throw fail("truncated: tensor '\(name)' ends at byte \(range[1]) of the data but the file holds \(dataLength)")
-    }
-    data.withUnsafeBytes { raw in
-      UnsafeMutableRawPointer(dest.baseAddress!).copyMemory(
-        from: raw.baseAddress! + dataStart + range[0], byteCount: range[1] - range[0])
-    }
   }
 
   /// Format 1's layer list with each activation record joined to the dense or convolution

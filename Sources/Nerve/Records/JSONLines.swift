@@ -24,6 +24,22 @@ public final class JSONLinesWriter {
 
   deinit { close(fd) }
 
+  /// Bytes in the file now.
+  public var size: Int {
+    var st = stat()
+    return fstat(fd, &st) == 0 ? Int(st.st_size) : 0
+  }
+
+  /// Cuts the file back to its first `length` bytes (a resumed run drops what it will redo).
+  public func truncate(to length: Int) throws {
+    guard length >= 0, length <= size else {
+      throw NerveError(.badValue, at: path, "has \(size) bytes, fewer than the \(length) the checkpoint recorded: is it the same run's metrics file?")
+    }
+    guard ftruncate(fd, off_t(length)) == 0 else {
+      throw NerveError(.writeFailed, at: path, "cannot truncate: \(String(cString: strerror(errno)))")
+    }
+  }
+
   /// Appends one record as one line.
   public func append<T: Encodable>(_ record: T) throws {
     var line = try JSONLinesFile.encoder.encode(record)

@@ -20,6 +20,16 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     s = (next(), next(), next(), next())
   }
 
+  /// The generator's whole state, for checkpoints: a generator made from it continues the
+  /// same sequence.
+  public var state: [UInt64] { [s.0, s.1, s.2, s.3] }
+
+  /// A generator continuing from a saved `state` (four words, not all zero).
+  public init?(state: [UInt64]) {
+    guard state.count == 4, state.contains(where: { $0 != 0 }) else { return nil }
+    s = (state[0], state[1], state[2], state[3])
+  }
+
   public mutating func next() -> UInt64 {
     let result = rotl(s.1 &* 5, 7) &* 9
     let t = s.1 << 17

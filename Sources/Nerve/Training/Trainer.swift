@@ -74,6 +74,10 @@ public final class Trainer {
   ///     through `onGradients`).
   ///   - onBatch: called after every step, e.g. for a progress bar.
   ///   - onEpoch: called after every epoch with its metrics; return false to stop training.
+  ///   - checkpoints: when and how to store checkpoints (at every epoch's end, every N steps,
+  ///     and when `shouldStop` interrupts training).
+  ///   - resumingFrom: a checkpoint of this same run to continue from (the model and optimizer
+  ///     are set from it first); the result is the one the run would have had uninterrupted.
   /// - Returns: the metrics of every epoch.
   /// - Throws: `NerveError` on mismatched data, bad hyperparameters, or a loss that becomes
   ///   NaN or infinite. In that last case the model is first restored to the parameters it had
@@ -84,7 +88,8 @@ public final class Trainer {
     batchSize: BatchSize = .size(32), shuffle: Bool = true, seed: UInt64 = 1,
     schedule: LearningRateSchedule = .constant, earlyStopping: EarlyStopping? = nil,
     gradientDiagnostics: GradientDiagnostics? = nil,
-    onBatch: ((BatchProgress) -> Void)? = nil, onEpoch: ((EpochMetrics) -> Bool)? = nil
+    onBatch: ((BatchProgress) -> Void)? = nil, onEpoch: ((EpochMetrics) -> Bool)? = nil,
+    checkpoints: CheckpointPolicy? = nil, resumingFrom resume: TrainingCheckpoint? = nil
   ) throws -> History {
     let settings = TrainingSettings(
       epochs: epochs, batchSize: batchSize, shuffle: shuffle, seed: seed, schedule: schedule,
@@ -95,20 +100,40 @@ public final class Trainer {
     let workspace = try TrainingWorkspace(
       model: model, loss: loss, optimizer: optimizer, train: train, settings: settings,
       fusesOptimizerSteps: fusesOptimizerSteps, chunkRows: chunkRows)
+    let fingerprint = checkpointSettings(settings, samples: train.count)
     var state = TrainingState(samples: train.count, settings: settings, model: model)
     var divergence = DivergenceGuard(model: model)
-    while state.completedEpochs < epochs {
+    if let resume {
+      try restore(resume, settings: fingerprint)
+      state = resume.state
+      // The controls' memory from the checkpoint, their rules from this call (checked equal).
+      state.stopping = settings.earlyStopping.map { rule in
+        var t = EarlyStopping.Tracker(rule: rule)
+        if let saved = resume.state.stopping {
+          (t.bestScore, t.bestEpoch, t.bestModel, t.waited) = (saved.bestScore, saved.bestEpoch, saved.bestModel, saved.waited)
+        }
+        return t
+      }
+      divergence = DivergenceGuard(lastGood: resume.lastGood)
+    }
+    func checkpoint(_ s: TrainingState) throws {
+      try checkpoints?.save(capture(s, divergence: divergence, settings: fingerprint))
+    }
+    let afterStep = checkpoints?.everySteps.map { every in
+      { (s: TrainingState) throws in if self.optimizer.steps % every == 0 { try checkpoint(s) } }
+    }
+    while state.completedEpochs < epochs && !state.history.stoppedEarly {
       let epoch = state.completedEpochs + 1
       let rate = optimizer.learningRate * schedule.multiplier(epoch: epoch, of: epochs)
-      state.beginEpoch()
       var metrics: EpochMetrics
       do {
         metrics = try workspace.runEpoch(
           epoch, learningRate: rate, state: &state, onBatch: onBatch, onGradients: onGradients,
-          shouldStop: shouldStop)
+          shouldStop: shouldStop, afterStep: afterStep)
       } catch let d as TrainingDiverged {
         throw divergence.stop(d, model: model)
       } catch let i as TrainingInterrupted {
+        try checkpoint(state)
         throw NerveError(
           .interrupted, at: "epoch \(i.epoch), step \(i.step)",
           "training was stopped after step \(i.step) of \(workspace.stepsPerEpoch) in epoch \(i.epoch); the model holds the parameters of that step")
@@ -116,13 +141,15 @@ public final class Trainer {
       try evaluate(after: &metrics, validation: validation, test: test, head: workspace.head)
       state.history.epochs.append(metrics)
       state.completedEpochs = epoch
+      state.beginEpoch()
       divergence.epochFinished(model: model)
       var stop = state.stopping?.shouldStop(after: metrics, model: model) ?? false
       if let onEpoch, !onEpoch(metrics) { stop = true }
-      if stop {
-        state.history.stoppedEarly = epoch < epochs
-        break
-      }
+      // A stop before the last epoch is recorded before the checkpoint, which a resumed run
+      // then honours.
+      if stop && epoch < epochs { state.history.stoppedEarly = true }
+      try checkpoint(state)
+      if stop { break }
     }
     state.stopping?.restoreBest(into: model, history: &state.history)
     return state.history

@@ -20,16 +20,24 @@ typealias GradientObserver = (GradientRecord) -> Void
 extension TrainingWorkspace {
   /// Runs the steps of epoch `epoch` that `state` has not yet done (all of them at the start of
   /// an epoch), and returns the epoch's training metrics.
+  /// `afterStep` sees the state after every step but an epoch's last (a checkpoint's chance).
   /// - Throws: `TrainingDiverged` for a non-finite loss, `TrainingInterrupted` when
   ///   `shouldStop` says so after a step; errors of the kernels.
   func runEpoch(
     _ epoch: Int, learningRate: Float, state: inout TrainingState,
-    onBatch: ((BatchProgress) -> Void)?, onGradients: GradientObserver?, shouldStop: (() -> Bool)? = nil
+    onBatch: ((BatchProgress) -> Void)?, onGradients: GradientObserver?, shouldStop: (() -> Bool)? = nil,
+    afterStep: ((TrainingState) throws -> Void)? = nil
   ) throws -> EpochMetrics {
     let n = train.count, steps = stepsPerEpoch
     if state.stepInEpoch == 0 && !keepsOrder { Dataset.shuffle(&state.order, using: &state.shuffler) }
     let clock = ContinuousClock()
-    let started = clock.now
+    var started = clock.now
+    /// Adds the time since `started` to the epoch's (before a checkpoint or a stop sees it).
+    func clockIn(_ state: inout TrainingState) {
+      let now = clock.now
+      state.epochSeconds += (now - started).seconds
+      started = now
+    }
     while state.stepInEpoch < steps {
       let step = state.stepInEpoch
       let start = step * batchCapacity
@@ -50,9 +58,17 @@ extension TrainingWorkspace {
         BatchProgress(
           epoch: epoch, epochs: settings.epochs, batch: step + 1, batches: steps,
           loss: state.epochLossSum / Double(start + rows)))
-      if let shouldStop, shouldStop() { throw TrainingInterrupted(epoch: epoch, step: step + 1) }
+      if let afterStep, state.stepInEpoch < steps {
+        clockIn(&state)
+        try afterStep(state)
+        started = clock.now  // Checkpoint writing is not training time.
+      }
+      if let shouldStop, shouldStop() {
+        clockIn(&state)
+        throw TrainingInterrupted(epoch: epoch, step: step + 1)
+      }
     }
-    state.epochSeconds += (clock.now - started).seconds
+    clockIn(&state)
     var metrics = EpochMetrics(
       epoch: epoch, seconds: state.epochSeconds, trainLoss: state.epochLossSum / Double(n),
       trainAccuracy: Double(state.epochCorrect) / Double(n), learningRate: Double(learningRate))

@@ -28,7 +28,7 @@ struct TrainingState {
     stopping = settings.earlyStopping.map { EarlyStopping.Tracker(rule: $0) }
   }
 
-  /// Starts the next epoch's bookkeeping.
+  /// Starts the next epoch's bookkeeping (after one has finished).
   mutating func beginEpoch() {
     stepInEpoch = 0
     epochLossSum = 0

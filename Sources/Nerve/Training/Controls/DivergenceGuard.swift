@@ -3,9 +3,11 @@
 /// Keeps a copy of the model as it was after the last finished epoch, so that a run whose loss
 /// becomes NaN or infinite stops with those parameters instead of the broken ones.
 struct DivergenceGuard {
-  private var lastGood: ModelSnapshot
+  var lastGood: ModelSnapshot
 
   init(model: Sequential) { lastGood = model.snapshot() }
+
+  init(lastGood: ModelSnapshot) { self.lastGood = lastGood }
 
   /// Remembers the model after a finished epoch.
   mutating func epochFinished(model: Sequential) { lastGood = model.snapshot() }

@@ -36,11 +36,11 @@ extension EarlyStopping {
   /// Follows the watched metric epoch by epoch and remembers the best epoch's model.
   struct Tracker {
     let rule: EarlyStopping
-    private(set) var bestScore: Double?
-    private(set) var bestEpoch = 0
-    private var bestModel: ModelSnapshot?
+    var bestScore: Double?
+    var bestEpoch = 0
+    var bestModel: ModelSnapshot?
     /// Epochs since the last improvement.
-    private(set) var waited = 0
+    var waited = 0
 
     init(rule: EarlyStopping) { self.rule = rule }
 
