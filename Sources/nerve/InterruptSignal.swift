@@ -14,6 +14,12 @@ final class InterruptSignal: @unchecked Sendable {
   /// Routes SIGINT and SIGTERM to the flag from now on; a second one ends the process at once
   /// (as if no handler were installed).
   static func install() -> InterruptSignal {
+    // A parent may have started us with these blocked (blocked masks are inherited).
+    var set = sigset_t()
+    sigemptyset(&set)
+    sigaddset(&set, SIGINT)
+    sigaddset(&set, SIGTERM)
+    pthread_sigmask(SIG_UNBLOCK, &set, nil)
     for sig in [SIGINT, SIGTERM] {
       signal(sig) { sig in
         if InterruptSignal.last != 0 {

@@ -4,8 +4,14 @@ import Foundation
 import Nerve
 import Testing
 
-/// Runs the nerve executable built beside the test bundle.
-func nerve(_ arguments: [String], in directory: String? = nil) throws -> (status: Int32, out: String, err: String) {
+/// The checkout's root folder.
+func repositoryRoot() -> String {
+  URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().path
+}
+
+/// The nerve executable built beside the test bundle.
+func nerveExecutable() throws -> String {
   let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
   var candidates = [bundle.appendingPathComponent("nerve").path]
   var dir = bundle
@@ -13,16 +19,19 @@ func nerve(_ arguments: [String], in directory: String? = nil) throws -> (status
     dir.deleteLastPathComponent()
     candidates.append(dir.appendingPathComponent("nerve").path)
   }
-  let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent().deletingLastPathComponent()
-  candidates.append(root.appendingPathComponent(".build/release/nerve").path)
+  candidates.append(repositoryRoot() + "/.build/release/nerve")
   guard let exe = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
     throw NerveError(.badFile, "cannot find the nerve executable near \(bundle.path)")
   }
+  return exe
+}
+
+/// Runs the nerve executable built beside the test bundle.
+func nerve(_ arguments: [String], in directory: String? = nil) throws -> (status: Int32, out: String, err: String) {
   let p = Process()
-  p.executableURL = URL(fileURLWithPath: exe)
+  p.executableURL = URL(fileURLWithPath: try nerveExecutable())
   p.arguments = arguments
-  p.currentDirectoryURL = URL(fileURLWithPath: directory ?? root.path)
+  p.currentDirectoryURL = URL(fileURLWithPath: directory ?? repositoryRoot())
   let out = Pipe(), err = Pipe()
   p.standardOutput = out
   p.standardError = err
