@@ -78,6 +78,9 @@ struct PredictCommand: ParsableCommand {
       var data: Dataset
       if let images {
         let idx = try IDXArray(contentsOf: images)
+        guard idx.type == .uint8 else {
+          throw NerveError(.badFile, at: images, "holds \(idx.type) values; images must be unsigned bytes (IDX type 0x08), as the model's preprocessing expects")
+        }
         guard idx.dimensions.count >= 2, idx.dimensions.dropFirst().reduce(1, *) == m.inputShape.reduce(1, *) else {
           throw NerveError(.shapeMismatch, at: images, "images of shape \(Array(idx.dimensions.dropFirst())) do not fit a model taking \(m.inputShape)")
         }
@@ -88,11 +91,15 @@ struct PredictCommand: ParsableCommand {
           guard l.dimensions == [n] else {
             throw NerveError(.shapeMismatch, at: labels, "has \(l.dimensions.first ?? 0) labels but \(images) has \(n) images")
           }
-          labelValues = l.integers().map { Int32(clamping: $0) }
+          let values = try l.integers()
+          if let bad = values.firstIndex(where: { $0 < 0 || $0 >= m.outputShape[0] }) {
+            throw NerveError(.badFile, at: labels, "label \(values[bad]) at index \(bad) is not one of the model's \(m.outputShape[0]) classes")
+          }
+          labelValues = values.map { Int32($0) }
         }
         var f = Tensor(shape: [n] + m.inputShape, values: idx.floats())
         try m.preprocessing.apply(to: &f)
-        data = try Dataset(name: images, features: f, labels: labelValues.map { max(0, min($0, Int32(m.outputShape[0] - 1))) }, classes: m.outputShape[0])
+        data = try Dataset(name: images, features: f, labels: labelValues, classes: m.outputShape[0])
       } else {
         let test = try testOptions.testSet(for: m, data: dataOptions.data)
         let wanted: [Int]

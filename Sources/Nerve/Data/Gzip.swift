@@ -12,11 +12,14 @@ enum Gzip {
   /// - Parameter path: the file the bytes came from, for error messages.
   static func decompress(_ input: Data, path: String) throws -> [UInt8] {
     var output = [UInt8]()
-    // The trailer's ISIZE (length mod 2^32) is a good first guess for the output size.
+    // The trailer's ISIZE (length mod 2^32) is a good first guess for the output size (but
+    // only a guess: a damaged trailer must not reserve gigabytes).
     if input.count >= 4 {
       let t = input.suffix(4).map(UInt32.init)
-      output.reserveCapacity(Int(t[0] | t[1] << 8 | t[2] << 16 | t[3] << 24))
+      output.reserveCapacity(min(Int(t[0] | t[1] << 8 | t[2] << 16 | t[3] << 24), 64 * input.count, 1 << 30))
     }
+    // A small file that inflates past the memory there is (a "zip bomb") is refused as it grows.
+    let limit = Memory.available / 2
     try input.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
       var stream = z_stream()
       guard inflateInit2_(&stream, 16 + MAX_WBITS, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
@@ -33,6 +36,9 @@ enum Gzip {
           return inflate(&stream, Z_NO_FLUSH)
         }
         output.append(contentsOf: chunk[0..<(chunk.count - Int(stream.avail_out))])
+        guard output.count <= limit else {
+          throw NerveError(.badFile, at: path, "decompresses to more than \(Memory.text(limit)), half the memory available; not a data set Nerve can load")
+        }
         switch status {
         case Z_STREAM_END:
           // Another gzip member may follow.

@@ -5,8 +5,22 @@ import Foundation
 /// of dimensions, one 32-bit size per dimension), then the values.
 public struct IDXArray: Sendable {
   /// The element type codes IDX defines.
-  public enum ElementType: UInt8, Sendable {
+  public enum ElementType: UInt8, Sendable, CustomStringConvertible {
     case uint8 = 0x08, int8 = 0x09, int16 = 0x0B, int32 = 0x0C, float32 = 0x0D, float64 = 0x0E
+
+    /// The type's name and code, as messages show it: "float32 (0x0D)".
+    public var description: String {
+      let name: String
+      switch self {
+      case .uint8: name = "unsigned byte"
+      case .int8: name = "signed byte"
+      case .int16: name = "int16"
+      case .int32: name = "int32"
+      case .float32: name = "float32"
+      case .float64: name = "float64"
+      }
+      return name + String(format: " (0x%02X)", rawValue)
+    }
 
     var size: Int {
       switch self {
@@ -63,7 +77,10 @@ public struct IDXArray: Sendable {
       let o = 4 + 4 * d
       dims.append(Int(bytes[o]) << 24 | Int(bytes[o + 1]) << 16 | Int(bytes[o + 2]) << 8 | Int(bytes[o + 3]))
     }
-    let expected = dims.reduce(type.size, *)
+    // Sizes from the header are multiplied with overflow checks before anything trusts them.
+    guard let count = Sizes.product(dims), let expected = Sizes.product([count, type.size]) else {
+      throw NerveError(.badFile, at: path, "corrupt: dimensions \(dims) describe more values than any file holds")
+    }
     let found = bytes.count - header
     guard found == expected else {
       throw NerveError(
@@ -111,7 +128,13 @@ public struct IDXArray: Sendable {
   }
 
   /// The elements as integers (for label files).
-  public func integers() -> [Int] { floats().map { Int($0) } }
+  /// - Throws: `NerveError` naming the file if the element type is not an integer type.
+  public func integers() throws -> [Int] {
+    guard [.uint8, .int8, .int16, .int32].contains(type) else {
+      throw NerveError(.badFile, at: path, "holds \(type) values; labels must be integers (IDX type 0x08, 0x09, 0x0B or 0x0C)")
+    }
+    return floats().map { Int($0) }
+  }
 
   private func word(_ p: UnsafePointer<UInt8>) -> UInt32 {
     UInt32(p[0]) << 24 | UInt32(p[1]) << 16 | UInt32(p[2]) << 8 | UInt32(p[3])

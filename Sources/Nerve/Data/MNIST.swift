@@ -101,13 +101,20 @@ public struct MNIST: Sendable {
         .shapeMismatch, at: imagePath,
         "has \(img.dimensions[0]) images but \(labelPath) has \(lab.dimensions[0]) labels")
     }
-    let values = lab.integers()
+    // Pixels are scaled as bytes (1/255): other element types would be scaled wrongly.
+    guard img.type == .uint8 else {
+      throw NerveError(
+        .badFile, at: imagePath,
+        "holds \(img.type) values; MNIST-format images must be unsigned bytes (IDX type 0x08)")
+    }
+    let values = try lab.integers()
     if let bad = values.firstIndex(where: { $0 < 0 || $0 > 255 }) {
       throw NerveError(.badFile, at: labelPath, "label \(values[bad]) at index \(bad) is not a class index")
     }
     let classes = max(10, (values.max() ?? 0) + 1)
     let rows = img.dimensions[1], cols = img.dimensions[2]
     let sample = shape == .flat ? [rows * cols] : [rows, cols, 1]
+    try Memory.check(floats: img.count, for: "the \(img.dimensions[0]) images of \(imagePath)", at: imagePath)
     var features = Tensor(shape: [img.dimensions[0]] + sample, values: img.floats())
     try preprocessing.apply(to: &features)
     return try Dataset(

@@ -58,8 +58,16 @@ struct WindowGeometry {
     guard kh >= 1, kw >= 1, sh >= 1, sw >= 1 else {
       throw NerveError(.badValue, at: layer, "window \(kh)x\(kw) and stride \(sh)x\(sw) must be at least 1")
     }
-    if case .explicit(let p) = padding, p >= min(kh, kw) {
-      throw NerveError(.badValue, at: layer, "padding \(p) must be smaller than the window \(kh)x\(kw)")
+    // Image sides and windows far beyond any image keep the arithmetic below in range.
+    let limit = 1 << 24
+    guard [h, w, c, kh, kw, sh, sw].allSatisfy({ $0 <= limit }) else {
+      throw NerveError(.badValue, at: layer, "image \(h)x\(w)x\(c), window \(kh)x\(kw) and stride \(sh)x\(sw) must each be at most \(limit)")
+    }
+    if case .explicit(let p) = padding, p < 0 || p >= min(kh, kw) {
+      throw NerveError(.badValue, at: layer, "padding \(p) must be 0 or more and smaller than the window \(kh)x\(kw)")
+    }
+    if case .valid = padding, kh > h || kw > w {
+      throw NerveError(.shapeMismatch, at: layer, "a \(kh)x\(kw) window does not fit a \(h)x\(w) input without padding")
     }
     (oh, pt) = padding.resolve(input: h, window: kh, stride: sh)
     (ow, pl) = padding.resolve(input: w, window: kw, stride: sw)
@@ -149,6 +157,8 @@ public final class Conv2D: Layer {
     guard filters >= 1 else { throw NerveError(.badValue, at: "conv2d", "filters must be at least 1, got \(filters)") }
     guard l2 >= 0, l2.isFinite else { throw NerveError(.badValue, at: "conv2d", "l2 must be a finite number >= 0") }
     geometry = try WindowGeometry(input: inputShape, window: kernel, stride: stride, padding: padding, layer: "conv2d")
+    _ = try Sizes.product([kernel.height, kernel.width, geometry.c + 1, filters], of: "a kernel", at: "conv2d")
+    _ = try Sizes.product([geometry.oh, geometry.ow, filters], of: "an output", at: "conv2d")
     return [geometry.oh, geometry.ow, filters]
   }
 

@@ -58,6 +58,7 @@ public final class Dense: Layer {
         .shapeMismatch, at: "dense",
         "expects a flat input but gets shape \(inputShape); add Flatten() before it")
     }
+    _ = try Sizes.product([inputShape[0] + 1, units], of: "a weight matrix and bias", at: "dense")
     return [units]
   }
 

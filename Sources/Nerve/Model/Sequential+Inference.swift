@@ -20,7 +20,7 @@ extension Sequential {
   ) throws {
     let capacity = min(max(count, 1), inferenceChunk)
     if inferencePlan == nil || inferencePlan!.capacity < capacity {
-      inferencePlan = Plan(model: self, capacity: capacity, training: false)
+      inferencePlan = try Plan(model: self, capacity: capacity, training: false)
     }
     let plan = inferencePlan!
     try context.reserve(bytes: plan.workspaceBytes)

@@ -28,40 +28,59 @@ extension Sequential {
     /// Bytes of layer workspace the model's layers need at this capacity.
     let workspaceBytes: Int
 
-    init(model: Sequential, capacity: Int, training: Bool) {
-      self.capacity = capacity
-      workspaceBytes = model.layers.map { $0.workspaceBytes(batch: capacity) }.max() ?? 0
-      func padded(_ n: Int) -> Int { (n + 15) / 16 * 16 }
+    /// Where each buffer lies in one allocation of `total` floats.
+    struct Layout {
+      var outputs: [Int] = [], gradients: [Int] = [], coreOutputs: [Int] = [], coreGradients: [Int] = []
+      var scratch: [Int] = []
       var total = 0
-      func take(_ n: Int) -> Int {
-        defer { total += padded(n) }
-        return total
+    }
+
+    /// The buffers' layout for batches of `capacity`: per layer its core's output, gradient
+    /// and scratch, then its activation's output and gradient. Sizes are checked as they add up.
+    static func layout(model: Sequential, capacity: Int, training: Bool) throws -> Layout {
+      var l = Layout()
+      func take(_ dims: [Int]) throws -> Int {
+        let n = try Sizes.product(dims, of: "a batch's activations", at: "batch of \(capacity)")
+        defer { l.total += (n + 15) / 16 * 16 }
+        guard Sizes.product([l.total + n + 16]) != nil else {
+          throw NerveError(.badValue, at: "batch of \(capacity)", "the activations of a batch are too many to count")
+        }
+        return l.total
       }
-      var outs: [Int] = [], grads: [Int] = [], coreOuts: [Int] = [], coreGrads: [Int] = []
-      var scratchOffsets: [Int] = []
-      // Per layer: its core's output, gradient and scratch, then its activation's output and
-      // gradient.
       for layer in model.layers {
-        let size = capacity * layer.outputShape.reduce(1, *)
-        let coreSize = capacity * (layer.activationLayer?.inputShape ?? layer.outputShape).reduce(1, *)
-        coreOuts.append(take(coreSize))
-        if training { coreGrads.append(take(coreSize)) }
-        scratchOffsets.append(take(layer.scratchCount(batch: capacity)))
+        let out = [capacity] + layer.outputShape
+        let core = [capacity] + (layer.activationLayer?.inputShape ?? layer.outputShape)
+        l.coreOutputs.append(try take(core))
+        if training { l.coreGradients.append(try take(core)) }
+        l.scratch.append(try take([layer.scratchCount(batch: capacity)]))
         if layer.activationLayer != nil {
-          outs.append(take(size))
-          if training { grads.append(take(size)) }
+          l.outputs.append(try take(out))
+          if training { l.gradients.append(try take(out)) }
         } else {
-          outs.append(coreOuts.last!)
-          if training { grads.append(coreGrads.last!) }
+          l.outputs.append(l.coreOutputs.last!)
+          if training { l.gradients.append(l.coreGradients.last!) }
         }
       }
-      storage = FloatBuffer(count: total)
+      return l
+    }
+
+    /// Floats a plan for `capacity` samples needs (checked against memory before allocating).
+    static func floats(model: Sequential, capacity: Int, training: Bool) throws -> Int {
+      try layout(model: model, capacity: capacity, training: training).total
+    }
+
+    init(model: Sequential, capacity: Int, training: Bool) throws {
+      self.capacity = capacity
+      workspaceBytes = model.layers.map { $0.workspaceBytes(batch: capacity) }.max() ?? 0
+      let l = try Self.layout(model: model, capacity: capacity, training: training)
+      try Memory.check(floats: l.total, for: "the activations of a batch of \(capacity)", at: "model")
+      storage = FloatBuffer(count: l.total)
       let base = storage.pointer
-      outputs = outs.map { base + $0 }
-      gradients = grads.map { base + $0 }
-      coreOutputs = coreOuts.map { base + $0 }
-      coreGradients = coreGrads.map { base + $0 }
-      scratch = scratchOffsets.map { base + $0 }
+      outputs = l.outputs.map { base + $0 }
+      gradients = l.gradients.map { base + $0 }
+      coreOutputs = l.coreOutputs.map { base + $0 }
+      coreGradients = l.coreGradients.map { base + $0 }
+      scratch = l.scratch.map { base + $0 }
     }
   }
 

@@ -56,6 +56,7 @@ public final class Sequential: @unchecked Sendable {
     guard !input.isEmpty, input.allSatisfy({ $0 >= 1 }) else {
       throw NerveError(.badValue, at: "model", "input shape must be positive sizes, got \(input)")
     }
+    _ = try Sizes.product(input, of: "an input sample", at: "model")
     guard !layers.isEmpty else { throw NerveError(.badValue, at: "model", "no layers") }
     var shape = input
     var offset = 0
@@ -73,6 +74,12 @@ public final class Sequential: @unchecked Sendable {
       } catch let error as NerveError {
         throw NerveError(error.kind, at: "layer \(index) (\(layer.typeName))", error.message)
       }
+      guard let count = Sizes.product([layer.parameterCount]), let states = Sizes.product([layer.stateCount]),
+        let next = Sizes.product([offset + count + 16]), Sizes.product([stateOffset + states + 16]) != nil
+      else {
+        throw NerveError(.badValue, at: "layer \(index) (\(layer.typeName))", "the model's parameters are too many to count")
+      }
+      _ = next
       layer.attached = true
       layer.parameterOffset = offset
       layer.streamIndex = stream
@@ -82,6 +89,8 @@ public final class Sequential: @unchecked Sendable {
       stateOffsets.append(stateOffset)
       stateOffset += (layer.stateCount + 15) / 16 * 16
     }
+    // Parameters and state, and an optimizer's two arrays as large, must fit in memory.
+    try Memory.check(floats: offset + stateOffset, for: "the model's \(offset) parameters", at: "model")
     inputShape = input
     self.layers = layers
     parameterCount = layers.reduce(0) { $0 + $1.parameterCount }

@@ -27,7 +27,7 @@ extension Trainer {
     try model.checkFits(data)
     let head = try LossHead(loss: loss, model: model)
     let width = model.outputCount
-    let plan = Sequential.Plan(model: model, capacity: data.count, training: true)
+    let plan = try Sequential.Plan(model: model, capacity: data.count, training: true)
     try context.reserve(bytes: plan.workspaceBytes)
     let grads = FloatBuffer(count: model.parameterStorage.count)
     let targets = data.oneHot(width: width)

@@ -47,7 +47,14 @@ final class TrainingWorkspace {
     // Batch statistics need the whole batch in one pass.
     let chunked = batchCapacity > chunkRows && !model.layers.contains(where: \.needsWholeBatch)
     chunkCapacity = chunked ? max(chunkRows, 1) : batchCapacity
-    plan = Sequential.Plan(model: model, capacity: chunkCapacity, training: true)
+    // Everything a run allocates, checked against memory before any of it is.
+    let needed = try Sizes.product(
+      [try Sequential.Plan.floats(model: model, capacity: chunkCapacity, training: true)
+        + batchCapacity * (model.inputCount + width) + train.count * width
+        + (1 + optimizer.stateArrays) * model.parameterStorage.count],
+      of: "training", at: "training")
+    try Memory.check(floats: needed, for: "training with batches of \(batchCapacity)", at: "training")
+    plan = try Sequential.Plan(model: model, capacity: chunkCapacity, training: true)
     try model.context.reserve(bytes: plan.workspaceBytes)
     targets = train.oneHot(width: width)
     batchFeatures = FloatBuffer(count: batchCapacity * model.inputCount)

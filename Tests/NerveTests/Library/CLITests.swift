@@ -86,6 +86,10 @@ struct CLITests {
     (["train", "--subset", "60000", "--epochs", "1"], "data.subset"),
     (["eval", "/nonexistent.safetensors"], "no such file"),
     (["bench", "--workloads", "lab-z"], "unknown workload"),
+    // Sizes are checked before memory is asked for: the memory needed and available are named.
+    (["train", "--layers", "784,20000000,10", "--epochs", "1"], "GB of memory, and this machine has"),
+    (["train", "--layers", "784,4000000000000,10", "--epochs", "1"], "too large"),
+    (["train", "--layers", "784,10", "--batch-size", "full", "--set", "x=1"], "--set"),
   ])
   func badInput(arguments: [String], words: String) throws {
     let r = try nerve(arguments)

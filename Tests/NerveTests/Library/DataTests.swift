@@ -101,6 +101,49 @@ struct DataTests {
     #expect(try IDXArray(contentsOf: write(f32, "f32", in: dir)).floats() == [1.5])
   }
 
+  @Test("every IDX element type reads as stored; sizes that overflow are refused, not trusted")
+  func idxTypes() throws {
+    let dir = Fixtures.temporaryDirectory()
+    func file(_ type: UInt8, _ values: [UInt8]) -> [UInt8] { idxBytes(type: type, dims: [2], payload: 0) + values }
+    let cases: [(UInt8, [UInt8], [Float], String)] = [
+      (0x08, [0xFF, 0x02], [255, 2], "unsigned byte"),
+      (0x09, [0xFF, 0x02], [-1, 2], "signed byte"),
+      (0x0B, [0xFF, 0xFE, 0x01, 0x00], [-2, 256], "int16"),
+      (0x0C, [0xFF, 0xFF, 0xFF, 0xFD, 0x00, 0x01, 0x00, 0x00], [-3, 65536], "int32"),
+      (0x0D, [0xC0, 0x20, 0, 0, 0x3E, 0x80, 0, 0], [-2.5, 0.25], "float32"),
+      (0x0E, [0xBF, 0xF8, 0, 0, 0, 0, 0, 0, 0x40, 0x24, 0, 0, 0, 0, 0, 0], [-1.5, 10], "float64"),
+    ]
+    for (type, bytes, expected, name) in cases {
+      let idx = try IDXArray(contentsOf: write(file(type, bytes), "t\(type)", in: dir))
+      #expect(idx.floats() == expected, "\(name)")
+      #expect(idx.type.description.hasPrefix(name))
+      if type >= 0x0D {
+        #expect(throws: NerveError.self) { try idx.integers() }
+      } else {
+        #expect(try idx.integers() == expected.map { Int($0) })
+      }
+    }
+    // Dimensions whose product overflows (or is far beyond any file) are refused by name.
+    expectError(write(idxBytes(dims: [0xFFFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF], payload: 4), "huge", in: dir), ["dimensions"])
+    expectError(write(idxBytes(type: 0x0E, dims: [0x7FFF_FFFF, 0x7FFF_FFFF], payload: 4), "huge2", in: dir), ["dimensions"])
+    // An MNIST folder whose images are not bytes, or whose labels are not integers, is refused
+    // naming the file and the type.
+    for (images, labels, words) in [
+      (idxBytes(type: 0x0D, dims: [2, 2, 2], payload: 32), idxBytes(dims: [2], payload: 2), ["float32", "unsigned bytes"]),
+      (idxBytes(dims: [2, 2, 2]), idxBytes(type: 0x0E, dims: [2], payload: 16), ["float64", "integers"]),
+    ] {
+      let folder = Fixtures.temporaryDirectory()
+      _ = write(images, "train-images-idx3-ubyte", in: folder)
+      _ = write(labels, "train-labels-idx1-ubyte", in: folder)
+      do {
+        _ = try MNIST.loadPair(dir: folder, images: "train-images-idx3-ubyte", labels: "train-labels-idx1-ubyte", name: "x")
+        Issue.record("loaded")
+      } catch let e as NerveError {
+        for w in words { #expect(e.description.contains(w), "\(e)") }
+      }
+    }
+  }
+
   @Test("a folder whose image and label counts differ is refused, naming both files")
   func countMismatch() throws {
     let dir = Fixtures.temporaryDirectory()

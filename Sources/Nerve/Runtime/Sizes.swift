@@ -1,0 +1,72 @@
+// Sizes and memory: every size that comes from a file, a config or a flag is multiplied with
+// overflow checks, and an allocation bigger than the machine's memory is refused up front with
+// the size needed and the memory there is, instead of trapping or being killed later.
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#endif
+
+enum Sizes {
+  /// The largest element count Nerve accepts for one array (2^40 floats, 4 TB): far beyond any
+  /// machine, small enough that byte counts and sums of a few such counts cannot overflow.
+  static let maxElements = 1 << 40
+
+  /// The product of `dims`, or nil if it overflows or passes `maxElements`.
+  static func product(_ dims: [Int]) -> Int? {
+    var p = 1
+    for d in dims {
+      guard d >= 0 else { return nil }
+      let (r, overflow) = p.multipliedReportingOverflow(by: d)
+      guard !overflow, r <= maxElements else { return nil }
+      p = r
+    }
+    return p
+  }
+
+  /// The product of `dims`, or a `NerveError` at `location` saying what is too large.
+  static func product(_ dims: [Int], of what: String, at location: String) throws -> Int {
+    guard let p = product(dims) else {
+      throw NerveError(
+        .badValue, at: location,
+        "\(what) of \(dims.map(String.init).joined(separator: " x ")) values is too large (more than 2^40)")
+    }
+    return p
+  }
+}
+
+/// The memory the machine has for Nerve's arrays.
+public enum Memory {
+  /// Bytes available now: MemAvailable from /proc/meminfo, else the physical memory.
+  public static var available: Int {
+    if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
+      let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
+      let kb = Int(line.split(separator: " ").dropFirst().first ?? "")
+    {
+      return kb * 1024
+    }
+    return Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
+  }
+
+  /// `bytes` as people read them: "63.4 GB".
+  static func text(_ bytes: Int) -> String {
+    let units = ["bytes", "KB", "MB", "GB", "TB"]
+    var v = Double(bytes), u = 0
+    while v >= 1000 && u < units.count - 1 {
+      v /= 1000
+      u += 1
+    }
+    return u == 0 ? "\(bytes) bytes" : String(format: "%.1f %@", v, units[u])
+  }
+
+  /// Throws unless `floats` float32 values fit in the memory available now.
+  static func check(floats: Int, for what: String, at location: String) throws {
+    let (bytes, overflow) = floats.multipliedReportingOverflow(by: 4)
+    let available = Memory.available
+    guard !overflow, bytes <= available else {
+      throw NerveError(
+        .badValue, at: location,
+        "\(what) need \(overflow ? "more than 9 EB" : text(bytes)) of memory, and this machine has \(text(available)) available")
+    }
+  }
+}
