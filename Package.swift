@@ -56,6 +56,10 @@ let package = Package(
     .target(name: "NerveModel", dependencies: ["Nerve", "NerveONNX", "CNerve"], path: "Sources/NerveModel"),
     // Plain-loop Double implementations of every kernel: the oracle the tests compare against.
     .target(name: "NerveReference", path: "Sources/NerveReference"),
+    // Every reader of outside bytes as a fuzz target, and the program that runs them (under
+    // libFuzzer with scripts/fuzz.sh; built normally it replays files).
+    .target(name: "NerveFuzzing", dependencies: ["Nerve"], path: "Sources/NerveFuzzing"),
+    .executableTarget(name: "nerve-fuzz", dependencies: ["NerveFuzzing"], path: "Sources/nerve-fuzz"),
     .executableTarget(
       name: "nerve",
       dependencies: ["Nerve", "NerveONNX", .product(name: "ArgumentParser", package: "swift-argument-parser")],
@@ -65,7 +69,7 @@ let package = Package(
     // The CLI tests run the `nerve` executable: depending on it rebuilds it before them.
     .testTarget(
       name: "NerveTests",
-      dependencies: ["Nerve", "NerveReference", "CNerve", "CZlib", "nerve"],
+      dependencies: ["Nerve", "NerveReference", "NerveFuzzing", "CNerve", "CZlib", "nerve"],
       path: "Tests/NerveTests",
       exclude: ["Fixtures"]
     ),

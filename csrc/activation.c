@@ -109,7 +109,7 @@ nerve_status nerve_activation_forward(nerve_context *ctx, nerve_activation kind,
   if (n == 0) return NERVE_OK;
   NERVE_CHECK_PTR(ctx, out);
   NERVE_CHECK_PTR(ctx, in);
-  act_job j = {out, in, NULL, NULL};
+  act_job j = {.y = out, .x = in};
   nerve__range_fn fn = copy_fwd_isa[ctx->isa];
   int64_t grain = GRAIN_CHEAP;
   switch (kind) {
@@ -134,7 +134,7 @@ nerve_status nerve_activation_backward(nerve_context *ctx, nerve_activation kind
   if (n == 0) return NERVE_OK;
   NERVE_CHECK_PTR(ctx, din);
   NERVE_CHECK_PTR(ctx, dout);
-  act_job j = {din, dout, in, out};
+  act_job j = {.y = din, .x = dout, .in = in, .out = out};
   nerve__range_fn fn = copy_fwd_isa[ctx->isa];
   int64_t grain = GRAIN_CHEAP;
   switch (kind) {
@@ -199,7 +199,7 @@ nerve_status nerve_softmax_forward(nerve_context *ctx, float *out, const float *
   if (N == 0 || C == 0) return NERVE_OK;
   NERVE_CHECK_PTR(ctx, out);
   NERVE_CHECK_PTR(ctx, in);
-  softmax_job j = {out, in, NULL, C};
+  softmax_job j = {.y = out, .x = in, .C = C};
   nerve__parallel_for(ctx, N, GRAIN_EXP / C + 1, softmax_fwd_isa[ctx->isa], &j);
   return NERVE_OK;
 }
@@ -229,7 +229,7 @@ nerve_status nerve_softmax_backward(nerve_context *ctx, float *din, const float 
   NERVE_CHECK_PTR(ctx, din);
   NERVE_CHECK_PTR(ctx, dout);
   NERVE_CHECK_PTR(ctx, out);
-  softmax_job j = {din, dout, out, C};
+  softmax_job j = {.y = din, .x = dout, .out = out, .C = C};
   nerve__parallel_for(ctx, N, GRAIN_CHEAP / C + 1, softmax_bwd_isa[ctx->isa], &j);
   return NERVE_OK;
 }

@@ -125,7 +125,8 @@ static int64_t block_floats(const conv_geom *g) {
 size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
                                    int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PT,
                                    int64_t PL, int64_t OH, int64_t OW) {
-  conv_geom g = {N, H, W, C, K, KH, KW, SH, SW, PT, PL, OH, OW};
+  conv_geom g = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
+                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
   if (N < 1 || OH < 1 || OW < 1 || KH < 1 || KW < 1 || C < 1) return 0;
   /* A lowered block, and for the input gradient a second one. */
   return 2 * (size_t)block_floats(&g) * sizeof(float);
@@ -140,7 +141,8 @@ nerve_status nerve_conv2d_forward(nerve_context *ctx, float *out, const float *i
                                   int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH,
                                   int64_t OW) {
   NERVE_CHECK_CTX(ctx);
-  conv_geom g = {N, H, W, C, K, KH, KW, SH, SW, PT, PL, OH, OW};
+  conv_geom g = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
+                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
   nerve_status s = check_geom(ctx, &g, __func__);
   if (s != NERVE_OK || N == 0) return s;
   NERVE_CHECK_PTR(ctx, out);
@@ -154,7 +156,7 @@ nerve_status nerve_conv2d_forward(nerve_context *ctx, float *out, const float *i
   float *col = ctx->scratch[NERVE_SCRATCH_LAYER];
   for (int64_t n0 = 0; n0 < N; n0 += per) {
     int64_t images = N - n0 < per ? N - n0 : per, rows = images * pix;
-    im2col_job ij = {&g, col, in + n0 * H * W * C};
+    im2col_job ij = {.g = &g, .col = col, .in = in + n0 * H * W * C};
     nerve__parallel_for(ctx, rows, (1 << 14) / cols + 1, im2col_rows, &ij);
     s = nerve__gemm_nn(ctx, out + n0 * pix * K, K, col, cols, weight, K, false, bias, false, rows, K,
                        cols, __func__);
@@ -173,15 +175,26 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
                                    int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PT,
                                    int64_t PL, int64_t OH, int64_t OW) {
   NERVE_CHECK_CTX(ctx);
-  conv_geom g = {N, H, W, C, K, KH, KW, SH, SW, PT, PL, OH, OW};
+  conv_geom g = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
+                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
   nerve_status s = check_geom(ctx, &g, __func__);
   if (s != NERVE_OK || N == 0) return s;
   NERVE_CHECK_PTR(ctx, dout);
   if (dweight) NERVE_CHECK_PTR(ctx, in);
   if (din) NERVE_CHECK_PTR(ctx, weight);
   const int64_t cols = cols_of(&g), pix = OH * OW, per = images_per_block(&g);
+  const bool pointwise = is_pointwise(&g);
+  /* Every workspace before the first write, so that running out of memory changes nothing: two
+   * lowered blocks (none for 1x1), and the most the products take, which they take on the first
+   * and largest block of rows (all N * OH * OW rows for 1x1, where cols = C). */
+  const int64_t block = pointwise ? 0 : block_floats(&g), most_rows = pointwise ? N * pix : per * pix;
+  size_t nn = din ? nerve__gemm_nn_scratch(ctx, most_rows, cols, K, true) : 0;
+  size_t tn = dweight ? nerve__gemm_tn_scratch(ctx, most_rows, K, cols, K) : 0;
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, 2 * (size_t)block * sizeof(float), __func__);
+  if (s == NERVE_OK) s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, nn > tn ? nn : tn, __func__);
+  if (s != NERVE_OK) return s;
   if (dbias) nerve__bias_accumulate(ctx, dbias, dout, N * pix, K, 1.0f);
-  if (is_pointwise(&g)) {
+  if (pointwise) {
     if (dweight) {
       s = nerve__gemm_tn(ctx, dweight, K, in, C, dout, K, N * pix, K, C, 1.0f, __func__);
       if (s != NERVE_OK) return s;
@@ -189,15 +202,12 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
     if (din) return nerve__gemm_nn(ctx, din, C, dout, K, weight, K, true, NULL, false, N * pix, C, K, __func__);
     return NERVE_OK;
   }
-  const int64_t block = block_floats(&g);
-  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, 2 * (size_t)block * sizeof(float), __func__);
-  if (s != NERVE_OK) return s;
   float *col = ctx->scratch[NERVE_SCRATCH_LAYER], *dcol = col + block;
   for (int64_t n0 = 0; n0 < N; n0 += per) {
     int64_t images = N - n0 < per ? N - n0 : per, rows = images * pix;
     const float *dblock = dout + n0 * pix * K;
     if (dweight) {
-      im2col_job ij = {&g, col, in + n0 * H * W * C};
+      im2col_job ij = {.g = &g, .col = col, .in = in + n0 * H * W * C};
       nerve__parallel_for(ctx, rows, (1 << 14) / cols + 1, im2col_rows, &ij);
       s = nerve__gemm_tn(ctx, dweight, K, col, cols, dblock, K, rows, K, cols, 1.0f, __func__);
       if (s != NERVE_OK) return s;
@@ -205,7 +215,7 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
     if (din) {
       s = nerve__gemm_nn(ctx, dcol, cols, dblock, K, weight, K, true, NULL, false, rows, cols, K, __func__);
       if (s != NERVE_OK) return s;
-      col2im_job cj = {&g, din + n0 * H * W * C, dcol};
+      col2im_job cj = {.g = &g, .din = din + n0 * H * W * C, .dcol = dcol};
       nerve__parallel_for(ctx, images * H * W, (1 << 13) / (C * KH * KW) + 1, col2im_pixels, &cj);
     }
   }

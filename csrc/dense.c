@@ -64,9 +64,21 @@ NERVE_RANGE_KERNEL(bias_grad);
 
 void nerve__bias_accumulate(nerve_context *ctx, float *dbias, const float *dout, int64_t N,
                             int64_t O, float alpha) {
-  bias_job j = {dbias, dout, N, O, alpha};
+  bias_job j = {.dbias = dbias, .dout = dout, .N = N, .O = O, .alpha = alpha};
   /* Columns per thread: worth it only for wide layers. */
   nerve__parallel_for(ctx, O, (1 << 16) / (N + 1) + 16, bias_grad_isa[ctx->isa], &j);
+}
+
+/*
+ * The GEMM scratch the backward products take, reserved before the first write so that running
+ * out of memory changes nothing: din [N,I] = dout [N,O] . weight^T (nn, weight transposed) and,
+ * into grad [I,O] (row stride O), in^T . dout (tn).
+ */
+static nerve_status reserve_backward(nerve_context *ctx, bool din, bool grad, int64_t N,
+                                     int64_t I, int64_t O, const char *func) {
+  size_t nn = din ? nerve__gemm_nn_scratch(ctx, N, I, O, true) : 0;
+  size_t tn = grad ? nerve__gemm_tn_scratch(ctx, N, O, I, O) : 0;
+  return nerve__scratch(ctx, NERVE_SCRATCH_GEMM, nn > tn ? nn : tn, func);
 }
 
 /*
@@ -84,6 +96,8 @@ nerve_status nerve_dense_backward(nerve_context *ctx, float *din, float *dweight
   if (O > 0) NERVE_CHECK_PTR(ctx, dout);
   if (din && I > 0 && O > 0) NERVE_CHECK_PTR(ctx, weight);
   if (dweight && I > 0 && O > 0) NERVE_CHECK_PTR(ctx, in);
+  s = reserve_backward(ctx, din && I > 0, dweight && I > 0 && O > 0, N, I, O, __func__);
+  if (s != NERVE_OK) return s;
   if (din && I > 0) {
     s = nerve__gemm_nn(ctx, din, I, dout, O, weight, O, true, NULL, false, N, I, O, __func__);
     if (s != NERVE_OK) return s;
@@ -116,6 +130,8 @@ nerve_status nerve_dense_backward_sgd(nerve_context *ctx, float *din, float *wei
     NERVE_CHECK_PTR(ctx, weight);
     NERVE_CHECK_PTR(ctx, in);
   }
+  s = reserve_backward(ctx, din && I > 0, I > 0, N, I, O, __func__);
+  if (s != NERVE_OK) return s;
   if (din && I > 0) {
     s = nerve__gemm_nn(ctx, din, I, dout, O, weight, O, true, NULL, false, N, I, O, __func__);
     if (s != NERVE_OK) return s;
@@ -186,9 +202,11 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
     NERVE_CHECK_PTR(ctx, bias_m);
     NERVE_CHECK_PTR(ctx, bias_v);
   }
-  /* All the scratch either path needs, before anything is stepped. */
+  /* All the scratch either path needs, before anything is stepped: the gradients' space and,
+   * unfused, what nerve_dense_backward's products take. */
   const bool fused = N <= FUSED_MAX_ROWS && nerve__gemm_tn_visits(ctx);
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(O + (fused ? 0 : I * O)) * sizeof(float), __func__);
+  if (s == NERVE_OK && !fused) s = reserve_backward(ctx, din != NULL, true, N, I, O, __func__);
   if (s != NERVE_OK) return s;
   /* The bias first (small): its gradient in scratch, then the ordinary step. */
   float *gbias = ctx->scratch[NERVE_SCRATCH_LAYER];
@@ -202,9 +220,9 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
       .ctx = ctx, .din = din, .weight = weight, .m = weight_m, .v = weight_v, .dout = dout,
       .N = N, .I = I, .O = O,
       .p = {.lr = lr, .beta1 = beta1, .beta2 = beta2, .eps = eps,
-               .c1 = (float)(1.0 / (1.0 - pow(beta1, (double)step))),
-               .c2 = (float)(1.0 / (1.0 - pow(beta2, (double)step))), .decay = weight_decay,
-               .shrink = 1.0f - lr * decoupled_weight_decay}};
+            .c1 = (float)(1.0 / (1.0 - pow(beta1, (double)step))),
+            .c2 = (float)(1.0 / (1.0 - pow(beta2, (double)step))),
+            .coupled_decay = weight_decay, .shrink = 1.0f - lr * decoupled_weight_decay}};
   if (fused && nerve__gemm_tn_visit(ctx, in, I, dout, O, N, O, I, adam_fused_rows, adam_fused_tile, &j))
     return NERVE_OK;
   /* Elsewhere: the gradient in scratch (after the bias's, reserved above), then the ordinary

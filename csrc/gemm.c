@@ -649,8 +649,50 @@ void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const flo
               (int)lda, BT + i0 * ldb, (int)ldb, 0.0f, C + i0, (int)ldc);
 }
 
-/* ---- Entry points ----------------------------------------------------------------------- */
+/* ---- Scratch the products take -------------------------------------------------------- */
+/*
+ * Only the AVX-512 kernels use the GEMM scratch slot: nn to pack a transposed B it does not read
+ * by dot products, tn for a padded copy of G under rank updates. The entry points reserve what
+ * these return, and callers that make several products reserve it before their first write.
+ */
 
+#if NERVE_X86
+/* nn reads a transposed B along its rows (dot products) instead of packing it. */
+static bool nn_uses_dots(int64_t M, int64_t K, bool b_transposed) {
+  return M <= NN_SMALL_M && b_transposed && K >= 16;
+}
+/* tn updates G by rank-8 steps (many rows of A) instead of register tiles. */
+static bool tn_uses_rank(int64_t M) { return M > 64; }
+#endif
+
+size_t nerve__gemm_nn_scratch(const nerve_context *ctx, int64_t M, int64_t N, int64_t K,
+                              bool b_transposed) {
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX512 && M > 0 && N > 0 && b_transposed &&
+      !nn_uses_dots(M, K, b_transposed))
+    return (size_t)((N + NR - 1) / NR) * (size_t)K * NR * sizeof(float);
+#else
+  (void)ctx, (void)M, (void)N, (void)K, (void)b_transposed;
+#endif
+  return 0;
+}
+
+size_t nerve__gemm_tn_scratch(const nerve_context *ctx, int64_t M, int64_t N, int64_t K,
+                              int64_t ldg) {
+#if NERVE_X86
+  /* Rank updates rewrite every G row once per 8 rows of A; rows whose width is not a whole
+   * number of vectors make the masked stores straddle cache lines (3.5x slower on Zen 5), so
+   * they work on a copy of G padded to whole panels. */
+  if (ctx->isa == NERVE_ISA_AVX512 && M > 0 && N > 0 && K > 0 && tn_uses_rank(M) &&
+      (N % 16 != 0 || ldg % 16 != 0))
+    return (size_t)K * (size_t)((N + NR - 1) / NR * NR) * sizeof(float);
+#else
+  (void)ctx, (void)M, (void)N, (void)K, (void)ldg;
+#endif
+  return 0;
+}
+
+/* ---- Entry points ----------------------------------------------------------------------- */
 
 nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc, const float *A,
                             int64_t lda, const float *B, int64_t ldb, bool b_transposed,
@@ -666,15 +708,15 @@ nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc, const flo
     int threads = nerve__threads_for(ctx, work, GEMM_GRAIN);
     /* Few rows of A (small batches) against a transposed B: dot products along rows of both,
      * instead of packing B. */
-    if (M <= NN_SMALL_M && b_transposed && K >= 16) {
+    if (nn_uses_dots(M, K, b_transposed)) {
       int64_t blocks = (N + DOT_NI - 1) / DOT_NI;
       nerve__parallel_team(threads < blocks ? threads : (int)blocks, nn_dots_member, &j);
       return NERVE_OK;
     }
 
     if (b_transposed) {
-      size_t bytes = (size_t)panels * (size_t)K * NR * sizeof(float);
-      nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, bytes, func);
+      nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM,
+                                      nerve__gemm_nn_scratch(ctx, M, N, K, b_transposed), func);
       if (s != NERVE_OK) return s;
       pack_job pj = {.P = ctx->scratch[NERVE_SCRATCH_GEMM], .BT = B, .ldb = ldb, .N = N, .K = K};
       nerve__parallel_for(ctx, panels, (GEMM_GRAIN / 8) / (K * NR + 1) + 1, pack_panels, &pj);
@@ -714,17 +756,17 @@ nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
      * thread keeps touching the same slice of the weights, which stays in its cache. */
     bool split_panels = M * K <= K * N && panels >= 2;
     tn_job j = {.G = G, .ldg = ldg, .A = A, .lda = lda, .D = D, .ldd = ldd, .M = M, .N = N, .K = K,
-                .panels = panels, .ktiles = ktiles, .rank = M > 64, .split_panels = split_panels,
+                .panels = panels, .ktiles = ktiles, .rank = tn_uses_rank(M), .split_panels = split_panels,
                 .alpha = alpha};
     int threads = nerve__threads_for(ctx, work, GEMM_GRAIN);
     int64_t units = !j.rank ? panels * ktiles : split_panels ? panels : K;
     if (units < threads) threads = (int)units;
-    /* Rank updates rewrite every G row once per 8 rows of A; rows whose width is not a whole
-     * number of vectors make the masked stores straddle cache lines (3.5x slower on Zen 5),
-     * so they work on a copy of G padded to whole panels. */
-    bool pad = j.rank && (N % 16 != 0 || ldg % 16 != 0);
+    /* Rank updates on rows that are not whole vectors work on a padded copy of G (see
+     * nerve__gemm_tn_scratch). */
+    const size_t pad_bytes = nerve__gemm_tn_scratch(ctx, M, N, K, ldg);
+    const bool pad = pad_bytes > 0;
     if (pad) {
-      nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, (size_t)K * (size_t)(panels * NR) * sizeof(float), func);
+      nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, pad_bytes, func);
       if (s != NERVE_OK) return s;
       copy_job cj = {.P = ctx->scratch[NERVE_SCRATCH_GEMM], .ldp = panels * NR, .G = G, .ldg = ldg, .N = N};
       nerve__parallel_for(ctx, K, 256, copy_rows_in, &cj);

@@ -158,6 +158,17 @@ NERVE_HIDDEN nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t l
                                          int64_t ldd, int64_t M, int64_t N, int64_t K,
                                          float alpha, const char *func);
 
+/*
+ * Bytes of the context's GEMM scratch slot that nerve__gemm_nn (C[M,N], reduction K) and
+ * nerve__gemm_tn (G[K,N] with row stride ldg, M rows of A) take for these shapes; 0 when they
+ * take none. A caller that makes several products reserves the largest before its first write,
+ * so that running out of memory leaves the caller's buffers as they were.
+ */
+NERVE_HIDDEN size_t nerve__gemm_nn_scratch(const nerve_context *ctx, int64_t M, int64_t N,
+                                           int64_t K, bool b_transposed);
+NERVE_HIDDEN size_t nerve__gemm_tn_scratch(const nerve_context *ctx, int64_t M, int64_t N,
+                                           int64_t K, int64_t ldg);
+
 /* dbias[o] += alpha * sum_n dout[n,o] over N rows of O columns, added over n in order for
  * each o (so independent of the thread count). Shared by dense and convolution layers. */
 NERVE_HIDDEN void nerve__bias_accumulate(nerve_context *ctx, float *dbias, const float *dout,
@@ -251,19 +262,22 @@ NERVE_INLINE float nerve__sqrtf(float x) {
 #endif
 }
 
-/* One Adam element: shared by nerve_adam_step and the fused dense backward. */
+/* One Adam element: shared by nerve_adam_step and the fused dense backward. c1 and c2 are the
+ * bias corrections 1/(1 - beta^step); coupled_decay is weight_decay (added to the gradient);
+ * shrink is AdamW's decoupled decay as a factor, 1 - lr * decoupled_weight_decay. */
 typedef struct {
-  float lr, beta1, beta2, eps, c1, c2, decay, shrink;
+  float lr, beta1, beta2, eps, c1, c2, coupled_decay, shrink;
 } nerve__adam_params;
 
 /* Checks every non-array argument of an Adam step (optim.c); NERVE_OK or the failure, with the
  * message naming func. */
-nerve_status nerve__check_adam(nerve_context *ctx, float lr, float beta1, float beta2, float eps,
-                               float coupled, float decoupled, int64_t step, const char *func);
+NERVE_HIDDEN nerve_status nerve__check_adam(nerve_context *ctx, float lr, float beta1, float beta2,
+                                            float eps, float coupled, float decoupled,
+                                            int64_t step, const char *func);
 
 NERVE_INLINE void nerve__adam_element(float *w, float *m, float *v, float g,
                                       const nerve__adam_params *p) {
-  float gi = g + p->decay * *w;
+  float gi = g + p->coupled_decay * *w;
   *m = p->beta1 * *m + (1.0f - p->beta1) * gi;
   *v = p->beta2 * *v + (1.0f - p->beta2) * gi * gi;
   *w = *w * p->shrink - p->lr * (*m * p->c1) / (nerve__sqrtf(*v * p->c2) + p->eps);

@@ -42,7 +42,7 @@ nerve_status nerve_argmax(nerve_context *ctx, int32_t *classes, const float *sco
   if (s != NERVE_OK) return s;
   if (N == 0) return NERVE_OK;
   NERVE_CHECK_PTR(ctx, classes);
-  argmax_job j = {classes, scores, NULL, C};
+  argmax_job j = {.classes = classes, .scores = scores, .C = C};
   nerve__parallel_for(ctx, N, (1 << 16) / C + 1, argmax_rows, &j);
   return NERVE_OK;
 }
@@ -69,7 +69,7 @@ nerve_status nerve_count_correct(nerve_context *ctx, int64_t *correct, const flo
                          (long long)(C - 1));
   *correct = 0;
   if (N == 0) return NERVE_OK;
-  argmax_job j = {NULL, scores, labels, C};
+  argmax_job j = {.scores = scores, .labels = labels, .C = C};
   *correct = (int64_t)nerve__parallel_sum(ctx, N, 4096, correct_rows, &j);
   return NERVE_OK;
 }

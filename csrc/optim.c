@@ -13,15 +13,17 @@
 
 /* One step's arguments for the element loops; each optimizer reads the fields it names. */
 typedef struct {
-  float *param, *state0, *state1;
+  float *param;
+  float *state0, *state1; /* velocity; Adam's m, v; RMSprop's mean square; Adadelta's mean
+                             squares of gradient and update */
   const float *grad;
   float lr;
-  float decay;    /* coupled L2: added to the gradient as decay * w */
-  float momentum; /* SGD with momentum, Nesterov */
-  float rho;      /* RMSprop, Adadelta */
-  float eps;      /* Adam, RMSprop, Adadelta */
+  float coupled_decay;        /* weight_decay, coupled L2: added to the gradient as decay * w */
+  float momentum;             /* SGD with momentum, Nesterov */
+  float rho;                  /* RMSprop, Adadelta */
+  float eps;                  /* Adam, RMSprop, Adadelta */
   float beta1, beta2, c1, c2; /* Adam: bias corrections c1 = 1/(1-beta1^t), c2 likewise */
-  float shrink;   /* AdamW's decoupled decay as a factor: 1 - lr * decoupled_decay */
+  float shrink;               /* AdamW's decoupled decay as a factor: 1 - lr * decoupled_weight_decay */
 } step_job;
 
 enum { STEP_GRAIN = 1 << 16 };
@@ -30,7 +32,7 @@ NERVE_INLINE void sgd_body(void *p, int64_t b, int64_t e) {
   step_job *j = p;
   float *w = j->param;
   const float *g = j->grad;
-  const float lr = j->lr, wd = j->decay;
+  const float lr = j->lr, wd = j->coupled_decay;
   for (int64_t i = b; i < e; i++) w[i] -= lr * (g[i] + wd * w[i]);
 }
 NERVE_RANGE_KERNEL(sgd);
@@ -53,7 +55,7 @@ nerve_status nerve_sgd_step(nerve_context *ctx, float *param, const float *grad,
   NERVE_CHECK_CTX(ctx);
   nerve_status s = check_step(ctx, param, grad, n, lr, weight_decay, __func__);
   if (s != NERVE_OK) return s;
-  step_job j = {.param = param, .grad = grad, .lr = lr, .decay = weight_decay};
+  step_job j = {.param = param, .grad = grad, .lr = lr, .coupled_decay = weight_decay};
   nerve__parallel_for(ctx, n, STEP_GRAIN, sgd_isa[ctx->isa], &j);
   return NERVE_OK;
 }
@@ -62,7 +64,7 @@ NERVE_INLINE void momentum_body(void *p, int64_t b, int64_t e) {
   step_job *j = p;
   float *w = j->param, *v = j->state0;
   const float *g = j->grad;
-  const float lr = j->lr, mu = j->momentum, wd = j->decay;
+  const float lr = j->lr, mu = j->momentum, wd = j->coupled_decay;
   for (int64_t i = b; i < e; i++) {
     v[i] = mu * v[i] + lr * (g[i] + wd * w[i]);
     w[i] -= v[i];
@@ -80,7 +82,7 @@ nerve_status nerve_momentum_step(nerve_context *ctx, float *param, float *veloci
   if (n > 0) NERVE_CHECK_PTR(ctx, velocity);
   if (!(momentum >= 0.0f) || momentum > 3.0e38f)
     return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "momentum must be finite and >= 0, got %g", (double)momentum);
-  step_job j = {.param = param, .state0 = velocity, .grad = grad, .lr = lr, .decay = weight_decay, .momentum = momentum};
+  step_job j = {.param = param, .state0 = velocity, .grad = grad, .lr = lr, .coupled_decay = weight_decay, .momentum = momentum};
   nerve__parallel_for(ctx, n, STEP_GRAIN, momentum_isa[ctx->isa], &j);
   return NERVE_OK;
 }
@@ -99,7 +101,7 @@ NERVE_INLINE void nesterov_body(void *p, int64_t b, int64_t e) {
   step_job *j = p;
   float *w = j->param, *v = j->state0;
   const float *g = j->grad;
-  const float lr = j->lr, mu = j->momentum, wd = j->decay;
+  const float lr = j->lr, mu = j->momentum, wd = j->coupled_decay;
   for (int64_t i = b; i < e; i++) {
     float step = lr * (g[i] + wd * w[i]);
     v[i] = mu * v[i] + step;
@@ -117,18 +119,18 @@ nerve_status nerve_nesterov_step(nerve_context *ctx, float *param, float *veloci
   if (s == NERVE_OK) s = check_rate(ctx, momentum, 0.0f, 1.0f, "momentum", __func__);
   if (s != NERVE_OK) return s;
   if (n > 0) NERVE_CHECK_PTR(ctx, velocity);
-  step_job j = {.param = param, .state0 = velocity, .grad = grad, .lr = lr, .decay = weight_decay, .momentum = momentum};
+  step_job j = {.param = param, .state0 = velocity, .grad = grad, .lr = lr, .coupled_decay = weight_decay, .momentum = momentum};
   nerve__parallel_for(ctx, n, STEP_GRAIN, nesterov_isa[ctx->isa], &j);
   return NERVE_OK;
 }
 
 /* ---- Adam and AdamW --------------------------------------------------------------------- */
 
-/* decay is coupled (added to the gradient); shrink applies AdamW's decoupled decay first. */
+/* coupled_decay is added to the gradient; shrink applies AdamW's decoupled decay first. */
 NERVE_INLINE void adam_body(void *p, int64_t b, int64_t e) {
   step_job *j = p;
   const nerve__adam_params a = {.lr = j->lr, .beta1 = j->beta1, .beta2 = j->beta2, .eps = j->eps,
-                                .c1 = j->c1, .c2 = j->c2, .decay = j->decay, .shrink = j->shrink};
+                                .c1 = j->c1, .c2 = j->c2, .coupled_decay = j->coupled_decay, .shrink = j->shrink};
   float *w = j->param, *m = j->state0, *v = j->state1;
   const float *g = j->grad;
   for (int64_t i = b; i < e; i++) nerve__adam_element(w + i, m + i, v + i, g[i], &a);
@@ -165,7 +167,7 @@ nerve_status nerve_adam_step(nerve_context *ctx, float *param, float *m, float *
     NERVE_CHECK_PTR(ctx, m);
     NERVE_CHECK_PTR(ctx, v);
   }
-  step_job j = {.param = param, .state0 = m, .state1 = v, .grad = grad, .lr = lr, .decay = weight_decay,
+  step_job j = {.param = param, .state0 = m, .state1 = v, .grad = grad, .lr = lr, .coupled_decay = weight_decay,
                 .beta1 = beta1, .beta2 = beta2, .eps = eps,
                 .c1 = (float)(1.0 / (1.0 - pow(beta1, (double)step))),
                 .c2 = (float)(1.0 / (1.0 - pow(beta2, (double)step))),
@@ -180,7 +182,7 @@ NERVE_INLINE void rmsprop_body(void *p, int64_t b, int64_t e) {
   step_job *j = p;
   float *w = j->param, *sq = j->state0;
   const float *g = j->grad;
-  const float lr = j->lr, rho = j->rho, eps = j->eps, wd = j->decay;
+  const float lr = j->lr, rho = j->rho, eps = j->eps, wd = j->coupled_decay;
   for (int64_t i = b; i < e; i++) {
     float gi = g[i] + wd * w[i];
     sq[i] = rho * sq[i] + (1.0f - rho) * gi * gi;
@@ -200,7 +202,7 @@ nerve_status nerve_rmsprop_step(nerve_context *ctx, float *param, float *mean_sq
     s = nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "eps must be in (0, 1), got %g", (double)eps);
   if (s != NERVE_OK) return s;
   if (n > 0) NERVE_CHECK_PTR(ctx, mean_square);
-  step_job j = {.param = param, .state0 = mean_square, .grad = grad, .lr = lr, .decay = weight_decay,
+  step_job j = {.param = param, .state0 = mean_square, .grad = grad, .lr = lr, .coupled_decay = weight_decay,
                 .rho = rho, .eps = eps};
   nerve__parallel_for(ctx, n, STEP_GRAIN, rmsprop_isa[ctx->isa], &j);
   return NERVE_OK;
@@ -212,7 +214,7 @@ NERVE_INLINE void adadelta_body(void *p, int64_t b, int64_t e) {
   step_job *j = p;
   float *w = j->param, *eg = j->state0, *ex = j->state1;
   const float *g = j->grad;
-  const float lr = j->lr, rho = j->rho, eps = j->eps, wd = j->decay;
+  const float lr = j->lr, rho = j->rho, eps = j->eps, wd = j->coupled_decay;
   for (int64_t i = b; i < e; i++) {
     float gi = g[i] + wd * w[i];
     eg[i] = rho * eg[i] + (1.0f - rho) * gi * gi;
@@ -238,7 +240,7 @@ nerve_status nerve_adadelta_step(nerve_context *ctx, float *param, float *mean_s
     NERVE_CHECK_PTR(ctx, mean_square_update);
   }
   step_job j = {.param = param, .state0 = mean_square_grad, .state1 = mean_square_update, .grad = grad,
-                .lr = lr, .decay = weight_decay, .rho = rho, .eps = eps};
+                .lr = lr, .coupled_decay = weight_decay, .rho = rho, .eps = eps};
   nerve__parallel_for(ctx, n, STEP_GRAIN, adadelta_isa[ctx->isa], &j);
   return NERVE_OK;
 }

@@ -34,7 +34,7 @@ void nerve__parallel_team(int threads, nerve__team_fn fn, void *arg) {
     fn(arg, 0, 1);
     return;
   }
-  team_job job = {fn, arg};
+  team_job job = {.fn = fn, .arg = arg};
   GOMP_parallel(team_trampoline, &job, (unsigned)threads, 0);
 }
 
@@ -59,7 +59,7 @@ void nerve__parallel_for(const nerve_context *ctx, int64_t n, int64_t grain, ner
     fn(arg, 0, n);
     return;
   }
-  range_job job = {fn, arg, n};
+  range_job job = {.fn = fn, .arg = arg, .n = n};
   nerve__parallel_team(threads, range_member, &job);
 }
 
@@ -92,7 +92,7 @@ double nerve__parallel_sum(const nerve_context *ctx, int64_t n, int64_t min_chun
   if (chunk < min_chunk) chunk = min_chunk;
   int64_t chunks = (n + chunk - 1) / chunk;
   double partial[NERVE_MAX_CHUNKS];
-  sum_job job = {fn, arg, n, chunk, partial};
+  sum_job job = {.fn = fn, .arg = arg, .n = n, .chunk = chunk, .partial = partial};
   nerve__parallel_for(ctx, chunks, 1, sum_chunks, &job);
   double total = 0.0;
   for (int64_t c = 0; c < chunks; c++) total += partial[c];

@@ -97,13 +97,14 @@ nerve_status nerve_maxpool2d_forward(nerve_context *ctx, float *out, int32_t *ar
                                      int64_t PH, int64_t PW, int64_t SH, int64_t SW, int64_t PT,
                                      int64_t PL, int64_t OH, int64_t OW) {
   NERVE_CHECK_CTX(ctx);
-  pool_geom g = {N, H, W, C, PH, PW, SH, SW, PT, PL, OH, OW};
+  pool_geom g = {.N = N, .H = H, .W = W, .C = C, .PH = PH, .PW = PW, .SH = SH, .SW = SW,
+                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
   nerve_status s = check_pool(ctx, &g, __func__);
   if (s != NERVE_OK || N == 0) return s;
   NERVE_CHECK_PTR(ctx, out);
   NERVE_CHECK_PTR(ctx, argmax);
   NERVE_CHECK_PTR(ctx, in);
-  pool_job j = {&g, out, argmax, in, NULL, NULL};
+  pool_job j = {.g = &g, .y = out, .argmax = argmax, .x = in};
   nerve__parallel_for(ctx, N * OH, (1 << 15) / (OW * C * PH * PW) + 1, maxpool_fwd_isa[ctx->isa], &j);
   return NERVE_OK;
 }
@@ -141,13 +142,14 @@ nerve_status nerve_maxpool2d_backward(nerve_context *ctx, float *din, const floa
                                       int64_t C, int64_t PH, int64_t PW, int64_t SH, int64_t SW,
                                       int64_t PT, int64_t PL, int64_t OH, int64_t OW) {
   NERVE_CHECK_CTX(ctx);
-  pool_geom g = {N, H, W, C, PH, PW, SH, SW, PT, PL, OH, OW};
+  pool_geom g = {.N = N, .H = H, .W = W, .C = C, .PH = PH, .PW = PW, .SH = SH, .SW = SW,
+                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
   nerve_status s = check_pool(ctx, &g, __func__);
   if (s != NERVE_OK || N == 0) return s;
   NERVE_CHECK_PTR(ctx, din);
   NERVE_CHECK_PTR(ctx, dout);
   NERVE_CHECK_PTR(ctx, argmax);
-  pool_job j = {&g, din, NULL, NULL, dout, argmax};
+  pool_job j = {.g = &g, .y = din, .dy = dout, .saved = argmax};
   nerve__parallel_for(ctx, N * H, (1 << 15) / (W * C) + 1, maxpool_bwd_isa[ctx->isa], &j);
   return NERVE_OK;
 }
@@ -184,12 +186,13 @@ nerve_status nerve_avgpool2d_forward(nerve_context *ctx, float *out, const float
                                      int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH,
                                      int64_t OW) {
   NERVE_CHECK_CTX(ctx);
-  pool_geom g = {N, H, W, C, PH, PW, SH, SW, PT, PL, OH, OW};
+  pool_geom g = {.N = N, .H = H, .W = W, .C = C, .PH = PH, .PW = PW, .SH = SH, .SW = SW,
+                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
   nerve_status s = check_pool(ctx, &g, __func__);
   if (s != NERVE_OK || N == 0) return s;
   NERVE_CHECK_PTR(ctx, out);
   NERVE_CHECK_PTR(ctx, in);
-  pool_job j = {&g, out, NULL, in, NULL, NULL};
+  pool_job j = {.g = &g, .y = out, .x = in};
   nerve__parallel_for(ctx, N * OH, (1 << 15) / (OW * C * PH * PW) + 1, avgpool_fwd_isa[ctx->isa], &j);
   return NERVE_OK;
 }
@@ -230,12 +233,13 @@ nerve_status nerve_avgpool2d_backward(nerve_context *ctx, float *din, const floa
                                       int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH,
                                       int64_t OW) {
   NERVE_CHECK_CTX(ctx);
-  pool_geom g = {N, H, W, C, PH, PW, SH, SW, PT, PL, OH, OW};
+  pool_geom g = {.N = N, .H = H, .W = W, .C = C, .PH = PH, .PW = PW, .SH = SH, .SW = SW,
+                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
   nerve_status s = check_pool(ctx, &g, __func__);
   if (s != NERVE_OK || N == 0) return s;
   NERVE_CHECK_PTR(ctx, din);
   NERVE_CHECK_PTR(ctx, dout);
-  pool_job j = {&g, din, NULL, NULL, dout, NULL};
+  pool_job j = {.g = &g, .y = din, .dy = dout};
   nerve__parallel_for(ctx, N * H, (1 << 15) / (W * C) + 1, avgpool_bwd_isa[ctx->isa], &j);
   return NERVE_OK;
 }

@@ -46,7 +46,7 @@ nerve_status nerve_sum_squares(nerve_context *ctx, double *out, const float *x, 
   if (n > 0) NERVE_CHECK_PTR(ctx, x);
   *out = 0.0;
   if (n == 0) return NERVE_OK;
-  reduce_job j = {x};
+  reduce_job j = {.x = x};
   *out = nerve__parallel_sum(ctx, n, REDUCE_CHUNK, squares_isa[ctx->isa], &j);
   return NERVE_OK;
 }
@@ -59,7 +59,7 @@ nerve_status nerve_sum_abs(nerve_context *ctx, double *out, const float *x, int6
   if (n > 0) NERVE_CHECK_PTR(ctx, x);
   *out = 0.0;
   if (n == 0) return NERVE_OK;
-  reduce_job j = {x};
+  reduce_job j = {.x = x};
   *out = nerve__parallel_sum(ctx, n, REDUCE_CHUNK, abs_isa[ctx->isa], &j);
   return NERVE_OK;
 }

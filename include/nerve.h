@@ -14,6 +14,9 @@
  * - Every function returns a nerve_status. NERVE_OK is 0; anything else leaves a one-line
  *   message in the context (nerve_context_last_error). The library never prints, never exits,
  *   never aborts on bad input.
+ * - A call that fails has changed nothing the caller owns: every argument is checked, and every
+ *   workspace allocated, before the first write to an output, parameter or optimizer state.
+ *   (The one exception is documented: nerve_context_create sets *out to NULL.)
  * - Arguments come in the order: context, outputs, saved buffers, inputs and parameters, sizes.
  * - Parameter gradients ACCUMULATE (+=) so several backward passes can sum into one buffer; the
  *   caller zeroes them. Input gradients are WRITTEN (=). Each function says which it does.

@@ -22,12 +22,20 @@ static int failures = 0;
     }                                                                                          \
   } while (0)
 #define CLOSE(a, b, tol) EXPECT(fabs((double)(a) - (double)(b)) <= (tol), "%.9g vs %.9g", (double)(a), (double)(b))
+/* A call that must succeed; on failure the context's message is printed. */
+#define OK(ctx, call) EXPECT((call) == NERVE_OK, "%s", nerve_context_last_error(ctx))
 
 static void test_version_and_status(void) {
   EXPECT(nerve_version_number() == NERVE_VERSION_NUMBER, "library %u header %d", nerve_version_number(), NERVE_VERSION_NUMBER);
   char expected[32];
   snprintf(expected, sizeof expected, "%d.%d.%d", NERVE_VERSION_MAJOR, NERVE_VERSION_MINOR, NERVE_VERSION_PATCH);
   EXPECT(strcmp(nerve_version_string(), expected) == 0, "%s vs header %s", nerve_version_string(), expected);
+#ifdef NERVE_CMAKE_VERSION
+  /* CMakeLists.txt reads the version from nerve.h; the library's file name and nerve.pc carry
+   * what it read. */
+  EXPECT(strcmp(NERVE_CMAKE_VERSION, expected) == 0, "CMake read %s from nerve.h, the header says %s", NERVE_CMAKE_VERSION,
+         expected);
+#endif
   /* Every status has its own description; an unknown one says so. */
   for (int s = 0; s <= NERVE_ERROR_FAILED; s++) {
     EXPECT(strcmp(nerve_status_string((nerve_status)s), "unknown status") != 0, "status %d", s);
@@ -39,7 +47,9 @@ static void test_version_and_status(void) {
 }
 
 static void test_context(void) {
-  nerve_context *ctx = NULL;
+  /* A refused create sets *out to NULL: start from something that is not. */
+  static char sentinel;
+  nerve_context *ctx = (nerve_context *)(void *)&sentinel;
   EXPECT(nerve_context_create(NULL, 1) == NERVE_ERROR_NULL_POINTER, "NULL out");
   EXPECT(nerve_context_create(&ctx, -1) == NERVE_ERROR_BAD_ARGUMENT && ctx == NULL, "negative threads");
   EXPECT(nerve_context_create(&ctx, 3) == NERVE_OK && ctx, "create");
@@ -109,58 +119,80 @@ static void test_worked_example_221(nerve_context *ctx) {
   float z1[2], h[2], z2[1], o[1], d_o[1], dz2[1], dh[2], dz1[2];
   float dw1[4] = {0}, db1[2] = {0}, dw2[2] = {0}, db2[1] = {0};
   double loss;
-  nerve_dense_forward(ctx, z1, x, w1, b1, 1, 2, 2);
-  nerve_activation_forward(ctx, NERVE_ACTIVATION_SIGMOID, h, z1, 2);
-  nerve_dense_forward(ctx, z2, h, w2, b2, 1, 2, 1);
-  nerve_activation_forward(ctx, NERVE_ACTIVATION_SIGMOID, o, z2, 1);
+  OK(ctx, nerve_dense_forward(ctx, z1, x, w1, b1, 1, 2, 2));
+  OK(ctx, nerve_activation_forward(ctx, NERVE_ACTIVATION_SIGMOID, h, z1, 2));
+  OK(ctx, nerve_dense_forward(ctx, z2, h, w2, b2, 1, 2, 1));
+  OK(ctx, nerve_activation_forward(ctx, NERVE_ACTIVATION_SIGMOID, o, z2, 1));
   CLOSE(o[0], 0.5597295991, 1e-6);
-  EXPECT(nerve_loss_mse(ctx, &loss, d_o, o, y, 1, 1, 1) == NERVE_OK, "mse");
-  nerve_activation_backward(ctx, NERVE_ACTIVATION_SIGMOID, dz2, d_o, z2, o, 1);
-  nerve_dense_backward(ctx, dh, dw2, db2, dz2, h, w2, 1, 2, 1);
-  nerve_activation_backward(ctx, NERVE_ACTIVATION_SIGMOID, dz1, dh, z1, h, 2);
-  nerve_dense_backward(ctx, NULL, dw1, db1, dz1, x, w1, 1, 2, 2);
-  nerve_sgd_step(ctx, w1, dw1, 4, 5, 0);
-  nerve_sgd_step(ctx, b1, db1, 2, 5, 0);
-  nerve_sgd_step(ctx, w2, dw2, 2, 5, 0);
-  nerve_sgd_step(ctx, b2, db2, 1, 5, 0);
+  OK(ctx, nerve_loss_mse(ctx, &loss, d_o, o, y, 1, 1, 1));
+  OK(ctx, nerve_activation_backward(ctx, NERVE_ACTIVATION_SIGMOID, dz2, d_o, z2, o, 1));
+  OK(ctx, nerve_dense_backward(ctx, dh, dw2, db2, dz2, h, w2, 1, 2, 1));
+  OK(ctx, nerve_activation_backward(ctx, NERVE_ACTIVATION_SIGMOID, dz1, dh, z1, h, 2));
+  OK(ctx, nerve_dense_backward(ctx, NULL, dw1, db1, dz1, x, w1, 1, 2, 2));
+  OK(ctx, nerve_sgd_step(ctx, w1, dw1, 4, 5, 0));
+  OK(ctx, nerve_sgd_step(ctx, b1, db1, 2, 5, 0));
+  OK(ctx, nerve_sgd_step(ctx, w2, dw2, 2, 5, 0));
+  OK(ctx, nerve_sgd_step(ctx, b2, db2, 1, 5, 0));
   const double w1_after[6] = {0.34322654, -0.52734731, 0.81080664, 0.19316317, 0.25403318, -0.43418414};
   for (int k = 0; k < 4; k++) CLOSE(w1[k], w1_after[k], 1e-6);
   for (int k = 0; k < 2; k++) CLOSE(b1[k], w1_after[4 + k], 1e-6);
   CLOSE(w2[0], -0.85414675, 1e-6);
   CLOSE(w2[1], 0.27457272, 1e-6);
   CLOSE(b2[0], 0.10637456, 1e-6);
-  nerve_dense_forward(ctx, z1, x, w1, b1, 1, 2, 2);
-  nerve_activation_forward(ctx, NERVE_ACTIVATION_SIGMOID, h, z1, 2);
-  nerve_dense_forward(ctx, z2, h, w2, b2, 1, 2, 1);
-  nerve_activation_forward(ctx, NERVE_ACTIVATION_SIGMOID, o, z2, 1);
+  OK(ctx, nerve_dense_forward(ctx, z1, x, w1, b1, 1, 2, 2));
+  OK(ctx, nerve_activation_forward(ctx, NERVE_ACTIVATION_SIGMOID, h, z1, 2));
+  OK(ctx, nerve_dense_forward(ctx, z2, h, w2, b2, 1, 2, 1));
+  OK(ctx, nerve_activation_forward(ctx, NERVE_ACTIVATION_SIGMOID, o, z2, 1));
   CLOSE(o[0], 0.40648824, 1e-6);
 }
 
-/* The other lab's 2-3-2 example: sigmoid hidden, softmax cross-entropy, target class 0. */
+/* The other lab's 2-3-2 example: sigmoid hidden, softmax cross-entropy, target class 0. Both
+ * logits are equal, so the hidden layer's gradients are exactly zero: they start as NaN (input
+ * gradients are written) or as 0.25 (parameter gradients accumulate), so a pass that wrote
+ * nothing cannot look right. */
 static void test_worked_example_232(nerve_context *ctx) {
   float x[2] = {1, -1}, t[2] = {1, 0};
   float W[6] = {1, 1, 1, -1, -1, -1}, bW[3] = {0}, V[6] = {1, 1, -1, -1, -1, -1}, bV[2] = {0};
-  float z[3], h[3], logits[2], dlogits[2], dh[3], dz[3];
-  float dW[6] = {0}, dbW[3] = {0}, dV[6] = {0}, dbV[2] = {0};
+  float z[3], h[3], logits[2], dlogits[2];
+  float dh[3] = {NAN, NAN, NAN}, dz[3] = {NAN, NAN, NAN}, dx[2] = {NAN, NAN};
+  float dW[6] = {0.25f, 0.25f, 0.25f, 0.25f, 0.25f, 0.25f}, dbW[3] = {0.25f, 0.25f, 0.25f}, dV[6] = {0}, dbV[2] = {0};
   double loss;
-  nerve_dense_forward(ctx, z, x, W, bW, 1, 2, 3);
-  nerve_activation_forward(ctx, NERVE_ACTIVATION_SIGMOID, h, z, 3);
-  nerve_dense_forward(ctx, logits, h, V, bV, 1, 3, 2);
-  nerve_loss_softmax_cross_entropy(ctx, &loss, dlogits, NULL, logits, t, 1, 2, 1);
-  nerve_dense_backward(ctx, dh, dV, dbV, dlogits, h, V, 1, 3, 2);
-  nerve_activation_backward(ctx, NERVE_ACTIVATION_SIGMOID, dz, dh, z, h, 3);
-  nerve_dense_backward(ctx, NULL, dW, dbW, dz, x, W, 1, 2, 3);
+  OK(ctx, nerve_dense_forward(ctx, z, x, W, bW, 1, 2, 3));
+  OK(ctx, nerve_activation_forward(ctx, NERVE_ACTIVATION_SIGMOID, h, z, 3));
+  OK(ctx, nerve_dense_forward(ctx, logits, h, V, bV, 1, 3, 2));
+  OK(ctx, nerve_loss_softmax_cross_entropy(ctx, &loss, dlogits, NULL, logits, t, 1, 2, 1));
+  CLOSE(loss, log(2.0), 1e-6);
+  OK(ctx, nerve_dense_backward(ctx, dh, dV, dbV, dlogits, h, V, 1, 3, 2));
+  OK(ctx, nerve_activation_backward(ctx, NERVE_ACTIVATION_SIGMOID, dz, dh, z, h, 3));
+  OK(ctx, nerve_dense_backward(ctx, dx, dW, dbW, dz, x, W, 1, 2, 3));
   for (int r = 0; r < 3; r++) {
     CLOSE(dV[2 * r], -0.44039853898894116, 1e-6);
     CLOSE(dV[2 * r + 1], 0.44039853898894116, 1e-6);
   }
   CLOSE(dbV[0], -0.5, 1e-7);
   CLOSE(dbV[1], 0.5, 1e-7);
-  for (int k = 0; k < 6; k++) CLOSE(dW[k], 0.0, 1e-7);
-  for (int k = 0; k < 3; k++) CLOSE(dbW[k], 0.0, 1e-7);
+  for (int k = 0; k < 3; k++) CLOSE(dh[k], 0.0, 1e-7);
+  for (int k = 0; k < 3; k++) CLOSE(dz[k], 0.0, 1e-7);
+  for (int k = 0; k < 2; k++) CLOSE(dx[k], 0.0, 1e-7);
+  for (int k = 0; k < 6; k++) CLOSE(dW[k], 0.25, 1e-7);
+  for (int k = 0; k < 3; k++) CLOSE(dbW[k], 0.25, 1e-7);
 }
 
-/* A dense layer against plain loops, and bit-identical at 1 and 3 threads, on every ISA. */
+/* The best instruction set this CPU has, found here as nerve_isa documents it (AVX-512 F, VL,
+ * BW and DQ; AVX2 with FMA), independently of libnerve's own detection. */
+static nerve_isa cpu_best_isa(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq"))
+    return NERVE_ISA_AVX512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return NERVE_ISA_AVX2;
+#endif
+  return NERVE_ISA_BASELINE;
+}
+
+/* A dense layer against plain loops, and bit-identical at 1 and 3 threads, on every instruction
+ * set this CPU has (each must be selectable, and in effect); the ones it lacks are refused. */
 static void test_dense_threads(void) {
   enum { N = 203, I = 37, O = 29 };
   float *x = malloc(sizeof(float) * N * I), *w = malloc(sizeof(float) * I * O), b[O];
@@ -170,37 +202,54 @@ static void test_dense_threads(void) {
   for (int k = 0; k < N * I; k++) x[k] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f - 0.5f;
   for (int k = 0; k < I * O; k++) w[k] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f - 0.5f;
   for (int k = 0; k < O; k++) b[k] = 0.01f * k;
-  nerve_context *one, *three;
-  nerve_context_create(&one, 1);
-  nerve_context_create(&three, 3);
-  const nerve_isa best = nerve_context_isa(one);
-  /* Every instruction set up to the best this CPU has must be selectable, and in effect. */
+  nerve_context *one = NULL, *three = NULL;
+  EXPECT(nerve_context_create(&one, 1) == NERVE_OK && nerve_context_create(&three, 3) == NERVE_OK, "contexts");
+  if (!one || !three) return;
+  const nerve_isa cpu = cpu_best_isa();
+  EXPECT(nerve_context_isa(one) == cpu, "libnerve chose instruction set %d, this CPU's best is %d", (int)nerve_context_isa(one),
+         (int)cpu);
   int tested = 0;
-  for (int isa = NERVE_ISA_BASELINE; isa <= (int)best; isa++) {
-    if (nerve_context_set_isa(one, (nerve_isa)isa) == NERVE_OK && nerve_context_set_isa(three, (nerve_isa)isa) == NERVE_OK &&
-        nerve_context_isa(one) == (nerve_isa)isa && nerve_context_isa(three) == (nerve_isa)isa)
-      tested++;
-    else
+  for (int isa = NERVE_ISA_BASELINE; isa <= NERVE_ISA_AVX512; isa++) {
+    if (isa > (int)cpu) {
+      EXPECT(nerve_context_set_isa(one, (nerve_isa)isa) == NERVE_ERROR_UNSUPPORTED, "instruction set %d accepted", isa);
+      continue;
+    }
+    if (nerve_context_set_isa(one, (nerve_isa)isa) != NERVE_OK || nerve_context_set_isa(three, (nerve_isa)isa) != NERVE_OK ||
+        nerve_context_isa(one) != (nerve_isa)isa || nerve_context_isa(three) != (nerve_isa)isa) {
       EXPECT(0, "instruction set %d could not be selected: %s", isa, nerve_context_last_error(one));
-    nerve_dense_forward(one, y1, x, w, b, N, I, O);
-    nerve_dense_forward(three, y3, x, w, b, N, I, O);
+      continue;
+    }
+    memset(y1, 0xff, sizeof(float) * N * O); /* NaN: a result not written shows */
+    OK(one, nerve_dense_forward(one, y1, x, w, b, N, I, O));
+    OK(three, nerve_dense_forward(three, y3, x, w, b, N, I, O));
     EXPECT(memcmp(y1, y3, sizeof(float) * N * O) == 0, "forward differs between 1 and 3 threads (isa %d)", isa);
     memset(dw1, 0, sizeof(float) * I * O);
     memset(dw3, 0, sizeof(float) * I * O);
-    nerve_dense_backward(one, NULL, dw1, NULL, y1, x, w, N, I, O);
-    nerve_dense_backward(three, NULL, dw3, NULL, y1, x, w, N, I, O);
-    EXPECT(memcmp(dw1, dw3, sizeof(float) * I * O) == 0, "weight gradient differs (isa %d)", isa);
-    double worst = 0;
+    OK(one, nerve_dense_backward(one, NULL, dw1, NULL, y1, x, w, N, I, O));
+    OK(three, nerve_dense_backward(three, NULL, dw3, NULL, y1, x, w, N, I, O));
+    EXPECT(memcmp(dw1, dw3, sizeof(float) * I * O) == 0, "weight gradient differs between 1 and 3 threads (isa %d)", isa);
+    /* Against sums in double: out = x . w + b, and dweight = x^T . dout (dout = out here). */
+    double worst = 0, worst_dw = 0;
     for (int n = 0; n < N; n++)
       for (int o = 0; o < O; o++) {
         double s = b[o];
         for (int i = 0; i < I; i++) s += (double)x[n * I + i] * w[i * O + o];
         double d = fabs(s - y1[n * O + o]);
-        if (d > worst) worst = d;
+        if (!(d <= worst)) worst = d; /* NaN counts as worst */
+      }
+    for (int i = 0; i < I; i++)
+      for (int o = 0; o < O; o++) {
+        double s = 0;
+        for (int n = 0; n < N; n++) s += (double)x[n * I + i] * y1[n * O + o];
+        double d = fabs(s - dw1[i * O + o]) / (1.0 + fabs(s));
+        if (!(d <= worst_dw)) worst_dw = d;
       }
     EXPECT(worst < 1e-5, "forward off by %g (isa %d)", worst, isa);
+    EXPECT(worst_dw < 1e-5, "weight gradient off by %g relative (isa %d)", worst_dw, isa);
+    tested++;
   }
-  EXPECT(tested == (int)best - NERVE_ISA_BASELINE + 1, "ran on %d of the %d instruction sets", tested, (int)best);
+  EXPECT(tested == (int)cpu - NERVE_ISA_BASELINE + 1, "dense checked on %d of this CPU's %d instruction sets", tested,
+         (int)cpu - NERVE_ISA_BASELINE + 1);
   printf("dense checked on %d instruction set(s)\n", tested);
   nerve_context_free(one);
   nerve_context_free(three);
@@ -210,8 +259,11 @@ static void test_dense_threads(void) {
 int main(void) {
   test_version_and_status();
   test_context();
-  nerve_context *ctx;
-  nerve_context_create(&ctx, 2);
+  nerve_context *ctx = NULL;
+  if (nerve_context_create(&ctx, 2) != NERVE_OK) {
+    fprintf(stderr, "no context\n");
+    return 1;
+  }
   test_errors(ctx);
   test_worked_example_221(ctx);
   test_worked_example_232(ctx);

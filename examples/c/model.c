@@ -31,6 +31,16 @@
     }                                                                                      \
   } while (0)
 
+/* Creating a handle has no handle to keep a message in yet: the status says why. */
+#define CHECK_CREATE(call)                                                                 \
+  do {                                                                                     \
+    nerve_status s_ = (call);                                                              \
+    if (s_ != NERVE_OK) {                                                                  \
+      fprintf(stderr, "%s failed: %s\n", #call, nerve_status_string(s_));                  \
+      exit(1);                                                                             \
+    }                                                                                      \
+  } while (0)
+
 typedef struct {
   float *x;
   int32_t *y;
@@ -66,14 +76,14 @@ int main(int argc, char **argv) {
 
   /* The digits as the command line splits them: 80% training, 20% test. */
   nerve_dataset *data = NULL;
-  if (nerve_dataset_create(&data) != NERVE_OK) return 1;
+  CHECK_CREATE(nerve_dataset_create(&data));
   CHECK_DATA(data, nerve_dataset_load(data, "[data]\nset = \"digits\"\n"));
   split train = load_split(data, NERVE_SPLIT_TRAIN), test = load_split(data, NERVE_SPLIT_TEST);
   printf("digits: %lld training and %lld test samples of %lld values\n", (long long)train.n,
          (long long)test.n, (long long)train.d);
 
   nerve_model *model = NULL;
-  if (nerve_model_create(&model) != NERVE_OK) return 1;
+  CHECK_CREATE(nerve_model_create(&model));
   CHECK_MODEL(model, nerve_model_set_threads(model, 2));
   const int64_t input[] = {64};
   CHECK_MODEL(model, nerve_model_build(model,
@@ -100,12 +110,15 @@ int main(int argc, char **argv) {
 
   int32_t *classes = malloc((size_t)test.n * sizeof(int32_t));
   int32_t *again = malloc((size_t)test.n * sizeof(int32_t));
-  if (!classes || !again) return 1;
+  if (!classes || !again) {
+    fprintf(stderr, "out of memory\n");
+    return 1;
+  }
   CHECK_MODEL(model, nerve_model_predict(model, classes, test.x, test.n));
   CHECK_MODEL(model, nerve_model_save(model, path));
 
   nerve_model *loaded = NULL;
-  if (nerve_model_create(&loaded) != NERVE_OK) return 1;
+  CHECK_CREATE(nerve_model_create(&loaded));
   CHECK_MODEL(loaded, nerve_model_load(loaded, path));
   CHECK_MODEL(loaded, nerve_model_predict(loaded, again, test.x, test.n));
   if (memcmp(classes, again, (size_t)test.n * sizeof(int32_t)) != 0) {
@@ -115,7 +128,10 @@ int main(int argc, char **argv) {
   printf("saved %s; reloaded, it predicts the same %lld classes\n", path, (long long)test.n);
 
   /* A refused call says why and changes nothing. */
-  if (nerve_model_predict(loaded, again, NULL, 5) != NERVE_ERROR_NULL_POINTER) return 1;
+  if (nerve_model_predict(loaded, again, NULL, 5) != NERVE_ERROR_NULL_POINTER) {
+    fprintf(stderr, "a NULL input was not refused\n");
+    return 1;
+  }
   printf("refused as expected: %s\n", nerve_model_last_error(loaded));
 
   nerve_model_free(loaded);

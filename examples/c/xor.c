@@ -7,14 +7,18 @@
  */
 #include <nerve.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+/* Every call returns a status: on failure, say which call, what status and the context's
+ * message (it names the function and the argument), and stop. */
 #define CHECK(call)                                                                            \
   do {                                                                                         \
     nerve_status s_ = (call);                                                                  \
     if (s_ != NERVE_OK) {                                                                      \
-      fprintf(stderr, "%s failed: %s\n", #call, nerve_context_last_error(ctx));               \
-      return 1;                                                                                \
+      fprintf(stderr, "%s failed (%s): %s\n", #call, nerve_status_string(s_),                  \
+              nerve_context_last_error(ctx));                                                  \
+      exit(1);                                                                                 \
     }                                                                                          \
   } while (0)
 
@@ -33,7 +37,11 @@ int main(void) {
   float dw1[I * H], db1[H], dw2[H * O], db2[O], dz1[N * H], dh[N * H], do_[N * O], dz2[N * O];
 
   nerve_context *ctx = NULL;
-  if (nerve_context_create(&ctx, 0) != NERVE_OK) return 1;
+  nerve_status created = nerve_context_create(&ctx, 0);
+  if (created != NERVE_OK) { /* no context yet, so no message: the status says why */
+    fprintf(stderr, "nerve_context_create failed: %s\n", nerve_status_string(created));
+    return 1;
+  }
   printf("libnerve %s, %d threads\n", nerve_version_string(), nerve_context_threads(ctx));
   double loss = 0;
   for (int epoch = 0; epoch < 5000; epoch++) {
@@ -63,7 +71,14 @@ int main(void) {
   /* A bad call returns a status and a message; it never aborts. */
   nerve_status s = nerve_dense_forward(ctx, NULL, x, w1, b1, N, I, H);
   printf("a NULL output gives: %s (%s)\n", nerve_status_string(s), nerve_context_last_error(ctx));
-  if (s != NERVE_ERROR_NULL_POINTER) return 1;
   nerve_context_free(ctx);
-  return right == N ? 0 : 1;
+  if (s != NERVE_ERROR_NULL_POINTER) {
+    fprintf(stderr, "expected %s\n", nerve_status_string(NERVE_ERROR_NULL_POINTER));
+    return 1;
+  }
+  if (right != N) {
+    fprintf(stderr, "learned %d of the %d XOR cases\n", right, N);
+    return 1;
+  }
+  return 0;
 }

@@ -72,6 +72,10 @@ public struct Sweep: Sendable {
     base = table
     self.runs = runs ?? fileRuns
     guard self.runs >= 1 else { throw NerveError(.badValue, at: "runs", "must be at least 1") }
+    let size = axes.reduce(1.0) { $0 * Double($1.values.count) } * Double(self.runs)
+    guard size <= 100_000 else {
+      throw NerveError(.badValue, at: path, "the grid has \(Int(min(size, 1e18))) runs (cells x runs); a sweep may have at most 100,000")
+    }
     // Every cell must make a valid config: find out now, not after hours of training.
     for cell in cells { _ = try config(for: cell, run: 0) }
   }

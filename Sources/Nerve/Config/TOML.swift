@@ -88,9 +88,7 @@ public struct TOMLParser {
 
   /// Reads and parses a file.
   public static func parse(contentsOf path: String) throws -> TOMLTable {
-    guard let data = FileManager.default.contents(atPath: path) else {
-      throw NerveError(.badFile, at: path, FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file")
-    }
+    let data = try FileBytes.read(path)
     guard let text = String(data: data, encoding: .utf8) else {
       throw NerveError(.badFile, at: path, "not UTF-8 text")
     }

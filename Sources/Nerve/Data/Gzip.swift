@@ -70,9 +70,7 @@ enum Gzip {
     guard !isDirectory.boolValue else {
       throw NerveError(.badFile, at: path, "is a directory, expected a file")
     }
-    guard let data = FileManager.default.contents(atPath: path) else {
-      throw NerveError(.badFile, at: path, "cannot read the file")
-    }
+    let data = try FileBytes.read(path)
     return isCompressed(data) ? try decompress(data, path: path) : [UInt8](data)
   }
 }

@@ -102,9 +102,7 @@ extension TrainingCheckpoint {
   /// file, parameters as the checkpoint holds them).
   /// - Throws: `NerveError` naming the file for a missing, truncated or corrupt checkpoint.
   public static func read(from path: String) throws -> (checkpoint: TrainingCheckpoint, model: Sequential) {
-    guard let data = FileManager.default.contents(atPath: path) else {
-      throw NerveError(.badFile, at: path, FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file")
-    }
+    let data = try FileBytes.read(path)
     func fail(_ message: String) -> NerveError { NerveError(.badFile, at: path, message) }
     let file = try Safetensors(parsing: data, fail)
     let meta = file.metadata

@@ -49,11 +49,7 @@ public enum ModelFile {
   /// - Throws: `NerveError` naming the file and the problem for missing, truncated or corrupt
   ///   files, unknown formats, and tensors that do not match the architecture.
   public static func load(from path: String) throws -> Sequential {
-    guard let data = FileManager.default.contents(atPath: path) else {
-      throw NerveError(
-        .badFile, at: path,
-        FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file")
-    }
+    let data = try FileBytes.read(path)
     return try model(from: Safetensors(parsing: data) { NerveError(.badFile, at: path, $0) }, path: path)
   }
 

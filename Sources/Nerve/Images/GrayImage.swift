@@ -29,9 +29,7 @@ public struct GrayImage: Sendable, Equatable {
   /// - Throws: `NerveError` naming the file and what is wrong (not an image, truncated,
   ///   corrupt, unsupported).
   public init(contentsOf path: String) throws {
-    guard let data = FileManager.default.contents(atPath: path) else {
-      throw NerveError(.badFile, at: path, "cannot read the file (missing or unreadable)")
-    }
+    let data = try FileBytes.read(path)
     let bytes = [UInt8](data)
     if PNG.isPNG(bytes) {
       self = try PNG.decode(bytes, path: path)

@@ -30,6 +30,8 @@ enum PNG {
     guard isPNG(bytes) else { throw fail("not a PNG file (the 8-byte PNG signature is missing)") }
     let layout = try readChunks(bytes, fail)
     try check(layout, fail)
+    // The header's size decides the buffer: checked against memory before it is trusted.
+    try Memory.check(floats: (layout.rowBytes + 1) * layout.height / 4 + layout.width * layout.height, for: "a \(layout.width)x\(layout.height) picture", at: path)
     var raw = [UInt8](repeating: 0, count: (layout.rowBytes + 1) * layout.height)
     try inflate(layout.compressed, into: &raw, path: path)
     let rows = try unfilter(raw, layout, fail)
@@ -274,6 +276,11 @@ enum PGM {
     let width = try token(), height = try token(), maxValue = try token()
     guard width > 0, height > 0, width <= 1 << 14, height <= 1 << 14 else { throw fail("bad size \(width)x\(height)") }
     guard (1...65535).contains(maxValue) else { throw fail("maximum value \(maxValue) must be 1...65535") }
+    // The header's size is believed only if the file is long enough to hold that many pixels
+    // (each takes at least a byte either way).
+    guard bytes.count - i >= width * height else {
+      throw fail("truncated: \(width)x\(height) pixels need at least \(width * height) more bytes, found \(max(0, bytes.count - i))")
+    }
     var pixels = [Float](repeating: 0, count: width * height)
     if binary {
       i += 1  // The single whitespace after the header.

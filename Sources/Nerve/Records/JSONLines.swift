@@ -70,14 +70,12 @@ public struct JSONLinesFile {
   /// - Throws: `NerveError(.badFile)` if the file cannot be read.
   public init(contentsOf path: String, missingIsEmpty: Bool = false) throws {
     self.path = path
-    guard let data = FileManager.default.contents(atPath: path) else {
-      if missingIsEmpty && !FileManager.default.fileExists(atPath: path) {
-        lines = []
-        warning = nil
-        return
-      }
-      throw NerveError(.badFile, at: path, FileManager.default.fileExists(atPath: path) ? "cannot read the file" : "no such file")
+    if missingIsEmpty && !FileManager.default.fileExists(atPath: path) {
+      lines = []
+      warning = nil
+      return
     }
+    let data = try FileBytes.read(path)
     var parts = data.split(separator: 0x0A, omittingEmptySubsequences: false).map { Data($0) }
     var torn: String?
     // Every record ends with a newline: what follows the last one is a record cut short.

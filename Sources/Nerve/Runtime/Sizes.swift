@@ -37,8 +37,19 @@ enum Sizes {
 
 /// The memory the machine has for Nerve's arrays.
 public enum Memory {
-  /// Bytes available now: MemAvailable from /proc/meminfo, else the physical memory.
+  /// Bytes available now: MemAvailable from /proc/meminfo, else the physical memory; at most
+  /// `NERVE_MEMORY_LIMIT` bytes when that is set (a number, or with K, M or G), for sharing a
+  /// machine (and for fuzzing, where any large allocation counts as a failure).
   public static var available: Int {
+    let machine = machineAvailable
+    guard let text = ProcessInfo.processInfo.environment["NERVE_MEMORY_LIMIT"], !text.isEmpty else { return machine }
+    let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+    let unit = text.last.flatMap { units[Character($0.uppercased())] }
+    guard let n = Int(unit == nil ? text : String(text.dropLast())), n > 0 else { return machine }
+    return min(machine, n.multipliedReportingOverflow(by: unit ?? 1).overflow ? machine : n * (unit ?? 1))
+  }
+
+  private static var machineAvailable: Int {
     if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
       let line = text.split(separator: "\n").first(where: { $0.hasPrefix("MemAvailable:") }),
       let kb = Int(line.split(separator: " ").dropFirst().first ?? "")

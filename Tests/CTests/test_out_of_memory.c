@@ -1,0 +1,189 @@
+/*
+ * test_out_of_memory.c: a call that runs out of memory changes nothing either. Kernels that
+ * need workspace reserve all of it before their first write; here every allocation such a call
+ * makes is failed in turn (on a fresh context, so each one is really made), and the call must
+ * then return NERVE_ERROR_OUT_OF_MEMORY with a message naming it and leave every buffer as it
+ * was. Shapes are chosen so that each kernel's every workspace is needed (packing and padded
+ * copies in the AVX-512 products, lowered blocks, batch-norm partial sums), on every
+ * instruction set this CPU has.
+ *
+ * libnerve allocates through posix_memalign (nerve_alloc); the definition below takes the place
+ * of the C library's for the shared library, and fails the chosen call made from libnerve.
+ * Linux with glibc only (dlsym(RTLD_NEXT), dladdr).
+ */
+#define _GNU_SOURCE
+#include <nerve.h>
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int calls = 0, fail_at = 0, failures = 0;
+
+/* Whether the code at `address` belongs to libnerve. */
+static int in_libnerve(const void *address) {
+  Dl_info info;
+  return dladdr(address, &info) && info.dli_fname && strstr(info.dli_fname, "libnerve") != NULL;
+}
+
+int posix_memalign(void **out, size_t alignment, size_t bytes) {
+  static int (*next)(void **, size_t, size_t);
+  if (!next) next = (int (*)(void **, size_t, size_t))dlsym(RTLD_NEXT, "posix_memalign");
+  if (in_libnerve(__builtin_return_address(0)) && ++calls == fail_at) return ENOMEM;
+  return next(out, alignment, bytes);
+}
+
+/* All buffers live in one arena, compared byte for byte with its copy. */
+enum { ARENA = 1 << 17 };
+static _Alignas(64) float arena[ARENA];
+static _Alignas(64) float before[ARENA];
+static size_t used = 0;
+
+static float *buffer(size_t n) {
+  float *p = arena + used;
+  used += (n + 15) / 16 * 16;
+  if (used > ARENA) {
+    fprintf(stderr, "arena too small\n");
+    exit(2);
+  }
+  return p;
+}
+
+/* Uniform values in [0.05, 1.05): positive, so they serve as variances and moments too. */
+static void fill_arena(void) {
+  unsigned seed = 777;
+  for (size_t i = 0; i < ARENA; i++)
+    arena[i] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f + 0.05f;
+  memcpy(before, arena, sizeof arena);
+}
+
+/* The call under test, on a context. */
+typedef nerve_status (*call_fn)(nerve_context *ctx);
+
+/* Buffers and shapes the calls share (set up in main). */
+static float *x, *w, *b, *m, *v, *bm, *bv, *dy, *dx, *dw, *db;
+static float *img, *cw, *cb, *cy, *cdy, *cdx, *cdw, *cdb;
+static float *bn_x, *bn_y, *gamma, *beta, *smean, *sinv, *rmean, *rvar, *bn_dy, *bn_dx, *dgamma, *dbeta;
+/* Dense: more rows than the AVX-512 products read by dot products, widths that are not whole
+ * vectors (padded copies); 300 rows is past the fused Adam step's limit, 20 within it. */
+enum { N = 300, I = 37, O = 29, FEW = 20 };
+/* Convolution: 5 images of 12x12x3, 5 filters; every block of rows is larger than 64. */
+enum { CN = 5, H = 12, W = 12, C = 3, K = 5 };
+/* Batch norm: 700 rows (several chunks of partial sums) of 7 columns. */
+enum { R = 700, BC = 7 };
+
+static nerve_status dense_backward(nerve_context *ctx) { return nerve_dense_backward(ctx, dx, dw, db, dy, x, w, N, I, O); }
+static nerve_status dense_backward_sgd(nerve_context *ctx) { return nerve_dense_backward_sgd(ctx, dx, w, b, dy, x, N, I, O, 0.1f); }
+static nerve_status adam(nerve_context *ctx, int64_t rows) {
+  return nerve_dense_backward_adam(ctx, dx, w, b, m, v, bm, bv, dy, x, rows, I, O, 0.01f, 0.9f, 0.999f, 1e-7f, 0.0f, 0.01f, 2);
+}
+static nerve_status dense_backward_adam(nerve_context *ctx) { return adam(ctx, N); }
+static nerve_status dense_backward_adam_fused(nerve_context *ctx) { return adam(ctx, FEW); }
+static nerve_status conv2d_forward(nerve_context *ctx) {
+  return nerve_conv2d_forward(ctx, cy, img, cw, cb, CN, H, W, C, K, 3, 3, 1, 1, 1, 1, H, W);
+}
+static nerve_status conv2d_backward(nerve_context *ctx) {
+  return nerve_conv2d_backward(ctx, cdx, cdw, cdb, cdy, img, cw, CN, H, W, C, K, 3, 3, 1, 1, 1, 1, H, W);
+}
+static nerve_status conv2d_backward_pointwise(nerve_context *ctx) {
+  return nerve_conv2d_backward(ctx, cdx, cdw, cdb, cdy, img, cw, CN, H, W, C, K, 1, 1, 1, 1, 0, 0, H, W);
+}
+static nerve_status batchnorm_forward_train(nerve_context *ctx) {
+  return nerve_batchnorm_forward_train(ctx, bn_y, smean, sinv, rmean, rvar, bn_x, gamma, beta, R, BC, 0.9f, 1e-3f);
+}
+static nerve_status batchnorm_forward_infer(nerve_context *ctx) {
+  return nerve_batchnorm_forward_infer(ctx, bn_y, bn_x, gamma, beta, rmean, rvar, R, BC, 1e-3f);
+}
+static nerve_status batchnorm_backward(nerve_context *ctx) {
+  return nerve_batchnorm_backward(ctx, bn_dx, dgamma, dbeta, bn_dy, bn_x, gamma, smean, sinv, R, BC);
+}
+
+/* Fails each allocation `call` makes on a fresh context of instruction set `isa`, in turn;
+ * returns how many allocations it makes. */
+static int check(const char *function, const char *label, call_fn call, nerve_isa isa) {
+  int allocations = 0;
+  for (int k = 0; k <= allocations; k++) {
+    nerve_context *ctx = NULL;
+    if (nerve_context_create(&ctx, 1) != NERVE_OK || nerve_context_set_isa(ctx, isa) != NERVE_OK) {
+      failures++;
+      fprintf(stderr, "no context for instruction set %d\n", (int)isa);
+      nerve_context_free(ctx);
+      return 0;
+    }
+    memcpy(arena, before, sizeof arena);
+    calls = 0;
+    fail_at = k; /* 0: none fails, counting the allocations */
+    nerve_status s = call(ctx);
+    fail_at = 0;
+    if (k == 0) {
+      allocations = calls;
+      if (s != NERVE_OK) {
+        failures++;
+        fprintf(stderr, "%s: the valid call failed: %s\n", label, nerve_context_last_error(ctx));
+      }
+    } else {
+      const char *message = nerve_context_last_error(ctx);
+      if (s != NERVE_ERROR_OUT_OF_MEMORY) {
+        failures++;
+        fprintf(stderr, "%s (isa %d, allocation %d failed): %s, expected out of memory\n", label, (int)isa, k,
+                nerve_status_string(s));
+      } else if (strncmp(message, function, strlen(function)) != 0 || message[strlen(function)] != ':') {
+        failures++;
+        fprintf(stderr, "%s (isa %d): message '%s' does not name %s\n", label, (int)isa, message, function);
+      }
+      if (memcmp(arena, before, sizeof arena) != 0) {
+        failures++;
+        fprintf(stderr, "%s (isa %d): allocation %d of %d failed, but the buffers changed\n", label, (int)isa, k,
+                allocations);
+      }
+    }
+    nerve_context_free(ctx);
+  }
+  return allocations;
+}
+
+int main(void) {
+  x = buffer(N * I), w = buffer(I * O), b = buffer(O), m = buffer(I * O), v = buffer(I * O);
+  bm = buffer(O), bv = buffer(O), dy = buffer(N * O), dx = buffer(N * I), dw = buffer(I * O), db = buffer(O);
+  img = buffer(CN * H * W * C), cw = buffer(9 * C * K), cb = buffer(K), cy = buffer(CN * H * W * K);
+  cdy = buffer(CN * H * W * K), cdx = buffer(CN * H * W * C), cdw = buffer(9 * C * K), cdb = buffer(K);
+  bn_x = buffer(R * BC), bn_y = buffer(R * BC), gamma = buffer(BC), beta = buffer(BC), smean = buffer(BC);
+  sinv = buffer(BC), rmean = buffer(BC), rvar = buffer(BC), bn_dy = buffer(R * BC), bn_dx = buffer(R * BC);
+  dgamma = buffer(BC), dbeta = buffer(BC);
+  fill_arena();
+
+  const struct {
+    const char *function, *label;
+    call_fn call;
+  } cases[] = {
+      {"nerve_dense_backward", "nerve_dense_backward", dense_backward},
+      {"nerve_dense_backward_sgd", "nerve_dense_backward_sgd", dense_backward_sgd},
+      {"nerve_dense_backward_adam", "nerve_dense_backward_adam (300 rows)", dense_backward_adam},
+      {"nerve_dense_backward_adam", "nerve_dense_backward_adam (20 rows)", dense_backward_adam_fused},
+      {"nerve_conv2d_forward", "nerve_conv2d_forward", conv2d_forward},
+      {"nerve_conv2d_backward", "nerve_conv2d_backward (3x3)", conv2d_backward},
+      {"nerve_conv2d_backward", "nerve_conv2d_backward (1x1)", conv2d_backward_pointwise},
+      {"nerve_batchnorm_forward_train", "nerve_batchnorm_forward_train", batchnorm_forward_train},
+      {"nerve_batchnorm_forward_infer", "nerve_batchnorm_forward_infer", batchnorm_forward_infer},
+      {"nerve_batchnorm_backward", "nerve_batchnorm_backward", batchnorm_backward},
+  };
+  nerve_context *probe = NULL;
+  if (nerve_context_create(&probe, 1) != NERVE_OK) return 1;
+  const nerve_isa best = nerve_context_isa(probe);
+  nerve_context_free(probe);
+  int failed_allocations = 0;
+  for (int isa = NERVE_ISA_BASELINE; isa <= (int)best; isa++)
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+      int n = check(cases[i].function, cases[i].label, cases[i].call, (nerve_isa)isa);
+      printf("isa %d  %-40s %d allocation(s)\n", isa, cases[i].label, n);
+      failed_allocations += n;
+    }
+  if (failed_allocations == 0) {
+    failures++;
+    fprintf(stderr, "no allocation was seen: posix_memalign was not replaced, so nothing was tested\n");
+  }
+  printf("%d failed allocations checked, %d failures\n", failed_allocations, failures);
+  return failures == 0 ? 0 : 1;
+}
