@@ -146,19 +146,19 @@ struct SweepCommand: ParsableCommand {
     finished: (Job, SweepRunRecord?) throws -> Void
   ) throws {
     let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    var running: [(Process, Job, Date)] = []
+    var running: [(Subprocess, Job, Date)] = []
     var queue = jobs[...]
     while !queue.isEmpty || !running.isEmpty {
       while running.count < atOnce, let job = queue.popFirst() {
         running.append((try launch(job, executable: executable, threads: threads, dir: dir, overrides: overrides), job, Date()))
       }
       Thread.sleep(forTimeInterval: 0.05)
-      var still: [(Process, Job, Date)] = []
+      var still: [(Subprocess, Job, Date)] = []
       for (p, job, t0) in running {
-        if p.isRunning {
-          still.append((p, job, t0))
+        if let exit = p.poll() {
+          try finished(job, record(of: job, exit: exit, seconds: Date().timeIntervalSince(t0), dir: dir))
         } else {
-          try finished(job, record(of: job, process: p, seconds: Date().timeIntervalSince(t0), dir: dir))
+          still.append((p, job, t0))
         }
       }
       running = still
@@ -166,9 +166,7 @@ struct SweepCommand: ParsableCommand {
   }
 
   /// Starts one run: `nerve train` with the cell's settings, its output in the cell's log.
-  func launch(_ job: Job, executable: String, threads: Int, dir: String, overrides: [ConfigOverride]) throws -> Process {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: executable)
+  func launch(_ job: Job, executable: String, threads: Int, dir: String, overrides: [ConfigOverride]) throws -> Subprocess {
     var args = ["train", "--config", config, "--quiet", "--seed", "\(job.seed)", "--threads", "\(threads)",
                 "--metrics", "\(dir)/\(job.metricsFile)", "--checkpoint", "\(dir)/\(job.checkpointFile)"]
     // A run a killed or interrupted sweep left unfinished continues from its checkpoint.
@@ -177,25 +175,21 @@ struct SweepCommand: ParsableCommand {
     }
     for o in overrides + job.cell.settings { args += ["--set", o.key + "=" + o.value.tomlText] }
     if let data = dataOptions.data { args += ["--data", data] }
-    p.arguments = args
     let log = "\(dir)/\(job.logFile)"
-    _ = FileManager.default.createFile(atPath: log, contents: nil)
-    let handle = FileHandle(forWritingAtPath: log)
-    p.standardOutput = handle
-    p.standardError = handle
-    try p.run()
-    return p
+    try? FileManager.default.removeItem(atPath: log)
+    return try Subprocess.start(executable, args, output: log)
   }
 
   /// The record of a run that has ended: its final metrics, or why it failed; nil for a run
   /// stopped by Ctrl-C or SIGTERM (unfinished: the next sweep continues it).
-  func record(of job: Job, process p: Process, seconds: Double, dir: String) -> SweepRunRecord? {
-    if p.terminationReason == .uncaughtSignal || [130, 143].contains(p.terminationStatus) { return nil }
+  func record(of job: Job, exit: Subprocess.Exit, seconds: Double, dir: String) -> SweepRunRecord? {
+    if case .signal = exit { return nil }
+    if exit == .status(130) || exit == .status(143) { return nil }
     var r = SweepRunRecord(
       key: job.key, cell: job.cell.index, settings: job.cell.settingsObject, run: job.run, seed: job.seed,
       metrics: job.metricsFile, seconds: seconds)
     let metrics = try? MetricsFile(contentsOf: "\(dir)/\(job.metricsFile)")
-    if p.terminationStatus == 0, let metrics, let summary = metrics.summary {
+    if exit.succeeded, let metrics, let summary = metrics.summary {
       // Finished: its checkpoint is no longer needed.
       try? FileManager.default.removeItem(atPath: "\(dir)/\(job.checkpointFile)")
       let last = metrics.epochs.last
@@ -210,7 +204,7 @@ struct SweepCommand: ParsableCommand {
     } else {
       let logText = (try? String(contentsOfFile: "\(dir)/\(job.logFile)", encoding: .utf8)) ?? ""
       r.error = logText.split(separator: "\n").last(where: { $0.contains("error") }).map(String.init)
-        ?? "exit status \(p.terminationStatus)"
+        ?? "\(exit)"
     }
     return r
   }

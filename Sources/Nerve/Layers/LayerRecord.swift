@@ -55,19 +55,19 @@ public struct LayerRecord: Codable, Equatable, Sendable {
         weights: try initializer(weights, "weights", .xavierUniform),
         bias: try initializer(bias, "bias", .zeros), useBias: useBias ?? true, l2: l2 ?? 0)
     case "conv2d", "conv", "convolution2d":
-      let k = kernel ?? [3, 3], st = stride ?? [1, 1]
+      let k = try pair(kernel, "kernel", location) ?? (3, 3), st = try pair(stride, "stride", location) ?? (1, 1)
       return Conv2D(
-        try need(filters, "filters"), kernelSize: (k[0], k[1]), strides: (st[0], st[1]),
+        try need(filters, "filters"), kernelSize: k, strides: st,
         padding: try paddingValue(location, .valid), activation: try activationValue(location),
         weights: try initializer(weights, "weights", .xavierUniform),
         bias: try initializer(bias, "bias", .zeros), useBias: useBias ?? true, l2: l2 ?? 0)
     case "maxpool2d", "maxpool", "max_pool2d", "avgpool2d", "avgpool", "average_pool2d":
-      let p = pool ?? [2, 2]
-      let st = stride.map { ($0[0], $0[1]) }
+      let p = try pair(pool, "pool", location) ?? (2, 2)
+      let st = try pair(stride, "stride", location)
       let padding = try paddingValue(location, .valid)
       return kind.hasPrefix("max")
-        ? MaxPool2D(poolSize: (p[0], p[1]), strides: st, padding: padding)
-        : AvgPool2D(poolSize: (p[0], p[1]), strides: st, padding: padding)
+        ? MaxPool2D(poolSize: p, strides: st, padding: padding)
+        : AvgPool2D(poolSize: p, strides: st, padding: padding)
     case "batchnorm", "batch_norm", "batchnormalization":
       return BatchNorm(momentum: momentum ?? 0.99, epsilon: epsilon ?? 1e-3)
     case "dropout":
@@ -85,6 +85,15 @@ public struct LayerRecord: Codable, Equatable, Sendable {
 }
 
 extension LayerRecord {
+  /// A [height, width] pair as a tuple (nil if absent).
+  func pair(_ values: [Int]?, _ field: String, _ location: String) throws -> (Int, Int)? {
+    guard let values else { return nil }
+    guard values.count == 2 else {
+      throw NerveError(.badValue, at: "\(location).\(field)", "expected [height, width], got \(values)")
+    }
+    return (values[0], values[1])
+  }
+
   func activationValue(_ location: String) throws -> Activation {
     guard let name = activation else { return .identity }
     guard let a = Activation(name: name) else {

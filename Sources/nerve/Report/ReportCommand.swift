@@ -81,19 +81,14 @@ struct ReportCommand: ParsableCommand {
     for f in figs {
       let svgPath = URL(fileURLWithPath: "\(dir)/\(f.id).svg").standardizedFileURL.path
       let size = svgSize(f.svg)
-      let p = Process()
-      p.executableURL = URL(fileURLWithPath: browser)
-      p.arguments = [
+      let browserRun = try Subprocess.start(browser, [
         "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--force-device-scale-factor=2",
         "--screenshot=\(URL(fileURLWithPath: "\(dir)/\(f.id).png").standardizedFileURL.path)",
         "--window-size=\(Int(size.0)),\(Int(size.1))", "file://\(svgPath)",
-      ]
-      p.standardOutput = FileHandle.nullDevice
-      p.standardError = FileHandle.nullDevice
-      try p.run()
-      p.waitUntilExit()
-      guard p.terminationStatus == 0 else {
-        throw NerveError(.badValue, at: browser, "failed to render \(f.id).svg (exit status \(p.terminationStatus))")
+      ])
+      let exit = browserRun.waitUntilExit()
+      guard exit.succeeded else {
+        throw NerveError(.badValue, at: browser, "failed to render \(f.id).svg (\(exit))")
       }
     }
   }

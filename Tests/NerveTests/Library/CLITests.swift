@@ -36,8 +36,15 @@ func nerve(_ arguments: [String], in directory: String? = nil) throws -> (status
   p.standardOutput = out
   p.standardError = err
   try p.run()
+  // Both pipes are drained at once: a child filling one while we wait on the other would hang.
+  nonisolated(unsafe) var e = Data()
+  let errorRead = DispatchSemaphore(value: 0)
+  Thread {
+    e = err.fileHandleForReading.readDataToEndOfFile()
+    errorRead.signal()
+  }.start()
   let o = out.fileHandleForReading.readDataToEndOfFile()
-  let e = err.fileHandleForReading.readDataToEndOfFile()
+  errorRead.wait()
   p.waitUntilExit()
   return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
