@@ -227,7 +227,7 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
     return NERVE_OK;
   /* Elsewhere: the gradient in scratch (after the bias's, reserved above), then the ordinary
    * step. */
-  float *gw = ctx->scratch[NERVE_SCRATCH_LAYER] + O;
+  float *gw = gbias + O;
   memset(gw, 0, (size_t)(I * O) * sizeof(float));
   s = nerve_dense_backward(ctx, din, gw, NULL, dout, in, weight, N, I, O);
   if (s != NERVE_OK) return s;

@@ -649,7 +649,7 @@ void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const flo
               (int)lda, BT + i0 * ldb, (int)ldb, 0.0f, C + i0, (int)ldc);
 }
 
-/* ---- Scratch the products take -------------------------------------------------------- */
+/* ---- Scratch the products take --------------------------------------------------------- */
 /*
  * Only the AVX-512 kernels use the GEMM scratch slot: nn to pack a transposed B it does not read
  * by dot products, tn for a padded copy of G under rank updates. The entry points reserve what

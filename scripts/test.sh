@@ -43,6 +43,9 @@ examples/rust/target/release/nerve-predict "$tmp/model.safetensors" 100 2>/dev/n
 sed -n 's/^\([0-9]*: predicted [0-9]\).*/\1/p' "$tmp/rust.txt" | diff - "$tmp/cli.txt"
 echo "rust and the CLI agree on $(wc -l <"$tmp/cli.txt") images"
 
+echo "== disk trouble: a full disk and a read-only folder leave the previous files intact"
+Tests/disk-trouble.sh .build/release/nerve
+
 echo "== Python: the nerve package (pytest), safetensors"
 venv=.build/python-check
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import onnxruntime, onnx, pytest, safetensors" 2>/dev/null; then
@@ -54,4 +57,25 @@ fi
 # Nerve's own predictions for the first 100 test images, which NumPy must reproduce.
 .build/release/nerve predict "$tmp/model.safetensors" --count 100 | sed -n 's/^[0-9]*: predicted \([0-9]\).*/\1/p' >"$tmp/predicted.txt"
 "$venv/bin/python" Tests/python/check_safetensors.py "$tmp/model.safetensors" "$tmp/predicted.txt"
+echo "== sanitizers: the C tests under AddressSanitizer and UndefinedBehaviorSanitizer"
+cmake -S . -B .build-cmake-asan -DCMAKE_BUILD_TYPE=Debug -DNERVE_MODEL_LIBRARY=OFF \
+  -DCMAKE_C_FLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" >/dev/null
+cmake --build .build-cmake-asan -j"$(nproc)" >/dev/null
+ctest --test-dir .build-cmake-asan --output-on-failure
+
+echo "== sanitizers: the Swift suite (and the CLI it runs) under AddressSanitizer, the C core also under UBSan"
+# A debug build, its Swift optimised (-O) so the reference-kernel tests finish in minutes.
+# SwiftPM 6.3 cannot reuse its build plan with sanitizer flags ("unknown build description"):
+# it plans afresh, reusing the compiled objects.
+rm -f .build-asan/build.db .build-asan/*.yaml
+swift build --build-tests --sanitize=address -Xswiftc -O -Xcc -O1 \
+  -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined --scratch-path .build-asan >/dev/null
+ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$root/Tests/lsan-suppressions.txt \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  .build-asan/debug/NervePackageTests.xctest --testing-library swift-testing >"$tmp/asan.log" 2>&1 || {
+  grep -E "ERROR|runtime error|SUMMARY|✘" "$tmp/asan.log" | head -40
+  echo "the sanitizer run failed (full log above in part)"
+  exit 1
+}
+grep "Test run with" "$tmp/asan.log"
 echo "all tests passed"
