@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 //
 // Nerve: neural networks for handwritten digits and other small image tasks.
 //
@@ -20,9 +20,18 @@ let package = Package(
     .library(name: "NerveModel", type: .dynamic, targets: ["NerveModel"]),
     .executable(name: "nerve", targets: ["nerve"]),
   ],
+  // MARK: Traits
+  // Serve: the `nerve serve` HTTP server (Hummingbird). On by default so `swift build` gives the
+  // whole CLI; it only adds a dependency of the `nerve` executable, so an app that uses the Nerve
+  // library never builds it (and with `traits: []` on its dependency never even fetches it).
+  traits: [
+    .trait(name: "Serve", description: "`nerve serve`: the drawing page and the prediction service"),
+    .default(enabledTraits: ["Serve"]),
+  ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
   ],
   targets: [
     // MARK: Implementation
@@ -62,7 +71,10 @@ let package = Package(
     .executableTarget(name: "nerve-fuzz", dependencies: ["NerveFuzzing"], path: "Sources/nerve-fuzz"),
     .executableTarget(
       name: "nerve",
-      dependencies: ["Nerve", "NerveONNX", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+      dependencies: [
+        "Nerve", "NerveONNX", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Hummingbird", package: "hummingbird", condition: .when(traits: ["Serve"])),
+      ],
       path: "Sources/nerve"
     ),
     // MARK: Tests

@@ -4,7 +4,7 @@ import Foundation
 import Nerve
 
 @main
-struct NerveCommand: ParsableCommand {
+struct NerveCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "nerve",
     abstract: "Train and run neural networks on MNIST, the 8x8 digits and other small image sets.",
@@ -14,11 +14,12 @@ struct NerveCommand: ParsableCommand {
         nerve train --layers 784,100,10 --loss cross_entropy --lr 0.1 --batch-size 32 --epochs 5 --save digits.safetensors
         nerve eval digits.safetensors
         nerve predict digits.safetensors --count 5
+        nerve serve digits.safetensors          # then open http://127.0.0.1:8080/ and draw a digit
       """,
     version: nerveVersion,
     subcommands: [
       TrainCommand.self, EvalCommand.self, PredictCommand.self, SummaryCommand.self,
-      BenchCommand.self, SweepCommand.self, ReportCommand.self, ExportCommand.self,
+      BenchCommand.self, SweepCommand.self, ReportCommand.self, ExportCommand.self, ServeCommand.self,
     ]
   )
 }

@@ -29,18 +29,25 @@ public struct GrayImage: Sendable, Equatable {
   /// - Throws: `NerveError` naming the file and what is wrong (not an image, truncated,
   ///   corrupt, unsupported).
   public init(contentsOf path: String) throws {
-    let data = try FileBytes.read(path)
-    let bytes = [UInt8](data)
+    try self.init(bytes: [UInt8](try FileBytes.read(path)), source: path)
+  }
+
+  /// Decodes PNG or PGM bytes received from somewhere other than a file (an upload, a request).
+  /// - Parameter source: what errors name as the origin of the bytes.
+  public init(bytes: [UInt8], source: String = "image") throws {
     if PNG.isPNG(bytes) {
-      self = try PNG.decode(bytes, path: path)
+      self = try PNG.decode(bytes, path: source)
     } else if PGM.isPGM(bytes) {
-      self = try PGM.decode(bytes, path: path)
+      self = try PGM.decode(bytes, path: source)
     } else if bytes.starts(with: [0xFF, 0xD8]) {
-      throw NerveError(.badFile, at: path, "JPEG images are not supported; convert it to PNG (for example: convert in.jpg out.png)")
+      throw NerveError(.badFile, at: source, "JPEG images are not supported; convert it to PNG (for example: convert in.jpg out.png)")
     } else {
-      throw NerveError(.badFile, at: path, "not a PNG or PGM image")
+      throw NerveError(.badFile, at: source, "not a PNG or PGM image")
     }
   }
+
+  /// Whether `bytes` start like a PNG or PGM file (the formats `init(bytes:)` reads).
+  public static func looksLikeImage(_ bytes: [UInt8]) -> Bool { PNG.isPNG(bytes) || PGM.isPGM(bytes) }
 
   /// The image as 8-bit grayscale PNG bytes.
   public var pngData: [UInt8] {

@@ -134,8 +134,10 @@ public final class Sequential: @unchecked Sendable {
 
   /// Shape of one output sample.
   public var outputShape: [Int] { layers.last!.outputShape }
-  var outputCount: Int { outputShape.reduce(1, *) }
-  var inputCount: Int { inputShape.reduce(1, *) }
+  /// Values per output sample (the number of classes for a classifier).
+  public var outputCount: Int { outputShape.reduce(1, *) }
+  /// Values per input sample.
+  public var inputCount: Int { inputShape.reduce(1, *) }
 
   /// Whether the outputs are probabilities: the last layer is a softmax or ends with one.
   public var endsWithSoftmax: Bool {
