@@ -17,7 +17,7 @@ jobs=${FUZZ_JOBS:-1}
 # SwiftPM (6.3) fails to reuse its build plan with these flags ("unknown build description"):
 # planning afresh each time works, and the compiled objects are still reused.
 rm -f .build-fuzz/build.db .build-fuzz/release.yaml
-swift build -c release --scratch-path .build-fuzz --product nerve-fuzz \
+swift build -c release --disable-default-traits --scratch-path .build-fuzz --product nerve-fuzz \
   -Xswiftc -DNERVE_FUZZ -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library >/dev/null
 exe=.build-fuzz/release/nerve-fuzz
 

@@ -3,13 +3,15 @@
 # model files, configs, records, the CLI), the C library's CMake build and CTest (kernels,
 # refused calls), an installed Nerve used through find_package and pkg-config, the model-level
 # C example, the Rust example, and the Python package's tests (API, byte identity with the CLI,
-# ONNX in onnxruntime, Ctrl-C), plus a check that Python's safetensors reads Nerve's files.
-# Installs what it needs if missing (a headless Chromium for reports, Python's venv; numpy,
-# pytest, onnx, onnxruntime and safetensors into .build/python-check).
+# ONNX in onnxruntime, Ctrl-C), a check that Python's safetensors reads Nerve's files, and
+# `nerve serve` over HTTP and in a headless Chromium; then the C tests and the Swift suite under
+# sanitizers. Installs what it needs if missing (Chromium and chromedriver, Python's venv; numpy,
+# pytest, onnx, onnxruntime, safetensors and selenium into .build/python-check). Screenshots of
+# the drawing page land in .build/test-output/serve.
 #   scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NERVE_TEST_PACKAGES="chromium python3-venv" scripts/setup.sh
+NERVE_TEST_PACKAGES="chromium chromium-driver python3-venv" scripts/setup.sh
 root=$PWD
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -48,15 +50,21 @@ Tests/disk-trouble.sh .build/release/nerve
 
 echo "== Python: the nerve package (pytest), safetensors"
 venv=.build/python-check
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import onnxruntime, onnx, pytest, safetensors" 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import onnxruntime, onnx, pytest, safetensors, selenium" 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q numpy pytest onnx onnxruntime safetensors
+  "$venv/bin/pip" install -q numpy pytest onnx onnxruntime safetensors selenium
 fi
 "$venv/bin/pip" install -q --force-reinstall --no-deps ./python
 (cd "$tmp" && "$root/$venv/bin/python" -m pytest -q "$root/python/tests" -p no:cacheprovider)
 # Nerve's own predictions for the first 100 test images, which NumPy must reproduce.
 .build/release/nerve predict "$tmp/model.safetensors" --count 100 | sed -n 's/^[0-9]*: predicted \([0-9]\).*/\1/p' >"$tmp/predicted.txt"
 "$venv/bin/python" Tests/python/check_safetensors.py "$tmp/model.safetensors" "$tmp/predicted.txt"
+
+echo "== nerve serve: the API over HTTP, the drawing page in headless Chromium"
+mkdir -p .build/test-output/serve
+(cd "$tmp" && NERVE="$root/.build/release/nerve" SERVE_OUTPUT="$root/.build/test-output/serve" \
+  "$root/$venv/bin/python" -m pytest -q "$root/Tests/serve" -p no:cacheprovider)
+
 echo "== sanitizers: the C tests under AddressSanitizer and UndefinedBehaviorSanitizer"
 cmake -S . -B .build-cmake-asan -DCMAKE_BUILD_TYPE=Debug -DNERVE_MODEL_LIBRARY=OFF \
   -DCMAKE_C_FLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" >/dev/null
@@ -68,7 +76,8 @@ echo "== sanitizers: the Swift suite (and the CLI it runs) under AddressSanitize
 # SwiftPM 6.3 cannot reuse its build plan with sanitizer flags ("unknown build description"):
 # it plans afresh, reusing the compiled objects.
 rm -f .build-asan/build.db .build-asan/*.yaml
-swift build --build-tests --sanitize=address -Xswiftc -O -Xcc -O1 \
+# Without the Serve trait: the server's dependencies (SwiftNIO and more) would double the build.
+swift build --build-tests --disable-default-traits --sanitize=address -Xswiftc -O -Xcc -O1 \
   -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined --scratch-path .build-asan >/dev/null
 ASAN_OPTIONS=detect_leaks=1 LSAN_OPTIONS=suppressions=$root/Tests/lsan-suppressions.txt \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -50,8 +50,14 @@ public struct GrayImage: Sendable, Equatable {
   public static func looksLikeImage(_ bytes: [UInt8]) -> Bool { PNG.isPNG(bytes) || PGM.isPGM(bytes) }
 
   /// The image as 8-bit grayscale PNG bytes.
-  public var pngData: [UInt8] {
-    PNG.encode(width: width, height: height, channels: 1, samples: pixels.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) })
+  public var pngData: [UInt8] { pngData(compressionLevel: 9) }
+
+  /// The image as 8-bit grayscale PNG bytes, deflated at `compressionLevel` (1 fastest, 9
+  /// smallest): a server answering thousands of small pictures a second wants 1.
+  public func pngData(compressionLevel: Int) -> [UInt8] {
+    PNG.encode(
+      width: width, height: height, channels: 1, samples: pixels.map { UInt8(max(0, min(255, ($0 * 255).rounded()))) },
+      level: Int32(max(1, min(9, compressionLevel))))
   }
 
   /// Writes the image as PNG, atomically.

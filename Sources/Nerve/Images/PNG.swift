@@ -208,7 +208,7 @@ enum PNG {
   }
 
   /// Encodes 8-bit samples: `channels` 1 (gray) or 3 (RGB), rows top to bottom.
-  static func encode(width: Int, height: Int, channels: Int, samples: [UInt8]) -> [UInt8] {
+  static func encode(width: Int, height: Int, channels: Int, samples: [UInt8], level: Int32 = 9) -> [UInt8] {
     precondition(channels == 1 || channels == 3 || channels == 4)
     precondition(samples.count == width * height * channels)
     var raw = [UInt8]()
@@ -220,7 +220,7 @@ enum PNG {
     var size = compressBound(uLong(raw.count))
     var packed = [UInt8](repeating: 0, count: Int(size))
     let status = packed.withUnsafeMutableBufferPointer { p in
-      raw.withUnsafeBufferPointer { r in compress2(p.baseAddress, &size, r.baseAddress, uLong(r.count), 9) }
+      raw.withUnsafeBufferPointer { r in compress2(p.baseAddress, &size, r.baseAddress, uLong(r.count), level) }
     }
     precondition(status == Z_OK, "zlib compress2 failed with \(status)")
     packed.removeLast(packed.count - Int(size))

@@ -42,12 +42,22 @@ public enum Memory {
   /// machine (and for fuzzing, where any large allocation counts as a failure).
   public static var available: Int {
     let machine = machineAvailable
-    guard let text = ProcessInfo.processInfo.environment["NERVE_MEMORY_LIMIT"], !text.isEmpty else { return machine }
+    guard let limit else { return machine }
+    return min(machine, limit)
+  }
+
+  /// NERVE_MEMORY_LIMIT in bytes, read once (the environment is a dictionary built per call).
+  private static let limit: Int? = {
+    guard let text = ProcessInfo.processInfo.environment["NERVE_MEMORY_LIMIT"], !text.isEmpty else { return nil }
     let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
     let unit = text.last.flatMap { units[Character($0.uppercased())] }
-    guard let n = Int(unit == nil ? text : String(text.dropLast())), n > 0 else { return machine }
-    return min(machine, n.multipliedReportingOverflow(by: unit ?? 1).overflow ? machine : n * (unit ?? 1))
-  }
+    guard let n = Int(unit == nil ? text : String(text.dropLast())), n > 0 else { return nil }
+    return n.multipliedReportingOverflow(by: unit ?? 1).overflow ? nil : n * (unit ?? 1)
+  }()
+
+  /// Sizes up to this pass `check` without reading /proc/meminfo: a machine that cannot find
+  /// 16 MB is failing anyway, and small checks sit in per-request paths (decoding a picture).
+  private static let surelyAvailable = 16 << 20
 
   private static var machineAvailable: Int {
     if let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8),
@@ -73,6 +83,7 @@ public enum Memory {
   /// Throws unless `floats` float32 values fit in the memory available now.
   static func check(floats: Int, for what: String, at location: String) throws {
     let (bytes, overflow) = floats.multipliedReportingOverflow(by: 4)
+    if !overflow && bytes <= surelyAvailable && bytes <= (limit ?? .max) { return }
     let available = Memory.available
     guard !overflow, bytes <= available else {
       throw NerveError(

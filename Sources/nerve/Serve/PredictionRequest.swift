@@ -104,7 +104,7 @@ struct PredictionAnswer: Encodable {
       let sum = clipped.reduce(0, +)
       probabilities = sum > 0 ? clipped.map { $0 / sum } : clipped.map { _ in 1 / Float(clipped.count) }
     }
-    prepared = seen.map { "data:image/png;base64," + Data($0.pngData).base64EncodedString() }
+    prepared = seen.map { "data:image/png;base64," + Data($0.pngData(compressionLevel: 1)).base64EncodedString() }
   }
 }
 
