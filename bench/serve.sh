@@ -100,8 +100,13 @@ if [ "$SOAK" -gt 0 ]; then
   start_server mlp
   wrk -t1 -c4 -d2s -s "$work/post.lua" "${url}predict" >/dev/null
   before=$(rss_kb)
-  line=$(wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${SOAK}s" --latency -s "$work/post.lua" "${url}predict" | grep RESULT)
-  after=$(rss_kb)
-  echo "soak, mlp, ${SOAK} s: ${line#RESULT }; RSS ${before} kB after warm-up, ${after} kB at the end"
+  wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${SOAK}s" --latency -s "$work/post.lua" "${url}predict" >"$work/soak.txt" &
+  load=$!
+  samples=""
+  for ((t = 30; t <= SOAK; t += 30)); do sleep 30; samples+=" $(rss_kb)"; done
+  wait "$load"
+  line=$(grep RESULT "$work/soak.txt")
+  echo "soak, mlp, ${SOAK} s: ${line#RESULT }"
+  echo "server RSS (kB): ${before} after warm-up; every 30 s:${samples}"
   stop_server
 fi

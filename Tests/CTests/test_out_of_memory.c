@@ -35,27 +35,12 @@ int posix_memalign(void **out, size_t alignment, size_t bytes) {
   return next(out, alignment, bytes);
 }
 
-/* All buffers live in one arena, compared byte for byte with its copy. */
-enum { ARENA = 1 << 17 };
-static _Alignas(64) float arena[ARENA];
-static _Alignas(64) float before[ARENA];
-static size_t used = 0;
-
-static float *buffer(size_t n) {
-  float *p = arena + used;
-  used += (n + 15) / 16 * 16;
-  if (used > ARENA) {
-    fprintf(stderr, "arena too small\n");
-    exit(2);
-  }
-  return p;
-}
+#define TEST_ARENA_FLOATS (1 << 17)
+#include "test_arena.h"
 
 /* Uniform values in [0.05, 1.05): positive, so they serve as variances and moments too. */
 static void fill_arena(void) {
-  unsigned seed = 777;
-  for (size_t i = 0; i < ARENA; i++)
-    arena[i] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f + 0.05f;
+  fill_arena_uniform(777, 0.05f);
   memcpy(before, arena, sizeof arena);
 }
 

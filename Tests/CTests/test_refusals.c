@@ -32,27 +32,11 @@ static void note_checked(const char *function) {
   if (nchecked < MAX_FUNCTIONS) checked[nchecked++] = function;
 }
 
-/* Every buffer a call may touch lives here; the copy shows whether anything changed. Aligned
- * for the doubles and 64-bit integers carved out of it. */
-enum { ARENA = 1 << 14 };
-static _Alignas(64) float arena[ARENA];
-static _Alignas(64) float before[ARENA];
-static size_t used = 0;
-
-static float *buffer(size_t n) {
-  float *p = arena + used;
-  used += (n + 15) / 16 * 16;
-  if (used > ARENA) {
-    fprintf(stderr, "arena too small\n");
-    exit(2);
-  }
-  return p;
-}
+#define TEST_ARENA_FLOATS (1 << 14)
+#include "test_arena.h"
 
 static void fill_arena(void) {
-  unsigned seed = 12345;
-  for (size_t i = 0; i < ARENA; i++)
-    arena[i] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f - 0.25f;
+  fill_arena_uniform(12345, -0.25f);
 }
 
 /* The first float of the arena whose bytes changed (ARENA if none). */

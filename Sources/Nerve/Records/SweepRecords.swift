@@ -116,15 +116,10 @@ public struct SweepRunRecord: Sendable, Equatable, Codable {
 
   /// A final metric of the run by its metrics-file name (`valid_accuracy`, ...).
   public func value(_ metric: String) -> Double? {
-    switch metric {
-    case "train_loss": trainLoss
-    case "train_accuracy": trainAccuracy
-    case "valid_loss": validLoss
-    case "valid_accuracy": validAccuracy
-    case "test_loss": testLoss
-    case "test_accuracy": testAccuracy
-    default: nil
-    }
+    LossAndAccuracy(
+      trainLoss: trainLoss, trainAccuracy: trainAccuracy, validLoss: validLoss, validAccuracy: validAccuracy,
+      testLoss: testLoss, testAccuracy: testAccuracy
+    ).value(metric)
   }
 }
 

@@ -122,16 +122,38 @@ extension EpochMetrics {
   /// A metric by its metrics-file name (`train_loss`, `valid_accuracy`, ...).
   public func value(_ metric: String) -> Double? {
     switch metric {
+    case "learning_rate": learningRate
+    case "seconds": seconds
+    default: lossAndAccuracy.value(metric)
+    }
+  }
+}
+
+/// A run's six loss and accuracy figures (an epoch's, or a sweep run's final ones), looked up
+/// by their names in the metrics files.
+public struct LossAndAccuracy: Sendable, Equatable {
+  public var trainLoss, trainAccuracy, validLoss, validAccuracy, testLoss, testAccuracy: Double?
+
+  /// `train_loss`, `valid_accuracy`, ... by name; nil for another name or a figure not measured.
+  public func value(_ metric: String) -> Double? {
+    switch metric {
     case "train_loss": trainLoss
     case "train_accuracy": trainAccuracy
     case "valid_loss": validLoss
     case "valid_accuracy": validAccuracy
     case "test_loss": testLoss
     case "test_accuracy": testAccuracy
-    case "learning_rate": learningRate
-    case "seconds": seconds
     default: nil
     }
+  }
+}
+
+extension EpochMetrics {
+  /// The epoch's loss and accuracy figures.
+  public var lossAndAccuracy: LossAndAccuracy {
+    LossAndAccuracy(
+      trainLoss: trainLoss, trainAccuracy: trainAccuracy, validLoss: validLoss, validAccuracy: validAccuracy,
+      testLoss: testLoss, testAccuracy: testAccuracy)
   }
 }
 
