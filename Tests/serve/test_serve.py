@@ -359,6 +359,20 @@ def test_drawing_a_7_and_a_0_in_chromium(server, browser):
     assert zero == "0"
 
 
+def test_the_page_fits_a_phone(server, browser):
+    browser.set_window_size(390, 844)
+    try:
+        browser.get(server.url)
+        width = browser.execute_script("return document.documentElement.clientWidth")
+        scroll = browser.execute_script("return document.documentElement.scrollWidth")
+        pad = browser.find_element("id", "pad")
+        assert scroll <= width, "the page scrolls sideways on a phone"
+        assert pad.size["width"] >= 0.8 * width and abs(pad.size["width"] - pad.size["height"]) <= 2
+        browser.save_screenshot(str(OUTPUT / "serve-phone.png"))
+    finally:
+        browser.set_window_size(900, 900)
+
+
 def test_uploading_a_photo_in_chromium(server, browser, tmp_path):
     images, labels = mnist_test(3)
     photo = tmp_path / "photo.png"

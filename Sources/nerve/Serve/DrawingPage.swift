@@ -7,7 +7,16 @@
 enum DrawingPage {
   static func html(summary: String, inputShape: [Int]) -> String {
     page.replacingOccurrences(of: "{{SUMMARY}}", with: escaped(summary))
-      .replacingOccurrences(of: "{{INPUT}}", with: inputShape.map(String.init).joined(separator: "x"))
+      .replacingOccurrences(of: "{{INPUT}}", with: inputText(inputShape))
+  }
+
+  /// The model's input as people say it: 28x28 for MNIST models, 8x8 for digits models.
+  private static func inputText(_ shape: [Int]) -> String {
+    switch shape.reduce(1, *) {
+    case 784: "28x28"
+    case 64: "8x8"
+    default: shape.map(String.init).joined(separator: "x")
+    }
   }
 
   private static func escaped(_ text: String) -> String {
@@ -67,7 +76,7 @@ enum DrawingPage {
       <div id="digit" aria-live="polite"></div>
       <div id="status">Draw a digit on the pad.</div>
       <div id="bars" role="list"></div>
-      <div class="seen"><img id="seen" alt="The prepared image the model saw" src="data:,"><span>What the model saw, after MNIST-style preparation (input {{INPUT}})</span></div>
+      <div class="seen"><img id="seen" alt="The prepared image the model saw" src="data:,"><span>What the model saw, after preparation ({{INPUT}})</span></div>
     </section>
     <details open><summary>The model</summary><pre id="summary">{{SUMMARY}}</pre></details>
     </main>
