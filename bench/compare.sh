@@ -4,6 +4,7 @@
 #   bench/compare.sh                 # threads 1,2; 5 timed repetitions each (lab-a and
 #                                    # minibatch also from Python, through python/)
 #   THREADS=2 REPEATS=9 bench/compare.sh
+#   WORKLOADS=predict-mlp,predict-cnn,latency-mlp bench/compare.sh   # inference
 #   WORKLOADS=lab-e THREADS=2 REPEATS=1 bench/compare.sh   # Lab E's CNN, one epoch each
 #       (PyTorch twice: with Adam(fused=True), and with its default Adam)
 #
@@ -53,7 +54,10 @@ for r in rows:
     cells[(w, r["threads"], tool)] = r
     if tool == "torch": torch_name = r["tool"]
 units = {"lab-a": "s/epoch (50,000 images)", "minibatch": "s/epoch (50,000 images)", "per-sample": "s/10,000 images",
-         "lab-e": "s/epoch (50,000 images); PyTorch with Adam(fused=True)"}
+         "lab-e": "s/epoch (50,000 images); PyTorch with Adam(fused=True)",
+         "predict-mlp": "s to predict the 10,000 test images (Lab A MLP)",
+         "predict-cnn": "s to predict the 10,000 test images (Lab E CNN)",
+         "latency-mlp": "s for 10,000 one-image calls (x100 = microseconds per image)"}
 print(f"{'workload':<12}{'threads':>8}{'nerve':>11}{torch_name:>22}{'speed-up':>10}   unit")
 for (w, t, tool), r in sorted(cells.items()):
     if tool != "nerve" or (w, t, "torch") not in cells: continue

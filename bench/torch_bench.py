@@ -6,6 +6,7 @@ loss, backward and step. Prints one JSON object per measurement, like `nerve ben
 
     python bench/torch_bench.py --threads 1,2 --repeats 5 --workloads lab-a,minibatch,per-sample
     python bench/torch_bench.py --threads 2 --repeats 1 --workloads lab-e,lab-e-default-adam
+    python bench/torch_bench.py --threads 1,2 --workloads predict-mlp,predict-cnn,latency-mlp
 """
 import argparse
 import gzip
@@ -34,8 +35,13 @@ def load(data_dir):
     return x, y
 
 
-def lab_a(x, y, epochs):
-    """784-30-10 sigmoid, MSE (sum over outputs, mean over batch), full batch, lr 1."""
+def load_test(data_dir):
+    x = idx(os.path.join(data_dir, "t10k-images-idx3-ubyte.gz")).reshape(-1, 784)
+    return torch.from_numpy(x.astype(np.float32) / 255.0)
+
+
+def lab_a_model():
+    """784-30-10 sigmoid, weights uniform in [-0.1, 0.1]."""
     torch.manual_seed(1)
     model = torch.nn.Sequential(torch.nn.Linear(784, 30), torch.nn.Sigmoid(),
                                 torch.nn.Linear(30, 10), torch.nn.Sigmoid())
@@ -43,6 +49,12 @@ def lab_a(x, y, epochs):
         if isinstance(m, torch.nn.Linear):
             torch.nn.init.uniform_(m.weight, -0.1, 0.1)
             torch.nn.init.zeros_(m.bias)
+    return model
+
+
+def lab_a(x, y, epochs):
+    """784-30-10 sigmoid, MSE (sum over outputs, mean over batch), full batch, lr 1."""
+    model = lab_a_model()
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     target = torch.nn.functional.one_hot(y, 10).float()
     times = []
@@ -86,9 +98,9 @@ def lab_c(x, y, epochs, batch, lr):
     return timed_minibatch_epochs(model, torch.optim.SGD(model.parameters(), lr=lr), x, y, epochs, batch)
 
 
-def lab_e(x, y, epochs, fused):
+def lab_e_model():
     """Conv 32 3x3 same + ReLU -> BatchNorm -> MaxPool 2 -> Flatten -> Dense 784 ReLU -> Dense 10,
-    Adam lr 1e-4, batch 32, shuffled, Glorot-normal weights."""
+    Glorot-normal weights."""
     torch.manual_seed(1)
     model = torch.nn.Sequential(
         torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.BatchNorm2d(32, momentum=0.01, eps=1e-3),
@@ -98,8 +110,31 @@ def lab_e(x, y, epochs, fused):
         if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
             torch.nn.init.xavier_normal_(m.weight)
             torch.nn.init.zeros_(m.bias)
+    return model
+
+
+def lab_e(x, y, epochs, fused):
+    """Lab E's CNN, Adam lr 1e-4, batch 32, shuffled."""
+    model = lab_e_model()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, eps=1e-7, fused=fused)
     return timed_minibatch_epochs(model, opt, x.reshape(-1, 1, 28, 28), y, epochs, 32)
+
+
+def inference(model, x, epochs, one_at_a_time):
+    """Seconds of each pass over the test images: all at once, or one image per call (the
+    latency an app sees); the outputs as Nerve gives them (softmax probabilities for the CNN)."""
+    model.eval()
+    times = []
+    with torch.inference_mode():
+        for _ in range(epochs):
+            t = time.perf_counter()
+            if one_at_a_time:
+                for i in range(len(x)):
+                    model(x[i:i + 1])
+            else:
+                model(x)
+            times.append(time.perf_counter() - t)
+    return times, len(x)
 
 
 def main():
@@ -124,6 +159,11 @@ def main():
                 times, n = lab_e(x, y, runs, fused=True)
             elif w == "lab-e-default-adam":
                 times, n = lab_e(x, y, runs, fused=False)
+            elif w in ("predict-mlp", "latency-mlp"):
+                times, n = inference(lab_a_model(), load_test(a.data), runs, w == "latency-mlp")
+            elif w == "predict-cnn":
+                cnn = torch.nn.Sequential(lab_e_model(), torch.nn.Softmax(dim=1))
+                times, n = inference(cnn, load_test(a.data).reshape(-1, 1, 28, 28), runs, False)
             else:
                 raise SystemExit(f"unknown workload {w}")
             times = times[1:]

@@ -14,6 +14,10 @@ struct BenchCommand: ParsableCommand {
         per-sample  the same network, per-sample SGD, lr 0.01: seconds per pass over the first 10,000 images
         lab-e       Lab E's CNN (conv 32 3x3, batch norm, max pool, dense 784, dense 10), Adam lr 1e-4,
                     minibatches of 32: seconds per epoch (no warm-up epoch; not in the default list)
+        predict-mlp the Lab A network predicting the 10,000 test images in one call: seconds
+        predict-cnn the Lab E CNN predicting the 10,000 test images in one call: seconds
+        latency-mlp the Lab A network predicting the test images one at a time (Sequential.outputs(for:count:into:)):
+                    seconds per 10,000 calls (so microseconds per image = seconds x 100)
       bench/compare.sh runs these beside PyTorch in one go and prints the ratios.
       """)
 
@@ -32,7 +36,7 @@ struct BenchCommand: ParsableCommand {
   @Flag(name: .long, help: "Print one JSON object per measurement instead of a table.")
   var json = false
 
-  static let known = ["lab-a", "minibatch", "per-sample", "lab-e"]
+  static let known = ["lab-a", "minibatch", "per-sample", "lab-e", "predict-mlp", "predict-cnn", "latency-mlp"]
 
   func validate() throws {
     guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
@@ -47,7 +51,7 @@ struct BenchCommand: ParsableCommand {
   func run() throws {
     try reportingErrors {
       let mnist = try MNIST.load(from: data)
-      let images = workloads.contains("lab-e") ? try MNIST.load(from: data, imageShape: .channels) : mnist
+      let images = workloads.contains("lab-e") || workloads.contains("predict-cnn") ? try MNIST.load(from: data, imageShape: .channels) : mnist
       let first10k = mnist.train.prefix(10_000)
       let threadCounts = threads.split(separator: ",").map { Int($0)! }
       if !json {
@@ -56,7 +60,8 @@ struct BenchCommand: ParsableCommand {
       }
       for workload in workloads.split(separator: ",").map(String.init) {
         for t in threadCounts {
-          let (seconds, samples) = try measure(workload, threads: t, mnist: workload == "lab-e" ? images : mnist, first10k: first10k)
+          let usesImages = workload == "lab-e" || workload == "predict-cnn"
+          let (seconds, samples) = try measure(workload, threads: t, mnist: usesImages ? images : mnist, first10k: first10k)
           let m = median(seconds)
           if json {
             print(try jsonLine(
@@ -91,23 +96,17 @@ struct BenchCommand: ParsableCommand {
   func measure(_ workload: String, threads: Int, mnist: MNIST, first10k: Dataset) throws -> ([Double], Int) {
     let runs = repeats + 1
     switch workload {
+    case "predict-mlp", "predict-cnn", "latency-mlp":
+      let model = workload == "predict-cnn" ? try Self.labE() : try Self.labA()
+      try model.context.setThreads(threads)
+      return (try timeInference(model, test: mnist.test, oneAtATime: workload == "latency-mlp", runs: runs), mnist.test.count)
     case "lab-a":
-      let model = try Sequential(input: 784) {
-        Dense(30, activation: .sigmoid, weights: .uniform(low: -0.1, high: 0.1))
-        Dense(10, activation: .sigmoid, weights: .uniform(low: -0.1, high: 0.1))
-      }
+      let model = try Self.labA()
       let trainer = Trainer(model: model, loss: .meanSquaredError, optimizer: SGD(learningRate: 1), threads: threads)
       let h = try trainer.fit(mnist.train, epochs: runs, batchSize: .full)
       return (h.epochs.dropFirst().map(\.seconds), mnist.train.count)
     case "lab-e":
-      let model = try Sequential(input: [28, 28, 1]) {
-        Conv2D(32, kernel: 3, padding: .same, activation: .relu, weights: .xavierNormal)
-        BatchNorm()
-        MaxPool2D()
-        Flatten()
-        Dense(784, activation: .relu, weights: .xavierNormal)
-        Dense(10, activation: .softmax, weights: .xavierNormal)
-      }
+      let model = try Self.labE()
       let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: Adam(learningRate: 1e-4), threads: threads)
       let h = try trainer.fit(mnist.train, epochs: repeats, batchSize: 32)
       return (h.epochs.map(\.seconds), mnist.train.count)
@@ -123,5 +122,52 @@ struct BenchCommand: ParsableCommand {
       let h = try trainer.fit(set, epochs: runs, batchSize: .size(perSample ? 1 : 100))
       return (h.epochs.dropFirst().map(\.seconds), set.count)
     }
+  }
+
+  /// Lab A's network: 784-30-10, sigmoid, weights uniform in [-0.1, 0.1].
+  static func labA() throws -> Sequential {
+    try Sequential(input: 784) {
+      Dense(30, activation: .sigmoid, weights: .uniform(low: -0.1, high: 0.1))
+      Dense(10, activation: .sigmoid, weights: .uniform(low: -0.1, high: 0.1))
+    }
+  }
+
+  /// Lab E's CNN.
+  static func labE() throws -> Sequential {
+    try Sequential(input: [28, 28, 1]) {
+      Conv2D(32, kernel: 3, padding: .same, activation: .relu, weights: .xavierNormal)
+      BatchNorm()
+      MaxPool2D()
+      Flatten()
+      Dense(784, activation: .relu, weights: .xavierNormal)
+      Dense(10, activation: .softmax, weights: .xavierNormal)
+    }
+  }
+
+  /// Seconds of each timed pass over the test images after the first (a warm-up): all in one
+  /// call, or one image per call through the allocation-free path.
+  func timeInference(_ model: Sequential, test: Dataset, oneAtATime: Bool, runs: Int) throws -> [Double] {
+    let n = test.count, d = model.inputCount, width = model.outputCount
+    var outputs = [Float](repeating: 0, count: n * width)
+    var times = [Double]()
+    try test.features.withUnsafeBufferPointer { features in
+      for _ in 0..<runs {
+        let clock = ContinuousClock()
+        let start = clock.now
+        try outputs.withUnsafeMutableBufferPointer { out in
+          if oneAtATime {
+            for i in 0..<n {
+              try model.outputs(
+                for: UnsafeBufferPointer(rebasing: features[i * d..<(i + 1) * d]), count: 1,
+                into: UnsafeMutableBufferPointer(rebasing: out[i * width..<(i + 1) * width]))
+            }
+          } else {
+            try model.outputs(for: features, count: n, into: out)
+          }
+        }
+        times.append((clock.now - start).seconds)
+      }
+    }
+    return Array(times.dropFirst())
   }
 }

@@ -41,6 +41,28 @@ extension Sequential {
     try activations(for: features, layer: layers.count - 1)
   }
 
+  /// The outputs for `count` samples already in memory, written into `outputs`
+  /// ([count, outputCount] floats). No tensors are made: after the first call has sized the
+  /// inference plan, a call allocates nothing, so a server or an app can run one sample at a
+  /// time at the kernels' speed.
+  /// - Throws: if the buffers do not hold `count` samples and `count` outputs.
+  public func outputs(
+    for features: UnsafeBufferPointer<Float>, count: Int, into outputs: UnsafeMutableBufferPointer<Float>
+  ) throws {
+    let width = outputCount
+    guard count >= 0, features.count == count * inputCount, outputs.count >= count * width,
+      let x = features.baseAddress, let out = outputs.baseAddress
+    else {
+      throw NerveError(
+        .shapeMismatch, at: "outputs(for:count:into:)",
+        "\(features.count) input and \(outputs.count) output values for \(count) samples (expected \(count * inputCount) and \(count * width))")
+    }
+    let last = layers.count - 1
+    try infer(x, count: count) { plan, chunk, start in
+      (out + start * width).update(from: plan.outputs[last], count: chunk * width)
+    }
+  }
+
   /// The outputs of layer `index` (inference mode, after the layer's own activation) for a
   /// batch: [samples] + that layer's output shape. For looking inside a network, e.g. a
   /// convolution's feature maps.

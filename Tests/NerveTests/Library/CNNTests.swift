@@ -92,6 +92,44 @@ struct CNNTests {
     #expect(model.summary.contains("(None, 12, 12, 4)"), "\(model.summary)")
   }
 
+  @Test("one sample at a time through outputs(for:count:into:) equals the batch; raw values get the saved preprocessing; wrong sizes are refused")
+  func inferenceWithoutTensors() throws {
+    let model = try Sequential(input: [28, 28, 1], seed: 5) {
+      Conv2D(6, kernel: 3, padding: .same, activation: .relu)
+      BatchNorm()
+      MaxPool2D()
+      Flatten()
+      Dense(10, activation: .softmax)
+    }
+    let x = Self.images.test.prefix(37).features
+    let batch = try model.outputs(for: x)
+    var single = [Float](repeating: -1, count: 37 * 10)
+    try x.withUnsafeBufferPointer { features in
+      try single.withUnsafeMutableBufferPointer { out in
+        for i in 0..<37 {
+          try model.outputs(
+            for: UnsafeBufferPointer(rebasing: features[i * 784..<(i + 1) * 784]), count: 1,
+            into: UnsafeMutableBufferPointer(rebasing: out[i * 10..<(i + 1) * 10]))
+        }
+        // One value short, or too little room for the outputs: refused, nothing written.
+        let before = Array(out)
+        #expect(throws: NerveError.self) {
+          try model.outputs(for: UnsafeBufferPointer(rebasing: features[0..<783]), count: 1, into: out)
+        }
+        #expect(throws: NerveError.self) {
+          try model.outputs(for: features, count: 37, into: UnsafeMutableBufferPointer(rebasing: out[0..<369]))
+        }
+        #expect(Array(out) == before)
+      }
+    }
+    #expect(Tensor(shape: [37, 10], values: single) == batch)
+    // Raw bytes with the model's saved preprocessing give what the scaled values give.
+    model.preprocessing = .unitScale
+    let raw = (0..<(37 * 784)).map { x[flat: $0] * 255 }
+    let fromRaw = try model.outputs(forRaw: raw, count: 37)
+    for i in 0..<(37 * 10) { #expect(abs(fromRaw[flat: i] - batch[flat: i]) <= 1e-6) }
+  }
+
   @Test("dropout is the identity in inference and masks in training; batch norm switches statistics")
   func trainingVersusInference() throws {
     let data = try Dataset(features: Tensor(shape: [64, 8], values: randomFloats(512, seed: 1, low: 2, high: 4)), labels: [Int32](repeating: 0, count: 64), classes: 2)
