@@ -37,7 +37,10 @@ public struct Experiment {
     var pre: Preprocessing
     switch c.dataSet {
     case .mnist:
-      let m = try MNIST.load(from: c.dataPath, validationCount: c.validationCount, imageShape: shape)
+      // A subset by count needs only that many training images converted.
+      let limit = c.trainIndices == nil ? c.trainCount : nil
+      let m = try MNIST.load(
+        from: c.dataPath, validationCount: c.validationCount, imageShape: shape, trainLimit: limit)
       train = m.train
       validation = c.validationCount > 0 ? m.validation : nil
       test = m.test

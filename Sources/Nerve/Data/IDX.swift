@@ -106,9 +106,16 @@ public struct IDXArray: Sendable {
 
   /// Writes the elements, times `scale`, to `out` (room for `count` floats).
   func write(into out: UnsafeMutablePointer<Float>, scale: Float) {
-    let n = count
+    write(elements: 0..<count, into: out, scale: scale)
+  }
+
+  /// Writes the elements `elements` (flat indices), times `scale`, to `out` (room for
+  /// `elements.count` floats): a slice of a file without converting the rest.
+  func write(elements: Range<Int>, into out: UnsafeMutablePointer<Float>, scale: Float) {
+    precondition(elements.lowerBound >= 0 && elements.upperBound <= count)
+    let n = elements.count
     bytes.withUnsafeBufferPointer { b in
-      let p = b.baseAddress! + dataOffset
+      let p = b.baseAddress! + dataOffset + elements.lowerBound * type.size
       switch type {
       case .uint8: for i in 0..<n { out[i] = Float(p[i]) * scale }
       case .int8: for i in 0..<n { out[i] = Float(Int8(bitPattern: p[i])) * scale }

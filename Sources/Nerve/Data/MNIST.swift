@@ -29,33 +29,32 @@ public struct MNIST: Sendable {
   ///   - validationCount: images taken from the end of the training file for validation.
   ///   - imageShape: `.flat` gives samples of [784]; `.channels` gives [28, 28, 1] for CNNs.
   ///   - preprocessing: applied to the raw bytes; by default they are scaled to [0, 1].
+  ///   - trainLimit: if set, only the first `trainLimit` images of the training split become
+  ///     inputs (a run on a subset then neither converts nor holds the rest).
   /// - Throws: `NerveError` naming the file for missing, truncated or corrupt files, and for
   ///   image and label counts that differ.
   public static func load(
     from directory: String? = nil, validationCount: Int = 10_000, imageShape: ImageShape = .flat,
-    preprocessing: Preprocessing = .unitScale
+    preprocessing: Preprocessing = .unitScale, trainLimit: Int? = nil
   ) throws -> MNIST {
     guard let dir = directory ?? BundledData.directory("mnist") else {
       throw NerveError(
         .badFile, at: "Data/mnist",
         "cannot find the bundled MNIST; pass a directory or set NERVE_DATA to the Data folder")
     }
-    let trainAll = try loadPair(
-      dir: dir, images: fileNames.trainImages, labels: fileNames.trainLabels, name: "MNIST train",
-      shape: imageShape, preprocessing: preprocessing)
-    let test = try loadPair(
-      dir: dir, images: fileNames.testImages, labels: fileNames.testLabels, name: "MNIST test",
-      shape: imageShape, preprocessing: preprocessing)
-    guard validationCount >= 0, validationCount < trainAll.count else {
+    let trainFile = try ImageFile(dir: dir, images: fileNames.trainImages, labels: fileNames.trainLabels, shape: imageShape)
+    let testFile = try ImageFile(dir: dir, images: fileNames.testImages, labels: fileNames.testLabels, shape: imageShape)
+    guard validationCount >= 0, validationCount < trainFile.count else {
       throw NerveError(
         .badValue, at: "validation",
-        "validation count must be in 0..<\(trainAll.count), got \(validationCount)")
+        "validation count must be in 0..<\(trainFile.count), got \(validationCount)")
     }
-    let cut = trainAll.count - validationCount
-    var train = trainAll.slice(0..<cut)
-    train.name = "MNIST train"
-    var validation = trainAll.slice(cut..<trainAll.count)
-    validation.name = "MNIST validation"
+    let cut = trainFile.count - validationCount
+    let trainEnd = min(cut, max(trainLimit ?? cut, 0))
+    // Each split is converted straight from the file's bytes: no copy of the whole file as floats.
+    let train = try trainFile.dataset(rows: 0..<trainEnd, name: "MNIST train", preprocessing: preprocessing)
+    let validation = try trainFile.dataset(rows: cut..<trainFile.count, name: "MNIST validation", preprocessing: preprocessing)
+    let test = try testFile.dataset(rows: 0..<testFile.count, name: "MNIST test", preprocessing: preprocessing)
     return MNIST(train: train, validation: validation, test: test, preprocessing: preprocessing)
   }
 
@@ -83,41 +82,71 @@ public struct MNIST: Sendable {
     dir: String, images: String, labels: String, name: String, shape: ImageShape = .flat,
     preprocessing: Preprocessing = .unitScale
   ) throws -> Dataset {
-    let imagePath = try locate(images, in: dir)
-    let labelPath = try locate(labels, in: dir)
-    let img = try IDXArray(contentsOf: imagePath)
-    let lab = try IDXArray(contentsOf: labelPath)
-    guard img.dimensions.count == 3 else {
-      throw NerveError(
-        .badFile, at: imagePath,
-        "expected images as 3 dimensions [count, rows, columns], found \(img.dimensions)")
+    let file = try ImageFile(dir: dir, images: images, labels: labels, shape: shape)
+    return try file.dataset(rows: 0..<file.count, name: name, preprocessing: preprocessing)
+  }
+
+  /// An image file and its label file, checked against each other, with their rows not yet
+  /// converted to floats.
+  struct ImageFile {
+    let images: IDXArray
+    let imagePath: String
+    let labels: [Int32]
+    let classes: Int
+    let sample: [Int]
+    var count: Int { labels.count }
+
+    init(dir: String, images imageName: String, labels labelName: String, shape: ImageShape) throws {
+      imagePath = try locate(imageName, in: dir)
+      let labelPath = try locate(labelName, in: dir)
+      let img = try IDXArray(contentsOf: imagePath)
+      let lab = try IDXArray(contentsOf: labelPath)
+      guard img.dimensions.count == 3 else {
+        throw NerveError(
+          .badFile, at: imagePath,
+          "expected images as 3 dimensions [count, rows, columns], found \(img.dimensions)")
+      }
+      guard lab.dimensions.count == 1 else {
+        throw NerveError(
+          .badFile, at: labelPath, "expected labels as 1 dimension [count], found \(lab.dimensions)")
+      }
+      guard img.dimensions[0] == lab.dimensions[0] else {
+        throw NerveError(
+          .shapeMismatch, at: imagePath,
+          "has \(img.dimensions[0]) images but \(labelPath) has \(lab.dimensions[0]) labels")
+      }
+      // Pixels are scaled as bytes (1/255): other element types would be scaled wrongly.
+      guard img.type == .uint8 else {
+        throw NerveError(
+          .badFile, at: imagePath,
+          "holds \(img.type) values; MNIST-format images must be unsigned bytes (IDX type 0x08)")
+      }
+      let values = try lab.integers()
+      if let bad = values.firstIndex(where: { $0 < 0 || $0 > 255 }) {
+        throw NerveError(.badFile, at: labelPath, "label \(values[bad]) at index \(bad) is not a class index")
+      }
+      images = img
+      labels = values.map { Int32($0) }
+      classes = max(10, (values.max() ?? 0) + 1)
+      let rows = img.dimensions[1], cols = img.dimensions[2]
+      sample = shape == .flat ? [rows * cols] : [rows, cols, 1]
     }
-    guard lab.dimensions.count == 1 else {
-      throw NerveError(
-        .badFile, at: labelPath, "expected labels as 1 dimension [count], found \(lab.dimensions)")
+
+    /// Rows `rows` as a dataset, the bytes scaled (and standardised) by `preprocessing`.
+    func dataset(rows: Range<Int>, name: String, preprocessing: Preprocessing) throws -> Dataset {
+      let size = sample.reduce(1, *)
+      try Memory.check(floats: rows.count * size, for: "\(rows.count) images of \(imagePath)", at: imagePath)
+      var features = Tensor(shape: [rows.count] + sample)
+      features.withUnsafeMutableBufferPointer { out in
+        if let base = out.baseAddress {
+          images.write(elements: rows.lowerBound * size..<rows.upperBound * size, into: base, scale: preprocessing.scale)
+        }
+      }
+      // The scale went into the conversion; the rest of the preprocessing follows.
+      var rest = preprocessing
+      rest.scale = 1
+      try rest.apply(to: &features)
+      return try Dataset(name: name, features: features, labels: Array(labels[rows]), classes: classes)
     }
-    guard img.dimensions[0] == lab.dimensions[0] else {
-      throw NerveError(
-        .shapeMismatch, at: imagePath,
-        "has \(img.dimensions[0]) images but \(labelPath) has \(lab.dimensions[0]) labels")
-    }
-    // Pixels are scaled as bytes (1/255): other element types would be scaled wrongly.
-    guard img.type == .uint8 else {
-      throw NerveError(
-        .badFile, at: imagePath,
-        "holds \(img.type) values; MNIST-format images must be unsigned bytes (IDX type 0x08)")
-    }
-    let values = try lab.integers()
-    if let bad = values.firstIndex(where: { $0 < 0 || $0 > 255 }) {
-      throw NerveError(.badFile, at: labelPath, "label \(values[bad]) at index \(bad) is not a class index")
-    }
-    let classes = max(10, (values.max() ?? 0) + 1)
-    let rows = img.dimensions[1], cols = img.dimensions[2]
-    let sample = shape == .flat ? [rows * cols] : [rows, cols, 1]
-    try Memory.check(floats: img.count, for: "the \(img.dimensions[0]) images of \(imagePath)", at: imagePath)
-    var features = Tensor(shape: [img.dimensions[0]] + sample, values: img.floats())
-    try preprocessing.apply(to: &features)
-    return try Dataset(
-      name: name, features: features, labels: values.map { Int32($0) }, classes: classes)
   }
 }

@@ -23,6 +23,12 @@ struct DataTests {
     #expect(Array(all.train.labels[50_000..<50_010]) == Array(m.validation.labels[0..<10]))
     let images = try MNIST.load(imageShape: .channels)
     #expect(images.test.sampleShape == [28, 28, 1])
+    // Converting only the first 100 training images changes nothing else.
+    let few = try MNIST.load(trainLimit: 100)
+    #expect(few.train.count == 100 && few.train.labels == Array(m.train.labels[0..<100]))
+    #expect(few.train.features == m.train.prefix(100).features)
+    #expect(few.validation.features == m.validation.features && few.test.features == m.test.features)
+    #expect(try MNIST.load(trainLimit: 1_000_000).train.count == 50_000)
   }
 
   @Test("the labs' ten indices pick one image of each digit, 0 to 9")
