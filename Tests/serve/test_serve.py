@@ -289,6 +289,21 @@ def test_sigint_stops_gracefully(model):
     assert code == 0, log
 
 
+def test_sigterm_lets_requests_in_flight_finish(model):
+    s = Server(model, "--max-body", "200000000")
+    images, _ = mnist_test(1000)
+    body = json.dumps({"batch": np.tile(images.reshape(1000, -1), (20, 1)).tolist()}).encode()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(request, s.url + "predict", body, "application/json")
+        time.sleep(0.3)  # the 20,000-sample request is on its way or being answered
+        assert not answer.done()
+        s.process.send_signal(signal.SIGTERM)
+        status, result = answer.result(timeout=60)
+    assert status == 200 and len(result["predictions"]) == 20_000
+    rest, _ = s.process.communicate(timeout=30)
+    assert s.process.returncode == 0, rest
+
+
 # ---------------------------------------------------------------- the page in a real browser
 
 @pytest.fixture(scope="module")
