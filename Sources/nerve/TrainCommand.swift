@@ -45,7 +45,7 @@ struct TrainCommand: ParsableCommand {
   @Option(name: .long, help: ArgumentHelp("Optimizer: sgd, momentum, nesterov, adam, adamw, rmsprop or adadelta.", valueName: "name"))
   var optimizer: String?
 
-  @Option(name: .long, help: ArgumentHelp("Learning-rate schedule: constant, step(every,factor), cosine, cosine(min), exponential(factor).", valueName: "schedule"))
+  @Option(name: .long, help: ArgumentHelp("Learning-rate schedule: constant, step(every,factor), cosine, cosine(min), exponential(factor), one_cycle or one_cycle(warmup,initial,final) (per step).", valueName: "schedule"))
   var schedule: String?
 
   @Option(name: .long, help: ArgumentHelp("Stop after this many epochs without validation improvement, keeping the best epoch's weights.", valueName: "epochs"))
@@ -134,7 +134,7 @@ struct TrainCommand: ParsableCommand {
       throw ValidationError("--optimizer must be one of \(Experiment.optimizerNames.joined(separator: ", ")), got '\(optimizer)'")
     }
     if let schedule, LearningRateSchedule(parsing: schedule) == nil {
-      throw ValidationError("--schedule must be constant, step(every,factor), cosine, cosine(min) or exponential(factor), got '\(schedule)'")
+      throw ValidationError("--schedule must be constant, step(every,factor), cosine, cosine(min), exponential(factor), one_cycle or one_cycle(warmup,initial,final), got '\(schedule)'")
     }
     if let patience, patience < 0 { throw ValidationError("--patience must be 0 or more") }
     if let monitor, EarlyStopping.Monitor(rawValue: monitor) == nil {

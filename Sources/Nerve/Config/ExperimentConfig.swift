@@ -163,7 +163,7 @@ public struct ExperimentConfig: Sendable, Equatable {
     epsilon = try f.double("epsilon", min: 1e-30, max: 0.5).map(Float.init)
     if let v = try f.string("schedule") {
       guard let sch = LearningRateSchedule(parsing: v) else {
-        throw f.error("schedule", "expected constant, step(every, factor), cosine, cosine(minimum) or exponential(factor), found '\(v)'")
+        throw f.error("schedule", "expected constant, step(every, factor), cosine, cosine(minimum), exponential(factor), one_cycle or one_cycle(warmup, initial, final), found '\(v)'")
       }
       schedule = sch
     }

@@ -124,7 +124,11 @@ public final class Trainer {
     }
     while state.completedEpochs < epochs && !state.history.stoppedEarly {
       let epoch = state.completedEpochs + 1
-      let rate = optimizer.learningRate * schedule.multiplier(epoch: epoch, of: epochs)
+      let base = optimizer.learningRate * schedule.multiplier(epoch: epoch, of: epochs)
+      let steps = workspace.stepsPerEpoch, runSteps = epochs * steps
+      let rate: (Int) -> Float = { step in
+        schedule.changesEveryStep ? base * schedule.multiplier(step: (epoch - 1) * steps + step, of: runSteps) : base
+      }
       var metrics: EpochMetrics
       do {
         metrics = try workspace.runEpoch(

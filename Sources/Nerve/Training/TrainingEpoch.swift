@@ -19,12 +19,13 @@ typealias GradientObserver = (GradientRecord) -> Void
 
 extension TrainingWorkspace {
   /// Runs the steps of epoch `epoch` that `state` has not yet done (all of them at the start of
-  /// an epoch), and returns the epoch's training metrics.
+  /// an epoch), and returns the epoch's training metrics. `learningRate` gives the rate of each
+  /// 0-based step of the epoch; the metrics record the last step's.
   /// `afterStep` sees the state after every step but an epoch's last (a checkpoint's chance).
   /// - Throws: `TrainingDiverged` for a non-finite loss, `TrainingInterrupted` when
   ///   `shouldStop` says so after a step; errors of the kernels.
   func runEpoch(
-    _ epoch: Int, learningRate: Float, state: inout TrainingState,
+    _ epoch: Int, learningRate: (Int) -> Float, state: inout TrainingState,
     onBatch: ((BatchProgress) -> Void)?, onGradients: GradientObserver?, shouldStop: (() -> Bool)? = nil,
     afterStep: ((TrainingState) throws -> Void)? = nil
   ) throws -> EpochMetrics {
@@ -43,14 +44,15 @@ extension TrainingWorkspace {
       let start = step * batchCapacity
       let rows = min(batchCapacity, n - start)
       let batch = batch(at: start, rows: rows, order: state.order)
+      let rate = learningRate(step)
       let result: StepResult
       do {
-        result = try computeGradients(batch, learningRate: learningRate)
+        result = try computeGradients(batch, learningRate: rate)
       } catch let e as NonFiniteLoss {
         throw TrainingDiverged(epoch: epoch, step: step + 1, value: e.value)
       }
       try recordGradients(epoch: epoch, state: &state, onGradients: onGradients)
-      try applyUpdate(learningRate: learningRate)
+      try applyUpdate(learningRate: rate)
       state.epochCorrect += result.correct
       state.epochLossSum += result.loss * Double(rows)
       state.stepInEpoch += 1
@@ -71,7 +73,7 @@ extension TrainingWorkspace {
     clockIn(&state)
     var metrics = EpochMetrics(
       epoch: epoch, seconds: state.epochSeconds, trainLoss: state.epochLossSum / Double(n),
-      trainAccuracy: Double(state.epochCorrect) / Double(n), learningRate: Double(learningRate))
+      trainAccuracy: Double(state.epochCorrect) / Double(n), learningRate: Double(learningRate(steps - 1)))
     metrics.gradients = state.recorder?.takeMeans()
     return metrics
   }

@@ -185,6 +185,26 @@ struct CNNTests {
     let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: SGD(learningRate: 0.4))
     let h = try trainer.fit(Fixtures.mnist.train.prefix(50), epochs: 3, batchSize: 10, schedule: .step(every: 1, factor: 0.5))
     #expect(h.epochs.map(\.learningRate) == [0.4, 0.2, 0.1].map { Double(Float($0)) })
+
+    // One cycle, step by step: up from 4% to the full rate over the first quarter, down to
+    // 0.1% by the last step.
+    let cycle = LearningRateSchedule.oneCycle()
+    #expect(cycle.changesEveryStep && !LearningRateSchedule.cosine().changesEveryStep)
+    #expect(abs(cycle.multiplier(step: 0, of: 100) - 0.04) < 1e-6)
+    #expect(cycle.multiplier(step: 25, of: 100) == 1)
+    #expect(abs(cycle.multiplier(step: 99, of: 100) - 0.001) < 1e-6)
+    let rates = (0..<100).map { cycle.multiplier(step: $0, of: 100) }
+    #expect(zip(rates, rates.dropFirst()).prefix(25).allSatisfy { $0 < $1 })
+    #expect(zip(rates, rates.dropFirst()).dropFirst(25).allSatisfy { $0 > $1 })
+    #expect(LearningRateSchedule(parsing: "one_cycle") == .oneCycle())
+    #expect(LearningRateSchedule(parsing: "one_cycle(0.3, 0.1, 0.01)") == .oneCycle(warmup: 0.3, initial: 0.1, final: 0.01))
+    #expect(LearningRateSchedule(parsing: "one_cycle(1.5, 0.1, 0.01)") == nil)
+    // In a run: 3 epochs of 5 steps; each epoch records its last step's rate.
+    let cycled = try Trainer(
+      model: Sequential(input: 784) { Dense(10, activation: .softmax) }, loss: .crossEntropy,
+      optimizer: SGD(learningRate: 0.4)
+    ).fit(Fixtures.mnist.train.prefix(50), epochs: 3, batchSize: 10, schedule: cycle)
+    #expect(cycled.epochs.map(\.learningRate) == [4, 9, 14].map { Double(0.4 * cycle.multiplier(step: $0, of: 15)) })
   }
 
   @Test("gradient diagnostics show vanishing gradients in a deep sigmoid network")
