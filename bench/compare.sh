@@ -5,6 +5,7 @@
 #                                    # minibatch also from Python, through python/)
 #   THREADS=2 REPEATS=9 bench/compare.sh
 #   WORKLOADS=predict-mlp,predict-cnn,latency-mlp bench/compare.sh   # inference
+#   WORKLOADS=fast-99 THREADS=2 REPEATS=5 bench/compare.sh   # the fast recipe, 5 seeds each
 #   WORKLOADS=lab-e THREADS=2 REPEATS=1 bench/compare.sh   # Lab E's CNN, one epoch each
 #       (PyTorch twice: with Adam(fused=True), and with its default Adam)
 #
@@ -57,12 +58,16 @@ units = {"lab-a": "s/epoch (50,000 images)", "minibatch": "s/epoch (50,000 image
          "lab-e": "s/epoch (50,000 images); PyTorch with Adam(fused=True)",
          "predict-mlp": "s to predict the 10,000 test images (Lab A MLP)",
          "predict-cnn": "s to predict the 10,000 test images (Lab E CNN)",
-         "latency-mlp": "s for 10,000 one-image calls (x100 = microseconds per image)"}
+         "latency-mlp": "s for 10,000 one-image calls (x100 = microseconds per image)",
+         "fast-99": "s of training, one epoch of 60,000 images (examples/fast-99.toml's recipe)"}
 print(f"{'workload':<12}{'threads':>8}{'nerve':>11}{torch_name:>22}{'speed-up':>10}   unit")
 for (w, t, tool), r in sorted(cells.items()):
     if tool != "nerve" or (w, t, "torch") not in cells: continue
     n, p = r["median_seconds"], cells[(w, t, "torch")]["median_seconds"]
     print(f"{w:<12}{t:>8}{n:>11.4f}{p:>22.4f}{p / n:>9.1f}x   {units.get(w, 's')}")
+    if "accuracy" in r:
+        print(f"{'':<12}{'':>8}{100 * r['accuracy']:>10.2f}%{100 * cells[(w, t, 'torch')].get('accuracy', 0):>21.2f}%"
+              f"{'':>10}   mean test accuracy of the timed runs")
     if (w, t, "nerve-python") in cells:
         q = cells[(w, t, "nerve-python")]["median_seconds"]
         print(f"{'':<12}{'':>8}{q:>11.4f}{p:>22.4f}{p / q:>9.1f}x   nerve from Python (python/), {q / n:.2f}x the CLI's time")

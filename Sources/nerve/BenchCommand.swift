@@ -18,6 +18,8 @@ struct BenchCommand: ParsableCommand {
         predict-cnn the Lab E CNN predicting the 10,000 test images in one call: seconds
         latency-mlp the Lab A network predicting the test images one at a time (Sequential.outputs(for:count:into:)):
                     seconds per 10,000 calls (so microseconds per image = seconds x 100)
+        fast-99     examples/fast-99.toml's recipe: one epoch on all 60,000 training images from a fresh
+                    start (seed = run number), seconds of training; --json also gives the mean test accuracy
       bench/compare.sh runs these beside PyTorch in one go and prints the ratios.
       """)
 
@@ -36,7 +38,7 @@ struct BenchCommand: ParsableCommand {
   @Flag(name: .long, help: "Print one JSON object per measurement instead of a table.")
   var json = false
 
-  static let known = ["lab-a", "minibatch", "per-sample", "lab-e", "predict-mlp", "predict-cnn", "latency-mlp"]
+  static let known = ["lab-a", "minibatch", "per-sample", "lab-e", "predict-mlp", "predict-cnn", "latency-mlp", "fast-99"]
 
   func validate() throws {
     guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
@@ -51,7 +53,8 @@ struct BenchCommand: ParsableCommand {
   func run() throws {
     try reportingErrors {
       let mnist = try MNIST.load(from: data)
-      let images = workloads.contains("lab-e") || workloads.contains("predict-cnn") ? try MNIST.load(from: data, imageShape: .channels) : mnist
+      let usesImages = ["lab-e", "predict-cnn"].contains { workloads.split(separator: ",").contains(Substring($0)) }
+      let images = usesImages ? try MNIST.load(from: data, imageShape: .channels) : mnist
       let first10k = mnist.train.prefix(10_000)
       let threadCounts = threads.split(separator: ",").map { Int($0)! }
       if !json {
@@ -60,14 +63,20 @@ struct BenchCommand: ParsableCommand {
       }
       for workload in workloads.split(separator: ",").map(String.init) {
         for t in threadCounts {
-          let usesImages = workload == "lab-e" || workload == "predict-cnn"
-          let (seconds, samples) = try measure(workload, threads: t, mnist: usesImages ? images : mnist, first10k: first10k)
+          var accuracy: Double?
+          let (seconds, samples): ([Double], Int)
+          if workload == "fast-99" {
+            (seconds, samples, accuracy) = try measureFast99(threads: t)
+          } else {
+            let needsImages = workload == "lab-e" || workload == "predict-cnn"
+            (seconds, samples) = try measure(workload, threads: t, mnist: needsImages ? images : mnist, first10k: first10k)
+          }
           let m = median(seconds)
           if json {
             print(try jsonLine(
               BenchRecord(
                 tool: "nerve", workload: workload, threads: t, medianSeconds: m,
-                samplesPerSecond: Double(samples) / m, runs: seconds)))
+                samplesPerSecond: Double(samples) / m, runs: seconds, accuracy: accuracy)))
           } else {
             print(workload.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: " %8d %9.4f %11.0f", t, m, Double(samples) / m))
           }
@@ -85,9 +94,11 @@ struct BenchCommand: ParsableCommand {
     var medianSeconds: Double
     var samplesPerSecond: Double
     var runs: [Double]
+    /// Mean test accuracy of the timed runs, for workloads that train to a result.
+    var accuracy: Double?
 
     enum CodingKeys: String, CodingKey {
-      case tool, workload, threads, runs
+      case tool, workload, threads, runs, accuracy
       case medianSeconds = "median_seconds", samplesPerSecond = "samples_per_second"
     }
   }
@@ -169,5 +180,31 @@ struct BenchCommand: ParsableCommand {
       }
     }
     return Array(times.dropFirst())
+  }
+
+  /// examples/fast-99.toml's recipe in code: seconds of each one-epoch run after a warm-up run,
+  /// the samples of an epoch and the mean test accuracy of the timed runs.
+  func measureFast99(threads: Int) throws -> ([Double], Int, Double) {
+    let images = try MNIST.load(from: data, validationCount: 0, imageShape: .channels)
+    let all = images.train
+    var seconds = [Double](), accuracies = [Double]()
+    for run in 0...repeats {
+      let model = try Sequential(input: [28, 28, 1], seed: UInt64(run + 1)) {
+        Conv2D(24, kernel: 5, activation: .relu)
+        MaxPool2D()
+        Conv2D(32, kernel: 3, activation: .relu)
+        MaxPool2D()
+        Flatten()
+        Dense(256, activation: .relu)
+        Dense(10, activation: .softmax)
+      }
+      let trainer = Trainer(
+        model: model, loss: .crossEntropy, optimizer: Adam(learningRate: 0.01, beta1: 0.7, beta2: 0.9), threads: threads)
+      let h = try trainer.fit(all, epochs: 1, batchSize: 256, seed: UInt64(run + 1), schedule: .oneCycle())
+      if run == 0 { continue }
+      seconds.append(h.epochs[0].seconds)
+      accuracies.append(try model.evaluate(images.test, loss: .crossEntropy).accuracy)
+    }
+    return (seconds, all.count, accuracies.reduce(0, +) / Double(accuracies.count))
   }
 }
