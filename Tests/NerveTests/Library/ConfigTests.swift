@@ -150,7 +150,12 @@ struct ConfigTests {
     #expect(model.outputShape == [10], "\(path)")
     _ = try e.makeOptimizer()
     let name = (path as NSString).lastPathComponent
-    #expect(name.range(of: "^lab-[a-z]-", options: .regularExpression) != nil, "\(name) starts with its lab's letter")
+    // Lab configs start with their lab's letter; the one recipe beyond the labs is named for its goal.
+    if name == "fast-99.toml" {
+      #expect(c.schedule == .oneCycle() && c.epochs == 1 && c.validationCount == 0)
+    } else {
+      #expect(name.range(of: "^lab-[a-z]-", options: .regularExpression) != nil, "\(name) starts with its lab's letter")
+    }
   }
 }
 
