@@ -13,6 +13,65 @@ struct Safetensors {
     var bytes: Data
   }
 
+  /// The JSON header: `__metadata__` (strings) beside one description per tensor. A
+  /// description's fields are read leniently (nil when missing or of the wrong type) so that the
+  /// parser can say which field of which tensor is wrong.
+  struct Header: Codable {
+    struct Tensor: Codable {
+      var dtype: String?
+      var shape: [Int]?
+      var dataOffsets: [Int]?
+
+      enum CodingKeys: String, CodingKey {
+        case dtype, shape
+        case dataOffsets = "data_offsets"
+      }
+
+      init(dtype: String, shape: [Int], dataOffsets: [Int]) {
+        (self.dtype, self.shape, self.dataOffsets) = (dtype, shape, dataOffsets)
+      }
+
+      init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        dtype = try? c.decode(String.self, forKey: .dtype)
+        shape = try? c.decode([Int].self, forKey: .shape)
+        dataOffsets = try? c.decode([Int].self, forKey: .dataOffsets)
+      }
+    }
+
+    /// What makes a header unreadable beyond "not JSON".
+    enum Problem: Error {
+      case metadataNotStrings
+      case tensorNotAnObject(String)
+    }
+
+    static let metadataKey = "__metadata__"
+    var metadata: [String: String]
+    var tensors: [String: Tensor] = [:]
+
+    init(metadata: [String: String]) { self.metadata = metadata }
+
+    init(from decoder: Decoder) throws {
+      let c = try decoder.container(keyedBy: DynamicKey.self)
+      metadata = [:]
+      for key in c.allKeys {
+        if key.stringValue == Self.metadataKey {
+          do { metadata = try c.decode([String: String].self, forKey: key) } catch { throw Problem.metadataNotStrings }
+        } else {
+          do { tensors[key.stringValue] = try c.decode(Tensor.self, forKey: key) } catch {
+            throw Problem.tensorNotAnObject(key.stringValue)
+          }
+        }
+      }
+    }
+
+    func encode(to encoder: Encoder) throws {
+      var c = encoder.container(keyedBy: DynamicKey.self)
+      try c.encode(metadata, forKey: DynamicKey(Self.metadataKey))
+      for (name, tensor) in tensors { try c.encode(tensor, forKey: DynamicKey(name)) }
+    }
+  }
+
   var metadata: [String: String] = [:]
   /// In file order.
   private(set) var names: [String] = []
@@ -35,14 +94,16 @@ struct Safetensors {
 
   /// The file's bytes (header padded to a multiple of 8 bytes, as the format recommends).
   func data() throws -> Data {
-    var header: [String: Any] = ["__metadata__": metadata]
+    var header = Header(metadata: metadata)
     var offset = 0
     for name in names {
       let e = entries[name]!
-      header[name] = ["dtype": e.dtype.rawValue, "shape": e.shape, "data_offsets": [offset, offset + e.bytes.count]]
+      header.tensors[name] = Header.Tensor(dtype: e.dtype.rawValue, shape: e.shape, dataOffsets: [offset, offset + e.bytes.count])
       offset += e.bytes.count
     }
-    var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    var json = try encoder.encode(header)
     while json.count % 8 != 0 { json.append(0x20) }
     var out = Data(capacity: 8 + json.count + offset)
     withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
@@ -69,33 +130,32 @@ struct Safetensors {
       throw fail("truncated or not a safetensors file: the header claims \(headerLength) bytes but only \(data.count - 8) follow")
     }
     let start = 8 + Int(headerLength)
-    guard let header = try? JSONSerialization.jsonObject(with: data.subdata(in: 8..<start)) as? [String: Any] else {
+    let header: Header
+    do {
+      header = try JSONDecoder().decode(Header.self, from: data.subdata(in: 8..<start))
+    } catch Header.Problem.metadataNotStrings {
+      throw fail("corrupt: __metadata__ is not an object of strings")
+    } catch Header.Problem.tensorNotAnObject(let name) {
+      throw fail("corrupt: tensor '\(name)' is not described by an object")
+    } catch {
       throw fail("corrupt: the safetensors header is not a JSON object")
     }
-    if let meta = header["__metadata__"] {
-      guard let m = meta as? [String: String] else { throw fail("corrupt: __metadata__ is not an object of strings") }
-      metadata = m
-    }
+    metadata = header.metadata
     let available = data.count - start
     // In data order, so that a truncated file names the first tensor it cuts.
-    let described = header.filter { $0.key != "__metadata__" }.sorted {
-      let a = (($0.value as? [String: Any])?["data_offsets"] as? [Int])?.first ?? 0
-      let b = (($1.value as? [String: Any])?["data_offsets"] as? [Int])?.first ?? 0
-      return (a, $0.key) < (b, $1.key)
-    }
-    for (name, value) in described {
-      guard let e = value as? [String: Any] else { throw fail("corrupt: tensor '\(name)' is not described by an object") }
-      guard let dtypeText = e["dtype"] as? String, let dtype = DType(rawValue: dtypeText) else {
-        throw fail("tensor '\(name)' has dtype \(e["dtype"] ?? "none"), expected F32 or I32")
+    let described = header.tensors.sorted { ($0.value.dataOffsets?.first ?? 0, $0.key) < ($1.value.dataOffsets?.first ?? 0, $1.key) }
+    for (name, e) in described {
+      guard let dtype = e.dtype.flatMap(DType.init(rawValue:)) else {
+        throw fail("tensor '\(name)' has dtype \(e.dtype ?? "none"), expected F32 or I32")
       }
-      guard let shape = e["shape"] as? [Int], shape.allSatisfy({ $0 >= 0 && $0 <= 1 << 40 }) else {
+      guard let shape = e.shape, shape.allSatisfy({ $0 >= 0 && $0 <= 1 << 40 }) else {
         throw fail("tensor '\(name)' has a shape that is not a list of sizes")
       }
       let (count, overflow) = shape.reduce((1, false)) { acc, d in
         let (p, o) = acc.0.multipliedReportingOverflow(by: d)
         return (p, acc.1 || o)
       }
-      guard let range = e["data_offsets"] as? [Int], range.count == 2, range[0] >= 0, range[1] >= range[0],
+      guard let range = e.dataOffsets, range.count == 2, range[0] >= 0, range[1] >= range[0],
         !overflow, count <= Int.max / 4, range[1] - range[0] == count * 4
       else {
         throw fail("tensor '\(name)' has bad data_offsets")

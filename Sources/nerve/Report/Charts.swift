@@ -144,10 +144,26 @@ func sequentialColor(_ t: Double) -> String {
   return String(format: "#%02x%02x%02x", c[0], c[1], c[2])
 }
 
+/// A line chart's plot area: where it sits in the picture and the data ranges it shows, with the
+/// transforms from data to picture coordinates that the axes, series and legend share.
+private struct PlotArea {
+  let left: Double, top: Double, width: Double, height: Double
+  let x0: Double, x1: Double, y0: Double, y1: Double
+  let logY: Bool
+
+  /// The y value as plotted (log10 on a log axis), nil where it cannot be.
+  func plotted(_ v: Double) -> Double? {
+    guard v.isFinite else { return nil }
+    if logY { return v > 0 ? log10(v) : nil }
+    return v
+  }
+
+  func px(_ x: Double) -> Double { left + (x - x0) / (x1 > x0 ? x1 - x0 : 1) * width }
+  /// Picture y of a plotted value, clamped into the area.
+  func py(_ y: Double) -> Double { top + (1 - (max(y0, min(y1, y)) - y0) / (y1 - y0)) * height }
+}
+
 /// A line chart of several series; `logY` plots log10 of positive values.
-///
-/// One function although long: the axes, grid, bands, lines and legend all share the same
-/// coordinate transforms and ranges, which split apart would travel as half a dozen closures.
 func lineChart(
   title: String, xLabel: String, yLabel: String, series: [Series], logY: Bool = false,
   width: Double = 620, height: Double = 340, yRange: (Double, Double)? = nil, showLegend: Bool = true,
@@ -156,79 +172,88 @@ func lineChart(
   let longest = series.map(\.name.count).max() ?? 0
   let legendWidth = showLegend ? max(110.0, min(300, 44 + 6.2 * Double(longest))) : 18
   var doc = SVGDocument(width: showLegend ? width - 150 + legendWidth : width, height: height)
-  let left = 64.0, right = legendWidth, top = 34.0, bottom = 46.0
-  let pw = doc.width - left - right, ph = height - top - bottom
+  let left = 64.0, top = 34.0, bottom = 46.0
   doc.text(title, x: left, y: 20, size: titleSize, weight: "bold")
-  func ty(_ v: Double) -> Double? {
-    guard v.isFinite else { return nil }
-    if logY { return v > 0 ? log10(v) : nil }
-    return v
-  }
+  let unranged = PlotArea(left: 0, top: 0, width: 0, height: 0, x0: 0, x1: 0, y0: 0, y1: 0, logY: logY)
   let xs = series.flatMap { $0.points.map(\.x) }
-  let ys = series.flatMap { s in s.points.compactMap { ty($0.y) } + s.band.compactMap { ty($0.low) } + s.band.compactMap { ty($0.high) } }
+  let ys = series.flatMap { s in
+    s.points.compactMap { unranged.plotted($0.y) } + s.band.compactMap { unranged.plotted($0.low) }
+      + s.band.compactMap { unranged.plotted($0.high) }
+  }
   guard let x0 = xs.min(), let x1 = xs.max(), var y0 = ys.min(), var y1 = ys.max() else {
     doc.text("no data", x: width / 2, y: height / 2, anchor: "middle", color: "#888")
     return doc.svg
   }
-  if let yRange, !logY { y0 = yRange.0; y1 = yRange.1 }
+  if let yRange, !logY { (y0, y1) = yRange }
   if y1 - y0 < 1e-12 { y0 -= 0.5; y1 += 0.5 }
   let pad = (y1 - y0) * 0.04
-  y0 -= pad; y1 += pad
-  let xr = x1 > x0 ? x1 - x0 : 1
-  func px(_ x: Double) -> Double { left + (x - x0) / xr * pw }
-  func py(_ y: Double) -> Double { top + (1 - (y - y0) / (y1 - y0)) * ph }
-  doc.rect(left, top, pw, ph, fill: "#fafafa", stroke: "#ddd")
-  let yTicks = logY ? logTicks(y0, y1) : niceTicks(y0, y1, count: max(3, min(5, Int(ph / 45))))
-  for t in yTicks where t >= y0 && t <= y1 {
-    doc.line(left, py(t), left + pw, py(t), color: "#e4e4e4")
-    doc.text(logY ? tickLabel(pow(10, t)) : tickLabel(t), x: left - 6, y: py(t) + 4, size: 10, anchor: "end", color: "#555")
+  let area = PlotArea(
+    left: left, top: top, width: doc.width - left - legendWidth, height: height - top - bottom,
+    x0: x0, x1: x1, y0: y0 - pad, y1: y1 + pad, logY: logY)
+  drawAxes(area, xs: xs, xLabel: xLabel, yLabel: yLabel, pictureHeight: height, into: &doc)
+  for s in series { draw(s, in: area, into: &doc) }
+  if showLegend { drawLegend(series, beside: area, into: &doc) }
+  return doc.svg
+}
+
+/// The plot area's background, grid, ticks and axis labels.
+private func drawAxes(_ a: PlotArea, xs: [Double], xLabel: String, yLabel: String, pictureHeight: Double, into doc: inout SVGDocument) {
+  doc.rect(a.left, a.top, a.width, a.height, fill: "#fafafa", stroke: "#ddd")
+  let yTicks = a.logY ? logTicks(a.y0, a.y1) : niceTicks(a.y0, a.y1, count: max(3, min(5, Int(a.height / 45))))
+  for t in yTicks where t >= a.y0 && t <= a.y1 {
+    doc.line(a.left, a.py(t), a.left + a.width, a.py(t), color: "#e4e4e4")
+    doc.text(a.logY ? tickLabel(pow(10, t)) : tickLabel(t), x: a.left - 6, y: a.py(t) + 4, size: 10, anchor: "end", color: "#555")
   }
-  var xTicks = niceTicks(x0, x1 > x0 ? x1 : x0 + 1, count: max(3, min(6, Int(pw / 70))))
+  var xTicks = niceTicks(a.x0, a.x1 > a.x0 ? a.x1 : a.x0 + 1, count: max(3, min(6, Int(a.width / 70))))
   // Epochs and steps are whole numbers: no tick at 1.5.
   if xs.allSatisfy({ $0 == $0.rounded() }) {
     xTicks = xTicks.filter { $0 == $0.rounded() }
     if xTicks.count < 2 { xTicks = Array(Set(xs)).sorted() }
   }
-  for t in xTicks where t >= x0 - 1e-9 && t <= max(x1, x0 + 1) {
-    doc.line(px(t), top + ph, px(t), top + ph + 4, color: "#888")
-    doc.text(tickLabel(t), x: px(t), y: top + ph + 16, size: 10, anchor: "middle", color: "#555")
+  for t in xTicks where t >= a.x0 - 1e-9 && t <= max(a.x1, a.x0 + 1) {
+    doc.line(a.px(t), a.top + a.height, a.px(t), a.top + a.height + 4, color: "#888")
+    doc.text(tickLabel(t), x: a.px(t), y: a.top + a.height + 16, size: 10, anchor: "middle", color: "#555")
   }
-  doc.text(xLabel, x: left + pw / 2, y: height - 8, size: 11, anchor: "middle", color: "#333")
-  doc.text(yLabel + (logY ? " (log scale)" : ""), x: 14, y: top + ph / 2, size: 11, anchor: "middle", color: "#333", rotate: -90)
-  for s in series {
-    let band = s.band.compactMap { b -> (Double, Double, Double)? in
-      guard let lo = ty(b.low), let hi = ty(b.high) else { return nil }
-      return (px(b.x), py(max(y0, min(y1, lo))), py(max(y0, min(y1, hi))))
-    }
-    if band.count >= 2 {
-      let path = band.map { "\(fmt($0.0)),\(fmt($0.2))" } + band.reversed().map { "\(fmt($0.0)),\(fmt($0.1))" }
-      doc.add("<polygon points=\"\(path.joined(separator: " "))\" fill=\"\(s.color)\" fill-opacity=\"0.18\" stroke=\"none\"/>")
-    }
-    let pts = s.points.compactMap { p -> String? in
-      guard let y = ty(p.y) else { return nil }
-      return "\(fmt(px(p.x))),\(fmt(py(max(y0, min(y1, y)))))"
-    }
-    if pts.count >= 2 {
-      doc.add("<polyline points=\"\(pts.joined(separator: " "))\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"1.8\"\(s.dashed ? " stroke-dasharray=\"5 3\"" : "")/>")
-    }
-    if s.markers || pts.count == 1 {
-      for p in pts {
-        let xy = p.split(separator: ",")
-        doc.add("<circle cx=\"\(xy[0])\" cy=\"\(xy[1])\" r=\"3.5\" fill=\"\(s.color)\"/>")
-      }
-    }
+  doc.text(xLabel, x: a.left + a.width / 2, y: pictureHeight - 8, size: 11, anchor: "middle", color: "#333")
+  doc.text(
+    yLabel + (a.logY ? " (log scale)" : ""), x: 14, y: a.top + a.height / 2, size: 11, anchor: "middle", color: "#333",
+    rotate: -90)
+}
+
+/// One series: its band (shaded), its line, and its markers when asked for (or when it is a
+/// single point).
+private func draw(_ s: Series, in a: PlotArea, into doc: inout SVGDocument) {
+  let band = s.band.compactMap { b -> (Double, Double, Double)? in
+    guard let lo = a.plotted(b.low), let hi = a.plotted(b.high) else { return nil }
+    return (a.px(b.x), a.py(lo), a.py(hi))
   }
-  // Legend (long lists show their first and last entries).
-  var shown = showLegend ? series.filter { !$0.name.isEmpty } : []
+  if band.count >= 2 {
+    let path = band.map { "\(fmt($0.0)),\(fmt($0.2))" } + band.reversed().map { "\(fmt($0.0)),\(fmt($0.1))" }
+    doc.add("<polygon points=\"\(path.joined(separator: " "))\" fill=\"\(s.color)\" fill-opacity=\"0.18\" stroke=\"none\"/>")
+  }
+  let points = s.points.compactMap { p -> (x: Double, y: Double)? in
+    a.plotted(p.y).map { (a.px(p.x), a.py($0)) }
+  }
+  if points.count >= 2 {
+    let text = points.map { "\(fmt($0.x)),\(fmt($0.y))" }.joined(separator: " ")
+    doc.add("<polyline points=\"\(text)\" fill=\"none\" stroke=\"\(s.color)\" stroke-width=\"1.8\"\(s.dashed ? " stroke-dasharray=\"5 3\"" : "")/>")
+  }
+  if s.markers || points.count == 1 {
+    for p in points { doc.add("<circle cx=\"\(fmt(p.x))\" cy=\"\(fmt(p.y))\" r=\"3.5\" fill=\"\(s.color)\"/>") }
+  }
+}
+
+/// The legend right of the plot area (long lists show their first and last entries).
+private func drawLegend(_ series: [Series], beside a: PlotArea, into doc: inout SVGDocument) {
+  var shown = series.filter { !$0.name.isEmpty }
   if shown.count > 14 { shown = Array(shown.prefix(7)) + [Series(name: "...", color: "none", points: [])] + Array(shown.suffix(6)) }
   for (i, s) in shown.enumerated() {
-    let y = top + 8 + Double(i) * 17
+    let y = a.top + 8 + Double(i) * 17
     if s.color != "none" {
-      doc.line(left + pw + 12, y, left + pw + 32, y, color: s.color, width: 2.5, dash: s.dashed ? "5 3" : nil)
+      doc.line(a.left + a.width + 12, y, a.left + a.width + 32, y, color: s.color, width: 2.5, dash: s.dashed ? "5 3" : nil)
     }
-    doc.text(s.name, x: left + pw + 38, y: y + 4, size: 11)
+    doc.text(s.name, x: a.left + a.width + 38, y: y + 4, size: 11)
   }
-  return doc.svg
 }
 
 /// A heat map with row and column labels; `text` gives each cell's annotation.
