@@ -39,6 +39,8 @@ struct BenchCommand: ParsableCommand {
   var json = false
 
   static let known = ["lab-a", "minibatch", "per-sample", "lab-e", "predict-mlp", "predict-cnn", "latency-mlp", "fast-99"]
+  /// Workloads of CNNs, which take images as [28, 28, 1] (fast-99 loads its own 60,000).
+  static let imageWorkloads: Set = ["lab-e", "predict-cnn"]
 
   func validate() throws {
     guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
@@ -53,7 +55,7 @@ struct BenchCommand: ParsableCommand {
   func run() throws {
     try reportingErrors {
       let mnist = try MNIST.load(from: data)
-      let usesImages = ["lab-e", "predict-cnn"].contains { workloads.split(separator: ",").contains(Substring($0)) }
+      let usesImages = workloads.split(separator: ",").contains { Self.imageWorkloads.contains(String($0)) }
       let images = usesImages ? try MNIST.load(from: data, imageShape: .channels) : mnist
       let first10k = mnist.train.prefix(10_000)
       let threadCounts = threads.split(separator: ",").map { Int($0)! }
@@ -68,8 +70,8 @@ struct BenchCommand: ParsableCommand {
           if workload == "fast-99" {
             (seconds, samples, accuracy) = try measureFast99(threads: t)
           } else {
-            let needsImages = workload == "lab-e" || workload == "predict-cnn"
-            (seconds, samples) = try measure(workload, threads: t, mnist: needsImages ? images : mnist, first10k: first10k)
+            let data = Self.imageWorkloads.contains(workload) ? images : mnist
+            (seconds, samples) = try measure(workload, threads: t, mnist: data, first10k: first10k)
           }
           let m = median(seconds)
           if json {

@@ -41,9 +41,14 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
 
 /// A value as one line of JSON (keys sorted).
 func jsonLine<T: Encodable>(_ value: T) throws -> String {
+  String(decoding: try jsonBytes(value), as: UTF8.self)
+}
+
+/// A value as the UTF-8 bytes of one line of JSON (keys sorted, slashes as they are).
+func jsonBytes<T: Encodable>(_ value: T) throws -> [UInt8] {
   let encoder = JSONEncoder()
   encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-  return String(decoding: try encoder.encode(value), as: UTF8.self)
+  return Array(try encoder.encode(value))
 }
 
 extension Duration {

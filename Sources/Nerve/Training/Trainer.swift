@@ -124,10 +124,9 @@ public final class Trainer {
     }
     while state.completedEpochs < epochs && !state.history.stoppedEarly {
       let epoch = state.completedEpochs + 1
-      let base = optimizer.learningRate * schedule.multiplier(epoch: epoch, of: epochs)
-      let steps = workspace.stepsPerEpoch, runSteps = epochs * steps
+      let steps = workspace.stepsPerEpoch
       let rate: (Int) -> Float = { step in
-        schedule.changesEveryStep ? base * schedule.multiplier(step: (epoch - 1) * steps + step, of: runSteps) : base
+        self.optimizer.learningRate * schedule.multiplier(step: (epoch - 1) * steps + step, stepsPerEpoch: steps, epochs: epochs)
       }
       var metrics: EpochMetrics
       do {

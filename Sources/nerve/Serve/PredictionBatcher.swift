@@ -21,8 +21,9 @@ final class PredictionBatcher: @unchecked Sendable {
   private var queue: [Job] = []  // guarded by `signal`
   private var queuedRows = 0  // guarded by `signal`
   private var stopping = false  // guarded by `signal`
-  private var worker: Thread?
-  /// Forward passes run and samples they covered (for the log at shutdown).
+  /// Signalled when the worker thread has ended.
+  private let finished = DispatchSemaphore(value: 0)
+  /// Forward passes run and samples they covered (written by the worker; read after `stop`).
   private(set) var passes = 0, samples = 0
 
   init(model: Sequential, maxRows: Int = 64, maxWait: Duration = .milliseconds(1)) {
@@ -32,18 +33,22 @@ final class PredictionBatcher: @unchecked Sendable {
   }
 
   func start() {
-    let thread = Thread { [self] in runLoop() }
+    let thread = Thread { [self] in
+      runLoop()
+      finished.signal()
+    }
     thread.name = "nerve-inference"
-    worker = thread
     thread.start()
   }
 
-  /// Finishes the jobs already queued, then ends the thread; later calls are refused.
+  /// Answers the jobs already queued, then ends the thread and returns; later calls are
+  /// refused. Call once, after `start`.
   func stop() {
     signal.lock()
     stopping = true
     signal.broadcast()
     signal.unlock()
+    finished.wait()
   }
 
   /// The model's outputs for `rows` samples in raw data-set scale (one after another).

@@ -26,11 +26,9 @@
 
     /// Serves until SIGINT or SIGTERM; requests in flight finish before it returns.
     func run() async throws {
-      batcher.start()
-      defer { batcher.stop() }
       let host = settings.host
       let app = Application(
-        router: makeRouter(),
+        router: try makeRouter(),
         server: .http1(configuration: .init(idleTimeout: .nanoseconds(Int64(settings.idleTimeout.seconds * 1e9)))),
         configuration: .init(address: .hostname(host, port: settings.port), serverName: "nerve"),
         onServerRunning: { channel in
@@ -40,12 +38,19 @@
           FileHandle.standardOutput.write(Data("nerve serve: listening on http://\(shown):\(port)/ (Ctrl-C to stop)\n".utf8))
         }
       )
+      batcher.start()
       // Stops on SIGTERM and SIGINT, after the requests in flight.
-      try await app.runService()
+      do {
+        try await app.runService()
+      } catch {
+        batcher.stop()
+        throw error
+      }
+      batcher.stop()
       FileHandle.standardOutput.write(Data("nerve serve: stopped after \(batcher.samples) predictions in \(batcher.passes) forward passes\n".utf8))
     }
 
-    private func makeRouter() -> Router<BasicRequestContext> {
+    private func makeRouter() throws -> Router<BasicRequestContext> {
       let router = Router()
       router.add(middleware: JSONErrors())
       let page = DrawingPage.html(summary: model.summary, inputShape: model.inputShape)
@@ -58,11 +63,11 @@
       router.get("/healthz") { _, _ in
         try json(["status": "ok"])
       }
-      let description = try? jsonBytes(ModelDescription(model))
+      let description = try jsonBytes(ModelDescription(model))
       router.get("/model") { _, _ in
         Response(
           status: .ok, headers: [.contentType: "application/json"],
-          body: .init(byteBuffer: ByteBuffer(bytes: description ?? [])))
+          body: .init(byteBuffer: ByteBuffer(bytes: description)))
       }
       router.post("/predict") { request, _ in
         try await predict(request)
@@ -126,12 +131,6 @@
         status: .init(code: status), headers: [.contentType: "application/json"],
         body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
-  }
-
-  private func jsonBytes<T: Encodable>(_ value: T) throws -> [UInt8] {
-    let encoder = JSONEncoder()
-    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-    return Array(try encoder.encode(value))
   }
 
   private func json<T: Encodable>(_ value: T) throws -> Response {

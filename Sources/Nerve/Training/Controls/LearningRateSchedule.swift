@@ -40,6 +40,14 @@ public enum LearningRateSchedule: Sendable, Equatable, CustomStringConvertible {
     return cosine(from: 1, to: final, Double(step - peak) / Double(rest))
   }
 
+  /// The multiplier for 0-based `step` of a run of `epochs` epochs of `stepsPerEpoch` steps:
+  /// what a trainer asks at every step, whichever kind of schedule this is.
+  public func multiplier(step: Int, stepsPerEpoch: Int, epochs: Int) -> Float {
+    changesEveryStep
+      ? multiplier(step: step, of: epochs * stepsPerEpoch)
+      : multiplier(epoch: step / max(stepsPerEpoch, 1) + 1, of: epochs)
+  }
+
   /// The multiplier for 1-based `epoch` of `epochs`.
   public func multiplier(epoch: Int, of epochs: Int) -> Float {
     switch self {
