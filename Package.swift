@@ -24,8 +24,12 @@ let package = Package(
   // Serve: the `nerve serve` HTTP server (Hummingbird). On by default so `swift build` gives the
   // whole CLI; it only adds a dependency of the `nerve` executable, so an app that uses the Nerve
   // library never builds it (and with `traits: []` on its dependency never even fetches it).
+  // MPI: data-parallel training and distributed sweeps under Open MPI's mpirun. Off by default:
+  // it needs Open MPI installed (Debian: libopenmpi-dev), which neither the default build nor an
+  // app using Nerve should. `swift build -c release --traits MPI,Serve` (scripts/setup.sh --mpi).
   traits: [
     .trait(name: "Serve", description: "`nerve serve`: the drawing page and the prediction service"),
+    .trait(name: "MPI", description: "Data-parallel training and distributed sweeps over MPI (Open MPI)"),
     .default(enabledTraits: ["Serve"]),
   ],
   dependencies: [
@@ -53,7 +57,18 @@ let package = Package(
       path: "Sources/CZlib",
       providers: [.apt(["zlib1g-dev"])]
     ),
-    .target(name: "Nerve", dependencies: ["CNerve", "CZlib"], path: "Sources/Nerve"),
+    // The MPI C API, found by pkg-config; only the MPI trait brings it in.
+    .systemLibrary(
+      name: "CMPI",
+      path: "Sources/CMPI",
+      pkgConfig: "ompi-c",
+      providers: [.apt(["libopenmpi-dev"])]
+    ),
+    .target(
+      name: "Nerve",
+      dependencies: ["CNerve", "CZlib", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
+      path: "Sources/Nerve"
+    ),
     // The ONNX writer: Schema/ holds the message subset it uses and the code protoc made of it.
     .target(
       name: "NerveONNX",

@@ -128,6 +128,14 @@ nerve_status nerve_context_set_threads(nerve_context *ctx, int threads) {
 
 int nerve_context_threads(const nerve_context *ctx) { return ctx ? ctx->threads : 0; }
 
+nerve_status nerve_context_set_whole_batch(nerve_context *ctx, int64_t rows) {
+  NERVE_CHECK_CTX(ctx);
+  if (rows < 0)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "rows must be 0 or positive, got %lld", (long long)rows);
+  ctx->whole_batch = rows;
+  return NERVE_OK;
+}
+
 nerve_status nerve_context_set_isa(nerve_context *ctx, nerve_isa isa) {
   NERVE_CHECK_CTX(ctx);
   nerve_isa best = nerve__best_isa();

@@ -7,6 +7,11 @@
 
 #include <math.h>
 
+/* The rows a dense call chooses its method by: the whole batch when it gets a rank's part. */
+static int64_t method_rows(const nerve_context *ctx, int64_t N) {
+  return ctx->whole_batch > 0 ? ctx->whole_batch : N;
+}
+
 static nerve_status check_sizes(nerve_context *ctx, int64_t N, int64_t I, int64_t O,
                                 const char *func) {
   if (N < 0 || I < 0 || O < 0)
@@ -76,7 +81,7 @@ void nerve__bias_accumulate(nerve_context *ctx, float *dbias, const float *dout,
  */
 static nerve_status reserve_backward(nerve_context *ctx, bool din, bool grad, int64_t N,
                                      int64_t I, int64_t O, const char *func) {
-  size_t nn = din ? nerve__gemm_nn_scratch(ctx, N, I, O, true) : 0;
+  size_t nn = din ? nerve__gemm_nn_scratch(ctx, method_rows(ctx, N), I, O, true) : 0;
   size_t tn = grad ? nerve__gemm_tn_scratch(ctx, N, O, I, O) : 0;
   return nerve__scratch(ctx, NERVE_SCRATCH_GEMM, nn > tn ? nn : tn, func);
 }
@@ -99,7 +104,7 @@ nerve_status nerve_dense_backward(nerve_context *ctx, float *din, float *dweight
   s = reserve_backward(ctx, din && I > 0, dweight && I > 0 && O > 0, N, I, O, __func__);
   if (s != NERVE_OK) return s;
   if (din && I > 0) {
-    s = nerve__gemm_nn(ctx, din, I, dout, O, weight, O, true, NULL, false, N, I, O, __func__);
+    s = nerve__gemm_nn_as(ctx, din, I, dout, O, weight, O, true, NULL, false, N, I, O, method_rows(ctx, N), __func__);
     if (s != NERVE_OK) return s;
   }
   if (dweight && I > 0 && O > 0) {
@@ -133,7 +138,7 @@ nerve_status nerve_dense_backward_sgd(nerve_context *ctx, float *din, float *wei
   s = reserve_backward(ctx, din && I > 0, I > 0, N, I, O, __func__);
   if (s != NERVE_OK) return s;
   if (din && I > 0) {
-    s = nerve__gemm_nn(ctx, din, I, dout, O, weight, O, true, NULL, false, N, I, O, __func__);
+    s = nerve__gemm_nn_as(ctx, din, I, dout, O, weight, O, true, NULL, false, N, I, O, method_rows(ctx, N), __func__);
     if (s != NERVE_OK) return s;
   }
   if (I > 0) {
@@ -204,7 +209,7 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
   }
   /* All the scratch either path needs, before anything is stepped: the gradients' space and,
    * unfused, what nerve_dense_backward's products take. */
-  const bool fused = N <= FUSED_MAX_ROWS && nerve__gemm_tn_visits(ctx);
+  const bool fused = method_rows(ctx, N) <= FUSED_MAX_ROWS && nerve__gemm_tn_visits(ctx);
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(O + (fused ? 0 : I * O)) * sizeof(float), __func__);
   if (s == NERVE_OK && !fused) s = reserve_backward(ctx, din != NULL, true, N, I, O, __func__);
   if (s != NERVE_OK) return s;
@@ -233,4 +238,37 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
   if (s != NERVE_OK) return s;
   return nerve_adam_step(ctx, weight, weight_m, weight_v, gw, I * O, lr, beta1, beta2, eps,
                          weight_decay, decoupled_weight_decay, step);
+}
+
+/* Columns [k0, k1) of the input gradient, as the fused Adam path computes them. */
+typedef struct {
+  nerve_context *ctx;
+  float *din;
+  const float *dout, *weight;
+  int64_t N, I, O;
+} input_columns_job;
+
+static void input_columns(void *arg, int64_t k0, int64_t k1) {
+  input_columns_job *j = arg;
+  nerve__gemm_nt_columns(j->ctx, j->din, j->I, j->dout, j->O, j->weight, j->O, j->N, j->O, k0, k1);
+}
+
+/*
+ * dout [N,O], weight [I,O] -> din [N,I] (written), exactly as nerve_dense_backward_adam
+ * writes it; nothing else changes
+ */
+nerve_status nerve_dense_backward_adam_input(nerve_context *ctx, float *din, const float *dout,
+                                             const float *weight, int64_t N, int64_t I, int64_t O) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_sizes(ctx, N, I, O, __func__);
+  if (s != NERVE_OK) return s;
+  if (N == 0 || O == 0 || I == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, din);
+  NERVE_CHECK_PTR(ctx, dout);
+  NERVE_CHECK_PTR(ctx, weight);
+  if (!(method_rows(ctx, N) <= FUSED_MAX_ROWS && nerve__gemm_tn_visits(ctx)))
+    return nerve_dense_backward(ctx, din, NULL, NULL, dout, NULL, weight, N, I, O);
+  input_columns_job j = {.ctx = ctx, .din = din, .dout = dout, .weight = weight, .N = N, .I = I, .O = O};
+  nerve__parallel_for(ctx, I, (1 << 16) / (N * O + 1) + 8, input_columns, &j);
+  return NERVE_OK;
 }

@@ -10,6 +10,7 @@ typedef struct {
   float *y, *mask;
   const float *x;
   uint64_t seed;
+  int64_t first; /* index of element 0 in the whole array */
   float rate, keep_scale;
 } dropout_job;
 
@@ -26,7 +27,7 @@ NERVE_INLINE void dropout_fwd_body(void *data, int64_t b, int64_t e) {
   /* Compare 24-bit uniforms with the rate in integers: exact and vectorisable. */
   const uint32_t threshold = (uint32_t)((double)j->rate * 16777216.0);
   for (int64_t i = b; i < e; i++) {
-    uint32_t u = (uint32_t)(mix64(seed + (uint64_t)i * 0xD1B54A32D192ED03ull) >> 40);
+    uint32_t u = (uint32_t)(mix64(seed + (uint64_t)(i + j->first) * 0xD1B54A32D192ED03ull) >> 40);
     float m = u >= threshold ? j->keep_scale : 0.0f;
     j->mask[i] = m;
     j->y[i] = j->x[i] * m;
@@ -39,15 +40,26 @@ NERVE_RANGE_KERNEL(dropout_fwd);
  */
 nerve_status nerve_dropout_forward(nerve_context *ctx, float *out, float *mask, const float *in,
                                    int64_t n, float rate, uint64_t seed) {
+  return nerve_dropout_forward_at(ctx, out, mask, in, n, rate, seed, 0);
+}
+
+/*
+ * in [n] -> out [n], mask [n], as elements first .. first + n - 1 of a larger array
+ */
+nerve_status nerve_dropout_forward_at(nerve_context *ctx, float *out, float *mask, const float *in,
+                                      int64_t n, float rate, uint64_t seed, int64_t first) {
   NERVE_CHECK_CTX(ctx);
   NERVE_CHECK_SIZE(ctx, n);
+  NERVE_CHECK_SIZE(ctx, first);
+  if (first > INT64_MAX - n)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, __func__, "first + n too large");
   if (!(rate >= 0.0f && rate < 1.0f))
     return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "rate must be in [0, 1), got %g", (double)rate);
   if (n == 0) return NERVE_OK;
   NERVE_CHECK_PTR(ctx, out);
   NERVE_CHECK_PTR(ctx, mask);
   NERVE_CHECK_PTR(ctx, in);
-  dropout_job j = {.y = out, .mask = mask, .x = in, .seed = seed, .rate = rate, .keep_scale = 1.0f / (1.0f - rate)};
+  dropout_job j = {.y = out, .mask = mask, .x = in, .seed = seed, .first = first, .rate = rate, .keep_scale = 1.0f / (1.0f - rate)};
   nerve__parallel_for(ctx, n, 1 << 15, dropout_fwd_isa[ctx->isa], &j);
   return NERVE_OK;
 }

@@ -698,6 +698,13 @@ nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc, const flo
                             int64_t lda, const float *B, int64_t ldb, bool b_transposed,
                             const float *bias, bool accumulate, int64_t M, int64_t N, int64_t K,
                             const char *func) {
+  return nerve__gemm_nn_as(ctx, C, ldc, A, lda, B, ldb, b_transposed, bias, accumulate, M, N, K, M, func);
+}
+
+nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_t ldc, const float *A,
+                               int64_t lda, const float *B, int64_t ldb, bool b_transposed,
+                               const float *bias, bool accumulate, int64_t M, int64_t N, int64_t K,
+                               int64_t method_rows, const char *func) {
   if (M == 0 || N == 0) return NERVE_OK;
   int64_t work = M * N * (K > 0 ? K : 1);
 #if NERVE_X86
@@ -708,7 +715,7 @@ nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc, const flo
     int threads = nerve__threads_for(ctx, work, GEMM_GRAIN);
     /* Few rows of A (small batches) against a transposed B: dot products along rows of both,
      * instead of packing B. */
-    if (nn_uses_dots(M, K, b_transposed)) {
+    if (nn_uses_dots(method_rows, K, b_transposed)) {
       int64_t blocks = (N + DOT_NI - 1) / DOT_NI;
       nerve__parallel_team(threads < blocks ? threads : (int)blocks, nn_dots_member, &j);
       return NERVE_OK;
@@ -716,7 +723,7 @@ nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc, const flo
 
     if (b_transposed) {
       nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM,
-                                      nerve__gemm_nn_scratch(ctx, M, N, K, b_transposed), func);
+                                      nerve__gemm_nn_scratch(ctx, method_rows, N, K, b_transposed), func);
       if (s != NERVE_OK) return s;
       pack_job pj = {.P = ctx->scratch[NERVE_SCRATCH_GEMM], .BT = B, .ldb = ldb, .N = N, .K = K};
       nerve__parallel_for(ctx, panels, (GEMM_GRAIN / 8) / (K * NR + 1) + 1, pack_panels, &pj);

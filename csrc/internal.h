@@ -23,6 +23,9 @@ enum { NERVE_SCRATCH_GEMM = 0, NERVE_SCRATCH_LAYER = 1, NERVE_SCRATCH_SLOTS = 2 
 struct nerve_context {
   int threads;   /* >= 1 */
   nerve_isa isa; /* resolved: never NERVE_ISA_AUTO */
+  /* Rows of the whole batch when calls get a rank's part of it (0: each call is whole);
+   * dense layers choose their methods by it (nerve_context_set_whole_batch). */
+  int64_t whole_batch;
   void *scratch[NERVE_SCRATCH_SLOTS]; /* 64-byte aligned, owned */
   size_t scratch_size[NERVE_SCRATCH_SLOTS];
   char error[320];
@@ -147,6 +150,13 @@ NERVE_HIDDEN nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t l
                                          int64_t ldb, bool b_transposed, const float *bias,
                                          bool accumulate, int64_t M, int64_t N, int64_t K,
                                          const char *func);
+/* nerve__gemm_nn choosing its method as for method_rows rows of A (the whole batch when M
+ * rows are a rank's part of it), so that every row's result is the one the whole batch gets. */
+NERVE_HIDDEN nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_t ldc,
+                                            const float *A, int64_t lda, const float *B,
+                                            int64_t ldb, bool b_transposed, const float *bias,
+                                            bool accumulate, int64_t M, int64_t N, int64_t K,
+                                            int64_t method_rows, const char *func);
 
 /*
  * G[K,N] += alpha * A[M,K]^T . D[M,N]: the weight-gradient product (alpha = 1), or a

@@ -113,6 +113,14 @@ NERVE_API void nerve_context_free(nerve_context *ctx);
 NERVE_API nerve_status nerve_context_set_threads(nerve_context *ctx, int threads);
 /** The thread count in effect (at least 1); 0 if ctx is NULL. */
 NERVE_API int nerve_context_threads(const nerve_context *ctx);
+/**
+ * Says that the following dense-layer calls each get part of a batch of `rows` rows (a rank's
+ * share in data-parallel training); 0 (the default) says each call gets a whole batch. Dense
+ * kernels then choose their method (which depends on the batch size) as for the whole batch,
+ * so every row's result, and every sum continued from one part to the next, is what one call
+ * on the whole batch computes.
+ */
+NERVE_API nerve_status nerve_context_set_whole_batch(nerve_context *ctx, int64_t rows);
 /** Chooses the instruction set; NERVE_ERROR_UNSUPPORTED if this CPU lacks it. */
 NERVE_API nerve_status nerve_context_set_isa(nerve_context *ctx, nerve_isa isa);
 /** The instruction set in effect (never NERVE_ISA_AUTO); NERVE_ISA_BASELINE if ctx is NULL. */
@@ -197,6 +205,15 @@ NERVE_API nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din,
                                                  int64_t O, float lr, float beta1, float beta2,
                                                  float eps, float weight_decay,
                                                  float decoupled_weight_decay, int64_t step);
+
+/**
+ * The input gradient din [N,I] (WRITTEN) alone, exactly as nerve_dense_backward_adam computes
+ * it: for data-parallel training, where each rank computes its rows' input gradient and the
+ * Adam step follows from the weight gradient summed over all ranks. Changes nothing else.
+ */
+NERVE_API nerve_status nerve_dense_backward_adam_input(nerve_context *ctx, float *din,
+                                                       const float *dout, const float *weight,
+                                                       int64_t N, int64_t I, int64_t O);
 
 /* ---- Activations ------------------------------------------------------------------------ */
 
@@ -443,6 +460,15 @@ NERVE_API nerve_status nerve_batchnorm_backward(nerve_context *ctx, float *din, 
 NERVE_API nerve_status nerve_dropout_forward(nerve_context *ctx, float *out, float *mask,
                                              const float *in, int64_t n, float rate,
                                              uint64_t seed);
+
+/**
+ * nerve_dropout_forward for elements first .. first + n - 1 of a larger array: element i here
+ * gets the choice of element first + i there. A batch split into parts (chunks of a step,
+ * ranks of a data-parallel run) thus draws the mask the whole batch would. first >= 0.
+ */
+NERVE_API nerve_status nerve_dropout_forward_at(nerve_context *ctx, float *out, float *mask,
+                                                const float *in, int64_t n, float rate,
+                                                uint64_t seed, int64_t first);
 
 /** din = dout * mask (WRITTEN; din may equal dout). */
 NERVE_API nerve_status nerve_dropout_backward(nerve_context *ctx, float *din, const float *dout,

@@ -26,7 +26,7 @@ enum Status {
     case .badValue: return badArgument
     case .shapeMismatch: return shapeMismatch
     case .diverged: return diverged
-    case .kernel: return failed
+    case .kernel, .communication: return failed
     case .writeFailed: return writeFailed
     case .interrupted: return interrupted
     }

@@ -278,26 +278,35 @@ struct TrainCommand: ParsableCommand {
   func run() throws {
     try reportingErrors {
       let started = ContinuousClock.now
+      let ranks = try jobRanks()
+      // Under mpirun, rank 0 alone prints and writes files.
+      let root = ranks?.isRoot ?? true, quiet = self.quiet || !root
       let c = try resolvedConfig()
       let resumed = try resumed()?.checkpoint
       // Paths the checkpoint recorded, unless given again.
       func stored(_ key: String) -> String? { resumed?.info[key].flatMap { $0.isEmpty ? nil : $0 } }
-      let metricsPath = metrics ?? stored("metrics"), savePath = save ?? stored("save")
-      let checkpointPath = checkpoint ?? resume
+      let metricsPath = root ? metrics ?? stored("metrics") : nil, savePath = root ? save ?? stored("save") : nil
+      let checkpointPath = root ? checkpoint ?? resume : nil
       let display = ProgressDisplay(quiet: quiet)
       let interrupt = InterruptSignal.install()
+      if let ranks { InterruptSignal.reportProgress(rank: ranks.rank) }
       let observer = RunObserver(
         started: { start in
           guard !quiet else { return }
           let d = start.data
-          print("\(c.name): \(c.dataSet.rawValue), \(d.train.count) training samples\(d.validation.map { ", \($0.count) validation" } ?? ""), \(d.test.count) test; \(start.model.context.threads) thread(s)")
+          let processes = ranks.map { " x \($0.size) ranks" } ?? ""
+          print("\(c.name): \(c.dataSet.rawValue), \(d.train.count) training samples\(d.validation.map { ", \($0.count) validation" } ?? ""), \(d.test.count) test; \(start.model.context.threads) thread(s)\(processes)")
           print(start.model.summary)
           print("loss \(c.loss), \(start.trainer.optimizer), batch size \(c.batchSize), \(c.epochs) epochs, seed \(c.seed)")
           if let r = resumed {
             print("resuming from \(resume!): \(r.completedEpochs) epoch(s) and \(r.stepInEpoch) step(s) done")
           }
         },
-        batch: display.live ? { display.batch($0) } : nil,
+        batch: display.live || ranks != nil
+          ? { p in
+            InterruptSignal.record(epoch: p.epoch, step: p.batch)
+            if display.live { display.batch(p) }
+          } : nil,
         epoch: { m in
           display.epoch(m, of: c.epochs)
           return true
@@ -307,11 +316,14 @@ struct TrainCommand: ParsableCommand {
       do {
         result = try Experiment(config: c).run(
           metrics: metricsPath, saveTo: savePath, observer: observer,
-          checkpoints: CheckpointOptions(path: checkpointPath, everySteps: checkpointEvery, resume: resumed))
+          checkpoints: CheckpointOptions(path: checkpointPath, everySteps: checkpointEvery, resume: resumed),
+          ranks: ranks)
       } catch let error as NerveError where error.kind == .interrupted {
         display.clear()
         printError("nerve: \(error)")
-        if let checkpointPath {
+        if !root {
+          // Rank 0 says how to continue.
+        } else if let checkpointPath {
           printError("nerve: interrupted; the checkpoint \(checkpointPath) holds the run: continue it with\n  nerve train --resume \(checkpointPath)")
         } else {
           printError("nerve: interrupted (no --checkpoint FILE was given, so it cannot be continued)")
@@ -327,6 +339,7 @@ struct TrainCommand: ParsableCommand {
       }
       if !quiet { print(result.confusion) }
       if !quiet && history.epochs.count >= 2 { print(curveSummary(history)) }
+      guard root else { return }
       let test = result.test
       print(String(format: "test: %d/%d correct (%.2f%%), loss %.4f", test.correct, test.count, 100 * test.accuracy, test.loss))
       print(String(format: "time: %.2f s training (%d epochs, median %.4f s per epoch), %.2f s in all", history.trainingSeconds, history.epochs.count, median(history.epochs.map(\.seconds)), (ContinuousClock.now - started).seconds))

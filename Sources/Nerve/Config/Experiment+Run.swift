@@ -70,11 +70,13 @@ extension Experiment {
   ///   - observer: progress callbacks.
   ///   - checkpoints: where to keep checkpoints, and one to resume from (its metrics file is
   ///     cut back to what it held at that checkpoint, so every epoch appears once).
+  ///   - ranks: the ranks training together, data-parallel (see `Trainer.communicator`);
+  ///     give files to write on rank 0 only.
   /// - Throws: `NerveError`. If the loss diverges, the last good model is saved first (when
   ///   `saveTo` is given) and the error says so; so too when the run is interrupted.
   public func run(
     data: PreparedData? = nil, metrics: String? = nil, saveTo: String? = nil, observer: RunObserver = .init(),
-    checkpoints: CheckpointOptions = .init()
+    checkpoints: CheckpointOptions = .init(), ranks: Communicator? = nil
   ) throws -> ExperimentResult {
     let clock = ContinuousClock()
     let started = clock.now
@@ -82,7 +84,8 @@ extension Experiment {
     let data = try data ?? loadData()
     let model = try makeModel(inputShape: data.train.sampleShape)
     model.preprocessing = data.preprocessing
-    let trainer = Trainer(model: model, loss: config.loss, optimizer: try makeOptimizer(), threads: config.threads)
+    let trainer = Trainer(
+      model: model, loss: config.loss, optimizer: try makeOptimizer(), threads: config.threads, communicator: ranks)
     if let resume = checkpoints.resume, resume.info["config"].map({ (try? ExperimentConfig(json: $0))?.runIdentity }) != config.runIdentity {
       throw NerveError(.badValue, at: "checkpoint", "was written by another run (another config or other settings); resume it with the config it holds")
     }

@@ -119,6 +119,36 @@ public final class Dense: Layer {
     }
   }
 
+  override func backwardInput(_ io: LayerIO, fused: FusedStep?) throws {
+    guard case .adam = fused else { return try super.backwardInput(io, fused: fused) }
+    try io.check(
+      nerve_dense_backward_adam_input(
+        io.ctx, io.inputGradient, io.outputGradient, io.parameters, Int64(io.batch), Int64(inputs), Int64(units)))
+  }
+
+  /// What nerve_dense_backward_adam does once it has the gradient (its path for large
+  /// batches, which gives the same bytes as its fused tiles): Adam on the bias without decay,
+  /// then on the weights. SGD's fused step needs no second half (DataParallelPass).
+  override func applyFusedStep(
+    _ step: FusedStep, parameters w: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+    context: ComputeContext
+  ) throws {
+    guard case .adam(let adam, let lr, let t, let m, let v) = step else { return }
+    let at = parameterOffset, weights = inputs * units
+    let coupled = 2 * l2 + (adam is AdamW ? 0 : adam.weightDecay)
+    let decoupled: Float = adam is AdamW ? adam.weightDecay : 0
+    if useBias {
+      try context.check(
+        nerve_adam_step(
+          context.raw, w + weights, m + at + weights, v + at + weights, gradients + weights, Int64(units), lr,
+          adam.beta1, adam.beta2, adam.epsilon, 0, 0, Int64(t)))
+    }
+    try context.check(
+      nerve_adam_step(
+        context.raw, w, m + at, v + at, gradients, Int64(weights), lr, adam.beta1, adam.beta2, adam.epsilon,
+        coupled, decoupled, Int64(t)))
+  }
+
   override var record: LayerRecord {
     var r = LayerRecord(type: typeName)
     r.units = units

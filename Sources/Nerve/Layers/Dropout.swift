@@ -26,7 +26,11 @@ public final class Dropout: Layer {
   override func forward(_ io: LayerIO) throws {
     let n = io.batch * inputShape.reduce(1, *)
     if io.training {
-      try io.check(nerve_dropout_forward(io.ctx, io.output, io.scratch, io.input, Int64(n), rate, io.stepSeed))
+      // Element indices count from the batch's first row, so a batch split into chunks or
+      // across ranks draws the mask the whole batch would.
+      let first = io.firstRow * inputShape.reduce(1, *)
+      try io.check(
+        nerve_dropout_forward_at(io.ctx, io.output, io.scratch, io.input, Int64(n), rate, io.stepSeed, Int64(first)))
     } else {
       io.output.update(from: io.input, count: n)
     }

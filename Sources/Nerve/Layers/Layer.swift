@@ -78,6 +78,19 @@ public class Layer: CustomStringConvertible {
   /// Backward fused with an optimizer step. Layers without parameters just run backward.
   func backwardUpdate(_ io: LayerIO, step: FusedStep) throws { try backward(io) }
 
+  /// The input gradient alone, computed as `backward` (or, for a layer that takes `fused`
+  /// inside backward, `backwardUpdate`) computes it.
+  func backwardInput(_ io: LayerIO, fused: FusedStep?) throws {
+    try backward(io.replacing(parameterGradients: .some(nil)))
+  }
+
+  /// The step `backwardUpdate` takes, from a complete gradient laid out like the layer's
+  /// parameters (data-parallel training, where the gradient is summed across ranks first).
+  func applyFusedStep(
+    _ step: FusedStep, parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>,
+    context: ComputeContext
+  ) throws {}
+
   /// Describes the layer for config and model files.
   var record: LayerRecord { LayerRecord(type: typeName) }
 }
@@ -118,6 +131,9 @@ struct LayerIO {
   let training: Bool
   /// Seed for this step's random choices (dropout), distinct per step and layer.
   let stepSeed: UInt64
+  /// The row of the whole batch that `input`'s first row is (chunks of a step, ranks of a
+  /// data-parallel run); random choices per sample count from it.
+  var firstRow = 0
 
   var ctx: OpaquePointer { context.raw }
   func check(_ status: nerve_status) throws { try context.check(status) }

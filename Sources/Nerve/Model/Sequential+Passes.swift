@@ -91,19 +91,25 @@ extension Sequential {
   /// layer i writes `plan.coreOutputs[i]` and, through its activation, `plan.outputs[i]`.
   func forward(
     _ input: UnsafeMutablePointer<Float>, batch: Int, plan: Plan, context: ComputeContext,
-    training: Bool, step: UInt64 = 0, through stop: LayerPoint? = nil
+    training: Bool, step: UInt64 = 0, firstRow: Int = 0, through stop: LayerPoint? = nil,
+    ranks: DataParallelPass? = nil
   ) throws {
     let stop = stop ?? end
     var x = input
     for i in 0...stop.layer {
       let layer = layers[i]
-      try layer.forward(
-        io(i, context: context, batch: batch, input: x, output: plan.coreOutputs[i], plan: plan,
-           training: training, step: step))
+      let core = io(
+        i, context: context, batch: batch, input: x, output: plan.coreOutputs[i], plan: plan,
+        training: training, step: step, firstRow: firstRow)
+      if let ranks, ranks.needsWholeBatch(i) {
+        try ranks.forwardWholeBatch(i, core)
+      } else {
+        try layer.forward(core)
+      }
       if let activation = layer.activationLayer, !(i == stop.layer && stop.beforeActivation) {
         try activation.forward(
           io(i, context: context, batch: batch, input: plan.coreOutputs[i], output: plan.outputs[i],
-             plan: plan, training: training, step: step, activation: true))
+             plan: plan, training: training, step: step, firstRow: firstRow, activation: true))
       }
       x = plan.outputs[i]
     }
@@ -114,23 +120,28 @@ extension Sequential {
   /// `fusedLayers` apply `fused` to their parameters directly instead.
   func backward(
     _ input: UnsafeMutablePointer<Float>, batch: Int, plan: Plan, context: ComputeContext,
-    gradients: UnsafeMutablePointer<Float>, from start: LayerPoint, step: UInt64 = 0,
-    fused: FusedStep? = nil, fusedLayers: [Bool] = []
+    gradients: UnsafeMutablePointer<Float>, from start: LayerPoint, step: UInt64 = 0, firstRow: Int = 0,
+    fused: FusedStep? = nil, fusedLayers: [Bool] = [], ranks: DataParallelPass? = nil
   ) throws {
     for i in stride(from: start.layer, through: 0, by: -1) {
       let layer = layers[i]
       if let activation = layer.activationLayer, !(i == start.layer && start.beforeActivation) {
         try activation.backward(
           io(i, context: context, batch: batch, input: plan.coreOutputs[i], output: plan.outputs[i],
-             plan: plan, training: true, step: step, activation: true,
+             plan: plan, training: true, step: step, firstRow: firstRow, activation: true,
              inputGradient: plan.coreGradients[i], outputGradient: plan.gradients[i]))
       }
       let core = io(
         i, context: context, batch: batch, input: i == 0 ? input : plan.outputs[i - 1],
-        output: plan.coreOutputs[i], plan: plan, training: true, step: step,
+        output: plan.coreOutputs[i], plan: plan, training: true, step: step, firstRow: firstRow,
         inputGradient: i == 0 ? nil : plan.gradients[i - 1], outputGradient: plan.coreGradients[i],
         parameterGradients: gradients + layer.parameterOffset)
-      if let fused, i < fusedLayers.count, fusedLayers[i] {
+      let fusedHere = fused != nil && i < fusedLayers.count && fusedLayers[i]
+      if let ranks, ranks.needsWholeBatch(i) {
+        try ranks.backwardWholeBatch(i, core)
+      } else if let ranks, layer.parameterCount > 0 {
+        try ranks.backwardChained(i, core, fused: fusedHere ? fused : nil)
+      } else if let fused, fusedHere {
         try layer.backwardUpdate(core, step: fused)
       } else {
         try layer.backward(core)
@@ -141,17 +152,19 @@ extension Sequential {
   /// The buffers layer `i` (or its activation) works on in one call.
   private func io(
     _ i: Int, context: ComputeContext, batch: Int, input: UnsafeMutablePointer<Float>,
-    output: UnsafeMutablePointer<Float>, plan: Plan, training: Bool, step: UInt64,
+    output: UnsafeMutablePointer<Float>, plan: Plan, training: Bool, step: UInt64, firstRow: Int,
     activation: Bool = false, inputGradient: UnsafeMutablePointer<Float>? = nil,
     outputGradient: UnsafeMutablePointer<Float>? = nil,
     parameterGradients: UnsafeMutablePointer<Float>? = nil
   ) -> LayerIO {
     let layer = layers[i]
     let stream = layer.streamIndex + (activation ? 1 : 0)
-    return LayerIO(
+    var io = LayerIO(
       context: context, batch: batch, input: input, output: output, inputGradient: inputGradient,
       outputGradient: outputGradient, parameters: parameterStorage.pointer + layer.parameterOffset,
       parameterGradients: parameterGradients, state: stateStorage.pointer + stateOffsets[i],
       scratch: plan.scratch[i], training: training, stepSeed: step &* 0x9E37_79B9 &+ UInt64(stream))
+    io.firstRow = firstRow
+    return io
   }
 }

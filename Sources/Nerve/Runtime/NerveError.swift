@@ -23,6 +23,8 @@ public struct NerveError: Error, CustomStringConvertible, Equatable, Sendable {
     case writeFailed
     /// Training was asked to stop (Ctrl-C, a callback) and stopped after a step.
     case interrupted
+    /// A message between the ranks of a data-parallel job failed.
+    case communication
   }
 
   /// What kind of failure this is.

@@ -41,6 +41,11 @@ public final class Trainer {
   /// `NerveError` of kind `.interrupted` (the model keeps the parameters of that step). For
   /// Ctrl-C, or a caller in another language that wants to stop.
   public var shouldStop: (() -> Bool)?
+  /// The ranks training together, data-parallel (nil: this process alone). Every rank runs
+  /// the same `fit` with the same data and settings; each takes its share of every batch, and
+  /// the model ends byte-identical to one process's (see DataParallelPass). Rank 0's initial
+  /// parameters are used; only rank 0 saves checkpoints. A stop asked on any rank stops all.
+  public let communicator: Communicator?
 
   /// - Parameters:
   ///   - model: the model to train.
@@ -48,10 +53,13 @@ public final class Trainer {
   ///   - optimizer: how gradients update parameters (it keeps state for this model).
   ///   - threads: worker threads for the model's kernels from now on (training and
   ///     inference); nil keeps the model's setting (by default `OMP_NUM_THREADS` or all CPUs).
-  public init(model: Sequential, loss: Loss, optimizer: Optimizer, threads: Int? = nil) {
+  public init(
+    model: Sequential, loss: Loss, optimizer: Optimizer, threads: Int? = nil, communicator: Communicator? = nil
+  ) {
     self.model = model
     self.loss = loss
     self.optimizer = optimizer
+    self.communicator = communicator
     if let threads, threads != model.context.threads {
       model.context = ComputeContext(threads: threads)
     }
@@ -99,10 +107,11 @@ public final class Trainer {
     for data in [train, validation, test].compactMap({ $0 }) { try model.checkFits(data) }
     let workspace = try TrainingWorkspace(
       model: model, loss: loss, optimizer: optimizer, train: train, settings: settings,
-      fusesOptimizerSteps: fusesOptimizerSteps, chunkRows: chunkRows)
+      fusesOptimizerSteps: fusesOptimizerSteps, chunkRows: chunkRows, communicator: communicator)
     let fingerprint = checkpointSettings(settings, samples: train.count)
     var state = TrainingState(samples: train.count, settings: settings, model: model)
     var divergence = DivergenceGuard(model: model)
+    try shareInitialModel()
     if let resume {
       try restore(resume, settings: fingerprint)
       state = resume.state
@@ -117,6 +126,7 @@ public final class Trainer {
       divergence = DivergenceGuard(lastGood: resume.lastGood)
     }
     func checkpoint(_ s: TrainingState) throws {
+      guard communicator?.isRoot ?? true else { return }
       try checkpoints?.save(capture(s, divergence: divergence, settings: fingerprint))
     }
     let afterStep = checkpoints?.everySteps.map { every in
@@ -132,7 +142,7 @@ public final class Trainer {
       do {
         metrics = try workspace.runEpoch(
           epoch, learningRate: rate, state: &state, onBatch: onBatch, onGradients: onGradients,
-          shouldStop: shouldStop, afterStep: afterStep)
+          shouldStop: stopTogether(), afterStep: afterStep)
       } catch let d as TrainingDiverged {
         throw divergence.stop(d, model: model)
       } catch let i as TrainingInterrupted {
@@ -159,6 +169,21 @@ public final class Trainer {
   }
 
   /// Adds the validation and test results after an epoch to its metrics.
+  /// Every rank starts from rank 0's parameters and layer state.
+  private func shareInitialModel() throws {
+    guard let ranks = communicator, ranks.size > 1 else { return }
+    for buffer in [model.parameterStorage, model.stateStorage] where buffer.count > 0 {
+      try ranks.broadcast(buffer.pointer, bytes: buffer.count * MemoryLayout<Float>.stride, from: 0)
+    }
+  }
+
+  /// `shouldStop`, asked of every rank after each step: one rank's stop stops them all.
+  private func stopTogether() -> (() -> Bool)? {
+    guard let ranks = communicator, ranks.size > 1 else { return shouldStop }
+    let ask = shouldStop
+    return { ((try? ranks.maximum(ask?() == true ? 1 : 0)) ?? 1) != 0 }
+  }
+
   private func evaluate(after metrics: inout EpochMetrics, validation: Dataset?, test: Dataset?, head: LossHead) throws {
     if let validation {
       let e = try model.evaluate(validation, head: head)

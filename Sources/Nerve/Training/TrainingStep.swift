@@ -47,20 +47,19 @@ extension TrainingWorkspace {
   /// that fuse the optimizer's step update their parameters here instead).
   /// - Throws: `NonFiniteLoss` before backward if the loss is NaN or infinite.
   func computeGradients(_ batch: TrainingBatch, learningRate: Float) throws -> StepResult {
+    if let ranks { return try computeGradients(batch, learningRate: learningRate, ranks: ranks) }
     let d = model.inputCount, width = model.outputCount
-    let seed = settings.seed
-    let globalStep = UInt64(optimizer.steps)
     // Only gradients that will be stored need zeroing.
     for g in steppedGroups { (gradients.pointer + g.offset).update(repeating: 0, count: g.count) }
     let fused = fuses ? optimizer.fusedStep(learningRate: learningRate) : nil
+    let stream = randomStream
     var result = StepResult(loss: 0, correct: 0)
     var start = 0
     while start < batch.rows {
       let rows = min(chunkCapacity, batch.rows - start)
       let x = batch.features + start * d
-      // Distinct random streams per seed, step and chunk (dropout).
-      let stream = (globalStep &* 0x10_0000 &+ UInt64(start)) ^ (seed &* 0x9E37_79B9_7F4A_7C15)
-      try model.forward(x, batch: rows, plan: plan, context: context, training: true, step: stream, through: head.reads)
+      try model.forward(
+        x, batch: rows, plan: plan, context: context, training: true, step: stream, firstRow: start, through: head.reads)
       let part = try head.evaluate(
         context: context, plan: plan, targets: batch.targets + start * width, training: true, rows: rows,
         classes: width, count: batch.rows)
@@ -73,7 +72,7 @@ extension TrainingWorkspace {
       }
       try model.backward(
         x, batch: rows, plan: plan, context: context, gradients: gradients.pointer, from: head.reads,
-        step: stream, fused: fused, fusedLayers: fusedLayers)
+        step: stream, firstRow: start, fused: fused, fusedLayers: fusedLayers)
       var right: Int64 = 0
       try context.check(
         nerve_count_correct(
@@ -82,6 +81,70 @@ extension TrainingWorkspace {
       start += rows
     }
     return result
+  }
+
+  /// The random stream of this step (dropout): distinct per seed and step; samples draw by
+  /// their row in the batch.
+  private var randomStream: UInt64 {
+    (UInt64(optimizer.steps) &* 0x10_0000) ^ (settings.seed &* 0x9E37_79B9_7F4A_7C15)
+  }
+
+  /// The first half of a data-parallel step: this rank's rows of `batch` forward and
+  /// backward, the parameter sums passed along the ranks (DataParallelPass), and the loss and
+  /// correct count of the whole batch. Fused layers are updated here, as in one process.
+  private func computeGradients(
+    _ batch: TrainingBatch, learningRate: Float, ranks: DataParallelPass
+  ) throws -> StepResult {
+    let d = model.inputCount, width = model.outputCount
+    let mine = ranks.begin(batchRows: batch.rows)
+    // Kernels choose their methods as for the whole batch (the same bytes for every row).
+    try context.check(nerve_context_set_whole_batch(context.raw, Int64(batch.rows)))
+    defer { nerve_context_set_whole_batch(context.raw, 0) }
+    // Every sum starts from zero, except a fused SGD layer's, which carries its parameters.
+    gradients.pointer.update(repeating: 0, count: gradients.count)
+    let fused = fuses ? optimizer.fusedStep(learningRate: learningRate) : nil
+    let stream = randomStream
+    let x = batch.features + mine.lowerBound * d
+    try model.forward(
+      x, batch: mine.count, plan: plan, context: context, training: true, step: stream,
+      firstRow: mine.lowerBound, through: head.reads, ranks: ranks)
+    var part = try head.evaluate(
+      context: context, plan: plan, targets: batch.targets + mine.lowerBound * width, training: true,
+      rows: mine.count, classes: width, count: batch.rows)
+    // The penalty is on the parameters this step starts from; rank 0 counts it once.
+    if ranks.ranks.isRoot { part += try penalty.value(of: model.parameterStorage.pointer, context: context) }
+    // Every rank stops together, before backward, if any rank's loss is not finite.
+    if try ranks.ranks.maximum(part.isFinite ? 0 : 1) != 0 {
+      throw NonFiniteLoss(value: try ranks.ranks.sum(part))
+    }
+    try model.backward(
+      x, batch: mine.count, plan: plan, context: context, gradients: gradients.pointer, from: head.reads,
+      step: stream, firstRow: mine.lowerBound, fused: fused, fusedLayers: fusedLayers, ranks: ranks)
+    try ranks.finishBackward(gradients: gradients.pointer, count: gradients.count)
+    try applyFusedSteps(fused)
+    var right: Int64 = 0
+    try context.check(
+      nerve_count_correct(
+        context.raw, &right, plan.outputs[model.layers.count - 1], batch.labels + mine.lowerBound,
+        Int64(mine.count), Int64(width)))
+    return StepResult(loss: try ranks.ranks.sum(part), correct: Int64(try ranks.ranks.sum(Double(right))))
+  }
+
+  /// After a data-parallel backward: fused layers take their step from the complete sums
+  /// (SGD's chain carried the updated parameters; Adam steps from the gradient as its kernel
+  /// does for large batches).
+  private func applyFusedSteps(_ fused: FusedStep?) throws {
+    guard let fused else { return }
+    for (i, layer) in model.layers.enumerated() where fusedLayers[i] {
+      let at = layer.parameterOffset
+      switch fused {
+      case .sgd:
+        (model.parameterStorage.pointer + at).update(from: gradients.pointer + at, count: layer.parameterCount)
+      case .adam:
+        try layer.applyFusedStep(
+          fused, parameters: model.parameterStorage.pointer + at, gradients: gradients.pointer + at, context: context)
+      }
+    }
   }
 
   /// The second half of a step: the optimizer updates every parameter whose gradient was

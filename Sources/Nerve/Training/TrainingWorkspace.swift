@@ -31,11 +31,13 @@ final class TrainingWorkspace {
   let steppedGroups: [ParameterGroup]
   /// Layers that apply the optimizer's step inside their backward pass.
   let fusedLayers: [Bool]
+  /// This rank's part in data-parallel steps (nil when training alone).
+  let ranks: DataParallelPass?
 
   /// Prepares a run; reserves the context's workspace and binds the optimizer's state.
   init(
     model: Sequential, loss: Loss, optimizer: Optimizer, train: Dataset, settings: TrainingSettings,
-    fusesOptimizerSteps: Bool, chunkRows: Int
+    fusesOptimizerSteps: Bool, chunkRows: Int, communicator: Communicator? = nil
   ) throws {
     self.model = model
     self.optimizer = optimizer
@@ -46,7 +48,12 @@ final class TrainingWorkspace {
     batchCapacity = settings.batchSize.resolved(count: train.count)
     // Batch statistics need the whole batch in one pass.
     let chunked = batchCapacity > chunkRows && !model.layers.contains(where: \.needsWholeBatch)
-    chunkCapacity = chunked ? max(chunkRows, 1) : batchCapacity
+    // Across ranks, each rank runs its share of a batch in one pass (the choices below stay
+    // those of one process, whose results the ranks reproduce).
+    let spread = communicator.map { $0.size > 1 } ?? false
+    chunkCapacity =
+      spread ? (batchCapacity + communicator!.size - 1) / communicator!.size
+      : chunked ? max(chunkRows, 1) : batchCapacity
     // Everything a run allocates, checked against memory before any of it is.
     let needed = try Sizes.product(
       [try Sequential.Plan.floats(model: model, capacity: chunkCapacity, training: true)
@@ -71,6 +78,7 @@ final class TrainingWorkspace {
       // diagnostics need the gradients themselves.
       allowed: fusesOptimizerSteps && !chunked && settings.gradientDiagnostics == nil)
     fusedLayers = fused
+    ranks = spread ? try DataParallelPass(ranks: communicator!, model: model, batchCapacity: batchCapacity) : nil
     steppedGroups = model.parameterGroups.filter { !fused[$0.layer] }.map {
       ParameterGroup(offset: $0.offset, count: $0.info.count, l2Decay: $0.info.decay, isWeight: $0.info.isWeight)
     }

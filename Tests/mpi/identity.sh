@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Data-parallel training under mpirun gives the model one process gives, byte for byte.
+# Usage: Tests/mpi/identity.sh NERVE_BINARY OUTPUT_DIR
+# For each case: one process, then `mpirun -np 2` and `-np 3` (each rank with 1 thread, and one
+# run with 2 threads per rank), saved models compared with cmp.
+set -euo pipefail
+nerve=$1 out=$2
+mkdir -p "$out"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+mpi=(mpirun --oversubscribe --bind-to none)
+failed=0
+
+check() { # name, then the train arguments
+  local name=$1; shift
+  "$nerve" train "$@" --threads 2 --quiet --save "$out/$name-1.safetensors" > "$out/$name-1.log"
+  for run in "2 1" "3 1" "2 2"; do
+    set -- "$@"
+    local n=${run% *} t=${run#* }
+    "${mpi[@]}" -np "$n" "$nerve" train "$@" --threads "$t" --quiet --save "$out/$name-np$n-t$t.safetensors" \
+      > "$out/$name-np$n-t$t.log" 2>&1
+    if cmp -s "$out/$name-1.safetensors" "$out/$name-np$n-t$t.safetensors"; then
+      echo "ok: $name, $n ranks x $t threads: model byte-identical to one process"
+    else
+      echo "FAILED: $name, $n ranks x $t threads: model differs from one process"; failed=1
+    fi
+  done
+}
+
+# Plain SGD fused into backward (the parameters travel along the ranks).
+check mlp-sgd --config examples/lab-a-mlp-mse.toml --subset 2000 --epochs 2
+# Momentum (gradients summed along the ranks), batch 100: ranks' shares of 50 and 33 rows
+# cross the size where the dense kernels change method.
+check mlp-momentum --config examples/lab-b-relu-momentum.toml --subset 1000 --epochs 1 --layers 784,128,64,10 --batch-size 100
+# A CNN with batch norm and dropout (Lab H's network; Adam, cosine schedule).
+check cnn-batchnorm-dropout --config examples/lab-h-best-cnn.toml --subset 500 --epochs 1
+# The fast recipe: Adam fused into dense layers, batch 256, one-cycle schedule.
+check cnn-fast --config examples/fast-99.toml --subset 700 --epochs 1
+exit $failed
