@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Installs what building Nerve needs on Debian/Ubuntu (if missing) and builds it in release mode.
 #   scripts/setup.sh            # then: .build/release/nerve train
+#   scripts/setup.sh --mpi      # also Open MPI, and the build with the MPI trait (mpirun ... nerve train)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(libopenblas-dev zlib1g-dev cmake pkg-config gcc)
+mpi=false
+[ "${1:-}" = "--mpi" ] && mpi=true
+$mpi && packages+=(openmpi-bin libopenmpi-dev)
 # scripts/test.sh adds what only the tests need (a headless browser for reports, Python's venv).
 read -r -a extra <<<"${NERVE_TEST_PACKAGES:-}"
 packages+=("${extra[@]}")
@@ -23,4 +27,11 @@ if ! command -v swift >/dev/null; then
   echo "error: swift is not on PATH; install a Swift 6 toolchain from https://www.swift.org/install/linux/" >&2
   exit 1
 fi
-swift build -c release
+if $mpi; then
+  # SwiftPM 6.3 may fail to reuse a build plan made with other traits ("unknown build
+  # description"): plan afresh, reusing the compiled objects.
+  rm -f .build/*.yaml
+  swift build -c release --traits MPI,Serve
+else
+  swift build -c release
+fi

@@ -4,14 +4,15 @@
 # refused calls), an installed Nerve used through find_package and pkg-config, the model-level
 # C example, the Rust example, and the Python package's tests (API, byte identity with the CLI,
 # ONNX in onnxruntime, Ctrl-C), a check that Python's safetensors reads Nerve's files, and
-# `nerve serve` over HTTP and in a headless Chromium; then the C tests and the Swift suite under
+# `nerve serve` over HTTP and in a headless Chromium, data-parallel training under Open MPI's
+# mpirun (2 and 3 ranks, byte-identical models, a killed rank); then the C tests and the Swift suite under
 # sanitizers. Installs what it needs if missing (Chromium and chromedriver, Python's venv; numpy,
 # pytest, onnx, onnxruntime, safetensors and selenium into .build/python-check). Screenshots of
 # the drawing page land in .build/test-output/serve.
 #   scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NERVE_TEST_PACKAGES="chromium chromium-driver python3-venv" scripts/setup.sh
+NERVE_TEST_PACKAGES="chromium chromium-driver python3-venv openmpi-bin libopenmpi-dev" scripts/setup.sh
 root=$PWD
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -64,6 +65,13 @@ echo "== nerve serve: the API over HTTP, the drawing page in headless Chromium"
 mkdir -p .build/test-output/serve
 (cd "$tmp" && NERVE="$root/.build/release/nerve" SERVE_OUTPUT="$root/.build/test-output/serve" \
   "$root/$venv/bin/python" -m pytest -q "$root/Tests/serve" -p no:cacheprovider)
+
+echo "== MPI: data-parallel training byte-identical to one process (2 and 3 ranks), a killed rank"
+# Its own build folder with the MPI trait (and without Serve, which it does not need).
+rm -f .build-mpi/*.yaml
+swift build -c release --traits MPI --scratch-path .build-mpi --product nerve
+Tests/mpi/identity.sh .build-mpi/release/nerve "$tmp/mpi"
+Tests/mpi/faults.sh .build-mpi/release/nerve "$tmp/mpi"
 
 echo "== sanitizers: the C tests under AddressSanitizer and UndefinedBehaviorSanitizer"
 cmake -S . -B .build-cmake-asan -DCMAKE_BUILD_TYPE=Debug -DNERVE_MODEL_LIBRARY=OFF \
