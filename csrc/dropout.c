@@ -35,12 +35,37 @@ NERVE_INLINE void dropout_fwd_body(void *data, int64_t b, int64_t e) {
 }
 NERVE_RANGE_KERNEL(dropout_fwd);
 
+/* Every argument of a forward call, checked before anything is written; errors name `func`. */
+static nerve_status check_forward(nerve_context *ctx, const float *out, const float *mask,
+                                  const float *in, int64_t n, float rate, int64_t first,
+                                  const char *func) {
+  if (n < 0) return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "n is negative (%lld)", (long long)n);
+  if (first < 0)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "first is negative (%lld)", (long long)first);
+  if (first > INT64_MAX - n) return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "first + n too large");
+  if (!(rate >= 0.0f && rate < 1.0f))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, func, "rate must be in [0, 1), got %g", (double)rate);
+  if (n == 0) return NERVE_OK;
+  const char *missing = !out ? "out" : !mask ? "mask" : !in ? "in" : NULL;
+  if (missing) return nerve__fail(ctx, NERVE_ERROR_NULL_POINTER, func, "%s is NULL", missing);
+  return NERVE_OK;
+}
+
+static void forward(nerve_context *ctx, float *out, float *mask, const float *in, int64_t n,
+                    float rate, uint64_t seed, int64_t first) {
+  dropout_job j = {.y = out, .mask = mask, .x = in, .seed = seed, .first = first, .rate = rate, .keep_scale = 1.0f / (1.0f - rate)};
+  nerve__parallel_for(ctx, n, 1 << 15, dropout_fwd_isa[ctx->isa], &j);
+}
+
 /*
  * in [n] -> out [n] = in * mask, mask [n] = 0 (dropped) or 1 / (1 - rate) (kept)
  */
 nerve_status nerve_dropout_forward(nerve_context *ctx, float *out, float *mask, const float *in,
                                    int64_t n, float rate, uint64_t seed) {
-  return nerve_dropout_forward_at(ctx, out, mask, in, n, rate, seed, 0);
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_forward(ctx, out, mask, in, n, rate, 0, __func__);
+  if (s == NERVE_OK && n > 0) forward(ctx, out, mask, in, n, rate, seed, 0);
+  return s;
 }
 
 /*
@@ -49,19 +74,9 @@ nerve_status nerve_dropout_forward(nerve_context *ctx, float *out, float *mask, 
 nerve_status nerve_dropout_forward_at(nerve_context *ctx, float *out, float *mask, const float *in,
                                       int64_t n, float rate, uint64_t seed, int64_t first) {
   NERVE_CHECK_CTX(ctx);
-  NERVE_CHECK_SIZE(ctx, n);
-  NERVE_CHECK_SIZE(ctx, first);
-  if (first > INT64_MAX - n)
-    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, __func__, "first + n too large");
-  if (!(rate >= 0.0f && rate < 1.0f))
-    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "rate must be in [0, 1), got %g", (double)rate);
-  if (n == 0) return NERVE_OK;
-  NERVE_CHECK_PTR(ctx, out);
-  NERVE_CHECK_PTR(ctx, mask);
-  NERVE_CHECK_PTR(ctx, in);
-  dropout_job j = {.y = out, .mask = mask, .x = in, .seed = seed, .first = first, .rate = rate, .keep_scale = 1.0f / (1.0f - rate)};
-  nerve__parallel_for(ctx, n, 1 << 15, dropout_fwd_isa[ctx->isa], &j);
-  return NERVE_OK;
+  nerve_status s = check_forward(ctx, out, mask, in, n, rate, first, __func__);
+  if (s == NERVE_OK && n > 0) forward(ctx, out, mask, in, n, rate, seed, first);
+  return s;
 }
 
 NERVE_INLINE void dropout_bwd_body(void *data, int64_t b, int64_t e) {

@@ -30,7 +30,7 @@ fi
 if $mpi; then
   # SwiftPM 6.3 may fail to reuse a build plan made with other traits ("unknown build
   # description"): plan afresh, reusing the compiled objects.
-  rm -f .build/*.yaml
+  rm -f .build/*.yaml .build/build.db
   swift build -c release --traits MPI,Serve
 else
   swift build -c release

@@ -76,6 +76,9 @@ struct SweepCommand: ParsableCommand {
       let sweep = try Sweep(contentsOf: config, extraAxes: extra, overrides: overrides, runs: runs)
       let cells = sweep.cells
       let name = try sweep.config(for: cells[0], run: 0).name
+      // Under mpirun, ranks 1 ..< size train what rank 0 hands out (SweepCommand+Ranks).
+      let ranks = try jobRanks()
+      if let ranks, !ranks.isRoot { return try work(for: ranks, sweep: sweep, threads: dataOptions.threads ?? 1) }
       let dir = out ?? "runs/\(name)-sweep"
       try FileManager.default.createDirectory(atPath: dir + "/cells", withIntermediateDirectories: true)
       let header = SweepHeader(
@@ -89,18 +92,22 @@ struct SweepCommand: ParsableCommand {
           if !done.contains(job.key) { pending.append(job) }
         }
       }
-      let threads = dataOptions.threads ?? ComputeContext.defaultThreads
+      let threads = dataOptions.threads ?? (ranks == nil ? ComputeContext.defaultThreads : 1)
       let jobsAtOnce = max(1, min(jobs ?? threads, cells.count * sweep.runs))
       let threadsPerJob = max(1, threads / jobsAtOnce)
       let total = cells.count * sweep.runs
       if !quiet {
         let axes = sweep.axes.map { "\($0.key) (\($0.values.count))" }.joined(separator: " x ")
         print("\(name): \(cells.count) cell(s)\(axes.isEmpty ? "" : " = " + axes), \(sweep.runs) run(s) each; \(total - pending.count) of \(total) already done in \(dir)")
-        print("\(jobsAtOnce) run(s) at a time, \(threadsPerJob) thread(s) each")
+        if let ranks {
+          print("\(ranks.size - 1) rank(s) training one run at a time, \(threads) thread(s) each; rank 0 keeps the results")
+        } else {
+          print("\(jobsAtOnce) run(s) at a time, \(threadsPerJob) thread(s) each")
+        }
       }
       let started = Date()
       var finished = total - pending.count
-      try runJobs(pending, at: jobsAtOnce, threads: threadsPerJob, dir: dir, overrides: overrides) { job, record in
+      func ended(_ job: Job, _ record: SweepRunRecord?, on rank: Int?) throws {
         guard let record else {
           if !quiet { print("\(job.cell.id.isEmpty ? "base" : job.cell.id) run \(job.run): interrupted; its checkpoint lets the next sweep continue it") }
           return
@@ -109,8 +116,14 @@ struct SweepCommand: ParsableCommand {
         finished += 1
         if !quiet {
           let outcome = record.error.map { "FAILED: \($0)" } ?? String(format: "test %.2f%%", 100 * (record.testAccuracy ?? .nan))
-          print(String(format: "[%d/%d] %@ run %d: %@ (%.1f s)", finished, total, job.cell.id.isEmpty ? "base" : job.cell.id, job.run, outcome, record.seconds))
+          let place = rank.map { ", rank \($0)" } ?? ""
+          print(String(format: "[%d/%d] %@ run %d: %@ (%.1f s%@)", finished, total, job.cell.id.isEmpty ? "base" : job.cell.id, job.run, outcome, record.seconds, place))
         }
+      }
+      if let ranks {
+        try runJobs(pending, on: ranks, dir: dir) { try ended($0, $1, on: $2) }
+      } else {
+        try runJobs(pending, at: jobsAtOnce, threads: threadsPerJob, dir: dir, overrides: overrides) { try ended($0, $1, on: nil) }
       }
       if !quiet && !pending.isEmpty {
         print(String(format: "%d run(s) in %.1f s", pending.count, Date().timeIntervalSince(started)))

@@ -173,6 +173,10 @@ static void kernels(nerve_context *ctx) {
   VARIANTS("nerve_dense_backward_adam", 2,
            nerve_dense_backward_adam(call_ctx, dx, w, b, m, v, P(0, bm), P(1, bv), dy, x, N * size, I, O, 0.01f,
                                      bad ? 1.5f : 0.9f, 0.999f, 1e-7f, 0.0f, 0.0f, 3));
+  has_setting = 0;
+  VARIANTS("nerve_dense_backward_adam_input", 3,
+           nerve_dense_backward_adam_input(call_ctx, P(0, dx), P(1, dy), P(2, w), N * size, I, O));
+  has_setting = 1;
   VARIANTS("nerve_activation_forward", 2,
            nerve_activation_forward(call_ctx, bad ? (nerve_activation)99 : NERVE_ACTIVATION_TANH, P(0, y), P(1, x), N * O * size));
   /* Which of in and out backward reads depends on the function: both kinds are tried. */
@@ -245,6 +249,8 @@ static void kernels(nerve_context *ctx) {
   has_setting = 1;
   VARIANTS("nerve_dropout_forward", 3,
            nerve_dropout_forward(call_ctx, P(0, y), P(1, mask), P(2, x), N * O * size, bad ? 1.0f : 0.5f, 7));
+  VARIANTS("nerve_dropout_forward_at", 3,
+           nerve_dropout_forward_at(call_ctx, P(0, y), P(1, mask), P(2, x), N * O * size, 0.5f, 7, bad ? -1 : 5));
   has_setting = 0;
   VARIANTS("nerve_dropout_backward", 3, nerve_dropout_backward(call_ctx, P(0, dx), P(1, dy), P(2, mask), N * O * size));
 }
@@ -265,6 +271,8 @@ static void context_functions(nerve_context *ctx) {
   memcpy(before, arena, sizeof arena);
   refused(ctx, "nerve_context_set_threads", "negative", nerve_context_set_threads(ctx, -1));
   refused(NULL, "nerve_context_set_threads", "NULL context", nerve_context_set_threads(NULL, 2));
+  refused(ctx, "nerve_context_set_whole_batch", "negative", nerve_context_set_whole_batch(ctx, -1));
+  refused(NULL, "nerve_context_set_whole_batch", "NULL context", nerve_context_set_whole_batch(NULL, 2));
   refused(ctx, "nerve_context_set_isa", "unknown", nerve_context_set_isa(ctx, (nerve_isa)42));
   if (best < NERVE_ISA_AVX512)
     refused(ctx, "nerve_context_set_isa", "unsupported", nerve_context_set_isa(ctx, NERVE_ISA_AVX512));

@@ -146,8 +146,15 @@ public final class MPICommunicator: Communicator {
   }
 
   public func receiveMessage() throws -> (from: Int, tag: Int, bytes: [UInt8]) {
+    // Polled with pauses: MPI_Probe would spin on a core while a sweep's ranks wait for work.
     var status = MPI_Status()
-    try check(MPI_Probe(nerve_mpi_any_source(), nerve_mpi_any_tag(), comm, &status), "waiting for a message")
+    var arrived: Int32 = 0
+    while true {
+      try check(
+        MPI_Iprobe(nerve_mpi_any_source(), nerve_mpi_any_tag(), comm, &arrived, &status), "waiting for a message")
+      if arrived != 0 { break }
+      usleep(2000)
+    }
     var count: Int32 = 0
     MPI_Get_count(&status, nerve_mpi_byte(), &count)
     var bytes = [UInt8](repeating: 0, count: Int(count))
