@@ -9,20 +9,26 @@ Per step with N nodes (each node as fast as the measured machine):
   ring all-reduce (order-free): 2 (N-1)/N * G / B + 2 (N-1) * L
   Nerve's ordered chain (byte-identical): the gradient travels rank to rank, each adding its
                  rows; layer by layer the ranks overlap, but the largest layer's sum still
-                 crosses N-1 links one after another, then the result is broadcast:
-                 (N-1) * (G_max / B + L) + ceil(log2 N) * (G / B + L)
+                 crosses N-1 links one after another, then the result is broadcast; batch-norm
+                 layers gather the whole batch's inputs (forward) and output gradients (backward),
+                 A bytes per step in all, of which each rank receives (N-1)/N:
+                 (N-1) * (G_max / B + L) + ceil(log2 N) * (G / B + L) + (N-1)/N * A / B
   speed-up S(N) = t_c / (t_c / N + t_comm)
 G: gradient bytes (4 per parameter), G_max: the largest layer's, B: link bandwidth, L: latency.
+(An order-free run would synchronise batch norm with per-channel sums only; the ring column
+leaves that out.)
 """
 import argparse, math
 
-WORKLOADS = {  # step time measured here (2 threads), parameters, largest layer's parameters
-    "Lab E (batch 32)": (11.0, 4_926_266, 4_918_032),
-    "Lab H (batch 64)": (51.0, 871_018, 803_072),
-    "fast recipe (batch 256)": (30.0, 215_194, 205_056),
+# Step time measured here (2 threads), parameters, the largest layer's parameters, and the bytes
+# batch norm gathers per step (2 x batch x the values per sample its layers see).
+WORKLOADS = {
+    "Lab E (batch 32)": (11.0, 4_926_266, 4_918_032, 2 * 32 * 28 * 28 * 32 * 4),
+    "Lab H (batch 64)": (51.0, 871_018, 803_072, 2 * 64 * (2 * 28 * 28 * 32 + 2 * 14 * 14 * 64) * 4),
+    "fast recipe (batch 256)": (30.0, 215_194, 205_056, 0),
 }
 
-def speedup(step_ms, params, largest, nodes, gbit, latency_us, ordered):
+def speedup(step_ms, params, largest, gathered, nodes, gbit, latency_us, ordered):
     t_c = step_ms / 1e3
     bw = gbit * 1e9 / 8
     g, g_max, lat = 4 * params, 4 * largest, latency_us / 1e6
@@ -30,6 +36,7 @@ def speedup(step_ms, params, largest, nodes, gbit, latency_us, ordered):
         return 1.0
     if ordered:
         comm = (nodes - 1) * (g_max / bw + lat) + math.ceil(math.log2(nodes)) * (g / bw + lat)
+        comm += (nodes - 1) / nodes * gathered / bw
     else:
         comm = 2 * (nodes - 1) / nodes * g / bw + 2 * (nodes - 1) * lat
     return t_c / (t_c / nodes + comm)
@@ -39,17 +46,19 @@ def main():
     p.add_argument("--step-ms", type=float)
     p.add_argument("--params", type=int)
     p.add_argument("--largest", type=int)
+    p.add_argument("--gathered", type=int, default=0, help="bytes batch norm gathers per step")
     p.add_argument("--latency-us", type=float, default=5.0)
     a = p.parse_args()
-    work = WORKLOADS if a.step_ms is None else {"yours": (a.step_ms, a.params, a.largest or a.params)}
+    work = WORKLOADS if a.step_ms is None else {"yours": (a.step_ms, a.params, a.largest or a.params, a.gathered)}
     nodes = [2, 4, 8, 16, 32, 64]
-    for name, (ms, params, largest) in work.items():
-        print(f"\n{name}: {ms} ms per step, {params:,} parameters ({4 * params / 1e6:.1f} MB of gradient)")
+    for name, (ms, params, largest, gathered) in work.items():
+        print(f"\n{name}: {ms} ms per step, {params:,} parameters ({4 * params / 1e6:.1f} MB of gradient), "
+              f"{gathered / 1e6:.1f} MB gathered for batch norm")
         print("| link | reduction | " + " | ".join(f"{n} nodes" for n in nodes) + " |")
         print("|---|---|" + "---|" * len(nodes))
         for gbit in (10, 25, 100):
             for ordered in (False, True):
-                row = [f"{speedup(ms, params, largest, n, gbit, a.latency_us, ordered):.1f}x" for n in nodes]
+                row = [f"{speedup(ms, params, largest, gathered, n, gbit, a.latency_us, ordered):.1f}x" for n in nodes]
                 kind = "ordered chain (identical)" if ordered else "ring all-reduce"
                 print(f"| {gbit} Gbit/s | {kind} | " + " | ".join(row) + " |")
 
