@@ -82,10 +82,25 @@ struct BenchCommand: ParsableCommand {
           } else {
             print(workload.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: " %8d %9.4f %11.0f", t, m, Double(samples) / m))
           }
+          if workload == "lab-e" && !json { try printAdamFloor(threads: t, samples: samples, measured: m) }
           fflush(nil)
         }
       }
     }
+  }
+
+  /// Lab E's floor from memory traffic: per step, its parameters are read by the forward pass
+  /// and the input gradient, and Adam's fused step reads and writes weights and both moments
+  /// (8 floats per parameter), at the bandwidth an Adam step reaches here.
+  func printAdamFloor(threads: Int, samples: Int, measured: Double) throws {
+    let parameters = try Self.labE().parameterCount, steps = (samples + 31) / 32
+    let bytes = Double(steps) * Double(parameters) * 8 * 4
+    let bandwidth = try ComputeContext(threads: threads).adamStepBandwidth()
+    let floor = bytes / bandwidth
+    print(
+      String(
+        format: "  lab-e floor: %.0f GB of parameter and Adam state traffic per epoch at %.1f GB/s (an Adam step here) = %.2f s; measured %.2fx that",
+        bytes / 1e9, bandwidth / 1e9, floor, measured / floor))
   }
 
   /// One measurement as `--json` prints it (bench/compare.sh reads these beside PyTorch's).

@@ -1,0 +1,26 @@
+// How fast this machine streams memory through an optimizer step: the floor under training
+// whose time goes to reading and writing parameters and their optimizer state.
+import CNerve
+
+extension ComputeContext {
+  /// Bytes per second an Adam step moves over `floats` parameters at this context's thread
+  /// count (it reads weights, gradients and two moments and writes three arrays: 28 bytes per
+  /// parameter); the median of `runs` steps. The arrays should be much larger than the caches.
+  public func adamStepBandwidth(floats: Int = 32 << 20, runs: Int = 5) throws -> Double {
+    try Memory.check(floats: 4 * floats, for: "measuring memory bandwidth", at: "bench")
+    let w = FloatBuffer(count: floats), m = FloatBuffer(count: floats), v = FloatBuffer(count: floats)
+    let g = FloatBuffer(count: floats)
+    g.pointer.update(repeating: 1e-3, count: floats)
+    let clock = ContinuousClock()
+    var seconds: [Double] = []
+    for step in 1...(runs + 1) {
+      let started = clock.now
+      try check(
+        nerve_adam_step(
+          raw, w.pointer, m.pointer, v.pointer, g.pointer, Int64(floats), 1e-4, 0.9, 0.999, 1e-7, 0, 0, Int64(step)))
+      if step > 1 { seconds.append((clock.now - started).seconds) }  // the first touches the pages
+    }
+    seconds.sort()
+    return Double(28 * floats) / seconds[seconds.count / 2]
+  }
+}
