@@ -130,8 +130,8 @@ int nerve_context_threads(const nerve_context *ctx) { return ctx ? ctx->threads 
 
 nerve_status nerve_context_set_whole_batch(nerve_context *ctx, int64_t rows) {
   NERVE_CHECK_CTX(ctx);
-  if (rows < 0)
-    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "rows must be 0 or positive, got %lld", (long long)rows);
+  if (rows < 0 || rows > INT32_MAX)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "rows must be in 0 ... 2^31 - 1, got %lld", (long long)rows);
   ctx->whole_batch = rows;
   return NERVE_OK;
 }

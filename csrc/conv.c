@@ -23,6 +23,19 @@ static int64_t images_per_block(const conv_geom *g) {
   if (per < 1) per = 1;
   return per < g->N ? per : g->N;
 }
+/*
+ * The rows the input-gradient products choose their method by (dot products for few rows):
+ * a whole block of the whole batch (nerve_context_set_whole_batch), the same for every block,
+ * the last one included, and for every rank's share, so each row's result does not depend on
+ * how the batch is split.
+ */
+static int64_t method_rows(const nerve_context *ctx, const conv_geom *g) {
+  const int64_t pix = g->OH * g->OW, n = ctx->whole_batch > 0 ? ctx->whole_batch : g->N;
+  int64_t per = CONV_BLOCK_ROWS / pix;
+  if (per < 1) per = 1;
+  return (per < n ? per : n) * pix;
+}
+
 /* 1x1, stride 1, unpadded: the input already is the lowered matrix. */
 static bool is_pointwise(const conv_geom *g) {
   return g->KH == 1 && g->KW == 1 && g->SH == 1 && g->SW == 1 && g->PT == 0 && g->PL == 0 &&
@@ -188,7 +201,8 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
    * lowered blocks (none for 1x1), and the most the products take, which they take on the first
    * and largest block of rows (all N * OH * OW rows for 1x1, where cols = C). */
   const int64_t block = pointwise ? 0 : block_floats(&g), most_rows = pointwise ? N * pix : per * pix;
-  size_t nn = din ? nerve__gemm_nn_scratch(ctx, most_rows, cols, K, true) : 0;
+  const int64_t whole_rows = (ctx->whole_batch > 0 ? ctx->whole_batch : N) * pix;
+  size_t nn = din ? nerve__gemm_nn_scratch(ctx, pointwise ? whole_rows : method_rows(ctx, &g), cols, K, true) : 0;
   size_t tn = dweight ? nerve__gemm_tn_scratch(ctx, most_rows, K, cols, K) : 0;
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, 2 * (size_t)block * sizeof(float), __func__);
   if (s == NERVE_OK) s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, nn > tn ? nn : tn, __func__);
@@ -199,7 +213,7 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
       s = nerve__gemm_tn(ctx, dweight, K, in, C, dout, K, N * pix, K, C, 1.0f, __func__);
       if (s != NERVE_OK) return s;
     }
-    if (din) return nerve__gemm_nn(ctx, din, C, dout, K, weight, K, true, NULL, false, N * pix, C, K, __func__);
+    if (din) return nerve__gemm_nn_as(ctx, din, C, dout, K, weight, K, true, NULL, false, N * pix, C, K, whole_rows, __func__);
     return NERVE_OK;
   }
   float *col = ctx->scratch[NERVE_SCRATCH_LAYER], *dcol = col + block;
@@ -213,7 +227,8 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
       if (s != NERVE_OK) return s;
     }
     if (din) {
-      s = nerve__gemm_nn(ctx, dcol, cols, dblock, K, weight, K, true, NULL, false, rows, cols, K, __func__);
+      s = nerve__gemm_nn_as(ctx, dcol, cols, dblock, K, weight, K, true, NULL, false, rows, cols, K,
+                            method_rows(ctx, &g), __func__);
       if (s != NERVE_OK) return s;
       col2im_job cj = {.g = &g, .din = din + n0 * H * W * C, .dcol = dcol};
       nerve__parallel_for(ctx, images * H * W, (1 << 13) / (C * KH * KW) + 1, col2im_pixels, &cj);

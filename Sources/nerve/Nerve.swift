@@ -35,6 +35,10 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     return try body()
   } catch let error as NerveError {
     printError("nerve: error: \(error)")
+    if let ranks = JobRanks.current {
+      printError("nerve: rank \(ranks.rank) stops the job")
+      ranks.abort(code: 1)
+    }
     throw ExitCode.failure
   }
 }

@@ -9,6 +9,7 @@ import Nerve
 func jobRanks() throws -> Communicator? {
   #if MPI
   guard let world = try MPICommunicator.world(), world.size > 1 else { return nil }
+  JobRanks.current = world
   return world
   #else
   let size = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"].flatMap(Int.init) ?? 1
@@ -19,4 +20,10 @@ func jobRanks() throws -> Communicator? {
   }
   return nil
   #endif
+}
+
+/// The ranks of this job once a command has joined them; an error on one rank then ends them
+/// all (reportingErrors), since the others would wait for it for ever.
+enum JobRanks {
+  nonisolated(unsafe) static var current: Communicator?
 }

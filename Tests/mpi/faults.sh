@@ -32,6 +32,14 @@ grep -q "nerve: rank 0 was stopped in epoch [0-9]*, after step [0-9]*" "$out/fau
   || { echo "FAILED: no message saying where training was"; cat "$out/fault-killed.log"; exit 1; }
 echo "ok: killed rank 1 stopped the job in ${took}s: $(grep -o 'rank 0 was stopped in epoch [0-9]*, after step [0-9]*' "$out/fault-killed.log")"
 
+# An error on one rank alone (only rank 0 writes the metrics file) ends the whole job.
+status=0
+timeout 60 "${mpi[@]}" -np 2 "$nerve" train "${args[@]}" --metrics /nonexistent/metrics.jsonl \
+  > "$out/fault-error.log" 2>&1 || status=$?
+[ $status -ne 0 ] && [ $status -ne 124 ] || { echo "FAILED: an error on rank 0 did not end the job (status $status)"; cat "$out/fault-error.log"; exit 1; }
+grep -q "nerve: rank 0 stops the job" "$out/fault-error.log" || { echo "FAILED: no message"; cat "$out/fault-error.log"; exit 1; }
+echo "ok: an error on rank 0 alone ended the job: $(grep -m1 'nerve: error' "$out/fault-error.log")"
+
 # Resume on three ranks: the same model as the uninterrupted run.
 "${mpi[@]}" -np 3 "$nerve" train --resume "$out/fault.ckpt" --threads 1 --quiet > "$out/fault-resumed.log" 2>&1
 cmp "$out/whole.safetensors" "$out/fault.safetensors" \

@@ -35,4 +35,7 @@ check mlp-momentum --config examples/lab-b-relu-momentum.toml --subset 1000 --ep
 check cnn-batchnorm-dropout --config examples/lab-h-best-cnn.toml --subset 500 --epochs 1
 # The fast recipe: Adam fused into dense layers, batch 256, one-cycle schedule.
 check cnn-fast --config examples/fast-99.toml --subset 700 --epochs 1
+# A convolution with a 3x3 output in batches of 20: the ranks' shares are few enough rows for
+# the kernels' other method, which they must not take.
+check cnn-small-maps --config Tests/mpi/small-maps.toml --subset 400
 exit $failed

@@ -37,6 +37,10 @@ public protocol Communicator: AnyObject {
   func sendMessage(_ bytes: [UInt8], to rank: Int, tag: Int) throws
   /// The next message of bytes from any rank: its sender, tag and bytes.
   func receiveMessage() throws -> (from: Int, tag: Int, bytes: [UInt8])
+
+  /// Ends every rank of the job with `code`: what a rank does after an error the others cannot
+  /// know of (they would wait for it for ever).
+  func abort(code: Int32) -> Never
 }
 
 extension Communicator {

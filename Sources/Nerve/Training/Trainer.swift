@@ -158,6 +158,9 @@ public final class Trainer {
       divergence.epochFinished(model: model)
       var stop = state.stopping?.shouldStop(after: metrics, model: model) ?? false
       if let onEpoch, !onEpoch(metrics) { stop = true }
+      // Ranks stop together (a caller's onEpoch, or a metrics file only rank 0 writes, may say
+      // stop on one rank alone).
+      if let ranks = communicator, ranks.size > 1 { stop = try ranks.maximum(stop ? 1 : 0) != 0 }
       // A stop before the last epoch is recorded before the checkpoint, which a resumed run
       // then honours.
       if stop && epoch < epochs { state.history.stoppedEarly = true }
@@ -168,7 +171,6 @@ public final class Trainer {
     return state.history
   }
 
-  /// Adds the validation and test results after an epoch to its metrics.
   /// Every rank starts from rank 0's parameters and layer state.
   private func shareInitialModel() throws {
     guard let ranks = communicator, ranks.size > 1 else { return }
@@ -184,6 +186,7 @@ public final class Trainer {
     return { ((try? ranks.maximum(ask?() == true ? 1 : 0)) ?? 1) != 0 }
   }
 
+  /// Adds the validation and test results after an epoch to its metrics.
   private func evaluate(after metrics: inout EpochMetrics, validation: Dataset?, test: Dataset?, head: LossHead) throws {
     if let validation {
       let e = try model.evaluate(validation, head: head)

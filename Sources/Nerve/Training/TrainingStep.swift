@@ -53,6 +53,9 @@ extension TrainingWorkspace {
     for g in steppedGroups { (gradients.pointer + g.offset).update(repeating: 0, count: g.count) }
     let fused = fuses ? optimizer.fusedStep(learningRate: learningRate) : nil
     let stream = randomStream
+    // Chunks choose their kernels' methods as for the whole batch, as ranks' shares do.
+    try context.check(nerve_context_set_whole_batch(context.raw, Int64(batch.rows)))
+    defer { nerve_context_set_whole_batch(context.raw, 0) }
     var result = StepResult(loss: 0, correct: 0)
     var start = 0
     while start < batch.rows {
@@ -111,12 +114,13 @@ extension TrainingWorkspace {
     var part = try head.evaluate(
       context: context, plan: plan, targets: batch.targets + mine.lowerBound * width, training: true,
       rows: mine.count, classes: width, count: batch.rows)
-    // The penalty is on the parameters this step starts from; rank 0 counts it once.
-    if ranks.ranks.isRoot { part += try penalty.value(of: model.parameterStorage.pointer, context: context) }
-    // Every rank stops together, before backward, if any rank's loss is not finite.
+    // Every rank stops together, before backward, if any rank's loss is not finite (checked
+    // before the penalty, as one process checks it).
     if try ranks.ranks.maximum(part.isFinite ? 0 : 1) != 0 {
       throw NonFiniteLoss(value: try ranks.ranks.sum(part))
     }
+    // The penalty is on the parameters this step starts from; rank 0 counts it once.
+    if ranks.ranks.isRoot { part += try penalty.value(of: model.parameterStorage.pointer, context: context) }
     try model.backward(
       x, batch: mine.count, plan: plan, context: context, gradients: gradients.pointer, from: head.reads,
       step: stream, firstRow: mine.lowerBound, fused: fused, fusedLayers: fusedLayers, ranks: ranks)
