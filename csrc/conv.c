@@ -10,6 +10,10 @@
  */
 #include "internal.h"
 
+#if NERVE_X86
+#  include <immintrin.h>
+#endif
+
 typedef struct {
   int64_t N, H, W, C, K, KH, KW, SH, SW, PT, PL, OH, OW;
 } conv_geom;
@@ -72,29 +76,70 @@ typedef struct {
   const float *in;  /* first image of the block */
 } im2col_job;
 
-static void im2col_rows(void *data, int64_t r0, int64_t r1) {
+/* n floats from src to dst, or zeros without src. */
+typedef void (*copy_fn)(float *dst, const float *src, int64_t n);
+
+/* Plain loops: with few channels (1 for MNIST) a memcpy call per run costs more than the copy. */
+static inline void copy_run(float *dst, const float *src, int64_t n) {
+  if (src)
+    for (int64_t i = 0; i < n; i++) dst[i] = src[i];
+  else
+    for (int64_t i = 0; i < n; i++) dst[i] = 0.0f;
+}
+
+/* Rows [r0, r1) of the lowered block: row (n, oh, ow) holds the window's pixels in (kh, kw, c)
+ * order. A window row inside the image is one contiguous run of KW*C input floats. */
+NERVE_INLINE void im2col_with(copy_fn copy, void *data, int64_t r0, int64_t r1) {
   im2col_job *j = data;
   const conv_geom *g = j->g;
-  const int64_t cols = cols_of(g), C = g->C;
+  const int64_t cols = cols_of(g), C = g->C, run = g->KW * C, pix = g->OH * g->OW;
+  int64_t n = r0 / pix, oh = r0 % pix / g->OW, ow = r0 % g->OW;
   for (int64_t r = r0; r < r1; r++) {
-    int64_t n = r / (g->OH * g->OW), p = r % (g->OH * g->OW), oh = p / g->OW, ow = p % g->OW;
     float *dst = j->col + r * cols;
     const float *img = j->in + n * g->H * g->W * C;
-    for (int64_t kh = 0; kh < g->KH; kh++) {
-      int64_t ih = oh * g->SH - g->PT + kh;
-      for (int64_t kw = 0; kw < g->KW; kw++, dst += C) {
-        int64_t iw = ow * g->SW - g->PL + kw;
-        /* Plain loops: with few channels (1 for MNIST) a memcpy call per pixel costs more
-         * than the copy. */
-        if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) {
-          for (int64_t c = 0; c < C; c++) dst[c] = 0.0f;
-        } else {
-          const float *src = img + (ih * g->W + iw) * C;
-          for (int64_t c = 0; c < C; c++) dst[c] = src[c];
+    const int64_t iw0 = ow * g->SW - g->PL;
+    const bool inside = iw0 >= 0 && iw0 + g->KW <= g->W;
+    for (int64_t kh = 0; kh < g->KH; kh++, dst += run) {
+      const int64_t ih = oh * g->SH - g->PT + kh;
+      if (ih < 0 || ih >= g->H) {
+        copy(dst, NULL, run);
+      } else if (inside) {
+        copy(dst, img + (ih * g->W + iw0) * C, run);
+      } else {
+        for (int64_t kw = 0; kw < g->KW; kw++) {
+          const int64_t iw = iw0 + kw;
+          copy(dst + kw * C, iw < 0 || iw >= g->W ? NULL : img + (ih * g->W + iw) * C, C);
         }
       }
     }
+    if (++ow == g->OW) {
+      ow = 0;
+      if (++oh == g->OH) oh = 0, n++;
+    }
   }
+}
+
+static void im2col_plain(void *data, int64_t r0, int64_t r1) { im2col_with(copy_run, data, r0, r1); }
+
+#if NERVE_X86
+/* Runs of up to 16 floats (a 5-wide window on one channel) are one masked load and store. */
+NERVE_TARGET_AVX512 NERVE_INLINE void copy_run_avx512(float *dst, const float *src, int64_t n) {
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+    _mm512_mask_storeu_ps(dst + i, m, src ? _mm512_maskz_loadu_ps(m, src + i) : _mm512_setzero_ps());
+  }
+}
+NERVE_TARGET_AVX512 static void im2col_avx512(void *data, int64_t r0, int64_t r1) {
+  im2col_with(copy_run_avx512, data, r0, r1);
+}
+#endif
+
+static nerve__range_fn im2col_for(const nerve_context *ctx) {
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX512) return im2col_avx512;
+#endif
+  (void)ctx;
+  return im2col_plain;
 }
 
 typedef struct {
@@ -145,6 +190,30 @@ size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C, i
   return 2 * (size_t)block_floats(&g) * sizeof(float);
 }
 
+typedef struct {
+  const nerve_context *ctx;
+  const conv_geom *g;
+  float *out, *col; /* col: one lowered block per thread */
+  const float *in, *weight, *bias;
+  int64_t blocks;
+} forward_job;
+
+/* Member t of nt: blocks [blocks*t/nt, blocks*(t+1)/nt), lowered and multiplied here. */
+static void forward_member(void *data, int t, int nt) {
+  forward_job *j = data;
+  const conv_geom *g = j->g;
+  const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = images_per_block(g);
+  float *col = j->col + t * block_floats(g);
+  const nerve__range_fn lower = im2col_for(j->ctx);
+  for (int64_t b = j->blocks * t / nt; b < j->blocks * (t + 1) / nt; b++) {
+    const int64_t n0 = b * per, images = g->N - n0 < per ? g->N - n0 : per, rows = images * pix;
+    im2col_job ij = {.g = g, .col = col, .in = j->in + n0 * g->H * g->W * g->C};
+    lower(&ij, 0, rows);
+    nerve__gemm_nn_here(j->ctx, j->out + n0 * pix * g->K, g->K, col, cols, j->weight, g->K,
+                        j->bias, rows, g->K, cols);
+  }
+}
+
 /*
  * in [N,H,W,C], weight [KH,KW,C,K], bias [K] or NULL -> out [N,OH,OW,K]
  */
@@ -164,17 +233,16 @@ nerve_status nerve_conv2d_forward(nerve_context *ctx, float *out, const float *i
   const int64_t cols = cols_of(&g), pix = OH * OW, per = images_per_block(&g);
   if (is_pointwise(&g))
     return nerve__gemm_nn(ctx, out, K, in, C, weight, K, false, bias, false, N * pix, K, C, __func__);
-  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)block_floats(&g) * sizeof(float), __func__);
+  /* Threads share out whole blocks, each lowering and multiplying its own in its own part of
+   * the workspace: one team for the layer, and each block stays in its thread's cache. */
+  const int64_t blocks = (N + per - 1) / per;
+  int threads = nerve__threads_for(ctx, N * pix * cols * K, 1 << 19);
+  if (threads > blocks) threads = (int)blocks;
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)threads * (size_t)block_floats(&g) * sizeof(float), __func__);
   if (s != NERVE_OK) return s;
-  float *col = ctx->scratch[NERVE_SCRATCH_LAYER];
-  for (int64_t n0 = 0; n0 < N; n0 += per) {
-    int64_t images = N - n0 < per ? N - n0 : per, rows = images * pix;
-    im2col_job ij = {.g = &g, .col = col, .in = in + n0 * H * W * C};
-    nerve__parallel_for(ctx, rows, (1 << 14) / cols + 1, im2col_rows, &ij);
-    s = nerve__gemm_nn(ctx, out + n0 * pix * K, K, col, cols, weight, K, false, bias, false, rows, K,
-                       cols, __func__);
-    if (s != NERVE_OK) return s;
-  }
+  forward_job fj = {.ctx = ctx, .g = &g, .out = out, .in = in, .weight = weight, .bias = bias,
+                    .col = ctx->scratch[NERVE_SCRATCH_LAYER], .blocks = blocks};
+  nerve__parallel_team(threads, forward_member, &fj);
   return NERVE_OK;
 }
 
@@ -222,7 +290,7 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
     const float *dblock = dout + n0 * pix * K;
     if (dweight) {
       im2col_job ij = {.g = &g, .col = col, .in = in + n0 * H * W * C};
-      nerve__parallel_for(ctx, rows, (1 << 14) / cols + 1, im2col_rows, &ij);
+      nerve__parallel_for(ctx, rows, (1 << 14) / cols + 1, im2col_for(ctx), &ij);
       s = nerve__gemm_tn(ctx, dweight, K, col, cols, dblock, K, rows, K, cols, 1.0f, __func__);
       if (s != NERVE_OK) return s;
     }

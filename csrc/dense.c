@@ -228,7 +228,9 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
             .c1 = (float)(1.0 / (1.0 - pow(beta1, (double)step))),
             .c2 = (float)(1.0 / (1.0 - pow(beta2, (double)step))),
             .coupled_decay = weight_decay, .shrink = 1.0f - lr * decoupled_weight_decay}};
-  if (fused && nerve__gemm_tn_visit(ctx, in, I, dout, O, N, O, I, adam_fused_rows, adam_fused_tile, &j))
+  const nerve__visit_streams rows = {.base = {weight, weight_m, weight_v}, .count = 3,
+                                     .row_bytes = O * (int64_t)sizeof(float)};
+  if (fused && nerve__gemm_tn_visit(ctx, in, I, dout, O, N, O, I, adam_fused_rows, adam_fused_tile, &rows, &j))
     return NERVE_OK;
   /* Elsewhere: the gradient in scratch (after the bias's, reserved above), then the ordinary
    * step. */

@@ -371,6 +371,8 @@ NERVE_TARGET_AVX512 NERVE_INLINE void tn_tile(const int KT, const int W, float *
     const float *a = A + m * lda;
     __m512 x0 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m0, D + m * ldd));
     __m512 x1 = W == 2 ? _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, D + m * ldd + 16)) : x0;
+    /* Unrolled by name: clang otherwise keeps the 12-row case's accumulators on the stack. */
+#  pragma GCC unroll 16
     for (int r = 0; r < KT; r++) {
       __m512 av = _mm512_set1_ps(a[r]);
       g0[r] = _mm512_fmadd_ps(av, x0, g0[r]);
@@ -573,8 +575,20 @@ typedef struct {
   int64_t lda, ldd, M, N, K, tiles, panels;
   nerve__rows_fn rows;
   nerve__tile_fn apply;
+  nerve__visit_streams streams;
   void *arg;
 } visit_job;
+
+/* Slice part of parts of the streams' rows [k0, k1), fetched into L2: spread over a tile's
+ * panels, the next tile's memory arrives while this tile computes. */
+static void prefetch_rows(const visit_job *j, int64_t k0, int64_t k1, int64_t part, int64_t parts) {
+  const int64_t bytes = (k1 - k0) * j->streams.row_bytes;
+  const int64_t from = bytes * part / parts & ~(int64_t)63, to = bytes * (part + 1) / parts;
+  for (int s = 0; s < j->streams.count; s++) {
+    const char *rows = (const char *)j->streams.base[s] + k0 * j->streams.row_bytes;
+    for (int64_t at = from; at < to; at += 64) _mm_prefetch(rows + at, _MM_HINT_T1);
+  }
+}
 
 /* Columns of G gathered before apply runs, so it sees long contiguous row runs. */
 enum { VISIT_COLS = 1024 };
@@ -584,6 +598,7 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
   float g[TN_KT * VISIT_COLS] __attribute__((aligned(64))); /* 48 KB of stack */
   for (int64_t t = t0; t < t1; t++) {
     int64_t k = t * TN_KT, kr = j->K - k < TN_KT ? j->K - k : TN_KT;
+    int64_t next = t + 1 < t1 ? k + kr : -1, next_rows = next < 0 ? 0 : (j->K - next < TN_KT ? j->K - next : TN_KT);
     if (j->rows) j->rows(j->arg, k, k + kr);
     for (int64_t p0 = 0; p0 < j->panels; p0 += panels_per_group) {
       int64_t p1 = p0 + panels_per_group < j->panels ? p0 + panels_per_group : j->panels;
@@ -591,6 +606,7 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
       memset(g, 0, sizeof(float) * TN_KT * VISIT_COLS);
       for (int64_t p = p0; p < p1; p++) {
         int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
+        if (next_rows > 0) prefetch_rows(j, next, next + next_rows, p, j->panels);
         tn_tile_any((int)kr, nr > 16 ? 2 : 1, g + (col - col0), VISIT_COLS, j->A + k, j->lda,
                     j->D + col, j->ldd, j->M, mask_lo(nr), mask_hi(nr), 1.0f);
       }
@@ -618,18 +634,18 @@ bool nerve__gemm_tn_visits(const nerve_context *ctx) {
 
 bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const float *D,
                           int64_t ldd, int64_t M, int64_t N, int64_t K, nerve__rows_fn rows,
-                          nerve__tile_fn apply, void *arg) {
+                          nerve__tile_fn apply, const nerve__visit_streams *streams, void *arg) {
 #if NERVE_X86
   if (!nerve__gemm_tn_visits(ctx)) return false;
   visit_job j = {.A = A, .D = D, .lda = lda, .ldd = ldd, .M = M, .N = N, .K = K,
                  .tiles = (K + TN_KT - 1) / TN_KT, .panels = (N + NR - 1) / NR, .rows = rows,
-                 .apply = apply, .arg = arg};
+                 .apply = apply, .streams = streams ? *streams : (nerve__visit_streams){0}, .arg = arg};
   int threads = nerve__threads_for(ctx, M * N * K, GEMM_GRAIN);
   if (threads > j.tiles) threads = (int)j.tiles;
   nerve__parallel_team(threads, visit_member, &j);
   return true;
 #else
-  (void)ctx, (void)A, (void)lda, (void)D, (void)ldd, (void)M, (void)N, (void)K, (void)rows, (void)apply, (void)arg;
+  (void)ctx, (void)A, (void)lda, (void)D, (void)ldd, (void)M, (void)N, (void)K, (void)rows, (void)apply, (void)streams, (void)arg;
   return false;
 #endif
 }
@@ -699,6 +715,30 @@ nerve_status nerve__gemm_nn(nerve_context *ctx, float *C, int64_t ldc, const flo
                             const float *bias, bool accumulate, int64_t M, int64_t N, int64_t K,
                             const char *func) {
   return nerve__gemm_nn_as(ctx, C, ldc, A, lda, B, ldb, b_transposed, bias, accumulate, M, N, K, M, func);
+}
+
+/*
+ * nerve__gemm_nn with B given as [K,N], all on the calling thread (a member of a team that
+ * shares out larger work): each element is the same chain nerve__gemm_nn computes. Needs no
+ * scratch.
+ */
+void nerve__gemm_nn_here(const nerve_context *ctx, float *C, int64_t ldc, const float *A,
+                         int64_t lda, const float *B, int64_t ldb, const float *bias, int64_t M,
+                         int64_t N, int64_t K) {
+  if (M == 0 || N == 0) return;
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX512) {
+    nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bias = bias,
+                .M = M, .N = N, .K = K, .panels = (N + NR - 1) / NR, .split_rows = true};
+    nn_member(&j, 0, 1);
+    return;
+  }
+#endif
+  (void)ctx;
+  blas_nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bias = bias,
+                   .M = M, .N = N, .K = K, .mblocks = (M + BLAS_MB - 1) / BLAS_MB,
+                   .nblocks = (N + BLAS_NB - 1) / BLAS_NB};
+  blas_nn_blocks(&j, 0, j.mblocks * j.nblocks);
 }
 
 nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_t ldc, const float *A,

@@ -195,12 +195,28 @@ NERVE_HIDDEN void nerve__bias_accumulate(nerve_context *ctx, float *dbias, const
 typedef void (*nerve__rows_fn)(void *arg, int64_t k0, int64_t k1);
 typedef void (*nerve__tile_fn)(void *arg, int64_t k0, int64_t col, const float *g, int64_t rows,
                                int64_t cols, int64_t ldg);
+/*
+ * Arrays whose rows k the callbacks read for a tile (weights, optimizer moments): row k of
+ * stream s starts at base[s] + k * row_bytes. While a tile's products run, the visitor fetches
+ * the next tile's rows into cache, so memory traffic overlaps the arithmetic.
+ */
+typedef struct {
+  const void *base[4];
+  int count;
+  int64_t row_bytes;
+} nerve__visit_streams;
 /* Whether nerve__gemm_tn_visit runs on this context (it does with libnerve's AVX-512 kernels). */
 NERVE_HIDDEN bool nerve__gemm_tn_visits(const nerve_context *ctx);
 NERVE_HIDDEN bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda,
                                        const float *D, int64_t ldd, int64_t M, int64_t N,
                                        int64_t K, nerve__rows_fn rows, nerve__tile_fn apply,
-                                       void *arg);
+                                       const nerve__visit_streams *streams, void *arg);
+
+/* nerve__gemm_nn (B as [K,N], no accumulation) on the calling thread alone, for kernels whose
+ * teams share out whole blocks: the same result, no scratch, no threads of its own. */
+NERVE_HIDDEN void nerve__gemm_nn_here(const nerve_context *ctx, float *C, int64_t ldc,
+                                      const float *A, int64_t lda, const float *B, int64_t ldb,
+                                      const float *bias, int64_t M, int64_t N, int64_t K);
 
 /* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. */
 NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc,

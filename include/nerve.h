@@ -354,7 +354,9 @@ NERVE_API nerve_status nerve_count_correct(nerve_context *ctx, int64_t *correct,
  */
 
 /** Bytes of workspace nerve_conv2d_forward/backward use for these sizes (for
- *  nerve_context_reserve); 0 for invalid sizes. */
+ *  nerve_context_reserve); 0 for invalid sizes. Two lowered blocks of images: the backward
+ *  takes both, the forward one per thread (with more than two threads it grows the workspace
+ *  on its first call). */
 NERVE_API size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C,
                                              int64_t K, int64_t KH, int64_t KW, int64_t SH,
                                              int64_t SW, int64_t PT, int64_t PL, int64_t OH,

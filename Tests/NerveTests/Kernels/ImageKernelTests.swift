@@ -16,6 +16,9 @@ let convGeometries: [RefGeometry] = [
   .init(n: 3, h: 10, w: 10, c: 32, k: 8, kh: 3, kw: 3, sh: 1, sw: 1, same: true),
   .init(n: 9, h: 16, w: 16, c: 2, k: 3, kh: 3, kw: 3, sh: 1, sw: 1, same: true),
   .init(n: 1, h: 8, w: 8, c: 2, k: 4, kh: 4, kw: 4, sh: 2, sw: 2, same: true),
+  // Large enough that the forward shares its blocks of images among threads (3 blocks of 3
+  // images, the last one short).
+  .init(n: 7, h: 28, w: 28, c: 1, k: 32, kh: 5, kw: 5, sh: 1, sw: 1, same: false),
 ]
 
 let poolGeometries: [RefGeometry] = [
@@ -196,9 +199,8 @@ struct ImageKernelTests {
     }
   }
 
-  @Test("image kernels are bit-identical at 1, 2 and 3 threads")
-  func threadIndependence() {
-    let g = convGeometries[8]
+  @Test("image kernels are bit-identical at 1, 2 and 3 threads", arguments: [convGeometries[8], convGeometries[10]])
+  func threadIndependence(_ g: RefGeometry) {
     let x = sparseInputs(g.n * g.h, g.w * g.c, seed: 3), w = randomFloats(g.kh * g.kw * g.c * g.k, seed: 4)
     let dy = randomFloats(g.n * g.oh * g.ow * g.k, seed: 5)
     let sizes = [g.n, g.h, g.w, g.c, g.k, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow].map(Int64.init)
