@@ -72,43 +72,53 @@ static nerve_status check_geom(nerve_context *ctx, const conv_geom *g, const cha
 
 typedef struct {
   const conv_geom *g;
-  float *col;       /* [rows, KH*KW*C] */
+  float *col;       /* [rows, ld]: columns [k0, k1) of the lowered rows (k1 = 0: all of them) */
   const float *in;  /* first image of the block */
+  int64_t k0, k1, ld;
 } im2col_job;
 
-/* n floats from src to dst, or zeros without src. */
-typedef void (*copy_fn)(float *dst, const float *src, int64_t n);
+/* n floats from src to dst, or zeros without src; nothing at or past end is written. */
+typedef void (*copy_fn)(float *dst, const float *src, int64_t n, const float *end);
 
 /* Plain loops: with few channels (1 for MNIST) a memcpy call per run costs more than the copy. */
-static inline void copy_run(float *dst, const float *src, int64_t n) {
+static inline void copy_run(float *dst, const float *src, int64_t n, const float *end) {
+  (void)end;
   if (src)
     for (int64_t i = 0; i < n; i++) dst[i] = src[i];
   else
     for (int64_t i = 0; i < n; i++) dst[i] = 0.0f;
 }
 
-/* Rows [r0, r1) of the lowered block: row (n, oh, ow) holds the window's pixels in (kh, kw, c)
- * order. A window row inside the image is one contiguous run of KW*C input floats. */
+/* Rows [r0, r1) of the lowered block, columns [k0, k1): row (n, oh, ow) holds the window's
+ * pixels in (kh, kw, c) order. A window row inside the image is one contiguous run of KW*C
+ * input floats; a column range takes the part of each run it covers. */
 NERVE_INLINE void im2col_with(copy_fn copy, void *data, int64_t r0, int64_t r1) {
   im2col_job *j = data;
   const conv_geom *g = j->g;
-  const int64_t cols = cols_of(g), C = g->C, run = g->KW * C, pix = g->OH * g->OW;
+  const int64_t C = g->C, run = g->KW * C, pix = g->OH * g->OW;
+  const int64_t k0 = j->k0, k1 = j->k1 > 0 ? j->k1 : cols_of(g), ld = j->ld > 0 ? j->ld : k1 - k0;
+  const int64_t kh0 = k0 / run, kh1 = (k1 + run - 1) / run;
   int64_t n = r0 / pix, oh = r0 % pix / g->OW, ow = r0 % g->OW;
+  const float *end = j->col + r1 * ld;
   for (int64_t r = r0; r < r1; r++) {
-    float *dst = j->col + r * cols;
+    float *row = j->col + r * ld;
     const float *img = j->in + n * g->H * g->W * C;
     const int64_t iw0 = ow * g->SW - g->PL;
     const bool inside = iw0 >= 0 && iw0 + g->KW <= g->W;
-    for (int64_t kh = 0; kh < g->KH; kh++, dst += run) {
+    for (int64_t kh = kh0; kh < kh1; kh++) {
+      /* Columns [a, b) of this window row, written at row + (a - k0). */
+      const int64_t a = kh * run > k0 ? kh * run : k0, b = (kh + 1) * run < k1 ? (kh + 1) * run : k1;
+      float *dst = row + (a - k0);
       const int64_t ih = oh * g->SH - g->PT + kh;
       if (ih < 0 || ih >= g->H) {
-        copy(dst, NULL, run);
+        copy(dst, NULL, b - a, end);
       } else if (inside) {
-        copy(dst, img + (ih * g->W + iw0) * C, run);
+        copy(dst, img + (ih * g->W + iw0) * C + (a - kh * run), b - a, end);
       } else {
-        for (int64_t kw = 0; kw < g->KW; kw++) {
-          const int64_t iw = iw0 + kw;
-          copy(dst + kw * C, iw < 0 || iw >= g->W ? NULL : img + (ih * g->W + iw) * C, C);
+        for (int64_t kw = (a - kh * run) / C; kw * C + kh * run < b; kw++) {
+          const int64_t iw = iw0 + kw, p = kh * run + kw * C;
+          const int64_t c0 = p > a ? 0 : a - p, c1 = p + C < b ? C : b - p;
+          copy(dst + (p + c0 - a), iw < 0 || iw >= g->W ? NULL : img + (ih * g->W + iw) * C + c0, c1 - c0, end);
         }
       }
     }
@@ -122,11 +132,23 @@ NERVE_INLINE void im2col_with(copy_fn copy, void *data, int64_t r0, int64_t r1) 
 static void im2col_plain(void *data, int64_t r0, int64_t r1) { im2col_with(copy_run, data, r0, r1); }
 
 #if NERVE_X86
-/* Runs of up to 16 floats (a 5-wide window on one channel) are one masked load and store. */
-NERVE_TARGET_AVX512 NERVE_INLINE void copy_run_avx512(float *dst, const float *src, int64_t n) {
-  for (int64_t i = 0; i < n; i += 16) {
-    const __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
-    _mm512_mask_storeu_ps(dst + i, m, src ? _mm512_maskz_loadu_ps(m, src + i) : _mm512_setzero_ps());
+/*
+ * Whole vectors, stored unmasked even for a short run (a 5-wide window on one channel): the
+ * lowering writes its rows in address order, so what a store puts past the run is overwritten
+ * by the runs after it. Only near the end of the range are stores masked: masked stores that
+ * straddle cache lines are several times slower on AMD's cores, and most of these do.
+ */
+NERVE_TARGET_AVX512 NERVE_INLINE void copy_run_avx512(float *dst, const float *src, int64_t n,
+                                                      const float *end) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, src ? _mm512_loadu_ps(src + i) : _mm512_setzero_ps());
+  if (i < n) {
+    const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+    const __m512 v = src ? _mm512_maskz_loadu_ps(m, src + i) : _mm512_setzero_ps();
+    if (dst + i + 16 <= end)
+      _mm512_storeu_ps(dst + i, v);
+    else
+      _mm512_mask_storeu_ps(dst + i, m, v);
   }
 }
 NERVE_TARGET_AVX512 static void im2col_avx512(void *data, int64_t r0, int64_t r1) {
@@ -246,6 +268,42 @@ nerve_status nerve_conv2d_forward(nerve_context *ctx, float *out, const float *i
   return NERVE_OK;
 }
 
+typedef struct {
+  const nerve_context *ctx;
+  const conv_geom *g;
+  float *dweight, *slices, *padded; /* padded: dweight's rows, ldp apart */
+  const float *dout, *in;
+  int64_t ldp;
+} weight_grad_job;
+
+/*
+ * Member t of nt owns rows [k0, k1) of the weight gradient (lowered columns): for every block of
+ * images in order it lowers just those columns and adds their product with the block's output
+ * gradient. Each element adds the rows in the order one thread would, so the split changes
+ * nothing, and the team meets no barrier until the end.
+ */
+static void weight_grad_member(void *data, int t, int nt) {
+  weight_grad_job *j = data;
+  const conv_geom *g = j->g;
+  const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = images_per_block(g), K = g->K;
+  const int64_t k0 = cols * t / nt, k1 = cols * (t + 1) / nt, width = k1 - k0;
+  if (width == 0) return;
+  float *G = j->padded + k0 * j->ldp, *slice = j->slices + per * pix * k0;
+  for (int64_t k = 0; k < width; k++) {
+    memcpy(G + k * j->ldp, j->dweight + (k0 + k) * K, (size_t)K * sizeof(float));
+    memset(G + k * j->ldp + K, 0, (size_t)(j->ldp - K) * sizeof(float));
+  }
+  const nerve__range_fn lower = im2col_for(j->ctx);
+  for (int64_t n0 = 0; n0 < g->N; n0 += per) {
+    const int64_t rows = (g->N - n0 < per ? g->N - n0 : per) * pix;
+    im2col_job ij = {.g = g, .col = slice, .in = j->in + n0 * g->H * g->W * g->C, .k0 = k0, .k1 = k1, .ld = width};
+    lower(&ij, 0, rows);
+    nerve__gemm_tn_here(G, j->ldp, slice, width, j->dout + n0 * pix * K, K, rows, K, width, 1.0f);
+  }
+  for (int64_t k = 0; k < width; k++)
+    memcpy(j->dweight + (k0 + k) * K, G + k * j->ldp, (size_t)K * sizeof(float));
+}
+
 /*
  * dout [N,OH,OW,K], in [N,H,W,C], weight [KH,KW,C,K] ->
  *   din [N,H,W,C] (written), dweight [KH,KW,C,K] += in-lowered^T . dout, dbias [K] += sums
@@ -271,7 +329,12 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
   const int64_t block = pointwise ? 0 : block_floats(&g), most_rows = pointwise ? N * pix : per * pix;
   const int64_t whole_rows = (ctx->whole_batch > 0 ? ctx->whole_batch : N) * pix;
   size_t nn = din ? nerve__gemm_nn_scratch(ctx, pointwise ? whole_rows : method_rows(ctx, &g), cols, K, true) : 0;
-  size_t tn = dweight ? nerve__gemm_tn_scratch(ctx, most_rows, K, cols, K) : 0;
+  /* With AVX-512 the weight gradient is one team's work (weight_grad_member), on a copy of
+   * dweight padded to whole panels. */
+  const bool team_grad = dweight && !pointwise && nerve__gemm_tn_visits(ctx);
+  const int64_t ldp = (K + 31) / 32 * 32;
+  size_t tn = team_grad ? (size_t)cols * (size_t)ldp * sizeof(float)
+              : dweight ? nerve__gemm_tn_scratch(ctx, most_rows, K, cols, K) : 0;
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, 2 * (size_t)block * sizeof(float), __func__);
   if (s == NERVE_OK) s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, nn > tn ? nn : tn, __func__);
   if (s != NERVE_OK) return s;
@@ -285,10 +348,16 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
     return NERVE_OK;
   }
   float *col = ctx->scratch[NERVE_SCRATCH_LAYER], *dcol = col + block;
+  if (team_grad) {
+    weight_grad_job wj = {.ctx = ctx, .g = &g, .dweight = dweight, .dout = dout, .in = in,
+                          .slices = col, .padded = ctx->scratch[NERVE_SCRATCH_GEMM], .ldp = ldp};
+    int threads = nerve__threads_for(ctx, N * pix * cols * K, 1 << 19);
+    nerve__parallel_team(threads < cols ? threads : (int)cols, weight_grad_member, &wj);
+  }
   for (int64_t n0 = 0; n0 < N; n0 += per) {
     int64_t images = N - n0 < per ? N - n0 : per, rows = images * pix;
     const float *dblock = dout + n0 * pix * K;
-    if (dweight) {
+    if (dweight && !team_grad) {
       im2col_job ij = {.g = &g, .col = col, .in = in + n0 * H * W * C};
       nerve__parallel_for(ctx, rows, (1 << 14) / cols + 1, im2col_for(ctx), &ij);
       s = nerve__gemm_tn(ctx, dweight, K, col, cols, dblock, K, rows, K, cols, 1.0f, __func__);

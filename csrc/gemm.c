@@ -789,6 +789,18 @@ nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_t ldc, const 
   return NERVE_OK;
 }
 
+void nerve__gemm_tn_here(float *G, int64_t ldg, const float *A, int64_t lda, const float *D,
+                         int64_t ldd, int64_t M, int64_t N, int64_t K, float alpha) {
+#if NERVE_X86
+  if (M == 0 || N == 0 || K == 0) return;
+  tn_job j = {.G = G, .ldg = ldg, .A = A, .lda = lda, .D = D, .ldd = ldd, .M = M, .N = N, .K = K,
+              .panels = (N + NR - 1) / NR, .rank = true, .alpha = alpha};
+  tn_rank_rows(&j, 0, K, 0, j.panels);
+#else
+  (void)G, (void)ldg, (void)A, (void)lda, (void)D, (void)ldd, (void)M, (void)N, (void)K, (void)alpha;
+#endif
+}
+
 nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const float *A,
                             int64_t lda, const float *D, int64_t ldd, int64_t M, int64_t N,
                             int64_t K, float alpha, const char *func) {

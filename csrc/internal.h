@@ -218,6 +218,16 @@ NERVE_HIDDEN void nerve__gemm_nn_here(const nerve_context *ctx, float *C, int64_
                                       const float *A, int64_t lda, const float *B, int64_t ldb,
                                       const float *bias, int64_t M, int64_t N, int64_t K);
 
+/*
+ * G[K,N] += alpha * A[M,K]^T . D[M,N] on the calling thread by rank updates, AVX-512 only
+ * (nerve__gemm_tn_visits): every element adds the rows in order, the chain nerve__gemm_tn
+ * computes, so a team may share out G's rows and call this on each slice, block after block.
+ * G's rows should be whole 32-column panels apart (ldg) and 64-byte aligned.
+ */
+NERVE_HIDDEN void nerve__gemm_tn_here(float *G, int64_t ldg, const float *A, int64_t lda,
+                                      const float *D, int64_t ldd, int64_t M, int64_t N,
+                                      int64_t K, float alpha);
+
 /* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. */
 NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc,
                                          const float *A, int64_t lda, const float *BT,
