@@ -212,6 +212,23 @@ size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C, i
   return 2 * (size_t)block_floats(&g) * sizeof(float);
 }
 
+/* Columns up to which a product reads windows in place (the kernels' reduction chunk). */
+enum { GATHER_MAX_COLS = 2048 };
+
+/* No padding, every window inside the image. */
+static bool windows_inside(const conv_geom *g) {
+  return g->PT == 0 && g->PL == 0 && (g->OH - 1) * g->SH + g->KH <= g->H &&
+         (g->OW - 1) * g->SW + g->KW <= g->W;
+}
+
+/* off[k] for lowered column k = (kh, kw, c): its input's distance from the window's corner. */
+static void window_offsets(const conv_geom *g, int32_t *off) {
+  int64_t k = 0;
+  for (int64_t kh = 0; kh < g->KH; kh++)
+    for (int64_t kw = 0; kw < g->KW; kw++)
+      for (int64_t c = 0; c < g->C; c++) off[k++] = (int32_t)((kh * g->W + kw) * g->C + c);
+}
+
 typedef struct {
   const nerve_context *ctx;
   const conv_geom *g;
@@ -227,8 +244,18 @@ static void forward_member(void *data, int t, int nt) {
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = images_per_block(g);
   float *col = j->col + t * block_floats(g);
   const nerve__range_fn lower = im2col_for(j->ctx);
+  int32_t off[GATHER_MAX_COLS];
+  const bool gather = windows_inside(g) && cols <= GATHER_MAX_COLS && g->H * g->W * g->C <= INT32_MAX;
+  if (gather) window_offsets(g, off);
   for (int64_t b = j->blocks * t / nt; b < j->blocks * (t + 1) / nt; b++) {
     const int64_t n0 = b * per, images = g->N - n0 < per ? g->N - n0 : per, rows = images * pix;
+    /* Windows inside the image: the product reads them where they are, with no copy. */
+    const nerve__gather ga = {.in = j->in, .first_row = n0 * pix, .pix = pix, .OW = g->OW,
+                              .image_stride = g->H * g->W * g->C, .row_stride = g->SH * g->W * g->C,
+                              .col_stride = g->SW * g->C, .off = off};
+    if (gather && nerve__gemm_nn_gather_here(j->ctx, j->out + n0 * pix * g->K, g->K, &ga, rows,
+                                             j->weight, g->K, j->bias, g->K, cols))
+      continue;
     im2col_job ij = {.g = g, .col = col, .in = j->in + n0 * g->H * g->W * g->C};
     lower(&ij, 0, rows);
     nerve__gemm_nn_here(j->ctx, j->out + n0 * pix * g->K, g->K, col, cols, j->weight, g->K,
@@ -294,8 +321,17 @@ static void weight_grad_member(void *data, int t, int nt) {
     memset(G + k * j->ldp + K, 0, (size_t)(j->ldp - K) * sizeof(float));
   }
   const nerve__range_fn lower = im2col_for(j->ctx);
+  int32_t off[GATHER_MAX_COLS];
+  const bool gather = windows_inside(g) && cols <= GATHER_MAX_COLS && g->H * g->W * g->C <= INT32_MAX;
+  if (gather) window_offsets(g, off);
   for (int64_t n0 = 0; n0 < g->N; n0 += per) {
     const int64_t rows = (g->N - n0 < per ? g->N - n0 : per) * pix;
+    const nerve__gather ga = {.in = j->in, .first_row = n0 * pix, .pix = pix, .OW = g->OW,
+                              .image_stride = g->H * g->W * g->C, .row_stride = g->SH * g->W * g->C,
+                              .col_stride = g->SW * g->C, .off = off};
+    if (gather && nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &ga, rows, j->dout + n0 * pix * K, K,
+                                             K, k0, k1, 1.0f))
+      continue;
     im2col_job ij = {.g = g, .col = slice, .in = j->in + n0 * g->H * g->W * g->C, .k0 = k0, .k1 = k1, .ld = width};
     lower(&ij, 0, rows);
     nerve__gemm_tn_here(G, j->ldp, slice, width, j->dout + n0 * pix * K, K, rows, K, width, 1.0f);

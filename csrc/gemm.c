@@ -567,6 +567,214 @@ static void nn_dots_member(void *data, int t, int nt) {
 
 #endif /* NERVE_X86 */
 
+/* ---- Products reading A through an index (convolutions without a lowered copy) ----------- */
+#if NERVE_X86
+
+/*
+ * One R x (16*W) tile of C from bias (or zero) over the listed k: the chain nn_tile computes,
+ * with A[r][k] read at base[r] + off[k] instead of from a lowered row.
+ */
+NERVE_TARGET_AVX512 NERVE_INLINE void gather_tile(const int R, const int W, float *C, int64_t ldc,
+                                                  const float *const *base, const int32_t *off,
+                                                  const float *B, int64_t ldb, int64_t K,
+                                                  const int32_t *ks, int64_t live, __mmask16 m0,
+                                                  __mmask16 m1, const float *bias) {
+  __m512 c0[NN_MR], c1[NN_MR];
+  const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  const __m512 b1 = (bias && W == 2) ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+#  pragma GCC unroll 8
+  for (int r = 0; r < R; r++) c0[r] = b0, c1[r] = b1;
+  const int64_t steps = ks ? live : K;
+  for (int64_t j = 0; j < steps; j++) {
+    const int64_t k = ks ? ks[j] : j;
+    const __m512 x0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
+    const __m512 x1 = W == 2 ? _mm512_maskz_loadu_ps(m1, B + k * ldb + 16) : x0;
+#  pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+      const __m512 a = _mm512_set1_ps(base[r][off[k]]);
+      c0[r] = _mm512_fmadd_ps(a, x0, c0[r]);
+      if (W == 2) c1[r] = _mm512_fmadd_ps(a, x1, c1[r]);
+    }
+  }
+#  pragma GCC unroll 8
+  for (int r = 0; r < R; r++) {
+    _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
+    if (W == 2) _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
+  }
+}
+
+#  define GATHER_CASE(R)                                                                        \
+    case R:                                                                                     \
+      if (W == 2)                                                                               \
+        gather_tile(R, 2, C, ldc, base, off, B, ldb, K, ks, live, m0, m1, bias);                \
+      else                                                                                      \
+        gather_tile(R, 1, C, ldc, base, off, B, ldb, K, ks, live, m0, m1, bias);                \
+      break;
+
+NERVE_TARGET_AVX512 static void gather_tile_any(int R, int W, float *C, int64_t ldc,
+                                                const float *const *base, const int32_t *off,
+                                                const float *B, int64_t ldb, int64_t K,
+                                                const int32_t *ks, int64_t live, __mmask16 m0,
+                                                __mmask16 m1, const float *bias) {
+  switch (R) {
+    GATHER_CASE(8)
+    GATHER_CASE(7)
+    GATHER_CASE(6)
+    GATHER_CASE(5)
+    GATHER_CASE(4)
+    GATHER_CASE(3)
+    GATHER_CASE(2)
+    GATHER_CASE(1)
+    default: break;
+  }
+}
+
+NERVE_TARGET_AVX512 static void gather_run(float *C, int64_t ldc, const nerve__gather *ga,
+                                           int64_t M, const float *B, int64_t ldb,
+                                           const float *bias, int64_t N, int64_t K) {
+  const int64_t panels = (N + NR - 1) / NR;
+  /* As nn_run: the zero inputs of a row tile are skipped where it meets several panels. */
+  const bool skip = panels >= 2;
+  int32_t ks[NN_KC];
+  for (int64_t m = 0; m < M; m += NN_MR) {
+    const int R = (int)(M - m < NN_MR ? M - m : NN_MR);
+    const float *base[NN_MR];
+    for (int r = 0; r < R; r++) {
+      const int64_t row = ga->first_row + m + r, n = row / ga->pix, p = row % ga->pix;
+      base[r] = ga->in + n * ga->image_stride + p / ga->OW * ga->row_stride + p % ga->OW * ga->col_stride;
+    }
+    int64_t live = K;
+    if (skip) {
+      live = 0;
+      for (int64_t k = 0; k < K; k++) {
+        bool nz = false;
+        for (int r = 0; r < R; r++) nz |= base[r][ga->off[k]] != 0.0f;
+        if (nz) ks[live++] = (int32_t)k;
+      }
+    }
+    for (int64_t p = 0; p < panels; p++) {
+      const int64_t col = p * NR, nr = N - col < NR ? N - col : NR;
+      gather_tile_any(R, nr > 16 ? 2 : 1, C + m * ldc + col, ldc, base, ga->off, B + col, ldb, K,
+                      skip ? ks : NULL, live, mask_lo(nr), mask_hi(nr), bias ? bias + col : NULL);
+    }
+  }
+}
+
+/* tn_rank with A gathered: G rows k in the list (or [k0, k1)), G's first row being k0's. */
+NERVE_TARGET_AVX512 NERVE_INLINE void gather_rank(const int R, const int W, float *G, int64_t ldg,
+                                                  const float *const *base, const int32_t *off,
+                                                  const float *D, int64_t ldd, int64_t k0,
+                                                  int64_t k1, const int32_t *ks, int64_t live,
+                                                  __mmask16 m0, __mmask16 m1, float alpha) {
+  __m512 d0[TN_MR], d1[TN_MR];
+  const __m512 scale = _mm512_set1_ps(alpha);
+#  pragma GCC unroll 8
+  for (int r = 0; r < R; r++) {
+    d0[r] = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m0, D + r * ldd));
+    if (W == 2) d1[r] = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, D + r * ldd + 16));
+  }
+  const int64_t steps = ks ? live : k1 - k0;
+  for (int64_t j = 0; j < steps; j++) {
+    const int64_t k = ks ? ks[j] : k0 + j;
+    float *g = G + (k - k0) * ldg;
+    __m512 g0 = _mm512_maskz_loadu_ps(m0, g);
+    __m512 g1 = W == 2 ? _mm512_maskz_loadu_ps(m1, g + 16) : g0;
+#  pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+      const __m512 av = _mm512_set1_ps(base[r][off[k]]);
+      g0 = _mm512_fmadd_ps(av, d0[r], g0);
+      if (W == 2) g1 = _mm512_fmadd_ps(av, d1[r], g1);
+    }
+    _mm512_mask_storeu_ps(g, m0, g0);
+    if (W == 2) _mm512_mask_storeu_ps(g + 16, m1, g1);
+  }
+}
+
+#  define GATHER_RANK_CASE(R)                                                                   \
+    case R:                                                                                     \
+      if (W == 2)                                                                               \
+        gather_rank(R, 2, G, ldg, base, off, D, ldd, k0, k1, ks, live, m0, m1, alpha);          \
+      else                                                                                      \
+        gather_rank(R, 1, G, ldg, base, off, D, ldd, k0, k1, ks, live, m0, m1, alpha);          \
+      break;
+
+NERVE_TARGET_AVX512 static void gather_rank_any(int R, int W, float *G, int64_t ldg,
+                                                const float *const *base, const int32_t *off,
+                                                const float *D, int64_t ldd, int64_t k0,
+                                                int64_t k1, const int32_t *ks, int64_t live,
+                                                __mmask16 m0, __mmask16 m1, float alpha) {
+  switch (R) {
+    GATHER_RANK_CASE(8)
+    GATHER_RANK_CASE(7)
+    GATHER_RANK_CASE(6)
+    GATHER_RANK_CASE(5)
+    GATHER_RANK_CASE(4)
+    GATHER_RANK_CASE(3)
+    GATHER_RANK_CASE(2)
+    GATHER_RANK_CASE(1)
+    default: break;
+  }
+}
+
+/* As tn_rank_rows on rows [k0, k1) of G, A gathered. */
+NERVE_TARGET_AVX512 static void gather_rank_rows(float *G, int64_t ldg, const nerve__gather *ga,
+                                                 int64_t M, const float *D, int64_t ldd,
+                                                 int64_t N, int64_t k0, int64_t k1, float alpha) {
+  const int64_t panels = (N + NR - 1) / NR;
+  const bool skip = panels >= 2;
+  int32_t ks[NN_KC];
+  for (int64_t m = 0; m < M; m += TN_MR) {
+    const int R = (int)(M - m < TN_MR ? M - m : TN_MR);
+    const float *base[TN_MR];
+    for (int r = 0; r < R; r++) {
+      const int64_t row = ga->first_row + m + r, n = row / ga->pix, p = row % ga->pix;
+      base[r] = ga->in + n * ga->image_stride + p / ga->OW * ga->row_stride + p % ga->OW * ga->col_stride;
+    }
+    int64_t live = k1 - k0;
+    if (skip) {
+      live = 0;
+      for (int64_t k = k0; k < k1; k++) {
+        bool nz = false;
+        for (int r = 0; r < R; r++) nz |= base[r][ga->off[k]] != 0.0f;
+        if (nz) ks[live++] = (int32_t)k;
+      }
+    }
+    for (int64_t p = 0; p < panels; p++) {
+      const int64_t col = p * NR, nr = N - col < NR ? N - col : NR;
+      gather_rank_any(R, nr > 16 ? 2 : 1, G + col, ldg, base, ga->off, D + m * ldd + col, ldd, k0,
+                      k1, skip ? ks : NULL, live, mask_lo(nr), mask_hi(nr), alpha);
+    }
+  }
+}
+
+#endif
+
+bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G, int64_t ldg,
+                                const nerve__gather *a, int64_t M, const float *D, int64_t ldd,
+                                int64_t N, int64_t k0, int64_t k1, float alpha) {
+#if NERVE_X86
+  if (ctx->isa != NERVE_ISA_AVX512 || k1 - k0 > NN_KC) return false;
+  if (M > 0 && N > 0 && k1 > k0) gather_rank_rows(G, ldg, a, M, D, ldd, N, k0, k1, alpha);
+  return true;
+#else
+  (void)ctx, (void)G, (void)ldg, (void)a, (void)M, (void)D, (void)ldd, (void)N, (void)k0, (void)k1, (void)alpha;
+  return false;
+#endif
+}
+
+bool nerve__gemm_nn_gather_here(const nerve_context *ctx, float *C, int64_t ldc,
+                                const nerve__gather *a, int64_t M, const float *B, int64_t ldb,
+                                const float *bias, int64_t N, int64_t K) {
+#if NERVE_X86
+  if (ctx->isa != NERVE_ISA_AVX512 || K > NN_KC || K < 1) return false;
+  if (M > 0 && N > 0) gather_run(C, ldc, a, M, B, ldb, bias, N, K);
+  return true;
+#else
+  (void)ctx, (void)C, (void)ldc, (void)a, (void)M, (void)B, (void)ldb, (void)bias, (void)N, (void)K;
+  return false;
+#endif
+}
+
 /* ---- Visiting weight-gradient tiles (fused optimizer steps) ------------------------------- */
 #if NERVE_X86
 

@@ -228,6 +228,32 @@ NERVE_HIDDEN void nerve__gemm_tn_here(float *G, int64_t ldg, const float *A, int
                                       const float *D, int64_t ldd, int64_t M, int64_t N,
                                       int64_t K, float alpha);
 
+/*
+ * A matrix read through an index instead of stored: row r (counted from first_row) starts at
+ * in + n * image_stride + oh * row_stride + ow * col_stride, with n = r / pix, oh = r % pix / OW,
+ * ow = r % OW, and its column k is at off[k] from there. For a convolution whose windows all
+ * lie inside the image, this is the lowered matrix without the copy.
+ */
+typedef struct {
+  const float *in;
+  int64_t first_row, pix, OW, image_stride, row_stride, col_stride;
+  const int32_t *off;
+} nerve__gather;
+/* C[M,N] = bias + A . B[K,N] with A gathered, on the calling thread: the chains
+ * nerve__gemm_nn computes on the stored matrix. false (nothing done) where no such kernel
+ * exists (no AVX-512, K over 2048). */
+NERVE_HIDDEN bool nerve__gemm_nn_gather_here(const nerve_context *ctx, float *C, int64_t ldc,
+                                             const nerve__gather *a, int64_t M, const float *B,
+                                             int64_t ldb, const float *bias, int64_t N, int64_t K);
+
+/* G[0 : k1-k0, :] += alpha * A[:, k0:k1]^T . D[M,N] with A gathered, on the calling thread:
+ * the chains nerve__gemm_tn_here computes on the stored columns. false (nothing done) where no
+ * such kernel exists. */
+NERVE_HIDDEN bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G, int64_t ldg,
+                                             const nerve__gather *a, int64_t M, const float *D,
+                                             int64_t ldd, int64_t N, int64_t k0, int64_t k1,
+                                             float alpha);
+
 /* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. */
 NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc,
                                          const float *A, int64_t lda, const float *BT,
