@@ -716,6 +716,79 @@ NERVE_TARGET_AVX512 static void gather_rank_any(int R, int W, float *G, int64_t 
   }
 }
 
+/*
+ * tn_tile with A gathered: a KT x 32 tile of G (rows k..k+KT of the slice starting at k0) held in
+ * registers while all M rows pass, the same chain as the rank updates (rows in order) when
+ * nothing is skipped, i.e. with one panel.
+ */
+NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, float *G,
+                                                     int64_t ldg, const nerve__gather *ga,
+                                                     const int32_t *off, const float *D,
+                                                     int64_t ldd, int64_t M, __mmask16 m0,
+                                                     __mmask16 m1, float alpha) {
+  __m512 g0[TN_KT], g1[TN_KT];
+  const __m512 scale = _mm512_set1_ps(alpha);
+#  pragma GCC unroll 16
+  for (int r = 0; r < KT; r++) {
+    g0[r] = _mm512_maskz_loadu_ps(m0, G + r * ldg);
+    if (W == 2) g1[r] = _mm512_maskz_loadu_ps(m1, G + r * ldg + 16);
+  }
+  int64_t n = ga->first_row / ga->pix, oh = ga->first_row % ga->pix / ga->OW, ow = ga->first_row % ga->OW;
+  const float *image = ga->in + n * ga->image_stride, *a = image + oh * ga->row_stride + ow * ga->col_stride;
+  for (int64_t m = 0; m < M; m++) {
+    const __m512 x0 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m0, D + m * ldd));
+    const __m512 x1 = W == 2 ? _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, D + m * ldd + 16)) : x0;
+#  pragma GCC unroll 16
+    for (int r = 0; r < KT; r++) {
+      const __m512 av = _mm512_set1_ps(a[off[r]]);
+      g0[r] = _mm512_fmadd_ps(av, x0, g0[r]);
+      if (W == 2) g1[r] = _mm512_fmadd_ps(av, x1, g1[r]);
+    }
+    /* The next window: one step along the row, or the next row, or the next image. */
+    if (++ow < ga->OW) {
+      a += ga->col_stride;
+    } else if (ow = 0, ++oh < ga->pix / ga->OW) {
+      a = image + oh * ga->row_stride;
+    } else {
+      oh = 0, image += ga->image_stride, a = image;
+    }
+  }
+#  pragma GCC unroll 16
+  for (int r = 0; r < KT; r++) {
+    _mm512_mask_storeu_ps(G + r * ldg, m0, g0[r]);
+    if (W == 2) _mm512_mask_storeu_ps(G + r * ldg + 16, m1, g1[r]);
+  }
+}
+
+#  define GATHER_TN_CASE(KT)                                                                    \
+    case KT:                                                                                    \
+      if (W == 2)                                                                               \
+        gather_tn_tile(KT, 2, G, ldg, ga, off, D, ldd, M, m0, m1, alpha);                       \
+      else                                                                                      \
+        gather_tn_tile(KT, 1, G, ldg, ga, off, D, ldd, M, m0, m1, alpha);                       \
+      break;
+
+NERVE_TARGET_AVX512 static void gather_tn_tile_any(int KT, int W, float *G, int64_t ldg,
+                                                   const nerve__gather *ga, const int32_t *off,
+                                                   const float *D, int64_t ldd, int64_t M,
+                                                   __mmask16 m0, __mmask16 m1, float alpha) {
+  switch (KT) {
+    GATHER_TN_CASE(12)
+    GATHER_TN_CASE(11)
+    GATHER_TN_CASE(10)
+    GATHER_TN_CASE(9)
+    GATHER_TN_CASE(8)
+    GATHER_TN_CASE(7)
+    GATHER_TN_CASE(6)
+    GATHER_TN_CASE(5)
+    GATHER_TN_CASE(4)
+    GATHER_TN_CASE(3)
+    GATHER_TN_CASE(2)
+    GATHER_TN_CASE(1)
+    default: break;
+  }
+}
+
 /* As tn_rank_rows on rows [k0, k1) of G, A gathered. */
 NERVE_TARGET_AVX512 static void gather_rank_rows(float *G, int64_t ldg, const nerve__gather *ga,
                                                  int64_t M, const float *D, int64_t ldd,
@@ -747,6 +820,22 @@ NERVE_TARGET_AVX512 static void gather_rank_rows(float *G, int64_t ldg, const ne
   }
 }
 
+NERVE_TARGET_AVX512 static void gather_tn_slice(float *G, int64_t ldg, const nerve__gather *a,
+                                                int64_t M, const float *D, int64_t ldd, int64_t N,
+                                                int64_t k0, int64_t k1, float alpha) {
+  if (N > NR) {
+    gather_rank_rows(G, ldg, a, M, D, ldd, N, k0, k1, alpha);
+    return;
+  }
+  /* One panel: rank updates skip nothing, so register tiles compute the same chains, and they
+   * keep G in registers instead of reloading it for every 8 rows. */
+  for (int64_t k = k0; k < k1; k += TN_KT) {
+    const int64_t kt = k1 - k < TN_KT ? k1 - k : TN_KT;
+    gather_tn_tile_any((int)kt, N > 16 ? 2 : 1, G + (k - k0) * ldg, ldg, a, a->off + k, D, ldd, M,
+                       mask_lo(N), mask_hi(N), alpha);
+  }
+}
+
 #endif
 
 bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G, int64_t ldg,
@@ -754,7 +843,7 @@ bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G, int64_t ldg,
                                 int64_t N, int64_t k0, int64_t k1, float alpha) {
 #if NERVE_X86
   if (ctx->isa != NERVE_ISA_AVX512 || k1 - k0 > NN_KC) return false;
-  if (M > 0 && N > 0 && k1 > k0) gather_rank_rows(G, ldg, a, M, D, ldd, N, k0, k1, alpha);
+  if (M > 0 && N > 0 && k1 > k0) gather_tn_slice(G, ldg, a, M, D, ldd, N, k0, k1, alpha);
   return true;
 #else
   (void)ctx, (void)G, (void)ldg, (void)a, (void)M, (void)D, (void)ldd, (void)N, (void)k0, (void)k1, (void)alpha;
