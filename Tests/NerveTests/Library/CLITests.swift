@@ -90,7 +90,7 @@ struct CLITests {
     (["train", "--data", "/nonexistent/mnist"], "/nonexistent/mnist/train-images-idx3-ubyte: no such file"),
     (["train", "--layers", "100,30,10", "--epochs", "1"], "starts with 100 inputs but the data has 784"),
     (["train", "--config", "/nonexistent.toml"], "/nonexistent.toml: no such file"),
-    (["train", "--subset", "60000", "--epochs", "1"], "data.subset"),
+    (["train", "--subset", "60001", "--epochs", "1"], "data.subset"),
     (["eval", "/nonexistent.safetensors"], "no such file"),
     (["bench", "--workloads", "lab-z"], "unknown workload"),
     // Sizes are checked before memory is asked for: the memory needed and available are named.

@@ -153,6 +153,11 @@ struct ConfigTests {
     // Lab configs start with their lab's letter; the one recipe beyond the labs is named for its goal.
     if name == "fast-99.toml" {
       #expect(c.schedule == .oneCycle() && c.epochs == 1 && c.validationCount == 0)
+      // nerve train's default model is this file's recipe (where each was read from aside).
+      var recipe = ExperimentConfig.fastRecipe
+      recipe.source = c.source
+      recipe.layerLocations = c.layerLocations
+      #expect(c == recipe)
     } else {
       #expect(name.range(of: "^lab-[a-z]-", options: .regularExpression) != nil, "\(name) starts with its lab's letter")
     }
