@@ -221,6 +221,12 @@ static bool windows_inside(const conv_geom *g) {
          (g->OW - 1) * g->SW + g->KW <= g->W;
 }
 
+/* Whether the products can read this convolution's windows in place: none is padded, the
+ * columns fit the kernels' chunk, and offsets within an image fit int32. */
+static bool gathers(const conv_geom *g) {
+  return windows_inside(g) && cols_of(g) <= GATHER_MAX_COLS && g->H * g->W * g->C <= INT32_MAX;
+}
+
 /* off[k] for lowered column k = (kh, kw, c): its input's distance from the window's corner. */
 static void window_offsets(const conv_geom *g, int32_t *off) {
   int64_t k = 0;
@@ -228,6 +234,17 @@ static void window_offsets(const conv_geom *g, int32_t *off) {
     for (int64_t kw = 0; kw < g->KW; kw++)
       for (int64_t c = 0; c < g->C; c++) off[k++] = (int32_t)((kh * g->W + kw) * g->C + c);
 }
+
+/* The lowered rows from first_row on, as the products read them in place (see gathers). */
+static nerve__gather windows_from(const conv_geom *g, const float *in, int64_t first_row,
+                                  const int32_t *off) {
+  return (nerve__gather){.in = in, .first_row = first_row, .pix = g->OH * g->OW, .OW = g->OW,
+                         .image_stride = g->H * g->W * g->C, .row_stride = g->SH * g->W * g->C,
+                         .col_stride = g->SW * g->C, .off = off};
+}
+
+/* Multiply-adds that justify a thread in a convolution's team (the products' own grain). */
+enum { CONV_TEAM_GRAIN = 1 << 19 };
 
 typedef struct {
   const nerve_context *ctx;
@@ -245,14 +262,12 @@ static void forward_member(void *data, int t, int nt) {
   float *col = j->col + t * block_floats(g);
   const nerve__range_fn lower = im2col_for(j->ctx);
   int32_t off[GATHER_MAX_COLS];
-  const bool gather = windows_inside(g) && cols <= GATHER_MAX_COLS && g->H * g->W * g->C <= INT32_MAX;
+  const bool gather = gathers(g);
   if (gather) window_offsets(g, off);
   for (int64_t b = j->blocks * t / nt; b < j->blocks * (t + 1) / nt; b++) {
     const int64_t n0 = b * per, images = g->N - n0 < per ? g->N - n0 : per, rows = images * pix;
     /* Windows inside the image: the product reads them where they are, with no copy. */
-    const nerve__gather ga = {.in = j->in, .first_row = n0 * pix, .pix = pix, .OW = g->OW,
-                              .image_stride = g->H * g->W * g->C, .row_stride = g->SH * g->W * g->C,
-                              .col_stride = g->SW * g->C, .off = off};
+    const nerve__gather ga = windows_from(g, j->in, n0 * pix, off);
     if (gather && nerve__gemm_nn_gather_here(j->ctx, j->out + n0 * pix * g->K, g->K, &ga, rows,
                                              j->weight, g->K, j->bias, g->K, cols))
       continue;
@@ -285,7 +300,7 @@ nerve_status nerve_conv2d_forward(nerve_context *ctx, float *out, const float *i
   /* Threads share out whole blocks, each lowering and multiplying its own in its own part of
    * the workspace: one team for the layer, and each block stays in its thread's cache. */
   const int64_t blocks = (N + per - 1) / per;
-  int threads = nerve__threads_for(ctx, N * pix * cols * K, 1 << 19);
+  int threads = nerve__threads_for(ctx, N * pix * cols * K, CONV_TEAM_GRAIN);
   if (threads > blocks) threads = (int)blocks;
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)threads * (size_t)block_floats(&g) * sizeof(float), __func__);
   if (s != NERVE_OK) return s;
@@ -322,13 +337,11 @@ static void weight_grad_member(void *data, int t, int nt) {
   }
   const nerve__range_fn lower = im2col_for(j->ctx);
   int32_t off[GATHER_MAX_COLS];
-  const bool gather = windows_inside(g) && cols <= GATHER_MAX_COLS && g->H * g->W * g->C <= INT32_MAX;
+  const bool gather = gathers(g);
   if (gather) window_offsets(g, off);
   for (int64_t n0 = 0; n0 < g->N; n0 += per) {
     const int64_t rows = (g->N - n0 < per ? g->N - n0 : per) * pix;
-    const nerve__gather ga = {.in = j->in, .first_row = n0 * pix, .pix = pix, .OW = g->OW,
-                              .image_stride = g->H * g->W * g->C, .row_stride = g->SH * g->W * g->C,
-                              .col_stride = g->SW * g->C, .off = off};
+    const nerve__gather ga = windows_from(g, j->in, n0 * pix, off);
     if (gather && nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &ga, rows, j->dout + n0 * pix * K, K,
                                              K, k0, k1, 1.0f))
       continue;
@@ -387,7 +400,7 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
   if (team_grad) {
     weight_grad_job wj = {.ctx = ctx, .g = &g, .dweight = dweight, .dout = dout, .in = in,
                           .slices = col, .padded = ctx->scratch[NERVE_SCRATCH_GEMM], .ldp = ldp};
-    int threads = nerve__threads_for(ctx, N * pix * cols * K, 1 << 19);
+    int threads = nerve__threads_for(ctx, N * pix * cols * K, CONV_TEAM_GRAIN);
     nerve__parallel_team(threads < cols ? threads : (int)cols, weight_grad_member, &wj);
   }
   for (int64_t n0 = 0; n0 < N; n0 += per) {
