@@ -56,10 +56,41 @@ typedef struct {
   const int32_t *saved;
 } pool_job;
 
+/* The maxima of channels [c0, c0 + CB) of one window: the running maxima stay in registers
+ * while the window's pixels pass (y and argmax are written once). Strictly greater: the first
+ * maximum in scan order wins, as in the reference. */
+#define POOL_CB 16
+NERVE_INLINE void max_of_window(const pool_job *j, int64_t n, int64_t h0, int64_t h1, int64_t w0,
+                                int64_t w1, int64_t c0, float *y, int32_t *am) {
+  const pool_geom *g = j->g;
+  const int64_t C = g->C;
+  float best[POOL_CB];
+  int32_t at[POOL_CB];
+  const float *first = j->x + ((n * g->H + h0) * g->W + w0) * C + c0;
+  for (int k = 0; k < POOL_CB; k++) {
+    best[k] = first[k];
+    at[k] = (int32_t)(h0 * g->W + w0);
+  }
+  for (int64_t ih = h0; ih < h1; ih++)
+    for (int64_t iw = w0; iw < w1; iw++) {
+      const float *x = j->x + ((n * g->H + ih) * g->W + iw) * C + c0;
+      const int32_t pos = (int32_t)(ih * g->W + iw);
+      for (int k = 0; k < POOL_CB; k++) {
+        const int wins = x[k] > best[k];
+        best[k] = wins ? x[k] : best[k];
+        at[k] = wins ? pos : at[k];
+      }
+    }
+  for (int k = 0; k < POOL_CB; k++) {
+    y[c0 + k] = best[k];
+    am[c0 + k] = at[k];
+  }
+}
+
 NERVE_INLINE void maxpool_fwd_body(void *data, int64_t r0, int64_t r1) {
   pool_job *j = data;
   const pool_geom *g = j->g;
-  const int64_t C = g->C;
+  const int64_t C = g->C, whole = C - C % POOL_CB;
   for (int64_t r = r0; r < r1; r++) { /* r = n*OH + oh */
     int64_t n = r / g->OH, oh = r % g->OH, h0, h1;
     window(oh, g->SH, g->PT, g->PH, g->H, &h0, &h1);
@@ -68,21 +99,25 @@ NERVE_INLINE void maxpool_fwd_body(void *data, int64_t r0, int64_t r1) {
       window(ow, g->SW, g->PL, g->PW, g->W, &w0, &w1);
       float *y = j->y + ((n * g->OH + oh) * g->OW + ow) * C;
       int32_t *am = j->argmax + ((n * g->OH + oh) * g->OW + ow) * C;
+      for (int64_t c0 = 0; c0 < whole; c0 += POOL_CB) max_of_window(j, n, h0, h1, w0, w1, c0, y, am);
+      if (whole == C) continue;
+      /* The last C % POOL_CB channels, through y and argmax in memory. */
       const float *first = j->x + ((n * g->H + h0) * g->W + w0) * C;
-      for (int64_t c = 0; c < C; c++) {
+      for (int64_t c = whole; c < C; c++) {
         y[c] = first[c];
         am[c] = (int32_t)(h0 * g->W + w0);
       }
       for (int64_t ih = h0; ih < h1; ih++)
         for (int64_t iw = w0; iw < w1; iw++) {
           const float *x = j->x + ((n * g->H + ih) * g->W + iw) * C;
-          int32_t pos = (int32_t)(ih * g->W + iw);
-          /* Strictly greater: the first maximum in scan order wins, as in the reference. */
-          for (int64_t c = 0; c < C; c++)
-            if (x[c] > y[c]) {
-              y[c] = x[c];
-              am[c] = pos;
-            }
+          const int32_t pos = (int32_t)(ih * g->W + iw);
+          /* Stored whether or not it wins: a conditional store becomes a masked store, and the
+           * next position's load of the same lines waits for it (slow on AMD). */
+          for (int64_t c = whole; c < C; c++) {
+            const int wins = x[c] > y[c];
+            y[c] = wins ? x[c] : y[c];
+            am[c] = wins ? pos : am[c];
+          }
         }
     }
   }
@@ -108,6 +143,40 @@ nerve_status nerve_maxpool2d_forward(nerve_context *ctx, float *out, int32_t *ar
   nerve__parallel_for(ctx, N * OH, (1 << 15) / (OW * C * PH * PW) + 1, maxpool_fwd_isa[ctx->isa], &j);
   return NERVE_OK;
 }
+
+/* Windows that tile the image (stride = window, no padding): each input pixel lies in at most
+ * one window, so each output row's job writes its own input rows, whole windows at a time, and
+ * the last one also zeroes the rows below the last window. The value written, 0 + (won ? dy :
+ * 0), is what the general body's sum gives for one covering window. r = n*OH + oh. */
+NERVE_INLINE void maxpool_tiles_bwd_body(void *data, int64_t r0, int64_t r1) {
+  pool_job *j = data;
+  const pool_geom *g = j->g;
+  const int64_t C = g->C, W = g->W, PH = g->PH, PW = g->PW;
+  for (int64_t r = r0; r < r1; r++) {
+    const int64_t n = r / g->OH, oh = r % g->OH;
+    const int64_t h1 = oh == g->OH - 1 ? g->H : (oh + 1) * PH;
+    for (int64_t ih = oh * PH; ih < h1; ih++) {
+      float *dx = j->y + (n * g->H + ih) * W * C;
+      if (ih >= g->OH * PH) { /* below the last window */
+        memset(dx, 0, (size_t)(W * C) * sizeof(float));
+        continue;
+      }
+      for (int64_t ow = 0; ow < g->OW; ow++) {
+        const int64_t o = ((n * g->OH + oh) * g->OW + ow) * C;
+        const float *dy = j->dy + o;
+        const int32_t *am = j->saved + o;
+        const int64_t w1 = (ow + 1) * PW < W ? (ow + 1) * PW : W; /* a last window may be cut */
+        for (int64_t iw = ow * PW; iw < w1; iw++) {
+          const int32_t pos = (int32_t)(ih * W + iw);
+          float *d = dx + iw * C;
+          for (int64_t c = 0; c < C; c++) d[c] = 0.0f + (am[c] == pos ? dy[c] : 0.0f);
+        }
+      }
+      if (g->OW * PW < W) memset(dx + g->OW * PW * C, 0, (size_t)((W - g->OW * PW) * C) * sizeof(float));
+    }
+  }
+}
+NERVE_RANGE_KERNEL(maxpool_tiles_bwd);
 
 NERVE_INLINE void maxpool_bwd_body(void *data, int64_t r0, int64_t r1) {
   pool_job *j = data;
@@ -150,7 +219,10 @@ nerve_status nerve_maxpool2d_backward(nerve_context *ctx, float *din, const floa
   NERVE_CHECK_PTR(ctx, dout);
   NERVE_CHECK_PTR(ctx, argmax);
   pool_job j = {.g = &g, .y = din, .dy = dout, .saved = argmax};
-  nerve__parallel_for(ctx, N * H, (1 << 15) / (W * C) + 1, maxpool_bwd_isa[ctx->isa], &j);
+  if (SH == PH && SW == PW && PT == 0 && PL == 0)
+    nerve__parallel_for(ctx, N * OH, (1 << 15) / (PH * W * C) + 1, maxpool_tiles_bwd_isa[ctx->isa], &j);
+  else
+    nerve__parallel_for(ctx, N * H, (1 << 15) / (W * C) + 1, maxpool_bwd_isa[ctx->isa], &j);
   return NERVE_OK;
 }
 

@@ -128,8 +128,7 @@ extension Experiment {
       throw NerveError(error.kind, at: error.location, error.message + ". \(kept) was saved to \(saveTo).")
     }
     if let failure { throw failure }
-    let test = try trainer.evaluate(data.test)
-    let confusion = try model.confusionMatrix(data.test)
+    let (test, confusion) = try trainer.evaluateWithConfusion(data.test)
     let summary = RunSummary(
       test: test, trainingSeconds: history.trainingSeconds, totalSeconds: (clock.now - started).seconds,
       threads: model.context.threads, bestEpoch: history.bestEpoch, confusionMatrix: confusion.counts,

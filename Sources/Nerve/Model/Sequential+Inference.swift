@@ -108,11 +108,27 @@ extension Sequential {
     return try evaluate(data, head: LossHead(loss: loss, model: self))
   }
 
+  /// Loss, accuracy and the confusion matrix on `data` from one inference pass (a test report
+  /// at half the cost of `evaluate` then `confusionMatrix`).
+  public func evaluateWithConfusion(_ data: Dataset, loss: Loss) throws -> (Evaluation, ConfusionMatrix) {
+    try checkFits(data)
+    var confusion: ConfusionMatrix? = ConfusionMatrix(classes: max(data.classes, outputCount))
+    let e = try evaluate(data, head: LossHead(loss: loss, model: self), confusion: &confusion)
+    return (e, confusion!)
+  }
+
   func evaluate(_ data: Dataset, head: LossHead) throws -> Evaluation {
+    var none: ConfusionMatrix? = nil
+    return try evaluate(data, head: head, confusion: &none)
+  }
+
+  /// The evaluation pass; with `confusion`, each chunk's predictions are also counted there.
+  private func evaluate(_ data: Dataset, head: LossHead, confusion: inout ConfusionMatrix?) throws -> Evaluation {
     let width = outputCount
     let targets = data.oneHot(width: width)
     var loss = 0.0
     var correct: Int64 = 0
+    var predicted = [Int32](repeating: 0, count: confusion == nil ? 0 : min(data.count, inferenceChunk))
     try data.labels.withUnsafeBufferPointer { labels in
       try infer(data.features.storage.pointer, count: data.count) { plan, chunk, start in
         loss += try head.evaluate(
@@ -124,6 +140,10 @@ extension Sequential {
             context.raw, &right, plan.outputs[layers.count - 1], labels.baseAddress! + start,
             Int64(chunk), Int64(width)))
         correct += right
+        if confusion != nil {
+          try context.check(nerve_argmax(context.raw, &predicted, plan.outputs[layers.count - 1], Int64(chunk), Int64(width)))
+          for i in 0..<chunk { confusion!.counts[Int(labels[start + i])][Int(predicted[i])] += 1 }
+        }
       }
     }
     return Evaluation(loss: loss, correct: Int(correct), count: data.count)
@@ -132,10 +152,9 @@ extension Sequential {
   /// The confusion matrix of this model's predictions on `data`.
   public func confusionMatrix(_ data: Dataset) throws -> ConfusionMatrix {
     let predicted = try predict(data.features)
-    let k = max(data.classes, outputCount)
-    var counts = [[Int]](repeating: [Int](repeating: 0, count: k), count: k)
-    for (label, p) in zip(data.labels, predicted) { counts[Int(label)][p] += 1 }
-    return ConfusionMatrix(counts: counts)
+    var confusion = ConfusionMatrix(classes: max(data.classes, outputCount))
+    for (label, p) in zip(data.labels, predicted) { confusion.counts[Int(label)][p] += 1 }
+    return confusion
   }
 
   /// Throws unless `data`'s samples, targets and classes fit this model.

@@ -6,6 +6,11 @@ public struct ConfusionMatrix: Sendable, Equatable, CustomStringConvertible {
   /// counts[true][predicted].
   public var counts: [[Int]]
 
+  public init(counts: [[Int]]) { self.counts = counts }
+
+  /// All zeros, for `classes` classes.
+  public init(classes: Int) { counts = [[Int]](repeating: [Int](repeating: 0, count: classes), count: classes) }
+
   public var classes: Int { counts.count }
   public var total: Int { counts.joined().reduce(0, +) }
   public var correct: Int { (0..<classes).reduce(0) { $0 + counts[$1][$1] } }

@@ -204,4 +204,9 @@ public final class Trainer {
   public func evaluate(_ data: Dataset) throws -> Evaluation {
     try model.evaluate(data, loss: loss)
   }
+
+  /// Loss, accuracy and the confusion matrix on `data`, from one inference pass.
+  public func evaluateWithConfusion(_ data: Dataset) throws -> (Evaluation, ConfusionMatrix) {
+    try model.evaluateWithConfusion(data, loss: loss)
+  }
 }

@@ -27,6 +27,9 @@ let poolGeometries: [RefGeometry] = [
   .init(n: 2, h: 6, w: 5, c: 4, k: 4, kh: 3, kw: 3, sh: 1, sw: 1, same: false),
   .init(n: 3, h: 28, w: 28, c: 32, k: 32, kh: 2, kw: 2, sh: 2, sw: 2, same: false),
   .init(n: 1, h: 9, w: 9, c: 17, k: 17, kh: 3, kw: 2, sh: 2, sw: 3, same: true),
+  // Windows that tile the image with the last ones cut (7x5 pooled 2x2 "same": 4x3 outputs,
+  // no padding), the fast recipe's 24 channels.
+  .init(n: 2, h: 7, w: 5, c: 24, k: 24, kh: 2, kw: 2, sh: 2, sw: 2, same: true),
 ]
 
 @Suite("Image kernels")

@@ -68,6 +68,8 @@ struct CNNTests {
     #expect(e.accuracy >= 0.90, "accuracy \(e.accuracy)")
     let confusion = try model.confusionMatrix(Self.images.test.prefix(1000))
     #expect(confusion.total == 1000 && confusion.correct == e.correct)
+    let (once, sameConfusion) = try trainer.evaluateWithConfusion(Self.images.test.prefix(1000))
+    #expect(once == e && sameConfusion == confusion, "one pass gives what evaluate and confusionMatrix give")
     #expect(confusion.description.contains("recall"))
   }
 
