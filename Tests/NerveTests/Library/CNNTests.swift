@@ -52,6 +52,43 @@ struct CNNTests {
     #expect(checked >= 30)
   }
 
+  @Test("training pools before relu with the same bits as relu then pool")
+  func poolBeforeRelu() throws {
+    let data = Fixtures.mnist.train.prefix(40)
+    // The first model's relu belongs to the convolution, so training swaps it with the pool;
+    // the second's is a layer of its own, so it runs as written.
+    let swapped = try Sequential(input: [28, 28, 1], seed: 9) {
+      Conv2D(6, kernel: 5, activation: .relu)
+      MaxPool2D()
+      Conv2D(4, kernel: 3, activation: .relu)
+      MaxPool2D(pool: 3)
+      Flatten()
+      Dense(10, activation: .softmax)
+    }
+    let asWritten = try Sequential(input: [28, 28, 1], seed: 9) {
+      Conv2D(6, kernel: 5)
+      ActivationLayer(.relu)
+      MaxPool2D()
+      Conv2D(4, kernel: 3)
+      ActivationLayer(.relu)
+      MaxPool2D(pool: 3)
+      Flatten()
+      Dense(10, activation: .softmax)
+    }
+    for (from, to) in [(0, 0), (2, 3), (5, 7)] {
+      for name in ["weight", "bias"] { try asWritten.setParameter(layer: to, name, to: try swapped.parameter(layer: from, name)) }
+    }
+    for threads in [1, 2] {
+      let a = try Trainer(model: swapped, loss: .crossEntropy, optimizer: Adam(), threads: threads).lossAndGradients(for: data)
+      let b = try Trainer(model: asWritten, loss: .crossEntropy, optimizer: Adam(), threads: threads).lossAndGradients(for: data)
+      #expect(a.loss == b.loss, "\(threads) thread(s)")
+      #expect(a.gradients.count == 6 && b.gradients.count == 6)
+      for (x, y) in zip(a.gradients, b.gradients) {
+        #expect(x.name == y.name && x.value == y.value, "layer \(x.layer) \(x.name), \(threads) thread(s)")
+      }
+    }
+  }
+
   @Test("a small CNN learns MNIST digits (>= 90% on 1,000 test images after 2 epochs on 5,000)")
   func learns() throws {
     let model = try Sequential(input: [28, 28, 1]) {
