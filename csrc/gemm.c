@@ -131,13 +131,25 @@ NERVE_TARGET_AVX512 static int64_t nonzero_columns(int R, const float *A, int64_
 }
 
 /*
- * One R x (16*W) tile of C over kc reduction steps. Shapes: A rows [R, kc] (stride lda),
- * B rows [kc, 16*W] (stride ldb), C tile [R, 16*W] (stride ldc). start: 0 = from zero,
- * 1 = from C. bias (may be NULL) is added to the start value.
+ * A[r][k] of a tile's rows: stored (row r at A + r*lda), or gathered (row r's window at base[r],
+ * element k at offset off[k]; a convolution's input read in place). `gathered` is a
+ * compile-time constant at every call, so each kernel below is compiled once per way.
  */
-NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, float *C, int64_t ldc,
-                                              const float *A, int64_t lda, const float *B,
-                                              int64_t ldb, int64_t kc, const int32_t *ks,
+NERVE_TARGET_AVX512 NERVE_INLINE float a_at(const bool gathered, const float *A, int64_t lda,
+                                            const float *const *base, const int32_t *off, int r,
+                                            int64_t k) {
+  return gathered ? base[r][off[k]] : A[r * lda + k];
+}
+
+/*
+ * One R x (16*W) tile of C over kc reduction steps. Shapes: A rows [R, kc] (stride lda),
+ * B rows [kc, 16*W] (stride ldb), C tile [R, 16*W] (stride ldc); A read through a_at.
+ * from_c: start from C (else from zero). bias (may be NULL) is added to the start value.
+ */
+NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, const bool gathered,
+                                              float *C, int64_t ldc, const float *A, int64_t lda,
+                                              const float *const *base, const int32_t *off,
+                                              const float *B, int64_t ldb, int64_t kc, const int32_t *ks,
                                               int64_t live, __mmask16 m0, __mmask16 m1,
                                               bool from_c, const float *bias, bool prefetch) {
   __m512 c0[NN_MR], c1[NN_MR];
@@ -165,7 +177,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, float *C
     __m512 x0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
     __m512 x1 = W == 2 ? _mm512_maskz_loadu_ps(m1, B + k * ldb + 16) : x0;
     for (int r = 0; r < R; r++) {
-      __m512 a = _mm512_set1_ps(A[r * lda + k]);
+      __m512 a = _mm512_set1_ps(a_at(gathered, A, lda, base, off, r, k));
       c0[r] = _mm512_fmadd_ps(a, x0, c0[r]);
       if (W == 2) c1[r] = _mm512_fmadd_ps(a, x1, c1[r]);
     }
@@ -176,29 +188,37 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, float *C
   }
 }
 
-#  define NN_TILE_CASE(R)                                                                      \
+#  define NN_TILE_CASE(R, GATHERED)                                                            \
     case R:                                                                                    \
       if (W == 2)                                                                              \
-        nn_tile(R, 2, C, ldc, A, lda, B, ldb, kc, ks, live, m0, m1, from_c, bias, prefetch);   \
+        nn_tile(R, 2, GATHERED, C, ldc, A, lda, base, off, B, ldb, kc, ks, live, m0, m1,       \
+                from_c, bias, prefetch);                                                       \
       else                                                                                     \
-        nn_tile(R, 1, C, ldc, A, lda, B, ldb, kc, ks, live, m0, m1, from_c, bias, prefetch);   \
+        nn_tile(R, 1, GATHERED, C, ldc, A, lda, base, off, B, ldb, kc, ks, live, m0, m1,       \
+                from_c, bias, prefetch);                                                       \
       break;
+#  define NN_TILE_CASES(GATHERED)                                                              \
+    NN_TILE_CASE(8, GATHERED) NN_TILE_CASE(7, GATHERED) NN_TILE_CASE(6, GATHERED)              \
+    NN_TILE_CASE(5, GATHERED) NN_TILE_CASE(4, GATHERED) NN_TILE_CASE(3, GATHERED)              \
+    NN_TILE_CASE(2, GATHERED) NN_TILE_CASE(1, GATHERED)
 
+/* nn_tile for a run-time R and W; A gathered where off is not NULL (then A and lda are unused). */
 NERVE_TARGET_AVX512 static void nn_tile_any(int R, int W, float *C, int64_t ldc, const float *A,
-                                            int64_t lda, const float *B, int64_t ldb,
+                                            int64_t lda, const float *const *base,
+                                            const int32_t *off, const float *B, int64_t ldb,
                                             int64_t kc, const int32_t *ks, int64_t live,
                                             __mmask16 m0, __mmask16 m1, bool from_c,
                                             const float *bias, bool prefetch) {
-  switch (R) {
-    NN_TILE_CASE(8)
-    NN_TILE_CASE(7)
-    NN_TILE_CASE(6)
-    NN_TILE_CASE(5)
-    NN_TILE_CASE(4)
-    NN_TILE_CASE(3)
-    NN_TILE_CASE(2)
-    NN_TILE_CASE(1)
-    default: break;
+  if (off) {
+    switch (R) {
+      NN_TILE_CASES(true)
+      default: break;
+    }
+  } else {
+    switch (R) {
+      NN_TILE_CASES(false)
+      default: break;
+    }
   }
 }
 
@@ -241,7 +261,7 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
         int64_t ldb = j->packed ? NR : j->ldb;
         for (int64_t m = mc, t = 0; m < mce; m += NN_MR, t++) {
           int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
-          nn_tile_any(R, nr > 16 ? 2 : 1, j->C + m * j->ldc + col, j->ldc, j->A + m * j->lda + k0, j->lda,
+          nn_tile_any(R, nr > 16 ? 2 : 1, j->C + m * j->ldc + col, j->ldc, j->A + m * j->lda + k0, j->lda, NULL, NULL,
                       Bp, ldb, kc, skip ? ks[t] : NULL, live[t], mask_lo(nr), mask_hi(nr),
                       !first || j->accumulate, first ? (j->bias ? j->bias + col : NULL) : NULL, t == 0);
         }
@@ -289,11 +309,13 @@ static void pack_panels(void *data, int64_t begin, int64_t end) {
 /*
  * tn, many rows (M large): rank-8 updates. For 8 rows of A and D at a time, every G row in
  * this thread's range gets G[k,:] += sum_r A[m+r,k] D[m+r,:]: A and D stream once, G stays in
- * cache. Shapes: G [K,N] (ldg), A [M,K] (lda), D [M,N] (ldd); rows k in [k0,k1).
+ * cache. Shapes: G [kn,N] (ldg), A [R,kn] (lda, read through a_at), D [R,N] (ldd): a slice
+ * of kn rows of G, its first row at G, and the matching columns of A.
  */
-NERVE_TARGET_AVX512 NERVE_INLINE void tn_rank(const int R, const int W, float *G, int64_t ldg,
-                                              const float *A, int64_t lda, const float *D,
-                                              int64_t ldd, int64_t k0, int64_t k1,
+NERVE_TARGET_AVX512 NERVE_INLINE void tn_rank(const int R, const int W, const bool gathered,
+                                              float *G, int64_t ldg, const float *A, int64_t lda,
+                                              const float *const *base, const int32_t *off,
+                                              const float *D, int64_t ldd, int64_t kn,
                                               const int32_t *ks, int64_t live, __mmask16 m0,
                                               __mmask16 m1, float alpha) {
   __m512 d0[TN_MR], d1[TN_MR];
@@ -303,47 +325,50 @@ NERVE_TARGET_AVX512 NERVE_INLINE void tn_rank(const int R, const int W, float *G
     if (W == 2) d1[r] = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, D + r * ldd + 16));
   }
   /* With a list, only rows k whose inputs are not all zero (see nonzero_columns). */
-  const int64_t steps = ks ? live : k1 - k0;
-  {
-    for (int64_t j = 0; j < steps; j++) {
-      const int64_t k = k0 + (ks ? ks[j] : j);
-      float *g = G + k * ldg;
-      __m512 g0 = _mm512_maskz_loadu_ps(m0, g);
-      __m512 g1 = W == 2 ? _mm512_maskz_loadu_ps(m1, g + 16) : g0;
-      for (int r = 0; r < R; r++) {
-        __m512 av = _mm512_set1_ps(A[r * lda + k]);
-        g0 = _mm512_fmadd_ps(av, d0[r], g0);
-        if (W == 2) g1 = _mm512_fmadd_ps(av, d1[r], g1);
-      }
-      _mm512_mask_storeu_ps(g, m0, g0);
-      if (W == 2) _mm512_mask_storeu_ps(g + 16, m1, g1);
+  const int64_t steps = ks ? live : kn;
+  for (int64_t j = 0; j < steps; j++) {
+    const int64_t k = ks ? ks[j] : j;
+    float *g = G + k * ldg;
+    __m512 g0 = _mm512_maskz_loadu_ps(m0, g);
+    __m512 g1 = W == 2 ? _mm512_maskz_loadu_ps(m1, g + 16) : g0;
+    for (int r = 0; r < R; r++) {
+      __m512 av = _mm512_set1_ps(a_at(gathered, A, lda, base, off, r, k));
+      g0 = _mm512_fmadd_ps(av, d0[r], g0);
+      if (W == 2) g1 = _mm512_fmadd_ps(av, d1[r], g1);
     }
+    _mm512_mask_storeu_ps(g, m0, g0);
+    if (W == 2) _mm512_mask_storeu_ps(g + 16, m1, g1);
   }
 }
 
-#  define TN_RANK_CASE(R)                                                                      \
+#  define TN_RANK_CASE(R, GATHERED)                                                            \
     case R:                                                                                    \
       if (W == 2)                                                                              \
-        tn_rank(R, 2, G, ldg, A, lda, D, ldd, k0, k1, ks, live, m0, m1, alpha);                                 \
+        tn_rank(R, 2, GATHERED, G, ldg, A, lda, base, off, D, ldd, kn, ks, live, m0, m1, alpha); \
       else                                                                                     \
-        tn_rank(R, 1, G, ldg, A, lda, D, ldd, k0, k1, ks, live, m0, m1, alpha);                                 \
+        tn_rank(R, 1, GATHERED, G, ldg, A, lda, base, off, D, ldd, kn, ks, live, m0, m1, alpha); \
       break;
+#  define TN_RANK_CASES(GATHERED)                                                              \
+    TN_RANK_CASE(8, GATHERED) TN_RANK_CASE(7, GATHERED) TN_RANK_CASE(6, GATHERED)              \
+    TN_RANK_CASE(5, GATHERED) TN_RANK_CASE(4, GATHERED) TN_RANK_CASE(3, GATHERED)              \
+    TN_RANK_CASE(2, GATHERED) TN_RANK_CASE(1, GATHERED)
 
+/* tn_rank for a run-time R and W; A gathered where off is not NULL (then A and lda are unused). */
 NERVE_TARGET_AVX512 static void tn_rank_any(int R, int W, float *G, int64_t ldg, const float *A,
-                                            int64_t lda, const float *D, int64_t ldd,
-                                            int64_t k0, int64_t k1, const int32_t *ks,
-                                            int64_t live, __mmask16 m0, __mmask16 m1,
-                                            float alpha) {
-  switch (R) {
-    TN_RANK_CASE(8)
-    TN_RANK_CASE(7)
-    TN_RANK_CASE(6)
-    TN_RANK_CASE(5)
-    TN_RANK_CASE(4)
-    TN_RANK_CASE(3)
-    TN_RANK_CASE(2)
-    TN_RANK_CASE(1)
-    default: break;
+                                            int64_t lda, const float *const *base,
+                                            const int32_t *off, const float *D, int64_t ldd,
+                                            int64_t kn, const int32_t *ks, int64_t live,
+                                            __mmask16 m0, __mmask16 m1, float alpha) {
+  if (off) {
+    switch (R) {
+      TN_RANK_CASES(true)
+      default: break;
+    }
+  } else {
+    switch (R) {
+      TN_RANK_CASES(false)
+      default: break;
+    }
   }
 }
 
@@ -439,8 +464,9 @@ NERVE_TARGET_AVX512 static void tn_rank_rows(tn_job *j, int64_t k0, int64_t k1, 
       int64_t live = skip ? nonzero_columns(R, a + kb, j->lda, ke - kb, ks) : ke - kb;
       for (int64_t p = p0; p < p1; p++) {
         int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
-        tn_rank_any(R, nr > 16 ? 2 : 1, j->G + col, j->ldg, a, j->lda, j->D + m * j->ldd + col,
-                    j->ldd, kb, ke, skip ? ks : NULL, live, mask_lo(nr), mask_hi(nr), j->alpha);
+        tn_rank_any(R, nr > 16 ? 2 : 1, j->G + kb * j->ldg + col, j->ldg, a + kb, j->lda, NULL, NULL,
+                    j->D + m * j->ldd + col, j->ldd, ke - kb, skip ? ks : NULL, live, mask_lo(nr),
+                    mask_hi(nr), j->alpha);
       }
     }
   }
@@ -570,63 +596,24 @@ static void nn_dots_member(void *data, int t, int nt) {
 /* ---- Products reading A through an index (convolutions without a lowered copy) ----------- */
 #if NERVE_X86
 
-/*
- * One R x (16*W) tile of C from bias (or zero) over the listed k: the chain nn_tile computes,
- * with A[r][k] read at base[r] + off[k] instead of from a lowered row.
- */
-NERVE_TARGET_AVX512 NERVE_INLINE void gather_tile(const int R, const int W, float *C, int64_t ldc,
-                                                  const float *const *base, const int32_t *off,
-                                                  const float *B, int64_t ldb, int64_t K,
-                                                  const int32_t *ks, int64_t live, __mmask16 m0,
-                                                  __mmask16 m1, const float *bias) {
-  __m512 c0[NN_MR], c1[NN_MR];
-  const __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-  const __m512 b1 = (bias && W == 2) ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
-#  pragma GCC unroll 8
-  for (int r = 0; r < R; r++) c0[r] = b0, c1[r] = b1;
-  const int64_t steps = ks ? live : K;
-  for (int64_t j = 0; j < steps; j++) {
-    const int64_t k = ks ? ks[j] : j;
-    const __m512 x0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
-    const __m512 x1 = W == 2 ? _mm512_maskz_loadu_ps(m1, B + k * ldb + 16) : x0;
-#  pragma GCC unroll 8
-    for (int r = 0; r < R; r++) {
-      const __m512 a = _mm512_set1_ps(base[r][off[k]]);
-      c0[r] = _mm512_fmadd_ps(a, x0, c0[r]);
-      if (W == 2) c1[r] = _mm512_fmadd_ps(a, x1, c1[r]);
-    }
-  }
-#  pragma GCC unroll 8
+/* base[r]: the window of output pixel first_row + m + r, for R rows. */
+NERVE_INLINE void gathered_rows(const nerve__gather *ga, int64_t m, int R, const float **base) {
   for (int r = 0; r < R; r++) {
-    _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
-    if (W == 2) _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
+    const int64_t row = ga->first_row + m + r, n = row / ga->pix, p = row % ga->pix;
+    base[r] = ga->in + n * ga->image_stride + p / ga->OW * ga->row_stride + p % ga->OW * ga->col_stride;
   }
 }
 
-#  define GATHER_CASE(R)                                                                        \
-    case R:                                                                                     \
-      if (W == 2)                                                                               \
-        gather_tile(R, 2, C, ldc, base, off, B, ldb, K, ks, live, m0, m1, bias);                \
-      else                                                                                      \
-        gather_tile(R, 1, C, ldc, base, off, B, ldb, K, ks, live, m0, m1, bias);                \
-      break;
-
-NERVE_TARGET_AVX512 static void gather_tile_any(int R, int W, float *C, int64_t ldc,
-                                                const float *const *base, const int32_t *off,
-                                                const float *B, int64_t ldb, int64_t K,
-                                                const int32_t *ks, int64_t live, __mmask16 m0,
-                                                __mmask16 m1, const float *bias) {
-  switch (R) {
-    GATHER_CASE(8)
-    GATHER_CASE(7)
-    GATHER_CASE(6)
-    GATHER_CASE(5)
-    GATHER_CASE(4)
-    GATHER_CASE(3)
-    GATHER_CASE(2)
-    GATHER_CASE(1)
-    default: break;
+/* As nonzero_columns for R gathered rows: the k in [0, n) where some base[r][off[k]] is not 0. */
+NERVE_INLINE int64_t gathered_nonzero(int R, const float *const *base, const int32_t *off, int64_t n,
+                                      int32_t *ks) {
+  int64_t live = 0;
+  for (int64_t k = 0; k < n; k++) {
+    bool nz = false;
+    for (int r = 0; r < R; r++) nz |= base[r][off[k]] != 0.0f;
+    if (nz) ks[live++] = (int32_t)k;
   }
+  return live;
 }
 
 NERVE_TARGET_AVX512 static void gather_run(float *C, int64_t ldc, const nerve__gather *ga,
@@ -639,80 +626,13 @@ NERVE_TARGET_AVX512 static void gather_run(float *C, int64_t ldc, const nerve__g
   for (int64_t m = 0; m < M; m += NN_MR) {
     const int R = (int)(M - m < NN_MR ? M - m : NN_MR);
     const float *base[NN_MR];
-    for (int r = 0; r < R; r++) {
-      const int64_t row = ga->first_row + m + r, n = row / ga->pix, p = row % ga->pix;
-      base[r] = ga->in + n * ga->image_stride + p / ga->OW * ga->row_stride + p % ga->OW * ga->col_stride;
-    }
-    int64_t live = K;
-    if (skip) {
-      live = 0;
-      for (int64_t k = 0; k < K; k++) {
-        bool nz = false;
-        for (int r = 0; r < R; r++) nz |= base[r][ga->off[k]] != 0.0f;
-        if (nz) ks[live++] = (int32_t)k;
-      }
-    }
+    gathered_rows(ga, m, R, base);
+    const int64_t live = skip ? gathered_nonzero(R, base, ga->off, K, ks) : K;
     for (int64_t p = 0; p < panels; p++) {
       const int64_t col = p * NR, nr = N - col < NR ? N - col : NR;
-      gather_tile_any(R, nr > 16 ? 2 : 1, C + m * ldc + col, ldc, base, ga->off, B + col, ldb, K,
-                      skip ? ks : NULL, live, mask_lo(nr), mask_hi(nr), bias ? bias + col : NULL);
+      nn_tile_any(R, nr > 16 ? 2 : 1, C + m * ldc + col, ldc, NULL, 0, base, ga->off, B + col, ldb, K,
+                  skip ? ks : NULL, live, mask_lo(nr), mask_hi(nr), false, bias ? bias + col : NULL, false);
     }
-  }
-}
-
-/* tn_rank with A gathered: G rows k in the list (or [k0, k1)), G's first row being k0's. */
-NERVE_TARGET_AVX512 NERVE_INLINE void gather_rank(const int R, const int W, float *G, int64_t ldg,
-                                                  const float *const *base, const int32_t *off,
-                                                  const float *D, int64_t ldd, int64_t k0,
-                                                  int64_t k1, const int32_t *ks, int64_t live,
-                                                  __mmask16 m0, __mmask16 m1, float alpha) {
-  __m512 d0[TN_MR], d1[TN_MR];
-  const __m512 scale = _mm512_set1_ps(alpha);
-#  pragma GCC unroll 8
-  for (int r = 0; r < R; r++) {
-    d0[r] = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m0, D + r * ldd));
-    if (W == 2) d1[r] = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, D + r * ldd + 16));
-  }
-  const int64_t steps = ks ? live : k1 - k0;
-  for (int64_t j = 0; j < steps; j++) {
-    const int64_t k = ks ? ks[j] : k0 + j;
-    float *g = G + (k - k0) * ldg;
-    __m512 g0 = _mm512_maskz_loadu_ps(m0, g);
-    __m512 g1 = W == 2 ? _mm512_maskz_loadu_ps(m1, g + 16) : g0;
-#  pragma GCC unroll 8
-    for (int r = 0; r < R; r++) {
-      const __m512 av = _mm512_set1_ps(base[r][off[k]]);
-      g0 = _mm512_fmadd_ps(av, d0[r], g0);
-      if (W == 2) g1 = _mm512_fmadd_ps(av, d1[r], g1);
-    }
-    _mm512_mask_storeu_ps(g, m0, g0);
-    if (W == 2) _mm512_mask_storeu_ps(g + 16, m1, g1);
-  }
-}
-
-#  define GATHER_RANK_CASE(R)                                                                   \
-    case R:                                                                                     \
-      if (W == 2)                                                                               \
-        gather_rank(R, 2, G, ldg, base, off, D, ldd, k0, k1, ks, live, m0, m1, alpha);          \
-      else                                                                                      \
-        gather_rank(R, 1, G, ldg, base, off, D, ldd, k0, k1, ks, live, m0, m1, alpha);          \
-      break;
-
-NERVE_TARGET_AVX512 static void gather_rank_any(int R, int W, float *G, int64_t ldg,
-                                                const float *const *base, const int32_t *off,
-                                                const float *D, int64_t ldd, int64_t k0,
-                                                int64_t k1, const int32_t *ks, int64_t live,
-                                                __mmask16 m0, __mmask16 m1, float alpha) {
-  switch (R) {
-    GATHER_RANK_CASE(8)
-    GATHER_RANK_CASE(7)
-    GATHER_RANK_CASE(6)
-    GATHER_RANK_CASE(5)
-    GATHER_RANK_CASE(4)
-    GATHER_RANK_CASE(3)
-    GATHER_RANK_CASE(2)
-    GATHER_RANK_CASE(1)
-    default: break;
   }
 }
 
@@ -799,23 +719,12 @@ NERVE_TARGET_AVX512 static void gather_rank_rows(float *G, int64_t ldg, const ne
   for (int64_t m = 0; m < M; m += TN_MR) {
     const int R = (int)(M - m < TN_MR ? M - m : TN_MR);
     const float *base[TN_MR];
-    for (int r = 0; r < R; r++) {
-      const int64_t row = ga->first_row + m + r, n = row / ga->pix, p = row % ga->pix;
-      base[r] = ga->in + n * ga->image_stride + p / ga->OW * ga->row_stride + p % ga->OW * ga->col_stride;
-    }
-    int64_t live = k1 - k0;
-    if (skip) {
-      live = 0;
-      for (int64_t k = k0; k < k1; k++) {
-        bool nz = false;
-        for (int r = 0; r < R; r++) nz |= base[r][ga->off[k]] != 0.0f;
-        if (nz) ks[live++] = (int32_t)k;
-      }
-    }
+    gathered_rows(ga, m, R, base);
+    const int64_t live = skip ? gathered_nonzero(R, base, ga->off + k0, k1 - k0, ks) : k1 - k0;
     for (int64_t p = 0; p < panels; p++) {
       const int64_t col = p * NR, nr = N - col < NR ? N - col : NR;
-      gather_rank_any(R, nr > 16 ? 2 : 1, G + col, ldg, base, ga->off, D + m * ldd + col, ldd, k0,
-                      k1, skip ? ks : NULL, live, mask_lo(nr), mask_hi(nr), alpha);
+      tn_rank_any(R, nr > 16 ? 2 : 1, G + col, ldg, NULL, 0, base, ga->off + k0, D + m * ldd + col, ldd,
+                  k1 - k0, skip ? ks : NULL, live, mask_lo(nr), mask_hi(nr), alpha);
     }
   }
 }

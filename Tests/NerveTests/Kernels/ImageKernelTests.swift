@@ -19,6 +19,9 @@ let convGeometries: [RefGeometry] = [
   // Large enough that the forward shares its blocks of images among threads (3 blocks of 3
   // images, the last one short).
   .init(n: 7, h: 28, w: 28, c: 1, k: 32, kh: 5, kw: 5, sh: 1, sw: 1, same: false),
+  // Read in place (no padding) with two panels of filters, the second short: the gathered
+  // products list the non-zero inputs and the weight gradient takes rank updates.
+  .init(n: 3, h: 9, w: 9, c: 3, k: 40, kh: 3, kw: 3, sh: 1, sw: 1, same: false),
 ]
 
 let poolGeometries: [RefGeometry] = [
