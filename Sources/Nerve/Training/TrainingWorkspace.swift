@@ -17,7 +17,8 @@ final class TrainingWorkspace {
   let chunkCapacity: Int
   /// Activations and their gradients for one chunk.
   let plan: Sequential.Plan
-  /// The training set's one-hot targets, and one batch gathered in the epoch's order.
+  /// The training set's one-hot targets, and one batch gathered in the epoch's order (empty
+  /// when batches keep the stored order).
   let targets: FloatBuffer
   let batchFeatures: FloatBuffer
   let batchTargets: FloatBuffer
@@ -54,21 +55,23 @@ final class TrainingWorkspace {
     chunkCapacity =
       spread ? (batchCapacity + communicator!.size - 1) / communicator!.size
       : chunked ? max(chunkRows, 1) : batchCapacity
+    keepsOrder = settings.keepsOrder(count: train.count)
+    // Batches in the stored order are slices of the training set: nothing to gather into.
+    let gathered = keepsOrder ? 0 : batchCapacity
     // Everything a run allocates, checked against memory before any of it is.
     let needed = try Sizes.product(
       [try Sequential.Plan.floats(model: model, capacity: chunkCapacity, training: true)
-        + batchCapacity * (model.inputCount + width) + train.count * width
+        + gathered * (model.inputCount + width) + train.count * width
         + (1 + optimizer.stateArrays) * model.parameterStorage.count],
       of: "training", at: "training")
     try Memory.check(floats: needed, for: "training with batches of \(batchCapacity)", at: "training")
     plan = try Sequential.Plan(model: model, capacity: chunkCapacity, training: true)
     try model.context.reserve(bytes: plan.workspaceBytes)
     targets = train.oneHot(width: width)
-    batchFeatures = FloatBuffer(count: batchCapacity * model.inputCount)
-    batchTargets = FloatBuffer(count: batchCapacity * width)
+    batchFeatures = FloatBuffer(count: gathered * model.inputCount)
+    batchTargets = FloatBuffer(count: gathered * width)
     batchLabels = .allocate(capacity: batchCapacity)
     batchLabels.initialize(repeating: 0, count: batchCapacity)
-    keepsOrder = settings.keepsOrder(count: train.count)
     gradients = FloatBuffer(count: model.parameterStorage.count)
     penalty = L2Penalty(model: model)
     optimizer.bind(parameterFloats: model.parameterStorage.count)
