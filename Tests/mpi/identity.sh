@@ -31,8 +31,8 @@ check mlp-sgd --config examples/lab-a-mlp-mse.toml --subset 2000 --epochs 2
 # Momentum (gradients summed along the ranks), batch 100: ranks' shares of 50 and 33 rows
 # cross the size where the dense kernels change method.
 check mlp-momentum --config examples/lab-b-relu-momentum.toml --subset 1000 --epochs 1 --layers 784,128,64,10 --batch-size 100
-# A CNN with batch norm and dropout (Lab H's network; Adam, cosine schedule).
-check cnn-batchnorm-dropout --config examples/lab-h-best-cnn.toml --subset 500 --epochs 1
+# A CNN with batch norm and dropout (the previous Lab H network; Adam, cosine schedule).
+check cnn-batchnorm-dropout --config Tests/mpi/batchnorm-dropout.toml --subset 500 --epochs 1
 # The fast recipe: Adam fused into dense layers, batch 256, one-cycle schedule.
 check cnn-fast --config examples/fast-99.toml --subset 700 --epochs 1
 # A convolution with a 3x3 output in batches of 20: the ranks' shares are few enough rows for
