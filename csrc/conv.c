@@ -243,6 +243,48 @@ static nerve__gather windows_from(const conv_geom *g, const float *in, int64_t f
                          .col_stride = g->SW * g->C, .off = off};
 }
 
+/* A padded convolution seen on its input copied with the zero borders its windows reach: the
+ * same windows, none padded. */
+static conv_geom padded_geom(const conv_geom *g) {
+  conv_geom p = *g;
+  p.H = (g->OH - 1) * g->SH + g->KH;
+  p.W = (g->OW - 1) * g->SW + g->KW;
+  p.PT = p.PL = 0;
+  return p;
+}
+
+/* Whether the forward copies each block's images with their borders (pad_images) and reads
+ * the windows in place, instead of lowering them: when the windows are padded, the copy fits
+ * where the lowered block would go (KH*KW times smaller for stride 1), and the padded images
+ * can be gathered. */
+static bool pads_then_gathers(const conv_geom *g) {
+  if (windows_inside(g)) return false;
+  const conv_geom p = padded_geom(g);
+  return gathers(&p) && images_per_block(g) * p.H * p.W * p.C <= block_floats(g);
+}
+
+/* images images of g's input (from src) into p's larger frame at dst, zero where padded. */
+static void pad_images(const conv_geom *g, const conv_geom *p, float *dst, const float *src,
+                       int64_t images) {
+  const int64_t C = g->C;
+  for (int64_t n = 0; n < images; n++) {
+    const float *image = src + n * g->H * g->W * C;
+    for (int64_t y = 0; y < p->H; y++) {
+      float *row = dst + (n * p->H + y) * p->W * C;
+      const int64_t sy = y - g->PT;
+      if (sy < 0 || sy >= g->H) {
+        memset(row, 0, (size_t)(p->W * C) * sizeof(float));
+        continue;
+      }
+      /* Columns [x0, x1) of the frame come from the image; the rest are zero. */
+      const int64_t x0 = g->PL, x1 = g->PL + g->W < p->W ? g->PL + g->W : p->W;
+      memset(row, 0, (size_t)(x0 * C) * sizeof(float));
+      memcpy(row + x0 * C, image + sy * g->W * C, (size_t)((x1 - x0) * C) * sizeof(float));
+      memset(row + x1 * C, 0, (size_t)((p->W - x1) * C) * sizeof(float));
+    }
+  }
+}
+
 /* Multiply-adds that justify a thread in a convolution's team (the products' own grain). */
 enum { CONV_TEAM_GRAIN = 1 << 19 };
 
@@ -262,14 +304,21 @@ static void forward_member(void *data, int t, int nt) {
   float *col = j->col + t * block_floats(g);
   const nerve__range_fn lower = im2col_for(j->ctx);
   int32_t off[GATHER_MAX_COLS];
-  const bool gather = gathers(g);
+  const bool gather = gathers(g), pad = pads_then_gathers(g) && j->ctx->isa == NERVE_ISA_AVX512;
+  const conv_geom p = padded_geom(g);
   if (gather) window_offsets(g, off);
+  if (pad) window_offsets(&p, off);
   for (int64_t b = j->blocks * t / nt; b < j->blocks * (t + 1) / nt; b++) {
     const int64_t n0 = b * per, images = g->N - n0 < per ? g->N - n0 : per, rows = images * pix;
-    /* Windows inside the image: the product reads them where they are, with no copy. */
-    const nerve__gather ga = windows_from(g, j->in, n0 * pix, off);
-    if (gather && nerve__gemm_nn_gather_here(j->ctx, j->out + n0 * pix * g->K, g->K, &ga, rows,
-                                             j->weight, g->K, j->bias, g->K, cols))
+    /* Windows inside the image: the product reads them where they are, with no copy. Padded
+     * windows: the same, in a copy of the block's images with their borders. */
+    nerve__gather ga = windows_from(g, j->in, n0 * pix, off);
+    if (pad) {
+      pad_images(g, &p, col, j->in + n0 * g->H * g->W * g->C, images);
+      ga = windows_from(&p, col, 0, off);
+    }
+    if ((gather || pad) && nerve__gemm_nn_gather_here(j->ctx, j->out + n0 * pix * g->K, g->K, &ga,
+                                                      rows, j->weight, g->K, j->bias, g->K, cols))
       continue;
     im2col_job ij = {.g = g, .col = col, .in = j->in + n0 * g->H * g->W * g->C};
     lower(&ij, 0, rows);
