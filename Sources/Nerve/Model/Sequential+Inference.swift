@@ -15,8 +15,11 @@ extension Sequential {
 
   /// Runs the model in inference mode over `count` samples in chunks, calling `body` with the
   /// plan holding each chunk's activations, the chunk's size and its first sample index.
+  /// Only layer `reads`'s outputs are sure to be written (the model's last by default): a relu
+  /// before a max pool may be applied after it (see `poolsBeforeRelu`).
   func infer(
-    _ features: UnsafePointer<Float>, count: Int, _ body: (Plan, _ chunk: Int, _ start: Int) throws -> Void
+    _ features: UnsafePointer<Float>, count: Int, reads: Int? = nil,
+    _ body: (Plan, _ chunk: Int, _ start: Int) throws -> Void
   ) throws {
     let capacity = min(max(count, 1), inferenceChunk)
     if inferencePlan == nil || inferencePlan!.capacity < capacity {
@@ -29,7 +32,7 @@ extension Sequential {
       let n = min(capacity, count - start)
       try forward(
         UnsafeMutablePointer(mutating: features + start * inputCount), batch: n, plan: plan,
-        context: context, training: false)
+        context: context, training: false, through: LayerPoint(layer: reads ?? layers.count - 1))
       try body(plan, n, start)
       start += n
     }
@@ -75,7 +78,7 @@ extension Sequential {
     var result = Tensor(shape: [n] + layers[index].outputShape)
     try features.withUnsafeBufferPointer { x in
       try result.withUnsafeMutableBufferPointer { out in
-        try infer(x.baseAddress!, count: n) { plan, chunk, start in
+        try infer(x.baseAddress!, count: n, reads: index) { plan, chunk, start in
           (out.baseAddress! + start * width).update(from: plan.outputs[index], count: chunk * width)
         }
       }

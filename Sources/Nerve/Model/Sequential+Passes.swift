@@ -98,7 +98,7 @@ extension Sequential {
     var x = input
     for i in 0...stop.layer {
       let layer = layers[i]
-      let poolsRelu = i > 0 && poolsBeforeRelu(i - 1, through: stop, training: training, ranks: ranks)
+      let poolsRelu = i > 0 && poolsBeforeRelu(i - 1, through: stop, ranks: ranks)
       let core = io(
         i, context: context, batch: batch, input: poolsRelu ? plan.coreOutputs[i - 1] : x,
         output: plan.coreOutputs[i], plan: plan, training: training, step: step, firstRow: firstRow)
@@ -113,7 +113,7 @@ extension Sequential {
             context.raw, NERVE_ACTIVATION_RELU, plan.outputs[i], plan.outputs[i], Int64(batch * layer.outputShape.reduce(1, *))))
       }
       if let activation = layer.activationLayer, !(i == stop.layer && stop.beforeActivation),
-        !poolsBeforeRelu(i, through: stop, training: training, ranks: ranks)
+        !poolsBeforeRelu(i, through: stop, ranks: ranks)
       {
         try activation.forward(
           io(i, context: context, batch: batch, input: plan.coreOutputs[i], output: plan.outputs[i],
@@ -123,16 +123,16 @@ extension Sequential {
     }
   }
 
-  /// Whether training swaps layer `i`'s relu and the max pool after it: pooling the
+  /// Whether a pass up to `stop` swaps layer `i`'s relu and the max pool after it: pooling the
   /// pre-activation output and applying relu to the pooled values gives the same values
   /// (max and relu commute) and the same gradients (a window's gradient passes to its maximum
   /// only if that maximum is positive), but skips a pass over the larger maps each way, and
-  /// layer `i`'s `outputs` and `gradients` are never written. Inference keeps the layers'
-  /// order, so every layer's activations can be read.
+  /// layer `i`'s `outputs` and `gradients` are never written. So a pass swaps nothing at its
+  /// `stop` layer, whose outputs its caller reads (inference stops at the layer asked for).
   /// The one difference: a window whose maximum is -0.0 pools to -0.0 instead of +0.0, which
   /// changes no sum that follows.
-  func poolsBeforeRelu(_ i: Int, through stop: LayerPoint, training: Bool, ranks: DataParallelPass?) -> Bool {
-    guard training, i + 1 <= stop.layer, layers[i + 1] is MaxPool2D,
+  func poolsBeforeRelu(_ i: Int, through stop: LayerPoint, ranks: DataParallelPass?) -> Bool {
+    guard i + 1 <= stop.layer, layers[i + 1] is MaxPool2D,
       (layers[i].activationLayer as? ActivationLayer)?.function == .relu
     else { return false }
     guard let ranks else { return true }
@@ -150,14 +150,14 @@ extension Sequential {
     for i in stride(from: start.layer, through: 0, by: -1) {
       let layer = layers[i]
       if let activation = layer.activationLayer, !(i == start.layer && start.beforeActivation),
-        !poolsBeforeRelu(i, through: start, training: true, ranks: ranks)
+        !poolsBeforeRelu(i, through: start, ranks: ranks)
       {
         try activation.backward(
           io(i, context: context, batch: batch, input: plan.coreOutputs[i], output: plan.outputs[i],
              plan: plan, training: true, step: step, firstRow: firstRow, activation: true,
              inputGradient: plan.coreGradients[i], outputGradient: plan.gradients[i]))
       }
-      let poolsRelu = i > 0 && poolsBeforeRelu(i - 1, through: start, training: true, ranks: ranks)
+      let poolsRelu = i > 0 && poolsBeforeRelu(i - 1, through: start, ranks: ranks)
       if poolsRelu {
         try context.check(
           nerve_activation_backward(

@@ -52,7 +52,7 @@ struct CNNTests {
     #expect(checked >= 30)
   }
 
-  @Test("training pools before relu with the same bits as relu then pool")
+  @Test("training and inference pool before relu with the same bits as relu then pool")
   func poolBeforeRelu() throws {
     let data = Fixtures.mnist.train.prefix(40)
     // The first model's relu belongs to the convolution, so training swaps it with the pool;
@@ -85,6 +85,16 @@ struct CNNTests {
       #expect(a.gradients.count == 6 && b.gradients.count == 6)
       for (x, y) in zip(a.gradients, b.gradients) {
         #expect(x.name == y.name && x.value == y.value, "layer \(x.layer) \(x.name), \(threads) thread(s)")
+      }
+      // Inference swaps too; asking for a layer's activations stops there, so the relu
+      // convolution's own output (which a swapped pass never writes) is still there to read.
+      try swapped.context.setThreads(threads)
+      try asWritten.context.setThreads(threads)
+      #expect(try swapped.outputs(for: data.features) == asWritten.outputs(for: data.features), "\(threads) thread(s)")
+      for (from, to) in [(0, 1), (1, 2), (2, 4), (3, 5)] {
+        let seen = try swapped.activations(for: data.features, layer: from)
+        #expect(seen == (try asWritten.activations(for: data.features, layer: to)), "layer \(from), \(threads) thread(s)")
+        #expect(seen.scalars.allSatisfy { $0 >= 0 }, "layer \(from) is after relu")
       }
     }
   }
