@@ -53,7 +53,10 @@ extension Sequential {
         l.coreOutputs.append(try take(core))
         if training { l.coreGradients.append(try take(core)) }
         l.scratch.append(try take([layer.scratchCount(batch: capacity)]))
-        if layer.activationLayer != nil {
+        if !training, (layer.activationLayer as? ActivationLayer)?.function == .relu {
+          // Inference keeps no pre-activation values: relu runs in place.
+          l.outputs.append(l.coreOutputs.last!)
+        } else if layer.activationLayer != nil {
           l.outputs.append(try take(out))
           if training { l.gradients.append(try take(out)) }
         } else {
