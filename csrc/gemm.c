@@ -262,8 +262,13 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_sparse_rows(const int R, const int W, f
   __m512 b1 = (bias && W == 2) ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
   int64_t most = 0;
   for (int r = 0; r < R; r++) {
-    c0[r] = from_c ? _mm512_add_ps(_mm512_maskz_loadu_ps(m0, C + r * ldc), b0) : b0;
-    if (W == 2) c1[r] = from_c ? _mm512_add_ps(_mm512_maskz_loadu_ps(m1, C + r * ldc + 16), b1) : b1;
+    /* Start values as nn_tile's: C (plus the bias, if any), or the bias (or zero). */
+    c0[r] = from_c ? _mm512_maskz_loadu_ps(m0, C + r * ldc) : b0;
+    if (W == 2) c1[r] = from_c ? _mm512_maskz_loadu_ps(m1, C + r * ldc + 16) : b1;
+    if (from_c && bias) {
+      c0[r] = _mm512_add_ps(c0[r], b0);
+      if (W == 2) c1[r] = _mm512_add_ps(c1[r], b1);
+    }
     if (live[r] > most) most = live[r];
   }
   for (int64_t j = 0; j < most; j++) {
