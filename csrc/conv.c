@@ -304,23 +304,21 @@ static void forward_member(void *data, int t, int nt) {
   float *col = j->col + t * block_floats(g);
   const nerve__range_fn lower = im2col_for(j->ctx);
   int32_t off[GATHER_MAX_COLS];
-  const bool gather = gathers(g), pad = pads_then_gathers(g) && j->ctx->isa == NERVE_ISA_AVX512;
-  const conv_geom p = padded_geom(g);
-  if (gather) window_offsets(g, off);
-  if (pad) window_offsets(&p, off);
+  /* Windows inside the image are read where they are; padded ones in a copy of each block's
+   * images with their borders (only where the products can read in place: AVX-512). */
+  const bool pad = pads_then_gathers(g) && j->ctx->isa == NERVE_ISA_AVX512;
+  const bool in_place = pad || gathers(g);
+  const conv_geom seen = pad ? padded_geom(g) : *g; /* the geometry the products read */
+  if (in_place) window_offsets(&seen, off);
   for (int64_t b = j->blocks * t / nt; b < j->blocks * (t + 1) / nt; b++) {
     const int64_t n0 = b * per, images = g->N - n0 < per ? g->N - n0 : per, rows = images * pix;
-    /* Windows inside the image: the product reads them where they are, with no copy. Padded
-     * windows: the same, in a copy of the block's images with their borders. */
-    nerve__gather ga = windows_from(g, j->in, n0 * pix, off);
-    if (pad) {
-      pad_images(g, &p, col, j->in + n0 * g->H * g->W * g->C, images);
-      ga = windows_from(&p, col, 0, off);
-    }
-    if ((gather || pad) && nerve__gemm_nn_gather_here(j->ctx, j->out + n0 * pix * g->K, g->K, &ga,
-                                                      rows, j->weight, g->K, j->bias, g->K, cols))
+    const float *images_in = j->in + n0 * g->H * g->W * g->C;
+    if (pad) pad_images(g, &seen, col, images_in, images);
+    const nerve__gather ga = pad ? windows_from(&seen, col, 0, off) : windows_from(g, j->in, n0 * pix, off);
+    if (in_place && nerve__gemm_nn_gather_here(j->ctx, j->out + n0 * pix * g->K, g->K, &ga, rows,
+                                               j->weight, g->K, j->bias, g->K, cols))
       continue;
-    im2col_job ij = {.g = g, .col = col, .in = j->in + n0 * g->H * g->W * g->C};
+    im2col_job ij = {.g = g, .col = col, .in = images_in};
     lower(&ij, 0, rows);
     nerve__gemm_nn_here(j->ctx, j->out + n0 * pix * g->K, g->K, col, cols, j->weight, g->K,
                         j->bias, rows, g->K, cols);

@@ -162,17 +162,13 @@ NERVE_TARGET_AVX512 NERVE_INLINE float a_at(const bool gathered, const float *A,
 }
 
 /*
- * One R x (16*W) tile of C over kc reduction steps. Shapes: A rows [R, kc] (stride lda),
- * B rows [kc, 16*W] (stride ldb), C tile [R, 16*W] (stride ldc); A read through a_at.
- * from_c: start from C (else from zero). bias (may be NULL) is added to the start value.
+ * The start and the end of an R x (16*W) tile of C in registers, shared by nn_tile and
+ * nn_sparse_rows. Start: C (plus the bias, if any) when from_c, else the bias (or zero).
  */
-NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, const bool gathered,
-                                              float *C, int64_t ldc, const float *A, int64_t lda,
-                                              const float *const *base, const int32_t *off,
-                                              const float *B, int64_t ldb, int64_t kc, const int32_t *ks,
-                                              int64_t live, __mmask16 m0, __mmask16 m1,
-                                              bool from_c, const float *bias, bool prefetch) {
-  __m512 c0[NN_MR], c1[NN_MR];
+NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile_start(const int R, const int W, __m512 *c0,
+                                                    __m512 *c1, const float *C, int64_t ldc,
+                                                    __mmask16 m0, __mmask16 m1, bool from_c,
+                                                    const float *bias) {
   __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
   __m512 b1 = (bias && W == 2) ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
   for (int r = 0; r < R; r++) {
@@ -188,6 +184,30 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, const bo
       if (W == 2) c1[r] = b1;
     }
   }
+}
+
+NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile_store(const int R, const int W, const __m512 *c0,
+                                                    const __m512 *c1, float *C, int64_t ldc,
+                                                    __mmask16 m0, __mmask16 m1) {
+  for (int r = 0; r < R; r++) {
+    _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
+    if (W == 2) _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
+  }
+}
+
+/*
+ * One R x (16*W) tile of C over kc reduction steps. Shapes: A rows [R, kc] (stride lda),
+ * B rows [kc, 16*W] (stride ldb), C tile [R, 16*W] (stride ldc); A read through a_at.
+ * from_c: start from C (else from zero). bias (may be NULL) is added to the start value.
+ */
+NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, const bool gathered,
+                                              float *C, int64_t ldc, const float *A, int64_t lda,
+                                              const float *const *base, const int32_t *off,
+                                              const float *B, int64_t ldb, int64_t kc, const int32_t *ks,
+                                              int64_t live, __mmask16 m0, __mmask16 m1,
+                                              bool from_c, const float *bias, bool prefetch) {
+  __m512 c0[NN_MR], c1[NN_MR];
+  nn_tile_start(R, W, c0, c1, C, ldc, m0, m1, from_c, bias);
   /* With a list, only the columns whose inputs are not all zero (see nonzero_columns). */
   const int64_t steps = ks ? live : kc;
   for (int64_t j = 0; j < steps; j++) {
@@ -202,10 +222,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, const bo
       if (W == 2) c1[r] = _mm512_fmadd_ps(a, x1, c1[r]);
     }
   }
-  for (int r = 0; r < R; r++) {
-    _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
-    if (W == 2) _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
-  }
+  nn_tile_store(R, W, c0, c1, C, ldc, m0, m1);
 }
 
 #  define NN_TILE_CASE(R, GATHERED)                                                            \
@@ -258,19 +275,10 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_sparse_rows(const int R, const int W, f
                                                      __mmask16 m1, bool from_c,
                                                      const float *bias) {
   __m512 c0[NN_MR], c1[NN_MR];
-  __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-  __m512 b1 = (bias && W == 2) ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+  nn_tile_start(R, W, c0, c1, C, ldc, m0, m1, from_c, bias);
   int64_t most = 0;
-  for (int r = 0; r < R; r++) {
-    /* Start values as nn_tile's: C (plus the bias, if any), or the bias (or zero). */
-    c0[r] = from_c ? _mm512_maskz_loadu_ps(m0, C + r * ldc) : b0;
-    if (W == 2) c1[r] = from_c ? _mm512_maskz_loadu_ps(m1, C + r * ldc + 16) : b1;
-    if (from_c && bias) {
-      c0[r] = _mm512_add_ps(c0[r], b0);
-      if (W == 2) c1[r] = _mm512_add_ps(c1[r], b1);
-    }
+  for (int r = 0; r < R; r++)
     if (live[r] > most) most = live[r];
-  }
   for (int64_t j = 0; j < most; j++) {
     for (int r = 0; r < R; r++) {
       if (j >= live[r]) continue;
@@ -280,10 +288,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_sparse_rows(const int R, const int W, f
       if (W == 2) c1[r] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m1, B + k * ldb + 16), c1[r]);
     }
   }
-  for (int r = 0; r < R; r++) {
-    _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
-    if (W == 2) _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
-  }
+  nn_tile_store(R, W, c0, c1, C, ldc, m0, m1);
 }
 
 #  define NN_SPARSE_CASE(R)                                                                    \
@@ -371,9 +376,6 @@ NERVE_TARGET_AVX512 static void one_panel(const nn_job *j, int64_t mc, int64_t m
 
 NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_t p0,
                                        int64_t p1) {
-  /* Listing the non-zero columns pays off when a row tile meets several panels; with one
-   * panel the kernel is bound by reading A, and the plain loop is faster. */
-  const bool skip = p1 - p0 >= 2;
   enum { TILES = NN_MC / NN_MR };
   /* Lists for the (up to) 8 row tiles of a 64-row chunk, built once and reused by every panel,
    * so each panel of B is read once per chunk rather than once per tile. */
@@ -388,22 +390,22 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
         /* One panel: each tile meets B once, so its rows' own lists serve it better than a
          * shared one, when its inputs are sparse. */
         one_panel(j, mc, mce, k0, kc, p0, ks);
-        if (kc == 0) break;
-        continue;
-      }
-      for (int64_t m = mc, t = 0; m < mce; m += NN_MR, t++) {
-        int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
-        live[t] = skip ? nonzero_columns(R, j->A + m * j->lda + k0, j->lda, kc, ks[t]) : kc;
-      }
-      for (int64_t p = p0; p < p1; p++) {
-        int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
-        const float *Bp = (j->packed ? j->B + p * j->K * NR : j->B + col) + k0 * (j->packed ? NR : j->ldb);
-        int64_t ldb = j->packed ? NR : j->ldb;
+      } else {
+        /* Several panels: a list shared by each tile's rows pays for itself across them. */
         for (int64_t m = mc, t = 0; m < mce; m += NN_MR, t++) {
           int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
-          nn_tile_any(R, nr > 16 ? 2 : 1, j->C + m * j->ldc + col, j->ldc, j->A + m * j->lda + k0, j->lda, NULL, NULL,
-                      Bp, ldb, kc, skip ? ks[t] : NULL, live[t], mask_lo(nr), mask_hi(nr),
-                      !first || j->accumulate, first ? (j->bias ? j->bias + col : NULL) : NULL, t == 0);
+          live[t] = nonzero_columns(R, j->A + m * j->lda + k0, j->lda, kc, ks[t]);
+        }
+        for (int64_t p = p0; p < p1; p++) {
+          int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
+          const float *Bp = (j->packed ? j->B + p * j->K * NR : j->B + col) + k0 * (j->packed ? NR : j->ldb);
+          int64_t ldb = j->packed ? NR : j->ldb;
+          for (int64_t m = mc, t = 0; m < mce; m += NN_MR, t++) {
+            int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
+            nn_tile_any(R, nr > 16 ? 2 : 1, j->C + m * j->ldc + col, j->ldc, j->A + m * j->lda + k0, j->lda,
+                        NULL, NULL, Bp, ldb, kc, ks[t], live[t], mask_lo(nr), mask_hi(nr),
+                        !first || j->accumulate, first ? (j->bias ? j->bias + col : NULL) : NULL, t == 0);
+          }
         }
       }
       if (kc == 0) break;

@@ -54,7 +54,8 @@ extension Sequential {
         if training { l.coreGradients.append(try take(core)) }
         l.scratch.append(try take([layer.scratchCount(batch: capacity)]))
         if !training, (layer.activationLayer as? ActivationLayer)?.function == .relu {
-          // Inference keeps no pre-activation values: relu runs in place.
+          // Inference keeps no pre-activation values: relu runs in place (its kernel has an
+          // in-place loop; the others are written for separate buffers).
           l.outputs.append(l.coreOutputs.last!)
         } else if layer.activationLayer != nil {
           l.outputs.append(try take(out))
