@@ -43,6 +43,38 @@ nerve_status nerve_dense_forward(nerve_context *ctx, float *out, const float *in
   return nerve__gemm_nn(ctx, out, O, in, I, weight, O, false, bias, false, N, O, I, __func__);
 }
 
+/* The rows [first, first + N) of a sparse input with I columns: checked as dense inputs are. */
+static nerve_status check_sparse(nerve_context *ctx, const nerve_sparse *in, int64_t first,
+                                 int64_t N, int64_t I, int64_t O, const char *func) {
+  nerve_status s = check_sizes(ctx, N, I, O, func);
+  if (s != NERVE_OK) return s;
+  if (!in) return nerve__fail(ctx, NERVE_ERROR_NULL_POINTER, func, "in is NULL");
+  if (in->cols != I)
+    return nerve__fail(ctx, NERVE_ERROR_SHAPE_MISMATCH, func,
+                       "in has %lld columns, the layer %lld inputs", (long long)in->cols, (long long)I);
+  if (first < 0 || first > in->rows || N > in->rows - first)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func,
+                       "rows [%lld, %lld) lie outside in's %lld rows", (long long)first,
+                       (long long)first + (long long)N, (long long)in->rows);
+  return NERVE_OK;
+}
+
+/*
+ * in = rows [first, first + N) of a sparse [*, I], weight [I,O], bias [O] or NULL -> out [N,O]
+ */
+nerve_status nerve_dense_forward_sparse(nerve_context *ctx, float *out, const nerve_sparse *in,
+                                        int64_t first, const float *weight, const float *bias,
+                                        int64_t N, int64_t I, int64_t O) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_sparse(ctx, in, first, N, I, O, __func__);
+  if (s != NERVE_OK) return s;
+  if (N == 0 || O == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, out);
+  if (I > 0) NERVE_CHECK_PTR(ctx, weight);
+  nerve__sparse_nn(ctx, out, O, in, first, weight, O, bias, N, O);
+  return NERVE_OK;
+}
+
 /* dbias[o] += alpha * sum_n dout[n,o], added over n in order for each o; threads split
  * columns. alpha is 1 for a gradient, -lr for a fused descent step. */
 typedef struct {
@@ -112,6 +144,28 @@ nerve_status nerve_dense_backward(nerve_context *ctx, float *din, float *dweight
     if (s != NERVE_OK) return s;
   }
   if (dbias && O > 0) nerve__bias_accumulate(ctx, dbias, dout, N, O, 1.0f);
+  return NERVE_OK;
+}
+
+/*
+ * dout [N,O], in = rows [first, first + N) of a sparse [*, I] ->
+ *   dweight [I,O] += in^T . dout, dbias [O] += sum_n dout
+ */
+nerve_status nerve_dense_backward_sparse(nerve_context *ctx, float *dweight, float *dbias,
+                                         const nerve_sparse *in, int64_t first,
+                                         const float *dout, int64_t N, int64_t I, int64_t O) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_sparse(ctx, in, first, N, I, O, __func__);
+  if (s != NERVE_OK) return s;
+  if (N == 0 || O == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, dout);
+  if (dweight && I > 0) {
+    s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, nerve__sparse_tn_scratch(ctx, O, I, O), __func__);
+    if (s != NERVE_OK) return s;
+    s = nerve__sparse_tn(ctx, dweight, O, in, first, dout, O, N, O, 1.0f, __func__);
+    if (s != NERVE_OK) return s;
+  }
+  if (dbias) nerve__bias_accumulate(ctx, dbias, dout, N, O, 1.0f);
   return NERVE_OK;
 }
 

@@ -265,11 +265,12 @@ NERVE_TARGET_AVX512 static void nn_tile_any(int R, int W, float *C, int64_t ldc,
  * pixels (a fifth of MNIST's are not zero, but nearly half of any 8 images' together), where a
  * list shared by the tile's rows (nonzero_columns over R rows) skips too little. The rows
  * advance together so that their chains hide each other's latency; each row's chain is the one
- * nn_tile computes, without the terms whose input is zero.
+ * nn_tile computes, without the terms whose input is zero. Row r's j-th input (column k) is
+ * V[r * vs + k] (A itself) or, by_entry, V[r * vs + j] (listed entries, nerve_sparse).
  */
-NERVE_TARGET_AVX512 NERVE_INLINE void nn_sparse_rows(const int R, const int W, float *C,
-                                                     int64_t ldc, const float *A, int64_t lda,
-                                                     const float *B, int64_t ldb,
+NERVE_TARGET_AVX512 NERVE_INLINE void nn_sparse_rows(const int R, const int W, const bool by_entry,
+                                                     float *C, int64_t ldc, const float *V,
+                                                     int64_t vs, const float *B, int64_t ldb,
                                                      const int32_t *ks, int64_t ks_stride,
                                                      const int64_t *live, __mmask16 m0,
                                                      __mmask16 m1, bool from_c,
@@ -283,7 +284,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_sparse_rows(const int R, const int W, f
     for (int r = 0; r < R; r++) {
       if (j >= live[r]) continue;
       const int64_t k = ks[r * ks_stride + j];
-      __m512 a = _mm512_set1_ps(A[r * lda + k]);
+      __m512 a = _mm512_set1_ps(V[r * vs + (by_entry ? j : k)]);
       c0[r] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m0, B + k * ldb), c0[r]);
       if (W == 2) c1[r] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m1, B + k * ldb + 16), c1[r]);
     }
@@ -291,25 +292,38 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_sparse_rows(const int R, const int W, f
   nn_tile_store(R, W, c0, c1, C, ldc, m0, m1);
 }
 
-#  define NN_SPARSE_CASE(R)                                                                    \
+#  define NN_SPARSE_CASE(R, BY_ENTRY)                                                          \
     case R:                                                                                    \
       if (W == 2)                                                                              \
-        nn_sparse_rows(R, 2, C, ldc, A, lda, B, ldb, ks, ks_stride, live, m0, m1, from_c, bias); \
+        nn_sparse_rows(R, 2, BY_ENTRY, C, ldc, V, vs, B, ldb, ks, ks_stride, live, m0, m1,      \
+                       from_c, bias);                                                          \
       else                                                                                     \
-        nn_sparse_rows(R, 1, C, ldc, A, lda, B, ldb, ks, ks_stride, live, m0, m1, from_c, bias); \
+        nn_sparse_rows(R, 1, BY_ENTRY, C, ldc, V, vs, B, ldb, ks, ks_stride, live, m0, m1,      \
+                       from_c, bias);                                                          \
       break;
+#  define NN_SPARSE_CASES(BY_ENTRY)                                                            \
+    NN_SPARSE_CASE(8, BY_ENTRY) NN_SPARSE_CASE(7, BY_ENTRY) NN_SPARSE_CASE(6, BY_ENTRY)        \
+    NN_SPARSE_CASE(5, BY_ENTRY) NN_SPARSE_CASE(4, BY_ENTRY) NN_SPARSE_CASE(3, BY_ENTRY)        \
+    NN_SPARSE_CASE(2, BY_ENTRY) NN_SPARSE_CASE(1, BY_ENTRY)
 
-/* nn_sparse_rows for a run-time R and W. */
-NERVE_TARGET_AVX512 static void nn_sparse_rows_any(int R, int W, float *C, int64_t ldc,
-                                                   const float *A, int64_t lda, const float *B,
-                                                   int64_t ldb, const int32_t *ks,
-                                                   int64_t ks_stride, const int64_t *live,
-                                                   __mmask16 m0, __mmask16 m1, bool from_c,
+/* nn_sparse_rows for a run-time R, W and by_entry. */
+NERVE_TARGET_AVX512 static void nn_sparse_rows_any(int R, int W, bool by_entry, float *C,
+                                                   int64_t ldc, const float *V, int64_t vs,
+                                                   const float *B, int64_t ldb,
+                                                   const int32_t *ks, int64_t ks_stride,
+                                                   const int64_t *live, __mmask16 m0,
+                                                   __mmask16 m1, bool from_c,
                                                    const float *bias) {
-  switch (R) {
-    NN_SPARSE_CASE(8) NN_SPARSE_CASE(7) NN_SPARSE_CASE(6) NN_SPARSE_CASE(5)
-    NN_SPARSE_CASE(4) NN_SPARSE_CASE(3) NN_SPARSE_CASE(2) NN_SPARSE_CASE(1)
-    default: break;
+  if (by_entry) {
+    switch (R) {
+      NN_SPARSE_CASES(true)
+      default: break;
+    }
+  } else {
+    switch (R) {
+      NN_SPARSE_CASES(false)
+      default: break;
+    }
   }
 }
 
@@ -366,7 +380,7 @@ NERVE_TARGET_AVX512 static void one_panel(const nn_job *j, int64_t mc, int64_t m
     float *C = j->C + m * j->ldc + col;
     const float *A = j->A + m * j->lda + k0;
     if (sparse_rows(R, A, j->lda, kc, ks[0], NN_KC + 16, live))
-      nn_sparse_rows_any(R, W, C, j->ldc, A, j->lda, Bp, ldb, ks[0], NN_KC + 16, live,
+      nn_sparse_rows_any(R, W, false, C, j->ldc, A, j->lda, Bp, ldb, ks[0], NN_KC + 16, live,
                          mask_lo(nr), mask_hi(nr), from_c, bias);
     else
       nn_tile_any(R, W, C, j->ldc, A, j->lda, NULL, NULL, Bp, ldb, kc, NULL, kc, mask_lo(nr),
@@ -515,6 +529,39 @@ NERVE_TARGET_AVX512 static void tn_rank_any(int R, int W, float *G, int64_t ldg,
 }
 
 /*
+ * tn_rank for one row of A over its own list: G[k,:] += alpha * a_k * D[0,:] for the live
+ * columns k = ks[j], with a_k = V[k] (A's row) or, by_entry, V[j] (listed entries). The same
+ * chain as tn_rank with R = 1.
+ */
+NERVE_TARGET_AVX512 NERVE_INLINE void tn_entries(const int W, const bool by_entry, float *G,
+                                                 int64_t ldg, const int32_t *ks, const float *V,
+                                                 int64_t live, const float *D, __mmask16 m0,
+                                                 __mmask16 m1, float alpha) {
+  const __m512 scale = _mm512_set1_ps(alpha);
+  const __m512 d0 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m0, D));
+  const __m512 d1 = W == 2 ? _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, D + 16)) : d0;
+  for (int64_t j = 0; j < live; j++) {
+    const int64_t k = ks[j];
+    float *g = G + k * ldg;
+    const __m512 av = _mm512_set1_ps(V[by_entry ? j : k]);
+    _mm512_mask_storeu_ps(g, m0, _mm512_fmadd_ps(av, d0, _mm512_maskz_loadu_ps(m0, g)));
+    if (W == 2) _mm512_mask_storeu_ps(g + 16, m1, _mm512_fmadd_ps(av, d1, _mm512_maskz_loadu_ps(m1, g + 16)));
+  }
+}
+
+NERVE_TARGET_AVX512 static void tn_entries_any(int W, bool by_entry, float *G, int64_t ldg,
+                                               const int32_t *ks, const float *V, int64_t live,
+                                               const float *D, __mmask16 m0, __mmask16 m1,
+                                               float alpha) {
+  if (by_entry)
+    W == 2 ? tn_entries(2, true, G, ldg, ks, V, live, D, m0, m1, alpha)
+           : tn_entries(1, true, G, ldg, ks, V, live, D, m0, m1, alpha);
+  else
+    W == 2 ? tn_entries(2, false, G, ldg, ks, V, live, D, m0, m1, alpha)
+           : tn_entries(1, false, G, ldg, ks, V, live, D, m0, m1, alpha);
+}
+
+/*
  * tn, few rows (M small): a KT x 32 tile of G lives in registers while every row m of A and D
  * passes through it: G is read and written once. Starts from G and adds rows in order, so it
  * computes exactly what tn_rank computes.
@@ -610,9 +657,9 @@ NERVE_TARGET_AVX512 static void tn_rank_rows(tn_job *j, int64_t k0, int64_t k1, 
       if (p1 - p0 == 1 && sparse_rows(R, a + kb, j->lda, ke - kb, rows_ks[0], TN_KCHUNK + 16, live_r)) {
         int64_t col = p0 * NR, nr = j->N - col < NR ? j->N - col : NR;
         for (int r = 0; r < R; r++)
-          tn_rank_any(1, nr > 16 ? 2 : 1, j->G + kb * j->ldg + col, j->ldg, a + r * j->lda + kb,
-                      j->lda, NULL, NULL, j->D + (m + r) * j->ldd + col, j->ldd, ke - kb,
-                      rows_ks[r], live_r[r], mask_lo(nr), mask_hi(nr), j->alpha);
+          tn_entries_any(nr > 16 ? 2 : 1, false, j->G + kb * j->ldg + col, j->ldg, rows_ks[r],
+                         a + r * j->lda + kb, live_r[r], j->D + (m + r) * j->ldd + col,
+                         mask_lo(nr), mask_hi(nr), j->alpha);
         continue;
       }
       int64_t live = skip ? nonzero_columns(R, a + kb, j->lda, ke - kb, ks) : ke - kb;
@@ -672,6 +719,16 @@ static void copy_rows_out(void *data, int64_t begin, int64_t end) {
   copy_job *j = data;
   for (int64_t k = begin; k < end; k++)
     memcpy(j->G + k * j->ldg, j->P + k * j->ldp, (size_t)j->N * sizeof(float));
+}
+
+/* G [K,N] (ldg) copied into the GEMM scratch as whole 32-column panels (into_scratch), or
+ * back; returns the copy. The scratch is reserved by the caller. */
+static float *padded_copy(const nerve_context *ctx, float *G, int64_t ldg, int64_t K, int64_t N,
+                          bool into_scratch) {
+  copy_job cj = {.P = ctx->scratch[NERVE_SCRATCH_GEMM], .ldp = (N + NR - 1) / NR * NR, .G = G,
+                 .ldg = ldg, .N = N};
+  nerve__parallel_for(ctx, K, 256, into_scratch ? copy_rows_in : copy_rows_out, &cj);
+  return cj.P;
 }
 
 /*
@@ -1183,20 +1240,14 @@ nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
     /* Rank updates on rows that are not whole vectors work on a padded copy of G (see
      * nerve__gemm_tn_scratch). */
     const size_t pad_bytes = nerve__gemm_tn_scratch(ctx, M, N, K, ldg);
-    const bool pad = pad_bytes > 0;
-    if (pad) {
+    if (pad_bytes > 0) {
       nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, pad_bytes, func);
       if (s != NERVE_OK) return s;
-      copy_job cj = {.P = ctx->scratch[NERVE_SCRATCH_GEMM], .ldp = panels * NR, .G = G, .ldg = ldg, .N = N};
-      nerve__parallel_for(ctx, K, 256, copy_rows_in, &cj);
-      j.G = ctx->scratch[NERVE_SCRATCH_GEMM];
+      j.G = padded_copy(ctx, G, ldg, K, N, true);
       j.ldg = panels * NR;
     }
     nerve__parallel_team(threads, tn_member, &j);
-    if (pad) {
-      copy_job cj = {.P = ctx->scratch[NERVE_SCRATCH_GEMM], .ldp = panels * NR, .G = G, .ldg = ldg, .N = N};
-      nerve__parallel_for(ctx, K, 256, copy_rows_out, &cj);
-    }
+    if (pad_bytes > 0) padded_copy(ctx, G, ldg, K, N, false);
     return NERVE_OK;
   }
 #endif
@@ -1206,5 +1257,213 @@ nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
   int64_t blocks = kblocks * nblocks;
   nerve__parallel_for(ctx, blocks, (GEMM_GRAIN + work / blocks - 1) / (work / blocks + 1) + 1,
                       blas_tn_blocks, &j);
+  return NERVE_OK;
+}
+
+/* ---- Sparse rows (nerve_sparse) --------------------------------------------------------- */
+/*
+ * The dense products with A given as listed entries: the chains above without the terms whose
+ * input is zero, so the bits are those of the stored rows. Threads split rows of C (nn) or
+ * rows of G (tn), as the stored products do for these shapes.
+ */
+
+typedef struct {
+  float *C;
+  int64_t ldc;
+  const nerve_sparse *a;
+  int64_t first;
+  const float *B;
+  int64_t ldb;
+  const float *bias;
+  int64_t M, N;
+  float *G; /* tn */
+  int64_t ldg;
+  const float *D;
+  int64_t ldd;
+  float alpha;
+  bool padded; /* G is a copy padded to whole panels (ldg = 32 * panels) */
+} sparse_job;
+
+/* Entries of a row at most taken into a tile's lists at a time (the rows continue from C). */
+enum { SPARSE_CAP = 1024 };
+
+#if NERVE_X86
+/* Rows [8 t0, 8 t1) of C: per 8-row tile, each row's entries copied into the tile's lists
+ * (nn_sparse_rows' layout), then every panel of B over them. */
+NERVE_TARGET_AVX512 static void sparse_nn_tiles(const sparse_job *j, int64_t t0, int64_t t1) {
+  int32_t ks[NN_MR][SPARSE_CAP + 16]; /* 66 KB of stack with vs */
+  float vs[NN_MR][SPARSE_CAP + 16];
+  int64_t live[NN_MR];
+  const int64_t *starts = j->a->starts + j->first;
+  const int64_t panels = (j->N + NR - 1) / NR;
+  for (int64_t t = t0; t < t1; t++) {
+    const int64_t m = t * NN_MR;
+    const int R = (int)(j->M - m < NN_MR ? j->M - m : NN_MR);
+    int64_t most = 0;
+    for (int r = 0; r < R; r++)
+      if (starts[m + r + 1] - starts[m + r] > most) most = starts[m + r + 1] - starts[m + r];
+    for (int64_t e0 = 0; e0 == 0 || e0 < most; e0 += SPARSE_CAP) {
+      for (int r = 0; r < R; r++) {
+        const int64_t at = starts[m + r] + e0, left = starts[m + r + 1] - at;
+        live[r] = left < 0 ? 0 : left < SPARSE_CAP ? left : SPARSE_CAP;
+        memcpy(ks[r], j->a->columns + at, (size_t)live[r] * sizeof(int32_t));
+        memcpy(vs[r], j->a->values + at, (size_t)live[r] * sizeof(float));
+      }
+      for (int64_t p = 0; p < panels; p++) {
+        const int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
+        nn_sparse_rows_any(R, nr > 16 ? 2 : 1, true, j->C + m * j->ldc + col, j->ldc, vs[0],
+                           SPARSE_CAP + 16, j->B + col, j->ldb, ks[0], SPARSE_CAP + 16, live,
+                           mask_lo(nr), mask_hi(nr), e0 > 0,
+                           e0 == 0 && j->bias ? j->bias + col : NULL);
+      }
+    }
+  }
+}
+
+/*
+ * tn_entries on G padded to one whole panel per row (ldg 32, see nerve__sparse_tn_scratch):
+ * whole-vector loads and stores (the padding columns add D's zeros, as the masked form leaves
+ * them) and a shift for the row offset. The same chain as tn_entries.
+ */
+NERVE_TARGET_AVX512 static void tn_entries_panel(float *G, const int32_t *ks, const float *V,
+                                                 int64_t live, const float *D, __mmask16 m0,
+                                                 __mmask16 m1, float alpha) {
+  const __m512 scale = _mm512_set1_ps(alpha);
+  const __m512 d0 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m0, D));
+  const __m512 d1 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, D + 16));
+  for (int64_t j = 0; j < live; j++) {
+    float *g = G + (int64_t)ks[j] * NR;
+    const __m512 av = _mm512_set1_ps(V[j]);
+    _mm512_storeu_ps(g, _mm512_fmadd_ps(av, d0, _mm512_loadu_ps(g)));
+    _mm512_storeu_ps(g + 16, _mm512_fmadd_ps(av, d1, _mm512_loadu_ps(g + 16)));
+  }
+}
+
+/* Rows [k0, k1) of G: every row of A in order, each over its entries in those columns. */
+NERVE_TARGET_AVX512 static void sparse_tn_rows(const sparse_job *j, int64_t k0, int64_t k1) {
+  const int64_t *starts = j->a->starts + j->first;
+  const int32_t *cols = j->a->columns;
+  const int64_t panels = (j->N + NR - 1) / NR;
+  for (int64_t m = 0; m < j->M; m++) {
+    int64_t lo = starts[m], hi = starts[m + 1];
+    /* Columns are sorted: count those before k0 and from k1 (no branches to mispredict). */
+    int64_t below = 0, above = 0;
+    if (k0 > 0)
+      for (int64_t e = lo; e < hi; e++) below += cols[e] < k0;
+    if (k1 < j->a->cols)
+      for (int64_t e = lo; e < hi; e++) above += cols[e] >= k1;
+    lo += below;
+    hi -= above;
+    if (lo < hi && j->padded && panels == 1) {
+      tn_entries_panel(j->G, cols + lo, j->a->values + lo, hi - lo, j->D + m * j->ldd,
+                       mask_lo(j->N), mask_hi(j->N), j->alpha);
+      continue;
+    }
+    for (int64_t p = 0; p < panels && lo < hi; p++) {
+      const int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
+      tn_entries_any(nr > 16 ? 2 : 1, true, j->G + col, j->ldg, cols + lo, j->a->values + lo,
+                     hi - lo, j->D + m * j->ldd + col, mask_lo(nr), mask_hi(nr), j->alpha);
+    }
+  }
+}
+#endif
+
+/* Elsewhere: the same sums, one element at a time. */
+static void sparse_nn_rows_base(void *data, int64_t m0, int64_t m1) {
+  const sparse_job *j = data;
+  const int64_t *starts = j->a->starts + j->first;
+  for (int64_t m = m0; m < m1; m++) {
+    float *c = j->C + m * j->ldc;
+    for (int64_t o = 0; o < j->N; o++) c[o] = j->bias ? j->bias[o] : 0.0f;
+    for (int64_t e = starts[m]; e < starts[m + 1]; e++) {
+      const float x = j->a->values[e], *b = j->B + j->a->columns[e] * j->ldb;
+      for (int64_t o = 0; o < j->N; o++) c[o] += x * b[o];
+    }
+  }
+}
+
+static void sparse_tn_rows_base(void *data, int64_t k0, int64_t k1) {
+  const sparse_job *j = data;
+  const int64_t *starts = j->a->starts + j->first;
+  for (int64_t m = 0; m < j->M; m++)
+    for (int64_t e = starts[m]; e < starts[m + 1]; e++) {
+      const int64_t k = j->a->columns[e];
+      if (k < k0 || k >= k1) continue;
+      float *g = j->G + k * j->ldg;
+      const float x = j->a->values[e], *d = j->D + m * j->ldd;
+      for (int64_t o = 0; o < j->N; o++) g[o] += x * (j->alpha * d[o]);
+    }
+}
+
+static void sparse_nn_member(void *data, int64_t t0, int64_t t1) {
+#if NERVE_X86
+  sparse_nn_tiles(data, t0, t1);
+#else
+  (void)data, (void)t0, (void)t1;
+#endif
+}
+
+static void sparse_tn_member(void *data, int64_t k0, int64_t k1) {
+#if NERVE_X86
+  sparse_tn_rows(data, k0, k1);
+#else
+  (void)data, (void)k0, (void)k1;
+#endif
+}
+
+/* Units of work (entries times outputs) per thread worth starting one for. */
+static int64_t sparse_grain(const nerve_sparse *a, int64_t first, int64_t M, int64_t N,
+                            int64_t units) {
+  const int64_t work = (a->starts[first + M] - a->starts[first] + M) * N;
+  return GEMM_GRAIN / (work / (units > 0 ? units : 1) + 1) + 1;
+}
+
+void nerve__sparse_nn(const nerve_context *ctx, float *C, int64_t ldc, const nerve_sparse *a,
+                      int64_t first, const float *B, int64_t ldb, const float *bias, int64_t M,
+                      int64_t N) {
+  if (M == 0 || N == 0) return;
+  sparse_job j = {.C = C, .ldc = ldc, .a = a, .first = first, .B = B, .ldb = ldb, .bias = bias,
+                  .M = M, .N = N};
+  if (ctx->isa == NERVE_ISA_AVX512 && NERVE_X86) {
+    const int64_t tiles = (M + NN_MR - 1) / NN_MR;
+    nerve__parallel_for(ctx, tiles, sparse_grain(a, first, M, N, tiles), sparse_nn_member, &j);
+  } else {
+    nerve__parallel_for(ctx, M, sparse_grain(a, first, M, N, M), sparse_nn_rows_base, &j);
+  }
+}
+
+size_t nerve__sparse_tn_scratch(const nerve_context *ctx, int64_t N, int64_t K, int64_t ldg) {
+  /* Rows that are not whole vectors are padded, as for rank updates. */
+  if (ctx->isa == NERVE_ISA_AVX512 && NERVE_X86 && N > 0 && K > 0 && (N % 16 != 0 || ldg % 16 != 0))
+    return (size_t)K * (size_t)((N + NR - 1) / NR * NR) * sizeof(float);
+  return 0;
+}
+
+nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, const nerve_sparse *a,
+                              int64_t first, const float *D, int64_t ldd, int64_t M, int64_t N,
+                              float alpha, const char *func) {
+  const int64_t K = a->cols;
+  if (M == 0 || N == 0 || K == 0) return NERVE_OK;
+  sparse_job j = {.a = a, .first = first, .M = M, .N = N, .G = G, .ldg = ldg, .D = D, .ldd = ldd,
+                  .alpha = alpha};
+  const int64_t grain = sparse_grain(a, first, M, N, K);
+  if (!(ctx->isa == NERVE_ISA_AVX512 && NERVE_X86)) {
+    nerve__parallel_for(ctx, K, grain, sparse_tn_rows_base, &j);
+    return NERVE_OK;
+  }
+#if NERVE_X86
+  const size_t pad_bytes = nerve__sparse_tn_scratch(ctx, N, K, ldg);
+  if (pad_bytes > 0) {
+    nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, pad_bytes, func);
+    if (s != NERVE_OK) return s;
+    j.G = padded_copy(ctx, G, ldg, K, N, true);
+    j.ldg = (N + NR - 1) / NR * NR;
+    j.padded = true;
+  }
+  nerve__parallel_for(ctx, K, grain, sparse_tn_member, &j);
+  if (pad_bytes > 0) padded_copy(ctx, G, ldg, K, N, false);
+#else
+  (void)func;
+#endif
   return NERVE_OK;
 }

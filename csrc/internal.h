@@ -260,6 +260,32 @@ NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t l
                                          int64_t ldb, int64_t M, int64_t K, int64_t i0,
                                          int64_t i1);
 
+/* ---- Sparse rows (sparse.c; their products in gemm.c) ---------------------------------- */
+
+/* Row r's entries are columns[starts[r] .. starts[r + 1]) (increasing) and the values beside
+ * them. Made only by nerve_sparse_create, so every column is in [0, cols). */
+struct nerve_sparse {
+  int64_t rows, cols, nonzeros;
+  int64_t *starts; /* rows + 1 */
+  int32_t *columns;
+  float *values;
+};
+
+/* C[M,N] = bias + A . B[K,N] with A = rows [first, first + M) of a: the chains
+ * nerve__gemm_nn computes on the stored rows (AVX-512), without the terms of zero inputs. */
+NERVE_HIDDEN void nerve__sparse_nn(const nerve_context *ctx, float *C, int64_t ldc,
+                                   const nerve_sparse *a, int64_t first, const float *B,
+                                   int64_t ldb, const float *bias, int64_t M, int64_t N);
+
+/* G[K,N] += alpha * A^T . D[M,N] with A as in nerve__sparse_nn: every element adds the rows in
+ * order, as nerve__gemm_tn does. Needs the GEMM scratch nerve__sparse_tn_scratch names. */
+NERVE_HIDDEN size_t nerve__sparse_tn_scratch(const nerve_context *ctx, int64_t N, int64_t K,
+                                             int64_t ldg);
+NERVE_HIDDEN nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg,
+                                           const nerve_sparse *a, int64_t first, const float *D,
+                                           int64_t ldd, int64_t M, int64_t N, float alpha,
+                                           const char *func);
+
 /* ---- Math written for vectorisation ----------------------------------------------------- */
 /*
  * libm's expf/tanhf are scalar calls that stop loops vectorising; these are straight-line code

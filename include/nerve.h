@@ -215,6 +215,55 @@ NERVE_API nerve_status nerve_dense_backward_adam_input(nerve_context *ctx, float
                                                        const float *dout, const float *weight,
                                                        int64_t N, int64_t I, int64_t O);
 
+/* ---- Sparse inputs (sparse.c) ----------------------------------------------------------- */
+/*
+ * A matrix [rows, cols] kept as its non-zero entries, row by row in increasing column order:
+ * a training set of images (a fifth of MNIST's pixels are not zero) listed once per run, so
+ * that each epoch's dense products read the entries instead of finding them again among the
+ * zeros. The library owns it; it keeps no pointer to the values it was made from. Entries are
+ * the values that compare unequal to zero (NaN included, -0.0 not).
+ */
+typedef struct nerve_sparse nerve_sparse;
+
+/** *nonzeros = the number of entries of values[rows, cols] that are not zero (to decide
+ *  whether listing them pays). */
+NERVE_API nerve_status nerve_sparse_count(nerve_context *ctx, int64_t *nonzeros,
+                                          const float *values, int64_t rows, int64_t cols);
+
+/** *out = the non-zero entries of values[rows, cols], listed (NULL on failure). Free with
+ *  nerve_sparse_destroy. */
+NERVE_API nerve_status nerve_sparse_create(nerve_context *ctx, nerve_sparse **out,
+                                           const float *values, int64_t rows, int64_t cols);
+
+/** Frees a matrix from nerve_sparse_create. Accepts NULL. */
+NERVE_API void nerve_sparse_destroy(nerve_sparse *sparse);
+
+/** Its rows, columns and entries. */
+NERVE_API nerve_status nerve_sparse_shape(const nerve_sparse *sparse, int64_t *rows,
+                                          int64_t *cols, int64_t *nonzeros);
+
+/**
+ * nerve_dense_forward with in[N,I] = rows [first, first + N) of `in` (which has I columns):
+ * the same bits as nerve_dense_forward on those rows stored densely, with libnerve's AVX-512
+ * kernels (elsewhere the same values up to rounding).
+ */
+NERVE_API nerve_status nerve_dense_forward_sparse(nerve_context *ctx, float *out,
+                                                  const nerve_sparse *in, int64_t first,
+                                                  const float *weight, const float *bias,
+                                                  int64_t N, int64_t I, int64_t O);
+
+/**
+ * The parameter gradients of nerve_dense_backward with in[N,I] = rows [first, first + N) of
+ * `in` (the first layer has no input gradient to write):
+ *   dweight[I,O] += in^T . dout            ACCUMULATED; skipped if dweight is NULL
+ *   dbias[O]     += sum over N of dout     ACCUMULATED; skipped if dbias is NULL
+ * The same bits as nerve_dense_backward, as for nerve_dense_forward_sparse.
+ */
+NERVE_API nerve_status nerve_dense_backward_sparse(nerve_context *ctx, float *dweight,
+                                                   float *dbias, const nerve_sparse *in,
+                                                   int64_t first, const float *dout, int64_t N,
+                                                   int64_t I, int64_t O);
+
 /* ---- Activations ------------------------------------------------------------------------ */
 
 typedef enum nerve_activation {

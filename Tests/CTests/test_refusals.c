@@ -253,6 +253,36 @@ static void kernels(nerve_context *ctx) {
            nerve_dropout_forward_at(call_ctx, P(0, y), P(1, mask), P(2, x), N * O * size, 0.5f, 7, bad ? -1 : 5));
   has_setting = 0;
   VARIANTS("nerve_dropout_backward", 3, nerve_dropout_backward(call_ctx, P(0, dx), P(1, dy), P(2, mask), N * O * size));
+  /* Listed inputs: x as a nerve_sparse (the library's memory, outside the arena); a bad setting
+   * is a first row that leaves the batch outside it. */
+  nerve_sparse *listed = NULL;
+  if (nerve_sparse_create(ctx, &listed, x, N, I) != NERVE_OK) {
+    failures++;
+    fprintf(stderr, "nerve_sparse_create: %s\n", nerve_context_last_error(ctx));
+  }
+  int64_t *nonzeros = (int64_t *)(void *)buffer(2);
+  has_setting = 0;
+  VARIANTS("nerve_sparse_count", 2, nerve_sparse_count(call_ctx, P(0, nonzeros), P(1, x), N * size, I));
+  has_setting = 1;
+  VARIANTS("nerve_dense_forward_sparse", 3,
+           nerve_dense_forward_sparse(call_ctx, P(0, y), P(1, listed), bad ? 1 : 0, P(2, w), b, N * size, I, O));
+  VARIANTS("nerve_dense_backward_sparse", 2,
+           nerve_dense_backward_sparse(call_ctx, dw, db, P(0, listed), bad ? 1 : 0, P(1, dy), N * size, I, O));
+  /* nerve_sparse_create writes only *out, which it sets to NULL when it refuses. */
+  static char listed_sentinel;
+  nerve_sparse *made = (nerve_sparse *)(void *)&listed_sentinel;
+  refused(NULL, "nerve_sparse_create", "NULL context", nerve_sparse_create(NULL, &made, x, N, I));
+  refused(ctx, "nerve_sparse_create", "NULL out", nerve_sparse_create(ctx, NULL, x, N, I));
+  refused(ctx, "nerve_sparse_create", "NULL values", nerve_sparse_create(ctx, &made, NULL, N, I));
+  refused(ctx, "nerve_sparse_create", "negative size", nerve_sparse_create(ctx, &made, x, -N, I));
+  if (made != NULL) {
+    failures++;
+    fprintf(stderr, "nerve_sparse_create: a refused call left *out non-NULL\n");
+  }
+  int64_t shape[3];
+  refused(NULL, "nerve_sparse_shape", "NULL matrix", nerve_sparse_shape(NULL, &shape[0], &shape[1], &shape[2]));
+  refused(NULL, "nerve_sparse_shape", "NULL rows", nerve_sparse_shape(listed, NULL, &shape[1], &shape[2]));
+  nerve_sparse_destroy(listed);
 }
 
 /* The best instruction set this CPU has, as a fresh context resolves NERVE_ISA_AUTO. */

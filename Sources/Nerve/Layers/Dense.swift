@@ -80,6 +80,12 @@ public final class Dense: Layer {
 
   override func forward(_ io: LayerIO) throws {
     let w = io.parameters
+    if let listed = io.sparseInput {
+      return try io.check(
+        nerve_dense_forward_sparse(
+          io.ctx, io.output, listed.rows.raw, Int64(listed.first), w, useBias ? w + inputs * units : nil,
+          Int64(io.batch), Int64(inputs), Int64(units)))
+    }
     try io.check(
       nerve_dense_forward(
         io.ctx, io.output, io.input, w, useBias ? w + inputs * units : nil, Int64(io.batch),
@@ -89,6 +95,12 @@ public final class Dense: Layer {
   override func backward(_ io: LayerIO) throws {
     let w = io.parameters
     let g = io.parameterGradients
+    if let listed = io.sparseInput, io.inputGradient == nil {
+      return try io.check(
+        nerve_dense_backward_sparse(
+          io.ctx, g, useBias ? g.map { $0 + inputs * units } : nil, listed.rows.raw, Int64(listed.first),
+          io.outputGradient, Int64(io.batch), Int64(inputs), Int64(units)))
+    }
     try io.check(
       nerve_dense_backward(
         io.ctx, io.inputGradient, g, useBias ? g.map { $0 + inputs * units } : nil,

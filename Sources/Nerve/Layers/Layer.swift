@@ -134,6 +134,9 @@ struct LayerIO {
   /// The row of the whole batch that `input`'s first row is (chunks of a step, ranks of a
   /// data-parallel run); random choices per sample count from it.
   var firstRow = 0
+  /// The same values as `input`, listed as their non-zero entries (the first layer of a
+  /// training run over sparse images); layers that can read them instead may.
+  var sparseInput: SparseSlice?
 
   var ctx: OpaquePointer { context.raw }
   func check(_ status: nerve_status) throws { try context.check(status) }

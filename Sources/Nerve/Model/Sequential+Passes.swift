@@ -93,19 +93,21 @@ extension Sequential {
 
   /// Runs the layers up to `stop` (the whole model by default) on `batch` samples at `input`;
   /// layer i writes `plan.coreOutputs[i]` and, through its activation, `plan.outputs[i]`.
+  /// `listed`: the same input as non-zero entries, for the first layer to read if it can.
   func forward(
     _ input: UnsafeMutablePointer<Float>, batch: Int, plan: Plan, context: ComputeContext,
     training: Bool, step: UInt64 = 0, firstRow: Int = 0, through stop: LayerPoint? = nil,
-    ranks: DataParallelPass? = nil
+    ranks: DataParallelPass? = nil, listed: SparseSlice? = nil
   ) throws {
     let stop = stop ?? end
     var x = input
     for i in 0...stop.layer {
       let layer = layers[i]
       let poolsRelu = i > 0 && poolsBeforeRelu(i - 1, through: stop, ranks: ranks)
-      let core = io(
+      var core = io(
         i, context: context, batch: batch, input: poolsRelu ? plan.coreOutputs[i - 1] : x,
         output: plan.coreOutputs[i], plan: plan, training: training, step: step, firstRow: firstRow)
+      if i == 0 { core.sparseInput = listed }
       if let ranks, ranks.needsWholeBatch(i) {
         try ranks.forwardWholeBatch(i, core)
       } else {
@@ -149,7 +151,8 @@ extension Sequential {
   func backward(
     _ input: UnsafeMutablePointer<Float>, batch: Int, plan: Plan, context: ComputeContext,
     gradients: UnsafeMutablePointer<Float>, from start: LayerPoint, step: UInt64 = 0, firstRow: Int = 0,
-    fused: FusedStep? = nil, fusedLayers: [Bool] = [], ranks: DataParallelPass? = nil
+    fused: FusedStep? = nil, fusedLayers: [Bool] = [], ranks: DataParallelPass? = nil,
+    listed: SparseSlice? = nil
   ) throws {
     for i in stride(from: start.layer, through: 0, by: -1) {
       let layer = layers[i]
@@ -168,11 +171,12 @@ extension Sequential {
             context.raw, NERVE_ACTIVATION_RELU, plan.gradients[i], plan.gradients[i], nil, plan.outputs[i],
             Int64(batch * layer.outputShape.reduce(1, *))))
       }
-      let core = io(
+      var core = io(
         i, context: context, batch: batch, input: i == 0 ? input : plan.outputs[i - 1],
         output: plan.coreOutputs[i], plan: plan, training: true, step: step, firstRow: firstRow,
         inputGradient: i == 0 ? nil : poolsRelu ? plan.coreGradients[i - 1] : plan.gradients[i - 1],
         outputGradient: plan.coreGradients[i], parameterGradients: gradients + layer.parameterOffset)
+      if i == 0 { core.sparseInput = listed }
       let fusedHere = fused != nil && i < fusedLayers.count && fusedLayers[i]
       if let ranks, ranks.needsWholeBatch(i) {
         try ranks.backwardWholeBatch(i, core)

@@ -8,6 +8,8 @@ struct TrainingBatch {
   let targets: UnsafeMutablePointer<Float>
   let labels: UnsafePointer<Int32>
   let rows: Int
+  /// The same features as non-zero entries, when the workspace lists them.
+  var listed: SparseSlice? = nil
 }
 
 /// What a step measured on its batch: the mean loss (with the L2 penalty) and the samples
@@ -32,7 +34,7 @@ extension TrainingWorkspace {
       for r in 0..<rows { batchLabels[r] = train.labels[start + r] }
       return TrainingBatch(
         features: features + start * d, targets: targets.pointer + start * width, labels: batchLabels,
-        rows: rows)
+        rows: rows, listed: listedFeatures.map { SparseSlice(rows: $0, first: start) })
     }
     for r in 0..<rows {
       let i = order[start + r]
@@ -61,8 +63,10 @@ extension TrainingWorkspace {
     while start < batch.rows {
       let rows = min(chunkCapacity, batch.rows - start)
       let x = batch.features + start * d
+      let listed = batch.listed?.advanced(by: start)
       try model.forward(
-        x, batch: rows, plan: plan, context: context, training: true, step: stream, firstRow: start, through: head.reads)
+        x, batch: rows, plan: plan, context: context, training: true, step: stream, firstRow: start, through: head.reads,
+        listed: listed)
       let part = try head.evaluate(
         context: context, plan: plan, targets: batch.targets + start * width, training: true, rows: rows,
         classes: width, count: batch.rows)
@@ -75,7 +79,7 @@ extension TrainingWorkspace {
       }
       try model.backward(
         x, batch: rows, plan: plan, context: context, gradients: gradients.pointer, from: head.reads,
-        step: stream, firstRow: start, fused: fused, fusedLayers: fusedLayers)
+        step: stream, firstRow: start, fused: fused, fusedLayers: fusedLayers, listed: listed)
       var right: Int64 = 0
       try context.check(
         nerve_count_correct(

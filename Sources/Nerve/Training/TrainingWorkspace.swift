@@ -25,6 +25,9 @@ final class TrainingWorkspace {
   let batchLabels: UnsafeMutablePointer<Int32>
   /// Whether batches are slices of the training set as stored (no gathering needed).
   let keepsOrder: Bool
+  /// The training set's features as their non-zero entries, when the first layer is a dense
+  /// one that reads them (see `listsInputs`); nil otherwise.
+  let listedFeatures: SparseRows?
   /// dLoss/dparameters, laid out like the model's parameters.
   let gradients: FloatBuffer
   let penalty: L2Penalty
@@ -82,6 +85,12 @@ final class TrainingWorkspace {
       allowed: fusesOptimizerSteps && !chunked && settings.gradientDiagnostics == nil)
     fusedLayers = fused
     ranks = spread ? try DataParallelPass(ranks: communicator!, model: model, batchCapacity: batchCapacity) : nil
+    listedFeatures =
+      Self.listsInputs(model: model, keepsOrder: keepsOrder, spread: spread, fused: fused)
+      ? try SparseRows.listing(
+        train.features.storage.pointer, rows: train.count, columns: model.inputCount, ifDensityAtMost: 0.5,
+        context: model.context)
+      : nil
     steppedGroups = model.parameterGroups.filter { !fused[$0.layer] }.map {
       ParameterGroup(offset: $0.offset, count: $0.info.count, l2Decay: $0.info.decay, isWeight: $0.info.isWeight)
     }
@@ -94,6 +103,15 @@ final class TrainingWorkspace {
       return model.layers.map { _ in false }
     }
     return model.layers.map { $0.parameterCount > 0 && $0.supportsFused(probe) }
+  }
+
+  /// Whether the first layer reads the training set listed as non-zero entries: a dense layer
+  /// whose gradient is stored (not stepped inside backward), in a run whose batches are slices
+  /// of the set as stored, in one process. For sparse inputs such as images, listing them once
+  /// saves finding them again in every product of every epoch.
+  private static func listsInputs(model: Sequential, keepsOrder: Bool, spread: Bool, fused: [Bool]) -> Bool {
+    guard keepsOrder, !spread, let first = model.layers.first as? Dense else { return false }
+    return !fused[0] && first.inputs >= 128
   }
 
   deinit { batchLabels.deallocate() }

@@ -1,0 +1,177 @@
+/*
+ * sparse.c: a matrix kept as its non-zero entries (nerve_sparse), listed once so that the
+ * dense products of every epoch read them instead of finding them among the zeros.
+ *   values [rows, cols] -> starts [rows + 1], columns and values [nonzeros], row by row in
+ *   increasing column order. The products over it are in gemm.c, the dense layer's entry
+ *   points in dense.c.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+#if NERVE_X86
+#  include <immintrin.h>
+#endif
+
+/* Rows per thread worth starting one for, by the columns each has. */
+static int64_t rows_grain(int64_t cols) { return (1 << 18) / (cols + 1) + 1; }
+
+typedef struct {
+  const float *values;
+  int64_t cols;
+  int64_t *counts; /* per row, when wanted */
+  nerve_sparse *out;
+} list_job;
+
+NERVE_INLINE int64_t row_nonzeros(const float *x, int64_t cols) {
+  int64_t n = 0;
+  for (int64_t k = 0; k < cols; k++) n += x[k] != 0.0f;
+  return n;
+}
+
+NERVE_INLINE double count_body(void *data, int64_t r0, int64_t r1) {
+  list_job *j = data;
+  int64_t n = 0;
+  for (int64_t r = r0; r < r1; r++) {
+    const int64_t here = row_nonzeros(j->values + r * j->cols, j->cols);
+    if (j->counts) j->counts[r] = here;
+    n += here;
+  }
+  return (double)n;
+}
+NERVE_SUM_KERNEL(count);
+
+/* Writes row r's entries from out->starts[r]. */
+NERVE_INLINE void fill_body(void *data, int64_t r0, int64_t r1) {
+  list_job *j = data;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = j->values + r * j->cols;
+    int64_t at = j->out->starts[r];
+    for (int64_t k = 0; k < j->cols; k++)
+      if (x[k] != 0.0f) {
+        j->out->columns[at] = (int32_t)k;
+        j->out->values[at] = x[k];
+        at++;
+      }
+  }
+}
+NERVE_RANGE_KERNEL(fill);
+
+#if NERVE_X86
+/* fill_body with AVX-512 compress: 16 columns a step, no branch per value. Each step's
+ * vectors go to a buffer on the stack, since a full-width store would reach into the next
+ * row's entries (another thread's). */
+NERVE_TARGET_AVX512 static void fill_avx512_compress(void *data, int64_t r0, int64_t r1) {
+  list_job *j = data;
+  enum { STEP = 256 };
+  int32_t ks[STEP + 16];
+  float vs[STEP + 16];
+  const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = j->values + r * j->cols;
+    int64_t at = j->out->starts[r];
+    for (int64_t k0 = 0; k0 < j->cols; k0 += STEP) {
+      const int64_t kn = j->cols - k0 < STEP ? j->cols - k0 : STEP;
+      int64_t n = 0;
+      for (int64_t k = 0; k < kn; k += 16) {
+        const __mmask16 valid = kn - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (kn - k)) - 1u);
+        const __m512 v = _mm512_maskz_loadu_ps(valid, x + k0 + k);
+        const __mmask16 nz = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+        const __m512i index = _mm512_add_epi32(lanes, _mm512_set1_epi32((int32_t)(k0 + k)));
+        _mm512_storeu_si512((void *)(ks + n), _mm512_maskz_compress_epi32(nz, index));
+        _mm512_storeu_ps(vs + n, _mm512_maskz_compress_ps(nz, v));
+        n += __builtin_popcount(nz);
+      }
+      memcpy(j->out->columns + at, ks, (size_t)n * sizeof(int32_t));
+      memcpy(j->out->values + at, vs, (size_t)n * sizeof(float));
+      at += n;
+    }
+  }
+}
+#endif
+
+static nerve_status check_matrix(nerve_context *ctx, const float *values, int64_t rows,
+                                 int64_t cols, const char *func) {
+  if (rows < 0 || cols < 0)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "negative size (rows=%lld, cols=%lld)",
+                       (long long)rows, (long long)cols);
+  /* Columns are stored as int32. */
+  if (cols > INT32_MAX || !nerve__product_ok(rows, cols))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "sizes too large (rows=%lld, cols=%lld)",
+                       (long long)rows, (long long)cols);
+  if (rows > 0 && cols > 0 && !values)
+    return nerve__fail(ctx, NERVE_ERROR_NULL_POINTER, func, "values is NULL");
+  return NERVE_OK;
+}
+
+nerve_status nerve_sparse_count(nerve_context *ctx, int64_t *nonzeros, const float *values,
+                                int64_t rows, int64_t cols) {
+  NERVE_CHECK_CTX(ctx);
+  NERVE_CHECK_PTR(ctx, nonzeros);
+  nerve_status s = check_matrix(ctx, values, rows, cols, __func__);
+  if (s != NERVE_OK) return s;
+  list_job j = {.values = values, .cols = cols};
+  *nonzeros = cols > 0 ? (int64_t)nerve__parallel_sum(ctx, rows, rows_grain(cols), count_isa[ctx->isa], &j) : 0;
+  return NERVE_OK;
+}
+
+void nerve_sparse_destroy(nerve_sparse *sparse) {
+  if (!sparse) return;
+  nerve_free(sparse->starts);
+  nerve_free(sparse->columns);
+  nerve_free(sparse->values);
+  free(sparse);
+}
+
+nerve_status nerve_sparse_create(nerve_context *ctx, nerve_sparse **out, const float *values,
+                                 int64_t rows, int64_t cols) {
+  /* The one write of a refused call, as the header says: *out is NULL whenever it fails. */
+  if (out) *out = NULL;
+  NERVE_CHECK_CTX(ctx);
+  NERVE_CHECK_PTR(ctx, out);
+  nerve_status s = check_matrix(ctx, values, rows, cols, __func__);
+  if (s != NERVE_OK) return s;
+  nerve_sparse *m = calloc(1, sizeof *m);
+  if (m) m->starts = nerve_alloc((size_t)(rows + 1) * sizeof(int64_t));
+  if (!m || !m->starts) {
+    nerve_sparse_destroy(m);
+    return nerve__fail(ctx, NERVE_ERROR_OUT_OF_MEMORY, __func__, "cannot allocate the row starts of %lld rows",
+                       (long long)rows);
+  }
+  m->rows = rows;
+  m->cols = cols;
+  /* Each row's count into starts[r + 1], then the running sum makes them starts. */
+  list_job j = {.values = values, .cols = cols, .counts = m->starts + 1, .out = m};
+  m->starts[0] = 0;
+  if (cols > 0) nerve__parallel_sum(ctx, rows, rows_grain(cols), count_isa[ctx->isa], &j);
+  else
+    for (int64_t r = 0; r < rows; r++) m->starts[r + 1] = 0;
+  for (int64_t r = 0; r < rows; r++) m->starts[r + 1] += m->starts[r];
+  m->nonzeros = m->starts[rows];
+  if (m->nonzeros > 0) {
+    m->columns = nerve_alloc((size_t)m->nonzeros * sizeof(int32_t));
+    m->values = nerve_alloc((size_t)m->nonzeros * sizeof(float));
+    if (!m->columns || !m->values) {
+      const int64_t n = m->nonzeros;
+      nerve_sparse_destroy(m);
+      return nerve__fail(ctx, NERVE_ERROR_OUT_OF_MEMORY, __func__, "cannot allocate %lld entries",
+                         (long long)n);
+    }
+    nerve__range_fn fill = fill_isa[ctx->isa];
+#if NERVE_X86
+    if (ctx->isa == NERVE_ISA_AVX512) fill = fill_avx512_compress;
+#endif
+    nerve__parallel_for(ctx, rows, rows_grain(cols), fill, &j);
+  }
+  *out = m;
+  return NERVE_OK;
+}
+
+nerve_status nerve_sparse_shape(const nerve_sparse *sparse, int64_t *rows, int64_t *cols,
+                                int64_t *nonzeros) {
+  if (!sparse || !rows || !cols || !nonzeros) return NERVE_ERROR_NULL_POINTER;
+  *rows = sparse->rows;
+  *cols = sparse->cols;
+  *nonzeros = sparse->nonzeros;
+  return NERVE_OK;
+}
