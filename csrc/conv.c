@@ -361,6 +361,7 @@ typedef struct {
   const nerve_context *ctx;
   const conv_geom *g;
   float *dweight, *slices, *padded; /* padded: dweight's rows, ldp apart */
+  float *dbias;                      /* may be NULL */
   const float *dout, *in;
   int64_t ldp;
 } weight_grad_job;
@@ -369,14 +370,18 @@ typedef struct {
  * Member t of nt owns rows [k0, k1) of the weight gradient (lowered columns): for every block of
  * images in order it lowers just those columns and adds their product with the block's output
  * gradient. Each element adds the rows in the order one thread would, so the split changes
- * nothing, and the team meets no barrier until the end.
+ * nothing, and the team meets no barrier until the end. The first member, whose share of the
+ * columns is never the larger, also adds each block's rows to the bias gradient while the
+ * block's output gradient is in its cache: the sums nerve__bias_accumulate makes over all rows
+ * in order, without a pass of their own (which would run on one thread, the bias being too
+ * narrow to split).
  */
 static void weight_grad_member(void *data, int t, int nt) {
   weight_grad_job *j = data;
   const conv_geom *g = j->g;
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = images_per_block(g), K = g->K;
   const int64_t k0 = cols * t / nt, k1 = cols * (t + 1) / nt, width = k1 - k0;
-  if (width == 0) return;
+  if (width == 0) return; /* never: teams have at most `cols` members */
   float *G = j->padded + k0 * j->ldp, *slice = j->slices + per * pix * k0;
   for (int64_t k = 0; k < width; k++) {
     memcpy(G + k * j->ldp, j->dweight + (k0 + k) * K, (size_t)K * sizeof(float));
@@ -389,12 +394,13 @@ static void weight_grad_member(void *data, int t, int nt) {
   for (int64_t n0 = 0; n0 < g->N; n0 += per) {
     const int64_t rows = (g->N - n0 < per ? g->N - n0 : per) * pix;
     const nerve__gather ga = windows_from(g, j->in, n0 * pix, off);
-    if (gather && nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &ga, rows, j->dout + n0 * pix * K, K,
-                                             K, k0, k1, 1.0f))
-      continue;
-    im2col_job ij = {.g = g, .col = slice, .in = j->in + n0 * g->H * g->W * g->C, .k0 = k0, .k1 = k1, .ld = width};
-    lower(&ij, 0, rows);
-    nerve__gemm_tn_here(G, j->ldp, slice, width, j->dout + n0 * pix * K, K, rows, K, width, 1.0f);
+    const float *dblock = j->dout + n0 * pix * K;
+    if (!(gather && nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &ga, rows, dblock, K, K, k0, k1, 1.0f))) {
+      im2col_job ij = {.g = g, .col = slice, .in = j->in + n0 * g->H * g->W * g->C, .k0 = k0, .k1 = k1, .ld = width};
+      lower(&ij, 0, rows);
+      nerve__gemm_tn_here(G, j->ldp, slice, width, dblock, K, rows, K, width, 1.0f);
+    }
+    if (j->dbias && t == 0) nerve__bias_accumulate_here(j->ctx, j->dbias, dblock, rows, K, 1.0f);
   }
   for (int64_t k = 0; k < width; k++)
     memcpy(j->dweight + (k0 + k) * K, G + k * j->ldp, (size_t)K * sizeof(float));
@@ -434,7 +440,7 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, 2 * (size_t)block * sizeof(float), __func__);
   if (s == NERVE_OK) s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, nn > tn ? nn : tn, __func__);
   if (s != NERVE_OK) return s;
-  if (dbias) nerve__bias_accumulate(ctx, dbias, dout, N * pix, K, 1.0f);
+  if (dbias && !team_grad) nerve__bias_accumulate(ctx, dbias, dout, N * pix, K, 1.0f);
   if (pointwise) {
     if (dweight) {
       s = nerve__gemm_tn(ctx, dweight, K, in, C, dout, K, N * pix, K, C, 1.0f, __func__);
@@ -445,7 +451,7 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
   }
   float *col = ctx->scratch[NERVE_SCRATCH_LAYER], *dcol = col + block;
   if (team_grad) {
-    weight_grad_job wj = {.ctx = ctx, .g = &g, .dweight = dweight, .dout = dout, .in = in,
+    weight_grad_job wj = {.ctx = ctx, .g = &g, .dweight = dweight, .dbias = dbias, .dout = dout, .in = in,
                           .slices = col, .padded = ctx->scratch[NERVE_SCRATCH_GEMM], .ldp = ldp};
     int threads = nerve__threads_for(ctx, N * pix * cols * K, CONV_TEAM_GRAIN);
     nerve__parallel_team(threads < cols ? threads : (int)cols, weight_grad_member, &wj);

@@ -99,6 +99,12 @@ NERVE_INLINE void bias_grad_body(void *data, int64_t o0, int64_t o1) {
 }
 NERVE_RANGE_KERNEL(bias_grad);
 
+void nerve__bias_accumulate_here(const nerve_context *ctx, float *dbias, const float *dout,
+                                 int64_t N, int64_t O, float alpha) {
+  bias_job j = {.dbias = dbias, .dout = dout, .N = N, .O = O, .alpha = alpha};
+  bias_grad_isa[ctx->isa](&j, 0, O);
+}
+
 void nerve__bias_accumulate(nerve_context *ctx, float *dbias, const float *dout, int64_t N,
                             int64_t O, float alpha) {
   bias_job j = {.dbias = dbias, .dout = dout, .N = N, .O = O, .alpha = alpha};

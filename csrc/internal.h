@@ -183,6 +183,11 @@ NERVE_HIDDEN size_t nerve__gemm_tn_scratch(const nerve_context *ctx, int64_t M, 
  * each o (so independent of the thread count). Shared by dense and convolution layers. */
 NERVE_HIDDEN void nerve__bias_accumulate(nerve_context *ctx, float *dbias, const float *dout,
                                          int64_t N, int64_t O, float alpha);
+/* The same sums on the calling thread (a member of a team): called on consecutive blocks of
+ * rows in order, it adds exactly what one call over all of them adds. */
+NERVE_HIDDEN void nerve__bias_accumulate_here(const nerve_context *ctx, float *dbias,
+                                              const float *dout, int64_t N, int64_t O,
+                                              float alpha);
 
 /*
  * The weight-gradient product visited tile by tile instead of stored: threads split the K rows
