@@ -294,6 +294,10 @@ typedef struct {
   float *out, *col; /* col: one lowered block per thread */
   const float *in, *weight, *bias;
   int64_t blocks;
+  /* A max pool of out, block by block (NULL: none). */
+  const nerve__pool_window *pool;
+  float *pooled;
+  int32_t *argmax;
 } forward_job;
 
 /* Member t of nt: blocks [blocks*t/nt, blocks*(t+1)/nt), lowered and multiplied here. */
@@ -315,14 +319,42 @@ static void forward_member(void *data, int t, int nt) {
     const float *images_in = j->in + n0 * g->H * g->W * g->C;
     if (pad) pad_images(g, &seen, col, images_in, images);
     const nerve__gather ga = pad ? windows_from(&seen, col, 0, off) : windows_from(g, j->in, n0 * pix, off);
-    if (in_place && nerve__gemm_nn_gather_here(j->ctx, j->out + n0 * pix * g->K, g->K, &ga, rows,
-                                               j->weight, g->K, j->bias, g->K, cols))
-      continue;
-    im2col_job ij = {.g = g, .col = col, .in = images_in};
-    lower(&ij, 0, rows);
-    nerve__gemm_nn_here(j->ctx, j->out + n0 * pix * g->K, g->K, col, cols, j->weight, g->K,
-                        j->bias, rows, g->K, cols);
+    if (!(in_place && nerve__gemm_nn_gather_here(j->ctx, j->out + n0 * pix * g->K, g->K, &ga, rows,
+                                                 j->weight, g->K, j->bias, g->K, cols))) {
+      im2col_job ij = {.g = g, .col = col, .in = images_in};
+      lower(&ij, 0, rows);
+      nerve__gemm_nn_here(j->ctx, j->out + n0 * pix * g->K, g->K, col, cols, j->weight, g->K,
+                          j->bias, rows, g->K, cols);
+    }
+    /* Pooled while the block's output is in this thread's cache. */
+    if (j->pool) nerve__maxpool_images(j->ctx, j->pooled, j->argmax, j->out, j->pool, n0, n0 + images);
   }
+}
+
+/* The forward of checked sizes and pointers, pooling each block when pool is not NULL. */
+static nerve_status forward(nerve_context *ctx, const conv_geom *g, float *out, const float *in,
+                            const float *weight, const float *bias, const nerve__pool_window *pool,
+                            float *pooled, int32_t *argmax, const char *func) {
+  const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = images_per_block(g), K = g->K;
+  if (is_pointwise(g)) {
+    nerve_status s = nerve__gemm_nn(ctx, out, K, in, g->C, weight, K, false, bias, false, g->N * pix, K, g->C, func);
+    if (s == NERVE_OK && pool)
+      s = nerve_maxpool2d_forward(ctx, pooled, argmax, out, g->N, pool->H, pool->W, pool->C, pool->PH,
+                                  pool->PW, pool->SH, pool->SW, pool->PT, pool->PL, pool->OH, pool->OW);
+    return s;
+  }
+  /* Threads share out whole blocks, each lowering and multiplying its own in its own part of
+   * the workspace: one team for the layer, and each block stays in its thread's cache. */
+  const int64_t blocks = (g->N + per - 1) / per;
+  int threads = nerve__threads_for(ctx, g->N * pix * cols * K, CONV_TEAM_GRAIN);
+  if (threads > blocks) threads = (int)blocks;
+  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)threads * (size_t)block_floats(g) * sizeof(float), func);
+  if (s != NERVE_OK) return s;
+  forward_job fj = {.ctx = ctx, .g = g, .out = out, .in = in, .weight = weight, .bias = bias,
+                    .col = ctx->scratch[NERVE_SCRATCH_LAYER], .blocks = blocks, .pool = pool,
+                    .pooled = pooled, .argmax = argmax};
+  nerve__parallel_team(threads, forward_member, &fj);
+  return NERVE_OK;
 }
 
 /*
@@ -341,20 +373,33 @@ nerve_status nerve_conv2d_forward(nerve_context *ctx, float *out, const float *i
   NERVE_CHECK_PTR(ctx, out);
   NERVE_CHECK_PTR(ctx, in);
   NERVE_CHECK_PTR(ctx, weight);
-  const int64_t cols = cols_of(&g), pix = OH * OW, per = images_per_block(&g);
-  if (is_pointwise(&g))
-    return nerve__gemm_nn(ctx, out, K, in, C, weight, K, false, bias, false, N * pix, K, C, __func__);
-  /* Threads share out whole blocks, each lowering and multiplying its own in its own part of
-   * the workspace: one team for the layer, and each block stays in its thread's cache. */
-  const int64_t blocks = (N + per - 1) / per;
-  int threads = nerve__threads_for(ctx, N * pix * cols * K, CONV_TEAM_GRAIN);
-  if (threads > blocks) threads = (int)blocks;
-  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)threads * (size_t)block_floats(&g) * sizeof(float), __func__);
-  if (s != NERVE_OK) return s;
-  forward_job fj = {.ctx = ctx, .g = &g, .out = out, .in = in, .weight = weight, .bias = bias,
-                    .col = ctx->scratch[NERVE_SCRATCH_LAYER], .blocks = blocks};
-  nerve__parallel_team(threads, forward_member, &fj);
-  return NERVE_OK;
+  return forward(ctx, &g, out, in, weight, bias, NULL, NULL, NULL, __func__);
+}
+
+/*
+ * in [N,H,W,C], weight [KH,KW,C,K], bias [K] or NULL -> out [N,OH,OW,K], and its max pool
+ * pooled, argmax [N,POH,POW,K]
+ */
+nerve_status nerve_conv2d_forward_maxpool(
+    nerve_context *ctx, float *out, float *pooled, int32_t *argmax, const float *in,
+    const float *weight, const float *bias, int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
+    int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH, int64_t OW,
+    int64_t PH, int64_t PW, int64_t PSH, int64_t PSW, int64_t PPT, int64_t PPL, int64_t POH,
+    int64_t POW) {
+  NERVE_CHECK_CTX(ctx);
+  conv_geom g = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
+                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
+  const nerve__pool_window pool = {.H = OH, .W = OW, .C = K, .PH = PH, .PW = PW, .SH = PSH,
+                                   .SW = PSW, .PT = PPT, .PL = PPL, .OH = POH, .OW = POW};
+  nerve_status s = check_geom(ctx, &g, __func__);
+  if (s == NERVE_OK) s = nerve__maxpool_check(ctx, N, &pool, __func__);
+  if (s != NERVE_OK || N == 0) return s;
+  NERVE_CHECK_PTR(ctx, out);
+  NERVE_CHECK_PTR(ctx, pooled);
+  NERVE_CHECK_PTR(ctx, argmax);
+  NERVE_CHECK_PTR(ctx, in);
+  NERVE_CHECK_PTR(ctx, weight);
+  return forward(ctx, &g, out, in, weight, bias, &pool, pooled, argmax, __func__);
 }
 
 typedef struct {

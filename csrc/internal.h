@@ -265,6 +265,22 @@ NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t l
                                          int64_t ldb, int64_t M, int64_t K, int64_t i0,
                                          int64_t i1);
 
+/* ---- Max pooling inside other kernels (pool.c) ------------------------------------------ */
+
+/* A max pool's window over images of H x W x C (nerve_maxpool2d_forward's arguments). */
+typedef struct {
+  int64_t H, W, C, PH, PW, SH, SW, PT, PL, OH, OW;
+} nerve__pool_window;
+
+/* nerve_maxpool2d_forward's checks of the sizes, for N images, naming func. */
+NERVE_HIDDEN nerve_status nerve__maxpool_check(nerve_context *ctx, int64_t N,
+                                               const nerve__pool_window *p, const char *func);
+
+/* nerve_maxpool2d_forward for images [n0, n1) of in, on the calling thread (checked sizes). */
+NERVE_HIDDEN void nerve__maxpool_images(const nerve_context *ctx, float *out, int32_t *argmax,
+                                        const float *in, const nerve__pool_window *p, int64_t n0,
+                                        int64_t n1);
+
 /* ---- Sparse rows (sparse.c; their products in gemm.c) ---------------------------------- */
 
 /* Row r's entries are columns[starts[r] .. starts[r + 1]) (increasing) and the values beside

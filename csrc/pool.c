@@ -124,6 +124,24 @@ NERVE_INLINE void maxpool_fwd_body(void *data, int64_t r0, int64_t r1) {
 }
 NERVE_RANGE_KERNEL(maxpool_fwd);
 
+static pool_geom geom_of(int64_t N, const nerve__pool_window *p) {
+  return (pool_geom){.N = N, .H = p->H, .W = p->W, .C = p->C, .PH = p->PH, .PW = p->PW,
+                     .SH = p->SH, .SW = p->SW, .PT = p->PT, .PL = p->PL, .OH = p->OH, .OW = p->OW};
+}
+
+nerve_status nerve__maxpool_check(nerve_context *ctx, int64_t N, const nerve__pool_window *p,
+                                  const char *func) {
+  const pool_geom g = geom_of(N, p);
+  return check_pool(ctx, &g, func);
+}
+
+void nerve__maxpool_images(const nerve_context *ctx, float *out, int32_t *argmax, const float *in,
+                           const nerve__pool_window *p, int64_t n0, int64_t n1) {
+  const pool_geom g = geom_of(n1, p);
+  pool_job j = {.g = &g, .y = out, .argmax = argmax, .x = in};
+  maxpool_fwd_isa[ctx->isa](&j, n0 * g.OH, n1 * g.OH);
+}
+
 /*
  * in [N,H,W,C] -> out [N,OH,OW,C], argmax [N,OH,OW,C]
  */

@@ -419,6 +419,21 @@ NERVE_API nerve_status nerve_conv2d_forward(nerve_context *ctx, float *out, cons
                                             int64_t PT, int64_t PL, int64_t OH, int64_t OW);
 
 /**
+ * nerve_conv2d_forward followed by nerve_maxpool2d_forward on its output, with each block of
+ * images pooled while the convolution's output for it is still in cache (the two calls' exact
+ * results, without a second pass over out):
+ *   out[N,OH,OW,K]            as nerve_conv2d_forward writes it
+ *   pooled, argmax [N,POH,POW,K]   as nerve_maxpool2d_forward(out) writes them
+ * The pooling window is PH x PW with strides PSH, PSW and padding PPT, PPL before the image.
+ */
+NERVE_API nerve_status nerve_conv2d_forward_maxpool(
+    nerve_context *ctx, float *out, float *pooled, int32_t *argmax, const float *in,
+    const float *weight, const float *bias, int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
+    int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH, int64_t OW,
+    int64_t PH, int64_t PW, int64_t PSH, int64_t PSW, int64_t PPT, int64_t PPL, int64_t POH,
+    int64_t POW);
+
+/**
  * Backward of nerve_conv2d_forward given dout[N,OH,OW,K]:
  *   din[N,H,W,C]          WRITTEN; skipped if NULL
  *   dweight[KH,KW,C,K]   ACCUMULATED; skipped if NULL

@@ -223,6 +223,11 @@ static void kernels(nerve_context *ctx) {
   has_setting = 1;
   VARIANTS("nerve_conv2d_forward", 3,
            nerve_conv2d_forward(call_ctx, P(0, cy), P(1, img), P(2, cw), cb, CN * size, H, W, C, K, 3, 3, 1, 1, 1, 1, bad ? 9 : H, W));
+  float *cpooled = buffer(CN * 2 * 2 * K);
+  int32_t *cargmax = (int32_t *)(void *)buffer(CN * 2 * 2 * K);
+  VARIANTS("nerve_conv2d_forward_maxpool", 5,
+           nerve_conv2d_forward_maxpool(call_ctx, P(0, cy), P(1, cpooled), P(2, cargmax), P(3, img), P(4, cw), cb, CN * size,
+                                        H, W, C, K, 3, 3, 1, 1, 1, 1, H, W, 2, 2, 2, 2, bad ? 2 : 0, 0, 2, 2));
   VARIANTS("nerve_conv2d_backward", 3,
            nerve_conv2d_backward(call_ctx, cdx, cdw, cdb, P(0, cdy), P(1, img), P(2, cw), CN * size, H, W, C, K, 3, 3, 1, 1,
                                  bad ? 3 : 1, 1, H, W));

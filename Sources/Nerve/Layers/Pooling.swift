@@ -53,9 +53,19 @@ public final class MaxPool2D: Pooling2D {
   /// The winning positions (Int32, one per output) live in the layer's scratch.
   override func scratchCount(batch: Int) -> Int { batch * outputShape.reduce(1, *) }
 
+  /// The winning positions of a batch of `batch` in the layer's `scratch`.
+  func withArgmax<T>(
+    in scratch: UnsafeMutablePointer<Float>, batch: Int, _ body: (UnsafeMutablePointer<Int32>) throws -> T
+  ) rethrows -> T {
+    try scratch.withMemoryRebound(to: Int32.self, capacity: batch * outputShape.reduce(1, *), body)
+  }
+
+  /// The window's sizes as the C core takes them after the input's (PH, PW, SH, SW, PT, PL, OH, OW).
+  var windowSizes: [Int64] { Array(geometry.sizes[3...]) }
+
   override func forward(_ io: LayerIO) throws {
     let s = geometry.sizes
-    try io.scratch.withMemoryRebound(to: Int32.self, capacity: io.batch * outputShape.reduce(1, *)) { argmax in
+    try withArgmax(in: io.scratch, batch: io.batch) { argmax in
       try io.check(
         nerve_maxpool2d_forward(
           io.ctx, io.output, argmax, io.input, Int64(io.batch), s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10]))
@@ -65,7 +75,7 @@ public final class MaxPool2D: Pooling2D {
   override func backward(_ io: LayerIO) throws {
     guard let dx = io.inputGradient else { return }
     let s = geometry.sizes
-    try io.scratch.withMemoryRebound(to: Int32.self, capacity: io.batch * outputShape.reduce(1, *)) { argmax in
+    try withArgmax(in: io.scratch, batch: io.batch) { argmax in
       try io.check(
         nerve_maxpool2d_backward(
           io.ctx, dx, io.outputGradient, argmax, Int64(io.batch), s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10]))

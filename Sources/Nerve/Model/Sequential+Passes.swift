@@ -108,8 +108,14 @@ extension Sequential {
         i, context: context, batch: batch, input: poolsRelu ? plan.coreOutputs[i - 1] : x,
         output: plan.coreOutputs[i], plan: plan, training: training, step: step, firstRow: firstRow)
       if i == 0 { core.sparseInput = listed }
-      if let ranks, ranks.needsWholeBatch(i) {
+      if i > 0 && convolutionPools(i - 1, through: stop, ranks: ranks) {
+        // Done: the convolution before it pooled its output.
+      } else if let ranks, ranks.needsWholeBatch(i) {
         try ranks.forwardWholeBatch(i, core)
+      } else if convolutionPools(i, through: stop, ranks: ranks), let conv = layer as? Conv2D,
+        let pool = layers[i + 1] as? MaxPool2D
+      {
+        try conv.forward(core, pooledBy: pool, into: plan.coreOutputs[i + 1], scratch: plan.scratch[i + 1])
       } else {
         try layer.forward(core)
       }
@@ -141,6 +147,17 @@ extension Sequential {
     guard i + 1 <= stop.layer, layers[i + 1] is MaxPool2D,
       (layers[i].activationLayer as? ActivationLayer)?.function == .relu
     else { return false }
+    guard let ranks else { return true }
+    return !ranks.needsWholeBatch(i) && !ranks.needsWholeBatch(i + 1)
+  }
+
+  /// Whether a pass up to `stop` runs layer `i`, a convolution, and the max pool after it as
+  /// one call (nerve_conv2d_forward_maxpool: each block of images pooled while the
+  /// convolution's output for it is in cache; the same values). Only where the pool reads the
+  /// convolution's own output: without an activation, or with a relu moved after the pool.
+  func convolutionPools(_ i: Int, through stop: LayerPoint, ranks: DataParallelPass?) -> Bool {
+    guard i + 1 <= stop.layer, layers[i] is Conv2D, layers[i + 1] is MaxPool2D else { return false }
+    guard layers[i].activationLayer == nil else { return poolsBeforeRelu(i, through: stop, ranks: ranks) }
     guard let ranks else { return true }
     return !ranks.needsWholeBatch(i) && !ranks.needsWholeBatch(i + 1)
   }

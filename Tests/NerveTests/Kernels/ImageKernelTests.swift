@@ -64,6 +64,41 @@ struct ImageKernelTests {
     }
   }
 
+  @Test("a convolution max-pooled in the same call writes the two calls' bits", arguments: configurations, convGeometries.indices)
+  func convolutionPooled(_ key: String, _ index: Int) {
+    let k = DenseKernelTests.kernels(key), g = convGeometries[index]
+    let x = sparseInputs(g.n * g.h, g.w * g.c, seed: 61)
+    let w = randomFloats(g.kh * g.kw * g.c * g.k, seed: 62), b = randomFloats(g.k, seed: 63)
+    let conv = (Int64(g.n), Int64(g.h), Int64(g.w), Int64(g.c), Int64(g.k), Int64(g.kh), Int64(g.kw), Int64(g.sh), Int64(g.sw), Int64(g.pt), Int64(g.pl), Int64(g.oh), Int64(g.ow))
+    // 2x2 windows (valid), and 3x3 ones at stride 2 with "same" padding, over the output.
+    let pools = [
+      RefGeometry(n: g.n, h: g.oh, w: g.ow, c: g.k, k: g.k, kh: min(2, g.oh), kw: min(2, g.ow), sh: 2, sw: 2, same: false),
+      RefGeometry(n: g.n, h: g.oh, w: g.ow, c: g.k, k: g.k, kh: min(3, g.oh), kw: min(3, g.ow), sh: 2, sw: 2, same: true),
+    ]
+    for p in pools {
+      let outCount = g.n * g.oh * g.ow * g.k, pooledCount = g.n * p.oh * p.ow * g.k
+      var y = [Float](repeating: .nan, count: outCount), pooled = [Float](repeating: .nan, count: pooledCount)
+      var am = [Int32](repeating: -7, count: pooledCount)
+      k.ok(nerve_conv2d_forward_maxpool(
+        k.ctx, &y, &pooled, &am, x, w, b, conv.0, conv.1, conv.2, conv.3, conv.4, conv.5, conv.6, conv.7, conv.8, conv.9, conv.10,
+        conv.11, conv.12, Int64(p.kh), Int64(p.kw), Int64(p.sh), Int64(p.sw), Int64(p.pt), Int64(p.pl), Int64(p.oh), Int64(p.ow)), "fused \(g) \(p)")
+      var y2 = [Float](repeating: .nan, count: outCount), pooled2 = [Float](repeating: .nan, count: pooledCount)
+      var am2 = [Int32](repeating: -7, count: pooledCount)
+      k.ok(nerve_conv2d_forward(k.ctx, &y2, x, w, b, conv.0, conv.1, conv.2, conv.3, conv.4, conv.5, conv.6, conv.7, conv.8, conv.9, conv.10, conv.11, conv.12))
+      k.ok(nerve_maxpool2d_forward(
+        k.ctx, &pooled2, &am2, y2, Int64(p.n), Int64(p.h), Int64(p.w), Int64(p.c), Int64(p.kh), Int64(p.kw), Int64(p.sh), Int64(p.sw),
+        Int64(p.pt), Int64(p.pl), Int64(p.oh), Int64(p.ow)))
+      #expect(bitwiseEqual(y, y2) && bitwiseEqual(pooled, pooled2) && am == am2, "\(g) pooled \(p) \(k.label)")
+    }
+    // A pool that does not fit the convolution's output is refused before anything is written.
+    var y = [Float](repeating: 5, count: g.n * g.oh * g.ow * g.k), pooled = [Float](repeating: 5, count: 1)
+    var am = [Int32](repeating: 5, count: 1)
+    let status = nerve_conv2d_forward_maxpool(
+      k.ctx, &y, &pooled, &am, x, w, b, conv.0, conv.1, conv.2, conv.3, conv.4, conv.5, conv.6, conv.7, conv.8, conv.9, conv.10,
+      conv.11, conv.12, 2, 2, 2, 2, 0, 0, Int64(g.oh + 1), 1)
+    #expect(status == NERVE_ERROR_BAD_SIZE && y.allSatisfy { $0 == 5 } && pooled == [5] && am == [5])
+  }
+
   @Test("pooling forward and backward match the reference", arguments: configurations, poolGeometries.indices)
   func pooling(_ key: String, _ index: Int) {
     let k = DenseKernelTests.kernels(key), g = poolGeometries[index]

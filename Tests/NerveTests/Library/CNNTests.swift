@@ -55,8 +55,10 @@ struct CNNTests {
   @Test("training and inference pool before relu with the same bits as relu then pool")
   func poolBeforeRelu() throws {
     let data = Fixtures.mnist.train.prefix(40)
-    // The first model's relu belongs to the convolution, so training swaps it with the pool;
-    // the second's is a layer of its own, so it runs as written.
+    // The first model's relu belongs to the convolution, so training swaps it with the pool,
+    // and each convolution pools its output in the same call
+    // (nerve_conv2d_forward_maxpool); the second's is a layer of its own, so it runs as
+    // written, one kernel per layer.
     let swapped = try Sequential(input: [28, 28, 1], seed: 9) {
       Conv2D(6, kernel: 5, activation: .relu)
       MaxPool2D()
