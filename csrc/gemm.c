@@ -164,6 +164,8 @@ NERVE_TARGET_AVX512 NERVE_INLINE float a_at(const bool gathered, const float *A,
 /*
  * The start and the end of an R x (16*W) tile of C in registers, shared by nn_tile and
  * nn_sparse_rows. Start: C (plus the bias, if any) when from_c, else the bias (or zero).
+ * Loops over a tile's rows are unrolled by name: gcc otherwise keeps the accumulators on the
+ * stack (the CMake build of libnerve ran its products at half speed).
  */
 NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile_start(const int R, const int W, __m512 *c0,
                                                     __m512 *c1, const float *C, int64_t ldc,
@@ -171,6 +173,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile_start(const int R, const int W, __
                                                     const float *bias) {
   __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
   __m512 b1 = (bias && W == 2) ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+#  pragma GCC unroll 8
   for (int r = 0; r < R; r++) {
     if (from_c) {
       c0[r] = _mm512_maskz_loadu_ps(m0, C + r * ldc);
@@ -189,6 +192,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile_start(const int R, const int W, __
 NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile_store(const int R, const int W, const __m512 *c0,
                                                     const __m512 *c1, float *C, int64_t ldc,
                                                     __mmask16 m0, __mmask16 m1) {
+#  pragma GCC unroll 8
   for (int r = 0; r < R; r++) {
     _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
     if (W == 2) _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
@@ -216,6 +220,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, const bo
     if (prefetch) _mm_prefetch((const char *)(B + (k + 16) * ldb), _MM_HINT_T0);
     __m512 x0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
     __m512 x1 = W == 2 ? _mm512_maskz_loadu_ps(m1, B + k * ldb + 16) : x0;
+#  pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
       __m512 a = _mm512_set1_ps(a_at(gathered, A, lda, base, off, r, k));
       c0[r] = _mm512_fmadd_ps(a, x0, c0[r]);
@@ -278,9 +283,11 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_sparse_rows(const int R, const int W, c
   __m512 c0[NN_MR], c1[NN_MR];
   nn_tile_start(R, W, c0, c1, C, ldc, m0, m1, from_c, bias);
   int64_t most = 0;
+#  pragma GCC unroll 8
   for (int r = 0; r < R; r++)
     if (live[r] > most) most = live[r];
   for (int64_t j = 0; j < most; j++) {
+#  pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
       if (j >= live[r]) continue;
       const int64_t k = ks[r * ks_stride + j];
@@ -746,21 +753,30 @@ NERVE_TARGET_AVX512 NERVE_INLINE void dots_block(const int MR, const int NI, con
   const int64_t K = j->K;
   /* On the first pass over these rows of B, fetch the next block's rows (next >= 0): B comes
    * cold from memory, and the hardware prefetcher alone leaves the loads waiting. */
+  /* The loops over the MR x NI accumulators are unrolled by name, as in nn_tile: gcc
+   * otherwise keeps them on the stack. */
   __m512 acc[DOT_MR][DOT_NI];
+#  pragma GCC unroll 8
   for (int r = 0; r < MR; r++)
+#  pragma GCC unroll 8
     for (int q = 0; q < NI; q++) acc[r][q] = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; k += 16) {
     __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1u);
     __m512 b[DOT_NI];
+#  pragma GCC unroll 8
     for (int q = 0; q < NI; q++) b[q] = _mm512_maskz_loadu_ps(mk, j->B + (i + q) * j->ldb + k);
     if (next >= 0)
       for (int q = 0; q < DOT_NI; q++) _mm_prefetch((const char *)(j->B + (next + q) * j->ldb + k), _MM_HINT_T0);
+#  pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
       __m512 a = _mm512_maskz_loadu_ps(mk, j->A + (m + r) * j->lda + k);
+#  pragma GCC unroll 8
       for (int q = 0; q < NI; q++) acc[r][q] = _mm512_fmadd_ps(a, b[q], acc[r][q]);
     }
   }
+#  pragma GCC unroll 8
   for (int r = 0; r < MR; r++)
+#  pragma GCC unroll 8
     for (int q = 0; q < NI; q++) {
       float *c = j->C + (m + r) * j->ldc + i + q;
       float init = j->accumulate ? *c : 0.0f;
