@@ -560,12 +560,10 @@ NERVE_TARGET_AVX512 static void tn_entries_any(int W, bool by_entry, float *G, i
                                                const int32_t *ks, const float *V, int64_t live,
                                                const float *D, __mmask16 m0, __mmask16 m1,
                                                float alpha) {
-  if (by_entry)
-    W == 2 ? tn_entries(2, true, G, ldg, ks, V, live, D, m0, m1, alpha)
-           : tn_entries(1, true, G, ldg, ks, V, live, D, m0, m1, alpha);
-  else
-    W == 2 ? tn_entries(2, false, G, ldg, ks, V, live, D, m0, m1, alpha)
-           : tn_entries(1, false, G, ldg, ks, V, live, D, m0, m1, alpha);
+  if (by_entry && W == 2) tn_entries(2, true, G, ldg, ks, V, live, D, m0, m1, alpha);
+  else if (by_entry) tn_entries(1, true, G, ldg, ks, V, live, D, m0, m1, alpha);
+  else if (W == 2) tn_entries(2, false, G, ldg, ks, V, live, D, m0, m1, alpha);
+  else tn_entries(1, false, G, ldg, ks, V, live, D, m0, m1, alpha);
 }
 
 /*
