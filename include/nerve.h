@@ -540,6 +540,14 @@ NERVE_API nerve_status nerve_dropout_forward_at(nerve_context *ctx, float *out, 
 NERVE_API nerve_status nerve_dropout_backward(nerve_context *ctx, float *din, const float *dout,
                                               const float *mask, int64_t n);
 
+/* ---- Pixels (pixels.c) -------------------------------------------------------------------- */
+
+/** out[n] = scale * in[n]: 8-bit pixels (as MNIST's and other image files store them) to floats;
+ *  scale is finite (1/255 gives [0, 1]). Threads share the elements, and with them the page
+ *  faults of a freshly allocated out. */
+NERVE_API nerve_status nerve_pixels_to_floats(nerve_context *ctx, float *out, const uint8_t *in,
+                                              int64_t n, float scale);
+
 /* ---- Reductions ------------------------------------------------------------------------- */
 
 /** *out = sum of x[i]^2 over n elements, in double, in a fixed order (L2 penalties, norms). */

@@ -221,6 +221,11 @@ static void kernels(nerve_context *ctx) {
   VARIANTS("nerve_sum_squares", 2, nerve_sum_squares(call_ctx, P(0, sum), P(1, x), N * I * size));
   VARIANTS("nerve_sum_abs", 2, nerve_sum_abs(call_ctx, P(0, sum), P(1, x), N * I * size));
   has_setting = 1;
+  VARIANTS("nerve_pixels_to_floats", 2,
+           nerve_pixels_to_floats(call_ctx, P(0, y), P(1, (const uint8_t *)(const void *)x), N * O * size,
+                                  bad ? INFINITY : 1.0f / 255));
+  has_setting = 0;
+  has_setting = 1;
   VARIANTS("nerve_conv2d_forward", 3,
            nerve_conv2d_forward(call_ctx, P(0, cy), P(1, img), P(2, cw), cb, CN * size, H, W, C, K, 3, 3, 1, 1, 1, 1, bad ? 9 : H, W));
   float *cpooled = buffer(CN * 2 * 2 * K);

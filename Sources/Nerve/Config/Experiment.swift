@@ -40,7 +40,8 @@ public struct Experiment {
       // A subset by count needs only that many training images converted.
       let limit = c.trainIndices == nil ? c.trainCount : nil
       let m = try MNIST.load(
-        from: c.dataPath, validationCount: c.validationCount, imageShape: shape, trainLimit: limit)
+        from: c.dataPath, validationCount: c.validationCount, imageShape: shape, trainLimit: limit,
+        threads: c.threads)
       train = m.train
       validation = c.validationCount > 0 ? m.validation : nil
       test = m.test

@@ -1,4 +1,5 @@
 // IDX: the array format MNIST (and Fashion-MNIST, KMNIST, EMNIST) is distributed in.
+import CNerve
 import Foundation
 
 /// An array read from an IDX file: a big-endian header (two zero bytes, a type byte, the number
@@ -107,6 +108,20 @@ public struct IDXArray: Sendable {
   /// Writes the elements, times `scale`, to `out` (room for `count` floats).
   func write(into out: UnsafeMutablePointer<Float>, scale: Float) {
     write(elements: 0..<count, into: out, scale: scale)
+  }
+
+  /// `write(elements:into:scale:)` with `context`'s threads for bytes (image files): each
+  /// thread converts, and first touches, its own part of `out`.
+  func write(
+    elements: Range<Int>, into out: UnsafeMutablePointer<Float>, scale: Float, context: ComputeContext
+  ) throws {
+    guard type == .uint8 else { return write(elements: elements, into: out, scale: scale) }
+    precondition(elements.lowerBound >= 0 && elements.upperBound <= count)
+    try bytes.withUnsafeBufferPointer { b in
+      try context.check(
+        nerve_pixels_to_floats(
+          context.raw, out, b.baseAddress! + dataOffset + elements.lowerBound, Int64(elements.count), scale))
+    }
   }
 
   /// Writes the elements `elements` (flat indices), times `scale`, to `out` (room for

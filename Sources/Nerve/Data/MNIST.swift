@@ -31,11 +31,12 @@ public struct MNIST: Sendable {
   ///   - preprocessing: applied to the raw bytes; by default they are scaled to [0, 1].
   ///   - trainLimit: if set, only the first `trainLimit` images of the training split become
   ///     inputs (a run on a subset then neither converts nor holds the rest).
+  ///   - threads: threads that convert the pixels (nil: `OMP_NUM_THREADS` or all CPUs).
   /// - Throws: `NerveError` naming the file for missing, truncated or corrupt files, and for
   ///   image and label counts that differ.
   public static func load(
     from directory: String? = nil, validationCount: Int = 10_000, imageShape: ImageShape = .flat,
-    preprocessing: Preprocessing = .unitScale, trainLimit: Int? = nil
+    preprocessing: Preprocessing = .unitScale, trainLimit: Int? = nil, threads: Int? = nil
   ) throws -> MNIST {
     guard let dir = directory ?? BundledData.directory("mnist") else {
       throw NerveError(
@@ -52,9 +53,13 @@ public struct MNIST: Sendable {
     let cut = trainFile.count - validationCount
     let trainEnd = min(cut, max(trainLimit ?? cut, 0))
     // Each split is converted straight from the file's bytes: no copy of the whole file as floats.
-    let train = try trainFile.dataset(rows: 0..<trainEnd, name: "MNIST train", preprocessing: preprocessing)
-    let validation = try trainFile.dataset(rows: cut..<trainFile.count, name: "MNIST validation", preprocessing: preprocessing)
-    let test = try testFile.dataset(rows: 0..<testFile.count, name: "MNIST test", preprocessing: preprocessing)
+    let context = ComputeContext(threads: threads)
+    let train = try trainFile.dataset(
+      rows: 0..<trainEnd, name: "MNIST train", preprocessing: preprocessing, context: context)
+    let validation = try trainFile.dataset(
+      rows: cut..<trainFile.count, name: "MNIST validation", preprocessing: preprocessing, context: context)
+    let test = try testFile.dataset(
+      rows: 0..<testFile.count, name: "MNIST test", preprocessing: preprocessing, context: context)
     return MNIST(train: train, validation: validation, test: test, preprocessing: preprocessing)
   }
 
@@ -80,10 +85,11 @@ public struct MNIST: Sendable {
   /// Reads an image file and its label file as one dataset.
   public static func loadPair(
     dir: String, images: String, labels: String, name: String, shape: ImageShape = .flat,
-    preprocessing: Preprocessing = .unitScale
+    preprocessing: Preprocessing = .unitScale, threads: Int? = nil
   ) throws -> Dataset {
     let file = try ImageFile(dir: dir, images: images, labels: labels, shape: shape)
-    return try file.dataset(rows: 0..<file.count, name: name, preprocessing: preprocessing)
+    return try file.dataset(
+      rows: 0..<file.count, name: name, preprocessing: preprocessing, context: ComputeContext(threads: threads))
   }
 
   /// An image file and its label file, checked against each other, with their rows not yet
@@ -133,14 +139,15 @@ public struct MNIST: Sendable {
     }
 
     /// Rows `rows` as a dataset, the bytes scaled (and standardised) by `preprocessing`.
-    func dataset(rows: Range<Int>, name: String, preprocessing: Preprocessing) throws -> Dataset {
+    func dataset(
+      rows: Range<Int>, name: String, preprocessing: Preprocessing, context: ComputeContext
+    ) throws -> Dataset {
       let size = sample.reduce(1, *)
       try Memory.check(floats: rows.count * size, for: "\(rows.count) images of \(imagePath)", at: imagePath)
-      var features = Tensor(shape: [rows.count] + sample)
-      features.withUnsafeMutableBufferPointer { out in
-        if let base = out.baseAddress {
-          images.write(elements: rows.lowerBound * size..<rows.upperBound * size, into: base, scale: preprocessing.scale)
-        }
+      var features = try Tensor(shape: [rows.count] + sample) { out in
+        try images.write(
+          elements: rows.lowerBound * size..<rows.upperBound * size, into: out, scale: preprocessing.scale,
+          context: context)
       }
       // The scale went into the conversion; the rest of the preprocessing follows.
       var rest = preprocessing

@@ -19,6 +19,17 @@ final class FloatBuffer: @unchecked Sendable {
     pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
   }
 
+  /// A buffer whose contents are undefined until written: for a caller that writes every
+  /// element at once (zeroing first would touch every page twice).
+  init(uninitializedCount count: Int) {
+    precondition(count >= 0, "negative buffer size")
+    self.count = count
+    borrowed = false
+    let bytes = max(count, 1) * MemoryLayout<Float>.stride
+    guard let raw = nerve_alloc(bytes) else { fatalError("out of memory allocating \(bytes) bytes") }
+    pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+  }
+
   convenience init(copying source: UnsafeBufferPointer<Float>) {
     self.init(count: source.count)
     if let base = source.baseAddress { pointer.update(from: base, count: source.count) }

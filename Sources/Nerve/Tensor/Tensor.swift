@@ -24,6 +24,14 @@ public struct Tensor: Sendable, CustomStringConvertible {
     if value != 0 { storage.pointer.update(repeating: value, count: storage.count) }
   }
 
+  /// A tensor of the given shape whose `write` fills every element (none is read before).
+  init(shape: [Int], writingEvery write: (UnsafeMutablePointer<Float>) throws -> Void) rethrows {
+    precondition(shape.allSatisfy { $0 >= 0 }, "negative dimension in \(shape)")
+    self.shape = shape
+    storage = FloatBuffer(uninitializedCount: shape.reduce(1, *))
+    try write(storage.pointer)
+  }
+
   /// A tensor of the given shape holding `values` in row-major order.
   public init(shape: [Int], values: [Float]) {
     precondition(

@@ -172,6 +172,23 @@ struct ElementwiseKernelTests {
     }
   }
 
+  @Test("pixels become the floats Swift computes, on every ISA and thread count", arguments: configurations)
+  func pixels(_ key: String) {
+    let k = DenseKernelTests.kernels(key)
+    // Past one thread's grain (2^20), so that two and three threads share the elements.
+    for n in [0, 1, 17, 3_000_001] {
+      var g = SeededGenerator(seed: 71)
+      let bytes = (0..<n).map { _ in UInt8(truncatingIfNeeded: g.next()) }
+      for scale: Float in [1.0 / 255, 1, -0.5] {
+        var out = [Float](repeating: .nan, count: n)
+        k.ok(nerve_pixels_to_floats(k.ctx, &out, bytes, Int64(n), scale), "n=\(n)")
+        #expect(out == bytes.map { Float($0) * scale }, "n=\(n) scale \(scale) \(k.label)")
+      }
+    }
+    var out: [Float] = [7]
+    #expect(nerve_pixels_to_floats(k.ctx, &out, [1], 1, .infinity) == NERVE_ERROR_BAD_ARGUMENT && out == [7])
+  }
+
   @Test("every element-wise kernel is bit-identical at 1, 2 and 3 threads")
   func threadIndependence() {
     let n = 70_001, c = 7, rows = n / c
