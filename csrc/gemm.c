@@ -1318,10 +1318,11 @@ NERVE_TARGET_AVX512 static void sparse_nn_tiles(const sparse_job *j, int64_t t0,
       if (starts[m + r + 1] - starts[m + r] > most) most = starts[m + r + 1] - starts[m + r];
     for (int64_t e0 = 0; e0 == 0 || e0 < most; e0 += SPARSE_CAP) {
       for (int r = 0; r < R; r++) {
-        const int64_t at = starts[m + r] + e0, left = starts[m + r + 1] - at;
+        const int64_t left = starts[m + r + 1] - starts[m + r] - e0;
         live[r] = left < 0 ? 0 : left < SPARSE_CAP ? left : SPARSE_CAP;
-        memcpy(ks[r], j->a->columns + at, (size_t)live[r] * sizeof(int32_t));
-        memcpy(vs[r], j->a->values + at, (size_t)live[r] * sizeof(float));
+        if (live[r] == 0) continue;
+        memcpy(ks[r], j->a->columns + starts[m + r] + e0, (size_t)live[r] * sizeof(int32_t));
+        memcpy(vs[r], j->a->values + starts[m + r] + e0, (size_t)live[r] * sizeof(float));
       }
       for (int64_t p = 0; p < panels; p++) {
         const int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
@@ -1425,11 +1426,13 @@ static void sparse_tn_member(void *data, int64_t k0, int64_t k1) {
 #endif
 }
 
-/* Units of work (entries times outputs) per thread worth starting one for. */
+/* Units (tiles, rows of G) per thread worth starting one for, from the work (entries times
+ * outputs; in double, as it only sets the grain and may exceed int64). */
 static int64_t sparse_grain(const nerve_sparse *a, int64_t first, int64_t M, int64_t N,
                             int64_t units) {
-  const int64_t work = (a->starts[first + M] - a->starts[first] + M) * N;
-  return GEMM_GRAIN / (work / (units > 0 ? units : 1) + 1) + 1;
+  const double work = ((double)(a->starts[first + M] - a->starts[first]) + (double)M) * (double)N;
+  const double per_unit = work / (double)(units > 0 ? units : 1);
+  return per_unit >= GEMM_GRAIN ? 1 : (int64_t)(GEMM_GRAIN / (per_unit + 1.0)) + 1;
 }
 
 void nerve__sparse_nn(const nerve_context *ctx, float *C, int64_t ldc, const nerve_sparse *a,

@@ -6,6 +6,8 @@
  */
 #include "internal.h"
 
+#include <math.h>
+
 typedef struct {
   float *out;
   const uint8_t *in;
@@ -32,7 +34,7 @@ nerve_status nerve_pixels_to_floats(nerve_context *ctx, float *out, const uint8_
   if (n == 0) return NERVE_OK;
   NERVE_CHECK_PTR(ctx, out);
   NERVE_CHECK_PTR(ctx, in);
-  if (!(scale > -3.0e38f && scale < 3.0e38f))
+  if (!isfinite(scale))
     return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "scale must be finite, got %g",
                        (double)scale);
   pixels_job j = {.out = out, .in = in, .scale = scale};

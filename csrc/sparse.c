@@ -95,8 +95,8 @@ static nerve_status check_matrix(nerve_context *ctx, const float *values, int64_
   if (rows < 0 || cols < 0)
     return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "negative size (rows=%lld, cols=%lld)",
                        (long long)rows, (long long)cols);
-  /* Columns are stored as int32. */
-  if (cols > INT32_MAX || !nerve__product_ok(rows, cols))
+  /* Columns are stored as int32; the row starts take rows + 1 int64s. */
+  if (cols > INT32_MAX || !nerve__product_ok(rows, cols) || rows > INT64_MAX / 16)
     return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "sizes too large (rows=%lld, cols=%lld)",
                        (long long)rows, (long long)cols);
   if (rows > 0 && cols > 0 && !values)

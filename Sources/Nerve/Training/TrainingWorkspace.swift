@@ -107,10 +107,13 @@ final class TrainingWorkspace {
 
   /// Whether the first layer reads the training set listed as non-zero entries: a dense layer
   /// whose gradient is stored (not stepped inside backward), in a run whose batches are slices
-  /// of the set as stored, in one process. For sparse inputs such as images, listing them once
+  /// of the set as stored, in one process, on the AVX-512 kernels (where the products over the
+  /// list give the dense products' bits). For sparse inputs such as images, listing them once
   /// saves finding them again in every product of every epoch.
   private static func listsInputs(model: Sequential, keepsOrder: Bool, spread: Bool, fused: [Bool]) -> Bool {
-    guard keepsOrder, !spread, let first = model.layers.first as? Dense else { return false }
+    guard keepsOrder, !spread, model.context.instructionSet == .avx512,
+      let first = model.layers.first as? Dense
+    else { return false }
     return !fused[0] && first.inputs >= 128
   }
 

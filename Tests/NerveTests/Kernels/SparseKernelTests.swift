@@ -142,5 +142,8 @@ struct SparseKernelTests {
     #expect(nerve_sparse_create(k.ctx, &out, nil, 6, 40) == NERVE_ERROR_NULL_POINTER)
     var count: Int64 = 0
     #expect(nerve_sparse_count(k.ctx, &count, x, 6, Int64(Int32.max) + 1) == NERVE_ERROR_BAD_SIZE)
+    // No columns: rows are refused before their starts are sized.
+    #expect(nerve_sparse_create(k.ctx, &out, nil, 1 << 61, 0) == NERVE_ERROR_BAD_SIZE && out == nil)
+    #expect(nerve_sparse_create(k.ctx, &out, nil, .max, 0) == NERVE_ERROR_BAD_SIZE && out == nil)
   }
 }
