@@ -82,7 +82,10 @@ struct BenchCommand: ParsableCommand {
           } else {
             print(workload.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: " %8d %9.4f %11.0f", t, m, Double(samples) / m))
           }
-          if workload == "lab-e" && !json { try printAdamFloor(threads: t, samples: samples, measured: m) }
+          if workload == "lab-e" && !json {
+            try printAdamFloor(threads: t, samples: samples, measured: m)
+            try printArithmeticFloor(threads: t, samples: samples, measured: m)
+          }
           fflush(nil)
         }
       }
@@ -101,6 +104,21 @@ struct BenchCommand: ParsableCommand {
       String(
         format: "  lab-e floor: %.0f GB of parameter and Adam state traffic per epoch at %.1f GB/s (an Adam step here) = %.2f s; measured %.2fx that",
         bytes / 1e9, bandwidth / 1e9, floor, measured / floor))
+  }
+
+  /// Lab E's floor from arithmetic: its products' floating-point operations per epoch (forward,
+  /// weight gradient, and input gradient for all but the first layer) at the rate Nerve's own
+  /// 2048^3 product reaches here on the same threads.
+  func printArithmeticFloor(threads: Int, samples: Int, measured: Double) throws {
+    // Multiply-adds per image: the 3x3 convolution (32 filters, "same") and the two dense layers.
+    let convolution = 28 * 28 * 32 * 3 * 3, dense = 6272 * 784 + 784 * 10
+    let flops = 2 * Double(samples) * Double(2 * convolution + 3 * dense)
+    let rate = try ComputeContext(threads: threads).productRate()
+    let floor = flops / rate
+    print(
+      String(
+        format: "  lab-e floor: %.2f TFLOP of products per epoch at %.0f GFLOP/s (a 2048^3 product here) = %.2f s; measured %.2fx that",
+        flops / 1e12, rate / 1e9, floor, measured / floor))
   }
 
   /// One measurement as `--json` prints it (bench/compare.sh reads these beside PyTorch's).

@@ -1,5 +1,6 @@
-// How fast this machine streams memory through an optimizer step: the floor under training
-// whose time goes to reading and writing parameters and their optimizer state.
+// How fast this machine streams memory through an optimizer step, and how fast Nerve's own
+// products run on it: the floors under training whose time goes to moving parameters and
+// their optimizer state, or to multiply-adds.
 import CNerve
 
 extension ComputeContext {
@@ -22,5 +23,26 @@ extension ComputeContext {
     }
     seconds.sort()
     return Double(28 * floats) / seconds[seconds.count / 2]
+  }
+
+  /// Floating-point operations per second of a `size`^3 dense product (nerve_dense_forward)
+  /// at this context's thread count: the median of `runs` after one warm-up.
+  public func productRate(size: Int = 2048, runs: Int = 3) throws -> Double {
+    try Memory.check(floats: 3 * size * size, for: "measuring the product rate", at: "bench")
+    let a = FloatBuffer(count: size * size), b = FloatBuffer(count: size * size)
+    let c = FloatBuffer(count: size * size)
+    for i in 0..<(size * size) {
+      a.pointer[i] = Float(i % 7) * 0.01
+      b.pointer[i] = Float(i % 5) * 0.01
+    }
+    let clock = ContinuousClock()
+    var seconds: [Double] = []
+    for run in 0...runs {
+      let started = clock.now
+      try check(nerve_dense_forward(raw, c.pointer, a.pointer, b.pointer, nil, Int64(size), Int64(size), Int64(size)))
+      if run > 0 { seconds.append((clock.now - started).seconds) }
+    }
+    seconds.sort()
+    return 2 * Double(size) * Double(size) * Double(size) / seconds[seconds.count / 2]
   }
 }
