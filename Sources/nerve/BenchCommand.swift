@@ -99,11 +99,11 @@ struct BenchCommand: ParsableCommand {
     let parameters = try Self.labE().parameterCount, steps = (samples + 31) / 32
     let bytes = Double(steps) * Double(parameters) * 8 * 4
     let bandwidth = try ComputeContext(threads: threads).adamStepBandwidth()
-    let floor = bytes / bandwidth
-    print(
+    printFloor(
       String(
-        format: "  lab-e floor: %.0f GB of parameter and Adam state traffic per epoch at %.1f GB/s (an Adam step here) = %.2f s; measured %.2fx that",
-        bytes / 1e9, bandwidth / 1e9, floor, measured / floor))
+        format: "%.0f GB of parameter and Adam state traffic per epoch at %.1f GB/s (an Adam step here)",
+        bytes / 1e9, bandwidth / 1e9),
+      seconds: bytes / bandwidth, measured: measured)
   }
 
   /// Lab E's floor from arithmetic: its products' floating-point operations per epoch (forward,
@@ -114,11 +114,14 @@ struct BenchCommand: ParsableCommand {
     let convolution = 28 * 28 * 32 * 3 * 3, dense = 6272 * 784 + 784 * 10
     let flops = 2 * Double(samples) * Double(2 * convolution + 3 * dense)
     let rate = try ComputeContext(threads: threads).productRate()
-    let floor = flops / rate
-    print(
-      String(
-        format: "  lab-e floor: %.2f TFLOP of products per epoch at %.0f GFLOP/s (a 2048^3 product here) = %.2f s; measured %.2fx that",
-        flops / 1e12, rate / 1e9, floor, measured / floor))
+    printFloor(
+      String(format: "%.2f TFLOP of products per epoch at %.0f GFLOP/s (a 2048^3 product here)", flops / 1e12, rate / 1e9),
+      seconds: flops / rate, measured: measured)
+  }
+
+  /// One floor line: what it counts at what rate, its seconds, and the measurement against it.
+  func printFloor(_ what: String, seconds floor: Double, measured: Double) {
+    print("  lab-e floor: \(what) = " + String(format: "%.2f s; measured %.2fx that", floor, measured / floor))
   }
 
   /// One measurement as `--json` prints it (bench/compare.sh reads these beside PyTorch's).
