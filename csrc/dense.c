@@ -166,8 +166,6 @@ nerve_status nerve_dense_backward_sparse(nerve_context *ctx, float *dweight, flo
   if (N == 0 || O == 0) return NERVE_OK;
   NERVE_CHECK_PTR(ctx, dout);
   if (dweight && I > 0) {
-    s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, nerve__sparse_tn_scratch(ctx, O, I, O), __func__);
-    if (s != NERVE_OK) return s;
     s = nerve__sparse_tn(ctx, dweight, O, in, first, dout, O, N, O, 1.0f, __func__);
     if (s != NERVE_OK) return s;
   }

@@ -538,32 +538,38 @@ NERVE_TARGET_AVX512 static void tn_rank_any(int R, int W, float *G, int64_t ldg,
 /*
  * tn_rank for one row of A over its own list: G[k,:] += alpha * a_k * D[0,:] for the live
  * columns k = ks[j], with a_k = V[k] (A's row) or, by_entry, V[j] (listed entries). The same
- * chain as tn_rank with R = 1.
+ * chain as tn_rank with R = 1. whole: G is a copy padded to one whole panel a row (ldg 32),
+ * read and written as whole vectors (its padding adds D's masked-off zeros), which measured
+ * 5-10% faster on Lab A than masked stores.
  */
-NERVE_TARGET_AVX512 NERVE_INLINE void tn_entries(const int W, const bool by_entry, float *G,
-                                                 int64_t ldg, const int32_t *ks, const float *V,
-                                                 int64_t live, const float *D, __mmask16 m0,
-                                                 __mmask16 m1, float alpha) {
+NERVE_TARGET_AVX512 NERVE_INLINE void tn_entries(const int W, const bool by_entry,
+                                                 const bool whole, float *G, int64_t ldg,
+                                                 const int32_t *ks, const float *V, int64_t live,
+                                                 const float *D, __mmask16 m0, __mmask16 m1,
+                                                 float alpha) {
   const __m512 scale = _mm512_set1_ps(alpha);
   const __m512 d0 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m0, D));
   const __m512 d1 = W == 2 ? _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, D + 16)) : d0;
+  const __mmask16 g0 = whole ? (__mmask16)0xFFFF : m0, g1 = whole ? (__mmask16)0xFFFF : m1;
   for (int64_t j = 0; j < live; j++) {
     const int64_t k = ks[j];
-    float *g = G + k * ldg;
+    float *g = G + k * (whole ? NR : ldg);
     const __m512 av = _mm512_set1_ps(V[by_entry ? j : k]);
-    _mm512_mask_storeu_ps(g, m0, _mm512_fmadd_ps(av, d0, _mm512_maskz_loadu_ps(m0, g)));
-    if (W == 2) _mm512_mask_storeu_ps(g + 16, m1, _mm512_fmadd_ps(av, d1, _mm512_maskz_loadu_ps(m1, g + 16)));
+    _mm512_mask_storeu_ps(g, g0, _mm512_fmadd_ps(av, d0, _mm512_maskz_loadu_ps(g0, g)));
+    if (W == 2) _mm512_mask_storeu_ps(g + 16, g1, _mm512_fmadd_ps(av, d1, _mm512_maskz_loadu_ps(g1, g + 16)));
   }
 }
 
-NERVE_TARGET_AVX512 static void tn_entries_any(int W, bool by_entry, float *G, int64_t ldg,
-                                               const int32_t *ks, const float *V, int64_t live,
-                                               const float *D, __mmask16 m0, __mmask16 m1,
-                                               float alpha) {
-  if (by_entry && W == 2) tn_entries(2, true, G, ldg, ks, V, live, D, m0, m1, alpha);
-  else if (by_entry) tn_entries(1, true, G, ldg, ks, V, live, D, m0, m1, alpha);
-  else if (W == 2) tn_entries(2, false, G, ldg, ks, V, live, D, m0, m1, alpha);
-  else tn_entries(1, false, G, ldg, ks, V, live, D, m0, m1, alpha);
+/* tn_entries for run-time choices; whole always takes both vectors of the padded row. */
+NERVE_TARGET_AVX512 static void tn_entries_any(int W, bool by_entry, bool whole, float *G,
+                                               int64_t ldg, const int32_t *ks, const float *V,
+                                               int64_t live, const float *D, __mmask16 m0,
+                                               __mmask16 m1, float alpha) {
+  if (whole) tn_entries(2, true, true, G, ldg, ks, V, live, D, m0, m1, alpha);
+  else if (by_entry && W == 2) tn_entries(2, true, false, G, ldg, ks, V, live, D, m0, m1, alpha);
+  else if (by_entry) tn_entries(1, true, false, G, ldg, ks, V, live, D, m0, m1, alpha);
+  else if (W == 2) tn_entries(2, false, false, G, ldg, ks, V, live, D, m0, m1, alpha);
+  else tn_entries(1, false, false, G, ldg, ks, V, live, D, m0, m1, alpha);
 }
 
 /*
@@ -662,7 +668,7 @@ NERVE_TARGET_AVX512 static void tn_rank_rows(tn_job *j, int64_t k0, int64_t k1, 
       if (p1 - p0 == 1 && sparse_rows(R, a + kb, j->lda, ke - kb, rows_ks[0], TN_KCHUNK + 16, live_r)) {
         int64_t col = p0 * NR, nr = j->N - col < NR ? j->N - col : NR;
         for (int r = 0; r < R; r++)
-          tn_entries_any(nr > 16 ? 2 : 1, false, j->G + kb * j->ldg + col, j->ldg, rows_ks[r],
+          tn_entries_any(nr > 16 ? 2 : 1, false, false, j->G + kb * j->ldg + col, j->ldg, rows_ks[r],
                          a + r * j->lda + kb, live_r[r], j->D + (m + r) * j->ldd + col,
                          mask_lo(nr), mask_hi(nr), j->alpha);
         continue;
@@ -1124,15 +1130,25 @@ size_t nerve__gemm_nn_scratch(const nerve_context *ctx, int64_t M, int64_t N, in
   return 0;
 }
 
+/*
+ * Bytes of a copy of G [K,N] (row stride ldg) padded to whole panels, for kernels that rewrite
+ * G's rows many times over (rank updates, listed entries): rows whose width is not a whole
+ * number of vectors make the masked stores straddle cache lines (3.5x slower on Zen 5), so
+ * they work on the copy (padded_copy). 0 where G's rows are whole vectors, or no AVX-512.
+ */
+#if NERVE_X86
+static size_t padded_bytes(const nerve_context *ctx, int64_t N, int64_t K, int64_t ldg) {
+  if (ctx->isa == NERVE_ISA_AVX512 && N > 0 && K > 0 && (N % 16 != 0 || ldg % 16 != 0))
+    return (size_t)K * (size_t)((N + NR - 1) / NR * NR) * sizeof(float);
+  return 0;
+}
+#endif
+
 size_t nerve__gemm_tn_scratch(const nerve_context *ctx, int64_t M, int64_t N, int64_t K,
                               int64_t ldg) {
 #if NERVE_X86
-  /* Rank updates rewrite every G row once per 8 rows of A; rows whose width is not a whole
-   * number of vectors make the masked stores straddle cache lines (3.5x slower on Zen 5), so
-   * they work on a copy of G padded to whole panels. */
-  if (ctx->isa == NERVE_ISA_AVX512 && M > 0 && N > 0 && K > 0 && tn_uses_rank(M) &&
-      (N % 16 != 0 || ldg % 16 != 0))
-    return (size_t)K * (size_t)((N + NR - 1) / NR * NR) * sizeof(float);
+  /* Rank updates rewrite every G row once per 8 rows of A. */
+  if (M > 0 && tn_uses_rank(M)) return padded_bytes(ctx, N, K, ldg);
 #else
   (void)ctx, (void)M, (void)N, (void)K, (void)ldg;
 #endif
@@ -1295,7 +1311,7 @@ typedef struct {
   const float *D;
   int64_t ldd;
   float alpha;
-  bool padded; /* G is a copy padded to whole panels (ldg = 32 * panels) */
+  bool padded; /* G is a copy padded to whole panels (padded_copy) */
 } sparse_job;
 
 /* Entries of a row at most taken into a tile's lists at a time (the rows continue from C). */
@@ -1335,25 +1351,6 @@ NERVE_TARGET_AVX512 static void sparse_nn_tiles(const sparse_job *j, int64_t t0,
   }
 }
 
-/*
- * tn_entries on G padded to one whole panel per row (ldg 32, see nerve__sparse_tn_scratch):
- * whole-vector loads and stores (the padding columns add D's zeros, as the masked form leaves
- * them) and a shift for the row offset. The same chain as tn_entries.
- */
-NERVE_TARGET_AVX512 static void tn_entries_panel(float *G, const int32_t *ks, const float *V,
-                                                 int64_t live, const float *D, __mmask16 m0,
-                                                 __mmask16 m1, float alpha) {
-  const __m512 scale = _mm512_set1_ps(alpha);
-  const __m512 d0 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m0, D));
-  const __m512 d1 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, D + 16));
-  for (int64_t j = 0; j < live; j++) {
-    float *g = G + (int64_t)ks[j] * NR;
-    const __m512 av = _mm512_set1_ps(V[j]);
-    _mm512_storeu_ps(g, _mm512_fmadd_ps(av, d0, _mm512_loadu_ps(g)));
-    _mm512_storeu_ps(g + 16, _mm512_fmadd_ps(av, d1, _mm512_loadu_ps(g + 16)));
-  }
-}
-
 /* Rows [k0, k1) of G: every row of A in order, each over its entries in those columns. */
 NERVE_TARGET_AVX512 static void sparse_tn_rows(const sparse_job *j, int64_t k0, int64_t k1) {
   const int64_t *starts = j->a->starts + j->first;
@@ -1369,15 +1366,11 @@ NERVE_TARGET_AVX512 static void sparse_tn_rows(const sparse_job *j, int64_t k0, 
       for (int64_t e = lo; e < hi; e++) above += cols[e] >= k1;
     lo += below;
     hi -= above;
-    if (lo < hi && j->padded && panels == 1) {
-      tn_entries_panel(j->G, cols + lo, j->a->values + lo, hi - lo, j->D + m * j->ldd,
-                       mask_lo(j->N), mask_hi(j->N), j->alpha);
-      continue;
-    }
     for (int64_t p = 0; p < panels && lo < hi; p++) {
       const int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
-      tn_entries_any(nr > 16 ? 2 : 1, true, j->G + col, j->ldg, cols + lo, j->a->values + lo,
-                     hi - lo, j->D + m * j->ldd + col, mask_lo(nr), mask_hi(nr), j->alpha);
+      tn_entries_any(nr > 16 ? 2 : 1, true, j->ldg == NR && j->padded, j->G + col, j->ldg,
+                     cols + lo, j->a->values + lo, hi - lo, j->D + m * j->ldd + col, mask_lo(nr),
+                     mask_hi(nr), j->alpha);
     }
   }
 }
@@ -1449,13 +1442,6 @@ void nerve__sparse_nn(const nerve_context *ctx, float *C, int64_t ldc, const ner
   }
 }
 
-size_t nerve__sparse_tn_scratch(const nerve_context *ctx, int64_t N, int64_t K, int64_t ldg) {
-  /* Rows that are not whole vectors are padded, as for rank updates. */
-  if (ctx->isa == NERVE_ISA_AVX512 && NERVE_X86 && N > 0 && K > 0 && (N % 16 != 0 || ldg % 16 != 0))
-    return (size_t)K * (size_t)((N + NR - 1) / NR * NR) * sizeof(float);
-  return 0;
-}
-
 nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, const nerve_sparse *a,
                               int64_t first, const float *D, int64_t ldd, int64_t M, int64_t N,
                               float alpha, const char *func) {
@@ -1469,7 +1455,8 @@ nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, const n
     return NERVE_OK;
   }
 #if NERVE_X86
-  const size_t pad_bytes = nerve__sparse_tn_scratch(ctx, N, K, ldg);
+  /* Each entry rewrites a row of G, as rank updates do. */
+  const size_t pad_bytes = padded_bytes(ctx, N, K, ldg);
   if (pad_bytes > 0) {
     nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, pad_bytes, func);
     if (s != NERVE_OK) return s;

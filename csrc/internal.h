@@ -299,9 +299,7 @@ NERVE_HIDDEN void nerve__sparse_nn(const nerve_context *ctx, float *C, int64_t l
                                    int64_t ldb, const float *bias, int64_t M, int64_t N);
 
 /* G[K,N] += alpha * A^T . D[M,N] with A as in nerve__sparse_nn: every element adds the rows in
- * order, as nerve__gemm_tn does. Needs the GEMM scratch nerve__sparse_tn_scratch names. */
-NERVE_HIDDEN size_t nerve__sparse_tn_scratch(const nerve_context *ctx, int64_t N, int64_t K,
-                                             int64_t ldg);
+ * order, as nerve__gemm_tn does. Reserves the GEMM scratch it takes before writing G. */
 NERVE_HIDDEN nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg,
                                            const nerve_sparse *a, int64_t first, const float *D,
                                            int64_t ldd, int64_t M, int64_t N, float alpha,

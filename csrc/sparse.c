@@ -41,8 +41,9 @@ NERVE_INLINE double count_body(void *data, int64_t r0, int64_t r1) {
 }
 NERVE_SUM_KERNEL(count);
 
-/* Writes row r's entries from out->starts[r]. */
-NERVE_INLINE void fill_body(void *data, int64_t r0, int64_t r1) {
+/* Writes row r's entries from out->starts[r] (a branch per value: compilers do not vectorise
+ * it, so one copy serves every instruction set but AVX-512's). */
+static void fill_rows(void *data, int64_t r0, int64_t r1) {
   list_job *j = data;
   for (int64_t r = r0; r < r1; r++) {
     const float *x = j->values + r * j->cols;
@@ -55,10 +56,9 @@ NERVE_INLINE void fill_body(void *data, int64_t r0, int64_t r1) {
       }
   }
 }
-NERVE_RANGE_KERNEL(fill);
 
 #if NERVE_X86
-/* fill_body with AVX-512 compress: 16 columns a step, no branch per value. Each step's
+/* fill_rows with AVX-512 compress: 16 columns a step, no branch per value. Each step's
  * vectors go to a buffer on the stack, since a full-width store would reach into the next
  * row's entries (another thread's). */
 NERVE_TARGET_AVX512 static void fill_avx512_compress(void *data, int64_t r0, int64_t r1) {
@@ -157,7 +157,7 @@ nerve_status nerve_sparse_create(nerve_context *ctx, nerve_sparse **out, const f
       return nerve__fail(ctx, NERVE_ERROR_OUT_OF_MEMORY, __func__, "cannot allocate %lld entries",
                          (long long)n);
     }
-    nerve__range_fn fill = fill_isa[ctx->isa];
+    nerve__range_fn fill = fill_rows;
 #if NERVE_X86
     if (ctx->isa == NERVE_ISA_AVX512) fill = fill_avx512_compress;
 #endif

@@ -12,17 +12,14 @@ extension ComputeContext {
     let w = FloatBuffer(count: floats), m = FloatBuffer(count: floats), v = FloatBuffer(count: floats)
     let g = FloatBuffer(count: floats)
     g.pointer.update(repeating: 1e-3, count: floats)
-    let clock = ContinuousClock()
-    var seconds: [Double] = []
-    for step in 1...(runs + 1) {
-      let started = clock.now
+    var step: Int64 = 0
+    let seconds = try medianSeconds(runs: runs) {
+      step += 1
       try check(
         nerve_adam_step(
-          raw, w.pointer, m.pointer, v.pointer, g.pointer, Int64(floats), 1e-4, 0.9, 0.999, 1e-7, 0, 0, Int64(step)))
-      if step > 1 { seconds.append((clock.now - started).seconds) }  // the first touches the pages
+          raw, w.pointer, m.pointer, v.pointer, g.pointer, Int64(floats), 1e-4, 0.9, 0.999, 1e-7, 0, 0, step))
     }
-    seconds.sort()
-    return Double(28 * floats) / seconds[seconds.count / 2]
+    return Double(28 * floats) / seconds
   }
 
   /// Floating-point operations per second of a `size`^3 dense product (nerve_dense_forward)
@@ -35,14 +32,24 @@ extension ComputeContext {
       a.pointer[i] = Float(i % 7) * 0.01
       b.pointer[i] = Float(i % 5) * 0.01
     }
-    let clock = ContinuousClock()
-    var seconds: [Double] = []
-    for run in 0...runs {
-      let started = clock.now
+    let seconds = try medianSeconds(runs: runs) {
       try check(nerve_dense_forward(raw, c.pointer, a.pointer, b.pointer, nil, Int64(size), Int64(size), Int64(size)))
-      if run > 0 { seconds.append((clock.now - started).seconds) }
+    }
+    return 2 * Double(size) * Double(size) * Double(size) / seconds
+  }
+
+  /// The median seconds of `runs` calls of `body` after one untimed call (which touches the
+  /// pages and warms the caches).
+  private func medianSeconds(runs: Int, _ body: () throws -> Void) throws -> Double {
+    let clock = ContinuousClock()
+    try body()
+    var seconds: [Double] = []
+    for _ in 0..<runs {
+      let started = clock.now
+      try body()
+      seconds.append((clock.now - started).seconds)
     }
     seconds.sort()
-    return 2 * Double(size) * Double(size) * Double(size) / seconds[seconds.count / 2]
+    return seconds[seconds.count / 2]
   }
 }
