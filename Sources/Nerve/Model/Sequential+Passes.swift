@@ -144,11 +144,7 @@ extension Sequential {
   /// The one difference: a window whose maximum is -0.0 pools to -0.0 instead of +0.0, which
   /// changes no sum that follows.
   func poolsBeforeRelu(_ i: Int, through stop: LayerPoint, ranks: DataParallelPass?) -> Bool {
-    guard i + 1 <= stop.layer, layers[i + 1] is MaxPool2D,
-      (layers[i].activationLayer as? ActivationLayer)?.function == .relu
-    else { return false }
-    guard let ranks else { return true }
-    return !ranks.needsWholeBatch(i) && !ranks.needsWholeBatch(i + 1)
+    (layers[i].activationLayer as? ActivationLayer)?.function == .relu && poolFollows(i, through: stop, ranks: ranks)
   }
 
   /// Whether a pass up to `stop` runs layer `i`, a convolution, and the max pool after it as
@@ -156,8 +152,15 @@ extension Sequential {
   /// convolution's output for it is in cache; the same values). Only where the pool reads the
   /// convolution's own output: without an activation, or with a relu moved after the pool.
   func convolutionPools(_ i: Int, through stop: LayerPoint, ranks: DataParallelPass?) -> Bool {
-    guard i + 1 <= stop.layer, layers[i] is Conv2D, layers[i + 1] is MaxPool2D else { return false }
-    guard layers[i].activationLayer == nil else { return poolsBeforeRelu(i, through: stop, ranks: ranks) }
+    guard layers[i] is Conv2D else { return false }
+    return layers[i].activationLayer == nil
+      ? poolFollows(i, through: stop, ranks: ranks) : poolsBeforeRelu(i, through: stop, ranks: ranks)
+  }
+
+  /// Whether a max pool follows layer `i` within a pass up to `stop`, and both run on this
+  /// process's rows alone (so a pass may reorder or join them).
+  private func poolFollows(_ i: Int, through stop: LayerPoint, ranks: DataParallelPass?) -> Bool {
+    guard i + 1 <= stop.layer, layers[i + 1] is MaxPool2D else { return false }
     guard let ranks else { return true }
     return !ranks.needsWholeBatch(i) && !ranks.needsWholeBatch(i + 1)
   }

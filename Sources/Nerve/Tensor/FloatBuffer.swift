@@ -9,14 +9,9 @@ final class FloatBuffer: @unchecked Sendable {
   /// Memory someone else owns (and frees), seen for the length of one call; never written.
   let borrowed: Bool
 
-  init(count: Int) {
-    precondition(count >= 0, "negative buffer size")
-    self.count = count
-    borrowed = false
-    let bytes = max(count, 1) * MemoryLayout<Float>.stride
-    guard let raw = nerve_alloc(bytes) else { fatalError("out of memory allocating \(bytes) bytes") }
-    raw.initializeMemory(as: UInt8.self, repeating: 0, count: bytes)
-    pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+  convenience init(count: Int) {
+    self.init(uninitializedCount: count)
+    pointer.initialize(repeating: 0, count: max(count, 1))
   }
 
   /// A buffer whose contents are undefined until written: for a caller that writes every
