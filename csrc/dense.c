@@ -71,8 +71,7 @@ nerve_status nerve_dense_forward_sparse(nerve_context *ctx, float *out, const ne
   if (N == 0 || O == 0) return NERVE_OK;
   NERVE_CHECK_PTR(ctx, out);
   if (I > 0) NERVE_CHECK_PTR(ctx, weight);
-  nerve__sparse_nn(ctx, out, O, in, first, weight, O, bias, N, O);
-  return NERVE_OK;
+  return nerve__sparse_nn(ctx, out, O, in, first, weight, O, bias, N, O, __func__);
 }
 
 /* dbias[o] += alpha * sum_n dout[n,o], added over n in order for each o; threads split

@@ -1144,6 +1144,27 @@ static size_t padded_bytes(const nerve_context *ctx, int64_t N, int64_t K, int64
 }
 #endif
 
+/* nn reads B [K,N] from a copy padded to whole panels (padded_copy) when its rows are not
+ * whole vectors and enough rows of A pass over it to pay for the copy: every row of B is
+ * loaded once per tile of A, and unaligned rows make those loads straddle cache lines. */
+#if NERVE_X86
+static bool nn_pads_b(const nerve_context *ctx, int64_t M, int64_t N, int64_t K, int64_t ldb) {
+  return M >= NN_MC && padded_bytes(ctx, N, K, ldb) > 0;
+}
+
+/* Points *B and *ldb at that padded copy (reserving the GEMM scratch first) where nn_pads_b
+ * says so; the copy is only read. */
+static nerve_status nn_pad_b(nerve_context *ctx, int64_t M, int64_t N, int64_t K,
+                             const float **B, int64_t *ldb, const char *func) {
+  if (!nn_pads_b(ctx, M, N, K, *ldb)) return NERVE_OK;
+  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, padded_bytes(ctx, N, K, *ldb), func);
+  if (s != NERVE_OK) return s;
+  *B = padded_copy(ctx, (float *)*B, *ldb, K, N, true);
+  *ldb = (N + NR - 1) / NR * NR;
+  return NERVE_OK;
+}
+#endif
+
 size_t nerve__gemm_tn_scratch(const nerve_context *ctx, int64_t M, int64_t N, int64_t K,
                               int64_t ldg) {
 #if NERVE_X86
@@ -1216,6 +1237,9 @@ nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_t ldc, const 
       nerve__parallel_for(ctx, panels, (GEMM_GRAIN / 8) / (K * NR + 1) + 1, pack_panels, &pj);
       j.B = ctx->scratch[NERVE_SCRATCH_GEMM];
       j.packed = true;
+    } else {
+      nerve_status s = nn_pad_b(ctx, method_rows, N, K, &j.B, &j.ldb, func);
+      if (s != NERVE_OK) return s;
     }
     /* Split whichever operand is smaller to share: rows of C when A is the bigger one (each
      * thread then reads all of B), 32-column panels when B is. Either way each element's
@@ -1428,18 +1452,25 @@ static int64_t sparse_grain(const nerve_sparse *a, int64_t first, int64_t M, int
   return per_unit >= GEMM_GRAIN ? 1 : (int64_t)(GEMM_GRAIN / (per_unit + 1.0)) + 1;
 }
 
-void nerve__sparse_nn(const nerve_context *ctx, float *C, int64_t ldc, const nerve_sparse *a,
-                      int64_t first, const float *B, int64_t ldb, const float *bias, int64_t M,
-                      int64_t N) {
-  if (M == 0 || N == 0) return;
+nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t ldc, const nerve_sparse *a,
+                              int64_t first, const float *B, int64_t ldb, const float *bias,
+                              int64_t M, int64_t N, const char *func) {
+  if (M == 0 || N == 0) return NERVE_OK;
   sparse_job j = {.C = C, .ldc = ldc, .a = a, .first = first, .B = B, .ldb = ldb, .bias = bias,
                   .M = M, .N = N};
-  if (ctx->isa == NERVE_ISA_AVX512 && NERVE_X86) {
-    const int64_t tiles = (M + NN_MR - 1) / NN_MR;
-    nerve__parallel_for(ctx, tiles, sparse_grain(a, first, M, N, tiles), sparse_nn_member, &j);
-  } else {
+  if (!(ctx->isa == NERVE_ISA_AVX512 && NERVE_X86)) {
     nerve__parallel_for(ctx, M, sparse_grain(a, first, M, N, M), sparse_nn_rows_base, &j);
+    return NERVE_OK;
   }
+#if NERVE_X86
+  nerve_status s = nn_pad_b(ctx, M, N, a->cols, &j.B, &j.ldb, func);
+  if (s != NERVE_OK) return s;
+  const int64_t tiles = (M + NN_MR - 1) / NN_MR;
+  nerve__parallel_for(ctx, tiles, sparse_grain(a, first, M, N, tiles), sparse_nn_member, &j);
+#else
+  (void)func;
+#endif
+  return NERVE_OK;
 }
 
 nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, const nerve_sparse *a,

@@ -293,10 +293,12 @@ struct nerve_sparse {
 };
 
 /* C[M,N] = bias + A . B[K,N] with A = rows [first, first + M) of a: the chains
- * nerve__gemm_nn computes on the stored rows (AVX-512), without the terms of zero inputs. */
-NERVE_HIDDEN void nerve__sparse_nn(const nerve_context *ctx, float *C, int64_t ldc,
-                                   const nerve_sparse *a, int64_t first, const float *B,
-                                   int64_t ldb, const float *bias, int64_t M, int64_t N);
+ * nerve__gemm_nn computes on the stored rows (AVX-512), without the terms of zero inputs.
+ * Reserves the GEMM scratch it takes (B padded to whole panels) before writing C. */
+NERVE_HIDDEN nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t ldc,
+                                           const nerve_sparse *a, int64_t first, const float *B,
+                                           int64_t ldb, const float *bias, int64_t M, int64_t N,
+                                           const char *func);
 
 /* G[K,N] += alpha * A^T . D[M,N] with A as in nerve__sparse_nn: every element adds the rows in
  * order, as nerve__gemm_tn does. Reserves the GEMM scratch it takes before writing G. */
