@@ -416,10 +416,11 @@ typedef struct {
  * images in order it lowers just those columns and adds their product with the block's output
  * gradient. Each element adds the rows in the order one thread would, so the split changes
  * nothing, and the team meets no barrier until the end. The first member, whose share of the
- * columns is never the larger, also adds each block's rows to the bias gradient while the
- * block's output gradient is in its cache: the sums nerve__bias_accumulate makes over all rows
- * in order, without a pass of their own (which would run on one thread, the bias being too
- * narrow to split).
+ * columns is never the larger, also adds each block's rows to the bias gradient: the sums
+ * nerve__bias_accumulate makes over all rows in order, without a pass of their own (which would
+ * run on one thread, the bias being too narrow to split). Where the gathered product has one
+ * panel, its first tile adds them in its own pass over the block's output gradient; otherwise
+ * they follow the product, while that gradient is in cache.
  */
 static void weight_grad_member(void *data, int t, int nt) {
   weight_grad_job *j = data;
@@ -440,12 +441,14 @@ static void weight_grad_member(void *data, int t, int nt) {
     const int64_t rows = (g->N - n0 < per ? g->N - n0 : per) * pix;
     const nerve__gather ga = windows_from(g, j->in, n0 * pix, off);
     const float *dblock = j->dout + n0 * pix * K;
-    if (!(gather && nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &ga, rows, dblock, K, K, k0, k1, 1.0f))) {
+    float *bias = t == 0 ? j->dbias : NULL;
+    bool biased = false;
+    if (!(gather && nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &ga, rows, dblock, K, K, k0, k1, 1.0f, bias, &biased))) {
       im2col_job ij = {.g = g, .col = slice, .in = j->in + n0 * g->H * g->W * g->C, .k0 = k0, .k1 = k1, .ld = width};
       lower(&ij, 0, rows);
       nerve__gemm_tn_here(G, j->ldp, slice, width, dblock, K, rows, K, width, 1.0f);
     }
-    if (j->dbias && t == 0) nerve__bias_accumulate_here(j->ctx, j->dbias, dblock, rows, K, 1.0f);
+    if (bias && !biased) nerve__bias_accumulate_here(j->ctx, bias, dblock, rows, K, 1.0f);
   }
   for (int64_t k = 0; k < width; k++)
     memcpy(j->dweight + (k0 + k) * K, G + k * j->ldp, (size_t)K * sizeof(float));

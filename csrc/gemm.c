@@ -876,9 +876,14 @@ NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, 
                                                      int64_t ldg, const nerve__gather *ga,
                                                      const int32_t *off, const float *D,
                                                      int64_t ldd, int64_t M, __mmask16 m0,
-                                                     __mmask16 m1, float alpha) {
+                                                     __mmask16 m1, float alpha, float *bias) {
   __m512 g0[TN_KT], g1[TN_KT];
   const __m512 scale = _mm512_set1_ps(alpha);
+  /* bias (may be NULL) [N] += sum_m D[m,:], each element adding the rows in order as
+   * nerve__bias_accumulate does: in the tile's pass over D, where the additions' latency hides
+   * behind the products (a pass of its own waits on every addition, on one thread). */
+  __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
+  __m512 b1 = bias && W == 2 ? _mm512_maskz_loadu_ps(m1, bias + 16) : b0;
 #  pragma GCC unroll 16
   for (int r = 0; r < KT; r++) {
     g0[r] = _mm512_maskz_loadu_ps(m0, G + r * ldg);
@@ -887,8 +892,14 @@ NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, 
   int64_t n = ga->first_row / ga->pix, oh = ga->first_row % ga->pix / ga->OW, ow = ga->first_row % ga->OW;
   const float *image = ga->in + n * ga->image_stride, *a = image + oh * ga->row_stride + ow * ga->col_stride;
   for (int64_t m = 0; m < M; m++) {
-    const __m512 x0 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m0, D + m * ldd));
-    const __m512 x1 = W == 2 ? _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, D + m * ldd + 16)) : x0;
+    const __m512 d0 = _mm512_maskz_loadu_ps(m0, D + m * ldd);
+    const __m512 d1 = W == 2 ? _mm512_maskz_loadu_ps(m1, D + m * ldd + 16) : d0;
+    if (bias) {
+      b0 = _mm512_add_ps(b0, d0);
+      if (W == 2) b1 = _mm512_add_ps(b1, d1);
+    }
+    const __m512 x0 = _mm512_mul_ps(scale, d0);
+    const __m512 x1 = W == 2 ? _mm512_mul_ps(scale, d1) : x0;
 #  pragma GCC unroll 16
     for (int r = 0; r < KT; r++) {
       const __m512 av = _mm512_set1_ps(a[off[r]]);
@@ -909,20 +920,25 @@ NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, 
     _mm512_mask_storeu_ps(G + r * ldg, m0, g0[r]);
     if (W == 2) _mm512_mask_storeu_ps(G + r * ldg + 16, m1, g1[r]);
   }
+  if (bias) {
+    _mm512_mask_storeu_ps(bias, m0, b0);
+    if (W == 2) _mm512_mask_storeu_ps(bias + 16, m1, b1);
+  }
 }
 
 #  define GATHER_TN_CASE(KT)                                                                    \
     case KT:                                                                                    \
       if (W == 2)                                                                               \
-        gather_tn_tile(KT, 2, G, ldg, ga, off, D, ldd, M, m0, m1, alpha);                       \
+        gather_tn_tile(KT, 2, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);                 \
       else                                                                                      \
-        gather_tn_tile(KT, 1, G, ldg, ga, off, D, ldd, M, m0, m1, alpha);                       \
+        gather_tn_tile(KT, 1, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);                 \
       break;
 
 NERVE_TARGET_AVX512 static void gather_tn_tile_any(int KT, int W, float *G, int64_t ldg,
                                                    const nerve__gather *ga, const int32_t *off,
                                                    const float *D, int64_t ldd, int64_t M,
-                                                   __mmask16 m0, __mmask16 m1, float alpha) {
+                                                   __mmask16 m0, __mmask16 m1, float alpha,
+                                                   float *bias) {
   switch (KT) {
     GATHER_TN_CASE(12)
     GATHER_TN_CASE(11)
@@ -960,33 +976,38 @@ NERVE_TARGET_AVX512 static void gather_rank_rows(float *G, int64_t ldg, const ne
   }
 }
 
-NERVE_TARGET_AVX512 static void gather_tn_slice(float *G, int64_t ldg, const nerve__gather *a,
+/* Returns whether it added D's rows to bias as well (one panel; bias not NULL). */
+NERVE_TARGET_AVX512 static bool gather_tn_slice(float *G, int64_t ldg, const nerve__gather *a,
                                                 int64_t M, const float *D, int64_t ldd, int64_t N,
-                                                int64_t k0, int64_t k1, float alpha) {
+                                                int64_t k0, int64_t k1, float alpha, float *bias) {
   if (N > NR) {
     gather_rank_rows(G, ldg, a, M, D, ldd, N, k0, k1, alpha);
-    return;
+    return false;
   }
   /* One panel: rank updates skip nothing, so register tiles compute the same chains, and they
-   * keep G in registers instead of reloading it for every 8 rows. */
+   * keep G in registers instead of reloading it for every 8 rows. The first tile takes the
+   * bias. */
   for (int64_t k = k0; k < k1; k += TN_KT) {
     const int64_t kt = k1 - k < TN_KT ? k1 - k : TN_KT;
     gather_tn_tile_any((int)kt, N > 16 ? 2 : 1, G + (k - k0) * ldg, ldg, a, a->off + k, D, ldd, M,
-                       mask_lo(N), mask_hi(N), alpha);
+                       mask_lo(N), mask_hi(N), alpha, k == k0 ? bias : NULL);
   }
+  return bias != NULL;
 }
 
 #endif
 
 bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G, int64_t ldg,
                                 const nerve__gather *a, int64_t M, const float *D, int64_t ldd,
-                                int64_t N, int64_t k0, int64_t k1, float alpha) {
+                                int64_t N, int64_t k0, int64_t k1, float alpha, float *bias,
+                                bool *biased) {
+  *biased = false;
 #if NERVE_X86
   if (ctx->isa != NERVE_ISA_AVX512 || k1 - k0 > NN_KC) return false;
-  if (M > 0 && N > 0 && k1 > k0) gather_tn_slice(G, ldg, a, M, D, ldd, N, k0, k1, alpha);
+  if (M > 0 && N > 0 && k1 > k0) *biased = gather_tn_slice(G, ldg, a, M, D, ldd, N, k0, k1, alpha, bias);
   return true;
 #else
-  (void)ctx, (void)G, (void)ldg, (void)a, (void)M, (void)D, (void)ldd, (void)N, (void)k0, (void)k1, (void)alpha;
+  (void)ctx, (void)G, (void)ldg, (void)a, (void)M, (void)D, (void)ldd, (void)N, (void)k0, (void)k1, (void)alpha, (void)bias;
   return false;
 #endif
 }

@@ -253,11 +253,12 @@ NERVE_HIDDEN bool nerve__gemm_nn_gather_here(const nerve_context *ctx, float *C,
 
 /* G[0 : k1-k0, :] += alpha * A[:, k0:k1]^T . D[M,N] with A gathered, on the calling thread:
  * the chains nerve__gemm_tn_here computes on the stored columns. false (nothing done) where no
- * such kernel exists. */
+ * such kernel exists. *biased: whether it also added D's rows to bias [N] (if not NULL) as
+ * nerve__bias_accumulate(..., 1.0f) does, in the same pass over D. */
 NERVE_HIDDEN bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G, int64_t ldg,
                                              const nerve__gather *a, int64_t M, const float *D,
                                              int64_t ldd, int64_t N, int64_t k0, int64_t k1,
-                                             float alpha);
+                                             float alpha, float *bias, bool *biased);
 
 /* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. */
 NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc,

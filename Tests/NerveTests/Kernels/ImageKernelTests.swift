@@ -61,6 +61,11 @@ struct ImageKernelTests {
       expectClose(dx, ref.dx, atol: 1e-5 * Double(g.k * g.kh * g.kw).squareRoot(), "conv input gradient \(g) \(k.label)")
       expectClose(dw, zip(dw0, ref.dw).map { Double($0) + $1 }, atol: 2e-5 * rows, "conv weight gradient \(g) \(k.label)")
       expectClose(db, zip(db0, ref.db).map { Double($0) + $1 }, atol: 2e-5 * rows, "conv bias gradient \(g) \(k.label)")
+      // Bit for bit the rows added in order, whichever pass adds them (the weight gradient's
+      // first tile, or a pass of its own).
+      var inOrder = db0
+      for r in 0..<(g.n * g.oh * g.ow) { for o in 0..<g.k { inOrder[o] += dy[r * g.k + o] } }
+      #expect(bitwiseEqual(db, inOrder), "conv bias gradient in row order \(g) \(k.label)")
     }
   }
 
