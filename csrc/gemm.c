@@ -162,6 +162,36 @@ NERVE_TARGET_AVX512 NERVE_INLINE float a_at(const bool gathered, const float *A,
 }
 
 /*
+ * The second vector of a tile's row: all 16 columns (W == 2), or, W == 3, a tile at most 24
+ * columns wide, its last 8 alone in 256-bit operations. CPUs that split 512-bit operations in
+ * two (Zen 4) run those at twice the rate of masked 512-bit ones, and the fast recipe's first
+ * convolution has 24 filters. The upper half of a W == 3 vector is never read.
+ */
+NERVE_TARGET_AVX512 NERVE_INLINE __m512 hi_load(const int W, __mmask16 m, const float *p) {
+  return W == 3 ? _mm512_castps256_ps512(_mm256_maskz_loadu_ps((__mmask8)m, p)) : _mm512_maskz_loadu_ps(m, p);
+}
+NERVE_TARGET_AVX512 NERVE_INLINE void hi_store(const int W, float *p, __mmask16 m, __m512 v) {
+  if (W == 3) _mm256_mask_storeu_ps(p, (__mmask8)m, _mm512_castps512_ps256(v));
+  else _mm512_mask_storeu_ps(p, m, v);
+}
+NERVE_TARGET_AVX512 NERVE_INLINE __m512 hi_fmadd(const int W, __m512 a, __m512 x, __m512 c) {
+  return W == 3 ? _mm512_castps256_ps512(_mm256_fmadd_ps(_mm512_castps512_ps256(a), _mm512_castps512_ps256(x),
+                                                         _mm512_castps512_ps256(c)))
+                : _mm512_fmadd_ps(a, x, c);
+}
+NERVE_TARGET_AVX512 NERVE_INLINE __m512 hi_add(const int W, __m512 a, __m512 b) {
+  return W == 3 ? _mm512_castps256_ps512(_mm256_add_ps(_mm512_castps512_ps256(a), _mm512_castps512_ps256(b)))
+                : _mm512_add_ps(a, b);
+}
+NERVE_TARGET_AVX512 NERVE_INLINE __m512 hi_mul(const int W, __m512 a, __m512 b) {
+  return W == 3 ? _mm512_castps256_ps512(_mm256_mul_ps(_mm512_castps512_ps256(a), _mm512_castps512_ps256(b)))
+                : _mm512_mul_ps(a, b);
+}
+
+/* W for a tile nr columns wide with masks m1 (see hi_load): 1, 2 or 3. */
+static inline int tile_w(int W, __mmask16 m1) { return W == 2 && (m1 >> 8) == 0 ? 3 : W; }
+
+/*
  * The start and the end of an R x (16*W) tile of C in registers, shared by nn_tile and
  * nn_sparse_rows. Start: C (plus the bias, if any) when from_c, else the bias (or zero).
  * Loops over a tile's rows are unrolled by name: gcc otherwise keeps the accumulators on the
@@ -172,19 +202,19 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile_start(const int R, const int W, __
                                                     __mmask16 m0, __mmask16 m1, bool from_c,
                                                     const float *bias) {
   __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-  __m512 b1 = (bias && W == 2) ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
+  __m512 b1 = (bias && W >= 2) ? hi_load(W, m1, bias + 16) : _mm512_setzero_ps();
 #  pragma GCC unroll 8
   for (int r = 0; r < R; r++) {
     if (from_c) {
       c0[r] = _mm512_maskz_loadu_ps(m0, C + r * ldc);
-      if (W == 2) c1[r] = _mm512_maskz_loadu_ps(m1, C + r * ldc + 16);
+      if (W >= 2) c1[r] = hi_load(W, m1, C + r * ldc + 16);
       if (bias) {
         c0[r] = _mm512_add_ps(c0[r], b0);
-        if (W == 2) c1[r] = _mm512_add_ps(c1[r], b1);
+        if (W >= 2) c1[r] = hi_add(W, c1[r], b1);
       }
     } else {
       c0[r] = b0;
-      if (W == 2) c1[r] = b1;
+      if (W >= 2) c1[r] = b1;
     }
   }
 }
@@ -195,7 +225,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile_store(const int R, const int W, co
 #  pragma GCC unroll 8
   for (int r = 0; r < R; r++) {
     _mm512_mask_storeu_ps(C + r * ldc, m0, c0[r]);
-    if (W == 2) _mm512_mask_storeu_ps(C + r * ldc + 16, m1, c1[r]);
+    if (W >= 2) hi_store(W, C + r * ldc + 16, m1, c1[r]);
   }
 }
 
@@ -219,12 +249,12 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, const bo
     /* The first tile to meet a panel brings it in from memory: fetch a few rows ahead. */
     if (prefetch) _mm_prefetch((const char *)(B + (k + 16) * ldb), _MM_HINT_T0);
     __m512 x0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
-    __m512 x1 = W == 2 ? _mm512_maskz_loadu_ps(m1, B + k * ldb + 16) : x0;
+    __m512 x1 = W >= 2 ? hi_load(W, m1, B + k * ldb + 16) : x0;
 #  pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
       __m512 a = _mm512_set1_ps(a_at(gathered, A, lda, base, off, r, k));
       c0[r] = _mm512_fmadd_ps(a, x0, c0[r]);
-      if (W == 2) c1[r] = _mm512_fmadd_ps(a, x1, c1[r]);
+      if (W >= 2) c1[r] = hi_fmadd(W, a, x1, c1[r]);
     }
   }
   nn_tile_store(R, W, c0, c1, C, ldc, m0, m1);
@@ -232,7 +262,10 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, const bo
 
 #  define NN_TILE_CASE(R, GATHERED)                                                            \
     case R:                                                                                    \
-      if (W == 2)                                                                              \
+      if (W == 3)                                                                              \
+        nn_tile(R, 3, GATHERED, C, ldc, A, lda, base, off, B, ldb, kc, ks, live, m0, m1,       \
+                from_c, bias, prefetch);                                                       \
+      else if (W == 2)                                                                         \
         nn_tile(R, 2, GATHERED, C, ldc, A, lda, base, off, B, ldb, kc, ks, live, m0, m1,       \
                 from_c, bias, prefetch);                                                       \
       else                                                                                     \
@@ -251,6 +284,7 @@ NERVE_TARGET_AVX512 static void nn_tile_any(int R, int W, float *C, int64_t ldc,
                                             int64_t kc, const int32_t *ks, int64_t live,
                                             __mmask16 m0, __mmask16 m1, bool from_c,
                                             const float *bias, bool prefetch) {
+  W = tile_w(W, m1);
   if (off) {
     switch (R) {
       NN_TILE_CASES(true)
@@ -883,28 +917,28 @@ NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, 
    * nerve__bias_accumulate does: in the tile's pass over D, where the additions' latency hides
    * behind the products (a pass of its own waits on every addition, on one thread). */
   __m512 b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps();
-  __m512 b1 = bias && W == 2 ? _mm512_maskz_loadu_ps(m1, bias + 16) : b0;
+  __m512 b1 = bias && W >= 2 ? hi_load(W, m1, bias + 16) : b0;
 #  pragma GCC unroll 16
   for (int r = 0; r < KT; r++) {
     g0[r] = _mm512_maskz_loadu_ps(m0, G + r * ldg);
-    if (W == 2) g1[r] = _mm512_maskz_loadu_ps(m1, G + r * ldg + 16);
+    if (W >= 2) g1[r] = hi_load(W, m1, G + r * ldg + 16);
   }
   int64_t n = ga->first_row / ga->pix, oh = ga->first_row % ga->pix / ga->OW, ow = ga->first_row % ga->OW;
   const float *image = ga->in + n * ga->image_stride, *a = image + oh * ga->row_stride + ow * ga->col_stride;
   for (int64_t m = 0; m < M; m++) {
     const __m512 d0 = _mm512_maskz_loadu_ps(m0, D + m * ldd);
-    const __m512 d1 = W == 2 ? _mm512_maskz_loadu_ps(m1, D + m * ldd + 16) : d0;
+    const __m512 d1 = W >= 2 ? hi_load(W, m1, D + m * ldd + 16) : d0;
     if (bias) {
       b0 = _mm512_add_ps(b0, d0);
-      if (W == 2) b1 = _mm512_add_ps(b1, d1);
+      if (W >= 2) b1 = hi_add(W, b1, d1);
     }
     const __m512 x0 = _mm512_mul_ps(scale, d0);
-    const __m512 x1 = W == 2 ? _mm512_mul_ps(scale, d1) : x0;
+    const __m512 x1 = W >= 2 ? hi_mul(W, scale, d1) : x0;
 #  pragma GCC unroll 16
     for (int r = 0; r < KT; r++) {
       const __m512 av = _mm512_set1_ps(a[off[r]]);
       g0[r] = _mm512_fmadd_ps(av, x0, g0[r]);
-      if (W == 2) g1[r] = _mm512_fmadd_ps(av, x1, g1[r]);
+      if (W >= 2) g1[r] = hi_fmadd(W, av, x1, g1[r]);
     }
     /* The next window: one step along the row, or the next row, or the next image. */
     if (++ow < ga->OW) {
@@ -918,17 +952,19 @@ NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, 
 #  pragma GCC unroll 16
   for (int r = 0; r < KT; r++) {
     _mm512_mask_storeu_ps(G + r * ldg, m0, g0[r]);
-    if (W == 2) _mm512_mask_storeu_ps(G + r * ldg + 16, m1, g1[r]);
+    if (W >= 2) hi_store(W, G + r * ldg + 16, m1, g1[r]);
   }
   if (bias) {
     _mm512_mask_storeu_ps(bias, m0, b0);
-    if (W == 2) _mm512_mask_storeu_ps(bias + 16, m1, b1);
+    if (W >= 2) hi_store(W, bias + 16, m1, b1);
   }
 }
 
 #  define GATHER_TN_CASE(KT)                                                                    \
     case KT:                                                                                    \
-      if (W == 2)                                                                               \
+      if (W == 3)                                                                               \
+        gather_tn_tile(KT, 3, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);                 \
+      else if (W == 2)                                                                          \
         gather_tn_tile(KT, 2, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);                 \
       else                                                                                      \
         gather_tn_tile(KT, 1, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);                 \
@@ -939,6 +975,7 @@ NERVE_TARGET_AVX512 static void gather_tn_tile_any(int KT, int W, float *G, int6
                                                    const float *D, int64_t ldd, int64_t M,
                                                    __mmask16 m0, __mmask16 m1, float alpha,
                                                    float *bias) {
+  W = tile_w(W, m1);
   switch (KT) {
     GATHER_TN_CASE(12)
     GATHER_TN_CASE(11)

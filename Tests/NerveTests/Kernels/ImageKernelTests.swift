@@ -22,6 +22,9 @@ let convGeometries: [RefGeometry] = [
   // Read in place (no padding) with two panels of filters, the second short: the gathered
   // products list the non-zero inputs and the weight gradient takes rank updates.
   .init(n: 3, h: 9, w: 9, c: 3, k: 40, kh: 3, kw: 3, sh: 1, sw: 1, same: false),
+  // The fast recipe's first convolution: 24 filters, whose second vector of columns is half
+  // full (256-bit operations).
+  .init(n: 3, h: 12, w: 12, c: 1, k: 24, kh: 5, kw: 5, sh: 1, sw: 1, same: false),
 ]
 
 let poolGeometries: [RefGeometry] = [
