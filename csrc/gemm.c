@@ -92,6 +92,11 @@ static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
 #if NERVE_X86
 
 enum { NN_MR = 8, NR = 32, NN_KC = 2048, NN_MC = 64, TN_MR = 8, TN_KT = 12, TN_KCHUNK = 1024 };
+/* Rows of a gathered weight-gradient tile two whole vectors wide (gather_tn_slice): with 12,
+ * its 24 accumulators, the broadcasts and the bias's two left clang too few of the 32 vector
+ * registers, and it spilled (the fast recipe's second convolution, 256 images: 5.5-6.1 ms at
+ * 1 thread with 12 rows, 3.4 ms with 10, 3.45 with 8). */
+enum { TN_KT_WIDE = 10 };
 /* Rows of A up to which nn with a transposed B uses dot products (nn_dots). */
 enum { NN_SMALL_M = 64 };
 /* Reduction lengths from which rows are checked for sparse inputs (sparse_rows). */
@@ -1023,9 +1028,10 @@ NERVE_TARGET_AVX512 static bool gather_tn_slice(float *G, int64_t ldg, const ner
   }
   /* One panel: rank updates skip nothing, so register tiles compute the same chains, and they
    * keep G in registers instead of reloading it for every 8 rows. The first tile takes the
-   * bias. */
-  for (int64_t k = k0; k < k1; k += TN_KT) {
-    const int64_t kt = k1 - k < TN_KT ? k1 - k : TN_KT;
+   * bias. Which rows share a tile changes no element's chain. */
+  const int64_t most = N > 24 ? TN_KT_WIDE : TN_KT;
+  for (int64_t k = k0; k < k1; k += most) {
+    const int64_t kt = k1 - k < most ? k1 - k : most;
     gather_tn_tile_any((int)kt, N > 16 ? 2 : 1, G + (k - k0) * ldg, ldg, a, a->off + k, D, ldd, M,
                        mask_lo(N), mask_hi(N), alpha, k == k0 ? bias : NULL);
   }
