@@ -94,8 +94,8 @@ static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
 enum { NN_MR = 8, NR = 32, NN_KC = 2048, NN_MC = 64, TN_MR = 8, TN_KT = 12, TN_KCHUNK = 1024 };
 /* Rows of a gathered weight-gradient tile two whole vectors wide (gather_tn_slice): with 12,
  * its 24 accumulators, the broadcasts and the bias's two left clang too few of the 32 vector
- * registers, and it spilled (the fast recipe's second convolution, 256 images: 5.5-6.1 ms at
- * 1 thread with 12 rows, 3.4 ms with 10, 3.45 with 8). */
+ * registers, and it spilled (the fast recipe's second convolution, 256 images, built with
+ * SwiftPM's flags: 4.5-4.8 ms at 1 thread with 12 rows, 3.5 ms with 10). */
 enum { TN_KT_WIDE = 10 };
 /* Rows of A up to which nn with a transposed B uses dot products (nn_dots). */
 enum { NN_SMALL_M = 64 };
