@@ -753,7 +753,8 @@ static void tn_member(void *data, int t, int nt) {
 typedef struct {
   float *P;
   int64_t ldp;
-  float *G;
+  const float *G; /* read into P (copy_rows_in) */
+  float *back;    /* written from P (copy_rows_out) */
   int64_t ldg, N;
 } copy_job;
 
@@ -768,17 +769,25 @@ static void copy_rows_in(void *data, int64_t begin, int64_t end) {
 static void copy_rows_out(void *data, int64_t begin, int64_t end) {
   copy_job *j = data;
   for (int64_t k = begin; k < end; k++)
-    memcpy(j->G + k * j->ldg, j->P + k * j->ldp, (size_t)j->N * sizeof(float));
+    memcpy(j->back + k * j->ldg, j->P + k * j->ldp, (size_t)j->N * sizeof(float));
 }
 
-/* G [K,N] (ldg) copied into the GEMM scratch as whole 32-column panels (into_scratch), or
- * back; returns the copy. The scratch is reserved by the caller. */
-static float *padded_copy(const nerve_context *ctx, float *G, int64_t ldg, int64_t K, int64_t N,
-                          bool into_scratch) {
+/* G [K,N] (ldg) copied into the GEMM scratch as whole 32-column panels; returns the copy. The
+ * scratch is reserved by the caller. */
+static float *padded_copy(const nerve_context *ctx, const float *G, int64_t ldg, int64_t K,
+                          int64_t N) {
   copy_job cj = {.P = ctx->scratch[NERVE_SCRATCH_GEMM], .ldp = (N + NR - 1) / NR * NR, .G = G,
                  .ldg = ldg, .N = N};
-  nerve__parallel_for(ctx, K, 256, into_scratch ? copy_rows_in : copy_rows_out, &cj);
+  nerve__parallel_for(ctx, K, 256, copy_rows_in, &cj);
   return cj.P;
+}
+
+/* The padded copy's rows written back into G [K,N] (ldg). */
+static void padded_copy_back(const nerve_context *ctx, float *G, int64_t ldg, int64_t K,
+                             int64_t N) {
+  copy_job cj = {.P = ctx->scratch[NERVE_SCRATCH_GEMM], .ldp = (N + NR - 1) / NR * NR, .back = G,
+                 .ldg = ldg, .N = N};
+  nerve__parallel_for(ctx, K, 256, copy_rows_out, &cj);
 }
 
 /*
@@ -1208,22 +1217,18 @@ static size_t padded_bytes(const nerve_context *ctx, int64_t N, int64_t K, int64
 }
 #endif
 
-/* nn reads B [K,N] from a copy padded to whole panels (padded_copy) when its rows are not
- * whole vectors and enough rows of A pass over it to pay for the copy: every row of B is
- * loaded once per tile of A, and unaligned rows make those loads straddle cache lines. */
 #if NERVE_X86
-static bool nn_pads_b(const nerve_context *ctx, int64_t M, int64_t N, int64_t K, int64_t ldb) {
-  return M >= NN_MC && padded_bytes(ctx, N, K, ldb) > 0;
-}
-
-/* Points *B and *ldb at that padded copy (reserving the GEMM scratch first) where nn_pads_b
- * says so; the copy is only read. */
+/* nn reads B [K,N] from a copy padded to whole panels (padded_copy) when its rows are not
+ * whole vectors and enough rows of A (M) pass over it to pay for the copy: every row of B is
+ * loaded once per tile of A, and unaligned rows make those loads straddle cache lines. Points
+ * *B and *ldb at the copy, reserving the GEMM scratch first; the copy is only read. */
 static nerve_status nn_pad_b(nerve_context *ctx, int64_t M, int64_t N, int64_t K,
                              const float **B, int64_t *ldb, const char *func) {
-  if (!nn_pads_b(ctx, M, N, K, *ldb)) return NERVE_OK;
-  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, padded_bytes(ctx, N, K, *ldb), func);
+  const size_t bytes = M < NN_MC ? 0 : padded_bytes(ctx, N, K, *ldb);
+  if (bytes == 0) return NERVE_OK;
+  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, bytes, func);
   if (s != NERVE_OK) return s;
-  *B = padded_copy(ctx, (float *)*B, *ldb, K, N, true);
+  *B = padded_copy(ctx, *B, *ldb, K, N);
   *ldb = (N + NR - 1) / NR * NR;
   return NERVE_OK;
 }
@@ -1361,11 +1366,11 @@ nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
     if (pad_bytes > 0) {
       nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, pad_bytes, func);
       if (s != NERVE_OK) return s;
-      j.G = padded_copy(ctx, G, ldg, K, N, true);
+      j.G = padded_copy(ctx, G, ldg, K, N);
       j.ldg = panels * NR;
     }
     nerve__parallel_team(threads, tn_member, &j);
-    if (pad_bytes > 0) padded_copy(ctx, G, ldg, K, N, false);
+    if (pad_bytes > 0) padded_copy_back(ctx, G, ldg, K, N);
     return NERVE_OK;
   }
 #endif
@@ -1555,12 +1560,12 @@ nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, const n
   if (pad_bytes > 0) {
     nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, pad_bytes, func);
     if (s != NERVE_OK) return s;
-    j.G = padded_copy(ctx, G, ldg, K, N, true);
+    j.G = padded_copy(ctx, G, ldg, K, N);
     j.ldg = (N + NR - 1) / NR * NR;
     j.padded = true;
   }
   nerve__parallel_for(ctx, K, grain, sparse_tn_member, &j);
-  if (pad_bytes > 0) padded_copy(ctx, G, ldg, K, N, false);
+  if (pad_bytes > 0) padded_copy_back(ctx, G, ldg, K, N);
 #else
   (void)func;
 #endif
