@@ -9,6 +9,10 @@
  */
 #include "internal.h"
 
+#if NERVE_X86
+#  include <immintrin.h>
+#endif
+
 typedef struct {
   int64_t N, H, W, C, PH, PW, SH, SW, PT, PL, OH, OW;
 } pool_geom;
@@ -124,6 +128,57 @@ NERVE_INLINE void maxpool_fwd_body(void *data, int64_t r0, int64_t r1) {
 }
 NERVE_RANGE_KERNEL(maxpool_fwd);
 
+#if NERVE_X86
+/* Channels [c0, C) of a 16-channel block: all 16, or the last few. */
+NERVE_TARGET_AVX512 NERVE_INLINE __mmask16 channel_mask(int64_t c0, int64_t C) {
+  return C - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (C - c0)) - 1u);
+}
+
+/*
+ * maxpool_fwd_body with the channels in registers 16 at a time, the last block masked (the
+ * compiled body kept 24 channels' maxima partly in memory, and a window's argmax lanes stored
+ * one by one). The same choice element by element: strictly greater (ordered, so a NaN never
+ * wins), the first maximum in scan order kept.
+ */
+NERVE_TARGET_AVX512 static void maxpool_fwd_avx512_blocks(void *data, int64_t r0, int64_t r1) {
+  pool_job *j = data;
+  const pool_geom *g = j->g;
+  const int64_t C = g->C, W = g->W;
+  for (int64_t r = r0; r < r1; r++) { /* r = n*OH + oh */
+    int64_t n = r / g->OH, oh = r % g->OH, h0, h1;
+    window(oh, g->SH, g->PT, g->PH, g->H, &h0, &h1);
+    const float *image = j->x + n * g->H * W * C;
+    for (int64_t ow = 0; ow < g->OW; ow++) {
+      int64_t w0, w1;
+      window(ow, g->SW, g->PL, g->PW, W, &w0, &w1);
+      float *y = j->y + (r * g->OW + ow) * C;
+      int32_t *am = j->argmax + (r * g->OW + ow) * C;
+      for (int64_t c0 = 0; c0 < C; c0 += 16) {
+        const __mmask16 m = channel_mask(c0, C);
+        __m512 best = _mm512_maskz_loadu_ps(m, image + (h0 * W + w0) * C + c0);
+        __m512i at = _mm512_set1_epi32((int32_t)(h0 * W + w0));
+        for (int64_t ih = h0; ih < h1; ih++)
+          for (int64_t iw = ih == h0 ? w0 + 1 : w0; iw < w1; iw++) {
+            const __m512 x = _mm512_maskz_loadu_ps(m, image + (ih * W + iw) * C + c0);
+            const __mmask16 wins = _mm512_cmp_ps_mask(x, best, _CMP_GT_OQ);
+            best = _mm512_mask_mov_ps(best, wins, x);
+            at = _mm512_mask_mov_epi32(at, wins, _mm512_set1_epi32((int32_t)(ih * W + iw)));
+          }
+        _mm512_mask_storeu_ps(y + c0, m, best);
+        _mm512_mask_storeu_epi32(am + c0, m, at);
+      }
+    }
+  }
+}
+#endif
+
+static nerve__range_fn maxpool_fwd_for(const nerve_context *ctx) {
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX512) return maxpool_fwd_avx512_blocks;
+#endif
+  return maxpool_fwd_isa[ctx->isa];
+}
+
 static pool_geom geom_of(int64_t N, const nerve__pool_window *p) {
   return (pool_geom){.N = N, .H = p->H, .W = p->W, .C = p->C, .PH = p->PH, .PW = p->PW,
                      .SH = p->SH, .SW = p->SW, .PT = p->PT, .PL = p->PL, .OH = p->OH, .OW = p->OW};
@@ -139,7 +194,7 @@ void nerve__maxpool_images(const nerve_context *ctx, float *out, int32_t *argmax
                            const nerve__pool_window *p, int64_t n0, int64_t n1) {
   const pool_geom g = geom_of(n1, p);
   pool_job j = {.g = &g, .y = out, .argmax = argmax, .x = in};
-  maxpool_fwd_isa[ctx->isa](&j, n0 * g.OH, n1 * g.OH);
+  maxpool_fwd_for(ctx)(&j, n0 * g.OH, n1 * g.OH);
 }
 
 /*
@@ -158,7 +213,7 @@ nerve_status nerve_maxpool2d_forward(nerve_context *ctx, float *out, int32_t *ar
   NERVE_CHECK_PTR(ctx, argmax);
   NERVE_CHECK_PTR(ctx, in);
   pool_job j = {.g = &g, .y = out, .argmax = argmax, .x = in};
-  nerve__parallel_for(ctx, N * OH, (1 << 15) / (OW * C * PH * PW) + 1, maxpool_fwd_isa[ctx->isa], &j);
+  nerve__parallel_for(ctx, N * OH, (1 << 15) / (OW * C * PH * PW) + 1, maxpool_fwd_for(ctx), &j);
   return NERVE_OK;
 }
 

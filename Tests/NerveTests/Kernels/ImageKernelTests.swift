@@ -112,7 +112,10 @@ struct ImageKernelTests {
     let k = DenseKernelTests.kernels(key), g = poolGeometries[index]
     let args = (Int64(g.n), Int64(g.h), Int64(g.w), Int64(g.c), Int64(g.kh), Int64(g.kw), Int64(g.sh), Int64(g.sw), Int64(g.pt), Int64(g.pl), Int64(g.oh), Int64(g.ow))
     var x = randomFloats(g.n * g.h * g.w * g.c, seed: 41)
-    x[0] = x[1]  // ties resolve to the first in scan order
+    // A tie for a window's maximum (the first two pixels' first channel) goes to the first
+    // pixel in scan order.
+    x[0] = 10
+    x[g.c] = 10
     let outCount = g.n * g.oh * g.ow * g.c
     var y = [Float](repeating: .nan, count: outCount), am = [Int32](repeating: -7, count: outCount)
     k.ok(nerve_maxpool2d_forward(k.ctx, &y, &am, x, args.0, args.1, args.2, args.3, args.4, args.5, args.6, args.7, args.8, args.9, args.10, args.11))
