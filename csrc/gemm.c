@@ -92,6 +92,12 @@ static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
 #if NERVE_X86
 
 enum { NN_MR = 8, NR = 32, NN_KC = 2048, NN_MC = 64, TN_MR = 8, TN_KT = 12, TN_KCHUNK = 1024 };
+/* Reduction steps per block of a stored product (nn_run): the row tiles of a chunk take each
+ * panel's block of B in turn, 128 KB at 1024 steps. Blocks of 2048 (NN_KC, the most a gathered
+ * product takes) left each tile waiting on B: Lab E's dense forward (32 x 6272 -> 784, C API
+ * built with SwiftPM's flags, medians of 3) 4.5-4.6 -> 4.1 ms at 1 thread, 2.1-2.2 -> 1.9 ms at
+ * 2; 512 measured the same as 1024. */
+enum { NN_KB = 1024 };
 /* Rows of a gathered weight-gradient tile two whole vectors wide (gather_tn_slice): with 12,
  * its 24 accumulators, the broadcasts and the bias's two left clang too few of the 32 vector
  * registers, and it spilled (the fast recipe's second convolution, 256 images, built with
@@ -410,10 +416,10 @@ typedef struct {
 /*
  * nn_run's reduction block [k0, k0 + kc) of rows [mc, mce) against panel p alone: tile by tile,
  * over each row's non-zero inputs where they are sparse, else the plain register tile.
- * ks: room for NN_MR lists of NN_KC + 16.
+ * ks: room for NN_MR lists of NN_KB + 16.
  */
 NERVE_TARGET_AVX512 static void one_panel(const nn_job *j, int64_t mc, int64_t mce, int64_t k0,
-                                          int64_t kc, int64_t p, int32_t (*ks)[NN_KC + 16]) {
+                                          int64_t kc, int64_t p, int32_t (*ks)[NN_KB + 16]) {
   int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
   const float *Bp = (j->packed ? j->B + p * j->K * NR : j->B + col) + k0 * (j->packed ? NR : j->ldb);
   int64_t ldb = j->packed ? NR : j->ldb;
@@ -425,8 +431,8 @@ NERVE_TARGET_AVX512 static void one_panel(const nn_job *j, int64_t mc, int64_t m
     int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
     float *C = j->C + m * j->ldc + col;
     const float *A = j->A + m * j->lda + k0;
-    if (sparse_rows(R, A, j->lda, kc, ks[0], NN_KC + 16, live))
-      nn_sparse_rows_any(R, W, false, C, j->ldc, A, j->lda, Bp, ldb, ks[0], NN_KC + 16, live,
+    if (sparse_rows(R, A, j->lda, kc, ks[0], NN_KB + 16, live))
+      nn_sparse_rows_any(R, W, false, C, j->ldc, A, j->lda, Bp, ldb, ks[0], NN_KB + 16, live,
                          mask_lo(nr), mask_hi(nr), from_c, bias);
     else
       nn_tile_any(R, W, C, j->ldc, A, j->lda, NULL, NULL, Bp, ldb, kc, NULL, kc, mask_lo(nr),
@@ -439,12 +445,12 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
   enum { TILES = NN_MC / NN_MR };
   /* Lists for the (up to) 8 row tiles of a 64-row chunk, built once and reused by every panel,
    * so each panel of B is read once per chunk rather than once per tile. */
-  int32_t ks[TILES][NN_KC + 16]; /* 66 KB of stack */
+  int32_t ks[TILES][NN_KB + 16]; /* 33 KB of stack */
   int64_t live[TILES];
   for (int64_t mc = r0; mc < r1; mc += NN_MC) {
     int64_t mce = mc + NN_MC < r1 ? mc + NN_MC : r1;
-    for (int64_t k0 = 0; k0 < j->K || k0 == 0; k0 += NN_KC) {
-      int64_t kc = j->K - k0 < NN_KC ? j->K - k0 : NN_KC;
+    for (int64_t k0 = 0; k0 < j->K || k0 == 0; k0 += NN_KB) {
+      int64_t kc = j->K - k0 < NN_KB ? j->K - k0 : NN_KB;
       bool first = k0 == 0;
       if (p1 - p0 == 1) {
         /* One panel: each tile meets B once, so its rows' own lists serve it better than a
