@@ -91,13 +91,17 @@ static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
 /* ---- AVX-512 kernels -------------------------------------------------------------------- */
 #if NERVE_X86
 
-enum { NN_MR = 8, NR = 32, NN_KC = 2048, NN_MC = 64, TN_MR = 8, TN_KT = 12, TN_KCHUNK = 1024 };
+enum { NN_MR = 8, NR = 32, NN_KC = 2048, NN_MC = 128, TN_MR = 8, TN_KT = 12, TN_KCHUNK = 1024 };
 /* Reduction steps per block of a stored product (nn_run): the row tiles of a chunk take each
  * panel's block of B in turn, 128 KB at 1024 steps. Blocks of 2048 (NN_KC, the most a gathered
  * product takes) left each tile waiting on B: Lab E's dense forward (32 x 6272 -> 784, C API
  * built with SwiftPM's flags, medians of 3) 4.5-4.6 -> 4.1 ms at 1 thread, 2.1-2.2 -> 1.9 ms at
  * 2; 512 measured the same as 1024. */
 enum { NN_KB = 1024 };
+/* NN_MC, the rows of A a stored product takes at a time, each chunk reading all of B: at 64,
+ * inference of Lab E's CNN (90 images a pass through the 6272 -> 784 layer) read its 19.7 MB
+ * of weights twice a pass; at 128 once (predict-cnn, medians of 4 alternations: 1.14 -> 0.99 s
+ * at 1 thread, 0.64 -> 0.57 s at 2). */
 /* Rows of a gathered weight-gradient tile two whole vectors wide (gather_tn_slice): with 12,
  * its 24 accumulators, the broadcasts and the bias's two left clang too few of the 32 vector
  * registers, and it spilled (the fast recipe's second convolution, 256 images, built with
@@ -443,9 +447,9 @@ NERVE_TARGET_AVX512 static void one_panel(const nn_job *j, int64_t mc, int64_t m
 NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_t p0,
                                        int64_t p1) {
   enum { TILES = NN_MC / NN_MR };
-  /* Lists for the (up to) 8 row tiles of a 64-row chunk, built once and reused by every panel,
+  /* Lists for the (up to) 16 row tiles of a 128-row chunk, built once and reused by every panel,
    * so each panel of B is read once per chunk rather than once per tile. */
-  int32_t ks[TILES][NN_KB + 16]; /* 33 KB of stack */
+  int32_t ks[TILES][NN_KB + 16]; /* 66 KB of stack */
   int64_t live[TILES];
   for (int64_t mc = r0; mc < r1; mc += NN_MC) {
     int64_t mce = mc + NN_MC < r1 ? mc + NN_MC : r1;
