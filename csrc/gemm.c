@@ -91,17 +91,18 @@ static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
 /* ---- AVX-512 kernels -------------------------------------------------------------------- */
 #if NERVE_X86
 
-enum { NN_MR = 8, NR = 32, NN_KC = 2048, NN_MC = 128, TN_MR = 8, TN_KT = 12, TN_KCHUNK = 1024 };
+enum { NN_MR = 8, NR = 32, NN_KC = 2048, TN_MR = 8, TN_KT = 12, TN_KCHUNK = 1024 };
 /* Reduction steps per block of a stored product (nn_run): the row tiles of a chunk take each
  * panel's block of B in turn, 128 KB at 1024 steps. Blocks of 2048 (NN_KC, the most a gathered
  * product takes) left each tile waiting on B: Lab E's dense forward (32 x 6272 -> 784, C API
  * built with SwiftPM's flags, medians of 3) 4.5-4.6 -> 4.1 ms at 1 thread, 2.1-2.2 -> 1.9 ms at
  * 2; 512 measured the same as 1024. */
 enum { NN_KB = 1024 };
-/* NN_MC, the rows of A a stored product takes at a time, each chunk reading all of B: at 64,
- * inference of Lab E's CNN (90 images a pass through the 6272 -> 784 layer) read its 19.7 MB
- * of weights twice a pass; at 128 once (predict-cnn, medians of 4 alternations: 1.14 -> 0.99 s
- * at 1 thread, 0.64 -> 0.57 s at 2). */
+/* Rows of A a stored product takes at a time, each chunk reading all of B: at 64, inference of
+ * Lab E's CNN (90 images a pass through the 6272 -> 784 layer) read its 19.7 MB of weights
+ * twice a pass; at 128 once (predict-cnn, medians of 4 alternations: 1.14 -> 0.99 s at 1
+ * thread, 0.64 -> 0.57 s at 2). */
+enum { NN_MC = 128 };
 /* Rows of a gathered weight-gradient tile two whole vectors wide (gather_tn_slice): with 12,
  * its 24 accumulators, the broadcasts and the bias's two left clang too few of the 32 vector
  * registers, and it spilled (the fast recipe's second convolution, 256 images, built with
