@@ -143,7 +143,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void copy_run_avx512(float *dst, const float *s
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(dst + i, src ? _mm512_loadu_ps(src + i) : _mm512_setzero_ps());
   if (i < n) {
-    const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+    const __mmask16 m = nerve__lanes16(n - i);
     const __m512 v = src ? _mm512_maskz_loadu_ps(m, src + i) : _mm512_setzero_ps();
     if (dst + i + 16 <= end)
       _mm512_storeu_ps(dst + i, v);
@@ -213,7 +213,7 @@ NERVE_TARGET_AVX512 static void col2im_pixels_avx512(void *data, int64_t q0, int
     float *dst = j->din + q * C;
     const float *image = j->dcol + n * g->OH * g->OW * cols;
     for (int64_t c0 = 0; c0 < C; c0 += 16) {
-      const __mmask16 m = C - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (C - c0)) - 1u);
+      const __mmask16 m = nerve__lanes16(C - c0);
       __m512 sum = _mm512_setzero_ps();
       for (int64_t kh = 0; kh < g->KH; kh++) {
         const int64_t th = ih + g->PT - kh;

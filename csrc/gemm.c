@@ -114,10 +114,10 @@ enum { NN_SMALL_M = 64 };
 enum { SPARSE_MIN_K = 128 };
 
 NERVE_TARGET_AVX512 NERVE_INLINE __mmask16 mask_lo(int64_t nr) {
-  return nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1u);
+  return nerve__lanes16(nr);
 }
 NERVE_TARGET_AVX512 NERVE_INLINE __mmask16 mask_hi(int64_t nr) {
-  return nr >= 32 ? (__mmask16)0xFFFF : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1u) : 0;
+  return nr > 16 ? nerve__lanes16(nr - 16) : 0;
 }
 
 /*
@@ -154,7 +154,7 @@ NERVE_TARGET_AVX512 static int64_t nonzero_columns(int R, const float *A, int64_
     count = at;
   }
   for (; k < n; k += 16) {
-    __mmask16 valid = n - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - k)) - 1u);
+    __mmask16 valid = nerve__lanes16(n - k);
     __mmask16 nz = 0;
     for (int r = 0; r < R; r++)
       nz |= _mm512_mask_cmp_ps_mask(valid, _mm512_maskz_loadu_ps(valid, A + r * lda + k),
@@ -824,7 +824,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void dots_block(const int MR, const int NI, con
 #  pragma GCC unroll 8
     for (int q = 0; q < NI; q++) acc[r][q] = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; k += 16) {
-    __mmask16 mk = K - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (K - k)) - 1u);
+    __mmask16 mk = nerve__lanes16(K - k);
     __m512 b[DOT_NI];
 #  pragma GCC unroll 8
     for (int q = 0; q < NI; q++) b[q] = _mm512_maskz_loadu_ps(mk, j->B + (i + q) * j->ldb + k);
@@ -1161,7 +1161,7 @@ bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const
   if (!nerve__gemm_tn_visits(ctx)) return false;
   visit_job j = {.A = A, .D = D, .lda = lda, .ldd = ldd, .M = M, .N = N, .K = K,
                  .tiles = (K + TN_KT - 1) / TN_KT, .panels = (N + NR - 1) / NR, .rows = rows,
-                 .apply = apply, .streams = streams ? *streams : (nerve__visit_streams){0}, .arg = arg};
+                 .apply = apply, .streams = streams ? *streams : (nerve__visit_streams){.count = 0}, .arg = arg};
   int threads = nerve__threads_for(ctx, M * N * K, GEMM_GRAIN);
   if (threads > j.tiles) threads = (int)j.tiles;
   nerve__parallel_team(threads, visit_member, &j);

@@ -308,6 +308,12 @@ NERVE_HIDDEN nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t
                                            int64_t ldd, int64_t M, int64_t N, float alpha,
                                            const char *func);
 
+/* The mask of the first n of 16 vector lanes (all 16 from n = 16 on): a loop's last, partial
+ * vector of 16 floats or ints, for AVX-512's masked loads and stores. */
+NERVE_INLINE uint16_t nerve__lanes16(int64_t n) {
+  return n >= 16 ? (uint16_t)0xFFFF : (uint16_t)((1u << n) - 1u);
+}
+
 /* ---- Math written for vectorisation ----------------------------------------------------- */
 /*
  * libm's expf/tanhf are scalar calls that stop loops vectorising; these are straight-line code

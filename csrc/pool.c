@@ -129,11 +129,6 @@ NERVE_INLINE void maxpool_fwd_body(void *data, int64_t r0, int64_t r1) {
 NERVE_RANGE_KERNEL(maxpool_fwd);
 
 #if NERVE_X86
-/* Channels [c0, C) of a 16-channel block: all 16, or the last few. */
-NERVE_TARGET_AVX512 NERVE_INLINE __mmask16 channel_mask(int64_t c0, int64_t C) {
-  return C - c0 >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (C - c0)) - 1u);
-}
-
 /*
  * maxpool_fwd_body with the channels in registers 16 at a time, the last block masked (the
  * compiled body kept 24 channels' maxima partly in memory, and a window's argmax lanes stored
@@ -154,7 +149,7 @@ NERVE_TARGET_AVX512 static void maxpool_fwd_avx512_blocks(void *data, int64_t r0
       float *y = j->y + (r * g->OW + ow) * C;
       int32_t *am = j->argmax + (r * g->OW + ow) * C;
       for (int64_t c0 = 0; c0 < C; c0 += 16) {
-        const __mmask16 m = channel_mask(c0, C);
+        const __mmask16 m = nerve__lanes16(C - c0); /* the block's channels */
         __m512 best = _mm512_maskz_loadu_ps(m, image + (h0 * W + w0) * C + c0);
         __m512i at = _mm512_set1_epi32((int32_t)(h0 * W + w0));
         for (int64_t ih = h0; ih < h1; ih++)

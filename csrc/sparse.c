@@ -74,7 +74,7 @@ NERVE_TARGET_AVX512 static void fill_avx512_compress(void *data, int64_t r0, int
       const int64_t kn = j->cols - k0 < STEP ? j->cols - k0 : STEP;
       int64_t n = 0;
       for (int64_t k = 0; k < kn; k += 16) {
-        const __mmask16 valid = kn - k >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (kn - k)) - 1u);
+        const __mmask16 valid = nerve__lanes16(kn - k);
         const __m512 v = _mm512_maskz_loadu_ps(valid, x + k0 + k);
         const __mmask16 nz = _mm512_mask_cmp_ps_mask(valid, v, _mm512_setzero_ps(), _CMP_NEQ_UQ);
         const __m512i index = _mm512_add_epi32(lanes, _mm512_set1_epi32((int32_t)(k0 + k)));
