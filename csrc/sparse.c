@@ -120,7 +120,62 @@ void nerve_sparse_destroy(nerve_sparse *sparse) {
   nerve_free(sparse->starts);
   nerve_free(sparse->columns);
   nerve_free(sparse->values);
+  nerve_free(sparse->block_starts);
+  nerve_free(sparse->block_rows);
+  nerve_free(sparse->block_values);
   free(sparse);
+}
+
+static int64_t block_count(const nerve_sparse *m) {
+  return (m->rows + NERVE_SPARSE_BLOCK - 1) / NERVE_SPARSE_BLOCK;
+}
+
+/* Blocks [b0, b1) listed by column: each column's count, their running sum from the block's
+ * first entry, then the entries, each column's start used as its cursor (so it ends as the
+ * next column's start, and is moved back one place). */
+static void fill_blocks(void *data, int64_t b0, int64_t b1) {
+  nerve_sparse *m = data;
+  const int64_t width = m->cols + 1;
+  for (int64_t b = b0; b < b1; b++) {
+    const int64_t r0 = b * NERVE_SPARSE_BLOCK;
+    const int64_t r1 = r0 + NERVE_SPARSE_BLOCK < m->rows ? r0 + NERVE_SPARSE_BLOCK : m->rows;
+    int64_t *at = m->block_starts + b * width;
+    for (int64_t k = 0; k < width; k++) at[k] = 0;
+    for (int64_t e = m->starts[r0]; e < m->starts[r1]; e++) at[m->columns[e] + 1]++;
+    at[0] = m->starts[r0];
+    for (int64_t k = 1; k < width; k++) at[k] += at[k - 1];
+    for (int64_t r = r0; r < r1; r++)
+      for (int64_t e = m->starts[r]; e < m->starts[r + 1]; e++) {
+        const int64_t to = at[m->columns[e]]++;
+        m->block_rows[to] = (uint16_t)(r - r0);
+        m->block_values[to] = m->values[e];
+      }
+    for (int64_t k = width - 1; k > 0; k--) at[k] = at[k - 1];
+    at[0] = m->starts[r0];
+  }
+}
+
+/* The column lists, where the kernels that read them run (AVX-512) and their index (one start
+ * per column and block) is no larger than the entries. Not having them is no error: the
+ * weight gradient then goes row by row. */
+static void list_blocks(nerve_context *ctx, nerve_sparse *m) {
+  const int64_t blocks = block_count(m);
+  if (ctx->isa != NERVE_ISA_AVX512 || m->nonzeros == 0 || blocks > m->nonzeros / (m->cols + 1))
+    return;
+  const size_t entries = (size_t)(m->nonzeros + NERVE_SPARSE_PAD);
+  m->block_starts = nerve_alloc((size_t)(blocks * (m->cols + 1)) * sizeof(int64_t));
+  m->block_rows = nerve_alloc(entries * sizeof(uint16_t));
+  m->block_values = nerve_alloc(entries * sizeof(float));
+  if (!m->block_starts || !m->block_rows || !m->block_values) {
+    nerve_free(m->block_starts);
+    nerve_free(m->block_rows);
+    nerve_free(m->block_values);
+    m->block_starts = NULL, m->block_rows = NULL, m->block_values = NULL;
+    return;
+  }
+  memset(m->block_rows + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(uint16_t));
+  memset(m->block_values + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(float));
+  nerve__parallel_for(ctx, blocks, 1, fill_blocks, m);
 }
 
 nerve_status nerve_sparse_create(nerve_context *ctx, nerve_sparse **out, const float *values,
@@ -149,8 +204,9 @@ nerve_status nerve_sparse_create(nerve_context *ctx, nerve_sparse **out, const f
   for (int64_t r = 0; r < rows; r++) m->starts[r + 1] += m->starts[r];
   m->nonzeros = m->starts[rows];
   if (m->nonzeros > 0) {
-    m->columns = nerve_alloc((size_t)m->nonzeros * sizeof(int32_t));
-    m->values = nerve_alloc((size_t)m->nonzeros * sizeof(float));
+    const size_t entries = (size_t)(m->nonzeros + NERVE_SPARSE_PAD);
+    m->columns = nerve_alloc(entries * sizeof(int32_t));
+    m->values = nerve_alloc(entries * sizeof(float));
     if (!m->columns || !m->values) {
       const int64_t n = m->nonzeros;
       nerve_sparse_destroy(m);
@@ -162,6 +218,9 @@ nerve_status nerve_sparse_create(nerve_context *ctx, nerve_sparse **out, const f
     if (ctx->isa == NERVE_ISA_AVX512) fill = fill_avx512_compress;
 #endif
     nerve__parallel_for(ctx, rows, rows_grain(cols), fill, &j);
+    memset(m->columns + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(int32_t));
+    memset(m->values + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(float));
+    list_blocks(ctx, m);
   }
   *out = m;
   return NERVE_OK;

@@ -94,6 +94,46 @@ struct SparseKernelTests {
     }
   }
 
+  /// Slices of a listed matrix long enough for its column lists (blocks of 256 rows): rows read
+  /// before the first whole block and after the last, a slice to the matrix's end (its short
+  /// last block), all-zero rows (whose outputs are the bias) and columns, 1 to 3 panels.
+  static let blockSlices: [(rows: Int, first: Int, n: Int, i: Int, o: Int)] = [
+    (1100, 100, 900, 50, 30), (1100, 300, 800, 41, 70), (700, 0, 700, 33, 9), (600, 5, 250, 20, 30),
+  ]
+
+  @Test("column lists: the row-by-row bits at 1, 2 and 3 threads, and the reference")
+  func columnBlocks() {
+    for c in Self.blockSlices {
+      var x = sparseInputs(c.rows, c.i, seed: 61)
+      for r in stride(from: 0, to: c.rows, by: 7) { for k in 0..<c.i { x[r * c.i + k] = 0 } }
+      let stored = Array(x[c.first * c.i..<(c.first + c.n) * c.i])
+      let w = randomFloats(c.i * c.o, seed: 62), b = randomFloats(c.o, seed: 63)
+      let dy = randomFloats(c.n * c.o, seed: 64), dw0 = randomFloats(c.i * c.o, seed: 65)
+      let (n, i, o) = (Int64(c.n), Int64(c.i), Int64(c.o))
+      let ref = Reference.denseForward(x: doubles(stored), w: doubles(w), b: doubles(b), n: c.n, i: c.i, o: c.o)
+      let back = Reference.denseBackward(dy: doubles(dy), x: doubles(stored), w: doubles(w), n: c.n, i: c.i, o: c.o)
+      var results: [[Float]] = []
+      for threads in [1, 2, 3] {
+        let k = Kernels(threads: threads, isa: .best)
+        let listed = Listed(k, x, rows: c.rows, cols: c.i)
+        var y = [Float](repeating: .nan, count: c.n * c.o), dw = dw0
+        k.ok(nerve_dense_forward_sparse(k.ctx, &y, listed.raw, Int64(c.first), w, b, n, i, o))
+        k.ok(nerve_dense_backward_sparse(k.ctx, &dw, nil, listed.raw, Int64(c.first), dy, n, i, o))
+        expectClose(y, ref, atol: 1e-5 * Double(c.i).squareRoot(), "forward \(c) at \(threads)")
+        expectClose(dw, zip(dw0, back.dw).map { Double($0) + $1 }, atol: 1e-5 * Double(c.n).squareRoot(),
+                    "weight gradient \(c) at \(threads)")
+        if k.isa == .avx512 {
+          var yDense = [Float](repeating: .nan, count: c.n * c.o), dwDense = dw0
+          k.ok(nerve_dense_forward(k.ctx, &yDense, stored, w, b, n, i, o))
+          k.ok(nerve_dense_backward(k.ctx, nil, &dwDense, nil, dy, stored, w, n, i, o))
+          #expect(bitwiseEqual(y, yDense) && bitwiseEqual(dw, dwDense), "dense bits \(c) at \(threads)")
+        }
+        results.append(y + dw)
+      }
+      #expect(bitwiseEqual(results[0], results[1]) && bitwiseEqual(results[0], results[2]), "threads \(c)")
+    }
+  }
+
   @Test("listing keeps every value that is not zero (NaN included, -0.0 not), row by row")
   func listing() {
     let k = Kernels(threads: 2, isa: .best)
