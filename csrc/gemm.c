@@ -1637,12 +1637,26 @@ static void sparse_nn_member(void *data, int64_t t0, int64_t t1) {
 #endif
 }
 
-static void sparse_tn_member(void *data, int64_t k0, int64_t k1) {
+/* The column lists' share of thread t: columns cut where the entries before them (over the
+ * whole matrix, a slice's proxy) reach t / nt of all, instead of equal ranges of columns
+ * (MNIST's lower half holds 53% of its entries). */
+static void sparse_tn_share(void *data, int t, int nt) {
 #if NERVE_X86
   const sparse_job *j = data;
-  /* The column lists compute fma(x, d, g): the rows' loop's terms when alpha is 1. */
-  if (j->a->block_starts && j->alpha == 1.0f) sparse_tn_blocks(j, k0, k1);
-  else sparse_tn_rows(j, k0, k1, 0, j->M);
+  const int64_t *ends = j->a->column_ends, K = j->a->cols;
+  int64_t k0 = 0, k1 = 0;
+  while (k0 < K && ends[k0] * nt < ends[K] * t) k0++;
+  while (k1 < K && ends[k1] * nt < ends[K] * (t + 1)) k1++;
+  if (t == nt - 1) k1 = K;
+  if (k0 < k1) sparse_tn_blocks(j, k0, k1);
+#else
+  (void)data, (void)t, (void)nt;
+#endif
+}
+
+static void sparse_tn_member(void *data, int64_t k0, int64_t k1) {
+#if NERVE_X86
+  sparse_tn_rows(data, k0, k1, 0, ((const sparse_job *)data)->M);
 #else
   (void)data, (void)k0, (void)k1;
 #endif
@@ -1703,7 +1717,11 @@ nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, const n
     j.ldg = (N + NR - 1) / NR * NR;
     j.padded = true;
   }
-  nerve__parallel_for(ctx, K, grain, sparse_tn_member, &j);
+  /* The column lists compute fma(x, d, g): the rows' loop's terms when alpha is 1. */
+  if (a->block_starts && alpha == 1.0f)
+    nerve__parallel_team(nerve__threads_for(ctx, K, grain), sparse_tn_share, &j);
+  else
+    nerve__parallel_for(ctx, K, grain, sparse_tn_member, &j);
   if (pad_bytes > 0) padded_copy_back(ctx, G, ldg, K, N);
 #else
   (void)func;

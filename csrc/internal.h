@@ -306,6 +306,7 @@ struct nerve_sparse {
   int32_t *columns; /* nonzeros + NERVE_SPARSE_PAD */
   float *values;    /* nonzeros + NERVE_SPARSE_PAD */
   int64_t *block_starts;  /* blocks * (cols + 1) */
+  int64_t *column_ends;   /* cols + 1: entries in columns [0, k), over all rows */
   uint16_t *block_rows;   /* nonzeros + NERVE_SPARSE_PAD */
   float *block_values;    /* nonzeros + NERVE_SPARSE_PAD */
 };

@@ -121,6 +121,7 @@ void nerve_sparse_destroy(nerve_sparse *sparse) {
   nerve_free(sparse->columns);
   nerve_free(sparse->values);
   nerve_free(sparse->block_starts);
+  nerve_free(sparse->column_ends);
   nerve_free(sparse->block_rows);
   nerve_free(sparse->block_values);
   free(sparse);
@@ -163,19 +164,30 @@ static void list_blocks(nerve_context *ctx, nerve_sparse *m) {
   if (ctx->isa != NERVE_ISA_AVX512 || m->nonzeros == 0 || blocks > m->nonzeros / (m->cols + 1))
     return;
   const size_t entries = (size_t)(m->nonzeros + NERVE_SPARSE_PAD);
-  m->block_starts = nerve_alloc((size_t)(blocks * (m->cols + 1)) * sizeof(int64_t));
+  const int64_t width = m->cols + 1;
+  m->block_starts = nerve_alloc((size_t)(blocks * width) * sizeof(int64_t));
+  m->column_ends = nerve_alloc((size_t)width * sizeof(int64_t));
   m->block_rows = nerve_alloc(entries * sizeof(uint16_t));
   m->block_values = nerve_alloc(entries * sizeof(float));
-  if (!m->block_starts || !m->block_rows || !m->block_values) {
+  if (!m->block_starts || !m->column_ends || !m->block_rows || !m->block_values) {
     nerve_free(m->block_starts);
+    nerve_free(m->column_ends);
     nerve_free(m->block_rows);
     nerve_free(m->block_values);
-    m->block_starts = NULL, m->block_rows = NULL, m->block_values = NULL;
+    m->block_starts = NULL, m->column_ends = NULL, m->block_rows = NULL, m->block_values = NULL;
     return;
   }
   memset(m->block_rows + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(uint16_t));
   memset(m->block_values + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(float));
   nerve__parallel_for(ctx, blocks, 1, fill_blocks, m);
+  /* Each column's entries over all blocks, summed from the left: the weight gradient shares
+   * columns out to threads by them. */
+  for (int64_t k = 0; k < width; k++) m->column_ends[k] = 0;
+  for (int64_t b = 0; b < blocks; b++) {
+    const int64_t *at = m->block_starts + b * width;
+    for (int64_t k = 0; k < m->cols; k++) m->column_ends[k + 1] += at[k + 1] - at[k];
+  }
+  for (int64_t k = 1; k < width; k++) m->column_ends[k] += m->column_ends[k - 1];
 }
 
 nerve_status nerve_sparse_create(nerve_context *ctx, nerve_sparse **out, const float *values,
