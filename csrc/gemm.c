@@ -1429,18 +1429,25 @@ enum { SPARSE_ROWS = 256, SPARSE_MIN_ROWS = 16 };
 enum { SPARSE_SLOTS = 4 };
 
 #if NERVE_X86
+/* How slots_run reads an entry e: its column (or row) k and its value. */
+typedef enum {
+  LIST_ENTRIES, /* k = ((int32_t *)index)[e], value values[e] (nerve_sparse's columns, values) */
+  LIST_ROW_WORDS, /* word = ((uint32_t *)index)[e]: k = word & 0xFFFF, value values[word >> 16] */
+  LIST_BLOCK_WORDS, /* word = ((uint16_t *)index)[e]: k = word & 0xFF, value values[word >> 8] */
+} list_form;
+
 /*
  * Lists [i0, i1) over one panel, each one chain in registers (16 W lanes) over its entries:
- *   out[i] = start + sum over e in [lo[i], hi[i]) of values[e] * op[index[e]]   (in order)
- * where start is out[i] itself when from_out, else the bias (or zero), and index is int32 or,
- * narrow, uint16. For nn, the lists are rows of A and op is B; for tn, columns of a block of A
- * and op is that block's rows of D, out is G. SPARSE_SLOTS lists advance together for as many
- * steps as the shortest has left, with no test per step; a list that ends is stored and its
- * slot takes the next. Once none are left, an empty slot steps over the padding after the
- * entries (index 0, value 0; idle_at) into an accumulator that is never stored, so the last
- * lists still finish without a branch per step.
+ *   out[i] = start + sum over e in [lo[i], hi[i]) of value(e) * op[k(e)]   (in order)
+ * where start is out[i] itself when from_out, else the bias (or zero), and k and value are read
+ * as `form` says (values is a palette for words). For nn, the lists are rows of A and op is B;
+ * for tn, columns of a block of A and op is that block's rows of D, out is G. SPARSE_SLOTS lists
+ * advance together for as many steps as the shortest has left, with no test per step; a list
+ * that ends is stored and its slot takes the next. Once none are left, an empty slot steps over
+ * the padding after the entries (zeros; idle_at) into an accumulator that is never stored, so
+ * the last lists still finish without a branch per step.
  */
-NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const bool narrow, const void *index,
+NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const list_form form, const void *index,
                                                 const float *values, const int64_t *lo,
                                                 const int64_t *hi, int64_t idle_at, int64_t i0,
                                                 int64_t i1, float *out, int64_t ldo,
@@ -1491,9 +1498,19 @@ NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const bool narrow, 
 #  pragma GCC unroll 4
       for (int s = 0; s < S; s++) {
         const int64_t e = at[s] + t;
-        const int64_t k = narrow ? ((const uint16_t *)index)[e] : ((const int32_t *)index)[e];
+        int64_t k;
+        float v;
+        if (form == LIST_ENTRIES) {
+          k = ((const int32_t *)index)[e], v = values[e];
+        } else if (form == LIST_ROW_WORDS) {
+          const uint32_t word = ((const uint32_t *)index)[e];
+          k = word & 0xFFFF, v = values[word >> 16];
+        } else {
+          const uint32_t word = ((const uint16_t *)index)[e];
+          k = word & 0xFF, v = values[word >> 8];
+        }
         const float *b = op + k * ldop;
-        const __m512 a = _mm512_set1_ps(values[e]);
+        const __m512 a = _mm512_set1_ps(v);
         c0[s] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(k0, b), c0[s]);
         if (W == 2) c1[s] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(k1, b + 16), c1[s]);
       }
@@ -1502,8 +1519,9 @@ NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const bool narrow, 
       if ((t & 7) == 0)
 #  pragma GCC unroll 4
         for (int s = 0; s < S; s++) {
-          _mm_prefetch((const char *)values + (at[s] + t) * 4 + 512, _MM_HINT_T0);
-          _mm_prefetch((const char *)index + (at[s] + t) * (narrow ? 2 : 4) + 512, _MM_HINT_T0);
+          const int size = form == LIST_BLOCK_WORDS ? 2 : 4;
+          _mm_prefetch((const char *)index + (at[s] + t) * size + 128 * size, _MM_HINT_T0);
+          if (form == LIST_ENTRIES) _mm_prefetch((const char *)values + (at[s] + t) * 4 + 512, _MM_HINT_T0);
         }
     }
 #  pragma GCC unroll 4
@@ -1520,13 +1538,22 @@ NERVE_TARGET_AVX512 static void sparse_nn_tiles(const sparse_job *j, int64_t t0,
     for (int64_t p = 0; p < panels; p++) {
       const int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
       const float *bias = j->bias ? j->bias + col : NULL;
-      if (nr > 16)
-        slots_run(2, false, j->a->columns, j->a->values, starts, starts + 1, j->a->nonzeros, m0,
-                  m1, j->C + col, j->ldc, false, bias, j->B + col, j->ldb, mask_lo(nr),
-                  mask_hi(nr));
+      const __mmask16 k0 = mask_lo(nr), k1 = mask_hi(nr);
+      const nerve_sparse *a = j->a;
+      float *C = j->C + col;
+      const float *B = j->B + col;
+      if (a->row_words && nr > 16)
+        slots_run(2, LIST_ROW_WORDS, a->row_words, a->palette, starts, starts + 1, a->nonzeros,
+                  m0, m1, C, j->ldc, false, bias, B, j->ldb, k0, k1);
+      else if (a->row_words)
+        slots_run(1, LIST_ROW_WORDS, a->row_words, a->palette, starts, starts + 1, a->nonzeros,
+                  m0, m1, C, j->ldc, false, bias, B, j->ldb, k0, 0);
+      else if (nr > 16)
+        slots_run(2, LIST_ENTRIES, a->columns, a->values, starts, starts + 1, a->nonzeros, m0, m1,
+                  C, j->ldc, false, bias, B, j->ldb, k0, k1);
       else
-        slots_run(1, false, j->a->columns, j->a->values, starts, starts + 1, j->a->nonzeros, m0,
-                  m1, j->C + col, j->ldc, false, bias, j->B + col, j->ldb, mask_lo(nr), 0);
+        slots_run(1, LIST_ENTRIES, a->columns, a->values, starts, starts + 1, a->nonzeros, m0, m1,
+                  C, j->ldc, false, bias, B, j->ldb, k0, 0);
     }
   }
 }
@@ -1591,11 +1618,11 @@ NERVE_TARGET_AVX512 static void sparse_tn_blocks(const sparse_job *j, int64_t k0
         _mm512_store_ps(rows[r] + 16, _mm512_maskz_loadu_ps(m1, D + r * j->ldd + col + 16));
       }
       if (nr > 16)
-        slots_run(2, true, a->block_rows, a->block_values, at, at + 1, a->nonzeros, k0, k1,
-                  j->G + col, j->ldg, true, NULL, rows[0], NR, m0, m1);
+        slots_run(2, LIST_BLOCK_WORDS, a->block_words, a->palette, at, at + 1, a->nonzeros, k0,
+                  k1, j->G + col, j->ldg, true, NULL, rows[0], NR, m0, m1);
       else
-        slots_run(1, true, a->block_rows, a->block_values, at, at + 1, a->nonzeros, k0, k1,
-                  j->G + col, j->ldg, true, NULL, rows[0], NR, m0, 0);
+        slots_run(1, LIST_BLOCK_WORDS, a->block_words, a->palette, at, at + 1, a->nonzeros, k0,
+                  k1, j->G + col, j->ldg, true, NULL, rows[0], NR, m0, 0);
     }
   }
   sparse_tn_rows(j, k0, k1, w1 - r0, j->M);

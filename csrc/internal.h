@@ -284,31 +284,36 @@ NERVE_HIDDEN void nerve__maxpool_images(const nerve_context *ctx, float *out, in
 
 /* ---- Sparse rows (sparse.c; their products in gemm.c) ---------------------------------- */
 
-/* Zero entries (column or row 0, value 0) after each list's last, for kernels that step over
- * them instead of testing for the end (gemm.c's slots). */
+/* Zero entries and words after each list's last, for kernels that step over them instead of
+ * testing for the end (gemm.c's slots_run). */
 enum { NERVE_SPARSE_PAD = 256 };
-/* Rows per block of the column lists (fits their uint16 rows). */
+/* Rows per block of the column lists (a row within its block fits a byte). */
 enum { NERVE_SPARSE_BLOCK = 256 };
+/* Distinct values a matrix may hold to be packed (an index fits a byte). */
+enum { NERVE_SPARSE_PALETTE = 256 };
 
 /*
  * Row r's entries are columns[starts[r] .. starts[r + 1]) (increasing) and the values beside
  * them. Made only by nerve_sparse_create, so every column is in [0, cols).
- * The same entries again, column by column within each block of NERVE_SPARSE_BLOCK rows, for
- * the weight gradient (a row of it summed in registers instead of rewritten per entry): block
- * b's column k is block_rows[block_starts[b * (cols + 1) + k] .. [... + k + 1]) (rows within
- * the block, increasing) and block_values beside them. Block b's entries take the same span
- * as its rows' in columns. NULL when not built (other instruction sets; an index that would
- * outweigh the entries).
+ * Packed (AVX-512, at most 65,536 columns and NERVE_SPARSE_PALETTE distinct values, as images'
+ * pixels have): the same entries again as one word each, row_words[e] = column | index << 16
+ * with the value palette[index], and column by column within each block of NERVE_SPARSE_BLOCK
+ * rows, for the weight gradient (a row of it summed in registers instead of rewritten per
+ * entry): block b's column k is block_words[block_starts[b * (cols + 1) + k] .. [... + k + 1]),
+ * each row-within-block | index << 8, rows increasing. Block b's entries take the same span as
+ * its rows' in columns. Half and a third of the bytes: an epoch reads the list twice. NULL when
+ * not packed.
  */
 struct nerve_sparse {
   int64_t rows, cols, nonzeros;
   int64_t *starts; /* rows + 1 */
   int32_t *columns; /* nonzeros + NERVE_SPARSE_PAD */
   float *values;    /* nonzeros + NERVE_SPARSE_PAD */
+  float palette[NERVE_SPARSE_PALETTE];
+  uint32_t *row_words;    /* nonzeros + NERVE_SPARSE_PAD */
+  uint16_t *block_words;  /* nonzeros + NERVE_SPARSE_PAD */
   int64_t *block_starts;  /* blocks * (cols + 1) */
   int64_t *column_ends;   /* cols + 1: entries in columns [0, k), over all rows */
-  uint16_t *block_rows;   /* nonzeros + NERVE_SPARSE_PAD */
-  float *block_values;    /* nonzeros + NERVE_SPARSE_PAD */
 };
 
 /* C[M,N] = bias + A . B[K,N] with A = rows [first, first + M) of a: the chains

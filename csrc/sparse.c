@@ -120,11 +120,65 @@ void nerve_sparse_destroy(nerve_sparse *sparse) {
   nerve_free(sparse->starts);
   nerve_free(sparse->columns);
   nerve_free(sparse->values);
+  nerve_free(sparse->row_words);
+  nerve_free(sparse->block_words);
   nerve_free(sparse->block_starts);
   nerve_free(sparse->column_ends);
-  nerve_free(sparse->block_rows);
-  nerve_free(sparse->block_values);
   free(sparse);
+}
+
+/* ---- Packing (AVX-512's lists; see struct nerve_sparse) ---------------------------------- */
+
+/* The palette's lookup: the distinct values' bits, open-addressed. */
+enum { PALETTE_SLOTS = 4 * NERVE_SPARSE_PALETTE };
+typedef struct {
+  uint32_t bits[PALETTE_SLOTS];
+  int16_t index[PALETTE_SLOTS]; /* -1: empty */
+} palette_table;
+
+static uint32_t float_bits(float v) {
+  uint32_t u;
+  memcpy(&u, &v, sizeof u);
+  return u;
+}
+
+/* The slot of bits in t: where it is, or the empty one where it would go. */
+static int64_t palette_slot(const palette_table *t, uint32_t bits) {
+  int64_t h = (uint32_t)(bits * 2654435761u) >> 22;
+  while (t->index[h] >= 0 && t->bits[h] != bits) h = (h + 1) & (PALETTE_SLOTS - 1);
+  return h;
+}
+
+/* m's distinct values into m->palette in the order first met (by their bits, so NaNs and
+ * signed zeros stay what they are), indexed in t; false if there are too many. */
+static bool find_palette(nerve_sparse *m, palette_table *t) {
+  for (int64_t h = 0; h < PALETTE_SLOTS; h++) t->index[h] = -1;
+  int n = 0;
+  for (int64_t e = 0; e < m->nonzeros; e++) {
+    const uint32_t bits = float_bits(m->values[e]);
+    const int64_t h = palette_slot(t, bits);
+    if (t->index[h] >= 0) continue;
+    if (n == NERVE_SPARSE_PALETTE) return false;
+    t->bits[h] = bits;
+    t->index[h] = (int16_t)n;
+    m->palette[n++] = m->values[e];
+  }
+  return true;
+}
+
+typedef struct {
+  nerve_sparse *m;
+  const palette_table *table;
+} pack_job;
+
+/* Rows [r0, r1)'s words: column | palette index << 16. */
+static void pack_rows(void *data, int64_t r0, int64_t r1) {
+  const pack_job *j = data;
+  nerve_sparse *m = j->m;
+  for (int64_t e = m->starts[r0]; e < m->starts[r1]; e++) {
+    const int64_t index = j->table->index[palette_slot(j->table, float_bits(m->values[e]))];
+    m->row_words[e] = (uint32_t)m->columns[e] | (uint32_t)index << 16;
+  }
 }
 
 static int64_t block_count(const nerve_sparse *m) {
@@ -146,39 +200,23 @@ static void fill_blocks(void *data, int64_t b0, int64_t b1) {
     at[0] = m->starts[r0];
     for (int64_t k = 1; k < width; k++) at[k] += at[k - 1];
     for (int64_t r = r0; r < r1; r++)
-      for (int64_t e = m->starts[r]; e < m->starts[r + 1]; e++) {
-        const int64_t to = at[m->columns[e]]++;
-        m->block_rows[to] = (uint16_t)(r - r0);
-        m->block_values[to] = m->values[e];
-      }
+      for (int64_t e = m->starts[r]; e < m->starts[r + 1]; e++)
+        m->block_words[at[m->columns[e]]++] = (uint16_t)((r - r0) | (m->row_words[e] >> 16) << 8);
     for (int64_t k = width - 1; k > 0; k--) at[k] = at[k - 1];
     at[0] = m->starts[r0];
   }
 }
 
-/* The column lists, where the kernels that read them run (AVX-512) and their index (one start
- * per column and block) is no larger than the entries. Not having them is no error: the
- * weight gradient then goes row by row. */
-static void list_blocks(nerve_context *ctx, nerve_sparse *m) {
-  const int64_t blocks = block_count(m);
-  if (ctx->isa != NERVE_ISA_AVX512 || m->nonzeros == 0 || blocks > m->nonzeros / (m->cols + 1))
-    return;
-  const size_t entries = (size_t)(m->nonzeros + NERVE_SPARSE_PAD);
-  const int64_t width = m->cols + 1;
+/* The column lists, when their index (one start per column and block) is no larger than the
+ * entries; false if memory is short. */
+static bool list_blocks(nerve_context *ctx, nerve_sparse *m) {
+  const int64_t blocks = block_count(m), width = m->cols + 1;
+  if (blocks > m->nonzeros / width) return true;
   m->block_starts = nerve_alloc((size_t)(blocks * width) * sizeof(int64_t));
   m->column_ends = nerve_alloc((size_t)width * sizeof(int64_t));
-  m->block_rows = nerve_alloc(entries * sizeof(uint16_t));
-  m->block_values = nerve_alloc(entries * sizeof(float));
-  if (!m->block_starts || !m->column_ends || !m->block_rows || !m->block_values) {
-    nerve_free(m->block_starts);
-    nerve_free(m->column_ends);
-    nerve_free(m->block_rows);
-    nerve_free(m->block_values);
-    m->block_starts = NULL, m->column_ends = NULL, m->block_rows = NULL, m->block_values = NULL;
-    return;
-  }
-  memset(m->block_rows + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(uint16_t));
-  memset(m->block_values + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(float));
+  m->block_words = nerve_alloc((size_t)(m->nonzeros + NERVE_SPARSE_PAD) * sizeof(uint16_t));
+  if (!m->block_starts || !m->column_ends || !m->block_words) return false;
+  memset(m->block_words + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(uint16_t));
   nerve__parallel_for(ctx, blocks, 1, fill_blocks, m);
   /* Each column's entries over all blocks, summed from the left: the weight gradient shares
    * columns out to threads by them. */
@@ -188,6 +226,27 @@ static void list_blocks(nerve_context *ctx, nerve_sparse *m) {
     for (int64_t k = 0; k < m->cols; k++) m->column_ends[k + 1] += at[k + 1] - at[k];
   }
   for (int64_t k = 1; k < width; k++) m->column_ends[k] += m->column_ends[k - 1];
+  return true;
+}
+
+/* Packs m where the kernels that read the words run (AVX-512) and its columns and values fit
+ * them. Not packing is no error: the products then read columns and values. */
+static void pack(nerve_context *ctx, nerve_sparse *m) {
+  if (ctx->isa != NERVE_ISA_AVX512 || m->nonzeros == 0 || m->cols > 65536) return;
+  palette_table table;
+  if (!find_palette(m, &table)) return;
+  m->row_words = nerve_alloc((size_t)(m->nonzeros + NERVE_SPARSE_PAD) * sizeof(uint32_t));
+  if (m->row_words) {
+    memset(m->row_words + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(uint32_t));
+    pack_job j = {.m = m, .table = &table};
+    nerve__parallel_for(ctx, m->rows, rows_grain(m->cols), pack_rows, &j);
+    if (list_blocks(ctx, m)) return;
+  }
+  nerve_free(m->row_words);
+  nerve_free(m->block_words);
+  nerve_free(m->block_starts);
+  nerve_free(m->column_ends);
+  m->row_words = NULL, m->block_words = NULL, m->block_starts = NULL, m->column_ends = NULL;
 }
 
 nerve_status nerve_sparse_create(nerve_context *ctx, nerve_sparse **out, const float *values,
@@ -232,7 +291,7 @@ nerve_status nerve_sparse_create(nerve_context *ctx, nerve_sparse **out, const f
     nerve__parallel_for(ctx, rows, rows_grain(cols), fill, &j);
     memset(m->columns + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(int32_t));
     memset(m->values + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(float));
-    list_blocks(ctx, m);
+    pack(ctx, m);
   }
   *out = m;
   return NERVE_OK;

@@ -31,6 +31,22 @@ struct SparseKernelTests {
     return sparse ? sparseInputs(rows, s.i, seed: seed) : randomFloats(rows * s.i, seed: seed)
   }
 
+  /// Values rounded to hundredths: at most 201 distinct ones, as images' pixels have few, so
+  /// the listing is packed (a palette of values; on AVX-512).
+  static func quantized(_ x: [Float]) -> [Float] { x.map { ($0 * 100).rounded() / 100 } }
+
+  /// x's non-zero entries replaced by `count` distinct values in turn: 256 still pack, 257 do
+  /// not.
+  static func withDistinct(_ x: [Float], _ count: Int) -> [Float] {
+    var y = x
+    var next = 0
+    for e in y.indices where y[e] != 0 {
+      y[e] = Float(next % count + 1) / 512
+      next += 1
+    }
+    return y
+  }
+
   /// The rows a call reads, stored.
   static func slice(_ x: [Float], _ s: DenseShape) -> [Float] { Array(x[before * s.i..<(before + s.n) * s.i]) }
 
@@ -38,8 +54,9 @@ struct SparseKernelTests {
         arguments: DenseKernelTests.configurations, denseShapes)
   func matches(_ key: String, _ s: DenseShape) {
     let k = DenseKernelTests.kernels(key)
-    for sparse in [true, false] {
-      let x = Self.inputs(s, sparse: sparse, seed: 31)
+    for (sparse, packs) in [(true, false), (false, false), (true, true)] {
+      let raw = Self.inputs(s, sparse: sparse, seed: 31)
+      let x = packs ? Self.quantized(raw) : raw
       let stored = Self.slice(x, s)
       let listed = Listed(k, x, rows: Self.before + s.n + Self.after, cols: s.i)
       let w = randomFloats(s.i * s.o, seed: 32), b = randomFloats(s.o, seed: 33)
@@ -101,11 +118,14 @@ struct SparseKernelTests {
     (1100, 100, 900, 50, 30), (1100, 300, 800, 41, 70), (700, 0, 700, 33, 9), (600, 5, 250, 20, 30),
   ]
 
-  @Test("column lists: the row-by-row bits at 1, 2 and 3 threads, and the reference")
-  func columnBlocks() {
+  @Test("packed lists and column lists: the dense bits at 1, 2 and 3 threads, and the reference",
+        arguments: [0, 256, 257, -1])
+  func columnBlocks(_ distinct: Int) {
     for c in Self.blockSlices {
       var x = sparseInputs(c.rows, c.i, seed: 61)
       for r in stride(from: 0, to: c.rows, by: 7) { for k in 0..<c.i { x[r * c.i + k] = 0 } }
+      // 0: quantized (packed); 256 and 257 distinct values (packed, not); -1: as drawn (not).
+      if distinct >= 0 { x = distinct == 0 ? Self.quantized(x) : Self.withDistinct(x, distinct) }
       let stored = Array(x[c.first * c.i..<(c.first + c.n) * c.i])
       let w = randomFloats(c.i * c.o, seed: 62), b = randomFloats(c.o, seed: 63)
       let dy = randomFloats(c.n * c.o, seed: 64), dw0 = randomFloats(c.i * c.o, seed: 65)
