@@ -56,12 +56,14 @@ public final class Flatten: Layer {
 
   override func build(inputShape: [Int]) throws -> [Int] { [inputShape.reduce(1, *)] }
 
+  /// In a model's plan its output is its input (Sequential.Plan.layout): nothing to copy.
   override func forward(_ io: LayerIO) throws {
+    guard io.output != io.input else { return }
     io.output.update(from: io.input, count: io.batch * inputShape.reduce(1, *))
   }
 
   override func backward(_ io: LayerIO) throws {
-    guard let dx = io.inputGradient, let dy = io.outputGradient else { return }
+    guard let dx = io.inputGradient, let dy = io.outputGradient, dx != dy else { return }
     dx.update(from: dy, count: io.batch * inputShape.reduce(1, *))
   }
 }
