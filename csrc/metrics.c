@@ -4,6 +4,10 @@
  */
 #include "internal.h"
 
+#if NERVE_X86
+#  include <immintrin.h>
+#endif
+
 typedef struct {
   int32_t *classes;
   const float *scores;
@@ -21,6 +25,35 @@ NERVE_INLINE int32_t row_argmax(const float *s, int64_t C) {
 static void argmax_rows(void *p, int64_t b, int64_t e) {
   argmax_job *j = p;
   for (int64_t r = b; r < e; r++) j->classes[r] = row_argmax(j->scores + r * j->C, j->C);
+}
+
+#if NERVE_X86
+/* row_argmax for C <= 16 (valid: the first C lanes) in one vector: the first lane holding the
+ * largest value that is not NaN, which is what the loop finds, unless s[0] is NaN (then 0, as
+ * there). -0.0 and 0.0 compare equal, in both. The loop's branches mispredict on most rows:
+ * counting Lab A's 2,048-row chunks right took 3% of its epoch, on one thread. */
+NERVE_TARGET_AVX512 NERVE_INLINE int32_t row_argmax16(const float *s, __mmask16 valid) {
+  if (s[0] != s[0]) return 0;
+  const __m512 v = _mm512_maskz_loadu_ps(valid, s);
+  const __mmask16 ordered = _mm512_mask_cmp_ps_mask(valid, v, v, _CMP_ORD_Q);
+  const __m512 top = _mm512_set1_ps(_mm512_mask_reduce_max_ps(ordered, v));
+  return (int32_t)__builtin_ctz(_mm512_mask_cmp_ps_mask(ordered, v, top, _CMP_EQ_OQ));
+}
+
+NERVE_TARGET_AVX512 static void argmax_rows16(void *p, int64_t b, int64_t e) {
+  argmax_job *j = p;
+  const __mmask16 valid = nerve__lanes16(j->C);
+  for (int64_t r = b; r < e; r++) j->classes[r] = row_argmax16(j->scores + r * j->C, valid);
+}
+#endif
+
+/* argmax_rows or, where it runs (AVX-512, C <= 16), argmax_rows16. */
+static nerve__range_fn argmax_for(const nerve_context *ctx, int64_t C) {
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX512 && C <= 16) return argmax_rows16;
+#endif
+  (void)ctx, (void)C;
+  return argmax_rows;
 }
 
 static nerve_status check_scores(nerve_context *ctx, const float *scores, int64_t N, int64_t C,
@@ -43,7 +76,7 @@ nerve_status nerve_argmax(nerve_context *ctx, int32_t *classes, const float *sco
   if (N == 0) return NERVE_OK;
   NERVE_CHECK_PTR(ctx, classes);
   argmax_job j = {.classes = classes, .scores = scores, .C = C};
-  nerve__parallel_for(ctx, N, (1 << 16) / C + 1, argmax_rows, &j);
+  nerve__parallel_for(ctx, N, (1 << 16) / C + 1, argmax_for(ctx, C), &j);
   return NERVE_OK;
 }
 
@@ -52,6 +85,25 @@ static double correct_rows(void *p, int64_t b, int64_t e) {
   double n = 0;
   for (int64_t r = b; r < e; r++) n += row_argmax(j->scores + r * j->C, j->C) == j->labels[r];
   return n;
+}
+
+#if NERVE_X86
+NERVE_TARGET_AVX512 static double correct_rows16(void *p, int64_t b, int64_t e) {
+  argmax_job *j = p;
+  const __mmask16 valid = nerve__lanes16(j->C);
+  int64_t n = 0;
+  for (int64_t r = b; r < e; r++) n += row_argmax16(j->scores + r * j->C, valid) == j->labels[r];
+  return (double)n;
+}
+#endif
+
+/* correct_rows or, where it runs, correct_rows16. */
+static nerve__sum_fn correct_for(const nerve_context *ctx, int64_t C) {
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX512 && C <= 16) return correct_rows16;
+#endif
+  (void)ctx, (void)C;
+  return correct_rows;
 }
 
 /* scores [N,C], labels [N] -> *correct */
@@ -70,6 +122,6 @@ nerve_status nerve_count_correct(nerve_context *ctx, int64_t *correct, const flo
   *correct = 0;
   if (N == 0) return NERVE_OK;
   argmax_job j = {.scores = scores, .labels = labels, .C = C};
-  *correct = (int64_t)nerve__parallel_sum(ctx, N, 4096, correct_rows, &j);
+  *correct = (int64_t)nerve__parallel_sum(ctx, N, 4096, correct_for(ctx, C), &j);
   return NERVE_OK;
 }

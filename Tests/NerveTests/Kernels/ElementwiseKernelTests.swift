@@ -149,9 +149,20 @@ struct ElementwiseKernelTests {
   @Test("argmax, correct counts and reductions match the reference", arguments: configurations)
   func metrics(_ key: String) {
     let k = DenseKernelTests.kernels(key)
-    for (n, c) in [(1, 1), (1, 10), (50, 3), (9000, 10)] {
+    for (n, c) in [(1, 1), (1, 10), (50, 3), (9000, 10), (40, 16), (40, 17)] {
       var scores = randomFloats(n * c, seed: 4)
       if c > 1 { scores[0] = 0.5; scores[1] = 0.5 }  // a tie: the first wins
+      if n >= 40 && c >= 10 {
+        // Rows the vector form must read as the loop does: a NaN first (class 0), NaNs among
+        // the scores (never taken), -0.0 and 0.0 tied at the top (the first), infinities.
+        func row(_ r: Int, _ values: [Float]) { for (k, v) in values.enumerated() { scores[r * c + k] = v } }
+        row(2, [.nan, 0.9, 3])
+        row(3, [-1, .nan, 0.2, .nan, 0.9, 0.9])
+        row(4, [-1, -0.0, 0.0, -2] + [Float](repeating: -3, count: c - 4))
+        row(5, [-.infinity, .infinity, .nan, .infinity])
+        row(6, [Float](repeating: .nan, count: c - 1) + [-.infinity])
+        row(7, [0.25] + [Float](repeating: .nan, count: c - 1))
+      }
       var classes = [Int32](repeating: -1, count: n)
       k.ok(nerve_argmax(k.ctx, &classes, scores, Int64(n), Int64(c)))
       let ref = Reference.argmax(doubles(scores), n: n, c: c)
