@@ -320,12 +320,12 @@ NERVE_TARGET_AVX512 static void nn_tile_any(int R, int W, float *C, int64_t ldc,
  * pixels (a fifth of MNIST's are not zero, but nearly half of any 8 images' together), where a
  * list shared by the tile's rows (nonzero_columns over R rows) skips too little. The rows
  * advance together so that their chains hide each other's latency; each row's chain is the one
- * nn_tile computes, without the terms whose input is zero. Row r's j-th input (column k) is
- * V[r * vs + k] (A itself) or, by_entry, V[r * vs + j] (listed entries, nerve_sparse).
+ * nn_tile computes, without the terms whose input is zero. (Listed inputs, nerve_sparse, run
+ * as slots instead: slots_run.)
  */
-NERVE_TARGET_AVX512 NERVE_INLINE void nn_sparse_rows(const int R, const int W, const bool by_entry,
-                                                     float *C, int64_t ldc, const float *V,
-                                                     int64_t vs, const float *B, int64_t ldb,
+NERVE_TARGET_AVX512 NERVE_INLINE void nn_sparse_rows(const int R, const int W, float *C,
+                                                     int64_t ldc, const float *A, int64_t lda,
+                                                     const float *B, int64_t ldb,
                                                      const int32_t *ks, int64_t ks_stride,
                                                      const int64_t *live, __mmask16 m0,
                                                      __mmask16 m1, bool from_c,
@@ -341,7 +341,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_sparse_rows(const int R, const int W, c
     for (int r = 0; r < R; r++) {
       if (j >= live[r]) continue;
       const int64_t k = ks[r * ks_stride + j];
-      __m512 a = _mm512_set1_ps(V[r * vs + (by_entry ? j : k)]);
+      __m512 a = _mm512_set1_ps(A[r * lda + k]);
       c0[r] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m0, B + k * ldb), c0[r]);
       if (W == 2) c1[r] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m1, B + k * ldb + 16), c1[r]);
     }
@@ -349,38 +349,25 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_sparse_rows(const int R, const int W, c
   nn_tile_store(R, W, c0, c1, C, ldc, m0, m1);
 }
 
-#  define NN_SPARSE_CASE(R, BY_ENTRY)                                                          \
+#  define NN_SPARSE_CASE(R)                                                                    \
     case R:                                                                                    \
       if (W == 2)                                                                              \
-        nn_sparse_rows(R, 2, BY_ENTRY, C, ldc, V, vs, B, ldb, ks, ks_stride, live, m0, m1,      \
-                       from_c, bias);                                                          \
+        nn_sparse_rows(R, 2, C, ldc, A, lda, B, ldb, ks, ks_stride, live, m0, m1, from_c, bias); \
       else                                                                                     \
-        nn_sparse_rows(R, 1, BY_ENTRY, C, ldc, V, vs, B, ldb, ks, ks_stride, live, m0, m1,      \
-                       from_c, bias);                                                          \
+        nn_sparse_rows(R, 1, C, ldc, A, lda, B, ldb, ks, ks_stride, live, m0, m1, from_c, bias); \
       break;
-#  define NN_SPARSE_CASES(BY_ENTRY)                                                            \
-    NN_SPARSE_CASE(8, BY_ENTRY) NN_SPARSE_CASE(7, BY_ENTRY) NN_SPARSE_CASE(6, BY_ENTRY)        \
-    NN_SPARSE_CASE(5, BY_ENTRY) NN_SPARSE_CASE(4, BY_ENTRY) NN_SPARSE_CASE(3, BY_ENTRY)        \
-    NN_SPARSE_CASE(2, BY_ENTRY) NN_SPARSE_CASE(1, BY_ENTRY)
 
-/* nn_sparse_rows for a run-time R, W and by_entry. */
-NERVE_TARGET_AVX512 static void nn_sparse_rows_any(int R, int W, bool by_entry, float *C,
-                                                   int64_t ldc, const float *V, int64_t vs,
-                                                   const float *B, int64_t ldb,
-                                                   const int32_t *ks, int64_t ks_stride,
-                                                   const int64_t *live, __mmask16 m0,
-                                                   __mmask16 m1, bool from_c,
+/* nn_sparse_rows for a run-time R and W. */
+NERVE_TARGET_AVX512 static void nn_sparse_rows_any(int R, int W, float *C, int64_t ldc,
+                                                   const float *A, int64_t lda, const float *B,
+                                                   int64_t ldb, const int32_t *ks,
+                                                   int64_t ks_stride, const int64_t *live,
+                                                   __mmask16 m0, __mmask16 m1, bool from_c,
                                                    const float *bias) {
-  if (by_entry) {
-    switch (R) {
-      NN_SPARSE_CASES(true)
-      default: break;
-    }
-  } else {
-    switch (R) {
-      NN_SPARSE_CASES(false)
-      default: break;
-    }
+  switch (R) {
+    NN_SPARSE_CASE(8) NN_SPARSE_CASE(7) NN_SPARSE_CASE(6) NN_SPARSE_CASE(5)
+    NN_SPARSE_CASE(4) NN_SPARSE_CASE(3) NN_SPARSE_CASE(2) NN_SPARSE_CASE(1)
+    default: break;
   }
 }
 
@@ -437,7 +424,7 @@ NERVE_TARGET_AVX512 static void one_panel(const nn_job *j, int64_t mc, int64_t m
     float *C = j->C + m * j->ldc + col;
     const float *A = j->A + m * j->lda + k0;
     if (sparse_rows(R, A, j->lda, kc, ks[0], NN_KB + 16, live))
-      nn_sparse_rows_any(R, W, false, C, j->ldc, A, j->lda, Bp, ldb, ks[0], NN_KB + 16, live,
+      nn_sparse_rows_any(R, W, C, j->ldc, A, j->lda, Bp, ldb, ks[0], NN_KB + 16, live,
                          mask_lo(nr), mask_hi(nr), from_c, bias);
     else
       nn_tile_any(R, W, C, j->ldc, A, j->lda, NULL, NULL, Bp, ldb, kc, NULL, kc, mask_lo(nr),
