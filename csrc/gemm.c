@@ -371,6 +371,119 @@ NERVE_TARGET_AVX512 static void nn_sparse_rows_any(int R, int W, float *C, int64
   }
 }
 
+/* Lists in flight at once (slots_run): with a panel's two vectors, eight independent chains,
+ * twice what hides the FMA's latency. */
+enum { SPARSE_SLOTS = 4 };
+
+/* How slots_run reads an entry e: its column (or row) k and its value. */
+typedef enum {
+  LIST_ENTRIES, /* k = ((int32_t *)index)[e], value values[e] (nerve_sparse's columns, values) */
+  LIST_ROW_WORDS, /* word = ((uint32_t *)index)[e]: k = word & 0xFFFF, value values[word >> 16] */
+  LIST_BLOCK_WORDS, /* word = ((uint16_t *)index)[e]: k = word & 0xFF, value values[word >> 8] */
+  LIST_COLUMNS, /* k = ((int32_t *)index)[e], value the list's row of A (values) at k */
+} list_form;
+
+/*
+ * Lists [i0, i1) over one panel, each one chain in registers (16 W lanes) over its entries:
+ *   out[i] = start + sum over e in [lo[i], hi[i]) of value(e) * op[k(e)]   (in order)
+ * where start is out[i] itself when from_out, else the bias (or zero), and k and value are read
+ * as `form` says (values is a palette for words). For nn, the lists are rows of A and op is B;
+ * for tn, columns of a block of A and op is that block's rows of D, out is G. SPARSE_SLOTS lists
+ * advance together for as many steps as the shortest has left, with no test per step; a list
+ * that ends is stored and its slot takes the next. Once none are left, an empty slot steps over
+ * the padding after the entries (zeros; idle_at) into an accumulator that is never stored, so
+ * the last lists still finish without a branch per step. List i's row (of out, and of A at
+ * values with stride ldv for LIST_COLUMNS) is rows[i], or i where rows is NULL.
+ */
+NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const list_form form, const void *index,
+                                                const float *values, const int64_t *lo,
+                                                const int64_t *hi, int64_t idle_at, int64_t i0,
+                                                int64_t i1, const int64_t *rows, int64_t ldv,
+                                                float *out, int64_t ldo,
+                                                bool from_out, const float *bias,
+                                                const float *op, int64_t ldop, __mmask16 k0,
+                                                __mmask16 k1) {
+  enum { S = SPARSE_SLOTS };
+  const __m512 b0 = bias ? _mm512_maskz_loadu_ps(k0, bias) : _mm512_setzero_ps();
+  const __m512 b1 = bias && W == 2 ? _mm512_maskz_loadu_ps(k1, bias + 16) : _mm512_setzero_ps();
+  __m512 c0[S], c1[S];
+  int64_t at[S], left[S], item[S];
+  const float *row_of[S]; /* LIST_COLUMNS: the list's row of A */
+  int64_t next = i0;
+#  pragma GCC unroll 4
+  for (int s = 0; s < S; s++) left[s] = 0, item[s] = -1, at[s] = idle_at, row_of[s] = values;
+  for (;;) {
+    /* Store the lists that ended and start the next ones (a list may be empty). */
+    int busy = 0;
+#  pragma GCC unroll 4
+    for (int s = 0; s < S; s++) {
+      while (left[s] == 0) {
+        if (item[s] >= 0) {
+          float *o = out + (rows ? rows[item[s]] : item[s]) * ldo;
+          _mm512_mask_storeu_ps(o, k0, c0[s]);
+          if (W == 2) _mm512_mask_storeu_ps(o + 16, k1, c1[s]);
+        }
+        /* An empty list leaves out as it is (from_out); otherwise its row is the start. */
+        while (from_out && next < i1 && hi[next] == lo[next]) next++;
+        if (next == i1) {
+          item[s] = -1, at[s] = idle_at, left[s] = NERVE_SPARSE_PAD, row_of[s] = values;
+          c0[s] = b0, c1[s] = b1;
+          break;
+        }
+        item[s] = next++;
+        at[s] = lo[item[s]], left[s] = hi[item[s]] - lo[item[s]];
+        const int64_t row = rows ? rows[item[s]] : item[s];
+        if (form == LIST_COLUMNS) row_of[s] = values + row * ldv;
+        if (from_out) {
+          c0[s] = _mm512_maskz_loadu_ps(k0, out + row * ldo);
+          if (W == 2) c1[s] = _mm512_maskz_loadu_ps(k1, out + row * ldo + 16);
+        } else {
+          c0[s] = b0, c1[s] = b1;
+        }
+      }
+      busy += item[s] >= 0;
+    }
+    if (busy == 0) return;
+    int64_t run = left[0];
+#  pragma GCC unroll 4
+    for (int s = 1; s < S; s++) run = left[s] < run ? left[s] : run;
+    for (int64_t t = 0; t < run; t++) {
+#  pragma GCC unroll 4
+      for (int s = 0; s < S; s++) {
+        const int64_t e = at[s] + t;
+        int64_t k;
+        float v;
+        if (form == LIST_ENTRIES) {
+          k = ((const int32_t *)index)[e], v = values[e];
+        } else if (form == LIST_ROW_WORDS) {
+          const uint32_t word = ((const uint32_t *)index)[e];
+          k = word & 0xFFFF, v = values[word >> 16];
+        } else if (form == LIST_BLOCK_WORDS) {
+          const uint32_t word = ((const uint16_t *)index)[e];
+          k = word & 0xFF, v = values[word >> 8];
+        } else {
+          k = ((const int32_t *)index)[e], v = row_of[s][k];
+        }
+        const float *b = op + k * ldop;
+        const __m512 a = _mm512_set1_ps(v);
+        c0[s] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(k0, b), c0[s]);
+        if (W == 2) c1[s] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(k1, b + 16), c1[s]);
+      }
+      /* The lists come from memory once per epoch, four of them interleaved: fetched ahead,
+       * Lab A's first layer (50,000 rows) 16.4 -> 13.1 ms at 1 thread. */
+      if (form != LIST_COLUMNS && (t & 7) == 0)
+#  pragma GCC unroll 4
+        for (int s = 0; s < S; s++) {
+          const int size = form == LIST_BLOCK_WORDS ? 2 : 4;
+          _mm_prefetch((const char *)index + (at[s] + t) * size + 128 * size, _MM_HINT_T0);
+          if (form == LIST_ENTRIES) _mm_prefetch((const char *)values + (at[s] + t) * 4 + 512, _MM_HINT_T0);
+        }
+    }
+#  pragma GCC unroll 4
+    for (int s = 0; s < S; s++) at[s] += run, left[s] -= run;
+  }
+}
+
 /*
  * Lists each of R rows' non-zero columns in [0, n) (row r's at ks + r * stride) and returns
  * whether the rows are sparse enough for nn_sparse_rows: under half their inputs non-zero
@@ -405,31 +518,78 @@ typedef struct {
   bool split_rows; /* threads split rows of C (else panels) */
 } nn_job;
 
+/* Columns one_panel lists before running them: nn_run's lists for a chunk's 16 tiles. */
+enum { PANEL_LIST = NN_MC / NN_MR * (NN_KB + 16) };
+
+/* The rows one_panel has listed (their columns in ks, their values read from A) run as slots. */
+NERVE_TARGET_AVX512 static void run_listed(int W, int32_t *ks, int64_t used, const int64_t *lo,
+                                           const int64_t *hi, const int64_t *rows, int64_t listed,
+                                           const float *A, int64_t lda, float *C, int64_t ldc,
+                                           bool from_c, const float *bias, const float *B,
+                                           int64_t ldb, __mmask16 m0, __mmask16 m1) {
+  memset(ks + used, 0, NERVE_SPARSE_PAD * sizeof *ks);
+  if (W == 2)
+    slots_run(2, LIST_COLUMNS, ks, A, lo, hi, used, 0, listed, rows, lda, C, ldc, from_c, bias, B,
+              ldb, m0, m1);
+  else
+    slots_run(1, LIST_COLUMNS, ks, A, lo, hi, used, 0, listed, rows, lda, C, ldc, from_c, bias, B,
+              ldb, m0, 0);
+}
+
 /*
  * nn_run's reduction block [k0, k0 + kc) of rows [mc, mce) against panel p alone: tile by tile,
- * over each row's non-zero inputs where they are sparse, else the plain register tile.
- * ks: room for NN_MR lists of NN_KB + 16.
+ * rows whose inputs are sparse (as sparse_rows decides) have their non-zero columns listed and
+ * run as slots (slots_run) once the lists are full or the chunk ends; other tiles take the
+ * plain register tile. ks: room for PANEL_LIST columns. A start of C plus the bias
+ * (accumulating from k0 = 0) is left to nn_sparse_rows.
  */
 NERVE_TARGET_AVX512 static void one_panel(const nn_job *j, int64_t mc, int64_t mce, int64_t k0,
-                                          int64_t kc, int64_t p, int32_t (*ks)[NN_KB + 16]) {
+                                          int64_t kc, int64_t p, int32_t *ks) {
   int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
   const float *Bp = (j->packed ? j->B + p * j->K * NR : j->B + col) + k0 * (j->packed ? NR : j->ldb);
   int64_t ldb = j->packed ? NR : j->ldb;
   int W = nr > 16 ? 2 : 1;
   bool from_c = k0 > 0 || j->accumulate;
   const float *bias = k0 == 0 && j->bias ? j->bias + col : NULL;
-  int64_t live[NN_MR];
+  const __mmask16 m0 = mask_lo(nr), m1 = mask_hi(nr);
+  const bool slots = !(from_c && bias) && kc >= SPARSE_MIN_K;
+  const float *Ac = j->A + mc * j->lda + k0;
+  float *Cc = j->C + mc * j->ldc + col;
+  int64_t live[NN_MR], lo[NN_MC], hi[NN_MC], rows[NN_MC];
+  int64_t listed = 0, used = 0;
   for (int64_t m = mc; m < mce; m += NN_MR) {
     int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
     float *C = j->C + m * j->ldc + col;
     const float *A = j->A + m * j->lda + k0;
-    if (sparse_rows(R, A, j->lda, kc, ks[0], NN_KB + 16, live))
-      nn_sparse_rows_any(R, W, C, j->ldc, A, j->lda, Bp, ldb, ks[0], NN_KB + 16, live,
-                         mask_lo(nr), mask_hi(nr), from_c, bias);
-    else
-      nn_tile_any(R, W, C, j->ldc, A, j->lda, NULL, NULL, Bp, ldb, kc, NULL, kc, mask_lo(nr),
-                  mask_hi(nr), from_c, bias, m == mc);
+    if (slots) {
+      if (used + R * kc + 16 + NERVE_SPARSE_PAD > PANEL_LIST) {
+        run_listed(W, ks, used, lo, hi, rows, listed, Ac, j->lda, Cc, j->ldc, from_c, bias, Bp,
+                   ldb, m0, m1);
+        listed = used = 0;
+      }
+      int64_t at = used, total = 0;
+      bool sparse = true;
+      for (int r = 0; r < R && sparse; r++) {
+        const int64_t n = nonzero_columns(1, A + r * j->lda, j->lda, kc, ks + at);
+        lo[listed + r] = at, hi[listed + r] = at + n, rows[listed + r] = m - mc + r;
+        at += n, total += n;
+        sparse = !(2 * total >= R * kc || (r == 0 && 4 * total > 3 * kc));
+      }
+      if (sparse) {
+        listed += R, used = at;
+        continue;
+      }
+    } else if (sparse_rows(R, A, j->lda, kc, ks, NN_KB + 16, live)) {
+      nn_sparse_rows_any(R, W, C, j->ldc, A, j->lda, Bp, ldb, ks, NN_KB + 16, live, m0, m1,
+                         from_c, bias);
+      continue;
+    }
+    nn_tile_any(R, W, C, j->ldc, A, j->lda, NULL, NULL, Bp, ldb, kc, NULL, kc, m0, m1, from_c,
+                bias, m == mc);
   }
+  if (listed > 0)
+    run_listed(W, ks, used, lo, hi, rows, listed, Ac, j->lda, Cc, j->ldc, from_c, bias, Bp, ldb,
+               m0, m1);
 }
 
 NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_t p0,
@@ -447,7 +607,7 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
       if (p1 - p0 == 1) {
         /* One panel: each tile meets B once, so its rows' own lists serve it better than a
          * shared one, when its inputs are sparse. */
-        one_panel(j, mc, mce, k0, kc, p0, ks);
+        one_panel(j, mc, mce, k0, kc, p0, ks[0]);
       } else {
         /* Several panels: a list shared by each tile's rows pays for itself across them. */
         for (int64_t m = mc, t = 0; m < mce; m += NN_MR, t++) {
@@ -1411,111 +1571,7 @@ typedef struct {
  * 1.2 KB a row on MNIST) stay in L2 from one panel to the next. Fewer when that would leave a
  * thread idle (a minibatch's 100 rows), not under 16 (each unit's last rows leave slots idle). */
 enum { SPARSE_ROWS = 256, SPARSE_MIN_ROWS = 16 };
-/* Lists in flight at once (slots_run): with a panel's two vectors, eight independent chains,
- * twice what hides the FMA's latency. */
-enum { SPARSE_SLOTS = 4 };
-
 #if NERVE_X86
-/* How slots_run reads an entry e: its column (or row) k and its value. */
-typedef enum {
-  LIST_ENTRIES, /* k = ((int32_t *)index)[e], value values[e] (nerve_sparse's columns, values) */
-  LIST_ROW_WORDS, /* word = ((uint32_t *)index)[e]: k = word & 0xFFFF, value values[word >> 16] */
-  LIST_BLOCK_WORDS, /* word = ((uint16_t *)index)[e]: k = word & 0xFF, value values[word >> 8] */
-} list_form;
-
-/*
- * Lists [i0, i1) over one panel, each one chain in registers (16 W lanes) over its entries:
- *   out[i] = start + sum over e in [lo[i], hi[i]) of value(e) * op[k(e)]   (in order)
- * where start is out[i] itself when from_out, else the bias (or zero), and k and value are read
- * as `form` says (values is a palette for words). For nn, the lists are rows of A and op is B;
- * for tn, columns of a block of A and op is that block's rows of D, out is G. SPARSE_SLOTS lists
- * advance together for as many steps as the shortest has left, with no test per step; a list
- * that ends is stored and its slot takes the next. Once none are left, an empty slot steps over
- * the padding after the entries (zeros; idle_at) into an accumulator that is never stored, so
- * the last lists still finish without a branch per step.
- */
-NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const list_form form, const void *index,
-                                                const float *values, const int64_t *lo,
-                                                const int64_t *hi, int64_t idle_at, int64_t i0,
-                                                int64_t i1, float *out, int64_t ldo,
-                                                bool from_out, const float *bias,
-                                                const float *op, int64_t ldop, __mmask16 k0,
-                                                __mmask16 k1) {
-  enum { S = SPARSE_SLOTS };
-  const __m512 b0 = bias ? _mm512_maskz_loadu_ps(k0, bias) : _mm512_setzero_ps();
-  const __m512 b1 = bias && W == 2 ? _mm512_maskz_loadu_ps(k1, bias + 16) : _mm512_setzero_ps();
-  __m512 c0[S], c1[S];
-  int64_t at[S], left[S], item[S];
-  int64_t next = i0;
-#  pragma GCC unroll 4
-  for (int s = 0; s < S; s++) left[s] = 0, item[s] = -1, at[s] = idle_at;
-  for (;;) {
-    /* Store the lists that ended and start the next ones (a list may be empty). */
-    int busy = 0;
-#  pragma GCC unroll 4
-    for (int s = 0; s < S; s++) {
-      while (left[s] == 0) {
-        if (item[s] >= 0) {
-          _mm512_mask_storeu_ps(out + item[s] * ldo, k0, c0[s]);
-          if (W == 2) _mm512_mask_storeu_ps(out + item[s] * ldo + 16, k1, c1[s]);
-        }
-        /* An empty list leaves out as it is (from_out); otherwise its row is the start. */
-        while (from_out && next < i1 && hi[next] == lo[next]) next++;
-        if (next == i1) {
-          item[s] = -1, at[s] = idle_at, left[s] = NERVE_SPARSE_PAD;
-          c0[s] = b0, c1[s] = b1;
-          break;
-        }
-        item[s] = next++;
-        at[s] = lo[item[s]], left[s] = hi[item[s]] - lo[item[s]];
-        if (from_out) {
-          c0[s] = _mm512_maskz_loadu_ps(k0, out + item[s] * ldo);
-          if (W == 2) c1[s] = _mm512_maskz_loadu_ps(k1, out + item[s] * ldo + 16);
-        } else {
-          c0[s] = b0, c1[s] = b1;
-        }
-      }
-      busy += item[s] >= 0;
-    }
-    if (busy == 0) return;
-    int64_t run = left[0];
-#  pragma GCC unroll 4
-    for (int s = 1; s < S; s++) run = left[s] < run ? left[s] : run;
-    for (int64_t t = 0; t < run; t++) {
-#  pragma GCC unroll 4
-      for (int s = 0; s < S; s++) {
-        const int64_t e = at[s] + t;
-        int64_t k;
-        float v;
-        if (form == LIST_ENTRIES) {
-          k = ((const int32_t *)index)[e], v = values[e];
-        } else if (form == LIST_ROW_WORDS) {
-          const uint32_t word = ((const uint32_t *)index)[e];
-          k = word & 0xFFFF, v = values[word >> 16];
-        } else {
-          const uint32_t word = ((const uint16_t *)index)[e];
-          k = word & 0xFF, v = values[word >> 8];
-        }
-        const float *b = op + k * ldop;
-        const __m512 a = _mm512_set1_ps(v);
-        c0[s] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(k0, b), c0[s]);
-        if (W == 2) c1[s] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(k1, b + 16), c1[s]);
-      }
-      /* The lists come from memory once per epoch, four of them interleaved: fetched ahead,
-       * Lab A's first layer (50,000 rows) 16.4 -> 13.1 ms at 1 thread. */
-      if ((t & 7) == 0)
-#  pragma GCC unroll 4
-        for (int s = 0; s < S; s++) {
-          const int size = form == LIST_BLOCK_WORDS ? 2 : 4;
-          _mm_prefetch((const char *)index + (at[s] + t) * size + 128 * size, _MM_HINT_T0);
-          if (form == LIST_ENTRIES) _mm_prefetch((const char *)values + (at[s] + t) * 4 + 512, _MM_HINT_T0);
-        }
-    }
-#  pragma GCC unroll 4
-    for (int s = 0; s < S; s++) at[s] += run, left[s] -= run;
-  }
-}
-
 /* Tiles [t0, t1) of tile_rows rows of C, each panel of B in turn. */
 NERVE_TARGET_AVX512 static void sparse_nn_tiles(const sparse_job *j, int64_t t0, int64_t t1) {
   const int64_t *starts = j->a->starts + j->first;
@@ -1531,16 +1587,16 @@ NERVE_TARGET_AVX512 static void sparse_nn_tiles(const sparse_job *j, int64_t t0,
       const float *B = j->B + col;
       if (a->row_words && nr > 16)
         slots_run(2, LIST_ROW_WORDS, a->row_words, a->palette, starts, starts + 1, a->nonzeros,
-                  m0, m1, C, j->ldc, false, bias, B, j->ldb, k0, k1);
+                  m0, m1, NULL, 0, C, j->ldc, false, bias, B, j->ldb, k0, k1);
       else if (a->row_words)
         slots_run(1, LIST_ROW_WORDS, a->row_words, a->palette, starts, starts + 1, a->nonzeros,
-                  m0, m1, C, j->ldc, false, bias, B, j->ldb, k0, 0);
+                  m0, m1, NULL, 0, C, j->ldc, false, bias, B, j->ldb, k0, 0);
       else if (nr > 16)
         slots_run(2, LIST_ENTRIES, a->columns, a->values, starts, starts + 1, a->nonzeros, m0, m1,
-                  C, j->ldc, false, bias, B, j->ldb, k0, k1);
+                  NULL, 0, C, j->ldc, false, bias, B, j->ldb, k0, k1);
       else
         slots_run(1, LIST_ENTRIES, a->columns, a->values, starts, starts + 1, a->nonzeros, m0, m1,
-                  C, j->ldc, false, bias, B, j->ldb, k0, 0);
+                  NULL, 0, C, j->ldc, false, bias, B, j->ldb, k0, 0);
     }
   }
 }
@@ -1606,10 +1662,10 @@ NERVE_TARGET_AVX512 static void sparse_tn_blocks(const sparse_job *j, int64_t k0
       }
       if (nr > 16)
         slots_run(2, LIST_BLOCK_WORDS, a->block_words, a->palette, at, at + 1, a->nonzeros, k0,
-                  k1, j->G + col, j->ldg, true, NULL, rows[0], NR, m0, m1);
+                  k1, NULL, 0, j->G + col, j->ldg, true, NULL, rows[0], NR, m0, m1);
       else
         slots_run(1, LIST_BLOCK_WORDS, a->block_words, a->palette, at, at + 1, a->nonzeros, k0,
-                  k1, j->G + col, j->ldg, true, NULL, rows[0], NR, m0, 0);
+                  k1, NULL, 0, j->G + col, j->ldg, true, NULL, rows[0], NR, m0, 0);
     }
   }
   sparse_tn_rows(j, k0, k1, w1 - r0, j->M);
