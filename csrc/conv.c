@@ -156,14 +156,6 @@ NERVE_TARGET_AVX512 static void im2col_avx512(void *data, int64_t r0, int64_t r1
 }
 #endif
 
-static nerve__range_fn im2col_for(const nerve_context *ctx) {
-#if NERVE_X86
-  if (ctx->isa == NERVE_ISA_AVX512) return im2col_avx512;
-#endif
-  (void)ctx;
-  return im2col_plain;
-}
-
 typedef struct {
   const conv_geom *g;
   float *din;        /* first image of the block */
@@ -238,14 +230,6 @@ NERVE_TARGET_AVX512 static void col2im_pixels_avx512(void *data, int64_t q0, int
   }
 }
 #endif
-
-static nerve__range_fn col2im_for(const nerve_context *ctx) {
-#if NERVE_X86
-  if (ctx->isa == NERVE_ISA_AVX512) return col2im_pixels_avx512;
-#endif
-  (void)ctx;
-  return col2im_pixels;
-}
 
 static int64_t block_floats(const conv_geom *g) {
   return images_per_block(g) * g->OH * g->OW * cols_of(g);
@@ -355,7 +339,7 @@ static void forward_member(void *data, int t, int nt) {
   const conv_geom *g = j->g;
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = images_per_block(g);
   float *col = j->col + t * block_floats(g);
-  const nerve__range_fn lower = im2col_for(j->ctx);
+  const nerve__range_fn lower = NERVE_AVX512_OR(j->ctx, im2col_avx512, im2col_plain);
   int32_t off[GATHER_MAX_COLS];
   /* Windows inside the image are read where they are; padded ones in a copy of each block's
    * images with their borders (only where the products can read in place: AVX-512). */
@@ -482,7 +466,7 @@ static void weight_grad_member(void *data, int t, int nt) {
     memcpy(G + k * j->ldp, j->dweight + (k0 + k) * K, (size_t)K * sizeof(float));
     memset(G + k * j->ldp + K, 0, (size_t)(j->ldp - K) * sizeof(float));
   }
-  const nerve__range_fn lower = im2col_for(j->ctx);
+  const nerve__range_fn lower = NERVE_AVX512_OR(j->ctx, im2col_avx512, im2col_plain);
   int32_t off[GATHER_MAX_COLS];
   const bool gather = gathers(g);
   if (gather) window_offsets(g, off);
@@ -558,7 +542,7 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
     const float *dblock = dout + n0 * pix * K;
     if (dweight && !team_grad) {
       im2col_job ij = {.g = &g, .col = col, .in = in + n0 * H * W * C};
-      nerve__parallel_for(ctx, rows, (1 << 14) / cols + 1, im2col_for(ctx), &ij);
+      nerve__parallel_for(ctx, rows, (1 << 14) / cols + 1, NERVE_AVX512_OR(ctx, im2col_avx512, im2col_plain), &ij);
       s = nerve__gemm_tn(ctx, dweight, K, col, cols, dblock, K, rows, K, cols, 1.0f, __func__);
       if (s != NERVE_OK) return s;
     }
@@ -567,7 +551,7 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
                             method_rows(ctx, &g), __func__);
       if (s != NERVE_OK) return s;
       col2im_job cj = {.g = &g, .din = din + n0 * H * W * C, .dcol = dcol};
-      nerve__parallel_for(ctx, images * H * W, (1 << 13) / (C * KH * KW) + 1, col2im_for(ctx), &cj);
+      nerve__parallel_for(ctx, images * H * W, (1 << 13) / (C * KH * KW) + 1, NERVE_AVX512_OR(ctx, col2im_pixels_avx512, col2im_pixels), &cj);
     }
   }
   return NERVE_OK;

@@ -208,8 +208,8 @@ NERVE_TARGET_AVX512 NERVE_INLINE __m512 hi_mul(const int W, __m512 a, __m512 b) 
 static inline int tile_w(int W, __mmask16 m1) { return W == 2 && (m1 >> 8) == 0 ? 3 : W; }
 
 /*
- * The start and the end of an R x (16*W) tile of C in registers, shared by nn_tile and
- * nn_sparse_rows. Start: C (plus the bias, if any) when from_c, else the bias (or zero).
+ * The start and the end of an R x (16*W) tile of C in registers, for nn_tile (slots_run starts
+ * its rows the same way). Start: C (plus the bias, if any) when from_c, else the bias (or zero).
  * Loops over a tile's rows are unrolled by name: gcc otherwise keeps the accumulators on the
  * stack (the CMake build of libnerve ran its products at half speed).
  */
@@ -314,63 +314,6 @@ NERVE_TARGET_AVX512 static void nn_tile_any(int R, int W, float *C, int64_t ldc,
   }
 }
 
-/*
- * Up to NN_MR rows of C over one panel, each row over its own non-zero inputs only: row r
- * reads the columns ks[r * ks_stride + 0 .. live[r]) of A. For sparse inputs such as images'
- * pixels (a fifth of MNIST's are not zero, but nearly half of any 8 images' together), where a
- * list shared by the tile's rows (nonzero_columns over R rows) skips too little. The rows
- * advance together so that their chains hide each other's latency; each row's chain is the one
- * nn_tile computes, without the terms whose input is zero. (Listed inputs, nerve_sparse, run
- * as slots instead: slots_run.)
- */
-NERVE_TARGET_AVX512 NERVE_INLINE void nn_sparse_rows(const int R, const int W, float *C,
-                                                     int64_t ldc, const float *A, int64_t lda,
-                                                     const float *B, int64_t ldb,
-                                                     const int32_t *ks, int64_t ks_stride,
-                                                     const int64_t *live, __mmask16 m0,
-                                                     __mmask16 m1, bool from_c,
-                                                     const float *bias) {
-  __m512 c0[NN_MR], c1[NN_MR];
-  nn_tile_start(R, W, c0, c1, C, ldc, m0, m1, from_c, bias);
-  int64_t most = 0;
-#  pragma GCC unroll 8
-  for (int r = 0; r < R; r++)
-    if (live[r] > most) most = live[r];
-  for (int64_t j = 0; j < most; j++) {
-#  pragma GCC unroll 8
-    for (int r = 0; r < R; r++) {
-      if (j >= live[r]) continue;
-      const int64_t k = ks[r * ks_stride + j];
-      __m512 a = _mm512_set1_ps(A[r * lda + k]);
-      c0[r] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m0, B + k * ldb), c0[r]);
-      if (W == 2) c1[r] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(m1, B + k * ldb + 16), c1[r]);
-    }
-  }
-  nn_tile_store(R, W, c0, c1, C, ldc, m0, m1);
-}
-
-#  define NN_SPARSE_CASE(R)                                                                    \
-    case R:                                                                                    \
-      if (W == 2)                                                                              \
-        nn_sparse_rows(R, 2, C, ldc, A, lda, B, ldb, ks, ks_stride, live, m0, m1, from_c, bias); \
-      else                                                                                     \
-        nn_sparse_rows(R, 1, C, ldc, A, lda, B, ldb, ks, ks_stride, live, m0, m1, from_c, bias); \
-      break;
-
-/* nn_sparse_rows for a run-time R and W. */
-NERVE_TARGET_AVX512 static void nn_sparse_rows_any(int R, int W, float *C, int64_t ldc,
-                                                   const float *A, int64_t lda, const float *B,
-                                                   int64_t ldb, const int32_t *ks,
-                                                   int64_t ks_stride, const int64_t *live,
-                                                   __mmask16 m0, __mmask16 m1, bool from_c,
-                                                   const float *bias) {
-  switch (R) {
-    NN_SPARSE_CASE(8) NN_SPARSE_CASE(7) NN_SPARSE_CASE(6) NN_SPARSE_CASE(5)
-    NN_SPARSE_CASE(4) NN_SPARSE_CASE(3) NN_SPARSE_CASE(2) NN_SPARSE_CASE(1)
-    default: break;
-  }
-}
-
 /* Lists in flight at once (slots_run): with a panel's two vectors, eight independent chains,
  * twice what hides the FMA's latency. */
 enum { SPARSE_SLOTS = 4 };
@@ -386,7 +329,8 @@ typedef enum {
 /*
  * Lists [i0, i1) over one panel, each one chain in registers (16 W lanes) over its entries:
  *   out[i] = start + sum over e in [lo[i], hi[i]) of value(e) * op[k(e)]   (in order)
- * where start is out[i] itself when from_out, else the bias (or zero), and k and value are read
+ * where start is out[i] when from_out (plus the bias, if any), else the bias (or zero), as
+ * nn_tile_start starts a tile, and k and value are read
  * as `form` says (values is a palette for words). For nn, the lists are rows of A and op is B;
  * for tn, columns of a block of A and op is that block's rows of D, out is G. SPARSE_SLOTS lists
  * advance together for as many steps as the shortest has left, with no test per step; a list
@@ -407,41 +351,42 @@ NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const list_form for
   const __m512 b0 = bias ? _mm512_maskz_loadu_ps(k0, bias) : _mm512_setzero_ps();
   const __m512 b1 = bias && W == 2 ? _mm512_maskz_loadu_ps(k1, bias + 16) : _mm512_setzero_ps();
   __m512 c0[S], c1[S];
-  int64_t at[S], left[S], item[S];
+  int64_t at[S], left[S], row[S]; /* row: of out, -1 for an idle slot */
   const float *row_of[S]; /* LIST_COLUMNS: the list's row of A */
   int64_t next = i0;
 #  pragma GCC unroll 4
-  for (int s = 0; s < S; s++) left[s] = 0, item[s] = -1, at[s] = idle_at, row_of[s] = values;
+  for (int s = 0; s < S; s++) left[s] = 0, row[s] = -1, at[s] = idle_at, row_of[s] = values;
   for (;;) {
     /* Store the lists that ended and start the next ones (a list may be empty). */
     int busy = 0;
 #  pragma GCC unroll 4
     for (int s = 0; s < S; s++) {
       while (left[s] == 0) {
-        if (item[s] >= 0) {
-          float *o = out + (rows ? rows[item[s]] : item[s]) * ldo;
-          _mm512_mask_storeu_ps(o, k0, c0[s]);
-          if (W == 2) _mm512_mask_storeu_ps(o + 16, k1, c1[s]);
+        if (row[s] >= 0) {
+          _mm512_mask_storeu_ps(out + row[s] * ldo, k0, c0[s]);
+          if (W == 2) _mm512_mask_storeu_ps(out + row[s] * ldo + 16, k1, c1[s]);
         }
-        /* An empty list leaves out as it is (from_out); otherwise its row is the start. */
-        while (from_out && next < i1 && hi[next] == lo[next]) next++;
+        /* An empty list leaves out as it is (from_out without a bias); otherwise it is stored
+         * as its start. */
+        while (from_out && !bias && next < i1 && hi[next] == lo[next]) next++;
         if (next == i1) {
-          item[s] = -1, at[s] = idle_at, left[s] = NERVE_SPARSE_PAD, row_of[s] = values;
+          row[s] = -1, at[s] = idle_at, left[s] = NERVE_SPARSE_PAD, row_of[s] = values;
           c0[s] = b0, c1[s] = b1;
           break;
         }
-        item[s] = next++;
-        at[s] = lo[item[s]], left[s] = hi[item[s]] - lo[item[s]];
-        const int64_t row = rows ? rows[item[s]] : item[s];
-        if (form == LIST_COLUMNS) row_of[s] = values + row * ldv;
+        const int64_t i = next++;
+        row[s] = rows ? rows[i] : i;
+        at[s] = lo[i], left[s] = hi[i] - lo[i];
+        if (form == LIST_COLUMNS) row_of[s] = values + row[s] * ldv;
         if (from_out) {
-          c0[s] = _mm512_maskz_loadu_ps(k0, out + row * ldo);
-          if (W == 2) c1[s] = _mm512_maskz_loadu_ps(k1, out + row * ldo + 16);
+          c0[s] = _mm512_maskz_loadu_ps(k0, out + row[s] * ldo);
+          if (W == 2) c1[s] = _mm512_maskz_loadu_ps(k1, out + row[s] * ldo + 16);
+          if (bias) c0[s] = _mm512_add_ps(c0[s], b0), c1[s] = _mm512_add_ps(c1[s], b1);
         } else {
           c0[s] = b0, c1[s] = b1;
         }
       }
-      busy += item[s] >= 0;
+      busy += row[s] >= 0;
     }
     if (busy == 0) return;
     int64_t run = left[0];
@@ -484,18 +429,44 @@ NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const list_form for
   }
 }
 
+/* slots_run for a W and form known at run time (W 1: k1 is not read). Inlined, so that each
+ * caller's constant arguments (the form, from_out, rows) still fold into its copy. */
+NERVE_TARGET_AVX512 NERVE_INLINE void slots_any(int W, list_form form, const void *index,
+                                          const float *values, const int64_t *lo,
+                                          const int64_t *hi, int64_t idle_at, int64_t i0,
+                                          int64_t i1, const int64_t *rows, int64_t ldv,
+                                          float *out, int64_t ldo, bool from_out,
+                                          const float *bias, const float *op, int64_t ldop,
+                                          __mmask16 k0, __mmask16 k1) {
+#  define SLOTS_CASE(FORM)                                                                     \
+    case FORM:                                                                                 \
+      if (W == 2)                                                                              \
+        slots_run(2, FORM, index, values, lo, hi, idle_at, i0, i1, rows, ldv, out, ldo,         \
+                  from_out, bias, op, ldop, k0, k1);                                           \
+      else                                                                                     \
+        slots_run(1, FORM, index, values, lo, hi, idle_at, i0, i1, rows, ldv, out, ldo,         \
+                  from_out, bias, op, ldop, k0, 0);                                            \
+      break;
+  switch (form) {
+    SLOTS_CASE(LIST_ENTRIES) SLOTS_CASE(LIST_ROW_WORDS) SLOTS_CASE(LIST_BLOCK_WORDS)
+    SLOTS_CASE(LIST_COLUMNS)
+  }
+#  undef SLOTS_CASE
+}
+
 /*
- * Lists each of R rows' non-zero columns in [0, n) (row r's at ks + r * stride) and returns
- * whether the rows are sparse enough for nn_sparse_rows: under half their inputs non-zero
- * (the lists are then complete; otherwise they may not be).
+ * Lists each of R rows' non-zero columns in [0, n) in ks, one row's list after the other (row
+ * r's live[r] columns follow row r - 1's; ks has room for R * n + 16), and returns whether the
+ * rows are sparse enough to go over their own lists: under half their inputs non-zero (the
+ * lists are then complete; otherwise they may not be).
  * Only wide inputs are tried (hidden layers' few, dense activations are not worth listing).
  */
 NERVE_TARGET_AVX512 static bool sparse_rows(int R, const float *A, int64_t lda, int64_t n,
-                                            int32_t *ks, int64_t stride, int64_t *live) {
+                                            int32_t *ks, int64_t *live) {
   if (n < SPARSE_MIN_K) return false;
   int64_t total = 0;
   for (int r = 0; r < R; r++) {
-    live[r] = nonzero_columns(1, A + r * lda, lda, n, ks + r * stride);
+    live[r] = nonzero_columns(1, A + r * lda, lda, n, ks + total);
     total += live[r];
     /* Dense rows (a hidden layer's activations) give up early: over the budget, or a first
      * row three quarters full. */
@@ -521,27 +492,24 @@ typedef struct {
 /* Columns one_panel lists before running them: nn_run's lists for a chunk's 16 tiles. */
 enum { PANEL_LIST = NN_MC / NN_MR * (NN_KB + 16) };
 
-/* The rows one_panel has listed (their columns in ks, their values read from A) run as slots. */
+/* The rows one_panel has listed (their columns in ks[0, used), their values read from A) run
+ * as slots; the zeros after them are what an idle slot steps over. */
 NERVE_TARGET_AVX512 static void run_listed(int W, int32_t *ks, int64_t used, const int64_t *lo,
                                            const int64_t *hi, const int64_t *rows, int64_t listed,
                                            const float *A, int64_t lda, float *C, int64_t ldc,
                                            bool from_c, const float *bias, const float *B,
                                            int64_t ldb, __mmask16 m0, __mmask16 m1) {
   memset(ks + used, 0, NERVE_SPARSE_PAD * sizeof *ks);
-  if (W == 2)
-    slots_run(2, LIST_COLUMNS, ks, A, lo, hi, used, 0, listed, rows, lda, C, ldc, from_c, bias, B,
-              ldb, m0, m1);
-  else
-    slots_run(1, LIST_COLUMNS, ks, A, lo, hi, used, 0, listed, rows, lda, C, ldc, from_c, bias, B,
-              ldb, m0, 0);
+  slots_any(W, LIST_COLUMNS, ks, A, lo, hi, used, 0, listed, rows, lda, C, ldc, from_c, bias, B,
+            ldb, m0, m1);
 }
 
 /*
  * nn_run's reduction block [k0, k0 + kc) of rows [mc, mce) against panel p alone: tile by tile,
- * rows whose inputs are sparse (as sparse_rows decides) have their non-zero columns listed and
- * run as slots (slots_run) once the lists are full or the chunk ends; other tiles take the
- * plain register tile. ks: room for PANEL_LIST columns. A start of C plus the bias
- * (accumulating from k0 = 0) is left to nn_sparse_rows.
+ * rows whose inputs are sparse (under half non-zero, as sparse_rows decides) have their
+ * non-zero columns listed in ks, and run as slots reading their values from A (slots_run)
+ * once ks is full or the chunk ends; other tiles take the plain register tile.
+ * ks: room for PANEL_LIST columns.
  */
 NERVE_TARGET_AVX512 static void one_panel(const nn_job *j, int64_t mc, int64_t mce, int64_t k0,
                                           int64_t kc, int64_t p, int32_t *ks) {
@@ -552,40 +520,27 @@ NERVE_TARGET_AVX512 static void one_panel(const nn_job *j, int64_t mc, int64_t m
   bool from_c = k0 > 0 || j->accumulate;
   const float *bias = k0 == 0 && j->bias ? j->bias + col : NULL;
   const __mmask16 m0 = mask_lo(nr), m1 = mask_hi(nr);
-  const bool slots = !(from_c && bias) && kc >= SPARSE_MIN_K;
   const float *Ac = j->A + mc * j->lda + k0;
   float *Cc = j->C + mc * j->ldc + col;
   int64_t live[NN_MR], lo[NN_MC], hi[NN_MC], rows[NN_MC];
   int64_t listed = 0, used = 0;
   for (int64_t m = mc; m < mce; m += NN_MR) {
     int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
-    float *C = j->C + m * j->ldc + col;
     const float *A = j->A + m * j->lda + k0;
-    if (slots) {
-      if (used + R * kc + 16 + NERVE_SPARSE_PAD > PANEL_LIST) {
-        run_listed(W, ks, used, lo, hi, rows, listed, Ac, j->lda, Cc, j->ldc, from_c, bias, Bp,
-                   ldb, m0, m1);
-        listed = used = 0;
+    if (used + R * kc + 16 + NERVE_SPARSE_PAD > PANEL_LIST) {
+      run_listed(W, ks, used, lo, hi, rows, listed, Ac, j->lda, Cc, j->ldc, from_c, bias, Bp,
+                 ldb, m0, m1);
+      listed = used = 0;
+    }
+    if (sparse_rows(R, A, j->lda, kc, ks + used, live)) {
+      for (int r = 0; r < R; r++, listed++) {
+        lo[listed] = used, hi[listed] = used + live[r], rows[listed] = m - mc + r;
+        used += live[r];
       }
-      int64_t at = used, total = 0;
-      bool sparse = true;
-      for (int r = 0; r < R && sparse; r++) {
-        const int64_t n = nonzero_columns(1, A + r * j->lda, j->lda, kc, ks + at);
-        lo[listed + r] = at, hi[listed + r] = at + n, rows[listed + r] = m - mc + r;
-        at += n, total += n;
-        sparse = !(2 * total >= R * kc || (r == 0 && 4 * total > 3 * kc));
-      }
-      if (sparse) {
-        listed += R, used = at;
-        continue;
-      }
-    } else if (sparse_rows(R, A, j->lda, kc, ks, NN_KB + 16, live)) {
-      nn_sparse_rows_any(R, W, C, j->ldc, A, j->lda, Bp, ldb, ks, NN_KB + 16, live, m0, m1,
-                         from_c, bias);
       continue;
     }
-    nn_tile_any(R, W, C, j->ldc, A, j->lda, NULL, NULL, Bp, ldb, kc, NULL, kc, m0, m1, from_c,
-                bias, m == mc);
+    nn_tile_any(R, W, j->C + m * j->ldc + col, j->ldc, A, j->lda, NULL, NULL, Bp, ldb, kc, NULL,
+                kc, m0, m1, from_c, bias, m == mc);
   }
   if (listed > 0)
     run_listed(W, ks, used, lo, hi, rows, listed, Ac, j->lda, Cc, j->ldc, from_c, bias, Bp, ldb,
@@ -855,17 +810,17 @@ NERVE_TARGET_AVX512 static void tn_rank_rows(tn_job *j, int64_t k0, int64_t k1, 
   int32_t ks[TN_KCHUNK + 16];
   /* With one panel, rows with sparse inputs go one by one over their own lists (as in nn's
    * one_panel): G's rows still see A's rows in order, so the sums are the same. */
-  int32_t rows_ks[TN_MR][TN_KCHUNK + 16];
+  int32_t rows_ks[TN_MR * TN_KCHUNK + 16];
   int64_t live_r[TN_MR];
   for (int64_t m = 0; m < j->M; m += TN_MR) {
     int R = (int)(j->M - m < TN_MR ? j->M - m : TN_MR);
     const float *a = j->A + m * j->lda;
     for (int64_t kb = k0; kb < k1; kb += TN_KCHUNK) {
       int64_t ke = kb + TN_KCHUNK < k1 ? kb + TN_KCHUNK : k1;
-      if (p1 - p0 == 1 && sparse_rows(R, a + kb, j->lda, ke - kb, rows_ks[0], TN_KCHUNK + 16, live_r)) {
+      if (p1 - p0 == 1 && sparse_rows(R, a + kb, j->lda, ke - kb, rows_ks, live_r)) {
         int64_t col = p0 * NR, nr = j->N - col < NR ? j->N - col : NR;
-        for (int r = 0; r < R; r++)
-          tn_entries_any(nr > 16 ? 2 : 1, false, false, j->G + kb * j->ldg + col, j->ldg, rows_ks[r],
+        for (int r = 0, at = 0; r < R; at += (int)live_r[r], r++)
+          tn_entries_any(nr > 16 ? 2 : 1, false, false, j->G + kb * j->ldg + col, j->ldg, rows_ks + at,
                          a + r * j->lda + kb, live_r[r], j->D + (m + r) * j->ldd + col,
                          mask_lo(nr), mask_hi(nr), j->alpha);
         continue;
@@ -1581,22 +1536,12 @@ NERVE_TARGET_AVX512 static void sparse_nn_tiles(const sparse_job *j, int64_t t0,
     for (int64_t p = 0; p < panels; p++) {
       const int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
       const float *bias = j->bias ? j->bias + col : NULL;
-      const __mmask16 k0 = mask_lo(nr), k1 = mask_hi(nr);
       const nerve_sparse *a = j->a;
-      float *C = j->C + col;
-      const float *B = j->B + col;
-      if (a->row_words && nr > 16)
-        slots_run(2, LIST_ROW_WORDS, a->row_words, a->palette, starts, starts + 1, a->nonzeros,
-                  m0, m1, NULL, 0, C, j->ldc, false, bias, B, j->ldb, k0, k1);
-      else if (a->row_words)
-        slots_run(1, LIST_ROW_WORDS, a->row_words, a->palette, starts, starts + 1, a->nonzeros,
-                  m0, m1, NULL, 0, C, j->ldc, false, bias, B, j->ldb, k0, 0);
-      else if (nr > 16)
-        slots_run(2, LIST_ENTRIES, a->columns, a->values, starts, starts + 1, a->nonzeros, m0, m1,
-                  NULL, 0, C, j->ldc, false, bias, B, j->ldb, k0, k1);
-      else
-        slots_run(1, LIST_ENTRIES, a->columns, a->values, starts, starts + 1, a->nonzeros, m0, m1,
-                  NULL, 0, C, j->ldc, false, bias, B, j->ldb, k0, 0);
+      const bool packed = a->row_words != NULL;
+      slots_any(nr > 16 ? 2 : 1, packed ? LIST_ROW_WORDS : LIST_ENTRIES,
+                packed ? (const void *)a->row_words : (const void *)a->columns,
+                packed ? a->palette : a->values, starts, starts + 1, a->nonzeros, m0, m1, NULL, 0,
+                j->C + col, j->ldc, false, bias, j->B + col, j->ldb, mask_lo(nr), mask_hi(nr));
     }
   }
 }
@@ -1660,12 +1605,9 @@ NERVE_TARGET_AVX512 static void sparse_tn_blocks(const sparse_job *j, int64_t k0
         _mm512_store_ps(rows[r], _mm512_maskz_loadu_ps(m0, D + r * j->ldd + col));
         _mm512_store_ps(rows[r] + 16, _mm512_maskz_loadu_ps(m1, D + r * j->ldd + col + 16));
       }
-      if (nr > 16)
-        slots_run(2, LIST_BLOCK_WORDS, a->block_words, a->palette, at, at + 1, a->nonzeros, k0,
-                  k1, NULL, 0, j->G + col, j->ldg, true, NULL, rows[0], NR, m0, m1);
-      else
-        slots_run(1, LIST_BLOCK_WORDS, a->block_words, a->palette, at, at + 1, a->nonzeros, k0,
-                  k1, NULL, 0, j->G + col, j->ldg, true, NULL, rows[0], NR, m0, 0);
+      slots_any(nr > 16 ? 2 : 1, LIST_BLOCK_WORDS, a->block_words, a->palette, at, at + 1,
+                a->nonzeros, k0, k1, NULL, 0, j->G + col, j->ldg, true, NULL, rows[0], NR, m0,
+                m1);
     }
   }
   sparse_tn_rows(j, k0, k1, w1 - r0, j->M);
@@ -1699,19 +1641,14 @@ static void sparse_tn_rows_base(void *data, int64_t k0, int64_t k1) {
     }
 }
 
-static void sparse_nn_member(void *data, int64_t t0, int64_t t1) {
 #if NERVE_X86
-  sparse_nn_tiles(data, t0, t1);
-#else
-  (void)data, (void)t0, (void)t1;
-#endif
-}
+/* Threads' shares (AVX-512 only: elsewhere the base kernels above run). */
+static void sparse_nn_member(void *data, int64_t t0, int64_t t1) { sparse_nn_tiles(data, t0, t1); }
 
 /* The column lists' share of thread t: columns cut where the entries before them (over the
  * whole matrix, a slice's proxy) reach t / nt of all, instead of equal ranges of columns
  * (MNIST's lower half holds 53% of its entries). */
 static void sparse_tn_share(void *data, int t, int nt) {
-#if NERVE_X86
   const sparse_job *j = data;
   const int64_t *ends = j->a->column_ends, K = j->a->cols;
   int64_t k0 = 0, k1 = 0;
@@ -1719,18 +1656,12 @@ static void sparse_tn_share(void *data, int t, int nt) {
   while (k1 < K && ends[k1] * nt < ends[K] * (t + 1)) k1++;
   if (t == nt - 1) k1 = K;
   if (k0 < k1) sparse_tn_blocks(j, k0, k1);
-#else
-  (void)data, (void)t, (void)nt;
-#endif
 }
 
 static void sparse_tn_member(void *data, int64_t k0, int64_t k1) {
-#if NERVE_X86
   sparse_tn_rows(data, k0, k1, 0, ((const sparse_job *)data)->M);
-#else
-  (void)data, (void)k0, (void)k1;
-#endif
 }
+#endif
 
 /* Units (tiles, rows of G) per thread worth starting one for, from the work (entries times
  * outputs; in double, as it only sets the grain and may exceed int64). */

@@ -111,6 +111,15 @@ NERVE_HIDDEN nerve_isa nerve__best_isa(void);
 #  define NERVE_TARGET_AVX2
 #endif
 
+/* A kernel written with AVX-512 intrinsics where the context runs them, else its portable
+ * form (off x86 the first is not even named, so it need not exist). */
+#if NERVE_X86
+#  define NERVE_AVX512_OR(ctx, avx512, portable) \
+    ((ctx)->isa == NERVE_ISA_AVX512 ? (avx512) : (portable))
+#else
+#  define NERVE_AVX512_OR(ctx, avx512, portable) ((void)(ctx), (portable))
+#endif
+
 /*
  * NERVE_RANGE_KERNEL(name) turns an always-inline range body `name##_body(void*, int64_t,
  * int64_t)` into three compiled copies (baseline, AVX2, AVX-512), so the compiler vectorises the

@@ -47,15 +47,6 @@ NERVE_TARGET_AVX512 static void argmax_rows16(void *p, int64_t b, int64_t e) {
 }
 #endif
 
-/* argmax_rows or, where it runs (AVX-512, C <= 16), argmax_rows16. */
-static nerve__range_fn argmax_for(const nerve_context *ctx, int64_t C) {
-#if NERVE_X86
-  if (ctx->isa == NERVE_ISA_AVX512 && C <= 16) return argmax_rows16;
-#endif
-  (void)ctx, (void)C;
-  return argmax_rows;
-}
-
 static nerve_status check_scores(nerve_context *ctx, const float *scores, int64_t N, int64_t C,
                                  const char *func) {
   if (N < 0 || C < 1)
@@ -76,7 +67,8 @@ nerve_status nerve_argmax(nerve_context *ctx, int32_t *classes, const float *sco
   if (N == 0) return NERVE_OK;
   NERVE_CHECK_PTR(ctx, classes);
   argmax_job j = {.classes = classes, .scores = scores, .C = C};
-  nerve__parallel_for(ctx, N, (1 << 16) / C + 1, argmax_for(ctx, C), &j);
+  nerve__range_fn rows = C <= 16 ? NERVE_AVX512_OR(ctx, argmax_rows16, argmax_rows) : argmax_rows;
+  nerve__parallel_for(ctx, N, (1 << 16) / C + 1, rows, &j);
   return NERVE_OK;
 }
 
@@ -97,15 +89,6 @@ NERVE_TARGET_AVX512 static double correct_rows16(void *p, int64_t b, int64_t e) 
 }
 #endif
 
-/* correct_rows or, where it runs, correct_rows16. */
-static nerve__sum_fn correct_for(const nerve_context *ctx, int64_t C) {
-#if NERVE_X86
-  if (ctx->isa == NERVE_ISA_AVX512 && C <= 16) return correct_rows16;
-#endif
-  (void)ctx, (void)C;
-  return correct_rows;
-}
-
 /* scores [N,C], labels [N] -> *correct */
 nerve_status nerve_count_correct(nerve_context *ctx, int64_t *correct, const float *scores,
                                  const int32_t *labels, int64_t N, int64_t C) {
@@ -122,6 +105,7 @@ nerve_status nerve_count_correct(nerve_context *ctx, int64_t *correct, const flo
   *correct = 0;
   if (N == 0) return NERVE_OK;
   argmax_job j = {.scores = scores, .labels = labels, .C = C};
-  *correct = (int64_t)nerve__parallel_sum(ctx, N, 4096, correct_for(ctx, C), &j);
+  nerve__sum_fn rows = C <= 16 ? NERVE_AVX512_OR(ctx, correct_rows16, correct_rows) : correct_rows;
+  *correct = (int64_t)nerve__parallel_sum(ctx, N, 4096, rows, &j);
   return NERVE_OK;
 }

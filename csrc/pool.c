@@ -167,11 +167,9 @@ NERVE_TARGET_AVX512 static void maxpool_fwd_avx512_blocks(void *data, int64_t r0
 }
 #endif
 
+/* The max pool forward for ctx: AVX-512's in registers, else the compiled copies. */
 static nerve__range_fn maxpool_fwd_for(const nerve_context *ctx) {
-#if NERVE_X86
-  if (ctx->isa == NERVE_ISA_AVX512) return maxpool_fwd_avx512_blocks;
-#endif
-  return maxpool_fwd_isa[ctx->isa];
+  return NERVE_AVX512_OR(ctx, maxpool_fwd_avx512_blocks, maxpool_fwd_isa[ctx->isa]);
 }
 
 static pool_geom geom_of(int64_t N, const nerve__pool_window *p) {
