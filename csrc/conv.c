@@ -468,11 +468,16 @@ static void weight_grad_member(void *data, int t, int nt) {
   }
   const nerve__range_fn lower = NERVE_AVX512_OR(j->ctx, im2col_avx512, im2col_plain);
   int32_t off[GATHER_MAX_COLS];
-  const bool gather = gathers(g);
-  if (gather) window_offsets(g, off);
+  /* Windows read in place, as in the forward: padded ones from a copy of each block's images
+   * with their borders, made where this member's lowered columns would go, when it fits. */
+  const conv_geom framed = padded_geom(g);
+  const bool pad = pads_then_gathers(g) && framed.H * framed.W * g->C <= pix * width;
+  const bool gather = pad || gathers(g);
+  if (gather) window_offsets(pad ? &framed : g, off);
   for (int64_t n0 = 0; n0 < g->N; n0 += per) {
-    const int64_t rows = (g->N - n0 < per ? g->N - n0 : per) * pix;
-    const nerve__gather ga = windows_from(g, j->in, n0 * pix, off);
+    const int64_t images = g->N - n0 < per ? g->N - n0 : per, rows = images * pix;
+    if (pad) pad_images(g, &framed, slice, j->in + n0 * g->H * g->W * g->C, images);
+    const nerve__gather ga = pad ? windows_from(&framed, slice, 0, off) : windows_from(g, j->in, n0 * pix, off);
     const float *dblock = j->dout + n0 * pix * K;
     float *bias = t == 0 ? j->dbias : NULL;
     bool biased = false;
