@@ -1285,6 +1285,7 @@ void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const flo
   }
 #endif
   /* Portable: one OpenBLAS call on this thread for the slice of columns. */
+  (void)ctx;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)(i1 - i0), (int)K, 1.0f, A,
               (int)lda, BT + i0 * ldb, (int)ldb, 0.0f, C + i0, (int)ldc);
 }
@@ -1433,6 +1434,7 @@ nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_t ldc, const 
     return NERVE_OK;
   }
 #endif
+  (void)method_rows, (void)func;
   int64_t mblocks = (M + BLAS_MB - 1) / BLAS_MB, nblocks = (N + BLAS_NB - 1) / BLAS_NB;
   blas_nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bt = b_transposed,
                    .bias = bias, .accumulate = accumulate, .M = M, .N = N, .K = K,
