@@ -149,36 +149,107 @@ static int64_t palette_slot(const palette_table *t, uint32_t bits) {
   return h;
 }
 
-/* m's distinct values into m->palette in the order first met (by their bits, so NaNs and
- * signed zeros stay what they are), indexed in t; false if there are too many. */
-static bool find_palette(nerve_sparse *m, palette_table *t) {
+static void palette_clear(palette_table *t) {
   for (int64_t h = 0; h < PALETTE_SLOTS; h++) t->index[h] = -1;
+}
+
+/*
+ * Finding the palette in parallel: rows in chunks of a fixed size (so nothing depends on the
+ * thread count), each chunk hashing its entries once into its own table, writing their words
+ * with its own indices and keeping its distinct values in the order first met. Merged chunk
+ * after chunk, those lists give the whole matrix's values in the order first met; each
+ * chunk's words are then renumbered to the merged palette.
+ */
+enum { PALETTE_CHUNK_ROWS = 1024 };
+
+typedef struct {
+  nerve_sparse *m;
+  float (*found)[NERVE_SPARSE_PALETTE]; /* per chunk: its distinct values, first met first */
+  int *count;                           /* per chunk: how many; -1 if over the palette's size */
+  uint8_t (*renumber)[NERVE_SPARSE_PALETTE]; /* per chunk: its index -> the palette's */
+} palette_job;
+
+static int64_t chunk_end(const nerve_sparse *m, int64_t c) {
+  const int64_t r = (c + 1) * PALETTE_CHUNK_ROWS;
+  return r < m->rows ? r : m->rows;
+}
+
+/* Chunks [c0, c1): their values found, their words written with their own indices. */
+static void find_chunks(void *data, int64_t c0, int64_t c1) {
+  const palette_job *j = data;
+  nerve_sparse *m = j->m;
+  palette_table t;
+  for (int64_t c = c0; c < c1; c++) {
+    palette_clear(&t);
+    int n = 0;
+    for (int64_t e = m->starts[c * PALETTE_CHUNK_ROWS]; e < m->starts[chunk_end(m, c)]; e++) {
+      const uint32_t bits = float_bits(m->values[e]);
+      const int64_t h = palette_slot(&t, bits);
+      if (t.index[h] < 0) {
+        if (n == NERVE_SPARSE_PALETTE) {
+          n = -1;
+          break;
+        }
+        t.bits[h] = bits;
+        t.index[h] = (int16_t)n;
+        j->found[c][n++] = m->values[e];
+      }
+      m->row_words[e] = (uint32_t)m->columns[e] | (uint32_t)t.index[h] << 16;
+    }
+    j->count[c] = n;
+  }
+}
+
+/* The chunks' lists merged into m->palette in chunk order, with each chunk's renumbering;
+ * false if the matrix has more distinct values than the palette holds. */
+static bool merge_chunks(const palette_job *j, int64_t chunks) {
+  palette_table t;
+  palette_clear(&t);
   int n = 0;
-  for (int64_t e = 0; e < m->nonzeros; e++) {
-    const uint32_t bits = float_bits(m->values[e]);
-    const int64_t h = palette_slot(t, bits);
-    if (t->index[h] >= 0) continue;
-    if (n == NERVE_SPARSE_PALETTE) return false;
-    t->bits[h] = bits;
-    t->index[h] = (int16_t)n;
-    m->palette[n++] = m->values[e];
+  for (int64_t c = 0; c < chunks; c++) {
+    if (j->count[c] < 0) return false;
+    for (int i = 0; i < j->count[c]; i++) {
+      const uint32_t bits = float_bits(j->found[c][i]);
+      const int64_t h = palette_slot(&t, bits);
+      if (t.index[h] < 0) {
+        if (n == NERVE_SPARSE_PALETTE) return false;
+        t.bits[h] = bits;
+        t.index[h] = (int16_t)n;
+        j->m->palette[n++] = j->found[c][i];
+      }
+      j->renumber[c][i] = (uint8_t)t.index[h];
+    }
   }
   return true;
 }
 
-typedef struct {
-  nerve_sparse *m;
-  const palette_table *table;
-} pack_job;
-
-/* Rows [r0, r1)'s words: column | palette index << 16. */
-static void pack_rows(void *data, int64_t r0, int64_t r1) {
-  const pack_job *j = data;
+/* Chunks [c0, c1)'s words renumbered to the merged palette. */
+static void renumber_chunks(void *data, int64_t c0, int64_t c1) {
+  const palette_job *j = data;
   nerve_sparse *m = j->m;
-  for (int64_t e = m->starts[r0]; e < m->starts[r1]; e++) {
-    const int64_t index = j->table->index[palette_slot(j->table, float_bits(m->values[e]))];
-    m->row_words[e] = (uint32_t)m->columns[e] | (uint32_t)index << 16;
+  for (int64_t c = c0; c < c1; c++)
+    for (int64_t e = m->starts[c * PALETTE_CHUNK_ROWS]; e < m->starts[chunk_end(m, c)]; e++)
+      m->row_words[e] = (m->row_words[e] & 0xFFFFu) | (uint32_t)j->renumber[c][m->row_words[e] >> 16] << 16;
+}
+
+/* m->row_words (allocated) written as column | palette index << 16, and m->palette; false
+ * (words unusable) if m has too many distinct values or memory is short. */
+static bool pack_rows(nerve_context *ctx, nerve_sparse *m) {
+  const int64_t chunks = (m->rows + PALETTE_CHUNK_ROWS - 1) / PALETTE_CHUNK_ROWS;
+  palette_job j = {.m = m};
+  j.found = malloc((size_t)chunks * sizeof *j.found);
+  j.count = malloc((size_t)chunks * sizeof *j.count);
+  j.renumber = malloc((size_t)chunks * sizeof *j.renumber);
+  bool packed = j.found && j.count && j.renumber;
+  if (packed) {
+    nerve__parallel_for(ctx, chunks, 1, find_chunks, &j);
+    packed = merge_chunks(&j, chunks);
   }
+  if (packed) nerve__parallel_for(ctx, chunks, 1, renumber_chunks, &j);
+  free(j.found);
+  free(j.count);
+  free(j.renumber);
+  return packed;
 }
 
 static int64_t block_count(const nerve_sparse *m) {
@@ -233,14 +304,10 @@ static bool list_blocks(nerve_context *ctx, nerve_sparse *m) {
  * them. Not packing is no error: the products then read columns and values. */
 static void pack(nerve_context *ctx, nerve_sparse *m) {
   if (ctx->isa != NERVE_ISA_AVX512 || m->nonzeros == 0 || m->cols > 65536) return;
-  palette_table table;
-  if (!find_palette(m, &table)) return;
   m->row_words = nerve_alloc((size_t)(m->nonzeros + NERVE_SPARSE_PAD) * sizeof(uint32_t));
   if (m->row_words) {
     memset(m->row_words + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(uint32_t));
-    pack_job j = {.m = m, .table = &table};
-    nerve__parallel_for(ctx, m->rows, rows_grain(m->cols), pack_rows, &j);
-    if (list_blocks(ctx, m)) return;
+    if (pack_rows(ctx, m) && list_blocks(ctx, m)) return;
   }
   nerve_free(m->row_words);
   nerve_free(m->block_words);

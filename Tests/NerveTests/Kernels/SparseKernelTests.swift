@@ -47,6 +47,19 @@ struct SparseKernelTests {
     return y
   }
 
+  /// x's non-zero entries given 150 distinct values in the first 1,024 rows and 150 others
+  /// after (rows of `cols` values): each part within the palette, the whole not (the palette
+  /// is found in parts of 1,024 rows and merged).
+  static func withDistinctHalves(_ x: [Float], cols: Int) -> [Float] {
+    var y = x
+    var next = 0
+    for e in y.indices where y[e] != 0 {
+      y[e] = Float(next % 150 + (e / cols < 1024 ? 1 : 151)) / 512
+      next += 1
+    }
+    return y
+  }
+
   /// The rows a call reads, stored.
   static func slice(_ x: [Float], _ s: DenseShape) -> [Float] { Array(x[before * s.i..<(before + s.n) * s.i]) }
 
@@ -119,13 +132,15 @@ struct SparseKernelTests {
   ]
 
   @Test("packed lists and column lists: the dense bits at 1, 2 and 3 threads, and the reference",
-        arguments: [0, 256, 257, -1])
+        arguments: [0, 256, 257, -1, -2])
   func columnBlocks(_ distinct: Int) {
     for c in Self.blockSlices {
       var x = sparseInputs(c.rows, c.i, seed: 61)
       for r in stride(from: 0, to: c.rows, by: 7) { for k in 0..<c.i { x[r * c.i + k] = 0 } }
-      // 0: quantized (packed); 256 and 257 distinct values (packed, not); -1: as drawn (not).
+      // 0: quantized (packed); 256 and 257 distinct values (packed, not); -1: as drawn (not);
+      // -2: 300 distinct values, 150 in each part of the rows (not).
       if distinct >= 0 { x = distinct == 0 ? Self.quantized(x) : Self.withDistinct(x, distinct) }
+      if distinct == -2 { x = Self.withDistinctHalves(x, cols: c.i) }
       let stored = Array(x[c.first * c.i..<(c.first + c.n) * c.i])
       let w = randomFloats(c.i * c.o, seed: 62), b = randomFloats(c.o, seed: 63)
       let dy = randomFloats(c.n * c.o, seed: 64), dw0 = randomFloats(c.i * c.o, seed: 65)
