@@ -153,7 +153,8 @@ struct FusedAdamKernelTests {
   @Test("matches dense backward followed by Adam steps", arguments: DenseKernelTests.configurations, shapes)
   func matchesReference(_ key: String, _ s: DenseShape) {
     let k = DenseKernelTests.kernels(key)
-    for decoupled in [false, true] {
+    // Weight decay coupled (added to the gradient), decoupled (AdamW) and none (the plain step).
+    for (coupled, decoupled) in [(Float(0.02), Float(0)), (0, 0.02), (0, 0)] {
       var w = randomFloats(s.i * s.o, seed: 1), b = randomFloats(s.o, seed: 2)
       var wm = [Float](repeating: 0, count: w.count), wv = wm, bm = [Float](repeating: 0, count: s.o), bv = bm
       var rw = doubles(w), rb = doubles(b)
@@ -164,12 +165,12 @@ struct FusedAdamKernelTests {
         let ref = Reference.denseBackward(dy: doubles(dy), x: doubles(x), w: rw, n: s.n, i: s.i, o: s.o)
         k.ok(nerve_dense_backward_adam(
           k.ctx, &dx, &w, &b, &wm, &wv, &bm, &bv, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.01, 0.9, 0.999, 1e-7,
-          decoupled ? 0 : 0.02, decoupled ? 0.02 : 0, Int64(t)), "fused step \(t)")
+          coupled, decoupled, Int64(t)), "fused step \(t)")
         expectClose(dx, ref.dx, atol: 1e-5 * Double(s.o).squareRoot(), "input gradient (old weights) \(s) step \(t) \(k.label)")
-        (rw, rwm, rwv) = Reference.adam(w: rw, m: rwm, v: rwv, g: ref.dw, lr: 0.01, beta1: 0.9, beta2: 0.999, eps: Double(Float(1e-7)), decay: 0.02, decoupled: decoupled, step: t)
+        (rw, rwm, rwv) = Reference.adam(w: rw, m: rwm, v: rwv, g: ref.dw, lr: 0.01, beta1: 0.9, beta2: 0.999, eps: Double(Float(1e-7)), decay: Double(coupled + decoupled), decoupled: decoupled > 0, step: t)
         (rb, rbm, rbv) = Reference.adam(w: rb, m: rbm, v: rbv, g: ref.db, lr: 0.01, beta1: 0.9, beta2: 0.999, eps: Double(Float(1e-7)), decay: 0, decoupled: false, step: t)
       }
-      expectClose(w, rw, rtol: 1e-4, atol: 2e-5, "weights after 3 fused Adam steps \(s) \(k.label) decoupled \(decoupled)")
+      expectClose(w, rw, rtol: 1e-4, atol: 2e-5, "weights after 3 fused Adam steps \(s) \(k.label) decay \(coupled), \(decoupled)")
       expectClose(b, rb, rtol: 1e-4, atol: 2e-5, "bias after 3 steps \(s)")
       expectClose(wm, rwm, rtol: 1e-4, atol: 1e-6, "first moments \(s)")
     }

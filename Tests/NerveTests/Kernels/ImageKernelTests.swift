@@ -206,16 +206,16 @@ struct ImageKernelTests {
       let w0 = randomFloats(n, seed: 71)
       var w = w0, m = [Float](repeating: 0, count: n), v = m
       var rw = doubles(w0), rm = [Double](repeating: 0, count: n), rv = rm
-      for decoupled in [false, true] {
+      // Weight decay coupled (Adam's), decoupled (AdamW's) and none (the plain step).
+      for (coupled, decoupled) in [(Float(0.05), Float(0)), (0, 0.05), (0, 0)] {
         w = w0; m = [Float](repeating: 0, count: n); v = m
         rw = doubles(w0); rm = [Double](repeating: 0, count: n); rv = rm
         for t in 1...3 {
           let g = randomFloats(n, seed: UInt64(72 + t))
-          k.ok(nerve_adam_step(k.ctx, &w, &m, &v, g, Int64(n), 0.01, 0.9, 0.999, 1e-7,
-                               decoupled ? 0 : 0.05, decoupled ? 0.05 : 0, Int64(t)))
-          (rw, rm, rv) = Reference.adam(w: rw, m: rm, v: rv, g: doubles(g), lr: 0.01, beta1: 0.9, beta2: 0.999, eps: Double(Float(1e-7)), decay: 0.05, decoupled: decoupled, step: t)
+          k.ok(nerve_adam_step(k.ctx, &w, &m, &v, g, Int64(n), 0.01, 0.9, 0.999, 1e-7, coupled, decoupled, Int64(t)))
+          (rw, rm, rv) = Reference.adam(w: rw, m: rm, v: rv, g: doubles(g), lr: 0.01, beta1: 0.9, beta2: 0.999, eps: Double(Float(1e-7)), decay: Double(coupled + decoupled), decoupled: decoupled > 0, step: t)
         }
-        expectClose(w, rw, rtol: 1e-5, atol: 1e-6, "\(decoupled ? "adamw" : "adam") n=\(n) \(k.label)")
+        expectClose(w, rw, rtol: 1e-5, atol: 1e-6, "adam, decay \(coupled), \(decoupled), n=\(n) \(k.label)")
         expectClose(m, rm, rtol: 1e-5, atol: 1e-6, "adam m")
         expectClose(v, rv, rtol: 1e-5, atol: 1e-7, "adam v")
       }
