@@ -64,7 +64,8 @@ NERVE_INLINE __mmask8 lanes8(int64_t C, int64_t c0) {
 
 /* column_sums with 32 columns a pass (four chains of 8 doubles); each column's sum takes the
  * rows in the same order with the same roundings (the square and the sum separately rounded,
- * as the scalar loop compiles without FMA), so the statistics are the same bits. */
+ * as the baseline scalar loop has them), so the statistics are the same bits. That holds as
+ * clang compiles it (the Swift package); gcc in its GNU modes may fuse the two into one FMA. */
 NERVE_TARGET_AVX512 static void column_sums_avx512(void *data, int64_t k0, int64_t k1) {
   norm_job *j = data;
   const int64_t C = j->C;
