@@ -149,6 +149,7 @@ static int64_t palette_slot(const palette_table *t, uint32_t bits) {
   return h;
 }
 
+/* t with every slot empty. */
 static void palette_clear(palette_table *t) {
   for (int64_t h = 0; h < PALETTE_SLOTS; h++) t->index[h] = -1;
 }
@@ -158,7 +159,8 @@ static void palette_clear(palette_table *t) {
  * thread count), each chunk hashing its entries once into its own table, writing their words
  * with its own indices and keeping its distinct values in the order first met. Merged chunk
  * after chunk, those lists give the whole matrix's values in the order first met; each
- * chunk's words are then renumbered to the merged palette.
+ * chunk's words are then renumbered to the merged palette. Values are told apart by their
+ * bits, so NaNs and signed zeros stay what they are.
  */
 enum { PALETTE_CHUNK_ROWS = 1024 };
 
