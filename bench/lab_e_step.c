@@ -1,0 +1,103 @@
+/*
+ * lab_e_step.c: one Lab E training step (a batch of 32: conv 32 3x3 "same" + ReLU, batch norm,
+ * max pool, dense 6272 -> 784 + ReLU, dense 784 -> 10, Adam) taken apart: the trainer's
+ * libnerve calls in its order, each timed, medians of 60 steps. Made-up but finite data: the
+ * times, not the values, are the point. To compare builds of the library, or where a step goes.
+ *
+ *   cmake -S . -B .build-cmake && cmake --build .build-cmake
+ *   cc -O2 bench/lab_e_step.c -Iinclude -L.build-cmake -lnerve -Wl,-rpath,$PWD/.build-cmake \
+ *     -o .build-cmake/lab_e_step && .build-cmake/lab_e_step 2
+ */
+#include <nerve.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+enum { STEPS = 60, CALLS = 14 };
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static float *floats(long n, int pattern) {
+  float *p = nerve_alloc((size_t)n * sizeof(float));
+  if (!p) exit(1);
+  for (long i = 0; i < n; i++) p[i] = pattern ? (float)(i % pattern) / (10.0f * pattern) - 0.05f : 0.0f;
+  return p;
+}
+
+static int by_value(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static const char *names[CALLS] = {
+    "conv forward",    "relu forward",      "batch norm forward", "max pool forward",
+    "dense 1 forward", "relu forward",      "dense 2 forward",    "dense 2 backward + Adam",
+    "relu backward",   "dense 1 backward + Adam", "max pool backward", "batch norm backward",
+    "relu backward",   "conv backward"};
+static double seconds[CALLS][STEPS];
+
+#define TIMED(i, call)                                                 \
+  do {                                                                 \
+    const double t = now();                                            \
+    if ((call) != NERVE_OK) {                                          \
+      fprintf(stderr, "%s: %s\n", names[i], nerve_context_last_error(ctx));    \
+      return 1;                                                        \
+    }                                                                  \
+    seconds[i][s] = now() - t;                                         \
+  } while (0)
+
+int main(int argc, char **argv) {
+  const int threads = argc > 1 ? atoi(argv[1]) : 2;
+  const long N = 32, P = N * 28 * 28, F = P * 32, I = 6272, O = 784;
+  nerve_context *ctx = NULL;
+  if (nerve_context_create(&ctx, threads) != NERVE_OK) return 1;
+  if (nerve_context_reserve(ctx, nerve_conv2d_workspace_size(N, 28, 28, 1, 32, 3, 3, 1, 1, 1, 1, 28, 28)) != NERVE_OK) return 1;
+  float *x = floats(P, 7), *cw = floats(9 * 32, 5), *cb = floats(32, 3), *conv = floats(F, 0), *act = floats(F, 0);
+  float *norm = floats(F, 0), *mean = floats(32, 0), *invstd = floats(32, 0), *rmean = floats(32, 0);
+  float *rvar = floats(32, 1), *gamma = floats(32, 1), *beta = floats(32, 0), *pooled = floats(N * I, 0);
+  int32_t *argmax = nerve_alloc((size_t)(N * I) * sizeof(int32_t));
+  float *w1 = floats(I * O, 17), *b1 = floats(O, 3), *h = floats(N * O, 0), *hr = floats(N * O, 0);
+  float *m1 = floats(I * O, 0), *v1 = floats(I * O, 0), *bm1 = floats(O, 0), *bv1 = floats(O, 0);
+  float *w2 = floats(O * 10, 13), *b2 = floats(10, 3), *out = floats(N * 10, 0), *m2 = floats(O * 10, 0);
+  float *v2 = floats(O * 10, 0), *bm2 = floats(10, 0), *bv2 = floats(10, 0), *dout = floats(N * 10, 7);
+  float *dh = floats(N * O, 0), *dpooled = floats(N * I, 0), *dnorm = floats(F, 0), *dact = floats(F, 0);
+  float *dconv = floats(F, 0), *dcw = floats(9 * 32, 0), *dcb = floats(32, 0), *dgamma = floats(32, 0);
+  float *dbeta = floats(32, 0);
+  if (!argmax) return 1;
+  for (int s = 0; s < STEPS; s++) {
+    TIMED(0, nerve_conv2d_forward(ctx, conv, x, cw, cb, N, 28, 28, 1, 32, 3, 3, 1, 1, 1, 1, 28, 28));
+    TIMED(1, nerve_activation_forward(ctx, NERVE_ACTIVATION_RELU, act, conv, F));
+    TIMED(2, nerve_batchnorm_forward_train(ctx, norm, mean, invstd, rmean, rvar, act, gamma, beta, P, 32, 0.99f, 1e-3f));
+    TIMED(3, nerve_maxpool2d_forward(ctx, pooled, argmax, norm, N, 28, 28, 32, 2, 2, 2, 2, 0, 0, 14, 14));
+    TIMED(4, nerve_dense_forward(ctx, h, pooled, w1, b1, N, I, O));
+    TIMED(5, nerve_activation_forward(ctx, NERVE_ACTIVATION_RELU, hr, h, N * O));
+    TIMED(6, nerve_dense_forward(ctx, out, hr, w2, b2, N, O, 10));
+    TIMED(7, nerve_dense_backward_adam(ctx, dh, w2, b2, m2, v2, bm2, bv2, dout, hr, N, O, 10, 1e-4f, 0.9f,
+                                       0.999f, 1e-7f, 0.0f, 0.0f, s + 1));
+    TIMED(8, nerve_activation_backward(ctx, NERVE_ACTIVATION_RELU, dh, dh, h, hr, N * O));
+    TIMED(9, nerve_dense_backward_adam(ctx, dpooled, w1, b1, m1, v1, bm1, bv1, dh, pooled, N, I, O, 1e-4f,
+                                       0.9f, 0.999f, 1e-7f, 0.0f, 0.0f, s + 1));
+    TIMED(10, nerve_maxpool2d_backward(ctx, dnorm, dpooled, argmax, N, 28, 28, 32, 2, 2, 2, 2, 0, 0, 14, 14));
+    TIMED(11, nerve_batchnorm_backward(ctx, dact, dgamma, dbeta, dnorm, act, gamma, mean, invstd, P, 32));
+    TIMED(12, nerve_activation_backward(ctx, NERVE_ACTIVATION_RELU, dconv, dact, conv, act, F));
+    TIMED(13, nerve_conv2d_backward(ctx, NULL, dcw, dcb, dconv, x, cw, N, 28, 28, 1, 32, 3, 3, 1, 1, 1, 1, 28, 28));
+  }
+  double step = 0.0, dense = 0.0;
+  printf("%d thread(s), one Lab E step of 32 images, medians of %d steps:\n", threads, STEPS);
+  for (int i = 0; i < CALLS; i++) {
+    qsort(seconds[i], STEPS, sizeof(double), by_value);
+    const double median = seconds[i][STEPS / 2];
+    step += median;
+    if (i == 4 || i == 9) dense += median;
+    printf("  %-24s %7.3f ms\n", names[i], median * 1e3);
+  }
+  printf("  step %.3f ms (%.2f s for the 1,563 steps of an epoch): the 6272 -> 784 layer %.3f ms, the rest %.3f ms\n",
+         step * 1e3, step * 1563, dense * 1e3, (step - dense) * 1e3);
+  nerve_context_free(ctx);
+  return 0;
+}
