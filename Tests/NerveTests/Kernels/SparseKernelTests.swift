@@ -138,7 +138,8 @@ struct SparseKernelTests {
       var x = sparseInputs(c.rows, c.i, seed: 61)
       for r in stride(from: 0, to: c.rows, by: 7) { for k in 0..<c.i { x[r * c.i + k] = 0 } }
       // 0: quantized (packed); 256 and 257 distinct values (packed, not); -1: as drawn (not);
-      // -2: 300 distinct values, 150 in each part of the rows (not).
+      // -2: 150 distinct values in the first 1,024 rows, 150 others after (1,100 rows: not packed,
+      // though each part of the palette's search fits; fewer rows: packed).
       if distinct >= 0 { x = distinct == 0 ? Self.quantized(x) : Self.withDistinct(x, distinct) }
       if distinct == -2 { x = Self.withDistinctHalves(x, cols: c.i) }
       let stored = Array(x[c.first * c.i..<(c.first + c.n) * c.i])
