@@ -8,24 +8,9 @@
  *   cc -O2 bench/dense_products.c -Iinclude -L.build-cmake -lnerve -Wl,-rpath,$PWD/.build-cmake \
  *     -o .build-cmake/dense_products && .build-cmake/dense_products 2
  */
-#include <nerve.h>
+#include "bench_c.h"
 
 #include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static float *floats(long n, int pattern) {
-  float *p = nerve_alloc((size_t)n * sizeof(float));
-  if (!p) exit(1);
-  for (long i = 0; i < n; i++) p[i] = pattern ? (float)(i % pattern) / (10.0f * pattern) - 0.05f : 0.0f;
-  return p;
-}
 
 #define BEST(slot, call)                          \
   do {                                            \

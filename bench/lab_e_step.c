@@ -8,26 +8,11 @@
  *   cc -O2 bench/lab_e_step.c -Iinclude -L.build-cmake -lnerve -Wl,-rpath,$PWD/.build-cmake \
  *     -o .build-cmake/lab_e_step && .build-cmake/lab_e_step 2
  */
-#include <nerve.h>
+#include "bench_c.h"
 
 #include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
 
 enum { STEPS = 60, CALLS = 14 };
-
-static double now(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static float *floats(long n, int pattern) {
-  float *p = nerve_alloc((size_t)n * sizeof(float));
-  if (!p) exit(1);
-  for (long i = 0; i < n; i++) p[i] = pattern ? (float)(i % pattern) / (10.0f * pattern) - 0.05f : 0.0f;
-  return p;
-}
 
 static int by_value(const void *a, const void *b) {
   const double x = *(const double *)a, y = *(const double *)b;

@@ -1,0 +1,28 @@
+/*
+ * bench_c.h: what the C benchmarks here share (dense_products.c, lab_e_step.c): a monotonic
+ * clock and arrays of made-up but finite floats from libnerve's allocator.
+ */
+#ifndef NERVE_BENCH_C_H
+#define NERVE_BENCH_C_H
+
+#include <nerve.h>
+
+#include <stdlib.h>
+#include <time.h>
+
+static double now(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* n floats repeating a ramp of `pattern` values in [-0.05, 0.05), or zeros for pattern 0;
+ * exits if memory is short. */
+static float *floats(long n, int pattern) {
+  float *p = nerve_alloc((size_t)n * sizeof(float));
+  if (!p) exit(1);
+  for (long i = 0; i < n; i++) p[i] = pattern ? (float)(i % pattern) / (10.0f * pattern) - 0.05f : 0.0f;
+  return p;
+}
+
+#endif
