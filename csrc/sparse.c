@@ -154,6 +154,19 @@ static void palette_clear(palette_table *t) {
   for (int64_t h = 0; h < PALETTE_SLOTS; h++) t->index[h] = -1;
 }
 
+/* v's index in t, added as list[*n] (and *n counted up) if t has not seen it; -1 if it is new
+ * and the palette is full. */
+static int palette_index(palette_table *t, float v, float *list, int *n) {
+  const uint32_t bits = float_bits(v);
+  const int64_t h = palette_slot(t, bits);
+  if (t->index[h] >= 0) return t->index[h];
+  if (*n == NERVE_SPARSE_PALETTE) return -1;
+  t->bits[h] = bits;
+  t->index[h] = (int16_t)*n;
+  list[*n] = v;
+  return (*n)++;
+}
+
 /*
  * Finding the palette in parallel: rows in chunks of a fixed size (so nothing depends on the
  * thread count), each chunk hashing its entries once into its own table, writing their words
@@ -185,18 +198,12 @@ static void find_chunks(void *data, int64_t c0, int64_t c1) {
     palette_clear(&t);
     int n = 0;
     for (int64_t e = m->starts[c * PALETTE_CHUNK_ROWS]; e < m->starts[chunk_end(m, c)]; e++) {
-      const uint32_t bits = float_bits(m->values[e]);
-      const int64_t h = palette_slot(&t, bits);
-      if (t.index[h] < 0) {
-        if (n == NERVE_SPARSE_PALETTE) {
-          n = -1;
-          break;
-        }
-        t.bits[h] = bits;
-        t.index[h] = (int16_t)n;
-        j->found[c][n++] = m->values[e];
+      const int index = palette_index(&t, m->values[e], j->found[c], &n);
+      if (index < 0) {
+        n = -1;
+        break;
       }
-      m->row_words[e] = (uint32_t)m->columns[e] | (uint32_t)t.index[h] << 16;
+      m->row_words[e] = (uint32_t)m->columns[e] | (uint32_t)index << 16;
     }
     j->count[c] = n;
   }
@@ -211,15 +218,9 @@ static bool merge_chunks(const palette_job *j, int64_t chunks) {
   for (int64_t c = 0; c < chunks; c++) {
     if (j->count[c] < 0) return false;
     for (int i = 0; i < j->count[c]; i++) {
-      const uint32_t bits = float_bits(j->found[c][i]);
-      const int64_t h = palette_slot(&t, bits);
-      if (t.index[h] < 0) {
-        if (n == NERVE_SPARSE_PALETTE) return false;
-        t.bits[h] = bits;
-        t.index[h] = (int16_t)n;
-        j->m->palette[n++] = j->found[c][i];
-      }
-      j->renumber[c][i] = (uint8_t)t.index[h];
+      const int index = palette_index(&t, j->found[c][i], j->m->palette, &n);
+      if (index < 0) return false;
+      j->renumber[c][i] = (uint8_t)index;
     }
   }
   return true;
