@@ -230,11 +230,7 @@ NERVE_TARGET_AVX512 static void adam_fused_tile(void *arg, int64_t k0, int64_t c
   for (int64_t r = 0; r < rows; r++) {
     int64_t at = (k0 + r) * j->O + col;
     float *w = j->weight + at, *m = j->m + at, *v = j->v + at;
-    const float *gr = g + r * ldg;
-    if (nerve__adam_is_plain(&j->p))
-      for (int64_t c = 0; c < cols; c++) nerve__adam_element_plain(w + c, m + c, v + c, gr[c], &j->p);
-    else
-      for (int64_t c = 0; c < cols; c++) nerve__adam_element(w + c, m + c, v + c, gr[c], &j->p);
+    nerve__adam_run(w, m, v, g + r * ldg, cols, &j->p);
   }
 }
 

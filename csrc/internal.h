@@ -444,9 +444,14 @@ NERVE_INLINE void nerve__adam_element_plain(float *w, float *m, float *v, float 
   *w = *w - p->lr * (*m * p->c1) / (nerve__sqrtf(*v * p->c2) + p->eps);
 }
 
-/* Whether p takes the plain step. */
-NERVE_INLINE bool nerve__adam_is_plain(const nerve__adam_params *p) {
-  return p->coupled_decay == 0.0f && p->shrink == 1.0f;
+/* n elements stepped by Adam: the plain step where p has no weight decay. Inlined into each
+ * caller's instruction set, where the compiler vectorises the loops. */
+NERVE_INLINE void nerve__adam_run(float *w, float *m, float *v, const float *g, int64_t n,
+                                  const nerve__adam_params *p) {
+  if (p->coupled_decay == 0.0f && p->shrink == 1.0f)
+    for (int64_t i = 0; i < n; i++) nerve__adam_element_plain(w + i, m + i, v + i, g[i], p);
+  else
+    for (int64_t i = 0; i < n; i++) nerve__adam_element(w + i, m + i, v + i, g[i], p);
 }
 
 NERVE_INLINE float nerve__sigmoidf(float x) { return 1.0f / (1.0f + nerve__expf(-x)); }

@@ -131,12 +131,7 @@ NERVE_INLINE void adam_body(void *p, int64_t b, int64_t e) {
   step_job *j = p;
   const nerve__adam_params a = {.lr = j->lr, .beta1 = j->beta1, .beta2 = j->beta2, .eps = j->eps,
                                 .c1 = j->c1, .c2 = j->c2, .coupled_decay = j->coupled_decay, .shrink = j->shrink};
-  float *w = j->param, *m = j->state0, *v = j->state1;
-  const float *g = j->grad;
-  if (nerve__adam_is_plain(&a))
-    for (int64_t i = b; i < e; i++) nerve__adam_element_plain(w + i, m + i, v + i, g[i], &a);
-  else
-    for (int64_t i = b; i < e; i++) nerve__adam_element(w + i, m + i, v + i, g[i], &a);
+  nerve__adam_run(j->param + b, j->state0 + b, j->state1 + b, j->grad + b, e - b, &a);
 }
 NERVE_RANGE_KERNEL(adam);
 
