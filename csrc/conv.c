@@ -318,6 +318,17 @@ static void pad_images(const conv_geom *g, const conv_geom *p, float *dst, const
   }
 }
 
+/* The windows of images [n0, n0 + images) as the products read them in place: where the
+ * input is, or (pad) in a copy of those images with their borders, made at copy in framed's
+ * frame. off: window_offsets of the geometry read. */
+static nerve__gather block_windows(const conv_geom *g, const conv_geom *framed, bool pad,
+                                   const float *in, int64_t n0, int64_t images, float *copy,
+                                   const int32_t *off) {
+  if (!pad) return windows_from(g, in, n0 * g->OH * g->OW, off);
+  pad_images(g, framed, copy, in + n0 * g->H * g->W * g->C, images);
+  return windows_from(framed, copy, 0, off);
+}
+
 /* Multiply-adds that justify a thread in a convolution's team (the products' own grain). */
 enum { CONV_TEAM_GRAIN = 1 << 19 };
 
@@ -350,8 +361,7 @@ static void forward_member(void *data, int t, int nt) {
   for (int64_t b = j->blocks * t / nt; b < j->blocks * (t + 1) / nt; b++) {
     const int64_t n0 = b * per, images = g->N - n0 < per ? g->N - n0 : per, rows = images * pix;
     const float *images_in = j->in + n0 * g->H * g->W * g->C;
-    if (pad) pad_images(g, &seen, col, images_in, images);
-    const nerve__gather ga = pad ? windows_from(&seen, col, 0, off) : windows_from(g, j->in, n0 * pix, off);
+    const nerve__gather ga = block_windows(g, &seen, pad, j->in, n0, images, col, off);
     if (!(in_place && nerve__gemm_nn_gather_here(j->ctx, j->out + n0 * pix * g->K, g->K, &ga, rows,
                                                  j->weight, g->K, j->bias, g->K, cols))) {
       im2col_job ij = {.g = g, .col = col, .in = images_in};
@@ -476,8 +486,7 @@ static void weight_grad_member(void *data, int t, int nt) {
   if (gather) window_offsets(pad ? &framed : g, off);
   for (int64_t n0 = 0; n0 < g->N; n0 += per) {
     const int64_t images = g->N - n0 < per ? g->N - n0 : per, rows = images * pix;
-    if (pad) pad_images(g, &framed, slice, j->in + n0 * g->H * g->W * g->C, images);
-    const nerve__gather ga = pad ? windows_from(&framed, slice, 0, off) : windows_from(g, j->in, n0 * pix, off);
+    const nerve__gather ga = block_windows(g, &framed, pad, j->in, n0, images, slice, off);
     const float *dblock = j->dout + n0 * pix * K;
     float *bias = t == 0 ? j->dbias : NULL;
     bool biased = false;
