@@ -29,6 +29,12 @@ static int64_t chunk_rows(int64_t R) {
   return c < NORM_MIN_ROWS ? NORM_MIN_ROWS : c;
 }
 
+/* Rows [*r0, *r1) of chunk k. */
+static void chunk_range(const norm_job *j, int64_t k, int64_t *r0, int64_t *r1) {
+  *r0 = k * j->chunk;
+  *r1 = (k + 1) * j->chunk < j->R ? (k + 1) * j->chunk : j->R;
+}
+
 static nerve_status check_norm(nerve_context *ctx, int64_t R, int64_t C, const char *func) {
   if (R < 0 || C < 0) return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "negative size (R=%lld, C=%lld)", (long long)R, (long long)C);
   if (!nerve__product_ok(R, C)) return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "R*C too large");
@@ -42,8 +48,9 @@ static void column_sums(void *data, int64_t k0, int64_t k1) {
   for (int64_t k = k0; k < k1; k++) {
     double *p = j->partial + k * C;
     for (int64_t c = 0; c < C; c++) p[c] = 0.0;
-    int64_t r1 = (k + 1) * j->chunk < j->R ? (k + 1) * j->chunk : j->R;
-    for (int64_t r = k * j->chunk; r < r1; r++) {
+    int64_t r0, r1;
+    chunk_range(j, k, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
       const float *x = j->x + r * C;
       if (j->mean)
         for (int64_t c = 0; c < C; c++) {
@@ -57,9 +64,12 @@ static void column_sums(void *data, int64_t k0, int64_t k1) {
 }
 
 #if NERVE_X86
-/* Lanes of c0's block of 8 columns (of C). */
-NERVE_INLINE __mmask8 lanes8(int64_t C, int64_t c0) {
-  return C - c0 >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << (C - c0)) - 1u);
+/* The lanes of columns [c0, c0 + 32) of C, as four blocks of 8 (none past C). */
+NERVE_INLINE void lanes32(int64_t C, int64_t c0, __mmask8 m[4]) {
+  for (int q = 0; q < 4; q++) {
+    const int64_t left = C - c0 - 8 * q;
+    m[q] = left >= 8 ? (__mmask8)0xFF : left > 0 ? (__mmask8)((1u << left) - 1u) : 0;
+  }
 }
 
 /* column_sums with 32 columns a pass (four chains of 8 doubles); each column's sum takes the
@@ -71,12 +81,13 @@ NERVE_TARGET_AVX512 static void column_sums_avx512(void *data, int64_t k0, int64
   const int64_t C = j->C;
   for (int64_t k = k0; k < k1; k++) {
     double *p = j->partial + k * C;
-    const int64_t r0 = k * j->chunk, r1 = (k + 1) * j->chunk < j->R ? (k + 1) * j->chunk : j->R;
+    int64_t r0, r1;
+    chunk_range(j, k, &r0, &r1);
     for (int64_t c0 = 0; c0 < C; c0 += 32) {
       __mmask8 m[4];
       __m512d acc[4], mean[4];
+      lanes32(C, c0, m);
       for (int q = 0; q < 4; q++) {
-        m[q] = c0 + 8 * q < C ? lanes8(C, c0 + 8 * q) : 0;
         acc[q] = _mm512_setzero_pd();
         mean[q] = j->mean ? _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m[q], j->mean + c0 + 8 * q)) : acc[q];
       }
@@ -198,8 +209,9 @@ static void grad_sums(void *data, int64_t k0, int64_t k1) {
   for (int64_t k = k0; k < k1; k++) {
     double *p = j->partial + k * C, *q = j->partial2 + k * C;
     for (int64_t c = 0; c < C; c++) p[c] = q[c] = 0.0;
-    int64_t r1 = (k + 1) * j->chunk < j->R ? (k + 1) * j->chunk : j->R;
-    for (int64_t r = k * j->chunk; r < r1; r++) {
+    int64_t r0, r1;
+    chunk_range(j, k, &r0, &r1);
+    for (int64_t r = r0; r < r1; r++) {
       const float *x = j->x + r * C, *dy = j->dy + r * C;
       for (int64_t c = 0; c < C; c++) {
         p[c] += dy[c];
@@ -217,13 +229,14 @@ NERVE_TARGET_AVX512 static void grad_sums_avx512(void *data, int64_t k0, int64_t
   const int64_t C = j->C;
   for (int64_t k = k0; k < k1; k++) {
     double *p = j->partial + k * C, *q2 = j->partial2 + k * C;
-    const int64_t r0 = k * j->chunk, r1 = (k + 1) * j->chunk < j->R ? (k + 1) * j->chunk : j->R;
+    int64_t r0, r1;
+    chunk_range(j, k, &r0, &r1);
     for (int64_t c0 = 0; c0 < C; c0 += 32) {
       __mmask8 m[4];
       __m256 mean[4], invstd[4];
       __m512d sum[4], sum2[4];
+      lanes32(C, c0, m);
       for (int q = 0; q < 4; q++) {
-        m[q] = c0 + 8 * q < C ? lanes8(C, c0 + 8 * q) : 0;
         mean[q] = _mm256_maskz_loadu_ps(m[q], j->mean + c0 + 8 * q);
         invstd[q] = _mm256_maskz_loadu_ps(m[q], j->invstd + c0 + 8 * q);
         sum[q] = sum2[q] = _mm512_setzero_pd();
