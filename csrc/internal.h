@@ -425,10 +425,15 @@ NERVE_HIDDEN nerve_status nerve__check_adam(nerve_context *ctx, float lr, float 
 
 NERVE_INLINE void nerve__adam_element(float *w, float *m, float *v, float g,
                                       const nerve__adam_params *p) {
-  float gi = g + p->coupled_decay * *w;
-  *m = p->beta1 * *m + (1.0f - p->beta1) * gi;
-  *v = p->beta2 * *v + (1.0f - p->beta2) * gi * gi;
-  *w = *w * p->shrink - p->lr * (*m * p->c1) / (nerve__sqrtf(*v * p->c2) + p->eps);
+  /* Read once into locals: w, m and v may alias for all the compiler knows, so writing
+   * through the pointers would make it reload m and w after each store (a store-to-load
+   * forward per vector: the step ran at a third of its speed on AMD Zen 4). */
+  const float w0 = *w, gi = g + p->coupled_decay * w0;
+  const float m1 = p->beta1 * *m + (1.0f - p->beta1) * gi;
+  const float v1 = p->beta2 * *v + (1.0f - p->beta2) * gi * gi;
+  *m = m1;
+  *v = v1;
+  *w = w0 * p->shrink - p->lr * (m1 * p->c1) / (nerve__sqrtf(v1 * p->c2) + p->eps);
 }
 
 /*
@@ -439,9 +444,12 @@ NERVE_INLINE void nerve__adam_element(float *w, float *m, float *v, float g,
  */
 NERVE_INLINE void nerve__adam_element_plain(float *w, float *m, float *v, float g,
                                             const nerve__adam_params *p) {
-  *m = p->beta1 * *m + (1.0f - p->beta1) * g;
-  *v = p->beta2 * *v + (1.0f - p->beta2) * g * g;
-  *w = *w - p->lr * (*m * p->c1) / (nerve__sqrtf(*v * p->c2) + p->eps);
+  const float w0 = *w; /* locals, as in nerve__adam_element */
+  const float m1 = p->beta1 * *m + (1.0f - p->beta1) * g;
+  const float v1 = p->beta2 * *v + (1.0f - p->beta2) * g * g;
+  *m = m1;
+  *v = v1;
+  *w = w0 - p->lr * (m1 * p->c1) / (nerve__sqrtf(v1 * p->c2) + p->eps);
 }
 
 /* n elements stepped by Adam: the plain step where p has no weight decay. Inlined into each
