@@ -286,8 +286,16 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
             .coupled_decay = weight_decay, .shrink = 1.0f - lr * decoupled_weight_decay}};
   const nerve__visit_streams rows = {.base = {weight, weight_m, weight_v}, .count = 3,
                                      .row_bytes = O * (int64_t)sizeof(float)};
-  if (fused && nerve__gemm_tn_visit(ctx, in, I, dout, O, N, O, I, adam_fused_rows, adam_fused_tile, &rows, &j))
-    return NERVE_OK;
+  if (fused) {
+    /* Few outputs (a classifier's 10): the input gradient's tiles would each be one OpenBLAS
+     * call (nerve__gemm_nt_columns), so it is computed whole, from the same old weights,
+     * before any tile is stepped. */
+    const bool input_first = din && O < NT_DOTS_MIN;
+    if (input_first) nerve__gemm_nt_columns(ctx, din, I, dout, O, weight, O, N, O, 0, I);
+    if (nerve__gemm_tn_visit(ctx, in, I, dout, O, N, O, I, input_first ? NULL : adam_fused_rows,
+                             adam_fused_tile, &rows, &j))
+      return NERVE_OK;
+  }
   /* Elsewhere: the gradient in scratch (after the bias's, reserved above), then the ordinary
    * step. */
   float *gw = gbias + O;

@@ -1282,7 +1282,7 @@ void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const flo
                             const float *BT, int64_t ldb, int64_t M, int64_t K, int64_t i0,
                             int64_t i1) {
 #if NERVE_X86
-  if (ctx->isa == NERVE_ISA_AVX512 && K >= 16) {
+  if (ctx->isa == NERVE_ISA_AVX512 && K >= NT_DOTS_MIN) {
     nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = BT, .ldb = ldb, .M = M, .N = i1, .K = K};
     nn_dots(&j, i0, i1);
     return;
@@ -1304,7 +1304,7 @@ void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const flo
 #if NERVE_X86
 /* nn reads a transposed B along its rows (dot products) instead of packing it. */
 static bool nn_uses_dots(int64_t M, int64_t K, bool b_transposed) {
-  return M <= NN_SMALL_M && b_transposed && K >= 16;
+  return M <= NN_SMALL_M && b_transposed && K >= NT_DOTS_MIN;
 }
 /* tn updates G by rank-8 steps (many rows of A) instead of register tiles. */
 static bool tn_uses_rank(int64_t M) { return M > 64; }

@@ -269,7 +269,10 @@ NERVE_HIDDEN bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G,
                                              int64_t ldd, int64_t N, int64_t k0, int64_t k1,
                                              float alpha, float *bias, bool *biased);
 
-/* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. */
+/* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. Runs on this
+ * thread: Nerve's dot-product tiles from a reduction of NT_DOTS_MIN (with AVX-512), else one
+ * OpenBLAS call. */
+enum { NT_DOTS_MIN = 16 };
 NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc,
                                          const float *A, int64_t lda, const float *BT,
                                          int64_t ldb, int64_t M, int64_t K, int64_t i0,
