@@ -486,7 +486,8 @@ typedef struct {
   const float *bias;
   bool accumulate;
   int64_t M, N, K, panels;
-  bool split_rows; /* threads split rows of C (else panels) */
+  bool split_rows; /* threads take chunks of rows of C (else split panels) */
+  int64_t next;    /* split_rows: the first row no thread has taken (nerve__take_chunk) */
 } nn_job;
 
 /* Columns one_panel lists before running them: nn_run's lists for a chunk's 16 tiles. */
@@ -589,11 +590,12 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
 static void nn_member(void *data, int t, int nt) {
   nn_job *j = data;
   if (j->split_rows) {
-    /* Row ranges on tile boundaries. */
-    int64_t tiles = (j->M + NN_MR - 1) / NN_MR;
-    int64_t a = tiles * t / nt * NN_MR, b = tiles * (t + 1) / nt * NN_MR;
-    if (b > j->M) b = j->M;
-    if (a < b) nn_run(j, a, b, 0, j->panels);
+    /* Chunks of rows on tile boundaries (a row's chain does not depend on its chunk), about
+     * four a thread, at most NN_MC rows. */
+    int64_t rows = (j->M + 4 * nt - 1) / (4 * nt);
+    rows = rows > NN_MC ? NN_MC : (rows + NN_MR - 1) / NN_MR * NN_MR;
+    int64_t a, b;
+    while (nerve__take_chunk(&j->next, rows, j->M, &a, &b)) nn_run(j, a, b, 0, j->panels);
   } else {
     int64_t a = j->panels * t / nt, b = j->panels * (t + 1) / nt;
     if (a < b) nn_run(j, 0, j->M, a, b);
@@ -1204,6 +1206,7 @@ typedef struct {
   nerve__tile_fn apply;
   nerve__visit_streams streams;
   void *arg;
+  int64_t next; /* the first tile no thread has taken (nerve__take_chunk) */
 } visit_job;
 
 /* Slice part of parts of the streams' rows [k0, k1), fetched into L2: spread over a tile's
@@ -1243,10 +1246,14 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
   }
 }
 
+/* Tiles a thread takes at a time: 96 rows of Lab E's 6272 -> 784 layer, 66 chunks a step. */
+enum { VISIT_CHUNK = 8 };
+
 static void visit_member(void *data, int t, int nt) {
   visit_job *j = data;
-  int64_t a = j->tiles * t / nt, b = j->tiles * (t + 1) / nt;
-  if (a < b) visit_tiles(j, a, b);
+  (void)t, (void)nt;
+  int64_t a, b;
+  while (nerve__take_chunk(&j->next, VISIT_CHUNK, j->tiles, &a, &b)) visit_tiles(j, a, b);
 }
 
 #endif
@@ -1695,7 +1702,7 @@ nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t ldc, const n
   const int64_t share = (M + ctx->threads - 1) / ctx->threads;
   j.tile_rows = share < SPARSE_MIN_ROWS ? SPARSE_MIN_ROWS : share > SPARSE_ROWS ? SPARSE_ROWS : share;
   const int64_t tiles = (M + j.tile_rows - 1) / j.tile_rows;
-  nerve__parallel_for(ctx, tiles, sparse_grain(a, first, M, N, tiles), sparse_nn_member, &j);
+  nerve__parallel_chunks(ctx, tiles, sparse_grain(a, first, M, N, tiles), sparse_nn_member, &j);
 #else
   (void)func;
 #endif

@@ -80,10 +80,29 @@ typedef void (*nerve__range_fn)(void *arg, int64_t begin, int64_t end);
  */
 NERVE_HIDDEN void nerve__parallel_for(const nerve_context *ctx, int64_t n, int64_t grain,
                                       nerve__range_fn fn, void *arg);
+/* nerve__parallel_for with the range taken in chunks as threads become free (nerve__take_chunk,
+ * below): for long loops whose units are independent of where chunks start. */
+NERVE_HIDDEN void nerve__parallel_chunks(const nerve_context *ctx, int64_t n, int64_t grain,
+                                         nerve__range_fn fn, void *arg);
 
 /* Runs fn(arg, thread, nthreads) on `threads` threads (a direct call if threads <= 1). */
 typedef void (*nerve__team_fn)(void *arg, int thread, int nthreads);
 NERVE_HIDDEN void nerve__parallel_team(int threads, nerve__team_fn fn, void *arg);
+
+/*
+ * A team's next chunk of units [*begin, *end) out of n, `chunk` at a time, taken from the
+ * shared counter *next (zero before the team starts); false once none are left. Threads take
+ * chunks as they become free instead of equal shares fixed in advance, so a thread slowed by
+ * another process on its core (or by sparser rows) does less of the work. Only for units whose
+ * results depend neither on the thread that runs them nor on where chunks start.
+ */
+NERVE_INLINE bool nerve__take_chunk(int64_t *next, int64_t chunk, int64_t n, int64_t *begin,
+                                    int64_t *end) {
+  const int64_t a = __atomic_fetch_add(next, chunk, __ATOMIC_RELAXED);
+  if (a >= n) return false;
+  *begin = a, *end = n - a < chunk ? n : a + chunk;
+  return true;
+}
 
 /*
  * Sums f over [0, n) in a fixed order whatever the thread count: the range is cut into chunks

@@ -63,6 +63,32 @@ void nerve__parallel_for(const nerve_context *ctx, int64_t n, int64_t grain, ner
   nerve__parallel_team(threads, range_member, &job);
 }
 
+typedef struct {
+  nerve__range_fn fn;
+  void *arg;
+  int64_t n, chunk, next;
+} chunks_job;
+
+static void chunks_member(void *data, int thread, int nthreads) {
+  chunks_job *job = data;
+  (void)thread, (void)nthreads;
+  int64_t begin, end;
+  while (nerve__take_chunk(&job->next, job->chunk, job->n, &begin, &end)) job->fn(job->arg, begin, end);
+}
+
+void nerve__parallel_chunks(const nerve_context *ctx, int64_t n, int64_t grain,
+                            nerve__range_fn fn, void *arg) {
+  if (n <= 0) return;
+  int threads = nerve__threads_for(ctx, n, grain);
+  if (threads <= 1) {
+    fn(arg, 0, n);
+    return;
+  }
+  /* About four chunks a thread: enough to even out, few enough that each stays long. */
+  chunks_job job = {.fn = fn, .arg = arg, .n = n, .chunk = (n + 4 * threads - 1) / (4 * threads)};
+  nerve__parallel_team(threads, chunks_member, &job);
+}
+
 /* ---- Fixed-order sums ------------------------------------------------------------------- */
 
 #define NERVE_MAX_CHUNKS 2048
