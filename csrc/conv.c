@@ -342,11 +342,14 @@ typedef struct {
   const nerve__pool_window *pool;
   float *pooled;
   int32_t *argmax;
+  int64_t next; /* the first block no member has taken (nerve__take_chunk) */
 } forward_job;
 
-/* Member t of nt: blocks [blocks*t/nt, blocks*(t+1)/nt), lowered and multiplied here. */
+/* Member t: blocks as it becomes free (a block's output does not depend on who computes it),
+ * lowered and multiplied here, in its own part of the workspace. */
 static void forward_member(void *data, int t, int nt) {
   forward_job *j = data;
+  (void)nt;
   const conv_geom *g = j->g;
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = images_per_block(g);
   float *col = j->col + t * block_floats(g);
@@ -358,7 +361,7 @@ static void forward_member(void *data, int t, int nt) {
   const bool in_place = pad || gathers(g);
   const conv_geom seen = pad ? padded_geom(g) : *g; /* the geometry the products read */
   if (in_place) window_offsets(&seen, off);
-  for (int64_t b = j->blocks * t / nt; b < j->blocks * (t + 1) / nt; b++) {
+  for (int64_t b, end; nerve__take_chunk(&j->next, 1, j->blocks, &b, &end);) {
     const int64_t n0 = b * per, images = g->N - n0 < per ? g->N - n0 : per, rows = images * pix;
     const float *images_in = j->in + n0 * g->H * g->W * g->C;
     const nerve__gather ga = block_windows(g, &seen, pad, j->in, n0, images, col, off);
