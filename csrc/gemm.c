@@ -590,10 +590,13 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
 static void nn_member(void *data, int t, int nt) {
   nn_job *j = data;
   if (j->split_rows) {
-    /* Chunks of rows on tile boundaries (a row's chain does not depend on its chunk), about
-     * four a thread, at most NN_MC rows. */
-    int64_t rows = (j->M + 4 * nt - 1) / (4 * nt);
-    rows = rows > NN_MC ? NN_MC : (rows + NN_MR - 1) / NN_MR * NN_MR;
+    /* Chunks of rows on tile boundaries (a row's chain does not depend on its chunk): NN_MC
+     * rows, or about four a thread where that is fewer. */
+    int64_t rows = NN_MC;
+    if (nt > 1) {
+      rows = (j->M + 4 * nt - 1) / (4 * nt);
+      rows = rows > NN_MC ? NN_MC : (rows + NN_MR - 1) / NN_MR * NN_MR;
+    }
     int64_t a, b;
     while (nerve__take_chunk(&j->next, rows, j->M, &a, &b)) nn_run(j, a, b, 0, j->panels);
   } else {
