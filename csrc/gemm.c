@@ -731,28 +731,37 @@ NERVE_TARGET_AVX512 static void tn_entries_any(int W, bool by_entry, bool whole,
 
 /*
  * tn, few rows (M small): a KT x 32 tile of G lives in registers while every row m of A and D
- * passes through it: G is read and written once. Starts from G and adds rows in order, so it
- * computes exactly what tn_rank computes.
+ * passes through it: G is read and written once. Starts from G (from zero when fresh: G is
+ * then only written) and adds rows in order, so it computes exactly what tn_rank computes.
+ * Unscaled (alpha 1, a compile-time case) it skips multiplying D by alpha, which is exact.
  */
-NERVE_TARGET_AVX512 NERVE_INLINE void tn_tile(const int KT, const int W, float *G, int64_t ldg,
-                                              const float *A, int64_t lda, const float *D,
-                                              int64_t ldd, int64_t M, __mmask16 m0,
-                                              __mmask16 m1, float alpha) {
+NERVE_TARGET_AVX512 NERVE_INLINE void tn_tile(const int KT, const int W, const bool scaled,
+                                              float *G, int64_t ldg, const float *A, int64_t lda,
+                                              const float *D, int64_t ldd, int64_t M,
+                                              __mmask16 m0, __mmask16 m1, bool fresh,
+                                              float alpha) {
   /* A tile whose inputs are all zero adds nothing (per-sample SGD on MNIST: most tiles). */
   bool any = false;
   for (int64_t m = 0; m < M && !any; m++)
     for (int r = 0; r < KT; r++) any |= A[m * lda + r] != 0.0f;
-  if (!any) return;
+  if (!any) {
+    for (int r = 0; r < KT && fresh; r++) {
+      _mm512_mask_storeu_ps(G + r * ldg, m0, _mm512_setzero_ps());
+      if (W == 2) _mm512_mask_storeu_ps(G + r * ldg + 16, m1, _mm512_setzero_ps());
+    }
+    return;
+  }
   __m512 g0[TN_KT], g1[TN_KT];
   const __m512 scale = _mm512_set1_ps(alpha);
   for (int r = 0; r < KT; r++) {
-    g0[r] = _mm512_maskz_loadu_ps(m0, G + r * ldg);
-    if (W == 2) g1[r] = _mm512_maskz_loadu_ps(m1, G + r * ldg + 16);
+    g0[r] = fresh ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m0, G + r * ldg);
+    if (W == 2) g1[r] = fresh ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(m1, G + r * ldg + 16);
   }
   for (int64_t m = 0; m < M; m++) {
     const float *a = A + m * lda;
-    __m512 x0 = _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m0, D + m * ldd));
-    __m512 x1 = W == 2 ? _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(m1, D + m * ldd + 16)) : x0;
+    __m512 x0 = _mm512_maskz_loadu_ps(m0, D + m * ldd);
+    __m512 x1 = W == 2 ? _mm512_maskz_loadu_ps(m1, D + m * ldd + 16) : x0;
+    if (scaled) x0 = _mm512_mul_ps(scale, x0), x1 = W == 2 ? _mm512_mul_ps(scale, x1) : x0;
     /* Unrolled by name: clang otherwise keeps the 12-row case's accumulators on the stack. */
 #  pragma GCC unroll 16
     for (int r = 0; r < KT; r++) {
@@ -769,15 +778,19 @@ NERVE_TARGET_AVX512 NERVE_INLINE void tn_tile(const int KT, const int W, float *
 
 #  define TN_TILE_CASE(KT)                                                                     \
     case KT:                                                                                   \
-      if (W == 2)                                                                              \
-        tn_tile(KT, 2, G, ldg, A, lda, D, ldd, M, m0, m1, alpha);                                     \
+      if (W == 2 && alpha == 1.0f)                                                             \
+        tn_tile(KT, 2, false, G, ldg, A, lda, D, ldd, M, m0, m1, fresh, alpha);                \
+      else if (W == 2)                                                                         \
+        tn_tile(KT, 2, true, G, ldg, A, lda, D, ldd, M, m0, m1, fresh, alpha);                 \
+      else if (alpha == 1.0f)                                                                  \
+        tn_tile(KT, 1, false, G, ldg, A, lda, D, ldd, M, m0, m1, fresh, alpha);                \
       else                                                                                     \
-        tn_tile(KT, 1, G, ldg, A, lda, D, ldd, M, m0, m1, alpha);                                     \
+        tn_tile(KT, 1, true, G, ldg, A, lda, D, ldd, M, m0, m1, fresh, alpha);                 \
       break;
 
 NERVE_TARGET_AVX512 static void tn_tile_any(int KT, int W, float *G, int64_t ldg, const float *A,
                                             int64_t lda, const float *D, int64_t ldd, int64_t M,
-                                            __mmask16 m0, __mmask16 m1, float alpha) {
+                                            __mmask16 m0, __mmask16 m1, bool fresh, float alpha) {
   switch (KT) {
     TN_TILE_CASE(12)
     TN_TILE_CASE(11)
@@ -849,7 +862,7 @@ NERVE_TARGET_AVX512 static void tn_tiles(tn_job *j, int64_t t0, int64_t t1) {
     int64_t k = kt * TN_KT, kr = j->K - k < TN_KT ? j->K - k : TN_KT;
     int W = nr > 16 ? 2 : 1;
     tn_tile_any((int)kr, W, j->G + k * j->ldg + col, j->ldg, j->A + k, j->lda, j->D + col,
-                j->ldd, j->M, mask_lo(nr), mask_hi(nr), j->alpha);
+                j->ldd, j->M, mask_lo(nr), mask_hi(nr), false, j->alpha);
   }
 }
 
@@ -1236,13 +1249,12 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
     for (int64_t p0 = 0; p0 < j->panels; p0 += panels_per_group) {
       int64_t p1 = p0 + panels_per_group < j->panels ? p0 + panels_per_group : j->panels;
       int64_t col0 = p0 * NR, cols = (j->N < p1 * NR ? j->N : p1 * NR) - col0;
-      /* Only what the tiles read (Lab E's 784 -> 10 layer: 480 bytes, not 48 KB). */
-      for (int64_t r = 0; r < kr; r++) memset(g + r * VISIT_COLS, 0, sizeof(float) * (size_t)cols);
       for (int64_t p = p0; p < p1; p++) {
         int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
         if (next_rows > 0) prefetch_rows(j, next, next + next_rows, p, j->panels);
+        /* Fresh: each panel's tile writes its part of g from zero (no clearing first). */
         tn_tile_any((int)kr, nr > 16 ? 2 : 1, g + (col - col0), VISIT_COLS, j->A + k, j->lda,
-                    j->D + col, j->ldd, j->M, mask_lo(nr), mask_hi(nr), 1.0f);
+                    j->D + col, j->ldd, j->M, mask_lo(nr), mask_hi(nr), true, 1.0f);
       }
       j->apply(j->arg, k, col0, g, kr, cols, VISIT_COLS);
     }
