@@ -6,14 +6,15 @@ import CNerve
 extension ComputeContext {
   /// Bytes per second an Adam step moves over `floats` parameters at this context's thread
   /// count (it reads weights, gradients and two moments and writes three arrays: 28 bytes per
-  /// parameter); the median of `runs` steps. The arrays should be much larger than the caches.
+  /// parameter); the fastest of `runs` steps, since other work on the machine only slows a step
+  /// and a floor is what the machine can do. The arrays should be much larger than the caches.
   public func adamStepBandwidth(floats: Int = 32 << 20, runs: Int = 5) throws -> Double {
     try Memory.check(floats: 4 * floats, for: "measuring memory bandwidth", at: "bench")
     let w = FloatBuffer(count: floats), m = FloatBuffer(count: floats), v = FloatBuffer(count: floats)
     let g = FloatBuffer(count: floats)
     g.pointer.update(repeating: 1e-3, count: floats)
     var step: Int64 = 0
-    let seconds = try medianSeconds(runs: runs) {
+    let seconds = try fastestSeconds(runs: runs) {
       step += 1
       try check(
         nerve_adam_step(
@@ -23,8 +24,9 @@ extension ComputeContext {
   }
 
   /// Floating-point operations per second of a `size`^3 dense product (nerve_dense_forward)
-  /// at this context's thread count: the median of `runs` after one warm-up.
-  public func productRate(size: Int = 2048, runs: Int = 3) throws -> Double {
+  /// at this context's thread count: the fastest of `runs` after one warm-up (as for the
+  /// bandwidth: a floor from a median measured in a slow minute can lie above the workload).
+  public func productRate(size: Int = 2048, runs: Int = 5) throws -> Double {
     try Memory.check(floats: 3 * size * size, for: "measuring the product rate", at: "bench")
     let a = FloatBuffer(count: size * size), b = FloatBuffer(count: size * size)
     let c = FloatBuffer(count: size * size)
@@ -32,24 +34,23 @@ extension ComputeContext {
       a.pointer[i] = Float(i % 7) * 0.01
       b.pointer[i] = Float(i % 5) * 0.01
     }
-    let seconds = try medianSeconds(runs: runs) {
+    let seconds = try fastestSeconds(runs: runs) {
       try check(nerve_dense_forward(raw, c.pointer, a.pointer, b.pointer, nil, Int64(size), Int64(size), Int64(size)))
     }
     return 2 * Double(size) * Double(size) * Double(size) / seconds
   }
 
-  /// The median seconds of `runs` calls of `body` after one untimed call (which touches the
+  /// The fewest seconds of `runs` calls of `body` after one untimed call (which touches the
   /// pages and warms the caches).
-  private func medianSeconds(runs: Int, _ body: () throws -> Void) throws -> Double {
+  private func fastestSeconds(runs: Int, _ body: () throws -> Void) throws -> Double {
     let clock = ContinuousClock()
     try body()
     var seconds: [Double] = []
-    for _ in 0..<runs {
+    for _ in 0..<max(runs, 1) {
       let started = clock.now
       try body()
       seconds.append((clock.now - started).seconds)
     }
-    seconds.sort()
-    return seconds[seconds.count / 2]
+    return seconds.min()!
   }
 }
