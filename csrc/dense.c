@@ -234,6 +234,28 @@ NERVE_TARGET_AVX512 static void adam_fused_tile(void *arg, int64_t k0, int64_t c
   }
 }
 
+/* Columns [k0, k1) of the input gradient, as the fused Adam path computes them. */
+typedef struct {
+  nerve_context *ctx;
+  float *din;
+  const float *dout, *weight;
+  int64_t N, I, O;
+} input_columns_job;
+
+static void input_columns(void *arg, int64_t k0, int64_t k1) {
+  input_columns_job *j = arg;
+  nerve__gemm_nt_columns(j->ctx, j->din, j->I, j->dout, j->O, j->weight, j->O, j->N, j->O, k0, k1);
+}
+
+/* The whole input gradient in columns shared out among threads as products are (a column
+ * is N * O multiply-adds), computed as the fused path's tiles compute it: the same chains,
+ * from the weights as they are now. */
+static void input_gradient(nerve_context *ctx, float *din, const float *dout, const float *weight,
+                           int64_t N, int64_t I, int64_t O) {
+  input_columns_job j = {.ctx = ctx, .din = din, .dout = dout, .weight = weight, .N = N, .I = I, .O = O};
+  nerve__parallel_for(ctx, I, GEMM_GRAIN / (N * O + 1) + 1, input_columns, &j);
+}
+
 /* Rows of the batch up to which the fused path is used (its tiles re-read the batch per tile). */
 enum { FUSED_MAX_ROWS = 256 };
 
@@ -291,7 +313,7 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
      * call (nerve__gemm_nt_columns), so it is computed whole, from the same old weights,
      * before any tile is stepped. */
     const bool input_first = din && O < NT_DOTS_MIN;
-    if (input_first) nerve__gemm_nt_columns(ctx, din, I, dout, O, weight, O, N, O, 0, I);
+    if (input_first) input_gradient(ctx, din, dout, weight, N, I, O);
     if (nerve__gemm_tn_visit(ctx, in, I, dout, O, N, O, I, input_first ? NULL : adam_fused_rows,
                              adam_fused_tile, &rows, &j))
       return NERVE_OK;
@@ -304,19 +326,6 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
   if (s != NERVE_OK) return s;
   return nerve_adam_step(ctx, weight, weight_m, weight_v, gw, I * O, lr, beta1, beta2, eps,
                          weight_decay, decoupled_weight_decay, step);
-}
-
-/* Columns [k0, k1) of the input gradient, as the fused Adam path computes them. */
-typedef struct {
-  nerve_context *ctx;
-  float *din;
-  const float *dout, *weight;
-  int64_t N, I, O;
-} input_columns_job;
-
-static void input_columns(void *arg, int64_t k0, int64_t k1) {
-  input_columns_job *j = arg;
-  nerve__gemm_nt_columns(j->ctx, j->din, j->I, j->dout, j->O, j->weight, j->O, j->N, j->O, k0, k1);
 }
 
 /*
@@ -334,7 +343,6 @@ nerve_status nerve_dense_backward_adam_input(nerve_context *ctx, float *din, con
   NERVE_CHECK_PTR(ctx, weight);
   if (!(method_rows(ctx, N) <= FUSED_MAX_ROWS && nerve__gemm_tn_visits(ctx)))
     return nerve_dense_backward(ctx, din, NULL, NULL, dout, NULL, weight, N, I, O);
-  input_columns_job j = {.ctx = ctx, .din = din, .dout = dout, .weight = weight, .N = N, .I = I, .O = O};
-  nerve__parallel_for(ctx, I, (1 << 16) / (N * O + 1) + 8, input_columns, &j);
+  input_gradient(ctx, din, dout, weight, N, I, O);
   return NERVE_OK;
 }

@@ -19,8 +19,6 @@
 #  include <immintrin.h>
 #endif
 
-/* A thread is worth waking for about this many multiply-adds. */
-enum { GEMM_GRAIN = 1 << 19 };
 
 /* ---- OpenBLAS on a fixed block grid ----------------------------------------------------- */
 

@@ -288,6 +288,9 @@ NERVE_HIDDEN bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G,
                                              int64_t ldd, int64_t N, int64_t k0, int64_t k1,
                                              float alpha, float *bias, bool *biased);
 
+/* A thread is worth waking for about this many multiply-adds (the products' grain). */
+enum { GEMM_GRAIN = 1 << 19 };
+
 /* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. Runs on this
  * thread: Nerve's dot-product tiles from a reduction of NT_DOTS_MIN (with AVX-512), else one
  * OpenBLAS call. */
