@@ -761,7 +761,10 @@ NERVE_TARGET_AVX512 NERVE_INLINE void tn_tile(const int KT, const int W, const b
     const float *a = A + m * lda;
     __m512 x0 = _mm512_maskz_loadu_ps(m0, D + m * ldd);
     __m512 x1 = W == 2 ? _mm512_maskz_loadu_ps(m1, D + m * ldd + 16) : x0;
-    if (scaled) x0 = _mm512_mul_ps(scale, x0), x1 = W == 2 ? _mm512_mul_ps(scale, x1) : x0;
+    if (scaled) {
+      x0 = _mm512_mul_ps(scale, x0);
+      x1 = W == 2 ? _mm512_mul_ps(scale, x1) : x0;
+    }
     /* Unrolled by name: clang otherwise keeps the 12-row case's accumulators on the stack. */
 #  pragma GCC unroll 16
     for (int r = 0; r < KT; r++) {
