@@ -357,11 +357,11 @@ NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const list_form for
    * there: the slots read them as one stream, S entries (a line every LINE_STEPS steps), a row
    * taken when one ends starting where the others have not read yet. So they are fetched as
    * one stream, SLOTS_AHEAD bytes ahead of the first row's start and in step with the
-   * reading; fetching ahead of each slot's own place had every row start cold (Lab A's forward,
-   * 50,000 rows, C API, 1 thread, best of 40: 9.4-11.3 -> 7.7-8.8 ms). Entries' values (LIST_ENTRIES) are as wide as
-   * their columns: the same offsets. A block's column lists (LIST_BLOCK_WORDS) are read more
-   * slowly, half as wide, and measured no faster fetched (a test per step costs them 8%);
-   * LIST_COLUMNS' lists were just written.
+   * reading; fetching ahead of each slot's own place had every row start cold (Lab A's
+   * forward, 50,000 rows, C API, 1 thread, best of 40: 9.4-11.3 -> 7.7-8.8 ms). Entries'
+   * values (LIST_ENTRIES) are as wide as their columns: the same offsets. A block's column
+   * lists (LIST_BLOCK_WORDS) are read more slowly, half as wide, and measured no faster
+   * fetched (a test per step cost them 8%); LIST_COLUMNS' lists were just written.
    */
   const bool fetch_ahead = form == LIST_ENTRIES || form == LIST_ROW_WORDS;
   enum { LINE_STEPS = 64 / (S * 4) };
