@@ -21,16 +21,38 @@ NERVE_INLINE uint64_t mix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+/* Element i's mask: a 24-bit uniform compared with the rate in integers (exact and
+ * vectorisable); seed is the job's seed already multiplied out. */
+NERVE_INLINE float dropout_mask(uint64_t seed, int64_t i, uint32_t threshold, float keep_scale) {
+  uint32_t u = (uint32_t)(mix64(seed + (uint64_t)i * 0xD1B54A32D192ED03ull) >> 40);
+  return u >= threshold ? keep_scale : 0.0f;
+}
+
+/* The job's fields are read once into locals and in place is spelled apart from out of place:
+ * written through j, every store might have changed j's pointers, and an in-place call failed
+ * clang's run-time overlap check, both leaving loops scalar. 60,000 elements through the C
+ * API, 1 thread: the forward 0.74 ns an element apart and 1.38 in place (gcc's build 1.39
+ * either way) -> 0.31-0.38; the backward in place 0.33 -> 0.09. */
 NERVE_INLINE void dropout_fwd_body(void *data, int64_t b, int64_t e) {
-  dropout_job *j = data;
+  const dropout_job *j = data;
   const uint64_t seed = j->seed * 0x9E3779B97F4A7C15ull;
-  /* Compare 24-bit uniforms with the rate in integers: exact and vectorisable. */
   const uint32_t threshold = (uint32_t)((double)j->rate * 16777216.0);
-  for (int64_t i = b; i < e; i++) {
-    uint32_t u = (uint32_t)(mix64(seed + (uint64_t)(i + j->first) * 0xD1B54A32D192ED03ull) >> 40);
-    float m = u >= threshold ? j->keep_scale : 0.0f;
-    j->mask[i] = m;
-    j->y[i] = j->x[i] * m;
+  const float keep = j->keep_scale;
+  const int64_t first = j->first;
+  float *restrict mask = j->mask;
+  if (j->y == j->x) {
+    float *restrict y = j->y;
+    for (int64_t i = b; i < e; i++) {
+      const float m = dropout_mask(seed, i + first, threshold, keep);
+      mask[i] = m, y[i] = y[i] * m;
+    }
+  } else {
+    float *restrict y = j->y;
+    const float *restrict x = j->x;
+    for (int64_t i = b; i < e; i++) {
+      const float m = dropout_mask(seed, i + first, threshold, keep);
+      mask[i] = m, y[i] = x[i] * m;
+    }
   }
 }
 NERVE_RANGE_KERNEL(dropout_fwd);
@@ -80,8 +102,16 @@ nerve_status nerve_dropout_forward_at(nerve_context *ctx, float *out, float *mas
 }
 
 NERVE_INLINE void dropout_bwd_body(void *data, int64_t b, int64_t e) {
-  dropout_job *j = data;
-  for (int64_t i = b; i < e; i++) j->y[i] = j->x[i] * j->mask[i];
+  const dropout_job *j = data;
+  const float *restrict mask = j->mask;
+  if (j->y == j->x) {
+    float *restrict y = j->y;
+    for (int64_t i = b; i < e; i++) y[i] = y[i] * mask[i];
+  } else {
+    float *restrict y = j->y;
+    const float *restrict x = j->x;
+    for (int64_t i = b; i < e; i++) y[i] = x[i] * mask[i];
+  }
 }
 NERVE_RANGE_KERNEL(dropout_bwd);
 
