@@ -48,7 +48,11 @@ public struct Preprocessing: Codable, Equatable, Sendable {
     return Preprocessing(scale: scale, mean: mean.map(Float.init), std: std)
   }
 
-  /// Applies the transformation in place to [samples, features...].
+  /// Whether it leaves values unchanged (no scaling, no standardisation).
+  public var isIdentity: Bool { scale == 1 && (mean == nil || std == nil) }
+
+  /// Applies the transformation in place to [samples, features...]. The identity touches
+  /// nothing (writing would copy a tensor that shares its storage).
   public func apply(to features: inout Tensor) throws {
     let d = features.rank >= 2 ? features.shape.dropFirst().reduce(1, *) : features.count
     if let mean, mean.count != d {
@@ -61,6 +65,7 @@ public struct Preprocessing: Codable, Equatable, Sendable {
         .shapeMismatch, at: "preprocessing",
         "standardisation was fitted on \(std.count) features but the data has \(d)")
     }
+    if isIdentity { return }
     let scale = self.scale, mean = self.mean, std = self.std
     features.withUnsafeMutableBufferPointer { x in
       let n = d == 0 ? 0 : x.count / d
