@@ -140,6 +140,38 @@ NERVE_HIDDEN nerve_isa nerve__best_isa(void);
 #endif
 
 /*
+ * Element-wise maps over [b, e) of a job with fields y (written) and x, where y may equal x:
+ *   NERVE_MAP:  y[i] = F(x[i]);   NERVE_MAP2: y[i] = F(x[i], other[i]) (other apart from y).
+ * In place and apart are spelled as separate loops: with one pointer each, the compiler
+ * vectorises without a run-time overlap check, whose failure (in place) sent clang's loops
+ * down their scalar path (sigmoid in place through the C API, 60,000 elements, 1 thread: 3.7
+ * against 0.30 ns an element apart; LeCun's tanh 6.3 against 0.54, its backward too).
+ */
+#define NERVE_MAP(j, b, e, F)                                                                  \
+  do {                                                                                         \
+    if ((j)->y == (j)->x) {                                                                    \
+      float *restrict y_ = (j)->y;                                                             \
+      for (int64_t i = (b); i < (e); i++) y_[i] = F(y_[i]);                                    \
+    } else {                                                                                   \
+      float *restrict y_ = (j)->y;                                                             \
+      const float *restrict x_ = (j)->x;                                                       \
+      for (int64_t i = (b); i < (e); i++) y_[i] = F(x_[i]);                                    \
+    }                                                                                          \
+  } while (0)
+#define NERVE_MAP2(j, b, e, F, other)                                                          \
+  do {                                                                                         \
+    const float *restrict o_ = (other);                                                        \
+    if ((j)->y == (j)->x) {                                                                    \
+      float *restrict y_ = (j)->y;                                                             \
+      for (int64_t i = (b); i < (e); i++) y_[i] = F(y_[i], o_[i]);                             \
+    } else {                                                                                   \
+      float *restrict y_ = (j)->y;                                                             \
+      const float *restrict x_ = (j)->x;                                                       \
+      for (int64_t i = (b); i < (e); i++) y_[i] = F(x_[i], o_[i]);                             \
+    }                                                                                          \
+  } while (0)
+
+/*
  * NERVE_RANGE_KERNEL(name) turns an always-inline range body `name##_body(void*, int64_t,
  * int64_t)` into three compiled copies (baseline, AVX2, AVX-512), so the compiler vectorises the
  * same scalar code for each instruction set, and a table indexed by nerve_isa to pick one.
