@@ -13,11 +13,18 @@ import CNerve
 final class FloatBuffer: @unchecked Sendable {
   let pointer: UnsafeMutablePointer<Float>
   let count: Int
+  /// Who frees the memory: nerve_alloc's (nerve_free), the kernel's mapping it lies in (large
+  /// zeroed buffers: munmap), or someone else (borrowed for the length of one call, never
+  /// written).
+  private enum Owner {
+    case allocator
+    case mapping(base: UnsafeMutableRawPointer, length: Int)
+    case borrowed
+  }
+  private let owner: Owner
+
   /// Memory someone else owns (and frees), seen for the length of one call; never written.
-  let borrowed: Bool
-  /// The kernel's mapping this buffer lies in (large zeroed buffers), unmapped by deinit;
-  /// otherwise the memory is nerve_alloc's.
-  private let mapping: (base: UnsafeMutableRawPointer, length: Int)?
+  var borrowed: Bool { if case .borrowed = owner { true } else { false } }
 
   /// Zeroed buffers of at least this many bytes are fresh pages mapped from the kernel.
   static let mappedBytes = 2 << 20
@@ -31,13 +38,12 @@ final class FloatBuffer: @unchecked Sendable {
   init(count: Int) {
     precondition(count >= 0, "negative buffer size")
     self.count = count
-    borrowed = false
     let bytes = max(count, 1) * MemoryLayout<Float>.stride
     if bytes >= Self.mappedBytes, let mapped = Self.mapZeroed(bytes: bytes) {
-      mapping = (mapped.base, mapped.length)
+      owner = .mapping(base: mapped.base, length: mapped.length)
       pointer = mapped.start.bindMemory(to: Float.self, capacity: count)
     } else {
-      mapping = nil
+      owner = .allocator
       guard let raw = nerve_alloc(bytes) else { fatalError("out of memory allocating \(bytes) bytes") }
       pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
       pointer.initialize(repeating: 0, count: max(count, 1))
@@ -76,8 +82,7 @@ final class FloatBuffer: @unchecked Sendable {
   init(uninitializedCount count: Int) {
     precondition(count >= 0, "negative buffer size")
     self.count = count
-    borrowed = false
-    mapping = nil
+    owner = .allocator
     let bytes = max(count, 1) * MemoryLayout<Float>.stride
     guard let raw = nerve_alloc(bytes) else { fatalError("out of memory allocating \(bytes) bytes") }
     pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
@@ -94,17 +99,17 @@ final class FloatBuffer: @unchecked Sendable {
     precondition(count >= 0, "negative buffer size")
     self.pointer = UnsafeMutablePointer(mutating: pointer)
     self.count = count
-    borrowed = true
-    mapping = nil
+    owner = .borrowed
   }
 
   deinit {
-    if let mapping {
+    switch owner {
+    case .allocator: nerve_free(pointer)
+    case .mapping(let base, let length):
       #if canImport(Glibc) || canImport(Darwin)
-        munmap(mapping.base, mapping.length)
+        munmap(base, length)
       #endif
-    } else if !borrowed {
-      nerve_free(pointer)
+    case .borrowed: break
     }
   }
 
