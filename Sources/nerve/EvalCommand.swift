@@ -19,14 +19,18 @@ struct TestDataOptions: ParsableArguments {
   /// rewritten: that second pass copied the 31 MB of test images (the dataset still shared
   /// them), a third of `nerve eval`'s 0.35-0.4 s with the fast recipe's model.
   func testSet(for model: Sequential, data: String?) throws -> Dataset {
-    try rawTestSet(for: model, data: data, preprocessing: model.preprocessing)
+    try loadTestSet(for: model, data: data, recorded: nil, preprocessing: model.preprocessing)
   }
 
-  /// The test set as stored (MNIST bytes 0...255, digits counts 0...16), for pictures, or
-  /// prepared with `preprocessing`. Flags win; then what the run recorded in its metrics file;
-  /// then a guess from the input size.
-  func rawTestSet(
-    for model: Sequential, data: String?, recorded: RunSummary? = nil, preprocessing: Preprocessing = .none
+  /// The test set as stored (MNIST bytes 0...255, digits counts 0...16), for pictures.
+  func rawTestSet(for model: Sequential, data: String?, recorded: RunSummary? = nil) throws -> Dataset {
+    try loadTestSet(for: model, data: data, recorded: recorded, preprocessing: .none)
+  }
+
+  /// The test set prepared with `preprocessing`. Flags win; then what the run recorded in its
+  /// metrics file; then a guess from the input size.
+  private func loadTestSet(
+    for model: Sequential, data: String?, recorded: RunSummary?, preprocessing: Preprocessing
   ) throws -> Dataset {
     let name = dataset?.lowercased() ?? recorded?.dataSet ?? (model.inputShape.reduce(1, *) == 64 ? "digits" : "mnist")
     let path = data ?? recorded?.dataPath
