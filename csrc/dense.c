@@ -43,6 +43,27 @@ nerve_status nerve_dense_forward(nerve_context *ctx, float *out, const float *in
   return nerve__gemm_nn(ctx, out, O, in, I, weight, O, false, bias, false, N, O, I, __func__);
 }
 
+/*
+ * pixels [N,I] bytes, scale, weight [I,O], bias [O] or NULL -> out [N,O]
+ */
+nerve_status nerve_dense_forward_pixels(nerve_context *ctx, float *out, const uint8_t *pixels,
+                                        float scale, const float *weight, const float *bias,
+                                        int64_t N, int64_t I, int64_t O) {
+  NERVE_CHECK_CTX(ctx);
+  nerve_status s = check_sizes(ctx, N, I, O, __func__);
+  if (s != NERVE_OK) return s;
+  if (!isfinite(scale))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "scale must be finite, got %g",
+                       (double)scale);
+  if (N == 0 || O == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, out);
+  if (I > 0) {
+    NERVE_CHECK_PTR(ctx, pixels);
+    NERVE_CHECK_PTR(ctx, weight);
+  }
+  return nerve__pixels_nn(ctx, out, O, pixels, I, scale, weight, O, bias, N, O, I, __func__);
+}
+
 /* The rows [first, first + N) of a sparse input with I columns: checked as dense inputs are. */
 static nerve_status check_sparse(nerve_context *ctx, const nerve_sparse *in, int64_t first,
                                  int64_t N, int64_t I, int64_t O, const char *func) {

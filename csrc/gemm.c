@@ -322,6 +322,7 @@ typedef enum {
   LIST_ROW_WORDS, /* word = ((uint32_t *)index)[e]: k = word & 0xFFFF, value values[word >> 16] */
   LIST_BLOCK_WORDS, /* word = ((uint16_t *)index)[e]: k = word & 0xFF, value values[word >> 8] */
   LIST_COLUMNS, /* k = ((int32_t *)index)[e], value the list's row of A (values) at k */
+  LIST_PIXELS, /* word = ((uint32_t *)index)[e]: k * ldop = word >> 8, value values[word & 0xFF] */
 } list_form;
 
 /*
@@ -410,7 +411,10 @@ NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const list_form for
         const int64_t e = at[s] + t;
         int64_t k;
         float v;
-        if (form == LIST_ENTRIES) {
+        if (form == LIST_PIXELS) {
+          const uint32_t word = ((const uint32_t *)index)[e];
+          k = word >> 8, v = values[word & 0xFF];
+        } else if (form == LIST_ENTRIES) {
           k = ((const int32_t *)index)[e], v = values[e];
         } else if (form == LIST_ROW_WORDS) {
           const uint32_t word = ((const uint32_t *)index)[e];
@@ -421,7 +425,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const list_form for
         } else {
           k = ((const int32_t *)index)[e], v = row_of[s][k];
         }
-        const float *b = op + k * ldop;
+        const float *b = op + (form == LIST_PIXELS ? k : k * ldop);
         const __m512 a = _mm512_set1_ps(v);
         c0[s] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(k0, b), c0[s]);
         if (W == 2) c1[s] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(k1, b + 16), c1[s]);
@@ -458,7 +462,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void slots_any(int W, list_form form, const voi
       break;
   switch (form) {
     SLOTS_CASE(LIST_ENTRIES) SLOTS_CASE(LIST_ROW_WORDS) SLOTS_CASE(LIST_BLOCK_WORDS)
-    SLOTS_CASE(LIST_COLUMNS)
+    SLOTS_CASE(LIST_COLUMNS) SLOTS_CASE(LIST_PIXELS)
   }
 #  undef SLOTS_CASE
 }
@@ -1769,5 +1773,196 @@ nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, const n
 #else
   (void)func;
 #endif
+  return NERVE_OK;
+}
+
+/* ---- 8-bit inputs (pixels) ------------------------------------------------------------ */
+/*
+ * C[M,N] = (scale * A[M,K]) . B[K,N] + bias with A as bytes (images as their files store them).
+ * Each row's non-zero bytes are listed as words (k * ldb) << 8 | byte (LIST_PIXELS) and run as
+ * slots against a palette of the 256 values scale * byte: the listing reads a byte a column
+ * where the stored products read a float, the slots find B's row without a multiply, and the
+ * chains (the bias, then the non-zero columns in order) are those of the stored products on
+ * the floats nerve_pixels_to_floats gives.
+ */
+typedef struct {
+  float *C;
+  int64_t ldc;
+  const uint8_t *A;
+  int64_t lda;
+  const float *B;
+  int64_t ldb;
+  const float *bias;
+  int64_t M, N, K;
+  int64_t tile_rows; /* rows of C a unit of work */
+  const float *palette; /* [256]: scale * byte */
+} pixels_job;
+
+/* Reduction steps a list covers (B's block of them is 128 KB a panel, as in nn_run), the
+ * widest B whose offsets in a block fit a word's 24 bits, and the words a member lists at
+ * most before running them (64 KB of stack). */
+enum { PIXELS_KB = 1024, PIXELS_MAX_LDB = (1 << 24) / PIXELS_KB, PIXELS_WORDS = 16384 };
+
+#if NERVE_X86
+/* Row `in`'s non-zero bytes among its first n as words ((k * ldb) << 8 | byte, k from 0) in
+ * words; returns how many. 16 columns at a time, widened to 32 bits and compressed. */
+NERVE_TARGET_AVX512 static int64_t nonzero_pixels(const uint8_t *in, int64_t n, int64_t ldb,
+                                                  uint32_t *words) {
+  const __m512i step = _mm512_set1_epi32((int)(16 * ldb) << 8);
+  __m512i offset = _mm512_slli_epi32(
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_epi32((int)ldb)),
+      8);
+  int64_t count = 0, k = 0;
+  /* 64 columns a step: one test of 64 bytes, then four independent compressions. */
+  for (; k + 64 <= n; k += 64) {
+    const __m512i bytes = _mm512_loadu_si512((const void *)(in + k));
+    const __mmask64 nz = _mm512_test_epi8_mask(bytes, bytes);
+    int64_t at = count;
+#  pragma GCC unroll 4
+    for (int q = 0; q < 4; q++) {
+      const __m512i wide = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(in + k + 16 * q)));
+      const __mmask16 m = (__mmask16)(nz >> (16 * q));
+      _mm512_storeu_si512((void *)(words + at),
+                          _mm512_maskz_compress_epi32(m, _mm512_or_si512(wide, offset)));
+      at += __builtin_popcount(m);
+      offset = _mm512_add_epi32(offset, step);
+    }
+    count = at;
+  }
+  for (; k < n; k += 16) {
+    const __mmask16 valid = nerve__lanes16(n - k);
+    const __m512i wide = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, in + k));
+    const __mmask16 m = _mm512_test_epi32_mask(wide, wide);
+    _mm512_storeu_si512((void *)(words + count),
+                        _mm512_maskz_compress_epi32(m, _mm512_or_si512(wide, offset)));
+    count += __builtin_popcount(m);
+    offset = _mm512_add_epi32(offset, step);
+  }
+  return count;
+}
+
+/* Rows [m0, m1) of C over reduction steps [k0, ...), listed in words, every panel of B. */
+NERVE_TARGET_AVX512 static void pixels_run(const pixels_job *j, uint32_t *words, int64_t used,
+                                           const int64_t *lo, const int64_t *hi, int64_t m0,
+                                           int64_t m1, int64_t k0) {
+  memset(words + used, 0, NERVE_SPARSE_PAD * sizeof *words);
+  for (int64_t col = 0; col < j->N; col += NR) {
+    const int64_t nr = j->N - col < NR ? j->N - col : NR;
+    const bool first = k0 == 0;
+    slots_any(nr > 16 ? 2 : 1, LIST_PIXELS, words, j->palette, lo, hi, used, 0, m1 - m0, NULL, 0,
+              j->C + m0 * j->ldc + col, j->ldc, !first, first && j->bias ? j->bias + col : NULL,
+              j->B + k0 * j->ldb + col, j->ldb, mask_lo(nr), mask_hi(nr));
+  }
+}
+
+/* Tiles [t0, t1) of tile_rows rows of C: each block of reduction steps, its rows listed as
+ * many at a time as the words hold, then run over every panel. */
+NERVE_TARGET_AVX512 static void pixels_nn_tiles(void *data, int64_t t0, int64_t t1) {
+  const pixels_job *j = data;
+  uint32_t words[PIXELS_WORDS + NERVE_SPARSE_PAD];
+  int64_t lo[SPARSE_ROWS], hi[SPARSE_ROWS];
+  for (int64_t t = t0; t < t1; t++) {
+    const int64_t m0 = t * j->tile_rows, m1 = m0 + j->tile_rows < j->M ? m0 + j->tile_rows : j->M;
+    for (int64_t k0 = 0; k0 < j->K || k0 == 0; k0 += PIXELS_KB) {
+      const int64_t kc = j->K - k0 < PIXELS_KB ? j->K - k0 : PIXELS_KB;
+      int64_t used = 0, start = m0;
+      for (int64_t m = m0; m < m1; m++) {
+        if (used + kc + 16 > PIXELS_WORDS) {
+          pixels_run(j, words, used, lo, hi, start, m, k0);
+          used = 0, start = m;
+        }
+        lo[m - start] = used;
+        used += nonzero_pixels(j->A + m * j->lda + k0, kc, j->ldb, words + used);
+        hi[m - start] = used;
+      }
+      pixels_run(j, words, used, lo, hi, start, m1, k0);
+      if (kc == 0) break;
+    }
+  }
+}
+#endif
+
+/* Rows a thread makes floats at a time where the bytes are not listed: a whole number of the
+ * OpenBLAS blocks (BLAS_MB), so the base kernels' blocks fall where they would on all rows. */
+enum { PIXELS_ROWS = BLAS_MB };
+
+typedef struct {
+  const nerve_context *ctx;
+  float *C;
+  int64_t ldc;
+  const uint8_t *A;
+  int64_t lda;
+  float scale;
+  const float *B;
+  int64_t ldb;
+  const float *bias;
+  int64_t M, N, K;
+  float *x;     /* rows * K floats a thread */
+  int64_t rows; /* rows a thread takes at a time: PIXELS_ROWS, or M where that is fewer */
+  int64_t next; /* the first row no thread has taken (nerve__take_chunk) */
+} pixels_floats_job;
+
+static void pixels_floats_member(void *data, int t, int nt) {
+  pixels_floats_job *j = data;
+  (void)nt;
+  float *x = j->x + (int64_t)t * j->rows * j->K;
+  int64_t a, b;
+  while (nerve__take_chunk(&j->next, j->rows, j->M, &a, &b)) {
+    for (int64_t m = a; m < b; m++)
+      for (int64_t k = 0; k < j->K; k++) x[(m - a) * j->K + k] = (float)j->A[m * j->lda + k] * j->scale;
+    nerve__gemm_nn_here(j->ctx, j->C + a * j->ldc, j->ldc, x, j->K, j->B, j->ldb, j->bias, b - a,
+                        j->N, j->K);
+  }
+}
+
+#if NERVE_X86
+/* Whether the first rows of A (up to 64) have at least half their bytes non-zero: then lists
+ * would cost more than they skip, and the stored products' register tiles run instead. */
+static bool pixels_dense(const uint8_t *A, int64_t lda, int64_t M, int64_t K) {
+  const int64_t rows = M < 64 ? M : 64;
+  int64_t nonzero = 0;
+  for (int64_t m = 0; m < rows; m++)
+    for (int64_t k = 0; k < K; k++) nonzero += A[m * lda + k] != 0;
+  return 2 * nonzero >= rows * K;
+}
+#endif
+
+nerve_status nerve__pixels_nn(nerve_context *ctx, float *C, int64_t ldc, const uint8_t *A,
+                              int64_t lda, float scale, const float *B, int64_t ldb,
+                              const float *bias, int64_t M, int64_t N, int64_t K,
+                              const char *func) {
+  if (M == 0 || N == 0) return NERVE_OK;
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX512 && (N + NR - 1) / NR * NR <= PIXELS_MAX_LDB &&
+      ldb <= PIXELS_MAX_LDB && !pixels_dense(A, lda, M, K)) {
+    float palette[256];
+    for (int v = 0; v < 256; v++) palette[v] = (float)v * scale;
+    pixels_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bias = bias,
+                    .M = M, .N = N, .K = K, .palette = palette};
+    nerve_status s = nn_pad_b(ctx, M, N, K, &j.B, &j.ldb, func);
+    if (s != NERVE_OK) return s;
+    const int64_t share = (M + ctx->threads - 1) / ctx->threads;
+    j.tile_rows = share < SPARSE_MIN_ROWS ? SPARSE_MIN_ROWS : share > SPARSE_ROWS ? SPARSE_ROWS : share;
+    const int64_t tiles = (M + j.tile_rows - 1) / j.tile_rows;
+    /* The work of a tile as if a quarter of its inputs were not zero (MNIST has a fifth). */
+    const double per_tile = (double)j.tile_rows * (double)N * ((double)K / 4.0 + 1.0);
+    const int64_t grain = per_tile >= GEMM_GRAIN ? 1 : (int64_t)(GEMM_GRAIN / (per_tile + 1.0)) + 1;
+    nerve__parallel_chunks(ctx, tiles, grain, pixels_nn_tiles, &j);
+    return NERVE_OK;
+  }
+#endif
+  /* Otherwise: blocks of rows made floats in each thread's part of the layer scratch, then the
+   * stored products on them. */
+  const int64_t work = M * N * (K > 0 ? K : 1);
+  const int threads = nerve__threads_for(ctx, work, GEMM_GRAIN);
+  const int64_t rows = M < PIXELS_ROWS ? M : PIXELS_ROWS;
+  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER,
+                                  ((size_t)threads * (size_t)(rows * K) + 1) * sizeof(float), func);
+  if (s != NERVE_OK) return s;
+  pixels_floats_job j = {.ctx = ctx, .C = C, .ldc = ldc, .A = A, .lda = lda, .scale = scale,
+                         .B = B, .ldb = ldb, .bias = bias, .M = M, .N = N, .K = K,
+                         .x = ctx->scratch[NERVE_SCRATCH_LAYER], .rows = rows};
+  nerve__parallel_team(threads, pixels_floats_member, &j);
   return NERVE_OK;
 }

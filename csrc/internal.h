@@ -390,6 +390,15 @@ NERVE_HIDDEN nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t
                                            int64_t ldb, const float *bias, int64_t M, int64_t N,
                                            const char *func);
 
+/* C[M,N] = (scale * A[M,K]) . B[K,N] + bias (bias may be NULL) with A as bytes, row stride
+ * lda: the chains nerve__gemm_nn computes on the floats scale * A, without the terms of zero
+ * bytes (AVX-512; elsewhere it is nerve__gemm_nn on blocks of rows made floats in the layer
+ * scratch, which it reserves). */
+NERVE_HIDDEN nerve_status nerve__pixels_nn(nerve_context *ctx, float *C, int64_t ldc,
+                                           const uint8_t *A, int64_t lda, float scale,
+                                           const float *B, int64_t ldb, const float *bias,
+                                           int64_t M, int64_t N, int64_t K, const char *func);
+
 /* G[K,N] += alpha * A^T . D[M,N] with A as in nerve__sparse_nn: every element adds the rows in
  * order, as nerve__gemm_tn does. Reserves the GEMM scratch it takes before writing G. */
 NERVE_HIDDEN nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg,

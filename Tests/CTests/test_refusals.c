@@ -157,6 +157,11 @@ static void kernels(nerve_context *ctx) {
 
   has_setting = 0;
   VARIANTS("nerve_dense_forward", 3, nerve_dense_forward(call_ctx, P(0, y), P(1, x), P(2, w), b, N * size, I, O));
+  has_setting = 1;
+  VARIANTS("nerve_dense_forward_pixels", 3,
+           nerve_dense_forward_pixels(call_ctx, P(0, y), P(1, (const uint8_t *)(const void *)x),
+                                      bad ? NAN : 1.0f / 255, P(2, w), b, N * size, I, O));
+  has_setting = 0;
   /* din, dweight and dbias are optional outputs; in and weight are required by dweight and din. */
   VARIANTS("nerve_dense_backward", 3,
            nerve_dense_backward(call_ctx, dx, dw, db, P(0, dy), P(1, x), P(2, w), N * size, I, O));

@@ -97,6 +97,14 @@ public struct IDXArray: Sendable {
     self.dataOffset = header
   }
 
+  /// Calls `body` with the elements' bytes as the file stores them (`count` times the type's
+  /// size, big-endian for multi-byte types): an image file's pixels, not copied.
+  public func withElementBytes<R>(_ body: (UnsafeBufferPointer<UInt8>) throws -> R) rethrows -> R {
+    try bytes.withUnsafeBufferPointer { b in
+      try body(UnsafeBufferPointer(rebasing: b[dataOffset..<dataOffset + count * type.size]))
+    }
+  }
+
   /// The elements as Float, each multiplied by `scale`.
   public func floats(scale: Float = 1) -> [Float] {
     [Float](unsafeUninitializedCapacity: count) { out, initialized in

@@ -63,6 +63,18 @@ public struct MNIST: Sendable {
     return MNIST(train: train, validation: validation, test: test, preprocessing: preprocessing)
   }
 
+  /// The test file's images as the file stores them ([10,000, 28, 28] unsigned bytes, checked
+  /// against its labels), for running a model on them as bytes
+  /// (`Sequential.outputs(forPixels:scale:count:into:)`, `Sequential.predict(pixels:scale:)`).
+  public static func testImages(from directory: String? = nil) throws -> IDXArray {
+    guard let dir = directory ?? BundledData.directory("mnist") else {
+      throw NerveError(
+        .badFile, at: "Data/mnist",
+        "cannot find the bundled MNIST; pass a directory or set NERVE_DATA to the Data folder")
+    }
+    return try ImageFile(dir: dir, images: fileNames.testImages, labels: fileNames.testLabels, shape: .flat).images
+  }
+
   /// Per-sample shape of image datasets.
   public enum ImageShape: Sendable {
     /// [rows * columns], for dense networks.

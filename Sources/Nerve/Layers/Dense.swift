@@ -80,6 +80,12 @@ public final class Dense: Layer {
 
   override func forward(_ io: LayerIO) throws {
     let w = io.parameters
+    if let pixels = io.pixelInput {
+      return try io.check(
+        nerve_dense_forward_pixels(
+          io.ctx, io.output, pixels.bytes, pixels.scale, w, useBias ? w + inputs * units : nil,
+          Int64(io.batch), Int64(inputs), Int64(units)))
+    }
     if let listed = io.sparseInput {
       return try io.check(
         nerve_dense_forward_sparse(

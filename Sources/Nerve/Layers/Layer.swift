@@ -137,6 +137,9 @@ struct LayerIO {
   /// The same values as `input`, listed as their non-zero entries (the first layer of a
   /// training run over sparse images); layers that can read them instead may.
   var sparseInput: SparseSlice?
+  /// The same values as `input`, as the bytes they were scaled from (a model run on images
+  /// kept as bytes); a layer that can read them instead may, and `input` is then unused.
+  var pixelInput: PixelRows?
 
   var ctx: OpaquePointer { context.raw }
   func check(_ status: nerve_status) throws { try context.check(status) }

@@ -23,6 +23,22 @@ extension Sequential {
     _ features: UnsafePointer<Float>, count: Int, reads: Int? = nil,
     _ body: (Plan, _ chunk: Int, _ start: Int) throws -> Void
   ) throws {
+    try infer(.floats(features), count: count, reads: reads, body)
+  }
+
+  /// What an inference pass reads: floats, or bytes each scaled as `PixelRows` says.
+  enum InferenceInput {
+    case floats(UnsafePointer<Float>)
+    case pixels(PixelRows)
+  }
+
+  /// `infer` over floats or bytes. Bytes go to a first layer that reads them as they are
+  /// (`readsPixels`); otherwise each chunk is made floats first, in a buffer kept with the
+  /// inference plan.
+  func infer(
+    _ input: InferenceInput, count: Int, reads: Int? = nil,
+    _ body: (Plan, _ chunk: Int, _ start: Int) throws -> Void
+  ) throws {
     let capacity = min(max(count, 1), inferenceChunk)
     if inferencePlan == nil || inferencePlan!.capacity < capacity {
       inferencePlan = try Plan(model: self, capacity: capacity, training: false)
@@ -32,13 +48,31 @@ extension Sequential {
     var start = 0
     while start < count {
       let n = min(capacity, count - start)
-      try forward(
-        UnsafeMutablePointer(mutating: features + start * inputCount), batch: n, plan: plan,
-        context: context, training: false, through: LayerPoint(layer: reads ?? layers.count - 1))
+      let through = LayerPoint(layer: reads ?? layers.count - 1)
+      switch input {
+      case .floats(let features):
+        try forward(
+          UnsafeMutablePointer(mutating: features + start * inputCount), batch: n, plan: plan,
+          context: context, training: false, through: through)
+      case .pixels(let pixels):
+        let chunk = pixels.advanced(by: start * inputCount)
+        if readsPixels {
+          try forward(
+            try plan.pixelFloats(count: 0), batch: n, plan: plan, context: context, training: false,
+            through: through, pixels: chunk)
+        } else {
+          let floats = try plan.pixelFloats(count: capacity * inputCount)
+          try context.check(nerve_pixels_to_floats(context.raw, floats, chunk.bytes, Int64(n * inputCount), chunk.scale))
+          try forward(floats, batch: n, plan: plan, context: context, training: false, through: through)
+        }
+      }
       try body(plan, n, start)
       start += n
     }
   }
+
+  /// Whether the first layer reads images as bytes itself (a dense layer does).
+  var readsPixels: Bool { layers.first is Dense }
 
   /// The model's outputs for a batch of samples: [samples, outputs].
   /// - Parameter features: [samples, ...] whose per-sample size matches the input shape.

@@ -24,6 +24,8 @@ extension Sequential {
     let coreGradients: [UnsafeMutablePointer<Float>]
     let scratch: [UnsafeMutablePointer<Float>]
     private let storage: FloatBuffer
+    /// Floats for a chunk of images given as bytes, made on first use (see `pixelFloats`).
+    private var pixelStorage: FloatBuffer?
 
     /// Bytes of layer workspace the model's layers need at this capacity.
     let workspaceBytes: Int
@@ -97,6 +99,17 @@ extension Sequential {
       coreGradients = l.coreGradients.map { base + $0 }
       scratch = l.scratch.map { base + $0 }
     }
+
+    /// Room for `count` floats, kept from call to call: a chunk of images given as bytes, made
+    /// floats for a first layer that does not read bytes (count 0: a pointer no layer reads,
+    /// for one that does).
+    func pixelFloats(count: Int) throws -> UnsafeMutablePointer<Float> {
+      if pixelStorage == nil || pixelStorage!.count < max(count, 1) {
+        try Memory.check(floats: count, for: "a chunk of images made floats", at: "model")
+        pixelStorage = FloatBuffer(count: max(count, 1))
+      }
+      return pixelStorage!.pointer
+    }
   }
 
   /// The point after the last layer.
@@ -104,11 +117,12 @@ extension Sequential {
 
   /// Runs the layers up to `stop` (the whole model by default) on `batch` samples at `input`;
   /// layer i writes `plan.coreOutputs[i]` and, through its activation, `plan.outputs[i]`.
-  /// `listed`: the same input as non-zero entries, for the first layer to read if it can.
+  /// `listed`: the same input as non-zero entries, for the first layer to read if it can;
+  /// `pixels`: the same input as bytes, for a first layer that reads them (`readsPixels`).
   func forward(
     _ input: UnsafeMutablePointer<Float>, batch: Int, plan: Plan, context: ComputeContext,
     training: Bool, step: UInt64 = 0, firstRow: Int = 0, through stop: LayerPoint? = nil,
-    ranks: DataParallelPass? = nil, listed: SparseSlice? = nil
+    ranks: DataParallelPass? = nil, listed: SparseSlice? = nil, pixels: PixelRows? = nil
   ) throws {
     let stop = stop ?? end
     var x = input
@@ -118,7 +132,7 @@ extension Sequential {
       var core = io(
         i, context: context, batch: batch, input: poolsRelu ? plan.coreOutputs[i - 1] : x,
         output: plan.coreOutputs[i], plan: plan, training: training, step: step, firstRow: firstRow)
-      if i == 0 { core.sparseInput = listed }
+      if i == 0 { core.sparseInput = listed; core.pixelInput = pixels }
       if i > 0 && convolutionPools(i - 1, through: stop, ranks: ranks) {
         // Done: the convolution before it pooled its output.
       } else if let ranks, ranks.needsWholeBatch(i) {

@@ -181,6 +181,68 @@ struct CNNTests {
     for i in 0..<(37 * 10) { #expect(abs(fromRaw[flat: i] - batch[flat: i]) <= 1e-6) }
   }
 
+  @Test("images given as bytes give the outputs of their floats, bit for bit, for a dense or a convolutional first layer; bad calls are refused")
+  func pixelInputs() throws {
+    let mlp = try Sequential(input: 784, seed: 3) {
+      Dense(30, activation: .sigmoid)
+      Dense(10, activation: .sigmoid)
+    }
+    let cnn = try Sequential(input: [28, 28, 1], seed: 4) {
+      Conv2D(4, kernel: 3, activation: .relu)
+      MaxPool2D()
+      Flatten()
+      Dense(10, activation: .softmax)
+    }
+    let images = try MNIST.testImages()
+    let count = 300
+    let bytes = images.withElementBytes { Array($0[0..<count * 784]) }
+    let scale = Preprocessing.unitScale.scale
+    let floats = bytes.map { Float($0) * scale }
+    for model in [mlp, cnn] {
+      for threads in [1, 2, 3] {
+        try model.context.setThreads(threads)
+        let expected = try model.outputs(for: Tensor(shape: [count] + model.inputShape, values: floats))
+        var out = [Float](repeating: .nan, count: count * 10)
+        try bytes.withUnsafeBufferPointer { p in
+          try out.withUnsafeMutableBufferPointer { o in
+            try model.outputs(forPixels: p, scale: scale, count: count, into: o)
+          }
+        }
+        #expect(bitwiseEqual(out, (0..<count * 10).map { expected[flat: $0] }), "\(model.layers[0]) at \(threads)")
+        #expect(try model.predict(pixels: bytes, scale: scale) == model.predict(Tensor(shape: [count] + model.inputShape, values: floats)))
+        // One image at a time, as an app would.
+        var one = [Float](repeating: .nan, count: 10)
+        try bytes.withUnsafeBufferPointer { p in
+          try one.withUnsafeMutableBufferPointer { o in
+            try model.outputs(forPixels: UnsafeBufferPointer(rebasing: p[784 * 7..<784 * 8]), scale: scale, count: 1, into: o)
+          }
+        }
+        #expect(bitwiseEqual(one, (70..<80).map { expected[flat: $0] }))
+      }
+      // The model's own preprocessing when no scale is given.
+      model.preprocessing = .unitScale
+      #expect(try model.predict(pixels: bytes) == model.predict(pixels: bytes, scale: scale))
+      model.preprocessing = Preprocessing(scale: scale, mean: [Float](repeating: 0.1, count: 784), std: [Float](repeating: 0.3, count: 784))
+      #expect(throws: NerveError.self) { try model.predict(pixels: bytes) }
+      model.preprocessing = .none
+      #expect(throws: NerveError.self) { try model.predict(pixels: Array(bytes[0..<783])) }
+      #expect(throws: NerveError.self) { try model.predict(pixels: bytes, scale: .nan) }
+      var out = [Float](repeating: 5, count: 20)
+      try bytes.withUnsafeBufferPointer { p in
+        try out.withUnsafeMutableBufferPointer { o in
+          #expect(throws: NerveError.self) {
+            try model.outputs(forPixels: UnsafeBufferPointer(rebasing: p[0..<784 * 3]), scale: scale, count: 3, into: o)
+          }
+          #expect(throws: NerveError.self) {
+            try model.outputs(forPixels: UnsafeBufferPointer(rebasing: p[0..<784 * 2 - 1]), scale: scale, count: 2, into: o)
+          }
+        }
+      }
+      #expect(out.allSatisfy { $0 == 5 })
+      #expect(try model.predict(pixels: []) == [])
+    }
+  }
+
   @Test("dropout is the identity in inference and masks in training; batch norm switches statistics")
   func trainingVersusInference() throws {
     let data = try Dataset(features: Tensor(shape: [64, 8], values: randomFloats(512, seed: 1, low: 2, high: 4)), labels: [Int32](repeating: 0, count: 64), classes: 2)

@@ -1,0 +1,100 @@
+// Running a model on images kept as bytes, as image files and cameras give them: each input is
+// `scale * byte`, and a dense first layer reads the bytes itself (nerve_dense_forward_pixels),
+// a byte a pixel where floats take four.
+import CNerve
+
+/// Rows of 8-bit images standing for the floats `scale * byte`: a model's input, not copied.
+struct PixelRows {
+  let bytes: UnsafePointer<UInt8>
+  let scale: Float
+
+  /// The rows `offset` bytes further on.
+  func advanced(by offset: Int) -> PixelRows { PixelRows(bytes: bytes + offset, scale: scale) }
+}
+
+extension Sequential {
+  /// The outputs for `count` images given as bytes ([count, inputCount], row-major as image
+  /// files store them), each input `scale * byte`, written into `outputs` ([count,
+  /// outputCount]): bit for bit what `outputs(for:count:into:)` gives on those floats, without
+  /// making them all (a dense first layer reads the bytes; otherwise each chunk is converted as
+  /// it runs). As there, once the first call has sized the inference plan, a call allocates
+  /// nothing.
+  /// - Parameter scale: what a byte is multiplied by (MNIST's default preprocessing: 1/255,
+  ///   `Preprocessing.unitScale.scale`); nil: the model's own `preprocessing`, as `nerve train`
+  ///   saves it with the model, which must then be a scale alone (a model trained on
+  ///   standardised inputs needs floats).
+  /// - Throws: if the buffers do not hold `count` images and `count` outputs, or the scale is
+  ///   not finite or not known.
+  public func outputs(
+    forPixels pixels: UnsafeBufferPointer<UInt8>, scale: Float? = nil, count: Int,
+    into outputs: UnsafeMutableBufferPointer<Float>
+  ) throws {
+    let width = outputCount
+    let scale = try pixelScale(scale, at: "outputs(forPixels:scale:count:into:)")
+    try checkPixels(pixels, scale: scale, count: count, at: "outputs(forPixels:scale:count:into:)")
+    guard outputs.count >= count * width else {
+      throw NerveError(
+        .shapeMismatch, at: "outputs(forPixels:scale:count:into:)",
+        "\(outputs.count) output values for \(count) images (expected \(count * width))")
+    }
+    guard count > 0, let out = outputs.baseAddress else { return }
+    let rows = PixelRows(bytes: pixels.baseAddress!, scale: scale)
+    let last = layers.count - 1
+    try infer(.pixels(rows), count: count) { plan, chunk, start in
+      (out + start * width).update(from: plan.outputs[last], count: chunk * width)
+    }
+  }
+
+  /// The predicted class (argmax of the outputs) of each image given as bytes
+  /// ([images, inputCount] row-major), each input `scale * byte` (nil: the model's own
+  /// preprocessing, as for `outputs(forPixels:scale:count:into:)`).
+  public func predict(pixels: [UInt8], scale: Float? = nil) throws -> [Int] {
+    let scale = try pixelScale(scale, at: "predict(pixels:scale:)")
+    let per = inputCount
+    guard per > 0, pixels.count % per == 0 else {
+      throw NerveError(
+        .shapeMismatch, at: "predict(pixels:scale:)",
+        "\(pixels.count) bytes are not whole images of \(per) values (the model's input shape \(inputShape))")
+    }
+    let n = pixels.count / per
+    var classes = [Int32](repeating: 0, count: n)
+    let width = outputCount
+    try pixels.withUnsafeBufferPointer { p in
+      try checkPixels(p, scale: scale, count: n, at: "predict(pixels:scale:)")
+      guard n > 0 else { return }
+      let rows = PixelRows(bytes: p.baseAddress!, scale: scale)
+      try classes.withUnsafeMutableBufferPointer { c in
+        try infer(.pixels(rows), count: n) { plan, chunk, start in
+          try context.check(
+            nerve_argmax(context.raw, c.baseAddress! + start, plan.outputs[layers.count - 1], Int64(chunk), Int64(width)))
+        }
+      }
+    }
+    return classes.map(Int.init)
+  }
+
+  /// `scale`, or the model's preprocessing's where it is nil (refused if that standardises).
+  private func pixelScale(_ scale: Float?, at location: String) throws -> Float {
+    if let scale { return scale }
+    guard preprocessing.mean == nil, preprocessing.std == nil else {
+      throw NerveError(
+        .badValue, at: location,
+        "the model's inputs are standardised (a mean and standard deviation per input), which bytes cannot carry; give floats, or a scale")
+    }
+    return preprocessing.scale
+  }
+
+  /// Throws unless `pixels` holds `count` images for this model and `scale` is finite.
+  private func checkPixels(
+    _ pixels: UnsafeBufferPointer<UInt8>, scale: Float, count: Int, at location: String
+  ) throws {
+    guard count >= 0, let size = Sizes.product([count, inputCount]), pixels.count == size else {
+      throw NerveError(
+        .shapeMismatch, at: location,
+        "\(pixels.count) bytes for \(count) images (expected \(count) x \(inputCount), the model's input shape \(inputShape))")
+    }
+    guard scale.isFinite else {
+      throw NerveError(.badValue, at: location, "scale must be finite, got \(scale)")
+    }
+  }
+}
