@@ -89,6 +89,16 @@ NERVE_API nerve_status nerve_model_predict(nerve_model *m, int32_t *classes, con
 /** outputs[n, outputs] = the model's outputs (probabilities when it ends with a softmax). */
 NERVE_API nerve_status nerve_model_predict_proba(nerve_model *m, float *outputs, const float *x,
                                                  int64_t n);
+/** nerve_model_predict with the samples given as bytes (8-bit images as their files store
+ *  them), each input scale * byte (scale finite; 1 gives the bytes' own values): the same
+ *  classes as from those floats, without making them all. */
+NERVE_API nerve_status nerve_model_predict_pixels(nerve_model *m, int32_t *classes,
+                                                  const uint8_t *pixels, float scale, int64_t n);
+/** nerve_model_predict_proba with the samples given as bytes, as nerve_model_predict_pixels:
+ *  the same outputs, bit for bit, as from the floats scale * byte. */
+NERVE_API nerve_status nerve_model_predict_proba_pixels(nerve_model *m, float *outputs,
+                                                        const uint8_t *pixels, float scale,
+                                                        int64_t n);
 /**
  * Mean loss and correct count of the model on n labelled samples. loss_name is "mse",
  * "cross_entropy" or "nll"; NULL for the loss it was last trained with (else cross-entropy for

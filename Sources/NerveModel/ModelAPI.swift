@@ -193,6 +193,47 @@ public func nerveModelPredictProba(
   }
 }
 
+@_cdecl("nerve_model_predict_pixels")
+public func nerveModelPredictPixels(
+  _ m: OpaquePointer?, _ classes: UnsafeMutablePointer<Int32>?, _ pixels: UnsafePointer<UInt8>?, _ scale: Float,
+  _ n: Int64
+) -> nerve_status {
+  guard let h = handle(m, as: ModelHandle.self) else { return Status.nullPointer }
+  return h.run("nerve_model_predict_pixels") {
+    let model = try h.requireModel()
+    let out = try required(classes, "classes"), input = try required(pixels, "pixels")
+    let count = try sampleValues(n, model.inputShape.reduce(1, *), "n")
+    let predicted = try model.predict(
+      pixels: UnsafeBufferPointer(start: input, count: count), scale: try finite(scale), count: Int(n))
+    for (i, c) in predicted.enumerated() { out[i] = Int32(c) }
+  }
+}
+
+@_cdecl("nerve_model_predict_proba_pixels")
+public func nerveModelPredictProbaPixels(
+  _ m: OpaquePointer?, _ outputs: UnsafeMutablePointer<Float>?, _ pixels: UnsafePointer<UInt8>?, _ scale: Float,
+  _ n: Int64
+) -> nerve_status {
+  guard let h = handle(m, as: ModelHandle.self) else { return Status.nullPointer }
+  return h.run("nerve_model_predict_proba_pixels") {
+    let model = try h.requireModel()
+    let out = try required(outputs, "outputs"), input = try required(pixels, "pixels")
+    let count = try sampleValues(n, model.inputShape.reduce(1, *), "n")
+    let width = try sampleValues(n, model.outputCount, "n")
+    try model.outputs(
+      forPixels: UnsafeBufferPointer(start: input, count: count), scale: try finite(scale), count: Int(n),
+      into: UnsafeMutableBufferPointer(start: out, count: width))
+  }
+}
+
+/// `scale`, refused unless finite.
+private func finite(_ scale: Float) throws -> Float {
+  guard scale.isFinite else {
+    throw Refusal(status: Status.badArgument, message: "scale must be finite, got \(scale)")
+  }
+  return scale
+}
+
 @_cdecl("nerve_model_evaluate")
 public func nerveModelEvaluate(
   _ m: OpaquePointer?, _ loss: UnsafeMutablePointer<Double>?, _ correct: UnsafeMutablePointer<Int64>?,

@@ -28,6 +28,7 @@ def _find_library():
 lib = ctypes.CDLL(_find_library())
 
 c_float_p = ctypes.POINTER(ctypes.c_float)
+c_uint8_p = ctypes.POINTER(ctypes.c_uint8)
 c_int32_p = ctypes.POINTER(ctypes.c_int32)
 c_int64_p = ctypes.POINTER(ctypes.c_int64)
 c_double_p = ctypes.POINTER(ctypes.c_double)
@@ -54,6 +55,9 @@ _SIGNATURES = {
     "nerve_model_set_preprocessing": (ctypes.c_int, [handle, ctypes.c_char_p]),
     "nerve_model_predict": (ctypes.c_int, [handle, c_int32_p, c_float_p, ctypes.c_int64]),
     "nerve_model_predict_proba": (ctypes.c_int, [handle, c_float_p, c_float_p, ctypes.c_int64]),
+    "nerve_model_predict_pixels": (ctypes.c_int, [handle, c_int32_p, c_uint8_p, ctypes.c_float, ctypes.c_int64]),
+    "nerve_model_predict_proba_pixels": (ctypes.c_int, [
+        handle, c_float_p, c_uint8_p, ctypes.c_float, ctypes.c_int64]),
     "nerve_model_evaluate": (ctypes.c_int, [
         handle, c_double_p, c_int64_p, c_float_p, c_int32_p, ctypes.c_int64, ctypes.c_char_p]),
     "nerve_model_train": (ctypes.c_int, [

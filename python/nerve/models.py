@@ -124,9 +124,10 @@ class Sequential:
 
     # ---- Arrays in ---------------------------------------------------------------------------
 
-    def _samples(self, x, name, seed=None):
-        """x as float32 C-ordered samples of the model's input shape, or an error naming it.
-        An unbuilt model is built first (for x's sample shape without an input_shape)."""
+    def _samples(self, x, name, seed=None, as_bytes=False):
+        """x as float32 C-ordered samples of the model's input shape, or an error naming it
+        (with as_bytes, uint8 samples stay uint8). An unbuilt model is built first (for x's
+        sample shape without an input_shape)."""
         if self._handle is None or not self.built:
             if self.input_shape is None:
                 arr = np.asarray(x)
@@ -151,6 +152,8 @@ class Sequential:
             raise ValueError(
                 f"{name} has shape {arr.shape}, expected (N, {', '.join(map(str, shape))})"
                 + (f" or (N, {size})" if len(shape) > 1 else ""))
+        if arr.dtype == np.uint8 and as_bytes:
+            return np.ascontiguousarray(arr).reshape((arr.shape[0],) + shape)
         return np.ascontiguousarray(arr, dtype=np.float32).reshape((arr.shape[0],) + shape)
 
     def _labels(self, y, count, name):
@@ -260,21 +263,30 @@ class Sequential:
         return {"loss": value.value, "accuracy": correct.value / xs.shape[0], "correct": correct.value}
 
     def predict(self, x, threads=None):
-        """The predicted class of each sample, an int64 array of shape (N,)."""
+        """The predicted class of each sample, an int64 array of shape (N,). uint8 samples
+        (images as their files store them) are read as bytes, not copied as floats: the same
+        classes as from their values as floats."""
         self._with_threads(threads)
-        xs = self._samples(x, "x")
+        xs = self._samples(x, "x", as_bytes=True)
         out = np.empty(xs.shape[0], dtype=np.int32)
-        if xs.shape[0]:
+        if xs.shape[0] and xs.dtype == np.uint8:
+            self._check(L.lib.nerve_model_predict_pixels(
+                self._handle, out.ctypes.data_as(L.c_int32_p), xs.ctypes.data_as(L.c_uint8_p), 1.0, xs.shape[0]))
+        elif xs.shape[0]:
             self._check(L.lib.nerve_model_predict(
                 self._handle, out.ctypes.data_as(L.c_int32_p), xs.ctypes.data_as(L.c_float_p), xs.shape[0]))
         return out.astype(np.int64)
 
     def predict_proba(self, x, threads=None):
-        """The model's outputs for each sample (probabilities when it ends with a softmax)."""
+        """The model's outputs for each sample (probabilities when it ends with a softmax); uint8
+        samples are read as bytes, with the outputs of their values as floats, bit for bit."""
         self._with_threads(threads)
-        xs = self._samples(x, "x")
+        xs = self._samples(x, "x", as_bytes=True)
         out = np.empty((xs.shape[0],) + self.output_shape, dtype=np.float32)
-        if xs.shape[0]:
+        if xs.shape[0] and xs.dtype == np.uint8:
+            self._check(L.lib.nerve_model_predict_proba_pixels(
+                self._handle, out.ctypes.data_as(L.c_float_p), xs.ctypes.data_as(L.c_uint8_p), 1.0, xs.shape[0]))
+        elif xs.shape[0]:
             self._check(L.lib.nerve_model_predict_proba(
                 self._handle, out.ctypes.data_as(L.c_float_p), xs.ctypes.data_as(L.c_float_p), xs.shape[0]))
         return out

@@ -71,6 +71,24 @@ def test_one_hot_labels_float64_and_strided_inputs_are_converted(mnist):
     assert (a.predict(tx[:200:2]) == a.predict(np.ascontiguousarray(tx[:200:2]))).all()
 
 
+def test_uint8_images_are_read_as_bytes_with_the_float_results(mnist):
+    (x, y), _, (tx, _) = mnist
+    model = small_mlp()
+    model.fit(x[:500], y[:500], epochs=1, seed=4)
+    raw = np.round(tx[:300] * 255).astype(np.uint8)
+    floats = raw.astype(np.float32)
+    assert (model.predict_proba(raw) == model.predict_proba(floats)).all()
+    assert (model.predict(raw) == model.predict(floats)).all()
+    assert (model.predict(raw[::2]) == model.predict(floats[::2])).all()
+    assert model.predict(raw[:0]).shape == (0,)
+    cnn = nerve.Sequential([nerve.Conv2D(4, 3, activation="relu"), nerve.MaxPool2D(), nerve.Flatten(),
+                            nerve.Dense(10, activation="softmax")], input_shape=(28, 28, 1))
+    images = raw.reshape(-1, 28, 28, 1)
+    assert (cnn.predict_proba(images) == cnn.predict_proba(images.astype(np.float32))).all()
+    with pytest.raises(ValueError, match="x has shape"):
+        model.predict(raw[:, :700])
+
+
 @pytest.mark.parametrize("call, kind, words", [
     (lambda m, x, y: m.fit(x[:10, :700], y[:10]), ValueError, ["x has shape (10, 700)", "(N, 784)"]),
     (lambda m, x, y: m.fit(x[:10], y[:9]), ValueError, ["9 labels", "10"]),

@@ -49,25 +49,27 @@ extension Sequential {
   /// ([images, inputCount] row-major), each input `scale * byte` (nil: the model's own
   /// preprocessing, as for `outputs(forPixels:scale:count:into:)`).
   public func predict(pixels: [UInt8], scale: Float? = nil) throws -> [Int] {
-    let scale = try pixelScale(scale, at: "predict(pixels:scale:)")
     let per = inputCount
     guard per > 0, pixels.count % per == 0 else {
       throw NerveError(
         .shapeMismatch, at: "predict(pixels:scale:)",
         "\(pixels.count) bytes are not whole images of \(per) values (the model's input shape \(inputShape))")
     }
-    let n = pixels.count / per
-    var classes = [Int32](repeating: 0, count: n)
+    return try pixels.withUnsafeBufferPointer { try predict(pixels: $0, scale: scale, count: pixels.count / per) }
+  }
+
+  /// `predict(pixels:scale:)` for `count` images already in memory, not copied.
+  public func predict(pixels: UnsafeBufferPointer<UInt8>, scale: Float? = nil, count: Int) throws -> [Int] {
+    let scale = try pixelScale(scale, at: "predict(pixels:scale:count:)")
+    try checkPixels(pixels, scale: scale, count: count, at: "predict(pixels:scale:count:)")
+    guard count > 0 else { return [] }
+    var classes = [Int32](repeating: 0, count: count)
     let width = outputCount
-    try pixels.withUnsafeBufferPointer { p in
-      try checkPixels(p, scale: scale, count: n, at: "predict(pixels:scale:)")
-      guard n > 0 else { return }
-      let rows = PixelRows(bytes: p.baseAddress!, scale: scale)
-      try classes.withUnsafeMutableBufferPointer { c in
-        try infer(.pixels(rows), count: n) { plan, chunk, start in
-          try context.check(
-            nerve_argmax(context.raw, c.baseAddress! + start, plan.outputs[layers.count - 1], Int64(chunk), Int64(width)))
-        }
+    let rows = PixelRows(bytes: pixels.baseAddress!, scale: scale)
+    try classes.withUnsafeMutableBufferPointer { c in
+      try infer(.pixels(rows), count: count) { plan, chunk, start in
+        try context.check(
+          nerve_argmax(context.raw, c.baseAddress! + start, plan.outputs[layers.count - 1], Int64(chunk), Int64(width)))
       }
     }
     return classes.map(Int.init)
