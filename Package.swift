@@ -57,6 +57,12 @@ let package = Package(
       path: "Sources/CZlib",
       providers: [.apt(["zlib1g-dev"])]
     ),
+    // Whole-buffer gzip decompression for loading data sets (zlib streams everything else).
+    .systemLibrary(
+      name: "CDeflate",
+      path: "Sources/CDeflate",
+      providers: [.apt(["libdeflate-dev"])]
+    ),
     // The MPI C API, found by pkg-config; only the MPI trait brings it in.
     .systemLibrary(
       name: "CMPI",
@@ -66,7 +72,7 @@ let package = Package(
     ),
     .target(
       name: "Nerve",
-      dependencies: ["CNerve", "CZlib", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
+      dependencies: ["CNerve", "CZlib", "CDeflate", .target(name: "CMPI", condition: .when(traits: ["MPI"]))],
       path: "Sources/Nerve"
     ),
     // The ONNX writer: Schema/ holds the message subset it uses and the code protoc made of it.

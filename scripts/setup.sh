@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(libopenblas-dev zlib1g-dev cmake pkg-config gcc)
+packages=(libopenblas-dev zlib1g-dev libdeflate-dev cmake pkg-config gcc)
 mpi=false
 [ "${1:-}" = "--mpi" ] && mpi=true
 $mpi && packages+=(openmpi-bin libopenmpi-dev)

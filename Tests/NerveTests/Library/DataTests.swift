@@ -101,6 +101,16 @@ struct DataTests {
     var corrupt = gz
     for i in 12..<min(40, corrupt.count) { corrupt[i] ^= 0x5A }
     expectError(write(corrupt, "corrupt.gz", in: dir), ["corrupt gzip"])
+    // Two members (read by the streaming reader: the trailer gives only the last one's size)
+    // give the concatenation, as one member does (read whole).
+    let twoMembers = try gzip(Array(good[0..<3000])) + gzip(Array(good[3000...]))
+    let raw = try IDXArray(contentsOf: write(good, "raw", in: dir)).floats()
+    #expect(try IDXArray(contentsOf: write(twoMembers, "two.gz", in: dir)).floats() == raw)
+    #expect(try IDXArray(contentsOf: write(gz, "ok.gz", in: dir)).floats() == raw)
+    // A trailer whose size disagrees with the data is corrupt, however it is read.
+    var wrongSize = gz
+    wrongSize[wrongSize.count - 4] ^= 0x10
+    expectError(write(wrongSize, "size.gz", in: dir), ["corrupt gzip", "length"])
     // A raw (uncompressed) file loads too, and int32/float32 element types convert.
     #expect(try IDXArray(contentsOf: write(good, "raw", in: dir)).floats()[0] == 7)
     let f32 = idxBytes(type: 0x0D, dims: [1], payload: 0) + [0x3F, 0xC0, 0, 0]
