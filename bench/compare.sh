@@ -37,7 +37,7 @@ for w in ${WORKLOADS//,/ }; do
     "$venv/bin/python" bench/python_bench.py --workloads "$w" --threads "$THREADS" --repeats "$REPEATS" >>"$results"
   fi
   if [ "$w" = predict-mlp ]; then
-    .build/release/nerve bench --json --workloads predict-mlp-floats --threads "$THREADS" --repeats "$REPEATS" >>"$results"
+    .build/release/nerve bench --json --workloads predict-mlp-pixels --threads "$THREADS" --repeats "$REPEATS" >>"$results"
   fi
   if [ "$w" = lab-e ]; then
     "$venv/bin/python" bench/torch_bench.py --workloads lab-e-default-adam --threads "$THREADS" --repeats "$REPEATS" >>"$results"
@@ -55,15 +55,14 @@ for r in rows:
     if w == "lab-e-default-adam":
         cells[("lab-e", r["threads"], "torch-default")] = r
         continue
-    if w == "predict-mlp-floats":
-        cells[("predict-mlp", r["threads"], "nerve-floats")] = r
+    if w == "predict-mlp-pixels":
+        cells[("predict-mlp", r["threads"], "nerve-pixels")] = r
         continue
     cells[(w, r["threads"], tool)] = r
     if tool == "torch": torch_name = r["tool"]
 units = {"lab-a": "s/epoch (50,000 images)", "minibatch": "s/epoch (50,000 images)", "per-sample": "s/10,000 images",
          "lab-e": "s/epoch (50,000 images); PyTorch with Adam(fused=True)",
-         "predict-mlp": "s to predict the 10,000 test images (Lab A MLP; Nerve from the file's bytes,"
-                        " PyTorch from a float tensor made before timing)",
+         "predict-mlp": "s to predict the 10,000 test images (Lab A MLP), from a float tensor made before timing",
          "predict-cnn": "s to predict the 10,000 test images (Lab E CNN)",
          "latency-mlp": "s for 10,000 one-image calls (x100 = microseconds per image)",
          "fast-99": "s of training, one epoch of 60,000 images (examples/fast-99.toml's recipe)"}
@@ -78,9 +77,9 @@ for (w, t, tool), r in sorted(cells.items()):
     if (w, t, "nerve-python") in cells:
         q = cells[(w, t, "nerve-python")]["median_seconds"]
         print(f"{'':<12}{'':>8}{q:>11.4f}{p:>22.4f}{p / q:>9.1f}x   nerve from Python (python/), {q / n:.2f}x the CLI's time")
-    if (w, t, "nerve-floats") in cells:
-        q = cells[(w, t, "nerve-floats")]["median_seconds"]
-        print(f"{'':<12}{'':>8}{q:>11.4f}{p:>22.4f}{p / q:>9.1f}x   nerve from the images as floats, as PyTorch")
+    if (w, t, "nerve-pixels") in cells:
+        q = cells[(w, t, "nerve-pixels")]["median_seconds"]
+        print(f"{'':<12}{'':>8}{q:>11.4f}{p:>22.4f}{p / q:>9.1f}x   nerve from the test file's bytes (predict-mlp-pixels)")
     if (w, t, "torch-default") in cells:
         q = cells[(w, t, "torch-default")]["median_seconds"]
         print(f"{'':<12}{'':>8}{'':>11}{q:>22.4f}{q / n:>9.1f}x   with PyTorch's default (unfused) Adam")

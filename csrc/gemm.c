@@ -1796,7 +1796,7 @@ typedef struct {
   int64_t M, N, K;
   int64_t tile_rows; /* rows of C a unit of work */
   const float *palette; /* [256]: scale * byte */
-} pixels_job;
+} pixels_nn_job;
 
 /* Reduction steps a list covers (B's block of them is 128 KB a panel, as in nn_run), the
  * widest B whose offsets in a block fit a word's 24 bits, and the words a member lists at
@@ -1805,7 +1805,8 @@ enum { PIXELS_KB = 1024, PIXELS_MAX_LDB = (1 << 24) / PIXELS_KB, PIXELS_WORDS = 
 
 #if NERVE_X86
 /* Row `in`'s non-zero bytes among its first n as words ((k * ldb) << 8 | byte, k from 0) in
- * words; returns how many. 16 columns at a time, widened to 32 bits and compressed. */
+ * words; returns how many. 16 columns at a time, widened to 32 bits and compressed; each
+ * store writes a whole vector, so up to 16 words past the count (words has room for n + 16). */
 NERVE_TARGET_AVX512 static int64_t nonzero_pixels(const uint8_t *in, int64_t n, int64_t ldb,
                                                   uint32_t *words) {
   const __m512i step = _mm512_set1_epi32((int)(16 * ldb) << 8);
@@ -1843,7 +1844,7 @@ NERVE_TARGET_AVX512 static int64_t nonzero_pixels(const uint8_t *in, int64_t n, 
 }
 
 /* Rows [m0, m1) of C over reduction steps [k0, ...), listed in words, every panel of B. */
-NERVE_TARGET_AVX512 static void pixels_run(const pixels_job *j, uint32_t *words, int64_t used,
+NERVE_TARGET_AVX512 static void pixels_run(const pixels_nn_job *j, uint32_t *words, int64_t used,
                                            const int64_t *lo, const int64_t *hi, int64_t m0,
                                            int64_t m1, int64_t k0) {
   memset(words + used, 0, NERVE_SPARSE_PAD * sizeof *words);
@@ -1857,17 +1858,18 @@ NERVE_TARGET_AVX512 static void pixels_run(const pixels_job *j, uint32_t *words,
 }
 
 /* Tiles [t0, t1) of tile_rows rows of C: each block of reduction steps, its rows listed as
- * many at a time as the words hold, then run over every panel. */
+ * many at a time as the words hold, then run over every panel. (K > 0: see pixels_dense.) */
 NERVE_TARGET_AVX512 static void pixels_nn_tiles(void *data, int64_t t0, int64_t t1) {
-  const pixels_job *j = data;
+  const pixels_nn_job *j = data;
   uint32_t words[PIXELS_WORDS + NERVE_SPARSE_PAD];
   int64_t lo[SPARSE_ROWS], hi[SPARSE_ROWS];
   for (int64_t t = t0; t < t1; t++) {
     const int64_t m0 = t * j->tile_rows, m1 = m0 + j->tile_rows < j->M ? m0 + j->tile_rows : j->M;
-    for (int64_t k0 = 0; k0 < j->K || k0 == 0; k0 += PIXELS_KB) {
+    for (int64_t k0 = 0; k0 < j->K; k0 += PIXELS_KB) {
       const int64_t kc = j->K - k0 < PIXELS_KB ? j->K - k0 : PIXELS_KB;
       int64_t used = 0, start = m0;
       for (int64_t m = m0; m < m1; m++) {
+        /* Room for a whole row and the 16 words its last store may write past it. */
         if (used + kc + 16 > PIXELS_WORDS) {
           pixels_run(j, words, used, lo, hi, start, m, k0);
           used = 0, start = m;
@@ -1877,15 +1879,44 @@ NERVE_TARGET_AVX512 static void pixels_nn_tiles(void *data, int64_t t0, int64_t 
         hi[m - start] = used;
       }
       pixels_run(j, words, used, lo, hi, start, m1, k0);
-      if (kc == 0) break;
     }
   }
 }
+
+/* Whether the first rows of A (up to 64) have at least half their bytes non-zero (or there are
+ * none): then lists would cost more than they skip, and the stored products' register tiles
+ * run instead. */
+static bool pixels_dense(const uint8_t *A, int64_t lda, int64_t M, int64_t K) {
+  const int64_t rows = M < 64 ? M : 64;
+  int64_t nonzero = 0;
+  for (int64_t m = 0; m < rows; m++)
+    for (int64_t k = 0; k < K; k++) nonzero += A[m * lda + k] != 0;
+  return 2 * nonzero >= rows * K;
+}
+
+/* The listed way (AVX-512, sparse bytes): tiles of rows shared out as threads become free. */
+static nerve_status pixels_listed(nerve_context *ctx, pixels_nn_job *j, float scale,
+                                  const char *func) {
+  float palette[256];
+  for (int v = 0; v < 256; v++) palette[v] = (float)v * scale;
+  j->palette = palette;
+  nerve_status s = nn_pad_b(ctx, j->M, j->N, j->K, &j->B, &j->ldb, func);
+  if (s != NERVE_OK) return s;
+  const int64_t share = (j->M + ctx->threads - 1) / ctx->threads;
+  j->tile_rows = share < SPARSE_MIN_ROWS ? SPARSE_MIN_ROWS : share > SPARSE_ROWS ? SPARSE_ROWS : share;
+  const int64_t tiles = (j->M + j->tile_rows - 1) / j->tile_rows;
+  /* The work of a tile as if a quarter of its inputs were not zero (MNIST has a fifth). */
+  const double per_tile = (double)j->tile_rows * (double)j->N * ((double)j->K / 4.0 + 1.0);
+  const int64_t grain = per_tile >= GEMM_GRAIN ? 1 : (int64_t)(GEMM_GRAIN / (per_tile + 1.0)) + 1;
+  nerve__parallel_chunks(ctx, tiles, grain, pixels_nn_tiles, j);
+  return NERVE_OK;
+}
 #endif
 
-/* Rows a thread makes floats at a time where the bytes are not listed: a whole number of the
- * OpenBLAS blocks (BLAS_MB), so the base kernels' blocks fall where they would on all rows. */
-enum { PIXELS_ROWS = BLAS_MB };
+/* Rows a thread makes floats at a time where the bytes are not listed: NN_MC's chunk of the
+ * stored products (each panel of B read once per chunk) and a whole number of the OpenBLAS
+ * blocks (BLAS_MB), so the base kernels' blocks fall where they would on all rows. */
+enum { PIXELS_ROWS = 128 };
 
 typedef struct {
   const nerve_context *ctx;
@@ -1898,35 +1929,56 @@ typedef struct {
   int64_t ldb;
   const float *bias;
   int64_t M, N, K;
-  float *x;     /* rows * K floats a thread */
-  int64_t rows; /* rows a thread takes at a time: PIXELS_ROWS, or M where that is fewer */
+  float *x;     /* PIXELS_ROWS * K floats a thread */
   int64_t next; /* the first row no thread has taken (nerve__take_chunk) */
 } pixels_floats_job;
 
+/* rows [a, b) of A made floats in x ([b - a, K]) */
+static void pixels_rows_to_floats(float *x, const uint8_t *A, int64_t lda, float scale, int64_t a,
+                                  int64_t b, int64_t K) {
+  for (int64_t m = a; m < b; m++)
+    for (int64_t k = 0; k < K; k++) x[(m - a) * K + k] = (float)A[m * lda + k] * scale;
+}
+
+/* Team member t: chunks of PIXELS_ROWS rows, taken as it becomes free, made floats in its own
+ * part of the scratch and multiplied there (nerve__gemm_nn_here: the chains nerve__gemm_nn
+ * computes, on this thread). */
 static void pixels_floats_member(void *data, int t, int nt) {
   pixels_floats_job *j = data;
   (void)nt;
-  float *x = j->x + (int64_t)t * j->rows * j->K;
+  float *x = j->x + (int64_t)t * PIXELS_ROWS * j->K;
   int64_t a, b;
-  while (nerve__take_chunk(&j->next, j->rows, j->M, &a, &b)) {
-    for (int64_t m = a; m < b; m++)
-      for (int64_t k = 0; k < j->K; k++) x[(m - a) * j->K + k] = (float)j->A[m * j->lda + k] * j->scale;
+  while (nerve__take_chunk(&j->next, PIXELS_ROWS, j->M, &a, &b)) {
+    pixels_rows_to_floats(x, j->A, j->lda, j->scale, a, b, j->K);
     nerve__gemm_nn_here(j->ctx, j->C + a * j->ldc, j->ldc, x, j->K, j->B, j->ldb, j->bias, b - a,
                         j->N, j->K);
   }
 }
 
-#if NERVE_X86
-/* Whether the first rows of A (up to 64) have at least half their bytes non-zero: then lists
- * would cost more than they skip, and the stored products' register tiles run instead. */
-static bool pixels_dense(const uint8_t *A, int64_t lda, int64_t M, int64_t K) {
-  const int64_t rows = M < 64 ? M : 64;
-  int64_t nonzero = 0;
-  for (int64_t m = 0; m < rows; m++)
-    for (int64_t k = 0; k < K; k++) nonzero += A[m * lda + k] != 0;
-  return 2 * nonzero >= rows * K;
+/* The other way (dense bytes, no AVX-512, or outputs too wide for the words): the rows made
+ * floats in the layer scratch, then the stored products on them; all at once where there are
+ * too few rows to share out by chunks (the products then share panels among the threads). */
+static nerve_status pixels_as_floats(nerve_context *ctx, float *C, int64_t ldc, const uint8_t *A,
+                                     int64_t lda, float scale, const float *B, int64_t ldb,
+                                     const float *bias, int64_t M, int64_t N, int64_t K,
+                                     const char *func) {
+  const int threads = nerve__threads_for(ctx, M * N * (K > 0 ? K : 1), GEMM_GRAIN);
+  if (M < 2 * PIXELS_ROWS * threads) {
+    nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, ((size_t)(M * K) + 1) * sizeof(float), func);
+    if (s != NERVE_OK) return s;
+    float *x = ctx->scratch[NERVE_SCRATCH_LAYER];
+    pixels_rows_to_floats(x, A, lda, scale, 0, M, K);
+    return nerve__gemm_nn(ctx, C, ldc, x, K, B, ldb, false, bias, false, M, N, K, func);
+  }
+  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER,
+                                  ((size_t)threads * PIXELS_ROWS * (size_t)K + 1) * sizeof(float), func);
+  if (s != NERVE_OK) return s;
+  pixels_floats_job j = {.ctx = ctx, .C = C, .ldc = ldc, .A = A, .lda = lda, .scale = scale,
+                         .B = B, .ldb = ldb, .bias = bias, .M = M, .N = N, .K = K,
+                         .x = ctx->scratch[NERVE_SCRATCH_LAYER]};
+  nerve__parallel_team(threads, pixels_floats_member, &j);
+  return NERVE_OK;
 }
-#endif
 
 nerve_status nerve__pixels_nn(nerve_context *ctx, float *C, int64_t ldc, const uint8_t *A,
                               int64_t lda, float scale, const float *B, int64_t ldb,
@@ -1936,33 +1988,10 @@ nerve_status nerve__pixels_nn(nerve_context *ctx, float *C, int64_t ldc, const u
 #if NERVE_X86
   if (ctx->isa == NERVE_ISA_AVX512 && (N + NR - 1) / NR * NR <= PIXELS_MAX_LDB &&
       ldb <= PIXELS_MAX_LDB && !pixels_dense(A, lda, M, K)) {
-    float palette[256];
-    for (int v = 0; v < 256; v++) palette[v] = (float)v * scale;
-    pixels_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bias = bias,
-                    .M = M, .N = N, .K = K, .palette = palette};
-    nerve_status s = nn_pad_b(ctx, M, N, K, &j.B, &j.ldb, func);
-    if (s != NERVE_OK) return s;
-    const int64_t share = (M + ctx->threads - 1) / ctx->threads;
-    j.tile_rows = share < SPARSE_MIN_ROWS ? SPARSE_MIN_ROWS : share > SPARSE_ROWS ? SPARSE_ROWS : share;
-    const int64_t tiles = (M + j.tile_rows - 1) / j.tile_rows;
-    /* The work of a tile as if a quarter of its inputs were not zero (MNIST has a fifth). */
-    const double per_tile = (double)j.tile_rows * (double)N * ((double)K / 4.0 + 1.0);
-    const int64_t grain = per_tile >= GEMM_GRAIN ? 1 : (int64_t)(GEMM_GRAIN / (per_tile + 1.0)) + 1;
-    nerve__parallel_chunks(ctx, tiles, grain, pixels_nn_tiles, &j);
-    return NERVE_OK;
+    pixels_nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bias = bias,
+                       .M = M, .N = N, .K = K};
+    return pixels_listed(ctx, &j, scale, func);
   }
 #endif
-  /* Otherwise: blocks of rows made floats in each thread's part of the layer scratch, then the
-   * stored products on them. */
-  const int64_t work = M * N * (K > 0 ? K : 1);
-  const int threads = nerve__threads_for(ctx, work, GEMM_GRAIN);
-  const int64_t rows = M < PIXELS_ROWS ? M : PIXELS_ROWS;
-  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER,
-                                  ((size_t)threads * (size_t)(rows * K) + 1) * sizeof(float), func);
-  if (s != NERVE_OK) return s;
-  pixels_floats_job j = {.ctx = ctx, .C = C, .ldc = ldc, .A = A, .lda = lda, .scale = scale,
-                         .B = B, .ldb = ldb, .bias = bias, .M = M, .N = N, .K = K,
-                         .x = ctx->scratch[NERVE_SCRATCH_LAYER], .rows = rows};
-  nerve__parallel_team(threads, pixels_floats_member, &j);
-  return NERVE_OK;
+  return pixels_as_floats(ctx, C, ldc, A, lda, scale, B, ldb, bias, M, N, K, func);
 }

@@ -391,9 +391,9 @@ NERVE_HIDDEN nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t
                                            const char *func);
 
 /* C[M,N] = (scale * A[M,K]) . B[K,N] + bias (bias may be NULL) with A as bytes, row stride
- * lda: the chains nerve__gemm_nn computes on the floats scale * A, without the terms of zero
- * bytes (AVX-512; elsewhere it is nerve__gemm_nn on blocks of rows made floats in the layer
- * scratch, which it reserves). */
+ * lda: the chains nerve__gemm_nn computes on the floats scale * A (for finite B). Sparse bytes
+ * with AVX-512 are listed as they are read, without the terms of zero bytes; otherwise rows are
+ * made floats in the layer scratch (which it reserves) and nerve__gemm_nn runs on them. */
 NERVE_HIDDEN nerve_status nerve__pixels_nn(nerve_context *ctx, float *C, int64_t ldc,
                                            const uint8_t *A, int64_t lda, float scale,
                                            const float *B, int64_t ldb, const float *bias,

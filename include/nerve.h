@@ -165,7 +165,9 @@ NERVE_API nerve_status nerve_dense_forward(nerve_context *ctx, float *out, const
  * nerve_dense_forward with in[N,I] = scale * pixels[N,I], the inputs given as bytes (8-bit
  * images as their files store them; scale is finite, 1/255 gives [0, 1]): the same bits as
  * nerve_dense_forward on the floats nerve_pixels_to_floats(pixels, scale) gives, on every
- * instruction set and at any thread count, without making them all. With libnerve's AVX-512
+ * instruction set and at any thread count, without making them all, for finite weights (as
+ * there, a NaN or infinite weight may meet no zero input; and a zero output may differ in its
+ * sign). With libnerve's AVX-512
  * kernels and sparse images (under half the bytes of the first rows not zero, as MNIST's),
  * each row's non-zero bytes are listed as they are read, a byte a pixel where floats take four
  * (MNIST's 10,000 test images through a 784 -> 30 layer: about a quarter faster than from

@@ -14,9 +14,9 @@ struct BenchCommand: ParsableCommand {
         per-sample  the same network, per-sample SGD, lr 0.01: seconds per pass over the first 10,000 images
         lab-e       Lab E's CNN (conv 32 3x3, batch norm, max pool, dense 784, dense 10), Adam lr 1e-4,
                     minibatches of 32: seconds per epoch (no warm-up epoch; not in the default list)
-        predict-mlp the Lab A network predicting the 10,000 test images in one call, from the test file's
-                    bytes (Sequential.outputs(forPixels:...): its dense layer reads them as they are): seconds
-        predict-mlp-floats  the same from the images as floats in [0, 1] (Sequential.outputs(for:count:into:))
+        predict-mlp the Lab A network predicting the 10,000 test images in one call: seconds
+        predict-mlp-pixels  the same from the test file's bytes (Sequential.outputs(forPixels:...): its dense
+                    layer reads them as they are, each byte / 255)
         predict-cnn the Lab E CNN predicting the 10,000 test images in one call: seconds
         latency-mlp the Lab A network predicting the test images one at a time (Sequential.outputs(for:count:into:)):
                     seconds per 10,000 calls (so microseconds per image = seconds x 100)
@@ -41,7 +41,7 @@ struct BenchCommand: ParsableCommand {
   var json = false
 
   static let known = [
-    "lab-a", "minibatch", "per-sample", "lab-e", "predict-mlp", "predict-mlp-floats", "predict-cnn", "latency-mlp",
+    "lab-a", "minibatch", "per-sample", "lab-e", "predict-mlp", "predict-mlp-pixels", "predict-cnn", "latency-mlp",
     "fast-99",
   ]
   /// Workloads of CNNs, which take images as [28, 28, 1] (fast-99 loads its own 60,000).
@@ -150,11 +150,11 @@ struct BenchCommand: ParsableCommand {
   func measure(_ workload: String, threads: Int, mnist: MNIST, first10k: Dataset) throws -> ([Double], Int) {
     let runs = repeats + 1
     switch workload {
-    case "predict-mlp":
+    case "predict-mlp-pixels":
       let model = try Self.labA()
       try model.context.setThreads(threads)
       return (try timePixels(model, images: try MNIST.testImages(from: data), runs: runs), mnist.test.count)
-    case "predict-mlp-floats", "predict-cnn", "latency-mlp":
+    case "predict-mlp", "predict-cnn", "latency-mlp":
       let model = workload == "predict-cnn" ? try Self.labE() : try Self.labA()
       try model.context.setThreads(threads)
       return (try timeInference(model, test: mnist.test, oneAtATime: workload == "latency-mlp", runs: runs), mnist.test.count)

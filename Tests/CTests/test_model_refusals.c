@@ -86,24 +86,30 @@ int main(void) {
   expect_refused(m, nerve_model_predict(m, classes, x, -1), "nerve_model_predict", "negative n");
   expect_refused(m, nerve_model_predict(m, classes, x, INT64_MAX), "nerve_model_predict", "overflowing n");
   expect_refused(m, nerve_model_predict_proba(m, out, x, INT64_MAX / 64 + 1), "nerve_model_predict_proba", "overflowing n");
-  /* Bytes: the same checks, and a scale that must be finite. The accepted call must give the
-   * classes of the same values as floats. */
+  /* Bytes: the same checks, and a scale that must be finite. Accepted calls must give the
+   * classes and outputs of the same values as floats, for sparse bytes (listed as they are
+   * read, with AVX-512) and dense ones (made floats). */
   uint8_t pixels[N * D];
   float pixel_values[N * D];
-  for (int i = 0; i < N * D; i++) pixels[i] = (uint8_t)((i * 37) % 256), pixel_values[i] = (float)pixels[i] / 8.0f;
-  int32_t from_floats[N], from_bytes[N];
-  float proba_floats[N * 10], proba_bytes[N * 10];
-  if (nerve_model_predict(m, from_floats, pixel_values, N) != NERVE_OK ||
-      nerve_model_predict_pixels(m, from_bytes, pixels, 1.0f / 8, N) != NERVE_OK ||
-      memcmp(from_floats, from_bytes, sizeof from_bytes) != 0) {
-    failures++;
-    fprintf(stderr, "nerve_model_predict_pixels: not the classes of the same floats (%s)\n", nerve_model_last_error(m));
-  }
-  if (nerve_model_predict_proba(m, proba_floats, pixel_values, N) != NERVE_OK ||
-      nerve_model_predict_proba_pixels(m, proba_bytes, pixels, 1.0f / 8, N) != NERVE_OK ||
-      memcmp(proba_floats, proba_bytes, sizeof proba_bytes) != 0) {
-    failures++;
-    fprintf(stderr, "nerve_model_predict_proba_pixels: not the outputs of the same floats (%s)\n", nerve_model_last_error(m));
+  for (int sparse = 0; sparse < 2; sparse++) {
+    for (int i = 0; i < N * D; i++) {
+      pixels[i] = sparse && i % 3 ? 0 : (uint8_t)((i * 37) % 256);
+      pixel_values[i] = (float)pixels[i] / 8.0f;
+    }
+    int32_t from_floats[N], from_bytes[N];
+    float proba_floats[N * 10], proba_bytes[N * 10];
+    if (nerve_model_predict(m, from_floats, pixel_values, N) != NERVE_OK ||
+        nerve_model_predict_pixels(m, from_bytes, pixels, 1.0f / 8, N) != NERVE_OK ||
+        memcmp(from_floats, from_bytes, sizeof from_bytes) != 0) {
+      failures++;
+      fprintf(stderr, "nerve_model_predict_pixels: not the classes of the same floats (%s)\n", nerve_model_last_error(m));
+    }
+    if (nerve_model_predict_proba(m, proba_floats, pixel_values, N) != NERVE_OK ||
+        nerve_model_predict_proba_pixels(m, proba_bytes, pixels, 1.0f / 8, N) != NERVE_OK ||
+        memcmp(proba_floats, proba_bytes, sizeof proba_bytes) != 0) {
+      failures++;
+      fprintf(stderr, "nerve_model_predict_proba_pixels: not the outputs of the same floats (%s)\n", nerve_model_last_error(m));
+    }
   }
   expect_refused(NULL, nerve_model_predict_pixels(NULL, classes, pixels, 1, N), "nerve_model_predict_pixels", "NULL handle");
   expect_refused(m, nerve_model_predict_pixels(m, NULL, pixels, 1, N), "nerve_model_predict_pixels", "NULL classes");

@@ -15,10 +15,10 @@ struct PixelRows {
 extension Sequential {
   /// The outputs for `count` images given as bytes ([count, inputCount], row-major as image
   /// files store them), each input `scale * byte`, written into `outputs` ([count,
-  /// outputCount]): bit for bit what `outputs(for:count:into:)` gives on those floats, without
-  /// making them all (a dense first layer reads the bytes; otherwise each chunk is converted as
-  /// it runs). As there, once the first call has sized the inference plan, a call allocates
-  /// nothing.
+  /// outputCount]): bit for bit what `outputs(for:count:into:)` gives on those floats (with
+  /// finite weights), without making them all (a dense first layer reads the bytes; otherwise
+  /// each chunk is converted as it runs). As there, once the first call has sized the inference
+  /// plan, a call allocates nothing.
   /// - Parameter scale: what a byte is multiplied by (MNIST's default preprocessing: 1/255,
   ///   `Preprocessing.unitScale.scale`); nil: the model's own `preprocessing`, as `nerve train`
   ///   saves it with the model, which must then be a scale alone (a model trained on
@@ -78,7 +78,8 @@ extension Sequential {
   /// `scale`, or the model's preprocessing's where it is nil (refused if that standardises).
   private func pixelScale(_ scale: Float?, at location: String) throws -> Float {
     if let scale { return scale }
-    guard preprocessing.mean == nil, preprocessing.std == nil else {
+    // Preprocessing standardises only with both a mean and a standard deviation.
+    guard preprocessing.mean == nil || preprocessing.std == nil else {
       throw NerveError(
         .badValue, at: location,
         "the model's inputs are standardised (a mean and standard deviation per input), which bytes cannot carry; give floats, or a scale")

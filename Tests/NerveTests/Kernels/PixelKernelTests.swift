@@ -31,9 +31,11 @@ struct PixelKernelTests {
   }
 
   /// The dense layers' shapes, and ones where a member's list fills before its rows end (784
-  /// inputs, up to 256 rows a tile), several panels, and reductions past one block (1,024).
+  /// inputs, up to 256 rows a tile), several panels, reductions past one block (1,024), and
+  /// enough rows for dense bytes to be made floats 128 rows at a time by each thread.
   static let shapes = denseShapes + [
     DenseShape(n: 300, i: 784, o: 30), DenseShape(n: 130, i: 784, o: 70), DenseShape(n: 40, i: 2050, o: 16),
+    DenseShape(n: 1100, i: 64, o: 20),
   ]
 
   @Test("forward matches the reference and the dense kernels' bits on the same values",
@@ -59,19 +61,21 @@ struct PixelKernelTests {
     }
   }
 
-  @Test("results are bit-identical at 1, 2 and 3 threads", arguments: shapes)
+  @Test("results are bit-identical at 1, 2 and 3 threads", arguments: shapes + [DenseShape(n: 700, i: 100, o: 40)])
   func threadIndependence(_ s: DenseShape) {
-    let x = Self.pixels(s.n, s.i, sparse: true, seed: 81)
     let w = randomFloats(s.i * s.o, seed: 82), b = randomFloats(s.o, seed: 83)
-    for isa in InstructionSet.allCases where isa.rawValue <= InstructionSet.best.rawValue {
-      var results: [[Float]] = []
-      for threads in [1, 2, 3] {
-        let k = Kernels(threads: threads, isa: isa)
-        var y = [Float](repeating: 0, count: s.n * s.o)
-        k.ok(nerve_dense_forward_pixels(k.ctx, &y, x, 1.0 / 255, w, b, Int64(s.n), Int64(s.i), Int64(s.o)))
-        results.append(y)
+    for sparse in [true, false] {
+      let x = Self.pixels(s.n, s.i, sparse: sparse, seed: 81)
+      for isa in InstructionSet.allCases where isa.rawValue <= InstructionSet.best.rawValue {
+        var results: [[Float]] = []
+        for threads in [1, 2, 3] {
+          let k = Kernels(threads: threads, isa: isa)
+          var y = [Float](repeating: 0, count: s.n * s.o)
+          k.ok(nerve_dense_forward_pixels(k.ctx, &y, x, 1.0 / 255, w, b, Int64(s.n), Int64(s.i), Int64(s.o)))
+          results.append(y)
+        }
+        #expect(bitwiseEqual(results[0], results[1]) && bitwiseEqual(results[0], results[2]), "\(s) on \(isa), sparse \(sparse)")
       }
-      #expect(bitwiseEqual(results[0], results[1]) && bitwiseEqual(results[0], results[2]), "\(s) on \(isa)")
     }
   }
 

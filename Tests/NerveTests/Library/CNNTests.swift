@@ -224,12 +224,14 @@ struct CNNTests {
       #expect(try model.predict(pixels: bytes) == model.predict(pixels: bytes, scale: scale))
       model.preprocessing = Preprocessing(scale: scale, mean: [Float](repeating: 0.1, count: 784), std: [Float](repeating: 0.3, count: 784))
       #expect(throws: NerveError.self) { try model.predict(pixels: bytes) }
+      model.preprocessing = Preprocessing(scale: scale, mean: [Float](repeating: 0.1, count: 784))
+      #expect(try model.predict(pixels: bytes) == model.predict(pixels: bytes, scale: scale))
       model.preprocessing = .none
       #expect(throws: NerveError.self) { try model.predict(pixels: Array(bytes[0..<783])) }
       #expect(throws: NerveError.self) { try model.predict(pixels: bytes, scale: .nan) }
       var out = [Float](repeating: 5, count: 20)
-      try bytes.withUnsafeBufferPointer { p in
-        try out.withUnsafeMutableBufferPointer { o in
+      bytes.withUnsafeBufferPointer { p in
+        out.withUnsafeMutableBufferPointer { o in
           #expect(throws: NerveError.self) {
             try model.outputs(forPixels: UnsafeBufferPointer(rebasing: p[0..<784 * 3]), scale: scale, count: 3, into: o)
           }
