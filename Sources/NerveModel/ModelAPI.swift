@@ -200,11 +200,9 @@ public func nerveModelPredictPixels(
 ) -> nerve_status {
   guard let h = handle(m, as: ModelHandle.self) else { return Status.nullPointer }
   return h.run("nerve_model_predict_pixels") {
-    let model = try h.requireModel()
-    let out = try required(classes, "classes"), input = try required(pixels, "pixels")
-    let count = try sampleValues(n, model.inputShape.reduce(1, *), "n")
-    let predicted = try model.predict(
-      pixels: UnsafeBufferPointer(start: input, count: count), scale: try finite(scale), count: Int(n))
+    let out = try required(classes, "classes")
+    let (model, images) = try pixelImages(h, pixels, n)
+    let predicted = try model.predict(pixels: images, scale: try finite(scale), count: Int(n))
     for (i, c) in predicted.enumerated() { out[i] = Int32(c) }
   }
 }
@@ -216,14 +214,22 @@ public func nerveModelPredictProbaPixels(
 ) -> nerve_status {
   guard let h = handle(m, as: ModelHandle.self) else { return Status.nullPointer }
   return h.run("nerve_model_predict_proba_pixels") {
-    let model = try h.requireModel()
-    let out = try required(outputs, "outputs"), input = try required(pixels, "pixels")
-    let count = try sampleValues(n, model.inputShape.reduce(1, *), "n")
+    let out = try required(outputs, "outputs")
+    let (model, images) = try pixelImages(h, pixels, n)
     let width = try sampleValues(n, model.outputCount, "n")
     try model.outputs(
-      forPixels: UnsafeBufferPointer(start: input, count: count), scale: try finite(scale), count: Int(n),
-      into: UnsafeMutableBufferPointer(start: out, count: width))
+      forPixels: images, scale: try finite(scale), count: Int(n), into: UnsafeMutableBufferPointer(start: out, count: width))
   }
+}
+
+/// The handle's model and the `n` images of bytes at `pixels`, checked.
+private func pixelImages(
+  _ h: ModelHandle, _ pixels: UnsafePointer<UInt8>?, _ n: Int64
+) throws -> (Sequential, UnsafeBufferPointer<UInt8>) {
+  let model = try h.requireModel()
+  let input = try required(pixels, "pixels")
+  let count = try sampleValues(n, model.inputShape.reduce(1, *), "n")
+  return (model, UnsafeBufferPointer(start: input, count: count))
 }
 
 /// `scale`, refused unless finite.
