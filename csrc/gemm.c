@@ -1573,6 +1573,13 @@ typedef struct {
  * thread idle (a minibatch's 100 rows), not under 16 (each unit's last rows leave slots idle). */
 enum { SPARSE_ROWS = 256, SPARSE_MIN_ROWS = 16 };
 #if NERVE_X86
+/* Rows of C a unit of listed work for M rows: a thread's share, within those bounds. */
+static int64_t sparse_tile_rows(const nerve_context *ctx, int64_t M) {
+  const int64_t share = (M + ctx->threads - 1) / ctx->threads;
+  return share < SPARSE_MIN_ROWS ? SPARSE_MIN_ROWS : share > SPARSE_ROWS ? SPARSE_ROWS : share;
+}
+#endif
+#if NERVE_X86
 /* Tiles [t0, t1) of tile_rows rows of C, each panel of B in turn. */
 NERVE_TARGET_AVX512 static void sparse_nn_tiles(const sparse_job *j, int64_t t0, int64_t t1) {
   const int64_t *starts = j->a->starts + j->first;
@@ -1732,8 +1739,7 @@ nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t ldc, const n
 #if NERVE_X86
   nerve_status s = nn_pad_b(ctx, M, N, a->cols, &j.B, &j.ldb, func);
   if (s != NERVE_OK) return s;
-  const int64_t share = (M + ctx->threads - 1) / ctx->threads;
-  j.tile_rows = share < SPARSE_MIN_ROWS ? SPARSE_MIN_ROWS : share > SPARSE_ROWS ? SPARSE_ROWS : share;
+  j.tile_rows = sparse_tile_rows(ctx, M);
   const int64_t tiles = (M + j.tile_rows - 1) / j.tile_rows;
   nerve__parallel_chunks(ctx, tiles, sparse_grain(a, first, M, N, tiles), sparse_nn_member, &j);
 #else
@@ -1902,8 +1908,7 @@ static nerve_status pixels_listed(nerve_context *ctx, pixels_nn_job *j, float sc
   j->palette = palette;
   nerve_status s = nn_pad_b(ctx, j->M, j->N, j->K, &j->B, &j->ldb, func);
   if (s != NERVE_OK) return s;
-  const int64_t share = (j->M + ctx->threads - 1) / ctx->threads;
-  j->tile_rows = share < SPARSE_MIN_ROWS ? SPARSE_MIN_ROWS : share > SPARSE_ROWS ? SPARSE_ROWS : share;
+  j->tile_rows = sparse_tile_rows(ctx, j->M);
   const int64_t tiles = (j->M + j->tile_rows - 1) / j->tile_rows;
   /* The work of a tile as if a quarter of its inputs were not zero (MNIST has a fifth). */
   const double per_tile = (double)j->tile_rows * (double)j->N * ((double)j->K / 4.0 + 1.0);
@@ -1933,13 +1938,6 @@ typedef struct {
   int64_t next; /* the first row no thread has taken (nerve__take_chunk) */
 } pixels_floats_job;
 
-/* rows [a, b) of A made floats in x ([b - a, K]) */
-static void pixels_rows_to_floats(float *x, const uint8_t *A, int64_t lda, float scale, int64_t a,
-                                  int64_t b, int64_t K) {
-  for (int64_t m = a; m < b; m++)
-    for (int64_t k = 0; k < K; k++) x[(m - a) * K + k] = (float)A[m * lda + k] * scale;
-}
-
 /* Team member t: chunks of PIXELS_ROWS rows, taken as it becomes free, made floats in its own
  * part of the scratch and multiplied there (nerve__gemm_nn_here: the chains nerve__gemm_nn
  * computes, on this thread). */
@@ -1949,7 +1947,7 @@ static void pixels_floats_member(void *data, int t, int nt) {
   float *x = j->x + (int64_t)t * PIXELS_ROWS * j->K;
   int64_t a, b;
   while (nerve__take_chunk(&j->next, PIXELS_ROWS, j->M, &a, &b)) {
-    pixels_rows_to_floats(x, j->A, j->lda, j->scale, a, b, j->K);
+    nerve__pixels_rows_here(j->ctx, x, j->A + a * j->lda, j->lda, b - a, j->K, j->scale);
     nerve__gemm_nn_here(j->ctx, j->C + a * j->ldc, j->ldc, x, j->K, j->B, j->ldb, j->bias, b - a,
                         j->N, j->K);
   }
@@ -1967,7 +1965,7 @@ static nerve_status pixels_as_floats(nerve_context *ctx, float *C, int64_t ldc, 
     nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, ((size_t)(M * K) + 1) * sizeof(float), func);
     if (s != NERVE_OK) return s;
     float *x = ctx->scratch[NERVE_SCRATCH_LAYER];
-    pixels_rows_to_floats(x, A, lda, scale, 0, M, K);
+    nerve__pixels_rows_here(ctx, x, A, lda, M, K, scale);
     return nerve__gemm_nn(ctx, C, ldc, x, K, B, ldb, false, bias, false, M, N, K, func);
   }
   nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER,

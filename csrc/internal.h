@@ -390,6 +390,11 @@ NERVE_HIDDEN nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t
                                            int64_t ldb, const float *bias, int64_t M, int64_t N,
                                            const char *func);
 
+/* out[r, k] = scale * in[r * lda + k] for rows [0, rows) and k in [0, n), as
+ * nerve_pixels_to_floats converts (pixels.c), on the calling thread. */
+NERVE_HIDDEN void nerve__pixels_rows_here(const nerve_context *ctx, float *out, const uint8_t *in,
+                                          int64_t lda, int64_t rows, int64_t n, float scale);
+
 /* C[M,N] = (scale * A[M,K]) . B[K,N] + bias (bias may be NULL) with A as bytes, row stride
  * lda: the chains nerve__gemm_nn computes on the floats scale * A (for finite B). Sparse bytes
  * with AVX-512 are listed as they are read, without the terms of zero bytes; otherwise rows are

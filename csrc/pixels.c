@@ -23,6 +23,16 @@ NERVE_INLINE void pixels_body(void *data, int64_t b, int64_t e) {
 }
 NERVE_RANGE_KERNEL(pixels);
 
+/* Rows [0, rows) of bytes (row stride lda) -> out [rows, n], on the calling thread with the
+ * context's instruction set: for kernels whose teams convert their own blocks. */
+void nerve__pixels_rows_here(const nerve_context *ctx, float *out, const uint8_t *in, int64_t lda,
+                             int64_t rows, int64_t n, float scale) {
+  for (int64_t r = 0; r < rows; r++) {
+    pixels_job j = {.out = out + r * n, .in = in + r * lda, .scale = scale};
+    pixels_isa[ctx->isa](&j, 0, n);
+  }
+}
+
 /* Elements per thread worth starting one for (a few MB of fresh pages). */
 enum { PIXELS_GRAIN = 1 << 20 };
 

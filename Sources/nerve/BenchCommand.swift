@@ -207,26 +207,19 @@ struct BenchCommand: ParsableCommand {
   func timeInference(_ model: Sequential, test: Dataset, oneAtATime: Bool, runs: Int) throws -> [Double] {
     let n = test.count, d = model.inputCount, width = model.outputCount
     var outputs = [Float](repeating: 0, count: n * width)
-    var times = [Double]()
-    try test.features.withUnsafeBufferPointer { features in
-      for _ in 0..<runs {
-        let clock = ContinuousClock()
-        let start = clock.now
-        try outputs.withUnsafeMutableBufferPointer { out in
-          if oneAtATime {
-            for i in 0..<n {
-              try model.outputs(
-                for: UnsafeBufferPointer(rebasing: features[i * d..<(i + 1) * d]), count: 1,
-                into: UnsafeMutableBufferPointer(rebasing: out[i * width..<(i + 1) * width]))
-            }
-          } else {
-            try model.outputs(for: features, count: n, into: out)
+    return try test.features.withUnsafeBufferPointer { features in
+      try Self.timePasses(runs: runs, into: &outputs) { out in
+        if oneAtATime {
+          for i in 0..<n {
+            try model.outputs(
+              for: UnsafeBufferPointer(rebasing: features[i * d..<(i + 1) * d]), count: 1,
+              into: UnsafeMutableBufferPointer(rebasing: out[i * width..<(i + 1) * width]))
           }
+        } else {
+          try model.outputs(for: features, count: n, into: out)
         }
-        times.append((clock.now - start).seconds)
       }
     }
-    return Array(times.dropFirst())
   }
 
   /// Seconds of each timed pass over an image file's bytes after the first (a warm-up), all in
@@ -234,16 +227,23 @@ struct BenchCommand: ParsableCommand {
   func timePixels(_ model: Sequential, images: IDXArray, runs: Int) throws -> [Double] {
     let n = images.dimensions[0]
     var outputs = [Float](repeating: 0, count: n * model.outputCount)
-    var times = [Double]()
-    try images.withElementBytes { pixels in
-      for _ in 0..<runs {
-        let clock = ContinuousClock()
-        let start = clock.now
-        try outputs.withUnsafeMutableBufferPointer { out in
-          try model.outputs(forPixels: pixels, scale: Preprocessing.unitScale.scale, count: n, into: out)
-        }
-        times.append((clock.now - start).seconds)
+    return try images.withElementBytes { pixels in
+      try Self.timePasses(runs: runs, into: &outputs) { out in
+        try model.outputs(forPixels: pixels, scale: Preprocessing.unitScale.scale, count: n, into: out)
       }
+    }
+  }
+
+  /// Seconds of each of `runs` calls of `pass` writing `outputs`, the first (a warm-up) left out.
+  static func timePasses(
+    runs: Int, into outputs: inout [Float], _ pass: (UnsafeMutableBufferPointer<Float>) throws -> Void
+  ) throws -> [Double] {
+    var times = [Double]()
+    for _ in 0..<runs {
+      let clock = ContinuousClock()
+      let start = clock.now
+      try outputs.withUnsafeMutableBufferPointer { try pass($0) }
+      times.append((clock.now - start).seconds)
     }
     return Array(times.dropFirst())
   }

@@ -38,11 +38,7 @@ public struct MNIST: Sendable {
     from directory: String? = nil, validationCount: Int = 10_000, imageShape: ImageShape = .flat,
     preprocessing: Preprocessing = .unitScale, trainLimit: Int? = nil, threads: Int? = nil
   ) throws -> MNIST {
-    guard let dir = directory ?? BundledData.directory("mnist") else {
-      throw NerveError(
-        .badFile, at: "Data/mnist",
-        "cannot find the bundled MNIST; pass a directory or set NERVE_DATA to the Data folder")
-    }
+    let dir = try folder(directory)
     let trainFile = try ImageFile(dir: dir, images: fileNames.trainImages, labels: fileNames.trainLabels, shape: imageShape)
     let testFile = try ImageFile(dir: dir, images: fileNames.testImages, labels: fileNames.testLabels, shape: imageShape)
     guard validationCount >= 0, validationCount < trainFile.count else {
@@ -67,12 +63,17 @@ public struct MNIST: Sendable {
   /// against its labels), for running a model on them as bytes
   /// (`Sequential.outputs(forPixels:scale:count:into:)`, `Sequential.predict(pixels:scale:)`).
   public static func testImages(from directory: String? = nil) throws -> IDXArray {
+    return try ImageFile(dir: folder(directory), images: fileNames.testImages, labels: fileNames.testLabels, shape: .flat).images
+  }
+
+  /// `directory`, or the bundled `Data/mnist`.
+  static func folder(_ directory: String?) throws -> String {
     guard let dir = directory ?? BundledData.directory("mnist") else {
       throw NerveError(
         .badFile, at: "Data/mnist",
         "cannot find the bundled MNIST; pass a directory or set NERVE_DATA to the Data folder")
     }
-    return try ImageFile(dir: dir, images: fileNames.testImages, labels: fileNames.testLabels, shape: .flat).images
+    return dir
   }
 
   /// Per-sample shape of image datasets.

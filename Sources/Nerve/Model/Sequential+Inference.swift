@@ -96,8 +96,13 @@ extension Sequential {
         .shapeMismatch, at: "outputs(for:count:into:)",
         "\(features.count) input and \(outputs.count) output values for \(count) samples (expected \(count * inputCount) and \(count * width))")
     }
-    let last = layers.count - 1
-    try infer(x, count: count) { plan, chunk, start in
+    try writeOutputs(.floats(x), count: count, into: out)
+  }
+
+  /// The outputs of `count` samples of `input` into `out` ([count, outputCount]).
+  func writeOutputs(_ input: InferenceInput, count: Int, into out: UnsafeMutablePointer<Float>) throws {
+    let width = outputCount, last = layers.count - 1
+    try infer(input, count: count) { plan, chunk, start in
       (out + start * width).update(from: plan.outputs[last], count: chunk * width)
     }
   }
@@ -125,16 +130,17 @@ extension Sequential {
   /// The predicted class (argmax of the outputs) of each sample.
   public func predict(_ features: Tensor) throws -> [Int] {
     let n = try sampleCount(features)
-    var classes = [Int32](repeating: 0, count: n)
+    return try features.withUnsafeBufferPointer { x in try predictedClasses(.floats(x.baseAddress!), count: n) }
+  }
+
+  /// The argmax of the outputs of `count` samples of `input`.
+  func predictedClasses(_ input: InferenceInput, count: Int) throws -> [Int] {
+    var classes = [Int32](repeating: 0, count: count)
     let width = outputCount
-    try features.withUnsafeBufferPointer { x in
-      try classes.withUnsafeMutableBufferPointer { c in
-        try infer(x.baseAddress!, count: n) { plan, chunk, start in
-          try context.check(
-            nerve_argmax(
-              context.raw, c.baseAddress! + start, plan.outputs[layers.count - 1], Int64(chunk),
-              Int64(width)))
-        }
+    try classes.withUnsafeMutableBufferPointer { c in
+      try infer(input, count: count) { plan, chunk, start in
+        try context.check(
+          nerve_argmax(context.raw, c.baseAddress! + start, plan.outputs[layers.count - 1], Int64(chunk), Int64(width)))
       }
     }
     return classes.map(Int.init)

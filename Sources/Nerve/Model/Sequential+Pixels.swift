@@ -29,20 +29,15 @@ extension Sequential {
     forPixels pixels: UnsafeBufferPointer<UInt8>, scale: Float? = nil, count: Int,
     into outputs: UnsafeMutableBufferPointer<Float>
   ) throws {
-    let width = outputCount
-    let scale = try pixelScale(scale, at: "outputs(forPixels:scale:count:into:)")
-    try checkPixels(pixels, scale: scale, count: count, at: "outputs(forPixels:scale:count:into:)")
-    guard outputs.count >= count * width else {
+    let location = "outputs(forPixels:scale:count:into:)"
+    let rows = try pixelRows(pixels, scale: scale, count: count, at: location)
+    guard outputs.count >= count * outputCount else {
       throw NerveError(
-        .shapeMismatch, at: "outputs(forPixels:scale:count:into:)",
-        "\(outputs.count) output values for \(count) images (expected \(count * width))")
+        .shapeMismatch, at: location,
+        "\(outputs.count) output values for \(count) images (expected \(count * outputCount))")
     }
-    guard count > 0, let out = outputs.baseAddress else { return }
-    let rows = PixelRows(bytes: pixels.baseAddress!, scale: scale)
-    let last = layers.count - 1
-    try infer(.pixels(rows), count: count) { plan, chunk, start in
-      (out + start * width).update(from: plan.outputs[last], count: chunk * width)
-    }
+    guard let rows, let out = outputs.baseAddress else { return }
+    try writeOutputs(.pixels(rows), count: count, into: out)
   }
 
   /// The predicted class (argmax of the outputs) of each image given as bytes
@@ -60,37 +55,25 @@ extension Sequential {
 
   /// `predict(pixels:scale:)` for `count` images already in memory, not copied.
   public func predict(pixels: UnsafeBufferPointer<UInt8>, scale: Float? = nil, count: Int) throws -> [Int] {
-    let scale = try pixelScale(scale, at: "predict(pixels:scale:count:)")
-    try checkPixels(pixels, scale: scale, count: count, at: "predict(pixels:scale:count:)")
-    guard count > 0 else { return [] }
-    var classes = [Int32](repeating: 0, count: count)
-    let width = outputCount
-    let rows = PixelRows(bytes: pixels.baseAddress!, scale: scale)
-    try classes.withUnsafeMutableBufferPointer { c in
-      try infer(.pixels(rows), count: count) { plan, chunk, start in
-        try context.check(
-          nerve_argmax(context.raw, c.baseAddress! + start, plan.outputs[layers.count - 1], Int64(chunk), Int64(width)))
-      }
+    guard let rows = try pixelRows(pixels, scale: scale, count: count, at: "predict(pixels:scale:count:)") else {
+      return []
     }
-    return classes.map(Int.init)
+    return try predictedClasses(.pixels(rows), count: count)
   }
 
-  /// `scale`, or the model's preprocessing's where it is nil (refused if that standardises).
-  private func pixelScale(_ scale: Float?, at location: String) throws -> Float {
-    if let scale { return scale }
+  /// `pixels` as `count` images for this model, each input `scale * byte` (nil: the model's
+  /// preprocessing's scale, refused if it standardises); nil for no images.
+  /// - Throws: unless `pixels` holds `count` images and the scale is finite.
+  private func pixelRows(
+    _ pixels: UnsafeBufferPointer<UInt8>, scale: Float?, count: Int, at location: String
+  ) throws -> PixelRows? {
     // Preprocessing standardises only with both a mean and a standard deviation.
-    guard preprocessing.mean == nil || preprocessing.std == nil else {
+    guard scale != nil || preprocessing.mean == nil || preprocessing.std == nil else {
       throw NerveError(
         .badValue, at: location,
         "the model's inputs are standardised (a mean and standard deviation per input), which bytes cannot carry; give floats, or a scale")
     }
-    return preprocessing.scale
-  }
-
-  /// Throws unless `pixels` holds `count` images for this model and `scale` is finite.
-  private func checkPixels(
-    _ pixels: UnsafeBufferPointer<UInt8>, scale: Float, count: Int, at location: String
-  ) throws {
+    let scale = scale ?? preprocessing.scale
     guard count >= 0, let size = Sizes.product([count, inputCount]), pixels.count == size else {
       throw NerveError(
         .shapeMismatch, at: location,
@@ -99,5 +82,7 @@ extension Sequential {
     guard scale.isFinite else {
       throw NerveError(.badValue, at: location, "scale must be finite, got \(scale)")
     }
+    guard count > 0, let bytes = pixels.baseAddress else { return nil }
+    return PixelRows(bytes: bytes, scale: scale)
   }
 }
