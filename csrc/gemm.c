@@ -253,7 +253,8 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, const bo
                                               const float *const *base, const int32_t *off,
                                               const float *B, int64_t ldb, int64_t kc, const int32_t *ks,
                                               int64_t live, __mmask16 m0, __mmask16 m1,
-                                              bool from_c, const float *bias, bool prefetch) {
+                                              bool from_c, const float *bias, bool prefetch,
+                                              const float *next, int64_t next_lines) {
   __m512 c0[NN_MR], c1[NN_MR];
   nn_tile_start(R, W, c0, c1, C, ldc, m0, m1, from_c, bias);
   /* With a list, only the columns whose inputs are not all zero (see nonzero_columns). */
@@ -262,6 +263,8 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, const bo
     const int64_t k = ks ? ks[j] : j;
     /* The first tile to meet a panel brings it in from memory: fetch a few rows ahead. */
     if (prefetch) _mm_prefetch((const char *)(B + (k + 16) * ldb), _MM_HINT_T0);
+    /* A share of the next block of B (rows of two lines, stride ldb) into L2 (see nn_run). */
+    if (j < next_lines) _mm_prefetch((const char *)(next + (j >> 1) * ldb + (j & 1) * 16), _MM_HINT_T1);
     __m512 x0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
     __m512 x1 = W >= 2 ? hi_load(W, m1, B + k * ldb + 16) : x0;
 #  pragma GCC unroll 8
@@ -278,13 +281,13 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, const bo
     case R:                                                                                    \
       if (W == 3)                                                                              \
         nn_tile(R, 3, GATHERED, C, ldc, A, lda, base, off, B, ldb, kc, ks, live, m0, m1,       \
-                from_c, bias, prefetch);                                                       \
+                from_c, bias, prefetch, next, next_lines);                                     \
       else if (W == 2)                                                                         \
         nn_tile(R, 2, GATHERED, C, ldc, A, lda, base, off, B, ldb, kc, ks, live, m0, m1,       \
-                from_c, bias, prefetch);                                                       \
+                from_c, bias, prefetch, next, next_lines);                                     \
       else                                                                                     \
         nn_tile(R, 1, GATHERED, C, ldc, A, lda, base, off, B, ldb, kc, ks, live, m0, m1,       \
-                from_c, bias, prefetch);                                                       \
+                from_c, bias, prefetch, next, next_lines);                                     \
       break;
 #  define NN_TILE_CASES(GATHERED)                                                              \
     NN_TILE_CASE(8, GATHERED) NN_TILE_CASE(7, GATHERED) NN_TILE_CASE(6, GATHERED)              \
@@ -297,7 +300,8 @@ NERVE_TARGET_AVX512 static void nn_tile_any(int R, int W, float *C, int64_t ldc,
                                             const int32_t *off, const float *B, int64_t ldb,
                                             int64_t kc, const int32_t *ks, int64_t live,
                                             __mmask16 m0, __mmask16 m1, bool from_c,
-                                            const float *bias, bool prefetch) {
+                                            const float *bias, bool prefetch,
+                                            const float *next, int64_t next_lines) {
   W = tile_w(W, m1);
   if (off) {
     switch (R) {
@@ -554,11 +558,16 @@ NERVE_TARGET_AVX512 static void one_panel(const nn_job *j, int64_t mc, int64_t m
       continue;
     }
     nn_tile_any(R, W, j->C + m * j->ldc + col, j->ldc, A, j->lda, NULL, NULL, Bp, ldb, kc, NULL,
-                kc, m0, m1, from_c, bias, m == mc);
+                kc, m0, m1, from_c, bias, m == mc, NULL, 0);
   }
   if (listed > 0)
     run_listed(W, ks, used, lo, hi, rows, listed, Ac, j->lda, Cc, j->ldc, from_c, bias, Bp, ldb,
                m0, m1);
+}
+
+/* Panel p's block of B from reduction step k0 (packed: panels one after another). */
+static inline const float *nn_block(const nn_job *j, int64_t p, int64_t k0) {
+  return j->packed ? j->B + p * j->K * NR + k0 * NR : j->B + p * NR + k0 * j->ldb;
 }
 
 NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_t p0,
@@ -583,15 +592,26 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
           int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
           live[t] = nonzero_columns(R, j->A + m * j->lda + k0, j->lda, kc, ks[t]);
         }
+        const int64_t ldb = j->packed ? NR : j->ldb;
         for (int64_t p = p0; p < p1; p++) {
           int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
-          const float *Bp = (j->packed ? j->B + p * j->K * NR : j->B + col) + k0 * (j->packed ? NR : j->ldb);
-          int64_t ldb = j->packed ? NR : j->ldb;
+          const float *Bp = nn_block(j, p, k0);
+          /* While a panel's block is in use, its tiles fetch the next block into L2, a share
+           * each, so the stream from memory runs under all their products rather than under
+           * the first tile's alone. */
+          const float *next = NULL;
+          int64_t next_rows = 0;
+          if (p + 1 < p1) next = nn_block(j, p + 1, k0), next_rows = kc;
+          else if (k0 + NN_KB < j->K) next = nn_block(j, p0, k0 + NN_KB), next_rows = j->K - k0 - NN_KB < NN_KB ? j->K - k0 - NN_KB : NN_KB;
+          const int64_t tiles = (mce - mc + NN_MR - 1) / NN_MR, share = (next_rows + tiles - 1) / tiles;
           for (int64_t m = mc, t = 0; m < mce; m += NN_MR, t++) {
             int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
+            const int64_t from = t * share < next_rows ? t * share : next_rows;
+            const int64_t rows = next_rows - from < share ? next_rows - from : share;
             nn_tile_any(R, nr > 16 ? 2 : 1, j->C + m * j->ldc + col, j->ldc, j->A + m * j->lda + k0, j->lda,
                         NULL, NULL, Bp, ldb, kc, ks[t], live[t], mask_lo(nr), mask_hi(nr),
-                        !first || j->accumulate, first ? (j->bias ? j->bias + col : NULL) : NULL, t == 0);
+                        !first || j->accumulate, first ? (j->bias ? j->bias + col : NULL) : NULL, t == 0,
+                        next ? next + from * ldb : NULL, 2 * rows);
           }
         }
       }
@@ -1063,7 +1083,8 @@ NERVE_TARGET_AVX512 static void gather_run(float *C, int64_t ldc, const nerve__g
     for (int64_t p = 0; p < panels; p++) {
       const int64_t col = p * NR, nr = N - col < NR ? N - col : NR;
       nn_tile_any(R, nr > 16 ? 2 : 1, C + m * ldc + col, ldc, NULL, 0, base, ga->off, B + col, ldb, K,
-                  skip ? ks : NULL, live, mask_lo(nr), mask_hi(nr), false, bias ? bias + col : NULL, false);
+                  skip ? ks : NULL, live, mask_lo(nr), mask_hi(nr), false, bias ? bias + col : NULL, false,
+                  NULL, 0);
     }
   }
 }
