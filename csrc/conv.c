@@ -504,6 +504,59 @@ static void weight_grad_member(void *data, int t, int nt) {
     memcpy(j->dweight + (k0 + k) * K, G + k * j->ldp, (size_t)K * sizeof(float));
 }
 
+/* Bytes of lowered input gradient a team member keeps at once: its rows are summed back into
+ * din while they are still in L2. */
+enum { INPUT_GRAD_GROUP_BYTES = 256 << 10 };
+
+typedef struct {
+  const nerve_context *ctx;
+  const conv_geom *g;
+  float *din, *dcol;  /* dcol: each member's part, `group` images apart */
+  const float *dout;
+  const float *packed; /* the weight, packed by nerve__gemm_nn_pack */
+  int64_t group;       /* images a member lowers, then sums back, at a time */
+  nerve__range_fn sum_windows;
+} input_grad_job;
+
+/*
+ * The input gradient by a team, each member over its share of the images, a few at a time:
+ * their lowered gradient dout . weight^T, then col2im over the same images. Split by blocks
+ * instead, the product's rows landed in one core's cache and the sums read them from the
+ * other's (col2im measured no faster on two threads than on one). Each row's chain and each
+ * pixel's sum are the ones the blocked form computes, whatever the split.
+ */
+static void input_grad_member(void *data, int t, int nt) {
+  input_grad_job *j = data;
+  const conv_geom *g = j->g;
+  const int64_t pix = g->OH * g->OW, cols = cols_of(g), hw = g->H * g->W;
+  const int64_t n0 = g->N * t / nt, n1 = g->N * (t + 1) / nt;
+  float *dcol = j->dcol + t * j->group * pix * cols;
+  for (int64_t n = n0; n < n1; n += j->group) {
+    const int64_t images = n1 - n < j->group ? n1 - n : j->group;
+    nerve__gemm_nn_packed_here(j->ctx, dcol, cols, j->dout + n * pix * g->K, g->K, j->packed,
+                               images * pix, cols, g->K);
+    col2im_job cj = {.g = g, .din = j->din + n * hw * g->C, .dcol = dcol};
+    j->sum_windows(&cj, 0, images * hw);
+  }
+}
+
+static void input_grad_team(nerve_context *ctx, const conv_geom *g, float *din, float *dcol,
+                            const float *dout, const float *weight) {
+  const int64_t pix = g->OH * g->OW, cols = cols_of(g), per = images_per_block(g);
+  float *packed = ctx->scratch[NERVE_SCRATCH_GEMM];
+  nerve__gemm_nn_pack(ctx, packed, weight, g->K, cols, g->K);
+  /* Members' parts of dcol share one lowered block: at most `per` images in all. */
+  int threads = nerve__threads_for(ctx, g->N * pix * cols * g->K, CONV_TEAM_GRAIN);
+  if (threads > per) threads = (int)per;
+  int64_t group = INPUT_GRAD_GROUP_BYTES / (int64_t)sizeof(float) / (pix * cols);
+  if (group > per / threads) group = per / threads;
+  if (group < 1) group = 1;
+  input_grad_job j = {.ctx = ctx, .g = g, .din = din, .dcol = dcol, .dout = dout, .packed = packed,
+                      .group = group,
+                      .sum_windows = NERVE_AVX512_OR(ctx, col2im_pixels_avx512, col2im_pixels)};
+  nerve__parallel_team(threads, input_grad_member, &j);
+}
+
 /*
  * dout [N,OH,OW,K], in [N,H,W,C], weight [KH,KW,C,K] ->
  *   din [N,H,W,C] (written), dweight [KH,KW,C,K] += in-lowered^T . dout, dbias [K] += sums
@@ -553,6 +606,11 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
                           .slices = col, .padded = ctx->scratch[NERVE_SCRATCH_GEMM], .ldp = ldp};
     int threads = nerve__threads_for(ctx, N * pix * cols * K, CONV_TEAM_GRAIN);
     nerve__parallel_team(threads < cols ? threads : (int)cols, weight_grad_member, &wj);
+  }
+  /* With AVX-512 register tiles (a packed weight), the input gradient is one team's work. */
+  if (din && nn > 0 && (!dweight || team_grad)) {
+    input_grad_team(ctx, &g, din, dcol, dout, weight);
+    return NERVE_OK;
   }
   for (int64_t n0 = 0; n0 < N; n0 += per) {
     int64_t images = N - n0 < per ? N - n0 : per, rows = images * pix;

@@ -1482,8 +1482,7 @@ nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_t ldc, const 
       nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM,
                                       nerve__gemm_nn_scratch(ctx, method_rows, N, K, b_transposed), func);
       if (s != NERVE_OK) return s;
-      pack_job pj = {.P = ctx->scratch[NERVE_SCRATCH_GEMM], .BT = B, .ldb = ldb, .N = N, .K = K};
-      nerve__parallel_for(ctx, panels, (GEMM_GRAIN / 8) / (K * NR + 1) + 1, pack_panels, &pj);
+      nerve__gemm_nn_pack(ctx, ctx->scratch[NERVE_SCRATCH_GEMM], B, ldb, N, K);
       j.B = ctx->scratch[NERVE_SCRATCH_GEMM];
       j.packed = true;
     } else {
@@ -1508,6 +1507,29 @@ nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_t ldc, const 
   nerve__parallel_for(ctx, blocks, (GEMM_GRAIN + work / blocks - 1) / (work / blocks + 1) + 1,
                       blas_nn_blocks, &j);
   return NERVE_OK;
+}
+
+void nerve__gemm_nn_pack(nerve_context *ctx, float *P, const float *BT, int64_t ldb, int64_t N,
+                         int64_t K) {
+#if NERVE_X86
+  pack_job pj = {.P = P, .BT = BT, .ldb = ldb, .N = N, .K = K};
+  nerve__parallel_for(ctx, (N + NR - 1) / NR, (GEMM_GRAIN / 8) / (K * NR + 1) + 1, pack_panels, &pj);
+#else
+  (void)ctx, (void)P, (void)BT, (void)ldb, (void)N, (void)K;
+#endif
+}
+
+void nerve__gemm_nn_packed_here(const nerve_context *ctx, float *C, int64_t ldc, const float *A,
+                                int64_t lda, const float *P, int64_t M, int64_t N, int64_t K) {
+#if NERVE_X86
+  (void)ctx;
+  if (M == 0 || N == 0) return;
+  nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = P, .ldb = NR, .packed = true,
+              .M = M, .N = N, .K = K, .panels = (N + NR - 1) / NR, .split_rows = true};
+  nn_member(&j, 0, 1);
+#else
+  (void)ctx, (void)C, (void)ldc, (void)A, (void)lda, (void)P, (void)M, (void)N, (void)K;
+#endif
 }
 
 void nerve__gemm_tn_here(float *G, int64_t ldg, const float *A, int64_t lda, const float *D,

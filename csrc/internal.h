@@ -284,6 +284,18 @@ NERVE_HIDDEN void nerve__gemm_nn_here(const nerve_context *ctx, float *C, int64_
                                       const float *bias, int64_t M, int64_t N, int64_t K);
 
 /*
+ * nerve__gemm_nn with a transposed B, in two steps for teams that share out rows of A: B^T
+ * [N,K] (row stride ldb) packed once into P (nerve__gemm_nn_scratch's bytes, by the context's
+ * threads), then C[M,N] = A . B from P on the calling thread, the same chains. Only where
+ * nerve__gemm_nn_scratch(ctx, rows, N, K, true) is not 0 (AVX-512 register tiles).
+ */
+NERVE_HIDDEN void nerve__gemm_nn_pack(nerve_context *ctx, float *P, const float *BT, int64_t ldb,
+                                      int64_t N, int64_t K);
+NERVE_HIDDEN void nerve__gemm_nn_packed_here(const nerve_context *ctx, float *C, int64_t ldc,
+                                             const float *A, int64_t lda, const float *P,
+                                             int64_t M, int64_t N, int64_t K);
+
+/*
  * G[K,N] += alpha * A[M,K]^T . D[M,N] on the calling thread by rank updates, AVX-512 only
  * (nerve__gemm_tn_visits): every element adds the rows in order, the chain nerve__gemm_tn
  * computes, so a team may share out G's rows and call this on each slice, block after block.
