@@ -27,17 +27,33 @@ struct CheckpointTests {
 
   func epochs(_ path: String) throws -> [EpochMetrics] { try MetricsFile(contentsOf: path).epochs }
 
+  /// Waits while `p` runs until the checkpoint at `path` exists and has been rewritten `count`
+  /// times since (each write renames a new file into place: a new inode). Counting writes
+  /// instead of waiting fixed times keeps the kills mid-run on a machine of any speed.
+  func waitForCheckpoint(_ p: Process, at path: String, rewritten count: Int) {
+    var seen = -1
+    var last: UInt64 = 0
+    while p.isRunning && seen < count {
+      var st = stat()
+      if stat(path, &st) == 0 && (seen < 0 || UInt64(st.st_ino) != last) {
+        seen += 1
+        last = UInt64(st.st_ino)
+      }
+      usleep(500)
+    }
+  }
+
   @Test("a run killed with SIGKILL mid-epoch and resumed ends byte-identical, each epoch in its metrics once")
   func killAndResume() throws {
     let dir = Fixtures.temporaryDirectory()
     let whole = try nerve(args + ["--threads", "2", "--save", dir + "/whole.safetensors", "--metrics", dir + "/whole.jsonl"])
     #expect(whole.status == 0, "\(whole.err)")
-    // Killed at three different moments: right after the first checkpoint, and later.
-    for (k, wait) in [0.0, 0.4, 0.9].enumerated() {
+    // Killed at three different moments: right after the first checkpoint (of about 42), in
+    // the first epoch's last third and in the second epoch.
+    for (k, rewrites) in [0, 10, 25].enumerated() {
       let ck = dir + "/run\(k).checkpoint", model = dir + "/run\(k).safetensors", metrics = dir + "/run\(k).jsonl"
       let p = try start(args + ["--threads", "2", "--save", model, "--metrics", metrics, "--checkpoint", ck, "--checkpoint-every", "700"])
-      while p.isRunning && !FileManager.default.fileExists(atPath: ck) { usleep(2000) }
-      if wait > 0 { usleep(useconds_t(wait * 1e6)) }
+      waitForCheckpoint(p, at: ck, rewritten: rewrites)
       #expect(p.isRunning, "the run was still going when killed")
       kill(p.processIdentifier, SIGKILL)
       p.waitUntilExit()
