@@ -25,4 +25,17 @@ static float *floats(long n, int pattern) {
   return p;
 }
 
+/* n floats uniform in [-scale, scale) from a fixed linear congruential sequence; exits if memory
+ * is short. Unlike floats()' ramps, a layer's outputs from these are not zero in patterns that
+ * the products would skip. */
+static inline float *random_floats(long n, unsigned seed, float scale) {
+  float *p = nerve_alloc((size_t)n * sizeof(float));
+  if (!p) exit(1);
+  for (long i = 0; i < n; i++) {
+    seed = seed * 1103515245u + 12345u;
+    p[i] = scale * ((float)((seed >> 8) & 0xffff) / 32768.0f - 1.0f);
+  }
+  return p;
+}
+
 #endif
