@@ -514,7 +514,7 @@ typedef struct {
   float *din, *dcol;  /* dcol: each member's part, `group` images apart */
   const float *dout;
   const float *packed; /* the weight, packed by nerve__gemm_nn_pack */
-  int64_t group;       /* images a member lowers, then sums back, at a time */
+  int64_t group;       /* images a member multiplies, then sums back, at a time */
   nerve__range_fn sum_windows;
 } input_grad_job;
 

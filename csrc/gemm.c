@@ -601,9 +601,14 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
            * the first tile's alone. */
           const float *next = NULL;
           int64_t next_rows = 0;
-          if (p + 1 < p1) next = nn_block(j, p + 1, k0), next_rows = kc;
-          else if (k0 + NN_KB < j->K) next = nn_block(j, p0, k0 + NN_KB), next_rows = j->K - k0 - NN_KB < NN_KB ? j->K - k0 - NN_KB : NN_KB;
-          const int64_t tiles = (mce - mc + NN_MR - 1) / NN_MR, share = (next_rows + tiles - 1) / tiles;
+          if (p + 1 < p1) {
+            next = nn_block(j, p + 1, k0), next_rows = kc;
+          } else if (k0 + NN_KB < j->K) {
+            next = nn_block(j, p0, k0 + NN_KB);
+            next_rows = j->K - k0 - NN_KB < NN_KB ? j->K - k0 - NN_KB : NN_KB;
+          }
+          const int64_t tiles = (mce - mc + NN_MR - 1) / NN_MR;
+          const int64_t share = (next_rows + tiles - 1) / tiles;
           for (int64_t m = mc, t = 0; m < mce; m += NN_MR, t++) {
             int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
             const int64_t from = t * share < next_rows ? t * share : next_rows;
