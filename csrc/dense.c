@@ -330,9 +330,9 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
   const nerve__visit_streams rows = {.base = {weight, weight_m, weight_v}, .count = 3,
                                      .row_bytes = O * (int64_t)sizeof(float)};
   if (fused) {
-    /* Few outputs (a classifier's 10): the input gradient's tiles would each be one OpenBLAS
-     * call (nerve__gemm_nt_columns), so it is computed whole, from the same old weights,
-     * before any tile is stepped. */
+    /* Few outputs (a classifier's 10): the input gradient's tiles would each be a short
+     * call of 10-long dot products (nerve__gemm_nt_columns), so it is computed whole, from
+     * the same old weights, before any tile is stepped. */
     const bool input_first = din && O < NT_DOTS_MIN;
     if (input_first) input_gradient(ctx, din, dout, weight, N, I, O);
     if (nerve__gemm_tn_visit(ctx, in, I, dout, O, N, O, I, input_first ? NULL : adam_fused_rows,

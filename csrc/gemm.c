@@ -1348,7 +1348,10 @@ void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const flo
                             const float *BT, int64_t ldb, int64_t M, int64_t K, int64_t i0,
                             int64_t i1) {
 #if NERVE_X86
-  if (ctx->isa == NERVE_ISA_AVX512 && K >= NT_DOTS_MIN) {
+  /* Every reduction length, short ones included: OpenBLAS's sums for K = 10 (a classifier's
+   * input gradient) came out differently for different numbers of rows on a Zen 5, so MPI
+   * ranks' shares of a batch gave other bits than one process. */
+  if (ctx->isa == NERVE_ISA_AVX512) {
     nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = BT, .ldb = ldb, .M = M, .N = i1, .K = K};
     nn_dots(&j, i0, i1);
     return;

@@ -336,8 +336,8 @@ NERVE_HIDDEN bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G,
 enum { GEMM_GRAIN = 1 << 19 };
 
 /* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. Runs on this
- * thread: Nerve's dot-product tiles from a reduction of NT_DOTS_MIN (with AVX-512), else one
- * OpenBLAS call. */
+ * thread: Nerve's dot-product tiles (with AVX-512), else one OpenBLAS call. Below a reduction
+ * of NT_DOTS_MIN, dot products waste lanes, so callers with many rows prefer other kernels. */
 enum { NT_DOTS_MIN = 16 };
 NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc,
                                          const float *A, int64_t lda, const float *BT,
