@@ -522,6 +522,11 @@ NERVE_TARGET_AVX512 static void run_listed(int W, int32_t *ks, int64_t used, con
             ldb, m0, m1);
 }
 
+/* Panel p's block of B from reduction step k0 (packed: panels one after another). */
+static inline const float *nn_block(const nn_job *j, int64_t p, int64_t k0) {
+  return j->packed ? j->B + p * j->K * NR + k0 * NR : j->B + p * NR + k0 * j->ldb;
+}
+
 /*
  * nn_run's reduction block [k0, k0 + kc) of rows [mc, mce) against panel p alone: tile by tile,
  * rows whose inputs are sparse (under half non-zero, as sparse_rows decides) have their
@@ -532,7 +537,7 @@ NERVE_TARGET_AVX512 static void run_listed(int W, int32_t *ks, int64_t used, con
 NERVE_TARGET_AVX512 static void one_panel(const nn_job *j, int64_t mc, int64_t mce, int64_t k0,
                                           int64_t kc, int64_t p, int32_t *ks) {
   int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
-  const float *Bp = (j->packed ? j->B + p * j->K * NR : j->B + col) + k0 * (j->packed ? NR : j->ldb);
+  const float *Bp = nn_block(j, p, k0);
   int64_t ldb = j->packed ? NR : j->ldb;
   int W = nr > 16 ? 2 : 1;
   bool from_c = k0 > 0 || j->accumulate;
@@ -563,11 +568,6 @@ NERVE_TARGET_AVX512 static void one_panel(const nn_job *j, int64_t mc, int64_t m
   if (listed > 0)
     run_listed(W, ks, used, lo, hi, rows, listed, Ac, j->lda, Cc, j->ldc, from_c, bias, Bp, ldb,
                m0, m1);
-}
-
-/* Panel p's block of B from reduction step k0 (packed: panels one after another). */
-static inline const float *nn_block(const nn_job *j, int64_t p, int64_t k0) {
-  return j->packed ? j->B + p * j->K * NR + k0 * NR : j->B + p * NR + k0 * j->ldb;
 }
 
 NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_t p0,
