@@ -1094,6 +1094,9 @@ NERVE_TARGET_AVX512 static void gather_run(float *C, int64_t ldc, const nerve__g
   }
 }
 
+/* Rows of D a gathered weight-gradient tile asks for ahead of its loads. */
+enum { GATHER_TN_AHEAD = 32 };
+
 /*
  * tn_tile with A gathered: a KT x 32 tile of G (rows k..k+KT of the slice starting at k0) held in
  * registers while all M rows pass, the same chain as the rank updates (rows in order) when
@@ -1121,6 +1124,8 @@ NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, 
   for (int64_t m = 0; m < M; m++) {
     const __m512 d0 = _mm512_maskz_loadu_ps(m0, D + m * ldd);
     const __m512 d1 = W >= 2 ? hi_load(W, m1, D + m * ldd + 16) : d0;
+    _mm_prefetch((const char *)(D + (m + GATHER_TN_AHEAD) * ldd), _MM_HINT_T0);
+    if (W >= 2) _mm_prefetch((const char *)(D + (m + GATHER_TN_AHEAD) * ldd + 16), _MM_HINT_T0);
     if (bias) {
       b0 = _mm512_add_ps(b0, d0);
       if (W >= 2) b1 = hi_add(W, b1, d1);
