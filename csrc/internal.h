@@ -423,6 +423,18 @@ NERVE_HIDDEN nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t
                                            int64_t ldd, int64_t M, int64_t N, float alpha,
                                            const char *func);
 
+/* Asks for the cache lines of [p, p + bytes) ahead of their use (to be written, if `write`):
+ * streams a kernel reads or writes row by row, where the hardware prefetcher of some CPUs
+ * (this project's Zen 5) leaves each row's loads waiting on memory. A hint: it never faults. */
+NERVE_INLINE void nerve__prefetch(const void *p, int64_t bytes, bool write) {
+  for (int64_t o = 0; o < bytes; o += 64) {
+    if (write)
+      __builtin_prefetch((const char *)p + o, 1, 3);
+    else
+      __builtin_prefetch((const char *)p + o, 0, 3);
+  }
+}
+
 /* The mask of the first n of 16 vector lanes (all 16 from n = 16 on): a loop's last, partial
  * vector of 16 floats or ints, for AVX-512's masked loads and stores. */
 NERVE_INLINE uint16_t nerve__lanes16(int64_t n) {

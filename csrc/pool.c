@@ -143,6 +143,13 @@ NERVE_TARGET_AVX512 static void maxpool_fwd_avx512_blocks(void *data, int64_t r0
     int64_t n = r / g->OH, oh = r % g->OH, h0, h1;
     window(oh, g->SH, g->PT, g->PH, g->H, &h0, &h1);
     const float *image = j->x + n * g->H * W * C;
+    if (r + 1 < r1) { /* the next row of windows' inputs, and its outputs */
+      int64_t nh0, nh1;
+      window((r + 1) % g->OH, g->SH, g->PT, g->PH, g->H, &nh0, &nh1);
+      nerve__prefetch(j->x + ((r + 1) / g->OH * g->H + nh0) * W * C, (nh1 - nh0) * W * C * (int64_t)sizeof(float), false);
+      nerve__prefetch(j->y + (r + 1) * g->OW * C, g->OW * C * (int64_t)sizeof(float), true);
+      nerve__prefetch(j->argmax + (r + 1) * g->OW * C, g->OW * C * (int64_t)sizeof(int32_t), true);
+    }
     for (int64_t ow = 0; ow < g->OW; ow++) {
       int64_t w0, w1;
       window(ow, g->SW, g->PL, g->PW, W, &w0, &w1);
@@ -218,9 +225,16 @@ NERVE_INLINE void maxpool_tiles_bwd_body(void *data, int64_t r0, int64_t r1) {
   pool_job *j = data;
   const pool_geom *g = j->g;
   const int64_t C = g->C, W = g->W, PH = g->PH, PW = g->PW;
+  const int64_t in_rows = g->OH * PH < g->H ? PH + 1 : PH; /* at most, a row of windows */
   for (int64_t r = r0; r < r1; r++) {
     const int64_t n = r / g->OH, oh = r % g->OH;
     const int64_t h1 = oh == g->OH - 1 ? g->H : (oh + 1) * PH;
+    if (r + 1 < r1) { /* the next row of windows: its gradients and winners, and its inputs */
+      const int64_t next = (r + 1) * g->OW * C, nn = (r + 1) / g->OH, noh = (r + 1) % g->OH;
+      nerve__prefetch(j->dy + next, g->OW * C * (int64_t)sizeof(float), false);
+      nerve__prefetch(j->saved + next, g->OW * C * (int64_t)sizeof(int32_t), false);
+      nerve__prefetch(j->y + (nn * g->H + noh * PH) * W * C, in_rows * W * C * (int64_t)sizeof(float), true);
+    }
     for (int64_t ih = oh * PH; ih < h1; ih++) {
       float *dx = j->y + (n * g->H + ih) * W * C;
       if (ih >= g->OH * PH) { /* below the last window */
