@@ -24,6 +24,9 @@ typedef struct {
   int64_t R, C, chunk;
 } norm_job;
 
+/* Rows ahead of the row loops that the kernels ask the caches for (nerve__prefetch). */
+enum { NORM_AHEAD = 16 };
+
 static int64_t chunk_rows(int64_t R) {
   int64_t c = (R + NORM_MAX_CHUNKS - 1) / NORM_MAX_CHUNKS;
   return c < NORM_MIN_ROWS ? NORM_MIN_ROWS : c;
@@ -91,7 +94,8 @@ NERVE_TARGET_AVX512 static void column_sums_avx512(void *data, int64_t k0, int64
         acc[q] = _mm512_setzero_pd();
         mean[q] = j->mean ? _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m[q], j->mean + c0 + 8 * q)) : acc[q];
       }
-      for (int64_t r = r0; r < r1; r++)
+      for (int64_t r = r0; r < r1; r++) {
+        nerve__prefetch(j->x + (r + NORM_AHEAD) * C + c0, 32 * (int64_t)sizeof(float), false);
         for (int q = 0; q < 4; q++) {
           const __m512d x = _mm512_cvtps_pd(_mm256_maskz_loadu_ps(m[q], j->x + r * C + c0 + 8 * q));
           if (j->mean) {
@@ -101,6 +105,7 @@ NERVE_TARGET_AVX512 static void column_sums_avx512(void *data, int64_t k0, int64
             acc[q] = _mm512_add_pd(acc[q], x);
           }
         }
+      }
       for (int q = 0; q < 4; q++) _mm512_mask_storeu_pd(p + c0 + 8 * q, m[q], acc[q]);
     }
   }
@@ -120,6 +125,8 @@ NERVE_INLINE void normalize_body(void *data, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; r++) {
     const float *x = j->x + r * C;
     float *y = j->y + r * C;
+    nerve__prefetch(x + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
+    nerve__prefetch(y + NORM_AHEAD * C, C * (int64_t)sizeof(float), true);
     for (int64_t c = 0; c < C; c++) y[c] = (x[c] - j->mean[c]) * j->invstd[c] * j->gamma[c] + j->beta[c];
   }
 }
@@ -241,7 +248,9 @@ NERVE_TARGET_AVX512 static void grad_sums_avx512(void *data, int64_t k0, int64_t
         invstd[q] = _mm256_maskz_loadu_ps(m[q], j->invstd + c0 + 8 * q);
         sum[q] = sum2[q] = _mm512_setzero_pd();
       }
-      for (int64_t r = r0; r < r1; r++)
+      for (int64_t r = r0; r < r1; r++) {
+        nerve__prefetch(j->dy + (r + NORM_AHEAD) * C + c0, 32 * (int64_t)sizeof(float), false);
+        nerve__prefetch(j->x + (r + NORM_AHEAD) * C + c0, 32 * (int64_t)sizeof(float), false);
         for (int q = 0; q < 4; q++) {
           const int64_t at = r * C + c0 + 8 * q;
           const __m256 dy = _mm256_maskz_loadu_ps(m[q], j->dy + at);
@@ -250,6 +259,7 @@ NERVE_TARGET_AVX512 static void grad_sums_avx512(void *data, int64_t k0, int64_t
           sum[q] = _mm512_add_pd(sum[q], dyd);
           sum2[q] = _mm512_add_pd(sum2[q], _mm512_mul_pd(dyd, _mm512_cvtps_pd(xhat)));
         }
+      }
       for (int q = 0; q < 4; q++) {
         _mm512_mask_storeu_pd(p + c0 + 8 * q, m[q], sum[q]);
         _mm512_mask_storeu_pd(q2 + c0 + 8 * q, m[q], sum2[q]);
@@ -267,6 +277,9 @@ NERVE_INLINE void norm_dx_body(void *data, int64_t r0, int64_t r1) {
   for (int64_t r = r0; r < r1; r++) {
     const float *x = j->x + r * C, *dy = j->dy + r * C;
     float *dx = j->y + r * C;
+    nerve__prefetch(x + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
+    nerve__prefetch(dy + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
+    nerve__prefetch(dx + NORM_AHEAD * C, C * (int64_t)sizeof(float), true);
     for (int64_t c = 0; c < C; c++) {
       float xhat = (x[c] - j->mean[c]) * j->invstd[c];
       dx[c] = j->gamma[c] * j->invstd[c] / rows * (rows * dy[c] - sum_dy[c] - xhat * sum_dyx[c]);
