@@ -235,14 +235,20 @@ static int64_t block_floats(const conv_geom *g) {
   return images_per_block(g) * g->OH * g->OW * cols_of(g);
 }
 
+/* Floats of output a forward thread keeps for its block when the output is not kept. */
+static int64_t output_block_floats(const conv_geom *g) {
+  return images_per_block(g) * g->OH * g->OW * g->K;
+}
+
 size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
                                    int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PT,
                                    int64_t PL, int64_t OH, int64_t OW) {
   conv_geom g = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
                 .PT = PT, .PL = PL, .OH = OH, .OW = OW};
   if (N < 1 || OH < 1 || OW < 1 || KH < 1 || KW < 1 || C < 1) return 0;
-  /* A lowered block, and for the input gradient a second one. */
-  return 2 * (size_t)block_floats(&g) * sizeof(float);
+  /* A lowered block, and for the input gradient a second one; or each forward thread's
+   * lowered block and, when the output is not kept, its block of output. */
+  return 2 * (size_t)(block_floats(&g) + output_block_floats(&g)) * sizeof(float);
 }
 
 /* Columns up to which a product reads windows in place (the kernels' reduction chunk). */
@@ -335,7 +341,8 @@ enum { CONV_TEAM_GRAIN = 1 << 19 };
 typedef struct {
   const nerve_context *ctx;
   const conv_geom *g;
-  float *out, *col; /* col: one lowered block per thread */
+  float *out, *col; /* col: one lowered block per thread, and its block of output if out is NULL */
+  int64_t col_floats; /* a thread's part of col */
   const float *in, *weight, *bias;
   int64_t blocks;
   /* A max pool of out, block by block (NULL: none). */
@@ -352,7 +359,7 @@ static void forward_member(void *data, int t, int nt) {
   (void)nt;
   const conv_geom *g = j->g;
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = images_per_block(g);
-  float *col = j->col + t * block_floats(g);
+  float *col = j->col + t * j->col_floats;
   const nerve__range_fn lower = NERVE_AVX512_OR(j->ctx, im2col_avx512, im2col_plain);
   int32_t off[GATHER_MAX_COLS];
   /* Windows inside the image are read where they are; padded ones in a copy of each block's
@@ -364,25 +371,38 @@ static void forward_member(void *data, int t, int nt) {
   for (int64_t b, end; nerve__take_chunk(&j->next, 1, j->blocks, &b, &end);) {
     const int64_t n0 = b * per, images = g->N - n0 < per ? g->N - n0 : per, rows = images * pix;
     const float *images_in = j->in + n0 * g->H * g->W * g->C;
-    const nerve__gather ga = block_windows(g, &seen, pad, j->in, n0, images, col, off);
-    if (!(in_place && nerve__gemm_nn_gather_here(j->ctx, j->out + n0 * pix * g->K, g->K, &ga, rows,
-                                                 j->weight, g->K, j->bias, g->K, cols))) {
-      im2col_job ij = {.g = g, .col = col, .in = images_in};
-      lower(&ij, 0, rows);
-      nerve__gemm_nn_here(j->ctx, j->out + n0 * pix * g->K, g->K, col, cols, j->weight, g->K,
-                          j->bias, rows, g->K, cols);
+    /* Without out, the block's output lives after the lowered block, in cache, and goes no
+     * further than the pool (the output of a first convolution is most of a step's traffic). */
+    float *y = j->out ? j->out + n0 * pix * g->K : col + block_floats(g);
+    if (is_pointwise(g)) {
+      /* (Only without out: with it, the layer is one product; nerve__gemm_nn_here gives its
+       * bits.) The images' pixels are the lowered rows. */
+      nerve__gemm_nn_here(j->ctx, y, g->K, images_in, g->C, j->weight, g->K, j->bias, rows, g->K, g->C);
+    } else {
+      const nerve__gather ga = block_windows(g, &seen, pad, j->in, n0, images, col, off);
+      if (!(in_place && nerve__gemm_nn_gather_here(j->ctx, y, g->K, &ga, rows, j->weight, g->K, j->bias, g->K, cols))) {
+        im2col_job ij = {.g = g, .col = col, .in = images_in};
+        lower(&ij, 0, rows);
+        nerve__gemm_nn_here(j->ctx, y, g->K, col, cols, j->weight, g->K, j->bias, rows, g->K, cols);
+      }
     }
     /* Pooled while the block's output is in this thread's cache. */
-    if (j->pool) nerve__maxpool_images(j->ctx, j->pooled, j->argmax, j->out, j->pool, n0, n0 + images);
+    if (j->pool && j->out) {
+      nerve__maxpool_images(j->ctx, j->pooled, j->argmax, j->out, j->pool, n0, n0 + images);
+    } else if (j->pool) {
+      const int64_t pooled = n0 * j->pool->OH * j->pool->OW * j->pool->C;
+      nerve__maxpool_images(j->ctx, j->pooled + pooled, j->argmax + pooled, y, j->pool, 0, images);
+    }
   }
 }
+
 
 /* The forward of checked sizes and pointers, pooling each block when pool is not NULL. */
 static nerve_status forward(nerve_context *ctx, const conv_geom *g, float *out, const float *in,
                             const float *weight, const float *bias, const nerve__pool_window *pool,
                             float *pooled, int32_t *argmax, const char *func) {
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = images_per_block(g), K = g->K;
-  if (is_pointwise(g)) {
+  if (is_pointwise(g) && out) {
     nerve_status s = nerve__gemm_nn(ctx, out, K, in, g->C, weight, K, false, bias, false, g->N * pix, K, g->C, func);
     if (s == NERVE_OK && pool)
       s = nerve_maxpool2d_forward(ctx, pooled, argmax, out, g->N, pool->H, pool->W, pool->C, pool->PH,
@@ -394,11 +414,12 @@ static nerve_status forward(nerve_context *ctx, const conv_geom *g, float *out, 
   const int64_t blocks = (g->N + per - 1) / per;
   int threads = nerve__threads_for(ctx, g->N * pix * cols * K, CONV_TEAM_GRAIN);
   if (threads > blocks) threads = (int)blocks;
-  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)threads * (size_t)block_floats(g) * sizeof(float), func);
+  const int64_t col_floats = block_floats(g) + (out ? 0 : output_block_floats(g));
+  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)threads * (size_t)col_floats * sizeof(float), func);
   if (s != NERVE_OK) return s;
   forward_job fj = {.ctx = ctx, .g = g, .out = out, .in = in, .weight = weight, .bias = bias,
-                    .col = ctx->scratch[NERVE_SCRATCH_LAYER], .blocks = blocks, .pool = pool,
-                    .pooled = pooled, .argmax = argmax};
+                    .col = ctx->scratch[NERVE_SCRATCH_LAYER], .col_floats = col_floats,
+                    .blocks = blocks, .pool = pool, .pooled = pooled, .argmax = argmax};
   nerve__parallel_team(threads, forward_member, &fj);
   return NERVE_OK;
 }
@@ -440,7 +461,6 @@ nerve_status nerve_conv2d_forward_maxpool(
   nerve_status s = check_geom(ctx, &g, __func__);
   if (s == NERVE_OK) s = nerve__maxpool_check(ctx, N, &pool, __func__);
   if (s != NERVE_OK || N == 0) return s;
-  NERVE_CHECK_PTR(ctx, out);
   NERVE_CHECK_PTR(ctx, pooled);
   NERVE_CHECK_PTR(ctx, argmax);
   NERVE_CHECK_PTR(ctx, in);

@@ -426,7 +426,8 @@ NERVE_API nerve_status nerve_count_correct(nerve_context *ctx, int64_t *correct,
 /** Bytes of workspace nerve_conv2d_forward/backward use for these sizes (for
  *  nerve_context_reserve); 0 for invalid sizes. Two lowered blocks of images: the backward
  *  takes both, the forward one per thread (with more than two threads it grows the workspace
- *  on its first call). */
+ *  on its first call), and nerve_conv2d_forward_maxpool without `out` a block of output per
+ *  thread besides. */
 NERVE_API size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C,
                                              int64_t K, int64_t KH, int64_t KW, int64_t SH,
                                              int64_t SW, int64_t PT, int64_t PL, int64_t OH,
@@ -443,7 +444,9 @@ NERVE_API nerve_status nerve_conv2d_forward(nerve_context *ctx, float *out, cons
  * nerve_conv2d_forward followed by nerve_maxpool2d_forward on its output, with each block of
  * images pooled while the convolution's output for it is still in cache (the two calls' exact
  * results, without a second pass over out):
- *   out[N,OH,OW,K]            as nerve_conv2d_forward writes it
+ *   out[N,OH,OW,K]            as nerve_conv2d_forward writes it; may be NULL: then the
+ *                             output is not kept (each block is pooled from the workspace and
+ *                             never reaches memory; training needs only the pool's argmax)
  *   pooled, argmax [N,POH,POW,K]   as nerve_maxpool2d_forward(out) writes them
  * The pooling window is PH x PW with strides PSH, PSW and padding PPT, PPL before the image.
  */

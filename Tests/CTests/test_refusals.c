@@ -235,9 +235,13 @@ static void kernels(nerve_context *ctx) {
            nerve_conv2d_forward(call_ctx, P(0, cy), P(1, img), P(2, cw), cb, CN * size, H, W, C, K, 3, 3, 1, 1, 1, 1, bad ? 9 : H, W));
   float *cpooled = buffer(CN * 2 * 2 * K);
   int32_t *cargmax = (int32_t *)(void *)buffer(CN * 2 * 2 * K);
-  VARIANTS("nerve_conv2d_forward_maxpool", 5,
-           nerve_conv2d_forward_maxpool(call_ctx, P(0, cy), P(1, cpooled), P(2, cargmax), P(3, img), P(4, cw), cb, CN * size,
+  /* (out may be NULL: the convolution's output is then not kept.) */
+  VARIANTS("nerve_conv2d_forward_maxpool", 4,
+           nerve_conv2d_forward_maxpool(call_ctx, cy, P(0, cpooled), P(1, cargmax), P(2, img), P(3, cw), cb, CN * size,
                                         H, W, C, K, 3, 3, 1, 1, 1, 1, H, W, 2, 2, 2, 2, bad ? 2 : 0, 0, 2, 2));
+  accepted(ctx, "nerve_conv2d_forward_maxpool",
+           nerve_conv2d_forward_maxpool(ctx, NULL, cpooled, cargmax, img, cw, cb, CN, H, W, C, K, 3, 3, 1, 1, 1, 1,
+                                        H, W, 2, 2, 2, 2, 0, 0, 2, 2));
   VARIANTS("nerve_conv2d_backward", 3,
            nerve_conv2d_backward(call_ctx, cdx, cdw, cdb, P(0, cdy), P(1, img), P(2, cw), CN * size, H, W, C, K, 3, 3, 1, 1,
                                  bad ? 3 : 1, 1, H, W));

@@ -199,7 +199,9 @@ public final class Conv2D: Layer {
 
   /// `forward`, then `pool`'s forward on the output in the same pass (each block of images
   /// pooled while it is in cache): `pooled` and the pool's `scratch` as its own forward
-  /// writes them.
+  /// writes them. The convolution's own output is not kept (`io.output` is left as it was):
+  /// nothing after the pool reads it, the pool's backward needing only its argmax, and never
+  /// writing it spares a first convolution most of its memory traffic.
   func forward(
     _ io: LayerIO, pooledBy pool: MaxPool2D, into pooled: UnsafeMutablePointer<Float>,
     scratch: UnsafeMutablePointer<Float>
@@ -208,7 +210,7 @@ public final class Conv2D: Layer {
     try pool.withArgmax(in: scratch, batch: io.batch) { argmax in
       try io.check(
         nerve_conv2d_forward_maxpool(
-          io.ctx, io.output, pooled, argmax, io.input, w, useBias ? w + weightCount : nil, Int64(io.batch), s[0],
+          io.ctx, nil, pooled, argmax, io.input, w, useBias ? w + weightCount : nil, Int64(io.batch), s[0],
           s[1], s[2], Int64(filters), s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], p[0], p[1], p[2], p[3],
           p[4], p[5], p[6], p[7]))
     }

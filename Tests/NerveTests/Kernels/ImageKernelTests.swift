@@ -97,6 +97,12 @@ struct ImageKernelTests {
         k.ctx, &pooled2, &am2, y2, Int64(p.n), Int64(p.h), Int64(p.w), Int64(p.c), Int64(p.kh), Int64(p.kw), Int64(p.sh), Int64(p.sw),
         Int64(p.pt), Int64(p.pl), Int64(p.oh), Int64(p.ow)))
       #expect(bitwiseEqual(y, y2) && bitwiseEqual(pooled, pooled2) && am == am2, "\(g) pooled \(p) \(k.label)")
+      // Without the convolution's output kept: the same pooled values and winners.
+      var pooled3 = [Float](repeating: .nan, count: pooledCount), am3 = [Int32](repeating: -7, count: pooledCount)
+      k.ok(nerve_conv2d_forward_maxpool(
+        k.ctx, nil, &pooled3, &am3, x, w, b, conv.0, conv.1, conv.2, conv.3, conv.4, conv.5, conv.6, conv.7, conv.8, conv.9, conv.10,
+        conv.11, conv.12, Int64(p.kh), Int64(p.kw), Int64(p.sh), Int64(p.sw), Int64(p.pt), Int64(p.pl), Int64(p.oh), Int64(p.ow)), "unkept \(g) \(p)")
+      #expect(bitwiseEqual(pooled3, pooled2) && am3 == am2, "\(g) pooled \(p), output not kept, \(k.label)")
     }
     // A pool that does not fit the convolution's output is refused before anything is written.
     var y = [Float](repeating: 5, count: g.n * g.oh * g.ow * g.k), pooled = [Float](repeating: 5, count: 1)
