@@ -375,8 +375,8 @@ static void forward_member(void *data, int t, int nt) {
      * further than the pool (the output of a first convolution is most of a step's traffic). */
     float *y = j->out ? j->out + n0 * pix * g->K : col + block_floats(g);
     if (is_pointwise(g)) {
-      /* (Only without out: with it, the layer is one product; nerve__gemm_nn_here gives its
-       * bits.) The images' pixels are the lowered rows. */
+      /* Reached only without out (with it, forward makes the layer one product, whose bits
+       * nerve__gemm_nn_here gives block by block): the images' pixels are the lowered rows. */
       nerve__gemm_nn_here(j->ctx, y, g->K, images_in, g->C, j->weight, g->K, j->bias, rows, g->K, g->C);
     } else {
       const nerve__gather ga = block_windows(g, &seen, pad, j->in, n0, images, col, off);
@@ -395,7 +395,6 @@ static void forward_member(void *data, int t, int nt) {
     }
   }
 }
-
 
 /* The forward of checked sizes and pointers, pooling each block when pool is not NULL. */
 static nerve_status forward(nerve_context *ctx, const conv_geom *g, float *out, const float *in,
