@@ -235,9 +235,10 @@ static int64_t block_floats(const conv_geom *g) {
   return images_per_block(g) * g->OH * g->OW * cols_of(g);
 }
 
-/* Floats of output a forward thread keeps for its block when the output is not kept. */
-static int64_t output_block_floats(const conv_geom *g) {
-  return images_per_block(g) * g->OH * g->OW * g->K;
+/* A forward thread's part of the workspace: its lowered block and, when the layer's output is
+ * not kept, its block of output after it. */
+static int64_t forward_part_floats(const conv_geom *g, bool kept) {
+  return block_floats(g) + (kept ? 0 : images_per_block(g) * g->OH * g->OW * g->K);
 }
 
 size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
@@ -248,7 +249,7 @@ size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C, i
   if (N < 1 || OH < 1 || OW < 1 || KH < 1 || KW < 1 || C < 1) return 0;
   /* A lowered block, and for the input gradient a second one; or each forward thread's
    * lowered block and, when the output is not kept, its block of output. */
-  return 2 * (size_t)(block_floats(&g) + output_block_floats(&g)) * sizeof(float);
+  return 2 * (size_t)forward_part_floats(&g, false) * sizeof(float);
 }
 
 /* Columns up to which a product reads windows in place (the kernels' reduction chunk). */
@@ -341,8 +342,7 @@ enum { CONV_TEAM_GRAIN = 1 << 19 };
 typedef struct {
   const nerve_context *ctx;
   const conv_geom *g;
-  float *out, *col; /* col: one lowered block per thread, and its block of output if out is NULL */
-  int64_t col_floats; /* a thread's part of col */
+  float *out, *col; /* col: each thread's part (forward_part_floats) */
   const float *in, *weight, *bias;
   int64_t blocks;
   /* A max pool of out, block by block (NULL: none). */
@@ -359,7 +359,7 @@ static void forward_member(void *data, int t, int nt) {
   (void)nt;
   const conv_geom *g = j->g;
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = images_per_block(g);
-  float *col = j->col + t * j->col_floats;
+  float *col = j->col + t * forward_part_floats(g, j->out != NULL);
   const nerve__range_fn lower = NERVE_AVX512_OR(j->ctx, im2col_avx512, im2col_plain);
   int32_t off[GATHER_MAX_COLS];
   /* Windows inside the image are read where they are; padded ones in a copy of each block's
@@ -386,10 +386,8 @@ static void forward_member(void *data, int t, int nt) {
         nerve__gemm_nn_here(j->ctx, y, g->K, col, cols, j->weight, g->K, j->bias, rows, g->K, cols);
       }
     }
-    /* Pooled while the block's output is in this thread's cache. */
-    if (j->pool && j->out) {
-      nerve__maxpool_images(j->ctx, j->pooled, j->argmax, j->out, j->pool, n0, n0 + images);
-    } else if (j->pool) {
+    /* Pooled while the block's output is in this thread's cache, from wherever it is. */
+    if (j->pool) {
       const int64_t pooled = n0 * j->pool->OH * j->pool->OW * j->pool->C;
       nerve__maxpool_images(j->ctx, j->pooled + pooled, j->argmax + pooled, y, j->pool, 0, images);
     }
@@ -413,12 +411,11 @@ static nerve_status forward(nerve_context *ctx, const conv_geom *g, float *out, 
   const int64_t blocks = (g->N + per - 1) / per;
   int threads = nerve__threads_for(ctx, g->N * pix * cols * K, CONV_TEAM_GRAIN);
   if (threads > blocks) threads = (int)blocks;
-  const int64_t col_floats = block_floats(g) + (out ? 0 : output_block_floats(g));
-  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)threads * (size_t)col_floats * sizeof(float), func);
+  const int64_t part = forward_part_floats(g, out != NULL);
+  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)threads * (size_t)part * sizeof(float), func);
   if (s != NERVE_OK) return s;
   forward_job fj = {.ctx = ctx, .g = g, .out = out, .in = in, .weight = weight, .bias = bias,
-                    .col = ctx->scratch[NERVE_SCRATCH_LAYER], .col_floats = col_floats,
-                    .blocks = blocks, .pool = pool, .pooled = pooled, .argmax = argmax};
+                    .col = ctx->scratch[NERVE_SCRATCH_LAYER], .blocks = blocks, .pool = pool, .pooled = pooled, .argmax = argmax};
   nerve__parallel_team(threads, forward_member, &fj);
   return NERVE_OK;
 }

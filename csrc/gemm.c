@@ -1121,11 +1121,12 @@ NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, 
   }
   int64_t n = ga->first_row / ga->pix, oh = ga->first_row % ga->pix / ga->OW, ow = ga->first_row % ga->OW;
   const float *image = ga->in + n * ga->image_stride, *a = image + oh * ga->row_stride + ow * ga->col_stride;
+  /* The bytes of a row of D the tile reads (W == 3: 16 + 8 columns). */
+  const int64_t d_bytes = (W == 1 ? 16 : W == 2 ? 32 : 24) * (int64_t)sizeof(float);
   for (int64_t m = 0; m < M; m++) {
     const __m512 d0 = _mm512_maskz_loadu_ps(m0, D + m * ldd);
     const __m512 d1 = W >= 2 ? hi_load(W, m1, D + m * ldd + 16) : d0;
-    _mm_prefetch((const char *)(D + (m + GATHER_TN_AHEAD) * ldd), _MM_HINT_T0);
-    if (W >= 2) _mm_prefetch((const char *)(D + (m + GATHER_TN_AHEAD) * ldd + 16), _MM_HINT_T0);
+    nerve__prefetch(D + (m + GATHER_TN_AHEAD) * ldd, d_bytes, false);
     if (bias) {
       b0 = _mm512_add_ps(b0, d0);
       if (W >= 2) b1 = hi_add(W, b1, d1);

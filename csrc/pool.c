@@ -217,6 +217,12 @@ nerve_status nerve_maxpool2d_forward(nerve_context *ctx, float *out, int32_t *ar
   return NERVE_OK;
 }
 
+/* The input row after those of window row oh, for windows that tile the image: the last row of
+ * windows also owns the rows below it. */
+NERVE_INLINE int64_t tiles_rows_end(const pool_geom *g, int64_t oh) {
+  return oh == g->OH - 1 ? g->H : (oh + 1) * g->PH;
+}
+
 /* Windows that tile the image (stride = window, no padding): each input pixel lies in at most
  * one window, so each output row's job writes its own input rows, whole windows at a time, and
  * the last one also zeroes the rows below the last window. The value written, 0 + (won ? dy :
@@ -225,15 +231,15 @@ NERVE_INLINE void maxpool_tiles_bwd_body(void *data, int64_t r0, int64_t r1) {
   pool_job *j = data;
   const pool_geom *g = j->g;
   const int64_t C = g->C, W = g->W, PH = g->PH, PW = g->PW;
-  const int64_t in_rows = g->OH * PH < g->H ? PH + 1 : PH; /* at most, a row of windows */
   for (int64_t r = r0; r < r1; r++) {
     const int64_t n = r / g->OH, oh = r % g->OH;
-    const int64_t h1 = oh == g->OH - 1 ? g->H : (oh + 1) * PH;
+    const int64_t h1 = tiles_rows_end(g, oh);
     if (r + 1 < r1) { /* the next row of windows: its gradients and winners, and its inputs */
       const int64_t next = (r + 1) * g->OW * C, nn = (r + 1) / g->OH, noh = (r + 1) % g->OH;
+      const int64_t rows = tiles_rows_end(g, noh) - noh * PH;
       nerve__prefetch(j->dy + next, g->OW * C * (int64_t)sizeof(float), false);
       nerve__prefetch(j->saved + next, g->OW * C * (int64_t)sizeof(int32_t), false);
-      nerve__prefetch(j->y + (nn * g->H + noh * PH) * W * C, in_rows * W * C * (int64_t)sizeof(float), true);
+      nerve__prefetch(j->y + (nn * g->H + noh * PH) * W * C, rows * W * C * (int64_t)sizeof(float), true);
     }
     for (int64_t ih = oh * PH; ih < h1; ih++) {
       float *dx = j->y + (n * g->H + ih) * W * C;
