@@ -101,6 +101,15 @@ enum { NN_KB = 1024 };
  * twice a pass; at 128 once (predict-cnn, medians of 4 alternations: 1.14 -> 0.99 s at 1
  * thread, 0.64 -> 0.57 s at 2). */
 enum { NN_MC = 128 };
+/* Rows of A from which a stored product copies each block of B it takes (NN_KB x 32, 128 KB)
+ * into a contiguous buffer before its row tiles pass over it, as OpenBLAS packs. Read in
+ * place, a block's rows lie ldb apart (a 1024-wide layer: 4 KB, so they share a few cache
+ * sets), and the 8 to 16 tiles after the first reached it slowly: a 1024 -> 1024 layer on 128
+ * rows, 1 thread, best of 30, 113-147 -> 203-212 GFLOP/s; 1000 -> 1000 142 -> 180-189; 784 ->
+ * 1024 on 256 rows 172 -> 202-219; 2048^3 130 -> 170-186; 512 -> 512 the same. With four
+ * tiles (Lab E's batch of 32) the copy cost more than it saved (its 6272 -> 784 forward
+ * 1.46 -> 1.98 ms), so fewer rows read B in place. */
+enum { PACK_MIN_ROWS = 64 };
 /* Rows of a gathered weight-gradient tile two whole vectors wide (gather_tn_slice): with 12,
  * its 24 accumulators, the broadcasts and the bias's two left clang too few of the 32 vector
  * registers, and it spilled (the fast recipe's second convolution, 256 images, built with
@@ -505,6 +514,7 @@ typedef struct {
   int64_t M, N, K, panels;
   bool split_rows; /* threads take chunks of rows of C (else split panels) */
   int64_t next;    /* split_rows: the first row no thread has taken (nerve__take_chunk) */
+  float *pack;     /* NULL, or NN_KB * NR floats a member, 64-byte aligned, for pack_block */
 } nn_job;
 
 /* Columns one_panel lists before running them: nn_run's lists for a chunk's 16 tiles. */
@@ -570,8 +580,34 @@ NERVE_TARGET_AVX512 static void one_panel(const nn_job *j, int64_t mc, int64_t m
                m0, m1);
 }
 
+/* The kc rows of B's panel block at B (row stride ldb, nr <= 32 columns) into pk, rows NR
+ * apart, zero past nr. The block comes from L2 or memory: rows 24 ahead are asked for. */
+NERVE_TARGET_AVX512 static void pack_block(float *pk, const float *B, int64_t ldb, int64_t kc,
+                                           int64_t nr) {
+  const __mmask16 m0 = mask_lo(nr), m1 = mask_hi(nr);
+  for (int64_t r = 0; r < kc; r++) {
+    _mm_prefetch((const char *)(B + (r + 24) * ldb), _MM_HINT_T0);
+    if (nr > 16) _mm_prefetch((const char *)(B + (r + 24) * ldb + 16), _MM_HINT_T0);
+    _mm512_store_ps(pk + r * NR, _mm512_maskz_loadu_ps(m0, B + r * ldb));
+    _mm512_store_ps(pk + r * NR + 16, _mm512_maskz_loadu_ps(m1, B + r * ldb + 16));
+  }
+}
+
+/* Whether the row tiles of a chunk [mc, mce) copy each panel's block of B first (pack_block):
+ * B read in place, enough tiles to share the copy, and inputs dense enough that the tiles
+ * read most of its rows (live: each tile's listed columns of kc). */
+static bool packs_blocks(const nn_job *j, const float *pk, int64_t mc, int64_t mce, int64_t kc,
+                         const int64_t *live) {
+  if (!pk || j->packed || mce - mc < PACK_MIN_ROWS) return false;
+  const int64_t tiles = (mce - mc + NN_MR - 1) / NN_MR;
+  int64_t listed = 0;
+  for (int64_t t = 0; t < tiles; t++) listed += live[t];
+  return 2 * listed >= tiles * kc;
+}
+
+/* pk: this member's buffer for packed blocks of B (NULL: none, B read in place). */
 NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_t p0,
-                                       int64_t p1) {
+                                       int64_t p1, float *pk) {
   enum { TILES = NN_MC / NN_MR };
   /* Lists for the (up to) 16 row tiles of a 128-row chunk, built once and reused by every panel,
    * so each panel of B is read once per chunk rather than once per tile. */
@@ -592,10 +628,16 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
           int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
           live[t] = nonzero_columns(R, j->A + m * j->lda + k0, j->lda, kc, ks[t]);
         }
-        const int64_t ldb = j->packed ? NR : j->ldb;
+        const int64_t ldb_in_place = j->packed ? NR : j->ldb;
+        const bool pack = packs_blocks(j, pk, mc, mce, kc, live);
         for (int64_t p = p0; p < p1; p++) {
           int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
           const float *Bp = nn_block(j, p, k0);
+          int64_t ldb = ldb_in_place;
+          if (pack) {
+            pack_block(pk, Bp, ldb, kc, nr);
+            Bp = pk, ldb = NR;
+          }
           /* While a panel's block is in use, its tiles fetch the next block into L2, a share
            * each, so the stream from memory runs under all their products rather than under
            * the first tile's alone. */
@@ -613,10 +655,11 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
             int R = (int)(mce - m < NN_MR ? mce - m : NN_MR);
             const int64_t from = t * share < next_rows ? t * share : next_rows;
             const int64_t rows = next_rows - from < share ? next_rows - from : share;
+            /* The first tile fetches B's rows ahead, unless the copy has brought them. */
             nn_tile_any(R, nr > 16 ? 2 : 1, j->C + m * j->ldc + col, j->ldc, j->A + m * j->lda + k0, j->lda,
                         NULL, NULL, Bp, ldb, kc, ks[t], live[t], mask_lo(nr), mask_hi(nr),
-                        !first || j->accumulate, first ? (j->bias ? j->bias + col : NULL) : NULL, t == 0,
-                        next ? next + from * ldb : NULL, 2 * rows);
+                        !first || j->accumulate, first ? (j->bias ? j->bias + col : NULL) : NULL, t == 0 && !pack,
+                        next ? next + from * ldb_in_place : NULL, 2 * rows);
           }
         }
       }
@@ -627,6 +670,7 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
 
 static void nn_member(void *data, int t, int nt) {
   nn_job *j = data;
+  float *pk = j->pack ? j->pack + (int64_t)t * NN_KB * NR : NULL;
   if (j->split_rows) {
     /* Chunks of rows on tile boundaries (a row's chain does not depend on its chunk): NN_MC
      * rows, or about four a thread where that is fewer. */
@@ -636,10 +680,10 @@ static void nn_member(void *data, int t, int nt) {
       rows = rows > NN_MC ? NN_MC : (rows + NN_MR - 1) / NN_MR * NN_MR;
     }
     int64_t a, b;
-    while (nerve__take_chunk(&j->next, rows, j->M, &a, &b)) nn_run(j, a, b, 0, j->panels);
+    while (nerve__take_chunk(&j->next, rows, j->M, &a, &b)) nn_run(j, a, b, 0, j->panels, pk);
   } else {
     int64_t a = j->panels * t / nt, b = j->panels * (t + 1) / nt;
-    if (a < b) nn_run(j, 0, j->M, a, b);
+    if (a < b) nn_run(j, 0, j->M, a, b, pk);
   }
 }
 
@@ -1500,8 +1544,14 @@ nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_t ldc, const 
       j.B = ctx->scratch[NERVE_SCRATCH_GEMM];
       j.packed = true;
     } else {
-      nerve_status s = nn_pad_b(ctx, method_rows, N, K, &j.B, &j.ldb, func);
+      /* Each member's room for packed blocks of B (pack_block), after the padded copy of B
+       * if there is one. */
+      const size_t pad = method_rows < NN_MC ? 0 : padded_bytes(ctx, N, K, ldb);
+      const size_t pack = M >= PACK_MIN_ROWS && panels >= 2 ? (size_t)threads * NN_KB * NR * sizeof(float) : 0;
+      nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, pad + pack, func);
+      if (s == NERVE_OK) s = nn_pad_b(ctx, method_rows, N, K, &j.B, &j.ldb, func);
       if (s != NERVE_OK) return s;
+      if (pack > 0) j.pack = (float *)((char *)ctx->scratch[NERVE_SCRATCH_GEMM] + pad);
     }
     /* Split whichever operand is smaller to share: rows of C when A is the bigger one (each
      * thread then reads all of B), 32-column panels when B is. Either way each element's

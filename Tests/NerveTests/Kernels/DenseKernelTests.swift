@@ -13,14 +13,16 @@ struct DenseShape: CustomStringConvertible, Sendable {
 /// Batch 1, sizes off the vector width, both weight-gradient strategies (few and many rows),
 /// wide and skinny outputs; one panel of outputs over long inputs, where sparse rows go over
 /// their own non-zero inputs, with more than one block of the reduction (1,024 and 2,048);
-/// several panels over two blocks of the reduction, each tile continuing from C.
+/// several panels over two blocks of the reduction, each tile continuing from C; 64 rows and
+/// more over several panels, where each block of B is copied before the tiles take it (two
+/// blocks of the reduction, a partial last panel, and a chunk of 128 rows then one of 2).
 let denseShapes: [DenseShape] = [
   .init(n: 1, i: 1, o: 1), .init(n: 1, i: 7, o: 5), .init(n: 1, i: 784, o: 300),
   .init(n: 2, i: 3, o: 33), .init(n: 3, i: 17, o: 16), .init(n: 5, i: 64, o: 10),
   .init(n: 13, i: 31, o: 47), .init(n: 32, i: 129, o: 100), .init(n: 65, i: 20, o: 30),
   .init(n: 203, i: 37, o: 29), .init(n: 257, i: 9, o: 65), .init(n: 100, i: 300, o: 10),
   .init(n: 70, i: 50, o: 100), .init(n: 100, i: 784, o: 300), .init(n: 67, i: 1100, o: 32),
-  .init(n: 70, i: 2100, o: 17), .init(n: 40, i: 1500, o: 70),
+  .init(n: 70, i: 2100, o: 17), .init(n: 40, i: 1500, o: 70), .init(n: 130, i: 1100, o: 70),
 ]
 
 /// Inputs with about 70% exact zeros in runs, like MNIST's background, so the kernels' zero
