@@ -1456,13 +1456,20 @@ static size_t padded_bytes(const nerve_context *ctx, int64_t N, int64_t K, int64
 #endif
 
 #if NERVE_X86
-/* nn reads B [K,N] from a copy padded to whole panels (padded_copy) when its rows are not
- * whole vectors and enough rows of A (M) pass over it to pay for the copy: every row of B is
- * loaded once per tile of A, and unaligned rows make those loads straddle cache lines. Points
- * *B and *ldb at the copy, reserving the GEMM scratch first; the copy is only read. */
+/* Bytes of the copy nn_pad_b makes of B [K,N] (row stride ldb) for M rows of A, at the start
+ * of the GEMM scratch; 0 for none. nn reads B from a copy padded to whole panels (padded_copy)
+ * when its rows are not whole vectors and enough rows of A pass over it to pay for the copy:
+ * every row of B is loaded once per tile of A, and unaligned rows make those loads straddle
+ * cache lines. */
+static size_t nn_pad_bytes(const nerve_context *ctx, int64_t M, int64_t N, int64_t K, int64_t ldb) {
+  return M < NN_MC ? 0 : padded_bytes(ctx, N, K, ldb);
+}
+
+/* Points *B and *ldb at that copy where there is one, reserving the GEMM scratch first; the
+ * copy is only read. */
 static nerve_status nn_pad_b(nerve_context *ctx, int64_t M, int64_t N, int64_t K,
                              const float **B, int64_t *ldb, const char *func) {
-  const size_t bytes = M < NN_MC ? 0 : padded_bytes(ctx, N, K, *ldb);
+  const size_t bytes = nn_pad_bytes(ctx, M, N, K, *ldb);
   if (bytes == 0) return NERVE_OK;
   nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, bytes, func);
   if (s != NERVE_OK) return s;
@@ -1546,7 +1553,7 @@ nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_t ldc, const 
     } else {
       /* Each member's room for packed blocks of B (pack_block), after the padded copy of B
        * if there is one. */
-      const size_t pad = method_rows < NN_MC ? 0 : padded_bytes(ctx, N, K, ldb);
+      const size_t pad = nn_pad_bytes(ctx, method_rows, N, K, ldb);
       const size_t pack = M >= PACK_MIN_ROWS && panels >= 2 ? (size_t)threads * NN_KB * NR * sizeof(float) : 0;
       nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, pad + pack, func);
       if (s == NERVE_OK) s = nn_pad_b(ctx, method_rows, N, K, &j.B, &j.ldb, func);
