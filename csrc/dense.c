@@ -235,14 +235,7 @@ typedef struct {
   const float *dout;
   int64_t N, I, O;
   nerve__adam_params p;
-  bool streamed; /* the plain step, its results stored past the caches */
 } adam_fused_job;
-
-/* Weights and moments above this many bytes are stepped with non-temporal stores: more than
- * the last-level cache a core sees on the machines we know (32 MiB on a Zen 4 or 5 CCD), so
- * caching them would only evict the activations the next layers read. Lab E's 6272 -> 784
- * layer holds 59 MB. */
-#define STREAMED_STATE_BYTES ((int64_t)32 << 20)
 
 /* Before a tile's weights change: its columns of the input gradient, from the old weights. */
 static void adam_fused_rows(void *arg, int64_t k0, int64_t k1) {
@@ -258,13 +251,6 @@ NERVE_TARGET_AVX512 static void adam_fused_tile(void *arg, int64_t k0, int64_t c
   for (int64_t r = 0; r < rows; r++) {
     int64_t at = (k0 + r) * j->O + col;
     float *w = j->weight + at, *m = j->m + at, *v = j->v + at;
-#if NERVE_STREAMED_ADAM
-    if (j->streamed && cols % 16 == 0 && (((uintptr_t)w | (uintptr_t)m | (uintptr_t)v) & 63) == 0) {
-      for (int64_t c = 0; c < cols; c += 16)
-        nerve__adam_plain_v16_nt(w + c, m + c, v + c, g + r * ldg + c, &j->p);
-      continue;
-    }
-#endif
     nerve__adam_run(w, m, v, g + r * ldg, cols, &j->p);
   }
 }
@@ -341,8 +327,6 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
             .c1 = (float)(1.0 / (1.0 - pow(beta1, (double)step))),
             .c2 = (float)(1.0 / (1.0 - pow(beta2, (double)step))),
             .coupled_decay = weight_decay, .shrink = 1.0f - lr * decoupled_weight_decay}};
-  j.streamed = NERVE_STREAMED_ADAM && weight_decay == 0.0f && decoupled_weight_decay == 0.0f &&
-               I * O > STREAMED_STATE_BYTES / (3 * (int64_t)sizeof(float));
   const nerve__visit_streams rows = {.base = {weight, weight_m, weight_v}, .count = 3,
                                      .row_bytes = O * (int64_t)sizeof(float)};
   if (fused) {

@@ -547,43 +547,6 @@ NERVE_INLINE void nerve__adam_element_plain(float *w, float *m, float *v, float 
   *w = w0 - p->lr * (m1 * p->c1) / (nerve__sqrtf(v1 * p->c2) + p->eps);
 }
 
-/*
- * The plain step on 16 floats at 64-byte aligned w, m, v, the results stored past the caches
- * (non-temporal stores): for Adam state too big to stay cached, which would otherwise push out
- * the data the next layers read. Clang only (its generic vectors and non-temporal builtin):
- * the same expressions as nerve__adam_element_plain, so the same bits. The stores are weakly
- * ordered: parallel team members fence before they finish (nerve__parallel_team).
- */
-#if defined(__clang__) && defined(__has_builtin)
-#if __has_builtin(__builtin_nontemporal_store) && __has_builtin(__builtin_elementwise_sqrt)
-#define NERVE_STREAMED_ADAM 1
-typedef float nerve__v16 __attribute__((vector_size(64), aligned(64)));
-NERVE_INLINE void nerve__adam_plain_v16_nt(float *w, float *m, float *v, const float *g,
-                                           const nerve__adam_params *p) {
-  nerve__v16 gi;
-  __builtin_memcpy(&gi, g, sizeof gi);
-  const nerve__v16 w0 = *(nerve__v16 *)w, m0 = *(nerve__v16 *)m, v0 = *(nerve__v16 *)v;
-  const nerve__v16 m1 = p->beta1 * m0 + (1.0f - p->beta1) * gi;
-  const nerve__v16 v1 = p->beta2 * v0 + (1.0f - p->beta2) * gi * gi;
-  const nerve__v16 w1 = w0 - p->lr * (m1 * p->c1) / (__builtin_elementwise_sqrt(v1 * p->c2) + p->eps);
-  __builtin_nontemporal_store(m1, (nerve__v16 *)m);
-  __builtin_nontemporal_store(v1, (nerve__v16 *)v);
-  __builtin_nontemporal_store(w1, (nerve__v16 *)w);
-}
-#endif
-#endif
-#ifndef NERVE_STREAMED_ADAM
-#define NERVE_STREAMED_ADAM 0
-#endif
-
-/* Orders this thread's non-temporal stores before whatever it does next (x86: they are
- * weakly ordered; elsewhere the team's barrier orders them). */
-NERVE_INLINE void nerve__store_fence(void) {
-#if NERVE_X86
-  __builtin_ia32_sfence();
-#endif
-}
-
 /* n elements stepped by Adam: the plain step where p has no weight decay. Inlined into each
  * caller's instruction set, where the compiler vectorises the loops. */
 NERVE_INLINE void nerve__adam_run(float *w, float *m, float *v, const float *g, int64_t n,

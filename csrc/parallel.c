@@ -27,14 +27,11 @@ static void team_trampoline(void *data) {
   /* The runtime may grant fewer threads than asked (nested regions, limits): split by what
    * it actually granted. */
   job->fn(job->arg, omp_get_thread_num(), omp_get_num_threads());
-  /* Members that stored past the caches publish those stores before the team's barrier. */
-  nerve__store_fence();
 }
 
 void nerve__parallel_team(int threads, nerve__team_fn fn, void *arg) {
   if (threads <= 1) {
     fn(arg, 0, 1);
-    nerve__store_fence();
     return;
   }
   team_job job = {.fn = fn, .arg = arg};

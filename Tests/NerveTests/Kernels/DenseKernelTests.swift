@@ -194,37 +194,4 @@ struct FusedAdamKernelTests {
       #expect(bitwiseEqual(runs[0], runs[1]) && bitwiseEqual(runs[0], runs[2]), "\(s) on \(isa)")
     }
   }
-
-  /// Weights and moments over 32 MiB (3.1 M weights) on 64-byte boundaries are stepped with
-  /// non-temporal stores where the library is built by Clang; 16 bytes off those boundaries
-  /// they take the cached step. Both must give the same bits, at 1 and 2 threads.
-  @Test("state stored past the caches steps as the cached state does")
-  func streamedState() {
-    let n = 3, i = 1536, o = 2048, count = i * o
-    let x = sparseInputs(n, i, seed: 7), dy = randomFloats(n * o, seed: 8), w0 = randomFloats(count, seed: 9)
-    func steps(threads: Int, offset: Int) -> [Float] {
-      let k = Kernels(threads: threads, isa: .best)
-      let block = UnsafeMutableRawPointer.allocate(byteCount: 3 * (count * 4 + 64), alignment: 64)
-      defer { block.deallocate() }
-      let stride = count * 4 + 64
-      let w = (block + offset).bindMemory(to: Float.self, capacity: count)
-      let m = (block + stride + offset).bindMemory(to: Float.self, capacity: count)
-      let v = (block + 2 * stride + offset).bindMemory(to: Float.self, capacity: count)
-      w0.withUnsafeBufferPointer { w.update(from: $0.baseAddress!, count: count) }
-      m.update(repeating: 0, count: count)
-      v.update(repeating: 0, count: count)
-      var b = [Float](repeating: 0.5, count: o), bm = [Float](repeating: 0, count: o), bv = bm
-      var dx = [Float](repeating: 0, count: n * i)
-      for t in 1...2 {
-        k.ok(nerve_dense_backward_adam(k.ctx, &dx, w, &b, m, v, &bm, &bv, dy, x, Int64(n), Int64(i), Int64(o), 0.01, 0.9, 0.999, 1e-7, 0, 0, Int64(t)))
-      }
-      return Array(UnsafeBufferPointer(start: w, count: count)) + Array(UnsafeBufferPointer(start: m, count: count))
-        + Array(UnsafeBufferPointer(start: v, count: count)) + dx + b
-    }
-    let cached = steps(threads: 1, offset: 16)
-    #expect(!bitwiseEqual(Array(cached[0..<count]), w0), "the weights moved")
-    for threads in [1, 2] {
-      #expect(bitwiseEqual(steps(threads: threads, offset: 0), cached), "streamed at \(threads) thread(s)")
-    }
-  }
 }
