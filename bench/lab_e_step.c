@@ -8,11 +8,12 @@
  *
  *   cmake -S . -B .build-cmake && cmake --build .build-cmake
  *   cc -O2 bench/lab_e_step.c -Iinclude -L.build-cmake -lnerve -Wl,-rpath,$PWD/.build-cmake \
- *     -o .build-cmake/lab_e_step && .build-cmake/lab_e_step 2
+ *     -o .build-cmake/lab_e_step && .build-cmake/lab_e_step 2 [unfused]
  */
 #include "bench_c.h"
 
 #include <stdio.h>
+#include <string.h>
 
 enum { STEPS = 60, CALLS = 14 };
 
@@ -24,8 +25,8 @@ static int by_value(const void *a, const void *b) {
 static const char *names[CALLS] = {
     "conv forward",    "relu forward",      "batch norm forward", "max pool forward",
     "dense 1 forward", "relu forward",      "dense 2 forward",    "dense 2 backward + Adam",
-    "relu backward",   "dense 1 backward + Adam", "max pool backward", "batch norm backward",
-    "relu backward",   "conv backward"};
+    "relu backward",   "dense 1 backward + Adam", "max pool backward", "batch norm (+ relu) backward",
+    "relu backward (unfused)", "conv backward"};
 static double seconds[CALLS][STEPS];
 
 #define TIMED(i, call)                                                 \
@@ -40,6 +41,9 @@ static double seconds[CALLS][STEPS];
 
 int main(int argc, char **argv) {
   const int threads = argc > 1 ? atoi(argv[1]) : 2;
+  /* "unfused": batch norm's backward and the ReLU's as two calls, as before the trainer
+   * joined them (nerve_batchnorm_backward_relu). */
+  const int unfused = argc > 2 && strcmp(argv[2], "unfused") == 0;
   const long N = 32, P = N * 28 * 28, F = P * 32, I = 6272, O = 784;
   nerve_context *ctx = NULL;
   if (nerve_context_create(&ctx, threads) != NERVE_OK) return 1;
@@ -70,8 +74,13 @@ int main(int argc, char **argv) {
     TIMED(9, nerve_dense_backward_adam(ctx, dpooled, w1, b1, m1, v1, bm1, bv1, dh, pooled, N, I, O, 1e-4f,
                                        0.9f, 0.999f, 1e-7f, 0.0f, 0.0f, s + 1));
     TIMED(10, nerve_maxpool2d_backward(ctx, dnorm, dpooled, argmax, N, 28, 28, 32, 2, 2, 2, 2, 0, 0, 14, 14));
-    TIMED(11, nerve_batchnorm_backward(ctx, dact, dgamma, dbeta, dnorm, act, gamma, mean, invstd, P, 32));
-    TIMED(12, nerve_activation_backward(ctx, NERVE_ACTIVATION_RELU, dconv, dact, conv, act, F));
+    if (unfused) {
+      TIMED(11, nerve_batchnorm_backward(ctx, dact, dgamma, dbeta, dnorm, act, gamma, mean, invstd, P, 32));
+      TIMED(12, nerve_activation_backward(ctx, NERVE_ACTIVATION_RELU, dconv, dact, conv, act, F));
+    } else {
+      TIMED(11, nerve_batchnorm_backward_relu(ctx, dconv, dgamma, dbeta, dnorm, act, gamma, mean, invstd, P, 32));
+      seconds[12][s] = 0.0;
+    }
     TIMED(13, nerve_conv2d_backward(ctx, NULL, dcw, dcb, dconv, x, cw, N, 28, 28, 1, 32, 3, 3, 1, 1, 1, 1, 28, 28));
   }
   double step = 0.0, dense = 0.0;
@@ -81,7 +90,7 @@ int main(int argc, char **argv) {
     const double median = seconds[i][STEPS / 2];
     step += median;
     if (i == 4 || i == 9) dense += median;
-    printf("  %-24s %7.3f ms\n", names[i], median * 1e3);
+    printf("  %-30s %7.3f ms\n", names[i], median * 1e3);
   }
   printf("  step %.3f ms (%.2f s for the 1,563 steps of an epoch): the 6272 -> 784 layer %.3f ms, the rest %.3f ms\n",
          step * 1e3, step * 1563, dense * 1e3, (step - dense) * 1e3);

@@ -44,10 +44,11 @@ NERVE_HIDDEN nerve_status nerve__fail(nerve_context *ctx, nerve_status status, c
     if (!(ctx)) return NERVE_ERROR_NULL_POINTER;                                               \
     (ctx)->error[0] = 0;                                                                       \
   } while (0)
-#define NERVE_CHECK_PTR(ctx, p)                                                                \
+#define NERVE_CHECK_PTR(ctx, p) NERVE_CHECK_PTR_IN(ctx, p, __func__)
+/* For a helper shared by entry points: func names the caller. */
+#define NERVE_CHECK_PTR_IN(ctx, p, func)                                                       \
   do {                                                                                         \
-    if (!(p))                                                                                  \
-      return nerve__fail((ctx), NERVE_ERROR_NULL_POINTER, __func__, "%s is NULL", #p);         \
+    if (!(p)) return nerve__fail((ctx), NERVE_ERROR_NULL_POINTER, (func), "%s is NULL", #p);   \
   } while (0)
 #define NERVE_CHECK_SIZE(ctx, s)                                                               \
   do {                                                                                         \

@@ -22,6 +22,7 @@ typedef struct {
   double *partial, *partial2; /* [chunks][C] */
   const float *sums;          /* backward: [2C]: column sums of dy, then of dy * xhat */
   int64_t R, C, chunk;
+  bool relu; /* backward: din also through the ReLU whose output is x (zero where x <= 0) */
 } norm_job;
 
 /* Rows ahead of the row loops that the kernels ask the caches for (nerve__prefetch). */
@@ -280,6 +281,15 @@ NERVE_INLINE void norm_dx_body(void *data, int64_t r0, int64_t r1) {
     nerve__prefetch(x + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
     nerve__prefetch(dy + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
     nerve__prefetch(dx + NORM_AHEAD * C, C * (int64_t)sizeof(float), true);
+    if (j->relu) {
+      /* As nerve_activation_backward's ReLU would then make it from x, the ReLU's output. */
+      for (int64_t c = 0; c < C; c++) {
+        float xhat = (x[c] - j->mean[c]) * j->invstd[c];
+        float d = j->gamma[c] * j->invstd[c] / rows * (rows * dy[c] - sum_dy[c] - xhat * sum_dyx[c]);
+        dx[c] = x[c] > 0.0f ? d : 0.0f;
+      }
+      continue;
+    }
     for (int64_t c = 0; c < C; c++) {
       float xhat = (x[c] - j->mean[c]) * j->invstd[c];
       dx[c] = j->gamma[c] * j->invstd[c] / rows * (rows * dy[c] - sum_dy[c] - xhat * sum_dyx[c]);
@@ -292,28 +302,56 @@ NERVE_RANGE_KERNEL(norm_dx);
  * dout [R,C], in [R,C], gamma [C], saved_mean, saved_invstd [C] (from the training forward) ->
  *   din [R,C] (written; skipped if NULL), dgamma [C] += sum dout * xhat, dbeta [C] += sum dout
  */
+static nerve_status backward(nerve_context *ctx, float *din, float *dgamma, float *dbeta,
+                             const float *dout, const float *in, const float *gamma,
+                             const float *saved_mean, const float *saved_invstd, int64_t R,
+                             int64_t C, bool relu, const char *func);
+
 nerve_status nerve_batchnorm_backward(nerve_context *ctx, float *din, float *dgamma, float *dbeta,
                                       const float *dout, const float *in, const float *gamma,
                                       const float *saved_mean, const float *saved_invstd,
                                       int64_t R, int64_t C) {
   NERVE_CHECK_CTX(ctx);
-  nerve_status s = check_norm(ctx, R, C, __func__);
+  return backward(ctx, din, dgamma, dbeta, dout, in, gamma, saved_mean, saved_invstd, R, C, false,
+                  __func__);
+}
+
+/*
+ * As nerve_batchnorm_backward, with din taken on through the ReLU before the layer, whose
+ * output is in: one pass over the rows instead of two (nerve_activation_backward's ReLU after
+ * it), and the same bits.
+ */
+nerve_status nerve_batchnorm_backward_relu(nerve_context *ctx, float *din, float *dgamma,
+                                           float *dbeta, const float *dout, const float *in,
+                                           const float *gamma, const float *saved_mean,
+                                           const float *saved_invstd, int64_t R, int64_t C) {
+  NERVE_CHECK_CTX(ctx);
+  return backward(ctx, din, dgamma, dbeta, dout, in, gamma, saved_mean, saved_invstd, R, C, true,
+                  __func__);
+}
+
+static nerve_status backward(nerve_context *ctx, float *din, float *dgamma, float *dbeta,
+                             const float *dout, const float *in, const float *gamma,
+                             const float *saved_mean, const float *saved_invstd, int64_t R,
+                             int64_t C, bool relu, const char *func) {
+  nerve_status s = check_norm(ctx, R, C, func);
   if (s != NERVE_OK) return s;
   if (R == 0 || C == 0) return NERVE_OK;
-  NERVE_CHECK_PTR(ctx, dout);
-  NERVE_CHECK_PTR(ctx, in);
-  NERVE_CHECK_PTR(ctx, gamma);
-  NERVE_CHECK_PTR(ctx, saved_mean);
-  NERVE_CHECK_PTR(ctx, saved_invstd);
+  NERVE_CHECK_PTR_IN(ctx, dout, func);
+  NERVE_CHECK_PTR_IN(ctx, in, func);
+  NERVE_CHECK_PTR_IN(ctx, gamma, func);
+  NERVE_CHECK_PTR_IN(ctx, saved_mean, func);
+  NERVE_CHECK_PTR_IN(ctx, saved_invstd, func);
   const int64_t chunk = chunk_rows(R), chunks = (R + chunk - 1) / chunk;
   size_t doubles = (size_t)(2 * chunks + 2) * (size_t)C;
-  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, doubles * sizeof(double) + 2 * (size_t)C * sizeof(float), __func__);
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, doubles * sizeof(double) + 2 * (size_t)C * sizeof(float), func);
   if (s != NERVE_OK) return s;
   double *partial = ctx->scratch[NERVE_SCRATCH_LAYER], *partial2 = partial + chunks * C;
   double *total = partial2 + chunks * C, *total2 = total + C;
   float *sums = (float *)(total2 + C);
   norm_job j = {.x = in, .dy = dout, .mean = saved_mean, .invstd = saved_invstd, .gamma = gamma, .y = din,
-                .partial = partial, .partial2 = partial2, .sums = sums, .R = R, .C = C, .chunk = chunk};
+                .partial = partial, .partial2 = partial2, .sums = sums, .R = R, .C = C, .chunk = chunk,
+                .relu = relu};
   nerve__parallel_for(ctx, chunks, (1 << 15) / (chunk * C) + 1, NERVE_AVX512_OR(ctx, grad_sums_avx512, grad_sums), &j);
   combine(partial, chunks, C, total);
   combine(partial2, chunks, C, total2);

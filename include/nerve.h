@@ -540,6 +540,20 @@ NERVE_API nerve_status nerve_batchnorm_backward(nerve_context *ctx, float *din, 
                                                 const float *gamma, const float *saved_mean,
                                                 const float *saved_invstd, int64_t R, int64_t C);
 
+/**
+ * nerve_batchnorm_backward for a layer after a ReLU, whose output is `in`: din is also taken
+ * through the ReLU (zero where in <= 0), in the same pass. The same bits as
+ * nerve_batchnorm_backward followed by nerve_activation_backward(NERVE_ACTIVATION_RELU) with
+ * `in` as its output, without writing and reading the gradient between them.
+ */
+NERVE_API nerve_status nerve_batchnorm_backward_relu(nerve_context *ctx, float *din,
+                                                     float *dgamma, float *dbeta,
+                                                     const float *dout, const float *in,
+                                                     const float *gamma,
+                                                     const float *saved_mean,
+                                                     const float *saved_invstd, int64_t R,
+                                                     int64_t C);
+
 /* ---- Dropout (dropout.c) ------------------------------------------------------------------ */
 
 /**

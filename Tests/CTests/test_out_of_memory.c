@@ -84,6 +84,9 @@ static nerve_status batchnorm_forward_infer(nerve_context *ctx) {
 static nerve_status batchnorm_backward(nerve_context *ctx) {
   return nerve_batchnorm_backward(ctx, bn_dx, dgamma, dbeta, bn_dy, bn_x, gamma, smean, sinv, R, BC);
 }
+static nerve_status batchnorm_backward_relu(nerve_context *ctx) {
+  return nerve_batchnorm_backward_relu(ctx, bn_dx, dgamma, dbeta, bn_dy, bn_x, gamma, smean, sinv, R, BC);
+}
 
 /* Fails each allocation `call` makes on a fresh context of instruction set `isa`, in turn;
  * returns how many allocations it makes. */
@@ -153,6 +156,7 @@ int main(void) {
       {"nerve_batchnorm_forward_train", "nerve_batchnorm_forward_train", batchnorm_forward_train},
       {"nerve_batchnorm_forward_infer", "nerve_batchnorm_forward_infer", batchnorm_forward_infer},
       {"nerve_batchnorm_backward", "nerve_batchnorm_backward", batchnorm_backward},
+      {"nerve_batchnorm_backward_relu", "nerve_batchnorm_backward_relu", batchnorm_backward_relu},
   };
   nerve_context *probe = NULL;
   if (nerve_context_create(&probe, 1) != NERVE_OK) return 1;

@@ -265,6 +265,8 @@ static void kernels(nerve_context *ctx) {
   has_setting = 0;
   VARIANTS("nerve_batchnorm_backward", 5,
            nerve_batchnorm_backward(call_ctx, bdx, dgamma, dbeta, P(0, bdy), P(1, bx), P(2, gamma), P(3, smean), P(4, sinv), R * size, BC));
+  VARIANTS("nerve_batchnorm_backward_relu", 5,
+           nerve_batchnorm_backward_relu(call_ctx, bdx, dgamma, dbeta, P(0, bdy), P(1, bx), P(2, gamma), P(3, smean), P(4, sinv), R * size, BC));
   has_setting = 1;
   VARIANTS("nerve_dropout_forward", 3,
            nerve_dropout_forward(call_ctx, P(0, y), P(1, mask), P(2, x), N * O * size, bad ? 1.0f : 0.5f, 7));

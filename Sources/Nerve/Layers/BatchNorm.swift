@@ -75,6 +75,16 @@ public final class BatchNorm: Layer {
         io.outputGradient, io.input, io.parameters, io.scratch, io.scratch + c, rows(io.batch), Int64(c)))
   }
 
+  /// `backward` with the input gradient also taken through the ReLU before this layer (the
+  /// layer's input is that ReLU's output), in the same pass and with the same bits.
+  func backwardThroughRelu(_ io: LayerIO) throws {
+    let c = channels
+    try io.check(
+      nerve_batchnorm_backward_relu(
+        io.ctx, io.inputGradient, io.parameterGradients, io.parameterGradients.map { $0 + c },
+        io.outputGradient, io.input, io.parameters, io.scratch, io.scratch + c, rows(io.batch), Int64(c)))
+  }
+
   override var record: LayerRecord {
     var r = LayerRecord(type: typeName)
     r.momentum = momentum

@@ -190,6 +190,14 @@ extension Sequential {
     return !ranks.needsWholeBatch(i) && !ranks.needsWholeBatch(i + 1)
   }
 
+  /// Whether layer `i` is a batch norm that takes its input gradient on through the ReLU of
+  /// layer `i - 1` (nerve_batchnorm_backward_relu), so that ReLU's backward is skipped: in one
+  /// process, and not where the norm's backward steps its parameters itself.
+  private func normTakesRelu(_ i: Int, ranks: DataParallelPass?, fused: Bool) -> Bool {
+    guard i > 0, ranks == nil, !fused, layers[i] is BatchNorm else { return false }
+    return (layers[i - 1].activationLayer as? ActivationLayer)?.function == .relu
+  }
+
   /// Backpropagates from `start` (its gradient buffer already holding dLoss/d(that point))
   /// down to layer 0, accumulating parameter gradients into `gradients`; layers marked in
   /// `fusedLayers` apply `fused` to their parameters directly instead.
@@ -199,10 +207,12 @@ extension Sequential {
     fused: FusedStep? = nil, fusedLayers: [Bool] = [], ranks: DataParallelPass? = nil,
     listed: SparseSlice? = nil
   ) throws {
+    func fusedAt(_ i: Int) -> Bool { fused != nil && i < fusedLayers.count && fusedLayers[i] }
     for i in stride(from: start.layer, through: 0, by: -1) {
       let layer = layers[i]
+      let reluTaken = i < start.layer && normTakesRelu(i + 1, ranks: ranks, fused: fusedAt(i + 1))
       if let activation = layer.activationLayer, !(i == start.layer && start.beforeActivation),
-        !poolsBeforeRelu(i, through: start, ranks: ranks)
+        !poolsBeforeRelu(i, through: start, ranks: ranks), !reluTaken
       {
         try activation.backward(
           io(i, context: context, batch: batch, input: plan.coreOutputs[i], output: plan.outputs[i],
@@ -210,6 +220,7 @@ extension Sequential {
              inputGradient: plan.coreGradients[i], outputGradient: plan.gradients[i]))
       }
       let poolsRelu = i > 0 && poolsBeforeRelu(i - 1, through: start, ranks: ranks)
+      let takesRelu = normTakesRelu(i, ranks: ranks, fused: fusedAt(i))
       if poolsRelu {
         try context.check(
           nerve_activation_backward(
@@ -219,16 +230,18 @@ extension Sequential {
       var core = io(
         i, context: context, batch: batch, input: i == 0 ? input : plan.outputs[i - 1],
         output: plan.coreOutputs[i], plan: plan, training: true, step: step, firstRow: firstRow,
-        inputGradient: i == 0 ? nil : poolsRelu ? plan.coreGradients[i - 1] : plan.gradients[i - 1],
+        inputGradient: i == 0 ? nil : poolsRelu || takesRelu ? plan.coreGradients[i - 1] : plan.gradients[i - 1],
         outputGradient: plan.coreGradients[i], parameterGradients: gradients + layer.parameterOffset)
       if i == 0 { core.sparseInput = listed }
-      let fusedHere = fused != nil && i < fusedLayers.count && fusedLayers[i]
+      let fusedHere = fusedAt(i)
       if let ranks, ranks.needsWholeBatch(i) {
         try ranks.backwardWholeBatch(i, core)
       } else if let ranks, layer.parameterCount > 0 {
         try ranks.backwardChained(i, core, fused: fusedHere ? fused : nil)
       } else if let fused, fusedHere {
         try layer.backwardUpdate(core, step: fused)
+      } else if takesRelu, let norm = layer as? BatchNorm {
+        try norm.backwardThroughRelu(core)
       } else {
         try layer.backward(core)
       }

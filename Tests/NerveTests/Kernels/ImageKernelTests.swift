@@ -172,6 +172,16 @@ struct ImageKernelTests {
       expectClose(dx, back.dx, rtol: 1e-3, atol: 1e-4, "batch norm input gradient \(r)x\(c) \(k.label)")
       expectClose(dgamma, back.dgamma.map { $0 + 1 }, rtol: 1e-4, atol: 1e-5 * scale, "dgamma (accumulated)")
       expectClose(dbeta, back.dbeta.map { $0 + 1 }, rtol: 1e-4, atol: 1e-5 * scale, "dbeta (accumulated)")
+
+      // Through the ReLU before the layer (x as its output, a third of it negative), in one
+      // pass: the bits of the two calls.
+      var twoCalls = dx
+      k.ok(nerve_activation_backward(k.ctx, NERVE_ACTIVATION_RELU, &twoCalls, dx, nil, x, Int64(r * c)))
+      var fused = [Float](repeating: .nan, count: r * c), fusedGamma = [Float](repeating: 1, count: c), fusedBeta = fusedGamma
+      k.ok(nerve_batchnorm_backward_relu(k.ctx, &fused, &fusedGamma, &fusedBeta, dy, x, gamma, mean, invstd, Int64(r), Int64(c)))
+      #expect(bitwiseEqual(fused, twoCalls), "batch norm + ReLU input gradient \(r)x\(c) \(k.label)")
+      #expect(bitwiseEqual(fusedGamma + fusedBeta, dgamma + dbeta), "batch norm + ReLU parameter gradients")
+      #expect(fused.contains(0) && fused.contains { $0 != 0 } || r * c < 8, "the ReLU zeroed some, not all")
     }
   }
 
@@ -274,7 +284,9 @@ struct ImageKernelTests {
         var by = bx, mean = [Float](repeating: 0, count: c), inv = mean, rm = mean, rv = mean, bdx = bx, dg = mean, dbb = mean
         k.ok(nerve_batchnorm_forward_train(k.ctx, &by, &mean, &inv, &rm, &rv, bx, [Float](repeating: 1, count: c), [Float](repeating: 0, count: c), Int64(r), Int64(c), 0.99, 1e-3))
         k.ok(nerve_batchnorm_backward(k.ctx, &bdx, &dg, &dbb, bx, bx, [Float](repeating: 1, count: c), mean, inv, Int64(r), Int64(c)))
-        runs.append(y + dx + dw + db + by + mean + inv + rm + rv + bdx + dg + dbb)
+        var rdx = bx
+        k.ok(nerve_batchnorm_backward_relu(k.ctx, &rdx, &dg, &dbb, bx, bx, [Float](repeating: 1, count: c), mean, inv, Int64(r), Int64(c)))
+        runs.append(y + dx + dw + db + by + mean + inv + rm + rv + bdx + dg + dbb + rdx)
       }
       #expect(bitwiseEqual(runs[0], runs[1]) && bitwiseEqual(runs[0], runs[2]), "image kernels on \(isa)")
     }
