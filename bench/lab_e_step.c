@@ -23,7 +23,7 @@ static int by_value(const void *a, const void *b) {
 }
 
 static const char *names[CALLS] = {
-    "conv forward",    "relu forward",      "batch norm forward", "max pool forward",
+    "conv (+ relu) forward", "relu forward (unfused)",      "batch norm forward", "max pool forward",
     "dense 1 forward", "relu forward",      "dense 2 forward",    "dense 2 backward + Adam",
     "relu backward",   "dense 1 backward + Adam", "max pool backward", "batch norm (+ relu) backward",
     "relu backward (unfused)", "conv backward"};
@@ -41,8 +41,9 @@ static double seconds[CALLS][STEPS];
 
 int main(int argc, char **argv) {
   const int threads = argc > 1 ? atoi(argv[1]) : 2;
-  /* "unfused": batch norm's backward and the ReLU's as two calls, as before the trainer
-   * joined them (nerve_batchnorm_backward_relu). */
+  /* "unfused": the ReLU's forward and backward as calls of their own, as before the trainer
+   * joined them to the convolution's forward and batch norm's backward
+   * (nerve_conv2d_forward_relu, nerve_batchnorm_backward_relu). */
   const int unfused = argc > 2 && strcmp(argv[2], "unfused") == 0;
   const long N = 32, P = N * 28 * 28, F = P * 32, I = 6272, O = 784;
   nerve_context *ctx = NULL;
@@ -61,8 +62,13 @@ int main(int argc, char **argv) {
   float *dbeta = floats(32, 0);
   if (!argmax) return 1;
   for (int s = 0; s < STEPS; s++) {
-    TIMED(0, nerve_conv2d_forward(ctx, conv, x, cw, cb, N, 28, 28, 1, 32, 3, 3, 1, 1, 1, 1, 28, 28));
-    TIMED(1, nerve_activation_forward(ctx, NERVE_ACTIVATION_RELU, act, conv, F));
+    if (unfused) {
+      TIMED(0, nerve_conv2d_forward(ctx, conv, x, cw, cb, N, 28, 28, 1, 32, 3, 3, 1, 1, 1, 1, 28, 28));
+      TIMED(1, nerve_activation_forward(ctx, NERVE_ACTIVATION_RELU, act, conv, F));
+    } else {
+      TIMED(0, nerve_conv2d_forward_relu(ctx, act, x, cw, cb, N, 28, 28, 1, 32, 3, 3, 1, 1, 1, 1, 28, 28));
+      seconds[1][s] = 0.0;
+    }
     TIMED(2, nerve_batchnorm_forward_train(ctx, norm, mean, invstd, rmean, rvar, act, gamma, beta, P, 32, 0.99f, 1e-3f));
     TIMED(3, nerve_maxpool2d_forward(ctx, pooled, argmax, norm, N, 28, 28, 32, 2, 2, 2, 2, 0, 0, 14, 14));
     TIMED(4, nerve_dense_forward(ctx, h, pooled, w1, b1, N, I, O));

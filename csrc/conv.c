@@ -349,8 +349,14 @@ typedef struct {
   const nerve__pool_window *pool;
   float *pooled;
   int32_t *argmax;
+  bool relu;    /* out through a ReLU, block by block */
   int64_t next; /* the first block no member has taken (nerve__take_chunk) */
 } forward_job;
+
+/* ReLU in place on n values, as nerve_activation_forward's (x < 0 ? 0 : x: -0 and NaN stay). */
+static void relu_in_place(float *y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = y[i] < 0.0f ? 0.0f : y[i];
+}
 
 /* Member t: blocks as it becomes free (a block's output does not depend on who computes it),
  * lowered and multiplied here, in its own part of the workspace. */
@@ -386,7 +392,8 @@ static void forward_member(void *data, int t, int nt) {
         nerve__gemm_nn_here(j->ctx, y, g->K, col, cols, j->weight, g->K, j->bias, rows, g->K, cols);
       }
     }
-    /* Pooled while the block's output is in this thread's cache, from wherever it is. */
+    /* Through the ReLU, and pooled, while the block's output is in this thread's cache. */
+    if (j->relu) relu_in_place(y, rows * g->K);
     if (j->pool) {
       const int64_t pooled = n0 * j->pool->OH * j->pool->OW * j->pool->C;
       nerve__maxpool_images(j->ctx, j->pooled + pooled, j->argmax + pooled, y, j->pool, 0, images);
@@ -397,10 +404,11 @@ static void forward_member(void *data, int t, int nt) {
 /* The forward of checked sizes and pointers, pooling each block when pool is not NULL. */
 static nerve_status forward(nerve_context *ctx, const conv_geom *g, float *out, const float *in,
                             const float *weight, const float *bias, const nerve__pool_window *pool,
-                            float *pooled, int32_t *argmax, const char *func) {
+                            float *pooled, int32_t *argmax, bool relu, const char *func) {
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = images_per_block(g), K = g->K;
   if (is_pointwise(g) && out) {
     nerve_status s = nerve__gemm_nn(ctx, out, K, in, g->C, weight, K, false, bias, false, g->N * pix, K, g->C, func);
+    if (s == NERVE_OK && relu) s = nerve_activation_forward(ctx, NERVE_ACTIVATION_RELU, out, out, g->N * pix * K);
     if (s == NERVE_OK && pool)
       s = nerve_maxpool2d_forward(ctx, pooled, argmax, out, g->N, pool->H, pool->W, pool->C, pool->PH,
                                   pool->PW, pool->SH, pool->SW, pool->PT, pool->PL, pool->OH, pool->OW);
@@ -415,7 +423,8 @@ static nerve_status forward(nerve_context *ctx, const conv_geom *g, float *out, 
   nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)threads * (size_t)part * sizeof(float), func);
   if (s != NERVE_OK) return s;
   forward_job fj = {.ctx = ctx, .g = g, .out = out, .in = in, .weight = weight, .bias = bias,
-                    .col = ctx->scratch[NERVE_SCRATCH_LAYER], .blocks = blocks, .pool = pool, .pooled = pooled, .argmax = argmax};
+                    .col = ctx->scratch[NERVE_SCRATCH_LAYER], .blocks = blocks, .pool = pool, .pooled = pooled, .argmax = argmax,
+                    .relu = relu};
   nerve__parallel_team(threads, forward_member, &fj);
   return NERVE_OK;
 }
@@ -436,7 +445,26 @@ nerve_status nerve_conv2d_forward(nerve_context *ctx, float *out, const float *i
   NERVE_CHECK_PTR(ctx, out);
   NERVE_CHECK_PTR(ctx, in);
   NERVE_CHECK_PTR(ctx, weight);
-  return forward(ctx, &g, out, in, weight, bias, NULL, NULL, NULL, __func__);
+  return forward(ctx, &g, out, in, weight, bias, NULL, NULL, NULL, false, __func__);
+}
+
+/*
+ * As nerve_conv2d_forward, with out taken through a ReLU block by block while in cache.
+ */
+nerve_status nerve_conv2d_forward_relu(nerve_context *ctx, float *out, const float *in,
+                                       const float *weight, const float *bias, int64_t N,
+                                       int64_t H, int64_t W, int64_t C, int64_t K, int64_t KH,
+                                       int64_t KW, int64_t SH, int64_t SW, int64_t PT, int64_t PL,
+                                       int64_t OH, int64_t OW) {
+  NERVE_CHECK_CTX(ctx);
+  conv_geom g = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
+                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
+  nerve_status s = check_geom(ctx, &g, __func__);
+  if (s != NERVE_OK || N == 0) return s;
+  NERVE_CHECK_PTR(ctx, out);
+  NERVE_CHECK_PTR(ctx, in);
+  NERVE_CHECK_PTR(ctx, weight);
+  return forward(ctx, &g, out, in, weight, bias, NULL, NULL, NULL, true, __func__);
 }
 
 /*
@@ -461,7 +489,7 @@ nerve_status nerve_conv2d_forward_maxpool(
   NERVE_CHECK_PTR(ctx, argmax);
   NERVE_CHECK_PTR(ctx, in);
   NERVE_CHECK_PTR(ctx, weight);
-  return forward(ctx, &g, out, in, weight, bias, &pool, pooled, argmax, __func__);
+  return forward(ctx, &g, out, in, weight, bias, &pool, pooled, argmax, false, __func__);
 }
 
 typedef struct {

@@ -301,35 +301,8 @@ NERVE_RANGE_KERNEL(norm_dx);
 /*
  * dout [R,C], in [R,C], gamma [C], saved_mean, saved_invstd [C] (from the training forward) ->
  *   din [R,C] (written; skipped if NULL), dgamma [C] += sum dout * xhat, dbeta [C] += sum dout
+ * relu: din also taken through the ReLU whose output is in. func: the entry point errors name.
  */
-static nerve_status backward(nerve_context *ctx, float *din, float *dgamma, float *dbeta,
-                             const float *dout, const float *in, const float *gamma,
-                             const float *saved_mean, const float *saved_invstd, int64_t R,
-                             int64_t C, bool relu, const char *func);
-
-nerve_status nerve_batchnorm_backward(nerve_context *ctx, float *din, float *dgamma, float *dbeta,
-                                      const float *dout, const float *in, const float *gamma,
-                                      const float *saved_mean, const float *saved_invstd,
-                                      int64_t R, int64_t C) {
-  NERVE_CHECK_CTX(ctx);
-  return backward(ctx, din, dgamma, dbeta, dout, in, gamma, saved_mean, saved_invstd, R, C, false,
-                  __func__);
-}
-
-/*
- * As nerve_batchnorm_backward, with din taken on through the ReLU before the layer, whose
- * output is in: one pass over the rows instead of two (nerve_activation_backward's ReLU after
- * it), and the same bits.
- */
-nerve_status nerve_batchnorm_backward_relu(nerve_context *ctx, float *din, float *dgamma,
-                                           float *dbeta, const float *dout, const float *in,
-                                           const float *gamma, const float *saved_mean,
-                                           const float *saved_invstd, int64_t R, int64_t C) {
-  NERVE_CHECK_CTX(ctx);
-  return backward(ctx, din, dgamma, dbeta, dout, in, gamma, saved_mean, saved_invstd, R, C, true,
-                  __func__);
-}
-
 static nerve_status backward(nerve_context *ctx, float *din, float *dgamma, float *dbeta,
                              const float *dout, const float *in, const float *gamma,
                              const float *saved_mean, const float *saved_invstd, int64_t R,
@@ -363,4 +336,27 @@ static nerve_status backward(nerve_context *ctx, float *din, float *dgamma, floa
   }
   if (din) nerve__parallel_for(ctx, R, (1 << 15) / C + 1, norm_dx_isa[ctx->isa], &j);
   return NERVE_OK;
+}
+
+nerve_status nerve_batchnorm_backward(nerve_context *ctx, float *din, float *dgamma, float *dbeta,
+                                      const float *dout, const float *in, const float *gamma,
+                                      const float *saved_mean, const float *saved_invstd,
+                                      int64_t R, int64_t C) {
+  NERVE_CHECK_CTX(ctx);
+  return backward(ctx, din, dgamma, dbeta, dout, in, gamma, saved_mean, saved_invstd, R, C, false,
+                  __func__);
+}
+
+/*
+ * As nerve_batchnorm_backward, with din taken on through the ReLU before the layer, whose
+ * output is in: one pass over the rows instead of two (nerve_activation_backward's ReLU after
+ * it), and the same bits.
+ */
+nerve_status nerve_batchnorm_backward_relu(nerve_context *ctx, float *din, float *dgamma,
+                                           float *dbeta, const float *dout, const float *in,
+                                           const float *gamma, const float *saved_mean,
+                                           const float *saved_invstd, int64_t R, int64_t C) {
+  NERVE_CHECK_CTX(ctx);
+  return backward(ctx, din, dgamma, dbeta, dout, in, gamma, saved_mean, saved_invstd, R, C, true,
+                  __func__);
 }

@@ -441,6 +441,18 @@ NERVE_API nerve_status nerve_conv2d_forward(nerve_context *ctx, float *out, cons
                                             int64_t PT, int64_t PL, int64_t OH, int64_t OW);
 
 /**
+ * nerve_conv2d_forward followed by nerve_activation_forward(NERVE_ACTIVATION_RELU) on out in
+ * place, each block of images taken through the ReLU while it is in cache: the two calls'
+ * exact results without a second pass over out.
+ */
+NERVE_API nerve_status nerve_conv2d_forward_relu(nerve_context *ctx, float *out, const float *in,
+                                                 const float *weight, const float *bias,
+                                                 int64_t N, int64_t H, int64_t W, int64_t C,
+                                                 int64_t K, int64_t KH, int64_t KW, int64_t SH,
+                                                 int64_t SW, int64_t PT, int64_t PL, int64_t OH,
+                                                 int64_t OW);
+
+/**
  * nerve_conv2d_forward followed by nerve_maxpool2d_forward on its output, with each block of
  * images pooled while the convolution's output for it is still in cache (the two calls' exact
  * results, without a second pass over out):

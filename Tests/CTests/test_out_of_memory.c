@@ -69,6 +69,9 @@ static nerve_status dense_backward_adam_fused(nerve_context *ctx) { return adam(
 static nerve_status conv2d_forward(nerve_context *ctx) {
   return nerve_conv2d_forward(ctx, cy, img, cw, cb, CN, H, W, C, K, 3, 3, 1, 1, 1, 1, H, W);
 }
+static nerve_status conv2d_forward_relu(nerve_context *ctx) {
+  return nerve_conv2d_forward_relu(ctx, cy, img, cw, cb, CN, H, W, C, K, 3, 3, 1, 1, 1, 1, H, W);
+}
 static nerve_status conv2d_backward(nerve_context *ctx) {
   return nerve_conv2d_backward(ctx, cdx, cdw, cdb, cdy, img, cw, CN, H, W, C, K, 3, 3, 1, 1, 1, 1, H, W);
 }
@@ -151,6 +154,7 @@ int main(void) {
       {"nerve_dense_backward_adam", "nerve_dense_backward_adam (300 rows)", dense_backward_adam},
       {"nerve_dense_backward_adam", "nerve_dense_backward_adam (20 rows)", dense_backward_adam_fused},
       {"nerve_conv2d_forward", "nerve_conv2d_forward", conv2d_forward},
+      {"nerve_conv2d_forward_relu", "nerve_conv2d_forward_relu", conv2d_forward_relu},
       {"nerve_conv2d_backward", "nerve_conv2d_backward (3x3)", conv2d_backward},
       {"nerve_conv2d_backward", "nerve_conv2d_backward (1x1)", conv2d_backward_pointwise},
       {"nerve_batchnorm_forward_train", "nerve_batchnorm_forward_train", batchnorm_forward_train},

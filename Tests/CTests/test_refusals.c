@@ -233,6 +233,8 @@ static void kernels(nerve_context *ctx) {
   has_setting = 1;
   VARIANTS("nerve_conv2d_forward", 3,
            nerve_conv2d_forward(call_ctx, P(0, cy), P(1, img), P(2, cw), cb, CN * size, H, W, C, K, 3, 3, 1, 1, 1, 1, bad ? 9 : H, W));
+  VARIANTS("nerve_conv2d_forward_relu", 3,
+           nerve_conv2d_forward_relu(call_ctx, P(0, cy), P(1, img), P(2, cw), cb, CN * size, H, W, C, K, 3, 3, 1, 1, 1, 1, bad ? 9 : H, W));
   float *cpooled = buffer(CN * 2 * 2 * K);
   int32_t *cargmax = (int32_t *)(void *)buffer(CN * 2 * 2 * K);
   /* (out may be NULL: the convolution's output is then not kept.) */

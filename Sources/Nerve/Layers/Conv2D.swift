@@ -197,6 +197,16 @@ public final class Conv2D: Layer {
         s[2], Int64(filters), s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10]))
   }
 
+  /// `forward` with the output taken through a ReLU in place, block by block while in cache
+  /// (the layer's own ReLU, run as part of the convolution): the same values.
+  func forwardThroughRelu(_ io: LayerIO) throws {
+    let s = geometry.sizes, w = io.parameters
+    try io.check(
+      nerve_conv2d_forward_relu(
+        io.ctx, io.output, io.input, w, useBias ? w + weightCount : nil, Int64(io.batch), s[0], s[1],
+        s[2], Int64(filters), s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10]))
+  }
+
   /// `forward`, then `pool`'s forward on the output in the same pass (each block of images
   /// pooled while it is in cache): `pooled` and the pool's `scratch` as its own forward
   /// writes them. The convolution's own output is not kept (`io.output` is left as it was):

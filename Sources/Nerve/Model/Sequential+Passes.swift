@@ -129,12 +129,16 @@ extension Sequential {
     for i in 0...stop.layer {
       let layer = layers[i]
       let poolsRelu = i > 0 && poolsBeforeRelu(i - 1, through: stop, ranks: ranks)
+      let reluInside = convolutionTakesRelu(i, through: stop, ranks: ranks)
       var core = io(
         i, context: context, batch: batch, input: poolsRelu ? plan.coreOutputs[i - 1] : x,
-        output: plan.coreOutputs[i], plan: plan, training: training, step: step, firstRow: firstRow)
+        output: reluInside ? plan.outputs[i] : plan.coreOutputs[i], plan: plan, training: training, step: step,
+        firstRow: firstRow)
       if i == 0 { core.sparseInput = listed; core.pixelInput = pixels }
       if i > 0 && convolutionPools(i - 1, through: stop, ranks: ranks) {
         // Done: the convolution before it pooled its output.
+      } else if reluInside, let conv = layer as? Conv2D {
+        try conv.forwardThroughRelu(core)
       } else if let ranks, ranks.needsWholeBatch(i) {
         try ranks.forwardWholeBatch(i, core)
       } else if convolutionPools(i, through: stop, ranks: ranks), let conv = layer as? Conv2D,
@@ -150,7 +154,7 @@ extension Sequential {
             context.raw, NERVE_ACTIVATION_RELU, plan.outputs[i], plan.outputs[i], Int64(batch * layer.outputShape.reduce(1, *))))
       }
       if let activation = layer.activationLayer, !(i == stop.layer && stop.beforeActivation),
-        !poolsBeforeRelu(i, through: stop, ranks: ranks)
+        !poolsBeforeRelu(i, through: stop, ranks: ranks), !reluInside
       {
         try activation.forward(
           io(i, context: context, batch: batch, input: plan.coreOutputs[i], output: plan.outputs[i],
@@ -180,6 +184,19 @@ extension Sequential {
     guard layers[i] is Conv2D else { return false }
     return layers[i].activationLayer == nil
       ? poolFollows(i, through: stop, ranks: ranks) : poolsBeforeRelu(i, through: stop, ranks: ranks)
+  }
+
+  /// Whether a pass up to `stop` runs layer `i`, a convolution, and its relu as one call
+  /// (nerve_conv2d_forward_relu), writing `outputs[i]` and never `coreOutputs[i]`, which
+  /// nothing then reads (relu's backward needs its output only). Not at a `stop` before the
+  /// activation, whose caller reads the pre-activation values, nor where the relu moves after
+  /// a max pool.
+  func convolutionTakesRelu(_ i: Int, through stop: LayerPoint, ranks: DataParallelPass?) -> Bool {
+    guard layers[i] is Conv2D, (layers[i].activationLayer as? ActivationLayer)?.function == .relu else {
+      return false
+    }
+    return !(i == stop.layer && stop.beforeActivation) && !poolsBeforeRelu(i, through: stop, ranks: ranks)
+      && !(ranks?.needsWholeBatch(i) ?? false)
   }
 
   /// Whether a max pool follows layer `i` within a pass up to `stop`, and both run on this

@@ -72,6 +72,27 @@ struct ImageKernelTests {
     }
   }
 
+  @Test("a convolution through a ReLU in the same call writes the two calls' bits", arguments: configurations, convGeometries.indices)
+  func convolutionThroughRelu(_ key: String, _ index: Int) {
+    let k = DenseKernelTests.kernels(key), g = convGeometries[index]
+    let x = sparseInputs(g.n * g.h, g.w * g.c, seed: 64)
+    let w = randomFloats(g.kh * g.kw * g.c * g.k, seed: 65), b = randomFloats(g.k, seed: 66)
+    let sizes = [g.n, g.h, g.w, g.c, g.k, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow].map(Int64.init)
+    let count = g.n * g.oh * g.ow * g.k
+    var fused = [Float](repeating: .nan, count: count), twoCalls = fused
+    k.ok(nerve_conv2d_forward_relu(
+      k.ctx, &fused, x, w, b, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6], sizes[7], sizes[8],
+      sizes[9], sizes[10], sizes[11], sizes[12]), "\(g)")
+    k.ok(nerve_conv2d_forward(
+      k.ctx, &twoCalls, x, w, b, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6], sizes[7], sizes[8],
+      sizes[9], sizes[10], sizes[11], sizes[12]))
+    // Both signs, so the ReLU has something to do (all but the 2-output geometry).
+    #expect(count < 8 || twoCalls.contains { $0 < 0 } && twoCalls.contains { $0 > 0 }, "outputs of both signs \(g)")
+    let beforeRelu = twoCalls
+    k.ok(nerve_activation_forward(k.ctx, NERVE_ACTIVATION_RELU, &twoCalls, beforeRelu, Int64(count)))
+    #expect(bitwiseEqual(fused, twoCalls), "\(g) through a ReLU \(k.label)")
+  }
+
   @Test("a convolution max-pooled in the same call writes the two calls' bits", arguments: configurations, convGeometries.indices)
   func convolutionPooled(_ key: String, _ index: Int) {
     let k = DenseKernelTests.kernels(key), g = convGeometries[index]
