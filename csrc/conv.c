@@ -429,6 +429,18 @@ static nerve_status forward(nerve_context *ctx, const conv_geom *g, float *out, 
   return NERVE_OK;
 }
 
+/* The checks and forward of both entry points below (func: the one errors name). */
+static nerve_status forward_out(nerve_context *ctx, const conv_geom *g, float *out, const float *in,
+                                const float *weight, const float *bias, bool relu,
+                                const char *func) {
+  nerve_status s = check_geom(ctx, g, func);
+  if (s != NERVE_OK || g->N == 0) return s;
+  NERVE_CHECK_PTR_IN(ctx, out, func);
+  NERVE_CHECK_PTR_IN(ctx, in, func);
+  NERVE_CHECK_PTR_IN(ctx, weight, func);
+  return forward(ctx, g, out, in, weight, bias, NULL, NULL, NULL, relu, func);
+}
+
 /*
  * in [N,H,W,C], weight [KH,KW,C,K], bias [K] or NULL -> out [N,OH,OW,K]
  */
@@ -440,12 +452,7 @@ nerve_status nerve_conv2d_forward(nerve_context *ctx, float *out, const float *i
   NERVE_CHECK_CTX(ctx);
   conv_geom g = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
                 .PT = PT, .PL = PL, .OH = OH, .OW = OW};
-  nerve_status s = check_geom(ctx, &g, __func__);
-  if (s != NERVE_OK || N == 0) return s;
-  NERVE_CHECK_PTR(ctx, out);
-  NERVE_CHECK_PTR(ctx, in);
-  NERVE_CHECK_PTR(ctx, weight);
-  return forward(ctx, &g, out, in, weight, bias, NULL, NULL, NULL, false, __func__);
+  return forward_out(ctx, &g, out, in, weight, bias, false, __func__);
 }
 
 /*
@@ -459,12 +466,7 @@ nerve_status nerve_conv2d_forward_relu(nerve_context *ctx, float *out, const flo
   NERVE_CHECK_CTX(ctx);
   conv_geom g = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
                 .PT = PT, .PL = PL, .OH = OH, .OW = OW};
-  nerve_status s = check_geom(ctx, &g, __func__);
-  if (s != NERVE_OK || N == 0) return s;
-  NERVE_CHECK_PTR(ctx, out);
-  NERVE_CHECK_PTR(ctx, in);
-  NERVE_CHECK_PTR(ctx, weight);
-  return forward(ctx, &g, out, in, weight, bias, NULL, NULL, NULL, true, __func__);
+  return forward_out(ctx, &g, out, in, weight, bias, true, __func__);
 }
 
 /*
