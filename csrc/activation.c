@@ -26,11 +26,8 @@ NERVE_INLINE void tanh_fwd_body(void *p, int64_t b, int64_t e) {
 }
 NERVE_RANGE_KERNEL(tanh_fwd);
 
-/* Written so a NaN input stays NaN instead of becoming 0. */
-NERVE_INLINE float relu_f(float x) { return x < 0.0f ? 0.0f : x; }
-
 NERVE_INLINE void relu_fwd_body(void *p, int64_t b, int64_t e) {
-  NERVE_MAP((act_job *)p, b, e, relu_f);
+  NERVE_MAP((act_job *)p, b, e, nerve__relu);
 }
 NERVE_RANGE_KERNEL(relu_fwd);
 
@@ -64,10 +61,8 @@ NERVE_INLINE void tanh_bwd_body(void *p, int64_t b, int64_t e) {
 }
 NERVE_RANGE_KERNEL(tanh_bwd);
 
-NERVE_INLINE float relu_df(float d, float o) { return o > 0.0f ? d : 0.0f; }
-
 NERVE_INLINE void relu_bwd_body(void *p, int64_t b, int64_t e) {
-  NERVE_MAP2((act_job *)p, b, e, relu_df, ((act_job *)p)->out);
+  NERVE_MAP2((act_job *)p, b, e, nerve__relu_grad, ((act_job *)p)->out);
 }
 NERVE_RANGE_KERNEL(relu_bwd);
 

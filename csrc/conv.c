@@ -353,9 +353,9 @@ typedef struct {
   int64_t next; /* the first block no member has taken (nerve__take_chunk) */
 } forward_job;
 
-/* ReLU in place on n values, as nerve_activation_forward's (x < 0 ? 0 : x: -0 and NaN stay). */
+/* ReLU in place on n values, as nerve_activation_forward applies it. */
 static void relu_in_place(float *y, int64_t n) {
-  for (int64_t i = 0; i < n; i++) y[i] = y[i] < 0.0f ? 0.0f : y[i];
+  for (int64_t i = 0; i < n; i++) y[i] = nerve__relu(y[i]);
 }
 
 /* Member t: blocks as it becomes free (a block's output does not depend on who computes it),

@@ -560,6 +560,13 @@ NERVE_INLINE void nerve__adam_run(float *w, float *m, float *v, const float *g, 
 
 NERVE_INLINE float nerve__sigmoidf(float x) { return 1.0f / (1.0f + nerve__expf(-x)); }
 
+/* ReLU, written so a NaN input stays NaN instead of becoming 0 (and -0 stays -0). One
+ * definition for every kernel that applies it, so joined passes keep the separate ones' bits. */
+NERVE_INLINE float nerve__relu(float x) { return x < 0.0f ? 0.0f : x; }
+
+/* ReLU's backward from its output o: d where o > 0, else 0 (NaN o included). */
+NERVE_INLINE float nerve__relu_grad(float d, float o) { return o > 0.0f ? d : 0.0f; }
+
 NERVE_INLINE float nerve__tanhf(float x) {
   float a = x < 0 ? -x : x;
   a = a > 9.0f ? 9.0f : a; /* tanh(9) rounds to 1 in float */

@@ -270,8 +270,8 @@ NERVE_TARGET_AVX512 static void grad_sums_avx512(void *data, int64_t k0, int64_t
 }
 #endif
 
-NERVE_INLINE void norm_dx_body(void *data, int64_t r0, int64_t r1) {
-  norm_job *j = data;
+/* Rows [r0, r1) of din; relu a constant at each call below, so each gets its own loop. */
+NERVE_INLINE void norm_dx_rows(const norm_job *j, int64_t r0, int64_t r1, bool relu) {
   const int64_t C = j->C;
   const float rows = (float)j->R;
   const float *sum_dy = j->sums, *sum_dyx = j->sums + C;
@@ -281,20 +281,21 @@ NERVE_INLINE void norm_dx_body(void *data, int64_t r0, int64_t r1) {
     nerve__prefetch(x + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
     nerve__prefetch(dy + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
     nerve__prefetch(dx + NORM_AHEAD * C, C * (int64_t)sizeof(float), true);
-    if (j->relu) {
-      /* As nerve_activation_backward's ReLU would then make it from x, the ReLU's output. */
-      for (int64_t c = 0; c < C; c++) {
-        float xhat = (x[c] - j->mean[c]) * j->invstd[c];
-        float d = j->gamma[c] * j->invstd[c] / rows * (rows * dy[c] - sum_dy[c] - xhat * sum_dyx[c]);
-        dx[c] = x[c] > 0.0f ? d : 0.0f;
-      }
-      continue;
-    }
     for (int64_t c = 0; c < C; c++) {
       float xhat = (x[c] - j->mean[c]) * j->invstd[c];
-      dx[c] = j->gamma[c] * j->invstd[c] / rows * (rows * dy[c] - sum_dy[c] - xhat * sum_dyx[c]);
+      float d = j->gamma[c] * j->invstd[c] / rows * (rows * dy[c] - sum_dy[c] - xhat * sum_dyx[c]);
+      /* With relu, on through the ReLU whose output is x, as nerve_activation_backward's. */
+      dx[c] = relu ? nerve__relu_grad(d, x[c]) : d;
     }
   }
+}
+
+NERVE_INLINE void norm_dx_body(void *data, int64_t r0, int64_t r1) {
+  const norm_job *j = data;
+  if (j->relu)
+    norm_dx_rows(j, r0, r1, true);
+  else
+    norm_dx_rows(j, r0, r1, false);
 }
 NERVE_RANGE_KERNEL(norm_dx);
 
