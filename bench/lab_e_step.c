@@ -8,7 +8,7 @@
  *
  *   cmake -S . -B .build-cmake && cmake --build .build-cmake
  *   cc -O2 bench/lab_e_step.c -Iinclude -L.build-cmake -lnerve -Wl,-rpath,$PWD/.build-cmake \
- *     -o .build-cmake/lab_e_step && .build-cmake/lab_e_step 2 [unfused]
+ *     -o .build-cmake/lab_e_step && .build-cmake/lab_e_step 2 [unfused | relu-joins]
  */
 #include "bench_c.h"
 
@@ -23,9 +23,9 @@ static int by_value(const void *a, const void *b) {
 }
 
 static const char *names[CALLS] = {
-    "conv (+ relu) forward", "relu forward (unfused)",      "batch norm forward", "max pool forward",
+    "conv (+ relu) forward", "relu forward (unfused)",      "batch norm forward", "max pool (+ norm) forward",
     "dense 1 forward", "relu forward",      "dense 2 forward",    "dense 2 backward + Adam",
-    "relu backward",   "dense 1 backward + Adam", "max pool backward", "batch norm (+ relu) backward",
+    "relu backward",   "dense 1 backward + Adam", "max pool backward", "batch norm (+ relu, pool) backward",
     "relu backward (unfused)", "conv backward"};
 static double seconds[CALLS][STEPS];
 
@@ -43,8 +43,11 @@ int main(int argc, char **argv) {
   const int threads = argc > 1 ? atoi(argv[1]) : 2;
   /* "unfused": the ReLU's forward and backward as calls of their own, as before the trainer
    * joined them to the convolution's forward and batch norm's backward
-   * (nerve_conv2d_forward_relu, nerve_batchnorm_backward_relu). */
+   * (nerve_conv2d_forward_relu, nerve_batchnorm_backward_relu); "relu-joins": those joins,
+   * but batch norm and the max pool still apart (before nerve_maxpool2d_forward_normalized
+   * and nerve_batchnorm_backward_maxpool2d). */
   const int unfused = argc > 2 && strcmp(argv[2], "unfused") == 0;
+  const int pool_apart = unfused || (argc > 2 && strcmp(argv[2], "relu-joins") == 0);
   const long N = 32, P = N * 28 * 28, F = P * 32, I = 6272, O = 784;
   nerve_context *ctx = NULL;
   if (nerve_context_create(&ctx, threads) != NERVE_OK) return 1;
@@ -69,8 +72,14 @@ int main(int argc, char **argv) {
       TIMED(0, nerve_conv2d_forward_relu(ctx, act, x, cw, cb, N, 28, 28, 1, 32, 3, 3, 1, 1, 1, 1, 28, 28));
       seconds[1][s] = 0.0;
     }
-    TIMED(2, nerve_batchnorm_forward_train(ctx, norm, mean, invstd, rmean, rvar, act, gamma, beta, P, 32, 0.99f, 1e-3f));
-    TIMED(3, nerve_maxpool2d_forward(ctx, pooled, argmax, norm, N, 28, 28, 32, 2, 2, 2, 2, 0, 0, 14, 14));
+    if (pool_apart) {
+      TIMED(2, nerve_batchnorm_forward_train(ctx, norm, mean, invstd, rmean, rvar, act, gamma, beta, P, 32, 0.99f, 1e-3f));
+      TIMED(3, nerve_maxpool2d_forward(ctx, pooled, argmax, norm, N, 28, 28, 32, 2, 2, 2, 2, 0, 0, 14, 14));
+    } else {
+      TIMED(2, nerve_batchnorm_forward_train(ctx, NULL, mean, invstd, rmean, rvar, act, gamma, beta, P, 32, 0.99f, 1e-3f));
+      TIMED(3, nerve_maxpool2d_forward_normalized(ctx, pooled, argmax, act, mean, invstd, gamma, beta, N, 28, 28, 32, 2, 2,
+                                                  2, 2, 0, 0, 14, 14));
+    }
     TIMED(4, nerve_dense_forward(ctx, h, pooled, w1, b1, N, I, O));
     TIMED(5, nerve_activation_forward(ctx, NERVE_ACTIVATION_RELU, hr, h, N * O));
     TIMED(6, nerve_dense_forward(ctx, out, hr, w2, b2, N, O, 10));
@@ -79,11 +88,16 @@ int main(int argc, char **argv) {
     TIMED(8, nerve_activation_backward(ctx, NERVE_ACTIVATION_RELU, dh, dh, h, hr, N * O));
     TIMED(9, nerve_dense_backward_adam(ctx, dpooled, w1, b1, m1, v1, bm1, bv1, dh, pooled, N, I, O, 1e-4f,
                                        0.9f, 0.999f, 1e-7f, 0.0f, 0.0f, s + 1));
-    TIMED(10, nerve_maxpool2d_backward(ctx, dnorm, dpooled, argmax, N, 28, 28, 32, 2, 2, 2, 2, 0, 0, 14, 14));
-    if (unfused) {
+    if (!pool_apart) {
+      seconds[10][s] = seconds[12][s] = 0.0;
+      TIMED(11, nerve_batchnorm_backward_maxpool2d(ctx, dconv, dgamma, dbeta, dpooled, argmax, act, gamma, mean, invstd, N,
+                                                   28, 28, 32, 2, 2, 2, 2, 0, 0, 14, 14, 1));
+    } else if (unfused) {
+      TIMED(10, nerve_maxpool2d_backward(ctx, dnorm, dpooled, argmax, N, 28, 28, 32, 2, 2, 2, 2, 0, 0, 14, 14));
       TIMED(11, nerve_batchnorm_backward(ctx, dact, dgamma, dbeta, dnorm, act, gamma, mean, invstd, P, 32));
       TIMED(12, nerve_activation_backward(ctx, NERVE_ACTIVATION_RELU, dconv, dact, conv, act, F));
     } else {
+      TIMED(10, nerve_maxpool2d_backward(ctx, dnorm, dpooled, argmax, N, 28, 28, 32, 2, 2, 2, 2, 0, 0, 14, 14));
       TIMED(11, nerve_batchnorm_backward_relu(ctx, dconv, dgamma, dbeta, dnorm, act, gamma, mean, invstd, P, 32));
       seconds[12][s] = 0.0;
     }

@@ -361,6 +361,17 @@ NERVE_HIDDEN void nerve__maxpool_images(const nerve_context *ctx, float *out, in
                                         const float *in, const nerve__pool_window *p, int64_t n0,
                                         int64_t n1);
 
+/* The gradient a max pool's backward gives an input pixel at position pos from the one window
+ * covering it, whose gradient is g and winner am (0 + g where the pixel won, so never -0):
+ * one definition for the pool's backward and batch norm's backward from a pool's gradient. */
+NERVE_INLINE float nerve__maxpool_grad_value(int32_t am, int32_t pos, float g) {
+  return 0.0f + (am == pos ? g : 0.0f);
+}
+
+/* The window that covers each input row (owner[i], i < H), then each column (owner[H + i]),
+ * or -1 where none does, for windows that do not overlap (stride >= window). */
+NERVE_HIDDEN void nerve__maxpool_owners(const nerve__pool_window *p, int64_t *owner);
+
 /* ---- Sparse rows (sparse.c; their products in gemm.c) ---------------------------------- */
 
 /* Zero entries and words after each list's last, for kernels that step over them instead of
@@ -566,6 +577,22 @@ NERVE_INLINE float nerve__relu(float x) { return x < 0.0f ? 0.0f : x; }
 
 /* ReLU's backward from its output o: d where o > 0, else 0 (NaN o included). */
 NERVE_INLINE float nerve__relu_grad(float d, float o) { return o > 0.0f ? d : 0.0f; }
+
+/* Batch norm's output for x: one definition for its own pass and for the max pool that
+ * normalises its inputs (nerve_maxpool2d_forward_normalized), so that the two agree. */
+NERVE_INLINE float nerve__batchnorm_value(float x, float mean, float invstd, float gamma, float beta) {
+  return (x - mean) * invstd * gamma + beta;
+}
+
+#if NERVE_X86
+#  include <immintrin.h>
+/* nerve__batchnorm_value for 16 floats, the last step one fused multiply-add (as compilers
+ * contract the scalar form where FMA exists): AVX-512 kernels that normalise spell it so. */
+NERVE_TARGET_AVX512 NERVE_INLINE __m512 nerve__batchnorm_value16(__m512 x, __m512 mean, __m512 invstd,
+                                                                 __m512 gamma, __m512 beta) {
+  return _mm512_fmadd_ps(_mm512_mul_ps(_mm512_sub_ps(x, mean), invstd), gamma, beta);
+}
+#endif
 
 NERVE_INLINE float nerve__tanhf(float x) {
   float a = x < 0 ? -x : x;

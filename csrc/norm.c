@@ -16,8 +16,18 @@
 
 enum { NORM_MAX_CHUNKS = 256, NORM_MIN_ROWS = 256 };
 
+/* Backward from a max pool's gradient (nerve_batchnorm_backward_maxpool2d): dy, the pool's
+ * input gradient, made a pixel at a time from the pool's output gradient and winners. */
+typedef struct {
+  const float *dout;
+  const int32_t *argmax;
+  const int64_t *owner; /* nerve__maxpool_owners's table */
+  int64_t H, W, OH, OW;
+} pooled_grad;
+
 typedef struct {
   const float *x, *dy, *mean, *invstd, *gamma, *beta;
+  const pooled_grad *pool; /* backward: dy made from a max pool's gradient instead */
   float *y;                   /* out (forward) or din (backward) */
   double *partial, *partial2; /* [chunks][C] */
   const float *sums;          /* backward: [2C]: column sums of dy, then of dy * xhat */
@@ -27,6 +37,48 @@ typedef struct {
 
 /* Rows ahead of the row loops that the kernels ask the caches for (nerve__prefetch). */
 enum { NORM_AHEAD = 16 };
+
+/* The image, row and column of a pixel: row r of an [N*H*W, C] map. */
+typedef struct {
+  int64_t n, ih, iw;
+} pixel;
+
+NERVE_INLINE pixel pixel_of(const pooled_grad *p, int64_t r) {
+  return (pixel){.n = r / (p->H * p->W), .ih = r / p->W % p->H, .iw = r % p->W};
+}
+
+/* The pixel of the next row (no division: the row loops step through the map). */
+NERVE_INLINE void next_pixel(const pooled_grad *p, pixel *at) {
+  if (++at->iw < p->W) return;
+  at->iw = 0;
+  if (++at->ih < p->H) return;
+  at->ih = 0;
+  at->n++;
+}
+
+/* Where a pixel's dy comes from: the one window covering it, its gradient g and winners am
+ * (from channel 0), and pos, the pixel's position; or, where no window covers it, pos -1,
+ * which no winner equals (g and am then point at the first window). */
+typedef struct {
+  const float *g;
+  const int32_t *am;
+  int32_t pos;
+} pixel_source;
+
+NERVE_INLINE pixel_source source_of(const norm_job *j, pixel at) {
+  const pooled_grad *p = j->pool;
+  const int64_t oh = p->owner[at.ih], ow = p->owner[p->H + at.iw];
+  if (oh < 0 || ow < 0) return (pixel_source){.g = p->dout, .am = p->argmax, .pos = -1};
+  const int64_t o = ((at.n * p->OH + oh) * p->OW + ow) * j->C;
+  return (pixel_source){.g = p->dout + o, .am = p->argmax + o, .pos = (int32_t)(at.ih * p->W + at.iw)};
+}
+
+/* Asks for the gradient and winners of the windows about NORM_AHEAD pixels on (two pixels a
+ * window across, for the common 2x2): they come from memory, not from the caches. */
+NERVE_INLINE void prefetch_source(pixel_source src, int64_t C) {
+  nerve__prefetch(src.am + NORM_AHEAD / 2 * C, C * (int64_t)sizeof(int32_t), false);
+  nerve__prefetch(src.g + NORM_AHEAD / 2 * C, C * (int64_t)sizeof(float), false);
+}
 
 static int64_t chunk_rows(int64_t R) {
   int64_t c = (R + NORM_MAX_CHUNKS - 1) / NORM_MAX_CHUNKS;
@@ -128,13 +180,41 @@ NERVE_INLINE void normalize_body(void *data, int64_t r0, int64_t r1) {
     float *y = j->y + r * C;
     nerve__prefetch(x + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
     nerve__prefetch(y + NORM_AHEAD * C, C * (int64_t)sizeof(float), true);
-    for (int64_t c = 0; c < C; c++) y[c] = (x[c] - j->mean[c]) * j->invstd[c] * j->gamma[c] + j->beta[c];
+    for (int64_t c = 0; c < C; c++) y[c] = nerve__batchnorm_value(x[c], j->mean[c], j->invstd[c], j->gamma[c], j->beta[c]);
   }
 }
 NERVE_RANGE_KERNEL(normalize);
 
+#if NERVE_X86
+/* normalize_body with the formula as nerve__batchnorm_value16 spells it, as the max pool that
+ * normalises its inputs does (nerve_maxpool2d_forward_normalized): the same bits from any
+ * compiler, whatever it would contract. */
+NERVE_TARGET_AVX512 static void normalize_rows_avx512(void *data, int64_t r0, int64_t r1) {
+  norm_job *j = data;
+  const int64_t C = j->C;
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = j->x + r * C;
+    float *y = j->y + r * C;
+    nerve__prefetch(x + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
+    nerve__prefetch(y + NORM_AHEAD * C, C * (int64_t)sizeof(float), true);
+    for (int64_t c0 = 0; c0 < C; c0 += 16) {
+      const __mmask16 m = nerve__lanes16(C - c0);
+      const __m512 v = nerve__batchnorm_value16(
+          _mm512_maskz_loadu_ps(m, x + c0), _mm512_maskz_loadu_ps(m, j->mean + c0), _mm512_maskz_loadu_ps(m, j->invstd + c0),
+          _mm512_maskz_loadu_ps(m, j->gamma + c0), _mm512_maskz_loadu_ps(m, j->beta + c0));
+      _mm512_mask_storeu_ps(y + c0, m, v);
+    }
+  }
+}
+#endif
+
+/* Rows [r0, r1) of out for ctx. */
+static nerve__range_fn normalize_for(const nerve_context *ctx) {
+  return NERVE_AVX512_OR(ctx, normalize_rows_avx512, normalize_isa[ctx->isa]);
+}
+
 /*
- * in [R,C], gamma [C], beta [C] -> out [R,C], saved_mean [C], saved_invstd [C];
+ * in [R,C], gamma [C], beta [C] -> out [R,C] (skipped if NULL), saved_mean [C], saved_invstd [C];
  * running_mean, running_var [C] updated
  */
 nerve_status nerve_batchnorm_forward_train(nerve_context *ctx, float *out, float *saved_mean,
@@ -150,7 +230,6 @@ nerve_status nerve_batchnorm_forward_train(nerve_context *ctx, float *out, float
   if (!(eps > 0.0f) || eps > 1e30f)
     return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "eps must be positive, got %g", (double)eps);
   if (R == 0 || C == 0) return NERVE_OK;
-  NERVE_CHECK_PTR(ctx, out);
   NERVE_CHECK_PTR(ctx, saved_mean);
   NERVE_CHECK_PTR(ctx, saved_invstd);
   NERVE_CHECK_PTR(ctx, running_mean);
@@ -178,7 +257,7 @@ nerve_status nerve_batchnorm_forward_train(nerve_context *ctx, float *out, float
     running_var[c] = momentum * running_var[c] + (1.0f - momentum) * (float)unbiased;
   }
   j.invstd = saved_invstd;
-  nerve__parallel_for(ctx, R, (1 << 15) / C + 1, normalize_isa[ctx->isa], &j);
+  if (out) nerve__parallel_for(ctx, R, (1 << 15) / C + 1, normalize_for(ctx), &j);
   return NERVE_OK;
 }
 
@@ -206,34 +285,45 @@ nerve_status nerve_batchnorm_forward_infer(nerve_context *ctx, float *out, const
   float *invstd = ctx->scratch[NERVE_SCRATCH_LAYER];
   for (int64_t c = 0; c < C; c++) invstd[c] = (float)(1.0 / sqrt((double)running_var[c] + (double)eps));
   norm_job j = {.x = in, .mean = running_mean, .invstd = invstd, .gamma = gamma, .beta = beta, .y = out, .R = R, .C = C};
-  nerve__parallel_for(ctx, R, (1 << 15) / C + 1, normalize_isa[ctx->isa], &j);
+  nerve__parallel_for(ctx, R, (1 << 15) / C + 1, normalize_for(ctx), &j);
   return NERVE_OK;
 }
 
-/* partial[k][c] = sum of dy, partial2[k][c] = sum of dy * xhat over chunk k. */
-static void grad_sums(void *data, int64_t k0, int64_t k1) {
-  norm_job *j = data;
+/* partial[k][c] = sum of dy, partial2[k][c] = sum of dy * xhat over chunk k; dy made from a
+ * pool's gradient if pooled. */
+NERVE_INLINE void grad_sums_chunks(norm_job *j, int64_t k0, int64_t k1, bool pooled) {
   const int64_t C = j->C;
   for (int64_t k = k0; k < k1; k++) {
     double *p = j->partial + k * C, *q = j->partial2 + k * C;
     for (int64_t c = 0; c < C; c++) p[c] = q[c] = 0.0;
     int64_t r0, r1;
     chunk_range(j, k, &r0, &r1);
+    pixel at = pooled ? pixel_of(j->pool, r0) : (pixel){0, 0, 0};
     for (int64_t r = r0; r < r1; r++) {
       const float *x = j->x + r * C, *dy = j->dy + r * C;
+      const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
       for (int64_t c = 0; c < C; c++) {
-        p[c] += dy[c];
-        q[c] += (double)dy[c] * ((x[c] - j->mean[c]) * j->invstd[c]);
+        const float d = pooled ? nerve__maxpool_grad_value(src.am[c], src.pos, src.g[c]) : dy[c];
+        p[c] += d;
+        q[c] += (double)d * ((x[c] - j->mean[c]) * j->invstd[c]);
       }
+      if (pooled) next_pixel(j->pool, &at);
     }
   }
+}
+
+static void grad_sums(void *data, int64_t k0, int64_t k1) {
+  norm_job *j = data;
+  if (j->pool)
+    grad_sums_chunks(j, k0, k1, true);
+  else
+    grad_sums_chunks(j, k0, k1, false);
 }
 
 #if NERVE_X86
 /* grad_sums with 32 columns a pass, each sum in the same order and roundings (see
  * column_sums_avx512): xhat in float, its product with dy and the sum in double. */
-NERVE_TARGET_AVX512 static void grad_sums_avx512(void *data, int64_t k0, int64_t k1) {
-  norm_job *j = data;
+NERVE_TARGET_AVX512 NERVE_INLINE void grad_sums_avx512_chunks(norm_job *j, int64_t k0, int64_t k1, bool pooled) {
   const int64_t C = j->C;
   for (int64_t k = k0; k < k1; k++) {
     double *p = j->partial + k * C, *q2 = j->partial2 + k * C;
@@ -249,13 +339,23 @@ NERVE_TARGET_AVX512 static void grad_sums_avx512(void *data, int64_t k0, int64_t
         invstd[q] = _mm256_maskz_loadu_ps(m[q], j->invstd + c0 + 8 * q);
         sum[q] = sum2[q] = _mm512_setzero_pd();
       }
+      pixel at = pooled ? pixel_of(j->pool, r0) : (pixel){0, 0, 0};
       for (int64_t r = r0; r < r1; r++) {
-        nerve__prefetch(j->dy + (r + NORM_AHEAD) * C + c0, 32 * (int64_t)sizeof(float), false);
+        if (!pooled) nerve__prefetch(j->dy + (r + NORM_AHEAD) * C + c0, 32 * (int64_t)sizeof(float), false);
         nerve__prefetch(j->x + (r + NORM_AHEAD) * C + c0, 32 * (int64_t)sizeof(float), false);
+        const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
+        if (pooled) {
+          if (c0 == 0) prefetch_source(src, C);
+          next_pixel(j->pool, &at);
+        }
         for (int q = 0; q < 4; q++) {
-          const int64_t at = r * C + c0 + 8 * q;
-          const __m256 dy = _mm256_maskz_loadu_ps(m[q], j->dy + at);
-          const __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskz_loadu_ps(m[q], j->x + at), mean[q]), invstd[q]);
+          const int64_t c = c0 + 8 * q;
+          /* pooled: nerve__maxpool_grad_value's 0 + (won ? g : 0), 8 lanes at a time */
+          const __m256 dy = pooled ? _mm256_add_ps(_mm256_setzero_ps(),
+                                                   _mm256_maskz_loadu_ps(_mm256_mask_cmpeq_epi32_mask(m[q], _mm256_maskz_loadu_epi32(m[q], src.am + c), _mm256_set1_epi32(src.pos)),
+                                                                         src.g + c))
+                                   : _mm256_maskz_loadu_ps(m[q], j->dy + r * C + c);
+          const __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskz_loadu_ps(m[q], j->x + r * C + c0 + 8 * q), mean[q]), invstd[q]);
           const __m512d dyd = _mm512_cvtps_pd(dy);
           sum[q] = _mm512_add_pd(sum[q], dyd);
           sum2[q] = _mm512_add_pd(sum2[q], _mm512_mul_pd(dyd, _mm512_cvtps_pd(xhat)));
@@ -268,34 +368,55 @@ NERVE_TARGET_AVX512 static void grad_sums_avx512(void *data, int64_t k0, int64_t
     }
   }
 }
+
+NERVE_TARGET_AVX512 static void grad_sums_avx512(void *data, int64_t k0, int64_t k1) {
+  norm_job *j = data;
+  if (j->pool)
+    grad_sums_avx512_chunks(j, k0, k1, true);
+  else
+    grad_sums_avx512_chunks(j, k0, k1, false);
+}
 #endif
 
-/* Rows [r0, r1) of din; relu a constant at each call below, so each gets its own loop. */
-NERVE_INLINE void norm_dx_rows(const norm_job *j, int64_t r0, int64_t r1, bool relu) {
+/* Rows [r0, r1) of din; relu and pooled constants at each call below, so each gets its own
+ * loop. pooled: dy made from a pool's gradient. */
+NERVE_INLINE void norm_dx_rows(const norm_job *j, int64_t r0, int64_t r1, bool relu, bool pooled) {
   const int64_t C = j->C;
   const float rows = (float)j->R;
   const float *sum_dy = j->sums, *sum_dyx = j->sums + C;
+  pixel at = pooled ? pixel_of(j->pool, r0) : (pixel){0, 0, 0};
   for (int64_t r = r0; r < r1; r++) {
-    const float *x = j->x + r * C, *dy = j->dy + r * C;
+    const float *x = j->x + r * C;
     float *dx = j->y + r * C;
     nerve__prefetch(x + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
-    nerve__prefetch(dy + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
+    if (!pooled) nerve__prefetch(j->dy + (r + NORM_AHEAD) * C, C * (int64_t)sizeof(float), false);
     nerve__prefetch(dx + NORM_AHEAD * C, C * (int64_t)sizeof(float), true);
+    const float *dy = j->dy + r * C;
+    const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
+    if (pooled) prefetch_source(src, C);
     for (int64_t c = 0; c < C; c++) {
+      const float g = pooled ? nerve__maxpool_grad_value(src.am[c], src.pos, src.g[c]) : dy[c];
       float xhat = (x[c] - j->mean[c]) * j->invstd[c];
-      float d = j->gamma[c] * j->invstd[c] / rows * (rows * dy[c] - sum_dy[c] - xhat * sum_dyx[c]);
+      float d = j->gamma[c] * j->invstd[c] / rows * (rows * g - sum_dy[c] - xhat * sum_dyx[c]);
       /* With relu, on through the ReLU whose output is x, as nerve_activation_backward's. */
       dx[c] = relu ? nerve__relu_grad(d, x[c]) : d;
     }
+    if (pooled) next_pixel(j->pool, &at);
   }
 }
 
 NERVE_INLINE void norm_dx_body(void *data, int64_t r0, int64_t r1) {
   const norm_job *j = data;
-  if (j->relu)
-    norm_dx_rows(j, r0, r1, true);
-  else
-    norm_dx_rows(j, r0, r1, false);
+  if (j->pool) {
+    if (j->relu)
+      norm_dx_rows(j, r0, r1, true, true);
+    else
+      norm_dx_rows(j, r0, r1, false, true);
+  } else if (j->relu) {
+    norm_dx_rows(j, r0, r1, true, false);
+  } else {
+    norm_dx_rows(j, r0, r1, false, false);
+  }
 }
 NERVE_RANGE_KERNEL(norm_dx);
 
@@ -307,25 +428,35 @@ NERVE_RANGE_KERNEL(norm_dx);
 static nerve_status backward(nerve_context *ctx, float *din, float *dgamma, float *dbeta,
                              const float *dout, const float *in, const float *gamma,
                              const float *saved_mean, const float *saved_invstd, int64_t R,
-                             int64_t C, bool relu, const char *func) {
+                             int64_t C, bool relu, const nerve__pool_window *pool,
+                             const int32_t *argmax, const char *func) {
   nerve_status s = check_norm(ctx, R, C, func);
   if (s != NERVE_OK) return s;
   if (R == 0 || C == 0) return NERVE_OK;
   NERVE_CHECK_PTR_IN(ctx, dout, func);
+  if (pool) NERVE_CHECK_PTR_IN(ctx, argmax, func);
   NERVE_CHECK_PTR_IN(ctx, in, func);
   NERVE_CHECK_PTR_IN(ctx, gamma, func);
   NERVE_CHECK_PTR_IN(ctx, saved_mean, func);
   NERVE_CHECK_PTR_IN(ctx, saved_invstd, func);
   const int64_t chunk = chunk_rows(R), chunks = (R + chunk - 1) / chunk;
   size_t doubles = (size_t)(2 * chunks + 2) * (size_t)C;
-  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, doubles * sizeof(double) + 2 * (size_t)C * sizeof(float), func);
+  const size_t owners = pool ? (size_t)(pool->H + pool->W) : 0;
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER,
+                     doubles * sizeof(double) + owners * sizeof(int64_t) + 2 * (size_t)C * sizeof(float), func);
   if (s != NERVE_OK) return s;
   double *partial = ctx->scratch[NERVE_SCRATCH_LAYER], *partial2 = partial + chunks * C;
   double *total = partial2 + chunks * C, *total2 = total + C;
-  float *sums = (float *)(total2 + C);
-  norm_job j = {.x = in, .dy = dout, .mean = saved_mean, .invstd = saved_invstd, .gamma = gamma, .y = din,
-                .partial = partial, .partial2 = partial2, .sums = sums, .R = R, .C = C, .chunk = chunk,
-                .relu = relu};
+  int64_t *owner = (int64_t *)(total2 + C);
+  float *sums = (float *)(owner + owners);
+  pooled_grad pooled = {.dout = dout, .argmax = argmax, .owner = owner};
+  if (pool) {
+    nerve__maxpool_owners(pool, owner);
+    pooled.H = pool->H, pooled.W = pool->W, pooled.OH = pool->OH, pooled.OW = pool->OW;
+  }
+  norm_job j = {.x = in, .dy = dout, .pool = pool ? &pooled : NULL, .mean = saved_mean, .invstd = saved_invstd,
+                .gamma = gamma, .y = din, .partial = partial, .partial2 = partial2, .sums = sums, .R = R,
+                .C = C, .chunk = chunk, .relu = relu};
   nerve__parallel_for(ctx, chunks, (1 << 15) / (chunk * C) + 1, NERVE_AVX512_OR(ctx, grad_sums_avx512, grad_sums), &j);
   combine(partial, chunks, C, total);
   combine(partial2, chunks, C, total2);
@@ -345,7 +476,7 @@ nerve_status nerve_batchnorm_backward(nerve_context *ctx, float *din, float *dga
                                       int64_t R, int64_t C) {
   NERVE_CHECK_CTX(ctx);
   return backward(ctx, din, dgamma, dbeta, dout, in, gamma, saved_mean, saved_invstd, R, C, false,
-                  __func__);
+                  NULL, NULL, __func__);
 }
 
 /*
@@ -359,5 +490,32 @@ nerve_status nerve_batchnorm_backward_relu(nerve_context *ctx, float *din, float
                                            const float *saved_invstd, int64_t R, int64_t C) {
   NERVE_CHECK_CTX(ctx);
   return backward(ctx, din, dgamma, dbeta, dout, in, gamma, saved_mean, saved_invstd, R, C, true,
-                  __func__);
+                  NULL, NULL, __func__);
+}
+
+/*
+ * As nerve_batchnorm_backward for a layer whose output a max pool read: dout is that pool's
+ * gradient dpooled [N,OH,OW,C] with its argmax, in [N,H,W,C]; relu as
+ * nerve_batchnorm_backward_relu. One pass fewer over the layer's [N,H,W,C] gradient, never
+ * written, and the same bits.
+ */
+nerve_status nerve_batchnorm_backward_maxpool2d(nerve_context *ctx, float *din, float *dgamma,
+                                                float *dbeta, const float *dpooled,
+                                                const int32_t *argmax, const float *in,
+                                                const float *gamma, const float *saved_mean,
+                                                const float *saved_invstd, int64_t N, int64_t H,
+                                                int64_t W, int64_t C, int64_t PH, int64_t PW,
+                                                int64_t SH, int64_t SW, int64_t PT, int64_t PL,
+                                                int64_t OH, int64_t OW, int relu) {
+  NERVE_CHECK_CTX(ctx);
+  const nerve__pool_window pool = {.H = H, .W = W, .C = C, .PH = PH, .PW = PW, .SH = SH, .SW = SW,
+                                   .PT = PT, .PL = PL, .OH = OH, .OW = OW};
+  nerve_status s = nerve__maxpool_check(ctx, N, &pool, __func__);
+  if (s != NERVE_OK) return s;
+  if (SH < PH || SW < PW)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
+                       "overlapping windows (stride %lldx%lld < window %lldx%lld): use nerve_maxpool2d_backward, "
+                       "then nerve_batchnorm_backward", (long long)SH, (long long)SW, (long long)PH, (long long)PW);
+  return backward(ctx, din, dgamma, dbeta, dpooled, in, gamma, saved_mean, saved_invstd, N * H * W, C,
+                  relu != 0, &pool, argmax, __func__);
 }

@@ -58,30 +58,38 @@ typedef struct {
   int32_t *argmax;
   const float *x, *dy;
   const int32_t *saved;
+  /* nerve_maxpool2d_forward_normalized: batch norm's per-channel statistics and parameters */
+  const float *mean, *invstd, *gamma, *beta;
 } pool_job;
+
+/* Channel c of the input pixel at x, batch-normalised first if `norm`. */
+NERVE_INLINE float pool_input(const pool_job *j, const float *x, int64_t c, bool norm) {
+  return norm ? nerve__batchnorm_value(x[c], j->mean[c], j->invstd[c], j->gamma[c], j->beta[c]) : x[c];
+}
 
 /* The maxima of channels [c0, c0 + CB) of one window: the running maxima stay in registers
  * while the window's pixels pass (y and argmax are written once). Strictly greater: the first
  * maximum in scan order wins, as in the reference. */
 #define POOL_CB 16
 NERVE_INLINE void max_of_window(const pool_job *j, int64_t n, int64_t h0, int64_t h1, int64_t w0,
-                                int64_t w1, int64_t c0, float *y, int32_t *am) {
+                                int64_t w1, int64_t c0, float *y, int32_t *am, bool norm) {
   const pool_geom *g = j->g;
   const int64_t C = g->C;
   float best[POOL_CB];
   int32_t at[POOL_CB];
-  const float *first = j->x + ((n * g->H + h0) * g->W + w0) * C + c0;
+  const float *first = j->x + ((n * g->H + h0) * g->W + w0) * C;
   for (int k = 0; k < POOL_CB; k++) {
-    best[k] = first[k];
+    best[k] = pool_input(j, first, c0 + k, norm);
     at[k] = (int32_t)(h0 * g->W + w0);
   }
   for (int64_t ih = h0; ih < h1; ih++)
     for (int64_t iw = w0; iw < w1; iw++) {
-      const float *x = j->x + ((n * g->H + ih) * g->W + iw) * C + c0;
+      const float *x = j->x + ((n * g->H + ih) * g->W + iw) * C;
       const int32_t pos = (int32_t)(ih * g->W + iw);
       for (int k = 0; k < POOL_CB; k++) {
-        const int wins = x[k] > best[k];
-        best[k] = wins ? x[k] : best[k];
+        const float v = pool_input(j, x, c0 + k, norm);
+        const int wins = v > best[k];
+        best[k] = wins ? v : best[k];
         at[k] = wins ? pos : at[k];
       }
     }
@@ -91,7 +99,8 @@ NERVE_INLINE void max_of_window(const pool_job *j, int64_t n, int64_t h0, int64_
   }
 }
 
-NERVE_INLINE void maxpool_fwd_body(void *data, int64_t r0, int64_t r1) {
+/* Rows [r0, r1) of windows (r = n*OH + oh); with norm, of the batch-normalised input. */
+NERVE_INLINE void maxpool_fwd_rows(void *data, int64_t r0, int64_t r1, bool norm) {
   pool_job *j = data;
   const pool_geom *g = j->g;
   const int64_t C = g->C, whole = C - C % POOL_CB;
@@ -103,12 +112,12 @@ NERVE_INLINE void maxpool_fwd_body(void *data, int64_t r0, int64_t r1) {
       window(ow, g->SW, g->PL, g->PW, g->W, &w0, &w1);
       float *y = j->y + ((n * g->OH + oh) * g->OW + ow) * C;
       int32_t *am = j->argmax + ((n * g->OH + oh) * g->OW + ow) * C;
-      for (int64_t c0 = 0; c0 < whole; c0 += POOL_CB) max_of_window(j, n, h0, h1, w0, w1, c0, y, am);
+      for (int64_t c0 = 0; c0 < whole; c0 += POOL_CB) max_of_window(j, n, h0, h1, w0, w1, c0, y, am, norm);
       if (whole == C) continue;
       /* The last C % POOL_CB channels, through y and argmax in memory. */
       const float *first = j->x + ((n * g->H + h0) * g->W + w0) * C;
       for (int64_t c = whole; c < C; c++) {
-        y[c] = first[c];
+        y[c] = pool_input(j, first, c, norm);
         am[c] = (int32_t)(h0 * g->W + w0);
       }
       for (int64_t ih = h0; ih < h1; ih++)
@@ -118,24 +127,35 @@ NERVE_INLINE void maxpool_fwd_body(void *data, int64_t r0, int64_t r1) {
           /* Stored whether or not it wins: a conditional store becomes a masked store, and the
            * next position's load of the same lines waits for it (slow on AMD). */
           for (int64_t c = whole; c < C; c++) {
-            const int wins = x[c] > y[c];
-            y[c] = wins ? x[c] : y[c];
+            const float v = pool_input(j, x, c, norm);
+            const int wins = v > y[c];
+            y[c] = wins ? v : y[c];
             am[c] = wins ? pos : am[c];
           }
         }
     }
   }
 }
+NERVE_INLINE void maxpool_fwd_body(void *data, int64_t r0, int64_t r1) { maxpool_fwd_rows(data, r0, r1, false); }
 NERVE_RANGE_KERNEL(maxpool_fwd);
+NERVE_INLINE void maxpool_fwd_norm_body(void *data, int64_t r0, int64_t r1) { maxpool_fwd_rows(data, r0, r1, true); }
+NERVE_RANGE_KERNEL(maxpool_fwd_norm);
 
 #if NERVE_X86
+/* Lanes m of 16 channels at x, batch-normalised first if norm (stats: mean, invstd, gamma,
+ * beta of those channels). */
+NERVE_TARGET_AVX512 NERVE_INLINE __m512 pool_input16(const float *x, __mmask16 m, const __m512 stats[4], bool norm) {
+  const __m512 v = _mm512_maskz_loadu_ps(m, x);
+  return norm ? nerve__batchnorm_value16(v, stats[0], stats[1], stats[2], stats[3]) : v;
+}
+
 /*
  * maxpool_fwd_body with the channels in registers 16 at a time, the last block masked (the
  * compiled body kept 24 channels' maxima partly in memory, and a window's argmax lanes stored
  * one by one). The same choice element by element: strictly greater (ordered, so a NaN never
- * wins), the first maximum in scan order kept.
+ * wins), the first maximum in scan order kept. With norm, of the batch-normalised input.
  */
-NERVE_TARGET_AVX512 static void maxpool_fwd_avx512_blocks(void *data, int64_t r0, int64_t r1) {
+NERVE_TARGET_AVX512 NERVE_INLINE void maxpool_fwd_avx512_rows(void *data, int64_t r0, int64_t r1, bool norm) {
   pool_job *j = data;
   const pool_geom *g = j->g;
   const int64_t C = g->C, W = g->W;
@@ -157,11 +177,16 @@ NERVE_TARGET_AVX512 static void maxpool_fwd_avx512_blocks(void *data, int64_t r0
       int32_t *am = j->argmax + (r * g->OW + ow) * C;
       for (int64_t c0 = 0; c0 < C; c0 += 16) {
         const __mmask16 m = nerve__lanes16(C - c0); /* the block's channels */
-        __m512 best = _mm512_maskz_loadu_ps(m, image + (h0 * W + w0) * C + c0);
+        __m512 stats[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        if (norm) {
+          const float *from[4] = {j->mean, j->invstd, j->gamma, j->beta};
+          for (int k = 0; k < 4; k++) stats[k] = _mm512_maskz_loadu_ps(m, from[k] + c0);
+        }
+        __m512 best = pool_input16(image + (h0 * W + w0) * C + c0, m, stats, norm);
         __m512i at = _mm512_set1_epi32((int32_t)(h0 * W + w0));
         for (int64_t ih = h0; ih < h1; ih++)
           for (int64_t iw = ih == h0 ? w0 + 1 : w0; iw < w1; iw++) {
-            const __m512 x = _mm512_maskz_loadu_ps(m, image + (ih * W + iw) * C + c0);
+            const __m512 x = pool_input16(image + (ih * W + iw) * C + c0, m, stats, norm);
             const __mmask16 wins = _mm512_cmp_ps_mask(x, best, _CMP_GT_OQ);
             best = _mm512_mask_mov_ps(best, wins, x);
             at = _mm512_mask_mov_epi32(at, wins, _mm512_set1_epi32((int32_t)(ih * W + iw)));
@@ -172,10 +197,18 @@ NERVE_TARGET_AVX512 static void maxpool_fwd_avx512_blocks(void *data, int64_t r0
     }
   }
 }
+NERVE_TARGET_AVX512 static void maxpool_fwd_avx512_blocks(void *data, int64_t r0, int64_t r1) {
+  maxpool_fwd_avx512_rows(data, r0, r1, false);
+}
+NERVE_TARGET_AVX512 static void maxpool_fwd_norm_avx512_blocks(void *data, int64_t r0, int64_t r1) {
+  maxpool_fwd_avx512_rows(data, r0, r1, true);
+}
 #endif
 
-/* The max pool forward for ctx: AVX-512's in registers, else the compiled copies. */
-static nerve__range_fn maxpool_fwd_for(const nerve_context *ctx) {
+/* The max pool forward for ctx (of the batch-normalised input if norm): AVX-512's in
+ * registers, else the compiled copies. */
+static nerve__range_fn maxpool_fwd_for(const nerve_context *ctx, bool norm) {
+  if (norm) return NERVE_AVX512_OR(ctx, maxpool_fwd_norm_avx512_blocks, maxpool_fwd_norm_isa[ctx->isa]);
   return NERVE_AVX512_OR(ctx, maxpool_fwd_avx512_blocks, maxpool_fwd_isa[ctx->isa]);
 }
 
@@ -194,7 +227,7 @@ void nerve__maxpool_images(const nerve_context *ctx, float *out, int32_t *argmax
                            const nerve__pool_window *p, int64_t n0, int64_t n1) {
   const pool_geom g = geom_of(n1, p);
   pool_job j = {.g = &g, .y = out, .argmax = argmax, .x = in};
-  maxpool_fwd_for(ctx)(&j, n0 * g.OH, n1 * g.OH);
+  maxpool_fwd_for(ctx, false)(&j, n0 * g.OH, n1 * g.OH);
 }
 
 /*
@@ -213,8 +246,48 @@ nerve_status nerve_maxpool2d_forward(nerve_context *ctx, float *out, int32_t *ar
   NERVE_CHECK_PTR(ctx, argmax);
   NERVE_CHECK_PTR(ctx, in);
   pool_job j = {.g = &g, .y = out, .argmax = argmax, .x = in};
-  nerve__parallel_for(ctx, N * OH, (1 << 15) / (OW * C * PH * PW) + 1, maxpool_fwd_for(ctx), &j);
+  nerve__parallel_for(ctx, N * OH, (1 << 15) / (OW * C * PH * PW) + 1, maxpool_fwd_for(ctx, false), &j);
   return NERVE_OK;
+}
+
+/*
+ * in [N,H,W,C], mean, invstd, gamma, beta [C] -> out [N,OH,OW,C], argmax [N,OH,OW,C]
+ */
+nerve_status nerve_maxpool2d_forward_normalized(nerve_context *ctx, float *out, int32_t *argmax,
+                                                const float *in, const float *mean,
+                                                const float *invstd, const float *gamma,
+                                                const float *beta, int64_t N, int64_t H,
+                                                int64_t W, int64_t C, int64_t PH, int64_t PW,
+                                                int64_t SH, int64_t SW, int64_t PT, int64_t PL,
+                                                int64_t OH, int64_t OW) {
+  NERVE_CHECK_CTX(ctx);
+  pool_geom g = {.N = N, .H = H, .W = W, .C = C, .PH = PH, .PW = PW, .SH = SH, .SW = SW,
+                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
+  nerve_status s = check_pool(ctx, &g, __func__);
+  if (s != NERVE_OK || N == 0) return s;
+  NERVE_CHECK_PTR(ctx, out);
+  NERVE_CHECK_PTR(ctx, argmax);
+  NERVE_CHECK_PTR(ctx, in);
+  NERVE_CHECK_PTR(ctx, mean);
+  NERVE_CHECK_PTR(ctx, invstd);
+  NERVE_CHECK_PTR(ctx, gamma);
+  NERVE_CHECK_PTR(ctx, beta);
+  pool_job j = {.g = &g, .y = out, .argmax = argmax, .x = in, .mean = mean, .invstd = invstd,
+                .gamma = gamma, .beta = beta};
+  nerve__parallel_for(ctx, N * OH, (1 << 15) / (OW * C * PH * PW) + 1, maxpool_fwd_for(ctx, true), &j);
+  return NERVE_OK;
+}
+
+void nerve__maxpool_owners(const nerve__pool_window *p, int64_t *owner) {
+  for (int64_t i = 0; i < p->H + p->W; i++) {
+    const bool row = i < p->H;
+    int64_t lo, hi;
+    if (row)
+      covering(i, p->SH, p->PT, p->PH, p->OH, &lo, &hi);
+    else
+      covering(i - p->H, p->SW, p->PL, p->PW, p->OW, &lo, &hi);
+    owner[i] = hi > lo ? lo : -1;
+  }
 }
 
 /* The input row after those of window row oh, for windows that tile the image: the last row of
@@ -255,7 +328,7 @@ NERVE_INLINE void maxpool_tiles_bwd_body(void *data, int64_t r0, int64_t r1) {
         for (int64_t iw = ow * PW; iw < w1; iw++) {
           const int32_t pos = (int32_t)(ih * W + iw);
           float *d = dx + iw * C;
-          for (int64_t c = 0; c < C; c++) d[c] = 0.0f + (am[c] == pos ? dy[c] : 0.0f);
+          for (int64_t c = 0; c < C; c++) d[c] = nerve__maxpool_grad_value(am[c], pos, dy[c]);
         }
       }
       if (g->OW * PW < W) memset(dx + g->OW * PW * C, 0, (size_t)((W - g->OW * PW) * C) * sizeof(float));

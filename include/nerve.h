@@ -504,6 +504,19 @@ NERVE_API nerve_status nerve_maxpool2d_backward(nerve_context *ctx, float *din, 
                                                 int64_t SH, int64_t SW, int64_t PT, int64_t PL,
                                                 int64_t OH, int64_t OW);
 
+/**
+ * nerve_maxpool2d_forward of batch-normalised images: each input value is first taken to
+ * (x - mean[c]) * invstd[c] * gamma[c] + beta[c], as nerve_batchnorm_forward_train and
+ * _infer compute it, so the same bits as normalising into a map and pooling that, without
+ * the map. mean, invstd, gamma, beta [C] (training: the saved_mean and saved_invstd that
+ * nerve_batchnorm_forward_train wrote with out NULL).
+ */
+NERVE_API nerve_status nerve_maxpool2d_forward_normalized(
+    nerve_context *ctx, float *out, int32_t *argmax, const float *in, const float *mean,
+    const float *invstd, const float *gamma, const float *beta, int64_t N, int64_t H, int64_t W,
+    int64_t C, int64_t PH, int64_t PW, int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH,
+    int64_t OW);
+
 /** out[N,OH,OW,C] = mean of each window's in-image inputs. */
 NERVE_API nerve_status nerve_avgpool2d_forward(nerve_context *ctx, float *out, const float *in,
                                                int64_t N, int64_t H, int64_t W, int64_t C,
@@ -527,6 +540,8 @@ NERVE_API nerve_status nerve_avgpool2d_backward(nerve_context *ctx, float *din, 
  * saved_invstd = 1/sqrt(var + eps) for the backward pass, and updates running averages
  * Keras's way: running = momentum * running + (1 - momentum) * batch value (the running
  * variance takes the unbiased variance). momentum in [0, 1] (0.99 in Keras), eps > 0.
+ * out may be NULL: the statistics only, for a max pool that normalises as it reads
+ * (nerve_maxpool2d_forward_normalized).
  */
 NERVE_API nerve_status nerve_batchnorm_forward_train(nerve_context *ctx, float *out,
                                                      float *saved_mean, float *saved_invstd,
@@ -565,6 +580,20 @@ NERVE_API nerve_status nerve_batchnorm_backward_relu(nerve_context *ctx, float *
                                                      const float *saved_mean,
                                                      const float *saved_invstd, int64_t R,
                                                      int64_t C);
+
+/**
+ * nerve_batchnorm_backward for images in[N,H,W,C] (R = N*H*W) whose normalised output a max
+ * pool read: dout is given as that pool's gradient dpooled[N,OH,OW,C] and its argmax (the
+ * pool's window arguments as nerve_maxpool2d_backward takes them), so the gradient between
+ * them is never written. relu nonzero: din also through the ReLU before the layer, as
+ * nerve_batchnorm_backward_relu. The same bits as nerve_maxpool2d_backward followed by
+ * nerve_batchnorm_backward (or _relu).
+ */
+NERVE_API nerve_status nerve_batchnorm_backward_maxpool2d(
+    nerve_context *ctx, float *din, float *dgamma, float *dbeta, const float *dpooled,
+    const int32_t *argmax, const float *in, const float *gamma, const float *saved_mean,
+    const float *saved_invstd, int64_t N, int64_t H, int64_t W, int64_t C, int64_t PH, int64_t PW,
+    int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH, int64_t OW, int relu);
 
 /* ---- Dropout (dropout.c) ------------------------------------------------------------------ */
 

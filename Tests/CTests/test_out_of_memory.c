@@ -90,6 +90,13 @@ static nerve_status batchnorm_backward(nerve_context *ctx) {
 static nerve_status batchnorm_backward_relu(nerve_context *ctx) {
   return nerve_batchnorm_backward_relu(ctx, bn_dx, dgamma, dbeta, bn_dy, bn_x, gamma, smean, sinv, R, BC);
 }
+/* The batch norm rows as 7 images of 10x10 (700 rows), pooled 2x2 into 5x5 (bn_dy's first
+ * 175 rows as the pool's gradient, its argmax some position of each window). */
+static int32_t bn_argmax[7 * 5 * 5 * BC];
+static nerve_status batchnorm_backward_maxpool2d(nerve_context *ctx) {
+  return nerve_batchnorm_backward_maxpool2d(ctx, bn_dx, dgamma, dbeta, bn_dy, bn_argmax, bn_x, gamma, smean, sinv, 7, 10, 10,
+                                            BC, 2, 2, 2, 2, 0, 0, 5, 5, 1);
+}
 
 /* Fails each allocation `call` makes on a fresh context of instruction set `isa`, in turn;
  * returns how many allocations it makes. */
@@ -142,6 +149,8 @@ int main(void) {
   cdy = buffer(CN * H * W * K), cdx = buffer(CN * H * W * C), cdw = buffer(9 * C * K), cdb = buffer(K);
   bn_x = buffer(R * BC), bn_y = buffer(R * BC), gamma = buffer(BC), beta = buffer(BC), smean = buffer(BC);
   sinv = buffer(BC), rmean = buffer(BC), rvar = buffer(BC), bn_dy = buffer(R * BC), bn_dx = buffer(R * BC);
+  for (int o = 0; o < 7 * 5 * 5; o++)
+    for (int c = 0; c < BC; c++) bn_argmax[o * BC + c] = (2 * (o / 5 % 5) + c % 2) * 10 + 2 * (o % 5) + c / 2 % 2;
   dgamma = buffer(BC), dbeta = buffer(BC);
   fill_arena();
 
@@ -161,6 +170,7 @@ int main(void) {
       {"nerve_batchnorm_forward_infer", "nerve_batchnorm_forward_infer", batchnorm_forward_infer},
       {"nerve_batchnorm_backward", "nerve_batchnorm_backward", batchnorm_backward},
       {"nerve_batchnorm_backward_relu", "nerve_batchnorm_backward_relu", batchnorm_backward_relu},
+      {"nerve_batchnorm_backward_maxpool2d", "nerve_batchnorm_backward_maxpool2d", batchnorm_backward_maxpool2d},
   };
   nerve_context *probe = NULL;
   if (nerve_context_create(&probe, 1) != NERVE_OK) return 1;

@@ -251,14 +251,27 @@ static void kernels(nerve_context *ctx) {
            nerve_maxpool2d_forward(call_ctx, P(0, py), P(1, arg), P(2, img), CN * size, H, W, C, 2, 2, 2, 2, bad ? 2 : 0, 0, 2, 2));
   VARIANTS("nerve_maxpool2d_backward", 3,
            nerve_maxpool2d_backward(call_ctx, P(0, pdx), P(1, pdy), P(2, arg), CN * size, H, W, C, 2, 2, bad ? 0 : 2, 2, 0, 0, 2, 2));
+  /* Normalising as it reads, with batch norm's buffers (3 channels) for the pool's 2. */
+  VARIANTS("nerve_maxpool2d_forward_normalized", 7,
+           nerve_maxpool2d_forward_normalized(call_ctx, P(0, py), P(1, arg), P(2, img), P(3, smean), P(4, sinv), P(5, gamma),
+                                              P(6, beta), CN * size, H, W, C, 2, 2, 2, 2, bad ? 2 : 0, 0, 2, 2));
+  /* From the pool's gradient; overlapping windows (stride 1) are refused. */
+  VARIANTS("nerve_batchnorm_backward_maxpool2d", 6,
+           nerve_batchnorm_backward_maxpool2d(call_ctx, pdx, dgamma, dbeta, P(0, pdy), P(1, arg), P(2, img), P(3, gamma),
+                                              P(4, smean), P(5, sinv), CN * size, H, W, C, 2, 2, bad ? 1 : 2, 2, 0, 0, 2,
+                                              2, 1));
   VARIANTS("nerve_avgpool2d_forward", 2,
            nerve_avgpool2d_forward(call_ctx, P(0, py), P(1, img), CN * size, H, W, C, 2, 2, 2, 2, 0, 0, bad ? 7 : 2, 2));
   VARIANTS("nerve_avgpool2d_backward", 2,
            nerve_avgpool2d_backward(call_ctx, P(0, pdx), P(1, pdy), CN * size, H, W, C, bad ? 0 : 2, 2, 2, 2, 0, 0, 2, 2));
-  /* Training moves the running averages: every pointer, then momentum and eps. */
-  VARIANTS("nerve_batchnorm_forward_train", 8,
-           nerve_batchnorm_forward_train(call_ctx, P(0, by), P(1, smean), P(2, sinv), P(3, rmean), P(4, rvar), P(5, bx),
-                                         P(6, gamma), P(7, beta), R * size, BC, 0.9f, bad ? 0.0f : 1e-3f));
+  /* Training moves the running averages: every pointer, then momentum and eps. (out may be
+   * NULL: the statistics only.) */
+  VARIANTS("nerve_batchnorm_forward_train", 7,
+           nerve_batchnorm_forward_train(call_ctx, by, P(0, smean), P(1, sinv), P(2, rmean), P(3, rvar), P(4, bx),
+                                         P(5, gamma), P(6, beta), R * size, BC, 0.9f, bad ? 0.0f : 1e-3f));
+  VARIANTS("nerve_batchnorm_forward_train", 7,
+           nerve_batchnorm_forward_train(call_ctx, NULL, P(0, smean), P(1, sinv), P(2, rmean), P(3, rvar), P(4, bx),
+                                         P(5, gamma), P(6, beta), R * size, BC, 0.9f, bad ? 0.0f : 1e-3f));
   VARIANTS("nerve_batchnorm_forward_train", 0,
            nerve_batchnorm_forward_train(call_ctx, by, smean, sinv, rmean, rvar, bx, gamma, beta, R * size, BC, bad ? 1.5f : 0.9f, 1e-3f));
   VARIANTS("nerve_batchnorm_forward_infer", 6,

@@ -67,6 +67,16 @@ public final class BatchNorm: Layer {
     }
   }
 
+  /// The training forward's statistics and running averages without its output, for a max pool
+  /// that normalises as it reads (`MaxPool2D.forwardNormalized`): the same statistics.
+  func forwardStatistics(_ io: LayerIO) throws {
+    let c = channels, gamma = io.parameters, beta = io.parameters + c
+    try io.check(
+      nerve_batchnorm_forward_train(
+        io.ctx, nil, io.scratch, io.scratch + c, io.state, io.state + c, io.input, gamma, beta,
+        rows(io.batch), Int64(c), momentum, epsilon))
+  }
+
   override func backward(_ io: LayerIO) throws {
     let c = channels
     try io.check(
@@ -83,6 +93,23 @@ public final class BatchNorm: Layer {
       nerve_batchnorm_backward_relu(
         io.ctx, io.inputGradient, io.parameterGradients, io.parameterGradients.map { $0 + c },
         io.outputGradient, io.input, io.parameters, io.scratch, io.scratch + c, rows(io.batch), Int64(c)))
+  }
+
+  /// `backward` (through the ReLU before this layer if `relu`) from the gradient of `pool`, the
+  /// max pool that read this layer's output: its output gradient `pooledGradient` and the
+  /// winners in its `poolScratch`, so the gradient between them is never written. The same bits.
+  func backward(
+    _ io: LayerIO, pooledBy pool: MaxPool2D, pooledGradient: UnsafeMutablePointer<Float>,
+    poolScratch: UnsafeMutablePointer<Float>, relu: Bool
+  ) throws {
+    let c = channels, s = pool.geometry.sizes
+    try pool.withArgmax(in: poolScratch, batch: io.batch) { argmax in
+      try io.check(
+        nerve_batchnorm_backward_maxpool2d(
+          io.ctx, io.inputGradient, io.parameterGradients, io.parameterGradients.map { $0 + c }, pooledGradient,
+          argmax, io.input, io.parameters, io.scratch, io.scratch + c, Int64(io.batch), s[0], s[1], s[2], s[3],
+          s[4], s[5], s[6], s[7], s[8], s[9], s[10], relu ? 1 : 0))
+    }
   }
 
   override var record: LayerRecord {

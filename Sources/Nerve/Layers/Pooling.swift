@@ -72,6 +72,23 @@ public final class MaxPool2D: Pooling2D {
     }
   }
 
+  /// Whether no two windows overlap (stride >= window), so that each input pixel's gradient
+  /// comes from one window at most (what `BatchNorm.backward(_:pooledBy:...)` takes).
+  var windowsApart: Bool { stride.height >= pool.height && stride.width >= pool.width }
+
+  /// `forward` of the output of `norm`, a training batch norm before this layer, from `norm`'s
+  /// input (`normIO`, after `norm.forwardStatistics(normIO)`): each value normalised as it is
+  /// read, so `norm`'s output is never written. The same bits.
+  func forwardNormalized(_ io: LayerIO, by norm: BatchNorm, normIO: LayerIO) throws {
+    let s = geometry.sizes, c = norm.channels
+    try withArgmax(in: io.scratch, batch: io.batch) { argmax in
+      try io.check(
+        nerve_maxpool2d_forward_normalized(
+          io.ctx, io.output, argmax, normIO.input, normIO.scratch, normIO.scratch + c, normIO.parameters,
+          normIO.parameters + c, Int64(io.batch), s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10]))
+    }
+  }
+
   override func backward(_ io: LayerIO) throws {
     guard let dx = io.inputGradient else { return }
     let s = geometry.sizes

@@ -135,8 +135,18 @@ extension Sequential {
         output: reluInside ? plan.outputs[i] : plan.coreOutputs[i], plan: plan, training: training, step: step,
         firstRow: firstRow)
       if i == 0 { core.sparseInput = listed; core.pixelInput = pixels }
-      if i > 0 && convolutionPools(i - 1, through: stop, ranks: ranks) {
-        // Done: the convolution before it pooled its output.
+      if i > 0 && (convolutionPools(i - 1, through: stop, ranks: ranks)
+        || normPooled(i - 1, through: stop, ranks: ranks, training: training))
+      {
+        // Done: the convolution or batch norm before it pooled its output.
+      } else if normPooled(i, through: stop, ranks: ranks, training: training), let norm = layer as? BatchNorm,
+        let pool = layers[i + 1] as? MaxPool2D
+      {
+        try norm.forwardStatistics(core)
+        try pool.forwardNormalized(
+          io(i + 1, context: context, batch: batch, input: plan.outputs[i], output: plan.coreOutputs[i + 1],
+             plan: plan, training: training, step: step, firstRow: firstRow),
+          by: norm, normIO: core)
       } else if reluInside, let conv = layer as? Conv2D {
         try conv.forwardThroughRelu(core)
       } else if let ranks, ranks.needsWholeBatch(i) {
@@ -199,6 +209,20 @@ extension Sequential {
       && !(ranks?.needsWholeBatch(i) ?? false)
   }
 
+  /// Whether a training pass up to `stop` joins layer `i`, a batch norm, to the max pool after
+  /// it: the norm's statistics only, then the pool normalising as it reads the norm's input
+  /// (nerve_maxpool2d_forward_normalized), so the norm's `outputs` are never written (nothing
+  /// else reads them: the norm's backward reads its input); and backward, the norm's from the
+  /// pool's gradient (nerve_batchnorm_backward_maxpool2d), so the pool's backward writes
+  /// nothing. For windows apart (each pixel's gradient from one window) and neither layer with
+  /// an activation of its own.
+  func normPooled(_ i: Int, through stop: LayerPoint, ranks: DataParallelPass?, training: Bool) -> Bool {
+    guard training, layers[i] is BatchNorm, layers[i].activationLayer == nil,
+      poolFollows(i, through: stop, ranks: ranks), let pool = layers[i + 1] as? MaxPool2D
+    else { return false }
+    return pool.activationLayer == nil && pool.windowsApart
+  }
+
   /// Whether a max pool follows layer `i` within a pass up to `stop`, and both run on this
   /// process's rows alone (so a pass may reorder or join them).
   private func poolFollows(_ i: Int, through stop: LayerPoint, ranks: DataParallelPass?) -> Bool {
@@ -225,8 +249,14 @@ extension Sequential {
     listed: SparseSlice? = nil
   ) throws {
     func fusedAt(_ i: Int) -> Bool { fused != nil && i < fusedLayers.count && fusedLayers[i] }
+    /// Whether layer `i`, a batch norm, takes its gradient from the max pool after it (see
+    /// `normPooled`); not where its backward steps its parameters itself.
+    func normTakesPool(_ i: Int) -> Bool {
+      !fusedAt(i) && normPooled(i, through: start, ranks: ranks, training: true)
+    }
     for i in stride(from: start.layer, through: 0, by: -1) {
       let layer = layers[i]
+      if i > 0 && normTakesPool(i - 1) { continue }  // the batch norm before it takes its gradient
       let reluTaken = i < start.layer && normTakesRelu(i + 1, ranks: ranks, fused: fusedAt(i + 1))
       if let activation = layer.activationLayer, !(i == start.layer && start.beforeActivation),
         !poolsBeforeRelu(i, through: start, ranks: ranks), !reluTaken
@@ -257,6 +287,10 @@ extension Sequential {
         try ranks.backwardChained(i, core, fused: fusedHere ? fused : nil)
       } else if let fused, fusedHere {
         try layer.backwardUpdate(core, step: fused)
+      } else if normTakesPool(i), let norm = layer as? BatchNorm, let pool = layers[i + 1] as? MaxPool2D {
+        try norm.backward(
+          core, pooledBy: pool, pooledGradient: plan.gradients[i + 1], poolScratch: plan.scratch[i + 1],
+          relu: takesRelu)
       } else if takesRelu, let norm = layer as? BatchNorm {
         try norm.backwardThroughRelu(core)
       } else {

@@ -36,6 +36,9 @@ let poolGeometries: [RefGeometry] = [
   // Windows that tile the image with the last ones cut (7x5 pooled 2x2 "same": 4x3 outputs,
   // no padding), the fast recipe's 24 channels.
   .init(n: 2, h: 7, w: 5, c: 24, k: 24, kh: 2, kw: 2, sh: 2, sw: 2, same: true),
+  // Windows apart with gaps between them and padding before the image: rows and columns that
+  // no window covers, 33 channels (a short last vector).
+  .init(n: 2, h: 9, w: 8, c: 33, k: 33, kh: 2, kw: 3, sh: 3, sw: 4, pt: 1, pl: 2, oh: 3, ow: 2),
 ]
 
 @Suite("Image kernels")
@@ -203,6 +206,57 @@ struct ImageKernelTests {
       #expect(bitwiseEqual(fused, twoCalls), "batch norm + ReLU input gradient \(r)x\(c) \(k.label)")
       #expect(bitwiseEqual(fusedGamma + fusedBeta, dgamma + dbeta), "batch norm + ReLU parameter gradients")
       #expect(fused.contains(0) && fused.contains { $0 != 0 } || r * c < 8, "the ReLU zeroed some, not all")
+    }
+  }
+
+  @Test("batch norm joined to the max pool after it writes the separate calls' bits", arguments: configurations, poolGeometries.indices)
+  func batchNormPooled(_ key: String, _ index: Int) {
+    let k = DenseKernelTests.kernels(key), g = poolGeometries[index]
+    let r = g.n * g.h * g.w, c = g.c, outCount = g.n * g.oh * g.ow * c
+    let pool = (Int64(g.kh), Int64(g.kw), Int64(g.sh), Int64(g.sw), Int64(g.pt), Int64(g.pl), Int64(g.oh), Int64(g.ow))
+    // Some gammas negative: normalising then flips which pixel wins a window.
+    let x = randomFloats(r * c, seed: 71, low: -2, high: 3), gamma = randomFloats(c, seed: 72), beta = randomFloats(c, seed: 73)
+    let runMean0 = randomFloats(c, seed: 74), runVar0 = randomFloats(c, seed: 75, low: 0.5, high: 2)
+    var y = [Float](repeating: .nan, count: r * c), mean = [Float](repeating: 0, count: c), invstd = mean
+    var runMean = runMean0, runVar = runVar0
+    k.ok(nerve_batchnorm_forward_train(k.ctx, &y, &mean, &invstd, &runMean, &runVar, x, gamma, beta, Int64(r), Int64(c), 0.9, 1e-3))
+    // The statistics alone (no output): the same statistics and running averages.
+    var mean2 = [Float](repeating: 0, count: c), invstd2 = mean2, runMean2 = runMean0, runVar2 = runVar0
+    k.ok(nerve_batchnorm_forward_train(k.ctx, nil, &mean2, &invstd2, &runMean2, &runVar2, x, gamma, beta, Int64(r), Int64(c), 0.9, 1e-3))
+    #expect(bitwiseEqual(mean2 + invstd2 + runMean2 + runVar2, mean + invstd + runMean + runVar), "statistics only \(g) \(k.label)")
+
+    var pooled = [Float](repeating: .nan, count: outCount), am = [Int32](repeating: -7, count: outCount)
+    k.ok(nerve_maxpool2d_forward(
+      k.ctx, &pooled, &am, y, Int64(g.n), Int64(g.h), Int64(g.w), Int64(c), pool.0, pool.1, pool.2, pool.3, pool.4, pool.5, pool.6, pool.7))
+    var joined = [Float](repeating: .nan, count: outCount), joinedAm = [Int32](repeating: -7, count: outCount)
+    k.ok(nerve_maxpool2d_forward_normalized(
+      k.ctx, &joined, &joinedAm, x, mean, invstd, gamma, beta, Int64(g.n), Int64(g.h), Int64(g.w), Int64(c), pool.0, pool.1, pool.2,
+      pool.3, pool.4, pool.5, pool.6, pool.7))
+    #expect(bitwiseEqual(joined, pooled) && joinedAm == am, "pooled while normalised \(g) \(k.label)")
+
+    let dp = randomFloats(outCount, seed: 76)
+    var dnorm = [Float](repeating: .nan, count: r * c)
+    k.ok(nerve_maxpool2d_backward(
+      k.ctx, &dnorm, dp, am, Int64(g.n), Int64(g.h), Int64(g.w), Int64(c), pool.0, pool.1, pool.2, pool.3, pool.4, pool.5, pool.6, pool.7))
+    let apart = g.sh >= g.kh && g.sw >= g.kw
+    for relu in [false, true] {
+      var dx = [Float](repeating: .nan, count: r * c), dgamma = [Float](repeating: 1, count: c), dbeta = dgamma
+      k.ok(relu
+        ? nerve_batchnorm_backward_relu(k.ctx, &dx, &dgamma, &dbeta, dnorm, x, gamma, mean, invstd, Int64(r), Int64(c))
+        : nerve_batchnorm_backward(k.ctx, &dx, &dgamma, &dbeta, dnorm, x, gamma, mean, invstd, Int64(r), Int64(c)))
+      var dx2 = [Float](repeating: .nan, count: r * c), dgamma2 = [Float](repeating: 1, count: c), dbeta2 = dgamma2
+      let status = nerve_batchnorm_backward_maxpool2d(
+        k.ctx, &dx2, &dgamma2, &dbeta2, dp, am, x, gamma, mean, invstd, Int64(g.n), Int64(g.h), Int64(g.w), Int64(c), pool.0,
+        pool.1, pool.2, pool.3, pool.4, pool.5, pool.6, pool.7, relu ? 1 : 0)
+      if apart {
+        k.ok(status)
+        #expect(bitwiseEqual(dx2, dx), "batch norm input gradient from the pool's \(g), relu \(relu), \(k.label)")
+        #expect(bitwiseEqual(dgamma2 + dbeta2, dgamma + dbeta), "parameter gradients from the pool's \(g), relu \(relu)")
+      } else {
+        // Overlapping windows are refused, and nothing is written.
+        #expect(status == NERVE_ERROR_BAD_ARGUMENT, "overlapping windows \(g)")
+        #expect(dx2.allSatisfy(\.isNaN) && dgamma2.allSatisfy { $0 == 1 }, "refused, nothing written")
+      }
     }
   }
 

@@ -101,6 +101,49 @@ struct CNNTests {
     }
   }
 
+  @Test("training joins batch norm to the max pool after it with the bits of the separate layers")
+  func normJoinedToPool() throws {
+    let data = Fixtures.mnist.train.prefix(40)
+    // Lab E's order: the first model's batch norm only gathers statistics and its pool
+    // normalises as it reads (nerve_maxpool2d_forward_normalized); backward, the norm takes the
+    // pool's gradient (nerve_batchnorm_backward_maxpool2d, through the convolution's relu). An
+    // identity layer between them in the second keeps every layer apart.
+    let joined = try Sequential(input: [28, 28, 1], seed: 5) {
+      Conv2D(5, kernel: 3, padding: .same, activation: .relu)
+      BatchNorm()
+      MaxPool2D()
+      Flatten()
+      Dense(10, activation: .softmax)
+    }
+    let apart = try Sequential(input: [28, 28, 1], seed: 5) {
+      Conv2D(5, kernel: 3, padding: .same, activation: .relu)
+      BatchNorm()
+      ActivationLayer(.identity)
+      MaxPool2D()
+      Flatten()
+      Dense(10, activation: .softmax)
+    }
+    for (from, to, names) in [(0, 0, ["weight", "bias"]), (1, 1, ["gamma", "beta"]), (4, 5, ["weight", "bias"])] {
+      for name in names { try apart.setParameter(layer: to, name, to: try joined.parameter(layer: from, name)) }
+    }
+    for threads in [1, 2] {
+      let a = try Trainer(model: joined, loss: .crossEntropy, optimizer: Adam(), threads: threads).lossAndGradients(for: data)
+      let b = try Trainer(model: apart, loss: .crossEntropy, optimizer: Adam(), threads: threads).lossAndGradients(for: data)
+      #expect(a.loss == b.loss, "\(threads) thread(s)")
+      #expect(a.gradients.count == 6 && b.gradients.count == 6)
+      for (x, y) in zip(a.gradients, b.gradients) {
+        #expect(x.name == y.name && x.value == y.value, "layer \(x.layer) \(x.name), \(threads) thread(s)")
+      }
+    }
+    // A few steps of training: the same weights and running statistics.
+    for model in [joined, apart] {
+      _ = try Trainer(model: model, loss: .crossEntropy, optimizer: Adam(), threads: 2).fit(data, epochs: 2, batchSize: .size(8))
+    }
+    for name in ["gamma", "beta"] { #expect(try joined.parameter(layer: 1, name) == apart.parameter(layer: 1, name), "\(name)") }
+    #expect(try joined.parameter(layer: 0, "weight") == apart.parameter(layer: 0, "weight"))
+    #expect(try joined.outputs(for: data.features) == apart.outputs(for: data.features), "inference after training")
+  }
+
   @Test("a small CNN learns MNIST digits (>= 90% on 1,000 test images after 2 epochs on 5,000)")
   func learns() throws {
     let model = try Sequential(input: [28, 28, 1]) {
