@@ -23,6 +23,10 @@ struct BenchCommand: ParsableCommand {
         fast-99     examples/fast-99.toml's recipe: one epoch on all 60,000 training images from a fresh
                     start (seed = run number), seconds of training; --json also gives the mean test accuracy
       bench/compare.sh runs these beside PyTorch in one go and prints the ratios.
+
+      Runs alternate between the thread counts (a round times each count once, every other round
+      in reverse order), so a machine whose speed drifts from minute to minute slows both sides of
+      a comparison alike; each count's speed-up over the first is the median of the rounds' ratios.
       """)
 
   @Option(name: .long, help: ArgumentHelp("Comma-separated thread counts to time.", valueName: "list"))
@@ -31,7 +35,7 @@ struct BenchCommand: ParsableCommand {
   @Option(name: .long, help: ArgumentHelp("Comma-separated workloads: lab-a, minibatch, per-sample, lab-e.", valueName: "list"))
   var workloads: String = "lab-a,minibatch,per-sample"
 
-  @Option(name: .long, help: ArgumentHelp("Timed repetitions per workload (the median is reported; a first, untimed one warms up).", valueName: "n"))
+  @Option(name: .long, help: ArgumentHelp("Timed repetitions (rounds) per workload and thread count (the median is reported; a first, untimed one warms up).", valueName: "n"))
   var repeats: Int = 5
 
   @Option(name: .long, help: ArgumentHelp("A folder with MNIST's IDX files (default: the bundled Data/mnist).", valueName: "path"))
@@ -66,35 +70,68 @@ struct BenchCommand: ParsableCommand {
       let threadCounts = threads.split(separator: ",").map { Int($0)! }
       if !json {
         print("nerve \(nerveVersion), \(InstructionSet.best) kernels; median of \(repeats) timed runs after one warm-up")
-        print("workload      threads   seconds   samples/s")
+        print("workload            threads   seconds   samples/s")
       }
       for workload in workloads.split(separator: ",").map(String.init) {
-        for t in threadCounts {
-          var accuracy: Double?
-          let (seconds, samples): ([Double], Int)
-          if workload == "fast-99" {
-            (seconds, samples, accuracy) = try measureFast99(threads: t)
-          } else {
-            let data = Self.imageWorkloads.contains(workload) ? images : mnist
-            (seconds, samples) = try measure(workload, threads: t, mnist: data, first10k: first10k)
-          }
-          let m = median(seconds)
+        let data = Self.imageWorkloads.contains(workload) ? images : mnist
+        let timed = try timeRounds(threadCounts) { t in try runner(workload, threads: t, mnist: data, first10k: first10k) }
+        for (t, runs) in zip(threadCounts, timed.runs) {
+          let seconds = runs.map(\.seconds), m = median(seconds)
+          let accuracies = runs.compactMap(\.accuracy)
+          let speedup = timed.speedups[t]
           if json {
             print(try jsonLine(
               BenchRecord(
                 tool: "nerve", workload: workload, threads: t, medianSeconds: m,
-                samplesPerSecond: Double(samples) / m, runs: seconds, accuracy: accuracy)))
+                samplesPerSecond: Double(timed.samples) / m, runs: seconds,
+                accuracy: accuracies.isEmpty ? nil : accuracies.reduce(0, +) / Double(accuracies.count),
+                speedup: speedup)))
           } else {
-            print(workload.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: " %8d %9.4f %11.0f", t, m, Double(samples) / m))
+            print(workload.padding(toLength: 18, withPad: " ", startingAt: 0) + String(format: " %8d %9.4f %11.0f", t, m, Double(timed.samples) / m))
+            if let speedup {
+              print(String(format: "  %@ speed-up %d -> %d threads: %.2fx (median of %d rounds' ratios)", workload, threadCounts[0], t, speedup, repeats))
+            }
           }
           if workload == "lab-e" && !json {
-            try printAdamFloor(threads: t, samples: samples, measured: m)
-            try printArithmeticFloor(threads: t, samples: samples, measured: m)
+            try printAdamFloor(threads: t, samples: timed.samples, measured: m)
+            try printArithmeticFloor(threads: t, samples: timed.samples, measured: m)
           }
           fflush(nil)
         }
       }
     }
+  }
+
+  /// One timed run: its seconds and, for workloads that train to a result, the test accuracy.
+  struct Run {
+    var seconds: Double
+    var accuracy: Double?
+  }
+
+  /// A workload at one thread count, ready to time: each call of `next` times one more run
+  /// (an epoch, a pass over the test images or a whole training) after the workload's warm-up.
+  struct Runner {
+    var samples: Int
+    var next: () throws -> Run
+  }
+
+  /// `repeats` rounds of one run per thread count (in the listed order, then reversed, and so
+  /// on), from runners made first for every count: each count's runs, the samples a run
+  /// processes, and each later count's speed-up over the first, the median of the rounds' ratios.
+  func timeRounds(
+    _ threadCounts: [Int], _ makeRunner: (Int) throws -> Runner
+  ) throws -> (runs: [[Run]], samples: Int, speedups: [Int: Double]) {
+    let runners = try threadCounts.map(makeRunner)
+    var runs = [[Run]](repeating: [], count: threadCounts.count)
+    for round in 0..<repeats {
+      let order = round % 2 == 0 ? Array(runners.indices) : runners.indices.reversed()
+      for i in order { runs[i].append(try runners[i].next()) }
+    }
+    var speedups = [Int: Double]()
+    for i in threadCounts.indices.dropFirst() {
+      speedups[threadCounts[i]] = median(zip(runs[0], runs[i]).map { $0.seconds / $1.seconds })
+    }
+    return (runs, runners.first?.samples ?? 0, speedups)
   }
 
   /// Lab E's floor from memory traffic: per step, its parameters are read by the forward pass
@@ -139,35 +176,39 @@ struct BenchCommand: ParsableCommand {
     var runs: [Double]
     /// Mean test accuracy of the timed runs, for workloads that train to a result.
     var accuracy: Double?
+    /// Speed-up over the first thread count listed: the median of the rounds' ratios.
+    var speedup: Double?
 
     enum CodingKeys: String, CodingKey {
-      case tool, workload, threads, runs, accuracy
+      case tool, workload, threads, runs, accuracy, speedup
       case medianSeconds = "median_seconds", samplesPerSecond = "samples_per_second"
     }
   }
 
-  /// Seconds of each timed run and the samples one run processes.
-  func measure(_ workload: String, threads: Int, mnist: MNIST, first10k: Dataset) throws -> ([Double], Int) {
-    let runs = repeats + 1
+  /// The runner of `workload` at `threads` (its warm-up, if it takes one, done here).
+  func runner(_ workload: String, threads: Int, mnist: MNIST, first10k: Dataset) throws -> Runner {
     switch workload {
+    case "fast-99":
+      return try fast99Runner(threads: threads)
     case "predict-mlp-pixels":
       let model = try Self.labA()
       try model.context.setThreads(threads)
-      return (try timePixels(model, images: try MNIST.testImages(from: data), runs: runs), mnist.test.count)
+      let images = try MNIST.testImages(from: data)
+      return try passRunner(model, samples: mnist.test.count) { out in
+        try images.withElementBytes { pixels in
+          try model.outputs(forPixels: pixels, scale: Preprocessing.unitScale.scale, count: images.dimensions[0], into: out)
+        }
+      }
     case "predict-mlp", "predict-cnn", "latency-mlp":
       let model = workload == "predict-cnn" ? try Self.labE() : try Self.labA()
       try model.context.setThreads(threads)
-      return (try timeInference(model, test: mnist.test, oneAtATime: workload == "latency-mlp", runs: runs), mnist.test.count)
+      return try inferenceRunner(model, test: mnist.test, oneAtATime: workload == "latency-mlp")
     case "lab-a":
-      let model = try Self.labA()
-      let trainer = Trainer(model: model, loss: .meanSquaredError, optimizer: SGD(learningRate: 1), threads: threads)
-      let h = try trainer.fit(mnist.train, epochs: runs, batchSize: .full)
-      return (h.epochs.dropFirst().map(\.seconds), mnist.train.count)
+      let trainer = Trainer(model: try Self.labA(), loss: .meanSquaredError, optimizer: SGD(learningRate: 1), threads: threads)
+      return try epochRunner(trainer, mnist.train, batchSize: .full, warmUp: true)
     case "lab-e":
-      let model = try Self.labE()
-      let trainer = Trainer(model: model, loss: .crossEntropy, optimizer: Adam(learningRate: 1e-4), threads: threads)
-      let h = try trainer.fit(mnist.train, epochs: repeats, batchSize: 32)
-      return (h.epochs.map(\.seconds), mnist.train.count)
+      let trainer = Trainer(model: try Self.labE(), loss: .crossEntropy, optimizer: Adam(learningRate: 1e-4), threads: threads)
+      return try epochRunner(trainer, mnist.train, batchSize: .size(32), warmUp: false)
     default:
       let model = try Sequential(input: 784) {
         Dense(300, activation: .sigmoid)
@@ -176,12 +217,18 @@ struct BenchCommand: ParsableCommand {
       let perSample = workload == "per-sample"
       let trainer = Trainer(
         model: model, loss: .crossEntropy, optimizer: SGD(learningRate: perSample ? 0.01 : 0.1), threads: threads)
-      let set = perSample ? first10k : mnist.train
-      let h = try trainer.fit(set, epochs: runs, batchSize: .size(perSample ? 1 : 100))
-      return (h.epochs.dropFirst().map(\.seconds), set.count)
+      return try epochRunner(trainer, perSample ? first10k : mnist.train, batchSize: .size(perSample ? 1 : 100), warmUp: true)
     }
   }
 
+  /// Runs of one epoch each of `trainer` on `set`, the model trained on from run to run; after
+  /// one untimed epoch if `warmUp`.
+  func epochRunner(_ trainer: Trainer, _ set: Dataset, batchSize: BatchSize, warmUp: Bool) throws -> Runner {
+    if warmUp { _ = try trainer.fit(set, epochs: 1, batchSize: batchSize) }
+    return Runner(samples: set.count) {
+      Run(seconds: try trainer.fit(set, epochs: 1, batchSize: batchSize).epochs[0].seconds)
+    }
+  }
   /// Lab A's network: 784-30-10, sigmoid, weights uniform in [-0.1, 0.1].
   static func labA() throws -> Sequential {
     try Sequential(input: 784) {
@@ -202,13 +249,12 @@ struct BenchCommand: ParsableCommand {
     }
   }
 
-  /// Seconds of each timed pass over the test images after the first (a warm-up): all in one
-  /// call, or one image per call through the allocation-free path.
-  func timeInference(_ model: Sequential, test: Dataset, oneAtATime: Bool, runs: Int) throws -> [Double] {
+  /// Runs of one pass over the test images after an untimed one: all in one call, or one image
+  /// per call through the allocation-free path.
+  func inferenceRunner(_ model: Sequential, test: Dataset, oneAtATime: Bool) throws -> Runner {
     let n = test.count, d = model.inputCount, width = model.outputCount
-    var outputs = [Float](repeating: 0, count: n * width)
-    return try test.features.withUnsafeBufferPointer { features in
-      try Self.timePasses(runs: runs, into: &outputs) { out in
+    return try passRunner(model, samples: n) { out in
+      try test.features.withUnsafeBufferPointer { features in
         if oneAtATime {
           for i in 0..<n {
             try model.outputs(
@@ -222,40 +268,30 @@ struct BenchCommand: ParsableCommand {
     }
   }
 
-  /// Seconds of each timed pass over an image file's bytes after the first (a warm-up), all in
-  /// one call scaling them by 1/255 as the images were when they were floats.
-  func timePixels(_ model: Sequential, images: IDXArray, runs: Int) throws -> [Double] {
-    let n = images.dimensions[0]
-    var outputs = [Float](repeating: 0, count: n * model.outputCount)
-    return try images.withElementBytes { pixels in
-      try Self.timePasses(runs: runs, into: &outputs) { out in
-        try model.outputs(forPixels: pixels, scale: Preprocessing.unitScale.scale, count: n, into: out)
-      }
-    }
-  }
-
-  /// Seconds of each of `runs` calls of `pass` writing `outputs`, the first (a warm-up) left out.
-  static func timePasses(
-    runs: Int, into outputs: inout [Float], _ pass: (UnsafeMutableBufferPointer<Float>) throws -> Void
-  ) throws -> [Double] {
-    var times = [Double]()
-    for _ in 0..<runs {
+  /// Runs of one call of `pass` writing the model's outputs for `samples` inputs, after an
+  /// untimed call (a warm-up).
+  func passRunner(
+    _ model: Sequential, samples: Int, _ pass: @escaping (UnsafeMutableBufferPointer<Float>) throws -> Void
+  ) throws -> Runner {
+    var outputs = [Float](repeating: 0, count: samples * model.outputCount)
+    try outputs.withUnsafeMutableBufferPointer { try pass($0) }
+    return Runner(samples: samples) {
       let clock = ContinuousClock()
       let start = clock.now
       try outputs.withUnsafeMutableBufferPointer { try pass($0) }
-      times.append((clock.now - start).seconds)
+      return Run(seconds: (clock.now - start).seconds)
     }
-    return Array(times.dropFirst())
   }
 
-  /// examples/fast-99.toml's recipe in code: seconds of each one-epoch run after a warm-up run,
-  /// the samples of an epoch and the mean test accuracy of the timed runs.
-  func measureFast99(threads: Int) throws -> ([Double], Int, Double) {
+  /// examples/fast-99.toml's recipe in code: runs of one epoch on all 60,000 training images
+  /// from a fresh start, seed = run number (1 is the untimed warm-up), each with its test
+  /// accuracy.
+  func fast99Runner(threads: Int) throws -> Runner {
     let images = try MNIST.load(from: data, validationCount: 0, imageShape: .channels)
-    let all = images.train
-    var seconds = [Double](), accuracies = [Double]()
-    for run in 0...repeats {
-      let model = try Sequential(input: [28, 28, 1], seed: UInt64(run + 1)) {
+    var run: UInt64 = 0
+    let train = {
+      run += 1
+      let model = try Sequential(input: [28, 28, 1], seed: run) {
         Conv2D(24, kernel: 5, activation: .relu)
         MaxPool2D()
         Conv2D(32, kernel: 3, activation: .relu)
@@ -266,11 +302,10 @@ struct BenchCommand: ParsableCommand {
       }
       let trainer = Trainer(
         model: model, loss: .crossEntropy, optimizer: Adam(learningRate: 0.01, beta1: 0.7, beta2: 0.9), threads: threads)
-      let h = try trainer.fit(all, epochs: 1, batchSize: 256, seed: UInt64(run + 1), schedule: .oneCycle())
-      if run == 0 { continue }
-      seconds.append(h.epochs[0].seconds)
-      accuracies.append(try model.evaluate(images.test, loss: .crossEntropy).accuracy)
+      let h = try trainer.fit(images.train, epochs: 1, batchSize: 256, seed: run, schedule: .oneCycle())
+      return Run(seconds: h.epochs[0].seconds, accuracy: try model.evaluate(images.test, loss: .crossEntropy).accuracy)
     }
-    return (seconds, all.count, accuracies.reduce(0, +) / Double(accuracies.count))
+    _ = try train()
+    return Runner(samples: images.train.count, next: train)
   }
 }
