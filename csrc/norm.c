@@ -321,6 +321,12 @@ static void grad_sums(void *data, int64_t k0, int64_t k1) {
 }
 
 #if NERVE_X86
+/* nerve__maxpool_grad_value for lanes m of the 8 channels from c: 0 + (won ? g : 0). */
+NERVE_TARGET_AVX512 NERVE_INLINE __m256 pooled_dy8(pixel_source src, int64_t c, __mmask8 m) {
+  const __mmask8 won = _mm256_mask_cmpeq_epi32_mask(m, _mm256_maskz_loadu_epi32(m, src.am + c), _mm256_set1_epi32(src.pos));
+  return _mm256_add_ps(_mm256_setzero_ps(), _mm256_maskz_loadu_ps(won, src.g + c));
+}
+
 /* grad_sums with 32 columns a pass, each sum in the same order and roundings (see
  * column_sums_avx512): xhat in float, its product with dy and the sum in double. */
 NERVE_TARGET_AVX512 NERVE_INLINE void grad_sums_avx512_chunks(norm_job *j, int64_t k0, int64_t k1, bool pooled) {
@@ -350,12 +356,8 @@ NERVE_TARGET_AVX512 NERVE_INLINE void grad_sums_avx512_chunks(norm_job *j, int64
         }
         for (int q = 0; q < 4; q++) {
           const int64_t c = c0 + 8 * q;
-          /* pooled: nerve__maxpool_grad_value's 0 + (won ? g : 0), 8 lanes at a time */
-          const __m256 dy = pooled ? _mm256_add_ps(_mm256_setzero_ps(),
-                                                   _mm256_maskz_loadu_ps(_mm256_mask_cmpeq_epi32_mask(m[q], _mm256_maskz_loadu_epi32(m[q], src.am + c), _mm256_set1_epi32(src.pos)),
-                                                                         src.g + c))
-                                   : _mm256_maskz_loadu_ps(m[q], j->dy + r * C + c);
-          const __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskz_loadu_ps(m[q], j->x + r * C + c0 + 8 * q), mean[q]), invstd[q]);
+          const __m256 dy = pooled ? pooled_dy8(src, c, m[q]) : _mm256_maskz_loadu_ps(m[q], j->dy + r * C + c);
+          const __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskz_loadu_ps(m[q], j->x + r * C + c), mean[q]), invstd[q]);
           const __m512d dyd = _mm512_cvtps_pd(dy);
           sum[q] = _mm512_add_pd(sum[q], dyd);
           sum2[q] = _mm512_add_pd(sum2[q], _mm512_mul_pd(dyd, _mm512_cvtps_pd(xhat)));
