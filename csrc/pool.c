@@ -230,6 +230,28 @@ void nerve__maxpool_images(const nerve_context *ctx, float *out, int32_t *argmax
   maxpool_fwd_for(ctx, false)(&j, n0 * g.OH, n1 * g.OH);
 }
 
+/* nerve_maxpool2d_forward and its normalising form (j's statistics set if norm): the checks,
+ * then the pass. func: the entry point errors name. */
+static nerve_status forward_checked(nerve_context *ctx, pool_job j, pool_geom g, bool norm, const char *func) {
+  nerve_status s = check_pool(ctx, &g, func);
+  if (s != NERVE_OK || g.N == 0) return s;
+  float *out = j.y;
+  int32_t *argmax = j.argmax;
+  const float *in = j.x, *mean = j.mean, *invstd = j.invstd, *gamma = j.gamma, *beta = j.beta;
+  NERVE_CHECK_PTR_IN(ctx, out, func);
+  NERVE_CHECK_PTR_IN(ctx, argmax, func);
+  NERVE_CHECK_PTR_IN(ctx, in, func);
+  if (norm) {
+    NERVE_CHECK_PTR_IN(ctx, mean, func);
+    NERVE_CHECK_PTR_IN(ctx, invstd, func);
+    NERVE_CHECK_PTR_IN(ctx, gamma, func);
+    NERVE_CHECK_PTR_IN(ctx, beta, func);
+  }
+  j.g = &g;
+  nerve__parallel_for(ctx, g.N * g.OH, (1 << 15) / (g.OW * g.C * g.PH * g.PW) + 1, maxpool_fwd_for(ctx, norm), &j);
+  return NERVE_OK;
+}
+
 /*
  * in [N,H,W,C] -> out [N,OH,OW,C], argmax [N,OH,OW,C]
  */
@@ -238,16 +260,9 @@ nerve_status nerve_maxpool2d_forward(nerve_context *ctx, float *out, int32_t *ar
                                      int64_t PH, int64_t PW, int64_t SH, int64_t SW, int64_t PT,
                                      int64_t PL, int64_t OH, int64_t OW) {
   NERVE_CHECK_CTX(ctx);
-  pool_geom g = {.N = N, .H = H, .W = W, .C = C, .PH = PH, .PW = PW, .SH = SH, .SW = SW,
-                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
-  nerve_status s = check_pool(ctx, &g, __func__);
-  if (s != NERVE_OK || N == 0) return s;
-  NERVE_CHECK_PTR(ctx, out);
-  NERVE_CHECK_PTR(ctx, argmax);
-  NERVE_CHECK_PTR(ctx, in);
-  pool_job j = {.g = &g, .y = out, .argmax = argmax, .x = in};
-  nerve__parallel_for(ctx, N * OH, (1 << 15) / (OW * C * PH * PW) + 1, maxpool_fwd_for(ctx, false), &j);
-  return NERVE_OK;
+  const pool_geom g = {.N = N, .H = H, .W = W, .C = C, .PH = PH, .PW = PW, .SH = SH, .SW = SW,
+                       .PT = PT, .PL = PL, .OH = OH, .OW = OW};
+  return forward_checked(ctx, (pool_job){.y = out, .argmax = argmax, .x = in}, g, false, __func__);
 }
 
 /*
@@ -261,21 +276,10 @@ nerve_status nerve_maxpool2d_forward_normalized(nerve_context *ctx, float *out, 
                                                 int64_t SH, int64_t SW, int64_t PT, int64_t PL,
                                                 int64_t OH, int64_t OW) {
   NERVE_CHECK_CTX(ctx);
-  pool_geom g = {.N = N, .H = H, .W = W, .C = C, .PH = PH, .PW = PW, .SH = SH, .SW = SW,
-                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
-  nerve_status s = check_pool(ctx, &g, __func__);
-  if (s != NERVE_OK || N == 0) return s;
-  NERVE_CHECK_PTR(ctx, out);
-  NERVE_CHECK_PTR(ctx, argmax);
-  NERVE_CHECK_PTR(ctx, in);
-  NERVE_CHECK_PTR(ctx, mean);
-  NERVE_CHECK_PTR(ctx, invstd);
-  NERVE_CHECK_PTR(ctx, gamma);
-  NERVE_CHECK_PTR(ctx, beta);
-  pool_job j = {.g = &g, .y = out, .argmax = argmax, .x = in, .mean = mean, .invstd = invstd,
-                .gamma = gamma, .beta = beta};
-  nerve__parallel_for(ctx, N * OH, (1 << 15) / (OW * C * PH * PW) + 1, maxpool_fwd_for(ctx, true), &j);
-  return NERVE_OK;
+  const pool_geom g = {.N = N, .H = H, .W = W, .C = C, .PH = PH, .PW = PW, .SH = SH, .SW = SW,
+                       .PT = PT, .PL = PL, .OH = OH, .OW = OW};
+  const pool_job j = {.y = out, .argmax = argmax, .x = in, .mean = mean, .invstd = invstd, .gamma = gamma, .beta = beta};
+  return forward_checked(ctx, j, g, true, __func__);
 }
 
 void nerve__maxpool_owners(const nerve__pool_window *p, int64_t *owner) {
