@@ -300,7 +300,7 @@ NERVE_INLINE void grad_sums_chunks(norm_job *j, int64_t k0, int64_t k1, bool poo
     chunk_range(j, k, &r0, &r1);
     pixel at = pooled ? pixel_of(j->pool, r0) : (pixel){0, 0, 0};
     for (int64_t r = r0; r < r1; r++) {
-      const float *x = j->x + r * C, *dy = j->dy + r * C;
+      const float *x = j->x + r * C, *dy = pooled ? NULL : j->dy + r * C;
       const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
       for (int64_t c = 0; c < C; c++) {
         const float d = pooled ? nerve__maxpool_grad_value(src.am[c], src.pos, src.g[c]) : dy[c];
@@ -393,7 +393,7 @@ NERVE_INLINE void norm_dx_rows(const norm_job *j, int64_t r0, int64_t r1, bool r
     nerve__prefetch(x + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
     if (!pooled) nerve__prefetch(j->dy + (r + NORM_AHEAD) * C, C * (int64_t)sizeof(float), false);
     nerve__prefetch(dx + NORM_AHEAD * C, C * (int64_t)sizeof(float), true);
-    const float *dy = j->dy + r * C;
+    const float *dy = pooled ? NULL : j->dy + r * C; /* pooled: dout is the pool's, smaller */
     const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
     if (pooled) prefetch_source(src, C);
     for (int64_t c = 0; c < C; c++) {

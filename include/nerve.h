@@ -587,7 +587,8 @@ NERVE_API nerve_status nerve_batchnorm_backward_relu(nerve_context *ctx, float *
  * pool's window arguments as nerve_maxpool2d_backward takes them), so the gradient between
  * them is never written. relu nonzero: din also through the ReLU before the layer, as
  * nerve_batchnorm_backward_relu. The same bits as nerve_maxpool2d_backward followed by
- * nerve_batchnorm_backward (or _relu).
+ * nerve_batchnorm_backward (or _relu). Windows must not overlap (stride >= window, as in the
+ * usual 2x2 pool); overlapping ones are refused (NERVE_ERROR_BAD_ARGUMENT).
  */
 NERVE_API nerve_status nerve_batchnorm_backward_maxpool2d(
     nerve_context *ctx, float *din, float *dgamma, float *dbeta, const float *dpooled,
