@@ -628,6 +628,16 @@ NERVE_API nerve_status nerve_dropout_backward(nerve_context *ctx, float *din, co
 NERVE_API nerve_status nerve_pixels_to_floats(nerve_context *ctx, float *out, const uint8_t *in,
                                               int64_t n, float scale);
 
+/* ---- Rows (rows.c) ----------------------------------------------------------------------- */
+
+/** out[r, :] = in[rows[r], :] for r < count: rows of in [in_rows, width] gathered in the order
+ *  rows gives (a shuffled batch from a data set), each index checked to lie in [0, in_rows)
+ *  before anything is copied (else NERVE_ERROR_BAD_ARGUMENT). Threads share the rows, and
+ *  each asks for the rows it copies next ahead of time. */
+NERVE_API nerve_status nerve_rows_gather(nerve_context *ctx, float *out, const float *in,
+                                         int64_t in_rows, int64_t width, const int64_t *rows,
+                                         int64_t count);
+
 /* ---- Reductions ------------------------------------------------------------------------- */
 
 /** *out = sum of x[i]^2 over n elements, in double, in a fixed order (L2 penalties, norms). */

@@ -43,7 +43,7 @@ extension TrainingWorkspace {
       let step = state.stepInEpoch
       let start = step * batchCapacity
       let rows = min(batchCapacity, n - start)
-      let batch = batch(at: start, rows: rows, order: state.order)
+      let batch = try batch(at: start, rows: rows, order: state.order)
       let rate = learningRate(step)
       let result: StepResult
       do {

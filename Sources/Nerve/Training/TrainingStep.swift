@@ -26,8 +26,9 @@ struct NonFiniteLoss: Error {
 
 extension TrainingWorkspace {
   /// The batch of samples `order[start..<start + rows]`: slices of the training set when its
-  /// order is kept, otherwise gathered into the batch buffers.
-  func batch(at start: Int, rows: Int, order: [Int]) -> TrainingBatch {
+  /// order is kept, otherwise gathered into the batch buffers (the features by the context's
+  /// threads, nerve_rows_gather).
+  func batch(at start: Int, rows: Int, order: [Int]) throws -> TrainingBatch {
     let d = model.inputCount, width = model.outputCount
     let features = train.features.storage.pointer
     if keepsOrder {
@@ -36,9 +37,14 @@ extension TrainingWorkspace {
         features: features + start * d, targets: targets.pointer + start * width, labels: batchLabels,
         rows: rows, listed: listedFeatures.map { SparseSlice(rows: $0, first: start) })
     }
+    try order.withUnsafeBufferPointer { all in
+      try all.baseAddress!.withMemoryRebound(to: Int64.self, capacity: all.count) { indices in
+        try context.check(
+          nerve_rows_gather(context.raw, batchFeatures.pointer, features, Int64(train.count), Int64(d), indices + start, Int64(rows)))
+      }
+    }
     for r in 0..<rows {
       let i = order[start + r]
-      (batchFeatures.pointer + r * d).update(from: features + i * d, count: d)
       (batchTargets.pointer + r * width).update(from: targets.pointer + i * width, count: width)
       batchLabels[r] = train.labels[i]
     }

@@ -200,6 +200,29 @@ struct ElementwiseKernelTests {
     #expect(nerve_pixels_to_floats(k.ctx, &out, [1], 1, .infinity) == NERVE_ERROR_BAD_ARGUMENT && out == [7])
   }
 
+  @Test("rows are gathered in the order given, on every ISA and thread count; a bad index changes nothing",
+        arguments: configurations)
+  func rowsGather(_ key: String) {
+    let k = DenseKernelTests.kernels(key)
+    // A shuffled batch of MNIST's shape (past one thread's grain, so threads share it), rows
+    // repeated, one-float rows, and none.
+    for (total, width, count) in [(600, 784, 256), (50, 1, 37), (9, 5, 0), (4, 0, 3)] {
+      let data = randomFloats(total * width, seed: 91)
+      var g = SeededGenerator(seed: UInt64(total))
+      let rows = (0..<count).map { _ in Int64(g.next() % UInt64(total)) }
+      var out = [Float](repeating: .nan, count: count * width)
+      k.ok(nerve_rows_gather(k.ctx, &out, data, Int64(total), Int64(width), rows, Int64(count)), "\(total)x\(width), \(count) rows")
+      let expected = rows.flatMap { r in data[Int(r) * width..<(Int(r) + 1) * width] }
+      #expect(bitwiseEqual(out, expected), "\(total)x\(width), \(count) rows \(k.label)")
+    }
+    var out = [Float](repeating: 7, count: 4)
+    for bad: [Int64] in [[0, 2], [-1, 0]] {
+      let status = nerve_rows_gather(k.ctx, &out, [1, 2, 3, 4], 2, 2, bad, 2)
+      #expect(status == NERVE_ERROR_BAD_ARGUMENT && out == [7, 7, 7, 7], "rows \(bad)")
+      #expect(String(cString: nerve_context_last_error(k.ctx)).contains("outside the 2 rows"))
+    }
+  }
+
   @Test("every element-wise kernel is bit-identical at 1, 2 and 3 threads")
   func threadIndependence() {
     let n = 70_001, c = 7, rows = n / c
