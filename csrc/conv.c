@@ -338,13 +338,15 @@ static nerve__gather block_windows(const conv_geom *g, const conv_geom *framed, 
 
 /* Multiply-adds that justify a thread in a convolution's team (the products' own grain). */
 enum { CONV_TEAM_GRAIN = 1 << 19 };
+/* Blocks a forward team member takes, at least, where the batch has the images (see forward). */
+enum { FORWARD_BLOCKS_PER_THREAD = 8 };
 
 typedef struct {
   const nerve_context *ctx;
   const conv_geom *g;
   float *out, *col; /* col: each thread's part (forward_part_floats) */
   const float *in, *weight, *bias;
-  int64_t blocks;
+  int64_t blocks, per; /* blocks of `per` images (the last may have fewer) */
   /* A max pool of out, block by block (NULL: none). */
   const nerve__pool_window *pool;
   float *pooled;
@@ -364,7 +366,7 @@ static void forward_member(void *data, int t, int nt) {
   forward_job *j = data;
   (void)nt;
   const conv_geom *g = j->g;
-  const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = images_per_block(g);
+  const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = j->per;
   float *col = j->col + t * forward_part_floats(g, j->out != NULL);
   const nerve__range_fn lower = NERVE_AVX512_OR(j->ctx, im2col_avx512, im2col_plain);
   int32_t off[GATHER_MAX_COLS];
@@ -416,14 +418,23 @@ static nerve_status forward(nerve_context *ctx, const conv_geom *g, float *out, 
   }
   /* Threads share out whole blocks, each lowering and multiplying its own in its own part of
    * the workspace: one team for the layer, and each block stays in its thread's cache. */
-  const int64_t blocks = (g->N + per - 1) / per;
   int threads = nerve__threads_for(ctx, g->N * pix * cols * K, CONV_TEAM_GRAIN);
+  /* At least FORWARD_BLOCKS_PER_THREAD blocks a member where images allow, smaller than the
+   * cache would hold if need be: members take blocks as they become free, and with few
+   * large ones the last left one waiting for the other (the fast recipe's second
+   * convolution: 13 blocks of 20 images for two threads). With AVX-512 a row's output does
+   * not depend on the block it is in (libnerve's own products); OpenBLAS's may. */
+  int64_t chunk = per;
+  if (ctx->isa == NERVE_ISA_AVX512 && (g->N + chunk - 1) / chunk < FORWARD_BLOCKS_PER_THREAD * threads)
+    chunk = (g->N + FORWARD_BLOCKS_PER_THREAD * threads - 1) / (FORWARD_BLOCKS_PER_THREAD * threads);
+  if (chunk < 1) chunk = 1;
+  const int64_t blocks = (g->N + chunk - 1) / chunk;
   if (threads > blocks) threads = (int)blocks;
   const int64_t part = forward_part_floats(g, out != NULL);
   nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)threads * (size_t)part * sizeof(float), func);
   if (s != NERVE_OK) return s;
   forward_job fj = {.ctx = ctx, .g = g, .out = out, .in = in, .weight = weight, .bias = bias,
-                    .col = ctx->scratch[NERVE_SCRATCH_LAYER], .blocks = blocks, .pool = pool, .pooled = pooled, .argmax = argmax,
+                    .col = ctx->scratch[NERVE_SCRATCH_LAYER], .blocks = blocks, .per = chunk, .pool = pool, .pooled = pooled, .argmax = argmax,
                     .relu = relu};
   nerve__parallel_team(threads, forward_member, &fj);
   return NERVE_OK;
