@@ -425,7 +425,7 @@ static nerve_status forward(nerve_context *ctx, const conv_geom *g, float *out, 
    * convolution: 13 blocks of 20 images for two threads). With AVX-512 a row's output does
    * not depend on the block it is in (libnerve's own products); OpenBLAS's may. */
   int64_t chunk = per;
-  if (ctx->isa == NERVE_ISA_AVX512 && (g->N + chunk - 1) / chunk < FORWARD_BLOCKS_PER_THREAD * threads)
+  if (threads > 1 && ctx->isa == NERVE_ISA_AVX512 && (g->N + chunk - 1) / chunk < FORWARD_BLOCKS_PER_THREAD * threads)
     chunk = (g->N + FORWARD_BLOCKS_PER_THREAD * threads - 1) / (FORWARD_BLOCKS_PER_THREAD * threads);
   if (chunk < 1) chunk = 1;
   const int64_t blocks = (g->N + chunk - 1) / chunk;

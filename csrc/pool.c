@@ -26,10 +26,15 @@ static nerve_status check_pool(nerve_context *ctx, const pool_geom *g, const cha
     return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "image, channel, window, stride and output sizes must be >= 1");
   if (g->PT >= g->PH || g->PL >= g->PW)
     return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, func, "padding must be smaller than the window");
-  /* Every product below checked before it is taken. */
-  if (!nerve__product_ok(g->OH - 1, g->SH) || !nerve__product_ok(g->OW - 1, g->SW) || !nerve__product_ok(g->H, g->W) ||
-      !nerve__product_ok(g->N, g->H * g->W) || !nerve__product_ok(g->N * g->H * g->W, g->C) ||
-      !nerve__product_ok(g->OH, g->OW) || !nerve__product_ok(g->N, g->OH * g->OW) || !nerve__product_ok(g->N * g->OH * g->OW, g->C))
+  /* Every product and sum the kernels take checked before it is taken: the last window's end,
+   * the maps' sizes, and the windows' areas (the threads' grains). */
+  if (!nerve__product_ok(g->OH - 1, g->SH) || !nerve__product_ok(g->OW - 1, g->SW) ||
+      (g->OH - 1) * g->SH > INT64_MAX - g->PH || (g->OW - 1) * g->SW > INT64_MAX - g->PW ||
+      !nerve__product_ok(g->H, g->W) || !nerve__product_ok(g->N, g->H * g->W) ||
+      !nerve__product_ok(g->N * g->H * g->W, g->C) || !nerve__product_ok(g->OH, g->OW) ||
+      !nerve__product_ok(g->N, g->OH * g->OW) || !nerve__product_ok(g->N * g->OH * g->OW, g->C) ||
+      !nerve__product_ok(g->PH, g->PW) || !nerve__product_ok(g->OW * g->C, g->PH * g->PW) ||
+      !nerve__product_ok(g->PH, g->W * g->C))
     return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "sizes too large");
   if ((g->OH - 1) * g->SH - g->PT >= g->H || (g->OW - 1) * g->SW - g->PL >= g->W)
     return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "output %lldx%lld does not fit a %lldx%lld input",

@@ -31,8 +31,8 @@ static void rows_copy(void *data, int64_t r0, int64_t r1) {
   }
 }
 
-nerve_status nerve_rows_gather(nerve_context *ctx, float *out, const float *in, int64_t in_rows,
-                               int64_t width, const int64_t *rows, int64_t count) {
+nerve_status nerve_rows_gather(nerve_context *ctx, float *out, const float *in, const int64_t *rows,
+                               int64_t in_rows, int64_t width, int64_t count) {
   NERVE_CHECK_CTX(ctx);
   NERVE_CHECK_SIZE(ctx, in_rows);
   NERVE_CHECK_SIZE(ctx, width);

@@ -632,10 +632,11 @@ NERVE_API nerve_status nerve_pixels_to_floats(nerve_context *ctx, float *out, co
 
 /** out[r, :] = in[rows[r], :] for r < count: rows of in [in_rows, width] gathered in the order
  *  rows gives (a shuffled batch from a data set), each index checked to lie in [0, in_rows)
- *  before anything is copied (else NERVE_ERROR_BAD_ARGUMENT). Threads share the rows, and
- *  each asks for the rows it copies next ahead of time. */
+ *  before anything is copied (else NERVE_ERROR_BAD_ARGUMENT). out [count, width] must not
+ *  overlap in or rows. Threads share the rows, and each asks for the rows it copies next ahead
+ *  of time. */
 NERVE_API nerve_status nerve_rows_gather(nerve_context *ctx, float *out, const float *in,
-                                         int64_t in_rows, int64_t width, const int64_t *rows,
+                                         const int64_t *rows, int64_t in_rows, int64_t width,
                                          int64_t count);
 
 /* ---- Reductions ------------------------------------------------------------------------- */

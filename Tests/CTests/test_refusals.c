@@ -230,11 +230,12 @@ static void kernels(nerve_context *ctx) {
            nerve_pixels_to_floats(call_ctx, P(0, y), P(1, (const uint8_t *)(const void *)x), N * O * size,
                                   bad ? INFINITY : 1.0f / 255));
   has_setting = 0;
-  /* Rows of x (N rows of I) gathered into y; the bad setting an index past the last row. */
+  /* Rows of x seen as N rows of O floats gathered into y; the bad setting an index past the
+   * last row. */
   static const int64_t gather_rows[3] = {2, 0, 1}, gather_bad[3] = {2, 0, 3};
   has_setting = 1;
   VARIANTS("nerve_rows_gather", 3,
-           nerve_rows_gather(call_ctx, P(0, y), P(1, x), N, O, P(2, bad ? gather_bad : gather_rows), 3 * size));
+           nerve_rows_gather(call_ctx, P(0, y), P(1, x), P(2, bad ? gather_bad : gather_rows), N, O, 3 * size));
   has_setting = 0;
   has_setting = 1;
   VARIANTS("nerve_conv2d_forward", 3,

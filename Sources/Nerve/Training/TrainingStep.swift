@@ -37,10 +37,16 @@ extension TrainingWorkspace {
         features: features + start * d, targets: targets.pointer + start * width, labels: batchLabels,
         rows: rows, listed: listedFeatures.map { SparseSlice(rows: $0, first: start) })
     }
-    try order.withUnsafeBufferPointer { all in
-      try all.baseAddress!.withMemoryRebound(to: Int64.self, capacity: all.count) { indices in
-        try context.check(
-          nerve_rows_gather(context.raw, batchFeatures.pointer, features, Int64(train.count), Int64(d), indices + start, Int64(rows)))
+    // The order's Ints are the C call's int64 indices (Int is 64 bits wide on every platform
+    // Nerve builds for).
+    precondition(MemoryLayout<Int>.size == MemoryLayout<Int64>.size)
+    if rows > 0 {
+      try order.withUnsafeBufferPointer { all in
+        try all.baseAddress!.withMemoryRebound(to: Int64.self, capacity: all.count) { indices in
+          try context.check(
+            nerve_rows_gather(
+              context.raw, batchFeatures.pointer, features, indices + start, Int64(train.count), Int64(d), Int64(rows)))
+        }
       }
     }
     for r in 0..<rows {

@@ -211,13 +211,13 @@ struct ElementwiseKernelTests {
       var g = SeededGenerator(seed: UInt64(total))
       let rows = (0..<count).map { _ in Int64(g.next() % UInt64(total)) }
       var out = [Float](repeating: .nan, count: count * width)
-      k.ok(nerve_rows_gather(k.ctx, &out, data, Int64(total), Int64(width), rows, Int64(count)), "\(total)x\(width), \(count) rows")
+      k.ok(nerve_rows_gather(k.ctx, &out, data, rows, Int64(total), Int64(width), Int64(count)), "\(total)x\(width), \(count) rows")
       let expected = rows.flatMap { r in data[Int(r) * width..<(Int(r) + 1) * width] }
       #expect(bitwiseEqual(out, expected), "\(total)x\(width), \(count) rows \(k.label)")
     }
     var out = [Float](repeating: 7, count: 4)
     for bad: [Int64] in [[0, 2], [-1, 0]] {
-      let status = nerve_rows_gather(k.ctx, &out, [1, 2, 3, 4], 2, 2, bad, 2)
+      let status = nerve_rows_gather(k.ctx, &out, [1, 2, 3, 4], bad, 2, 2, 2)
       #expect(status == NERVE_ERROR_BAD_ARGUMENT && out == [7, 7, 7, 7], "rows \(bad)")
       #expect(String(cString: nerve_context_last_error(k.ctx)).contains("outside the 2 rows"))
     }

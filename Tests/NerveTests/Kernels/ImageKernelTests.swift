@@ -347,8 +347,9 @@ struct ImageKernelTests {
   }
 
   /// The fast recipe's second convolution on 40 images, unpadded and padded: with AVX-512 its
-  /// forward's blocks of images are cut smaller for more threads (5, 3 and 2 images at 1, 2
-  /// and 3 threads), so the rows meet the products' tiles in different company.
+  /// forward's blocks of images are cut smaller for more threads (20, 3 and 2 images at 1, 2
+  /// and 3 threads), so the rows meet the products' tiles in different company. (Without
+  /// AVX-512 the blocks stay whole, and this is one more thread-independence case.)
   static let blockedGeometries = [
     RefGeometry(n: 40, h: 12, w: 12, c: 24, k: 32, kh: 3, kw: 3, sh: 1, sw: 1, same: false),
     RefGeometry(n: 40, h: 12, w: 12, c: 24, k: 32, kh: 3, kw: 3, sh: 1, sw: 1, same: true),
@@ -393,6 +394,10 @@ struct ImageKernelTests {
     #expect(nerve_maxpool2d_forward(k.ctx, &out, &am, x, 1, 4, 4, 1, 0, 2, 2, 2, 0, 0, 2, 2) == NERVE_ERROR_BAD_SIZE)
     // Sizes whose products overflow are refused before any is taken (N * H * W wraps to 0).
     #expect(nerve_maxpool2d_forward(k.ctx, &out, &am, x, 1 << 62, 2, 2, 1, 2, 2, 2, 2, 0, 0, 1, 1) == NERVE_ERROR_BAD_SIZE)
+    // A window whose area overflows (2^32 x 2^32) over a 1x1 image: refused, not divided by.
+    #expect(nerve_maxpool2d_forward(k.ctx, &out, &am, x, 1, 1, 1, 1, 1 << 32, 1 << 32, 1, 1, 0, 0, 1, 1) == NERVE_ERROR_BAD_SIZE)
+    #expect(nerve_maxpool2d_backward(k.ctx, &out, x, am, 1, 1, 1, 1, 1 << 32, 1 << 32, 1, 1, 0, 0, 1, 1) == NERVE_ERROR_BAD_SIZE)
+    #expect(nerve_avgpool2d_forward(k.ctx, &out, x, 1, 1, 1, 1, 1 << 32, 1 << 32, 1, 1, 0, 0, 1, 1) == NERVE_ERROR_BAD_SIZE)
     #expect(nerve_avgpool2d_forward(k.ctx, &out, nil, 1, 4, 4, 1, 2, 2, 2, 2, 0, 0, 2, 2) == NERVE_ERROR_NULL_POINTER)
     var m = [Float](repeating: 0, count: 2), i = m, rm = m, rv = m
     #expect(nerve_batchnorm_forward_train(k.ctx, &out, &m, &i, &rm, &rv, x, x, x, 2, 2, 1.5, 1e-3) == NERVE_ERROR_BAD_ARGUMENT)
