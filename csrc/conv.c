@@ -403,11 +403,25 @@ static void forward_member(void *data, int t, int nt) {
   }
 }
 
+/*
+ * Images per forward block for a team of `threads` (N >= 1): as many as stay in cache, fewer
+ * where a member would get under FORWARD_BLOCKS_PER_THREAD: members take blocks as they become
+ * free, and with few large ones the last left one waiting for the other (the fast recipe's
+ * second convolution: 13 blocks of 20 images for two threads). Only with AVX-512, where a
+ * row's output does not depend on the block it is in (libnerve's own products); OpenBLAS's
+ * may give other bits.
+ */
+static int64_t forward_block_images(const nerve_context *ctx, const conv_geom *g, int threads) {
+  const int64_t per = images_per_block(g), least = (int64_t)FORWARD_BLOCKS_PER_THREAD * threads;
+  if (threads > 1 && ctx->isa == NERVE_ISA_AVX512 && (g->N + per - 1) / per < least) return (g->N + least - 1) / least;
+  return per;
+}
+
 /* The forward of checked sizes and pointers, pooling each block when pool is not NULL. */
 static nerve_status forward(nerve_context *ctx, const conv_geom *g, float *out, const float *in,
                             const float *weight, const float *bias, const nerve__pool_window *pool,
                             float *pooled, int32_t *argmax, bool relu, const char *func) {
-  const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = images_per_block(g), K = g->K;
+  const int64_t cols = cols_of(g), pix = g->OH * g->OW, K = g->K;
   if (is_pointwise(g) && out) {
     nerve_status s = nerve__gemm_nn(ctx, out, K, in, g->C, weight, K, false, bias, false, g->N * pix, K, g->C, func);
     if (s == NERVE_OK && relu) s = nerve_activation_forward(ctx, NERVE_ACTIVATION_RELU, out, out, g->N * pix * K);
@@ -419,16 +433,7 @@ static nerve_status forward(nerve_context *ctx, const conv_geom *g, float *out, 
   /* Threads share out whole blocks, each lowering and multiplying its own in its own part of
    * the workspace: one team for the layer, and each block stays in its thread's cache. */
   int threads = nerve__threads_for(ctx, g->N * pix * cols * K, CONV_TEAM_GRAIN);
-  /* At least FORWARD_BLOCKS_PER_THREAD blocks a member where images allow, smaller than the
-   * cache would hold if need be: members take blocks as they become free, and with few
-   * large ones the last left one waiting for the other (the fast recipe's second
-   * convolution: 13 blocks of 20 images for two threads). With AVX-512 a row's output does
-   * not depend on the block it is in (libnerve's own products); OpenBLAS's may. */
-  int64_t chunk = per;
-  if (threads > 1 && ctx->isa == NERVE_ISA_AVX512 && (g->N + chunk - 1) / chunk < FORWARD_BLOCKS_PER_THREAD * threads)
-    chunk = (g->N + FORWARD_BLOCKS_PER_THREAD * threads - 1) / (FORWARD_BLOCKS_PER_THREAD * threads);
-  if (chunk < 1) chunk = 1;
-  const int64_t blocks = (g->N + chunk - 1) / chunk;
+  const int64_t chunk = forward_block_images(ctx, g, threads), blocks = (g->N + chunk - 1) / chunk;
   if (threads > blocks) threads = (int)blocks;
   const int64_t part = forward_part_floats(g, out != NULL);
   nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)threads * (size_t)part * sizeof(float), func);

@@ -51,15 +51,20 @@ struct BenchCommand: ParsableCommand {
   /// Workloads of CNNs, which take images as [28, 28, 1] (fast-99 loads its own 60,000).
   static let imageWorkloads: Set = ["lab-e", "predict-cnn"]
 
+  /// `--threads` as numbers (0 for an entry that is not one, which `validate` refuses).
+  var threadCounts: [Int] { threads.split(separator: ",").map { Int($0) ?? 0 } }
+  /// `--workloads` as names.
+  var workloadList: [String] { workloads.split(separator: ",").map(String.init) }
+
   func validate() throws {
     guard repeats >= 1 else { throw ValidationError("--repeats must be at least 1") }
-    for t in threads.split(separator: ",") where (Int(t) ?? 0) < 1 {
+    guard threadCounts.allSatisfy({ $0 >= 1 }) else {
       throw ValidationError("--threads must list positive integers, got '\(threads)'")
     }
-    guard Set(threads.split(separator: ",")).count == threads.split(separator: ",").count else {
+    guard Set(threadCounts).count == threadCounts.count else {
       throw ValidationError("--threads lists a count twice: '\(threads)'")
     }
-    for w in workloads.split(separator: ",") where !Self.known.contains(String(w)) {
+    for w in workloadList where !Self.known.contains(w) {
       throw ValidationError("unknown workload '\(w)'; expected \(Self.known.joined(separator: ", "))")
     }
   }
@@ -67,18 +72,17 @@ struct BenchCommand: ParsableCommand {
   func run() throws {
     try reportingErrors {
       let mnist = try MNIST.load(from: data)
-      let usesImages = workloads.split(separator: ",").contains { Self.imageWorkloads.contains(String($0)) }
+      let usesImages = workloadList.contains { Self.imageWorkloads.contains($0) }
       let images = usesImages ? try MNIST.load(from: data, imageShape: .channels) : mnist
       let first10k = mnist.train.prefix(10_000)
       // fast-99 trains on all 60,000 (no validation split), one copy for every thread count.
-      let all60k = workloads.split(separator: ",").contains("fast-99")
+      let all60k = workloadList.contains("fast-99")
         ? try MNIST.load(from: data, validationCount: 0, imageShape: .channels) : nil
-      let threadCounts = threads.split(separator: ",").map { Int($0)! }
       if !json {
         print("nerve \(nerveVersion), \(InstructionSet.best) kernels; median of \(repeats) timed runs after one warm-up (lab-e: none)")
         print("workload            threads   seconds   samples/s")
       }
-      for workload in workloads.split(separator: ",").map(String.init) {
+      for workload in workloadList {
         let data = Self.imageWorkloads.contains(workload) ? images : mnist
         let timed = try timeRounds(threadCounts) { t in
           workload == "fast-99"
