@@ -555,7 +555,7 @@ static void weight_grad_member(void *data, int t, int nt) {
     const float *dblock = j->dout + n0 * pix * K;
     float *bias = t == 0 ? j->dbias : NULL;
     bool biased = false;
-    if (!(gather && nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &ga, rows, dblock, K, K, k0, k1, 1.0f, bias, &biased))) {
+    if (!(gather && nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &ga, rows, dblock, K, NULL, K, k0, k1, 1.0f, bias, &biased))) {
       im2col_job ij = {.g = g, .col = slice, .in = j->in + n0 * g->H * g->W * g->C, .k0 = k0, .k1 = k1, .ld = width};
       lower(&ij, 0, rows);
       nerve__gemm_tn_here(G, j->ldp, slice, width, dblock, K, rows, K, width, 1.0f);
@@ -619,23 +619,17 @@ static void input_grad_team(nerve_context *ctx, const conv_geom *g, float *din, 
   nerve__parallel_team(threads, input_grad_member, &j);
 }
 
-/*
- * dout [N,OH,OW,K], in [N,H,W,C], weight [KH,KW,C,K] ->
- *   din [N,H,W,C] (written), dweight [KH,KW,C,K] += in-lowered^T . dout, dbias [K] += sums
- */
-nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweight, float *dbias,
-                                   const float *dout, const float *in, const float *weight,
-                                   int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
-                                   int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PT,
-                                   int64_t PL, int64_t OH, int64_t OW) {
-  NERVE_CHECK_CTX(ctx);
-  conv_geom g = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
-                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
-  nerve_status s = check_geom(ctx, &g, __func__);
+/* nerve_conv2d_backward's checks and work; func: the entry point errors name. */
+static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *din, float *dweight,
+                             float *dbias, const float *dout, const float *in, const float *weight,
+                             const char *func) {
+  const conv_geom g = *geom;
+  const int64_t N = g.N, H = g.H, W = g.W, C = g.C, K = g.K, KH = g.KH, KW = g.KW, OH = g.OH, OW = g.OW;
+  nerve_status s = check_geom(ctx, &g, func);
   if (s != NERVE_OK || N == 0) return s;
-  NERVE_CHECK_PTR(ctx, dout);
-  if (dweight) NERVE_CHECK_PTR(ctx, in);
-  if (din) NERVE_CHECK_PTR(ctx, weight);
+  NERVE_CHECK_PTR_IN(ctx, dout, func);
+  if (dweight) NERVE_CHECK_PTR_IN(ctx, in, func);
+  if (din) NERVE_CHECK_PTR_IN(ctx, weight, func);
   const int64_t cols = cols_of(&g), pix = OH * OW, per = images_per_block(&g);
   const bool pointwise = is_pointwise(&g);
   /* Every workspace before the first write, so that running out of memory changes nothing: two
@@ -650,16 +644,16 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
   const int64_t ldp = (K + 31) / 32 * 32;
   size_t tn = team_grad ? (size_t)cols * (size_t)ldp * sizeof(float)
               : dweight ? nerve__gemm_tn_scratch(ctx, most_rows, K, cols, K) : 0;
-  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, 2 * (size_t)block * sizeof(float), __func__);
-  if (s == NERVE_OK) s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, nn > tn ? nn : tn, __func__);
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, 2 * (size_t)block * sizeof(float), func);
+  if (s == NERVE_OK) s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, nn > tn ? nn : tn, func);
   if (s != NERVE_OK) return s;
   if (dbias && !team_grad) nerve__bias_accumulate(ctx, dbias, dout, N * pix, K, 1.0f);
   if (pointwise) {
     if (dweight) {
-      s = nerve__gemm_tn(ctx, dweight, K, in, C, dout, K, N * pix, K, C, 1.0f, __func__);
+      s = nerve__gemm_tn(ctx, dweight, K, in, C, dout, K, N * pix, K, C, 1.0f, func);
       if (s != NERVE_OK) return s;
     }
-    if (din) return nerve__gemm_nn_as(ctx, din, C, dout, K, weight, K, true, NULL, false, N * pix, C, K, whole_rows, __func__);
+    if (din) return nerve__gemm_nn_as(ctx, din, C, dout, K, weight, K, true, NULL, false, N * pix, C, K, whole_rows, func);
     return NERVE_OK;
   }
   float *col = ctx->scratch[NERVE_SCRATCH_LAYER], *dcol = col + block;
@@ -680,16 +674,153 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
     if (dweight && !team_grad) {
       im2col_job ij = {.g = &g, .col = col, .in = in + n0 * H * W * C};
       nerve__parallel_for(ctx, rows, (1 << 14) / cols + 1, NERVE_AVX512_OR(ctx, im2col_avx512, im2col_plain), &ij);
-      s = nerve__gemm_tn(ctx, dweight, K, col, cols, dblock, K, rows, K, cols, 1.0f, __func__);
+      s = nerve__gemm_tn(ctx, dweight, K, col, cols, dblock, K, rows, K, cols, 1.0f, func);
       if (s != NERVE_OK) return s;
     }
     if (din) {
       s = nerve__gemm_nn_as(ctx, dcol, cols, dblock, K, weight, K, true, NULL, false, rows, cols, K,
-                            method_rows(ctx, &g), __func__);
+                            method_rows(ctx, &g), func);
       if (s != NERVE_OK) return s;
       col2im_job cj = {.g = &g, .din = din + n0 * H * W * C, .dcol = dcol};
       nerve__parallel_for(ctx, images * H * W, (1 << 13) / (C * KH * KW) + 1, NERVE_AVX512_OR(ctx, col2im_pixels_avx512, col2im_pixels), &cj);
     }
   }
+  return NERVE_OK;
+}
+
+
+/*
+ * dout [N,OH,OW,K], in [N,H,W,C], weight [KH,KW,C,K] ->
+ *   din [N,H,W,C] (written), dweight [KH,KW,C,K] += in-lowered^T . dout, dbias [K] += sums
+ */
+nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweight, float *dbias,
+                                   const float *dout, const float *in, const float *weight,
+                                   int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
+                                   int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PT,
+                                   int64_t PL, int64_t OH, int64_t OW) {
+  NERVE_CHECK_CTX(ctx);
+  conv_geom g = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
+                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
+  return backward(ctx, &g, din, dweight, dbias, dout, in, weight, __func__);
+}
+
+/* Whether a max pool's windows tile the map: each pixel in at most one window. */
+static bool pool_tiles(const nerve__pool_window *p) {
+  return p->SH == p->PH && p->SW == p->PW && p->PT == 0 && p->PL == 0;
+}
+
+/*
+ * nerve_conv2d_backward_maxpool cuts its images into slices (nerve_conv2d_pooled_slice_images:
+ * fixed by the whole batch alone), each slice's gradient its own chain from zero, added to
+ * dweight slice after slice: a slice is any thread's work, so the threads split the images
+ * (each fills its own rows of the output gradient once) instead of the columns (each filling
+ * all rows), and the bits depend on neither the thread count nor, for calls that start at slice
+ * boundaries, on how the batch is split between calls.
+ */
+
+int64_t nerve_conv2d_pooled_slice_images(int64_t batch) {
+  if (batch < 1) return 1;
+  return (batch - 1) / NERVE_CONV_POOLED_SLICES + 1;
+}
+
+typedef struct {
+  const nerve_context *ctx;
+  const conv_geom *g;
+  const nerve__pooled_rows *pooled;
+  const float *in;
+  float *partials; /* per slice: cols rows of ldp floats for the weight, then ldp for the bias */
+  int64_t slice_images, slices, ldp;
+  bool bias;
+} pooled_grad_job;
+
+static int64_t pooled_partial_floats(const conv_geom *g, int64_t ldp) { return (cols_of(g) + 1) * ldp; }
+
+/* Member t of nt: the partial gradients of its share of the slices. */
+static void pooled_grad_member(void *data, int t, int nt) {
+  pooled_grad_job *j = data;
+  const conv_geom *g = j->g;
+  const int64_t cols = cols_of(g), pix = g->OH * g->OW, part = pooled_partial_floats(g, j->ldp);
+  const int64_t map = j->pooled->POH * j->pooled->POW * g->K; /* an image's pooled values */
+  int32_t off[GATHER_MAX_COLS];
+  window_offsets(g, off);
+  for (int64_t s = j->slices * t / nt; s < j->slices * (t + 1) / nt; s++) {
+    const int64_t n0 = s * j->slice_images;
+    const int64_t images = g->N - n0 < j->slice_images ? g->N - n0 : j->slice_images;
+    float *G = j->partials + s * part;
+    memset(G, 0, (size_t)part * sizeof(float));
+    nerve__pooled_rows rows = *j->pooled;
+    rows.dpooled += n0 * map, rows.argmax += n0 * map;
+    const nerve__gather ga = windows_from(g, j->in, n0 * pix, off);
+    bool biased;
+    nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &ga, images * pix, NULL, g->K, &rows, g->K, 0,
+                               cols, 1.0f, j->bias ? G + cols * j->ldp : NULL, &biased);
+  }
+}
+
+/* dweight, dbias (each if not NULL) += the slices' partial gradients, slice after slice. */
+static void pooled_grad_sum(const conv_geom *g, float *dweight, float *dbias,
+                            const float *partials, int64_t slices, int64_t ldp) {
+  const int64_t cols = cols_of(g), part = pooled_partial_floats(g, ldp);
+  for (int64_t s = 0; s < slices; s++) {
+    const float *G = partials + s * part;
+    if (dweight)
+      for (int64_t k = 0; k < cols; k++)
+        for (int64_t c = 0; c < g->K; c++) dweight[k * g->K + c] += G[k * ldp + c];
+    if (dbias)
+      for (int64_t c = 0; c < g->K; c++) dbias[c] += G[cols * ldp + c];
+  }
+}
+
+/*
+ * dpooled, argmax [N,POH,POW,K] (a max pool over out [N,OH,OW,K]), in [N,H,W,C] ->
+ *   dweight [KH,KW,C,K] += in-lowered^T . dout, dbias [K] += sums of dout's rows,
+ * where dout is what nerve_maxpool2d_backward(dpooled, argmax) writes. Where the windows tile
+ * the map and the convolution's are read in place (gathers), dout's rows are made from dpooled
+ * and argmax as the products take them (nerve__pooled_rows), never stored, in slices of the
+ * batch (pooled_grad_member); elsewhere dout is written to the pool slot of the scratch and
+ * nerve_conv2d_backward takes it.
+ */
+nerve_status nerve_conv2d_backward_maxpool(
+    nerve_context *ctx, float *dweight, float *dbias, const float *dpooled, const int32_t *argmax,
+    const float *in, int64_t N, int64_t H, int64_t W, int64_t C, int64_t K, int64_t KH, int64_t KW,
+    int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH, int64_t OW, int64_t PH, int64_t PW,
+    int64_t PSH, int64_t PSW, int64_t PPT, int64_t PPL, int64_t POH, int64_t POW) {
+  NERVE_CHECK_CTX(ctx);
+  conv_geom g = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
+                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
+  const nerve__pool_window pool = {.H = OH, .W = OW, .C = K, .PH = PH, .PW = PW, .SH = PSH,
+                                   .SW = PSW, .PT = PPT, .PL = PPL, .OH = POH, .OW = POW};
+  nerve_status s = check_geom(ctx, &g, __func__);
+  if (s == NERVE_OK) s = nerve__maxpool_check(ctx, N, &pool, __func__);
+  if (s != NERVE_OK || N == 0 || (!dweight && !dbias)) return s;
+  NERVE_CHECK_PTR(ctx, dpooled);
+  NERVE_CHECK_PTR(ctx, argmax);
+  NERVE_CHECK_PTR(ctx, in); /* read for the bias alone too: its sums come with the products' */
+  const int64_t cols = cols_of(&g), ldp = (K + 31) / 32 * 32;
+  const bool sliced = gathers(&g) && !is_pointwise(&g) && pool_tiles(&pool) &&
+                      nerve__gemm_tn_gathers_pooled(ctx, K, cols);
+  if (!sliced) {
+    /* N * OH * OW * K fits int64: the pool's check bounds the map it reads. */
+    if (!nerve__product_ok(N * OH * OW * K, (int64_t)sizeof(float)))
+      return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, __func__, "sizes too large");
+    s = nerve__scratch(ctx, NERVE_SCRATCH_POOL, (size_t)(N * OH * OW * K) * sizeof(float), __func__);
+    if (s != NERVE_OK) return s;
+    float *dout = ctx->scratch[NERVE_SCRATCH_POOL];
+    /* Checked above already: it cannot fail. It writes only the workspace, so that a backward
+     * refused for want of its own leaves the caller's buffers as they were. */
+    s = nerve_maxpool2d_backward(ctx, dout, dpooled, argmax, N, OH, OW, K, PH, PW, PSH, PSW, PPT, PPL, POH, POW);
+    if (s != NERVE_OK) return s;
+    return backward(ctx, &g, NULL, dweight, dbias, dout, in, NULL, __func__);
+  }
+  const int64_t slice_images = nerve_conv2d_pooled_slice_images(ctx->whole_batch > 0 ? ctx->whole_batch : N);
+  const int64_t slices = (N + slice_images - 1) / slice_images;
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(slices * pooled_partial_floats(&g, ldp)) * sizeof(float), __func__);
+  if (s != NERVE_OK) return s;
+  const nerve__pooled_rows rows = {.dpooled = dpooled, .argmax = argmax, .PH = PH, .PW = PW, .POH = POH, .POW = POW};
+  pooled_grad_job j = {.ctx = ctx, .g = &g, .pooled = &rows, .in = in, .partials = ctx->scratch[NERVE_SCRATCH_LAYER],
+                       .slice_images = slice_images, .slices = slices, .ldp = ldp, .bias = dbias != NULL};
+  int threads = nerve__threads_for(ctx, N * OH * OW * cols * K, CONV_TEAM_GRAIN);
+  nerve__parallel_team(threads < slices ? threads : (int)slices, pooled_grad_member, &j);
+  pooled_grad_sum(&g, dweight, dbias, j.partials, slices, ldp);
   return NERVE_OK;
 }

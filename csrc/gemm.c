@@ -1256,9 +1256,57 @@ NERVE_TARGET_AVX512 static void gather_rank_rows(float *G, int64_t ldg, const ne
   }
 }
 
-/* Returns whether it added D's rows to bias as well (one panel; bias not NULL). */
+/* Rows of D made from a pool's gradient at a time (16 KB of stack), to stay in L1 while a
+ * slice's tiles pass over them. */
+enum { POOLED_CHUNK = 128 };
+/* Windows ahead whose gradient and argmax pooled_rows_fill asks for. */
+enum { POOLED_AHEAD = 16 };
+
+/*
+ * Rows [m0, m0 + rows) of D (counted from a->first_row, which starts an image) as the pool's
+ * backward writes them (nerve__pooled_rows), N <= 32 columns, into d (rows NR apart): for a
+ * pixel inside a window, the window's gradient in the lanes where its argmax names the pixel.
+ */
+NERVE_TARGET_AVX512 static void pooled_rows_fill(const nerve__pooled_rows *pr, const nerve__gather *a,
+                                                 int64_t m0, int64_t rows, int64_t N, float *d) {
+  const __mmask16 k0 = mask_lo(N), k1 = mask_hi(N);
+  const int64_t OH = a->pix / a->OW, window_row = pr->POW * N, image = pr->POH * window_row;
+  int64_t n = m0 / a->pix, oh = m0 % a->pix / a->OW, ow = m0 % a->OW;
+  /* The window (qh, qw) over the pixel, and the pixel's place in it (hi, wi). */
+  int64_t qh = oh / pr->PH, hi = oh % pr->PH, qw = ow / pr->PW, wi = ow % pr->PW;
+  for (int64_t i = 0; i < rows; i++) {
+    __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
+    if (qh < pr->POH && qw < pr->POW) {
+      const int64_t at = n * image + qh * window_row + qw * N;
+      /* The maps come from memory, along window rows the prefetcher does not follow. */
+      nerve__prefetch(pr->argmax + at + POOLED_AHEAD * N, N * (int64_t)sizeof(int32_t), false);
+      nerve__prefetch(pr->dpooled + at + POOLED_AHEAD * N, N * (int64_t)sizeof(float), false);
+      const __m512i code = _mm512_set1_epi32((int32_t)(oh * a->OW + ow));
+      const __mmask16 w0 = _mm512_mask_cmpeq_epi32_mask(k0, _mm512_maskz_loadu_epi32(k0, pr->argmax + at), code);
+      const __mmask16 w1 = _mm512_mask_cmpeq_epi32_mask(k1, _mm512_maskz_loadu_epi32(k1, pr->argmax + at + 16), code);
+      v0 = _mm512_maskz_loadu_ps(w0, pr->dpooled + at);
+      v1 = _mm512_maskz_loadu_ps(w1, pr->dpooled + at + 16);
+    }
+    _mm512_store_ps(d + i * NR, v0);
+    _mm512_store_ps(d + i * NR + 16, v1);
+    if (++ow < a->OW) {
+      if (++wi == pr->PW) wi = 0, qw++;
+    } else {
+      ow = qw = wi = 0;
+      if (++oh < OH) {
+        if (++hi == pr->PH) hi = 0, qh++;
+      } else {
+        oh = qh = hi = 0, n++;
+      }
+    }
+  }
+}
+
+/* Returns whether it added D's rows to bias as well (one panel; bias not NULL). pr: D's rows
+ * from a pool's gradient (one panel only). */
 NERVE_TARGET_AVX512 static bool gather_tn_slice(float *G, int64_t ldg, const nerve__gather *a,
-                                                int64_t M, const float *D, int64_t ldd, int64_t N,
+                                                int64_t M, const float *D, int64_t ldd,
+                                                const nerve__pooled_rows *pr, int64_t N,
                                                 int64_t k0, int64_t k1, float alpha, float *bias) {
   if (N > NR) {
     gather_rank_rows(G, ldg, a, M, D, ldd, N, k0, k1, alpha);
@@ -1268,6 +1316,23 @@ NERVE_TARGET_AVX512 static bool gather_tn_slice(float *G, int64_t ldg, const ner
    * keep G in registers instead of reloading it for every 8 rows. The first tile takes the
    * bias. Which rows share a tile changes no element's chain. */
   const int64_t most = N > 24 ? TN_KT_WIDE : TN_KT;
+  if (pr) {
+    /* D's rows made a chunk at a time, each chunk then taken by every tile as if stored: the
+     * tiles' chains, continued chunk after chunk, are the ones over all of D. */
+    float d[POOLED_CHUNK * NR] __attribute__((aligned(64)));
+    for (int64_t m = 0; m < M; m += POOLED_CHUNK) {
+      const int64_t rows = M - m < POOLED_CHUNK ? M - m : POOLED_CHUNK;
+      pooled_rows_fill(pr, a, m, rows, N, d);
+      nerve__gather part = *a;
+      part.first_row += m;
+      for (int64_t k = k0; k < k1; k += most) {
+        const int64_t kt = k1 - k < most ? k1 - k : most;
+        gather_tn_tile_any((int)kt, N > 16 ? 2 : 1, G + (k - k0) * ldg, ldg, &part, a->off + k, d, NR, rows,
+                           mask_lo(N), mask_hi(N), alpha, k == k0 ? bias : NULL);
+      }
+    }
+    return bias != NULL;
+  }
   for (int64_t k = k0; k < k1; k += most) {
     const int64_t kt = k1 - k < most ? k1 - k : most;
     gather_tn_tile_any((int)kt, N > 16 ? 2 : 1, G + (k - k0) * ldg, ldg, a, a->off + k, D, ldd, M,
@@ -1278,17 +1343,28 @@ NERVE_TARGET_AVX512 static bool gather_tn_slice(float *G, int64_t ldg, const ner
 
 #endif
 
+bool nerve__gemm_tn_gathers_pooled(const nerve_context *ctx, int64_t N, int64_t width) {
+#if NERVE_X86
+  /* One panel: the register tiles that keep G's rows while all of D passes. */
+  return ctx->isa == NERVE_ISA_AVX512 && N <= NR && width <= NN_KC;
+#else
+  (void)ctx, (void)N, (void)width;
+  return false;
+#endif
+}
+
 bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G, int64_t ldg,
                                 const nerve__gather *a, int64_t M, const float *D, int64_t ldd,
-                                int64_t N, int64_t k0, int64_t k1, float alpha, float *bias,
-                                bool *biased) {
+                                const nerve__pooled_rows *pooled, int64_t N, int64_t k0,
+                                int64_t k1, float alpha, float *bias, bool *biased) {
   *biased = false;
 #if NERVE_X86
   if (ctx->isa != NERVE_ISA_AVX512 || k1 - k0 > NN_KC) return false;
-  if (M > 0 && N > 0 && k1 > k0) *biased = gather_tn_slice(G, ldg, a, M, D, ldd, N, k0, k1, alpha, bias);
+  if (pooled && !nerve__gemm_tn_gathers_pooled(ctx, N, k1 - k0)) return false;
+  if (M > 0 && N > 0 && k1 > k0) *biased = gather_tn_slice(G, ldg, a, M, D, ldd, pooled, N, k0, k1, alpha, bias);
   return true;
 #else
-  (void)ctx, (void)G, (void)ldg, (void)a, (void)M, (void)D, (void)ldd, (void)N, (void)k0, (void)k1, (void)alpha, (void)bias;
+  (void)ctx, (void)G, (void)ldg, (void)a, (void)M, (void)D, (void)ldd, (void)pooled, (void)N, (void)k0, (void)k1, (void)alpha, (void)bias;
   return false;
 #endif
 }

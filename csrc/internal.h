@@ -16,9 +16,10 @@
 #define NERVE_HIDDEN __attribute__((visibility("hidden")))
 #define NERVE_INLINE static inline __attribute__((always_inline))
 
-/* Scratch memory comes in two slots so a layer's workspace (an im2col block) and the GEMM it
- * calls (packed panels) never overwrite each other. */
-enum { NERVE_SCRATCH_GEMM = 0, NERVE_SCRATCH_LAYER = 1, NERVE_SCRATCH_SLOTS = 2 };
+/* Scratch memory comes in slots so a layer's workspace (an im2col block) and the GEMM it
+ * calls (packed panels) never overwrite each other; the third holds a pool's backward for a
+ * convolution that reads it (nerve_conv2d_backward_maxpool, where it cannot fuse the two). */
+enum { NERVE_SCRATCH_GEMM = 0, NERVE_SCRATCH_LAYER = 1, NERVE_SCRATCH_POOL = 2, NERVE_SCRATCH_SLOTS = 3 };
 
 struct nerve_context {
   int threads;   /* >= 1 */
@@ -324,14 +325,34 @@ NERVE_HIDDEN bool nerve__gemm_nn_gather_here(const nerve_context *ctx, float *C,
                                              const nerve__gather *a, int64_t M, const float *B,
                                              int64_t ldb, const float *bias, int64_t N, int64_t K);
 
+/*
+ * A convolution's output gradient D [M,N] as its max pool's backward would write it, read from
+ * the pool's gradient instead: row r of D (pixel oh, ow of image n, counted from the first
+ * image) is dpooled's row for the window holding that pixel in the lanes where argmax names
+ * it (oh * OW + ow), and 0 elsewhere. Only for windows that tile the map (PH x PW, strides
+ * PH and PW, no padding), so that each pixel lies in at most one window.
+ */
+typedef struct {
+  const float *dpooled;  /* [images, POH, POW, N] */
+  const int32_t *argmax; /* [images, POH, POW, N] */
+  int64_t PH, PW, POH, POW;
+} nerve__pooled_rows;
+
 /* G[0 : k1-k0, :] += alpha * A[:, k0:k1]^T . D[M,N] with A gathered, on the calling thread:
  * the chains nerve__gemm_tn_here computes on the stored columns. false (nothing done) where no
  * such kernel exists. *biased: whether it also added D's rows to bias [N] (if not NULL) as
- * nerve__bias_accumulate(..., 1.0f) does, in the same pass over D. */
+ * nerve__bias_accumulate(..., 1.0f) does, in the same pass over D. With `pooled` (not NULL),
+ * D's rows come from it (D is not read, ldd is N, a->first_row starts an image), wherever
+ * nerve__gemm_tn_gathers_pooled says so. */
 NERVE_HIDDEN bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G, int64_t ldg,
                                              const nerve__gather *a, int64_t M, const float *D,
-                                             int64_t ldd, int64_t N, int64_t k0, int64_t k1,
-                                             float alpha, float *bias, bool *biased);
+                                             int64_t ldd, const nerve__pooled_rows *pooled,
+                                             int64_t N, int64_t k0, int64_t k1, float alpha,
+                                             float *bias, bool *biased);
+
+/* Whether nerve__gemm_tn_gather_here takes D's N columns from a pool's gradient, for slices of
+ * up to `width` rows of G. */
+NERVE_HIDDEN bool nerve__gemm_tn_gathers_pooled(const nerve_context *ctx, int64_t N, int64_t width);
 
 /* A thread is worth waking for about this many multiply-adds (the products' grain). */
 enum { GEMM_GRAIN = 1 << 19 };

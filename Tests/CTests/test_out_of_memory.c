@@ -90,6 +90,25 @@ static nerve_status batchnorm_backward(nerve_context *ctx) {
 static nerve_status batchnorm_backward_relu(nerve_context *ctx) {
   return nerve_batchnorm_backward_relu(ctx, bn_dx, dgamma, dbeta, bn_dy, bn_x, gamma, smean, sinv, R, BC);
 }
+/* A convolution's parameter gradients from its max pool's (2x2): padded, 12x12 outputs pooled
+ * into 6x6 (the two calls, the output gradient in the workspace); unpadded, 10x10 into 5x5 (the
+ * output gradient never written, with AVX-512). cdy's first values as the pool's gradient, the
+ * argmax some pixel of each window. */
+static int32_t conv_argmax[2][CN * 6 * 6 * K];
+static nerve_status conv2d_backward_maxpool(nerve_context *ctx) {
+  return nerve_conv2d_backward_maxpool(ctx, cdw, cdb, cdy, conv_argmax[0], img, CN, H, W, C, K, 3, 3, 1, 1, 1, 1, H, W,
+                                       2, 2, 2, 2, 0, 0, 6, 6);
+}
+static nerve_status conv2d_backward_maxpool_unpadded(nerve_context *ctx) {
+  return nerve_conv2d_backward_maxpool(ctx, cdw, cdb, cdy, conv_argmax[1], img, CN, H, W, C, K, 3, 3, 1, 1, 0, 0, 10, 10,
+                                       2, 2, 2, 2, 0, 0, 5, 5);
+}
+static void fill_conv_argmax(int32_t *argmax, int pooled, int width) {
+  for (int o = 0; o < CN * pooled * pooled; o++)
+    for (int c = 0; c < K; c++)
+      argmax[o * K + c] = (2 * (o / pooled % pooled) + c % 2) * width + 2 * (o % pooled) + c / 2 % 2;
+}
+
 /* The batch norm rows as 7 images of 10x10 (700 rows), pooled 2x2 into 5x5 (bn_dy's first
  * 175 rows as the pool's gradient, its argmax some position of each window). */
 static int32_t bn_argmax[7 * 5 * 5 * BC];
@@ -152,6 +171,8 @@ int main(void) {
   for (int o = 0; o < 7 * 5 * 5; o++)
     for (int c = 0; c < BC; c++) bn_argmax[o * BC + c] = (2 * (o / 5 % 5) + c % 2) * 10 + 2 * (o % 5) + c / 2 % 2;
   dgamma = buffer(BC), dbeta = buffer(BC);
+  fill_conv_argmax(conv_argmax[0], 6, 12);
+  fill_conv_argmax(conv_argmax[1], 5, 10);
   fill_arena();
 
   const struct {
@@ -166,6 +187,8 @@ int main(void) {
       {"nerve_conv2d_forward_relu", "nerve_conv2d_forward_relu", conv2d_forward_relu},
       {"nerve_conv2d_backward", "nerve_conv2d_backward (3x3)", conv2d_backward},
       {"nerve_conv2d_backward", "nerve_conv2d_backward (1x1)", conv2d_backward_pointwise},
+      {"nerve_conv2d_backward_maxpool", "nerve_conv2d_backward_maxpool (padded)", conv2d_backward_maxpool},
+      {"nerve_conv2d_backward_maxpool", "nerve_conv2d_backward_maxpool (unpadded)", conv2d_backward_maxpool_unpadded},
       {"nerve_batchnorm_forward_train", "nerve_batchnorm_forward_train", batchnorm_forward_train},
       {"nerve_batchnorm_forward_infer", "nerve_batchnorm_forward_infer", batchnorm_forward_infer},
       {"nerve_batchnorm_backward", "nerve_batchnorm_backward", batchnorm_backward},

@@ -141,6 +141,8 @@ static void kernels(nerve_context *ctx) {
   /* Pooling: 2x2 windows, stride 2 over 5x5 images: 2x2 outputs. */
   float *py = buffer(CN * 2 * 2 * C), *pdy = buffer(CN * 2 * 2 * C), *pdx = buffer(CN * H * W * C);
   int32_t *arg = (int32_t *)(void *)buffer(CN * 2 * 2 * C);
+  /* Winners in the convolution's K channels (positions in the 3x3 output of an unpadded one). */
+  int32_t *conv_arg = (int32_t *)(void *)buffer(CN * 2 * 2 * K);
   /* Batch norm: 6 rows of 3 channels. */
   const int64_t R = 6, BC = 3;
   float *bx = buffer(R * BC), *by = buffer(R * BC), *gamma = buffer(BC), *beta = buffer(BC), *smean = buffer(BC);
@@ -152,6 +154,7 @@ static void kernels(nerve_context *ctx) {
   for (int k = 0; k < N; k++) labels[k] = bad_labels[k] = k % (int)O;
   bad_labels[N - 1] = (int32_t)O;
   for (int k = 0; k < CN * 2 * 2 * C; k++) arg[k] = k % (int)(H * W);
+  for (int k = 0; k < CN * 2 * 2 * K; k++) conv_arg[k] = k % 9;
   for (int k = 0; k < BC; k++) rvar[k] = 1.0f + 0.1f * k;
   memcpy(before, arena, sizeof arena);
 
@@ -254,6 +257,14 @@ static void kernels(nerve_context *ctx) {
   VARIANTS("nerve_conv2d_backward", 3,
            nerve_conv2d_backward(call_ctx, cdx, cdw, cdb, P(0, cdy), P(1, img), P(2, cw), CN * size, H, W, C, K, 3, 3, 1, 1,
                                  bad ? 3 : 1, 1, H, W));
+  /* Parameter gradients from a max pool's: padded (the two calls), then unpadded with 3x3
+   * outputs pooled 2x2 into 1x1 (the output gradient never written, with AVX-512). */
+  VARIANTS("nerve_conv2d_backward_maxpool", 3,
+           nerve_conv2d_backward_maxpool(call_ctx, cdw, cdb, P(0, cpooled), P(1, conv_arg), P(2, img), CN * size, H, W, C,
+                                         K, 3, 3, 1, 1, 1, 1, H, W, 2, 2, 2, 2, bad ? 2 : 0, 0, 2, 2));
+  VARIANTS("nerve_conv2d_backward_maxpool", 3,
+           nerve_conv2d_backward_maxpool(call_ctx, cdw, cdb, P(0, cpooled), P(1, conv_arg), P(2, img), CN * size, H, W, C,
+                                         K, 3, 3, 1, 1, 0, 0, 3, 3, 2, 2, 2, 2, 0, bad ? 2 : 0, 1, 1));
   VARIANTS("nerve_maxpool2d_forward", 3,
            nerve_maxpool2d_forward(call_ctx, P(0, py), P(1, arg), P(2, img), CN * size, H, W, C, 2, 2, 2, 2, bad ? 2 : 0, 0, 2, 2));
   VARIANTS("nerve_maxpool2d_backward", 3,

@@ -48,11 +48,22 @@ extension Communicator {
   public var isRoot: Bool { rank == 0 }
 
   /// The rows `begin ..< end` of a batch of `rows` that this rank works on: contiguous, in rank
-  /// order, sizes differing by at most one.
-  func share(of rows: Int) -> Range<Int> { rankShare(of: rows, rank: rank, size: size) }
+  /// order, whole groups of `granularity` rows (the last may be short), numbers of groups
+  /// differing by at most one.
+  func share(of rows: Int, granularity: Int = 1) -> Range<Int> {
+    rankShare(of: rows, rank: rank, size: size, granularity: granularity)
+  }
 }
 
-/// Rank `rank`'s rows of a batch of `rows` split over `size` ranks.
-func rankShare(of rows: Int, rank: Int, size: Int) -> Range<Int> {
-  (rows * rank / size)..<(rows * (rank + 1) / size)
+/// Rank `rank`'s rows of a batch of `rows` split over `size` ranks in groups of `granularity`.
+func rankShare(of rows: Int, rank: Int, size: Int, granularity: Int = 1) -> Range<Int> {
+  let g = max(granularity, 1), groups = (rows + g - 1) / g
+  return min(rows, g * (groups * rank / size))..<min(rows, g * (groups * (rank + 1) / size))
+}
+
+/// The most rows `rankShare` gives a rank of any batch of up to `rows` rows whose groups are at
+/// most `granularity` rows: ceil(rows / size) for single rows, up to about two groups more.
+func largestRankShare(of rows: Int, size: Int, granularity: Int) -> Int {
+  let g = max(granularity, 1)
+  return min(rows, (rows + size - 1) / size + (g > 1 ? 2 * g : 0))
 }

@@ -11,7 +11,10 @@
 //   broadcasts it. Each rank computes its input gradients before waiting, so rank r's chain
 //   work overlaps rank r - 1's. A dense layer that takes plain SGD's step inside backward
 //   (fused) passes its parameters along the chain instead, as one process updates them row by
-//   row.
+//   row. A first convolution with a max pool after it sums its gradients slice by slice of the
+//   batch instead (nerve_conv2d_backward_maxpool, each slice's chain from zero): there each
+//   rank's share is whole slices (Sequential.shareGranularity), and the chain carries the sum
+//   of the slices before it, as one process adds them.
 // - Batch statistics (batch normalisation) need every row: such layers gather the whole
 //   batch's input (and, backward, output gradient) on every rank and run on all of it.
 // - Dropout masks are drawn by the global row (LayerIO.firstRow).
@@ -25,6 +28,8 @@ final class DataParallelPass {
   /// This rank's rows of the current batch, and the batch's size.
   private(set) var rows: Range<Int> = 0..<0
   private(set) var batchRows = 0
+  /// The groups of rows the current batch is shared out in.
+  private var granularity = 1
   /// Layers that need the whole batch: their gathered inputs, outputs, gradients and scratch
   /// (nil for other layers), sized for the largest batch.
   private let whole: [WholeBatchBuffers?]
@@ -58,10 +63,13 @@ final class DataParallelPass {
     offsets.deallocate()
   }
 
-  /// Starts a step over a batch of `rows` rows; returns this rank's share.
+  /// Starts a step over a batch of `rows` rows; returns this rank's share: whole slices of the
+  /// batch where the model sums its first layer's gradients slice by slice
+  /// (Sequential.shareGranularity), so each rank adds whole slices to the chain as one process does.
   func begin(batchRows rows: Int) -> Range<Int> {
     batchRows = rows
-    self.rows = ranks.share(of: rows)
+    granularity = model.shareGranularity(batchRows: rows)
+    self.rows = ranks.share(of: rows, granularity: granularity)
     return self.rows
   }
 
@@ -74,7 +82,7 @@ final class DataParallelPass {
   /// Gathers every rank's rows of `local` (`width` floats a row) into `all`.
   private func gather(_ local: UnsafePointer<Float>, into all: UnsafeMutablePointer<Float>, width: Int) throws {
     for r in 0..<ranks.size {
-      let share = rankShare(of: batchRows, rank: r, size: ranks.size)
+      let share = rankShare(of: batchRows, rank: r, size: ranks.size, granularity: granularity)
       counts[r] = Int32(share.count * width)
       offsets[r] = Int32(share.lowerBound * width)
     }
@@ -113,7 +121,11 @@ final class DataParallelPass {
   /// Layer `i`'s backward with its parameter sums passed along the ranks (see the top of the
   /// file). `fused` is the step the layer takes inside backward in one process, if it does:
   /// SGD's travels along the chain; Adam's is taken from the complete gradient afterwards.
-  func backwardChained(_ i: Int, _ io: LayerIO, fused: FusedStep?) throws {
+  /// `parameterBackward`, if given, computes the parameter sums in place of the layer's own
+  /// backward (a first convolution's from its pool's gradient).
+  func backwardChained(
+    _ i: Int, _ io: LayerIO, fused: FusedStep?, parameterBackward: ((LayerIO) throws -> Void)? = nil
+  ) throws {
     let layer = model.layers[i]
     let chain = io.parameterGradients!, count = layer.parameterCount
     // This rank's input gradient first, with the parameters the step started from.
@@ -126,6 +138,8 @@ final class DataParallelPass {
     }
     if let sgd {
       try layer.backwardUpdate(io.replacing(parameters: chain, inputGradient: .some(nil)), step: sgd)
+    } else if let parameterBackward {
+      try parameterBackward(io.replacing(inputGradient: .some(nil)))
     } else {
       try layer.backward(io.replacing(inputGradient: .some(nil)))
     }

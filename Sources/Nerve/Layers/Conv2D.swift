@@ -235,6 +235,25 @@ public final class Conv2D: Layer {
         s[5], s[6], s[7], s[8], s[9], s[10]))
   }
 
+  /// `backward` without an input gradient (a first layer's) from the gradient of `pool`, the
+  /// max pool after this layer: its output gradient `pooledGradient` and the winners in its
+  /// `poolScratch` (nerve_conv2d_backward_maxpool), so the gradient between them is never
+  /// written where the windows tile the map. The batch is summed in slices of images fixed by
+  /// its size: bits that differ from `backward`'s in the last places, the same at any thread count.
+  func parameterBackward(
+    _ io: LayerIO, pooledBy pool: MaxPool2D, pooledGradient: UnsafeMutablePointer<Float>,
+    poolScratch: UnsafeMutablePointer<Float>
+  ) throws {
+    let s = geometry.sizes, g = io.parameterGradients, p = pool.windowSizes
+    try pool.withArgmax(in: poolScratch, batch: io.batch) { argmax in
+      try io.check(
+        nerve_conv2d_backward_maxpool(
+          io.ctx, g, useBias ? g.map { $0 + weightCount } : nil, pooledGradient, argmax, io.input,
+          Int64(io.batch), s[0], s[1], s[2], Int64(filters), s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10],
+          p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]))
+    }
+  }
+
   override var record: LayerRecord {
     var r = LayerRecord(type: typeName)
     r.filters = filters

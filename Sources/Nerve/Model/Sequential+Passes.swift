@@ -223,6 +223,30 @@ extension Sequential {
     return pool.activationLayer == nil && pool.windowsApart
   }
 
+  /// Whether a training pass up to `stop` takes layer `i`'s parameter gradients, a first
+  /// convolution's, from the gradient of the max pool after it (Conv2D.parameterBackward): where
+  /// the forward ran the two as one call (`convolutionPools`) and nothing needs the input
+  /// gradient (layer 0, the data). The pool's backward then writes nothing, and the
+  /// convolution's output gradient, the largest map of a first layer, is never written where
+  /// the pool's windows tile it. Not with an activation on the pool, whose gradient the pool's
+  /// own backward would read. The sums go slice by slice of the batch, so across ranks each
+  /// rank's share is whole slices (`shareGranularity`).
+  func convolutionTakesPool(_ i: Int, through stop: LayerPoint, ranks: DataParallelPass?) -> Bool {
+    guard i == 0, convolutionPools(i, through: stop, ranks: ranks),
+      let pool = layers[i + 1] as? MaxPool2D
+    else { return false }
+    return pool.activationLayer == nil
+  }
+
+  /// The groups of rows ranks share a batch of `batchRows` out in: the slices
+  /// nerve_conv2d_backward_maxpool sums a first convolution's gradients by, where a max pool
+  /// follows it (whether or not a pass then takes that path: any split serves the other layers,
+  /// whose sums run over rows in order); otherwise single rows.
+  func shareGranularity(batchRows: Int) -> Int {
+    guard layers.count > 1, layers[0] is Conv2D, layers[1] is MaxPool2D else { return 1 }
+    return Int(nerve_conv2d_pooled_slice_images(Int64(batchRows)))
+  }
+
   /// Whether a max pool follows layer `i` within a pass up to `stop`, and both run on this
   /// process's rows alone (so a pass may reorder or join them).
   private func poolFollows(_ i: Int, through stop: LayerPoint, ranks: DataParallelPass?) -> Bool {
@@ -254,6 +278,11 @@ extension Sequential {
     func normTakesPool(_ i: Int) -> Bool {
       !fusedAt(i) && normPooled(i, through: start, ranks: ranks, training: true)
     }
+    /// Whether layer `i`, a first convolution, takes its parameters' gradients from the max pool
+    /// after it (see `convolutionTakesPool`); not where its backward steps them itself.
+    func convolutionTakesPoolHere(_ i: Int) -> Bool {
+      !fusedAt(i) && listed == nil && convolutionTakesPool(i, through: start, ranks: ranks)
+    }
     for i in stride(from: start.layer, through: 0, by: -1) {
       let layer = layers[i]
       if i > 0 && normTakesPool(i - 1) { continue }  // the batch norm before it takes its gradient
@@ -281,16 +310,28 @@ extension Sequential {
         outputGradient: plan.coreGradients[i], parameterGradients: gradients + layer.parameterOffset)
       if i == 0 { core.sparseInput = listed }
       let fusedHere = fusedAt(i)
-      if let ranks, ranks.needsWholeBatch(i) {
+      if i > 0 && convolutionTakesPoolHere(i - 1) {
+        continue  // the convolution before it takes the gradient this pool's backward would write
+      } else if let ranks, ranks.needsWholeBatch(i) {
         try ranks.backwardWholeBatch(i, core)
       } else if let ranks, layer.parameterCount > 0 {
-        try ranks.backwardChained(i, core, fused: fusedHere ? fused : nil)
+        if convolutionTakesPoolHere(i), let conv = layer as? Conv2D, let pool = layers[i + 1] as? MaxPool2D {
+          try ranks.backwardChained(i, core, fused: nil) { io in
+            try conv.parameterBackward(
+              io, pooledBy: pool, pooledGradient: plan.gradients[i + 1], poolScratch: plan.scratch[i + 1])
+          }
+        } else {
+          try ranks.backwardChained(i, core, fused: fusedHere ? fused : nil)
+        }
       } else if let fused, fusedHere {
         try layer.backwardUpdate(core, step: fused)
       } else if normTakesPool(i), let norm = layer as? BatchNorm, let pool = layers[i + 1] as? MaxPool2D {
         try norm.backward(
           core, pooledBy: pool, pooledGradient: plan.gradients[i + 1], poolScratch: plan.scratch[i + 1],
           relu: takesRelu)
+      } else if convolutionTakesPoolHere(i), let conv = layer as? Conv2D, let pool = layers[i + 1] as? MaxPool2D {
+        try conv.parameterBackward(
+          core, pooledBy: pool, pooledGradient: plan.gradients[i + 1], poolScratch: plan.scratch[i + 1])
       } else if takesRelu, let norm = layer as? BatchNorm {
         try norm.backwardThroughRelu(core)
       } else {

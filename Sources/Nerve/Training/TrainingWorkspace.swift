@@ -56,7 +56,9 @@ final class TrainingWorkspace {
     // those of one process, whose results the ranks reproduce).
     let spread = communicator.map { $0.size > 1 } ?? false
     chunkCapacity =
-      spread ? (batchCapacity + communicator!.size - 1) / communicator!.size
+      spread
+      ? largestRankShare(
+        of: batchCapacity, size: communicator!.size, granularity: model.shareGranularity(batchRows: batchCapacity))
       : chunked ? max(chunkRows, 1) : batchCapacity
     keepsOrder = settings.keepsOrder(count: train.count)
     // Batches in the stored order are slices of the training set: nothing to gather into.

@@ -140,6 +140,89 @@ struct ImageKernelTests {
     #expect(status == NERVE_ERROR_BAD_SIZE && y.allSatisfy { $0 == 5 } && pooled == [5] && am == [5])
   }
 
+  /// The convolution geometries, and two batches the pooled weight gradient cuts into slices of
+  /// images (37 images: 16, 16 and 5; the fast recipe's first layer on 40 images).
+  static let pooledGradientGeometries = convGeometries + [
+    RefGeometry(n: 37, h: 13, w: 11, c: 2, k: 17, kh: 3, kw: 3, sh: 1, sw: 1, same: false),
+    RefGeometry(n: 40, h: 28, w: 28, c: 1, k: 24, kh: 5, kw: 5, sh: 1, sw: 1, same: false),
+  ]
+
+  @Test("a first convolution's parameter gradients from its max pool's gradient match the reference",
+        arguments: configurations, pooledGradientGeometries.indices)
+  func convolutionGradientFromPool(_ key: String, _ index: Int) {
+    let k = DenseKernelTests.kernels(key), g = Self.pooledGradientGeometries[index]
+    let x = sparseInputs(g.n * g.h, g.w * g.c, seed: 91)
+    let w = randomFloats(g.kh * g.kw * g.c * g.k, seed: 92), b = randomFloats(g.k, seed: 93)
+    let conv = [g.n, g.h, g.w, g.c, g.k, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow].map(Int64.init)
+    // 2x2 windows that tile the output (valid; the output gradient made as the products take
+    // it, with AVX-512), and overlapping 3x3 ones at stride 2 with padding (the two calls).
+    let pools = [
+      RefGeometry(n: g.n, h: g.oh, w: g.ow, c: g.k, k: g.k, kh: min(2, g.oh), kw: min(2, g.ow), sh: 2, sw: 2, same: false),
+      RefGeometry(n: g.n, h: g.oh, w: g.ow, c: g.k, k: g.k, kh: min(3, g.oh), kw: min(3, g.ow), sh: 2, sw: 2, same: true),
+    ]
+    for p in pools {
+      let pool = [p.kh, p.kw, p.sh, p.sw, p.pt, p.pl, p.oh, p.ow].map(Int64.init)
+      let pooledCount = g.n * p.oh * p.ow * g.k
+      var pooled = [Float](repeating: .nan, count: pooledCount), am = [Int32](repeating: -7, count: pooledCount)
+      k.ok(nerve_conv2d_forward_maxpool(
+        k.ctx, nil, &pooled, &am, x, w, b, conv[0], conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7], conv[8],
+        conv[9], conv[10], conv[11], conv[12], pool[0], pool[1], pool[2], pool[3], pool[4], pool[5], pool[6], pool[7]))
+      // A relu's mask (zeros where the pooled value is not positive) and signed zeros.
+      var dp = randomFloats(pooledCount, seed: 94)
+      for i in dp.indices where pooled[i] <= 0 { dp[i] = 0 }
+      for i in stride(from: 5, to: pooledCount, by: 11) { dp[i] = -0.0 }
+      func gradients(_ kernels: Kernels, weight: Bool = true) -> (dw: [Float], db: [Float]) {
+        var dw = randomFloats(w.count, seed: 95), db = randomFloats(g.k, seed: 96)
+        let status = weight
+          ? nerve_conv2d_backward_maxpool(
+            kernels.ctx, &dw, &db, dp, am, x, conv[0], conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7], conv[8],
+            conv[9], conv[10], conv[11], conv[12], pool[0], pool[1], pool[2], pool[3], pool[4], pool[5], pool[6], pool[7])
+          : nerve_conv2d_backward_maxpool(
+            kernels.ctx, nil, &db, dp, am, x, conv[0], conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7], conv[8],
+            conv[9], conv[10], conv[11], conv[12], pool[0], pool[1], pool[2], pool[3], pool[4], pool[5], pool[6], pool[7])
+        kernels.ok(status, "\(g) pooled \(p)")
+        return (dw, db)
+      }
+      let got = gradients(k)
+      let dout = Reference.maxPoolBackward(dy: doubles(dp), argmax: am.map(Int.init), g: p)
+      let ref = Reference.convBackward(dy: dout, x: doubles(x), w: doubles(w), g: g)
+      let dw0 = randomFloats(w.count, seed: 95), db0 = randomFloats(g.k, seed: 96)
+      let rows = Double(g.n * g.oh * g.ow).squareRoot()
+      expectClose(got.dw, zip(dw0, ref.dw).map { Double($0) + $1 }, atol: 2e-5 * rows, "weight gradient \(g) pooled \(p) \(k.label)")
+      expectClose(got.db, zip(db0, ref.db).map { Double($0) + $1 }, atol: 2e-5 * rows, "bias gradient \(g) pooled \(p) \(k.label)")
+      // The bits of one thread on the same instruction set, and the bias alone the same.
+      let one = gradients(Kernels(threads: 1, isa: k.isa))
+      #expect(bitwiseEqual(got.dw + got.db, one.dw + one.db), "\(g) pooled \(p) at \(k.label) and 1 thread")
+      #expect(bitwiseEqual(gradients(k, weight: false).db, got.db), "bias gradient alone \(g) pooled \(p) \(k.label)")
+      // Where the output gradient is made as the products take it (AVX-512, windows that tile
+      // it, an unpadded convolution, one panel of filters), the batch in two calls that meet
+      // at a slice boundary, as two ranks' shares: the same bits. (The two calls' products
+      // through OpenBLAS add each call's sum to the gradient instead.)
+      let slice = Int(nerve_conv2d_pooled_slice_images(Int64(g.n)))
+      let first = slice * ((g.n + slice - 1) / slice / 2), perImage = p.oh * p.ow * g.k
+      let tiles = p.sh == p.kh && p.sw == p.kw && p.pt == 0 && p.pl == 0
+      let inside = g.pt == 0 && g.pl == 0 && (g.oh - 1) * g.sh + g.kh <= g.h && (g.ow - 1) * g.sw + g.kw <= g.w
+      let pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && inside && g.oh == g.h && g.ow == g.w
+      guard first > 0, k.isa == .avx512, tiles, inside, !pointwise, g.k <= 32 else { continue }
+      var dw = randomFloats(w.count, seed: 95), db = randomFloats(g.k, seed: 96)
+      k.ok(nerve_context_set_whole_batch(k.ctx, Int64(g.n)))
+      for (n0, n1) in [(0, first), (first, g.n)] {
+        k.ok(nerve_conv2d_backward_maxpool(
+          k.ctx, &dw, &db, Array(dp[(n0 * perImage)...]), Array(am[(n0 * perImage)...]), Array(x[(n0 * g.h * g.w * g.c)...]),
+          Int64(n1 - n0), conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7], conv[8], conv[9], conv[10],
+          conv[11], conv[12], pool[0], pool[1], pool[2], pool[3], pool[4], pool[5], pool[6], pool[7]), "\(g) images \(n0)..<\(n1)")
+      }
+      k.ok(nerve_context_set_whole_batch(k.ctx, 0))
+      #expect(bitwiseEqual(dw + db, got.dw + got.db), "\(g) pooled \(p) in two calls at image \(first), \(k.label)")
+    }
+    // A pool that does not fit the convolution's output is refused before anything is written.
+    var dw = [Float](repeating: 5, count: w.count), db = [Float](repeating: 5, count: g.k)
+    let status = nerve_conv2d_backward_maxpool(
+      k.ctx, &dw, &db, [0], [0], x, conv[0], conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7], conv[8],
+      conv[9], conv[10], conv[11], conv[12], 2, 2, 2, 2, 0, 0, Int64(g.oh + 1), 1)
+    #expect(status == NERVE_ERROR_BAD_SIZE && dw.allSatisfy { $0 == 5 } && db.allSatisfy { $0 == 5 })
+  }
+
   @Test("pooling forward and backward match the reference", arguments: configurations, poolGeometries.indices)
   func pooling(_ key: String, _ index: Int) {
     let k = DenseKernelTests.kernels(key), g = poolGeometries[index]

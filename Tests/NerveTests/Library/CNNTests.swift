@@ -58,7 +58,9 @@ struct CNNTests {
     // The first model's relu belongs to the convolution, so training swaps it with the pool,
     // and each convolution pools its output in the same call
     // (nerve_conv2d_forward_maxpool); the second's is a layer of its own, so it runs as
-    // written, one kernel per layer.
+    // written, one kernel per layer. Backward, the first convolution takes its gradients from
+    // the pool's (nerve_conv2d_backward_maxpool), summing the batch in slices of images: the
+    // same bits at any thread count, close to (not equal to) the layer-by-layer sums.
     let swapped = try Sequential(input: [28, 28, 1], seed: 9) {
       Conv2D(6, kernel: 5, activation: .relu)
       MaxPool2D()
@@ -80,13 +82,22 @@ struct CNNTests {
     for (from, to) in [(0, 0), (2, 3), (5, 7)] {
       for name in ["weight", "bias"] { try asWritten.setParameter(layer: to, name, to: try swapped.parameter(layer: from, name)) }
     }
+    var firstLayer: [[Float]] = []
     for threads in [1, 2] {
       let a = try Trainer(model: swapped, loss: .crossEntropy, optimizer: Adam(), threads: threads).lossAndGradients(for: data)
       let b = try Trainer(model: asWritten, loss: .crossEntropy, optimizer: Adam(), threads: threads).lossAndGradients(for: data)
       #expect(a.loss == b.loss, "\(threads) thread(s)")
       #expect(a.gradients.count == 6 && b.gradients.count == 6)
       for (x, y) in zip(a.gradients, b.gradients) {
-        #expect(x.name == y.name && x.value == y.value, "layer \(x.layer) \(x.name), \(threads) thread(s)")
+        #expect(x.name == y.name, "layer \(x.layer) \(x.name)")
+        guard x.layer == 0 else {
+          #expect(x.value == y.value, "layer \(x.layer) \(x.name), \(threads) thread(s)")
+          continue
+        }
+        let scale = y.value.scalars.map { abs($0) }.max() ?? 0
+        #expect(scale > 0 && zip(x.value.scalars, y.value.scalars).allSatisfy { abs($0 - $1) <= 1e-5 * scale },
+                "layer 0 \(x.name) from the pool's gradient, \(threads) thread(s)")
+        firstLayer.append(x.value.scalars)
       }
       // Inference swaps too; asking for a layer's activations stops there, so the relu
       // convolution's own output (which a swapped pass never writes) is still there to read.
@@ -99,6 +110,8 @@ struct CNNTests {
         #expect(seen.scalars.allSatisfy { $0 >= 0 }, "layer \(from) is after relu")
       }
     }
+    #expect(firstLayer.count == 4 && bitwiseEqual(firstLayer[0], firstLayer[2]) && bitwiseEqual(firstLayer[1], firstLayer[3]),
+            "the first layer's gradients at 1 and 2 threads")
   }
 
   @Test("training joins batch norm to the max pool after it with the bits of the separate layers")
