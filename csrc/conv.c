@@ -248,8 +248,11 @@ size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C, i
                 .PT = PT, .PL = PL, .OH = OH, .OW = OW};
   if (N < 1 || OH < 1 || OW < 1 || KH < 1 || KW < 1 || C < 1) return 0;
   /* A lowered block, and for the input gradient a second one; or each forward thread's
-   * lowered block and, when the output is not kept, its block of output. */
-  return 2 * (size_t)forward_part_floats(&g, false) * sizeof(float);
+   * lowered block and, when the output is not kept, its block of output; or the partial
+   * gradients of nerve_conv2d_backward_maxpool's slices (one panel of filters). */
+  const size_t blocks = 2 * (size_t)forward_part_floats(&g, false) * sizeof(float);
+  const size_t slices = K <= 32 ? (size_t)(NERVE_CONV_POOLED_SLICES * (cols_of(&g) + 1) * 32) * sizeof(float) : 0;
+  return blocks > slices ? blocks : slices;
 }
 
 /* Columns up to which a product reads windows in place (the kernels' reduction chunk). */
@@ -771,6 +774,30 @@ static void pooled_grad_sum(const conv_geom *g, float *dweight, float *dbias,
   }
 }
 
+/* Whether nerve_conv2d_backward_maxpool makes the output gradient's rows as the products take
+ * them: windows that tile the map, the convolution's read in place, and the gathered products'
+ * one panel of filters (AVX-512). */
+static bool pooled_direct(const nerve_context *ctx, const conv_geom *g, const nerve__pool_window *pool) {
+  return gathers(g) && !is_pointwise(g) && pool_tiles(pool) && nerve__gemm_tn_gathers_pooled(ctx, g->K, cols_of(g));
+}
+
+int nerve_conv2d_backward_maxpool_direct(const nerve_context *ctx, int64_t H, int64_t W, int64_t C,
+                                         int64_t K, int64_t KH, int64_t KW, int64_t SH, int64_t SW,
+                                         int64_t PT, int64_t PL, int64_t OH, int64_t OW, int64_t PH,
+                                         int64_t PW, int64_t PSH, int64_t PSW, int64_t PPT,
+                                         int64_t PPL, int64_t POH, int64_t POW) {
+  if (!ctx) return 0;
+  conv_geom g = {.N = 1, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
+                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
+  const nerve__pool_window pool = {.H = OH, .W = OW, .C = K, .PH = PH, .PW = PW, .SH = PSH,
+                                   .SW = PSW, .PT = PPT, .PL = PPL, .OH = POH, .OW = POW};
+  /* The checks a call makes, their messages left on a context of the same instruction set, so
+   * that ctx's last error stays. */
+  nerve_context probe = {.threads = 1, .isa = ctx->isa};
+  return check_geom(&probe, &g, __func__) == NERVE_OK && nerve__maxpool_check(&probe, 1, &pool, __func__) == NERVE_OK &&
+         pooled_direct(ctx, &g, &pool);
+}
+
 /*
  * dpooled, argmax [N,POH,POW,K] (a max pool over out [N,OH,OW,K]), in [N,H,W,C] ->
  *   dweight [KH,KW,C,K] += in-lowered^T . dout, dbias [K] += sums of dout's rows,
@@ -797,9 +824,7 @@ nerve_status nerve_conv2d_backward_maxpool(
   NERVE_CHECK_PTR(ctx, argmax);
   NERVE_CHECK_PTR(ctx, in); /* read for the bias alone too: its sums come with the products' */
   const int64_t cols = cols_of(&g), ldp = (K + 31) / 32 * 32;
-  const bool sliced = gathers(&g) && !is_pointwise(&g) && pool_tiles(&pool) &&
-                      nerve__gemm_tn_gathers_pooled(ctx, K, cols);
-  if (!sliced) {
+  if (!pooled_direct(ctx, &g, &pool)) {
     /* N * OH * OW * K fits int64: the pool's check bounds the map it reads. */
     if (!nerve__product_ok(N * OH * OW * K, (int64_t)sizeof(float)))
       return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, __func__, "sizes too large");
@@ -812,8 +837,9 @@ nerve_status nerve_conv2d_backward_maxpool(
     if (s != NERVE_OK) return s;
     return backward(ctx, &g, NULL, dweight, dbias, dout, in, NULL, __func__);
   }
-  const int64_t slice_images = nerve_conv2d_pooled_slice_images(ctx->whole_batch > 0 ? ctx->whole_batch : N);
-  const int64_t slices = (N + slice_images - 1) / slice_images;
+  /* A whole batch smaller than this call's images would make more slices than promised. */
+  const int64_t slice_images = nerve_conv2d_pooled_slice_images(ctx->whole_batch > N ? ctx->whole_batch : N);
+  const int64_t slices = (N + slice_images - 1) / slice_images; /* <= NERVE_CONV_POOLED_SLICES */
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(slices * pooled_partial_floats(&g, ldp)) * sizeof(float), __func__);
   if (s != NERVE_OK) return s;
   const nerve__pooled_rows rows = {.dpooled = dpooled, .argmax = argmax, .PH = PH, .PW = PW, .POH = POH, .POW = POW};

@@ -516,6 +516,16 @@ NERVE_API nerve_status nerve_conv2d_backward_maxpool(
     int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH, int64_t OW, int64_t PH, int64_t PW,
     int64_t PSH, int64_t PSW, int64_t PPT, int64_t PPL, int64_t POH, int64_t POW);
 
+/* 1 if nerve_conv2d_backward_maxpool on ctx never writes the convolution's output gradient for
+ * this geometry (its sizes as there; valid ones), 0 if it writes it to the context's workspace
+ * (N * OH * OW * K floats, allocated on the call) or the geometry is refused. */
+NERVE_API int nerve_conv2d_backward_maxpool_direct(const nerve_context *ctx, int64_t H, int64_t W,
+                                                  int64_t C, int64_t K, int64_t KH, int64_t KW,
+                                                  int64_t SH, int64_t SW, int64_t PT, int64_t PL,
+                                                  int64_t OH, int64_t OW, int64_t PH, int64_t PW,
+                                                  int64_t PSH, int64_t PSW, int64_t PPT,
+                                                  int64_t PPL, int64_t POH, int64_t POW);
+
 /* ---- Pooling (pool.c) --------------------------------------------------------------------- */
 /*
  * Windows PH x PW with strides SH, SW over channels-last images; padding (PT, PL before the

@@ -35,6 +35,9 @@ check mlp-momentum --config examples/lab-b-relu-momentum.toml --subset 1000 --ep
 check cnn-batchnorm-dropout --config Tests/mpi/batchnorm-dropout.toml --subset 500 --epochs 1
 # The fast recipe: Adam fused into dense layers, batch 256, one-cycle schedule.
 check cnn-fast --config examples/fast-99.toml --subset 700 --epochs 1
+# The fast recipe in batches of 3,000: one process runs each in chunks (of 1,880 images, whole
+# slices of the first convolution's pooled gradient sums), the ranks their shares in one pass.
+check cnn-fast-chunked --config examples/fast-99.toml --subset 6000 --batch-size 3000 --epochs 1
 # A convolution with a 3x3 output in batches of 20: the ranks' shares are few enough rows for
 # the kernels' other method, which they must not take.
 check cnn-small-maps --config Tests/mpi/small-maps.toml --subset 400

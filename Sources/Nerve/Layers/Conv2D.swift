@@ -235,6 +235,16 @@ public final class Conv2D: Layer {
         s[5], s[6], s[7], s[8], s[9], s[10]))
   }
 
+  /// Whether `parameterBackward` through `pool` on `context` never writes this layer's output
+  /// gradient (nerve_conv2d_backward_maxpool_direct); otherwise it would write it to the
+  /// context's workspace, a map the size of the output allocated in the step.
+  func takesPoolGradientDirectly(_ pool: MaxPool2D, context: ComputeContext) -> Bool {
+    let s = geometry.sizes, p = pool.windowSizes
+    return nerve_conv2d_backward_maxpool_direct(
+      context.raw, s[0], s[1], s[2], Int64(filters), s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10], p[0], p[1],
+      p[2], p[3], p[4], p[5], p[6], p[7]) == 1
+  }
+
   /// `backward` without an input gradient (a first layer's) from the gradient of `pool`, the
   /// max pool after this layer: its output gradient `pooledGradient` and the winners in its
   /// `poolScratch` (nerve_conv2d_backward_maxpool), so the gradient between them is never

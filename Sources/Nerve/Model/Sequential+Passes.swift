@@ -229,13 +229,18 @@ extension Sequential {
   /// gradient (layer 0, the data). The pool's backward then writes nothing, and the
   /// convolution's output gradient, the largest map of a first layer, is never written where
   /// the pool's windows tile it. Not with an activation on the pool, whose gradient the pool's
-  /// own backward would read. The sums go slice by slice of the batch, so across ranks each
-  /// rank's share is whole slices (`shareGranularity`).
-  func convolutionTakesPool(_ i: Int, through stop: LayerPoint, ranks: DataParallelPass?) -> Bool {
-    guard i == 0, convolutionPools(i, through: stop, ranks: ranks),
+  /// own backward would read, nor where the kernel would write the output gradient after all
+  /// (padding, overlapping windows, more than one panel of filters, no AVX-512): there the
+  /// layers' own calls write it to the plan's buffers. The sums go slice by slice of the batch,
+  /// so across ranks each rank's share is whole slices (`shareGranularity`), and so is each
+  /// chunk of a large batch (TrainingStep).
+  func convolutionTakesPool(
+    _ i: Int, through stop: LayerPoint, ranks: DataParallelPass?, context: ComputeContext
+  ) -> Bool {
+    guard i == 0, convolutionPools(i, through: stop, ranks: ranks), let conv = layers[i] as? Conv2D,
       let pool = layers[i + 1] as? MaxPool2D
     else { return false }
-    return pool.activationLayer == nil
+    return pool.activationLayer == nil && conv.takesPoolGradientDirectly(pool, context: context)
   }
 
   /// The groups of rows ranks share a batch of `batchRows` out in: the slices
@@ -281,7 +286,7 @@ extension Sequential {
     /// Whether layer `i`, a first convolution, takes its parameters' gradients from the max pool
     /// after it (see `convolutionTakesPool`); not where its backward steps them itself.
     func convolutionTakesPoolHere(_ i: Int) -> Bool {
-      !fusedAt(i) && listed == nil && convolutionTakesPool(i, through: start, ranks: ranks)
+      !fusedAt(i) && listed == nil && convolutionTakesPool(i, through: start, ranks: ranks, context: context)
     }
     for i in stride(from: start.layer, through: 0, by: -1) {
       let layer = layers[i]

@@ -72,8 +72,9 @@ extension TrainingWorkspace {
     defer { nerve_context_set_whole_batch(context.raw, 0) }
     var result = StepResult(loss: 0, correct: 0)
     var start = 0
+    let chunk = chunkRows(ofBatch: batch.rows)
     while start < batch.rows {
-      let rows = min(chunkCapacity, batch.rows - start)
+      let rows = min(chunk, batch.rows - start)
       let x = batch.features + start * d
       let listed = batch.listed?.advanced(by: start)
       try model.forward(

@@ -59,7 +59,7 @@ final class TrainingWorkspace {
       spread
       ? largestRankShare(
         of: batchCapacity, size: communicator!.size, granularity: model.shareGranularity(batchRows: batchCapacity))
-      : chunked ? max(chunkRows, 1) : batchCapacity
+      : chunked ? max(chunkRows, 1, model.shareGranularity(batchRows: batchCapacity)) : batchCapacity
     keepsOrder = settings.keepsOrder(count: train.count)
     // Batches in the stored order are slices of the training set: nothing to gather into.
     let gathered = keepsOrder ? 0 : batchCapacity
@@ -129,6 +129,15 @@ final class TrainingWorkspace {
 
   /// Whether any layer updates its parameters inside backward.
   var fuses: Bool { fusedLayers.contains(true) }
+
+  /// The rows of each chunk of a batch of `rows`: all of them if they fit, else as many whole
+  /// groups of `Sequential.shareGranularity` as fit, so that chunks end where ranks' shares
+  /// may (a first convolution's slices), and one process adds what the ranks add.
+  func chunkRows(ofBatch rows: Int) -> Int {
+    guard rows > chunkCapacity else { return rows }
+    let group = model.shareGranularity(batchRows: rows)
+    return max(chunkCapacity / group, 1) * group
+  }
 
   /// Steps in one pass over the training set.
   var stepsPerEpoch: Int { (train.count + batchCapacity - 1) / batchCapacity }

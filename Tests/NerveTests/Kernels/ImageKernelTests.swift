@@ -203,7 +203,12 @@ struct ImageKernelTests {
       let tiles = p.sh == p.kh && p.sw == p.kw && p.pt == 0 && p.pl == 0
       let inside = g.pt == 0 && g.pl == 0 && (g.oh - 1) * g.sh + g.kh <= g.h && (g.ow - 1) * g.sw + g.kw <= g.w
       let pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && inside && g.oh == g.h && g.ow == g.w
-      guard first > 0, k.isa == .avx512, tiles, inside, !pointwise, g.k <= 32 else { continue }
+      let direct = k.isa == .avx512 && tiles && inside && !pointwise && g.k <= 32
+      let says = nerve_conv2d_backward_maxpool_direct(
+        k.ctx, conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7], conv[8], conv[9], conv[10], conv[11], conv[12],
+        pool[0], pool[1], pool[2], pool[3], pool[4], pool[5], pool[6], pool[7])
+      #expect(says == (direct ? 1 : 0), "whether \(g) pooled \(p) writes no output gradient, \(k.label)")
+      guard first > 0, direct else { continue }
       var dw = randomFloats(w.count, seed: 95), db = randomFloats(g.k, seed: 96)
       k.ok(nerve_context_set_whole_batch(k.ctx, Int64(g.n)))
       for (n0, n1) in [(0, first), (first, g.n)] {
@@ -221,6 +226,12 @@ struct ImageKernelTests {
       k.ctx, &dw, &db, [0], [0], x, conv[0], conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7], conv[8],
       conv[9], conv[10], conv[11], conv[12], 2, 2, 2, 2, 0, 0, Int64(g.oh + 1), 1)
     #expect(status == NERVE_ERROR_BAD_SIZE && dw.allSatisfy { $0 == 5 } && db.allSatisfy { $0 == 5 })
+    // A refused geometry is not direct, and asking leaves the context's last error alone.
+    let before = String(cString: nerve_context_last_error(k.ctx))
+    #expect(nerve_conv2d_backward_maxpool_direct(
+      k.ctx, conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7], conv[8], conv[9], conv[10], conv[11], conv[12],
+      2, 2, 2, 2, 0, 0, Int64(g.oh + 1), 1) == 0)
+    #expect(String(cString: nerve_context_last_error(k.ctx)) == before)
   }
 
   @Test("pooling forward and backward match the reference", arguments: configurations, poolGeometries.indices)
