@@ -488,6 +488,28 @@ nerve_status nerve_conv2d_forward_relu(nerve_context *ctx, float *out, const flo
   return forward_out(ctx, &g, out, in, weight, bias, true, __func__);
 }
 
+/* A convolution and the max pool over its output, as the joined calls take them. */
+typedef struct {
+  conv_geom conv;
+  nerve__pool_window pool;
+} pooled_conv;
+
+static pooled_conv pooled_conv_of(int64_t N, int64_t H, int64_t W, int64_t C, int64_t K, int64_t KH,
+                                  int64_t KW, int64_t SH, int64_t SW, int64_t PT, int64_t PL,
+                                  int64_t OH, int64_t OW, int64_t PH, int64_t PW, int64_t PSH,
+                                  int64_t PSW, int64_t PPT, int64_t PPL, int64_t POH, int64_t POW) {
+  return (pooled_conv){
+      .conv = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
+               .PT = PT, .PL = PL, .OH = OH, .OW = OW},
+      .pool = {.H = OH, .W = OW, .C = K, .PH = PH, .PW = PW, .SH = PSH, .SW = PSW, .PT = PPT,
+               .PL = PPL, .OH = POH, .OW = POW}};
+}
+
+static nerve_status pooled_conv_check(nerve_context *ctx, const pooled_conv *pc, const char *func) {
+  nerve_status s = check_geom(ctx, &pc->conv, func);
+  return s == NERVE_OK ? nerve__maxpool_check(ctx, pc->conv.N, &pc->pool, func) : s;
+}
+
 /*
  * in [N,H,W,C], weight [KH,KW,C,K], bias [K] or NULL -> out [N,OH,OW,K], and its max pool
  * pooled, argmax [N,POH,POW,K]
@@ -499,12 +521,10 @@ nerve_status nerve_conv2d_forward_maxpool(
     int64_t PH, int64_t PW, int64_t PSH, int64_t PSW, int64_t PPT, int64_t PPL, int64_t POH,
     int64_t POW) {
   NERVE_CHECK_CTX(ctx);
-  conv_geom g = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
-                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
-  const nerve__pool_window pool = {.H = OH, .W = OW, .C = K, .PH = PH, .PW = PW, .SH = PSH,
-                                   .SW = PSW, .PT = PPT, .PL = PPL, .OH = POH, .OW = POW};
-  nerve_status s = check_geom(ctx, &g, __func__);
-  if (s == NERVE_OK) s = nerve__maxpool_check(ctx, N, &pool, __func__);
+  const pooled_conv pc = pooled_conv_of(N, H, W, C, K, KH, KW, SH, SW, PT, PL, OH, OW, PH, PW, PSH, PSW, PPT, PPL, POH, POW);
+  const conv_geom g = pc.conv;
+  const nerve__pool_window pool = pc.pool;
+  nerve_status s = pooled_conv_check(ctx, &pc, __func__);
   if (s != NERVE_OK || N == 0) return s;
   NERVE_CHECK_PTR(ctx, pooled);
   NERVE_CHECK_PTR(ctx, argmax);
@@ -787,15 +807,11 @@ int nerve_conv2d_backward_maxpool_direct(const nerve_context *ctx, int64_t H, in
                                          int64_t PW, int64_t PSH, int64_t PSW, int64_t PPT,
                                          int64_t PPL, int64_t POH, int64_t POW) {
   if (!ctx) return 0;
-  conv_geom g = {.N = 1, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
-                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
-  const nerve__pool_window pool = {.H = OH, .W = OW, .C = K, .PH = PH, .PW = PW, .SH = PSH,
-                                   .SW = PSW, .PT = PPT, .PL = PPL, .OH = POH, .OW = POW};
+  const pooled_conv pc = pooled_conv_of(1, H, W, C, K, KH, KW, SH, SW, PT, PL, OH, OW, PH, PW, PSH, PSW, PPT, PPL, POH, POW);
   /* The checks a call makes, their messages left on a context of the same instruction set, so
    * that ctx's last error stays. */
   nerve_context probe = {.threads = 1, .isa = ctx->isa};
-  return check_geom(&probe, &g, __func__) == NERVE_OK && nerve__maxpool_check(&probe, 1, &pool, __func__) == NERVE_OK &&
-         pooled_direct(ctx, &g, &pool);
+  return pooled_conv_check(&probe, &pc, __func__) == NERVE_OK && pooled_direct(ctx, &pc.conv, &pc.pool);
 }
 
 /*
@@ -813,12 +829,10 @@ nerve_status nerve_conv2d_backward_maxpool(
     int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH, int64_t OW, int64_t PH, int64_t PW,
     int64_t PSH, int64_t PSW, int64_t PPT, int64_t PPL, int64_t POH, int64_t POW) {
   NERVE_CHECK_CTX(ctx);
-  conv_geom g = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
-                .PT = PT, .PL = PL, .OH = OH, .OW = OW};
-  const nerve__pool_window pool = {.H = OH, .W = OW, .C = K, .PH = PH, .PW = PW, .SH = PSH,
-                                   .SW = PSW, .PT = PPT, .PL = PPL, .OH = POH, .OW = POW};
-  nerve_status s = check_geom(ctx, &g, __func__);
-  if (s == NERVE_OK) s = nerve__maxpool_check(ctx, N, &pool, __func__);
+  const pooled_conv pc = pooled_conv_of(N, H, W, C, K, KH, KW, SH, SW, PT, PL, OH, OW, PH, PW, PSH, PSW, PPT, PPL, POH, POW);
+  const conv_geom g = pc.conv;
+  const nerve__pool_window pool = pc.pool;
+  nerve_status s = pooled_conv_check(ctx, &pc, __func__);
   if (s != NERVE_OK || N == 0 || (!dweight && !dbias)) return s;
   NERVE_CHECK_PTR(ctx, dpooled);
   NERVE_CHECK_PTR(ctx, argmax);
