@@ -246,12 +246,13 @@ size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C, i
                                    int64_t PL, int64_t OH, int64_t OW) {
   conv_geom g = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
                 .PT = PT, .PL = PL, .OH = OH, .OW = OW};
-  if (N < 1 || OH < 1 || OW < 1 || KH < 1 || KW < 1 || C < 1) return 0;
+  if (N < 1 || OH < 1 || OW < 1 || KH < 1 || KW < 1 || C < 1 || K < 1) return 0;
   /* A lowered block, and for the input gradient a second one; or each forward thread's
    * lowered block and, when the output is not kept, its block of output; or the partial
    * gradients of nerve_conv2d_backward_maxpool's slices (one panel of filters). */
   const size_t blocks = 2 * (size_t)forward_part_floats(&g, false) * sizeof(float);
-  const size_t slices = K <= 32 ? (size_t)(NERVE_CONV_POOLED_SLICES * (cols_of(&g) + 1) * 32) * sizeof(float) : 0;
+  const int64_t most = N < NERVE_CONV_POOLED_SLICES ? N : NERVE_CONV_POOLED_SLICES;
+  const size_t slices = K <= 32 ? (size_t)(most * (cols_of(&g) + 1) * 32) * sizeof(float) : 0;
   return blocks > slices ? blocks : slices;
 }
 
