@@ -712,7 +712,6 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
   return NERVE_OK;
 }
 
-
 /*
  * dout [N,OH,OW,K], in [N,H,W,C], weight [KH,KW,C,K] ->
  *   din [N,H,W,C] (written), dweight [KH,KW,C,K] += in-lowered^T . dout, dbias [K] += sums
@@ -728,11 +727,6 @@ nerve_status nerve_conv2d_backward(nerve_context *ctx, float *din, float *dweigh
   return backward(ctx, &g, din, dweight, dbias, dout, in, weight, __func__);
 }
 
-/* Whether a max pool's windows tile the map: each pixel in at most one window. */
-static bool pool_tiles(const nerve__pool_window *p) {
-  return p->SH == p->PH && p->SW == p->PW && p->PT == 0 && p->PL == 0;
-}
-
 /*
  * nerve_conv2d_backward_maxpool cuts its images into slices (nerve_conv2d_pooled_slice_images:
  * fixed by the whole batch alone), each slice's gradient its own chain from zero, added to
@@ -741,7 +735,6 @@ static bool pool_tiles(const nerve__pool_window *p) {
  * all rows), and the bits depend on neither the thread count nor, for calls that start at slice
  * boundaries, on how the batch is split between calls.
  */
-
 int64_t nerve_conv2d_pooled_slice_images(int64_t batch) {
   if (batch < 1) return 1;
   return (batch - 1) / NERVE_CONV_POOLED_SLICES + 1;
@@ -799,7 +792,9 @@ static void pooled_grad_sum(const conv_geom *g, float *dweight, float *dbias,
  * them: windows that tile the map, the convolution's read in place, and the gathered products'
  * one panel of filters (AVX-512). */
 static bool pooled_direct(const nerve_context *ctx, const conv_geom *g, const nerve__pool_window *pool) {
-  return gathers(g) && !is_pointwise(g) && pool_tiles(pool) && nerve__gemm_tn_gathers_pooled(ctx, g->K, cols_of(g));
+  return gathers(g) && !is_pointwise(g) &&
+         nerve__pool_tiles(pool->PH, pool->PW, pool->SH, pool->SW, pool->PT, pool->PL) &&
+         nerve__gemm_tn_gathers_pooled(ctx, g->K, cols_of(g));
 }
 
 int nerve_conv2d_backward_maxpool_direct(const nerve_context *ctx, int64_t H, int64_t W, int64_t C,

@@ -373,6 +373,12 @@ typedef struct {
   int64_t H, W, C, PH, PW, SH, SW, PT, PL, OH, OW;
 } nerve__pool_window;
 
+/* Whether windows PH x PW at strides SH, SW, padded PT, PL before the map, tile it: each pixel
+ * lies in at most one window, and the pool's backward writes each once. */
+NERVE_INLINE bool nerve__pool_tiles(int64_t PH, int64_t PW, int64_t SH, int64_t SW, int64_t PT, int64_t PL) {
+  return SH == PH && SW == PW && PT == 0 && PL == 0;
+}
+
 /* nerve_maxpool2d_forward's checks of the sizes, for N images, naming func. */
 NERVE_HIDDEN nerve_status nerve__maxpool_check(nerve_context *ctx, int64_t N,
                                                const nerve__pool_window *p, const char *func);

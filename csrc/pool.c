@@ -391,7 +391,7 @@ nerve_status nerve_maxpool2d_backward(nerve_context *ctx, float *din, const floa
   NERVE_CHECK_PTR(ctx, dout);
   NERVE_CHECK_PTR(ctx, argmax);
   pool_job j = {.g = &g, .y = din, .dy = dout, .saved = argmax};
-  if (SH == PH && SW == PW && PT == 0 && PL == 0)
+  if (nerve__pool_tiles(PH, PW, SH, SW, PT, PL))
     nerve__parallel_for(ctx, N * OH, (1 << 15) / (PH * W * C) + 1, maxpool_tiles_bwd_isa[ctx->isa], &j);
   else
     nerve__parallel_for(ctx, N * H, (1 << 15) / (W * C) + 1, maxpool_bwd_isa[ctx->isa], &j);

@@ -28,8 +28,6 @@ final class DataParallelPass {
   /// This rank's rows of the current batch, and the batch's size.
   private(set) var rows: Range<Int> = 0..<0
   private(set) var batchRows = 0
-  /// The groups of rows the current batch is shared out in.
-  private var granularity = 1
   /// Layers that need the whole batch: their gathered inputs, outputs, gradients and scratch
   /// (nil for other layers), sized for the largest batch.
   private let whole: [WholeBatchBuffers?]
@@ -68,8 +66,7 @@ final class DataParallelPass {
   /// (Sequential.shareGranularity), so each rank adds whole slices to the chain as one process does.
   func begin(batchRows rows: Int) -> Range<Int> {
     batchRows = rows
-    granularity = model.shareGranularity(batchRows: rows)
-    self.rows = ranks.share(of: rows, granularity: granularity)
+    self.rows = ranks.share(of: rows, granularity: model.shareGranularity(batchRows: rows))
     return self.rows
   }
 
@@ -81,6 +78,7 @@ final class DataParallelPass {
 
   /// Gathers every rank's rows of `local` (`width` floats a row) into `all`.
   private func gather(_ local: UnsafePointer<Float>, into all: UnsafeMutablePointer<Float>, width: Int) throws {
+    let granularity = model.shareGranularity(batchRows: batchRows)
     for r in 0..<ranks.size {
       let share = rankShare(of: batchRows, rank: r, size: ranks.size, granularity: granularity)
       counts[r] = Int32(share.count * width)

@@ -283,11 +283,17 @@ extension Sequential {
     func normTakesPool(_ i: Int) -> Bool {
       !fusedAt(i) && normPooled(i, through: start, ranks: ranks, training: true)
     }
-    /// Whether layer `i`, a first convolution, takes its parameters' gradients from the max pool
-    /// after it (see `convolutionTakesPool`); not where its backward steps them itself.
-    func convolutionTakesPoolHere(_ i: Int) -> Bool {
-      !fusedAt(i) && listed == nil && convolutionTakesPool(i, through: start, ranks: ranks, context: context)
-    }
+    /// The first convolution's parameter sums from the gradient of the max pool after it, where
+    /// it takes them so (see `convolutionTakesPool`; not where its backward steps them itself):
+    /// then layer 1's backward is skipped.
+    let firstFromPool: ((LayerIO) throws -> Void)? = {
+      guard !fusedAt(0), listed == nil, convolutionTakesPool(0, through: start, ranks: ranks, context: context),
+        let conv = layers[0] as? Conv2D, let pool = layers[1] as? MaxPool2D
+      else { return nil }
+      return { io in
+        try conv.parameterBackward(io, pooledBy: pool, pooledGradient: plan.gradients[1], poolScratch: plan.scratch[1])
+      }
+    }()
     for i in stride(from: start.layer, through: 0, by: -1) {
       let layer = layers[i]
       if i > 0 && normTakesPool(i - 1) { continue }  // the batch norm before it takes its gradient
@@ -315,28 +321,21 @@ extension Sequential {
         outputGradient: plan.coreGradients[i], parameterGradients: gradients + layer.parameterOffset)
       if i == 0 { core.sparseInput = listed }
       let fusedHere = fusedAt(i)
-      if i > 0 && convolutionTakesPoolHere(i - 1) {
+      if i == 1 && firstFromPool != nil {
         continue  // the convolution before it takes the gradient this pool's backward would write
       } else if let ranks, ranks.needsWholeBatch(i) {
         try ranks.backwardWholeBatch(i, core)
       } else if let ranks, layer.parameterCount > 0 {
-        if convolutionTakesPoolHere(i), let conv = layer as? Conv2D, let pool = layers[i + 1] as? MaxPool2D {
-          try ranks.backwardChained(i, core, fused: nil) { io in
-            try conv.parameterBackward(
-              io, pooledBy: pool, pooledGradient: plan.gradients[i + 1], poolScratch: plan.scratch[i + 1])
-          }
-        } else {
-          try ranks.backwardChained(i, core, fused: fusedHere ? fused : nil)
-        }
+        try ranks.backwardChained(
+          i, core, fused: fusedHere ? fused : nil, parameterBackward: i == 0 ? firstFromPool : nil)
       } else if let fused, fusedHere {
         try layer.backwardUpdate(core, step: fused)
       } else if normTakesPool(i), let norm = layer as? BatchNorm, let pool = layers[i + 1] as? MaxPool2D {
         try norm.backward(
           core, pooledBy: pool, pooledGradient: plan.gradients[i + 1], poolScratch: plan.scratch[i + 1],
           relu: takesRelu)
-      } else if convolutionTakesPoolHere(i), let conv = layer as? Conv2D, let pool = layers[i + 1] as? MaxPool2D {
-        try conv.parameterBackward(
-          core, pooledBy: pool, pooledGradient: plan.gradients[i + 1], poolScratch: plan.scratch[i + 1])
+      } else if i == 0, let firstFromPool {
+        try firstFromPool(core)
       } else if takesRelu, let norm = layer as? BatchNorm {
         try norm.backwardThroughRelu(core)
       } else {
