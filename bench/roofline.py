@@ -46,8 +46,8 @@ WORKLOADS = {
     "lab-a": ([dense(784, 30, True), dense(30, 10)], 50_000, 50_000, 2, True),
     "minibatch": ([dense(784, 300, True), dense(300, 10)], 50_000, 100, 2, True),
     "lab-e": ([conv_same(28, 28, 1, 32, 3, 3, True), dense(6272, 784), dense(784, 10)], 50_000, 32, 6, True),
-    "fast-99": ([conv(28, 28, 1, 24, 5, 5, True), conv(12, 12, 24, 32, 3, 3), dense(800, 256), dense(256, 10)],
-                60_000, 256, 6, True),
+    "fast-99": ([conv(28, 28, 1, 16, 5, 5, True), conv(12, 12, 16, 32, 3, 3), dense(800, 256), dense(256, 10)],
+                60_000, 192, 6, True),
     "predict-mlp": ([dense(784, 30, True), dense(30, 10)], 10_000, 10_000, 0, False),
     "predict-cnn": ([conv_same(28, 28, 1, 32, 3, 3, True), dense(6272, 784), dense(784, 10)], 10_000, 10_000, 0, False),
 }

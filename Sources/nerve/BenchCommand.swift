@@ -294,26 +294,21 @@ struct BenchCommand: ParsableCommand {
     }
   }
 
-  /// examples/fast-99.toml's recipe in code: runs of one epoch on all 60,000 training images
-  /// (`images`, loaded without a validation split) from a fresh start, seed = run number (1 is the untimed warm-up), each with its test
-  /// accuracy.
+  /// examples/fast-99.toml's recipe (ExperimentConfig.fastRecipe, built as `nerve train` builds
+  /// it): runs of one epoch on all 60,000 training images (`images`, loaded without a
+  /// validation split) from a fresh start, seed = run number (1 is the untimed warm-up), each
+  /// with its test accuracy.
   func fast99Runner(threads: Int, images: MNIST) throws -> Runner {
     var run: UInt64 = 0
     let train = {
       run += 1
-      let model = try Sequential(input: [28, 28, 1], seed: run) {
-        Conv2D(24, kernel: 5, activation: .relu)
-        MaxPool2D()
-        Conv2D(32, kernel: 3, activation: .relu)
-        MaxPool2D()
-        Flatten()
-        Dense(256, activation: .relu)
-        Dense(10, activation: .softmax)
-      }
-      let trainer = Trainer(
-        model: model, loss: .crossEntropy, optimizer: Adam(learningRate: 0.01, beta1: 0.7, beta2: 0.9), threads: threads)
-      let h = try trainer.fit(images.train, epochs: 1, batchSize: 256, seed: run, schedule: .oneCycle())
-      return Run(seconds: h.epochs[0].seconds, accuracy: try model.evaluate(images.test, loss: .crossEntropy).accuracy)
+      var recipe = ExperimentConfig.fastRecipe
+      recipe.seed = run
+      let experiment = Experiment(config: recipe)
+      let model = try experiment.makeModel(inputShape: images.train.sampleShape)
+      let trainer = Trainer(model: model, loss: recipe.loss, optimizer: try experiment.makeOptimizer(), threads: threads)
+      let h = try experiment.fit(trainer, train: images.train, validation: nil)
+      return Run(seconds: h.epochs[0].seconds, accuracy: try model.evaluate(images.test, loss: recipe.loss).accuracy)
     }
     _ = try train()
     return Runner(samples: images.train.count, next: train)
