@@ -96,7 +96,9 @@ enum DrawingPage {
       ink.fillStyle = "#fff"; ink.fillRect(0, 0, pad.width, pad.height);
     }
     blank();
-    let drawing = false, last = null, inked = false, timer = null, asked = 0, shown = 0;
+    // planned: the latest request planned (waiting for its timer, its image or its answer);
+    // shown: the request whose answer is on screen. Answers older than the one shown are dropped.
+    let drawing = false, last = null, inked = false, timer = null, planned = 0, shown = 0;
     function point(e) {
       const r = pad.getBoundingClientRect();
       return [(e.clientX - r.left) * pad.width / r.width, (e.clientY - r.top) * pad.height / r.height];
@@ -113,14 +115,16 @@ enum DrawingPage {
     for (const type of ["pointerup", "pointercancel"]) {
       pad.addEventListener(type, () => { if (drawing) { drawing = false; soon(0); } });
     }
-    // Debounced: at most one request per 120 ms while drawing; answers to older requests are dropped.
+    // Debounced: at most one request per 120 ms while drawing; answers to older requests are
+    // dropped, and the status says "thinking" until the latest drawing's answer is shown.
     function soon(delay = 120) {
       if (!inked) return;
       clearTimeout(timer);
-      timer = setTimeout(() => pad.toBlob(blob => ask(blob, "image/png"), "image/png"), delay);
+      const id = ++planned;
+      status.textContent = "thinking\u2026";
+      timer = setTimeout(() => pad.toBlob(blob => ask(blob, "image/png", id), "image/png"), delay);
     }
-    async function ask(body, type) {
-      const id = ++asked;
+    async function ask(body, type, id = ++planned) {
       status.textContent = "thinking\u2026";
       try {
         const answer = await fetch("predict", { method: "POST", headers: { "Content-Type": type }, body });
@@ -129,6 +133,7 @@ enum DrawingPage {
         shown = id;
         if (!answer.ok) { show(null); status.textContent = result.error || answer.statusText; return; }
         show(result);
+        if (id < planned) status.textContent = "thinking\u2026"; // a newer drawing's answer is on its way
       } catch (err) {
         status.textContent = "no answer from the server: " + err;
       }
@@ -146,7 +151,7 @@ enum DrawingPage {
       row.lastElementChild.textContent = p ? (100 * p).toFixed(1) + "%" : "\u2013";
     }
     function clearPad() {
-      blank(); inked = false; asked++; clearTimeout(timer); show(null);
+      blank(); inked = false; shown = ++planned; clearTimeout(timer); show(null);
       status.textContent = "Draw a digit on the pad.";
     }
     document.getElementById("clear").addEventListener("click", clearPad);
