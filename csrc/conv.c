@@ -241,6 +241,14 @@ static int64_t forward_part_floats(const conv_geom *g, bool kept) {
   return block_floats(g) + (kept ? 0 : images_per_block(g) * g->OH * g->OW * g->K);
 }
 
+/* K filters rounded up to whole panels of 32: the row stride of the padded weight-gradient
+ * copies the gathered products add into. */
+static int64_t panel_width(int64_t K) { return (K + 31) / 32 * 32; }
+
+/* One slice's partial gradients in nerve_conv2d_backward_maxpool: cols rows of ldp floats for
+ * the weight, then ldp for the bias. */
+static int64_t pooled_partial_floats(const conv_geom *g, int64_t ldp) { return (cols_of(g) + 1) * ldp; }
+
 size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
                                    int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PT,
                                    int64_t PL, int64_t OH, int64_t OW) {
@@ -252,7 +260,7 @@ size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C, i
    * gradients of nerve_conv2d_backward_maxpool's slices (one panel of filters). */
   const size_t blocks = 2 * (size_t)forward_part_floats(&g, false) * sizeof(float);
   const int64_t most = N < NERVE_CONV_POOLED_SLICES ? N : NERVE_CONV_POOLED_SLICES;
-  const size_t slices = K <= 32 ? (size_t)(most * (cols_of(&g) + 1) * 32) * sizeof(float) : 0;
+  const size_t slices = K <= 32 ? (size_t)(most * pooled_partial_floats(&g, panel_width(K))) * sizeof(float) : 0;
   return blocks > slices ? blocks : slices;
 }
 
@@ -665,7 +673,7 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
   /* With AVX-512 the weight gradient is one team's work (weight_grad_member), on a copy of
    * dweight padded to whole panels. */
   const bool team_grad = dweight && !pointwise && nerve__gemm_tn_visits(ctx);
-  const int64_t ldp = (K + 31) / 32 * 32;
+  const int64_t ldp = panel_width(K);
   size_t tn = team_grad ? (size_t)cols * (size_t)ldp * sizeof(float)
               : dweight ? nerve__gemm_tn_scratch(ctx, most_rows, K, cols, K) : 0;
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, 2 * (size_t)block * sizeof(float), func);
@@ -750,8 +758,6 @@ typedef struct {
   bool bias;
 } pooled_grad_job;
 
-static int64_t pooled_partial_floats(const conv_geom *g, int64_t ldp) { return (cols_of(g) + 1) * ldp; }
-
 /* Member t of nt: the partial gradients of its share of the slices. */
 static void pooled_grad_member(void *data, int t, int nt) {
   pooled_grad_job *j = data;
@@ -833,7 +839,7 @@ nerve_status nerve_conv2d_backward_maxpool(
   NERVE_CHECK_PTR(ctx, dpooled);
   NERVE_CHECK_PTR(ctx, argmax);
   NERVE_CHECK_PTR(ctx, in); /* read for the bias alone too: its sums come with the products' */
-  const int64_t cols = cols_of(&g), ldp = (K + 31) / 32 * 32;
+  const int64_t cols = cols_of(&g), ldp = panel_width(K);
   if (!pooled_direct(ctx, &g, &pool)) {
     /* N * OH * OW * K fits int64: the pool's check bounds the map it reads. */
     if (!nerve__product_ok(N * OH * OW * K, (int64_t)sizeof(float)))

@@ -1,5 +1,5 @@
-// FloatBuffer: 64-byte aligned float storage from the C core's allocator, or pages mapped
-// from the kernel for large zeroed buffers.
+// FloatBuffer: 64-byte aligned float storage from the C core's allocator, pages mapped from
+// the kernel for large zeroed buffers, or ordinary pages for data sets written once.
 import CNerve
 
 #if canImport(Glibc)
@@ -8,8 +8,9 @@ import CNerve
   import Darwin
 #endif
 
-/// An owned, aligned, zero-initialised buffer of `Float`, freed when the last reference goes.
-/// Large buffers are placed on huge pages.
+/// An owned, aligned buffer of `Float`, freed when the last reference goes: zero-initialised
+/// (large ones on huge pages), or written whole by its maker (`init(uninitializedCount:)`, on
+/// ordinary pages).
 final class FloatBuffer: @unchecked Sendable {
   let pointer: UnsafeMutablePointer<Float>
   let count: Int
