@@ -610,10 +610,11 @@ typedef struct {
   const float *packed; /* the weight, packed by nerve__gemm_nn_pack */
   int64_t group;       /* images a member multiplies, then sums back, at a time */
   nerve__range_fn sum_windows;
+  int64_t next; /* the first image no member has taken (nerve__take_chunk) */
 } input_grad_job;
 
 /*
- * The input gradient by a team, each member over its share of the images, a few at a time:
+ * The input gradient by a team, each member taking a few images at a time as it becomes free:
  * their lowered gradient dout . weight^T, then col2im over the same images. Split by blocks
  * instead, the product's rows landed in one core's cache and the sums read them from the
  * other's (col2im measured no faster on two threads than on one). Each row's chain and each
@@ -621,12 +622,12 @@ typedef struct {
  */
 static void input_grad_member(void *data, int t, int nt) {
   input_grad_job *j = data;
+  (void)nt;
   const conv_geom *g = j->g;
   const int64_t pix = g->OH * g->OW, cols = cols_of(g), hw = g->H * g->W;
-  const int64_t n0 = g->N * t / nt, n1 = g->N * (t + 1) / nt;
   float *dcol = j->dcol + t * j->group * pix * cols;
-  for (int64_t n = n0; n < n1; n += j->group) {
-    const int64_t images = n1 - n < j->group ? n1 - n : j->group;
+  for (int64_t n, end; nerve__take_chunk(&j->next, j->group, g->N, &n, &end);) {
+    const int64_t images = end - n;
     nerve__gemm_nn_packed_here(j->ctx, dcol, cols, j->dout + n * pix * g->K, g->K, j->packed,
                                images * pix, cols, g->K);
     col2im_job cj = {.g = g, .din = j->din + n * hw * g->C, .dcol = dcol};
@@ -756,17 +757,21 @@ typedef struct {
   float *partials; /* per slice: cols rows of ldp floats for the weight, then ldp for the bias */
   int64_t slice_images, slices, ldp;
   bool bias;
+  int64_t next; /* the first slice no member has taken (nerve__take_chunk) */
 } pooled_grad_job;
 
-/* Member t of nt: the partial gradients of its share of the slices. */
+/* Member t of nt: the partial gradients of slices as it becomes free (a slice's partial is
+ * its own chain, whoever makes it). Equal shares fixed in advance left one thread waiting
+ * whenever the host slowed the other. */
 static void pooled_grad_member(void *data, int t, int nt) {
   pooled_grad_job *j = data;
+  (void)t, (void)nt;
   const conv_geom *g = j->g;
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, part = pooled_partial_floats(g, j->ldp);
   const int64_t map = j->pooled->POH * j->pooled->POW * g->K; /* an image's pooled values */
   int32_t off[GATHER_MAX_COLS];
   window_offsets(g, off);
-  for (int64_t s = j->slices * t / nt; s < j->slices * (t + 1) / nt; s++) {
+  for (int64_t s, end; nerve__take_chunk(&j->next, 1, j->slices, &s, &end);) {
     const int64_t n0 = s * j->slice_images;
     const int64_t images = g->N - n0 < j->slice_images ? g->N - n0 : j->slice_images;
     float *G = j->partials + s * part;
