@@ -1,6 +1,6 @@
 /*
- * fast_layers.c: the fast recipe's convolution layers (examples/fast-99.toml: conv 5x5 24 ->
- * pool 2 -> conv 3x3 24 -> 32 -> pool 2) on a batch of 256 through libnerve's C API, each call
+ * fast_layers.c: the fast recipe's convolution layers (examples/fast-99.toml: conv 5x5 16 ->
+ * pool 2 -> conv 3x3 16 -> 32 -> pool 2) on a batch of 192 through libnerve's C API, each call
  * timed between the others' (so its operands come from wherever those left them, as in
  * training), best of 40: to compare builds of the library, or thread counts. Made-up but finite
  * data (pseudo-random, so no zeros for the products to skip).
@@ -26,22 +26,22 @@ enum { CALLS = 8, ROUNDS = 40 };
 
 int main(int argc, char **argv) {
   const int threads = argc > 1 ? atoi(argv[1]) : 2;
-  const long N = 256, M1 = N * 24 * 24 * 24, P1 = N * 12 * 12 * 24, M2 = N * 10 * 10 * 32, P2 = N * 5 * 5 * 32;
+  const long N = 192, F = 16, M1 = N * 24 * 24 * F, P1 = N * 12 * 12 * F, M2 = N * 10 * 10 * 32, P2 = N * 5 * 5 * 32;
   nerve_context *ctx = NULL;
   if (nerve_context_create(&ctx, threads) != NERVE_OK) return 1;
-  const size_t w1 = nerve_conv2d_workspace_size(N, 28, 28, 1, 24, 5, 5, 1, 1, 0, 0, 24, 24);
-  const size_t w2 = nerve_conv2d_workspace_size(N, 12, 12, 24, 32, 3, 3, 1, 1, 0, 0, 10, 10);
+  const size_t w1 = nerve_conv2d_workspace_size(N, 28, 28, 1, F, 5, 5, 1, 1, 0, 0, 24, 24);
+  const size_t w2 = nerve_conv2d_workspace_size(N, 12, 12, F, 32, 3, 3, 1, 1, 0, 0, 10, 10);
   if (nerve_context_reserve(ctx, w1 > w2 ? w1 : w2) != NERVE_OK) return 1;
-  float *x = random_floats(N * 784, 7, 1.0f), *w1s = random_floats(25 * 24, 5, 0.3f), *b1 = floats(24, 3);
-  float *dw1 = floats(25 * 24, 0), *db1 = floats(24, 0), *conv1 = floats(M1, 0), *dconv1 = random_floats(M1, 9, 0.01f);
+  float *x = random_floats(N * 784, 7, 1.0f), *w1s = random_floats(25 * F, 5, 0.3f), *b1 = floats(F, 3);
+  float *dw1 = floats(25 * F, 0), *db1 = floats(F, 0), *conv1 = floats(M1, 0), *dconv1 = random_floats(M1, 9, 0.01f);
   float *pool1 = random_floats(P1, 11, 1.0f), *dpool1 = random_floats(P1, 3, 0.01f);
-  float *w2s = random_floats(216 * 32, 5, 0.1f), *b2 = floats(32, 3), *dw2 = floats(216 * 32, 0), *db2 = floats(32, 0);
+  float *w2s = random_floats(9 * F * 32, 5, 0.1f), *b2 = floats(32, 3), *dw2 = floats(9 * F * 32, 0), *db2 = floats(32, 0);
   float *dconv2 = random_floats(M2, 13, 0.01f), *pool2 = floats(P2, 0), *dx2 = floats(P1, 0);
   float *out1 = floats(P1, 0);
   int32_t *arg1 = nerve_alloc((size_t)P1 * sizeof(int32_t)), *arg2 = nerve_alloc((size_t)P2 * sizeof(int32_t));
   if (!arg1 || !arg2) return 1;
   /* Winners for the pool's backward: a real forward's. */
-  if (nerve_maxpool2d_forward(ctx, out1, arg1, dconv1, N, 24, 24, 24, 2, 2, 2, 2, 0, 0, 12, 12) != NERVE_OK) return 1;
+  if (nerve_maxpool2d_forward(ctx, out1, arg1, dconv1, N, 24, 24, F, 2, 2, 2, 2, 0, 0, 12, 12) != NERVE_OK) return 1;
   static const char *names[CALLS] = {
       "conv 1 + pool, output kept", "conv 1 + pool, output not kept", "max pool 1 alone",
       "conv 2 + pool, output not kept", "max pool 1 backward", "conv 1 weight gradient",
@@ -49,16 +49,16 @@ int main(int argc, char **argv) {
   double best[CALLS];
   for (int i = 0; i < CALLS; i++) best[i] = 1e9;
   for (int r = 0; r < ROUNDS; r++) {
-    BEST(0, nerve_conv2d_forward_maxpool(ctx, conv1, out1, arg1, x, w1s, b1, N, 28, 28, 1, 24, 5, 5, 1, 1, 0, 0, 24, 24, 2, 2, 2, 2, 0, 0, 12, 12));
-    BEST(1, nerve_conv2d_forward_maxpool(ctx, NULL, out1, arg1, x, w1s, b1, N, 28, 28, 1, 24, 5, 5, 1, 1, 0, 0, 24, 24, 2, 2, 2, 2, 0, 0, 12, 12));
-    BEST(2, nerve_maxpool2d_forward(ctx, out1, arg1, dconv1, N, 24, 24, 24, 2, 2, 2, 2, 0, 0, 12, 12));
-    BEST(3, nerve_conv2d_forward_maxpool(ctx, NULL, pool2, arg2, pool1, w2s, b2, N, 12, 12, 24, 32, 3, 3, 1, 1, 0, 0, 10, 10, 2, 2, 2, 2, 0, 0, 5, 5));
-    BEST(4, nerve_maxpool2d_backward(ctx, conv1, dpool1, arg1, N, 24, 24, 24, 2, 2, 2, 2, 0, 0, 12, 12));
-    BEST(5, nerve_conv2d_backward(ctx, NULL, dw1, db1, dconv1, x, w1s, N, 28, 28, 1, 24, 5, 5, 1, 1, 0, 0, 24, 24));
-    BEST(6, nerve_conv2d_backward(ctx, NULL, dw2, db2, dconv2, pool1, w2s, N, 12, 12, 24, 32, 3, 3, 1, 1, 0, 0, 10, 10));
-    BEST(7, nerve_conv2d_backward(ctx, dx2, NULL, NULL, dconv2, pool1, w2s, N, 12, 12, 24, 32, 3, 3, 1, 1, 0, 0, 10, 10));
+    BEST(0, nerve_conv2d_forward_maxpool(ctx, conv1, out1, arg1, x, w1s, b1, N, 28, 28, 1, F, 5, 5, 1, 1, 0, 0, 24, 24, 2, 2, 2, 2, 0, 0, 12, 12));
+    BEST(1, nerve_conv2d_forward_maxpool(ctx, NULL, out1, arg1, x, w1s, b1, N, 28, 28, 1, F, 5, 5, 1, 1, 0, 0, 24, 24, 2, 2, 2, 2, 0, 0, 12, 12));
+    BEST(2, nerve_maxpool2d_forward(ctx, out1, arg1, dconv1, N, 24, 24, F, 2, 2, 2, 2, 0, 0, 12, 12));
+    BEST(3, nerve_conv2d_forward_maxpool(ctx, NULL, pool2, arg2, pool1, w2s, b2, N, 12, 12, F, 32, 3, 3, 1, 1, 0, 0, 10, 10, 2, 2, 2, 2, 0, 0, 5, 5));
+    BEST(4, nerve_maxpool2d_backward(ctx, conv1, dpool1, arg1, N, 24, 24, F, 2, 2, 2, 2, 0, 0, 12, 12));
+    BEST(5, nerve_conv2d_backward(ctx, NULL, dw1, db1, dconv1, x, w1s, N, 28, 28, 1, F, 5, 5, 1, 1, 0, 0, 24, 24));
+    BEST(6, nerve_conv2d_backward(ctx, NULL, dw2, db2, dconv2, pool1, w2s, N, 12, 12, F, 32, 3, 3, 1, 1, 0, 0, 10, 10));
+    BEST(7, nerve_conv2d_backward(ctx, dx2, NULL, NULL, dconv2, pool1, w2s, N, 12, 12, F, 32, 3, 3, 1, 1, 0, 0, 10, 10));
   }
-  printf("%d thread(s), the fast recipe's convolution layers on 256 images, best of %d:\n", threads, ROUNDS);
+  printf("%d thread(s), the fast recipe's convolution layers on %ld images, best of %d:\n", threads, N, ROUNDS);
   for (int i = 0; i < CALLS; i++) {
     if (best[i] < 1e9) printf("  %-32s %7.3f ms\n", names[i], best[i] * 1e3);
     else printf("  %-32s refused\n", names[i]);
