@@ -25,11 +25,13 @@ import argparse
 import bisect
 import collections
 import os
+import re
 import subprocess
 import sys
 import tempfile
 
 RATE = 2000  # samples a second a thread
+HEADER = re.compile(r"^\s*(\d+)\s+([\d.]+):\s*$")  # perf script: a sample's tid and time
 
 
 def record(command, data):
@@ -48,11 +50,12 @@ def parse(text):
     for line in text.splitlines():
         if not line.strip():
             continue
-        if line[0] not in " \t":
-            tid, time = line.split()[:2]
+        header = HEADER.match(line)
+        if header:
+            tid, time = header.groups()
             frames = []
-            threads[int(tid)].append((float(time.rstrip(":")), frames))
-        else:
+            threads[int(tid)].append((float(time), frames))
+        elif frames is not None and len(line.split(None, 1)) == 2:
             parts = line.split(None, 1)[1].rsplit(" (", 1)
             frames.append((parts[0].split("+0x")[0], parts[1].rstrip(")") if len(parts) > 1 else ""))
     return threads
