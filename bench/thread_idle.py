@@ -10,6 +10,8 @@ span in which the team's second thread lives:
   busy  CPU seconds in Nerve's kernels and everything else but the OpenMP runtime;
   idle  CPU seconds inside libgomp (a thread spinning at a barrier, or for its next region);
 
+(and the same over the whole run and every thread, to compare one thread count with another)
+
 and, for each idle sample, what the other thread was running at that moment: the kernel whose
 share was longer, or the serial work the team waited for. Busy CPU that grows from 1 thread to
 2 is the machine (or memory); idle is the code's to remove.
@@ -89,9 +91,13 @@ def main():
         threads = record(command, os.path.join(tmp, "perf.data"))
     # The team: the two threads with most samples (the main thread only waits for the run).
     team = sorted(threads, key=lambda t: -len(threads[t]))[:2]
-    if len(team) == 1 or len(threads[team[1]]) < RATE // 10:
-        busy = sum(1 for _, f in threads[team[0]] if not waiting(f))
-        print(f"one thread: {busy / RATE:.3f} CPU seconds busy")
+    # The whole run, every thread: comparable between thread counts.
+    everything = [f for t in threads for _, f in threads[t]]
+    print(f"whole run: busy {sum(not waiting(f) for f in everything) / RATE:.3f} CPU s, "
+          f"idle {sum(waiting(f) for f in everything) / RATE:.3f} CPU s")
+    # A second thread with a small fraction of the first's samples is not a team member (OpenBLAS
+    # starts one that spins for 0.1 s and sleeps).
+    if len(team) == 1 or 4 * len(threads[team[1]]) < len(threads[team[0]]):
         return
     start, end = threads[team[1]][0][0], threads[team[1]][-1][0]
     span = {t: [s for s in threads[t] if start <= s[0] <= end] for t in team}
