@@ -57,9 +57,11 @@ def parse(text):
             tid, time = header.groups()
             frames = []
             threads[int(tid)].append((float(time), frames))
-        elif frames is not None and len(line.split(None, 1)) == 2:
-            parts = line.split(None, 1)[1].rsplit(" (", 1)
-            frames.append((parts[0].split("+0x")[0], parts[1].rstrip(")") if len(parts) > 1 else ""))
+        elif frames is not None:
+            ip_rest = line.split(None, 1)  # "ip symbol (dso)"
+            if len(ip_rest) == 2:
+                symbol, _, dso = ip_rest[1].rpartition(" (")
+                frames.append((symbol, dso.rstrip(")")) if symbol else (dso, ""))
     return threads
 
 

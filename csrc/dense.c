@@ -268,19 +268,13 @@ static void input_columns(void *arg, int64_t k0, int64_t k1) {
   nerve__gemm_nt_columns(j->ctx, j->din, j->I, j->dout, j->O, j->weight, j->O, j->N, j->O, k0, k1);
 }
 
-/* What a dot product's closing sum of 16 lanes costs, in multiply-adds: a classifier's
- * 10-long dots take about 90 multiply-adds' time each on a Zen 4 (Nerve's fast recipe: 0.11 ms
- * for 192 x 256 of them), so counted as 10 their columns looked too small to share, and the
- * other thread waited. 64, under the 90 measured, errs toward staying on one thread. */
-enum { DOT_CLOSING_MADDS = 64 };
-
 /* The whole input gradient in columns shared out among threads as products are (a column
  * is N dot products of length O), computed as the fused path's tiles compute it: the same
  * chains, from the weights as they are now. */
 static void input_gradient(nerve_context *ctx, float *din, const float *dout, const float *weight,
                            int64_t N, int64_t I, int64_t O) {
   input_columns_job j = {.ctx = ctx, .din = din, .dout = dout, .weight = weight, .N = N, .I = I, .O = O};
-  nerve__parallel_for(ctx, I, GEMM_GRAIN / (N * (O + DOT_CLOSING_MADDS)) + 1, input_columns, &j);
+  nerve__parallel_for(ctx, I, GEMM_GRAIN / (N * nerve__nt_dot_madds(O)) + 1, input_columns, &j);
 }
 
 /* Rows of the batch up to which the fused path is used (its tiles re-read the batch per tile). */

@@ -366,6 +366,14 @@ NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t l
                                          int64_t ldb, int64_t M, int64_t K, int64_t i0,
                                          int64_t i1);
 
+/* What one of nerve__gemm_nt_columns' dot products of length K costs, in multiply-adds, for
+ * sharing its columns out by GEMM_GRAIN: K, plus the closing sum of its 16 lanes, which for
+ * short K costs more than the products (a classifier's 10-long dots took about 90
+ * multiply-adds' time each on a Zen 4: 0.11 ms for 192 x 256 of them, and counted as 10 they
+ * stayed on one thread while the other waited). 64, under the 90 measured, errs toward one
+ * thread. */
+NERVE_INLINE int64_t nerve__nt_dot_madds(int64_t K) { return K + 64; }
+
 /* ---- Max pooling inside other kernels (pool.c) ------------------------------------------ */
 
 /* A max pool's window over images of H x W x C (nerve_maxpool2d_forward's arguments). */
