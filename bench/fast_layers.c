@@ -1,6 +1,8 @@
 /*
  * fast_layers.c: the fast recipe's convolution layers (examples/fast-99.toml: conv 5x5 16 ->
- * pool 2 -> conv 3x3 16 -> 32 -> pool 2) on a batch of 192 through libnerve's C API, each call
+ * pool 2 -> conv 3x3 16 -> 32 -> pool 2) and its dense 800 -> 256 layer's backward fused with
+ * Adam (half the output gradient zero, as after a relu) on a batch of 192 through libnerve's C
+ * API, each call
  * timed between the others' (so its operands come from wherever those left them, as in
  * training), best of 40: to compare builds of the library, or thread counts. Made-up but finite
  * data (pseudo-random, so no zeros for the products to skip).
@@ -13,7 +15,7 @@
 
 #include <stdio.h>
 
-enum { CALLS = 8, ROUNDS = 40 };
+enum { CALLS = 9, ROUNDS = 40 };
 
 /* A refused call (an older library without out = NULL) is left out of the table. */
 #define BEST(slot, call)                                                  \
@@ -38,6 +40,12 @@ int main(int argc, char **argv) {
   float *w2s = random_floats(9 * F * 32, 5, 0.1f), *b2 = floats(32, 3), *dw2 = floats(9 * F * 32, 0), *db2 = floats(32, 0);
   float *dconv2 = random_floats(M2, 13, 0.01f), *pool2 = floats(P2, 0), *dx2 = floats(P1, 0);
   float *out1 = floats(P1, 0);
+  const long DI = 800, DO = 256; /* the dense layer: inputs (32 x 5 x 5), outputs */
+  float *dx = random_floats(N * DI, 17, 1.0f), *dw = random_floats(DI * DO, 19, 0.05f), *dwb = floats(DO, 0);
+  float *ddy = random_floats(N * DO, 23, 0.01f), *ddx = floats(N * DI, 0);
+  float *dm = floats(DI * DO, 0), *dv = floats(DI * DO, 0), *dbm = floats(DO, 0), *dbv = floats(DO, 0);
+  for (long i = 0; i < N * DI; i++) dx[i] = dx[i] < 0 ? 0.0f : dx[i];
+  for (long i = 0; i < N * DO; i++) ddy[i] = i * 2654435761u >> 7 & 1 ? 0.0f : ddy[i];
   int32_t *arg1 = nerve_alloc((size_t)P1 * sizeof(int32_t)), *arg2 = nerve_alloc((size_t)P2 * sizeof(int32_t));
   if (!arg1 || !arg2) return 1;
   /* Winners for the pool's backward: a real forward's. */
@@ -45,7 +53,7 @@ int main(int argc, char **argv) {
   static const char *names[CALLS] = {
       "conv 1 + pool, output kept", "conv 1 + pool, output not kept", "max pool 1 alone",
       "conv 2 + pool, output not kept", "max pool 1 backward", "conv 1 weight gradient",
-      "conv 2 weight gradient", "conv 2 input gradient"};
+      "conv 2 weight gradient", "conv 2 input gradient", "dense backward + Adam"};
   double best[CALLS];
   for (int i = 0; i < CALLS; i++) best[i] = 1e9;
   for (int r = 0; r < ROUNDS; r++) {
@@ -57,8 +65,10 @@ int main(int argc, char **argv) {
     BEST(5, nerve_conv2d_backward(ctx, NULL, dw1, db1, dconv1, x, w1s, N, 28, 28, 1, F, 5, 5, 1, 1, 0, 0, 24, 24));
     BEST(6, nerve_conv2d_backward(ctx, NULL, dw2, db2, dconv2, pool1, w2s, N, 12, 12, F, 32, 3, 3, 1, 1, 0, 0, 10, 10));
     BEST(7, nerve_conv2d_backward(ctx, dx2, NULL, NULL, dconv2, pool1, w2s, N, 12, 12, F, 32, 3, 3, 1, 1, 0, 0, 10, 10));
+    BEST(8, nerve_dense_backward_adam(ctx, ddx, dw, dwb, dm, dv, dbm, dbv, ddy, dx, N, DI, DO, 1e-4f, 0.9f,
+                                      0.999f, 1e-7f, 0.0f, 0.0f, r + 1));
   }
-  printf("%d thread(s), the fast recipe's convolution layers on %ld images, best of %d:\n", threads, N, ROUNDS);
+  printf("%d thread(s), the fast recipe's layers on %ld images, best of %d:\n", threads, N, ROUNDS);
   for (int i = 0; i < CALLS; i++) {
     if (best[i] < 1e9) printf("  %-32s %7.3f ms\n", names[i], best[i] * 1e3);
     else printf("  %-32s refused\n", names[i]);

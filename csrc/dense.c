@@ -277,6 +277,26 @@ static void input_gradient(nerve_context *ctx, float *din, const float *dout, co
   nerve__parallel_for(ctx, I, GEMM_GRAIN / (N * nerve__nt_dot_madds(O)) + 1, input_columns, &j);
 }
 
+/* How the fused path computes the input gradient, from the weights before the step. */
+typedef enum {
+  INPUT_BY_TILES, /* each tile's columns as dot products just before its step, its weights in cache */
+  INPUT_DOTS,     /* all the dots first: with a classifier's 10 outputs each tile's call would
+                     be a short call of short dots */
+  INPUT_PRODUCT,  /* one product first, as nerve_dense_backward makes it */
+} input_method;
+
+/* The product where nerve_dense_backward would not take dot products either, past their
+ * kernel's rows (nerve__gemm_nn_scratch not 0, the packed weight's bytes, reserved before
+ * anything is stepped): each row's zeros in dout (a relu's gradient) are skipped, which dot
+ * products cannot do. The fast recipe's 800 -> 256 layer on 192 rows, half of dout zero: the
+ * fused step 1.79 -> 1.27 ms at 1 thread and 0.99 -> 0.66 ms at 2 with its operands in cache,
+ * 1.95-2.06 -> 1.56-1.63 ms at 1 thread from wherever the other layers left them
+ * (bench/fast_layers.c). */
+static input_method fused_input_method(const nerve_context *ctx, int64_t N, int64_t I, int64_t O) {
+  if (O < NT_DOTS_MIN) return INPUT_DOTS;
+  return nerve__gemm_nn_scratch(ctx, method_rows(ctx, N), I, O, true) > 0 ? INPUT_PRODUCT : INPUT_BY_TILES;
+}
+
 /* Rows of the batch up to which the fused path is used (its tiles re-read the batch per tile). */
 enum { FUSED_MAX_ROWS = 256 };
 
@@ -311,6 +331,8 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
   const bool fused = method_rows(ctx, N) <= FUSED_MAX_ROWS && nerve__gemm_tn_visits(ctx);
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(O + (fused ? 0 : I * O)) * sizeof(float), __func__);
   if (s == NERVE_OK && !fused) s = reserve_backward(ctx, din != NULL, true, N, I, O, __func__);
+  const input_method input = fused && din ? fused_input_method(ctx, N, I, O) : INPUT_BY_TILES;
+  if (s == NERVE_OK && input == INPUT_PRODUCT) s = reserve_backward(ctx, true, false, N, I, O, __func__);
   if (s != NERVE_OK) return s;
   /* The bias first (small): its gradient in scratch, then the ordinary step. */
   float *gbias = ctx->scratch[NERVE_SCRATCH_LAYER];
@@ -330,12 +352,12 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
   const nerve__visit_streams rows = {.base = {weight, weight_m, weight_v}, .count = 3,
                                      .row_bytes = O * (int64_t)sizeof(float)};
   if (fused) {
-    /* Few outputs (a classifier's 10): the input gradient's tiles would each be a short
-     * call of 10-long dot products (nerve__gemm_nt_columns), so it is computed whole, from
-     * the same old weights, before any tile is stepped. */
-    const bool input_first = din && O < NT_DOTS_MIN;
-    if (input_first) input_gradient(ctx, din, dout, weight, N, I, O);
-    if (nerve__gemm_tn_visit(ctx, in, I, dout, O, N, O, I, input_first ? NULL : adam_fused_rows,
+    if (input == INPUT_DOTS) input_gradient(ctx, din, dout, weight, N, I, O);
+    if (input == INPUT_PRODUCT) {
+      s = nerve_dense_backward(ctx, din, NULL, NULL, dout, NULL, weight, N, I, O);
+      if (s != NERVE_OK) return s;
+    }
+    if (nerve__gemm_tn_visit(ctx, in, I, dout, O, N, O, I, input == INPUT_BY_TILES ? adam_fused_rows : NULL,
                              adam_fused_tile, &rows, &j))
       return NERVE_OK;
   }
@@ -362,7 +384,8 @@ nerve_status nerve_dense_backward_adam_input(nerve_context *ctx, float *din, con
   NERVE_CHECK_PTR(ctx, din);
   NERVE_CHECK_PTR(ctx, dout);
   NERVE_CHECK_PTR(ctx, weight);
-  if (!(method_rows(ctx, N) <= FUSED_MAX_ROWS && nerve__gemm_tn_visits(ctx)))
+  if (!(method_rows(ctx, N) <= FUSED_MAX_ROWS && nerve__gemm_tn_visits(ctx)) ||
+      fused_input_method(ctx, N, I, O) == INPUT_PRODUCT)
     return nerve_dense_backward(ctx, din, NULL, NULL, dout, NULL, weight, N, I, O);
   input_gradient(ctx, din, dout, weight, N, I, O);
   return NERVE_OK;

@@ -52,8 +52,9 @@ static float *x, *w, *b, *m, *v, *bm, *bv, *dy, *dx, *dw, *db;
 static float *img, *cw, *cb, *cy, *cdy, *cdx, *cdw, *cdb;
 static float *bn_x, *bn_y, *gamma, *beta, *smean, *sinv, *rmean, *rvar, *bn_dy, *bn_dx, *dgamma, *dbeta;
 /* Dense: more rows than the AVX-512 products read by dot products, widths that are not whole
- * vectors (padded copies); 300 rows is past the fused Adam step's limit, 20 within it. */
-enum { N = 300, I = 37, O = 29, FEW = 20 };
+ * vectors (padded copies); 300 rows is past the fused Adam step's limit, 20 and 100 within it
+ * (100: its input gradient one product, with a packed weight, before the fused tiles). */
+enum { N = 300, I = 37, O = 29, FEW = 20, FUSED_MANY = 100 };
 /* Convolution: 5 images of 12x12x3, 5 filters; every block of rows is larger than 64. */
 enum { CN = 5, H = 12, W = 12, C = 3, K = 5 };
 /* Batch norm: 700 rows (several chunks of partial sums) of 7 columns. */
@@ -66,6 +67,7 @@ static nerve_status adam(nerve_context *ctx, int64_t rows) {
 }
 static nerve_status dense_backward_adam(nerve_context *ctx) { return adam(ctx, N); }
 static nerve_status dense_backward_adam_fused(nerve_context *ctx) { return adam(ctx, FEW); }
+static nerve_status dense_backward_adam_fused_product(nerve_context *ctx) { return adam(ctx, FUSED_MANY); }
 static nerve_status conv2d_forward(nerve_context *ctx) {
   return nerve_conv2d_forward(ctx, cy, img, cw, cb, CN, H, W, C, K, 3, 3, 1, 1, 1, 1, H, W);
 }
@@ -183,6 +185,7 @@ int main(void) {
       {"nerve_dense_backward_sgd", "nerve_dense_backward_sgd", dense_backward_sgd},
       {"nerve_dense_backward_adam", "nerve_dense_backward_adam (300 rows)", dense_backward_adam},
       {"nerve_dense_backward_adam", "nerve_dense_backward_adam (20 rows)", dense_backward_adam_fused},
+      {"nerve_dense_backward_adam", "nerve_dense_backward_adam (100 rows)", dense_backward_adam_fused_product},
       {"nerve_conv2d_forward", "nerve_conv2d_forward", conv2d_forward},
       {"nerve_conv2d_forward_relu", "nerve_conv2d_forward_relu", conv2d_forward_relu},
       {"nerve_conv2d_backward", "nerve_conv2d_backward (3x3)", conv2d_backward},

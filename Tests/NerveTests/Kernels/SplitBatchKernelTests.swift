@@ -67,7 +67,8 @@ struct SplitBatchKernelTests {
     }
   }
 
-  /// 10 outputs: the fused path computes the input gradient whole before stepping any tile.
+  /// 10 outputs, or more than 64 rows: the fused path computes the input gradient whole
+  /// before stepping any tile; otherwise each tile's columns before its step.
   @Test("the fused Adam backward's input gradient, alone", arguments: [32, 100, 300], [48, 10])
   func adamInput(_ rows: Int, _ O: Int) {
     let I = 70
