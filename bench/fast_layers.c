@@ -1,11 +1,11 @@
 /*
  * fast_layers.c: the fast recipe's convolution layers (examples/fast-99.toml: conv 5x5 16 ->
  * pool 2 -> conv 3x3 16 -> 32 -> pool 2) and its dense 800 -> 256 layer's backward fused with
- * Adam (half the output gradient zero, as after a relu) on a batch of 192 through libnerve's C
- * API, each call
- * timed between the others' (so its operands come from wherever those left them, as in
- * training), best of 40: to compare builds of the library, or thread counts. Made-up but finite
- * data (pseudo-random, so no zeros for the products to skip).
+ * Adam on a batch of 192 through libnerve's C API, each call timed between the others' (so its
+ * operands come from wherever those left them, as in training), best of 40: to compare builds
+ * of the library, or thread counts. Made-up but finite data: pseudo-random, so the
+ * convolutions' products find no zeros to skip; the dense layer's inputs and output gradient
+ * are half zeros, as after a relu.
  *
  *   cmake -S . -B .build-cmake && cmake --build .build-cmake
  *   cc -O2 bench/fast_layers.c -Iinclude -L.build-cmake -lnerve -Wl,-rpath,$PWD/.build-cmake \

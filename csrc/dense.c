@@ -326,14 +326,22 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
     NERVE_CHECK_PTR(ctx, bias_m);
     NERVE_CHECK_PTR(ctx, bias_v);
   }
-  /* All the scratch either path needs, before anything is stepped: the gradients' space and,
-   * unfused, what nerve_dense_backward's products take. */
+  /* All the scratch either path needs, before anything is stepped: the gradients' space and
+   * what nerve_dense_backward's products take, unfused or for the fused input gradient's
+   * product. */
   const bool fused = method_rows(ctx, N) <= FUSED_MAX_ROWS && nerve__gemm_tn_visits(ctx);
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(O + (fused ? 0 : I * O)) * sizeof(float), __func__);
   if (s == NERVE_OK && !fused) s = reserve_backward(ctx, din != NULL, true, N, I, O, __func__);
   const input_method input = fused && din ? fused_input_method(ctx, N, I, O) : INPUT_BY_TILES;
   if (s == NERVE_OK && input == INPUT_PRODUCT) s = reserve_backward(ctx, true, false, N, I, O, __func__);
   if (s != NERVE_OK) return s;
+  /* The fused path's input gradient computed whole, before anything is stepped: from the
+   * weights before the step, and so that nothing has changed should it fail. */
+  if (input == INPUT_DOTS) input_gradient(ctx, din, dout, weight, N, I, O);
+  if (input == INPUT_PRODUCT) {
+    s = nerve_dense_backward(ctx, din, NULL, NULL, dout, NULL, weight, N, I, O);
+    if (s != NERVE_OK) return s;
+  }
   /* The bias first (small): its gradient in scratch, then the ordinary step. */
   float *gbias = ctx->scratch[NERVE_SCRATCH_LAYER];
   memset(gbias, 0, (size_t)O * sizeof(float));
@@ -352,11 +360,6 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
   const nerve__visit_streams rows = {.base = {weight, weight_m, weight_v}, .count = 3,
                                      .row_bytes = O * (int64_t)sizeof(float)};
   if (fused) {
-    if (input == INPUT_DOTS) input_gradient(ctx, din, dout, weight, N, I, O);
-    if (input == INPUT_PRODUCT) {
-      s = nerve_dense_backward(ctx, din, NULL, NULL, dout, NULL, weight, N, I, O);
-      if (s != NERVE_OK) return s;
-    }
     if (nerve__gemm_tn_visit(ctx, in, I, dout, O, N, O, I, input == INPUT_BY_TILES ? adam_fused_rows : NULL,
                              adam_fused_tile, &rows, &j))
       return NERVE_OK;

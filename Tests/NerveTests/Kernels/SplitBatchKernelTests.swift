@@ -67,12 +67,13 @@ struct SplitBatchKernelTests {
     }
   }
 
-  /// 10 outputs, or more than 64 rows: the fused path computes the input gradient whole
-  /// before stepping any tile; otherwise each tile's columns before its step.
+  /// 10 outputs, or 65-256 rows: the fused path computes the input gradient whole before
+  /// stepping any tile; otherwise each tile's columns before its step (past 256 rows it is
+  /// not fused). The output gradients have a relu's zeros, which the 65-256 rows' product skips.
   @Test("the fused Adam backward's input gradient, alone", arguments: [32, 100, 300], [48, 10])
   func adamInput(_ rows: Int, _ O: Int) {
     let I = 70
-    let x = randomFloats(rows * I, seed: 11), dy = randomFloats(rows * O, seed: 12)
+    let x = randomFloats(rows * I, seed: 11), dy = sparseInputs(rows, O, seed: 12)
     let k = Kernels(threads: 2, isa: .best)
     var w = randomFloats(I * O, seed: 13), b = [Float](repeating: 0, count: O)
     let w0 = w
@@ -84,5 +85,16 @@ struct SplitBatchKernelTests {
     var alone = [Float](repeating: .nan, count: rows * I)
     k.ok(nerve_dense_backward_adam_input(k.ctx, &alone, dy, w0, Int64(rows), Int64(I), Int64(O)))
     #expect(alone == din, "\(rows) rows, \(O) outputs")
+    // A rank's share of the batch (here under 64 rows of 100): the method of the whole batch.
+    var parts = [Float](repeating: .nan, count: rows * I)
+    k.ok(nerve_context_set_whole_batch(k.ctx, Int64(rows)))
+    for part in Self.parts(rows, 3) {
+      var partDin = [Float](repeating: .nan, count: part.count * I)
+      let pdy = Array(dy[(part.lowerBound * O)..<(part.upperBound * O)])
+      k.ok(nerve_dense_backward_adam_input(k.ctx, &partDin, pdy, w0, Int64(part.count), Int64(I), Int64(O)))
+      parts.replaceSubrange((part.lowerBound * I)..<(part.upperBound * I), with: partDin)
+    }
+    k.ok(nerve_context_set_whole_batch(k.ctx, 0))
+    #expect(parts == din, "\(rows) rows in 3 parts, \(O) outputs")
   }
 }
