@@ -229,6 +229,32 @@ static int64_t col2im_row_taps(const conv_geom *g, int64_t ih, int64_t cols, int
   return taps;
 }
 
+/* One pixel (ih, iw) of an image's lowered gradient `image`, any stride: its windows' taps
+ * that lie inside the output, in (kh, kw) order, 16 channels at a time. */
+NERVE_TARGET_AVX512 static void col2im_pixel(const conv_geom *g, float *dst, const float *image,
+                                             int64_t ih, int64_t iw, int64_t cols) {
+  const int64_t C = g->C;
+  for (int64_t c0 = 0; c0 < C; c0 += 16) {
+    const __mmask16 m = nerve__lanes16(C - c0);
+    __m512 sum = _mm512_setzero_ps();
+    for (int64_t kh = 0; kh < g->KH; kh++) {
+      const int64_t th = ih + g->PT - kh;
+      if (th < 0 || (g->SH > 1 && th % g->SH)) continue;
+      const int64_t oh = g->SH > 1 ? th / g->SH : th;
+      if (oh >= g->OH) continue;
+      for (int64_t kw = 0; kw < g->KW; kw++) {
+        const int64_t tw = iw + g->PL - kw;
+        if (tw < 0 || (g->SW > 1 && tw % g->SW)) continue;
+        const int64_t ow = g->SW > 1 ? tw / g->SW : tw;
+        if (ow >= g->OW) continue;
+        const float *src = image + (oh * g->OW + ow) * cols + (kh * g->KW + kw) * C + c0;
+        sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(m, src));
+      }
+    }
+    _mm512_mask_storeu_ps(dst + c0, m, sum);
+  }
+}
+
 /*
  * col2im_pixels with each pixel's sums in registers 16 channels at a time (the last block
  * masked), the pixel's coordinates stepped instead of divided out, and no division for stride
@@ -253,26 +279,7 @@ NERVE_TARGET_AVX512 static void col2im_pixels_avx512(void *data, int64_t q0, int
       col2im_run(j->din + q * C, image, ((ih + g->PT) * g->OW + iw + g->PL) * cols, off, taps, cols, C);
       q += COL2IM_RUN, iw += COL2IM_RUN;
     } else {
-      float *dst = j->din + q * C;
-      for (int64_t c0 = 0; c0 < C; c0 += 16) {
-        const __mmask16 m = nerve__lanes16(C - c0);
-        __m512 sum = _mm512_setzero_ps();
-        for (int64_t kh = 0; kh < g->KH; kh++) {
-          const int64_t th = ih + g->PT - kh;
-          if (th < 0 || (g->SH > 1 && th % g->SH)) continue;
-          const int64_t oh = g->SH > 1 ? th / g->SH : th;
-          if (oh >= g->OH) continue;
-          for (int64_t kw = 0; kw < g->KW; kw++) {
-            const int64_t tw = iw + g->PL - kw;
-            if (tw < 0 || (g->SW > 1 && tw % g->SW)) continue;
-            const int64_t ow = g->SW > 1 ? tw / g->SW : tw;
-            if (ow >= g->OW) continue;
-            const float *src = image + (oh * g->OW + ow) * cols + (kh * g->KW + kw) * C + c0;
-            sum = _mm512_add_ps(sum, _mm512_maskz_loadu_ps(m, src));
-          }
-        }
-        _mm512_mask_storeu_ps(dst + c0, m, sum);
-      }
+      col2im_pixel(g, j->din + q * C, image, ih, iw, cols);
       q++, iw++;
     }
     if (iw == g->W) {

@@ -300,6 +300,12 @@ static input_method fused_input_method(const nerve_context *ctx, int64_t N, int6
 /* Rows of the batch up to which the fused path is used (its tiles re-read the batch per tile). */
 enum { FUSED_MAX_ROWS = 256 };
 
+/* Whether nerve_dense_backward_adam fuses the weight gradient with the step, by the whole
+ * batch's rows: nerve_dense_backward_adam_input must choose as it does. */
+static bool fuses(const nerve_context *ctx, int64_t N) {
+  return method_rows(ctx, N) <= FUSED_MAX_ROWS && nerve__gemm_tn_visits(ctx);
+}
+
 /*
  * dout [N,O], in [N,I], weight [I,O], bias [O], moments [I,O] and [O] ->
  *   din [N,I] (written, old weights), weight and bias stepped by Adam
@@ -329,7 +335,7 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
   /* All the scratch either path needs, before anything is stepped: the gradients' space and
    * what nerve_dense_backward's products take, unfused or for the fused input gradient's
    * product. */
-  const bool fused = method_rows(ctx, N) <= FUSED_MAX_ROWS && nerve__gemm_tn_visits(ctx);
+  const bool fused = fuses(ctx, N);
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(O + (fused ? 0 : I * O)) * sizeof(float), __func__);
   if (s == NERVE_OK && !fused) s = reserve_backward(ctx, din != NULL, true, N, I, O, __func__);
   const input_method input = fused && din ? fused_input_method(ctx, N, I, O) : INPUT_BY_TILES;
@@ -387,8 +393,7 @@ nerve_status nerve_dense_backward_adam_input(nerve_context *ctx, float *din, con
   NERVE_CHECK_PTR(ctx, din);
   NERVE_CHECK_PTR(ctx, dout);
   NERVE_CHECK_PTR(ctx, weight);
-  if (!(method_rows(ctx, N) <= FUSED_MAX_ROWS && nerve__gemm_tn_visits(ctx)) ||
-      fused_input_method(ctx, N, I, O) == INPUT_PRODUCT)
+  if (!fuses(ctx, N) || fused_input_method(ctx, N, I, O) == INPUT_PRODUCT)
     return nerve_dense_backward(ctx, din, NULL, NULL, dout, NULL, weight, N, I, O);
   input_gradient(ctx, din, dout, weight, N, I, O);
   return NERVE_OK;
