@@ -435,7 +435,6 @@ static void relu_in_place(float *y, int64_t n) {
  * lowered and multiplied here, in its own part of the workspace. */
 static void forward_member(void *data, int t, int nt) {
   forward_job *j = data;
-  (void)nt;
   const conv_geom *g = j->g;
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = j->per;
   float *col = j->col + t * forward_part_floats(g, j->out != NULL);
@@ -469,7 +468,7 @@ static void forward_member(void *data, int t, int nt) {
     if (j->relu) relu_in_place(y, rows * g->K);
     if (j->pool) {
       const int64_t pooled = n0 * j->pool->OH * j->pool->OW * j->pool->C;
-      nerve__maxpool_images(j->ctx, j->pooled + pooled, j->argmax + pooled, y, j->pool, 0, images);
+      nerve__maxpool_images(j->ctx, j->pooled + pooled, j->argmax + pooled, y, j->pool, 0, images, nt);
     }
   }
 }

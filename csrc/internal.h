@@ -124,7 +124,10 @@ NERVE_HIDDEN nerve_isa nerve__best_isa(void);
 
 #if defined(__x86_64__) || defined(__i386__)
 #  define NERVE_X86 1
-#  define NERVE_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma")))
+/* prfchw: a prefetch for writing (nerve__prefetch's write) is PREFETCHW, which takes the line
+ * for this core alone; without it the compilers emit PREFETCHT0, the line arrives shared, and
+ * the store still waits for the other core's copy to be invalidated. Every AVX-512 CPU has it. */
+#  define NERVE_TARGET_AVX512 __attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,avx2,fma,prfchw")))
 #  define NERVE_TARGET_AVX2 __attribute__((target("avx2,fma")))
 #else
 #  define NERVE_X86 0
@@ -263,9 +266,9 @@ typedef void (*nerve__rows_fn)(void *arg, int64_t k0, int64_t k1);
 typedef void (*nerve__tile_fn)(void *arg, int64_t k0, int64_t col, const float *g, int64_t rows,
                                int64_t cols, int64_t ldg);
 /*
- * Arrays whose rows k the callbacks read for a tile (weights, optimizer moments): row k of
+ * Arrays whose rows k the callbacks rewrite for a tile (weights, optimizer moments): row k of
  * stream s starts at base[s] + k * row_bytes. While a tile's products run, the visitor fetches
- * the next tile's rows into cache, so memory traffic overlaps the arithmetic.
+ * the next tile's rows into cache for writing, so memory traffic overlaps the arithmetic.
  */
 typedef struct {
   const void *base[4];
@@ -391,10 +394,11 @@ NERVE_INLINE bool nerve__pool_tiles(int64_t PH, int64_t PW, int64_t SH, int64_t 
 NERVE_HIDDEN nerve_status nerve__maxpool_check(nerve_context *ctx, int64_t N,
                                                const nerve__pool_window *p, const char *func);
 
-/* nerve_maxpool2d_forward for images [n0, n1) of in, on the calling thread (checked sizes). */
+/* nerve_maxpool2d_forward for images [n0, n1) of in, on the calling thread (checked sizes), one
+ * of a team of `threads` (which decides how it stores: see pool.c's streams_outputs). */
 NERVE_HIDDEN void nerve__maxpool_images(const nerve_context *ctx, float *out, int32_t *argmax,
                                         const float *in, const nerve__pool_window *p, int64_t n0,
-                                        int64_t n1);
+                                        int64_t n1, int threads);
 
 /* The gradient a max pool's backward gives an input pixel at position pos from the one window
  * covering it, whose gradient is g and winner am (0 + g where the pixel won, so never -0):

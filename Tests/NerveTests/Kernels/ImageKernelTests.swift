@@ -475,6 +475,70 @@ struct ImageKernelTests {
     }
   }
 
+  /// Max pools whose channels are whole 64-byte lines (16 and 32) over enough rows for a team:
+  /// windows that tile the image, the last ones cut ("same") or leaving a row and a column no
+  /// window covers (unpadded on an odd size).
+  static let streamedPoolGeometries = [
+    RefGeometry(n: 24, h: 24, w: 24, c: 16, k: 16, kh: 2, kw: 2, sh: 2, sw: 2, same: false),
+    RefGeometry(n: 24, h: 11, w: 9, c: 32, k: 32, kh: 2, kw: 2, sh: 2, sw: 2, same: true),
+    RefGeometry(n: 24, h: 11, w: 9, c: 32, k: 32, kh: 2, kw: 2, sh: 2, sw: 2, same: false),
+  ]
+
+  /// A team of threads writes a max pool's outputs with streaming stores where they are whole
+  /// lines at 64-byte boundaries (pool.c's streams_outputs), and with ordinary stores 4 bytes
+  /// off a boundary; one thread always stores ordinarily. Every way gives the same bits: the
+  /// pool forward alone and after a convolution (nerve_conv2d_forward_maxpool), and the
+  /// backward with -0 gradients (written 0 + -0 = +0).
+  @Test("max pools streamed by a team write one thread's bits", arguments: streamedPoolGeometries)
+  func streamedPool(_ g: RefGeometry) {
+    let inCount = g.n * g.h * g.w * g.c, outCount = g.n * g.oh * g.ow * g.c
+    let sizes = [g.n, g.h, g.w, g.c, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow].map(Int64.init)
+    let x = randomFloats(inCount, seed: 81)
+    var dy = randomFloats(outCount, seed: 82)
+    for i in stride(from: 5, to: outCount, by: 9) { dy[i] = -0.0 }
+    // The convolution before the pool: 3x3 over one channel, unpadded, to the pool's input size.
+    let image = randomFloats(g.n * (g.h + 2) * (g.w + 2), seed: 83), w = randomFloats(9 * g.c, seed: 84)
+    let conv = [g.n, g.h + 2, g.w + 2, 1, g.c, 3, 3, 1, 1, 0, 0, g.h, g.w].map(Int64.init)
+    let ref = Reference.maxPoolForward(x: doubles(x), g: g)
+    func aligned<T>(_ count: Int, _ fill: T) -> UnsafeMutablePointer<T> {
+      let p = nerve_alloc((count + 16) * MemoryLayout<T>.stride)!.bindMemory(to: T.self, capacity: count + 16)
+      p.initialize(repeating: fill, count: count + 16)
+      return p
+    }
+    for isa in InstructionSet.allCases where isa.rawValue <= InstructionSet.best.rawValue {
+      var runs: [[Float]] = []
+      for threads in [1, 2, 3] {
+        for offset in [0, 1] {
+          let k = Kernels(threads: threads, isa: isa)
+          let y = aligned(outCount, Float.nan), am = aligned(outCount, Int32(-7)), dx = aligned(inCount, Float.nan)
+          let pooled = aligned(outCount, Float.nan), convAm = aligned(outCount, Int32(-7))
+          defer { for p in [UnsafeMutableRawPointer(y), UnsafeMutableRawPointer(am), UnsafeMutableRawPointer(dx), UnsafeMutableRawPointer(pooled), UnsafeMutableRawPointer(convAm)] { nerve_free(p) } }
+          k.ok(nerve_maxpool2d_forward(
+            k.ctx, y + offset, am + offset, x, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6], sizes[7], sizes[8],
+            sizes[9], sizes[10], sizes[11]))
+          k.ok(nerve_maxpool2d_backward(
+            k.ctx, dx + offset, dy, am + offset, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6], sizes[7], sizes[8],
+            sizes[9], sizes[10], sizes[11]))
+          k.ok(nerve_conv2d_forward_maxpool(
+            k.ctx, nil, pooled + offset, convAm + offset, image, w, nil, conv[0], conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7],
+            conv[8], conv[9], conv[10], conv[11], conv[12], sizes[4], sizes[5], sizes[6], sizes[7], sizes[8], sizes[9], sizes[10], sizes[11]))
+          let ys = Array(UnsafeBufferPointer(start: y + offset, count: outCount))
+          let ams = Array(UnsafeBufferPointer(start: am + offset, count: outCount))
+          let convAms = Array(UnsafeBufferPointer(start: convAm + offset, count: outCount))
+          let dxs = Array(UnsafeBufferPointer(start: dx + offset, count: inCount))
+          expectClose(dxs, Reference.maxPoolBackward(dy: doubles(dy), argmax: ref.argmax, g: g), "max pool backward \(g) \(k.label)")
+          expectClose(ys, ref.y, rtol: 0, atol: 0, "max pool \(g) \(k.label) at offset \(offset)")
+          #expect(ams.map(Int.init) == ref.argmax, "argmax \(g) \(k.label) at offset \(offset)")
+          runs.append(
+            ys + ams.map { Float($0) } + dxs + Array(UnsafeBufferPointer(start: pooled + offset, count: outCount)) + convAms.map { Float($0) })
+        }
+      }
+      #expect(runs.allSatisfy { bitwiseEqual($0, runs[0]) }, "max pools by 1, 2 and 3 threads on \(isa), \(g)")
+      let dx = runs[0][(2 * outCount)..<(2 * outCount + inCount)]
+      #expect(!dx.contains { $0.bitPattern == (-0.0 as Float).bitPattern }, "no -0 in the pool's input gradient")
+    }
+  }
+
   @Test("image kernels reject bad geometry with a message")
   func badGeometry() {
     let k = Kernels(threads: 1, isa: .best)
