@@ -266,9 +266,9 @@ typedef void (*nerve__rows_fn)(void *arg, int64_t k0, int64_t k1);
 typedef void (*nerve__tile_fn)(void *arg, int64_t k0, int64_t col, const float *g, int64_t rows,
                                int64_t cols, int64_t ldg);
 /*
- * Arrays whose rows k the callbacks rewrite for a tile (weights, optimizer moments): row k of
+ * Arrays whose rows k the callbacks read for a tile (weights, optimizer moments): row k of
  * stream s starts at base[s] + k * row_bytes. While a tile's products run, the visitor fetches
- * the next tile's rows into cache for writing, so memory traffic overlaps the arithmetic.
+ * the next tile's rows into cache, so memory traffic overlaps the arithmetic.
  */
 typedef struct {
   const void *base[4];
