@@ -243,11 +243,62 @@ static void adam_fused_rows(void *arg, int64_t k0, int64_t k1) {
   if (j->din) nerve__gemm_nt_columns(j->ctx, j->din, j->I, j->dout, j->O, j->weight, j->O, j->N, j->O, k0, k1);
 }
 
-/* A tile of the weight gradient, g[r*ldg + c], applied at once. Only the AVX-512 visitor
- * calls it, so it is compiled for AVX-512. */
+#if NERVE_X86
+/* Weights a row buffer steps at a time (adam_run_streamed). */
+enum { STEP_RUN = 256 };
+
+/*
+ * nerve__adam_run with the weights written back by streaming stores: stepped in a buffer, then
+ * streamed out, whole vectors of 16 (w at a 64-byte boundary), the rest stored. For a team's
+ * tiles: the forward's threads read the weights by columns, the tiles are rows, so most lines a
+ * tile rewrites were read by another core, and where the host puts the two cores far apart (this
+ * machine's slow phases) an ordinary store waits about 25 ns a line for the other copy to go,
+ * one line after another (see pool.c's streams_outputs). The same arithmetic on the same
+ * values: the same bits.
+ */
+NERVE_TARGET_AVX512 static void adam_run_streamed(float *w, float *m, float *v, const float *g, int64_t n,
+                                                  const nerve__adam_params *p) {
+  float stepped[STEP_RUN] __attribute__((aligned(64)));
+  for (int64_t c = 0; c < n; c += STEP_RUN) {
+    const int64_t len = n - c < STEP_RUN ? n - c : STEP_RUN, whole = len & ~(int64_t)15;
+    memcpy(stepped, w + c, (size_t)len * sizeof(float));
+    nerve__adam_run(stepped, m + c, v + c, g + c, len, p);
+    for (int64_t i = 0; i < whole; i += 16) _mm512_stream_ps(w + c + i, _mm512_load_ps(stepped + i));
+    memcpy(w + c + whole, stepped + whole, (size_t)(len - whole) * sizeof(float));
+  }
+}
+
+/* Bytes of weights and moments up to which a team streams the weights back: past it (Lab E's
+ * 59 MB) the lines the forward read are mostly gone from the other core's caches by the step,
+ * and streaming only sent the next forward to memory for what L3 held (a 12,000-image Lab E
+ * epoch at 2 threads, fastest of 8 runs 3.00 -> 3.23 s). The fast recipe's 2.4 MB: 2.46 ->
+ * 2.20 s an epoch at 2 threads (medians of 6 alternated runs). */
+enum { STREAMED_STEP_MAX_BYTES = 16 << 20 };
+
+/* Whether a team of `threads` steps j's weights through adam_run_streamed: more than one, every
+ * row at a 64-byte boundary, and weights and moments within STREAMED_STEP_MAX_BYTES. */
+static bool streams_weights(const adam_fused_job *j, int threads) {
+  return threads > 1 && j->O % 16 == 0 && (uintptr_t)j->weight % 64 == 0 &&
+         j->I * j->O <= STREAMED_STEP_MAX_BYTES / (3 * (int64_t)sizeof(float));
+}
+#endif
+
+/* A tile of the weight gradient, g[r*ldg + c], applied at once, the weights streamed back where
+ * streams_weights says. Only the AVX-512 visitor calls it, so it is compiled for AVX-512. */
 NERVE_TARGET_AVX512 static void adam_fused_tile(void *arg, int64_t k0, int64_t col, const float *g,
-                                                int64_t rows, int64_t cols, int64_t ldg) {
+                                                int64_t rows, int64_t cols, int64_t ldg, int threads) {
   adam_fused_job *j = arg;
+#if NERVE_X86
+  if (streams_weights(j, threads)) {
+    for (int64_t r = 0; r < rows; r++) {
+      const int64_t at = (k0 + r) * j->O + col;
+      adam_run_streamed(j->weight + at, j->m + at, j->v + at, g + r * ldg, cols, &j->p);
+    }
+    _mm_sfence(); /* the streamed weights seen by whoever reads them next */
+    return;
+  }
+#endif
+  (void)threads;
   for (int64_t r = 0; r < rows; r++) {
     int64_t at = (k0 + r) * j->O + col;
     float *w = j->weight + at, *m = j->m + at, *v = j->v + at;

@@ -1429,6 +1429,7 @@ typedef struct {
   nerve__tile_fn apply;
   nerve__visit_streams streams;
   void *arg;
+  int threads;  /* the team's */
   int64_t next; /* the first tile no thread has taken (nerve__take_chunk) */
 } visit_job;
 
@@ -1465,7 +1466,7 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
         tn_tile_any((int)kr, nr > 16 ? 2 : 1, g + (col - col0), VISIT_COLS, j->A + k, j->lda,
                     j->D + col, j->ldd, j->M, mask_lo(nr), mask_hi(nr), true, 1.0f);
       }
-      j->apply(j->arg, k, col0, g, kr, cols, VISIT_COLS);
+      j->apply(j->arg, k, col0, g, kr, cols, VISIT_COLS, j->threads);
     }
   }
 }
@@ -1501,6 +1502,7 @@ bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const
                  .apply = apply, .streams = streams ? *streams : (nerve__visit_streams){.count = 0}, .arg = arg};
   int threads = nerve__threads_for(ctx, M * N * K, GEMM_GRAIN);
   if (threads > j.tiles) threads = (int)j.tiles;
+  j.threads = threads;
   nerve__parallel_team(threads, visit_member, &j);
   return true;
 #else

@@ -257,14 +257,15 @@ NERVE_HIDDEN void nerve__bias_accumulate_here(const nerve_context *ctx, float *d
 /*
  * The weight-gradient product visited tile by tile instead of stored: threads split the K rows
  * of G[K,N] = A[M,K]^T . D[M,N] into tiles of up to 12 rows; for each tile, rows(arg, k0, k1)
- * runs first, then apply(arg, k0, col, g, rows, cols, ldg) receives the tile's gradient for a
- * run of columns (g[r*ldg + c], each element summed from zero over all M in order). Returns
+ * runs first, then apply(arg, k0, col, g, rows, cols, ldg, threads) receives the tile's gradient
+ * for a run of columns (g[r*ldg + c], each element summed from zero over all M in order) and the
+ * size of the team the tiles are shared out in. Returns
  * false (doing nothing) where there is no such kernel (no AVX-512): the caller then stores G
  * and works on it.
  */
 typedef void (*nerve__rows_fn)(void *arg, int64_t k0, int64_t k1);
 typedef void (*nerve__tile_fn)(void *arg, int64_t k0, int64_t col, const float *g, int64_t rows,
-                               int64_t cols, int64_t ldg);
+                               int64_t cols, int64_t ldg, int threads);
 /*
  * Arrays whose rows k the callbacks read for a tile (weights, optimizer moments): row k of
  * stream s starts at base[s] + k * row_bytes. While a tile's products run, the visitor fetches

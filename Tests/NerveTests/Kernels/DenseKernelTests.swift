@@ -196,4 +196,47 @@ struct FusedAdamKernelTests {
       #expect(bitwiseEqual(runs[0], runs[1]) && bitwiseEqual(runs[0], runs[2]), "\(s) on \(isa)")
     }
   }
+
+  /// A team steps the weights in a row buffer and streams them back where every row starts at
+  /// a 64-byte boundary (outputs a multiple of 16, the weight aligned; dense.c's
+  /// streams_weights), and stores them as one thread does 4 bytes off a boundary. Both give
+  /// one thread's bits, over two steps, with weight decay coupled, decoupled and none. 784
+  /// outputs: three runs of the row buffer's 256 and a last of 16.
+  @Test("weights streamed back by a team are one thread's bits", arguments: [
+    DenseShape(n: 150, i: 90, o: 256), DenseShape(n: 32, i: 129, o: 784),
+  ])
+  func streamedWeights(_ s: DenseShape) {
+    let count = s.i * s.o
+    func aligned(_ values: [Float]) -> UnsafeMutablePointer<Float> {
+      let p = nerve_alloc((values.count + 16) * MemoryLayout<Float>.stride)!.bindMemory(to: Float.self, capacity: values.count + 16)
+      p.initialize(repeating: .nan, count: values.count + 16)
+      return p
+    }
+    for (coupled, decoupled) in [(Float(0.02), Float(0)), (0, 0.02), (0, 0)] {
+      var runs: [[Float]] = []
+      for threads in [1, 2, 3] {
+        for offset in [0, 1] {
+          let k = Kernels(threads: threads, isa: .best)
+          let w0 = randomFloats(count, seed: 7)
+          let w = aligned(w0), wm = aligned(w0), wv = aligned(w0)
+          defer { for p in [w, wm, wv] { nerve_free(p) } }
+          (w + offset).update(from: w0, count: count)
+          (wm + offset).update(repeating: 0, count: count)
+          (wv + offset).update(repeating: 0, count: count)
+          var b = randomFloats(s.o, seed: 8), bm = [Float](repeating: 0, count: s.o), bv = bm
+          var dx = [Float](repeating: .nan, count: s.n * s.i)
+          for step in 1...2 {
+            let x = sparseInputs(s.n, s.i, seed: UInt64(30 + step)), dy = sparseInputs(s.n, s.o, seed: UInt64(40 + step))
+            k.ok(nerve_dense_backward_adam(
+              k.ctx, &dx, w + offset, &b, wm + offset, wv + offset, &bm, &bv, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.01, 0.9,
+              0.999, 1e-7, coupled, decoupled, Int64(step)), "step \(step) \(s) \(k.label)")
+          }
+          let stepped = [w, wm, wv].flatMap { (p: UnsafeMutablePointer<Float>) in Array(UnsafeBufferPointer(start: p + offset, count: count)) }
+          runs.append(stepped + b + dx)
+        }
+      }
+      #expect(runs[0][0..<count] != randomFloats(count, seed: 7)[...], "the weights were stepped")
+      #expect(runs.allSatisfy { bitwiseEqual($0, runs[0]) }, "\(s), decay \(coupled), \(decoupled): 1, 2 and 3 threads, aligned or not")
+    }
+  }
 }
