@@ -253,8 +253,8 @@ enum { STEP_RUN = 256 };
  * tiles: the forward's threads read the weights by columns, the tiles are rows, so most lines a
  * tile rewrites were read by another core, and where the host puts the two cores far apart (this
  * machine's slow phases) an ordinary store waits about 25 ns a line for the other copy to go,
- * one line after another (see pool.c's streams_outputs). The same arithmetic on the same
- * values: the same bits.
+ * one line after another (see pool.c's streams_outputs, bench/shared_stores.c). The same
+ * arithmetic on the same values: the same bits.
  */
 NERVE_TARGET_AVX512 static void adam_run_streamed(float *w, float *m, float *v, const float *g, int64_t n,
                                                   const nerve__adam_params *p) {

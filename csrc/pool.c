@@ -81,10 +81,10 @@ typedef struct {
  * their caches. Where the host puts the two cores far apart (this machine's slow phases, a
  * one-way handoff of 170 ns instead of 30) that costs about 25 ns a line, one line after
  * another, and a prefetch for writing does not overlap them; streaming stores invalidate the
- * other copies without waiting, at the cost of the next reader finding the lines in memory.
- * The fast recipe at 2 threads in a slow phase: the max pool forward 1,200-2,200 -> 500
- * samples of an epoch's 12,000, the epoch 2.60 -> 2.19 s (medians of 10 alternated runs).
- * With one thread the lines are this core's, in its cache, and stay there.
+ * other copies without waiting, at the cost of the next reader finding the lines in memory
+ * (bench/shared_stores.c measures both). The fast recipe at 2 threads in a slow phase: the max
+ * pool forward 1,200-2,200 -> about 500 samples of an epoch's 12,000 (perf, 2,000 a second),
+ * its one-thread share. With one thread the lines are this core's, in its cache, and stay there.
  */
 static bool streams_outputs(int threads) { return threads > 1; }
 
