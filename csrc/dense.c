@@ -249,7 +249,8 @@ enum { STEP_RUN = 256 };
 
 /*
  * nerve__adam_run with the weights written back by streaming stores: stepped in a buffer, then
- * streamed out, whole vectors of 16 (w at a 64-byte boundary), the rest stored. For a team's
+ * streamed out, whole vectors of 16 (w at a 64-byte boundary; streams_weights asks for rows of
+ * a multiple of 16, so the stored tail is for other callers only). For a team's
  * tiles: the forward's threads read the weights by columns, the tiles are rows, so most lines a
  * tile rewrites were read by another core, and where the host puts the two cores far apart (this
  * machine's slow phases) an ordinary store waits about 25 ns a line for the other copy to go,

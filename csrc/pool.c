@@ -69,8 +69,8 @@ typedef struct {
   const int32_t *saved;
   /* nerve_maxpool2d_forward_normalized: batch norm's per-channel statistics and parameters */
   const float *mean, *invstd, *gamma, *beta;
-  /* Outputs written with streaming stores where they are whole aligned lines (see
-   * streams_outputs): the forward's y and argmax, the backward's y (din). */
+  /* The forward's y and argmax written with streaming stores where they are whole aligned
+   * lines (see streams_outputs; the backward picks maxpool_tiles_bwd_stream instead). */
   bool stream;
 } pool_job;
 

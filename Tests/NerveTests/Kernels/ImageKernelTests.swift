@@ -475,9 +475,11 @@ struct ImageKernelTests {
     }
   }
 
-  /// Max pools whose channels are whole 64-byte lines (16 and 32) over enough rows for a team:
-  /// windows that tile the image, the last ones cut ("same") or leaving a row and a column no
-  /// window covers (unpadded on an odd size).
+  /// Max pools whose channels are whole 64-byte lines (16 and 32): windows that tile the image,
+  /// the last ones cut ("same") or leaving a row and a column no window covers (unpadded on an
+  /// odd size). By the kernels' grains, the first two stream their forward and backward at 2
+  /// and 3 threads, the third its backward only; the convolution before the pool runs as a team
+  /// in the first.
   static let streamedPoolGeometries = [
     RefGeometry(n: 24, h: 24, w: 24, c: 16, k: 16, kh: 2, kw: 2, sh: 2, sw: 2, same: false),
     RefGeometry(n: 24, h: 11, w: 9, c: 32, k: 32, kh: 2, kw: 2, sh: 2, sw: 2, same: true),
