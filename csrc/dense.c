@@ -249,23 +249,17 @@ enum { STEP_RUN = 256 };
 
 /*
  * nerve__adam_run with the weights written back by streaming stores: stepped in a buffer, then
- * streamed out, whole vectors of 16 (w at a 64-byte boundary; streams_weights asks for rows of
- * a multiple of 16, so the stored tail is for other callers only). For a team's
- * tiles: the forward's threads read the weights by columns, the tiles are rows, so most lines a
- * tile rewrites were read by another core, and where the host puts the two cores far apart (this
- * machine's slow phases) an ordinary store waits about 25 ns a line for the other copy to go,
- * one line after another (see pool.c's streams_outputs, bench/shared_stores.c). The same
+ * streamed out, n a multiple of 16 and w at a 64-byte boundary (streams_weights). The same
  * arithmetic on the same values: the same bits.
  */
 NERVE_TARGET_AVX512 static void adam_run_streamed(float *w, float *m, float *v, const float *g, int64_t n,
                                                   const nerve__adam_params *p) {
   float stepped[STEP_RUN] __attribute__((aligned(64)));
   for (int64_t c = 0; c < n; c += STEP_RUN) {
-    const int64_t len = n - c < STEP_RUN ? n - c : STEP_RUN, whole = len & ~(int64_t)15;
+    const int64_t len = n - c < STEP_RUN ? n - c : STEP_RUN;
     memcpy(stepped, w + c, (size_t)len * sizeof(float));
     nerve__adam_run(stepped, m + c, v + c, g + c, len, p);
-    for (int64_t i = 0; i < whole; i += 16) _mm512_stream_ps(w + c + i, _mm512_load_ps(stepped + i));
-    memcpy(w + c + whole, stepped + whole, (size_t)(len - whole) * sizeof(float));
+    for (int64_t i = 0; i < len; i += 16) _mm512_stream_ps(w + c + i, _mm512_load_ps(stepped + i));
   }
 }
 
@@ -276,10 +270,11 @@ NERVE_TARGET_AVX512 static void adam_run_streamed(float *w, float *m, float *v, 
  * 2.20 s an epoch at 2 threads (medians of 6 alternated runs). */
 enum { STREAMED_STEP_MAX_BYTES = 16 << 20 };
 
-/* Whether a team of `threads` steps j's weights through adam_run_streamed: more than one, every
- * row at a 64-byte boundary, and weights and moments within STREAMED_STEP_MAX_BYTES. */
+/* Whether a team of `threads` steps j's weights through adam_run_streamed (nerve__streams_rows:
+ * the forward's threads read the weights by columns and the tiles rewrite rows, so most lines a
+ * tile rewrites were another core's too), within STREAMED_STEP_MAX_BYTES. */
 static bool streams_weights(const adam_fused_job *j, int threads) {
-  return threads > 1 && j->O % 16 == 0 && (uintptr_t)j->weight % 64 == 0 &&
+  return nerve__streams_rows(threads, j->weight, j->O) &&
          j->I * j->O <= STREAMED_STEP_MAX_BYTES / (3 * (int64_t)sizeof(float));
 }
 #endif

@@ -1429,7 +1429,6 @@ typedef struct {
   nerve__tile_fn apply;
   nerve__visit_streams streams;
   void *arg;
-  int threads;  /* the team's */
   int64_t next; /* the first tile no thread has taken (nerve__take_chunk) */
 } visit_job;
 
@@ -1449,7 +1448,7 @@ static void prefetch_rows(const visit_job *j, int64_t k0, int64_t k1, int64_t pa
 /* Columns of G gathered before apply runs, so it sees long contiguous row runs. */
 enum { VISIT_COLS = 1024 };
 
-NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1) {
+NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1, int threads) {
   static const int64_t panels_per_group = VISIT_COLS / NR;
   float g[TN_KT * VISIT_COLS] __attribute__((aligned(64))); /* 48 KB of stack */
   for (int64_t t = t0; t < t1; t++) {
@@ -1466,7 +1465,7 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
         tn_tile_any((int)kr, nr > 16 ? 2 : 1, g + (col - col0), VISIT_COLS, j->A + k, j->lda,
                     j->D + col, j->ldd, j->M, mask_lo(nr), mask_hi(nr), true, 1.0f);
       }
-      j->apply(j->arg, k, col0, g, kr, cols, VISIT_COLS, j->threads);
+      j->apply(j->arg, k, col0, g, kr, cols, VISIT_COLS, threads);
     }
   }
 }
@@ -1476,9 +1475,9 @@ enum { VISIT_CHUNK = 8 };
 
 static void visit_member(void *data, int t, int nt) {
   visit_job *j = data;
-  (void)t, (void)nt;
+  (void)t;
   int64_t a, b;
-  while (nerve__take_chunk(&j->next, VISIT_CHUNK, j->tiles, &a, &b)) visit_tiles(j, a, b);
+  while (nerve__take_chunk(&j->next, VISIT_CHUNK, j->tiles, &a, &b)) visit_tiles(j, a, b, nt);
 }
 
 #endif
@@ -1502,7 +1501,6 @@ bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const
                  .apply = apply, .streams = streams ? *streams : (nerve__visit_streams){.count = 0}, .arg = arg};
   int threads = nerve__threads_for(ctx, M * N * K, GEMM_GRAIN);
   if (threads > j.tiles) threads = (int)j.tiles;
-  j.threads = threads;
   nerve__parallel_team(threads, visit_member, &j);
   return true;
 #else

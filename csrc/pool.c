@@ -69,24 +69,20 @@ typedef struct {
   const int32_t *saved;
   /* nerve_maxpool2d_forward_normalized: batch norm's per-channel statistics and parameters */
   const float *mean, *invstd, *gamma, *beta;
-  /* The forward's y and argmax written with streaming stores where they are whole aligned
-   * lines (see streams_outputs; the backward picks maxpool_tiles_bwd_stream instead). */
+  /* The forward's y and argmax written with streaming stores (AVX-512 only; the backward picks
+   * maxpool_tiles_bwd_stream instead). */
   bool stream;
 } pool_job;
 
 /*
- * Whether a pool run by `threads` threads writes its outputs with streaming stores. With more
- * than one, the lines it overwrites were read by the other threads in the step before (the next
- * layer's weight gradient reads every image), and a store must first take each line back from
- * their caches. Where the host puts the two cores far apart (this machine's slow phases, a
- * one-way handoff of 170 ns instead of 30) that costs about 25 ns a line, one line after
- * another, and a prefetch for writing does not overlap them; streaming stores invalidate the
- * other copies without waiting, at the cost of the next reader finding the lines in memory
- * (bench/shared_stores.c measures both). The fast recipe at 2 threads in a slow phase: the max
- * pool forward 1,200-2,200 -> about 500 samples of an epoch's 12,000 (perf, 2,000 a second),
- * its one-thread share. With one thread the lines are this core's, in its cache, and stay there.
+ * Whether a team of `threads` streams a max pool forward's outputs (nerve__streams_rows): the
+ * next layer's weight gradient read every image on every thread. The fast recipe at 2 threads in
+ * a slow phase: the max pool forward 1,200-2,200 -> about 500 samples of an epoch's 12,000
+ * (perf, 2,000 a second), its one-thread share.
  */
-static bool streams_outputs(int threads) { return threads > 1; }
+static bool streams_outputs(int threads, const float *y, const int32_t *argmax, int64_t C) {
+  return nerve__streams_rows(threads, y, C) && nerve__streams_rows(threads, argmax, C);
+}
 
 /* Channel c of the input pixel at x, batch-normalised first if `norm`. */
 NERVE_INLINE float pool_input(const pool_job *j, const float *x, int64_t c, bool norm) {
@@ -185,8 +181,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void maxpool_fwd_avx512_rows(void *data, int64_
   pool_job *j = data;
   const pool_geom *g = j->g;
   const int64_t C = g->C, W = g->W;
-  /* Whole lines: every window's channels are whole vectors at 64-byte boundaries. */
-  const bool stream = j->stream && C % 16 == 0 && ((uintptr_t)j->y | (uintptr_t)j->argmax) % 64 == 0;
+  const bool stream = j->stream; /* every window's channels whole vectors at 64-byte boundaries */
   for (int64_t r = r0; r < r1; r++) { /* r = n*OH + oh */
     int64_t n = r / g->OH, oh = r % g->OH, h0, h1;
     window(oh, g->SH, g->PT, g->PH, g->H, &h0, &h1);
@@ -262,7 +257,7 @@ nerve_status nerve__maxpool_check(nerve_context *ctx, int64_t N, const nerve__po
 void nerve__maxpool_images(const nerve_context *ctx, float *out, int32_t *argmax, const float *in,
                            const nerve__pool_window *p, int64_t n0, int64_t n1, int threads) {
   const pool_geom g = geom_of(n1, p);
-  pool_job j = {.g = &g, .y = out, .argmax = argmax, .x = in, .stream = streams_outputs(threads)};
+  pool_job j = {.g = &g, .y = out, .argmax = argmax, .x = in, .stream = streams_outputs(threads, out, argmax, g.C)};
   maxpool_fwd_for(ctx, false)(&j, n0 * g.OH, n1 * g.OH);
 }
 
@@ -285,7 +280,7 @@ static nerve_status forward_checked(nerve_context *ctx, pool_job j, pool_geom g,
   }
   j.g = &g;
   const int64_t rows = g.N * g.OH, grain = (1 << 15) / (g.OW * g.C * g.PH * g.PW) + 1;
-  j.stream = streams_outputs(nerve__threads_for(ctx, rows, grain));
+  j.stream = streams_outputs(nerve__threads_for(ctx, rows, grain), j.y, j.argmax, g.C);
   nerve__parallel_for(ctx, rows, grain, maxpool_fwd_for(ctx, norm), &j);
   return NERVE_OK;
 }
@@ -380,8 +375,8 @@ NERVE_INLINE void maxpool_tiles_bwd_body(void *data, int64_t r0, int64_t r1) {
 NERVE_RANGE_KERNEL(maxpool_tiles_bwd);
 
 #if NERVE_X86
-/* maxpool_tiles_bwd_body with streaming stores (streams_outputs), for C a multiple of 16 and din
- * at a 64-byte boundary, so that each pixel's channels are whole lines: the same values, from
+/* maxpool_tiles_bwd_body with streaming stores (nerve__streams_rows: each pixel's channels whole
+ * lines of din; the next convolution's backward read it on every thread): the same values, from
  * nerve__maxpool_grad_value's sum (0 + the winner's gradient, else 0 + 0). */
 NERVE_TARGET_AVX512 static void maxpool_tiles_bwd_stream(void *data, int64_t r0, int64_t r1) {
   pool_job *j = data;
@@ -419,8 +414,7 @@ NERVE_TARGET_AVX512 static void maxpool_tiles_bwd_stream(void *data, int64_t r0,
 /* The backward of windows that tile the image, by `threads` threads: streamed where it can be. */
 static nerve__range_fn maxpool_tiles_bwd_for(const nerve_context *ctx, const pool_job *j, int threads) {
 #if NERVE_X86
-  if (ctx->isa == NERVE_ISA_AVX512 && streams_outputs(threads) && j->g->C % 16 == 0 && (uintptr_t)j->y % 64 == 0)
-    return maxpool_tiles_bwd_stream;
+  if (ctx->isa == NERVE_ISA_AVX512 && nerve__streams_rows(threads, j->y, j->g->C)) return maxpool_tiles_bwd_stream;
 #endif
   (void)j, (void)threads;
   return maxpool_tiles_bwd_isa[ctx->isa];
