@@ -20,12 +20,14 @@ leaves that out.)
 """
 import argparse, math
 
-# Step time measured here (2 threads), parameters, the largest layer's parameters, and the bytes
-# batch norm gathers per step (2 x batch x the values per sample its layers see).
+# Step time measured here (2 threads, an AMD Zen 4 machine of this kind, 2026-12-04: Lab E from
+# bench/lab_e_step.c and nerve bench, the others from nerve train on 12,800 images, 2 epochs),
+# parameters, the largest layer's parameters, and the bytes batch norm gathers per step (2 x
+# batch x the values per sample its layers see).
 WORKLOADS = {
-    "Lab E (batch 32)": (11.0, 4_926_266, 4_918_032, 2 * 32 * 28 * 28 * 32 * 4),
-    "Lab H (batch 64)": (51.0, 871_018, 803_072, 2 * 64 * (2 * 28 * 28 * 32 + 2 * 14 * 14 * 64) * 4),
-    "fast recipe (batch 256)": (30.0, 215_194, 205_056, 0),
+    "Lab E (batch 32)": (10.0, 4_926_266, 4_918_032, 2 * 32 * 28 * 28 * 32 * 4),
+    "Lab H (batch 256)": (30.0, 431_754, 409_856, 0),
+    "fast recipe (batch 256)": (8.4, 215_194, 205_056, 0),
 }
 
 def speedup(step_ms, params, largest, gathered, nodes, gbit, latency_us, ordered):
