@@ -848,22 +848,38 @@ NERVE_TARGET_AVX512 static void tn_entries_any(int W, bool by_entry, bool whole,
   else tn_entries(1, false, false, G, ldg, ks, V, live, D, m0, m1, alpha);
 }
 
+/* Cache lines a tile asks for while it computes (the fused visitor's next tile): lines
+ * [0, lines) from each of the count regions, into L2. */
+typedef struct {
+  const char *at[NERVE_VISIT_STREAMS];
+  int count;
+  int64_t lines;
+} tile_fetch;
+
 /*
  * tn, few rows (M small): a KT x 32 tile of G lives in registers while every row m of A and D
  * passes through it: G is read and written once. Starts from G (from zero when fresh: G is
  * then only written) and adds rows in order, so it computes exactly what tn_rank computes.
  * Unscaled (alpha 1, a compile-time case) it skips multiplying D by alpha, which is exact.
+ * With a fetch list (the visitor's), row m asks for line m (and m + M, ...) of each region,
+ * so the lines are requested a few at a time among the multiply-adds. Requested in one burst
+ * before each panel's tile instead (about 70 lines), they did not arrive ahead of the Adam step
+ * and the input gradient that read them: Lab E's fused step at 1 thread took 10.1-11.0 ms that
+ * way, 8.8-10.1 ms spread (and with nothing fetched, the weight gradient and step alone took as
+ * long as with the bursts).
  */
 NERVE_TARGET_AVX512 NERVE_INLINE void tn_tile(const int KT, const int W, const bool scaled,
                                               float *G, int64_t ldg, const float *A, int64_t lda,
                                               const float *D, int64_t ldd, int64_t M,
                                               __mmask16 m0, __mmask16 m1, bool fresh,
-                                              float alpha) {
+                                              float alpha, const tile_fetch *fetch) {
   /* A tile whose inputs are all zero adds nothing (per-sample SGD on MNIST: most tiles). */
   bool any = false;
   for (int64_t m = 0; m < M && !any; m++)
     for (int r = 0; r < KT; r++) any |= A[m * lda + r] != 0.0f;
   if (!any) {
+    for (int64_t l = 0; fetch && l < fetch->lines; l++)
+      for (int s = 0; s < fetch->count; s++) _mm_prefetch(fetch->at[s] + l * 64, _MM_HINT_T1);
     for (int r = 0; r < KT && fresh; r++) {
       _mm512_mask_storeu_ps(G + r * ldg, m0, _mm512_setzero_ps());
       if (W == 2) _mm512_mask_storeu_ps(G + r * ldg + 16, m1, _mm512_setzero_ps());
@@ -882,6 +898,9 @@ NERVE_TARGET_AVX512 NERVE_INLINE void tn_tile(const int KT, const int W, const b
     const float *a = A + m * lda;
     __m512 x0 = _mm512_maskz_loadu_ps(m0, D + m * ldd);
     __m512 x1 = W == 2 ? _mm512_maskz_loadu_ps(m1, D + m * ldd + 16) : x0;
+    if (fetch)
+      for (int64_t l = m; l < fetch->lines; l += M)
+        for (int s = 0; s < fetch->count; s++) _mm_prefetch(fetch->at[s] + l * 64, _MM_HINT_T1);
     if (scaled) {
       x0 = _mm512_mul_ps(scale, x0);
       x1 = W == 2 ? _mm512_mul_ps(scale, x1) : x0;
@@ -903,13 +922,13 @@ NERVE_TARGET_AVX512 NERVE_INLINE void tn_tile(const int KT, const int W, const b
 #  define TN_TILE_CASE(KT)                                                                     \
     case KT:                                                                                   \
       if (W == 2 && alpha == 1.0f)                                                             \
-        tn_tile(KT, 2, false, G, ldg, A, lda, D, ldd, M, m0, m1, fresh, alpha);                \
+        tn_tile(KT, 2, false, G, ldg, A, lda, D, ldd, M, m0, m1, fresh, alpha, NULL);          \
       else if (W == 2)                                                                         \
-        tn_tile(KT, 2, true, G, ldg, A, lda, D, ldd, M, m0, m1, fresh, alpha);                 \
+        tn_tile(KT, 2, true, G, ldg, A, lda, D, ldd, M, m0, m1, fresh, alpha, NULL);           \
       else if (alpha == 1.0f)                                                                  \
-        tn_tile(KT, 1, false, G, ldg, A, lda, D, ldd, M, m0, m1, fresh, alpha);                \
+        tn_tile(KT, 1, false, G, ldg, A, lda, D, ldd, M, m0, m1, fresh, alpha, NULL);          \
       else                                                                                     \
-        tn_tile(KT, 1, true, G, ldg, A, lda, D, ldd, M, m0, m1, fresh, alpha);                 \
+        tn_tile(KT, 1, true, G, ldg, A, lda, D, ldd, M, m0, m1, fresh, alpha, NULL);           \
       break;
 
 NERVE_TARGET_AVX512 static void tn_tile_any(int KT, int W, float *G, int64_t ldg, const float *A,
@@ -1432,16 +1451,44 @@ typedef struct {
   int64_t next; /* the first tile no thread has taken (nerve__take_chunk) */
 } visit_job;
 
-/* Slice part of parts of the streams' rows [k0, k1), fetched into L2: spread over a tile's
- * panels, the next tile's memory arrives while this tile computes. (Fetched for writing instead,
- * with PREFETCHW, which fills L1, Lab E's three 12 x 784 streams a tile pushed out the tile's own
- * operands: its epoch at 1 thread 10% slower.) */
-static void prefetch_rows(const visit_job *j, int64_t k0, int64_t k1, int64_t part, int64_t parts) {
+/* The lines of part of parts of the streams' rows [k0, k1), for a tile to fetch into L2 as it
+ * computes (tn_tile): spread over a tile's panels, the next tile's memory arrives while this
+ * tile computes. Into L2, not L1: fetched for writing instead, with PREFETCHW, which fills
+ * L1, Lab E's three 12 x 784 streams a tile pushed out the tile's own operands (its epoch at 1
+ * thread 10% slower). */
+static tile_fetch fetch_rows(const visit_job *j, int64_t k0, int64_t k1, int64_t part, int64_t parts) {
   const int64_t bytes = (k1 - k0) * j->streams.row_bytes;
   const int64_t from = bytes * part / parts & ~(int64_t)63, to = bytes * (part + 1) / parts;
-  for (int s = 0; s < j->streams.count; s++) {
-    const char *rows = (const char *)j->streams.base[s] + k0 * j->streams.row_bytes;
-    for (int64_t at = from; at < to; at += 64) _mm_prefetch(rows + at, _MM_HINT_T1);
+  tile_fetch f = {.count = j->streams.count, .lines = to > from ? (to - from + 63) / 64 : 0};
+  for (int s = 0; s < f.count; s++) f.at[s] = (const char *)j->streams.base[s] + k0 * j->streams.row_bytes + from;
+  return f;
+}
+
+/* The visitor's tiles: fresh (each panel's tile writes its part of g from zero), unscaled,
+ * fetching as they go. */
+#  define VISIT_TILE_CASE(KT)                                                                  \
+    case KT:                                                                                   \
+      if (W == 2) tn_tile(KT, 2, false, g, ldg, A, lda, D, ldd, M, m0, m1, true, 1.0f, fetch); \
+      else tn_tile(KT, 1, false, g, ldg, A, lda, D, ldd, M, m0, m1, true, 1.0f, fetch);         \
+      break;
+
+NERVE_TARGET_AVX512 static void visit_tile_any(int KT, int W, float *g, int64_t ldg, const float *A,
+                                               int64_t lda, const float *D, int64_t ldd, int64_t M,
+                                               __mmask16 m0, __mmask16 m1, const tile_fetch *fetch) {
+  switch (KT) {
+    VISIT_TILE_CASE(12)
+    VISIT_TILE_CASE(11)
+    VISIT_TILE_CASE(10)
+    VISIT_TILE_CASE(9)
+    VISIT_TILE_CASE(8)
+    VISIT_TILE_CASE(7)
+    VISIT_TILE_CASE(6)
+    VISIT_TILE_CASE(5)
+    VISIT_TILE_CASE(4)
+    VISIT_TILE_CASE(3)
+    VISIT_TILE_CASE(2)
+    VISIT_TILE_CASE(1)
+    default: break;
   }
 }
 
@@ -1460,10 +1507,10 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
       int64_t col0 = p0 * NR, cols = (j->N < p1 * NR ? j->N : p1 * NR) - col0;
       for (int64_t p = p0; p < p1; p++) {
         int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
-        if (next_rows > 0) prefetch_rows(j, next, next + next_rows, p, j->panels);
-        /* Fresh: each panel's tile writes its part of g from zero (no clearing first). */
-        tn_tile_any((int)kr, nr > 16 ? 2 : 1, g + (col - col0), VISIT_COLS, j->A + k, j->lda,
-                    j->D + col, j->ldd, j->M, mask_lo(nr), mask_hi(nr), true, 1.0f);
+        const tile_fetch fetch = next_rows > 0 ? fetch_rows(j, next, next + next_rows, p, j->panels)
+                                               : (tile_fetch){.count = 0};
+        visit_tile_any((int)kr, nr > 16 ? 2 : 1, g + (col - col0), VISIT_COLS, j->A + k, j->lda,
+                       j->D + col, j->ldd, j->M, mask_lo(nr), mask_hi(nr), &fetch);
       }
       j->apply(j->arg, k, col0, g, kr, cols, VISIT_COLS, threads);
     }

@@ -271,8 +271,9 @@ typedef void (*nerve__tile_fn)(void *arg, int64_t k0, int64_t col, const float *
  * stream s starts at base[s] + k * row_bytes. While a tile's products run, the visitor fetches
  * the next tile's rows into cache, so memory traffic overlaps the arithmetic.
  */
+enum { NERVE_VISIT_STREAMS = 4 };
 typedef struct {
-  const void *base[4];
+  const void *base[NERVE_VISIT_STREAMS];
   int count;
   int64_t row_bytes;
 } nerve__visit_streams;
