@@ -1,5 +1,6 @@
 /*
- * bench_c.h: what the C benchmarks here share (dense_products.c, lab_e_step.c): a monotonic
+ * bench_c.h: what the C benchmarks here share (dense_products.c, lab_e_step.c, fast_layers.c,
+ * fused_step.c): a monotonic
  * clock and arrays of made-up but finite floats from libnerve's allocator.
  */
 #ifndef NERVE_BENCH_C_H

@@ -1,13 +1,13 @@
 /*
  * fused_step.c: Lab E's dense layer (a batch of 32 through 6272 -> 784) as training runs it, its
  * forward and then its backward fused with the Adam step, call after call, so each backward
- * finds the weights where a forward left them and the moments where the last step did. Best
- * and mean of each over the calls. To compare builds of the library (link each against its
- * own) or rows of the fused path:
+ * finds the weights where a forward left them and the moments where the last step did. The best
+ * of each over the calls, and the backward's mean. To compare builds of the library (link each
+ * against its own) or parts of the fused path:
  *
  *   cmake -S . -B .build-cmake && cmake --build .build-cmake
  *   cc -O2 bench/fused_step.c -Iinclude -L.build-cmake -lnerve -Wl,-rpath,$PWD/.build-cmake \
- *     -o .build-cmake/fused_step && .build-cmake/fused_step THREADS [no-input] [ROWS] [CALLS]
+ *     -o .build-cmake/fused_step && .build-cmake/fused_step THREADS [input|no-input] [ROWS] [CALLS]
  *
  * no-input leaves out the input gradient (din NULL): the weight gradient and the step alone.
  * ROWS (6272 by default) is the layer's inputs: fewer keep weights and moments in cache.
@@ -19,11 +19,12 @@
 
 int main(int argc, char **argv) {
   const int threads = argc > 1 ? atoi(argv[1]) : 2;
-  const int input = !(argc > 2 && strcmp(argv[2], "no-input") == 0);
+  const char *part = argc > 2 ? argv[2] : "input";
+  const int input = strcmp(part, "input") == 0;
   const long N = 32, O = 784, I = argc > 3 ? atol(argv[3]) : 6272;
   const int calls = argc > 4 ? atoi(argv[4]) : 100;
-  if (threads < 1 || I < 1 || calls < 1) {
-    fprintf(stderr, "usage: fused_step THREADS [no-input|input] [ROWS >= 1] [CALLS >= 1]\n");
+  if (threads < 1 || I < 1 || calls < 1 || (!input && strcmp(part, "no-input") != 0)) {
+    fprintf(stderr, "usage: fused_step THREADS [input|no-input] [ROWS >= 1] [CALLS >= 1]\n");
     return 2;
   }
   nerve_context *ctx = NULL;

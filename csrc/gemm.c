@@ -866,7 +866,8 @@ typedef struct {
  * before each panel's tile instead (about 70 lines), they did not arrive ahead of the Adam step
  * and the input gradient that read them: Lab E's fused step at 1 thread took 10.1-11.0 ms that
  * way, 8.8-10.1 ms spread (and with nothing fetched, the weight gradient and step alone took as
- * long as with the bursts).
+ * long as with the bursts). A tile that skips (its inputs all zero, or no rows) asks for its
+ * whole list at once.
  */
 NERVE_TARGET_AVX512 NERVE_INLINE void tn_tile(const int KT, const int W, const bool scaled,
                                               float *G, int64_t ldg, const float *A, int64_t lda,
@@ -1469,7 +1470,7 @@ static tile_fetch fetch_rows(const visit_job *j, int64_t k0, int64_t k1, int64_t
 #  define VISIT_TILE_CASE(KT)                                                                  \
     case KT:                                                                                   \
       if (W == 2) tn_tile(KT, 2, false, g, ldg, A, lda, D, ldd, M, m0, m1, true, 1.0f, fetch); \
-      else tn_tile(KT, 1, false, g, ldg, A, lda, D, ldd, M, m0, m1, true, 1.0f, fetch);         \
+      else tn_tile(KT, 1, false, g, ldg, A, lda, D, ldd, M, m0, m1, true, 1.0f, fetch);        \
       break;
 
 NERVE_TARGET_AVX512 static void visit_tile_any(int KT, int W, float *g, int64_t ldg, const float *A,

@@ -266,12 +266,13 @@ NERVE_HIDDEN void nerve__bias_accumulate_here(const nerve_context *ctx, float *d
 typedef void (*nerve__rows_fn)(void *arg, int64_t k0, int64_t k1);
 typedef void (*nerve__tile_fn)(void *arg, int64_t k0, int64_t col, const float *g, int64_t rows,
                                int64_t cols, int64_t ldg, int threads);
-/*
- * Arrays whose rows k the callbacks read for a tile (weights, optimizer moments): row k of
- * stream s starts at base[s] + k * row_bytes. While a tile's products run, the visitor fetches
- * the next tile's rows into cache, so memory traffic overlaps the arithmetic.
- */
 enum { NERVE_VISIT_STREAMS = 4 };
+/*
+ * Arrays whose rows k the callbacks read for a tile (weights, optimizer moments), at most
+ * NERVE_VISIT_STREAMS: row k of stream s starts at base[s] + k * row_bytes. While a tile's
+ * products run, the visitor fetches the next tile's rows into cache, so memory traffic overlaps
+ * the arithmetic.
+ */
 typedef struct {
   const void *base[NERVE_VISIT_STREAMS];
   int count;
