@@ -920,6 +920,13 @@ NERVE_TARGET_AVX512 NERVE_INLINE void tn_tile(const int KT, const int W, const b
   }
 }
 
+/* Each row count a weight-gradient tile may have (TN_KT down to 1), as a switch's cases: the
+ * tiles take it as a compile-time constant, so their accumulators stay in registers. */
+#  define TN_KT_CASES(CASE)                                                                    \
+    CASE(12) CASE(11) CASE(10) CASE(9) CASE(8) CASE(7) CASE(6) CASE(5) CASE(4) CASE(3) CASE(2) \
+    CASE(1)
+_Static_assert(TN_KT == 12, "TN_KT_CASES starts at TN_KT");
+
 #  define TN_TILE_CASE(KT)                                                                     \
     case KT:                                                                                   \
       if (W == 2 && alpha == 1.0f)                                                             \
@@ -936,18 +943,7 @@ NERVE_TARGET_AVX512 static void tn_tile_any(int KT, int W, float *G, int64_t ldg
                                             int64_t lda, const float *D, int64_t ldd, int64_t M,
                                             __mmask16 m0, __mmask16 m1, bool fresh, float alpha) {
   switch (KT) {
-    TN_TILE_CASE(12)
-    TN_TILE_CASE(11)
-    TN_TILE_CASE(10)
-    TN_TILE_CASE(9)
-    TN_TILE_CASE(8)
-    TN_TILE_CASE(7)
-    TN_TILE_CASE(6)
-    TN_TILE_CASE(5)
-    TN_TILE_CASE(4)
-    TN_TILE_CASE(3)
-    TN_TILE_CASE(2)
-    TN_TILE_CASE(1)
+    TN_KT_CASES(TN_TILE_CASE)
     default: break;
   }
 }
@@ -1277,18 +1273,7 @@ NERVE_TARGET_AVX512 static void gather_tn_tile_any(int KT, int W, float *G, int6
                                                    float *bias) {
   W = tile_w(W, m1);
   switch (KT) {
-    GATHER_TN_CASE(12)
-    GATHER_TN_CASE(11)
-    GATHER_TN_CASE(10)
-    GATHER_TN_CASE(9)
-    GATHER_TN_CASE(8)
-    GATHER_TN_CASE(7)
-    GATHER_TN_CASE(6)
-    GATHER_TN_CASE(5)
-    GATHER_TN_CASE(4)
-    GATHER_TN_CASE(3)
-    GATHER_TN_CASE(2)
-    GATHER_TN_CASE(1)
+    TN_KT_CASES(GATHER_TN_CASE)
     default: break;
   }
 }
@@ -1477,18 +1462,7 @@ NERVE_TARGET_AVX512 static void visit_tile_any(int KT, int W, float *g, int64_t 
                                                int64_t lda, const float *D, int64_t ldd, int64_t M,
                                                __mmask16 m0, __mmask16 m1, const tile_fetch *fetch) {
   switch (KT) {
-    VISIT_TILE_CASE(12)
-    VISIT_TILE_CASE(11)
-    VISIT_TILE_CASE(10)
-    VISIT_TILE_CASE(9)
-    VISIT_TILE_CASE(8)
-    VISIT_TILE_CASE(7)
-    VISIT_TILE_CASE(6)
-    VISIT_TILE_CASE(5)
-    VISIT_TILE_CASE(4)
-    VISIT_TILE_CASE(3)
-    VISIT_TILE_CASE(2)
-    VISIT_TILE_CASE(1)
+    TN_KT_CASES(VISIT_TILE_CASE)
     default: break;
   }
 }
