@@ -2022,8 +2022,14 @@ nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, const n
     return NERVE_OK;
   }
 #if NERVE_X86
-  /* Each entry rewrites a row of G, as rank updates do. */
-  const size_t pad_bytes = padded_bytes(ctx, N, K, ldg);
+  /* Row by row, each entry rewrites a row of G, as rank updates do: they work on a copy of G
+   * padded to whole panels. The column lists (alpha 1) load and store a row of G once a block
+   * of NERVE_SPARSE_BLOCK rows, so on whole blocks they use G in place: Lab A copied its
+   * 784 x 30 gradient in and out for each chunk of 2,048 rows. */
+  const bool blocks = a->block_starts && alpha == 1.0f;
+  const bool whole_blocks = first % NERVE_SPARSE_BLOCK == 0 &&
+                            ((first + M) % NERVE_SPARSE_BLOCK == 0 || first + M == a->rows);
+  const size_t pad_bytes = blocks && whole_blocks ? 0 : padded_bytes(ctx, N, K, ldg);
   if (pad_bytes > 0) {
     nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, pad_bytes, func);
     if (s != NERVE_OK) return s;
@@ -2032,7 +2038,7 @@ nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, const n
     j.padded = true;
   }
   /* The column lists compute fma(x, d, g): the rows' loop's terms when alpha is 1. */
-  if (a->block_starts && alpha == 1.0f)
+  if (blocks)
     nerve__parallel_team(nerve__threads_for(ctx, K, grain), sparse_tn_share, &j);
   else
     nerve__parallel_for(ctx, K, grain, sparse_tn_member, &j);

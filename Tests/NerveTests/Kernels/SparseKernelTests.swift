@@ -126,9 +126,11 @@ struct SparseKernelTests {
 
   /// Slices of a listed matrix long enough for its column lists (blocks of 256 rows): rows read
   /// before the first whole block and after the last, a slice to the matrix's end (its short
-  /// last block), all-zero rows (whose outputs are the bias) and columns, 1 to 3 panels.
+  /// last block), all-zero rows (whose outputs are the bias) and columns, 1 to 3 panels; slices
+  /// of whole blocks, whose weight gradient is summed in place rather than in a padded copy.
   static let blockSlices: [(rows: Int, first: Int, n: Int, i: Int, o: Int)] = [
     (1100, 100, 900, 50, 30), (1100, 300, 800, 41, 70), (700, 0, 700, 33, 9), (600, 5, 250, 20, 30),
+    (1100, 256, 512, 41, 30), (600, 0, 600, 20, 47),
   ]
 
   @Test("packed lists and column lists: the dense bits at 1, 2 and 3 threads, and the reference",
