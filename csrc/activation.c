@@ -11,12 +11,13 @@ typedef struct {
   const float *out;/* backward: forward output */
 } act_job;
 
-/* Element counts per thread. Transcendental kinds are worth threads sooner, and so are the
- * backwards that read their forward's output: split as the forward split it, each thread reads
- * the part its own cache holds. (Lab A's 2,048 x 30 sigmoid backward ran on one thread and read
- * half its operands from the other core's cache, 0.5 ns an element; with a 16K grain, the
- * 2,048 x 10 output layer's forward and backward did too.) */
-enum { GRAIN_CHEAP = 1 << 16, GRAIN_EXP = 1 << 13, GRAIN_SHARED = 1 << 13 };
+/* Element counts per thread (two threads from twice as many). Transcendental kinds (and
+ * softmax's rows) are worth threads sooner, and so are the backwards that read their forward's
+ * output: with the forward's grain they split as the forward did, and each thread reads the part
+ * its own cache holds. (Lab A's 2,048 x 30 sigmoid backward ran on one thread and read half its
+ * operands from the other core's cache, 0.5 ns an element; with a 16K grain, the 2,048 x 10
+ * output layer's forward and backward did too.) */
+enum { GRAIN_CHEAP = 1 << 16, GRAIN_EXP = 1 << 13, GRAIN_SHARED = GRAIN_EXP };
 
 /* ---- Forward bodies: y = f(x) ---------------------------------------------------------- */
 

@@ -119,13 +119,16 @@ NERVE_INLINE void bias_grad_loop_body(void *data, int64_t o0, int64_t o1) {
 }
 #if NERVE_X86
 /*
- * Up to 16 * V columns from c of bias_grad_loop_body, each column's sum kept in a register over all
- * the rows and stored once: the loop above keeps them in memory, so each row's add waits on the
- * last row's store (Lab A's two bias gradients a chunk of 2,048 rows, by perf's samples: about 16
- * us against 4-8). The same adds in the same order, alpha's folded in as the compilers contract
- * the scalar form: the same bits.
+ * Columns [c, c + w) of bias_grad_loop_body (w <= 16 * V <= 64) over rows [n0, n1), each
+ * column's sum kept in a register and stored once: the loop keeps them in memory, so each row's
+ * add waits on the previous row's store (Lab A's two bias gradients, by perf's samples: about
+ * 16 us a chunk of 2,048 rows, now 4-8). The same adds in the same order, so the same bits as
+ * the loop where the compiler contracts its `db[o] += alpha * row[o]` into one multiply-add, as
+ * both builds' compilers do for an FMA target (gcc by default in GNU C, clang's
+ * -ffp-contract=on); the tests compare this kernel with the AVX2 build of the loop bit for bit.
  */
-NERVE_TARGET_AVX512 NERVE_INLINE void bias_grad_block16(const bias_job *j, int64_t c, int64_t w, int V) {
+NERVE_TARGET_AVX512 NERVE_INLINE void bias_grad_block16(const bias_job *j, int64_t c, int64_t w,
+                                                       int64_t n0, int64_t n1, int V) {
   __mmask16 k[4];
   __m512 acc[4];
   for (int v = 0; v < V; v++) {
@@ -133,26 +136,33 @@ NERVE_TARGET_AVX512 NERVE_INLINE void bias_grad_block16(const bias_job *j, int64
     acc[v] = _mm512_maskz_loadu_ps(k[v], j->dbias + c + 16 * v);
   }
   const __m512 alpha = _mm512_set1_ps(j->alpha);
-  const float *row = j->dout + c;
+  const float *row = j->dout + n0 * j->O + c;
   if (j->alpha == 1.0f)
-    for (int64_t n = 0; n < j->N; n++, row += j->O)
+    for (int64_t n = n0; n < n1; n++, row += j->O)
       for (int v = 0; v < V; v++) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(k[v], row + 16 * v));
   else
-    for (int64_t n = 0; n < j->N; n++, row += j->O)
+    for (int64_t n = n0; n < n1; n++, row += j->O)
       for (int v = 0; v < V; v++)
         acc[v] = _mm512_fmadd_ps(alpha, _mm512_maskz_loadu_ps(k[v], row + 16 * v), acc[v]);
   for (int v = 0; v < V; v++) _mm512_mask_storeu_ps(j->dbias + c + 16 * v, k[v], acc[v]);
 }
 
+/* Rows a pass of bias_grad_registers: each block of 64 columns reads its part of them, so wide
+ * layers read each row's lines while the previous block's reading left them in cache. */
+enum { BIAS_ROWS = 256 };
+
 NERVE_TARGET_AVX512 static void bias_grad_registers(void *data, int64_t o0, int64_t o1) {
   const bias_job *j = data;
-  for (int64_t c = o0; c < o1; c += 64) {
-    const int64_t w = o1 - c < 64 ? o1 - c : 64;
-    switch ((w + 15) / 16) { /* constant V: the accumulators stay in registers */
-      case 1: bias_grad_block16(j, c, w, 1); break;
-      case 2: bias_grad_block16(j, c, w, 2); break;
-      case 3: bias_grad_block16(j, c, w, 3); break;
-      default: bias_grad_block16(j, c, w, 4); break;
+  for (int64_t n0 = 0; n0 < j->N; n0 += BIAS_ROWS) {
+    const int64_t n1 = j->N - n0 < BIAS_ROWS ? j->N : n0 + BIAS_ROWS;
+    for (int64_t c = o0; c < o1; c += 64) {
+      const int64_t w = o1 - c < 64 ? o1 - c : 64;
+      switch ((w + 15) / 16) { /* constant V: the accumulators stay in registers */
+        case 1: bias_grad_block16(j, c, w, n0, n1, 1); break;
+        case 2: bias_grad_block16(j, c, w, n0, n1, 2); break;
+        case 3: bias_grad_block16(j, c, w, n0, n1, 3); break;
+        default: bias_grad_block16(j, c, w, n0, n1, 4); break;
+      }
     }
   }
 }

@@ -1029,10 +1029,10 @@ typedef struct {
   int64_t ldg, N;
 } copy_job;
 
-/* Rows copied a vector at a time, the last one masked: rows of a few dozen floats (Lab A's
- * 784 x 30 weights, three copies a chunk of 2,048 rows) spent more in memcpy's and memset's calls
- * than in copying, 7% of the epoch at 2 threads. Every padded copy is made for AVX-512 kernels,
- * so these are only ever called where AVX-512 runs. */
+/* Rows copied a vector at a time, the last one masked: copying rows of a few dozen floats (Lab
+ * A's 784 x 30 weights, once or more a chunk of 2,048 rows) had cost more in calls to memcpy and
+ * memset than in the copying itself. Every padded copy is made for AVX-512 kernels, so these
+ * are only ever called where AVX-512 runs. */
 NERVE_TARGET_AVX512 static void copy_rows_in(void *data, int64_t begin, int64_t end) {
   copy_job *j = data;
   for (int64_t k = begin; k < end; k++) {

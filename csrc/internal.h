@@ -360,9 +360,10 @@ NERVE_HIDDEN bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G,
  * up to `width` rows of G. */
 NERVE_HIDDEN bool nerve__gemm_tn_gathers_pooled(const nerve_context *ctx, int64_t N, int64_t width);
 
-/* A thread is worth waking for about this many multiply-adds (the products' grain): Lab A's
- * 2,048 x 30 -> 10 layer (614K) now takes both threads, each reading the rows its own cache
- * holds, where at 1 << 19 one thread read them all while the other waited. */
+/* A thread is worth waking for about this many multiply-adds (the products' grain; two threads
+ * from twice as many): Lab A's 2,048 x 30 -> 10 layer (614K) now takes both threads, each
+ * reading the rows its own cache holds, where at 1 << 19 one thread read them all while the
+ * other waited. */
 enum { GEMM_GRAIN = 1 << 18 };
 
 /* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. Runs on this

@@ -129,6 +129,25 @@ struct DenseKernelTests {
     }
   }
 
+  @Test("the bias gradient's AVX-512 kernel gives the AVX2 loop's bits, with and without a step", arguments: denseShapes)
+  func biasKernelBits(_ s: DenseShape) {
+    guard InstructionSet.best == .avx512 else { return }
+    // 600 rows as well: more than one of the kernel's passes over the rows.
+    for n in [s.n, 600] {
+      let x = randomFloats(n * s.i, seed: 31), w = randomFloats(s.i * s.o, seed: 32)
+      let dy = randomFloats(n * s.o, seed: 33), b0 = randomFloats(s.o, seed: 34)
+      var results: [[Float]] = []
+      for (threads, isa) in [(1, InstructionSet.avx2), (1, .avx512), (2, .avx512), (3, .avx512)] {
+        let k = Kernels(threads: threads, isa: isa)
+        var db = b0, bias = b0, weights = w
+        k.ok(nerve_dense_backward(k.ctx, nil, nil, &db, dy, x, w, Int64(n), Int64(s.i), Int64(s.o)))
+        k.ok(nerve_dense_backward_sgd(k.ctx, nil, &weights, &bias, dy, x, Int64(n), Int64(s.i), Int64(s.o), 0.3))
+        results.append(db + bias)
+      }
+      #expect(results.dropFirst().allSatisfy { bitwiseEqual($0, results[0]) }, "\(s), \(n) rows")
+    }
+  }
+
   @Test("optional outputs can be skipped")
   func skippedOutputs() {
     let k = Kernels(threads: 2, isa: .best)
