@@ -87,6 +87,11 @@ NERVE_HIDDEN void nerve__parallel_for(const nerve_context *ctx, int64_t n, int64
 NERVE_HIDDEN void nerve__parallel_chunks(const nerve_context *ctx, int64_t n, int64_t grain,
                                          nerve__range_fn fn, void *arg);
 
+/* The threads of the team running the caller: what the runtime granted, which may be fewer than
+ * asked (nested regions, OMP_THREAD_LIMIT); 1 outside a team. For choices a range kernel makes
+ * by its team's size, where nerve__parallel_for passes only the range. */
+NERVE_HIDDEN int nerve__team_threads(void);
+
 /* Runs fn(arg, thread, nthreads) on `threads` threads (a direct call if threads <= 1). */
 typedef void (*nerve__team_fn)(void *arg, int thread, int nthreads);
 NERVE_HIDDEN void nerve__parallel_team(int threads, nerve__team_fn fn, void *arg);

@@ -17,6 +17,8 @@ int nerve__threads_for(const nerve_context *ctx, int64_t work, int64_t grain) {
   return useful < ctx->threads ? (int)useful : ctx->threads;
 }
 
+int nerve__team_threads(void) { return omp_get_num_threads(); }
+
 typedef struct {
   nerve__team_fn fn;
   void *arg;

@@ -69,14 +69,16 @@ typedef struct {
   const int32_t *saved;
   /* nerve_maxpool2d_forward_normalized: batch norm's per-channel statistics and parameters */
   const float *mean, *invstd, *gamma, *beta;
-  /* The forward's y and argmax written with streaming stores (AVX-512 only; the backward picks
-   * maxpool_tiles_bwd_stream instead). */
+  /* The forward's y and argmax written with streaming stores if the team that runs it has more
+   * than one thread (AVX-512 only; the backward picks maxpool_tiles_bwd_stream instead). */
   bool stream;
 } pool_job;
 
 /*
  * Whether a team of `threads` streams a max pool forward's outputs (nerve__streams_rows): the
- * next layer's weight gradient read every image on every thread. The fast recipe at 2 threads in
+ * next layer's weight gradient read every image on every thread. Asked with the threads
+ * requested; the kernel streams only if the runtime granted more than one
+ * (nerve__team_threads), since one thread's outputs stay in its own cache. The fast recipe at 2 threads in
  * a slow phase: the max pool forward 1,200-2,200 -> about 500 samples of an epoch's 12,000
  * (perf, 2,000 a second), its one-thread share.
  */
@@ -181,7 +183,8 @@ NERVE_TARGET_AVX512 NERVE_INLINE void maxpool_fwd_avx512_rows(void *data, int64_
   pool_job *j = data;
   const pool_geom *g = j->g;
   const int64_t C = g->C, W = g->W;
-  const bool stream = j->stream; /* every window's channels whole vectors at 64-byte boundaries */
+  /* Every window's channels whole vectors at 64-byte boundaries, and a team to share them. */
+  const bool stream = j->stream && nerve__team_threads() > 1;
   for (int64_t r = r0; r < r1; r++) { /* r = n*OH + oh */
     int64_t n = r / g->OH, oh = r % g->OH, h0, h1;
     window(oh, g->SH, g->PT, g->PH, g->H, &h0, &h1);
@@ -379,6 +382,11 @@ NERVE_RANGE_KERNEL(maxpool_tiles_bwd);
  * lines of din; the next convolution's backward read it on every thread): the same values, from
  * nerve__maxpool_grad_value's sum (0 + the winner's gradient, else 0 + 0). */
 NERVE_TARGET_AVX512 static void maxpool_tiles_bwd_stream(void *data, int64_t r0, int64_t r1) {
+  /* Chosen for the threads requested; a runtime that granted one keeps the lines in cache. */
+  if (nerve__team_threads() < 2) {
+    maxpool_tiles_bwd_avx512(data, r0, r1);
+    return;
+  }
   pool_job *j = data;
   const pool_geom *g = j->g;
   const int64_t C = g->C, W = g->W, PH = g->PH, PW = g->PW;
