@@ -434,6 +434,7 @@ static void relu_in_place(float *y, int64_t n) {
 /* Member t: blocks as it becomes free (a block's output does not depend on who computes it),
  * lowered and multiplied here, in its own part of the workspace. */
 static void forward_member(void *data, int t, int nt) {
+  (void)nt; /* how many share the blocks: the max pool asks the team itself */
   forward_job *j = data;
   const conv_geom *g = j->g;
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = j->per;
@@ -468,7 +469,7 @@ static void forward_member(void *data, int t, int nt) {
     if (j->relu) relu_in_place(y, rows * g->K);
     if (j->pool) {
       const int64_t pooled = n0 * j->pool->OH * j->pool->OW * j->pool->C;
-      nerve__maxpool_images(j->ctx, j->pooled + pooled, j->argmax + pooled, y, j->pool, 0, images, nt);
+      nerve__maxpool_images(j->ctx, j->pooled + pooled, j->argmax + pooled, y, j->pool, 0, images);
     }
   }
 }

@@ -87,9 +87,10 @@ NERVE_HIDDEN void nerve__parallel_for(const nerve_context *ctx, int64_t n, int64
 NERVE_HIDDEN void nerve__parallel_chunks(const nerve_context *ctx, int64_t n, int64_t grain,
                                          nerve__range_fn fn, void *arg);
 
-/* The threads of the team running the caller: what the runtime granted, which may be fewer than
- * asked (nested regions, OMP_THREAD_LIMIT); 1 outside a team. For choices a range kernel makes
- * by its team's size, where nerve__parallel_for passes only the range. */
+/* The threads of the Nerve team (nerve__parallel_team, _for, _chunks) running the caller, as
+ * the runtime granted them, which may be fewer than asked (nested regions, OMP_THREAD_LIMIT);
+ * 1 outside one. For choices a kernel makes by its team's size where it is passed only a range
+ * (how it stores: nerve__streams_rows). */
 NERVE_HIDDEN int nerve__team_threads(void);
 
 /* Runs fn(arg, thread, nthreads) on `threads` threads (a direct call if threads <= 1). */
@@ -405,11 +406,11 @@ NERVE_INLINE bool nerve__pool_tiles(int64_t PH, int64_t PW, int64_t SH, int64_t 
 NERVE_HIDDEN nerve_status nerve__maxpool_check(nerve_context *ctx, int64_t N,
                                                const nerve__pool_window *p, const char *func);
 
-/* nerve_maxpool2d_forward for images [n0, n1) of in, on the calling thread (checked sizes), one
- * of a team of `threads` (which decides how it stores: see pool.c's streams_outputs). */
+/* nerve_maxpool2d_forward for images [n0, n1) of in, on the calling thread (checked sizes); its
+ * team's size decides how it stores (pool.c's streams_outputs). */
 NERVE_HIDDEN void nerve__maxpool_images(const nerve_context *ctx, float *out, int32_t *argmax,
                                         const float *in, const nerve__pool_window *p, int64_t n0,
-                                        int64_t n1, int threads);
+                                        int64_t n1);
 
 /* The gradient a max pool's backward gives an input pixel at position pos from the one window
  * covering it, whose gradient is g and winner am (0 + g where the pixel won, so never -0):

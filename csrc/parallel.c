@@ -17,7 +17,11 @@ int nerve__threads_for(const nerve_context *ctx, int64_t work, int64_t grain) {
   return useful < ctx->threads ? (int)useful : ctx->threads;
 }
 
-int nerve__team_threads(void) { return omp_get_num_threads(); }
+/* The size of the innermost of Nerve's teams this thread is running in (team_trampoline sets
+ * it): a caller's own OpenMP team, around a single-threaded call, is not one of them. */
+static _Thread_local int team_size = 1;
+
+int nerve__team_threads(void) { return team_size; }
 
 typedef struct {
   nerve__team_fn fn;
@@ -28,7 +32,10 @@ static void team_trampoline(void *data) {
   team_job *job = data;
   /* The runtime may grant fewer threads than asked (nested regions, limits): split by what
    * it actually granted. */
-  job->fn(job->arg, omp_get_thread_num(), omp_get_num_threads());
+  const int outer = team_size, granted = omp_get_num_threads();
+  team_size = granted;
+  job->fn(job->arg, omp_get_thread_num(), granted);
+  team_size = outer;
 }
 
 void nerve__parallel_team(int threads, nerve__team_fn fn, void *arg) {

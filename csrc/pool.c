@@ -69,20 +69,18 @@ typedef struct {
   const int32_t *saved;
   /* nerve_maxpool2d_forward_normalized: batch norm's per-channel statistics and parameters */
   const float *mean, *invstd, *gamma, *beta;
-  /* The forward's y and argmax written with streaming stores if the team that runs it has more
-   * than one thread (AVX-512 only; the backward picks maxpool_tiles_bwd_stream instead). */
-  bool stream;
 } pool_job;
 
 /*
- * Whether a team of `threads` streams a max pool forward's outputs (nerve__streams_rows): the
- * next layer's weight gradient read every image on every thread. Asked with the threads
- * requested; the kernel streams only if the runtime granted more than one
- * (nerve__team_threads), since one thread's outputs stay in its own cache. The fast recipe at 2 threads in
- * a slow phase: the max pool forward 1,200-2,200 -> about 500 samples of an epoch's 12,000
- * (perf, 2,000 a second), its one-thread share.
+ * Whether the team running a max pool forward (AVX-512 only) writes its outputs with streaming
+ * stores (nerve__streams_rows): the next layer's weight gradient read every image on every
+ * thread. Decided by the threads the runtime granted, not those asked for: alone, a thread's
+ * outputs stay in its own cache. The fast recipe at 2 threads in a slow phase: the max pool
+ * forward 1,200-2,200 -> about 500 samples of an epoch's 12,000 (perf, 2,000 a second), its
+ * one-thread share.
  */
-static bool streams_outputs(int threads, const float *y, const int32_t *argmax, int64_t C) {
+static bool streams_outputs(const float *y, const int32_t *argmax, int64_t C) {
+  const int threads = nerve__team_threads();
   return nerve__streams_rows(threads, y, C) && nerve__streams_rows(threads, argmax, C);
 }
 
@@ -183,8 +181,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void maxpool_fwd_avx512_rows(void *data, int64_
   pool_job *j = data;
   const pool_geom *g = j->g;
   const int64_t C = g->C, W = g->W;
-  /* Every window's channels whole vectors at 64-byte boundaries, and a team to share them. */
-  const bool stream = j->stream && nerve__team_threads() > 1;
+  const bool stream = streams_outputs(j->y, j->argmax, C); /* whole vectors at 64-byte boundaries */
   for (int64_t r = r0; r < r1; r++) { /* r = n*OH + oh */
     int64_t n = r / g->OH, oh = r % g->OH, h0, h1;
     window(oh, g->SH, g->PT, g->PH, g->H, &h0, &h1);
@@ -258,9 +255,9 @@ nerve_status nerve__maxpool_check(nerve_context *ctx, int64_t N, const nerve__po
 }
 
 void nerve__maxpool_images(const nerve_context *ctx, float *out, int32_t *argmax, const float *in,
-                           const nerve__pool_window *p, int64_t n0, int64_t n1, int threads) {
+                           const nerve__pool_window *p, int64_t n0, int64_t n1) {
   const pool_geom g = geom_of(n1, p);
-  pool_job j = {.g = &g, .y = out, .argmax = argmax, .x = in, .stream = streams_outputs(threads, out, argmax, g.C)};
+  pool_job j = {.g = &g, .y = out, .argmax = argmax, .x = in};
   maxpool_fwd_for(ctx, false)(&j, n0 * g.OH, n1 * g.OH);
 }
 
@@ -283,7 +280,6 @@ static nerve_status forward_checked(nerve_context *ctx, pool_job j, pool_geom g,
   }
   j.g = &g;
   const int64_t rows = g.N * g.OH, grain = (1 << 15) / (g.OW * g.C * g.PH * g.PW) + 1;
-  j.stream = streams_outputs(nerve__threads_for(ctx, rows, grain), j.y, j.argmax, g.C);
   nerve__parallel_for(ctx, rows, grain, maxpool_fwd_for(ctx, norm), &j);
   return NERVE_OK;
 }
@@ -382,11 +378,6 @@ NERVE_RANGE_KERNEL(maxpool_tiles_bwd);
  * lines of din; the next convolution's backward read it on every thread): the same values, from
  * nerve__maxpool_grad_value's sum (0 + the winner's gradient, else 0 + 0). */
 NERVE_TARGET_AVX512 static void maxpool_tiles_bwd_stream(void *data, int64_t r0, int64_t r1) {
-  /* Chosen for the threads requested; a runtime that granted one keeps the lines in cache. */
-  if (nerve__team_threads() < 2) {
-    maxpool_tiles_bwd_avx512(data, r0, r1);
-    return;
-  }
   pool_job *j = data;
   const pool_geom *g = j->g;
   const int64_t C = g->C, W = g->W, PH = g->PH, PW = g->PW;
@@ -417,14 +408,23 @@ NERVE_TARGET_AVX512 static void maxpool_tiles_bwd_stream(void *data, int64_t r0,
   }
   _mm_sfence(); /* the streamed lines seen by whoever reads them next */
 }
+
+/* The AVX-512 backward of windows that tile the image, streamed where the team that runs it (as
+ * the runtime granted it: alone, a thread's din stays in its own cache) and din's rows allow. */
+static void maxpool_tiles_bwd_streamed(void *data, int64_t r0, int64_t r1) {
+  const pool_job *j = data;
+  if (nerve__streams_rows(nerve__team_threads(), j->y, j->g->C))
+    maxpool_tiles_bwd_stream(data, r0, r1);
+  else
+    maxpool_tiles_bwd_avx512(data, r0, r1);
+}
 #endif
 
-/* The backward of windows that tile the image, by `threads` threads: streamed where it can be. */
-static nerve__range_fn maxpool_tiles_bwd_for(const nerve_context *ctx, const pool_job *j, int threads) {
+/* The backward of windows that tile the image (AVX-512: streamed where its team can). */
+static nerve__range_fn maxpool_tiles_bwd_for(const nerve_context *ctx) {
 #if NERVE_X86
-  if (ctx->isa == NERVE_ISA_AVX512 && nerve__streams_rows(threads, j->y, j->g->C)) return maxpool_tiles_bwd_stream;
+  if (ctx->isa == NERVE_ISA_AVX512) return maxpool_tiles_bwd_streamed;
 #endif
-  (void)j, (void)threads;
   return maxpool_tiles_bwd_isa[ctx->isa];
 }
 
@@ -471,7 +471,7 @@ nerve_status nerve_maxpool2d_backward(nerve_context *ctx, float *din, const floa
   pool_job j = {.g = &g, .y = din, .dy = dout, .saved = argmax};
   if (nerve__pool_tiles(PH, PW, SH, SW, PT, PL)) {
     const int64_t grain = (1 << 15) / (PH * W * C) + 1;
-    nerve__parallel_for(ctx, N * OH, grain, maxpool_tiles_bwd_for(ctx, &j, nerve__threads_for(ctx, N * OH, grain)), &j);
+    nerve__parallel_for(ctx, N * OH, grain, maxpool_tiles_bwd_for(ctx), &j);
   } else
     nerve__parallel_for(ctx, N * H, (1 << 15) / (W * C) + 1, maxpool_bwd_isa[ctx->isa], &j);
   return NERVE_OK;
