@@ -135,15 +135,12 @@ NERVE_TARGET_AVX512 NERVE_INLINE void bias_grad_block16(const bias_job *j, int64
     k[v] = nerve__lanes16(w - 16 * v);
     acc[v] = _mm512_maskz_loadu_ps(k[v], j->dbias + c + 16 * v);
   }
+  /* With alpha 1 the multiply-add is the loop's plain add: 1 * d is exact, then one rounding. */
   const __m512 alpha = _mm512_set1_ps(j->alpha);
   const float *row = j->dout + n0 * j->O + c;
-  if (j->alpha == 1.0f)
-    for (int64_t n = n0; n < n1; n++, row += j->O)
-      for (int v = 0; v < V; v++) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(k[v], row + 16 * v));
-  else
-    for (int64_t n = n0; n < n1; n++, row += j->O)
-      for (int v = 0; v < V; v++)
-        acc[v] = _mm512_fmadd_ps(alpha, _mm512_maskz_loadu_ps(k[v], row + 16 * v), acc[v]);
+  for (int64_t n = n0; n < n1; n++, row += j->O)
+    for (int v = 0; v < V; v++)
+      acc[v] = _mm512_fmadd_ps(alpha, _mm512_maskz_loadu_ps(k[v], row + 16 * v), acc[v]);
   for (int v = 0; v < V; v++) _mm512_mask_storeu_ps(j->dbias + c + 16 * v, k[v], acc[v]);
 }
 
