@@ -216,6 +216,49 @@ struct FusedAdamKernelTests {
     }
   }
 
+  /// Up to 16 outputs, the input gradient's dots are taken 16 columns at a time (gemm.c's
+  /// short_dots) and must keep the bits of one column at a time with its lanes summed by
+  /// _mm512_reduce_add_ps: lane k with k + 8, then + 4, + 2, + 1, the result added to +0.
+  /// Written out here in Float; the output gradients have zeros, negative zeros and products
+  /// that underflow. 37 inputs: two whole blocks of 16 columns and a part. 16 outputs: each
+  /// tile's columns just before its step, where fewer are the whole gradient first.
+  @Test("a classifier's input gradient sums each dot in reduce_add's tree", arguments: [1, 3, 10, 15, 16])
+  func shortDots(_ O: Int) {
+    guard InstructionSet.best == .avx512 else { return }
+    let I = 37
+    func expected(_ dy: [Float], _ w: [Float], rows: Int) -> [Float] {
+      var din = [Float](repeating: 0, count: rows * I)
+      for r in 0..<rows {
+        for i in 0..<I {
+          var lanes = (0..<16).map { $0 < O ? dy[r * O + $0] * w[i * O + $0] : 0 }
+          for half in [8, 4, 2, 1] { for k in 0..<half { lanes[k] = lanes[k] + lanes[k + half] } }
+          din[r * I + i] = 0 + lanes[0]
+        }
+      }
+      return din
+    }
+    // From 16 outputs, past 64 rows the input gradient is one product (fused_input_method).
+    for rows in O < 16 ? [1, 32, 100] : [1, 32] {
+      var dy = sparseInputs(rows, O, seed: 51)
+      for at in stride(from: 0, to: dy.count, by: 7) { dy[at] = -0.0 }
+      for at in stride(from: 3, to: dy.count, by: 11) { dy[at] = 1e-30 }
+      let x = randomFloats(rows * I, seed: 52)
+      var w0 = randomFloats(I * O, seed: 53)
+      for at in stride(from: 1, to: w0.count, by: 5) { w0[at] = -1e-20 }
+      let want = expected(dy, w0, rows: rows)
+      for threads in [1, 2, 3] {
+        let k = Kernels(threads: threads, isa: .avx512)
+        var w = w0, b = [Float](repeating: 0, count: O), m = w.map { _ in Float(0) }, v = m, bm = b, bv = b
+        var din = [Float](repeating: .nan, count: rows * I), alone = din
+        k.ok(nerve_dense_backward_adam(
+          k.ctx, &din, &w, &b, &m, &v, &bm, &bv, dy, x, Int64(rows), Int64(I), Int64(O), 0.01, 0.9, 0.999, 1e-7, 0, 0, 1))
+        k.ok(nerve_dense_backward_adam_input(k.ctx, &alone, dy, w0, Int64(rows), Int64(I), Int64(O)))
+        #expect(bitwiseEqual(din, want), "fused, \(rows) rows, \(O) outputs, \(threads) thread(s)")
+        #expect(bitwiseEqual(alone, want), "alone, \(rows) rows, \(O) outputs, \(threads) thread(s)")
+      }
+    }
+  }
+
   /// A team steps the weights in a row buffer and streams them back where every row starts at
   /// a 64-byte boundary (outputs a multiple of 16, the weight aligned; dense.c's
   /// streams_weights), and stores them as one thread does 4 bytes off a boundary. Both give
