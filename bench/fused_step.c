@@ -7,10 +7,13 @@
  *
  *   cmake -S . -B .build-cmake && cmake --build .build-cmake
  *   cc -O2 bench/fused_step.c -Iinclude -L.build-cmake -lnerve -Wl,-rpath,$PWD/.build-cmake \
- *     -o .build-cmake/fused_step && .build-cmake/fused_step THREADS [input|no-input] [ROWS] [CALLS]
+ *     -o .build-cmake/fused_step && .build-cmake/fused_step THREADS [input|no-input] [ROWS] [CALLS] \
+ *     [OUTPUTS] [BATCH]
  *
  * no-input leaves out the input gradient (din NULL): the weight gradient and the step alone.
  * ROWS (6272 by default) is the layer's inputs: fewer keep weights and moments in cache.
+ * OUTPUTS (784) and BATCH (32) give other layers: 784 10 is Lab E's classifier, whose input
+ * gradient's dots are 10 long; 256 10 256 the fast recipe's.
  */
 #include "bench_c.h"
 
@@ -21,10 +24,10 @@ int main(int argc, char **argv) {
   const int threads = argc > 1 ? atoi(argv[1]) : 2;
   const char *part = argc > 2 ? argv[2] : "input";
   const int input = strcmp(part, "input") == 0;
-  const long N = 32, O = 784, I = argc > 3 ? atol(argv[3]) : 6272;
+  const long I = argc > 3 ? atol(argv[3]) : 6272, O = argc > 5 ? atol(argv[5]) : 784, N = argc > 6 ? atol(argv[6]) : 32;
   const int calls = argc > 4 ? atoi(argv[4]) : 100;
-  if (threads < 1 || I < 1 || calls < 1 || (!input && strcmp(part, "no-input") != 0)) {
-    fprintf(stderr, "usage: fused_step THREADS [input|no-input] [ROWS >= 1] [CALLS >= 1]\n");
+  if (threads < 1 || I < 1 || O < 1 || N < 1 || calls < 1 || (!input && strcmp(part, "no-input") != 0)) {
+    fprintf(stderr, "usage: fused_step THREADS [input|no-input] [ROWS >= 1] [CALLS >= 1] [OUTPUTS >= 1] [BATCH >= 1]\n");
     return 2;
   }
   nerve_context *ctx = NULL;
@@ -45,9 +48,9 @@ int main(int argc, char **argv) {
     if (t2 - t1 < best_b) best_b = t2 - t1;
     sum_b += t2 - t1;
   }
-  printf("%d thread(s), batch 32 through %ld -> 784, %d calls: forward best %.2f ms, backward + Adam%s best "
-         "%.2f ms, mean %.2f ms\n",
-         threads, I, calls, best_f * 1e3, input ? "" : " (no input gradient)", best_b * 1e3, sum_b / calls * 1e3);
+  printf("%d thread(s), batch %ld through %ld -> %ld, %d calls: forward best %.3f ms, backward + Adam%s best "
+         "%.3f ms, mean %.3f ms\n",
+         threads, N, I, O, calls, best_f * 1e3, input ? "" : " (no input gradient)", best_b * 1e3, sum_b / calls * 1e3);
   nerve_context_free(ctx);
   return 0;
 }
