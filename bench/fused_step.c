@@ -12,8 +12,9 @@
  *
  * no-input leaves out the input gradient (din NULL): the weight gradient and the step alone.
  * ROWS (6272 by default) is the layer's inputs: fewer keep weights and moments in cache.
- * OUTPUTS (784) and BATCH (32) give other layers: 784 10 is Lab E's classifier, whose input
- * gradient's dots are 10 long; 256 10 256 the fast recipe's.
+ * OUTPUTS (784) and BATCH (32) give other layers: `fused_step 1 input 784 2000 10` is Lab E's
+ * classifier, whose input gradient's dots are 10 long; `fused_step 1 input 256 2000 10 256`
+ * the fast recipe's.
  */
 #include "bench_c.h"
 

@@ -1129,11 +1129,19 @@ NERVE_TARGET_AVX512 NERVE_INLINE void dots_block(const int MR, const int NI, con
     }
 }
 
+/* The block whose rows the first pass over block i asks L2 for: DOTS_AHEAD on, within this
+ * call's columns [.., i1) (past them they are another thread's, read into the wrong core's
+ * L2), or none (-1). */
+static inline int64_t dots_far(int64_t i, int64_t i1) {
+  const int64_t far = i + DOTS_AHEAD * DOT_NI;
+  return far + DOT_NI <= i1 ? far : -1;
+}
+
 #  define DOTS_CASE(MR)                                                                        \
     case MR:                                                                                   \
       if (ni == DOT_NI)                                                                        \
         dots_block(MR, DOT_NI, j, m, i, m == 0 ? i + DOT_NI : -1, /* may lie past i1: harmless */ \
-                   m == 0 && i + (DOTS_AHEAD + 1) * DOT_NI <= j->N ? i + DOTS_AHEAD * DOT_NI : -1); \
+                   m == 0 ? dots_far(i, i1) : -1);                                             \
       else                                                                                     \
         for (int q = 0; q < ni; q++) dots_block(MR, 1, j, m, i + q, -1, -1);                   \
       break;
@@ -1626,7 +1634,7 @@ void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const flo
    * ranks' shares of a batch gave other bits than one process. */
   if (ctx->isa == NERVE_ISA_AVX512) {
     nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = BT, .ldb = ldb, .M = M, .N = i1, .K = K};
-    if (K <= 16)
+    if (K >= 1 && K <= 16)
       short_dots(&j, i0, i1);
     else
       nn_dots(&j, i0, i1);

@@ -374,7 +374,8 @@ enum { GEMM_GRAIN = 1 << 18 };
 
 /* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. Runs on this
  * thread: Nerve's dot-product tiles (with AVX-512), else one OpenBLAS call. Below a reduction
- * of NT_DOTS_MIN, dot products waste lanes, so callers with many rows prefer other kernels. */
+ * of NT_DOTS_MIN, a dot per column would waste lanes: these take 16 columns a vector instead,
+ * but nerve_dense_backward's products (other kernels) still serve many rows better. */
 enum { NT_DOTS_MIN = 16 };
 NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc,
                                          const float *A, int64_t lda, const float *BT,
