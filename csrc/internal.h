@@ -377,6 +377,8 @@ enum { GEMM_GRAIN = 1 << 18 };
  * of NT_DOTS_MIN, a dot per column would waste lanes: these take 16 columns a vector instead,
  * but nerve_dense_backward's products (other kernels) still serve many rows better. */
 enum { NT_DOTS_MIN = 16 };
+/* Dots up to this long take 16 columns a vector (gemm.c's short_dots): one vector's lanes. */
+enum { NT_SHORT_MAX = 16 };
 NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc,
                                          const float *A, int64_t lda, const float *BT,
                                          int64_t ldb, int64_t M, int64_t K, int64_t i0,
@@ -390,7 +392,7 @@ NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t l
  * thread. Up to 16 long, 16 dots share one tree of vector sums (short_dots in gemm.c): K + 8
  * keeps Lab E's 32 x 784 of them (7 us) on one thread, where two were no faster, and gives
  * the fast recipe's 256 x 256 two (0.041 -> 0.025 ms with the step). */
-NERVE_INLINE int64_t nerve__nt_dot_madds(int64_t K) { return K <= 16 ? K + 8 : K + 64; }
+NERVE_INLINE int64_t nerve__nt_dot_madds(int64_t K) { return K <= NT_SHORT_MAX ? K + 8 : K + 64; }
 
 /* ---- Max pooling inside other kernels (pool.c) ------------------------------------------ */
 
