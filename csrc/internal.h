@@ -373,12 +373,11 @@ NERVE_HIDDEN bool nerve__gemm_tn_gathers_pooled(const nerve_context *ctx, int64_
 enum { GEMM_GRAIN = 1 << 18 };
 
 /* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. Runs on this
- * thread: Nerve's dot-product tiles (with AVX-512), else one OpenBLAS call. Below a reduction
- * of NT_DOTS_MIN, a dot per column would waste lanes: these take 16 columns a vector instead,
- * but nerve_dense_backward's products (other kernels) still serve many rows better. */
-enum { NT_DOTS_MIN = 16 };
-/* Dots up to this long take 16 columns a vector (gemm.c's short_dots): one vector's lanes. */
-enum { NT_SHORT_MAX = 16 };
+ * thread: Nerve's dot-product tiles (with AVX-512), else one OpenBLAS call. Dots up to one
+ * vector's lanes long (NT_SHORT_MAX) take 16 columns a vector (gemm.c's short_dots). Below
+ * NT_DOTS_MIN (the same vector), a dot per column would waste lanes, so callers with many rows
+ * prefer nerve_dense_backward's products (other kernels). */
+enum { NT_SHORT_MAX = 16, NT_DOTS_MIN = NT_SHORT_MAX };
 NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc,
                                          const float *A, int64_t lda, const float *BT,
                                          int64_t ldb, int64_t M, int64_t K, int64_t i0,
