@@ -288,7 +288,7 @@ nerve_status nerve_dense_backward_sgd(nerve_context *ctx, float *din, float *wei
 typedef struct {
   nerve_context *ctx;
   float *din, *weight, *m, *v;
-  const float *dout;
+  const float *dout, *dout_packed; /* dout_packed: for the input gradient (packed_output_gradient) */
   int64_t N, I, O;
   nerve__adam_params p;
 } adam_fused_job;
@@ -296,7 +296,8 @@ typedef struct {
 /* Before a tile's weights change: its columns of the input gradient, from the old weights. */
 static void adam_fused_rows(void *arg, int64_t k0, int64_t k1) {
   adam_fused_job *j = arg;
-  if (j->din) nerve__gemm_nt_columns(j->ctx, j->din, j->I, j->dout, j->O, j->weight, j->O, j->N, j->O, k0, k1);
+  if (j->din)
+    nerve__gemm_nt_columns(j->ctx, j->din, j->I, j->dout, j->O, j->dout_packed, j->weight, j->O, j->N, j->O, k0, k1);
 }
 
 #if NERVE_X86
@@ -362,21 +363,36 @@ NERVE_TARGET_AVX512 static void adam_fused_tile(void *arg, int64_t k0, int64_t c
 typedef struct {
   nerve_context *ctx;
   float *din;
-  const float *dout, *weight;
+  const float *dout, *dout_packed, *weight;
   int64_t N, I, O;
 } input_columns_job;
 
 static void input_columns(void *arg, int64_t k0, int64_t k1) {
   input_columns_job *j = arg;
-  nerve__gemm_nt_columns(j->ctx, j->din, j->I, j->dout, j->O, j->weight, j->O, j->N, j->O, k0, k1);
+  nerve__gemm_nt_columns(j->ctx, j->din, j->I, j->dout, j->O, j->dout_packed, j->weight, j->O, j->N, j->O, k0, k1);
+}
+
+/* dout [N,O] packed into the GEMM scratch for the input gradient's dots where they read it so
+ * (nerve__gemm_nt_scratch), else *packed = NULL. Only the scratch is written. */
+static nerve_status packed_output_gradient(nerve_context *ctx, const float *dout, int64_t N, int64_t O,
+                                           const float **packed, const char *func) {
+  *packed = NULL;
+  const size_t bytes = nerve__gemm_nt_scratch(ctx, method_rows(ctx, N), O);
+  if (bytes == 0) return NERVE_OK;
+  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, bytes, func);
+  if (s != NERVE_OK) return s;
+  nerve__gemm_nn_pack(ctx, ctx->scratch[NERVE_SCRATCH_GEMM], dout, O, N, O);
+  *packed = ctx->scratch[NERVE_SCRATCH_GEMM];
+  return NERVE_OK;
 }
 
 /* The whole input gradient in columns shared out among threads as products are (a column
  * is N dot products of length O), computed as the fused path's tiles compute it: the same
  * chains, from the weights as they are now. */
-static void input_gradient(nerve_context *ctx, float *din, const float *dout, const float *weight,
-                           int64_t N, int64_t I, int64_t O) {
-  input_columns_job j = {.ctx = ctx, .din = din, .dout = dout, .weight = weight, .N = N, .I = I, .O = O};
+static void input_gradient(nerve_context *ctx, float *din, const float *dout, const float *dout_packed,
+                           const float *weight, int64_t N, int64_t I, int64_t O) {
+  input_columns_job j = {.ctx = ctx, .din = din, .dout = dout, .dout_packed = dout_packed, .weight = weight,
+                         .N = N, .I = I, .O = O};
   nerve__parallel_for(ctx, I, GEMM_GRAIN / (N * nerve__nt_dot_madds(O)) + 1, input_columns, &j);
 }
 
@@ -389,15 +405,15 @@ typedef enum {
 } input_method;
 
 /* The product where nerve_dense_backward would not take dot products either, past their
- * kernel's rows (nerve__gemm_nn_scratch not 0, the packed weight's bytes, reserved before
- * anything is stepped): each row's zeros in dout (a relu's gradient) are skipped, which dot
+ * kernel's rows (nerve__gemm_nn_packs; the packed weight's bytes reserved before anything is
+ * stepped): each row's zeros in dout (a relu's gradient) are skipped, which dot
  * products cannot do. The fast recipe's 800 -> 256 layer on 192 rows, half of dout zero: the
  * fused step 1.79 -> 1.27 ms at 1 thread and 0.99 -> 0.66 ms at 2 with its operands in cache,
  * 1.95-2.06 -> 1.56-1.63 ms at 1 thread from wherever the other layers left them
  * (bench/fast_layers.c). */
 static input_method fused_input_method(const nerve_context *ctx, int64_t N, int64_t I, int64_t O) {
   if (O < NT_DOTS_MIN) return INPUT_DOTS;
-  return nerve__gemm_nn_scratch(ctx, method_rows(ctx, N), I, O, true) > 0 ? INPUT_PRODUCT : INPUT_BY_TILES;
+  return nerve__gemm_nn_packs(ctx, method_rows(ctx, N), I, O, true) ? INPUT_PRODUCT : INPUT_BY_TILES;
 }
 
 /* Rows of the batch up to which the fused path is used (its tiles re-read the batch per tile). */
@@ -443,10 +459,13 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
   if (s == NERVE_OK && !fused) s = reserve_backward(ctx, din != NULL, true, N, I, O, __func__);
   const input_method input = fused && din ? fused_input_method(ctx, N, I, O) : INPUT_BY_TILES;
   if (s == NERVE_OK && input == INPUT_PRODUCT) s = reserve_backward(ctx, true, false, N, I, O, __func__);
+  const float *dout_packed = NULL;
+  if (s == NERVE_OK && fused && din && input != INPUT_PRODUCT)
+    s = packed_output_gradient(ctx, dout, N, O, &dout_packed, __func__);
   if (s != NERVE_OK) return s;
   /* The fused path's input gradient computed whole, before anything is stepped: from the
    * weights before the step, and so that nothing has changed should it fail. */
-  if (input == INPUT_DOTS) input_gradient(ctx, din, dout, weight, N, I, O);
+  if (input == INPUT_DOTS) input_gradient(ctx, din, dout, dout_packed, weight, N, I, O);
   if (input == INPUT_PRODUCT) {
     s = nerve_dense_backward(ctx, din, NULL, NULL, dout, NULL, weight, N, I, O);
     if (s != NERVE_OK) return s;
@@ -461,7 +480,7 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
   }
   adam_fused_job j = {
       .ctx = ctx, .din = din, .weight = weight, .m = weight_m, .v = weight_v, .dout = dout,
-      .N = N, .I = I, .O = O,
+      .dout_packed = dout_packed, .N = N, .I = I, .O = O,
       .p = {.lr = lr, .beta1 = beta1, .beta2 = beta2, .eps = eps,
             .c1 = (float)(1.0 / (1.0 - pow(beta1, (double)step))),
             .c2 = (float)(1.0 / (1.0 - pow(beta2, (double)step))),
@@ -498,6 +517,9 @@ nerve_status nerve_dense_backward_adam_input(nerve_context *ctx, float *din, con
   NERVE_CHECK_PTR(ctx, weight);
   if (!fuses(ctx, N) || fused_input_method(ctx, N, I, O) == INPUT_PRODUCT)
     return nerve_dense_backward(ctx, din, NULL, NULL, dout, NULL, weight, N, I, O);
-  input_gradient(ctx, din, dout, weight, N, I, O);
+  const float *dout_packed;
+  s = packed_output_gradient(ctx, dout, N, O, &dout_packed, __func__);
+  if (s != NERVE_OK) return s;
+  input_gradient(ctx, din, dout, dout_packed, weight, N, I, O);
   return NERVE_OK;
 }

@@ -247,6 +247,11 @@ NERVE_HIDDEN nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t l
  */
 NERVE_HIDDEN size_t nerve__gemm_nn_scratch(const nerve_context *ctx, int64_t M, int64_t N,
                                            int64_t K, bool b_transposed);
+
+/* Whether nerve__gemm_nn packs a transposed B (AVX-512 register tiles; M the method's rows),
+ * where with few rows it takes dot products along B's rows instead. */
+NERVE_HIDDEN bool nerve__gemm_nn_packs(const nerve_context *ctx, int64_t M, int64_t N, int64_t K,
+                                       bool b_transposed);
 NERVE_HIDDEN size_t nerve__gemm_tn_scratch(const nerve_context *ctx, int64_t M, int64_t N,
                                            int64_t K, int64_t ldg);
 
@@ -301,7 +306,7 @@ NERVE_HIDDEN void nerve__gemm_nn_here(const nerve_context *ctx, float *C, int64_
  * nerve__gemm_nn with a transposed B, in two steps for teams that share out rows of A: B^T
  * [N,K] (row stride ldb) packed once into P (nerve__gemm_nn_scratch's bytes, by the context's
  * threads), then C[M,N] = A . B from P on the calling thread, the same chains. Only where
- * nerve__gemm_nn_scratch(ctx, rows, N, K, true) is not 0 (AVX-512 register tiles).
+ * nerve__gemm_nn_packs(ctx, rows, N, K, true).
  */
 NERVE_HIDDEN void nerve__gemm_nn_pack(nerve_context *ctx, float *P, const float *BT, int64_t ldb,
                                       int64_t N, int64_t K);
@@ -374,14 +379,21 @@ enum { GEMM_GRAIN = 1 << 18 };
 
 /* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. Runs on this
  * thread: Nerve's dot-product tiles (with AVX-512), else one OpenBLAS call. Dots up to one
- * vector's lanes long (NT_SHORT_MAX) take 16 columns a vector (gemm.c's short_dots). Below
+ * vector's lanes long (NT_SHORT_MAX) take 16 columns a vector (gemm.c's short_dots); longer
+ * ones take A's rows in the lanes from AP, A packed where nerve__gemm_nt_scratch is not 0
+ * (gemm.c's nn_lanes), and pass NULL elsewhere. Below
  * NT_DOTS_MIN (the same vector), a dot per column would waste lanes, so callers with many rows
  * prefer nerve_dense_backward's products (other kernels). */
 enum { NT_SHORT_MAX = 16, NT_DOTS_MIN = NT_SHORT_MAX };
 NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc,
-                                         const float *A, int64_t lda, const float *BT,
-                                         int64_t ldb, int64_t M, int64_t K, int64_t i0,
-                                         int64_t i1);
+                                         const float *A, int64_t lda, const float *AP,
+                                         const float *BT, int64_t ldb, int64_t M, int64_t K,
+                                         int64_t i0, int64_t i1);
+
+/* Bytes of A [M,K] (M the method's rows) packed by nerve__gemm_nn_pack(ctx, AP, A, lda, M, K)
+ * for nerve__gemm_nt_columns, whose dots then keep A's rows in the lanes, as nerve__gemm_nn's
+ * do for these shapes (the same bits); 0 where they read A itself (AP NULL). */
+NERVE_HIDDEN size_t nerve__gemm_nt_scratch(const nerve_context *ctx, int64_t M, int64_t K);
 
 /* What one of nerve__gemm_nt_columns' dot products of length K costs, in multiply-adds, for
  * sharing its columns out by GEMM_GRAIN: K, plus the closing sum of its 16 lanes, which for

@@ -23,6 +23,9 @@ let denseShapes: [DenseShape] = [
   .init(n: 203, i: 37, o: 29), .init(n: 257, i: 9, o: 65), .init(n: 100, i: 300, o: 10),
   .init(n: 70, i: 50, o: 100), .init(n: 100, i: 784, o: 300), .init(n: 67, i: 1100, o: 32),
   .init(n: 70, i: 2100, o: 17), .init(n: 40, i: 1500, o: 70), .init(n: 130, i: 1100, o: 70),
+  // The input gradient with the batch's rows in the lanes (gemm.c's nn_lanes): one vector of
+  // rows, and four with the last part full, each with a last tile of columns cut short.
+  .init(n: 16, i: 45, o: 40), .init(n: 57, i: 77, o: 33),
 ]
 
 /// Inputs with about 70% exact zeros in runs, like MNIST's background, so the kernels' zero
@@ -171,6 +174,7 @@ struct FusedAdamKernelTests {
   static let shapes: [DenseShape] = [
     .init(n: 1, i: 7, o: 5), .init(n: 32, i: 129, o: 100), .init(n: 13, i: 300, o: 47),
     .init(n: 300, i: 37, o: 29), .init(n: 5, i: 64, o: 1030), .init(n: 150, i: 90, o: 300),
+    .init(n: 60, i: 50, o: 40),
   ]
 
   @Test("matches dense backward followed by Adam steps", arguments: DenseKernelTests.configurations, shapes)
@@ -264,6 +268,45 @@ struct FusedAdamKernelTests {
           #expect(bitwiseEqual(byColumn, want), "one column at a time, \(rows) rows, \(threads) thread(s)")
         }
       }
+    }
+  }
+
+  /// From 16 rows of the batch and past 16 outputs, the input gradient takes the rows in the
+  /// lanes (gemm.c's nn_lanes): each element is one chain of fused multiply-adds over the
+  /// outputs in order from zero, added to +0, whichever path computes it (fused, alone, or
+  /// nerve_dense_backward's product) and however many threads. Written out here in Float, with
+  /// negative zeros and products that underflow; 29 inputs: tiles of 12 or 6 columns and a part,
+  /// and 33 outputs: two blocks of 16 and one more.
+  @Test(
+    "a batch's input gradient is one chain of multiply-adds an element, in the outputs' order",
+    .enabled(if: InstructionSet.best == .avx512, "the chains are the AVX-512 kernels'"), arguments: [16, 32, 40, 64])
+  func inputGradientChains(_ rows: Int) {
+    let (I, O) = (29, 33)
+    var dy = randomFloats(rows * O, seed: 61)
+    for at in stride(from: 0, to: dy.count, by: 7) { dy[at] = -0.0 }
+    for at in stride(from: 3, to: dy.count, by: 11) { dy[at] = 1e-30 }
+    let x = randomFloats(rows * I, seed: 62)
+    var w0 = randomFloats(I * O, seed: 63)
+    for at in stride(from: 1, to: w0.count, by: 5) { w0[at] = -1e-20 }
+    var want = [Float](repeating: 0, count: rows * I)
+    for r in 0..<rows {
+      for i in 0..<I {
+        var chain: Float = 0
+        for k in 0..<O { chain = chain.addingProduct(w0[i * O + k], dy[r * O + k]) }
+        want[r * I + i] = 0 + chain
+      }
+    }
+    for threads in [1, 2, 3] {
+      let k = Kernels(threads: threads, isa: .avx512)
+      var w = w0, b = [Float](repeating: 0, count: O), m = w.map { _ in Float(0) }, v = m, bm = b, bv = b
+      var fused = [Float](repeating: .nan, count: rows * I), alone = fused, product = fused
+      k.ok(nerve_dense_backward_adam(
+        k.ctx, &fused, &w, &b, &m, &v, &bm, &bv, dy, x, Int64(rows), Int64(I), Int64(O), 0.01, 0.9, 0.999, 1e-7, 0, 0, 1))
+      k.ok(nerve_dense_backward_adam_input(k.ctx, &alone, dy, w0, Int64(rows), Int64(I), Int64(O)))
+      k.ok(nerve_dense_backward(k.ctx, &product, nil, nil, dy, nil, w0, Int64(rows), Int64(I), Int64(O)))
+      #expect(bitwiseEqual(fused, want), "fused, \(rows) rows, \(threads) thread(s)")
+      #expect(bitwiseEqual(alone, want), "alone, \(rows) rows, \(threads) thread(s)")
+      #expect(bitwiseEqual(product, want), "product, \(rows) rows, \(threads) thread(s)")
     }
   }
 

@@ -25,6 +25,9 @@ let convGeometries: [RefGeometry] = [
   // The fast recipe's first convolution: 24 filters, whose second vector of columns is half
   // full (256-bit operations).
   .init(n: 3, h: 12, w: 12, c: 1, k: 24, kh: 5, kw: 5, sh: 1, sw: 1, same: false),
+  // 18 rows of output pixels and 20 filters: the input gradient's products take the rows in
+  // the lanes (gemm.c's nn_lanes).
+  .init(n: 2, h: 5, w: 5, c: 3, k: 20, kh: 3, kw: 3, sh: 1, sw: 1, same: false),
 ]
 
 let poolGeometries: [RefGeometry] = [
