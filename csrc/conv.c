@@ -34,7 +34,7 @@ static int64_t images_per_block(const conv_geom *g) {
  * how the batch is split.
  */
 static int64_t method_rows(const nerve_context *ctx, const conv_geom *g) {
-  const int64_t pix = g->OH * g->OW, n = ctx->whole_batch > 0 ? ctx->whole_batch : g->N;
+  const int64_t pix = g->OH * g->OW, n = ctx->whole_batch > g->N ? ctx->whole_batch : g->N;
   int64_t per = CONV_BLOCK_ROWS / pix;
   if (per < 1) per = 1;
   return (per < n ? per : n) * pix;
@@ -728,7 +728,7 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
    * lowered blocks (none for 1x1), and the most the products take, which they take on the first
    * and largest block of rows (all N * OH * OW rows for 1x1, where cols = C). */
   const int64_t block = pointwise ? 0 : block_floats(&g), most_rows = pointwise ? N * pix : per * pix;
-  const int64_t whole_rows = (ctx->whole_batch > 0 ? ctx->whole_batch : N) * pix;
+  const int64_t whole_rows = (ctx->whole_batch > N ? ctx->whole_batch : N) * pix;
   size_t nn = din ? nerve__gemm_nn_scratch(ctx, pointwise ? whole_rows : method_rows(ctx, &g), cols, K, true) : 0;
   /* With AVX-512 the weight gradient is one team's work (weight_grad_member), on a copy of
    * dweight padded to whole panels. */

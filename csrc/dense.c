@@ -7,9 +7,11 @@
 
 #include <math.h>
 
-/* The rows a dense call chooses its method by: the whole batch when it gets a rank's part. */
+/* The rows a dense call chooses its method by: the whole batch when it gets a rank's part (a
+ * "part" larger than the whole said is taken as its own whole: the kernels size their scratch
+ * by these rows). */
 static int64_t method_rows(const nerve_context *ctx, int64_t N) {
-  return ctx->whole_batch > 0 ? ctx->whole_batch : N;
+  return ctx->whole_batch > N ? ctx->whole_batch : N;
 }
 
 static nerve_status check_sizes(nerve_context *ctx, int64_t N, int64_t I, int64_t O,

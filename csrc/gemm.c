@@ -1080,6 +1080,8 @@ static void padded_copy_back(const nerve_context *ctx, float *G, int64_t ldg, in
  * A [M,K] (lda), BT [N,K] (ldb), C [M,N] (ldc); tiles over i in [i0,i1).
  * 8 rows, not 6: a batch of 32 had a tile of 2 rows left, loading as much of BT for a third of
  * the work (Lab E's input gradient in cache, 1 thread: 0.140 -> 0.137 ms for 240 columns).
+ * Since then, from 16 rows and past 16 long, nn_lanes (below) takes these products instead;
+ * dots_block keeps fewer rows (most lanes of nn_lanes' vectors would hold nothing) and K = 16.
  */
 enum { DOT_NI = 3, DOT_MR = 8 };
 
@@ -1863,7 +1865,8 @@ nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_t ldc, const 
     /* Few rows of A (small batches) against a transposed B: dot products along rows of both,
      * instead of packing B. */
     if (nn_uses_dots(method_rows, K, b_transposed)) {
-      const size_t packed = nerve__gemm_nt_scratch(ctx, method_rows, K);
+      /* By the larger of the two: a part never takes more rows than the scratch holds. */
+      const size_t packed = nerve__gemm_nt_scratch(ctx, method_rows > M ? method_rows : M, K);
       if (packed > 0) {
         nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, packed, func);
         if (s != NERVE_OK) return s;

@@ -67,6 +67,27 @@ struct SplitBatchKernelTests {
     }
   }
 
+  /// A "part" larger than the whole batch the context was told of is computed as a whole batch
+  /// of its own: its method (and the scratch the method takes) follow its own rows.
+  @Test("a part larger than the whole said is its own whole", arguments: [(said: 16, rows: 100), (said: 20, rows: 40)])
+  func partLargerThanWhole(_ shape: (said: Int, rows: Int)) {
+    let (rows, I, O) = (shape.rows, 45, 40)
+    let x = randomFloats(rows * I, seed: 21), w = randomFloats(I * O, seed: 22), dy = randomFloats(rows * O, seed: 23)
+    let k = Kernels(threads: 2, isa: .best)
+    var din = [Float](repeating: 0, count: rows * I), dw = [Float](repeating: 0, count: I * O)
+    k.ok(nerve_dense_backward(k.ctx, &din, &dw, nil, dy, x, w, Int64(rows), Int64(I), Int64(O)))
+    var sdin = [Float](repeating: .nan, count: rows * I), sdw = [Float](repeating: 0, count: I * O)
+    var alone = [Float](repeating: .nan, count: rows * I)
+    k.ok(nerve_context_set_whole_batch(k.ctx, Int64(shape.said)))
+    k.ok(nerve_dense_backward(k.ctx, &sdin, &sdw, nil, dy, x, w, Int64(rows), Int64(I), Int64(O)))
+    k.ok(nerve_dense_backward_adam_input(k.ctx, &alone, dy, w, Int64(rows), Int64(I), Int64(O)))
+    k.ok(nerve_context_set_whole_batch(k.ctx, 0))
+    var whole = [Float](repeating: .nan, count: rows * I)
+    k.ok(nerve_dense_backward_adam_input(k.ctx, &whole, dy, w, Int64(rows), Int64(I), Int64(O)))
+    #expect(sdin == din && sdw == dw, "nerve_dense_backward, \(shape)")
+    #expect(alone == whole, "nerve_dense_backward_adam_input, \(shape)")
+  }
+
   /// 10 outputs, or 65-256 rows: the fused path computes the input gradient whole before
   /// stepping any tile; otherwise each tile's columns before its step (past 256 rows it is
   /// not fused). The output gradients have a relu's zeros, which the 65-256 rows' product skips.
