@@ -28,6 +28,17 @@ let denseShapes: [DenseShape] = [
   .init(n: 16, i: 45, o: 40), .init(n: 57, i: 77, o: 33),
 ]
 
+/// An output gradient, inputs and weights that show a sum's order to the bit: negative zeros and
+/// tiny values in the gradient, weights whose products with them underflow (seeds seed, + 1, + 2).
+func orderProbe(rows: Int, inputs I: Int, outputs O: Int, seed: UInt64) -> (dy: [Float], x: [Float], w: [Float]) {
+  var dy = randomFloats(rows * O, seed: seed)
+  for at in stride(from: 0, to: dy.count, by: 7) { dy[at] = -0.0 }
+  for at in stride(from: 3, to: dy.count, by: 11) { dy[at] = 1e-30 }
+  var w = randomFloats(I * O, seed: seed + 2)
+  for at in stride(from: 1, to: w.count, by: 5) { w[at] = -1e-20 }
+  return (dy, randomFloats(rows * I, seed: seed + 1), w)
+}
+
 /// Inputs with about 70% exact zeros in runs, like MNIST's background, so the kernels' zero
 /// skipping is exercised (whole zero columns included).
 func sparseInputs(_ n: Int, _ i: Int, seed: UInt64) -> [Float] {
@@ -246,12 +257,7 @@ struct FusedAdamKernelTests {
     }
     // From 16 outputs, past 64 rows the input gradient is one product (fused_input_method).
     for rows in O < 16 ? [1, 32, 100] : [1, 32] {
-      var dy = randomFloats(rows * O, seed: 51)
-      for at in stride(from: 0, to: dy.count, by: 7) { dy[at] = -0.0 }
-      for at in stride(from: 3, to: dy.count, by: 11) { dy[at] = 1e-30 }
-      let x = randomFloats(rows * I, seed: 52)
-      var w0 = randomFloats(I * O, seed: 53)
-      for at in stride(from: 1, to: w0.count, by: 5) { w0[at] = -1e-20 }
+      let (dy, x, w0) = orderProbe(rows: rows, inputs: I, outputs: O, seed: 51)
       let want = expected(dy, w0, rows: rows)
       for threads in [1, 2, 3] {
         let k = Kernels(threads: threads, isa: .avx512)
@@ -282,12 +288,7 @@ struct FusedAdamKernelTests {
     .enabled(if: InstructionSet.best == .avx512, "the chains are the AVX-512 kernels'"), arguments: [16, 32, 40, 64])
   func inputGradientChains(_ rows: Int) {
     let (I, O) = (29, 33)
-    var dy = randomFloats(rows * O, seed: 61)
-    for at in stride(from: 0, to: dy.count, by: 7) { dy[at] = -0.0 }
-    for at in stride(from: 3, to: dy.count, by: 11) { dy[at] = 1e-30 }
-    let x = randomFloats(rows * I, seed: 62)
-    var w0 = randomFloats(I * O, seed: 63)
-    for at in stride(from: 1, to: w0.count, by: 5) { w0[at] = -1e-20 }
+    let (dy, x, w0) = orderProbe(rows: rows, inputs: I, outputs: O, seed: 61)
     var want = [Float](repeating: 0, count: rows * I)
     for r in 0..<rows {
       for i in 0..<I {
