@@ -756,7 +756,7 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
     nerve__parallel_team(threads < cols ? threads : (int)cols, weight_grad_member, &wj);
   }
   /* With AVX-512 register tiles (a packed weight), the input gradient is one team's work. */
-  if (din && nerve__gemm_nn_packs(ctx, pointwise ? whole_rows : method_rows(ctx, &g), cols, K, true) &&
+  if (din && nerve__gemm_nn_packs(ctx, method_rows(ctx, &g), cols, K, true) &&
       (!dweight || team_grad)) {
     input_grad_team(ctx, &g, din, dcol, dout, weight);
     return NERVE_OK;

@@ -1186,10 +1186,10 @@ enum { LANES_MIN_M = 16, LANES_R = 12 };
 static inline int lanes_width(int64_t M) { return M <= 32 ? LANES_R : LANES_R / 2; }
 _Static_assert(TN_KT % LANES_R == 0, "a visitor tile's columns are whole lanes tiles");
 
-/* Columns [i, i + cols) of C, cols <= R; next: the first column of the next tile in this call,
- * or -1, whose rows of BT are fetched as these are read. */
+/* Columns [i, i + cols) of C, cols <= R; the next tile's next_cols columns from next (0: none)
+ * have their rows of BT fetched as these are read. */
 NERVE_TARGET_AVX512 NERVE_INLINE void lanes_block(const int V, const int R, const nn_job *j, int64_t i,
-                                                  int64_t cols, int64_t next) {
+                                                  int64_t cols, int64_t next, int64_t next_cols) {
   const int64_t K = j->K;
   const float *b[LANES_R], *a[4];
   /* Rows past cols repeat row i: their sums are computed and dropped. */
@@ -1203,8 +1203,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void lanes_block(const int V, const int R, cons
 #  pragma GCC unroll 4
     for (int v = 0; v < V; v++) acc[r][v] = _mm512_setzero_ps();
   for (int64_t k0 = 0; k0 < K; k0 += 16) {
-    if (next >= 0)
-      for (int r = 0; r < R; r++) _mm_prefetch((const char *)(j->B + (next + r) * j->ldb + k0), _MM_HINT_T0);
+    for (int64_t r = 0; r < next_cols; r++) _mm_prefetch((const char *)(j->B + (next + r) * j->ldb + k0), _MM_HINT_T0);
     const int64_t k1 = K - k0 < 16 ? K : k0 + 16;
     for (int64_t k = k0; k < k1; k++) {
       __m512 av[4];
@@ -1235,12 +1234,13 @@ NERVE_TARGET_AVX512 NERVE_INLINE void lanes_block(const int V, const int R, cons
 NERVE_TARGET_AVX512 static void nn_lanes(nn_job *j, int64_t i0, int64_t i1) {
   const int R = lanes_width(j->M);
   for (int64_t i = i0; i < i1; i += R) {
-    const int64_t cols = i1 - i < R ? i1 - i : R, next = i + R < i1 ? i + R : -1;
+    const int64_t cols = i1 - i < R ? i1 - i : R, next = i + R, left = i1 - next;
+    const int64_t next_cols = left <= 0 ? 0 : left < R ? left : R;
     switch ((j->M + 15) / 16) {
-      case 1: lanes_block(1, LANES_R, j, i, cols, next); break;
-      case 2: lanes_block(2, LANES_R, j, i, cols, next); break;
-      case 3: lanes_block(3, LANES_R / 2, j, i, cols, next); break;
-      case 4: lanes_block(4, LANES_R / 2, j, i, cols, next); break;
+      case 1: lanes_block(1, LANES_R, j, i, cols, next, next_cols); break;
+      case 2: lanes_block(2, LANES_R, j, i, cols, next, next_cols); break;
+      case 3: lanes_block(3, LANES_R / 2, j, i, cols, next, next_cols); break;
+      case 4: lanes_block(4, LANES_R / 2, j, i, cols, next, next_cols); break;
       default: break; /* past NN_SMALL_M: not called */
     }
   }
@@ -1718,8 +1718,9 @@ void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const flo
 /* ---- Scratch the products take --------------------------------------------------------- */
 /*
  * Only the AVX-512 kernels use the GEMM scratch slot: nn to pack a transposed B it does not read
- * by dot products, tn for a padded copy of G under rank updates. The entry points reserve what
- * these return, and callers that make several products reserve it before their first write.
+ * by dot products, or A where its dots take A's rows in the lanes (nn_lanes), tn for a padded
+ * copy of G under rank updates. The entry points reserve what these return, and callers that
+ * make several products reserve it before their first write.
  */
 
 #if NERVE_X86

@@ -306,7 +306,8 @@ NERVE_HIDDEN void nerve__gemm_nn_here(const nerve_context *ctx, float *C, int64_
  * nerve__gemm_nn with a transposed B, in two steps for teams that share out rows of A: B^T
  * [N,K] (row stride ldb) packed once into P (nerve__gemm_nn_scratch's bytes, by the context's
  * threads), then C[M,N] = A . B from P on the calling thread, the same chains. Only where
- * nerve__gemm_nn_packs(ctx, rows, N, K, true).
+ * nerve__gemm_nn_packs(ctx, rows, N, K, true). The packing alone also lays out the A of
+ * nerve__gemm_nt_columns' lanes (nerve__gemm_nt_scratch).
  */
 NERVE_HIDDEN void nerve__gemm_nn_pack(nerve_context *ctx, float *P, const float *BT, int64_t ldb,
                                       int64_t N, int64_t K);
