@@ -270,7 +270,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, const bo
    * from A + 3 lda), each at an index scaled by 1, 2 or 4: gcc otherwise computes every row's
    * address each step, and ran this tile at 101 GFLOP/s in cache where clang's reached 112. */
   const char *a_lo = (const char *)A, *a_hi = (const char *)(gathered || R <= 3 ? A : A + 3 * lda);
-  const int64_t L = lda * (int64_t)sizeof(float);
+  const int64_t L = gathered ? 0 : lda * (int64_t)sizeof(float);
   /* With a list, only the columns whose inputs are not all zero (see nonzero_columns). */
   const int64_t steps = ks ? live : kc;
   for (int64_t j = 0; j < steps; j++) {
@@ -281,7 +281,9 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, const bo
     if (j < next_lines) _mm_prefetch((const char *)(next + (j >> 1) * ldb + (j & 1) * 16), _MM_HINT_T1);
     __m512 x0 = _mm512_maskz_loadu_ps(m0, B + k * ldb);
     __m512 x1 = W >= 2 ? hi_load(W, m1, B + k * ldb + 16) : x0;
-    const char *lo = a_lo + k * (int64_t)sizeof(float), *hi = a_hi + k * (int64_t)sizeof(float);
+    /* Gathered tiles have no A (NULL): no offset is applied to it. */
+    const char *lo = gathered ? a_lo : a_lo + k * (int64_t)sizeof(float);
+    const char *hi = gathered ? a_hi : a_hi + k * (int64_t)sizeof(float);
 #  pragma GCC unroll 8
     for (int r = 0; r < R; r++) {
       float v;
