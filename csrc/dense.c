@@ -374,18 +374,10 @@ static void input_columns(void *arg, int64_t k0, int64_t k1) {
   nerve__gemm_nt_columns(j->ctx, j->din, j->I, j->dout, j->O, j->dout_packed, j->weight, j->O, j->N, j->O, k0, k1);
 }
 
-/* dout [N,O] packed into the GEMM scratch for the input gradient's dots where they read it so
- * (nerve__gemm_nt_scratch), else *packed = NULL. Only the scratch is written. */
+/* dout [N,O] packed for the input gradient's dots where they take it so (nerve__gemm_nt_pack). */
 static nerve_status packed_output_gradient(nerve_context *ctx, const float *dout, int64_t N, int64_t O,
                                            const float **packed, const char *func) {
-  *packed = NULL;
-  const size_t bytes = nerve__gemm_nt_scratch(ctx, method_rows(ctx, N), O);
-  if (bytes == 0) return NERVE_OK;
-  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, bytes, func);
-  if (s != NERVE_OK) return s;
-  nerve__gemm_nn_pack(ctx, ctx->scratch[NERVE_SCRATCH_GEMM], dout, O, N, O);
-  *packed = ctx->scratch[NERVE_SCRATCH_GEMM];
-  return NERVE_OK;
+  return nerve__gemm_nt_pack(ctx, dout, O, method_rows(ctx, N), N, O, packed, func);
 }
 
 /* The whole input gradient in columns shared out among threads as products are (a column

@@ -307,7 +307,7 @@ NERVE_HIDDEN void nerve__gemm_nn_here(const nerve_context *ctx, float *C, int64_
  * [N,K] (row stride ldb) packed once into P (nerve__gemm_nn_scratch's bytes, by the context's
  * threads), then C[M,N] = A . B from P on the calling thread, the same chains. Only where
  * nerve__gemm_nn_packs(ctx, rows, N, K, true). The packing alone also lays out the A of
- * nerve__gemm_nt_columns' lanes (nerve__gemm_nt_scratch).
+ * nerve__gemm_nt_columns' lanes (nerve__gemm_nt_pack).
  */
 NERVE_HIDDEN void nerve__gemm_nn_pack(nerve_context *ctx, float *P, const float *BT, int64_t ldb,
                                       int64_t N, int64_t K);
@@ -381,8 +381,8 @@ enum { GEMM_GRAIN = 1 << 18 };
 /* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. Runs on this
  * thread: Nerve's dot-product tiles (with AVX-512), else one OpenBLAS call. Dots up to one
  * vector's lanes long (NT_SHORT_MAX) take 16 columns a vector (gemm.c's short_dots); longer
- * ones take A's rows in the lanes from AP, A packed where nerve__gemm_nt_scratch is not 0
- * (gemm.c's nn_lanes), and pass NULL elsewhere. Below
+ * ones take A's rows in the lanes from AP, A packed by nerve__gemm_nt_pack (gemm.c's nn_lanes),
+ * or read A where it gave NULL. Below
  * NT_DOTS_MIN (the same vector), a dot per column would waste lanes, so callers with many rows
  * prefer nerve_dense_backward's products (other kernels). */
 enum { NT_SHORT_MAX = 16, NT_DOTS_MIN = NT_SHORT_MAX };
@@ -391,10 +391,13 @@ NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t l
                                          const float *BT, int64_t ldb, int64_t M, int64_t K,
                                          int64_t i0, int64_t i1);
 
-/* Bytes of A [M,K] (M the method's rows) packed by nerve__gemm_nn_pack(ctx, AP, A, lda, M, K)
- * for nerve__gemm_nt_columns, whose dots then keep A's rows in the lanes, as nerve__gemm_nn's
- * do for these shapes (the same bits); 0 where they read A itself (AP NULL). */
-NERVE_HIDDEN size_t nerve__gemm_nt_scratch(const nerve_context *ctx, int64_t M, int64_t K);
+/* A [M,K] (row stride lda) packed into the GEMM scratch for nerve__gemm_nt_columns where its
+ * dots keep A's rows in the lanes, as nerve__gemm_nn's do for these shapes (the same bits):
+ * *AP the packed copy, or NULL where the dots read A itself. method_rows: the rows the method
+ * is chosen by (the whole batch of a rank's part). Only the scratch is written. */
+NERVE_HIDDEN nerve_status nerve__gemm_nt_pack(nerve_context *ctx, const float *A, int64_t lda,
+                                              int64_t method_rows, int64_t M, int64_t K,
+                                              const float **AP, const char *func);
 
 /* What one of nerve__gemm_nt_columns' dot products of length K costs, in multiply-adds, for
  * sharing its columns out by GEMM_GRAIN: K, plus the closing sum of its 16 lanes, which for
