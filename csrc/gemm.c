@@ -340,9 +340,13 @@ NERVE_TARGET_AVX512 static void nn_tile_any(int R, int W, float *C, int64_t ldc,
   }
 }
 
-/* Lists in flight at once (slots_run): with a panel's two vectors, eight independent chains,
- * twice what hides the FMA's latency. */
-enum { SPARSE_SLOTS = 4, SLOTS_AHEAD = 2048 };
+/* Lists in flight at once (slots_run): with a panel's two vectors, four independent chains.
+ * Four lists (eight chains, twice what hides the FMA's latency) measured slower on a Zen 4:
+ * the entries' other work bounds these loops, not the chains, and every list that ends
+ * costs each slot its bookkeeping. Lab A's first layer over MNIST's 50,000 images, one
+ * thread (bench/sparse_products.c): forward 7.6 -> 7.4 ms, weight gradient 8.4 -> 7.6 (with
+ * whole rows read unmasked); three lists were slower still, six and eight twice as slow. */
+enum { SPARSE_SLOTS = 2, SLOTS_AHEAD = 2048 };
 
 /* How slots_run reads an entry e: its column (or row) k and its value. */
 typedef enum {
@@ -366,7 +370,8 @@ typedef enum {
  * the last lists still finish without a branch per step. List i's row (of out, and of A at
  * values with stride ldv for LIST_COLUMNS) is rows[i], or i where rows is NULL.
  */
-NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const list_form form, const void *index,
+NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const list_form form, const bool whole,
+                                                const void *index,
                                                 const float *values, const int64_t *lo,
                                                 const int64_t *hi, int64_t idle_at, int64_t i0,
                                                 int64_t i1, const int64_t *rows, int64_t ldv,
@@ -455,8 +460,13 @@ NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const list_form for
         }
         const float *b = op + (form == LIST_PIXELS ? k : k * ldop);
         const __m512 a = _mm512_set1_ps(v);
-        c0[s] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(k0, b), c0[s]);
-        if (W == 2) c1[s] = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(k1, b + 16), c1[s]);
+        /* Whole rows are read unmasked, so each load is the multiply-add's own operand: one
+         * instruction fewer an entry and vector (lanes past the panel's hold zeros, and their
+         * sums are never stored). */
+        c0[s] = _mm512_fmadd_ps(a, whole ? _mm512_loadu_ps(b) : _mm512_maskz_loadu_ps(k0, b), c0[s]);
+        if (W == 2)
+          c1[s] = _mm512_fmadd_ps(a, whole ? _mm512_loadu_ps(b + 16) : _mm512_maskz_loadu_ps(k1, b + 16),
+                                  c1[s]);
       }
       if (fetch_ahead && ((steps + t) & (LINE_STEPS - 1)) == 0) {
         _mm_prefetch((const char *)index + ahead, _MM_HINT_T0);
@@ -471,28 +481,41 @@ NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const list_form for
 }
 
 /* slots_run for a W and form known at run time (W 1: k1 is not read). Inlined, so that each
- * caller's constant arguments (the form, from_out, rows) still fold into its copy. */
-NERVE_TARGET_AVX512 NERVE_INLINE void slots_any(int W, list_form form, const void *index,
+ * caller's constant arguments (the form, from_out, rows) still fold into its copy. `whole`: op's
+ * rows may be read as 16 W floats each, zeros past the panel's columns (a padded copy, or
+ * columns that fill the vectors); it is taken for the stored lists' forms only. */
+NERVE_TARGET_AVX512 NERVE_INLINE void slots_any(int W, list_form form, bool whole, const void *index,
                                           const float *values, const int64_t *lo,
                                           const int64_t *hi, int64_t idle_at, int64_t i0,
                                           int64_t i1, const int64_t *rows, int64_t ldv,
                                           float *out, int64_t ldo, bool from_out,
                                           const float *bias, const float *op, int64_t ldop,
                                           __mmask16 k0, __mmask16 k1) {
-#  define SLOTS_CASE(FORM)                                                                     \
-    case FORM:                                                                                 \
+#  define SLOTS_RUN(FORM, WHOLE)                                                               \
+    do {                                                                                       \
       if (W == 2)                                                                              \
-        slots_run(2, FORM, index, values, lo, hi, idle_at, i0, i1, rows, ldv, out, ldo,         \
+        slots_run(2, FORM, WHOLE, index, values, lo, hi, idle_at, i0, i1, rows, ldv, out, ldo,  \
                   from_out, bias, op, ldop, k0, k1);                                           \
       else                                                                                     \
-        slots_run(1, FORM, index, values, lo, hi, idle_at, i0, i1, rows, ldv, out, ldo,         \
+        slots_run(1, FORM, WHOLE, index, values, lo, hi, idle_at, i0, i1, rows, ldv, out, ldo,  \
                   from_out, bias, op, ldop, k0, 0);                                            \
+    } while (0)
+#  define SLOTS_CASE(FORM)                                                                     \
+    case FORM: SLOTS_RUN(FORM, false); break;
+#  define SLOTS_CASE_WHOLE(FORM)                                                               \
+    case FORM:                                                                                 \
+      if (whole)                                                                               \
+        SLOTS_RUN(FORM, true);                                                                 \
+      else                                                                                     \
+        SLOTS_RUN(FORM, false);                                                                \
       break;
   switch (form) {
-    SLOTS_CASE(LIST_ENTRIES) SLOTS_CASE(LIST_ROW_WORDS) SLOTS_CASE(LIST_BLOCK_WORDS)
+    SLOTS_CASE(LIST_ENTRIES) SLOTS_CASE_WHOLE(LIST_ROW_WORDS) SLOTS_CASE_WHOLE(LIST_BLOCK_WORDS)
     SLOTS_CASE(LIST_COLUMNS) SLOTS_CASE(LIST_PIXELS)
   }
+#  undef SLOTS_CASE_WHOLE
 #  undef SLOTS_CASE
+#  undef SLOTS_RUN
 }
 
 /*
@@ -545,7 +568,7 @@ NERVE_TARGET_AVX512 static void run_listed(int W, int32_t *ks, int64_t used, con
                                            bool from_c, const float *bias, const float *B,
                                            int64_t ldb, __mmask16 m0, __mmask16 m1) {
   memset(ks + used, 0, NERVE_SPARSE_PAD * sizeof *ks);
-  slots_any(W, LIST_COLUMNS, ks, A, lo, hi, used, 0, listed, rows, lda, C, ldc, from_c, bias, B,
+  slots_any(W, LIST_COLUMNS, false, ks, A, lo, hi, used, 0, listed, rows, lda, C, ldc, from_c, bias, B,
             ldb, m0, m1);
 }
 
@@ -2039,6 +2062,7 @@ typedef struct {
   float alpha;
   bool padded; /* G is a copy padded to whole panels (padded_copy) */
   int64_t tile_rows; /* nn: rows of C a unit of work */
+  bool whole_b;       /* nn: B's rows are whole panels (slots_any's `whole`) */
 } sparse_job;
 
 /* Rows of C a unit of work at most, each panel of B in turn over them: their entries (about
@@ -2064,7 +2088,7 @@ NERVE_TARGET_AVX512 static void sparse_nn_tiles(const sparse_job *j, int64_t t0,
       const float *bias = j->bias ? j->bias + col : NULL;
       const nerve_sparse *a = j->a;
       const bool packed = a->row_words != NULL;
-      slots_any(nr > 16 ? 2 : 1, packed ? LIST_ROW_WORDS : LIST_ENTRIES,
+      slots_any(nr > 16 ? 2 : 1, packed ? LIST_ROW_WORDS : LIST_ENTRIES, j->whole_b,
                 packed ? (const void *)a->row_words : (const void *)a->columns,
                 packed ? a->palette : a->values, starts, starts + 1, a->nonzeros, m0, m1, NULL, 0,
                 j->C + col, j->ldc, false, bias, j->B + col, j->ldb, mask_lo(nr), mask_hi(nr));
@@ -2131,7 +2155,7 @@ NERVE_TARGET_AVX512 static void sparse_tn_blocks(const sparse_job *j, int64_t k0
         _mm512_store_ps(rows[r], _mm512_maskz_loadu_ps(m0, D + r * j->ldd + col));
         _mm512_store_ps(rows[r] + 16, _mm512_maskz_loadu_ps(m1, D + r * j->ldd + col + 16));
       }
-      slots_any(nr > 16 ? 2 : 1, LIST_BLOCK_WORDS, a->block_words, a->palette, at, at + 1,
+      slots_any(nr > 16 ? 2 : 1, LIST_BLOCK_WORDS, true, a->block_words, a->palette, at, at + 1,
                 a->nonzeros, k0, k1, NULL, 0, j->G + col, j->ldg, true, NULL, rows[0], NR, m0,
                 m1);
     }
@@ -2210,8 +2234,11 @@ nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t ldc, const n
     return NERVE_OK;
   }
 #if NERVE_X86
+  const float *given = B;
   nerve_status s = nn_pad_b(ctx, M, N, a->cols, &j.B, &j.ldb, func);
   if (s != NERVE_OK) return s;
+  /* A padded copy holds zeros past N; columns that fill whole vectors need no padding. */
+  j.whole_b = j.B != given || N % 16 == 0;
   j.tile_rows = sparse_tile_rows(ctx, M);
   const int64_t tiles = (M + j.tile_rows - 1) / j.tile_rows;
   nerve__parallel_chunks(ctx, tiles, sparse_grain(a, first, M, N, tiles), sparse_nn_member, &j);
@@ -2336,7 +2363,7 @@ NERVE_TARGET_AVX512 static void pixels_run(const pixels_nn_job *j, uint32_t *wor
   for (int64_t col = 0; col < j->N; col += NR) {
     const int64_t nr = j->N - col < NR ? j->N - col : NR;
     const bool first = k0 == 0;
-    slots_any(nr > 16 ? 2 : 1, LIST_PIXELS, words, j->palette, lo, hi, used, 0, m1 - m0, NULL, 0,
+    slots_any(nr > 16 ? 2 : 1, LIST_PIXELS, false, words, j->palette, lo, hi, used, 0, m1 - m0, NULL, 0,
               j->C + m0 * j->ldc + col, j->ldc, !first, first && j->bias ? j->bias + col : NULL,
               j->B + k0 * j->ldb + col, j->ldb, mask_lo(nr), mask_hi(nr));
   }
