@@ -2064,6 +2064,8 @@ typedef struct {
   bool padded; /* G is a copy padded to whole panels (padded_copy) */
   int64_t tile_rows; /* nn: rows of C a unit of work */
   bool whole_b;       /* nn: B's rows are whole panels (slots_any's `whole`) */
+  float *copies;      /* nn: each member's padded copy of B, copy_floats apart; NULL: none */
+  int64_t copy_floats, tiles;
 } sparse_job;
 
 /* Rows of C a unit of work at most, each panel of B in turn over them: their entries (about
@@ -2194,7 +2196,22 @@ static void sparse_tn_rows_base(void *data, int64_t k0, int64_t k1) {
 
 #if NERVE_X86
 /* Threads' shares (AVX-512 only: elsewhere the base kernels above run). */
-static void sparse_nn_member(void *data, int64_t t0, int64_t t1) { sparse_nn_tiles(data, t0, t1); }
+/* Member t of a team sharing the tiles: a contiguous share of them (the activation after the
+ * product splits its rows so, and reads what this core wrote), over its own padded copy of B
+ * where the job has copies. */
+static void sparse_nn_member(void *data, int t, int nt) {
+  const sparse_job *shared = data;
+  sparse_job j = *shared;
+  const int64_t t0 = j.tiles * t / nt, t1 = j.tiles * (t + 1) / nt;
+  if (t0 >= t1) return;
+  if (j.copies) {
+    const int64_t ldp = (j.N + NR - 1) / NR * NR;
+    copy_job cj = {.P = j.copies + (int64_t)t * j.copy_floats, .ldp = ldp, .G = j.B, .ldg = j.ldb, .N = j.N};
+    copy_rows_in(&cj, 0, j.a->cols);
+    j.B = cj.P, j.ldb = ldp;
+  }
+  sparse_nn_tiles(&j, t0, t1);
+}
 
 /* The column lists' share of thread t: columns cut where the entries before them (over the
  * whole matrix, a slice's proxy) reach t / nt of all, instead of equal ranges of columns
@@ -2235,16 +2252,23 @@ nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t ldc, const n
     return NERVE_OK;
   }
 #if NERVE_X86
-  const float *given = B;
-  nerve_status s = nn_pad_b(ctx, M, N, a->cols, &j.B, &j.ldb, func);
-  if (s != NERVE_OK) return s;
-  /* A padded copy holds zeros past N; columns that fill whole vectors need no padding. */
-  j.whole_b = j.B != given || N % 16 == 0;
   j.tile_rows = sparse_tile_rows(ctx, M);
-  const int64_t tiles = (M + j.tile_rows - 1) / j.tile_rows;
-  /* Each thread a contiguous share of the tiles, as nn_member shares rows (and for the same
-   * reason: the activation after it reads what this core wrote). */
-  nerve__parallel_for(ctx, tiles, sparse_grain(a, first, M, N, tiles), sparse_nn_member, &j);
+  j.tiles = (M + j.tile_rows - 1) / j.tile_rows;
+  const int threads = nerve__threads_for(ctx, j.tiles, sparse_grain(a, first, M, N, j.tiles));
+  /* B padded to whole panels where nn would pad it (nn_pad_bytes): a copy for each member, made
+   * and read by it alone. One copy made by both had each read half of it from the other core's
+   * cache, and rewrite lines the other had read, every call: Lab A's epoch at 2 threads
+   * 13.9-14.2 -> 13.3-13.6 ms in slow minutes, 9.8-9.9 -> 9.7 in quiet ones (`nerve bench`). */
+  const size_t pad = nn_pad_bytes(ctx, M, N, a->cols, ldb);
+  if (pad > 0) {
+    nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, pad * (size_t)threads, func);
+    if (s != NERVE_OK) return s;
+    j.copies = ctx->scratch[NERVE_SCRATCH_GEMM];
+    j.copy_floats = (int64_t)(pad / sizeof(float));
+  }
+  /* A padded copy holds zeros past N; columns that fill whole vectors need no padding. */
+  j.whole_b = pad > 0 || N % 16 == 0;
+  nerve__parallel_team(threads, sparse_nn_member, &j);
 #else
   (void)func;
 #endif
