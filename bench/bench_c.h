@@ -1,7 +1,7 @@
 /*
  * bench_c.h: what the C benchmarks here share (dense_products.c, lab_e_step.c, fast_layers.c,
- * fused_step.c): a monotonic
- * clock and arrays of made-up but finite floats from libnerve's allocator.
+ * fused_step.c, sparse_products.c): a monotonic clock, the median of timings, and arrays of
+ * made-up but finite floats from libnerve's allocator.
  */
 #ifndef NERVE_BENCH_C_H
 #define NERVE_BENCH_C_H
@@ -15,6 +15,17 @@ static double now(void) {
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int by_value(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* The median of n timings (the upper one of an even count); sorts them in place. */
+static inline double median_of(double *t, int n) {
+  qsort(t, (size_t)n, sizeof(double), by_value);
+  return t[n / 2];
 }
 
 /* n floats repeating a ramp of `pattern` values in [-0.05, 0.05), or zeros for pattern 0;

@@ -17,11 +17,6 @@
 
 enum { STEPS = 60, CALLS = 14 };
 
-static int by_value(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
 static const char *names[CALLS] = {
     "conv (+ relu) forward", "relu forward (unfused)",      "batch norm forward", "max pool (+ norm) forward",
     "dense 1 forward", "relu forward",      "dense 2 forward",    "dense 2 backward + Adam",
@@ -106,8 +101,7 @@ int main(int argc, char **argv) {
   double step = 0.0, dense = 0.0;
   printf("%d thread(s), one Lab E step of 32 images, medians of %d steps:\n", threads, STEPS);
   for (int i = 0; i < CALLS; i++) {
-    qsort(seconds[i], STEPS, sizeof(double), by_value);
-    const double median = seconds[i][STEPS / 2];
+    const double median = median_of(seconds[i], STEPS);
     step += median;
     if (i == 4 || i == 9) dense += median;
     printf("  %-30s %7.3f ms\n", names[i], median * 1e3);

@@ -15,11 +15,6 @@
 
 enum { ROWS = 50000, COLS = 784, OUT = 30, CHUNK = 2048, EPOCHS = 40 };
 
-static int by_value(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
 /* The first ROWS images of Data/mnist's training set, scaled to [0, 1]; NULL if unreadable. */
 static float *mnist_images(const char *path) {
   gzFile f = gzopen(path, "rb");
@@ -65,15 +60,13 @@ int main(int argc, char **argv) {
     }
     gradient[e] = now() - t;
   }
-  qsort(forward, EPOCHS, sizeof(double), by_value);
-  qsort(gradient, EPOCHS, sizeof(double), by_value);
+  const double f = median_of(forward, EPOCHS), g = median_of(gradient, EPOCHS);
   double check = 0;
   for (long i = 0; i < COLS * OUT; i++) check += dw[i];
   printf("%d thread(s), %lld entries (%.1f a row): forward %.2f ms, weight and bias gradient %.2f ms "
          "an epoch (medians of %d; %.1f and %.1f ns an entry on each thread); checksum %.6g\n",
-         threads, (long long)nonzeros, (double)nonzeros / ROWS, forward[EPOCHS / 2] * 1e3,
-         gradient[EPOCHS / 2] * 1e3, EPOCHS, forward[EPOCHS / 2] * 1e9 * threads / nonzeros,
-         gradient[EPOCHS / 2] * 1e9 * threads / nonzeros, check);
+         threads, (long long)nonzeros, (double)nonzeros / ROWS, f * 1e3, g * 1e3, EPOCHS,
+         f * 1e9 * threads / nonzeros, g * 1e9 * threads / nonzeros, check);
   nerve_sparse_destroy(a);
   nerve_context_free(ctx);
   return 0;

@@ -2195,10 +2195,10 @@ static void sparse_tn_rows_base(void *data, int64_t k0, int64_t k1) {
 }
 
 #if NERVE_X86
-/* Threads' shares (AVX-512 only: elsewhere the base kernels above run). */
-/* Member t of a team sharing the tiles: a contiguous share of them (the activation after the
- * product splits its rows so, and reads what this core wrote), over its own padded copy of B
- * where the job has copies. */
+/* Threads' shares (AVX-512 only: elsewhere the base kernels above run). Member t of a team
+ * sharing the tiles takes a contiguous share of them (the activation after the product splits
+ * its rows so, and reads what this core wrote), over its own padded copy of B where the job has
+ * copies. */
 static void sparse_nn_member(void *data, int t, int nt) {
   const sparse_job *shared = data;
   sparse_job j = *shared;
