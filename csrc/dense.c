@@ -290,7 +290,8 @@ nerve_status nerve_dense_backward_sgd(nerve_context *ctx, float *din, float *wei
 typedef struct {
   nerve_context *ctx;
   float *din, *weight, *m, *v;
-  const float *dout, *dout_packed; /* dout_packed: for the input gradient (packed_output_gradient) */
+  const float *dout;
+  const nerve__nt_packed *dout_packed; /* for the input gradient (packed_output_gradient) */
   int64_t N, I, O;
   nerve__adam_params p;
 } adam_fused_job;
@@ -365,7 +366,8 @@ NERVE_TARGET_AVX512 static void adam_fused_tile(void *arg, int64_t k0, int64_t c
 typedef struct {
   nerve_context *ctx;
   float *din;
-  const float *dout, *dout_packed, *weight;
+  const float *dout, *weight;
+  const nerve__nt_packed *dout_packed;
   int64_t N, I, O;
 } input_columns_job;
 
@@ -374,16 +376,17 @@ static void input_columns(void *arg, int64_t k0, int64_t k1) {
   nerve__gemm_nt_columns(j->ctx, j->din, j->I, j->dout, j->O, j->dout_packed, j->weight, j->O, j->N, j->O, k0, k1);
 }
 
-/* dout [N,O] packed for the input gradient's dots where they take it so (nerve__gemm_nt_pack). */
+/* dout [N,O] packed for the input gradient's dots where they take it so (nerve__gemm_nt_pack),
+ * without its silent columns: every sum is added to +0. */
 static nerve_status packed_output_gradient(nerve_context *ctx, const float *dout, int64_t N, int64_t O,
-                                           const float **packed, const char *func) {
-  return nerve__gemm_nt_pack(ctx, dout, O, method_rows(ctx, N), N, O, packed, func);
+                                           nerve__nt_packed *packed, const char *func) {
+  return nerve__gemm_nt_pack(ctx, dout, O, method_rows(ctx, N), N, O, true, packed, func);
 }
 
 /* The whole input gradient in columns shared out among threads as products are (a column
  * is N dot products of length O), computed as the fused path's tiles compute it: the same
  * chains, from the weights as they are now. */
-static void input_gradient(nerve_context *ctx, float *din, const float *dout, const float *dout_packed,
+static void input_gradient(nerve_context *ctx, float *din, const float *dout, const nerve__nt_packed *dout_packed,
                            const float *weight, int64_t N, int64_t I, int64_t O) {
   input_columns_job j = {.ctx = ctx, .din = din, .dout = dout, .dout_packed = dout_packed, .weight = weight,
                          .N = N, .I = I, .O = O};
@@ -453,13 +456,13 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
   if (s == NERVE_OK && !fused) s = reserve_backward(ctx, din != NULL, true, N, I, O, __func__);
   const input_method input = fused && din ? fused_input_method(ctx, N, I, O) : INPUT_BY_TILES;
   if (s == NERVE_OK && input == INPUT_PRODUCT) s = reserve_backward(ctx, true, false, N, I, O, __func__);
-  const float *dout_packed = NULL;
+  nerve__nt_packed dout_packed = {.P = NULL};
   if (s == NERVE_OK && fused && din && input != INPUT_PRODUCT)
     s = packed_output_gradient(ctx, dout, N, O, &dout_packed, __func__);
   if (s != NERVE_OK) return s;
   /* The fused path's input gradient computed whole, before anything is stepped: from the
    * weights before the step, and so that nothing has changed should it fail. */
-  if (input == INPUT_DOTS) input_gradient(ctx, din, dout, dout_packed, weight, N, I, O);
+  if (input == INPUT_DOTS) input_gradient(ctx, din, dout, &dout_packed, weight, N, I, O);
   if (input == INPUT_PRODUCT) {
     s = nerve_dense_backward(ctx, din, NULL, NULL, dout, NULL, weight, N, I, O);
     if (s != NERVE_OK) return s;
@@ -474,7 +477,7 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
   }
   adam_fused_job j = {
       .ctx = ctx, .din = din, .weight = weight, .m = weight_m, .v = weight_v, .dout = dout,
-      .dout_packed = dout_packed, .N = N, .I = I, .O = O,
+      .dout_packed = &dout_packed, .N = N, .I = I, .O = O,
       .p = {.lr = lr, .beta1 = beta1, .beta2 = beta2, .eps = eps,
             .c1 = (float)(1.0 / (1.0 - pow(beta1, (double)step))),
             .c2 = (float)(1.0 / (1.0 - pow(beta2, (double)step))),
@@ -511,9 +514,9 @@ nerve_status nerve_dense_backward_adam_input(nerve_context *ctx, float *din, con
   NERVE_CHECK_PTR(ctx, weight);
   if (!fuses(ctx, N) || fused_input_method(ctx, N, I, O) == INPUT_PRODUCT)
     return nerve_dense_backward(ctx, din, NULL, NULL, dout, NULL, weight, N, I, O);
-  const float *dout_packed;
+  nerve__nt_packed dout_packed;
   s = packed_output_gradient(ctx, dout, N, O, &dout_packed, __func__);
   if (s != NERVE_OK) return s;
-  input_gradient(ctx, din, dout, dout_packed, weight, N, I, O);
+  input_gradient(ctx, din, dout, &dout_packed, weight, N, I, O);
   return NERVE_OK;
 }

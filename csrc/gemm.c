@@ -552,8 +552,11 @@ typedef struct {
   int64_t M, N, K, panels;
   bool split_rows; /* threads take chunks of rows of C (else split panels) */
   float *pack;     /* NULL, or NN_KB * NR floats a member, 64-byte aligned, for pack_block */
-  const float *AP; /* dots: A packed as nerve__gemm_nn_pack packs (rows in lanes, nn_lanes), or
-                      NULL (dot products over k, dots_block) */
+  const float *AP; /* dots: A's live columns packed as nerve__gemm_nn_pack packs (rows in
+                      lanes, nn_lanes; nerve__nt_packed), or NULL (dot products over k,
+                      dots_block) */
+  const int32_t *ks; /* with AP: the k of its rows */
+  int64_t live;      /* with AP: how many */
 } nn_job;
 
 /* Columns one_panel lists before running them: nn_run's lists for a chunk's 16 tiles. */
@@ -1210,9 +1213,10 @@ NERVE_TARGET_AVX512 static void nn_dots(nn_job *j, int64_t i0, int64_t i1) {
 
 /*
  * The same products with A's rows in the lanes instead of k: C^T = BT . A^T, R rows of BT
- * broadcast against A^T's rows, which nerve__gemm_nn_pack has laid out as 32-row panels
- * [panels][K][32] (AP). Each element is one chain of K multiply-adds in k's order from zero,
- * added to its initial value as dots_block adds its sum: nothing is summed across lanes, and
+ * broadcast against A^T's rows, which nerve__gemm_nt_pack has laid out as 32-row panels
+ * [panels][K][32] (AP), only the live k (ks). Each element is one chain of multiply-adds in k's
+ * order from zero over those k (the others would add zeros: nerve__nt_packed), added to its
+ * initial value as dots_block adds its sum: nothing is summed across lanes, and
  * A^T is read once per R columns where dots_block reads A once per DOT_NI. Lab E's input
  * gradient (32 x 784 by 6272 columns, one thread, gcc, a standalone loop): 90 -> 116 GFLOP/s
  * in cache, 63 -> 97 from memory; clang's dots ran at 109 in cache. From 16 rows (LANES_MIN_M):
@@ -1241,16 +1245,20 @@ NERVE_TARGET_AVX512 NERVE_INLINE void lanes_block(const int V, const int R, cons
   for (int r = 0; r < R; r++)
 #  pragma GCC unroll 4
     for (int v = 0; v < V; v++) acc[r][v] = _mm512_setzero_ps();
-  for (int64_t k0 = 0; k0 < K; k0 += 16) {
-    for (int64_t r = 0; r < next_cols; r++) _mm_prefetch((const char *)(j->B + (next + r) * j->ldb + k0), _MM_HINT_T0);
-    const int64_t k1 = K - k0 < 16 ? K : k0 + 16;
+  const int64_t live = j->live;
+  const int32_t *ks = j->ks;
+  for (int64_t k0 = 0; k0 < live; k0 += 16) {
+    /* The next tile's lines about where these k are (dead columns only make them run ahead). */
+    for (int64_t r = 0; r < next_cols; r++) _mm_prefetch((const char *)(j->B + (next + r) * j->ldb + ks[k0]), _MM_HINT_T0);
+    const int64_t k1 = live - k0 < 16 ? live : k0 + 16;
     for (int64_t k = k0; k < k1; k++) {
+      const int64_t at = ks[k];
       __m512 av[4];
 #  pragma GCC unroll 4
       for (int v = 0; v < V; v++) av[v] = _mm512_load_ps(a[v] + k * NR);
 #  pragma GCC unroll 12
       for (int r = 0; r < R; r++) {
-        const __m512 x = _mm512_set1_ps(b[r][k]);
+        const __m512 x = _mm512_set1_ps(b[r][at]);
 #  pragma GCC unroll 4
         for (int v = 0; v < V; v++) acc[r][v] = _mm512_fmadd_ps(x, av[v], acc[r][v]);
       }
@@ -1730,15 +1738,16 @@ bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const
 }
 
 void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const float *A, int64_t lda,
-                            const float *AP, const float *BT, int64_t ldb, int64_t M, int64_t K,
+                            const nerve__nt_packed *ap, const float *BT, int64_t ldb, int64_t M, int64_t K,
                             int64_t i0, int64_t i1) {
+  const float *AP = ap ? ap->P : NULL;
 #if NERVE_X86
   /* Every reduction length, short ones included: OpenBLAS's sums for K = 10 (a classifier's
    * input gradient) came out differently for different numbers of rows on a Zen 5, so MPI
    * ranks' shares of a batch gave other bits than one process. */
   if (ctx->isa == NERVE_ISA_AVX512) {
     nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = BT, .ldb = ldb, .M = M, .N = i1, .K = K,
-                .AP = AP};
+                .AP = AP, .ks = AP ? ap->ks : NULL, .live = AP ? ap->live : 0};
     if (K >= 1 && K <= NT_SHORT_MAX)
       short_dots(&j, i0, i1);
     else if (AP)
@@ -1787,11 +1796,42 @@ bool nerve__gemm_nn_packs(const nerve_context *ctx, int64_t M, int64_t N, int64_
 #endif
 }
 
-/* Bytes of A [M,K] (M the method's rows) packed for the dots' lanes; 0 where they read A. */
+#if NERVE_X86
+/* The k where some row of A [M,K] is not zero (NaN included) into ks, and the packed panels P
+ * [panels][K][32] (nerve__gemm_nn_pack's) compacted to those rows, in place and in order:
+ * returns how many. On the calling thread: it reads M x K floats once, which for the batches
+ * that pack (up to NN_SMALL_M rows) is a few microseconds. Without skip, every k. */
+NERVE_TARGET_AVX512 static int64_t pack_live_columns(float *P, int32_t *ks, const float *A, int64_t lda,
+                                                     int64_t M, int64_t K, bool skip) {
+  if (!skip) {
+    for (int64_t k = 0; k < K; k++) ks[k] = (int32_t)k;
+    return K;
+  }
+  int64_t live = 0;
+  for (int64_t k0 = 0; k0 < K; k0 += 16) {
+    const __mmask16 in = nerve__lanes16(K - k0);
+    __mmask16 any = 0;
+    for (int64_t m = 0; m < M; m++)
+      any |= _mm512_mask_cmp_ps_mask(in, _mm512_maskz_loadu_ps(in, A + m * lda + k0), _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    for (int c = 0; c < 16; c++)
+      if (any >> c & 1) ks[live++] = (int32_t)(k0 + c);
+  }
+  if (live < K)
+    for (int64_t p = 0; p < (M + NR - 1) / NR; p++) {
+      float *panel = P + p * K * NR;
+      for (int64_t k = 0; k < live; k++)
+        if (ks[k] != k) memcpy(panel + k * NR, panel + (int64_t)ks[k] * NR, NR * sizeof(float));
+    }
+  return live;
+}
+#endif
+
+/* Bytes of A [M,K] (M the method's rows) packed for the dots' lanes, and the k of its live
+ * columns after it (nerve__nt_packed); 0 where they read A. */
 static size_t nt_scratch(const nerve_context *ctx, int64_t M, int64_t K) {
 #if NERVE_X86
   if (ctx->isa == NERVE_ISA_AVX512 && M > 0 && nn_uses_dots(M, K, true) && nn_uses_lanes(M, K))
-    return packed_bytes(M, K);
+    return packed_bytes(M, K) + (size_t)K * sizeof(int32_t);
 #else
   (void)ctx, (void)M, (void)K;
 #endif
@@ -1799,15 +1839,23 @@ static size_t nt_scratch(const nerve_context *ctx, int64_t M, int64_t K) {
 }
 
 nerve_status nerve__gemm_nt_pack(nerve_context *ctx, const float *A, int64_t lda, int64_t method_rows,
-                                 int64_t M, int64_t K, const float **AP, const char *func) {
-  *AP = NULL;
+                                 int64_t M, int64_t K, bool skip_silent, nerve__nt_packed *ap,
+                                 const char *func) {
+  *ap = (nerve__nt_packed){.P = NULL};
   /* By the larger of the two: a part never takes more rows than the scratch holds. */
-  const size_t bytes = nt_scratch(ctx, method_rows > M ? method_rows : M, K);
+  const int64_t rows = method_rows > M ? method_rows : M;
+  const size_t bytes = nt_scratch(ctx, rows, K);
   if (bytes == 0) return NERVE_OK;
   nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, bytes, func);
   if (s != NERVE_OK) return s;
-  nerve__gemm_nn_pack(ctx, ctx->scratch[NERVE_SCRATCH_GEMM], A, lda, M, K);
-  *AP = ctx->scratch[NERVE_SCRATCH_GEMM];
+#if NERVE_X86 /* nt_scratch is 0 elsewhere */
+  float *P = ctx->scratch[NERVE_SCRATCH_GEMM];
+  int32_t *ks = (int32_t *)((char *)P + packed_bytes(rows, K));
+  nerve__gemm_nn_pack(ctx, P, A, lda, M, K);
+  *ap = (nerve__nt_packed){.P = P, .ks = ks, .live = pack_live_columns(P, ks, A, lda, M, K, skip_silent)};
+#else
+  (void)A, (void)lda, (void)skip_silent;
+#endif
   return NERVE_OK;
 }
 
@@ -1919,8 +1967,10 @@ nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_t ldc, const 
     /* Few rows of A (small batches) against a transposed B: dot products along rows of both,
      * instead of packing B. */
     if (nn_uses_dots(method_rows, K, b_transposed)) {
-      nerve_status s = nerve__gemm_nt_pack(ctx, A, lda, method_rows, M, K, &j.AP, func);
+      nerve__nt_packed ap;
+      nerve_status s = nerve__gemm_nt_pack(ctx, A, lda, method_rows, M, K, !accumulate && !bias, &ap, func);
       if (s != NERVE_OK) return s;
+      j.AP = ap.P, j.ks = ap.ks, j.live = ap.live;
       const int64_t width = j.AP ? lanes_width(M) : DOT_NI, blocks = (N + width - 1) / width;
       nerve__parallel_team(threads < blocks ? threads : (int)blocks, nn_dots_member, &j);
       return NERVE_OK;

@@ -378,26 +378,45 @@ NERVE_HIDDEN bool nerve__gemm_tn_gathers_pooled(const nerve_context *ctx, int64_
  * other waited. */
 enum { GEMM_GRAIN = 1 << 18 };
 
+/*
+ * A [M,K] packed for nerve__gemm_nt_columns' lanes (nerve__gemm_nt_pack): its live columns,
+ * in P [panels][K][32] (panels K columns apart, the first `live` rows of each filled), and
+ * which columns they are in ks [live]. Live: all of them, or those where some row is not zero
+ * (skip_silent). A relu's gradient has whole columns of zeros (Lab E's 784 units for a batch
+ * of 32: 7.5% of them through an epoch), whose products are zeros: leaving them out of a
+ * chain can change only the sign of a zero sum, which adding the sum to +0 then loses, so
+ * where every sum is added to +0 (no bias, nothing accumulated) the bits stay those of the
+ * whole chain wherever B is finite (a NaN or infinite weight in a silent column no longer
+ * reaches the sums, as with the products that skip a row's zeros).
+ */
+typedef struct {
+  const float *P; /* NULL: the dots read A itself */
+  const int32_t *ks;
+  int64_t live;
+} nerve__nt_packed;
+
 /* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. Runs on this
  * thread: Nerve's dot-product tiles (with AVX-512), else one OpenBLAS call. Dots up to one
  * vector's lanes long (NT_SHORT_MAX) take 16 columns a vector (gemm.c's short_dots); longer
- * ones take A's rows in the lanes from AP, A packed by nerve__gemm_nt_pack (gemm.c's nn_lanes),
- * or read A where it gave NULL. Below
+ * ones take A's rows in the lanes from ap, A packed by nerve__gemm_nt_pack (gemm.c's nn_lanes),
+ * or read A where ap->P is NULL (ap itself may be NULL). Below
  * NT_DOTS_MIN (the same vector), a dot per column would waste lanes, so callers with many rows
  * prefer nerve_dense_backward's products (other kernels). */
 enum { NT_SHORT_MAX = 16, NT_DOTS_MIN = NT_SHORT_MAX };
 NERVE_HIDDEN void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc,
-                                         const float *A, int64_t lda, const float *AP,
+                                         const float *A, int64_t lda, const nerve__nt_packed *ap,
                                          const float *BT, int64_t ldb, int64_t M, int64_t K,
                                          int64_t i0, int64_t i1);
 
 /* A [M,K] (row stride lda) packed into the GEMM scratch for nerve__gemm_nt_columns where its
  * dots keep A's rows in the lanes, as nerve__gemm_nn's do for these shapes (the same bits):
- * *AP the packed copy, or NULL where the dots read A itself. method_rows: the rows the method
- * is chosen by (the whole batch of a rank's part). Only the scratch is written. */
+ * *ap the packed copy of its live columns, or ap->P NULL where the dots read A itself.
+ * method_rows: the rows the method is chosen by (the whole batch of a rank's part). Only the
+ * scratch is written. */
 NERVE_HIDDEN nerve_status nerve__gemm_nt_pack(nerve_context *ctx, const float *A, int64_t lda,
                                               int64_t method_rows, int64_t M, int64_t K,
-                                              const float **AP, const char *func);
+                                              bool skip_silent, nerve__nt_packed *ap,
+                                              const char *func);
 
 /* What one of nerve__gemm_nt_columns' dot products of length K costs, in multiply-adds, for
  * sharing its columns out by GEMM_GRAIN: K, plus the closing sum of its 16 lanes, which for
