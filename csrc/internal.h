@@ -386,8 +386,10 @@ enum { GEMM_GRAIN = 1 << 18 };
  * of 32: 7.5% of them through an epoch), whose products are zeros: leaving them out of a
  * chain can change only the sign of a zero sum, which adding the sum to +0 then loses, so
  * where every sum is added to +0 (no bias, nothing accumulated) the bits stay those of the
- * whole chain wherever B is finite (a NaN or infinite weight in a silent column no longer
- * reaches the sums, as with the products that skip a row's zeros).
+ * whole chain wherever B is finite. A NaN or infinite weight in a silent column no longer
+ * reaches the sums, as with the products that skip a row's zeros; and since a column live in
+ * one row is summed for all the rows packed with it, with such weights a row's sums can depend
+ * on which rows share its pack (a rank's part of a batch, a convolution's block of pixels).
  */
 typedef struct {
   const float *P; /* NULL: the dots read A itself */

@@ -285,15 +285,17 @@ struct FusedAdamKernelTests {
   /// and 33 outputs: two blocks of 16 and one more. The lanes skip outputs whose gradient is
   /// zero in every row (a relu's silent units, nerve__nt_packed), which must not change a bit:
   /// none silent; the first, a run across a block's end, and the last (+0 in some rows and -0
-  /// in others, against weights that make -0 products); and all of them.
+  /// in others, against weights that make -0 products), with output 20 zero in all rows but
+  /// the last (live, though only past the first panel's 32 rows when there are 40 or 64); and
+  /// all of them. Then a NaN in one row of an otherwise silent output must still reach that
+  /// row's sums (the list counts NaN as live), and only that row's.
   @Test(
     "a batch's input gradient is one chain of multiply-adds an element, in the outputs' order",
     .enabled(if: InstructionSet.best == .avx512, "the chains are the AVX-512 kernels'"), arguments: [16, 32, 40, 64])
   func inputGradientChains(_ rows: Int) {
     let (I, O) = (29, 33)
-    for silent in [[], [0, 15, 16, 17, 32], Array(0..<O)] {
-      var (dy, x, w0) = orderProbe(rows: rows, inputs: I, outputs: O, seed: 61)
-      for r in 0..<rows { for k in silent { dy[r * O + k] = r % 3 == 0 ? -0.0 : 0 } }
+    let (probe, x, w0) = orderProbe(rows: rows, inputs: I, outputs: O, seed: 61)
+    func chains(_ dy: [Float]) -> [Float] {
       var want = [Float](repeating: 0, count: rows * I)
       for r in 0..<rows {
         for i in 0..<I {
@@ -302,18 +304,44 @@ struct FusedAdamKernelTests {
           want[r * I + i] = 0 + chain
         }
       }
+      return want
+    }
+    /// The three paths' input gradients for dy at `threads`.
+    func paths(_ dy: [Float], threads: Int) -> (fused: [Float], alone: [Float], product: [Float]) {
+      let k = Kernels(threads: threads, isa: .avx512)
+      var w = w0, b = [Float](repeating: 0, count: O), m = w.map { _ in Float(0) }, v = m, bm = b, bv = b
+      var fused = [Float](repeating: .nan, count: rows * I), alone = fused, product = fused
+      k.ok(nerve_dense_backward_adam(
+        k.ctx, &fused, &w, &b, &m, &v, &bm, &bv, dy, x, Int64(rows), Int64(I), Int64(O), 0.01, 0.9, 0.999, 1e-7, 0, 0, 1))
+      k.ok(nerve_dense_backward_adam_input(k.ctx, &alone, dy, w0, Int64(rows), Int64(I), Int64(O)))
+      k.ok(nerve_dense_backward(k.ctx, &product, nil, nil, dy, nil, w0, Int64(rows), Int64(I), Int64(O)))
+      return (fused, alone, product)
+    }
+    for silent in [[], [0, 15, 16, 17, 20, 32], Array(0..<O)] {
+      var dy = probe
+      for r in 0..<rows { for k in silent { dy[r * O + k] = r % 3 == 0 ? -0.0 : 0 } }
+      if silent.count == 6 { dy[(rows - 1) * O + 20] = 0.75 }
+      let want = chains(dy)
       for threads in [1, 2, 3] {
-        let k = Kernels(threads: threads, isa: .avx512)
-        var w = w0, b = [Float](repeating: 0, count: O), m = w.map { _ in Float(0) }, v = m, bm = b, bv = b
-        var fused = [Float](repeating: .nan, count: rows * I), alone = fused, product = fused
-        k.ok(nerve_dense_backward_adam(
-          k.ctx, &fused, &w, &b, &m, &v, &bm, &bv, dy, x, Int64(rows), Int64(I), Int64(O), 0.01, 0.9, 0.999, 1e-7, 0, 0, 1))
-        k.ok(nerve_dense_backward_adam_input(k.ctx, &alone, dy, w0, Int64(rows), Int64(I), Int64(O)))
-        k.ok(nerve_dense_backward(k.ctx, &product, nil, nil, dy, nil, w0, Int64(rows), Int64(I), Int64(O)))
+        let (fused, alone, product) = paths(dy, threads: threads)
         let label = "\(rows) rows, \(silent.count) silent outputs, \(threads) thread(s)"
         #expect(bitwiseEqual(fused, want), "fused, \(label)")
         #expect(bitwiseEqual(alone, want), "alone, \(label)")
         #expect(bitwiseEqual(product, want), "product, \(label)")
+      }
+    }
+    // Output 7 silent but for a NaN in the last row: that row's sums are NaN, the others'
+    // the chains of the finite rows.
+    var dy = probe
+    for r in 0..<rows { dy[r * O + 7] = r == rows - 1 ? .nan : 0 }
+    let want = chains(dy)
+    for threads in [1, 2, 3] {
+      let got = paths(dy, threads: threads)
+      for (name, din) in [("fused", got.fused), ("alone", got.alone), ("product", got.product)] {
+        let last = (rows - 1) * I
+        let nanRow = din[last...].allSatisfy { $0.isNaN }
+        #expect(nanRow, "\(name): the NaN row's sums, \(rows) rows, \(threads) thread(s)")
+        #expect(bitwiseEqual(Array(din[..<last]), Array(want[..<last])), "\(name): the other rows, \(rows) rows, \(threads) thread(s)")
       }
     }
   }
