@@ -1640,7 +1640,7 @@ typedef struct {
   nerve__tile_fn apply;
   nerve__visit_streams streams;
   void *arg;
-  int64_t next; /* the first tile no thread has taken (nerve__take_chunk) */
+  int64_t next; /* the first tile no thread has taken (nerve__take_guided_chunk) */
 } visit_job;
 
 /* The lines of part of parts of the streams' rows [k0, k1), for a tile to fetch into L2 as it
@@ -1698,14 +1698,19 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
   }
 }
 
-/* Tiles a thread takes at a time: 96 rows of Lab E's 6272 -> 784 layer, 66 chunks a step. */
-enum { VISIT_CHUNK = 8 };
+/* Tiles a thread takes at a time, guided (nerve__take_guided_chunk): up to 32 (384 rows of Lab
+ * E's 6272 -> 784 layer), down to 2 at the end. Chunks of 8 throughout could leave one thread
+ * running a last chunk of up to 0.12 ms while the other waited; 4 or 2 throughout were slower. One
+ * Lab E step (bench/lab_e_step.c, 2 threads, 9 pairs in quiet minutes): the dense backward
+ * 4.18-4.47 -> 4.06-4.33 ms. */
+enum { VISIT_CHUNK_LEAST = 2, VISIT_CHUNK_MOST = 32 };
 
 static void visit_member(void *data, int t, int nt) {
   visit_job *j = data;
   (void)t;
   int64_t a, b;
-  while (nerve__take_chunk(&j->next, VISIT_CHUNK, j->tiles, &a, &b)) visit_tiles(j, a, b, nt);
+  while (nerve__take_guided_chunk(&j->next, nt, VISIT_CHUNK_LEAST, VISIT_CHUNK_MOST, j->tiles, &a, &b))
+    visit_tiles(j, a, b, nt);
 }
 
 #endif

@@ -113,6 +113,21 @@ NERVE_INLINE bool nerve__take_chunk(int64_t *next, int64_t chunk, int64_t n, int
 }
 
 /*
+ * nerve__take_chunk with chunks that shrink as the units run out (guided scheduling): a
+ * quarter of what is left for a team of two, from most down to least. Early chunks long, so a
+ * thread runs long stretches of consecutive units (the fused visitor fetches each next tile's
+ * rows as it goes); late ones short, so the threads finish together instead of one running a
+ * whole last chunk while the other waits. Two threads reading the same count may both take a
+ * chunk of the size it gave: only the sizes differ, never which units run.
+ */
+NERVE_INLINE bool nerve__take_guided_chunk(int64_t *next, int threads, int64_t least, int64_t most,
+                                           int64_t n, int64_t *begin, int64_t *end) {
+  int64_t chunk = (n - __atomic_load_n(next, __ATOMIC_RELAXED)) / (2 * (int64_t)threads);
+  chunk = chunk < least ? least : chunk > most ? most : chunk;
+  return nerve__take_chunk(next, chunk, n, begin, end);
+}
+
+/*
  * Sums f over [0, n) in a fixed order whatever the thread count: the range is cut into chunks
  * whose size depends only on n, each chunk's partial sum is computed (in parallel), and the
  * partials are added in chunk order. fn(arg, begin, end) returns the sum over [begin, end).
