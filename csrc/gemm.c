@@ -552,11 +552,8 @@ typedef struct {
   int64_t M, N, K, panels;
   bool split_rows; /* threads take chunks of rows of C (else split panels) */
   float *pack;     /* NULL, or NN_KB * NR floats a member, 64-byte aligned, for pack_block */
-  const float *AP; /* dots: A's live columns packed as nerve__gemm_nn_pack packs (rows in
-                      lanes, nn_lanes; nerve__nt_packed), or NULL (dot products over k,
-                      dots_block) */
-  const int32_t *ks; /* with AP: the k of its rows */
-  int64_t live;      /* with AP: how many */
+  nerve__nt_packed lanes; /* dots: A's live columns packed (rows in lanes, nn_lanes), or
+                             lanes.P NULL (dot products over k, dots_block) */
 } nn_job;
 
 /* Columns one_panel lists before running them: nn_run's lists for a chunk's 16 tiles. */
@@ -1214,7 +1211,7 @@ NERVE_TARGET_AVX512 static void nn_dots(nn_job *j, int64_t i0, int64_t i1) {
 /*
  * The same products with A's rows in the lanes instead of k: C^T = BT . A^T, R rows of BT
  * broadcast against A^T's rows, which nerve__gemm_nt_pack has laid out as 32-row panels
- * [panels][K][32] (AP), only the live k (ks). Each element is one chain of multiply-adds in k's
+ * [panels][K][32] (j->lanes), only the live k. Each element is one chain of multiply-adds in k's
  * order from zero over those k (the others would add zeros: nerve__nt_packed), added to its
  * initial value as dots_block adds its sum: nothing is summed across lanes, and
  * A^T is read once per R columns where dots_block reads A once per DOT_NI. Lab E's input
@@ -1239,14 +1236,14 @@ NERVE_TARGET_AVX512 NERVE_INLINE void lanes_block(const int V, const int R, cons
 #  pragma GCC unroll 12
   for (int r = 0; r < R; r++) b[r] = j->B + (i + (r < cols ? r : 0)) * j->ldb;
 #  pragma GCC unroll 4
-  for (int v = 0; v < V; v++) a[v] = j->AP + (v / 2) * K * NR + (v % 2) * 16;
+  for (int v = 0; v < V; v++) a[v] = j->lanes.P + (v / 2) * K * NR + (v % 2) * 16;
   __m512 acc[LANES_R][4];
 #  pragma GCC unroll 12
   for (int r = 0; r < R; r++)
 #  pragma GCC unroll 4
     for (int v = 0; v < V; v++) acc[r][v] = _mm512_setzero_ps();
-  const int64_t live = j->live;
-  const int32_t *ks = j->ks;
+  const int64_t live = j->lanes.live;
+  const int32_t *ks = j->lanes.ks;
   for (int64_t k0 = 0; k0 < live; k0 += 16) {
     /* The next tile's lines about where these k are (dead columns only make them run ahead). */
     for (int64_t r = 0; r < next_cols; r++) _mm_prefetch((const char *)(j->B + (next + r) * j->ldb + ks[k0]), _MM_HINT_T0);
@@ -1296,11 +1293,11 @@ _Static_assert(NN_SMALL_M <= 64, "nn_lanes takes up to four vectors of rows");
 
 static void nn_dots_member(void *data, int t, int nt) {
   nn_job *j = data;
-  const int64_t width = j->AP ? lanes_width(j->M) : DOT_NI, blocks = (j->N + width - 1) / width;
+  const int64_t width = j->lanes.P ? lanes_width(j->M) : DOT_NI, blocks = (j->N + width - 1) / width;
   int64_t a = blocks * t / nt * width, b = blocks * (t + 1) / nt * width;
   if (b > j->N) b = j->N;
   if (a >= b) return;
-  if (j->AP)
+  if (j->lanes.P)
     nn_lanes(j, a, b);
   else
     nn_dots(j, a, b);
@@ -1745,17 +1742,16 @@ bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const
 void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const float *A, int64_t lda,
                             const nerve__nt_packed *ap, const float *BT, int64_t ldb, int64_t M, int64_t K,
                             int64_t i0, int64_t i1) {
-  const float *AP = ap ? ap->P : NULL;
 #if NERVE_X86
   /* Every reduction length, short ones included: OpenBLAS's sums for K = 10 (a classifier's
    * input gradient) came out differently for different numbers of rows on a Zen 5, so MPI
    * ranks' shares of a batch gave other bits than one process. */
   if (ctx->isa == NERVE_ISA_AVX512) {
     nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = BT, .ldb = ldb, .M = M, .N = i1, .K = K,
-                .AP = AP, .ks = AP ? ap->ks : NULL, .live = AP ? ap->live : 0};
+                .lanes = ap ? *ap : (nerve__nt_packed){.P = NULL}};
     if (K >= 1 && K <= NT_SHORT_MAX)
       short_dots(&j, i0, i1);
-    else if (AP)
+    else if (j.lanes.P)
       nn_lanes(&j, i0, i1);
     else
       nn_dots(&j, i0, i1);
@@ -1763,7 +1759,7 @@ void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const flo
   }
 #endif
   /* Portable: one OpenBLAS call on this thread for the slice of columns. */
-  (void)ctx, (void)AP;
+  (void)ctx, (void)ap;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)(i1 - i0), (int)K, 1.0f, A,
               (int)lda, BT + i0 * ldb, (int)ldb, 0.0f, C + i0, (int)ldc);
 }
@@ -1972,11 +1968,9 @@ nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_t ldc, const 
     /* Few rows of A (small batches) against a transposed B: dot products along rows of both,
      * instead of packing B. */
     if (nn_uses_dots(method_rows, K, b_transposed)) {
-      nerve__nt_packed ap;
-      nerve_status s = nerve__gemm_nt_pack(ctx, A, lda, method_rows, M, K, !accumulate && !bias, &ap, func);
+      nerve_status s = nerve__gemm_nt_pack(ctx, A, lda, method_rows, M, K, !accumulate && !bias, &j.lanes, func);
       if (s != NERVE_OK) return s;
-      j.AP = ap.P, j.ks = ap.ks, j.live = ap.live;
-      const int64_t width = j.AP ? lanes_width(M) : DOT_NI, blocks = (N + width - 1) / width;
+      const int64_t width = j.lanes.P ? lanes_width(M) : DOT_NI, blocks = (N + width - 1) / width;
       nerve__parallel_team(threads < blocks ? threads : (int)blocks, nn_dots_member, &j);
       return NERVE_OK;
     }
