@@ -1685,8 +1685,9 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
       int64_t col0 = p0 * NR, cols = (j->N < p1 * NR ? j->N : p1 * NR) - col0;
       for (int64_t p = p0; p < p1; p++) {
         int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
-        const tile_fetch fetch = next_rows > 0 ? fetch_rows(j, next, next + next_rows, p, j->panels)
-                                               : (tile_fetch){.count = 0};
+        const tile_fetch fetch = next_rows > 0 && j->streams.count > 0
+                                     ? fetch_rows(j, next, next + next_rows, p, j->panels)
+                                     : (tile_fetch){.count = 0};
         visit_tile_any((int)kr, nr > 16 ? 2 : 1, g + (col - col0), VISIT_COLS, j->A + k, j->lda,
                        j->D + col, j->ldd, j->M, mask_lo(nr), mask_hi(nr), &fetch);
       }
@@ -1728,7 +1729,8 @@ bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const
   if (!nerve__gemm_tn_visits(ctx)) return false;
   visit_job j = {.A = A, .D = D, .lda = lda, .ldd = ldd, .M = M, .N = N, .K = K,
                  .tiles = (K + TN_KT - 1) / TN_KT, .panels = (N + NR - 1) / NR, .rows = rows,
-                 .apply = apply, .streams = streams ? *streams : (nerve__visit_streams){.count = 0}, .arg = arg};
+                 .apply = apply, .arg = arg,
+                 .streams = streams && ctx->fetches_ahead ? *streams : (nerve__visit_streams){.count = 0}};
   int threads = nerve__threads_for(ctx, M * N * K, GEMM_GRAIN);
   if (threads > j.tiles) threads = (int)j.tiles;
   nerve__parallel_team(threads, visit_member, &j);

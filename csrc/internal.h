@@ -24,6 +24,9 @@ enum { NERVE_SCRATCH_GEMM = 0, NERVE_SCRATCH_LAYER = 1, NERVE_SCRATCH_POOL = 2, 
 struct nerve_context {
   int threads;   /* >= 1 */
   nerve_isa isa; /* resolved: never NERVE_ISA_AUTO */
+  /* Whether the fused optimizer steps ask for each next tile's weights and moments in software
+   * (gemm.c's fetch_rows): by the CPU unless set (nerve_context_set_fetch_ahead). */
+  bool fetches_ahead;
   /* Rows of the whole batch when calls get a rank's part of it (0: each call is whole);
    * dense layers choose their methods by it (nerve_context_set_whole_batch). */
   int64_t whole_batch;

@@ -352,6 +352,7 @@ static nerve_isa best_isa(void) {
 static void context_functions(nerve_context *ctx) {
   const int threads = nerve_context_threads(ctx);
   const nerve_isa isa = nerve_context_isa(ctx), best = best_isa();
+  const nerve_fetch fetch = nerve_context_fetch_ahead(ctx);
   memcpy(before, arena, sizeof arena);
   refused(ctx, "nerve_context_set_threads", "negative", nerve_context_set_threads(ctx, -1));
   refused(NULL, "nerve_context_set_threads", "NULL context", nerve_context_set_threads(NULL, 2));
@@ -361,12 +362,17 @@ static void context_functions(nerve_context *ctx) {
   if (best < NERVE_ISA_AVX512)
     refused(ctx, "nerve_context_set_isa", "unsupported", nerve_context_set_isa(ctx, NERVE_ISA_AVX512));
   refused(NULL, "nerve_context_set_isa", "NULL context", nerve_context_set_isa(NULL, NERVE_ISA_BASELINE));
+  refused(ctx, "nerve_context_set_fetch_ahead", "unknown", nerve_context_set_fetch_ahead(ctx, (nerve_fetch)3));
+  refused(ctx, "nerve_context_set_fetch_ahead", "negative", nerve_context_set_fetch_ahead(ctx, (nerve_fetch)-1));
+  refused(NULL, "nerve_context_set_fetch_ahead", "NULL context", nerve_context_set_fetch_ahead(NULL, NERVE_FETCH_ON));
   refused(NULL, "nerve_context_reserve", "NULL context", nerve_context_reserve(NULL, 64));
   refused(ctx, "nerve_context_reserve", "more than memory", nerve_context_reserve(ctx, SIZE_MAX));
-  if (nerve_context_threads(ctx) != threads || nerve_context_isa(ctx) != isa) {
+  if (nerve_context_threads(ctx) != threads || nerve_context_isa(ctx) != isa ||
+      nerve_context_fetch_ahead(ctx) != fetch) {
     failures++;
-    fprintf(stderr, "a refused setter changed the context (threads %d -> %d, isa %d -> %d)\n", threads,
-            nerve_context_threads(ctx), (int)isa, (int)nerve_context_isa(ctx));
+    fprintf(stderr, "a refused setter changed the context (threads %d -> %d, isa %d -> %d, fetch %d -> %d)\n",
+            threads, nerve_context_threads(ctx), (int)isa, (int)nerve_context_isa(ctx), (int)fetch,
+            (int)nerve_context_fetch_ahead(ctx));
   }
   /* nerve_context_create documents that *out is set to NULL on failure. */
   static char sentinel;

@@ -231,6 +231,45 @@ struct FusedAdamKernelTests {
     }
   }
 
+  /// The fused steps may ask for each next tile's weights and moments ahead of their use (by
+  /// the CPU, or as nerve_context_set_fetch_ahead says): that may change the time, never the
+  /// bits. Two steps, so that the second meets moments the first wrote; 600 inputs make 50
+  /// tiles of 12 weight rows, shared by 2 threads.
+  @Test(
+    "fetching ahead or not gives the same bits",
+    .enabled(if: InstructionSet.best == .avx512, "only the AVX-512 visitor fetches"),
+    arguments: shapes + [.init(n: 32, i: 600, o: 130)])
+  func fetchAheadKeepsBits(_ s: DenseShape) {
+    var runs: [[Float]] = []
+    for fetch in [NERVE_FETCH_OFF, NERVE_FETCH_ON] {
+      let k = Kernels(threads: 2, isa: .avx512)
+      k.ok(nerve_context_set_fetch_ahead(k.ctx, fetch))
+      #expect(nerve_context_fetch_ahead(k.ctx) == fetch)
+      var w = randomFloats(s.i * s.o, seed: 7), b = randomFloats(s.o, seed: 8)
+      var wm = [Float](repeating: 0, count: w.count), wv = wm, bm = [Float](repeating: 0, count: s.o), bv = bm
+      var dx = [Float](repeating: 0, count: s.n * s.i)
+      for t in 1...2 {
+        let x = sparseInputs(s.n, s.i, seed: UInt64(30 + t)), dy = sparseInputs(s.n, s.o, seed: UInt64(40 + t))
+        k.ok(nerve_dense_backward_adam(
+          k.ctx, &dx, &w, &b, &wm, &wv, &bm, &bv, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.01, 0.9, 0.999, 1e-7, 0,
+          0, Int64(t)))
+      }
+      runs.append(dx + w + b + wm + wv + bm + bv)
+    }
+    #expect(bitwiseEqual(runs[0], runs[1]), "\(s)")
+  }
+
+  @Test("NERVE_FETCH_AUTO gives back the CPU's own choice")
+  func fetchAheadAuto() {
+    let fresh = Kernels(threads: 2, isa: InstructionSet.best), k = Kernels(threads: 2, isa: InstructionSet.best)
+    let own = nerve_context_fetch_ahead(fresh.ctx)
+    #expect(own == NERVE_FETCH_ON || own == NERVE_FETCH_OFF)
+    k.ok(nerve_context_set_fetch_ahead(k.ctx, own == NERVE_FETCH_ON ? NERVE_FETCH_OFF : NERVE_FETCH_ON))
+    #expect(nerve_context_fetch_ahead(k.ctx) != own)
+    k.ok(nerve_context_set_fetch_ahead(k.ctx, NERVE_FETCH_AUTO))
+    #expect(nerve_context_fetch_ahead(k.ctx) == own)
+  }
+
   /// Up to 16 outputs, the input gradient's dots are taken 16 columns at a time (gemm.c's
   /// short_dots) and must keep the bits of one column at a time with its lanes summed by
   /// _mm512_reduce_add_ps: lane k with k + 8, then + 4, + 2, + 1, the result added to +0.
