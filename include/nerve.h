@@ -126,7 +126,7 @@ NERVE_API nerve_status nerve_context_set_isa(nerve_context *ctx, nerve_isa isa);
 /** The instruction set in effect (never NERVE_ISA_AUTO); NERVE_ISA_BASELINE if ctx is NULL. */
 NERVE_API nerve_isa nerve_context_isa(const nerve_context *ctx);
 
-/** Whether the dense layers' fused optimizer steps fetch ahead (nerve_context_set_fetch_ahead). */
+/** Whether the fused dense Adam step fetches ahead (nerve_context_set_fetch_ahead). */
 typedef enum nerve_fetch {
   NERVE_FETCH_AUTO = 0, /**< by the CPU (the default): off on Intel's cores, on elsewhere */
   NERVE_FETCH_OFF = 1,
@@ -134,12 +134,12 @@ typedef enum nerve_fetch {
 } nerve_fetch;
 
 /**
- * Chooses whether the fused optimizer steps (nerve_dense_backward_adam and its kin, with
- * AVX-512) ask the caches for each next tile's weights and moments in software while they
- * compute the current one. AMD's Zen 4 needed it (the lines arrived late without); on Intel's
- * Emerald Rapids the hardware's streamer brings those contiguous rows itself, and the requests
- * only slowed the loads. The results are the same bits either way: only the time changes.
- * NERVE_ERROR_BAD_ARGUMENT for a value not in nerve_fetch.
+ * Chooses whether nerve_dense_backward_adam's fused step (with AVX-512) asks the caches for
+ * each next tile's weights and moments in software while it computes the current one. AMD's
+ * Zen 4 needed it (the lines arrived late without); on Intel's Emerald Rapids the hardware's
+ * streamer brings those contiguous rows itself, and the requests only slowed the loads. The
+ * results are the same bits either way: only the time changes. NERVE_ERROR_BAD_ARGUMENT for a
+ * value not in nerve_fetch.
  */
 NERVE_API nerve_status nerve_context_set_fetch_ahead(nerve_context *ctx, nerve_fetch fetch);
 /** NERVE_FETCH_ON or NERVE_FETCH_OFF, as in effect (AUTO resolved); NERVE_FETCH_OFF if ctx is NULL. */
