@@ -1646,6 +1646,8 @@ typedef struct {
  * L1, Lab E's three 12 x 784 streams a tile pushed out the tile's own operands (its epoch at 1
  * thread 10% slower). */
 static tile_fetch fetch_rows(const visit_job *j, int64_t k0, int64_t k1, int64_t part, int64_t parts) {
+  /* No streams (none given, or the context does not fetch ahead): no lines for a tile to step. */
+  if (j->streams.count == 0) return (tile_fetch){.count = 0};
   const int64_t bytes = (k1 - k0) * j->streams.row_bytes;
   const int64_t from = bytes * part / parts & ~(int64_t)63, to = bytes * (part + 1) / parts;
   tile_fetch f = {.count = j->streams.count, .lines = to > from ? (to - from + 63) / 64 : 0};
@@ -1685,9 +1687,8 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
       int64_t col0 = p0 * NR, cols = (j->N < p1 * NR ? j->N : p1 * NR) - col0;
       for (int64_t p = p0; p < p1; p++) {
         int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
-        const tile_fetch fetch = next_rows > 0 && j->streams.count > 0
-                                     ? fetch_rows(j, next, next + next_rows, p, j->panels)
-                                     : (tile_fetch){.count = 0};
+        const tile_fetch fetch = next_rows > 0 ? fetch_rows(j, next, next + next_rows, p, j->panels)
+                                               : (tile_fetch){.count = 0};
         visit_tile_any((int)kr, nr > 16 ? 2 : 1, g + (col - col0), VISIT_COLS, j->A + k, j->lda,
                        j->D + col, j->ldd, j->M, mask_lo(nr), mask_hi(nr), &fetch);
       }
