@@ -175,6 +175,45 @@ struct DenseKernelTests {
     k.ok(nerve_dense_backward(k.ctx, &dx, nil, nil, dy, nil, w, 2, 3, 2))
     expectClose(dx, ref.dx, "input gradient alone")
   }
+
+  /// Past 64 rows the weight gradient runs over the batch's rows in order, one chain of fused
+  /// multiply-adds an element: dw[i, o] += x[r, i] * dy[r, o], or with the fused step
+  /// w[i, o] += x[r, i] * (-lr dy[r, o]), for r in order from the element's old value. With at
+  /// most 12 outputs (gemm.c's tn_narrow) the weights' rows fill the lanes, in 32-row panels
+  /// taken by thread or, when there are fewer panels than threads, in every panel each thread's
+  /// own outputs; past 12, rank updates of 8 rows of the batch. Written out here in Float, with
+  /// negative zeros and products that underflow, at 1, 2 and 3 threads: one output (one thread
+  /// has none), 13 inputs (one vector), 30 -> 10 (Lab A's second layer), 45 -> 12 (a whole
+  /// panel and one of 13), 70 -> 3 (three panels), and 13 outputs, past tn_narrow.
+  @Test(
+    "a weight gradient over many rows is one chain of multiply-adds an element, in the rows' order",
+    .enabled(if: InstructionSet.best == .avx512, "the chains are the AVX-512 kernels'"),
+    arguments: [
+      DenseShape(n: 97, i: 13, o: 1), DenseShape(n: 300, i: 30, o: 10), DenseShape(n: 130, i: 45, o: 12),
+      DenseShape(n: 66, i: 70, o: 3), DenseShape(n: 80, i: 20, o: 13),
+    ])
+  func weightGradientChains(_ s: DenseShape) {
+    let (dy, x, w0) = orderProbe(rows: s.n, inputs: s.i, outputs: s.o, seed: 71)
+    let lr: Float = 0.375
+    func chains(from start: [Float], scale: Float) -> [Float] {
+      var want = start
+      for i in 0..<s.i {
+        for o in 0..<s.o {
+          for r in 0..<s.n { want[i * s.o + o] = want[i * s.o + o].addingProduct(x[r * s.i + i], scale * dy[r * s.o + o]) }
+        }
+      }
+      return want
+    }
+    let gradient = chains(from: w0, scale: 1), stepped = chains(from: w0, scale: -lr)
+    for threads in [1, 2, 3] {
+      let k = Kernels(threads: threads, isa: .avx512)
+      var dw = w0, w = w0, b = [Float](repeating: 0, count: s.o)
+      k.ok(nerve_dense_backward(k.ctx, nil, &dw, nil, dy, x, nil, Int64(s.n), Int64(s.i), Int64(s.o)))
+      k.ok(nerve_dense_backward_sgd(k.ctx, nil, &w, &b, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), lr))
+      #expect(bitwiseEqual(dw, gradient), "gradient, \(s), \(threads) thread(s)")
+      #expect(bitwiseEqual(w, stepped), "descent step, \(s), \(threads) thread(s)")
+    }
+  }
 }
 
 @Suite("Dense backward fused with Adam")
