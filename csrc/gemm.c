@@ -1090,8 +1090,10 @@ NERVE_TARGET_AVX512 NERVE_INLINE void tn_narrow(const int NO, const int W, float
       const float *a = A + (m0 + r) * lda, *d = scaled ? ds[r] : D + (m0 + r) * ldd + o0;
       /* A's rows are far apart when it is wide (a stride the hardware does not follow):
        * 784-wide rows, 268 -> 222 us at 2 threads. */
-      _mm_prefetch((const char *)(a + AHEAD * lda), _MM_HINT_T0);
-      if (W == 2) _mm_prefetch((const char *)(a + AHEAD * lda + 16), _MM_HINT_T0);
+      if (m0 + r + AHEAD < M) {
+        _mm_prefetch((const char *)(a + AHEAD * lda), _MM_HINT_T0);
+        if (W == 2) _mm_prefetch((const char *)(a + AHEAD * lda + 16), _MM_HINT_T0);
+      }
       const __m512 a0 = _mm512_maskz_loadu_ps(k0, a);
       const __m512 a1 = W == 2 ? _mm512_maskz_loadu_ps(k1, a + 16) : a0;
 #  pragma GCC unroll 12
