@@ -1050,21 +1050,24 @@ NERVE_TARGET_AVX512 static void tn_tiles(tn_job *j, int64_t t0, int64_t t1) {
 
 /*
  * tn for G with few columns (N <= TN_NARROW) over many rows of A: G transposed, its rows in
- * registers. For 32 rows [k0, k0 + 32) of G (a panel of A's columns) and its columns
- * [o0, o0 + NO):
- *   acc[o] (lanes k) = G[k, o];  for m in order: acc[o] += A[m, k] * (alpha D[m, o])
+ * registers. For kn <= 32 rows of G (a panel of A's columns) and its columns [o0, o0 + NO):
+ *   acc[o] (lanes k) = G[k, o];  for m in order, where A[m, k] != 0:
+ *   acc[o] += A[m, k] * (alpha D[m, o])
  * Each G element's chain is tn_rank's, products in the same order over m, so the same bits;
- * but where tn_rank spends a vector FMA on each (m, k) with N of its 16 lanes used and
- * rewrites G's row every 8 rows of A (Lab A's 30 -> 10 layer: 10 of 16 lanes), here A's rows
- * fill the lanes and G is read and written once. Shapes: A [M, kn] (lda; kn <= 32), D [M, *]
- * (ldd; columns [o0, o0 + NO) read), G [kn, *] (ldg).
+ * zero inputs are skipped, as nerve_dense_backward_sparse's lists and tn_rank_rows's sparse
+ * rows skip them (where tn_rank added them, a zero input's term changes nothing unless the
+ * gradient is infinite or NaN, or the sum so far is -0). But where tn_rank spends a vector
+ * FMA on each (m, k) with N of its 16 lanes used and rewrites G's row every 8 rows of A (Lab
+ * A's 30 -> 10 layer: 10 of 16 lanes), here A's rows fill the lanes and G is read and written
+ * once. Shapes: A [M, kn] (lda), D [M, *] (ldd; columns [o0, o0 + NO) read), G [kn, *]
+ * (ldg).
  */
 NERVE_TARGET_AVX512 NERVE_INLINE void tn_narrow(const int NO, const int W, float *G, int64_t ldg,
                                                 const float *A, int64_t lda, const float *D,
                                                 int64_t ldd, int64_t M, int64_t kn, int64_t o0,
                                                 float alpha) {
   enum { ROWS = 16, AHEAD = 4 };
-  const __mmask16 k0 = mask_lo(kn), k1 = mask_hi(kn), dm = nerve__lanes16(NO);
+  const __mmask16 m0 = mask_lo(kn), m1 = mask_hi(kn), outputs = nerve__lanes16(NO);
   float gt[TN_NARROW][NR] __attribute__((aligned(64)));
   for (int o = 0; o < NO; o++)
     for (int64_t k = 0; k < NR; k++) gt[o][k] = k < kn ? G[k * ldg + o0 + o] : 0.0f;
@@ -1074,36 +1077,41 @@ NERVE_TARGET_AVX512 NERVE_INLINE void tn_narrow(const int NO, const int W, float
     c0[o] = _mm512_load_ps(gt[o]);
     if (W == 2) c1[o] = _mm512_load_ps(gt[o] + 16);
   }
-  /* alpha D[m, o], rounded as tn_rank rounds it, for ROWS rows at a time: written a block
-   * ahead of its reads, which a row's own store followed by its loads made wait (Lab A's
-   * 30 -> 10 weight gradient, 1 thread: 10.9 us, against 8.0 reading D itself). Unscaled,
-   * D is read as it is. */
-  const __m512 scale = _mm512_set1_ps(alpha);
+  /* alpha D[m, o], rounded as tn_rank rounds it, for a block of ROWS rows before any of them
+   * is read: a row's own store followed at once by its loads made them wait (Lab A's 30 -> 10
+   * weight gradient without zero inputs skipped, 1 thread: 10.9 us, against 8.0 reading D
+   * itself). Unscaled, D is read as it is. */
+  const __m512 scale = _mm512_set1_ps(alpha), zero = _mm512_setzero_ps();
   const bool scaled = alpha != 1.0f;
   float ds[ROWS][16] __attribute__((aligned(64)));
-  for (int64_t m0 = 0; m0 < M; m0 += ROWS) {
-    const int64_t rows = M - m0 < ROWS ? M - m0 : ROWS;
+  for (int64_t block = 0; block < M; block += ROWS) {
+    const int64_t rows = M - block < ROWS ? M - block : ROWS;
     if (scaled)
       for (int64_t r = 0; r < rows; r++)
-        _mm512_store_ps(ds[r], _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(dm, D + (m0 + r) * ldd + o0)));
+        _mm512_store_ps(ds[r], _mm512_mul_ps(scale, _mm512_maskz_loadu_ps(outputs, D + (block + r) * ldd + o0)));
     for (int64_t r = 0; r < rows; r++) {
-      const float *a = A + (m0 + r) * lda, *d = scaled ? ds[r] : D + (m0 + r) * ldd + o0;
+      const int64_t m = block + r;
+      const float *a = A + m * lda, *d = scaled ? ds[r] : D + m * ldd + o0;
       /* A's rows are far apart when it is wide (a stride the hardware does not follow):
        * 784-wide rows, 268 -> 222 us at 2 threads. */
-      if (m0 + r + AHEAD < M) {
+      if (m + AHEAD < M) {
         _mm_prefetch((const char *)(a + AHEAD * lda), _MM_HINT_T0);
         if (W == 2) _mm_prefetch((const char *)(a + AHEAD * lda + 16), _MM_HINT_T0);
       }
-      const __m512 a0 = _mm512_maskz_loadu_ps(k0, a);
-      const __m512 a1 = W == 2 ? _mm512_maskz_loadu_ps(k1, a + 16) : a0;
+      const __m512 a0 = _mm512_maskz_loadu_ps(m0, a);
+      const __m512 a1 = W == 2 ? _mm512_maskz_loadu_ps(m1, a + 16) : a0;
+      /* The lanes whose input is not zero (a NaN counts as not zero, -0 as zero), as the lists
+       * keep them. */
+      const __mmask16 live0 = _mm512_cmp_ps_mask(a0, zero, _CMP_NEQ_UQ);
+      const __mmask16 live1 = W == 2 ? _mm512_cmp_ps_mask(a1, zero, _CMP_NEQ_UQ) : 0;
 #  pragma GCC unroll 12
       for (int o = 0; o < NO; o++) {
         /* Broadcast by a load port from memory: the compiler's own choice for ds (a permute
          * of the row in a register) takes the port the FMAs need. */
         __m512 dv;
-        __asm__("vbroadcastss %1, %0" : "=v"(dv) : "m"(d[o]));
-        c0[o] = _mm512_fmadd_ps(a0, dv, c0[o]);
-        if (W == 2) c1[o] = _mm512_fmadd_ps(a1, dv, c1[o]);
+        __asm__("vbroadcastss {%1, %0|%0, %1}" : "=v"(dv) : "m"(d[o]));
+        c0[o] = _mm512_mask3_fmadd_ps(a0, dv, c0[o], live0);
+        if (W == 2) c1[o] = _mm512_mask3_fmadd_ps(a1, dv, c1[o], live1);
       }
     }
   }
@@ -1125,13 +1133,12 @@ NERVE_TARGET_AVX512 NERVE_INLINE void tn_narrow(const int NO, const int W, float
       break;
 
 /* tn_narrow for a run-time NO (1 to TN_NARROW) and W. */
+_Static_assert(TN_NARROW == TN_KT, "tn_narrow_any's cases are TN_KT_CASES");
 NERVE_TARGET_AVX512 static void tn_narrow_any(int NO, int W, float *G, int64_t ldg, const float *A,
                                               int64_t lda, const float *D, int64_t ldd, int64_t M,
                                               int64_t kn, int64_t o0, float alpha) {
   switch (NO) {
-    TN_NARROW_CASE(12) TN_NARROW_CASE(11) TN_NARROW_CASE(10) TN_NARROW_CASE(9)
-    TN_NARROW_CASE(8) TN_NARROW_CASE(7) TN_NARROW_CASE(6) TN_NARROW_CASE(5)
-    TN_NARROW_CASE(4) TN_NARROW_CASE(3) TN_NARROW_CASE(2) TN_NARROW_CASE(1)
+    TN_KT_CASES(TN_NARROW_CASE)
     default: break;
   }
 }
@@ -1898,9 +1905,9 @@ static size_t packed_bytes(int64_t M, int64_t K) {
 static bool tn_uses_rank(int64_t M) { return M > 64; }
 /* tn_narrow instead of rank updates: many rows of A, few columns of G (a classifier's
  * weights). Measured through nerve_dense_backward's weight gradient for 2,048 rows, 2 threads
- * (1 thread): 30 -> 10 13.9 -> 6.0 us (19.4 -> 8.3), 300 -> 10 108 -> 50 us (177 -> 145).
+ * (1 thread): 30 -> 10 13.9 -> 6.6 us (19.4 -> 9.8), 300 -> 10 108 -> 52 us (177 -> 146).
  * Also where A is sparse, whose rows tn_rank_rows would take over their own lists: 784 -> 10
- * with 80% zeros 303 -> 225 us (514 -> 410). */
+ * with 80% zeros 303 -> 219 us (514 -> 428). */
 static bool tn_uses_narrow(int64_t M, int64_t N) { return tn_uses_rank(M) && N <= TN_NARROW; }
 #endif
 
@@ -2028,7 +2035,8 @@ static nerve_status nn_pad_b(nerve_context *ctx, int64_t M, int64_t N, int64_t K
 size_t nerve__gemm_tn_scratch(const nerve_context *ctx, int64_t M, int64_t N, int64_t K,
                               int64_t ldg) {
 #if NERVE_X86
-  /* Rank updates rewrite every G row once per 8 rows of A. */
+  /* Rank updates rewrite every G row once per 8 rows of A; tn_narrow reads and writes each
+   * element of G once, by itself, so it needs no copy. */
   if (M > 0 && tn_uses_rank(M) && !tn_uses_narrow(M, N)) return padded_bytes(ctx, N, K, ldg);
 #else
   (void)ctx, (void)M, (void)N, (void)K, (void)ldg;

@@ -178,28 +178,40 @@ struct DenseKernelTests {
 
   /// Past 64 rows the weight gradient runs over the batch's rows in order, one chain of fused
   /// multiply-adds an element: dw[i, o] += x[r, i] * dy[r, o], or with the fused step
-  /// w[i, o] += x[r, i] * (-lr dy[r, o]), for r in order from the element's old value. With at
-  /// most 12 outputs (gemm.c's tn_narrow) the weights' rows fill the lanes, in 32-row panels
-  /// taken by thread or, when there are fewer panels than threads, in every panel each thread's
-  /// own outputs; past 12, rank updates of 8 rows of the batch. Written out here in Float, with
-  /// negative zeros and products that underflow, at 1, 2 and 3 threads: one output (one thread
-  /// has none), 13 inputs (one vector), 30 -> 10 (Lab A's second layer), 45 -> 12 (a whole
-  /// panel and one of 13), 70 -> 3 (three panels), and 13 outputs, past tn_narrow.
+  /// w[i, o] += x[r, i] * (-lr dy[r, o]), for r in order from the element's old value, the rows
+  /// whose input is zero (or -0) skipped. With at most 12 outputs (gemm.c's tn_narrow) the
+  /// weights' rows fill the lanes, in panels of 32 taken by thread or, with fewer panels than
+  /// threads, each thread its own outputs in every panel.
+  /// Written out here in Float, with negative zeros and products that underflow in the output
+  /// gradient, inputs with zeros and a first input always zero whose weights start at -0 (they
+  /// must stay -0: adding its terms would make them +0), at 1, 2 and 3 threads: one output, 13
+  /// inputs (one vector), 30 -> 10 (Lab A's second layer), 45 -> 12 (a whole panel and one of
+  /// 13), 70 -> 3 (three panels, a partial last block of 16 rows); then enough rows for teams:
+  /// 2,048 and 3,000 rows of 30 -> 10 (the outputs split 5 / 5, and for 3,000 rows at 3
+  /// threads 3 / 3 / 4), 1,000 rows of 70 -> 12 (three panels, at 3 threads one each).
   @Test(
     "a weight gradient over many rows is one chain of multiply-adds an element, in the rows' order",
     .enabled(if: InstructionSet.best == .avx512, "the chains are the AVX-512 kernels'"),
     arguments: [
       DenseShape(n: 97, i: 13, o: 1), DenseShape(n: 300, i: 30, o: 10), DenseShape(n: 130, i: 45, o: 12),
-      DenseShape(n: 66, i: 70, o: 3), DenseShape(n: 80, i: 20, o: 13),
+      DenseShape(n: 66, i: 70, o: 3), DenseShape(n: 2048, i: 30, o: 10), DenseShape(n: 3000, i: 30, o: 10),
+      DenseShape(n: 1000, i: 70, o: 12),
     ])
   func weightGradientChains(_ s: DenseShape) {
-    let (dy, x, w0) = orderProbe(rows: s.n, inputs: s.i, outputs: s.o, seed: 71)
+    var (dy, x, w0) = orderProbe(rows: s.n, inputs: s.i, outputs: s.o, seed: 71)
+    for r in 0..<s.n {
+      x[r * s.i] = r % 2 == 0 ? 0 : -0.0
+      for k in stride(from: r % 5 + 1, to: s.i, by: 5) { x[r * s.i + k] = 0 }
+    }
+    for o in 0..<s.o { w0[o] = -0.0 }
     let lr: Float = 0.375
     func chains(from start: [Float], scale: Float) -> [Float] {
       var want = start
       for i in 0..<s.i {
         for o in 0..<s.o {
-          for r in 0..<s.n { want[i * s.o + o] = want[i * s.o + o].addingProduct(x[r * s.i + i], scale * dy[r * s.o + o]) }
+          for r in 0..<s.n where x[r * s.i + i] != 0 {
+            want[i * s.o + o] = want[i * s.o + o].addingProduct(x[r * s.i + i], scale * dy[r * s.o + o])
+          }
         }
       }
       return want
