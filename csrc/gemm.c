@@ -89,7 +89,7 @@ static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
 /* ---- AVX-512 kernels -------------------------------------------------------------------- */
 #if NERVE_X86
 
-enum { NN_MR = 8, NR = 32, NN_KC = 2048, TN_MR = 8, TN_KT = 12, TN_KCHUNK = 1024, TN_NARROW = 12 };
+enum { NN_MR = 8, NR = 32, NN_KC = 2048, TN_MR = 8, TN_KT = 12, TN_KCHUNK = 1024, TN_NARROW_COLUMNS = 12 };
 /* Reduction steps per block of a stored product (nn_run): the row tiles of a chunk take each
  * panel's block of B in turn, 128 KB at 1024 steps. Blocks of 2048 (NN_KC, the most a gathered
  * product takes) left each tile waiting on B: Lab E's dense forward (32 x 6272 -> 784, C API
@@ -989,6 +989,10 @@ NERVE_TARGET_AVX512 static void tn_tile_any(int KT, int W, float *G, int64_t ldg
   }
 }
 
+/* How tn runs (tn_method_for): register tiles of G over all rows of A (few rows), rank-8
+ * updates (many), or G transposed in registers (many rows, few columns: tn_narrow). */
+typedef enum { TN_TILES, TN_RANK, TN_NARROW } tn_method;
+
 typedef struct {
   float *G;
   int64_t ldg;
@@ -997,9 +1001,8 @@ typedef struct {
   const float *D;
   int64_t ldd;
   int64_t M, N, K, panels, ktiles;
-  bool rank;         /* rank-8 updates (else register tiles) */
-  bool split_panels; /* rank mode: threads split 32-column panels of G (else rows of G) */
-  bool narrow;       /* G's columns few enough for tn_narrow (then rank is false) */
+  tn_method method;
+  bool split_panels; /* TN_RANK: threads split 32-column panels of G (else rows of G) */
   float alpha;
 } tn_job;
 
@@ -1049,7 +1052,7 @@ NERVE_TARGET_AVX512 static void tn_tiles(tn_job *j, int64_t t0, int64_t t1) {
 }
 
 /*
- * tn for G with few columns (N <= TN_NARROW) over many rows of A: G transposed, its rows in
+ * tn for G with few columns (N <= TN_NARROW_COLUMNS) over many rows of A: G transposed, its rows in
  * registers. For kn <= 32 rows of G (a panel of A's columns) and its columns [o0, o0 + NO):
  *   acc[o] (lanes k) = G[k, o];  for m in order, where A[m, k] != 0:
  *   acc[o] += A[m, k] * (alpha D[m, o])
@@ -1068,10 +1071,10 @@ NERVE_TARGET_AVX512 NERVE_INLINE void tn_narrow(const int NO, const int W, float
                                                 float alpha) {
   enum { ROWS = 16, AHEAD = 4 };
   const __mmask16 m0 = mask_lo(kn), m1 = mask_hi(kn), outputs = nerve__lanes16(NO);
-  float gt[TN_NARROW][NR] __attribute__((aligned(64)));
+  float gt[TN_NARROW_COLUMNS][NR] __attribute__((aligned(64)));
   for (int o = 0; o < NO; o++)
     for (int64_t k = 0; k < NR; k++) gt[o][k] = k < kn ? G[k * ldg + o0 + o] : 0.0f;
-  __m512 c0[TN_NARROW], c1[TN_NARROW];
+  __m512 c0[TN_NARROW_COLUMNS], c1[TN_NARROW_COLUMNS];
 #  pragma GCC unroll 12
   for (int o = 0; o < NO; o++) {
     c0[o] = _mm512_load_ps(gt[o]);
@@ -1132,8 +1135,8 @@ NERVE_TARGET_AVX512 NERVE_INLINE void tn_narrow(const int NO, const int W, float
         tn_narrow(NO, 1, G, ldg, A, lda, D, ldd, M, kn, o0, alpha);                            \
       break;
 
-/* tn_narrow for a run-time NO (1 to TN_NARROW) and W. */
-_Static_assert(TN_NARROW == TN_KT, "tn_narrow_any's cases are TN_KT_CASES");
+/* tn_narrow for a run-time NO (1 to TN_NARROW_COLUMNS) and W. */
+_Static_assert(TN_NARROW_COLUMNS == TN_KT, "tn_narrow_any's cases are TN_KT_CASES");
 NERVE_TARGET_AVX512 static void tn_narrow_any(int NO, int W, float *G, int64_t ldg, const float *A,
                                               int64_t lda, const float *D, int64_t ldd, int64_t M,
                                               int64_t kn, int64_t o0, float alpha) {
@@ -1144,11 +1147,14 @@ NERVE_TARGET_AVX512 static void tn_narrow_any(int NO, int W, float *G, int64_t l
 }
 #  undef TN_NARROW_CASE
 
-/* A thread's share of tn_narrow: whole panels of G's rows where there are enough to go round,
- * else, in every panel, its own columns of G. */
+/* Whether tn_narrow's threads take whole panels of G's rows (enough to go round), or else,
+ * in every panel, each its own columns of G. */
+static bool tn_narrow_by_panels(int64_t K, int threads) { return (K + NR - 1) / NR >= threads; }
+
+/* A thread's share of tn_narrow (tn_narrow_by_panels). */
 NERVE_TARGET_AVX512 static void tn_narrow_share(const tn_job *j, int t, int nt) {
   const int64_t kpanels = (j->K + NR - 1) / NR;
-  const bool by_panels = kpanels >= nt;
+  const bool by_panels = tn_narrow_by_panels(j->K, nt);
   const int64_t p0 = by_panels ? kpanels * t / nt : 0, p1 = by_panels ? kpanels * (t + 1) / nt : kpanels;
   const int64_t o0 = by_panels ? 0 : j->N * t / nt, o1 = by_panels ? j->N : j->N * (t + 1) / nt;
   if (o0 == o1) return;
@@ -1161,12 +1167,12 @@ NERVE_TARGET_AVX512 static void tn_narrow_share(const tn_job *j, int t, int nt) 
 
 static void tn_member(void *data, int t, int nt) {
   tn_job *j = data;
-  if (j->narrow) {
+  if (j->method == TN_NARROW) {
     tn_narrow_share(j, t, nt);
-  } else if (j->rank && j->split_panels) {
+  } else if (j->method == TN_RANK && j->split_panels) {
     int64_t a = j->panels * t / nt, b = j->panels * (t + 1) / nt;
     if (a < b) tn_rank_rows(j, 0, j->K, a, b);
-  } else if (j->rank) {
+  } else if (j->method == TN_RANK) {
     int64_t a = j->K * t / nt, b = j->K * (t + 1) / nt;
     if (a < b) tn_rank_rows(j, a, b, 0, j->panels);
   } else {
@@ -1901,14 +1907,15 @@ static bool nn_uses_lanes(int64_t M, int64_t K) { return M >= LANES_MIN_M && K >
 static size_t packed_bytes(int64_t M, int64_t K) {
   return (size_t)((M + NR - 1) / NR) * (size_t)K * NR * sizeof(float);
 }
-/* tn updates G by rank-8 steps (many rows of A) instead of register tiles. */
-static bool tn_uses_rank(int64_t M) { return M > 64; }
-/* tn_narrow instead of rank updates: many rows of A, few columns of G (a classifier's
- * weights). Measured through nerve_dense_backward's weight gradient for 2,048 rows, 2 threads
- * (1 thread): 30 -> 10 13.9 -> 6.6 us (19.4 -> 9.8), 300 -> 10 108 -> 52 us (177 -> 146).
- * Also where A is sparse, whose rows tn_rank_rows would take over their own lists: 784 -> 10
- * with 80% zeros 303 -> 219 us (514 -> 428). */
-static bool tn_uses_narrow(int64_t M, int64_t N) { return tn_uses_rank(M) && N <= TN_NARROW; }
+/* Many rows of A (over 64) take rank-8 updates instead of register tiles, or tn_narrow where G
+ * has few columns (a classifier's weights). tn_narrow measured through nerve_dense_backward's
+ * weight gradient for 2,048 rows against rank updates, 2 threads (1 thread): 30 -> 10 13.9 ->
+ * 6.6 us (19.4 -> 9.8), 300 -> 10 108 -> 52 us (177 -> 146); also where A is sparse, whose rows
+ * tn_rank_rows would take over their own lists: 784 -> 10 with 80% zeros 303 -> 219 us (514 ->
+ * 428). */
+static tn_method tn_method_for(int64_t M, int64_t N) {
+  return M <= 64 ? TN_TILES : N <= TN_NARROW_COLUMNS ? TN_NARROW : TN_RANK;
+}
 #endif
 
 bool nerve__gemm_nn_packs(const nerve_context *ctx, int64_t M, int64_t N, int64_t K, bool b_transposed) {
@@ -2037,7 +2044,7 @@ size_t nerve__gemm_tn_scratch(const nerve_context *ctx, int64_t M, int64_t N, in
 #if NERVE_X86
   /* Rank updates rewrite every G row once per 8 rows of A; tn_narrow reads and writes each
    * element of G once, by itself, so it needs no copy. */
-  if (M > 0 && tn_uses_rank(M) && !tn_uses_narrow(M, N)) return padded_bytes(ctx, N, K, ldg);
+  if (M > 0 && tn_method_for(M, N) == TN_RANK) return padded_bytes(ctx, N, K, ldg);
 #else
   (void)ctx, (void)M, (void)N, (void)K, (void)ldg;
 #endif
@@ -2164,7 +2171,7 @@ void nerve__gemm_tn_here(float *G, int64_t ldg, const float *A, int64_t lda, con
 #if NERVE_X86
   if (M == 0 || N == 0 || K == 0) return;
   tn_job j = {.G = G, .ldg = ldg, .A = A, .lda = lda, .D = D, .ldd = ldd, .M = M, .N = N, .K = K,
-              .panels = (N + NR - 1) / NR, .rank = true, .alpha = alpha};
+              .panels = (N + NR - 1) / NR, .method = TN_RANK, .alpha = alpha};
   tn_rank_rows(&j, 0, K, 0, j.panels);
 #else
   (void)G, (void)ldg, (void)A, (void)lda, (void)D, (void)ldd, (void)M, (void)N, (void)K, (void)alpha;
@@ -2184,14 +2191,12 @@ nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
      * of A), else the rows of G; nn makes the same choice, so across forward and update each
      * thread keeps touching the same slice of the weights, which stays in its cache. */
     bool split_panels = M * K <= K * N && panels >= 2;
-    const bool narrow = tn_uses_narrow(M, N);
     tn_job j = {.G = G, .ldg = ldg, .A = A, .lda = lda, .D = D, .ldd = ldd, .M = M, .N = N, .K = K,
-                .panels = panels, .ktiles = ktiles, .rank = !narrow && tn_uses_rank(M),
-                .split_panels = split_panels, .narrow = narrow, .alpha = alpha};
+                .panels = panels, .ktiles = ktiles, .method = tn_method_for(M, N),
+                .split_panels = split_panels, .alpha = alpha};
     int threads = nerve__threads_for(ctx, work, GEMM_GRAIN);
-    const int64_t kpanels = (K + NR - 1) / NR;
-    int64_t units = narrow ? (kpanels >= threads ? kpanels : N)
-                    : !j.rank ? panels * ktiles : split_panels ? panels : K;
+    int64_t units = j.method == TN_NARROW ? (tn_narrow_by_panels(K, threads) ? (K + NR - 1) / NR : N)
+                    : j.method == TN_TILES ? panels * ktiles : split_panels ? panels : K;
     if (units < threads) threads = (int)units;
     /* Rank updates on rows that are not whole vectors work on a padded copy of G (see
      * nerve__gemm_tn_scratch). */
