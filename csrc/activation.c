@@ -151,6 +151,66 @@ nerve_status nerve_activation_backward(nerve_context *ctx, nerve_activation kind
   return NERVE_OK;
 }
 
+/* ---- Applied by the products (nerve__activation_step) ----------------------------------- */
+
+nerve_status nerve__activation_step_for(nerve_context *ctx, nerve_activation kind, bool backward,
+                                        const float *out, int64_t ldo, nerve__activation_step *step,
+                                        const char *func) {
+  nerve_status s = check_kind(ctx, kind, func);
+  if (s != NERVE_OK) return s;
+  *step = (nerve__activation_step){.fn = NULL, .out = out, .ldo = ldo};
+  switch (kind) {
+    case NERVE_ACTIVATION_IDENTITY: break; /* f(x) = x and f' = 1: C stays as it is */
+    case NERVE_ACTIVATION_SIGMOID: step->fn = (backward ? sigmoid_bwd_isa : sigmoid_fwd_isa)[ctx->isa]; break;
+    case NERVE_ACTIVATION_TANH: step->fn = (backward ? tanh_bwd_isa : tanh_fwd_isa)[ctx->isa]; break;
+    case NERVE_ACTIVATION_RELU: step->fn = (backward ? relu_bwd_isa : relu_fwd_isa)[ctx->isa]; break;
+    case NERVE_ACTIVATION_LECUN_TANH:
+      if (backward)
+        return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, func,
+                           "LeCun's tanh cannot be taken back from its output (its derivative "
+                           "needs its input); use nerve_activation_backward");
+      step->fn = lecun_fwd_isa[ctx->isa];
+      break;
+  }
+  return NERVE_OK;
+}
+
+void nerve__activation_rows(const nerve__activation_step *step, float *C, int64_t ldc, int64_t r0,
+                            int64_t r1, int64_t c0, int64_t c1) {
+  if (!nerve__activation_applies(step) || r0 >= r1 || c0 >= c1) return;
+  const int64_t n = c1 - c0;
+  /* Whole rows one after another (and the output's alike) are one range: one call. */
+  if (n == ldc && (!step->out || step->ldo == n)) {
+    float *c = C + r0 * ldc;
+    act_job j = {.y = c, .x = c, .out = step->out ? step->out + r0 * n : NULL};
+    step->fn(&j, 0, (r1 - r0) * n);
+    return;
+  }
+  for (int64_t r = r0; r < r1; r++) {
+    float *c = C + r * ldc + c0;
+    act_job j = {.y = c, .x = c, .out = step->out ? step->out + r * step->ldo + c0 : NULL};
+    step->fn(&j, 0, n);
+  }
+}
+
+typedef struct {
+  const nerve__activation_step *step;
+  float *C;
+  int64_t ldc, N;
+} step_pass_job;
+
+static void step_pass_rows(void *data, int64_t r0, int64_t r1) {
+  const step_pass_job *j = data;
+  nerve__activation_rows(j->step, j->C, j->ldc, r0, r1, 0, j->N);
+}
+
+void nerve__activation_pass(const nerve_context *ctx, const nerve__activation_step *step, float *C,
+                            int64_t ldc, int64_t M, int64_t N) {
+  if (!nerve__activation_applies(step) || N <= 0) return;
+  step_pass_job j = {.step = step, .C = C, .ldc = ldc, .N = N};
+  nerve__parallel_for(ctx, M, GRAIN_EXP / N + 1, step_pass_rows, &j);
+}
+
 /* ---- Softmax by rows -------------------------------------------------------------------- */
 
 typedef struct {

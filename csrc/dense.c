@@ -28,21 +28,37 @@ static nerve_status check_sizes(nerve_context *ctx, int64_t N, int64_t I, int64_
 }
 
 /*
- * in [N,I], weight [I,O], bias [O] or NULL -> out [N,O]
+ * in [N,I], weight [I,O], bias [O] or NULL -> out [N,O], then `then` on out (NULL: nothing)
  */
+static nerve_status dense_forward(nerve_context *ctx, const nerve__activation_step *then, float *out,
+                                  const float *in, const float *weight, const float *bias, int64_t N,
+                                  int64_t I, int64_t O, const char *func) {
+  nerve_status s = check_sizes(ctx, N, I, O, func);
+  if (s != NERVE_OK) return s;
+  if (N == 0 || O == 0) return NERVE_OK;
+  NERVE_CHECK_PTR_IN(ctx, out, func);
+  if (I > 0) {
+    NERVE_CHECK_PTR_IN(ctx, in, func);
+    NERVE_CHECK_PTR_IN(ctx, weight, func);
+  }
+  return nerve__gemm_nn_then(ctx, out, O, in, I, weight, O, false, bias, false, N, O, I, N, then, func);
+}
+
 nerve_status nerve_dense_forward(nerve_context *ctx, float *out, const float *in,
                                  const float *weight, const float *bias, int64_t N, int64_t I,
                                  int64_t O) {
   NERVE_CHECK_CTX(ctx);
-  nerve_status s = check_sizes(ctx, N, I, O, __func__);
+  return dense_forward(ctx, NULL, out, in, weight, bias, N, I, O, __func__);
+}
+
+nerve_status nerve_dense_forward_activation(nerve_context *ctx, nerve_activation kind, float *out,
+                                            const float *in, const float *weight, const float *bias,
+                                            int64_t N, int64_t I, int64_t O) {
+  NERVE_CHECK_CTX(ctx);
+  nerve__activation_step then;
+  nerve_status s = nerve__activation_step_for(ctx, kind, false, NULL, 0, &then, __func__);
   if (s != NERVE_OK) return s;
-  if (N == 0 || O == 0) return NERVE_OK;
-  NERVE_CHECK_PTR(ctx, out);
-  if (I > 0) {
-    NERVE_CHECK_PTR(ctx, in);
-    NERVE_CHECK_PTR(ctx, weight);
-  }
-  return nerve__gemm_nn(ctx, out, O, in, I, weight, O, false, bias, false, N, O, I, __func__);
+  return dense_forward(ctx, &then, out, in, weight, bias, N, I, O, __func__);
 }
 
 /*
@@ -83,18 +99,38 @@ static nerve_status check_sparse(nerve_context *ctx, const nerve_sparse *in, int
 }
 
 /*
- * in = rows [first, first + N) of a sparse [*, I], weight [I,O], bias [O] or NULL -> out [N,O]
+ * in = rows [first, first + N) of a sparse [*, I], weight [I,O], bias [O] or NULL -> out [N,O],
+ * then `then` on out (NULL: nothing)
  */
+static nerve_status dense_forward_sparse(nerve_context *ctx, const nerve__activation_step *then,
+                                         float *out, const nerve_sparse *in, int64_t first,
+                                         const float *weight, const float *bias, int64_t N,
+                                         int64_t I, int64_t O, const char *func) {
+  nerve_status s = check_sparse(ctx, in, first, N, I, O, func);
+  if (s != NERVE_OK) return s;
+  if (N == 0 || O == 0) return NERVE_OK;
+  NERVE_CHECK_PTR_IN(ctx, out, func);
+  if (I > 0) NERVE_CHECK_PTR_IN(ctx, weight, func);
+  return nerve__sparse_nn(ctx, out, O, in, first, weight, O, bias, N, O, then, func);
+}
+
 nerve_status nerve_dense_forward_sparse(nerve_context *ctx, float *out, const nerve_sparse *in,
                                         int64_t first, const float *weight, const float *bias,
                                         int64_t N, int64_t I, int64_t O) {
   NERVE_CHECK_CTX(ctx);
-  nerve_status s = check_sparse(ctx, in, first, N, I, O, __func__);
+  return dense_forward_sparse(ctx, NULL, out, in, first, weight, bias, N, I, O, __func__);
+}
+
+nerve_status nerve_dense_forward_sparse_activation(nerve_context *ctx, nerve_activation kind,
+                                                   float *out, const nerve_sparse *in,
+                                                   int64_t first, const float *weight,
+                                                   const float *bias, int64_t N, int64_t I,
+                                                   int64_t O) {
+  NERVE_CHECK_CTX(ctx);
+  nerve__activation_step then;
+  nerve_status s = nerve__activation_step_for(ctx, kind, false, NULL, 0, &then, __func__);
   if (s != NERVE_OK) return s;
-  if (N == 0 || O == 0) return NERVE_OK;
-  NERVE_CHECK_PTR(ctx, out);
-  if (I > 0) NERVE_CHECK_PTR(ctx, weight);
-  return nerve__sparse_nn(ctx, out, O, in, first, weight, O, bias, N, O, __func__);
+  return dense_forward_sparse(ctx, &then, out, in, first, weight, bias, N, I, O, __func__);
 }
 
 /* dbias[o] += alpha * sum_n dout[n,o], added over n in order for each o; threads split
@@ -202,33 +238,60 @@ static nerve_status reserve_backward(nerve_context *ctx, bool din, bool grad, in
   return nerve__scratch(ctx, NERVE_SCRATCH_GEMM, nn > tn ? nn : tn, func);
 }
 
+/* The step that takes din on through the activation whose output is in [N,I] (kind's backward
+ * from its output), or the failure naming func. */
+static nerve_status input_step(nerve_context *ctx, nerve_activation kind, const float *in, int64_t I,
+                               nerve__activation_step *step, const char *func) {
+  return nerve__activation_step_for(ctx, kind, true, in, I, step, func);
+}
+
 /*
  * dout [N,O], in [N,I], weight [I,O] ->
- *   din [N,I] = dout . weight^T (written), dweight [I,O] += in^T . dout, dbias [O] += sum_n dout
+ *   din [N,I] = dout . weight^T (written; then `then` on it, NULL: nothing),
+ *   dweight [I,O] += in^T . dout, dbias [O] += sum_n dout
  */
-nerve_status nerve_dense_backward(nerve_context *ctx, float *din, float *dweight, float *dbias,
-                                  const float *dout, const float *in, const float *weight,
-                                  int64_t N, int64_t I, int64_t O) {
-  NERVE_CHECK_CTX(ctx);
-  nerve_status s = check_sizes(ctx, N, I, O, __func__);
+static nerve_status dense_backward(nerve_context *ctx, const nerve__activation_step *then, float *din,
+                                   float *dweight, float *dbias, const float *dout, const float *in,
+                                   const float *weight, int64_t N, int64_t I, int64_t O,
+                                   const char *func) {
+  nerve_status s = check_sizes(ctx, N, I, O, func);
   if (s != NERVE_OK) return s;
   if (N == 0) return NERVE_OK;
   /* Every pointer a requested output needs is checked before the first is written. */
-  if (O > 0) NERVE_CHECK_PTR(ctx, dout);
-  if (din && I > 0 && O > 0) NERVE_CHECK_PTR(ctx, weight);
-  if (dweight && I > 0 && O > 0) NERVE_CHECK_PTR(ctx, in);
-  s = reserve_backward(ctx, din && I > 0, dweight && I > 0 && O > 0, N, I, O, __func__);
+  if (O > 0) NERVE_CHECK_PTR_IN(ctx, dout, func);
+  if (din && I > 0 && O > 0) NERVE_CHECK_PTR_IN(ctx, weight, func);
+  if ((dweight && I > 0 && O > 0) || (din && I > 0 && nerve__activation_applies(then))) NERVE_CHECK_PTR_IN(ctx, in, func);
+  s = reserve_backward(ctx, din && I > 0, dweight && I > 0 && O > 0, N, I, O, func);
   if (s != NERVE_OK) return s;
   if (din && I > 0) {
-    s = nerve__gemm_nn_as(ctx, din, I, dout, O, weight, O, true, NULL, false, N, I, O, method_rows(ctx, N), __func__);
+    s = nerve__gemm_nn_then(ctx, din, I, dout, O, weight, O, true, NULL, false, N, I, O, method_rows(ctx, N),
+                            then, func);
     if (s != NERVE_OK) return s;
   }
   if (dweight && I > 0 && O > 0) {
-    s = nerve__gemm_tn(ctx, dweight, O, in, I, dout, O, N, O, I, 1.0f, __func__);
+    s = nerve__gemm_tn(ctx, dweight, O, in, I, dout, O, N, O, I, 1.0f, func);
     if (s != NERVE_OK) return s;
   }
   if (dbias && O > 0) nerve__bias_accumulate(ctx, dbias, dout, N, O, 1.0f);
   return NERVE_OK;
+}
+
+nerve_status nerve_dense_backward(nerve_context *ctx, float *din, float *dweight, float *dbias,
+                                  const float *dout, const float *in, const float *weight,
+                                  int64_t N, int64_t I, int64_t O) {
+  NERVE_CHECK_CTX(ctx);
+  return dense_backward(ctx, NULL, din, dweight, dbias, dout, in, weight, N, I, O, __func__);
+}
+
+nerve_status nerve_dense_backward_activation(nerve_context *ctx, nerve_activation kind, float *din,
+                                             float *dweight, float *dbias, const float *dout,
+                                             const float *in, const float *weight, int64_t N,
+                                             int64_t I, int64_t O) {
+  NERVE_CHECK_CTX(ctx);
+  nerve__activation_step then;
+  nerve_status s = input_step(ctx, kind, in, I, &then, __func__);
+  if (s != NERVE_OK) return s;
+  return dense_backward(ctx, &then, din, dweight, dbias, dout, in, weight, N, I, O, __func__);
 }
 
 /*
@@ -253,36 +316,54 @@ nerve_status nerve_dense_backward_sparse(nerve_context *ctx, float *dweight, flo
 
 /*
  * dout [N,O], in [N,I], weight [I,O], bias [O] ->
- *   din [N,I] = dout . weight^T (written, with the weights before the step),
- *   weight -= lr * in^T . dout, bias -= lr * sum_n dout
+ *   din [N,I] = dout . weight^T (written, with the weights before the step; then `then` on it,
+ *   NULL: nothing), weight -= lr * in^T . dout, bias -= lr * sum_n dout
  */
-nerve_status nerve_dense_backward_sgd(nerve_context *ctx, float *din, float *weight, float *bias,
-                                      const float *dout, const float *in, int64_t N, int64_t I,
-                                      int64_t O, float lr) {
-  NERVE_CHECK_CTX(ctx);
-  nerve_status s = check_sizes(ctx, N, I, O, __func__);
+static nerve_status dense_backward_sgd(nerve_context *ctx, const nerve__activation_step *then, float *din,
+                                       float *weight, float *bias, const float *dout, const float *in,
+                                       int64_t N, int64_t I, int64_t O, float lr, const char *func) {
+  nerve_status s = check_sizes(ctx, N, I, O, func);
   if (s != NERVE_OK) return s;
   if (!(lr >= 0.0f) || lr > 3.0e38f)
-    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, func,
                        "learning rate must be finite and >= 0, got %g", (double)lr);
   if (N == 0 || O == 0) return NERVE_OK;
-  NERVE_CHECK_PTR(ctx, dout);
+  NERVE_CHECK_PTR_IN(ctx, dout, func);
   if (I > 0) {
-    NERVE_CHECK_PTR(ctx, weight);
-    NERVE_CHECK_PTR(ctx, in);
+    NERVE_CHECK_PTR_IN(ctx, weight, func);
+    NERVE_CHECK_PTR_IN(ctx, in, func);
   }
-  s = reserve_backward(ctx, din && I > 0, I > 0, N, I, O, __func__);
+  s = reserve_backward(ctx, din && I > 0, I > 0, N, I, O, func);
   if (s != NERVE_OK) return s;
   if (din && I > 0) {
-    s = nerve__gemm_nn_as(ctx, din, I, dout, O, weight, O, true, NULL, false, N, I, O, method_rows(ctx, N), __func__);
+    s = nerve__gemm_nn_then(ctx, din, I, dout, O, weight, O, true, NULL, false, N, I, O, method_rows(ctx, N),
+                            then, func);
     if (s != NERVE_OK) return s;
   }
   if (I > 0) {
-    s = nerve__gemm_tn(ctx, weight, O, in, I, dout, O, N, O, I, -lr, __func__);
+    s = nerve__gemm_tn(ctx, weight, O, in, I, dout, O, N, O, I, -lr, func);
     if (s != NERVE_OK) return s;
   }
   if (bias) nerve__bias_accumulate(ctx, bias, dout, N, O, -lr);
   return NERVE_OK;
+}
+
+nerve_status nerve_dense_backward_sgd(nerve_context *ctx, float *din, float *weight, float *bias,
+                                      const float *dout, const float *in, int64_t N, int64_t I,
+                                      int64_t O, float lr) {
+  NERVE_CHECK_CTX(ctx);
+  return dense_backward_sgd(ctx, NULL, din, weight, bias, dout, in, N, I, O, lr, __func__);
+}
+
+nerve_status nerve_dense_backward_sgd_activation(nerve_context *ctx, nerve_activation kind, float *din,
+                                                 float *weight, float *bias, const float *dout,
+                                                 const float *in, int64_t N, int64_t I, int64_t O,
+                                                 float lr) {
+  NERVE_CHECK_CTX(ctx);
+  nerve__activation_step then;
+  nerve_status s = input_step(ctx, kind, in, I, &then, __func__);
+  if (s != NERVE_OK) return s;
+  return dense_backward_sgd(ctx, &then, din, weight, bias, dout, in, N, I, O, lr, __func__);
 }
 
 /* ---- Backward fused with an Adam step --------------------------------------------------- */

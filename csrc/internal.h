@@ -248,6 +248,46 @@ NERVE_HIDDEN nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_
                                             int64_t method_rows, const char *func);
 
 /*
+ * An activation a product applies to what it has just written, as a pass of its own after it
+ * would: forward, C = f(C) (nerve_activation_forward in place); backward, C = C * f'(out) with C
+ * the gradient of the activation's output and out that output (nerve_activation_backward in
+ * place). The same compiled element loops as those calls, so the same bits, on rows the writing
+ * core still holds in cache, without another parallel region.
+ */
+typedef struct {
+  nerve__range_fn fn; /* activation.c's element loop; NULL: nothing to apply (identity) */
+  const float *out;   /* backward: the activation's output, row stride ldo */
+  int64_t ldo;
+} nerve__activation_step;
+
+/* The step of kind into *step (backward: from the activation's output out, row stride ldo), or
+ * the failure naming func: an unknown kind, or a backward that needs the activation's input
+ * (LeCun's tanh), which a product's caller does not have. */
+NERVE_HIDDEN nerve_status nerve__activation_step_for(nerve_context *ctx, nerve_activation kind,
+                                                     bool backward, const float *out, int64_t ldo,
+                                                     nerve__activation_step *step, const char *func);
+/* The step on C's rows [r0, r1) and columns [c0, c1), on the calling thread. */
+NERVE_HIDDEN void nerve__activation_rows(const nerve__activation_step *step, float *C, int64_t ldc,
+                                         int64_t r0, int64_t r1, int64_t c0, int64_t c1);
+/* The step on all of C [M,N] as a pass of its own, threads sharing its rows: for the products
+ * that cannot apply it as they go. */
+NERVE_HIDDEN void nerve__activation_pass(const nerve_context *ctx, const nerve__activation_step *step,
+                                         float *C, int64_t ldc, int64_t M, int64_t N);
+/* Whether a step has anything to apply (NULL: none asked for). */
+NERVE_INLINE bool nerve__activation_applies(const nerve__activation_step *step) {
+  return step && step->fn;
+}
+
+/* nerve__gemm_nn_as followed by `then` on C (NULL: nothing), applied by each thread to the rows
+ * or columns it computed as it finishes them where the method allows, else as a pass after. */
+NERVE_HIDDEN nerve_status nerve__gemm_nn_then(nerve_context *ctx, float *C, int64_t ldc,
+                                              const float *A, int64_t lda, const float *B,
+                                              int64_t ldb, bool b_transposed, const float *bias,
+                                              bool accumulate, int64_t M, int64_t N, int64_t K,
+                                              int64_t method_rows,
+                                              const nerve__activation_step *then, const char *func);
+
+/*
  * G[K,N] += alpha * A[M,K]^T . D[M,N]: the weight-gradient product (alpha = 1), or a
  * gradient-descent step applied straight to the weights (G = W, alpha = -lr). Independent of
  * the thread count. Rows of A that are zero are skipped (their products are exactly zero).
@@ -517,12 +557,13 @@ struct nerve_sparse {
 };
 
 /* C[M,N] = bias + A . B[K,N] with A = rows [first, first + M) of a: the chains
- * nerve__gemm_nn computes on the stored rows (AVX-512), without the terms of zero inputs.
- * Reserves the GEMM scratch it takes (B padded to whole panels) before writing C. */
+ * nerve__gemm_nn computes on the stored rows (AVX-512), without the terms of zero inputs; then
+ * `then` on C (NULL: nothing), as nerve__gemm_nn_then applies it. Reserves the GEMM scratch it
+ * takes (B padded to whole panels) before writing C. */
 NERVE_HIDDEN nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t ldc,
                                            const nerve_sparse *a, int64_t first, const float *B,
                                            int64_t ldb, const float *bias, int64_t M, int64_t N,
-                                           const char *func);
+                                           const nerve__activation_step *then, const char *func);
 
 /* out[r, k] = scale * in[r * lda + k] for rows [0, rows) and k in [0, n), as
  * nerve_pixels_to_floats converts (pixels.c), on the calling thread. */

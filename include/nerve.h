@@ -335,6 +335,52 @@ NERVE_API nerve_status nerve_softmax_forward(nerve_context *ctx, float *out, con
 NERVE_API nerve_status nerve_softmax_backward(nerve_context *ctx, float *din, const float *dout,
                                               const float *out, int64_t N, int64_t C);
 
+/* ---- Dense layers joined to their activations ------------------------------------------- */
+/*
+ * Each is a dense call followed by an activation call, with the two calls' exact results (the
+ * same bits, at any thread count), and no second pass over the [N,O] or [N,I] values: each
+ * thread takes the rows it has just computed through the activation while they are in its
+ * cache (with libnerve's AVX-512 kernels; elsewhere, and for few rows, as a pass after the
+ * product). Sizes, pointers and failures are those of the dense call; an unknown kind is
+ * NERVE_ERROR_BAD_ARGUMENT, and a refused call writes nothing.
+ */
+
+/** nerve_dense_forward, then nerve_activation_forward(kind) on out in place: out = f(in . W + b). */
+NERVE_API nerve_status nerve_dense_forward_activation(nerve_context *ctx, nerve_activation kind,
+                                                      float *out, const float *in,
+                                                      const float *weight, const float *bias,
+                                                      int64_t N, int64_t I, int64_t O);
+
+/** nerve_dense_forward_sparse, then nerve_activation_forward(kind) on out in place. */
+NERVE_API nerve_status nerve_dense_forward_sparse_activation(nerve_context *ctx,
+                                                             nerve_activation kind, float *out,
+                                                             const nerve_sparse *in, int64_t first,
+                                                             const float *weight,
+                                                             const float *bias, int64_t N,
+                                                             int64_t I, int64_t O);
+
+/**
+ * nerve_dense_backward with din taken on through the activation before the layer, whose output
+ * is the layer's input `in`: din = (dout . weight^T) * f'(in), as nerve_dense_backward followed
+ * by nerve_activation_backward(kind, din, din, NULL, in, N * I), so din is the gradient of that
+ * activation's input. For kinds whose derivative comes from their output (identity, sigmoid,
+ * tanh, relu); LeCun's tanh is NERVE_ERROR_BAD_ARGUMENT. `in` is read wherever din is written.
+ */
+NERVE_API nerve_status nerve_dense_backward_activation(nerve_context *ctx, nerve_activation kind,
+                                                       float *din, float *dweight, float *dbias,
+                                                       const float *dout, const float *in,
+                                                       const float *weight, int64_t N, int64_t I,
+                                                       int64_t O);
+
+/** nerve_dense_backward_sgd with din taken through the activation before the layer, as
+ * nerve_dense_backward_activation takes it (din from the weights before the step). */
+NERVE_API nerve_status nerve_dense_backward_sgd_activation(nerve_context *ctx,
+                                                           nerve_activation kind, float *din,
+                                                           float *weight, float *bias,
+                                                           const float *dout, const float *in,
+                                                           int64_t N, int64_t I, int64_t O,
+                                                           float lr);
+
 /* ---- Losses ----------------------------------------------------------------------------- */
 /*
  * Each loss averages over `count` samples: pass count = N normally, or the size of the whole

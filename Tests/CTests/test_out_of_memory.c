@@ -62,6 +62,15 @@ enum { R = 700, BC = 7 };
 
 static nerve_status dense_backward(nerve_context *ctx) { return nerve_dense_backward(ctx, dx, dw, db, dy, x, w, N, I, O); }
 static nerve_status dense_backward_sgd(nerve_context *ctx) { return nerve_dense_backward_sgd(ctx, dx, w, b, dy, x, N, I, O, 0.1f); }
+static nerve_status dense_forward_activation(nerve_context *ctx) {
+  return nerve_dense_forward_activation(ctx, NERVE_ACTIVATION_SIGMOID, dy, x, w, b, N, I, O);
+}
+static nerve_status dense_backward_activation(nerve_context *ctx) {
+  return nerve_dense_backward_activation(ctx, NERVE_ACTIVATION_TANH, dx, dw, db, dy, x, w, N, I, O);
+}
+static nerve_status dense_backward_sgd_activation(nerve_context *ctx) {
+  return nerve_dense_backward_sgd_activation(ctx, NERVE_ACTIVATION_RELU, dx, w, b, dy, x, N, I, O, 0.1f);
+}
 static nerve_status adam(nerve_context *ctx, int64_t rows) {
   return nerve_dense_backward_adam(ctx, dx, w, b, m, v, bm, bv, dy, x, rows, I, O, 0.01f, 0.9f, 0.999f, 1e-7f, 0.0f, 0.01f, 2);
 }
@@ -183,6 +192,9 @@ int main(void) {
   } cases[] = {
       {"nerve_dense_backward", "nerve_dense_backward", dense_backward},
       {"nerve_dense_backward_sgd", "nerve_dense_backward_sgd", dense_backward_sgd},
+      {"nerve_dense_forward_activation", "nerve_dense_forward_activation", dense_forward_activation},
+      {"nerve_dense_backward_activation", "nerve_dense_backward_activation", dense_backward_activation},
+      {"nerve_dense_backward_sgd_activation", "nerve_dense_backward_sgd_activation", dense_backward_sgd_activation},
       {"nerve_dense_backward_adam", "nerve_dense_backward_adam (300 rows)", dense_backward_adam},
       {"nerve_dense_backward_adam", "nerve_dense_backward_adam (20 rows)", dense_backward_adam_fused},
       {"nerve_dense_backward_adam", "nerve_dense_backward_adam (100 rows)", dense_backward_adam_fused_product},

@@ -22,7 +22,7 @@
 static int failures = 0, refusals = 0;
 
 /* The functions checked, for the comparison with the header. */
-enum { MAX_FUNCTIONS = 64 };
+enum { MAX_FUNCTIONS = 96 };
 static const char *checked[MAX_FUNCTIONS];
 static int nchecked = 0;
 
@@ -184,6 +184,22 @@ static void kernels(nerve_context *ctx) {
   has_setting = 0;
   VARIANTS("nerve_dense_backward_adam_input", 3,
            nerve_dense_backward_adam_input(call_ctx, P(0, dx), P(1, dy), P(2, w), N * size, I, O));
+  /* The dense calls joined to activations: their pointers, and a kind they cannot take (an
+   * unknown one; LeCun's tanh backward, whose derivative needs its input). */
+  has_setting = 1;
+  VARIANTS("nerve_dense_forward_activation", 3,
+           nerve_dense_forward_activation(call_ctx, bad ? (nerve_activation)99 : NERVE_ACTIVATION_SIGMOID, P(0, y),
+                                          P(1, x), P(2, w), b, N * size, I, O));
+  VARIANTS("nerve_dense_backward_activation", 3,
+           nerve_dense_backward_activation(call_ctx, bad ? NERVE_ACTIVATION_LECUN_TANH : NERVE_ACTIVATION_SIGMOID, dx, dw,
+                                           db, P(0, dy), P(1, x), P(2, w), N * size, I, O));
+  /* Without a weight gradient, the input is still read: it is the activation's output. */
+  VARIANTS("nerve_dense_backward_activation", 1,
+           nerve_dense_backward_activation(call_ctx, bad ? (nerve_activation)99 : NERVE_ACTIVATION_RELU, dx, NULL, NULL,
+                                           dy, P(0, x), w, N * size, I, O));
+  VARIANTS("nerve_dense_backward_sgd_activation", 3,
+           nerve_dense_backward_sgd_activation(call_ctx, bad ? NERVE_ACTIVATION_LECUN_TANH : NERVE_ACTIVATION_TANH, dx,
+                                               P(0, w), b, P(1, dy), P(2, x), N * size, I, O, 0.1f));
   has_setting = 1;
   VARIANTS("nerve_activation_forward", 2,
            nerve_activation_forward(call_ctx, bad ? (nerve_activation)99 : NERVE_ACTIVATION_TANH, P(0, y), P(1, x), N * O * size));
@@ -322,6 +338,9 @@ static void kernels(nerve_context *ctx) {
            nerve_dense_forward_sparse(call_ctx, P(0, y), P(1, listed), bad ? 1 : 0, P(2, w), b, N * size, I, O));
   VARIANTS("nerve_dense_backward_sparse", 2,
            nerve_dense_backward_sparse(call_ctx, dw, db, P(0, listed), bad ? 1 : 0, P(1, dy), N * size, I, O));
+  VARIANTS("nerve_dense_forward_sparse_activation", 3,
+           nerve_dense_forward_sparse_activation(call_ctx, bad ? (nerve_activation)99 : NERVE_ACTIVATION_TANH, P(0, y),
+                                                 P(1, listed), 0, P(2, w), b, N * size, I, O));
   /* nerve_sparse_create writes only *out, which it sets to NULL when it refuses. */
   static char listed_sentinel;
   nerve_sparse *made = (nerve_sparse *)(void *)&listed_sentinel;

@@ -38,6 +38,16 @@ public enum Activation: String, Sendable, CaseIterable, Codable {
 
   /// The layer applying this activation.
   public var layer: Layer { self == .softmax ? Softmax() : ActivationLayer(self) }
+
+  /// Whether the derivative comes from the output alone, so that a dense layer's kernels can
+  /// apply the function as they write its input (forward) or take a gradient on through it
+  /// (backward) without the values before it: sigmoid, tanh and ReLU.
+  var derivativeFromOutput: Bool {
+    switch self {
+    case .sigmoid, .tanh, .relu: true
+    case .identity, .lecunTanh, .softmax: false
+    }
+  }
 }
 
 /// An element-wise activation as a layer of its own.

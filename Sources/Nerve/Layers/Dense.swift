@@ -98,6 +98,42 @@ public final class Dense: Layer {
         Int64(inputs), Int64(units)))
   }
 
+  /// `forward` with the output taken through the layer's own activation (which
+  /// `derivativeFromOutput`) row by row as the product leaves it: `io.output` is the
+  /// activation's output, the same values as the two passes.
+  func forwardThroughActivation(_ io: LayerIO) throws {
+    let w = io.parameters, b = useBias ? w + inputs * units : nil, kind = activation.kernel
+    let n = Int64(io.batch), i = Int64(inputs), o = Int64(units)
+    if let pixels = io.pixelInput {
+      // No joined kernel reads bytes: the two calls.
+      try io.check(nerve_dense_forward_pixels(io.ctx, io.output, pixels.bytes, pixels.scale, w, b, n, i, o))
+      return try io.check(nerve_activation_forward(io.ctx, kind, io.output, io.output, n * o))
+    }
+    if let listed = io.sparseInput {
+      return try io.check(
+        nerve_dense_forward_sparse_activation(io.ctx, kind, io.output, listed.rows.raw, Int64(listed.first), w, b, n, i, o))
+    }
+    try io.check(nerve_dense_forward_activation(io.ctx, kind, io.output, io.input, w, b, n, i, o))
+  }
+
+  /// `backward` (or `backwardUpdate` with plain SGD) with the input gradient taken on through
+  /// `inputActivation`, the activation of the layer before, whose output is this layer's input:
+  /// `io.inputGradient` is the gradient of that activation's input, the same values as this
+  /// layer's backward followed by the activation's.
+  func backward(_ io: LayerIO, throughInput inputActivation: Activation, step: FusedStep?) throws {
+    let w = io.parameters, g = io.parameterGradients, kind = inputActivation.kernel
+    let n = Int64(io.batch), i = Int64(inputs), o = Int64(units)
+    if case .sgd(let lr) = step {
+      return try io.check(
+        nerve_dense_backward_sgd_activation(
+          io.ctx, kind, io.inputGradient, w, useBias ? w + inputs * units : nil, io.outputGradient, io.input, n, i, o, lr))
+    }
+    try io.check(
+      nerve_dense_backward_activation(
+        io.ctx, kind, io.inputGradient, g, useBias ? g.map { $0 + inputs * units } : nil, io.outputGradient,
+        io.input, w, n, i, o))
+  }
+
   override func backward(_ io: LayerIO) throws {
     let w = io.parameters
     let g = io.parameterGradients

@@ -130,10 +130,11 @@ extension Sequential {
       let layer = layers[i]
       let poolsRelu = i > 0 && poolsBeforeRelu(i - 1, through: stop, ranks: ranks)
       let reluInside = convolutionTakesRelu(i, through: stop, ranks: ranks)
+      let activationInside = denseTakesActivation(i, through: stop, ranks: ranks)
       var core = io(
         i, context: context, batch: batch, input: poolsRelu ? plan.coreOutputs[i - 1] : x,
-        output: reluInside ? plan.outputs[i] : plan.coreOutputs[i], plan: plan, training: training, step: step,
-        firstRow: firstRow)
+        output: reluInside || activationInside ? plan.outputs[i] : plan.coreOutputs[i], plan: plan,
+        training: training, step: step, firstRow: firstRow)
       if i == 0 { core.sparseInput = listed; core.pixelInput = pixels }
       if i > 0 && (convolutionPools(i - 1, through: stop, ranks: ranks)
         || normPooled(i - 1, through: stop, ranks: ranks, training: training))
@@ -149,6 +150,8 @@ extension Sequential {
           by: norm, normIO: core)
       } else if reluInside, let conv = layer as? Conv2D {
         try conv.forwardThroughRelu(core)
+      } else if activationInside, let dense = layer as? Dense {
+        try dense.forwardThroughActivation(core)
       } else if let ranks, ranks.needsWholeBatch(i) {
         try ranks.forwardWholeBatch(i, core)
       } else if convolutionPools(i, through: stop, ranks: ranks), let conv = layer as? Conv2D,
@@ -164,7 +167,7 @@ extension Sequential {
             context.raw, NERVE_ACTIVATION_RELU, plan.outputs[i], plan.outputs[i], Int64(batch * layer.outputShape.reduce(1, *))))
       }
       if let activation = layer.activationLayer, !(i == stop.layer && stop.beforeActivation),
-        !poolsBeforeRelu(i, through: stop, ranks: ranks), !reluInside
+        !poolsBeforeRelu(i, through: stop, ranks: ranks), !reluInside, !activationInside
       {
         try activation.forward(
           io(i, context: context, batch: batch, input: plan.coreOutputs[i], output: plan.outputs[i],
@@ -207,6 +210,19 @@ extension Sequential {
     }
     return !(i == stop.layer && stop.beforeActivation) && !poolsBeforeRelu(i, through: stop, ranks: ranks)
       && !(ranks?.needsWholeBatch(i) ?? false)
+  }
+
+  /// Whether a pass up to `stop` runs layer `i`, a dense layer, and its activation as one call
+  /// (nerve_dense_forward_activation and its sparse form: each thread's rows taken through the
+  /// activation as the product leaves them), writing `outputs[i]` and never `coreOutputs[i]`,
+  /// which nothing then reads: for activations whose backward needs their output alone, not at a
+  /// `stop` before the activation, and in one process.
+  func denseTakesActivation(_ i: Int, through stop: LayerPoint, ranks: DataParallelPass?) -> Bool {
+    guard let dense = layers[i] as? Dense, dense.activation.derivativeFromOutput,
+      layers[i].activationLayer is ActivationLayer
+    else { return false }
+    return !(i == stop.layer && stop.beforeActivation) && !poolsBeforeRelu(i, through: stop, ranks: ranks)
+      && ranks == nil
   }
 
   /// Whether a training pass up to `stop` joins layer `i`, a batch norm, to the max pool after
@@ -260,6 +276,19 @@ extension Sequential {
     return !ranks.needsWholeBatch(i) && !ranks.needsWholeBatch(i + 1)
   }
 
+  /// Whether layer `i`, a dense layer, takes its input gradient on through the activation of
+  /// layer `i - 1` (nerve_dense_backward_activation, or its plain SGD step's form), so that the
+  /// activation's backward is skipped and the gradient of its output never written: in one
+  /// process, for activations whose derivative comes from their output (this layer's input),
+  /// and not where the layer steps Adam itself.
+  private func denseTakesInputActivation(_ i: Int, ranks: DataParallelPass?, fused: FusedStep?) -> Bool {
+    guard i > 0, ranks == nil, layers[i] is Dense,
+      let activation = (layers[i - 1].activationLayer as? ActivationLayer)?.function, activation.derivativeFromOutput
+    else { return false }
+    if case .adam = fused { return false }
+    return true
+  }
+
   /// Whether layer `i` is a batch norm that takes its input gradient on through the ReLU of
   /// layer `i - 1` (nerve_batchnorm_backward_relu), so that ReLU's backward is skipped: in one
   /// process, and not where the norm's backward steps its parameters itself.
@@ -298,8 +327,10 @@ extension Sequential {
       let layer = layers[i]
       if i > 0 && normTakesPool(i - 1) { continue }  // the batch norm before it takes its gradient
       let reluTaken = i < start.layer && normTakesRelu(i + 1, ranks: ranks, fused: fusedAt(i + 1))
+      let activationTaken =
+        i < start.layer && denseTakesInputActivation(i + 1, ranks: ranks, fused: fusedAt(i + 1) ? fused : nil)
       if let activation = layer.activationLayer, !(i == start.layer && start.beforeActivation),
-        !poolsBeforeRelu(i, through: start, ranks: ranks), !reluTaken
+        !poolsBeforeRelu(i, through: start, ranks: ranks), !reluTaken, !activationTaken
       {
         try activation.backward(
           io(i, context: context, batch: batch, input: plan.coreOutputs[i], output: plan.outputs[i],
@@ -308,6 +339,7 @@ extension Sequential {
       }
       let poolsRelu = i > 0 && poolsBeforeRelu(i - 1, through: start, ranks: ranks)
       let takesRelu = normTakesRelu(i, ranks: ranks, fused: fusedAt(i))
+      let takesActivation = denseTakesInputActivation(i, ranks: ranks, fused: fusedAt(i) ? fused : nil)
       if poolsRelu {
         try context.check(
           nerve_activation_backward(
@@ -317,7 +349,8 @@ extension Sequential {
       var core = io(
         i, context: context, batch: batch, input: i == 0 ? input : plan.outputs[i - 1],
         output: plan.coreOutputs[i], plan: plan, training: true, step: step, firstRow: firstRow,
-        inputGradient: i == 0 ? nil : poolsRelu || takesRelu ? plan.coreGradients[i - 1] : plan.gradients[i - 1],
+        inputGradient: i == 0
+          ? nil : poolsRelu || takesRelu || takesActivation ? plan.coreGradients[i - 1] : plan.gradients[i - 1],
         outputGradient: plan.coreGradients[i], parameterGradients: gradients + layer.parameterOffset)
       if i == 0 { core.sparseInput = listed }
       let fusedHere = fusedAt(i)
@@ -328,6 +361,10 @@ extension Sequential {
       } else if let ranks, layer.parameterCount > 0 {
         try ranks.backwardChained(
           i, core, fused: fusedHere ? fused : nil, parameterBackward: i == 0 ? firstFromPool : nil)
+      } else if takesActivation, let dense = layer as? Dense,
+        let inputActivation = (layers[i - 1].activationLayer as? ActivationLayer)?.function
+      {
+        try dense.backward(core, throughInput: inputActivation, step: fusedHere ? fused : nil)
       } else if let fused, fusedHere {
         try layer.backwardUpdate(core, step: fused)
       } else if normTakesPool(i), let norm = layer as? BatchNorm, let pool = layers[i + 1] as? MaxPool2D {

@@ -102,6 +102,64 @@ struct TrainingTests {
     #expect(abs(whole.0 - chunked1.0) < 1e-6, "loss \(whole.0) vs \(chunked1.0)")
   }
 
+  @Test(
+    "dense layers run their activations inside their kernels with the bits of separate layers",
+    arguments: ["sgd fused, minibatches", "full batch in chunks, listed inputs", "momentum", "adam"])
+  func activationsJoinedToDense(_ setting: String) throws {
+    // The first model's dense kernels apply their sigmoid, tanh and relu as they write, and take
+    // each input gradient on through the activation before them (nerve_dense_*_activation); the
+    // second has every activation as a layer of its own, one kernel per layer. Minibatches with
+    // plain SGD step inside backward; a full batch in chunks lists its inputs for the first
+    // layer (30 outputs, as Lab A's), whose gradient is stored; momentum stores every gradient;
+    // Adam steps inside backward, where only the forward is joined.
+    func pair() throws -> [Sequential] {
+      let joined = try Sequential(input: 784, seed: 8) {
+        Dense(30, activation: .sigmoid)
+        Dense(24, activation: .tanh)
+        Dense(16, activation: .relu)
+        Dense(10, activation: .sigmoid)
+      }
+      let apart = try Sequential(input: 784, seed: 8) {
+        Dense(30)
+        ActivationLayer(.sigmoid)
+        Dense(24)
+        ActivationLayer(.tanh)
+        Dense(16)
+        ActivationLayer(.relu)
+        Dense(10)
+        ActivationLayer(.sigmoid)
+      }
+      for (from, to) in [(0, 0), (1, 2), (2, 4), (3, 6)] {
+        for name in ["weight", "bias"] { try apart.setParameter(layer: to, name, to: try joined.parameter(layer: from, name)) }
+      }
+      return [joined, apart]
+    }
+    let data = Fixtures.mnist.train.prefix(300)
+    for threads in [1, 2, 3] {
+      let models = try pair()
+      for model in models {
+        let optimizer: Optimizer =
+          switch setting {
+          case "momentum": SGD(learningRate: 0.3, momentum: 0.9)
+          case "adam": Adam(learningRate: 0.01)
+          default: SGD(learningRate: 0.5)
+          }
+        let trainer = Trainer(model: model, loss: .meanSquaredError, optimizer: optimizer, threads: threads)
+        trainer.chunkRows = 128
+        let batch: BatchSize = setting.hasPrefix("full") ? .full : .size(32)
+        _ = try trainer.fit(data, epochs: 2, batchSize: batch)
+      }
+      for (from, to) in [(0, 0), (1, 2), (2, 4), (3, 6)] {
+        for name in ["weight", "bias"] {
+          let a = try models[0].parameter(layer: from, name).scalars, b = try models[1].parameter(layer: to, name).scalars
+          expectSameBits(a, b, "\(setting): layer \(from) \(name), \(threads) thread(s)")
+        }
+      }
+      try models.forEach { try $0.context.setThreads(threads) }
+      #expect(try models[0].outputs(for: data.features) == models[1].outputs(for: data.features), "\(setting), inference")
+    }
+  }
+
   @Test("fused and unfused plain SGD agree up to rounding")
   func fusedMatchesUnfused() throws {
     let fused = try run(threads: 2, seed: 5, batch: .size(20), optimizer: SGD(learningRate: 0.05), fused: true)

@@ -92,3 +92,20 @@ func doubles(_ x: [Float]) -> [Double] { x.map(Double.init) }
 func bitwiseEqual(_ a: [Float], _ b: [Float]) -> Bool {
   a.count == b.count && zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern }
 }
+
+/// Expects `actual` to hold `expected`'s bits; on failure records how many elements differ and
+/// the first, instead of the whole arrays.
+func expectSameBits(
+  _ actual: [Float], _ expected: [Float], _ what: String, sourceLocation: SourceLocation = #_sourceLocation
+) {
+  guard actual.count == expected.count else {
+    Issue.record("\(what): \(actual.count) values, expected \(expected.count)", sourceLocation: sourceLocation)
+    return
+  }
+  let differ = actual.indices.filter { actual[$0].bitPattern != expected[$0].bitPattern }
+  if let first = differ.first {
+    Issue.record(
+      "\(what): \(differ.count) of \(actual.count) values differ, first [\(first)] \(actual[first]) vs \(expected[first])",
+      sourceLocation: sourceLocation)
+  }
+}
