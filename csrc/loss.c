@@ -36,27 +36,80 @@ static nerve_status check_loss(nerve_context *ctx, const float *x, const float *
 
 /* ---- Mean squared error ----------------------------------------------------------------- */
 
-NERVE_INLINE double mse_body(void *p, int64_t b, int64_t e) {
-  loss_job *j = p;
+/* Row r's sum of squares (its gradient written, if wanted). */
+NERVE_INLINE float mse_row(const loss_job *j, int64_t r) {
   const int64_t C = j->C;
-  double total = 0.0;
-  for (int64_t r = b; r < e; r++) {
-    const float *o = j->x + r * C, *t = j->t + r * C;
-    float row = 0.0f;
-    for (int64_t c = 0; c < C; c++) {
-      float d = o[c] - t[c];
-      row += d * d;
-    }
-    total += row;
-    if (j->grad) {
-      float *g = j->grad + r * C;
-      float s = 2.0f * j->scale;
-      for (int64_t c = 0; c < C; c++) g[c] = s * (o[c] - t[c]);
-    }
+  const float *o = j->x + r * C, *t = j->t + r * C;
+  float row = 0.0f;
+  for (int64_t c = 0; c < C; c++) {
+    float d = o[c] - t[c];
+    row += d * d;
   }
+  if (j->grad) {
+    float *g = j->grad + r * C;
+    float s = 2.0f * j->scale;
+    for (int64_t c = 0; c < C; c++) g[c] = s * (o[c] - t[c]);
+  }
+  return row;
+}
+
+NERVE_INLINE double mse_body(void *p, int64_t b, int64_t e) {
+  double total = 0.0;
+  for (int64_t r = b; r < e; r++) total += mse_row(p, r);
   return total;
 }
 NERVE_SUM_KERNEL(mse);
+
+#if NERVE_X86
+/* Columns up to which mse_lanes takes the rows in its lanes. */
+enum { MSE_LANES_MAX_COLUMNS = 16 };
+
+/*
+ * mse_body with AVX-512 for a few columns (a classifier's 10 outputs): 16 rows at a time, one in
+ * each lane, each lane's sum adding its row's squares in column order with the multiply-adds the
+ * row loop's `row += d * d` compiles to, then the rows' sums added to the total in row order;
+ * the gradient over the 16 rows' values as one run. The same bits as mse_body's AVX-512 build.
+ * A row's ten squares in one chain made the row loop latency-bound: 2,048 x 10 on one thread,
+ * 15.9 us (about 22 cycles a row).
+ */
+NERVE_TARGET_AVX512 static double mse_lanes(void *p, int64_t b, int64_t e) {
+  loss_job *j = p;
+  const int64_t C = j->C;
+  const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                        _mm512_set1_epi32((int)C));
+  const float s = 2.0f * j->scale;
+  double total = 0.0;
+  int64_t r = b;
+  float d[16 * MSE_LANES_MAX_COLUMNS]; /* the 16 rows' differences, row by row */
+  for (; r + 16 <= e; r += 16) {
+    const float *o = j->x + r * C, *t = j->t + r * C;
+    for (int64_t i = 0; i < 16 * C; i++) d[i] = o[i] - t[i];
+    __m512 row = _mm512_setzero_ps();
+    for (int64_t c = 0; c < C; c++) {
+      const __m512 dc = _mm512_i32gather_ps(at, d + c, 4);
+      row = _mm512_fmadd_ps(dc, dc, row);
+    }
+    float rows[16];
+    _mm512_storeu_ps(rows, row);
+    for (int k = 0; k < 16; k++) total += rows[k];
+    if (j->grad) {
+      float *restrict g = j->grad + r * C;
+      for (int64_t i = 0; i < 16 * C; i++) g[i] = s * d[i];
+    }
+  }
+  for (; r < e; r++) total += mse_row(j, r);
+  return total;
+}
+#endif
+
+/* The MSE kernel for ctx's instruction set and C columns. */
+static nerve__sum_fn mse_for(const nerve_context *ctx, int64_t C) {
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX512 && C <= MSE_LANES_MAX_COLUMNS) return mse_lanes;
+#endif
+  (void)C;
+  return mse_isa[ctx->isa];
+}
 
 /* out [N,C], target [N,C] -> loss, dout [N,C] (written) */
 nerve_status nerve_loss_mse(nerve_context *ctx, double *loss, float *dout, const float *out,
@@ -65,7 +118,7 @@ nerve_status nerve_loss_mse(nerve_context *ctx, double *loss, float *dout, const
   nerve_status s = check_loss(ctx, out, target, N, C, count, __func__);
   if (s != NERVE_OK) return s;
   loss_job j = {.grad = dout, .x = out, .t = target, .C = C, .scale = 1.0f / (float)count};
-  double sum = nerve__parallel_sum(ctx, C > 0 ? N : 0, LOSS_MIN_ROWS, mse_isa[ctx->isa], &j);
+  double sum = nerve__parallel_sum(ctx, C > 0 ? N : 0, LOSS_MIN_ROWS, mse_for(ctx, C), &j);
   if (loss) *loss = sum / (double)count;
   return NERVE_OK;
 }

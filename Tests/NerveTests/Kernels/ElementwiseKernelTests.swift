@@ -73,6 +73,29 @@ struct ElementwiseKernelTests {
     }
   }
 
+  @Test("the mean squared error's AVX-512 kernel (rows in lanes) gives the AVX2 row loop's bits")
+  func mseLanesBits() {
+    guard InstructionSet.best == .avx512 else { return }
+    // Rows in whole groups of 16 and not (the rest go row by row), across the sum's chunks of
+    // 512 rows; columns up to 16 (in lanes) and 17 (the row loop itself).
+    for (n, c) in [(1, 10), (16, 10), (37, 10), (1500, 10), (2048, 10), (33, 1), (40, 16), (50, 17), (700, 3)] {
+      let out = randomFloats(n * c, seed: 41, low: -2, high: 2), target = randomFloats(n * c, seed: 42)
+      var results: [(Double, [Float])] = []
+      for (threads, isa) in [(1, InstructionSet.avx2), (1, .avx512), (2, .avx512), (3, .avx512)] {
+        let k = Kernels(threads: threads, isa: isa)
+        var loss = 0.0, grad = [Float](repeating: .nan, count: n * c), lossOnly = 0.0
+        k.ok(nerve_loss_mse(k.ctx, &loss, &grad, out, target, Int64(n), Int64(c), Int64(n + 5)))
+        k.ok(nerve_loss_mse(k.ctx, &lossOnly, nil, out, target, Int64(n), Int64(c), Int64(n + 5)))
+        #expect(lossOnly.bitPattern == loss.bitPattern, "the loss alone, \(n)x\(c) \(k.label)")
+        results.append((loss, grad))
+      }
+      for (loss, grad) in results.dropFirst() {
+        #expect(loss.bitPattern == results[0].0.bitPattern, "loss \(n)x\(c): \(loss) vs \(results[0].0)")
+        expectSameBits(grad, results[0].1, "gradient \(n)x\(c)")
+      }
+    }
+  }
+
   @Test("losses and their gradients match the reference", arguments: configurations)
   func losses(_ key: String) {
     let k = DenseKernelTests.kernels(key)
