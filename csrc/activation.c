@@ -158,11 +158,18 @@ nerve_status nerve__activation_step_for(nerve_context *ctx, nerve_activation kin
                                         const char *func) {
   nerve_status s = check_kind(ctx, kind, func);
   if (s != NERVE_OK) return s;
-  *step = (nerve__activation_step){.fn = NULL, .out = out, .ldo = ldo};
+  /* The element loops and grains of nerve_activation_forward and _backward. */
+  *step = (nerve__activation_step){.fn = NULL, .out = out, .ldo = ldo, .grain = GRAIN_CHEAP};
   switch (kind) {
     case NERVE_ACTIVATION_IDENTITY: break; /* f(x) = x and f' = 1: C stays as it is */
-    case NERVE_ACTIVATION_SIGMOID: step->fn = (backward ? sigmoid_bwd_isa : sigmoid_fwd_isa)[ctx->isa]; break;
-    case NERVE_ACTIVATION_TANH: step->fn = (backward ? tanh_bwd_isa : tanh_fwd_isa)[ctx->isa]; break;
+    case NERVE_ACTIVATION_SIGMOID:
+      step->fn = (backward ? sigmoid_bwd_isa : sigmoid_fwd_isa)[ctx->isa];
+      step->grain = backward ? GRAIN_SHARED : GRAIN_EXP;
+      break;
+    case NERVE_ACTIVATION_TANH:
+      step->fn = (backward ? tanh_bwd_isa : tanh_fwd_isa)[ctx->isa];
+      step->grain = backward ? GRAIN_SHARED : GRAIN_EXP;
+      break;
     case NERVE_ACTIVATION_RELU: step->fn = (backward ? relu_bwd_isa : relu_fwd_isa)[ctx->isa]; break;
     case NERVE_ACTIVATION_LECUN_TANH:
       if (backward)
@@ -170,6 +177,7 @@ nerve_status nerve__activation_step_for(nerve_context *ctx, nerve_activation kin
                            "LeCun's tanh cannot be taken back from its output (its derivative "
                            "needs its input); use nerve_activation_backward");
       step->fn = lecun_fwd_isa[ctx->isa];
+      step->grain = GRAIN_EXP;
       break;
   }
   return NERVE_OK;
@@ -208,7 +216,7 @@ void nerve__activation_pass(const nerve_context *ctx, const nerve__activation_st
                             int64_t ldc, int64_t M, int64_t N) {
   if (!nerve__activation_applies(step) || N <= 0) return;
   step_pass_job j = {.step = step, .C = C, .ldc = ldc, .N = N};
-  nerve__parallel_for(ctx, M, GRAIN_EXP / N + 1, step_pass_rows, &j);
+  nerve__parallel_for(ctx, M, step->grain / N + 1, step_pass_rows, &j);
 }
 
 /* ---- Softmax by rows -------------------------------------------------------------------- */

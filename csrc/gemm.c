@@ -726,7 +726,8 @@ static void nn_member(void *data, int t, int nt) {
     for (int64_t m = a; m < b; m += NN_MC) {
       const int64_t e = m + NN_MC < b ? m + NN_MC : b;
       nn_run(j, m, e, 0, j->panels, pk);
-      /* Every panel and reduction block of these rows is done: they are final, in L1. */
+      /* Every panel and reduction block of these rows is done: they are final, and still in
+       * this core's cache. */
       nerve__activation_rows(j->then, j->C, j->ldc, m, e, 0, j->N);
     }
   } else {

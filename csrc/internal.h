@@ -251,13 +251,16 @@ NERVE_HIDDEN nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_
  * An activation a product applies to what it has just written, as a pass of its own after it
  * would: forward, C = f(C) (nerve_activation_forward in place); backward, C = C * f'(out) with C
  * the gradient of the activation's output and out that output (nerve_activation_backward in
- * place). The same compiled element loops as those calls, so the same bits, on rows the writing
- * core still holds in cache, without another parallel region.
+ * place). The same compiled element loops as those calls, so the same bits; where a product's
+ * threads share its rows, on rows the writing core still holds in cache, without another
+ * parallel region (nerve__activation_rows), elsewhere as a pass of its own after the product
+ * (nerve__activation_pass).
  */
 typedef struct {
   nerve__range_fn fn; /* activation.c's element loop; NULL: nothing to apply (identity) */
   const float *out;   /* backward: the activation's output, row stride ldo */
   int64_t ldo;
+  int64_t grain;      /* elements a thread, as the kind's own call takes them */
 } nerve__activation_step;
 
 /* The step of kind into *step (backward: from the activation's output out, row stride ldo), or

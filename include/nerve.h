@@ -338,11 +338,13 @@ NERVE_API nerve_status nerve_softmax_backward(nerve_context *ctx, float *din, co
 /* ---- Dense layers joined to their activations ------------------------------------------- */
 /*
  * Each is a dense call followed by an activation call, with the two calls' exact results (the
- * same bits, at any thread count), and no second pass over the [N,O] or [N,I] values: each
- * thread takes the rows it has just computed through the activation while they are in its
- * cache (with libnerve's AVX-512 kernels; elsewhere, and for few rows, as a pass after the
- * product). Sizes, pointers and failures are those of the dense call; an unknown kind is
- * NERVE_ERROR_BAD_ARGUMENT, and a refused call writes nothing.
+ * same bits, at any thread count), and no second pass over the [N,O] or [N,I] values where the
+ * product's threads share its rows (libnerve's AVX-512 kernels on batches of more than a few
+ * rows, for layers narrow against the batch): each thread takes the rows it has just computed
+ * through the activation while they are in its cache. Elsewhere (other instruction sets, few
+ * rows, products whose threads share column panels) the activation runs as a pass by rows
+ * after the product, as its own call would. Sizes, pointers and failures are those of the
+ * dense call; an unknown kind is NERVE_ERROR_BAD_ARGUMENT, and a refused call writes nothing.
  */
 
 /** nerve_dense_forward, then nerve_activation_forward(kind) on out in place: out = f(in . W + b). */
@@ -364,7 +366,8 @@ NERVE_API nerve_status nerve_dense_forward_sparse_activation(nerve_context *ctx,
  * is the layer's input `in`: din = (dout . weight^T) * f'(in), as nerve_dense_backward followed
  * by nerve_activation_backward(kind, din, din, NULL, in, N * I), so din is the gradient of that
  * activation's input. For kinds whose derivative comes from their output (identity, sigmoid,
- * tanh, relu); LeCun's tanh is NERVE_ERROR_BAD_ARGUMENT. `in` is read wherever din is written.
+ * tanh, relu); LeCun's tanh is NERVE_ERROR_BAD_ARGUMENT. `in` is required whenever din is
+ * written and the kind is not identity, even without dweight.
  */
 NERVE_API nerve_status nerve_dense_backward_activation(nerve_context *ctx, nerve_activation kind,
                                                        float *din, float *dweight, float *dbias,
@@ -373,7 +376,8 @@ NERVE_API nerve_status nerve_dense_backward_activation(nerve_context *ctx, nerve
                                                        int64_t O);
 
 /** nerve_dense_backward_sgd with din taken through the activation before the layer, as
- * nerve_dense_backward_activation takes it (din from the weights before the step). */
+ * nerve_dense_backward_activation takes it (din from the weights before the step). Like
+ * nerve_dense_backward_sgd, it writes nothing when O is 0. */
 NERVE_API nerve_status nerve_dense_backward_sgd_activation(nerve_context *ctx,
                                                            nerve_activation kind, float *din,
                                                            float *weight, float *bias,
