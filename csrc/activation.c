@@ -183,21 +183,20 @@ nerve_status nerve__activation_step_for(nerve_context *ctx, nerve_activation kin
   return NERVE_OK;
 }
 
-void nerve__activation_rows(const nerve__activation_step *step, float *C, int64_t ldc, int64_t r0,
-                            int64_t r1, int64_t c0, int64_t c1) {
-  if (!nerve__activation_applies(step) || r0 >= r1 || c0 >= c1) return;
-  const int64_t n = c1 - c0;
+void nerve__activation_rows(const nerve__activation_step *step, float *C, int64_t ldc, int64_t N,
+                            int64_t r0, int64_t r1) {
+  if (!nerve__activation_applies(step) || r0 >= r1 || N <= 0) return;
   /* Whole rows one after another (and the output's alike) are one range: one call. */
-  if (n == ldc && (!step->out || step->ldo == n)) {
-    float *c = C + r0 * ldc;
-    act_job j = {.y = c, .x = c, .out = step->out ? step->out + r0 * n : NULL};
-    step->fn(&j, 0, (r1 - r0) * n);
+  if (ldc == N && (!step->out || step->ldo == N)) {
+    float *c = C + r0 * N;
+    act_job j = {.y = c, .x = c, .out = step->out ? step->out + r0 * N : NULL};
+    step->fn(&j, 0, (r1 - r0) * N);
     return;
   }
   for (int64_t r = r0; r < r1; r++) {
-    float *c = C + r * ldc + c0;
-    act_job j = {.y = c, .x = c, .out = step->out ? step->out + r * step->ldo + c0 : NULL};
-    step->fn(&j, 0, n);
+    float *c = C + r * ldc;
+    act_job j = {.y = c, .x = c, .out = step->out ? step->out + r * step->ldo : NULL};
+    step->fn(&j, 0, N);
   }
 }
 
@@ -209,7 +208,7 @@ typedef struct {
 
 static void step_pass_rows(void *data, int64_t r0, int64_t r1) {
   const step_pass_job *j = data;
-  nerve__activation_rows(j->step, j->C, j->ldc, r0, r1, 0, j->N);
+  nerve__activation_rows(j->step, j->C, j->ldc, j->N, r0, r1);
 }
 
 void nerve__activation_pass(const nerve_context *ctx, const nerve__activation_step *step, float *C,

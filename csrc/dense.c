@@ -238,13 +238,6 @@ static nerve_status reserve_backward(nerve_context *ctx, bool din, bool grad, in
   return nerve__scratch(ctx, NERVE_SCRATCH_GEMM, nn > tn ? nn : tn, func);
 }
 
-/* The step that takes din on through the activation whose output is in [N,I] (kind's backward
- * from its output), or the failure naming func. */
-static nerve_status input_step(nerve_context *ctx, nerve_activation kind, const float *in, int64_t I,
-                               nerve__activation_step *step, const char *func) {
-  return nerve__activation_step_for(ctx, kind, true, in, I, step, func);
-}
-
 /*
  * dout [N,O], in [N,I], weight [I,O] ->
  *   din [N,I] = dout . weight^T (written; then `then` on it, NULL: nothing),
@@ -289,7 +282,7 @@ nerve_status nerve_dense_backward_activation(nerve_context *ctx, nerve_activatio
                                              int64_t I, int64_t O) {
   NERVE_CHECK_CTX(ctx);
   nerve__activation_step then;
-  nerve_status s = input_step(ctx, kind, in, I, &then, __func__);
+  nerve_status s = nerve__activation_step_for(ctx, kind, true, in, I, &then, __func__);
   if (s != NERVE_OK) return s;
   return dense_backward(ctx, &then, din, dweight, dbias, dout, in, weight, N, I, O, __func__);
 }
@@ -361,7 +354,7 @@ nerve_status nerve_dense_backward_sgd_activation(nerve_context *ctx, nerve_activ
                                                  float lr) {
   NERVE_CHECK_CTX(ctx);
   nerve__activation_step then;
-  nerve_status s = input_step(ctx, kind, in, I, &then, __func__);
+  nerve_status s = nerve__activation_step_for(ctx, kind, true, in, I, &then, __func__);
   if (s != NERVE_OK) return s;
   return dense_backward_sgd(ctx, &then, din, weight, bias, dout, in, N, I, O, lr, __func__);
 }

@@ -728,7 +728,7 @@ static void nn_member(void *data, int t, int nt) {
       nn_run(j, m, e, 0, j->panels, pk);
       /* Every panel and reduction block of these rows is done: they are final, and still in
        * this core's cache. */
-      nerve__activation_rows(j->then, j->C, j->ldc, m, e, 0, j->N);
+      nerve__activation_rows(j->then, j->C, j->ldc, j->N, m, e);
     }
   } else {
     int64_t a = j->panels * t / nt, b = j->panels * (t + 1) / nt;
@@ -2304,7 +2304,7 @@ NERVE_TARGET_AVX512 static void sparse_nn_tiles(const sparse_job *j, int64_t t0,
                 packed ? a->palette : a->values, starts, starts + 1, a->nonzeros, m0, m1, NULL, 0,
                 j->C + col, j->ldc, false, bias, j->B + col, j->ldb, mask_lo(nr), mask_hi(nr));
     }
-    nerve__activation_rows(j->then, j->C, j->ldc, m0, m1, 0, j->N);
+    nerve__activation_rows(j->then, j->C, j->ldc, j->N, m0, m1);
   }
 }
 
@@ -2388,7 +2388,7 @@ static void sparse_nn_rows_base(void *data, int64_t m0, int64_t m1) {
       for (int64_t o = 0; o < j->N; o++) c[o] += x * b[o];
     }
   }
-  nerve__activation_rows(j->then, j->C, j->ldc, m0, m1, 0, j->N);
+  nerve__activation_rows(j->then, j->C, j->ldc, j->N, m0, m1);
 }
 
 static void sparse_tn_rows_base(void *data, int64_t k0, int64_t k1) {

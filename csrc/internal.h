@@ -269,9 +269,9 @@ typedef struct {
 NERVE_HIDDEN nerve_status nerve__activation_step_for(nerve_context *ctx, nerve_activation kind,
                                                      bool backward, const float *out, int64_t ldo,
                                                      nerve__activation_step *step, const char *func);
-/* The step on C's rows [r0, r1) and columns [c0, c1), on the calling thread. */
+/* The step on rows [r0, r1) of C [*, N] (row stride ldc), on the calling thread. */
 NERVE_HIDDEN void nerve__activation_rows(const nerve__activation_step *step, float *C, int64_t ldc,
-                                         int64_t r0, int64_t r1, int64_t c0, int64_t c1);
+                                         int64_t N, int64_t r0, int64_t r1);
 /* The step on all of C [M,N] as a pass of its own, threads sharing its rows: for the products
  * that cannot apply it as they go. */
 NERVE_HIDDEN void nerve__activation_pass(const nerve_context *ctx, const nerve__activation_step *step,
@@ -281,8 +281,8 @@ NERVE_INLINE bool nerve__activation_applies(const nerve__activation_step *step) 
   return step && step->fn;
 }
 
-/* nerve__gemm_nn_as followed by `then` on C (NULL: nothing), applied by each thread to the rows
- * or columns it computed as it finishes them where the method allows, else as a pass after. */
+/* nerve__gemm_nn_as followed by `then` on C (NULL: nothing): where the method shares rows of C
+ * among threads, applied by each to its rows as it finishes them, else as a pass after. */
 NERVE_HIDDEN nerve_status nerve__gemm_nn_then(nerve_context *ctx, float *C, int64_t ldc,
                                               const float *A, int64_t lda, const float *B,
                                               int64_t ldb, bool b_transposed, const float *bias,

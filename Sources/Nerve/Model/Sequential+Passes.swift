@@ -218,9 +218,7 @@ extension Sequential {
   /// which nothing then reads: for activations whose backward needs their output alone, not at a
   /// `stop` before the activation, and in one process.
   func denseTakesActivation(_ i: Int, through stop: LayerPoint, ranks: DataParallelPass?) -> Bool {
-    guard let dense = layers[i] as? Dense, dense.activation.derivativeFromOutput,
-      layers[i].activationLayer is ActivationLayer
-    else { return false }
+    guard let dense = layers[i] as? Dense, dense.activation.derivativeFromOutput else { return false }
     return !(i == stop.layer && stop.beforeActivation) && !poolsBeforeRelu(i, through: stop, ranks: ranks)
       && ranks == nil
   }
@@ -276,17 +274,17 @@ extension Sequential {
     return !ranks.needsWholeBatch(i) && !ranks.needsWholeBatch(i + 1)
   }
 
-  /// Whether layer `i`, a dense layer, takes its input gradient on through the activation of
-  /// layer `i - 1` (nerve_dense_backward_activation, or its plain SGD step's form), so that the
-  /// activation's backward is skipped and the gradient of its output never written: in one
-  /// process, for activations whose derivative comes from their output (this layer's input),
-  /// and not where the layer steps Adam itself.
-  private func denseTakesInputActivation(_ i: Int, ranks: DataParallelPass?, fused: FusedStep?) -> Bool {
+  /// The activation of layer `i - 1` that layer `i`, a dense layer, takes its input gradient on
+  /// through (nerve_dense_backward_activation, or its plain SGD step's form), so that the
+  /// activation's backward is skipped and the gradient of its output never written; nil where it
+  /// does not: only in one process, for activations whose derivative comes from their output
+  /// (this layer's input), and not where the layer steps Adam itself.
+  private func inputActivationTaken(by i: Int, ranks: DataParallelPass?, fused: FusedStep?) -> Activation? {
     guard i > 0, ranks == nil, layers[i] is Dense,
       let activation = (layers[i - 1].activationLayer as? ActivationLayer)?.function, activation.derivativeFromOutput
-    else { return false }
-    if case .adam = fused { return false }
-    return true
+    else { return nil }
+    if case .adam = fused { return nil }
+    return activation
   }
 
   /// Whether layer `i` is a batch norm that takes its input gradient on through the ReLU of
@@ -328,7 +326,7 @@ extension Sequential {
       if i > 0 && normTakesPool(i - 1) { continue }  // the batch norm before it takes its gradient
       let reluTaken = i < start.layer && normTakesRelu(i + 1, ranks: ranks, fused: fusedAt(i + 1))
       let activationTaken =
-        i < start.layer && denseTakesInputActivation(i + 1, ranks: ranks, fused: fusedAt(i + 1) ? fused : nil)
+        i < start.layer && inputActivationTaken(by: i + 1, ranks: ranks, fused: fusedAt(i + 1) ? fused : nil) != nil
       if let activation = layer.activationLayer, !(i == start.layer && start.beforeActivation),
         !poolsBeforeRelu(i, through: start, ranks: ranks), !reluTaken, !activationTaken
       {
@@ -339,7 +337,7 @@ extension Sequential {
       }
       let poolsRelu = i > 0 && poolsBeforeRelu(i - 1, through: start, ranks: ranks)
       let takesRelu = normTakesRelu(i, ranks: ranks, fused: fusedAt(i))
-      let takesActivation = denseTakesInputActivation(i, ranks: ranks, fused: fusedAt(i) ? fused : nil)
+      let inputActivation = inputActivationTaken(by: i, ranks: ranks, fused: fusedAt(i) ? fused : nil)
       if poolsRelu {
         try context.check(
           nerve_activation_backward(
@@ -350,7 +348,7 @@ extension Sequential {
         i, context: context, batch: batch, input: i == 0 ? input : plan.outputs[i - 1],
         output: plan.coreOutputs[i], plan: plan, training: true, step: step, firstRow: firstRow,
         inputGradient: i == 0
-          ? nil : poolsRelu || takesRelu || takesActivation ? plan.coreGradients[i - 1] : plan.gradients[i - 1],
+          ? nil : poolsRelu || takesRelu || inputActivation != nil ? plan.coreGradients[i - 1] : plan.gradients[i - 1],
         outputGradient: plan.coreGradients[i], parameterGradients: gradients + layer.parameterOffset)
       if i == 0 { core.sparseInput = listed }
       let fusedHere = fusedAt(i)
@@ -361,9 +359,7 @@ extension Sequential {
       } else if let ranks, layer.parameterCount > 0 {
         try ranks.backwardChained(
           i, core, fused: fusedHere ? fused : nil, parameterBackward: i == 0 ? firstFromPool : nil)
-      } else if takesActivation, let dense = layer as? Dense,
-        let inputActivation = (layers[i - 1].activationLayer as? ActivationLayer)?.function
-      {
+      } else if let inputActivation, let dense = layer as? Dense {
         try dense.backward(core, throughInput: inputActivation, step: fusedHere ? fused : nil)
       } else if let fused, fusedHere {
         try layer.backwardUpdate(core, step: fused)
