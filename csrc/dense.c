@@ -239,6 +239,69 @@ static nerve_status reserve_backward(nerve_context *ctx, bool din, bool grad, in
 }
 
 /*
+ * The backward of a layer with few inputs and outputs over many rows (Lab A's 30 -> 10 on
+ * 2,048), by a team of two that splits the rows, not the weight gradient's elements: each
+ * element of dweight is one chain over all N rows (tn_narrow), so threads sharing out its
+ * elements each read every row of in, and the rows the other core had written (the layers
+ * before split rows) came across: 18 us a chunk where one core reads the rows it holds in 8.
+ * Here member 0 runs the chains over the first half of the rows, member 1 takes them on from
+ * where they stopped over the second half (the same chains: the same bits), and each computes
+ * the input gradient of its own rows meanwhile; member 1, waiting for the first half, sums the
+ * bias's gradient over all rows (one chain per column, too long to split and too short to
+ * start threads for).
+ */
+typedef struct {
+  const nerve_context *ctx;
+  const nerve__activation_step *then;
+  float *din, *dweight, *dbias;
+  const float *dout, *in, *packed; /* packed: weight^T packed for the input gradient */
+  int64_t N, I, O, half;
+  int first_half_done; /* member 0 has run the chains over rows [0, half) (atomic) */
+} halves_job;
+
+/* A wait loop's step: on x86 a pause, which keeps the spinning core from flooding the memory
+ * order machinery and lets it leave the loop at once when the flag flips. */
+static inline void spin_pause(void) {
+#if NERVE_X86
+  __builtin_ia32_pause();
+#endif
+}
+
+/* Rows [r0, r1) of the input gradient, then `then` on them. */
+static void halves_input_rows(const halves_job *j, int64_t r0, int64_t r1) {
+  nerve__gemm_nn_packed_here(j->ctx, j->din + r0 * j->I, j->I, j->dout + r0 * j->O, j->O, j->packed,
+                             r1 - r0, j->I, j->O);
+  nerve__activation_rows(j->then, j->din, j->I, j->I, r0, r1);
+}
+
+static void halves_member(void *data, int t, int nt) {
+  halves_job *j = data;
+  const int64_t N = j->N, h = j->half;
+  if (t == 0) {
+    nerve__gemm_tn_narrow_rows(j->dweight, j->O, j->in, j->I, j->dout, j->O, j->O, j->I, 0, h, 1.0f);
+    __atomic_store_n(&j->first_half_done, 1, __ATOMIC_RELEASE);
+    halves_input_rows(j, 0, h);
+    if (nt > 1) return;
+  }
+  /* Member 1, or member 0 alone if the runtime granted one thread. */
+  halves_input_rows(j, h, N);
+  if (j->dbias) nerve__bias_accumulate_here(j->ctx, j->dbias, j->dout, N, j->O, 1.0f);
+  while (!__atomic_load_n(&j->first_half_done, __ATOMIC_ACQUIRE)) spin_pause();
+  nerve__gemm_tn_narrow_rows(j->dweight, j->O, j->in, j->I, j->dout, j->O, j->O, j->I, h, N, 1.0f);
+}
+
+/* Rows under which the halves are not worth a team of their own. */
+enum { HALVES_MIN_ROWS = 512 };
+
+/* Whether dense_backward goes by halves (above): two threads, an input gradient by packed
+ * products and a weight gradient by tn_narrow with one panel of G's rows (I <= 32), which
+ * nerve__gemm_tn would share out by columns, every thread over all rows. */
+static bool by_halves(const nerve_context *ctx, bool din, bool dweight, int64_t N, int64_t I, int64_t O) {
+  return din && dweight && ctx->threads == 2 && N >= HALVES_MIN_ROWS && I <= 32 &&
+         nerve__gemm_tn_narrow(ctx, N, O, I) && nerve__gemm_nn_packs(ctx, method_rows(ctx, N), I, O, true);
+}
+
+/*
  * dout [N,O], in [N,I], weight [I,O] ->
  *   din [N,I] = dout . weight^T (written; then `then` on it, NULL: nothing),
  *   dweight [I,O] += in^T . dout, dbias [O] += sum_n dout
@@ -256,6 +319,14 @@ static nerve_status dense_backward(nerve_context *ctx, const nerve__activation_s
   if ((dweight && I > 0 && O > 0) || (din && I > 0 && nerve__activation_applies(then))) NERVE_CHECK_PTR_IN(ctx, in, func);
   s = reserve_backward(ctx, din && I > 0, dweight && I > 0 && O > 0, N, I, O, func);
   if (s != NERVE_OK) return s;
+  if (I > 0 && O > 0 && by_halves(ctx, din != NULL, dweight != NULL, N, I, O)) {
+    float *packed = ctx->scratch[NERVE_SCRATCH_GEMM];
+    nerve__gemm_nn_pack(ctx, packed, weight, O, I, O);
+    halves_job j = {.ctx = ctx, .then = then, .din = din, .dweight = dweight, .dbias = dbias, .dout = dout,
+                    .in = in, .packed = packed, .N = N, .I = I, .O = O, .half = N / 2};
+    nerve__parallel_team(2, halves_member, &j);
+    return NERVE_OK;
+  }
   if (din && I > 0) {
     s = nerve__gemm_nn_then(ctx, din, I, dout, O, weight, O, true, NULL, false, N, I, O, method_rows(ctx, N),
                             then, func);

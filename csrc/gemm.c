@@ -2204,6 +2204,29 @@ void nerve__gemm_tn_here(float *G, int64_t ldg, const float *A, int64_t lda, con
 #endif
 }
 
+bool nerve__gemm_tn_narrow(const nerve_context *ctx, int64_t M, int64_t N, int64_t K) {
+#if NERVE_X86
+  return ctx->isa == NERVE_ISA_AVX512 && M > 0 && N > 0 && K > 0 && tn_method_for(M, N) == TN_NARROW;
+#else
+  (void)ctx, (void)M, (void)N, (void)K;
+  return false;
+#endif
+}
+
+void nerve__gemm_tn_narrow_rows(float *G, int64_t ldg, const float *A, int64_t lda, const float *D,
+                                int64_t ldd, int64_t N, int64_t K, int64_t m0, int64_t m1, float alpha) {
+#if NERVE_X86
+  if (m0 >= m1) return;
+  for (int64_t k = 0; k < K; k += NR) {
+    const int64_t kn = K - k < NR ? K - k : NR;
+    tn_narrow_any((int)N, kn > 16 ? 2 : 1, G + k * ldg, ldg, A + m0 * lda + k, lda, D + m0 * ldd, ldd,
+                  m1 - m0, kn, 0, alpha);
+  }
+#else
+  (void)G, (void)ldg, (void)A, (void)lda, (void)D, (void)ldd, (void)N, (void)K, (void)m0, (void)m1, (void)alpha;
+#endif
+}
+
 nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const float *A,
                             int64_t lda, const float *D, int64_t ldd, int64_t M, int64_t N,
                             int64_t K, float alpha, const char *func) {

@@ -387,6 +387,17 @@ NERVE_HIDDEN void nerve__gemm_tn_here(float *G, int64_t ldg, const float *A, int
                                       int64_t K, float alpha);
 
 /*
+ * Whether nerve__gemm_tn takes G[K,N] += alpha * A[M,K]^T . D[M,N] by tn_narrow (few columns
+ * of G, many rows of A: G's elements each one chain over the rows, in registers), and those
+ * chains on the calling thread over rows [m0, m1) only, from G as it is: calls on [0, h) and
+ * then [h, M) leave the bits of one call on all M rows. N <= 12.
+ */
+NERVE_HIDDEN bool nerve__gemm_tn_narrow(const nerve_context *ctx, int64_t M, int64_t N, int64_t K);
+NERVE_HIDDEN void nerve__gemm_tn_narrow_rows(float *G, int64_t ldg, const float *A, int64_t lda,
+                                             const float *D, int64_t ldd, int64_t N, int64_t K,
+                                             int64_t m0, int64_t m1, float alpha);
+
+/*
  * A matrix read through an index instead of stored: row r (counted from first_row) starts at
  * in + n * image_stride + oh * row_stride + ow * col_stride, with n = r / pix, oh = r % pix / OW,
  * ow = r % OW, and its column k is at off[k] from there. For a convolution whose windows all

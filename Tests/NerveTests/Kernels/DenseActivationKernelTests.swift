@@ -9,11 +9,14 @@ import Testing
 /// Shapes that reach each way a product hands its results to the activation: rows shared out
 /// in chunks of 128 and more (300), few rows shared by column panels (40 x 200, 7 panels: more
 /// than twice 3 threads), the input gradient's dot products for few rows (5), one row, widths
-/// off the vector (17, 33, 47), and a layer without inputs (its output is f(bias)).
+/// off the vector (17, 33, 47), a layer without inputs (its output is f(bias)), and many rows
+/// through few units, which two threads take by halves of the rows.
 let joinedShapes: [DenseShape] = [
   .init(n: 300, i: 30, o: 10), .init(n: 300, i: 37, o: 30), .init(n: 40, i: 50, o: 200),
   .init(n: 40, i: 200, o: 50), .init(n: 5, i: 64, o: 10), .init(n: 1, i: 17, o: 33),
   .init(n: 129, i: 47, o: 20), .init(n: 3, i: 0, o: 5),
+  // The backward by halves of the rows at two threads (dense.c's halves_member).
+  .init(n: 777, i: 30, o: 10),
 ]
 
 let forwardKinds: [nerve_activation] = [

@@ -26,6 +26,9 @@ let denseShapes: [DenseShape] = [
   // The input gradient with the batch's rows in the lanes (gemm.c's nn_lanes): one vector of
   // rows, and four with the last part full, each with a last tile of columns cut short.
   .init(n: 16, i: 45, o: 40), .init(n: 57, i: 77, o: 33),
+  // Few inputs and outputs over many rows, which two threads take by halves of the rows (dense.c's
+  // halves_member): halves of 500 and 501 rows, and a full panel of inputs with 12 outputs.
+  .init(n: 1001, i: 30, o: 10), .init(n: 600, i: 32, o: 12),
 ]
 
 /// An output gradient, inputs and weights that show a sum's order to the bit: negative zeros and
