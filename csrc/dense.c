@@ -370,10 +370,7 @@ nerve_status nerve_dense_backward_sparse(nerve_context *ctx, float *dweight, flo
   if (s != NERVE_OK) return s;
   if (N == 0 || O == 0) return NERVE_OK;
   NERVE_CHECK_PTR(ctx, dout);
-  if (dweight && I > 0) {
-    s = nerve__sparse_tn(ctx, dweight, O, in, first, dout, O, N, O, 1.0f, __func__);
-    if (s != NERVE_OK) return s;
-  }
+  if (dweight && I > 0) return nerve__sparse_tn(ctx, dweight, O, dbias, in, first, dout, O, N, O, 1.0f, __func__);
   if (dbias) nerve__bias_accumulate(ctx, dbias, dout, N, O, 1.0f);
   return NERVE_OK;
 }

@@ -2278,6 +2278,7 @@ nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
  */
 
 typedef struct {
+  const nerve_context *ctx;
   float *C;
   int64_t ldc;
   const nerve_sparse *a;
@@ -2297,6 +2298,8 @@ typedef struct {
   float *copies;      /* nn: each member's padded copy of B, copy_floats apart; NULL: none */
   int64_t copy_floats, tiles;
   const nerve__activation_step *then; /* nn: applied to each tile of C once it is done */
+  float *dbias;          /* tn: += D's column sums, or NULL (sparse_tn_share) */
+  int bias_half_done;    /* tn: member 0 has summed the first half of D's rows (atomic) */
 } sparse_job;
 
 /* Rows of C a unit of work at most, each panel of B in turn over them: their entries (about
@@ -2450,13 +2453,25 @@ static void sparse_nn_member(void *data, int t, int nt) {
  * whole matrix, a slice's proxy) reach t / nt of all, instead of equal ranges of columns
  * (MNIST's lower half holds 53% of its entries). */
 static void sparse_tn_share(void *data, int t, int nt) {
-  const sparse_job *j = data;
+  sparse_job *j = data;
   const int64_t *ends = j->a->column_ends, K = j->a->cols;
   int64_t k0 = 0, k1 = 0;
   while (k0 < K && ends[k0] * nt < ends[K] * t) k0++;
   while (k1 < K && ends[k1] * nt < ends[K] * (t + 1)) k1++;
   if (t == nt - 1) k1 = K;
+  /* The bias's sums, one chain a column over all rows, by halves of the rows as dense.c's
+   * halves_member takes them: member 0 over the first half (the rows the layer after wrote on
+   * its core) before its lists, the last member on from there after its own. */
+  const int64_t half = nt > 1 ? j->M / 2 : j->M;
+  if (j->dbias && t == 0) {
+    nerve__bias_accumulate_here(j->ctx, j->dbias, j->D, half, j->N, 1.0f);
+    __atomic_store_n(&j->bias_half_done, 1, __ATOMIC_RELEASE);
+  }
   if (k0 < k1) sparse_tn_blocks(j, k0, k1);
+  if (j->dbias && t == nt - 1 && nt > 1) {
+    while (!__atomic_load_n(&j->bias_half_done, __ATOMIC_ACQUIRE)) __builtin_ia32_pause();
+    nerve__bias_accumulate_here(j->ctx, j->dbias, j->D + half * j->ldd, j->M - half, j->N, 1.0f);
+  }
 }
 
 static void sparse_tn_member(void *data, int64_t k0, int64_t k1) {
@@ -2509,16 +2524,21 @@ nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t ldc, const n
   return NERVE_OK;
 }
 
-nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, const nerve_sparse *a,
-                              int64_t first, const float *D, int64_t ldd, int64_t M, int64_t N,
-                              float alpha, const char *func) {
+nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, float *dbias,
+                              const nerve_sparse *a, int64_t first, const float *D, int64_t ldd,
+                              int64_t M, int64_t N, float alpha, const char *func) {
   const int64_t K = a->cols;
-  if (M == 0 || N == 0 || K == 0 || a->nonzeros == 0) return NERVE_OK;
-  sparse_job j = {.a = a, .first = first, .M = M, .N = N, .G = G, .ldg = ldg, .D = D, .ldd = ldd,
-                  .alpha = alpha};
+  if (M == 0 || N == 0) return NERVE_OK;
+  if (K == 0 || a->nonzeros == 0) {
+    if (dbias) nerve__bias_accumulate(ctx, dbias, D, M, N, 1.0f);
+    return NERVE_OK;
+  }
+  sparse_job j = {.ctx = ctx, .a = a, .first = first, .M = M, .N = N, .G = G, .ldg = ldg, .D = D,
+                  .ldd = ldd, .alpha = alpha};
   const int64_t grain = sparse_grain(a, first, M, N, K);
   if (!(ctx->isa == NERVE_ISA_AVX512 && NERVE_X86)) {
     nerve__parallel_for(ctx, K, grain, sparse_tn_rows_base, &j);
+    if (dbias) nerve__bias_accumulate(ctx, dbias, D, M, N, 1.0f);
     return NERVE_OK;
   }
 #if NERVE_X86
@@ -2538,10 +2558,13 @@ nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, const n
     j.padded = true;
   }
   /* The column lists compute fma(x, d, g): the rows' loop's terms when alpha is 1. */
-  if (blocks)
+  if (blocks) {
+    j.dbias = dbias;
     nerve__parallel_team(nerve__threads_for(ctx, K, grain), sparse_tn_share, &j);
-  else
+  } else {
     nerve__parallel_for(ctx, K, grain, sparse_tn_member, &j);
+    if (dbias) nerve__bias_accumulate(ctx, dbias, D, M, N, 1.0f);
+  }
   if (pad_bytes > 0) padded_copy_back(ctx, G, ldg, K, N);
 #else
   (void)func;

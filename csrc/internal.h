@@ -594,8 +594,10 @@ NERVE_HIDDEN nerve_status nerve__pixels_nn(nerve_context *ctx, float *C, int64_t
                                            int64_t M, int64_t N, int64_t K, const char *func);
 
 /* G[K,N] += alpha * A^T . D[M,N] with A as in nerve__sparse_nn: every element adds the rows in
- * order, as nerve__gemm_tn does. Reserves the GEMM scratch it takes before writing G. */
-NERVE_HIDDEN nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg,
+ * order, as nerve__gemm_tn does; and dbias[N] += D's column sums (nerve__bias_accumulate's
+ * bits; D's rows N apart), unless dbias is NULL. Reserves the GEMM scratch it takes before
+ * writing either. */
+NERVE_HIDDEN nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, float *dbias,
                                            const nerve_sparse *a, int64_t first, const float *D,
                                            int64_t ldd, int64_t M, int64_t N, float alpha,
                                            const char *func);

@@ -147,6 +147,7 @@ struct SparseKernelTests {
       let stored = Array(x[c.first * c.i..<(c.first + c.n) * c.i])
       let w = randomFloats(c.i * c.o, seed: 62), b = randomFloats(c.o, seed: 63)
       let dy = randomFloats(c.n * c.o, seed: 64), dw0 = randomFloats(c.i * c.o, seed: 65)
+      let db0 = randomFloats(c.o, seed: 66)
       let (n, i, o) = (Int64(c.n), Int64(c.i), Int64(c.o))
       let ref = Reference.denseForward(x: doubles(stored), w: doubles(w), b: doubles(b), n: c.n, i: c.i, o: c.o)
       let back = Reference.denseBackward(dy: doubles(dy), x: doubles(stored), w: doubles(w), n: c.n, i: c.i, o: c.o)
@@ -154,19 +155,23 @@ struct SparseKernelTests {
       for threads in [1, 2, 3] {
         let k = Kernels(threads: threads, isa: .best)
         let listed = Listed(k, x, rows: c.rows, cols: c.i)
-        var y = [Float](repeating: .nan, count: c.n * c.o), dw = dw0
+        var y = [Float](repeating: .nan, count: c.n * c.o), dw = dw0, db = db0
         k.ok(nerve_dense_forward_sparse(k.ctx, &y, listed.raw, Int64(c.first), w, b, n, i, o))
-        k.ok(nerve_dense_backward_sparse(k.ctx, &dw, nil, listed.raw, Int64(c.first), dy, n, i, o))
+        // The bias's sums go with the column lists' team (by halves of the rows at 2 threads).
+        k.ok(nerve_dense_backward_sparse(k.ctx, &dw, &db, listed.raw, Int64(c.first), dy, n, i, o))
         expectClose(y, ref, atol: 1e-5 * Double(c.i).squareRoot(), "forward \(c) at \(threads)")
         expectClose(dw, zip(dw0, back.dw).map { Double($0) + $1 }, atol: 1e-5 * Double(c.n).squareRoot(),
                     "weight gradient \(c) at \(threads)")
+        expectClose(db, zip(db0, back.db).map { Double($0) + $1 }, atol: 1e-5 * Double(c.n).squareRoot(),
+                    "bias gradient \(c) at \(threads)")
         if k.isa == .avx512 {
-          var yDense = [Float](repeating: .nan, count: c.n * c.o), dwDense = dw0
+          var yDense = [Float](repeating: .nan, count: c.n * c.o), dwDense = dw0, dbDense = db0
           k.ok(nerve_dense_forward(k.ctx, &yDense, stored, w, b, n, i, o))
-          k.ok(nerve_dense_backward(k.ctx, nil, &dwDense, nil, dy, stored, w, n, i, o))
-          #expect(bitwiseEqual(y, yDense) && bitwiseEqual(dw, dwDense), "dense bits \(c) at \(threads)")
+          k.ok(nerve_dense_backward(k.ctx, nil, &dwDense, &dbDense, dy, stored, w, n, i, o))
+          #expect(bitwiseEqual(y, yDense) && bitwiseEqual(dw, dwDense) && bitwiseEqual(db, dbDense),
+                  "dense bits \(c) at \(threads)")
         }
-        results.append(y + dw)
+        results.append(y + dw + db)
       }
       #expect(bitwiseEqual(results[0], results[1]) && bitwiseEqual(results[0], results[2]), "threads \(c)")
     }
