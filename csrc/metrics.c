@@ -106,6 +106,8 @@ nerve_status nerve_count_correct(nerve_context *ctx, int64_t *correct, const flo
   if (N == 0) return NERVE_OK;
   argmax_job j = {.scores = scores, .labels = labels, .C = C};
   nerve__sum_fn rows = C <= 16 ? NERVE_AVX512_OR(ctx, correct_rows16, correct_rows) : correct_rows;
-  *correct = (int64_t)nerve__parallel_sum(ctx, N, 4096, rows, &j);
+  /* Chunks of 1,024 rows and more: Lab A's 2,048-row chunks are counted by both threads, each
+   * over the half of the outputs its core wrote (one thread read the other half across). */
+  *correct = (int64_t)nerve__parallel_sum(ctx, N, 1024, rows, &j);
   return NERVE_OK;
 }
