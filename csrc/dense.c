@@ -256,16 +256,8 @@ typedef struct {
   float *din, *dweight, *dbias;
   const float *dout, *in, *packed; /* packed: weight^T packed for the input gradient */
   int64_t N, I, O, half;
-  int first_half_done; /* member 0 has run the chains over rows [0, half) (atomic) */
+  int first_half_done; /* member 0 has run the chains over rows [0, half) (nerve__flag_*) */
 } halves_job;
-
-/* A wait loop's step: on x86 a pause, which keeps the spinning core from flooding the memory
- * order machinery and lets it leave the loop at once when the flag flips. */
-static inline void spin_pause(void) {
-#if NERVE_X86
-  __builtin_ia32_pause();
-#endif
-}
 
 /* Rows [r0, r1) of the input gradient, then `then` on them. */
 static void halves_input_rows(const halves_job *j, int64_t r0, int64_t r1) {
@@ -279,25 +271,26 @@ static void halves_member(void *data, int t, int nt) {
   const int64_t N = j->N, h = j->half;
   if (t == 0) {
     nerve__gemm_tn_narrow_rows(j->dweight, j->O, j->in, j->I, j->dout, j->O, j->O, j->I, 0, h, 1.0f);
-    __atomic_store_n(&j->first_half_done, 1, __ATOMIC_RELEASE);
+    nerve__flag_raise(&j->first_half_done);
     halves_input_rows(j, 0, h);
     if (nt > 1) return;
+  } else if (t > 1) {
+    return; /* (a team of two is asked for; none larger is granted) */
   }
   /* Member 1, or member 0 alone if the runtime granted one thread. */
   halves_input_rows(j, h, N);
   if (j->dbias) nerve__bias_accumulate_here(j->ctx, j->dbias, j->dout, N, j->O, 1.0f);
-  while (!__atomic_load_n(&j->first_half_done, __ATOMIC_ACQUIRE)) spin_pause();
+  nerve__flag_wait(&j->first_half_done);
   nerve__gemm_tn_narrow_rows(j->dweight, j->O, j->in, j->I, j->dout, j->O, j->O, j->I, h, N, 1.0f);
 }
 
-/* Rows under which the halves are not worth a team of their own. */
-enum { HALVES_MIN_ROWS = 512 };
-
-/* Whether dense_backward goes by halves (above): two threads, an input gradient by packed
- * products and a weight gradient by tn_narrow with one panel of G's rows (I <= 32), which
- * nerve__gemm_tn would share out by columns, every thread over all rows. */
+/* Whether dense_backward goes by halves (above): two threads, work the products would share out
+ * (GEMM_GRAIN multiply-adds and more; through the C API alone, 512 rows of 30 -> 10 took 10.7
+ * us by halves against 7.8 on one thread), an input gradient by packed products and a weight
+ * gradient by tn_narrow with one panel of G's rows (I <= 32), which nerve__gemm_tn would share
+ * out by columns, every thread over all rows. */
 static bool by_halves(const nerve_context *ctx, bool din, bool dweight, int64_t N, int64_t I, int64_t O) {
-  return din && dweight && ctx->threads == 2 && N >= HALVES_MIN_ROWS && I <= 32 &&
+  return din && dweight && ctx->threads == 2 && N * I * O >= GEMM_GRAIN && I <= 32 &&
          nerve__gemm_tn_narrow(ctx, N, O, I) && nerve__gemm_nn_packs(ctx, method_rows(ctx, N), I, O, true);
 }
 

@@ -2299,7 +2299,7 @@ typedef struct {
   int64_t copy_floats, tiles;
   const nerve__activation_step *then; /* nn: applied to each tile of C once it is done */
   float *dbias;          /* tn: += D's column sums, or NULL (sparse_tn_share) */
-  int bias_half_done;    /* tn: member 0 has summed the first half of D's rows (atomic) */
+  int bias_half_done;    /* tn: member 0 has summed the first half of D's rows (nerve__flag_*) */
 } sparse_job;
 
 /* Rows of C a unit of work at most, each panel of B in turn over them: their entries (about
@@ -2460,17 +2460,18 @@ static void sparse_tn_share(void *data, int t, int nt) {
   while (k1 < K && ends[k1] * nt < ends[K] * (t + 1)) k1++;
   if (t == nt - 1) k1 = K;
   /* The bias's sums, one chain a column over all rows, by halves of the rows as dense.c's
-   * halves_member takes them: member 0 over the first half (the rows the layer after wrote on
-   * its core) before its lists, the last member on from there after its own. */
+   * halves_member takes its weight gradient's chains: member 0 over the first half (the rows
+   * the layer after wrote on its core) before its lists, the last member on from there after
+   * its own. (D's rows are N apart where there is a bias: nerve__sparse_tn.) */
   const int64_t half = nt > 1 ? j->M / 2 : j->M;
   if (j->dbias && t == 0) {
     nerve__bias_accumulate_here(j->ctx, j->dbias, j->D, half, j->N, 1.0f);
-    __atomic_store_n(&j->bias_half_done, 1, __ATOMIC_RELEASE);
+    nerve__flag_raise(&j->bias_half_done);
   }
   if (k0 < k1) sparse_tn_blocks(j, k0, k1);
   if (j->dbias && t == nt - 1 && nt > 1) {
-    while (!__atomic_load_n(&j->bias_half_done, __ATOMIC_ACQUIRE)) __builtin_ia32_pause();
-    nerve__bias_accumulate_here(j->ctx, j->dbias, j->D + half * j->ldd, j->M - half, j->N, 1.0f);
+    nerve__flag_wait(&j->bias_half_done);
+    nerve__bias_accumulate_here(j->ctx, j->dbias, j->D + half * j->N, j->M - half, j->N, 1.0f);
   }
 }
 

@@ -100,6 +100,13 @@ NERVE_HIDDEN int nerve__team_threads(void);
 typedef void (*nerve__team_fn)(void *arg, int thread, int nthreads);
 NERVE_HIDDEN void nerve__parallel_team(int threads, nerve__team_fn fn, void *arg);
 
+/* A flag one member of a team raises (zero before the team starts) once what it wrote may be
+ * read, and another waits for: spinning at first (the waits are microseconds), then yielding
+ * the core, so that a waiter whose partner is descheduled (more threads than free cores) lets
+ * it run instead of burning the time slice. */
+NERVE_HIDDEN void nerve__flag_raise(int *flag);
+NERVE_HIDDEN void nerve__flag_wait(int *flag);
+
 /*
  * A team's next chunk of units [*begin, *end) out of n, `chunk` at a time, taken from the
  * shared counter *next (zero before the team starts); false once none are left. Threads take
@@ -390,7 +397,8 @@ NERVE_HIDDEN void nerve__gemm_tn_here(float *G, int64_t ldg, const float *A, int
  * Whether nerve__gemm_tn takes G[K,N] += alpha * A[M,K]^T . D[M,N] by tn_narrow (few columns
  * of G, many rows of A: G's elements each one chain over the rows, in registers), and those
  * chains on the calling thread over rows [m0, m1) only, from G as it is: calls on [0, h) and
- * then [h, M) leave the bits of one call on all M rows. N <= 12.
+ * then [h, M) leave the bits of one call on all M rows. Only where nerve__gemm_tn_narrow holds
+ * (AVX-512, N <= 12): elsewhere the second does nothing.
  */
 NERVE_HIDDEN bool nerve__gemm_tn_narrow(const nerve_context *ctx, int64_t M, int64_t N, int64_t K);
 NERVE_HIDDEN void nerve__gemm_tn_narrow_rows(float *G, int64_t ldg, const float *A, int64_t lda,

@@ -4,6 +4,8 @@
  */
 #include "internal.h"
 
+#include <sched.h>
+
 /* The OpenMP runtime ABI (libgomp, and LLVM's libomp which exports the same symbols). */
 extern void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads,
                           unsigned flags);
@@ -45,6 +47,23 @@ void nerve__parallel_team(int threads, nerve__team_fn fn, void *arg) {
   }
   team_job job = {.fn = fn, .arg = arg};
   GOMP_parallel(team_trampoline, &job, (unsigned)threads, 0);
+}
+
+void nerve__flag_raise(int *flag) { __atomic_store_n(flag, 1, __ATOMIC_RELEASE); }
+
+/* Pauses before the first yield: a pause takes about 40-140 cycles, so some tens of us. */
+enum { FLAG_SPINS = 1000 };
+
+void nerve__flag_wait(int *flag) {
+  for (int spins = 0; !__atomic_load_n(flag, __ATOMIC_ACQUIRE); spins++) {
+    if (spins < FLAG_SPINS) {
+#if NERVE_X86
+      __builtin_ia32_pause();
+#endif
+    } else {
+      sched_yield();
+    }
+  }
 }
 
 typedef struct {

@@ -256,6 +256,41 @@ static void test_dense_threads(void) {
   free(x), free(w), free(y1), free(y3), free(dw1), free(dw3);
 }
 
+/* Lab A's second layer over a chunk of rows (30 -> 10, sigmoid before it): the backward two
+ * threads take by halves of the rows gives one thread's bits: its input gradient, and weight
+ * and bias gradients added to what they held. Run also with OMP_THREAD_LIMIT=1 (CMake's
+ * c_api_one_thread_granted), where the runtime grants the two-thread context one thread. */
+static void test_dense_backward_halves(void) {
+  enum { N = 1001, I = 30, O = 10 };
+  float *in = malloc(sizeof(float) * N * I), *w = malloc(sizeof(float) * I * O), *dout = malloc(sizeof(float) * N * O);
+  float *din[2] = {malloc(sizeof(float) * N * I), malloc(sizeof(float) * N * I)};
+  float dw[2][I * O], db[2][O];
+  unsigned seed = 11;
+  for (int k = 0; k < N * I; k++) in[k] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f;
+  for (int k = 0; k < N * I; k += 3) in[k] = 0.0f; /* zero inputs, which the chains skip */
+  for (int k = 0; k < I * O; k++) w[k] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f - 0.5f;
+  for (int k = 0; k < N * O; k++) dout[k] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f - 0.5f;
+  for (int joined = 0; joined < 2; joined++) {
+    for (int c = 0; c < 2; c++) {
+      nerve_context *ctx = NULL;
+      EXPECT(nerve_context_create(&ctx, c + 1) == NERVE_OK, "context of %d thread(s)", c + 1);
+      if (!ctx) return;
+      for (int k = 0; k < I * O; k++) dw[c][k] = 0.001f * k;
+      for (int k = 0; k < O; k++) db[c][k] = -0.01f * k;
+      memset(din[c], 0xff, sizeof(float) * N * I);
+      if (joined)
+        OK(ctx, nerve_dense_backward_activation(ctx, NERVE_ACTIVATION_SIGMOID, din[c], dw[c], db[c], dout, in, w, N, I, O));
+      else
+        OK(ctx, nerve_dense_backward(ctx, din[c], dw[c], db[c], dout, in, w, N, I, O));
+      nerve_context_free(ctx);
+    }
+    EXPECT(memcmp(din[0], din[1], sizeof(float) * N * I) == 0, "input gradients differ between 1 and 2 threads (joined %d)", joined);
+    EXPECT(memcmp(dw[0], dw[1], sizeof dw[0]) == 0, "weight gradients differ between 1 and 2 threads (joined %d)", joined);
+    EXPECT(memcmp(db[0], db[1], sizeof db[0]) == 0, "bias gradients differ between 1 and 2 threads (joined %d)", joined);
+  }
+  free(in), free(w), free(dout), free(din[0]), free(din[1]);
+}
+
 int main(void) {
   test_version_and_status();
   test_context();
@@ -269,6 +304,7 @@ int main(void) {
   test_worked_example_232(ctx);
   nerve_context_free(ctx);
   test_dense_threads();
+  test_dense_backward_halves();
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;

@@ -226,6 +226,10 @@ struct DenseKernelTests {
       k.ok(nerve_dense_backward(k.ctx, nil, &dw, nil, dy, x, nil, Int64(s.n), Int64(s.i), Int64(s.o)))
       k.ok(nerve_dense_backward_sgd(k.ctx, nil, &w, &b, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), lr))
       #expect(bitwiseEqual(dw, gradient), "gradient, \(s), \(threads) thread(s)")
+      // With the input gradient too: at 2 threads the larger shapes go by halves of the rows.
+      var dx = [Float](repeating: .nan, count: s.n * s.i), dwWithInput = w0
+      k.ok(nerve_dense_backward(k.ctx, &dx, &dwWithInput, nil, dy, x, w0, Int64(s.n), Int64(s.i), Int64(s.o)))
+      #expect(bitwiseEqual(dwWithInput, gradient), "gradient with the input's, \(s), \(threads) thread(s)")
       #expect(bitwiseEqual(w, stepped), "descent step, \(s), \(threads) thread(s)")
     }
   }

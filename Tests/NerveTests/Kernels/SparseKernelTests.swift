@@ -177,6 +177,25 @@ struct SparseKernelTests {
     }
   }
 
+  @Test("a listed matrix without entries leaves the weight gradient and still sums the bias's")
+  func noEntries() {
+    let (n, i, o) = (600, 40, 30)
+    let dy = randomFloats(n * o, seed: 81), dw0 = randomFloats(i * o, seed: 82), db0 = randomFloats(o, seed: 83)
+    var results: [[Float]] = []
+    for threads in [1, 2, 3] {
+      let k = Kernels(threads: threads, isa: .best)
+      let listed = Listed(k, [Float](repeating: 0, count: n * i), rows: n, cols: i)
+      var dw = dw0, db = db0
+      k.ok(nerve_dense_backward_sparse(k.ctx, &dw, &db, listed.raw, 0, dy, Int64(n), Int64(i), Int64(o)))
+      #expect(bitwiseEqual(dw, dw0), "weight gradient at \(threads)")
+      var dbDense = db0
+      k.ok(nerve_dense_backward(k.ctx, nil, nil, &dbDense, dy, nil, nil, Int64(n), Int64(i), Int64(o)))
+      #expect(bitwiseEqual(db, dbDense), "bias gradient at \(threads)")
+      results.append(db)
+    }
+    #expect(bitwiseEqual(results[0], results[1]) && bitwiseEqual(results[0], results[2]), "threads")
+  }
+
   @Test("listing keeps every value that is not zero (NaN included, -0.0 not), row by row")
   func listing() {
     let k = Kernels(threads: 2, isa: .best)
