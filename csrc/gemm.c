@@ -1159,18 +1159,27 @@ NERVE_TARGET_AVX512 static void tn_narrow_any(int NO, int W, float *G, int64_t l
  * in every panel, each its own columns of G. */
 static bool tn_narrow_by_panels(int64_t K, int threads) { return (K + NR - 1) / NR >= threads; }
 
+/* tn_narrow over panels [p0, p1) of G's rows and its columns [o0, o1), with rows [m0, m1) of A
+ * and D. */
+NERVE_TARGET_AVX512 static void tn_narrow_panels(float *G, int64_t ldg, const float *A, int64_t lda,
+                                                 const float *D, int64_t ldd, int64_t K, int64_t p0,
+                                                 int64_t p1, int64_t o0, int64_t o1, int64_t m0,
+                                                 int64_t m1, float alpha) {
+  if (o0 == o1 || m0 >= m1) return;
+  for (int64_t p = p0; p < p1; p++) {
+    const int64_t k = p * NR, kn = K - k < NR ? K - k : NR;
+    tn_narrow_any((int)(o1 - o0), kn > 16 ? 2 : 1, G + k * ldg, ldg, A + m0 * lda + k, lda, D + m0 * ldd, ldd,
+                  m1 - m0, kn, o0, alpha);
+  }
+}
+
 /* A thread's share of tn_narrow (tn_narrow_by_panels). */
-NERVE_TARGET_AVX512 static void tn_narrow_share(const tn_job *j, int t, int nt) {
+static void tn_narrow_share(const tn_job *j, int t, int nt) {
   const int64_t kpanels = (j->K + NR - 1) / NR;
   const bool by_panels = tn_narrow_by_panels(j->K, nt);
   const int64_t p0 = by_panels ? kpanels * t / nt : 0, p1 = by_panels ? kpanels * (t + 1) / nt : kpanels;
   const int64_t o0 = by_panels ? 0 : j->N * t / nt, o1 = by_panels ? j->N : j->N * (t + 1) / nt;
-  if (o0 == o1) return;
-  for (int64_t p = p0; p < p1; p++) {
-    const int64_t k = p * NR, kn = j->K - k < NR ? j->K - k : NR;
-    tn_narrow_any((int)(o1 - o0), kn > 16 ? 2 : 1, j->G + k * j->ldg, j->ldg, j->A + k, j->lda, j->D,
-                  j->ldd, j->M, kn, o0, j->alpha);
-  }
+  tn_narrow_panels(j->G, j->ldg, j->A, j->lda, j->D, j->ldd, j->K, p0, p1, o0, o1, 0, j->M, j->alpha);
 }
 
 static void tn_member(void *data, int t, int nt) {
@@ -2216,12 +2225,7 @@ bool nerve__gemm_tn_narrow(const nerve_context *ctx, int64_t M, int64_t N, int64
 void nerve__gemm_tn_narrow_rows(float *G, int64_t ldg, const float *A, int64_t lda, const float *D,
                                 int64_t ldd, int64_t N, int64_t K, int64_t m0, int64_t m1, float alpha) {
 #if NERVE_X86
-  if (m0 >= m1) return;
-  for (int64_t k = 0; k < K; k += NR) {
-    const int64_t kn = K - k < NR ? K - k : NR;
-    tn_narrow_any((int)N, kn > 16 ? 2 : 1, G + k * ldg, ldg, A + m0 * lda + k, lda, D + m0 * ldd, ldd,
-                  m1 - m0, kn, 0, alpha);
-  }
+  tn_narrow_panels(G, ldg, A, lda, D, ldd, K, 0, (K + NR - 1) / NR, 0, N, m0, m1, alpha);
 #else
   (void)G, (void)ldg, (void)A, (void)lda, (void)D, (void)ldd, (void)N, (void)K, (void)m0, (void)m1, (void)alpha;
 #endif
@@ -2525,21 +2529,15 @@ nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t ldc, const n
   return NERVE_OK;
 }
 
-nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, float *dbias,
-                              const nerve_sparse *a, int64_t first, const float *D, int64_t ldd,
-                              int64_t M, int64_t N, float alpha, const char *func) {
-  const int64_t K = a->cols;
-  if (M == 0 || N == 0) return NERVE_OK;
-  if (K == 0 || a->nonzeros == 0) {
-    if (dbias) nerve__bias_accumulate(ctx, dbias, D, M, N, 1.0f);
-    return NERVE_OK;
-  }
-  sparse_job j = {.ctx = ctx, .a = a, .first = first, .M = M, .N = N, .G = G, .ldg = ldg, .D = D,
-                  .ldd = ldd, .alpha = alpha};
-  const int64_t grain = sparse_grain(a, first, M, N, K);
+/* nerve__sparse_tn's weight gradient; the column lists' team takes dbias (sparse_tn_share) and
+ * leaves j->dbias set where it did. */
+static nerve_status sparse_tn_gradient(nerve_context *ctx, sparse_job *j, float *dbias, const char *func) {
+  const nerve_sparse *a = j->a;
+  const int64_t K = a->cols, M = j->M, N = j->N;
+  if (K == 0 || a->nonzeros == 0) return NERVE_OK;
+  const int64_t grain = sparse_grain(a, j->first, M, N, K);
   if (!(ctx->isa == NERVE_ISA_AVX512 && NERVE_X86)) {
-    nerve__parallel_for(ctx, K, grain, sparse_tn_rows_base, &j);
-    if (dbias) nerve__bias_accumulate(ctx, dbias, D, M, N, 1.0f);
+    nerve__parallel_for(ctx, K, grain, sparse_tn_rows_base, j);
     return NERVE_OK;
   }
 #if NERVE_X86
@@ -2547,29 +2545,43 @@ nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, float *
    * padded to whole panels. The column lists (alpha 1) load and store a row of G once a block
    * of NERVE_SPARSE_BLOCK rows, so on whole blocks they use G in place: Lab A copied its
    * 784 x 30 gradient in and out for each chunk of 2,048 rows. */
-  const bool blocks = a->block_starts && alpha == 1.0f;
+  float *G = j->G;
+  const int64_t ldg = j->ldg, first = j->first;
+  const bool blocks = a->block_starts && j->alpha == 1.0f;
   const bool whole_blocks = first % NERVE_SPARSE_BLOCK == 0 &&
                             ((first + M) % NERVE_SPARSE_BLOCK == 0 || first + M == a->rows);
   const size_t pad_bytes = blocks && whole_blocks ? 0 : padded_bytes(ctx, N, K, ldg);
   if (pad_bytes > 0) {
     nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, pad_bytes, func);
     if (s != NERVE_OK) return s;
-    j.G = padded_copy(ctx, G, ldg, K, N);
-    j.ldg = (N + NR - 1) / NR * NR;
-    j.padded = true;
+    j->G = padded_copy(ctx, G, ldg, K, N);
+    j->ldg = (N + NR - 1) / NR * NR;
+    j->padded = true;
   }
   /* The column lists compute fma(x, d, g): the rows' loop's terms when alpha is 1. */
   if (blocks) {
-    j.dbias = dbias;
-    nerve__parallel_team(nerve__threads_for(ctx, K, grain), sparse_tn_share, &j);
+    j->dbias = dbias;
+    nerve__parallel_team(nerve__threads_for(ctx, K, grain), sparse_tn_share, j);
   } else {
-    nerve__parallel_for(ctx, K, grain, sparse_tn_member, &j);
-    if (dbias) nerve__bias_accumulate(ctx, dbias, D, M, N, 1.0f);
+    nerve__parallel_for(ctx, K, grain, sparse_tn_member, j);
   }
   if (pad_bytes > 0) padded_copy_back(ctx, G, ldg, K, N);
 #else
-  (void)func;
+  (void)dbias, (void)func;
 #endif
+  return NERVE_OK;
+}
+
+nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, float *dbias,
+                              const nerve_sparse *a, int64_t first, const float *D, int64_t ldd,
+                              int64_t M, int64_t N, float alpha, const char *func) {
+  if (M == 0 || N == 0) return NERVE_OK;
+  sparse_job j = {.ctx = ctx, .a = a, .first = first, .M = M, .N = N, .G = G, .ldg = ldg, .D = D,
+                  .ldd = ldd, .alpha = alpha};
+  nerve_status s = sparse_tn_gradient(ctx, &j, dbias, func);
+  if (s != NERVE_OK) return s;
+  /* The bias on its own where no team of column lists took it. */
+  if (dbias && !j.dbias) nerve__bias_accumulate(ctx, dbias, D, M, N, 1.0f);
   return NERVE_OK;
 }
 
