@@ -479,6 +479,7 @@ static bool streams_weights(const adam_fused_job *j, int threads) {
 NERVE_TARGET_AVX512 static void adam_fused_tile(void *arg, int64_t k0, int64_t col, const float *g,
                                                 int64_t rows, int64_t cols, int64_t ldg, int threads) {
   adam_fused_job *j = arg;
+  const unsigned mode = nerve__subnormals_as_zero(); /* as nerve_adam_step runs */
 #if NERVE_X86
   if (streams_weights(j, threads)) {
     for (int64_t r = 0; r < rows; r++) {
@@ -486,6 +487,7 @@ NERVE_TARGET_AVX512 static void adam_fused_tile(void *arg, int64_t k0, int64_t c
       adam_run_streamed(j->weight + at, j->m + at, j->v + at, g + r * ldg, cols, &j->p);
     }
     _mm_sfence(); /* the streamed weights seen by whoever reads them next */
+    nerve__subnormals_restore(mode);
     return;
   }
 #endif
@@ -495,6 +497,7 @@ NERVE_TARGET_AVX512 static void adam_fused_tile(void *arg, int64_t k0, int64_t c
     float *w = j->weight + at, *m = j->m + at, *v = j->v + at;
     nerve__adam_run(w, m, v, g + r * ldg, cols, &j->p);
   }
+  nerve__subnormals_restore(mode);
 }
 
 /* Columns [k0, k1) of the input gradient, as the fused Adam path computes them. */

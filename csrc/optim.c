@@ -65,10 +65,12 @@ NERVE_INLINE void momentum_body(void *p, int64_t b, int64_t e) {
   float *w = j->param, *v = j->state0;
   const float *g = j->grad;
   const float lr = j->lr, mu = j->momentum, wd = j->coupled_decay;
+  const unsigned mode = nerve__subnormals_as_zero();
   for (int64_t i = b; i < e; i++) {
     v[i] = mu * v[i] + lr * (g[i] + wd * w[i]);
     w[i] -= v[i];
   }
+  nerve__subnormals_restore(mode);
 }
 NERVE_RANGE_KERNEL(momentum);
 
@@ -102,11 +104,13 @@ NERVE_INLINE void nesterov_body(void *p, int64_t b, int64_t e) {
   float *w = j->param, *v = j->state0;
   const float *g = j->grad;
   const float lr = j->lr, mu = j->momentum, wd = j->coupled_decay;
+  const unsigned mode = nerve__subnormals_as_zero();
   for (int64_t i = b; i < e; i++) {
     float step = lr * (g[i] + wd * w[i]);
     v[i] = mu * v[i] + step;
     w[i] -= mu * v[i] + step;
   }
+  nerve__subnormals_restore(mode);
 }
 NERVE_RANGE_KERNEL(nesterov);
 
@@ -131,7 +135,9 @@ NERVE_INLINE void adam_body(void *p, int64_t b, int64_t e) {
   step_job *j = p;
   const nerve__adam_params a = {.lr = j->lr, .beta1 = j->beta1, .beta2 = j->beta2, .eps = j->eps,
                                 .c1 = j->c1, .c2 = j->c2, .coupled_decay = j->coupled_decay, .shrink = j->shrink};
+  const unsigned mode = nerve__subnormals_as_zero();
   nerve__adam_run(j->param + b, j->state0 + b, j->state1 + b, j->grad + b, e - b, &a);
+  nerve__subnormals_restore(mode);
 }
 NERVE_RANGE_KERNEL(adam);
 
@@ -181,11 +187,13 @@ NERVE_INLINE void rmsprop_body(void *p, int64_t b, int64_t e) {
   float *w = j->param, *sq = j->state0;
   const float *g = j->grad;
   const float lr = j->lr, rho = j->rho, eps = j->eps, wd = j->coupled_decay;
+  const unsigned mode = nerve__subnormals_as_zero();
   for (int64_t i = b; i < e; i++) {
     float gi = g[i] + wd * w[i];
     sq[i] = rho * sq[i] + (1.0f - rho) * gi * gi;
     w[i] -= lr * gi / (nerve__sqrtf(sq[i]) + eps);
   }
+  nerve__subnormals_restore(mode);
 }
 NERVE_RANGE_KERNEL(rmsprop);
 
@@ -213,6 +221,7 @@ NERVE_INLINE void adadelta_body(void *p, int64_t b, int64_t e) {
   float *w = j->param, *eg = j->state0, *ex = j->state1;
   const float *g = j->grad;
   const float lr = j->lr, rho = j->rho, eps = j->eps, wd = j->coupled_decay;
+  const unsigned mode = nerve__subnormals_as_zero();
   for (int64_t i = b; i < e; i++) {
     float gi = g[i] + wd * w[i];
     eg[i] = rho * eg[i] + (1.0f - rho) * gi * gi;
@@ -220,6 +229,7 @@ NERVE_INLINE void adadelta_body(void *p, int64_t b, int64_t e) {
     ex[i] = rho * ex[i] + (1.0f - rho) * dx * dx;
     w[i] -= lr * dx;
   }
+  nerve__subnormals_restore(mode);
 }
 NERVE_RANGE_KERNEL(adadelta);
 

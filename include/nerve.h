@@ -425,7 +425,13 @@ NERVE_API nerve_status nerve_loss_nll(nerve_context *ctx, double *loss, float *d
 /* ---- Optimizer steps -------------------------------------------------------------------- */
 /*
  * All steps update param[n] in place from grad[n]. weight_decay adds weight_decay * param to
- * the gradient first (coupled L2; pass 0 for none).
+ * the gradient first (coupled L2; pass 0 for none). The steps with state (all but plain SGD, and
+ * the fused Adam of nerve_dense_backward_adam) take subnormal floats as zero, in and out (on x86,
+ * MXCSR's flush-to-zero and denormals-are-zero for the step's duration; the caller's modes are
+ * restored): a moment that decays below 2^-126 is stored as zero. Subnormal operands cost x86
+ * cores a microcode assist each, and a unit silent for many batches decays into that range;
+ * the weights keep their bits (what a subnormal moment moves is below half an ulp of a weight
+ * over 2^-100).
  */
 
 /** Plain gradient descent: param -= lr * (grad + weight_decay * param). */

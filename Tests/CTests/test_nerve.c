@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#  include <xmmintrin.h>
+#endif
 
 static int failures = 0;
 #define EXPECT(cond, ...)                                                                      \
@@ -291,6 +294,47 @@ static void test_dense_backward_halves(void) {
   free(in), free(w), free(dout), free(din[0]), free(din[1]);
 }
 
+/* The optimizer steps take subnormal floats as zero (nerve__subnormals_as_zero): Adam's first
+ * moment decaying from just above the smallest normal float is stored as zero, and the caller's
+ * floating-point modes are the same after the call, whatever they were before. */
+static int adam_flushes(nerve_context *ctx, float *w, float *m, float *v, const float *g, int n) {
+  for (int i = 0; i < n; i++) w[i] = 0.5f, m[i] = 1.2e-38f, v[i] = 1.0e-4f; /* 0.9 m: subnormal */
+  OK(ctx, nerve_adam_step(ctx, w, m, v, g, n, 0.01f, 0.9f, 0.999f, 1e-7f, 0.0f, 0.0f, 1));
+  int flushed = 0, kept = 0;
+  for (int i = 0; i < n; i++) flushed += m[i] == 0.0f, kept += w[i] == 0.5f;
+  EXPECT(kept == n, "%d of %d weights kept without a gradient", kept, n);
+  return flushed;
+}
+
+static void test_optimizer_subnormals(void) {
+  nerve_context *ctx = NULL;
+  EXPECT(nerve_context_create(&ctx, 2) == NERVE_OK, "context of 2 threads");
+  if (!ctx) return;
+  enum { n = 100000 }; /* past one thread's share, so both threads step */
+  float *w = malloc(sizeof(float) * n), *m = malloc(sizeof(float) * n), *v = malloc(sizeof(float) * n);
+  float *g = calloc(n, sizeof(float));
+#if defined(__x86_64__) || defined(__i386__)
+  const unsigned modes[2] = {0x1f80u, 0x1f80u | 0x8040u}; /* the default; FTZ and DAZ already on */
+  for (int k = 0; k < 2; k++) {
+    const unsigned before = _mm_getcsr();
+    _mm_setcsr(modes[k]);
+    const int flushed = adam_flushes(ctx, w, m, v, g, n);
+    const unsigned after = _mm_getcsr();
+    _mm_setcsr(before);
+    EXPECT(flushed == n, "%d of %d first moments that decayed below 2^-126 are zero (MXCSR %#x)", flushed, n, modes[k]);
+    /* The modes, not the exception flags (bits 0-5), which any arithmetic may raise. */
+    EXPECT((after & ~0x3fu) == modes[k], "MXCSR %#x before the Adam step, %#x after", modes[k], after);
+  }
+  volatile float tiny = 1.0e-38f;
+  EXPECT(tiny * 0.5f != 0.0f, "the caller's subnormal arithmetic flushed after the steps");
+#else
+  const int flushed = adam_flushes(ctx, w, m, v, g, n);
+  EXPECT(flushed == n, "%d of %d first moments that decayed below 2^-126 are zero", flushed, n);
+#endif
+  free(w), free(m), free(v), free(g);
+  nerve_context_free(ctx);
+}
+
 int main(void) {
   test_version_and_status();
   test_context();
@@ -305,6 +349,7 @@ int main(void) {
   nerve_context_free(ctx);
   test_dense_threads();
   test_dense_backward_halves();
+  test_optimizer_subnormals();
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;
