@@ -294,6 +294,46 @@ static void test_dense_backward_halves(void) {
   free(in), free(w), free(dout), free(din[0]), free(din[1]);
 }
 
+/* The input gradient of batches up to 64 rows, which the AVX-512 kernels take with the batch's
+ * rows in vector lanes (gemm.c's nn_lanes, one asm statement a row for two vectors of rows:
+ * 17-32): against sums in double, and bit-identical at 1 and 3 threads, as CMake's compiler
+ * builds it (the Swift tests check clang's build). */
+static void test_input_gradient_lanes(void) {
+  enum { I = 50, O = 100, MAXN = 40 };
+  static const int rows[] = {8, 20, 32, 40};
+  float *w = malloc(sizeof(float) * I * O), *dout = malloc(sizeof(float) * MAXN * O);
+  float *din1 = malloc(sizeof(float) * MAXN * I), *din3 = malloc(sizeof(float) * MAXN * I);
+  unsigned seed = 5;
+  for (int k = 0; k < I * O; k++) w[k] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f - 0.5f;
+  for (int k = 0; k < MAXN * O; k++) /* a relu's gradient: about half zeros */
+    dout[k] = k % 2 ? 0.0f : (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f - 0.5f;
+  nerve_context *one = NULL, *three = NULL;
+  EXPECT(nerve_context_create(&one, 1) == NERVE_OK && nerve_context_create(&three, 3) == NERVE_OK, "contexts");
+  if (!one || !three) return;
+  for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+    const int N = rows[r];
+    memset(din1, 0xff, sizeof(float) * MAXN * I);
+    memset(din3, 0xff, sizeof(float) * MAXN * I);
+    float dw[I * O];
+    memset(dw, 0, sizeof dw);
+    OK(one, nerve_dense_backward(one, din1, dw, NULL, dout, dout, w, N, I, O)); /* inputs: any N x I */
+    OK(three, nerve_dense_backward(three, din3, dw, NULL, dout, dout, w, N, I, O));
+    EXPECT(memcmp(din1, din3, sizeof(float) * N * I) == 0, "input gradient of %d rows differs between 1 and 3 threads", N);
+    double worst = 0;
+    for (int n = 0; n < N; n++)
+      for (int i = 0; i < I; i++) {
+        double s = 0;
+        for (int o = 0; o < O; o++) s += (double)dout[n * O + o] * w[i * O + o];
+        const double d = fabs(s - din1[n * I + i]) / (1.0 + fabs(s));
+        if (!(d <= worst)) worst = d; /* NaN counts as worst */
+      }
+    EXPECT(worst < 1e-5, "input gradient of %d rows off by %g relative", N, worst);
+  }
+  nerve_context_free(one);
+  nerve_context_free(three);
+  free(w), free(dout), free(din1), free(din3);
+}
+
 /* The optimizer steps take subnormal floats as zero (nerve__subnormals_as_zero): Adam's first
  * moment decaying from just above the smallest normal float is stored as zero, and the caller's
  * floating-point modes are the same after the call, whatever they were before. */
@@ -349,6 +389,7 @@ int main(void) {
   nerve_context_free(ctx);
   test_dense_threads();
   test_dense_backward_halves();
+  test_input_gradient_lanes();
   test_optimizer_subnormals();
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);
