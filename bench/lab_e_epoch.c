@@ -47,8 +47,12 @@ static double seconds[CALLS];
 static unsigned char *idx_bytes(const char *path, long header, long n) {
   gzFile f = gzopen(path, "rb");
   unsigned char *p = malloc((size_t)(header + n));
+  if (!p) {
+    fprintf(stderr, "%s: no memory for %ld bytes\n", path, header + n);
+    exit(1);
+  }
   long got = 0;
-  while (f && p && got < header + n) {
+  while (f && got < header + n) {
     const int r = gzread(f, p + got, (unsigned)(header + n - got));
     if (r <= 0) break;
     got += r;
@@ -118,6 +122,10 @@ int main(int argc, char **argv) {
   for (long first = 0; first < IMAGES; first += N) {
     const long n = IMAGES - first < N ? IMAGES - first : N;
     step++;
+    /* The convolution's and the norm's backward add into their gradients, as the trainer's
+     * zeroed buffers each step expect. */
+    memset(dconvp, 0, sizeof(float) * (9 * FILTERS + FILTERS));
+    memset(dnorm, 0, sizeof(float) * 2 * FILTERS);
     const double t0 = now();
     for (long r = 0; r < n; r++) {
       const unsigned char *image = images + order[first + r] * PIXELS;

@@ -155,7 +155,6 @@ NERVE_HIDDEN nerve_isa nerve__best_isa(void);
 
 #if defined(__x86_64__) || defined(__i386__)
 #  define NERVE_X86 1
-#  include <xmmintrin.h> /* _mm_getcsr, _mm_setcsr (nerve__subnormals_as_zero) */
 /* prfchw: a prefetch for writing (nerve__prefetch's write) is PREFETCHW, which takes the line
  * for this core alone; without it the compilers emit PREFETCHT0, the line arrives shared, and
  * the store still waits for the other core's copy to be invalidated. Every AVX-512 CPU has it. */
@@ -165,6 +164,16 @@ NERVE_HIDDEN nerve_isa nerve__best_isa(void);
 #  define NERVE_X86 0
 #  define NERVE_TARGET_AVX512
 #  define NERVE_TARGET_AVX2
+#endif
+
+/* Whether the optimizer steps flush subnormals (nerve__subnormals_as_zero): on x86-64, where
+ * SSE's MXCSR and its denormals-are-zero flag always exist (not on 32-bit x86, whose floats may
+ * not go through SSE at all). */
+#if defined(__x86_64__)
+#  define NERVE_FLUSHES_SUBNORMALS 1
+#  include <pmmintrin.h> /* _MM_DENORMALS_ZERO_ON; xmmintrin.h's _mm_getcsr, _mm_setcsr */
+#else
+#  define NERVE_FLUSHES_SUBNORMALS 0
 #endif
 
 /* A kernel written with AVX-512 intrinsics where the context runs them, else its portable
@@ -711,32 +720,35 @@ NERVE_INLINE float nerve__sqrtf(float x) {
 }
 
 /*
- * The optimizer steps run with subnormal floats taken as zero, in and out (x86's MXCSR flags
- * flush-to-zero and denormals-are-zero, as TensorFlow runs its kernels), and give the caller's
- * mode back after. A weight whose gradient stays zero (a hidden unit silent for every image)
- * has its momentum or Adam moments shrink by a constant factor each step, into the subnormal
- * range after some 800 steps of Adam's m, and Adam's lr * m on the way, well before; x86 cores
- * take a microcode assist for each subnormal operand or result (on Intel about a hundred
- * cycles), which stretched Lab E's fused backward from 3.4 to 4.2 ms a step on an Emerald
- * Rapids (and to 18.8 ms on random images, whose units mostly fall silent). What a subnormal
- * moment would have moved a weight by is under half an ulp of any weight above 2^-100, so the
- * weights keep their bits; the moments become zero where they would have been subnormal.
+ * The optimizer steps run with subnormal floats taken as zero, in and out (x86-64's MXCSR
+ * flags flush-to-zero and denormals-are-zero, as TensorFlow runs its kernels), and give the
+ * caller's modes back after. A weight whose gradient stays zero (a hidden unit silent for every
+ * image) has its momentum or Adam moments shrink by a constant factor each step, into the
+ * subnormal range after some 800 steps of Adam's m (beta1 0.9), and Adam's lr * m on the way,
+ * well before; x86 cores take a microcode assist for each subnormal operand or result (on
+ * Intel about a hundred cycles). A Lab E epoch on random pixels, whose units mostly fall
+ * silent (bench/lab_e_epoch.c, an Emerald Rapids): the dense layer's fused backward 17.0 ->
+ * 2.8 ms a step; Lab H's training 31.8 -> 29.8 s. The step a flushed value stood for is under
+ * 2^-126 * max(1, lr / (1 - beta1^t)) / eps, below half an ulp of any weight above about 2^-75
+ * (eps 1e-8, lr / (1 - beta1^t) <= 1): weights of any practical size keep their bits, and the
+ * moments become zero where they would have been subnormal. Elsewhere (not x86-64) the steps
+ * keep subnormals.
  */
 NERVE_INLINE unsigned nerve__subnormals_as_zero(void) {
-#if NERVE_X86
+#if NERVE_FLUSHES_SUBNORMALS
   const unsigned mode = _mm_getcsr();
-  _mm_setcsr(mode | 0x8040u); /* FTZ (bit 15) and DAZ (bit 6) */
+  _mm_setcsr(mode | _MM_FLUSH_ZERO_ON | _MM_DENORMALS_ZERO_ON);
   return mode;
 #else
   return 0;
 #endif
 }
 
-/* Gives back the floating-point mode nerve__subnormals_as_zero found, keeping the exception
+/* Gives back the floating-point modes nerve__subnormals_as_zero found, keeping the exception
  * flags raised meanwhile (as C's feupdateenv does). */
 NERVE_INLINE void nerve__subnormals_restore(unsigned mode) {
-#if NERVE_X86
-  _mm_setcsr((mode & ~0x3fu) | (_mm_getcsr() & 0x3fu)); /* bits 0-5: the flags */
+#if NERVE_FLUSHES_SUBNORMALS
+  _mm_setcsr((mode & ~(unsigned)_MM_EXCEPT_MASK) | (_mm_getcsr() & _MM_EXCEPT_MASK));
 #else
   (void)mode;
 #endif

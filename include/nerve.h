@@ -425,13 +425,14 @@ NERVE_API nerve_status nerve_loss_nll(nerve_context *ctx, double *loss, float *d
 /* ---- Optimizer steps -------------------------------------------------------------------- */
 /*
  * All steps update param[n] in place from grad[n]. weight_decay adds weight_decay * param to
- * the gradient first (coupled L2; pass 0 for none). The steps with state (all but plain SGD, and
- * the fused Adam of nerve_dense_backward_adam) take subnormal floats as zero, in and out (on x86,
- * MXCSR's flush-to-zero and denormals-are-zero for the step's duration; the caller's modes are
- * restored): a moment that decays below 2^-126 is stored as zero. Subnormal operands cost x86
- * cores a microcode assist each, and a unit silent for many batches decays into that range;
- * the weights keep their bits (what a subnormal moment moves is below half an ulp of a weight
- * over 2^-100).
+ * the gradient first (coupled L2; pass 0 for none). The steps with state (all but plain SGD;
+ * also the fused Adam of nerve_dense_backward_adam) take subnormal floats as zero, in and out,
+ * on x86-64 (MXCSR's flush-to-zero and denormals-are-zero for the step's duration; the
+ * caller's modes are restored): a moment that decays below 2^-126 is stored as zero.
+ * Subnormal operands cost x86 cores a microcode assist each, and a unit silent for many
+ * batches decays into that range. Weights of any practical size keep their bits: the step a
+ * flushed value stood for is under 2^-126 * max(1, lr / (1 - beta1^step)) / eps, below half an
+ * ulp of any weight above about 2^-75 for eps 1e-8. Other CPUs keep subnormals.
  */
 
 /** Plain gradient descent: param -= lr * (grad + weight_decay * param). */
