@@ -1,13 +1,14 @@
 /*
  * bench_c.h: what the C benchmarks here share (dense_products.c, lab_e_step.c, lab_e_epoch.c,
- * fast_layers.c, fused_step.c, sparse_products.c): a monotonic clock, the median of timings,
- * and arrays of made-up but finite floats from libnerve's allocator.
+ * fast_layers.c, fused_step.c, sparse_products.c): a monotonic clock, a timed libnerve call,
+ * the median of timings, and arrays of made-up but finite floats from libnerve's allocator.
  */
 #ifndef NERVE_BENCH_C_H
 #define NERVE_BENCH_C_H
 
 #include <nerve.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -16,6 +17,18 @@ static double now(void) {
   clock_gettime(CLOCK_MONOTONIC, &t);
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
+
+/* Runs `call`, a libnerve call on ctx, and adds its seconds to `elapsed`; if it fails, prints
+ * `what` and the context's message and returns 1 from the calling function (main). */
+#define BENCH_TIMED(ctx, what, elapsed, call)                                             \
+  do {                                                                                     \
+    const double bench_start_ = now();                                                     \
+    if ((call) != NERVE_OK) {                                                              \
+      fprintf(stderr, "%s: %s\n", (what), nerve_context_last_error(ctx));                  \
+      return 1;                                                                            \
+    }                                                                                      \
+    (elapsed) += now() - bench_start_;                                                     \
+  } while (0)
 
 static int by_value(const void *a, const void *b) {
   const double x = *(const double *)a, y = *(const double *)b;

@@ -33,15 +33,7 @@ static const char *names[CALLS] = {
     "Adam on conv and norm"};
 static double seconds[CALLS];
 
-#define TIMED(i, call)                                                                  \
-  do {                                                                                  \
-    const double t0 = now();                                                            \
-    if ((call) != NERVE_OK) {                                                           \
-      fprintf(stderr, "%s: %s\n", names[i], nerve_context_last_error(ctx));             \
-      return 1;                                                                         \
-    }                                                                                   \
-    seconds[i] += now() - t0;                                                           \
-  } while (0)
+#define TIMED(i, call) BENCH_TIMED(ctx, names[i], seconds[i], call)
 
 /* n bytes of a gzipped IDX file after its header of `header` bytes; exits if unreadable. */
 static unsigned char *idx_bytes(const char *path, long header, long n) {

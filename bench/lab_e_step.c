@@ -24,15 +24,7 @@ static const char *names[CALLS] = {
     "relu backward (unfused)", "conv backward"};
 static double seconds[CALLS][STEPS];
 
-#define TIMED(i, call)                                                 \
-  do {                                                                 \
-    const double t = now();                                            \
-    if ((call) != NERVE_OK) {                                          \
-      fprintf(stderr, "%s: %s\n", names[i], nerve_context_last_error(ctx));    \
-      return 1;                                                        \
-    }                                                                  \
-    seconds[i][s] = now() - t;                                         \
-  } while (0)
+#define TIMED(i, call) BENCH_TIMED(ctx, names[i], seconds[i][s], call)
 
 /* The hidden layer's units made to fire as Lab E's do in training, where its ReLU's gradient is
  * about half zeros and 7.5% of the units are silent for a whole batch of 32 (their columns of

@@ -28,6 +28,26 @@ typedef struct {
 
 enum { STEP_GRAIN = 1 << 16 };
 
+/* A step with state (every one but plain SGD) over its ranges, each run with subnormal floats
+ * taken as zero (nerve__subnormals_as_zero: a moment decaying toward zero would otherwise cost
+ * a microcode assist per operand), the thread's own modes given back after. */
+typedef struct {
+  nerve__range_fn body;
+  void *job;
+} stateful_range_job;
+
+static void stateful_range(void *arg, int64_t b, int64_t e) {
+  const stateful_range_job *r = arg;
+  const unsigned mode = nerve__subnormals_as_zero();
+  r->body(r->job, b, e);
+  nerve__subnormals_restore(mode);
+}
+
+static void run_stateful_step(nerve_context *ctx, int64_t n, nerve__range_fn body, step_job *j) {
+  stateful_range_job r = {.body = body, .job = j};
+  nerve__parallel_for(ctx, n, STEP_GRAIN, stateful_range, &r);
+}
+
 NERVE_INLINE void sgd_body(void *p, int64_t b, int64_t e) {
   step_job *j = p;
   float *w = j->param;
@@ -65,12 +85,10 @@ NERVE_INLINE void momentum_body(void *p, int64_t b, int64_t e) {
   float *w = j->param, *v = j->state0;
   const float *g = j->grad;
   const float lr = j->lr, mu = j->momentum, wd = j->coupled_decay;
-  const unsigned mode = nerve__subnormals_as_zero();
   for (int64_t i = b; i < e; i++) {
     v[i] = mu * v[i] + lr * (g[i] + wd * w[i]);
     w[i] -= v[i];
   }
-  nerve__subnormals_restore(mode);
 }
 NERVE_RANGE_KERNEL(momentum);
 
@@ -85,7 +103,7 @@ nerve_status nerve_momentum_step(nerve_context *ctx, float *param, float *veloci
   if (!(momentum >= 0.0f) || momentum > 3.0e38f)
     return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__, "momentum must be finite and >= 0, got %g", (double)momentum);
   step_job j = {.param = param, .state0 = velocity, .grad = grad, .lr = lr, .coupled_decay = weight_decay, .momentum = momentum};
-  nerve__parallel_for(ctx, n, STEP_GRAIN, momentum_isa[ctx->isa], &j);
+  run_stateful_step(ctx, n, momentum_isa[ctx->isa], &j);
   return NERVE_OK;
 }
 
@@ -104,13 +122,11 @@ NERVE_INLINE void nesterov_body(void *p, int64_t b, int64_t e) {
   float *w = j->param, *v = j->state0;
   const float *g = j->grad;
   const float lr = j->lr, mu = j->momentum, wd = j->coupled_decay;
-  const unsigned mode = nerve__subnormals_as_zero();
   for (int64_t i = b; i < e; i++) {
     float step = lr * (g[i] + wd * w[i]);
     v[i] = mu * v[i] + step;
     w[i] -= mu * v[i] + step;
   }
-  nerve__subnormals_restore(mode);
 }
 NERVE_RANGE_KERNEL(nesterov);
 
@@ -124,7 +140,7 @@ nerve_status nerve_nesterov_step(nerve_context *ctx, float *param, float *veloci
   if (s != NERVE_OK) return s;
   if (n > 0) NERVE_CHECK_PTR(ctx, velocity);
   step_job j = {.param = param, .state0 = velocity, .grad = grad, .lr = lr, .coupled_decay = weight_decay, .momentum = momentum};
-  nerve__parallel_for(ctx, n, STEP_GRAIN, nesterov_isa[ctx->isa], &j);
+  run_stateful_step(ctx, n, nesterov_isa[ctx->isa], &j);
   return NERVE_OK;
 }
 
@@ -135,9 +151,7 @@ NERVE_INLINE void adam_body(void *p, int64_t b, int64_t e) {
   step_job *j = p;
   const nerve__adam_params a = {.lr = j->lr, .beta1 = j->beta1, .beta2 = j->beta2, .eps = j->eps,
                                 .c1 = j->c1, .c2 = j->c2, .coupled_decay = j->coupled_decay, .shrink = j->shrink};
-  const unsigned mode = nerve__subnormals_as_zero();
   nerve__adam_run(j->param + b, j->state0 + b, j->state1 + b, j->grad + b, e - b, &a);
-  nerve__subnormals_restore(mode);
 }
 NERVE_RANGE_KERNEL(adam);
 
@@ -176,7 +190,7 @@ nerve_status nerve_adam_step(nerve_context *ctx, float *param, float *m, float *
                 .c1 = (float)(1.0 / (1.0 - pow(beta1, (double)step))),
                 .c2 = (float)(1.0 / (1.0 - pow(beta2, (double)step))),
                 .shrink = 1.0f - lr * decoupled_weight_decay};
-  nerve__parallel_for(ctx, n, STEP_GRAIN, adam_isa[ctx->isa], &j);
+  run_stateful_step(ctx, n, adam_isa[ctx->isa], &j);
   return NERVE_OK;
 }
 
@@ -187,13 +201,11 @@ NERVE_INLINE void rmsprop_body(void *p, int64_t b, int64_t e) {
   float *w = j->param, *sq = j->state0;
   const float *g = j->grad;
   const float lr = j->lr, rho = j->rho, eps = j->eps, wd = j->coupled_decay;
-  const unsigned mode = nerve__subnormals_as_zero();
   for (int64_t i = b; i < e; i++) {
     float gi = g[i] + wd * w[i];
     sq[i] = rho * sq[i] + (1.0f - rho) * gi * gi;
     w[i] -= lr * gi / (nerve__sqrtf(sq[i]) + eps);
   }
-  nerve__subnormals_restore(mode);
 }
 NERVE_RANGE_KERNEL(rmsprop);
 
@@ -210,7 +222,7 @@ nerve_status nerve_rmsprop_step(nerve_context *ctx, float *param, float *mean_sq
   if (n > 0) NERVE_CHECK_PTR(ctx, mean_square);
   step_job j = {.param = param, .state0 = mean_square, .grad = grad, .lr = lr, .coupled_decay = weight_decay,
                 .rho = rho, .eps = eps};
-  nerve__parallel_for(ctx, n, STEP_GRAIN, rmsprop_isa[ctx->isa], &j);
+  run_stateful_step(ctx, n, rmsprop_isa[ctx->isa], &j);
   return NERVE_OK;
 }
 
@@ -221,7 +233,6 @@ NERVE_INLINE void adadelta_body(void *p, int64_t b, int64_t e) {
   float *w = j->param, *eg = j->state0, *ex = j->state1;
   const float *g = j->grad;
   const float lr = j->lr, rho = j->rho, eps = j->eps, wd = j->coupled_decay;
-  const unsigned mode = nerve__subnormals_as_zero();
   for (int64_t i = b; i < e; i++) {
     float gi = g[i] + wd * w[i];
     eg[i] = rho * eg[i] + (1.0f - rho) * gi * gi;
@@ -229,7 +240,6 @@ NERVE_INLINE void adadelta_body(void *p, int64_t b, int64_t e) {
     ex[i] = rho * ex[i] + (1.0f - rho) * dx * dx;
     w[i] -= lr * dx;
   }
-  nerve__subnormals_restore(mode);
 }
 NERVE_RANGE_KERNEL(adadelta);
 
@@ -249,6 +259,6 @@ nerve_status nerve_adadelta_step(nerve_context *ctx, float *param, float *mean_s
   }
   step_job j = {.param = param, .state0 = mean_square_grad, .state1 = mean_square_update, .grad = grad,
                 .lr = lr, .coupled_decay = weight_decay, .rho = rho, .eps = eps};
-  nerve__parallel_for(ctx, n, STEP_GRAIN, adadelta_isa[ctx->isa], &j);
+  run_stateful_step(ctx, n, adadelta_isa[ctx->isa], &j);
   return NERVE_OK;
 }
