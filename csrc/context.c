@@ -91,6 +91,26 @@ static bool cpu_fetches_ahead(void) {
 #endif
 }
 
+/*
+ * Whether this CPU's teams write lines the other threads just read (a max pool's outputs, the
+ * weights a fused Adam step rewrites) with streaming stores (nerve__streams_rows). On the AMD
+ * Zen 4 host, whose two virtual CPUs often sat on two dies, an ordinary store had to take each
+ * such line back from the other core, about 25 ns a line one after another, and streaming
+ * avoided it (bench/shared_stores.c: 650-1,080 us against 73-76 us for 2 MB). On an Intel
+ * Emerald Rapids the same ordinary stores took 94-109 us and streamed ones 198-244 us (they go
+ * to memory, and the next reader finds them there): the fast recipe at 2 threads 1.58-1.69 ->
+ * 1.48-1.55 s an epoch without them, Lab H 28.5 -> 26.5 s. Intel's cores store through the
+ * caches; others stream as Zen does.
+ */
+static bool cpu_streams_stores(void) {
+#if NERVE_X86
+  __builtin_cpu_init();
+  return !__builtin_cpu_is("intel");
+#else
+  return false;
+#endif
+}
+
 /* ---- Threads ---------------------------------------------------------------------------- */
 
 static int default_threads(void) {
@@ -125,6 +145,7 @@ nerve_status nerve_context_create(nerve_context **out, int threads) {
   ctx->threads = threads > 0 ? threads : default_threads();
   ctx->isa = nerve__best_isa();
   ctx->fetches_ahead = cpu_fetches_ahead();
+  ctx->streams_stores = cpu_streams_stores();
   blas_single_threaded_once();
   *out = ctx;
   return NERVE_OK;
@@ -186,6 +207,22 @@ nerve_status nerve_context_set_fetch_ahead(nerve_context *ctx, nerve_fetch fetch
 
 nerve_fetch nerve_context_fetch_ahead(const nerve_context *ctx) {
   return ctx && ctx->fetches_ahead ? NERVE_FETCH_ON : NERVE_FETCH_OFF;
+}
+
+nerve_status nerve_context_set_stores(nerve_context *ctx, nerve_stores stores) {
+  NERVE_CHECK_CTX(ctx);
+  switch (stores) {
+    case NERVE_STORES_AUTO: ctx->streams_stores = cpu_streams_stores(); return NERVE_OK;
+    case NERVE_STORES_CACHED: ctx->streams_stores = false; return NERVE_OK;
+    case NERVE_STORES_STREAMED: ctx->streams_stores = true; return NERVE_OK;
+  }
+  return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
+                     "stores must be NERVE_STORES_AUTO (0), _CACHED (1) or _STREAMED (2), got %d",
+                     (int)stores);
+}
+
+nerve_stores nerve_context_stores(const nerve_context *ctx) {
+  return ctx && ctx->streams_stores ? NERVE_STORES_STREAMED : NERVE_STORES_CACHED;
 }
 
 nerve_isa nerve_context_isa(const nerve_context *ctx) {

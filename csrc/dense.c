@@ -469,7 +469,7 @@ enum { STREAMED_STEP_MAX_BYTES = 16 << 20 };
  * the forward's threads read the weights by columns and the tiles rewrite rows, so most lines a
  * tile rewrites were another core's too), within STREAMED_STEP_MAX_BYTES. */
 static bool streams_weights(const adam_fused_job *j, int threads) {
-  return nerve__streams_rows(threads, j->weight, j->O) &&
+  return nerve__streams_rows(j->ctx, threads, j->weight, j->O) &&
          j->I * j->O <= STREAMED_STEP_MAX_BYTES / (3 * (int64_t)sizeof(float));
 }
 #endif

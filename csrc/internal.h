@@ -27,6 +27,9 @@ struct nerve_context {
   /* Whether the fused optimizer steps ask for each next tile's weights and moments in software
    * (gemm.c's fetch_rows): by the CPU unless set (nerve_context_set_fetch_ahead). */
   bool fetches_ahead;
+  /* Whether a team may write lines the other threads just read with streaming stores
+   * (nerve__streams_rows): by the CPU unless set (nerve_context_set_stores). */
+  bool streams_stores;
   /* Rows of the whole batch when calls get a rank's part of it (0: each call is whole);
    * dense layers choose their methods by it (nerve_context_set_whole_batch). */
   int64_t whole_batch;
@@ -622,19 +625,21 @@ NERVE_HIDDEN nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t
 
 /*
  * Whether a team of `threads` writes rows of `row_floats` floats from `base` with streaming
- * stores: more than one thread, and whole 64-byte lines (rows a multiple of 16 floats, base at a
+ * stores: the context lets it (ctx->streams_stores: by the CPU, context.c's cpu_streams_stores),
+ * more than one thread, and whole 64-byte lines (rows a multiple of 16 floats, base at a
  * boundary). With more than one, the lines a step overwrites (a max pool's outputs, the weights
  * an Adam step rewrites) were read by the other threads in the step before, and an ordinary
  * store must first take each line back from their caches. Where the host puts the two cores far
- * apart (this machine's slow phases, a one-way handoff of 170 ns instead of 30) that costs about
- * 25 ns a line, one line after another, and a prefetch for writing does not overlap them;
+ * apart (the Zen 4 host's slow phases, a one-way handoff of 170 ns instead of 30) that costs
+ * about 25 ns a line, one line after another, and a prefetch for writing does not overlap them;
  * streaming stores invalidate the other copies without waiting, at the cost of the next reader
  * finding the lines in memory (bench/shared_stores.c measures both). With one thread the lines
  * are this core's, in its cache, and stay there. Whoever streams ends with an sfence, before the
  * team's barrier.
  */
-NERVE_INLINE bool nerve__streams_rows(int threads, const void *base, int64_t row_floats) {
-  return threads > 1 && row_floats % 16 == 0 && (uintptr_t)base % 64 == 0;
+NERVE_INLINE bool nerve__streams_rows(const nerve_context *ctx, int threads, const void *base,
+                                      int64_t row_floats) {
+  return ctx->streams_stores && threads > 1 && row_floats % 16 == 0 && (uintptr_t)base % 64 == 0;
 }
 
 /* Asks for the cache lines of [p, p + bytes) ahead of their use (to be written, if `write`):

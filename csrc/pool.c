@@ -62,6 +62,7 @@ NERVE_INLINE void covering(int64_t i, int64_t stride, int64_t pad, int64_t size,
 }
 
 typedef struct {
+  const nerve_context *ctx; /* for the max pool's AVX-512 forms: whether they may stream */
   const pool_geom *g;
   float *y;
   int32_t *argmax;
@@ -73,15 +74,15 @@ typedef struct {
 
 /*
  * Whether the team running a max pool forward (AVX-512 only) writes its outputs with streaming
- * stores (nerve__streams_rows): the next layer's weight gradient read every image on every
- * thread. Decided by the threads the runtime granted, not those asked for: alone, a thread's
+ * stores (nerve__streams_rows, where its context lets it): the next layer's weight gradient read
+ * every image on every thread. Decided by the threads the runtime granted, not those asked for: alone, a thread's
  * outputs stay in its own cache. The fast recipe at 2 threads in a slow phase: the max pool
  * forward 1,200-2,200 -> about 500 samples of an epoch's 12,000 (perf, 2,000 a second), its
  * one-thread share.
  */
-static bool streams_outputs(const float *y, const int32_t *argmax, int64_t C) {
+static bool streams_outputs(const pool_job *j, int64_t C) {
   const int threads = nerve__team_threads();
-  return nerve__streams_rows(threads, y, C) && nerve__streams_rows(threads, argmax, C);
+  return nerve__streams_rows(j->ctx, threads, j->y, C) && nerve__streams_rows(j->ctx, threads, j->argmax, C);
 }
 
 /* Channel c of the input pixel at x, batch-normalised first if `norm`. */
@@ -181,7 +182,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void maxpool_fwd_avx512_rows(void *data, int64_
   pool_job *j = data;
   const pool_geom *g = j->g;
   const int64_t C = g->C, W = g->W;
-  const bool stream = streams_outputs(j->y, j->argmax, C); /* whole vectors at 64-byte boundaries */
+  const bool stream = streams_outputs(j, C); /* whole vectors at 64-byte boundaries */
   for (int64_t r = r0; r < r1; r++) { /* r = n*OH + oh */
     int64_t n = r / g->OH, oh = r % g->OH, h0, h1;
     window(oh, g->SH, g->PT, g->PH, g->H, &h0, &h1);
@@ -257,7 +258,7 @@ nerve_status nerve__maxpool_check(nerve_context *ctx, int64_t N, const nerve__po
 void nerve__maxpool_images(const nerve_context *ctx, float *out, int32_t *argmax, const float *in,
                            const nerve__pool_window *p, int64_t n0, int64_t n1) {
   const pool_geom g = geom_of(n1, p);
-  pool_job j = {.g = &g, .y = out, .argmax = argmax, .x = in};
+  pool_job j = {.ctx = ctx, .g = &g, .y = out, .argmax = argmax, .x = in};
   maxpool_fwd_for(ctx, false)(&j, n0 * g.OH, n1 * g.OH);
 }
 
@@ -278,7 +279,7 @@ static nerve_status forward_checked(nerve_context *ctx, pool_job j, pool_geom g,
     NERVE_CHECK_PTR_IN(ctx, gamma, func);
     NERVE_CHECK_PTR_IN(ctx, beta, func);
   }
-  j.g = &g;
+  j.ctx = ctx, j.g = &g;
   const int64_t rows = g.N * g.OH, grain = (1 << 15) / (g.OW * g.C * g.PH * g.PW) + 1;
   nerve__parallel_for(ctx, rows, grain, maxpool_fwd_for(ctx, norm), &j);
   return NERVE_OK;
@@ -413,7 +414,7 @@ NERVE_TARGET_AVX512 static void maxpool_tiles_bwd_stream(void *data, int64_t r0,
  * the runtime granted it: alone, a thread's din stays in its own cache) and din's rows allow. */
 static void maxpool_tiles_bwd_streamed(void *data, int64_t r0, int64_t r1) {
   const pool_job *j = data;
-  if (nerve__streams_rows(nerve__team_threads(), j->y, j->g->C))
+  if (nerve__streams_rows(j->ctx, nerve__team_threads(), j->y, j->g->C))
     maxpool_tiles_bwd_stream(data, r0, r1);
   else
     maxpool_tiles_bwd_avx512(data, r0, r1);
@@ -468,7 +469,7 @@ nerve_status nerve_maxpool2d_backward(nerve_context *ctx, float *din, const floa
   NERVE_CHECK_PTR(ctx, din);
   NERVE_CHECK_PTR(ctx, dout);
   NERVE_CHECK_PTR(ctx, argmax);
-  pool_job j = {.g = &g, .y = din, .dy = dout, .saved = argmax};
+  pool_job j = {.ctx = ctx, .g = &g, .y = din, .dy = dout, .saved = argmax};
   if (nerve__pool_tiles(PH, PW, SH, SW, PT, PL)) {
     const int64_t grain = (1 << 15) / (PH * W * C) + 1;
     nerve__parallel_for(ctx, N * OH, grain, maxpool_tiles_bwd_for(ctx), &j);

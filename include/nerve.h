@@ -144,6 +144,26 @@ typedef enum nerve_fetch {
 NERVE_API nerve_status nerve_context_set_fetch_ahead(nerve_context *ctx, nerve_fetch fetch);
 /** NERVE_FETCH_ON or NERVE_FETCH_OFF, as in effect (AUTO resolved); NERVE_FETCH_OFF if ctx is NULL. */
 NERVE_API nerve_fetch nerve_context_fetch_ahead(const nerve_context *ctx);
+
+/** How a team writes what the other threads just read (nerve_context_set_stores). */
+typedef enum nerve_stores {
+  NERVE_STORES_AUTO = 0,     /**< by the CPU (the default): cached on Intel's cores, streamed elsewhere */
+  NERVE_STORES_CACHED = 1,   /**< ordinary stores */
+  NERVE_STORES_STREAMED = 2  /**< streaming (non-temporal) stores, where the rows are whole lines */
+} nerve_stores;
+
+/**
+ * Chooses how a team of two or more threads (with AVX-512) writes the lines the other threads
+ * read just before: a max pool's outputs and gradient, the weights of a fused Adam step of up to
+ * 16 MB. Where the two cores are far apart (AMD's Zen 4, its virtual CPUs on two dies) an
+ * ordinary store must first take each line back from the other core, one after another, and
+ * streaming stores were up to 10x faster; on Intel's Emerald Rapids ordinary stores were twice
+ * as fast as streamed ones (bench/shared_stores.c measures both). The results are the same bits
+ * either way: only the time changes. NERVE_ERROR_BAD_ARGUMENT for a value not in nerve_stores.
+ */
+NERVE_API nerve_status nerve_context_set_stores(nerve_context *ctx, nerve_stores stores);
+/** NERVE_STORES_CACHED or NERVE_STORES_STREAMED, as in effect (AUTO resolved); NERVE_STORES_CACHED if ctx is NULL. */
+NERVE_API nerve_stores nerve_context_stores(const nerve_context *ctx);
 /**
  * Grows the context's layer workspace to at least `bytes` now (e.g. the largest
  * nerve_conv2d_workspace_size of a model), so later kernel calls never allocate. Kernels grow

@@ -372,6 +372,7 @@ static void context_functions(nerve_context *ctx) {
   const int threads = nerve_context_threads(ctx);
   const nerve_isa isa = nerve_context_isa(ctx), best = best_isa();
   const nerve_fetch fetch = nerve_context_fetch_ahead(ctx);
+  const nerve_stores stores = nerve_context_stores(ctx);
   memcpy(before, arena, sizeof arena);
   refused(ctx, "nerve_context_set_threads", "negative", nerve_context_set_threads(ctx, -1));
   refused(NULL, "nerve_context_set_threads", "NULL context", nerve_context_set_threads(NULL, 2));
@@ -384,14 +385,18 @@ static void context_functions(nerve_context *ctx) {
   refused(ctx, "nerve_context_set_fetch_ahead", "unknown", nerve_context_set_fetch_ahead(ctx, (nerve_fetch)3));
   refused(ctx, "nerve_context_set_fetch_ahead", "negative", nerve_context_set_fetch_ahead(ctx, (nerve_fetch)-1));
   refused(NULL, "nerve_context_set_fetch_ahead", "NULL context", nerve_context_set_fetch_ahead(NULL, NERVE_FETCH_ON));
+  refused(ctx, "nerve_context_set_stores", "unknown", nerve_context_set_stores(ctx, (nerve_stores)3));
+  refused(ctx, "nerve_context_set_stores", "negative", nerve_context_set_stores(ctx, (nerve_stores)-1));
+  refused(NULL, "nerve_context_set_stores", "NULL context", nerve_context_set_stores(NULL, NERVE_STORES_CACHED));
   refused(NULL, "nerve_context_reserve", "NULL context", nerve_context_reserve(NULL, 64));
   refused(ctx, "nerve_context_reserve", "more than memory", nerve_context_reserve(ctx, SIZE_MAX));
   if (nerve_context_threads(ctx) != threads || nerve_context_isa(ctx) != isa ||
-      nerve_context_fetch_ahead(ctx) != fetch) {
+      nerve_context_fetch_ahead(ctx) != fetch || nerve_context_stores(ctx) != stores) {
     failures++;
-    fprintf(stderr, "a refused setter changed the context (threads %d -> %d, isa %d -> %d, fetch %d -> %d)\n",
+    fprintf(stderr,
+            "a refused setter changed the context (threads %d -> %d, isa %d -> %d, fetch %d -> %d, stores %d -> %d)\n",
             threads, nerve_context_threads(ctx), (int)isa, (int)nerve_context_isa(ctx), (int)fetch,
-            (int)nerve_context_fetch_ahead(ctx));
+            (int)nerve_context_fetch_ahead(ctx), (int)stores, (int)nerve_context_stores(ctx));
   }
   /* nerve_context_create documents that *out is set to NULL on failure. */
   static char sentinel;

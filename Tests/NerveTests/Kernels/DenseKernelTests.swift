@@ -361,6 +361,17 @@ struct FusedAdamKernelTests {
     #expect(nerve_context_fetch_ahead(k.ctx) == own)
   }
 
+  @Test("NERVE_STORES_AUTO gives back the CPU's own choice")
+  func storesAuto() {
+    let fresh = Kernels(threads: 2, isa: InstructionSet.best), k = Kernels(threads: 2, isa: InstructionSet.best)
+    let own = nerve_context_stores(fresh.ctx)
+    #expect(own == NERVE_STORES_CACHED || own == NERVE_STORES_STREAMED)
+    k.ok(nerve_context_set_stores(k.ctx, own == NERVE_STORES_CACHED ? NERVE_STORES_STREAMED : NERVE_STORES_CACHED))
+    #expect(nerve_context_stores(k.ctx) != own)
+    k.ok(nerve_context_set_stores(k.ctx, NERVE_STORES_AUTO))
+    #expect(nerve_context_stores(k.ctx) == own)
+  }
+
   /// Up to 16 outputs, the input gradient's dots are taken 16 columns at a time (gemm.c's
   /// short_dots) and must keep the bits of one column at a time with its lanes summed by
   /// _mm512_reduce_add_ps: lane k with k + 8, then + 4, + 2, + 1, the result added to +0.
@@ -478,9 +489,10 @@ struct FusedAdamKernelTests {
 
   /// A team steps the weights in a row buffer and streams them back where every row starts at
   /// a 64-byte boundary (outputs a multiple of 16, the weight aligned; dense.c's
-  /// streams_weights), and stores them as one thread does 4 bytes off a boundary. Both give
-  /// one thread's bits, over two steps, with weight decay coupled, decoupled and none. 784
-  /// outputs: three runs of the row buffer's 256 and a last of 16.
+  /// streams_weights) and its context streams (nerve_context_set_stores), and stores them as
+  /// one thread does 4 bytes off a boundary or with cached stores. All give one thread's bits,
+  /// over two steps, with weight decay coupled, decoupled and none. 784 outputs: three runs of
+  /// the row buffer's 256 and a last of 16.
   @Test("weights streamed back by a team are one thread's bits", arguments: [
     DenseShape(n: 150, i: 90, o: 256), DenseShape(n: 32, i: 129, o: 784),
   ])
@@ -494,8 +506,9 @@ struct FusedAdamKernelTests {
     for (coupled, decoupled) in [(Float(0.02), Float(0)), (0, 0.02), (0, 0)] {
       var runs: [[Float]] = []
       for threads in [1, 2, 3] {
-        for offset in [0, 1] {
+        for (offset, stores) in [(0, NERVE_STORES_STREAMED), (0, NERVE_STORES_CACHED), (1, NERVE_STORES_STREAMED)] {
           let k = Kernels(threads: threads, isa: .best)
+          k.ok(nerve_context_set_stores(k.ctx, stores))
           let w0 = randomFloats(count, seed: 7)
           let w = aligned(w0), wm = aligned(w0), wv = aligned(w0)
           defer { for p in [w, wm, wv] { nerve_free(p) } }
@@ -515,7 +528,9 @@ struct FusedAdamKernelTests {
         }
       }
       #expect(runs[0][0..<count] != randomFloats(count, seed: 7)[...], "the weights were stepped")
-      #expect(runs.allSatisfy { bitwiseEqual($0, runs[0]) }, "\(s), decay \(coupled), \(decoupled): 1, 2 and 3 threads, aligned or not")
+      #expect(
+        runs.allSatisfy { bitwiseEqual($0, runs[0]) },
+        "\(s), decay \(coupled), \(decoupled): 1, 2 and 3 threads, aligned or not, streamed or cached")
     }
   }
 }

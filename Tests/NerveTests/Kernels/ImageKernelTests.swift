@@ -490,8 +490,9 @@ struct ImageKernelTests {
   ]
 
   /// A team of threads writes a max pool's outputs with streaming stores where they are whole
-  /// lines at 64-byte boundaries (pool.c's streams_outputs), and with ordinary stores 4 bytes
-  /// off a boundary; one thread always stores ordinarily. Every way gives the same bits: the
+  /// lines at 64-byte boundaries (pool.c's streams_outputs) and its context streams
+  /// (nerve_context_set_stores), and with ordinary stores 4 bytes off a boundary or where the
+  /// context caches; one thread always stores ordinarily. Every way gives the same bits: the
   /// pool forward alone and after a convolution (nerve_conv2d_forward_maxpool), and the
   /// backward with -0 gradients (written 0 + -0 = +0).
   @Test("max pools streamed by a team write one thread's bits", arguments: streamedPoolGeometries)
@@ -513,8 +514,9 @@ struct ImageKernelTests {
     for isa in InstructionSet.allCases where isa.rawValue <= InstructionSet.best.rawValue {
       var runs: [[Float]] = []
       for threads in [1, 2, 3] {
-        for offset in [0, 1] {
+        for (offset, stores) in [(0, NERVE_STORES_STREAMED), (0, NERVE_STORES_CACHED), (1, NERVE_STORES_STREAMED)] {
           let k = Kernels(threads: threads, isa: isa)
+          k.ok(nerve_context_set_stores(k.ctx, stores))
           let y = aligned(outCount, Float.nan), am = aligned(outCount, Int32(-7)), dx = aligned(inCount, Float.nan)
           let pooled = aligned(outCount, Float.nan), convAm = aligned(outCount, Int32(-7))
           defer { for p in [UnsafeMutableRawPointer(y), UnsafeMutableRawPointer(am), UnsafeMutableRawPointer(dx), UnsafeMutableRawPointer(pooled), UnsafeMutableRawPointer(convAm)] { nerve_free(p) } }
