@@ -15,7 +15,10 @@
  * 170-180 ns a handoff; about 25 ns a line, one after another, which PREFETCHW did not
  * overlap), 81-181 us in 7, and 24 us in one; `streamed` 73-76 us in 19 and 105 us in that one.
  * That is why a team writes those outputs with streaming stores (pool.c's streams_outputs,
- * dense.c's streams_weights). Run it a few times: the host moves the CPUs.
+ * dense.c's streams_weights) on such CPUs. On an Intel Emerald Rapids (2026-12-05, 5 runs)
+ * `shared` took 94-109 us and `streamed` 198-244 us, so there a context stores through the
+ * caches (context.c's cpu_streams_stores; nerve_context_set_stores chooses). Run it a few
+ * times: the host moves the CPUs.
  *
  *   cc -O2 -mavx512f -mprfchw -pthread bench/shared_stores.c -o .build-cmake/shared_stores \
  *     && .build-cmake/shared_stores

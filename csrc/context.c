@@ -98,9 +98,10 @@ static bool cpu_fetches_ahead(void) {
  * such line back from the other core, about 25 ns a line one after another, and streaming
  * avoided it (bench/shared_stores.c: 650-1,080 us against 73-76 us for 2 MB). On an Intel
  * Emerald Rapids the same ordinary stores took 94-109 us and streamed ones 198-244 us (they go
- * to memory, and the next reader finds them there): the fast recipe at 2 threads 1.58-1.69 ->
- * 1.48-1.55 s an epoch without them, Lab H 28.5 -> 26.5 s. Intel's cores store through the
- * caches; others stream as Zen does.
+ * to memory, and the next reader finds them there): the fast recipe at 2 threads 1.68-1.70 ->
+ * 1.62 s an epoch without them (`nerve bench`, alternated), its 1 -> 2 thread speed-up 1.74x
+ * -> 1.79-1.82x; Lab E and Lab H within their noise. Intel's cores store through the caches;
+ * others stream as Zen does.
  */
 static bool cpu_streams_stores(void) {
 #if NERVE_X86
