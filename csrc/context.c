@@ -101,7 +101,7 @@ static bool cpu_fetches_ahead(void) {
  * to memory, and the next reader finds them there): the fast recipe at 2 threads 1.68-1.70 ->
  * 1.62 s an epoch without them (`nerve bench`, alternated), its 1 -> 2 thread speed-up 1.74x
  * -> 1.79-1.82x; Lab E and Lab H within their noise. Intel's cores store through the caches;
- * others stream as Zen does.
+ * other x86-64 CPUs stream as Zen does (elsewhere there are no streaming stores to choose).
  */
 static bool cpu_streams_stores(void) {
 #if NERVE_X86

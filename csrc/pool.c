@@ -62,7 +62,7 @@ NERVE_INLINE void covering(int64_t i, int64_t stride, int64_t pad, int64_t size,
 }
 
 typedef struct {
-  const nerve_context *ctx; /* for the max pool's AVX-512 forms: whether they may stream */
+  const nerve_context *ctx; /* the caller's: whether the max pool's AVX-512 forms may stream */
   const pool_geom *g;
   float *y;
   int32_t *argmax;
@@ -75,14 +75,15 @@ typedef struct {
 /*
  * Whether the team running a max pool forward (AVX-512 only) writes its outputs with streaming
  * stores (nerve__streams_rows, where its context lets it): the next layer's weight gradient read
- * every image on every thread. Decided by the threads the runtime granted, not those asked for: alone, a thread's
- * outputs stay in its own cache. The fast recipe at 2 threads in a slow phase: the max pool
- * forward 1,200-2,200 -> about 500 samples of an epoch's 12,000 (perf, 2,000 a second), its
- * one-thread share.
+ * every image on every thread. Decided by the threads the runtime granted, not those asked
+ * for: alone, a thread's outputs stay in its own cache. The fast recipe at 2 threads in a slow
+ * phase of the Zen 4 host: the max pool forward 1,200-2,200 -> about 500 samples of an epoch's
+ * 12,000 (perf, 2,000 a second), its one-thread share.
  */
 static bool streams_outputs(const pool_job *j, int64_t C) {
   const int threads = nerve__team_threads();
-  return nerve__streams_rows(j->ctx, threads, j->y, C) && nerve__streams_rows(j->ctx, threads, j->argmax, C);
+  return nerve__streams_rows(j->ctx, threads, j->y, C) &&
+         nerve__streams_rows(j->ctx, threads, j->argmax, C);
 }
 
 /* Channel c of the input pixel at x, batch-normalised first if `norm`. */
@@ -516,7 +517,7 @@ nerve_status nerve_avgpool2d_forward(nerve_context *ctx, float *out, const float
   if (s != NERVE_OK || N == 0) return s;
   NERVE_CHECK_PTR(ctx, out);
   NERVE_CHECK_PTR(ctx, in);
-  pool_job j = {.g = &g, .y = out, .x = in};
+  pool_job j = {.ctx = ctx, .g = &g, .y = out, .x = in};
   nerve__parallel_for(ctx, N * OH, (1 << 15) / (OW * C * PH * PW) + 1, avgpool_fwd_isa[ctx->isa], &j);
   return NERVE_OK;
 }
@@ -563,7 +564,7 @@ nerve_status nerve_avgpool2d_backward(nerve_context *ctx, float *din, const floa
   if (s != NERVE_OK || N == 0) return s;
   NERVE_CHECK_PTR(ctx, din);
   NERVE_CHECK_PTR(ctx, dout);
-  pool_job j = {.g = &g, .y = din, .dy = dout};
+  pool_job j = {.ctx = ctx, .g = &g, .y = din, .dy = dout};
   nerve__parallel_for(ctx, N * H, (1 << 15) / (W * C) + 1, avgpool_bwd_isa[ctx->isa], &j);
   return NERVE_OK;
 }

@@ -147,9 +147,12 @@ NERVE_API nerve_fetch nerve_context_fetch_ahead(const nerve_context *ctx);
 
 /** How a team writes what the other threads just read (nerve_context_set_stores). */
 typedef enum nerve_stores {
-  NERVE_STORES_AUTO = 0,     /**< by the CPU (the default): cached on Intel's cores, streamed elsewhere */
-  NERVE_STORES_CACHED = 1,   /**< ordinary stores */
-  NERVE_STORES_STREAMED = 2  /**< streaming (non-temporal) stores, where the rows are whole lines */
+  /** By the CPU (the default): streamed on x86-64 CPUs other than Intel's, cached elsewhere. */
+  NERVE_STORES_AUTO = 0,
+  /** Ordinary stores. */
+  NERVE_STORES_CACHED = 1,
+  /** Streaming (non-temporal) stores, where the rows are whole 64-byte lines. */
+  NERVE_STORES_STREAMED = 2
 } nerve_stores;
 
 /**
@@ -157,12 +160,15 @@ typedef enum nerve_stores {
  * read just before: a max pool's outputs and gradient, the weights of a fused Adam step of up to
  * 16 MB. Where the two cores are far apart (AMD's Zen 4, its virtual CPUs on two dies) an
  * ordinary store must first take each line back from the other core, one after another, and
- * streaming stores were up to 10x faster; on Intel's Emerald Rapids ordinary stores were twice
- * as fast as streamed ones (bench/shared_stores.c measures both). The results are the same bits
+ * streaming stores were 9-15x faster while they sat on two dies; on Intel's Emerald Rapids
+ * ordinary stores were twice as fast as streamed ones (bench/shared_stores.c measures both). The results are the same bits
  * either way: only the time changes. NERVE_ERROR_BAD_ARGUMENT for a value not in nerve_stores.
  */
 NERVE_API nerve_status nerve_context_set_stores(nerve_context *ctx, nerve_stores stores);
-/** NERVE_STORES_CACHED or NERVE_STORES_STREAMED, as in effect (AUTO resolved); NERVE_STORES_CACHED if ctx is NULL. */
+/**
+ * NERVE_STORES_CACHED or NERVE_STORES_STREAMED, as in effect (AUTO resolved);
+ * NERVE_STORES_CACHED if ctx is NULL.
+ */
 NERVE_API nerve_stores nerve_context_stores(const nerve_context *ctx);
 /**
  * Grows the context's layer workspace to at least `bytes` now (e.g. the largest

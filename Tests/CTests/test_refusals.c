@@ -371,6 +371,13 @@ static nerve_isa best_isa(void) {
 static void context_functions(nerve_context *ctx) {
   const int threads = nerve_context_threads(ctx);
   const nerve_isa isa = nerve_context_isa(ctx), best = best_isa();
+  /* The opposite of the CPU's stores: a refusal that fell back to AUTO would show. */
+  const nerve_stores own = nerve_context_stores(ctx);
+  const nerve_stores other = own == NERVE_STORES_CACHED ? NERVE_STORES_STREAMED : NERVE_STORES_CACHED;
+  if (nerve_context_set_stores(ctx, other) != NERVE_OK) {
+    failures++;
+    fprintf(stderr, "nerve_context_set_stores refused %d: %s\n", (int)other, nerve_context_last_error(ctx));
+  }
   const nerve_fetch fetch = nerve_context_fetch_ahead(ctx);
   const nerve_stores stores = nerve_context_stores(ctx);
   memcpy(before, arena, sizeof arena);
@@ -385,16 +392,20 @@ static void context_functions(nerve_context *ctx) {
   refused(ctx, "nerve_context_set_fetch_ahead", "unknown", nerve_context_set_fetch_ahead(ctx, (nerve_fetch)3));
   refused(ctx, "nerve_context_set_fetch_ahead", "negative", nerve_context_set_fetch_ahead(ctx, (nerve_fetch)-1));
   refused(NULL, "nerve_context_set_fetch_ahead", "NULL context", nerve_context_set_fetch_ahead(NULL, NERVE_FETCH_ON));
-  refused(ctx, "nerve_context_set_stores", "unknown", nerve_context_set_stores(ctx, (nerve_stores)3));
-  refused(ctx, "nerve_context_set_stores", "negative", nerve_context_set_stores(ctx, (nerve_stores)-1));
-  refused(NULL, "nerve_context_set_stores", "NULL context", nerve_context_set_stores(NULL, NERVE_STORES_CACHED));
+  refused(ctx, "nerve_context_set_stores", "unknown",
+          nerve_context_set_stores(ctx, (nerve_stores)3));
+  refused(ctx, "nerve_context_set_stores", "negative",
+          nerve_context_set_stores(ctx, (nerve_stores)-1));
+  refused(NULL, "nerve_context_set_stores", "NULL context",
+          nerve_context_set_stores(NULL, NERVE_STORES_CACHED));
   refused(NULL, "nerve_context_reserve", "NULL context", nerve_context_reserve(NULL, 64));
   refused(ctx, "nerve_context_reserve", "more than memory", nerve_context_reserve(ctx, SIZE_MAX));
   if (nerve_context_threads(ctx) != threads || nerve_context_isa(ctx) != isa ||
       nerve_context_fetch_ahead(ctx) != fetch || nerve_context_stores(ctx) != stores) {
     failures++;
     fprintf(stderr,
-            "a refused setter changed the context (threads %d -> %d, isa %d -> %d, fetch %d -> %d, stores %d -> %d)\n",
+            "a refused setter changed the context (threads %d -> %d, isa %d -> %d, fetch %d -> %d, "
+            "stores %d -> %d)\n",
             threads, nerve_context_threads(ctx), (int)isa, (int)nerve_context_isa(ctx), (int)fetch,
             (int)nerve_context_fetch_ahead(ctx), (int)stores, (int)nerve_context_stores(ctx));
   }

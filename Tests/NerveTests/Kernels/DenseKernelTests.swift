@@ -489,10 +489,10 @@ struct FusedAdamKernelTests {
 
   /// A team steps the weights in a row buffer and streams them back where every row starts at
   /// a 64-byte boundary (outputs a multiple of 16, the weight aligned; dense.c's
-  /// streams_weights) and its context streams (nerve_context_set_stores), and stores them as
-  /// one thread does 4 bytes off a boundary or with cached stores. All give one thread's bits,
-  /// over two steps, with weight decay coupled, decoupled and none. 784 outputs: three runs of
-  /// the row buffer's 256 and a last of 16.
+  /// streams_weights; with AVX-512) and its context streams (nerve_context_set_stores), and
+  /// stores them as one thread does 4 bytes off a boundary or with cached stores. All give one
+  /// thread's bits, over two steps, with weight decay coupled, decoupled and none. 784 outputs:
+  /// three runs of the row buffer's 256 and a last of 16.
   @Test("weights streamed back by a team are one thread's bits", arguments: [
     DenseShape(n: 150, i: 90, o: 256), DenseShape(n: 32, i: 129, o: 784),
   ])

@@ -491,10 +491,10 @@ struct ImageKernelTests {
 
   /// A team of threads writes a max pool's outputs with streaming stores where they are whole
   /// lines at 64-byte boundaries (pool.c's streams_outputs) and its context streams
-  /// (nerve_context_set_stores), and with ordinary stores 4 bytes off a boundary or where the
-  /// context caches; one thread always stores ordinarily. Every way gives the same bits: the
-  /// pool forward alone and after a convolution (nerve_conv2d_forward_maxpool), and the
-  /// backward with -0 gradients (written 0 + -0 = +0).
+  /// (nerve_context_set_stores; with AVX-512 only), and with ordinary stores 4 bytes off a
+  /// boundary or where the context caches; one thread always stores ordinarily. Every way
+  /// gives the same bits: the pool forward alone and after a convolution
+  /// (nerve_conv2d_forward_maxpool), and the backward with -0 gradients (written 0 + -0 = +0).
   @Test("max pools streamed by a team write one thread's bits", arguments: streamedPoolGeometries)
   func streamedPool(_ g: RefGeometry) {
     let inCount = g.n * g.h * g.w * g.c, outCount = g.n * g.oh * g.ow * g.c
@@ -533,9 +533,9 @@ struct ImageKernelTests {
           let ams = Array(UnsafeBufferPointer(start: am + offset, count: outCount))
           let convAms = Array(UnsafeBufferPointer(start: convAm + offset, count: outCount))
           let dxs = Array(UnsafeBufferPointer(start: dx + offset, count: inCount))
-          expectClose(dxs, Reference.maxPoolBackward(dy: doubles(dy), argmax: ref.argmax, g: g), "max pool backward \(g) \(k.label)")
-          expectClose(ys, ref.y, rtol: 0, atol: 0, "max pool \(g) \(k.label) at offset \(offset)")
-          #expect(ams.map(Int.init) == ref.argmax, "argmax \(g) \(k.label) at offset \(offset)")
+          expectClose(dxs, Reference.maxPoolBackward(dy: doubles(dy), argmax: ref.argmax, g: g), "max pool backward \(g) \(k.label), stores \(stores.rawValue)")
+          expectClose(ys, ref.y, rtol: 0, atol: 0, "max pool \(g) \(k.label) at offset \(offset), stores \(stores.rawValue)")
+          #expect(ams.map(Int.init) == ref.argmax, "argmax \(g) \(k.label) at offset \(offset), stores \(stores.rawValue)")
           runs.append(
             ys + ams.map { Float($0) } + dxs + Array(UnsafeBufferPointer(start: pooled + offset, count: outCount)) + convAms.map { Float($0) })
         }
