@@ -1,7 +1,8 @@
 /*
  * bench_c.h: what the C benchmarks here share (dense_products.c, lab_e_step.c, lab_e_epoch.c,
- * fast_layers.c, fused_step.c, sparse_products.c): a monotonic clock, a timed libnerve call,
- * the median of timings, and arrays of made-up but finite floats from libnerve's allocator.
+ * fast_layers.c, fused_step.c, sparse_products.c, lab_a_head.c): a monotonic clock, a timed
+ * libnerve call, the median of timings, and arrays of made-up but finite floats from libnerve's
+ * allocator.
  */
 #ifndef NERVE_BENCH_C_H
 #define NERVE_BENCH_C_H

@@ -80,14 +80,47 @@ static double correct_rows(void *p, int64_t b, int64_t e) {
 }
 
 #if NERVE_X86
+/*
+ * correct_rows for C <= 16: 16 rows at a time, one in each lane, each lane keeping the loop's
+ * best value and its column (strictly greater, so a NaN never wins and never is beaten, as
+ * there); the rest row by row (row_argmax16). The rows' own vectors took about 6 us for Lab
+ * A's 2,048 x 10 chunk on one thread (shuffles for each row's maximum, all on one port), the
+ * lanes about 3.
+ */
 NERVE_TARGET_AVX512 static double correct_rows16(void *p, int64_t b, int64_t e) {
   argmax_job *j = p;
-  const __mmask16 valid = nerve__lanes16(j->C);
-  int64_t n = 0;
-  for (int64_t r = b; r < e; r++) n += row_argmax16(j->scores + r * j->C, valid) == j->labels[r];
+  const int64_t C = j->C;
+  const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                        _mm512_set1_epi32((int)C));
+  int64_t n = 0, r = b;
+  for (; r + 16 <= e; r += 16) {
+    const float *rows = j->scores + r * C;
+    __m512 best = _mm512_i32gather_ps(at, rows, 4);
+    __m512i column = _mm512_setzero_si512();
+    for (int64_t c = 1; c < C; c++) {
+      const __m512 v = _mm512_i32gather_ps(at, rows + c, 4);
+      const __mmask16 greater = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+      best = _mm512_mask_mov_ps(best, greater, v);
+      column = _mm512_mask_mov_epi32(column, greater, _mm512_set1_epi32((int)c));
+    }
+    n += __builtin_popcount(_mm512_cmpeq_epi32_mask(column, _mm512_loadu_si512(j->labels + r)));
+  }
+  const __mmask16 valid = nerve__lanes16(C);
+  for (; r < e; r++) n += row_argmax16(j->scores + r * C, valid) == j->labels[r];
   return (double)n;
 }
 #endif
+
+/* The first row whose label is outside 0 .. C - 1, or N if none: a pass the compiler
+ * vectorises, then the row found only where there is one. */
+static int64_t first_bad_label(const int32_t *labels, int64_t N, int64_t C) {
+  uint32_t bad = 0;
+  for (int64_t r = 0; r < N; r++) bad |= (uint32_t)((uint32_t)labels[r] >= (uint64_t)C);
+  if (!bad) return N;
+  int64_t r = 0;
+  while ((uint32_t)labels[r] < (uint64_t)C) r++;
+  return r;
+}
 
 /* scores [N,C], labels [N] -> *correct */
 nerve_status nerve_count_correct(nerve_context *ctx, int64_t *correct, const float *scores,
@@ -97,11 +130,11 @@ nerve_status nerve_count_correct(nerve_context *ctx, int64_t *correct, const flo
   if (s != NERVE_OK) return s;
   NERVE_CHECK_PTR(ctx, correct);
   if (N > 0) NERVE_CHECK_PTR(ctx, labels);
-  for (int64_t r = 0; r < N; r++)
-    if (labels[r] < 0 || labels[r] >= C)
-      return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
-                         "label %d at row %lld is outside 0..%lld", labels[r], (long long)r,
-                         (long long)(C - 1));
+  const int64_t bad = N > 0 ? first_bad_label(labels, N, C) : N;
+  if (bad < N)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
+                       "label %d at row %lld is outside 0..%lld", labels[bad], (long long)bad,
+                       (long long)(C - 1));
   *correct = 0;
   if (N == 0) return NERVE_OK;
   argmax_job j = {.scores = scores, .labels = labels, .C = C};

@@ -195,6 +195,23 @@ struct ElementwiseKernelTests {
       var correct: Int64 = -1
       k.ok(nerve_count_correct(k.ctx, &correct, scores, labels, Int64(n), Int64(c)))
       #expect(Int(correct) == zip(ref, labels).filter { $0 == Int($1) }.count, "correct \(n)x\(c)")
+      // Every row's class, by the count: all right with the reference's classes as labels, none
+      // with the next class.
+      let right = ref.map { Int32($0) }, wrong = ref.map { Int32(($0 + 1) % c) }
+      k.ok(nerve_count_correct(k.ctx, &correct, scores, right, Int64(n), Int64(c)))
+      #expect(Int(correct) == n, "all correct \(n)x\(c) \(k.label)")
+      if c > 1 {
+        k.ok(nerve_count_correct(k.ctx, &correct, scores, wrong, Int64(n), Int64(c)))
+        #expect(correct == 0, "none correct \(n)x\(c) \(k.label)")
+      }
+      // A label outside 0 ..< c: refused, naming the first such row, the count left as it was.
+      var bad = right
+      bad[n - 1] = Int32(c)
+      if n > 3 { bad[3] = -1 }
+      correct = -7
+      #expect(nerve_count_correct(k.ctx, &correct, scores, bad, Int64(n), Int64(c)) == NERVE_ERROR_BAD_ARGUMENT)
+      #expect(String(cString: nerve_context_last_error(k.ctx)).contains("at row \(n > 3 ? 3 : n - 1) "), "\(n)x\(c)")
+      #expect(correct == -7)
     }
     for n in elementCounts {
       let x = randomFloats(n, seed: 8)
