@@ -73,6 +73,17 @@ nerve_isa nerve__best_isa(void) {
   return NERVE_ISA_BASELINE;
 }
 
+/* Whether this is an x86 CPU not made by Intel: the CPUs whose choices below differ from
+ * Intel's (measured on AMD's Zen 4). */
+static bool x86_not_intel(void) {
+#if NERVE_X86
+  __builtin_cpu_init();
+  return !__builtin_cpu_is("intel");
+#else
+  return false;
+#endif
+}
+
 /*
  * Whether this CPU's fused optimizer steps ask for each next tile's rows of weights and moments
  * in software (gemm.c's fetch_rows). On Zen 4 they arrived late without it (Lab E's fused step
@@ -82,14 +93,7 @@ nerve_isa nerve__best_isa(void) {
  * train`, 2 threads, medians over an epoch, 4.04-4.08 -> 3.89-3.96 ms without them, and one line
  * in 16 or 64 fell in between. Intel's cores keep to the streamer; others fetch as Zen does.
  */
-static bool cpu_fetches_ahead(void) {
-#if NERVE_X86
-  __builtin_cpu_init();
-  return !__builtin_cpu_is("intel");
-#else
-  return false;
-#endif
-}
+static bool cpu_fetches_ahead(void) { return x86_not_intel(); }
 
 /*
  * Whether this CPU's teams write lines the other threads just read (a max pool's outputs, the
@@ -103,14 +107,7 @@ static bool cpu_fetches_ahead(void) {
  * -> 1.79-1.82x; Lab E and Lab H within their noise. Intel's cores store through the caches;
  * other x86-64 CPUs stream as Zen does (elsewhere there are no streaming stores to choose).
  */
-static bool cpu_streams_stores(void) {
-#if NERVE_X86
-  __builtin_cpu_init();
-  return !__builtin_cpu_is("intel");
-#else
-  return false;
-#endif
-}
+static bool cpu_streams_stores(void) { return x86_not_intel(); }
 
 /* ---- Threads ---------------------------------------------------------------------------- */
 
@@ -195,15 +192,20 @@ nerve_status nerve_context_set_isa(nerve_context *ctx, nerve_isa isa) {
   return NERVE_OK;
 }
 
+/* A setting the CPU chooses unless told (nerve_fetch, nerve_stores): 0 is AUTO (the CPU's
+ * choice, `cpu`), 1 off and 2 on. false, and *setting untouched, for any other value. */
+static bool cpu_choice(int value, bool cpu, bool *setting) {
+  if (value < 0 || value > 2) return false;
+  *setting = value == 0 ? cpu : value == 2;
+  return true;
+}
+
 nerve_status nerve_context_set_fetch_ahead(nerve_context *ctx, nerve_fetch fetch) {
   NERVE_CHECK_CTX(ctx);
-  switch (fetch) {
-    case NERVE_FETCH_AUTO: ctx->fetches_ahead = cpu_fetches_ahead(); return NERVE_OK;
-    case NERVE_FETCH_OFF: ctx->fetches_ahead = false; return NERVE_OK;
-    case NERVE_FETCH_ON: ctx->fetches_ahead = true; return NERVE_OK;
-  }
-  return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
-                     "fetch must be NERVE_FETCH_AUTO (0), _OFF (1) or _ON (2), got %d", (int)fetch);
+  if (!cpu_choice((int)fetch, cpu_fetches_ahead(), &ctx->fetches_ahead))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
+                       "fetch must be NERVE_FETCH_AUTO (0), _OFF (1) or _ON (2), got %d", (int)fetch);
+  return NERVE_OK;
 }
 
 nerve_fetch nerve_context_fetch_ahead(const nerve_context *ctx) {
@@ -212,14 +214,11 @@ nerve_fetch nerve_context_fetch_ahead(const nerve_context *ctx) {
 
 nerve_status nerve_context_set_stores(nerve_context *ctx, nerve_stores stores) {
   NERVE_CHECK_CTX(ctx);
-  switch (stores) {
-    case NERVE_STORES_AUTO: ctx->streams_stores = cpu_streams_stores(); return NERVE_OK;
-    case NERVE_STORES_CACHED: ctx->streams_stores = false; return NERVE_OK;
-    case NERVE_STORES_STREAMED: ctx->streams_stores = true; return NERVE_OK;
-  }
-  return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
-                     "stores must be NERVE_STORES_AUTO (0), _CACHED (1) or _STREAMED (2), got %d",
-                     (int)stores);
+  if (!cpu_choice((int)stores, cpu_streams_stores(), &ctx->streams_stores))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
+                       "stores must be NERVE_STORES_AUTO (0), _CACHED (1) or _STREAMED (2), got %d",
+                       (int)stores);
+  return NERVE_OK;
 }
 
 nerve_stores nerve_context_stores(const nerve_context *ctx) {

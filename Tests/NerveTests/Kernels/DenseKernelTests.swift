@@ -350,26 +350,30 @@ struct FusedAdamKernelTests {
     #expect(bitwiseEqual(runs[0], runs[1]), "\(s)")
   }
 
-  @Test("NERVE_FETCH_AUTO gives back the CPU's own choice")
-  func fetchAheadAuto() {
-    let fresh = Kernels(threads: 2, isa: InstructionSet.best), k = Kernels(threads: 2, isa: InstructionSet.best)
-    let own = nerve_context_fetch_ahead(fresh.ctx)
-    #expect(own == NERVE_FETCH_ON || own == NERVE_FETCH_OFF)
-    k.ok(nerve_context_set_fetch_ahead(k.ctx, own == NERVE_FETCH_ON ? NERVE_FETCH_OFF : NERVE_FETCH_ON))
-    #expect(nerve_context_fetch_ahead(k.ctx) != own)
-    k.ok(nerve_context_set_fetch_ahead(k.ctx, NERVE_FETCH_AUTO))
-    #expect(nerve_context_fetch_ahead(k.ctx) == own)
+  /// A context setting the CPU chooses unless told: AUTO (0), then off (1) and on (2).
+  struct CPUChoice: CustomStringConvertible, Sendable {
+    let description: String
+    let get: @Sendable (OpaquePointer) -> UInt32
+    let set: @Sendable (OpaquePointer, UInt32) -> nerve_status
   }
+  static let cpuChoices = [
+    CPUChoice(
+      description: "fetching ahead", get: { nerve_context_fetch_ahead($0).rawValue },
+      set: { nerve_context_set_fetch_ahead($0, nerve_fetch(rawValue: $1)) }),
+    CPUChoice(
+      description: "stores", get: { nerve_context_stores($0).rawValue },
+      set: { nerve_context_set_stores($0, nerve_stores(rawValue: $1)) }),
+  ]
 
-  @Test("NERVE_STORES_AUTO gives back the CPU's own choice")
-  func storesAuto() {
+  @Test("AUTO gives back the CPU's own choice", arguments: cpuChoices)
+  func cpuChoiceAuto(_ choice: CPUChoice) {
     let fresh = Kernels(threads: 2, isa: InstructionSet.best), k = Kernels(threads: 2, isa: InstructionSet.best)
-    let own = nerve_context_stores(fresh.ctx)
-    #expect(own == NERVE_STORES_CACHED || own == NERVE_STORES_STREAMED)
-    k.ok(nerve_context_set_stores(k.ctx, own == NERVE_STORES_CACHED ? NERVE_STORES_STREAMED : NERVE_STORES_CACHED))
-    #expect(nerve_context_stores(k.ctx) != own)
-    k.ok(nerve_context_set_stores(k.ctx, NERVE_STORES_AUTO))
-    #expect(nerve_context_stores(k.ctx) == own)
+    let own = choice.get(fresh.ctx)
+    #expect(own == 1 || own == 2, "\(choice): \(own)")
+    k.ok(choice.set(k.ctx, 3 - own))
+    #expect(choice.get(k.ctx) == 3 - own, "\(choice)")
+    k.ok(choice.set(k.ctx, 0))
+    #expect(choice.get(k.ctx) == own, "\(choice)")
   }
 
   /// Up to 16 outputs, the input gradient's dots are taken 16 columns at a time (gemm.c's
