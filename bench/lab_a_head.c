@@ -18,7 +18,7 @@ int main(int argc, char **argv) {
   const int threads = argc > 1 ? atoi(argv[1]) : 2;
   nerve_context *ctx = NULL;
   if (nerve_context_create(&ctx, threads) != NERVE_OK) return 1;
-  /* Sigmoid outputs in (0.45, 0.55), one-hot targets, labels cycling through the classes. */
+  /* Sigmoid outputs in [0.45, 0.55), one-hot targets, labels cycling through the classes. */
   float *out = random_floats(ROWS * CLASSES, 3, 0.05f), *target = floats(ROWS * CLASSES, 0);
   float *grad = floats(ROWS * CLASSES, 0);
   int32_t *labels = nerve_alloc(ROWS * sizeof(int32_t));

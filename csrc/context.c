@@ -194,6 +194,10 @@ nerve_status nerve_context_set_isa(nerve_context *ctx, nerve_isa isa) {
 
 /* A setting the CPU chooses unless told (nerve_fetch, nerve_stores): 0 is AUTO (the CPU's
  * choice, `cpu`), 1 off and 2 on. false, and *setting untouched, for any other value. */
+_Static_assert(NERVE_FETCH_AUTO == 0 && NERVE_FETCH_OFF == 1 && NERVE_FETCH_ON == 2,
+               "cpu_choice's numbering");
+_Static_assert(NERVE_STORES_AUTO == 0 && NERVE_STORES_CACHED == 1 && NERVE_STORES_STREAMED == 2,
+               "cpu_choice's numbering");
 static bool cpu_choice(int value, bool cpu, bool *setting) {
   if (value < 0 || value > 2) return false;
   *setting = value == 0 ? cpu : value == 2;
@@ -204,7 +208,8 @@ nerve_status nerve_context_set_fetch_ahead(nerve_context *ctx, nerve_fetch fetch
   NERVE_CHECK_CTX(ctx);
   if (!cpu_choice((int)fetch, cpu_fetches_ahead(), &ctx->fetches_ahead))
     return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
-                       "fetch must be NERVE_FETCH_AUTO (0), _OFF (1) or _ON (2), got %d", (int)fetch);
+                       "fetch must be NERVE_FETCH_AUTO (0), _OFF (1) or _ON (2), got %d",
+                       (int)fetch);
   return NERVE_OK;
 }
 

@@ -82,16 +82,17 @@ static double correct_rows(void *p, int64_t b, int64_t e) {
 #if NERVE_X86
 /*
  * correct_rows for C <= 16: 16 rows at a time, one in each lane, each lane keeping the loop's
- * best value and its column (strictly greater, so a NaN never wins and never is beaten, as
- * there); the rest row by row (row_argmax16). The rows' own vectors took about 6 us for Lab
- * A's 2,048 x 10 chunk on one thread (shuffles for each row's maximum, all on one port), the
- * lanes about 3.
+ * best value and its column (strictly greater, as there: a NaN never wins, and one in column 0
+ * is never beaten); the rest row by row (row_argmax16). Each row's own vector took its maximum
+ * by shuffles, all on one port: Lab A's 2,048 x 10 chunk on one thread 8.0-8.5 -> 4.4 us on the
+ * Emerald Rapids (bench/lab_a_head.c, gcc's library). Measured there only; where a microcode
+ * fix slows gathers (Intel's Gather Data Sampling) the rows' form may be the faster.
  */
 NERVE_TARGET_AVX512 static double correct_rows16(void *p, int64_t b, int64_t e) {
   argmax_job *j = p;
   const int64_t C = j->C;
-  const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                        _mm512_set1_epi32((int)C));
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  const __m512i at = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)C)); /* each row's start */
   int64_t n = 0, r = b;
   for (; r + 16 <= e; r += 16) {
     const float *rows = j->scores + r * C;
@@ -111,14 +112,16 @@ NERVE_TARGET_AVX512 static double correct_rows16(void *p, int64_t b, int64_t e) 
 }
 #endif
 
-/* The first row whose label is outside 0 .. C - 1, or N if none: a pass the compiler
- * vectorises, then the row found only where there is one. */
+/* labels [N], 1 <= C <= INT32_MAX (check_scores) -> the first row whose label is outside
+ * 0 .. C - 1, or N if none: a pass the compiler vectorises (a negative label is a large
+ * unsigned one), then the row found only where there is one. */
 static int64_t first_bad_label(const int32_t *labels, int64_t N, int64_t C) {
+  const uint32_t limit = (uint32_t)C;
   uint32_t bad = 0;
-  for (int64_t r = 0; r < N; r++) bad |= (uint32_t)((uint32_t)labels[r] >= (uint64_t)C);
+  for (int64_t r = 0; r < N; r++) bad |= (uint32_t)labels[r] >= limit;
   if (!bad) return N;
   int64_t r = 0;
-  while ((uint32_t)labels[r] < (uint64_t)C) r++;
+  while ((uint32_t)labels[r] < limit) r++;
   return r;
 }
 

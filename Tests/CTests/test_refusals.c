@@ -14,6 +14,7 @@
 #include <nerve.h>
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -371,12 +372,16 @@ static nerve_isa best_isa(void) {
 static void context_functions(nerve_context *ctx) {
   const int threads = nerve_context_threads(ctx);
   const nerve_isa isa = nerve_context_isa(ctx), best = best_isa();
-  /* The opposite of the CPU's stores: a refusal that fell back to AUTO would show. */
-  const nerve_stores own = nerve_context_stores(ctx);
-  const nerve_stores other = own == NERVE_STORES_CACHED ? NERVE_STORES_STREAMED : NERVE_STORES_CACHED;
-  if (nerve_context_set_stores(ctx, other) != NERVE_OK) {
+  /* The opposite of the CPU's choices: a refusal that fell back to AUTO would show. */
+  const bool cached = nerve_context_stores(ctx) == NERVE_STORES_CACHED;
+  const bool fetching = nerve_context_fetch_ahead(ctx) == NERVE_FETCH_ON;
+  const nerve_status set_stores =
+      nerve_context_set_stores(ctx, cached ? NERVE_STORES_STREAMED : NERVE_STORES_CACHED);
+  const nerve_status set_fetch =
+      nerve_context_set_fetch_ahead(ctx, fetching ? NERVE_FETCH_OFF : NERVE_FETCH_ON);
+  if (set_stores != NERVE_OK || set_fetch != NERVE_OK) {
     failures++;
-    fprintf(stderr, "nerve_context_set_stores refused %d: %s\n", (int)other, nerve_context_last_error(ctx));
+    fprintf(stderr, "a valid setting refused: %s\n", nerve_context_last_error(ctx));
   }
   const nerve_fetch fetch = nerve_context_fetch_ahead(ctx);
   const nerve_stores stores = nerve_context_stores(ctx);

@@ -176,15 +176,22 @@ struct ElementwiseKernelTests {
       var scores = randomFloats(n * c, seed: 4)
       if c > 1 { scores[0] = 0.5; scores[1] = 0.5 }  // a tie: the first wins
       if n >= 40 && c >= 10 {
-        // Rows the vector form must read as the loop does: a NaN first (class 0), NaNs among
-        // the scores (never taken), -0.0 and 0.0 tied at the top (the first), infinities.
-        func row(_ r: Int, _ values: [Float]) { for (k, v) in values.enumerated() { scores[r * c + k] = v } }
-        row(2, [.nan, 0.9, 3])
-        row(3, [-1, .nan, 0.2, .nan, 0.9, 0.9])
-        row(4, [-1, -0.0, 0.0, -2] + [Float](repeating: -3, count: c - 4))
-        row(5, [-.infinity, .infinity, .nan, .infinity])
-        row(6, [Float](repeating: .nan, count: c - 1) + [-.infinity])
-        row(7, [0.25] + [Float](repeating: .nan, count: c - 1))
+        // Rows the vector forms must read as the loop does: a NaN first (class 0), NaNs among
+        // the scores (never taken), ties at the top (the first: 0.5 and 0.5, -0.0 and 0.0),
+        // infinities. At rows 0-7, in the correct count's first 16 rows in lanes, and again at
+        // the last 8, which it takes row by row.
+        func row(_ r: Int, _ values: [Float]) {
+          for k in 0..<c { scores[r * c + k] = k < values.count ? values[k] : -3 }
+        }
+        for first in [0, n - 8] {
+          row(first, [0.5, 0.5])
+          row(first + 2, [.nan, 0.9, 3])
+          row(first + 3, [-1, .nan, 0.2, .nan, 0.9, 0.9])
+          row(first + 4, [-1, -0.0, 0.0, -2])
+          row(first + 5, [-.infinity, .infinity, .nan, .infinity])
+          row(first + 6, [Float](repeating: .nan, count: c - 1) + [-.infinity])
+          row(first + 7, [0.25] + [Float](repeating: .nan, count: c - 1))
+        }
       }
       var classes = [Int32](repeating: -1, count: n)
       k.ok(nerve_argmax(k.ctx, &classes, scores, Int64(n), Int64(c)))
