@@ -40,10 +40,43 @@ NERVE_TARGET_AVX512 NERVE_INLINE int32_t row_argmax16(const float *s, __mmask16 
   return (int32_t)__builtin_ctz(_mm512_mask_cmp_ps_mask(ordered, v, top, _CMP_EQ_OQ));
 }
 
+/* Each lane's first score of 16 rows of C: its offset from the first row's (for gathers). */
+NERVE_TARGET_AVX512 NERVE_INLINE __m512i lane_rows(int64_t C) {
+  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  return _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)C));
+}
+
+/*
+ * row_argmax for the 16 rows of C <= 16 scores from `rows` (at: lane_rows(C)), one row in each
+ * lane: each lane keeps the loop's best value and its column, each column gathered (strictly
+ * greater, as there: a NaN never wins, and one in column 0 is never beaten). Row by row,
+ * each row's vector took its maximum by shuffles, all on one port: counting Lab A's 2,048 x
+ * 10 chunk right on one thread 8.0-8.5 -> 4.4 us on the Emerald Rapids (bench/lab_a_head.c,
+ * gcc's library). Measured there only; where a microcode fix slows gathers (Intel's Gather
+ * Data Sampling) the rows' form may be the faster.
+ */
+NERVE_TARGET_AVX512 NERVE_INLINE __m512i rows16_argmax(const float *rows, __m512i at, int64_t C) {
+  __m512 best = _mm512_i32gather_ps(at, rows, 4);
+  __m512i column = _mm512_setzero_si512();
+  for (int64_t c = 1; c < C; c++) {
+    const __m512 v = _mm512_i32gather_ps(at, rows + c, 4);
+    const __mmask16 greater = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+    best = _mm512_mask_mov_ps(best, greater, v);
+    column = _mm512_mask_mov_epi32(column, greater, _mm512_set1_epi32((int)c));
+  }
+  return column;
+}
+
+/* argmax_rows for C <= 16: 16 rows at a time in lanes (rows16_argmax), the rest row by row. */
 NERVE_TARGET_AVX512 static void argmax_rows16(void *p, int64_t b, int64_t e) {
   argmax_job *j = p;
-  const __mmask16 valid = nerve__lanes16(j->C);
-  for (int64_t r = b; r < e; r++) j->classes[r] = row_argmax16(j->scores + r * j->C, valid);
+  const int64_t C = j->C;
+  const __m512i at = lane_rows(C);
+  int64_t r = b;
+  for (; r + 16 <= e; r += 16)
+    _mm512_storeu_si512(j->classes + r, rows16_argmax(j->scores + r * C, at, C));
+  const __mmask16 valid = nerve__lanes16(C);
+  for (; r < e; r++) j->classes[r] = row_argmax16(j->scores + r * C, valid);
 }
 #endif
 
@@ -80,31 +113,15 @@ static double correct_rows(void *p, int64_t b, int64_t e) {
 }
 
 #if NERVE_X86
-/*
- * correct_rows for C <= 16: 16 rows at a time, one in each lane, each lane keeping the loop's
- * best value and its column (strictly greater, as there: a NaN never wins, and one in column 0
- * is never beaten); the rest row by row (row_argmax16). Each row's own vector took its maximum
- * by shuffles, all on one port: Lab A's 2,048 x 10 chunk on one thread 8.0-8.5 -> 4.4 us on the
- * Emerald Rapids (bench/lab_a_head.c, gcc's library). Measured there only; where a microcode
- * fix slows gathers (Intel's Gather Data Sampling) the rows' form may be the faster.
- */
+/* correct_rows for C <= 16: 16 rows at a time in lanes (rows16_argmax), the rest row by row. */
 NERVE_TARGET_AVX512 static double correct_rows16(void *p, int64_t b, int64_t e) {
   argmax_job *j = p;
   const int64_t C = j->C;
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512i at = _mm512_mullo_epi32(lane, _mm512_set1_epi32((int)C)); /* each row's start */
+  const __m512i at = lane_rows(C);
   int64_t n = 0, r = b;
   for (; r + 16 <= e; r += 16) {
-    const float *rows = j->scores + r * C;
-    __m512 best = _mm512_i32gather_ps(at, rows, 4);
-    __m512i column = _mm512_setzero_si512();
-    for (int64_t c = 1; c < C; c++) {
-      const __m512 v = _mm512_i32gather_ps(at, rows + c, 4);
-      const __mmask16 greater = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
-      best = _mm512_mask_mov_ps(best, greater, v);
-      column = _mm512_mask_mov_epi32(column, greater, _mm512_set1_epi32((int)c));
-    }
-    n += __builtin_popcount(_mm512_cmpeq_epi32_mask(column, _mm512_loadu_si512(j->labels + r)));
+    const __m512i classes = rows16_argmax(j->scores + r * C, at, C);
+    n += __builtin_popcount(_mm512_cmpeq_epi32_mask(classes, _mm512_loadu_si512(j->labels + r)));
   }
   const __mmask16 valid = nerve__lanes16(C);
   for (; r < e; r++) n += row_argmax16(j->scores + r * C, valid) == j->labels[r];

@@ -161,8 +161,9 @@ typedef enum nerve_stores {
  * 16 MB. Where the two cores are far apart (AMD's Zen 4, its virtual CPUs on two dies) an
  * ordinary store must first take each line back from the other core, one after another, and
  * streaming stores were 9-15x faster while they sat on two dies; on Intel's Emerald Rapids
- * ordinary stores were twice as fast as streamed ones (bench/shared_stores.c measures both). The results are the same bits
- * either way: only the time changes. NERVE_ERROR_BAD_ARGUMENT for a value not in nerve_stores.
+ * ordinary stores were twice as fast as streamed ones (bench/shared_stores.c measures both).
+ * The results are the same bits either way: only the time changes. NERVE_ERROR_BAD_ARGUMENT
+ * for a value not in nerve_stores.
  */
 NERVE_API nerve_status nerve_context_set_stores(nerve_context *ctx, nerve_stores stores);
 /**
