@@ -106,8 +106,10 @@ struct BenchCommand: ParsableCommand {
             }
           }
           if workload == "lab-e" && !json {
-            try printAdamFloor(threads: t, samples: timed.samples, measured: m)
-            try printArithmeticFloor(threads: t, samples: timed.samples, measured: m)
+            let context = try ComputeContext(threads: t), productRate = try context.productRate()
+            try printAdamFloor(context, samples: timed.samples, measured: m)
+            printArithmeticFloor(samples: timed.samples, productRate: productRate, measured: m)
+            try printInCoreFloor(context, samples: timed.samples, productRate: productRate, measured: m)
           }
           fflush(nil)
         }
@@ -150,10 +152,10 @@ struct BenchCommand: ParsableCommand {
   /// Lab E's floor from memory traffic: per step, its parameters are read by the forward pass
   /// and the input gradient, and Adam's fused step reads and writes weights and both moments
   /// (8 floats per parameter), at the bandwidth an Adam step reaches here.
-  func printAdamFloor(threads: Int, samples: Int, measured: Double) throws {
+  func printAdamFloor(_ context: ComputeContext, samples: Int, measured: Double) throws {
     let parameters = try Self.labE().parameterCount, steps = (samples + 31) / 32
     let bytes = Double(steps) * Double(parameters) * 8 * 4
-    let bandwidth = try ComputeContext(threads: threads).adamStepBandwidth()
+    let bandwidth = try context.adamStepBandwidth()
     printFloor(
       String(
         format: "%.0f GB of parameter and Adam state traffic per epoch at %.1f GB/s (an Adam step here)",
@@ -163,15 +165,35 @@ struct BenchCommand: ParsableCommand {
 
   /// Lab E's floor from arithmetic: its products' floating-point operations per epoch (forward,
   /// weight gradient, and input gradient for all but the first layer) at the rate Nerve's own
-  /// 2048^3 product reaches here on the same threads.
-  func printArithmeticFloor(threads: Int, samples: Int, measured: Double) throws {
-    // Multiply-adds per image: the 3x3 convolution (32 filters, "same") and the two dense layers.
-    let convolution = 28 * 28 * 32 * 3 * 3, dense = 6272 * 784 + 784 * 10
-    let flops = 2 * Double(samples) * Double(2 * convolution + 3 * dense)
-    let rate = try ComputeContext(threads: threads).productRate()
+  /// 2048^3 product reaches here on the same threads (`productRate`).
+  func printArithmeticFloor(samples: Int, productRate rate: Double, measured: Double) {
+    let flops = Self.labEProductFlops(samples: samples)
     printFloor(
       String(format: "%.2f TFLOP of products per epoch at %.0f GFLOP/s (a 2048^3 product here)", flops / 1e12, rate / 1e9),
       seconds: flops / rate, measured: measured)
+  }
+
+  /// Floating-point operations of Lab E's products in an epoch of `samples` images: forward,
+  /// weight gradient, and input gradient for all but the first layer.
+  static func labEProductFlops(samples: Int) -> Double {
+    // Multiply-adds per image: the 3x3 convolution (32 filters, "same") and the two dense layers.
+    let convolution = 28 * 28 * 32 * 3 * 3, dense = 6272 * 784 + 784 * 10
+    return 2 * Double(samples) * Double(2 * convolution + 3 * dense)
+  }
+
+  /// Lab E's floor in the cores: the products as above, then the Adam step's own arithmetic,
+  /// which its fused backward runs on each tile after the tile's products, on the same core
+  /// (so the two add), at the rate a step reaches here where its arrays stay in cache.
+  func printInCoreFloor(
+    _ context: ComputeContext, samples: Int, productRate rate: Double, measured: Double
+  ) throws {
+    let flops = Self.labEProductFlops(samples: samples), adam = try context.adamStepRate()
+    let updates = Double((samples + 31) / 32) * Double(try Self.labE().parameterCount)
+    printFloor(
+      String(
+        format: "%.2f TFLOP at %.0f GFLOP/s, then %.1f G Adam updates at %.1f G/s (in cache)",
+        flops / 1e12, rate / 1e9, updates / 1e9, adam / 1e9),
+      seconds: flops / rate + updates / adam, measured: measured)
   }
 
   /// One floor line: what it counts at what rate, its seconds, and the measurement against it.

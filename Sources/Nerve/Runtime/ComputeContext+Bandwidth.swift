@@ -23,6 +23,29 @@ extension ComputeContext {
     return Double(28 * floats) / seconds
   }
 
+  /// Parameters per second an Adam step updates where its arrays stay in cache: the step's own
+  /// arithmetic, which memory does not limit (its square root and division, on a divider that
+  /// takes about 16 cycles for 16 floats, bound it on AMD Zen 4). Each of this context's threads
+  /// gets `perThread` parameters (16 bytes each over the four arrays: 1 MB by default, within
+  /// a core's L2 on the machines measured); the fastest of `runs` runs of `steps` steps each.
+  public func adamStepRate(perThread: Int = 1 << 16, steps: Int = 20, runs: Int = 5) throws -> Double {
+    let floats = perThread * threads
+    try Memory.check(floats: 4 * floats, for: "measuring the Adam step's rate", at: "bench")
+    let w = FloatBuffer(count: floats), m = FloatBuffer(count: floats), v = FloatBuffer(count: floats)
+    let g = FloatBuffer(count: floats)
+    g.pointer.update(repeating: 1e-3, count: floats)
+    var step: Int64 = 0
+    let seconds = try fastestSeconds(runs: runs) {
+      for _ in 0..<max(steps, 1) {
+        step += 1
+        try check(
+          nerve_adam_step(
+            raw, w.pointer, m.pointer, v.pointer, g.pointer, Int64(floats), 1e-4, 0.9, 0.999, 1e-7, 0, 0, step))
+      }
+    }
+    return Double(floats * max(steps, 1)) / seconds
+  }
+
   /// Floating-point operations per second of a `size`^3 dense product (nerve_dense_forward)
   /// at this context's thread count: the fastest of `runs` after one warm-up (as for the
   /// bandwidth: a floor from a median measured in a slow minute can lie above the workload).

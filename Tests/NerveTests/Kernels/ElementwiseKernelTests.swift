@@ -169,6 +169,19 @@ struct ElementwiseKernelTests {
     }
   }
 
+  /// What `nerve bench` divides Lab E's epoch by: small sizes here, so the rates are only
+  /// checked to be rates (positive and finite), not timed.
+  @Test("the bench's machine rates are positive and finite", arguments: [1, 2, 3])
+  func machineRates(_ threads: Int) throws {
+    let context = try ComputeContext(threads: threads)
+    let rates = [
+      try context.adamStepRate(perThread: 1024, steps: 2, runs: 1),
+      try context.adamStepBandwidth(floats: 4096, runs: 1),
+      try context.productRate(size: 48, runs: 1),
+    ]
+    for rate in rates { #expect(rate.isFinite && rate > 0, "\(rates) at \(threads) threads") }
+  }
+
   @Test("argmax, correct counts and reductions match the reference", arguments: configurations)
   func metrics(_ key: String) {
     let k = DenseKernelTests.kernels(key)
