@@ -153,8 +153,7 @@ struct BenchCommand: ParsableCommand {
   /// and the input gradient, and Adam's fused step reads and writes weights and both moments
   /// (8 floats per parameter), at the bandwidth an Adam step reaches here.
   func printAdamFloor(_ context: ComputeContext, samples: Int, measured: Double) throws {
-    let parameters = try Self.labE().parameterCount, steps = (samples + 31) / 32
-    let bytes = Double(steps) * Double(parameters) * 8 * 4
+    let bytes = try Self.labEAdamUpdates(samples: samples) * 8 * 4
     let bandwidth = try context.adamStepBandwidth()
     printFloor(
       String(
@@ -181,6 +180,12 @@ struct BenchCommand: ParsableCommand {
     return 2 * Double(samples) * Double(2 * convolution + 3 * dense)
   }
 
+  /// Parameters Lab E's Adam steps update in an epoch of `samples` images: every parameter at
+  /// each of its batches of 32.
+  static func labEAdamUpdates(samples: Int) throws -> Double {
+    Double((samples + 31) / 32) * Double(try labE().parameterCount)
+  }
+
   /// Lab E's floor in the cores: the products as above, then the Adam step's own arithmetic,
   /// which its fused backward runs on each tile after the tile's products, on the same core
   /// (so the two add), at the rate a step reaches here where its arrays stay in cache.
@@ -188,7 +193,7 @@ struct BenchCommand: ParsableCommand {
     _ context: ComputeContext, samples: Int, productRate rate: Double, measured: Double
   ) throws {
     let flops = Self.labEProductFlops(samples: samples), adam = try context.adamStepRate()
-    let updates = Double((samples + 31) / 32) * Double(try Self.labE().parameterCount)
+    let updates = try Self.labEAdamUpdates(samples: samples)
     printFloor(
       String(
         format: "%.2f TFLOP at %.0f GFLOP/s, then %.1f G Adam updates at %.1f G/s (in cache)",

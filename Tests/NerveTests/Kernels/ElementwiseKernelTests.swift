@@ -169,15 +169,16 @@ struct ElementwiseKernelTests {
     }
   }
 
-  /// What `nerve bench` divides Lab E's epoch by: small sizes here, so the rates are only
-  /// checked to be rates (positive and finite), not timed.
+  /// What `nerve bench` divides Lab E's epoch by: sizes just large enough that every thread
+  /// takes part (a step's 65,536 parameters a thread, a product's 2^18 multiply-adds), so the
+  /// rates are only checked to be rates (positive and finite), not timed.
   @Test("the bench's machine rates are positive and finite", arguments: [1, 2, 3])
   func machineRates(_ threads: Int) throws {
     let context = try ComputeContext(threads: threads)
     let rates = [
-      try context.adamStepRate(perThread: 1024, steps: 2, runs: 1),
-      try context.adamStepBandwidth(floats: 4096, runs: 1),
-      try context.productRate(size: 48, runs: 1),
+      try context.adamStepRate(perThread: 1 << 16, steps: 2, runs: 1),
+      try context.adamStepBandwidth(floats: threads << 16, runs: 1),
+      try context.productRate(size: 128, runs: 1),
     ]
     for rate in rates { #expect(rate.isFinite && rate > 0, "\(rates) at \(threads) threads") }
   }
