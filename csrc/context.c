@@ -223,6 +223,7 @@ nerve_status nerve_context_set_stores(nerve_context *ctx, nerve_stores stores) {
     return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
                        "stores must be NERVE_STORES_AUTO (0), _CACHED (1) or _STREAMED (2), got %d",
                        (int)stores);
+  ctx->streams_always = stores == NERVE_STORES_STREAMED;
   return NERVE_OK;
 }
 

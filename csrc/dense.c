@@ -429,6 +429,7 @@ typedef struct {
   const nerve__nt_packed *dout_packed; /* for the input gradient (packed_output_gradient) */
   int64_t N, I, O;
   nerve__adam_params p;
+  bool streams_large; /* past STREAMED_STEP_MAX_BYTES, the weights streamed too (streams_weights) */
 } adam_fused_job;
 
 /* Before a tile's weights change: its columns of the input gradient, from the old weights. */
@@ -458,19 +459,33 @@ NERVE_TARGET_AVX512 static void adam_run_streamed(float *w, float *m, float *v, 
   }
 }
 
-/* Bytes of weights and moments up to which a team streams the weights back: past it (Lab E's
- * 59 MB) the lines the forward read are mostly gone from the other core's caches by the step,
- * and streaming only sent the next forward to memory for what L3 held (a 12,000-image Lab E
- * epoch at 2 threads, fastest of 8 runs 3.00 -> 3.23 s). The fast recipe's 2.4 MB: 2.46 ->
+/* Bytes of weights and moments up to which a team streams the weights back wherever its cores
+ * are: past it (Lab E's 59 MB), with the two cores on one die, the lines the forward read are
+ * mostly in the shared L3 by the step, and streaming only sent the next forward to memory for
+ * them (a 12,000-image Lab E epoch at 2 threads, fastest of 8 runs 3.00 -> 3.23 s; its dense
+ * backward 4.11-4.13 -> 4.50-4.57 ms, bench/lab_e_step.c). The fast recipe's 2.4 MB: 2.46 ->
  * 2.20 s an epoch at 2 threads (medians of 6 alternated runs). */
 enum { STREAMED_STEP_MAX_BYTES = 16 << 20 };
 
+/* Whether larger steps stream their weights too (adam_fused_job.streams_large): always when
+ * the context was set to NERVE_STORES_STREAMED; under AUTO while the team's cores are far apart
+ * (nerve__cores_far), where each line the other core read must be taken back from its die's
+ * L3: Lab E's dense backward 6.9-7.7 -> 4.6-4.7 ms streamed in those minutes on the Zen 4 host
+ * (bench/lab_e_step.c, three alternated pairs). Decided before the team starts. */
+static bool streams_large_weights(nerve_context *ctx, const float *weight, int64_t I, int64_t O) {
+  const int threads = nerve__threads_for(ctx, I * O, GEMM_GRAIN);
+  if (!nerve__streams_rows(ctx, threads, weight, O) || I * O <= STREAMED_STEP_MAX_BYTES / (3 * (int64_t)sizeof(float)))
+    return false;
+  return ctx->streams_always || nerve__cores_far(ctx);
+}
+
 /* Whether a team of `threads` steps j's weights through adam_run_streamed (nerve__streams_rows:
  * the forward's threads read the weights by columns and the tiles rewrite rows, so most lines a
- * tile rewrites were another core's too), within STREAMED_STEP_MAX_BYTES. */
+ * tile rewrites were another core's too): within STREAMED_STEP_MAX_BYTES, or past it where
+ * streams_large_weights said so. */
 static bool streams_weights(const adam_fused_job *j, int threads) {
   return nerve__streams_rows(j->ctx, threads, j->weight, j->O) &&
-         j->I * j->O <= STREAMED_STEP_MAX_BYTES / (3 * (int64_t)sizeof(float));
+         (j->streams_large || j->I * j->O <= STREAMED_STEP_MAX_BYTES / (3 * (int64_t)sizeof(float)));
 }
 #endif
 
@@ -620,6 +635,9 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
             .c1 = (float)(1.0 / (1.0 - pow(beta1, (double)step))),
             .c2 = (float)(1.0 / (1.0 - pow(beta2, (double)step))),
             .coupled_decay = weight_decay, .shrink = 1.0f - lr * decoupled_weight_decay}};
+#if NERVE_X86
+  if (fused) j.streams_large = streams_large_weights(ctx, weight, I, O);
+#endif
   const nerve__visit_streams rows = {.base = {weight, weight_m, weight_v}, .count = 3,
                                      .row_bytes = O * (int64_t)sizeof(float)};
   if (fused) {

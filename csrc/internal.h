@@ -30,6 +30,12 @@ struct nerve_context {
   /* Whether a team may write lines the other threads just read with streaming stores
    * (nerve__streams_rows): by the CPU unless set (nerve_context_set_stores). */
   bool streams_stores;
+  /* Set to NERVE_STORES_STREAMED: large fused Adam steps stream too, wherever the cores are
+   * (dense.c's streams_weights); under AUTO they stream while nerve__cores_far says so. */
+  bool streams_always;
+  /* nerve__cores_far's last answer and when it was probed (CLOCK_MONOTONIC ns; 0: never). */
+  bool cores_far;
+  int64_t cores_probed_ns;
   /* Rows of the whole batch when calls get a rank's part of it (0: each call is whole);
    * dense layers choose their methods by it (nerve_context_set_whole_batch). */
   int64_t whole_batch;
@@ -98,6 +104,18 @@ NERVE_HIDDEN void nerve__parallel_chunks(const nerve_context *ctx, int64_t n, in
  * 1 outside one. For choices a kernel makes by its team's size where it is passed only a range
  * (how it stores: nerve__streams_rows). */
 NERVE_HIDDEN int nerve__team_threads(void);
+
+/*
+ * Whether the first two threads of ctx's teams now run on cores far apart: a cache line handed
+ * from one to the other and back takes over NERVE_FAR_HANDOFF_NS each way (AMD's Zen 4 host of
+ * this project, its two virtual CPUs on two dies for minutes at a time: 160-180 ns, against
+ * 25-35 on one die and 51-87 on an Intel mesh). Probed by a ping-pong in a team of two at most
+ * every NERVE_FAR_PROBE_NS, the answer kept in ctx between probes; false with one thread, or
+ * when the partner did not answer within NERVE_FAR_WAIT_NS (a busy machine). Called outside
+ * teams, by the calling thread.
+ */
+enum { NERVE_FAR_HANDOFF_NS = 120, NERVE_FAR_PROBE_NS = 100 * 1000 * 1000, NERVE_FAR_WAIT_NS = 200 * 1000 };
+NERVE_HIDDEN bool nerve__cores_far(nerve_context *ctx);
 
 /* Runs fn(arg, thread, nthreads) on `threads` threads (a direct call if threads <= 1). */
 typedef void (*nerve__team_fn)(void *arg, int thread, int nthreads);

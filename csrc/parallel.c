@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <sched.h>
+#include <time.h>
 
 /* The OpenMP runtime ABI (libgomp, and LLVM's libomp which exports the same symbols). */
 extern void GOMP_parallel(void (*fn)(void *), void *data, unsigned num_threads,
@@ -64,6 +65,64 @@ void nerve__flag_wait(int *flag) {
       sched_yield();
     }
   }
+}
+
+/* ---- How far apart a team's cores are ------------------------------------------------- */
+
+static int64_t now_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Hand-offs timed, after the first few (the partner waking up, the line's first trip). */
+enum { PROBE_WARM = 4, PROBE_ROUNDS = 32 };
+
+typedef struct {
+  _Alignas(64) int ball; /* even: member 0's turn to hit it, odd: member 1's */
+  _Alignas(64) int gave_up;
+  int64_t ns; /* member 0: the timed rounds, there and back */
+} probe_job;
+
+/* Waits for the ball to show `value`; false if the partner gave up or took longer than
+ * NERVE_FAR_WAIT_NS (then this side gives up too). */
+static bool probe_wait(probe_job *p, int value) {
+  const int64_t start = now_ns();
+  for (int spins = 1; __atomic_load_n(&p->ball, __ATOMIC_ACQUIRE) != value; spins++) {
+    if (__atomic_load_n(&p->gave_up, __ATOMIC_RELAXED)) return false;
+    if (spins % 256 == 0 && now_ns() - start > NERVE_FAR_WAIT_NS) {
+      __atomic_store_n(&p->gave_up, 1, __ATOMIC_RELAXED);
+      return false;
+    }
+#if NERVE_X86
+    __builtin_ia32_pause();
+#endif
+  }
+  return true;
+}
+
+static void probe_member(void *data, int t, int nt) {
+  probe_job *p = data;
+  if (t > 1 || nt < 2) return;
+  int64_t start = 0;
+  for (int r = 0; r < PROBE_WARM + PROBE_ROUNDS; r++) {
+    if (t == 0 && r == PROBE_WARM) start = now_ns();
+    if (!probe_wait(p, 2 * r + t)) return;
+    __atomic_store_n(&p->ball, 2 * r + t + 1, __ATOMIC_RELEASE);
+  }
+  if (t == 0 && probe_wait(p, 2 * (PROBE_WARM + PROBE_ROUNDS))) p->ns = now_ns() - start;
+}
+
+bool nerve__cores_far(nerve_context *ctx) {
+  if (ctx->threads < 2) return false;
+  const int64_t now = now_ns();
+  if (ctx->cores_probed_ns != 0 && now - ctx->cores_probed_ns < NERVE_FAR_PROBE_NS) return ctx->cores_far;
+  probe_job p = {.ball = 0, .gave_up = 0, .ns = 0};
+  nerve__parallel_team(2, probe_member, &p);
+  /* Two hand-offs a round; a team the runtime cut to one thread timed nothing (ns 0). */
+  ctx->cores_far = !p.gave_up && p.ns > 2 * PROBE_ROUNDS * (int64_t)NERVE_FAR_HANDOFF_NS;
+  ctx->cores_probed_ns = now_ns();
+  return ctx->cores_far;
 }
 
 typedef struct {

@@ -147,23 +147,27 @@ NERVE_API nerve_fetch nerve_context_fetch_ahead(const nerve_context *ctx);
 
 /** How a team writes what the other threads just read (nerve_context_set_stores). */
 typedef enum nerve_stores {
-  /** By the CPU (the default): streamed on x86-64 CPUs other than Intel's, cached elsewhere. */
+  /** By the CPU (the default): streamed on x86-64 CPUs other than Intel's, cached elsewhere;
+   *  a fused Adam step past 16 MB streams only while the team's cores are far apart. */
   NERVE_STORES_AUTO = 0,
   /** Ordinary stores. */
   NERVE_STORES_CACHED = 1,
-  /** Streaming (non-temporal) stores, where the rows are whole 64-byte lines. */
+  /** Streaming (non-temporal) stores, where the rows are whole 64-byte lines, at any size. */
   NERVE_STORES_STREAMED = 2
 } nerve_stores;
 
 /**
  * Chooses how a team of two or more threads (with AVX-512) writes the lines the other threads
- * read just before: a max pool's outputs and gradient, the weights of a fused Adam step of up to
- * 16 MB. Where the two cores are far apart (AMD's Zen 4, its virtual CPUs on two dies) an
- * ordinary store must first take each line back from the other core, one after another, and
- * streaming stores were 9-15x faster while they sat on two dies; on Intel's Emerald Rapids
- * ordinary stores were twice as fast as streamed ones (bench/shared_stores.c measures both).
- * The results are the same bits either way: only the time changes. NERVE_ERROR_BAD_ARGUMENT
- * for a value not in nerve_stores.
+ * read just before: a max pool's outputs and gradient, the weights of a fused Adam step. Where
+ * the two cores are far apart (AMD's Zen 4, its virtual CPUs on two dies) an ordinary store
+ * must first take each line back from the other core, one after another, and streaming stores
+ * were 9-15x faster while they sat on two dies; on Intel's Emerald Rapids ordinary stores were
+ * twice as fast as streamed ones (bench/shared_stores.c measures both). Under AUTO a fused Adam
+ * step past 16 MB of weights and moments (Lab E's) streams only while a probe (a cache line
+ * handed between the team's first two threads, at most every 0.1 s) finds its cores far apart:
+ * on one die its lines wait in the shared L3, and streaming cost its dense backward 10%. The
+ * results are the same bits either way: only the time changes. NERVE_ERROR_BAD_ARGUMENT for a
+ * value not in nerve_stores.
  */
 NERVE_API nerve_status nerve_context_set_stores(nerve_context *ctx, nerve_stores stores);
 /**

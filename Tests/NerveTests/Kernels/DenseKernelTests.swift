@@ -496,9 +496,11 @@ struct FusedAdamKernelTests {
   /// streams_weights; with AVX-512) and its context streams (nerve_context_set_stores), and
   /// stores them as one thread does 4 bytes off a boundary or with cached stores. All give one
   /// thread's bits, over two steps, with weight decay coupled, decoupled and none. 784 outputs:
-  /// three runs of the row buffer's 256 and a last of 16.
+  /// three runs of the row buffer's 256 and a last of 16. 1,500 x 1,008 is past the 16 MB of
+  /// weights and moments up to which a team streams wherever its cores are: past it only
+  /// NERVE_STORES_STREAMED (or, under AUTO, cores found far apart) streams.
   @Test("weights streamed back by a team are one thread's bits", arguments: [
-    DenseShape(n: 150, i: 90, o: 256), DenseShape(n: 32, i: 129, o: 784),
+    DenseShape(n: 150, i: 90, o: 256), DenseShape(n: 32, i: 129, o: 784), DenseShape(n: 8, i: 1500, o: 1008),
   ])
   func streamedWeights(_ s: DenseShape) {
     let count = s.i * s.o
@@ -508,7 +510,7 @@ struct FusedAdamKernelTests {
       return p
     }
     for (coupled, decoupled) in [(Float(0.02), Float(0)), (0, 0.02), (0, 0)] {
-      var runs: [[Float]] = []
+      var first: [Float]? = nil, differing: [String] = []
       for threads in [1, 2, 3] {
         for (offset, stores) in [(0, NERVE_STORES_STREAMED), (0, NERVE_STORES_CACHED), (1, NERVE_STORES_STREAMED)] {
           let k = Kernels(threads: threads, isa: .best)
@@ -528,13 +530,16 @@ struct FusedAdamKernelTests {
               0.999, 1e-7, coupled, decoupled, Int64(step)), "step \(step) \(s) \(k.label)")
           }
           let stepped = [w, wm, wv].flatMap { (p: UnsafeMutablePointer<Float>) in Array(UnsafeBufferPointer(start: p + offset, count: count)) }
-          runs.append(stepped + b + dx)
+          let run = stepped + b + dx
+          // Each run against the first as it ends: the largest shape's 27 runs would hold 490 MB.
+          if let first, !bitwiseEqual(run, first) { differing.append("\(k.label), offset \(offset), \(stores)") }
+          if first == nil { first = run }
         }
       }
-      #expect(runs[0][0..<count] != randomFloats(count, seed: 7)[...], "the weights were stepped")
+      #expect(first![0..<count] != randomFloats(count, seed: 7)[...], "the weights were stepped")
       #expect(
-        runs.allSatisfy { bitwiseEqual($0, runs[0]) },
-        "\(s), decay \(coupled), \(decoupled): 1, 2 and 3 threads, aligned or not, streamed or cached")
+        differing.isEmpty,
+        "\(s), decay \(coupled), \(decoupled): differ from 1 thread: \(differing)")
     }
   }
 }
