@@ -424,17 +424,37 @@ typedef struct {
   int32_t *argmax;
   bool relu;    /* out through a ReLU, block by block */
   int64_t next; /* the first block no member has taken (nerve__take_chunk) */
+  bool by_shares; /* each member its own contiguous share of the blocks (next_block) */
 } forward_job;
+
+/*
+ * The next block a member runs: from its own share, own[0] up to own[1], where the job goes by
+ * shares, else whichever block no member has taken. By shares where the team's cores are far
+ * apart (nerve__cores_far): each member then writes the images that the batch norm and max
+ * pool after it, whose loops split rows in halves, read on the same core, where blocks taken as
+ * members became free left about half of each map's lines to be fetched from the other die
+ * (Lab E's first convolution 0.36 -> 0.185 ms a step at 2 threads in those minutes,
+ * bench/lab_e_step.c; the fast recipe's epoch 1.85-1.86 -> 1.61-1.66 s). On one die, taking
+ * blocks as members become free evens out a member slowed by other work.
+ */
+static bool next_block(forward_job *j, int64_t own[2], int64_t *b) {
+  if (j->by_shares) {
+    if (own[0] >= own[1]) return false;
+    *b = own[0]++;
+    return true;
+  }
+  int64_t end;
+  return nerve__take_chunk(&j->next, 1, j->blocks, b, &end);
+}
 
 /* ReLU in place on n values, as nerve_activation_forward applies it. */
 static void relu_in_place(float *y, int64_t n) {
   for (int64_t i = 0; i < n; i++) y[i] = nerve__relu(y[i]);
 }
 
-/* Member t: blocks as it becomes free (a block's output does not depend on who computes it),
- * lowered and multiplied here, in its own part of the workspace. */
+/* Member t: the blocks next_block gives it (a block's output does not depend on who computes
+ * it), lowered and multiplied here, in its own part of the workspace. */
 static void forward_member(void *data, int t, int nt) {
-  (void)nt; /* how many share the blocks: the max pool asks the team itself */
   forward_job *j = data;
   const conv_geom *g = j->g;
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = j->per;
@@ -447,7 +467,8 @@ static void forward_member(void *data, int t, int nt) {
   const bool in_place = pad || gathers(g);
   const conv_geom seen = pad ? padded_geom(g) : *g; /* the geometry the products read */
   if (in_place) window_offsets(&seen, off);
-  for (int64_t b, end; nerve__take_chunk(&j->next, 1, j->blocks, &b, &end);) {
+  int64_t own[2] = {j->blocks * t / nt, j->blocks * (t + 1) / nt};
+  for (int64_t b; next_block(j, own, &b);) {
     const int64_t n0 = b * per, images = g->N - n0 < per ? g->N - n0 : per, rows = images * pix;
     const float *images_in = j->in + n0 * g->H * g->W * g->C;
     /* Without out, the block's output lives after the lowered block, in cache, and goes no
@@ -511,7 +532,7 @@ static nerve_status forward(nerve_context *ctx, const conv_geom *g, float *out, 
   if (s != NERVE_OK) return s;
   forward_job fj = {.ctx = ctx, .g = g, .out = out, .in = in, .weight = weight, .bias = bias,
                     .col = ctx->scratch[NERVE_SCRATCH_LAYER], .blocks = blocks, .per = chunk, .pool = pool, .pooled = pooled, .argmax = argmax,
-                    .relu = relu};
+                    .relu = relu, .by_shares = threads > 1 && nerve__cores_far(ctx)};
   nerve__parallel_team(threads, forward_member, &fj);
   return NERVE_OK;
 }
