@@ -109,6 +109,15 @@ static bool cpu_fetches_ahead(void) { return x86_not_intel(); }
  */
 static bool cpu_streams_stores(void) { return x86_not_intel(); }
 
+/* NERVE_CORES in the environment: "far" or "near" instead of nerve__cores_far's probe (1, 0),
+ * anything else the probe (-1). */
+static int cores_told(void) {
+  const char *env = getenv("NERVE_CORES");
+  if (env && strcmp(env, "far") == 0) return 1;
+  if (env && strcmp(env, "near") == 0) return 0;
+  return -1;
+}
+
 /* ---- Threads ---------------------------------------------------------------------------- */
 
 static int default_threads(void) {
@@ -144,6 +153,7 @@ nerve_status nerve_context_create(nerve_context **out, int threads) {
   ctx->isa = nerve__best_isa();
   ctx->fetches_ahead = cpu_fetches_ahead();
   ctx->streams_stores = cpu_streams_stores();
+  ctx->cores_told = cores_told();
   blas_single_threaded_once();
   *out = ctx;
   return NERVE_OK;

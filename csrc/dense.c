@@ -467,15 +467,19 @@ NERVE_TARGET_AVX512 static void adam_run_streamed(float *w, float *m, float *v, 
  * 2.20 s an epoch at 2 threads (medians of 6 alternated runs). */
 enum { STREAMED_STEP_MAX_BYTES = 16 << 20 };
 
-/* Whether larger steps stream their weights too (adam_fused_job.streams_large): always when
- * the context was set to NERVE_STORES_STREAMED; under AUTO while the team's cores are far apart
+/* Whether an [I,O] weight and its two moments pass STREAMED_STEP_MAX_BYTES. */
+static bool large_step(int64_t I, int64_t O) {
+  return I * O > STREAMED_STEP_MAX_BYTES / (3 * (int64_t)sizeof(float));
+}
+
+/* Whether a large step streams its weights too (adam_fused_job.streams_large): always when the
+ * context was set to NERVE_STORES_STREAMED; under AUTO while the team's cores are far apart
  * (nerve__cores_far), where each line the other core read must be taken back from its die's
- * L3: Lab E's dense backward 6.9-7.7 -> 4.6-4.7 ms streamed in those minutes on the Zen 4 host
- * (bench/lab_e_step.c, three alternated pairs). Decided before the team starts. */
-static bool streams_large_weights(nerve_context *ctx, const float *weight, int64_t I, int64_t O) {
-  const int threads = nerve__threads_for(ctx, I * O, GEMM_GRAIN);
-  if (!nerve__streams_rows(ctx, threads, weight, O) || I * O <= STREAMED_STEP_MAX_BYTES / (3 * (int64_t)sizeof(float)))
-    return false;
+ * L3: Lab E's dense backward 6.65-7.48 -> 4.68-4.73 ms in those minutes on the Zen 4 host
+ * (bench/lab_e_step.c, alternated). Decided before the team starts; streams_weights checks
+ * the rest with the team's own size. */
+static bool streams_large_weights(nerve_context *ctx, int64_t I, int64_t O) {
+  if (ctx->threads < 2 || !ctx->streams_stores || !large_step(I, O)) return false;
   return ctx->streams_always || nerve__cores_far(ctx);
 }
 
@@ -484,8 +488,7 @@ static bool streams_large_weights(nerve_context *ctx, const float *weight, int64
  * tile rewrites were another core's too): within STREAMED_STEP_MAX_BYTES, or past it where
  * streams_large_weights said so. */
 static bool streams_weights(const adam_fused_job *j, int threads) {
-  return nerve__streams_rows(j->ctx, threads, j->weight, j->O) &&
-         (j->streams_large || j->I * j->O <= STREAMED_STEP_MAX_BYTES / (3 * (int64_t)sizeof(float)));
+  return nerve__streams_rows(j->ctx, threads, j->weight, j->O) && (j->streams_large || !large_step(j->I, j->O));
 }
 #endif
 
@@ -636,7 +639,7 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
             .c2 = (float)(1.0 / (1.0 - pow(beta2, (double)step))),
             .coupled_decay = weight_decay, .shrink = 1.0f - lr * decoupled_weight_decay}};
 #if NERVE_X86
-  if (fused) j.streams_large = streams_large_weights(ctx, weight, I, O);
+  if (fused) j.streams_large = streams_large_weights(ctx, I, O);
 #endif
   const nerve__visit_streams rows = {.base = {weight, weight_m, weight_v}, .count = 3,
                                      .row_bytes = O * (int64_t)sizeof(float)};

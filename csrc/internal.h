@@ -33,9 +33,11 @@ struct nerve_context {
   /* Set to NERVE_STORES_STREAMED: large fused Adam steps stream too, wherever the cores are
    * (dense.c's streams_weights); under AUTO they stream while nerve__cores_far says so. */
   bool streams_always;
-  /* nerve__cores_far's last answer and when it was probed (CLOCK_MONOTONIC ns; 0: never). */
+  /* nerve__cores_far's last answer and when it was probed (CLOCK_MONOTONIC ns; 0: never), and
+   * the answer the environment gave instead (NERVE_CORES=far: 1, =near: 0; otherwise -1). */
   bool cores_far;
   int64_t cores_probed_ns;
+  int cores_told;
   /* Rows of the whole batch when calls get a rank's part of it (0: each call is whole);
    * dense layers choose their methods by it (nerve_context_set_whole_batch). */
   int64_t whole_batch;
@@ -111,8 +113,9 @@ NERVE_HIDDEN int nerve__team_threads(void);
  * this project, its two virtual CPUs on two dies for minutes at a time: 160-180 ns, against
  * 25-35 on one die and 51-87 on an Intel mesh). Probed by a ping-pong in a team of two at most
  * every NERVE_FAR_PROBE_NS, the answer kept in ctx between probes; false with one thread, or
- * when the partner did not answer within NERVE_FAR_WAIT_NS (a busy machine). Called outside
- * teams, by the calling thread.
+ * when the partner did not answer within NERVE_FAR_WAIT_NS (a busy machine). NERVE_CORES=far
+ * or =near in the environment when the context was made answers instead (the tests run the
+ * far paths that way). Called outside teams, by the calling thread.
  */
 enum { NERVE_FAR_HANDOFF_NS = 120, NERVE_FAR_PROBE_NS = 100 * 1000 * 1000, NERVE_FAR_WAIT_NS = 200 * 1000 };
 NERVE_HIDDEN bool nerve__cores_far(nerve_context *ctx);

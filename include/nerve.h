@@ -164,7 +164,8 @@ typedef enum nerve_stores {
  * were 9-15x faster while they sat on two dies; on Intel's Emerald Rapids ordinary stores were
  * twice as fast as streamed ones (bench/shared_stores.c measures both). Under AUTO a fused Adam
  * step past 16 MB of weights and moments (Lab E's) streams only while a probe (a cache line
- * handed between the team's first two threads, at most every 0.1 s) finds its cores far apart:
+ * handed between the team's first two threads, at most every 0.1 s) finds its cores far apart
+ * (NERVE_CORES=far or =near in the environment when the context is made answers instead):
  * on one die its lines wait in the shared L3, and streaming cost its dense backward 10%. The
  * results are the same bits either way: only the time changes. NERVE_ERROR_BAD_ARGUMENT for a
  * value not in nerve_stores.

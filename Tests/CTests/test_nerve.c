@@ -194,6 +194,68 @@ static nerve_isa cpu_best_isa(void) {
   return NERVE_ISA_BASELINE;
 }
 
+/* Pseudo-random values in [-0.5, 0.5) from *seed. */
+static void fill_random(float *v, int64_t n, unsigned *seed) {
+  for (int64_t k = 0; k < n; k++)
+    v[k] = (float)((*seed = *seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f - 0.5f;
+}
+
+/*
+ * What a team does differently while its cores are far apart (nerve__cores_far; ctest runs this
+ * program again with NERVE_CORES=far): the convolution's forward shares out its blocks of images
+ * by contiguous shares, and a fused Adam step past 16 MB streams its weights back (where the
+ * CPU streams). Either way the bits of one thread: a 3x3 "same" convolution of 40 images at 3
+ * threads, and two steps of a 1,500 -> 1,008 layer at 2.
+ */
+static void test_far_cores_paths(void) {
+  nerve_context *one = NULL, *many = NULL;
+  EXPECT(nerve_context_create(&one, 1) == NERVE_OK && nerve_context_create(&many, 3) == NERVE_OK, "contexts");
+  if (!one || !many) return;
+  unsigned seed = 11;
+  enum { N = 40, H = 28, W = 28, C = 1, K = 8 };
+  float *in = malloc(sizeof(float) * N * H * W * C), wc[3 * 3 * C * K], bc[K];
+  float *out1 = malloc(sizeof(float) * N * H * W * K), *out3 = malloc(sizeof(float) * N * H * W * K);
+  fill_random(in, N * H * W * C, &seed);
+  fill_random(wc, 3 * 3 * C * K, &seed);
+  fill_random(bc, K, &seed);
+  OK(one, nerve_conv2d_forward(one, out1, in, wc, bc, N, H, W, C, K, 3, 3, 1, 1, 1, 1, H, W));
+  OK(many, nerve_conv2d_forward(many, out3, in, wc, bc, N, H, W, C, K, 3, 3, 1, 1, 1, 1, H, W));
+  EXPECT(memcmp(out1, out3, sizeof(float) * N * H * W * K) == 0, "convolution forward differs between 1 and 3 threads");
+  free(in), free(out1), free(out3);
+
+  enum { R = 8, I = 1500, O = 1008 }; /* 18 MB of weights and moments */
+  OK(many, nerve_context_set_threads(many, 2));
+  float *x = malloc(sizeof(float) * R * I), *dy = malloc(sizeof(float) * R * O), *din[2];
+  float *w[2], *m[2], *v[2], b[2][O], bm[2][O], bv[2][O];
+  fill_random(x, R * I, &seed);
+  fill_random(dy, R * O, &seed);
+  for (int c = 0; c < 2; c++) {
+    w[c] = nerve_alloc(sizeof(float) * I * O), m[c] = nerve_alloc(sizeof(float) * I * O);
+    v[c] = nerve_alloc(sizeof(float) * I * O), din[c] = malloc(sizeof(float) * R * I);
+    if (!w[c] || !m[c] || !v[c] || !din[c]) {
+      EXPECT(0, "memory for the 1,500 x 1,008 layer");
+      return;
+    }
+    unsigned wseed = 5;
+    fill_random(w[c], I * O, &wseed);
+    memset(m[c], 0, sizeof(float) * I * O), memset(v[c], 0, sizeof(float) * I * O);
+    memset(b[c], 0, sizeof b[c]), memset(bm[c], 0, sizeof bm[c]), memset(bv[c], 0, sizeof bv[c]);
+  }
+  for (int step = 1; step <= 2; step++)
+    for (int c = 0; c < 2; c++) {
+      nerve_context *ctx = c == 0 ? one : many;
+      OK(ctx, nerve_dense_backward_adam(ctx, din[c], w[c], b[c], m[c], v[c], bm[c], bv[c], dy, x, R, I, O, 0.01f, 0.9f,
+                                        0.999f, 1e-7f, 0.0f, 0.0f, step));
+    }
+  EXPECT(memcmp(w[0], w[1], sizeof(float) * I * O) == 0 && memcmp(m[0], m[1], sizeof(float) * I * O) == 0 &&
+             memcmp(v[0], v[1], sizeof(float) * I * O) == 0 && memcmp(din[0], din[1], sizeof(float) * R * I) == 0,
+         "a fused Adam step past 16 MB differs between 1 and 2 threads");
+  for (int c = 0; c < 2; c++) nerve_free(w[c]), nerve_free(m[c]), nerve_free(v[c]), free(din[c]);
+  free(x), free(dy);
+  nerve_context_free(one);
+  nerve_context_free(many);
+}
+
 /* A dense layer against plain loops, and bit-identical at 1 and 3 threads, on every instruction
  * set this CPU has (each must be selectable, and in effect); the ones it lacks are refused. */
 static void test_dense_threads(void) {
@@ -403,6 +465,7 @@ int main(void) {
   test_dense_backward_halves();
   test_input_gradient_lanes();
   test_optimizer_subnormals();
+  test_far_cores_paths();
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;
