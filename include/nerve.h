@@ -173,7 +173,9 @@ typedef enum nerve_stores {
 NERVE_API nerve_status nerve_context_set_stores(nerve_context *ctx, nerve_stores stores);
 /**
  * NERVE_STORES_CACHED or NERVE_STORES_STREAMED, as in effect (AUTO resolved);
- * NERVE_STORES_CACHED if ctx is NULL.
+ * NERVE_STORES_CACHED if ctx is NULL. It tells how a team stores lines, not what it does past
+ * 16 MB: AUTO resolved to STREAMED streams a fused Adam step that large only while its cores
+ * are far apart, STREAMED set by the caller always.
  */
 NERVE_API nerve_stores nerve_context_stores(const nerve_context *ctx);
 /**
