@@ -109,15 +109,14 @@ NERVE_HIDDEN int nerve__team_threads(void);
 
 /*
  * Whether the first two threads of ctx's teams now run on cores far apart: a cache line handed
- * from one to the other and back takes over NERVE_FAR_HANDOFF_NS each way (AMD's Zen 4 host of
- * this project, its two virtual CPUs on two dies for minutes at a time: 160-180 ns, against
- * 25-35 on one die and 51-87 on an Intel mesh). Probed by a ping-pong in a team of two at most
- * every NERVE_FAR_PROBE_NS, the answer kept in ctx between probes; false with one thread, or
- * when the partner did not answer within NERVE_FAR_WAIT_NS (a busy machine). NERVE_CORES=far
- * or =near in the environment when the context was made answers instead (the tests run the
- * far paths that way). Called outside teams, by the calling thread.
+ * from one to the other and back takes over 120 ns each way (AMD's Zen 4 host of this project,
+ * its two virtual CPUs on two dies for minutes at a time: 160-180 ns, against 25-35 on one die
+ * and 51-87 on an Intel mesh). Probed by a ping-pong in a team of two at most every 0.1 s, the
+ * answer kept in ctx between probes (parallel.c's FAR_* constants); false with one thread, or
+ * when the partner did not answer within 0.2 ms (a busy machine). NERVE_CORES=far or =near in
+ * the environment when the context was made answers instead (the tests run the far paths that
+ * way). Called outside teams, by the calling thread.
  */
-enum { NERVE_FAR_HANDOFF_NS = 120, NERVE_FAR_PROBE_NS = 100 * 1000 * 1000, NERVE_FAR_WAIT_NS = 200 * 1000 };
 NERVE_HIDDEN bool nerve__cores_far(nerve_context *ctx);
 
 /* Runs fn(arg, thread, nthreads) on `threads` threads (a direct call if threads <= 1). */

@@ -75,6 +75,10 @@ static int64_t now_ns(void) {
   return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
+/* Far past this a hand-off (see nerve__cores_far); a probe at most this often; a partner
+ * silent this long gives up (a busy machine). */
+enum { FAR_HANDOFF_NS = 120, FAR_PROBE_NS = 100 * 1000 * 1000, FAR_WAIT_NS = 200 * 1000 };
+
 /* Rounds (a hand-off there and back) after the first few (the partner waking up, the line's
  * first trip), timed in groups: the fastest group is the answer, so that one stall (an
  * interrupt, the host taking a virtual CPU away for some microseconds) does not make two
@@ -88,7 +92,7 @@ typedef struct {
 } probe_job;
 
 /* Waits for the ball to show `value`; false if the partner gave up or took longer than
- * NERVE_FAR_WAIT_NS (then this side gives up too). The clock is read only once a wait has
+ * FAR_WAIT_NS (then this side gives up too). The clock is read only once a wait has
  * spun a while: a hand-off is tens of nanoseconds, and on some virtual machines reading the
  * clock costs a system call. */
 static bool probe_wait(probe_job *p, int value) {
@@ -97,7 +101,7 @@ static bool probe_wait(probe_job *p, int value) {
     if (__atomic_load_n(&p->gave_up, __ATOMIC_RELAXED)) return false;
     if (spins % 256 == 0) {
       if (start == 0) start = now_ns();
-      else if (now_ns() - start > NERVE_FAR_WAIT_NS) {
+      else if (now_ns() - start > FAR_WAIT_NS) {
         __atomic_store_n(&p->gave_up, 1, __ATOMIC_RELAXED);
         return false;
       }
@@ -109,38 +113,42 @@ static bool probe_wait(probe_job *p, int value) {
   return true;
 }
 
-/* Members 0 and 1 hit the ball in turn, each round member 0 to 1 and back; member 0 times the
- * groups of rounds from the last hit it saw. A team granted one thread has no partner: it
- * times nothing. */
+/* Member t's hits of rounds [*r, *r + rounds): it waits for the ball, then hits it on. */
+static bool probe_rounds(probe_job *p, int t, int *r, int rounds) {
+  for (const int end = *r + rounds; *r < end; (*r)++) {
+    if (!probe_wait(p, 2 * *r + t)) return false;
+    __atomic_store_n(&p->ball, 2 * *r + t + 1, __ATOMIC_RELEASE);
+  }
+  return true;
+}
+
+/* Members 0 and 1 hit the ball in turn, each round member 0 to 1 and back. Member 0 times each
+ * group from just after its last hit to just after the group's last: the group's round trips.
+ * A team granted one thread has no partner: it times nothing. */
 static void probe_member(void *data, int t, int nt) {
   probe_job *p = data;
   if (t > 1 || nt < 2) return;
-  int64_t fastest = 0, start = 0;
-  for (int r = 0; r < PROBE_WARM + PROBE_GROUPS * PROBE_GROUP_ROUNDS; r++) {
-    if (!probe_wait(p, 2 * r + t)) return;
-    const bool timed = r >= PROBE_WARM, edge = (r - PROBE_WARM) % PROBE_GROUP_ROUNDS == 0;
-    if (t == 0 && timed && edge) {
-      const int64_t now = now_ns();
-      if (r > PROBE_WARM && (fastest == 0 || now - start < fastest)) fastest = now - start;
-      start = now;
-    }
-    __atomic_store_n(&p->ball, 2 * r + t + 1, __ATOMIC_RELEASE);
+  int r = 0;
+  if (!probe_rounds(p, t, &r, PROBE_WARM)) return;
+  int64_t fastest = INT64_MAX;
+  for (int g = 0; g < PROBE_GROUPS; g++) {
+    const int64_t start = t == 0 ? now_ns() : 0;
+    if (!probe_rounds(p, t, &r, PROBE_GROUP_ROUNDS)) return;
+    const int64_t took = t == 0 ? now_ns() - start : 0;
+    if (t == 0 && took < fastest) fastest = took;
   }
-  if (t == 0 && probe_wait(p, 2 * (PROBE_WARM + PROBE_GROUPS * PROBE_GROUP_ROUNDS))) {
-    const int64_t last = now_ns() - start;
-    p->ns = fastest == 0 || last < fastest ? last : fastest;
-  }
+  if (t == 0) p->ns = fastest;
 }
 
 bool nerve__cores_far(nerve_context *ctx) {
   if (ctx->threads < 2) return false;
   if (ctx->cores_told >= 0) return ctx->cores_told == 1;
   const int64_t now = now_ns();
-  if (ctx->cores_probed_ns != 0 && now - ctx->cores_probed_ns < NERVE_FAR_PROBE_NS) return ctx->cores_far;
+  if (ctx->cores_probed_ns != 0 && now - ctx->cores_probed_ns < FAR_PROBE_NS) return ctx->cores_far;
   probe_job p = {.ball = 0, .gave_up = 0, .ns = 0};
   nerve__parallel_team(2, probe_member, &p);
   /* Two hand-offs a round; a team the runtime cut to one thread timed nothing (ns 0). */
-  ctx->cores_far = !p.gave_up && p.ns > 2 * PROBE_GROUP_ROUNDS * (int64_t)NERVE_FAR_HANDOFF_NS;
+  ctx->cores_far = !p.gave_up && p.ns > 2 * PROBE_GROUP_ROUNDS * (int64_t)FAR_HANDOFF_NS;
   ctx->cores_probed_ns = now_ns();
   return ctx->cores_far;
 }

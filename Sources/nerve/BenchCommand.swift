@@ -106,10 +106,11 @@ struct BenchCommand: ParsableCommand {
             }
           }
           if workload == "lab-e" && !json {
-            let context = try ComputeContext(threads: t), productRate = try context.productRate()
-            try printAdamFloor(context, samples: timed.samples, measured: m)
+            let context = ComputeContext(threads: t), productRate = try context.productRate()
+            let updates = try Self.labEAdamUpdates(samples: timed.samples)
+            try printAdamFloor(context, updates: updates, measured: m)
             printArithmeticFloor(samples: timed.samples, productRate: productRate, measured: m)
-            try printInCoreFloor(context, samples: timed.samples, productRate: productRate, measured: m)
+            try printInCoreFloor(context, samples: timed.samples, updates: updates, productRate: productRate, measured: m)
           }
           fflush(nil)
         }
@@ -152,8 +153,8 @@ struct BenchCommand: ParsableCommand {
   /// Lab E's floor from memory traffic: per step, its parameters are read by the forward pass
   /// and the input gradient, and Adam's fused step reads and writes weights and both moments
   /// (8 floats per parameter), at the bandwidth an Adam step reaches here.
-  func printAdamFloor(_ context: ComputeContext, samples: Int, measured: Double) throws {
-    let bytes = try Self.labEAdamUpdates(samples: samples) * 8 * 4
+  func printAdamFloor(_ context: ComputeContext, updates: Double, measured: Double) throws {
+    let bytes = updates * 8 * 4
     let bandwidth = try context.adamStepBandwidth()
     printFloor(
       String(
@@ -181,7 +182,7 @@ struct BenchCommand: ParsableCommand {
   }
 
   /// Parameters Lab E's Adam steps update in an epoch of `samples` images: every parameter at
-  /// each of its batches of 32.
+  /// each of its batches of 32 (a whole model built for its count: once per thread count).
   static func labEAdamUpdates(samples: Int) throws -> Double {
     Double((samples + 31) / 32) * Double(try labE().parameterCount)
   }
@@ -190,10 +191,9 @@ struct BenchCommand: ParsableCommand {
   /// which its fused backward runs on each tile after the tile's products, on the same core
   /// (so the two add), at the rate a step reaches here where its arrays stay in cache.
   func printInCoreFloor(
-    _ context: ComputeContext, samples: Int, productRate rate: Double, measured: Double
+    _ context: ComputeContext, samples: Int, updates: Double, productRate rate: Double, measured: Double
   ) throws {
     let flops = Self.labEProductFlops(samples: samples), adam = try context.adamStepRate()
-    let updates = try Self.labEAdamUpdates(samples: samples)
     printFloor(
       String(
         format: "%.2f TFLOP at %.0f GFLOP/s, then %.1f G Adam updates at %.1f G/s (in cache)",

@@ -9,7 +9,7 @@ extension ComputeContext {
   /// parameter); the fastest of `runs` steps, since other work on the machine only slows a step
   /// and a floor is what the machine can do. The arrays should be much larger than the caches.
   public func adamStepBandwidth(floats: Int = 32 << 20, runs: Int = 5) throws -> Double {
-    let seconds = try fastestAdamSteps(floats: floats, steps: 1, runs: runs, for: "measuring memory bandwidth")
+    let seconds = try fastestAdamStep(floats: floats, steps: 1, runs: runs, for: "measuring memory bandwidth")
     return Double(28 * floats) / seconds
   }
 
@@ -22,28 +22,28 @@ extension ComputeContext {
   /// The fastest of `runs` runs of `steps` steps each.
   public func adamStepRate(perThread: Int = 1 << 16, steps: Int = 20, runs: Int = 5) throws -> Double {
     precondition(perThread > 0, "perThread must be positive")
-    let floats = perThread * threads, steps = max(steps, 1)
-    let seconds = try fastestAdamSteps(floats: floats, steps: steps, runs: runs, for: "measuring the Adam step's rate")
-    return Double(floats * steps) / seconds
+    let floats = perThread * threads
+    return Double(floats) / (try fastestAdamStep(floats: floats, steps: steps, runs: runs, for: "measuring the Adam step's rate"))
   }
 
-  /// The fewest seconds `steps` Adam steps over `floats` parameters took in `runs` runs (after
-  /// one untimed run), the moments carried on from step to step.
-  private func fastestAdamSteps(floats: Int, steps: Int, runs: Int, for purpose: String) throws -> Double {
+  /// Seconds an Adam step over `floats` parameters takes: of `runs` runs of `steps` steps each
+  /// (after one untimed run), the fastest run's average, the moments carried on from step to step.
+  private func fastestAdamStep(floats: Int, steps: Int, runs: Int, for purpose: String) throws -> Double {
     precondition(floats > 0, "floats must be positive")
     try Memory.check(floats: 4 * floats, for: purpose, at: "bench")
     let w = FloatBuffer(count: floats), m = FloatBuffer(count: floats), v = FloatBuffer(count: floats)
     let g = FloatBuffer(count: floats)
     g.pointer.update(repeating: 1e-3, count: floats)
     var step: Int64 = 0
+    let steps = max(steps, 1)
     return try fastestSeconds(runs: runs) {
-      for _ in 0..<max(steps, 1) {
+      for _ in 0..<steps {
         step += 1
         try check(
           nerve_adam_step(
             raw, w.pointer, m.pointer, v.pointer, g.pointer, Int64(floats), 1e-4, 0.9, 0.999, 1e-7, 0, 0, step))
       }
-    }
+    } / Double(steps)
   }
 
   /// Floating-point operations per second of a `size`^3 dense product (nerve_dense_forward)
