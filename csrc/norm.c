@@ -33,6 +33,7 @@ typedef struct {
   const float *sums;          /* backward: [2C]: column sums of dy, then of dy * xhat */
   int64_t R, C, chunk;
   bool relu; /* backward: din also through the ReLU whose output is x (zero where x <= 0) */
+  bool streams; /* backward: din may be streamed (norm_dx_streamed_avx512) */
 } norm_job;
 
 /* Rows ahead of the row loops that the kernels ask the caches for (nerve__prefetch). */
@@ -380,19 +381,20 @@ NERVE_TARGET_AVX512 static void grad_sums_avx512(void *data, int64_t k0, int64_t
 }
 #endif
 
-/* Rows [r0, r1) of din; relu and pooled constants at each call below, so each gets its own
- * loop. pooled: dy made from a pool's gradient. */
-NERVE_INLINE void norm_dx_rows(const norm_job *j, int64_t r0, int64_t r1, bool relu, bool pooled) {
+/* Rows [r0, r1) of din, written from dx on (j->y + r0 * C, or a buffer that many rows long
+ * when `buffered`, which asks for no lines of din); relu and pooled constants at each call
+ * below, so each gets its own loop. pooled: dy made from a pool's gradient. */
+NERVE_INLINE void norm_dx_rows(const norm_job *j, float *dx, int64_t r0, int64_t r1, bool relu, bool pooled,
+                               bool buffered) {
   const int64_t C = j->C;
   const float rows = (float)j->R;
   const float *sum_dy = j->sums, *sum_dyx = j->sums + C;
   pixel at = pooled ? pixel_of(j->pool, r0) : (pixel){0, 0, 0};
-  for (int64_t r = r0; r < r1; r++) {
+  for (int64_t r = r0; r < r1; r++, dx += C) {
     const float *x = j->x + r * C;
-    float *dx = j->y + r * C;
     nerve__prefetch(x + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
     if (!pooled) nerve__prefetch(j->dy + (r + NORM_AHEAD) * C, C * (int64_t)sizeof(float), false);
-    nerve__prefetch(dx + NORM_AHEAD * C, C * (int64_t)sizeof(float), true);
+    if (!buffered) nerve__prefetch(dx + NORM_AHEAD * C, C * (int64_t)sizeof(float), true);
     const float *dy = pooled ? NULL : j->dy + r * C; /* pooled: dout is the pool's, smaller */
     const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
     if (pooled) prefetch_source(src, C);
@@ -407,20 +409,70 @@ NERVE_INLINE void norm_dx_rows(const norm_job *j, int64_t r0, int64_t r1, bool r
   }
 }
 
-NERVE_INLINE void norm_dx_body(void *data, int64_t r0, int64_t r1) {
-  const norm_job *j = data;
+/* norm_dx_rows for j's relu and pool. */
+NERVE_INLINE void norm_dx_into(const norm_job *j, float *dx, int64_t r0, int64_t r1, bool buffered) {
   if (j->pool) {
     if (j->relu)
-      norm_dx_rows(j, r0, r1, true, true);
+      norm_dx_rows(j, dx, r0, r1, true, true, buffered);
     else
-      norm_dx_rows(j, r0, r1, false, true);
+      norm_dx_rows(j, dx, r0, r1, false, true, buffered);
   } else if (j->relu) {
-    norm_dx_rows(j, r0, r1, true, false);
+    norm_dx_rows(j, dx, r0, r1, true, false, buffered);
   } else {
-    norm_dx_rows(j, r0, r1, false, false);
+    norm_dx_rows(j, dx, r0, r1, false, false, buffered);
   }
 }
+
+NERVE_INLINE void norm_dx_body(void *data, int64_t r0, int64_t r1) {
+  const norm_job *j = data;
+  norm_dx_into(j, j->y + r0 * j->C, r0, r1, false);
+}
 NERVE_RANGE_KERNEL(norm_dx);
+
+/* Floats of din norm_dx_streamed_avx512 makes at a time, in L1. */
+enum { NORM_STREAM_FLOATS = 1024 };
+
+#if NERVE_X86
+/*
+ * norm_dx for AVX-512 with din written by streaming stores: a few rows made in a buffer by the
+ * same code, then streamed out (the same bits). Where a convolution's weight gradient follows
+ * (Lab E), every member of its team reads every image of din, so in the next step most lines
+ * of din that this member overwrites are also in the other core's cache, and an ordinary store
+ * must take each back first (nerve__streams_rows). Only with a team, rows a multiple of 16
+ * floats up to NORM_STREAM_FLOATS, din at a 64-byte boundary (streams_din).
+ */
+NERVE_TARGET_AVX512 static void norm_dx_streamed_avx512(void *data, int64_t r0, int64_t r1) {
+  const norm_job *j = data;
+  if (!j->streams || nerve__team_threads() < 2) {
+    norm_dx_avx512(data, r0, r1);
+    return;
+  }
+  const int64_t C = j->C, per = NORM_STREAM_FLOATS / C;
+  float made[NORM_STREAM_FLOATS] __attribute__((aligned(64)));
+  for (int64_t r = r0; r < r1; r += per) {
+    const int64_t end = r1 - r < per ? r1 : r + per;
+    norm_dx_into(j, made, r, end, true);
+    float *dst = j->y + r * C;
+    for (int64_t i = 0; i < (end - r) * C; i += 16) _mm512_stream_ps(dst + i, _mm512_load_ps(made + i));
+  }
+  _mm_sfence(); /* din seen by whoever reads it next */
+}
+#endif
+
+/*
+ * Whether the backward's team writes din by streaming stores (norm_dx_streamed_avx512): where
+ * the context lets it, and then only while the team's cores are far apart (nerve__cores_far),
+ * or always if the context was set to NERVE_STORES_STREAMED. Lab E on the Zen 4 host at 2
+ * threads (bench/lab_e_step.c, alternated): with the cores on two dies, batch norm's backward
+ * 0.59-0.78 -> 0.26-0.30 ms a step, the convolution's weight gradient after it, which now reads
+ * din from memory, 0.16-0.17 -> 0.19-0.20 ms, the step 7.57-7.79 -> 7.25-7.33 ms; on one die
+ * the two moved by 0.01-0.02 ms the other way each, which is why the default streams there
+ * only while the cores are far.
+ */
+static bool streams_din(nerve_context *ctx, const float *din, int64_t C) {
+  if (!din || C > NORM_STREAM_FLOATS || !nerve__streams_rows(ctx, ctx->threads, din, C)) return false;
+  return ctx->streams_always || nerve__cores_far(ctx);
+}
 
 /*
  * dout [R,C], in [R,C], gamma [C], saved_mean, saved_invstd [C] (from the training forward) ->
@@ -468,7 +520,8 @@ static nerve_status backward(nerve_context *ctx, float *din, float *dgamma, floa
     if (dbeta) dbeta[c] += sums[c];
     if (dgamma) dgamma[c] += sums[C + c];
   }
-  if (din) nerve__parallel_for(ctx, R, (1 << 15) / C + 1, norm_dx_isa[ctx->isa], &j);
+  j.streams = streams_din(ctx, din, C);
+  if (din) nerve__parallel_for(ctx, R, (1 << 15) / C + 1, NERVE_AVX512_OR(ctx, norm_dx_streamed_avx512, norm_dx_isa[ctx->isa]), &j);
   return NERVE_OK;
 }
 

@@ -204,8 +204,9 @@ static void fill_random(float *v, int64_t n, unsigned *seed) {
  * What a team does differently while its cores are far apart (nerve__cores_far; ctest runs this
  * program again with NERVE_CORES=far): the convolution's forward shares out its blocks of images
  * by contiguous shares, and a fused Adam step past 16 MB streams its weights back (where the
- * CPU streams). Either way the bits of one thread: a 3x3 "same" convolution of 40 images at 3
- * threads, and two steps of a 1,500 -> 1,008 layer at 2.
+ * CPU streams), and so does batch norm's input gradient. Either way the bits of one thread: a
+ * 3x3 "same" convolution of 40 images at 3 threads, a batch norm backward (through a ReLU) of
+ * 4,096 rows of 32 channels at 3, and two steps of a 1,500 -> 1,008 layer at 2.
  */
 static void test_far_cores_paths(void) {
   nerve_context *one = NULL, *many = NULL;
@@ -222,6 +223,24 @@ static void test_far_cores_paths(void) {
   OK(many, nerve_conv2d_forward(many, out3, in, wc, bc, N, H, W, C, K, 3, 3, 1, 1, 1, 1, H, W));
   EXPECT(memcmp(out1, out3, sizeof(float) * N * H * W * K) == 0, "convolution forward differs between 1 and 3 threads");
   free(in), free(out1), free(out3);
+
+  enum { BR = 4096, BC = 32 };
+  float *bx = malloc(sizeof(float) * BR * BC), *bdy = malloc(sizeof(float) * BR * BC), gamma[BC], mean[BC], invstd[BC];
+  float *bdx[2] = {nerve_alloc(sizeof(float) * BR * BC), nerve_alloc(sizeof(float) * BR * BC)}, dgb[2][2 * BC];
+  fill_random(bx, BR * BC, &seed);
+  fill_random(bdy, BR * BC, &seed);
+  fill_random(gamma, BC, &seed);
+  fill_random(mean, BC, &seed);
+  for (int c = 0; c < BC; c++) invstd[c] = 1.0f + 0.1f * (float)c;
+  for (int c = 0; c < 2; c++) {
+    nerve_context *ctx = c == 0 ? one : many;
+    memset(dgb[c], 0, sizeof dgb[c]);
+    if (bdx[c])
+      OK(ctx, nerve_batchnorm_backward_relu(ctx, bdx[c], dgb[c], dgb[c] + BC, bdy, bx, gamma, mean, invstd, BR, BC));
+  }
+  EXPECT(bdx[0] && bdx[1] && memcmp(bdx[0], bdx[1], sizeof(float) * BR * BC) == 0 && memcmp(dgb[0], dgb[1], sizeof dgb[0]) == 0,
+         "batch norm backward differs between 1 and 3 threads");
+  nerve_free(bdx[0]), nerve_free(bdx[1]), free(bx), free(bdy);
 
   enum { R = 8, I = 1500, O = 1008 }; /* 18 MB of weights and moments */
   OK(many, nerve_context_set_threads(many, 2));

@@ -506,19 +506,14 @@ struct ImageKernelTests {
     let image = randomFloats(g.n * (g.h + 2) * (g.w + 2), seed: 83), w = randomFloats(9 * g.c, seed: 84)
     let conv = [g.n, g.h + 2, g.w + 2, 1, g.c, 3, 3, 1, 1, 0, 0, g.h, g.w].map(Int64.init)
     let ref = Reference.maxPoolForward(x: doubles(x), g: g)
-    func aligned<T>(_ count: Int, _ fill: T) -> UnsafeMutablePointer<T> {
-      let p = nerve_alloc((count + 16) * MemoryLayout<T>.stride)!.bindMemory(to: T.self, capacity: count + 16)
-      p.initialize(repeating: fill, count: count + 16)
-      return p
-    }
     for isa in InstructionSet.allCases where isa.rawValue <= InstructionSet.best.rawValue {
       var runs: [[Float]] = []
       for threads in [1, 2, 3] {
         for (offset, stores) in [(0, NERVE_STORES_STREAMED), (0, NERVE_STORES_CACHED), (1, NERVE_STORES_STREAMED)] {
           let k = Kernels(threads: threads, isa: isa)
           k.ok(nerve_context_set_stores(k.ctx, stores))
-          let y = aligned(outCount, Float.nan), am = aligned(outCount, Int32(-7)), dx = aligned(inCount, Float.nan)
-          let pooled = aligned(outCount, Float.nan), convAm = aligned(outCount, Int32(-7))
+          let y = Self.aligned(outCount, Float.nan), am = Self.aligned(outCount, Int32(-7)), dx = Self.aligned(inCount, Float.nan)
+          let pooled = Self.aligned(outCount, Float.nan), convAm = Self.aligned(outCount, Int32(-7))
           defer { for p in [UnsafeMutableRawPointer(y), UnsafeMutableRawPointer(am), UnsafeMutableRawPointer(dx), UnsafeMutableRawPointer(pooled), UnsafeMutableRawPointer(convAm)] { nerve_free(p) } }
           k.ok(nerve_maxpool2d_forward(
             k.ctx, y + offset, am + offset, x, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6], sizes[7], sizes[8],
@@ -543,6 +538,66 @@ struct ImageKernelTests {
       #expect(runs.allSatisfy { bitwiseEqual($0, runs[0]) }, "max pools by 1, 2 and 3 threads on \(isa), \(g)")
       let dx = runs[0][(2 * outCount)..<(2 * outCount + inCount)]
       #expect(!dx.contains { $0.bitPattern == (-0.0 as Float).bitPattern }, "no -0 in the pool's input gradient")
+    }
+  }
+
+  /// count values of fill, 16 more than asked for (a run may start 4 bytes in), at a 64-byte
+  /// boundary (nerve_alloc); the caller frees them with nerve_free.
+  static func aligned<T>(_ count: Int, _ fill: T) -> UnsafeMutablePointer<T> {
+    let p = nerve_alloc((count + 16) * MemoryLayout<T>.stride)!.bindMemory(to: T.self, capacity: count + 16)
+    p.initialize(repeating: fill, count: count + 16)
+    return p
+  }
+
+  /// Batch norm's input gradient is written by a team with streaming stores where its rows are
+  /// whole lines at 64-byte boundaries and its context streams (norm.c's streams_din: under AUTO
+  /// only while the cores are far apart, always under NERVE_STORES_STREAMED; AVX-512 only), and
+  /// with ordinary stores 4 bytes off a boundary or where the context caches; one thread always
+  /// stores ordinarily. Every way gives the same bits: from a whole gradient, and from the max
+  /// pool's after it with and without the ReLU before it (the geometries of streamedPool: the
+  /// first two run at 3 threads, the third at 2).
+  @Test("batch norm's input gradient streamed by a team is one thread's bits", arguments: streamedPoolGeometries)
+  func streamedBatchNormGradient(_ g: RefGeometry) {
+    let r = g.n * g.h * g.w, c = g.c, outCount = g.n * g.oh * g.ow * c
+    let pool = [g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow].map(Int64.init)
+    let x = randomFloats(r * c, seed: 91, low: -2, high: 3), gamma = randomFloats(c, seed: 92), beta = randomFloats(c, seed: 93)
+    let dy = randomFloats(r * c, seed: 94), dp = randomFloats(outCount, seed: 95)
+    // The statistics and the pool's winners, from one thread: every run below takes them.
+    let one = Kernels(threads: 1, isa: .best)
+    var y = [Float](repeating: .nan, count: r * c), mean = [Float](repeating: 0, count: c), invstd = mean, rm = mean, rv = mean
+    one.ok(nerve_batchnorm_forward_train(one.ctx, &y, &mean, &invstd, &rm, &rv, x, gamma, beta, Int64(r), Int64(c), 0.9, 1e-3))
+    var pooled = [Float](repeating: .nan, count: outCount), am = [Int32](repeating: -7, count: outCount)
+    one.ok(nerve_maxpool2d_forward(
+      one.ctx, &pooled, &am, y, Int64(g.n), Int64(g.h), Int64(g.w), Int64(c), pool[0], pool[1], pool[2], pool[3], pool[4], pool[5],
+      pool[6], pool[7]))
+    let back = Reference.batchNormBackward(dy: doubles(dy), x: doubles(x), gamma: doubles(gamma), r: r, c: c, eps: 1e-3)
+    for isa in InstructionSet.allCases where isa.rawValue <= InstructionSet.best.rawValue {
+      var runs: [[Float]] = []
+      for threads in [1, 2, 3] {
+        for (offset, stores) in [(0, NERVE_STORES_STREAMED), (0, NERVE_STORES_CACHED), (1, NERVE_STORES_STREAMED)] {
+          let k = Kernels(threads: threads, isa: isa)
+          k.ok(nerve_context_set_stores(k.ctx, stores))
+          var run: [Float] = []
+          for form in 0..<3 {  // whole gradient; from the pool's, without and with the ReLU
+            let dx = Self.aligned(r * c, Float.nan)
+            defer { nerve_free(dx) }
+            var dgamma = [Float](repeating: 1, count: c), dbeta = dgamma
+            k.ok(form == 0
+              ? nerve_batchnorm_backward(k.ctx, dx + offset, &dgamma, &dbeta, dy, x, gamma, mean, invstd, Int64(r), Int64(c))
+              : nerve_batchnorm_backward_maxpool2d(
+                k.ctx, dx + offset, &dgamma, &dbeta, dp, am, x, gamma, mean, invstd, Int64(g.n), Int64(g.h), Int64(g.w), Int64(c),
+                pool[0], pool[1], pool[2], pool[3], pool[4], pool[5], pool[6], pool[7], form == 2 ? 1 : 0))
+            let dxs = Array(UnsafeBufferPointer(start: dx + offset, count: r * c))
+            if form == 0 {
+              expectClose(dxs, back.dx, rtol: 1e-3, atol: 1e-4, "batch norm input gradient \(g) \(k.label), stores \(stores.rawValue)")
+            }
+            #expect(!dxs.contains { $0.isNaN }, "every row of din written \(g) \(k.label), form \(form)")
+            run += dxs + dgamma + dbeta
+          }
+          runs.append(run)
+        }
+      }
+      #expect(runs.allSatisfy { bitwiseEqual($0, runs[0]) }, "batch norm input gradients by 1, 2 and 3 threads on \(isa), \(g)")
     }
   }
 
