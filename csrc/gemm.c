@@ -2279,8 +2279,8 @@ nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
      * padded copy, always the rows: each member copies its own rows in and back
      * (tn_rank_part), where the copy by the whole team was split by rows anyway, so half of
      * each member's panels came from the other core's cache, and went back to it. The
-     * minibatch workload (784 -> 300, batch 100) at 2 threads on the Zen 4 host, alternated
-     * 14 times: 0.191-0.219 -> 0.185-0.198 s an epoch in quiet minutes, 0.393-0.400 ->
+     * minibatch workload (784 -> 300, batch 100) at 2 threads on the Zen 4 host, 20 pairs
+     * alternated: 0.191-0.219 -> 0.185-0.198 s an epoch in quiet minutes, 0.393-0.400 ->
      * 0.359-0.364 s with the cores on two dies (`nerve bench`); the same bits. */
     const bool split_panels = M * K <= K * N && panels >= 2 && pad_bytes == 0;
     tn_job j = {.G = G, .ldg = ldg, .A = A, .lda = lda, .D = D, .ldd = ldd, .M = M, .N = N, .K = K,
