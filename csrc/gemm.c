@@ -1191,6 +1191,7 @@ typedef struct copy_job {
   const float *G; /* read into P (copy_in) */
   float *back;    /* written from P (copy_out) */
   int64_t ldg, N;
+  bool streams; /* back is written by copy_out_streamed (nerve__gemm_tn's streams_back) */
 } copy_job;
 
 /* Rows copied a vector at a time, the last one masked: copying rows of a few dozen floats (Lab
@@ -1219,6 +1220,46 @@ NERVE_TARGET_AVX512 static void copy_out(const copy_job *j, int64_t k0, int64_t 
   }
 }
 
+/* Lanes m of the 16 values of the copy from row k, column c on, in G's order: the row's last
+ * N - c, then the next row's first (N >= 16, so at most one row ends among them). */
+NERVE_TARGET_AVX512 NERVE_INLINE __m512 copied16(const copy_job *j, int64_t k, int64_t c, __mmask16 m) {
+  const int64_t left = j->N - c;
+  const __mmask16 here = nerve__lanes16(left);
+  const __m512 v = _mm512_maskz_loadu_ps(m & here, j->P + k * j->ldp + c);
+  if (left >= 16) return v;
+  return _mm512_mask_loadu_ps(v, m & (__mmask16)~here, j->P + (k + 1) * j->ldp - left); /* lane L: next row's L - left */
+}
+
+/* Moves (k, c) n values on in G's order (n <= 16 <= N). */
+NERVE_INLINE void copied_advance(const copy_job *j, int64_t *k, int64_t *c, int64_t n) {
+  *c += n;
+  if (*c >= j->N) *c -= j->N, (*k)++;
+}
+
+/*
+ * copy_out for G's rows [k0, k1) where they are one run of memory (ldg = N, N >= 16), written
+ * by streaming stores in whole 64-byte lines and ordinary ones at either end of the run: the
+ * same values. The lines of the weights that the forward read on the other core (it splits
+ * them by columns) are then not taken back one by one (see nerve__gemm_tn's streams_back).
+ */
+NERVE_TARGET_AVX512 static void copy_out_streamed(const copy_job *j, int64_t k0, int64_t k1) {
+  float *g = j->back;
+  const int64_t end = k1 * j->N;
+  int64_t i = k0 * j->N, k = k0, c = 0;
+  const int64_t to_line = (int64_t)((64 - (uintptr_t)(g + i) % 64) % 64) / (int64_t)sizeof(float);
+  const int64_t head = to_line < end - i ? to_line : end - i;
+  if (head > 0) {
+    _mm512_mask_storeu_ps(g + i, nerve__lanes16(head), copied16(j, k, c, nerve__lanes16(head)));
+    copied_advance(j, &k, &c, head), i += head;
+  }
+  for (; end - i >= 16; i += 16) {
+    _mm512_stream_ps(g + i, copied16(j, k, c, 0xFFFF));
+    copied_advance(j, &k, &c, 16);
+  }
+  if (i < end) _mm512_mask_storeu_ps(g + i, nerve__lanes16(end - i), copied16(j, k, c, nerve__lanes16(end - i)));
+  _mm_sfence(); /* the weights seen by whoever reads them next */
+}
+
 /*
  * tn_rank_rows over rows [k0, k1) and panels [p0, p1) of G, on this member's rows of the padded
  * copy where there is one (the team then splits rows: nerve__gemm_tn), copied in before and
@@ -1227,7 +1268,8 @@ NERVE_TARGET_AVX512 static void copy_out(const copy_job *j, int64_t k0, int64_t 
 static void tn_rank_part(tn_job *j, int64_t k0, int64_t k1, int64_t p0, int64_t p1) {
   if (j->copy) copy_in(j->copy, k0, k1);
   tn_rank_rows(j, k0, k1, p0, p1);
-  if (j->copy) copy_out(j->copy, k0, k1);
+  if (j->copy && j->copy->streams && nerve__team_threads() > 1) copy_out_streamed(j->copy, k0, k1);
+  else if (j->copy) copy_out(j->copy, k0, k1);
 }
 
 static void tn_member(void *data, int t, int nt) {
@@ -2261,6 +2303,21 @@ void nerve__gemm_tn_narrow_rows(float *G, int64_t ldg, const float *A, int64_t l
 #endif
 }
 
+#if NERVE_X86
+/*
+ * Whether a team of `threads` writes its padded copy's rows back into G [K,N] by streaming
+ * stores (copy_out_streamed): G's rows one run (ldg = N, N >= 16), the context streams
+ * (nerve__streams_rows' ctx->streams_stores), and then only while the team's cores are far
+ * apart (nerve__cores_far), or always under NERVE_STORES_STREAMED, as for a large Adam step.
+ * The minibatch workload's 784 -> 300 weights, which its forward splits by columns: with the
+ * cores on two dies the copy back took 13% of a 2-thread epoch (perf).
+ */
+static bool streams_back(nerve_context *ctx, int threads, const float *G, int64_t ldg, int64_t N) {
+  if (threads < 2 || !ctx->streams_stores || ldg != N || N < 16 || !G) return false;
+  return ctx->streams_always || nerve__cores_far(ctx);
+}
+#endif
+
 nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const float *A,
                             int64_t lda, const float *D, int64_t ldd, int64_t M, int64_t N,
                             int64_t K, float alpha, const char *func) {
@@ -2295,6 +2352,7 @@ nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
       nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, pad_bytes, func);
       if (s != NERVE_OK) return s;
       copy.P = ctx->scratch[NERVE_SCRATCH_GEMM];
+      copy.streams = streams_back(ctx, threads, G, ldg, N);
       j.G = copy.P, j.ldg = copy.ldp, j.copy = &copy;
     }
     nerve__parallel_team(threads, tn_member, &j);

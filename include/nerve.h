@@ -148,8 +148,8 @@ NERVE_API nerve_fetch nerve_context_fetch_ahead(const nerve_context *ctx);
 /** How a team writes what the other threads just read (nerve_context_set_stores). */
 typedef enum nerve_stores {
   /** By the CPU (the default): streamed on x86-64 CPUs other than Intel's, cached elsewhere;
-   *  a fused Adam step past 16 MB, and batch norm's input gradient, stream only while the
-   *  team's cores are far apart. */
+   *  a fused Adam step past 16 MB, batch norm's input gradient and the weights a fused SGD
+   *  step copies back from a padded copy stream only while the team's cores are far apart. */
   NERVE_STORES_AUTO = 0,
   /** Ordinary stores. */
   NERVE_STORES_CACHED = 1,
@@ -159,8 +159,8 @@ typedef enum nerve_stores {
 
 /**
  * Chooses how a team of two or more threads (with AVX-512) writes the lines the other threads
- * read just before: a max pool's outputs and gradient, the weights of a fused Adam step, batch
- * norm's input gradient (which a convolution's weight gradient reads on every thread). Where
+ * read just before: a max pool's outputs and gradient, the weights of a fused Adam or SGD step,
+ * batch norm's input gradient (which a convolution's weight gradient reads on every thread). Where
  * the two cores are far apart (AMD's Zen 4, its virtual CPUs on two dies) an ordinary store
  * must first take each line back from the other core, one after another, and streaming stores
  * were 9-15x faster while they sat on two dies; on Intel's Emerald Rapids ordinary stores were
@@ -169,17 +169,18 @@ typedef enum nerve_stores {
  * handed between the team's first two threads, at most every 0.1 s) finds its cores far apart
  * (NERVE_CORES=far or =near in the environment when the context is made answers instead):
  * on one die its lines wait in the shared L3, and streaming cost its dense backward 10%. Batch
- * norm's input gradient streams on the same condition: on one die streaming gained it nothing
- * that the convolution after it, reading from memory, did not lose. The results are the same
- * bits either way: only the time changes. NERVE_ERROR_BAD_ARGUMENT for a value not in
- * nerve_stores.
+ * norm's input gradient streams on the same condition (on one die streaming gained it nothing
+ * that the convolution after it, reading from memory, did not lose), and so do the weights an
+ * SGD step by rank updates writes back from its padded copy (outputs not a multiple of 16).
+ * The results are the same bits either way: only the time changes. NERVE_ERROR_BAD_ARGUMENT
+ * for a value not in nerve_stores.
  */
 NERVE_API nerve_status nerve_context_set_stores(nerve_context *ctx, nerve_stores stores);
 /**
  * NERVE_STORES_CACHED or NERVE_STORES_STREAMED, as in effect (AUTO resolved);
  * NERVE_STORES_CACHED if ctx is NULL. It tells how a team stores lines, not what it does past
- * 16 MB or with batch norm's input gradient: AUTO resolved to STREAMED streams those only while
- * its cores are far apart, STREAMED set by the caller always.
+ * 16 MB, with batch norm's input gradient or an SGD step's padded copy: AUTO resolved to
+ * STREAMED streams those only while its cores are far apart, STREAMED set by the caller always.
  */
 NERVE_API nerve_stores nerve_context_stores(const nerve_context *ctx);
 /**

@@ -204,9 +204,11 @@ static void fill_random(float *v, int64_t n, unsigned *seed) {
  * What a team does differently while its cores are far apart (nerve__cores_far; ctest runs this
  * program again with NERVE_CORES=far): the convolution's forward shares out its blocks of images
  * by contiguous shares, and a fused Adam step past 16 MB streams its weights back (where the
- * CPU streams), and so does batch norm's input gradient. Either way the bits of one thread: a
- * 3x3 "same" convolution of 40 images at 3 threads, a batch norm backward (through a ReLU) of
- * 4,096 rows of 32 channels at 3, and two steps of a 1,500 -> 1,008 layer at 2.
+ * CPU streams), and so do batch norm's input gradient and the weights a fused SGD step copies
+ * back from a padded copy. Either way the bits of one thread: a 3x3 "same" convolution of 40
+ * images at 3 threads, a batch norm backward (through a ReLU) of 4,096 rows of 32 channels at
+ * 3, an SGD step of a 90 -> 300 layer over 100 rows at 3, and two Adam steps of a 1,500 ->
+ * 1,008 layer at 2.
  */
 static void test_far_cores_paths(void) {
   nerve_context *one = NULL, *many = NULL;
@@ -241,6 +243,22 @@ static void test_far_cores_paths(void) {
   EXPECT(bdx[0] && bdx[1] && memcmp(bdx[0], bdx[1], sizeof(float) * BR * BC) == 0 && memcmp(dgb[0], dgb[1], sizeof dgb[0]) == 0,
          "batch norm backward differs between 1 and 3 threads");
   nerve_free(bdx[0]), nerve_free(bdx[1]), free(bx), free(bdy);
+
+  enum { SN = 100, SI = 90, SO = 300 };
+  float *sx = malloc(sizeof(float) * SN * SI), *sdy = malloc(sizeof(float) * SN * SO), *sw[2], sb[2][SO];
+  fill_random(sx, SN * SI, &seed);
+  fill_random(sdy, SN * SO, &seed);
+  for (int c = 0; c < 2; c++) {
+    nerve_context *ctx = c == 0 ? one : many;
+    sw[c] = malloc(sizeof(float) * SI * SO);
+    unsigned wseed = 9;
+    fill_random(sw[c], SI * SO, &wseed);
+    memset(sb[c], 0, sizeof sb[c]);
+    OK(ctx, nerve_dense_backward_sgd(ctx, NULL, sw[c], sb[c], sdy, sx, SN, SI, SO, 0.05f));
+  }
+  EXPECT(memcmp(sw[0], sw[1], sizeof(float) * SI * SO) == 0 && memcmp(sb[0], sb[1], sizeof sb[0]) == 0,
+         "a fused SGD step on a padded copy differs between 1 and 3 threads");
+  free(sw[0]), free(sw[1]), free(sx), free(sdy);
 
   enum { R = 8, I = 1500, O = 1008 }; /* 18 MB of weights and moments */
   OK(many, nerve_context_set_threads(many, 2));
