@@ -395,7 +395,7 @@ static nerve_status dense_backward_sgd(nerve_context *ctx, const nerve__activati
     if (s != NERVE_OK) return s;
   }
   if (I > 0) {
-    s = nerve__gemm_tn(ctx, weight, O, in, I, dout, O, N, O, I, -lr, func);
+    s = nerve__gemm_tn_step(ctx, weight, O, in, I, dout, O, N, O, I, -lr, func);
     if (s != NERVE_OK) return s;
   }
   if (bias) nerve__bias_accumulate(ctx, bias, dout, N, O, -lr);

@@ -1216,7 +1216,8 @@ NERVE_TARGET_AVX512 static void copy_out(const copy_job *j, int64_t k0, int64_t 
   for (int64_t k = k0; k < k1; k++) {
     const float *p = j->P + k * j->ldp;
     float *g = j->back + k * j->ldg;
-    for (int64_t c = 0; c < j->N; c += 16) _mm512_mask_storeu_ps(g + c, nerve__lanes16(j->N - c), _mm512_loadu_ps(p + c));
+    for (int64_t c = 0; c < j->N; c += 16)
+      _mm512_mask_storeu_ps(g + c, nerve__lanes16(j->N - c), _mm512_loadu_ps(p + c));
   }
 }
 
@@ -1227,7 +1228,8 @@ NERVE_TARGET_AVX512 NERVE_INLINE __m512 copied16(const copy_job *j, int64_t k, i
   const __mmask16 here = nerve__lanes16(left);
   const __m512 v = _mm512_maskz_loadu_ps(m & here, j->P + k * j->ldp + c);
   if (left >= 16) return v;
-  return _mm512_mask_loadu_ps(v, m & (__mmask16)~here, j->P + (k + 1) * j->ldp - left); /* lane L: next row's L - left */
+  /* Lane L >= left: the next row's value L - left. */
+  return _mm512_mask_loadu_ps(v, m & (__mmask16)~here, j->P + (k + 1) * j->ldp - left);
 }
 
 /* Moves (k, c) n values on in G's order (n <= 16 <= N). */
@@ -1268,17 +1270,19 @@ NERVE_TARGET_AVX512 static void copy_out_streamed(const copy_job *j, int64_t k0,
 static void tn_rank_part(tn_job *j, int64_t k0, int64_t k1, int64_t p0, int64_t p1) {
   if (j->copy) copy_in(j->copy, k0, k1);
   tn_rank_rows(j, k0, k1, p0, p1);
-  if (j->copy && j->copy->streams && nerve__team_threads() > 1) copy_out_streamed(j->copy, k0, k1);
-  else if (j->copy) copy_out(j->copy, k0, k1);
+  if (j->copy && j->copy->streams && nerve__team_threads() > 1)
+    copy_out_streamed(j->copy, k0, k1);
+  else if (j->copy)
+    copy_out(j->copy, k0, k1);
 }
 
 static void tn_member(void *data, int t, int nt) {
   tn_job *j = data;
   if (j->method == TN_NARROW) {
     tn_narrow_share(j, t, nt);
-  } else if (j->method == TN_RANK && j->split_panels) {
+  } else if (j->method == TN_RANK && j->split_panels) { /* G in place (no copy splits panels) */
     int64_t a = j->panels * t / nt, b = j->panels * (t + 1) / nt;
-    if (a < b) tn_rank_part(j, 0, j->K, a, b);
+    if (a < b) tn_rank_rows(j, 0, j->K, a, b);
   } else if (j->method == TN_RANK) {
     int64_t a = j->K * t / nt, b = j->K * (t + 1) / nt;
     if (a < b) tn_rank_part(j, a, b, 0, j->panels);
@@ -2305,23 +2309,25 @@ void nerve__gemm_tn_narrow_rows(float *G, int64_t ldg, const float *A, int64_t l
 
 #if NERVE_X86
 /*
- * Whether a team of `threads` writes its padded copy's rows back into G [K,N] by streaming
- * stores (copy_out_streamed): G's rows one run (ldg = N, N >= 16), the context streams
+ * Whether a team of `threads` writes a step's weights back from their padded copy by streaming
+ * stores (copy_out_streamed): the weights' rows one run (ldg = N, N >= 16), the context streams
  * (nerve__streams_rows' ctx->streams_stores), and then only while the team's cores are far
  * apart (nerve__cores_far), or always under NERVE_STORES_STREAMED, as for a large Adam step.
  * The minibatch workload's 784 -> 300 weights, which its forward splits by columns: with the
- * cores on two dies the copy back took 13% of a 2-thread epoch (perf).
+ * cores on two dies the copy back took 13% of a 2-thread epoch (perf). Gradients (their next
+ * reader the optimizer) were not measured, and keep ordinary stores.
  */
-static bool streams_back(nerve_context *ctx, int threads, const float *G, int64_t ldg, int64_t N) {
-  if (threads < 2 || !ctx->streams_stores || ldg != N || N < 16 || !G) return false;
+static bool streams_back(nerve_context *ctx, int threads, int64_t ldg, int64_t N) {
+  if (threads < 2 || !ctx->streams_stores || ldg != N || N < 16) return false;
   return ctx->streams_always || nerve__cores_far(ctx);
 }
 #endif
 
-nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const float *A,
-                            int64_t lda, const float *D, int64_t ldd, int64_t M, int64_t N,
-                            int64_t K, float alpha, const char *func) {
-  (void)func;
+/* nerve__gemm_tn, and nerve__gemm_tn_step where `step` (G: the weights a step rewrites). */
+static nerve_status gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const float *A, int64_t lda,
+                            const float *D, int64_t ldd, int64_t M, int64_t N, int64_t K, float alpha,
+                            bool step, const char *func) {
+  (void)func, (void)step;
   if (M == 0 || N == 0 || K == 0) return NERVE_OK;
   int64_t work = M * N * K;
 #if NERVE_X86
@@ -2352,7 +2358,7 @@ nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
       nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, pad_bytes, func);
       if (s != NERVE_OK) return s;
       copy.P = ctx->scratch[NERVE_SCRATCH_GEMM];
-      copy.streams = streams_back(ctx, threads, G, ldg, N);
+      copy.streams = step && streams_back(ctx, threads, ldg, N);
       j.G = copy.P, j.ldg = copy.ldp, j.copy = &copy;
     }
     nerve__parallel_team(threads, tn_member, &j);
@@ -2366,6 +2372,18 @@ nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
   nerve__parallel_for(ctx, blocks, (GEMM_GRAIN + work / blocks - 1) / (work / blocks + 1) + 1,
                       blas_tn_blocks, &j);
   return NERVE_OK;
+}
+
+nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const float *A,
+                            int64_t lda, const float *D, int64_t ldd, int64_t M, int64_t N,
+                            int64_t K, float alpha, const char *func) {
+  return gemm_tn(ctx, G, ldg, A, lda, D, ldd, M, N, K, alpha, false, func);
+}
+
+nerve_status nerve__gemm_tn_step(nerve_context *ctx, float *W, int64_t ldw, const float *A,
+                                 int64_t lda, const float *D, int64_t ldd, int64_t M, int64_t N,
+                                 int64_t K, float alpha, const char *func) {
+  return gemm_tn(ctx, W, ldw, A, lda, D, ldd, M, N, K, alpha, true, func);
 }
 
 /* ---- Sparse rows (nerve_sparse) --------------------------------------------------------- */
@@ -2391,7 +2409,7 @@ typedef struct {
   int64_t ldd;
   float alpha;
   bool padded; /* G is a copy padded to whole panels, each member's rows copied by it (copy) */
-  const copy_job *copy; /* tn: that copy, or NULL (G in place) */
+  const struct copy_job *copy; /* tn: that copy, or NULL (G in place) */
   int64_t tile_rows; /* nn: rows of C a unit of work */
   bool whole_b;       /* nn: B's rows are whole panels (slots_any's `whole`) */
   float *copies;      /* nn: each member's padded copy of B, copy_floats apart; NULL: none */
@@ -2667,6 +2685,7 @@ static nerve_status sparse_tn_gradient(nerve_context *ctx, sparse_job *j, float 
   } else {
     nerve__parallel_for(ctx, K, grain, sparse_tn_member, j);
   }
+  j->copy = NULL; /* the copy is this call's */
 #else
   (void)dbias, (void)func;
 #endif

@@ -340,6 +340,14 @@ NERVE_HIDDEN nerve_status nerve__gemm_tn(nerve_context *ctx, float *G, int64_t l
                                          int64_t ldd, int64_t M, int64_t N, int64_t K,
                                          float alpha, const char *func);
 
+/* nerve__gemm_tn for a step applied to the weights W (alpha = -lr), which the forward read on
+ * every thread: where the rank updates work on a padded copy, a team may write it back by
+ * streaming stores (gemm.c's streams_back). */
+NERVE_HIDDEN nerve_status nerve__gemm_tn_step(nerve_context *ctx, float *W, int64_t ldw,
+                                              const float *A, int64_t lda, const float *D,
+                                              int64_t ldd, int64_t M, int64_t N, int64_t K,
+                                              float alpha, const char *func);
+
 /*
  * Bytes of the context's GEMM scratch slot that nerve__gemm_nn (C[M,N], reduction K) and
  * nerve__gemm_tn (G[K,N] with row stride ldg, M rows of A) take for these shapes; 0 when they

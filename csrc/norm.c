@@ -459,18 +459,23 @@ NERVE_TARGET_AVX512 static void norm_dx_streamed_avx512(void *data, int64_t r0, 
 }
 #endif
 
+/* Rows of din a thread is worth starting for. */
+static int64_t norm_dx_grain(int64_t C) { return (1 << 15) / C + 1; }
+
 /*
  * Whether the backward's team writes din by streaming stores (norm_dx_streamed_avx512): where
  * the context lets it, and then only while the team's cores are far apart (nerve__cores_far),
  * or always if the context was set to NERVE_STORES_STREAMED. Lab E on the Zen 4 host at 2
  * threads (bench/lab_e_step.c, alternated): with the cores on two dies, batch norm's backward
- * 0.59-0.78 -> 0.26-0.30 ms a step, the convolution's weight gradient after it, which now reads
- * din from memory, 0.16-0.17 -> 0.19-0.20 ms, the step 7.57-7.79 -> 7.25-7.33 ms; on one die
- * the two moved by 0.01-0.02 ms the other way each, which is why the default streams there
- * only while the cores are far.
+ * 0.44-0.79 -> 0.26-0.30 ms a step, the convolution's weight gradient after it, which now reads
+ * din from memory, 0.16-0.18 -> 0.19-0.20 ms, the step 7.56-7.78 -> 7.15-7.48 ms; streaming on
+ * one die too moved the two by 0.01-0.02 ms the other way each, which is why the default
+ * streams only while the cores are far.
  */
-static bool streams_din(nerve_context *ctx, const float *din, int64_t C) {
-  if (!din || C > NORM_STREAM_FLOATS || !nerve__streams_rows(ctx, ctx->threads, din, C)) return false;
+static bool streams_din(nerve_context *ctx, const float *din, int64_t R, int64_t C) {
+  if (!din || ctx->isa != NERVE_ISA_AVX512 || C > NORM_STREAM_FLOATS) return false;
+  const int threads = nerve__threads_for(ctx, R, norm_dx_grain(C));
+  if (!nerve__streams_rows(ctx, threads, din, C)) return false;
   return ctx->streams_always || nerve__cores_far(ctx);
 }
 
@@ -520,8 +525,10 @@ static nerve_status backward(nerve_context *ctx, float *din, float *dgamma, floa
     if (dbeta) dbeta[c] += sums[c];
     if (dgamma) dgamma[c] += sums[C + c];
   }
-  j.streams = streams_din(ctx, din, C);
-  if (din) nerve__parallel_for(ctx, R, (1 << 15) / C + 1, NERVE_AVX512_OR(ctx, norm_dx_streamed_avx512, norm_dx_isa[ctx->isa]), &j);
+  j.streams = streams_din(ctx, din, R, C);
+  if (din)
+    nerve__parallel_for(ctx, R, norm_dx_grain(C), NERVE_AVX512_OR(ctx, norm_dx_streamed_avx512, norm_dx_isa[ctx->isa]),
+                        &j);
   return NERVE_OK;
 }
 

@@ -153,7 +153,7 @@ typedef enum nerve_stores {
   NERVE_STORES_AUTO = 0,
   /** Ordinary stores. */
   NERVE_STORES_CACHED = 1,
-  /** Streaming (non-temporal) stores, where the rows are whole 64-byte lines, at any size. */
+  /** Streaming (non-temporal) stores for whole 64-byte lines, at any size. */
   NERVE_STORES_STREAMED = 2
 } nerve_stores;
 
@@ -170,8 +170,9 @@ typedef enum nerve_stores {
  * (NERVE_CORES=far or =near in the environment when the context is made answers instead):
  * on one die its lines wait in the shared L3, and streaming cost its dense backward 10%. Batch
  * norm's input gradient streams on the same condition (on one die streaming gained it nothing
- * that the convolution after it, reading from memory, did not lose), and so do the weights an
- * SGD step by rank updates writes back from its padded copy (outputs not a multiple of 16).
+ * that the convolution after it, reading from memory, did not lose), and so do the weights a
+ * fused SGD step writes back from a padded copy (rank updates, over 64 rows and more than 16
+ * outputs, not a multiple of 16).
  * The results are the same bits either way: only the time changes. NERVE_ERROR_BAD_ARGUMENT
  * for a value not in nerve_stores.
  */

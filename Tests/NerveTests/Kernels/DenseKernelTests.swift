@@ -233,6 +233,45 @@ struct DenseKernelTests {
       #expect(bitwiseEqual(w, stepped), "descent step, \(s), \(threads) thread(s)")
     }
   }
+
+  /// A fused SGD step by rank updates (over 64 rows) on outputs that are not whole vectors works
+  /// on a padded copy of the weights, each member copying its own rows in and back; a team
+  /// whose context streams (NERVE_STORES_STREAMED, or AUTO with its cores far apart; AVX-512
+  /// only) writes them back by streaming stores over the rows as one run, ordinary stores at
+  /// its ends (gemm.c's copy_out_streamed, from 17 outputs on). Every way, at any offset, gives
+  /// one thread's bits, and nothing past the weights is written: 300 outputs (a run's 16 values
+  /// across a row's end), 20 (nearly every vector across one), 13 (too narrow to stream).
+  @Test("weights copied back by a team's streaming stores are one thread's bits", arguments: [
+    DenseShape(n: 100, i: 90, o: 300), DenseShape(n: 150, i: 200, o: 20), DenseShape(n: 200, i: 300, o: 13),
+  ])
+  func streamedCopyBack(_ s: DenseShape) {
+    let count = s.i * s.o, w0 = randomFloats(count, seed: 17)
+    var first: [Float]? = nil, differing: [String] = []
+    for threads in [1, 2, 3] {
+      let ways = [(0, NERVE_STORES_STREAMED), (0, NERVE_STORES_CACHED), (1, NERVE_STORES_STREAMED), (3, NERVE_STORES_STREAMED)]
+      for (offset, stores) in ways {
+        let k = Kernels(threads: threads, isa: .best)
+        k.ok(nerve_context_set_stores(k.ctx, stores))
+        let w = alignedBuffer(count, Float.nan)
+        defer { nerve_free(w) }
+        (w + offset).update(from: w0, count: count)
+        var b = randomFloats(s.o, seed: 18), dx = [Float](repeating: .nan, count: s.n * s.i)
+        for step in 1...2 {
+          let x = sparseInputs(s.n, s.i, seed: UInt64(50 + step)), dy = randomFloats(s.n * s.o, seed: UInt64(60 + step))
+          k.ok(
+            nerve_dense_backward_sgd(k.ctx, &dx, w + offset, &b, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.05),
+            "step \(step) \(s) \(k.label)")
+        }
+        let around = (0..<offset).map { w[$0] } + (offset + count..<count + 16).map { w[$0] }
+        #expect(around.allSatisfy { $0.isNaN }, "nothing written past the weights \(s) \(k.label), offset \(offset)")
+        let run = Array(UnsafeBufferPointer(start: w + offset, count: count)) + b + dx
+        if let first, !bitwiseEqual(run, first) { differing.append("\(k.label), offset \(offset), \(stores)") }
+        if first == nil { first = run }
+      }
+    }
+    #expect(first![0..<count] != w0[...], "the weights were stepped")
+    #expect(differing.isEmpty, "\(s): differ from 1 thread: \(differing)")
+  }
 }
 
 @Suite("Dense backward fused with Adam")
@@ -491,42 +530,6 @@ struct FusedAdamKernelTests {
     }
   }
 
-  /// A fused SGD step by rank updates (over 64 rows) on outputs that are not whole vectors works
-  /// on a padded copy of the weights, each member copying its own rows in and back; a team
-  /// whose context streams (NERVE_STORES_STREAMED, or AUTO with its cores far apart; AVX-512
-  /// only) writes them back by streaming stores over the rows as one run, ordinary stores at
-  /// its ends (gemm.c's copy_out_streamed, from 16 outputs on). Every way, at any offset, gives
-  /// one thread's bits, and nothing past the weights is written: 300 outputs (a run's 16 values
-  /// across a row's end), 20 (nearly every vector across one), 13 (too narrow to stream).
-  @Test("weights copied back by a team's streaming stores are one thread's bits", arguments: [
-    DenseShape(n: 100, i: 90, o: 300), DenseShape(n: 150, i: 200, o: 20), DenseShape(n: 200, i: 300, o: 13),
-  ])
-  func streamedCopyBack(_ s: DenseShape) {
-    let count = s.i * s.o, w0 = randomFloats(count, seed: 17)
-    var first: [Float]? = nil, differing: [String] = []
-    for threads in [1, 2, 3] {
-      for (offset, stores) in [(0, NERVE_STORES_STREAMED), (0, NERVE_STORES_CACHED), (1, NERVE_STORES_STREAMED), (3, NERVE_STORES_STREAMED)] {
-        let k = Kernels(threads: threads, isa: .best)
-        k.ok(nerve_context_set_stores(k.ctx, stores))
-        let w = ImageKernelTests.aligned(count, Float.nan)
-        defer { nerve_free(w) }
-        (w + offset).update(from: w0, count: count)
-        var b = randomFloats(s.o, seed: 18), dx = [Float](repeating: .nan, count: s.n * s.i)
-        for step in 1...2 {
-          let x = sparseInputs(s.n, s.i, seed: UInt64(50 + step)), dy = randomFloats(s.n * s.o, seed: UInt64(60 + step))
-          k.ok(nerve_dense_backward_sgd(k.ctx, &dx, w + offset, &b, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.05), "step \(step) \(s) \(k.label)")
-        }
-        let around = (0..<offset).map { w[$0] } + (offset + count..<count + 16).map { w[$0] }
-        #expect(around.allSatisfy { $0.isNaN }, "nothing written past the weights \(s) \(k.label), offset \(offset)")
-        let run = Array(UnsafeBufferPointer(start: w + offset, count: count)) + b + dx
-        if let first, !bitwiseEqual(run, first) { differing.append("\(k.label), offset \(offset), \(stores)") }
-        if first == nil { first = run }
-      }
-    }
-    #expect(first![0..<count] != w0[...], "the weights were stepped")
-    #expect(differing.isEmpty, "\(s): differ from 1 thread: \(differing)")
-  }
-
   /// A team steps the weights in a row buffer and streams them back where every row starts at
   /// a 64-byte boundary (outputs a multiple of 16, the weight aligned; dense.c's
   /// streams_weights; with AVX-512) and its context streams (nerve_context_set_stores), and
@@ -540,11 +543,6 @@ struct FusedAdamKernelTests {
   ])
   func streamedWeights(_ s: DenseShape) {
     let count = s.i * s.o
-    func aligned(_ values: [Float]) -> UnsafeMutablePointer<Float> {
-      let p = nerve_alloc((values.count + 16) * MemoryLayout<Float>.stride)!.bindMemory(to: Float.self, capacity: values.count + 16)
-      p.initialize(repeating: .nan, count: values.count + 16)
-      return p
-    }
     for (coupled, decoupled) in [(Float(0.02), Float(0)), (0, 0.02), (0, 0)] {
       var first: [Float]? = nil, differing: [String] = []
       for threads in [1, 2, 3] {
@@ -552,7 +550,8 @@ struct FusedAdamKernelTests {
           let k = Kernels(threads: threads, isa: .best)
           k.ok(nerve_context_set_stores(k.ctx, stores))
           let w0 = randomFloats(count, seed: 7)
-          let w = aligned(w0), wm = aligned(w0), wv = aligned(w0)
+          let w = alignedBuffer(count, Float.nan), wm = alignedBuffer(count, Float.nan)
+          let wv = alignedBuffer(count, Float.nan)
           defer { for p in [w, wm, wv] { nerve_free(p) } }
           (w + offset).update(from: w0, count: count)
           (wm + offset).update(repeating: 0, count: count)

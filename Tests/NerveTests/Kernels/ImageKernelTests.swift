@@ -512,8 +512,9 @@ struct ImageKernelTests {
         for (offset, stores) in [(0, NERVE_STORES_STREAMED), (0, NERVE_STORES_CACHED), (1, NERVE_STORES_STREAMED)] {
           let k = Kernels(threads: threads, isa: isa)
           k.ok(nerve_context_set_stores(k.ctx, stores))
-          let y = Self.aligned(outCount, Float.nan), am = Self.aligned(outCount, Int32(-7)), dx = Self.aligned(inCount, Float.nan)
-          let pooled = Self.aligned(outCount, Float.nan), convAm = Self.aligned(outCount, Int32(-7))
+          let y = alignedBuffer(outCount, Float.nan), am = alignedBuffer(outCount, Int32(-7))
+          let dx = alignedBuffer(inCount, Float.nan)
+          let pooled = alignedBuffer(outCount, Float.nan), convAm = alignedBuffer(outCount, Int32(-7))
           defer { for p in [UnsafeMutableRawPointer(y), UnsafeMutableRawPointer(am), UnsafeMutableRawPointer(dx), UnsafeMutableRawPointer(pooled), UnsafeMutableRawPointer(convAm)] { nerve_free(p) } }
           k.ok(nerve_maxpool2d_forward(
             k.ctx, y + offset, am + offset, x, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6], sizes[7], sizes[8],
@@ -541,21 +542,13 @@ struct ImageKernelTests {
     }
   }
 
-  /// count values of fill, 16 more than asked for (a run may start 4 bytes in), at a 64-byte
-  /// boundary (nerve_alloc); the caller frees them with nerve_free.
-  static func aligned<T>(_ count: Int, _ fill: T) -> UnsafeMutablePointer<T> {
-    let p = nerve_alloc((count + 16) * MemoryLayout<T>.stride)!.bindMemory(to: T.self, capacity: count + 16)
-    p.initialize(repeating: fill, count: count + 16)
-    return p
-  }
-
   /// Batch norm's input gradient is written by a team with streaming stores where its rows are
   /// whole lines at 64-byte boundaries and its context streams (norm.c's streams_din: under AUTO
   /// only while the cores are far apart, always under NERVE_STORES_STREAMED; AVX-512 only), and
   /// with ordinary stores 4 bytes off a boundary or where the context caches; one thread always
   /// stores ordinarily. Every way gives the same bits: from a whole gradient, and from the max
   /// pool's after it with and without the ReLU before it (the geometries of streamedPool: the
-  /// first two run at 3 threads, the third at 2).
+  /// first runs at up to 3 threads, the other two at 2, with a last buffer of fewer rows).
   @Test("batch norm's input gradient streamed by a team is one thread's bits", arguments: streamedPoolGeometries)
   func streamedBatchNormGradient(_ g: RefGeometry) {
     let r = g.n * g.h * g.w, c = g.c, outCount = g.n * g.oh * g.ow * c
@@ -579,7 +572,7 @@ struct ImageKernelTests {
           k.ok(nerve_context_set_stores(k.ctx, stores))
           var run: [Float] = []
           for form in 0..<3 {  // whole gradient; from the pool's, without and with the ReLU
-            let dx = Self.aligned(r * c, Float.nan)
+            let dx = alignedBuffer(r * c, Float.nan)
             defer { nerve_free(dx) }
             var dgamma = [Float](repeating: 1, count: c), dbeta = dgamma
             k.ok(form == 0

@@ -4,6 +4,15 @@ import CNerve
 import Nerve
 import Testing
 
+/// `count` values of `fill` and 16 more (a run may start a few values in, and what lies past it
+/// shows whether anything wrote there), at a 64-byte boundary (nerve_alloc): where a team may
+/// write with streaming stores. The caller frees them with nerve_free.
+func alignedBuffer<T>(_ count: Int, _ fill: T) -> UnsafeMutablePointer<T> {
+  let p = nerve_alloc((count + 16) * MemoryLayout<T>.stride)!.bindMemory(to: T.self, capacity: count + 16)
+  p.initialize(repeating: fill, count: count + 16)
+  return p
+}
+
 /// A nerve_context for one thread count and instruction set, freed at the end of the test.
 final class Kernels {
   let ctx: OpaquePointer
