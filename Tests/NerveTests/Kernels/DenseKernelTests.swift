@@ -247,27 +247,22 @@ struct DenseKernelTests {
   func streamedCopyBack(_ s: DenseShape) {
     let count = s.i * s.o, w0 = randomFloats(count, seed: 17)
     var first: [Float]? = nil, differing: [String] = []
-    for threads in [1, 2, 3] {
-      let ways = [(0, NERVE_STORES_STREAMED), (0, NERVE_STORES_CACHED), (1, NERVE_STORES_STREAMED), (3, NERVE_STORES_STREAMED)]
-      for (offset, stores) in ways {
-        let k = Kernels(threads: threads, isa: .best)
-        k.ok(nerve_context_set_stores(k.ctx, stores))
-        let w = alignedBuffer(count, Float.nan)
-        defer { nerve_free(w) }
-        (w + offset).update(from: w0, count: count)
-        var b = randomFloats(s.o, seed: 18), dx = [Float](repeating: .nan, count: s.n * s.i)
-        for step in 1...2 {
-          let x = sparseInputs(s.n, s.i, seed: UInt64(50 + step)), dy = randomFloats(s.n * s.o, seed: UInt64(60 + step))
-          k.ok(
-            nerve_dense_backward_sgd(k.ctx, &dx, w + offset, &b, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.05),
-            "step \(step) \(s) \(k.label)")
-        }
-        let around = (0..<offset).map { w[$0] } + (offset + count..<count + 16).map { w[$0] }
-        #expect(around.allSatisfy { $0.isNaN }, "nothing written past the weights \(s) \(k.label), offset \(offset)")
-        let run = Array(UnsafeBufferPointer(start: w + offset, count: count)) + b + dx
-        if let first, !bitwiseEqual(run, first) { differing.append("\(k.label), offset \(offset), \(stores)") }
-        if first == nil { first = run }
+    forEachStoreWay(isa: .best, offsets: [0, 1, 3]) { k, offset, stores in
+      let w = alignedBuffer(count, Float.nan)
+      defer { nerve_free(w) }
+      (w + offset).update(from: w0, count: count)
+      var b = randomFloats(s.o, seed: 18), dx = [Float](repeating: .nan, count: s.n * s.i)
+      for step in 1...2 {
+        let x = sparseInputs(s.n, s.i, seed: UInt64(50 + step)), dy = randomFloats(s.n * s.o, seed: UInt64(60 + step))
+        k.ok(
+          nerve_dense_backward_sgd(k.ctx, &dx, w + offset, &b, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.05),
+          "step \(step) \(s) \(k.label)")
       }
+      let around = (0..<offset).map { w[$0] } + (offset + count..<count + 16).map { w[$0] }
+      #expect(around.allSatisfy { $0.isNaN }, "nothing written past the weights \(s) \(k.label), offset \(offset)")
+      let run = Array(UnsafeBufferPointer(start: w + offset, count: count)) + b + dx
+      if let first, !bitwiseEqual(run, first) { differing.append("\(k.label), offset \(offset), \(stores)") }
+      if first == nil { first = run }
     }
     #expect(first![0..<count] != w0[...], "the weights were stepped")
     #expect(differing.isEmpty, "\(s): differ from 1 thread: \(differing)")
@@ -545,31 +540,27 @@ struct FusedAdamKernelTests {
     let count = s.i * s.o
     for (coupled, decoupled) in [(Float(0.02), Float(0)), (0, 0.02), (0, 0)] {
       var first: [Float]? = nil, differing: [String] = []
-      for threads in [1, 2, 3] {
-        for (offset, stores) in [(0, NERVE_STORES_STREAMED), (0, NERVE_STORES_CACHED), (1, NERVE_STORES_STREAMED)] {
-          let k = Kernels(threads: threads, isa: .best)
-          k.ok(nerve_context_set_stores(k.ctx, stores))
-          let w0 = randomFloats(count, seed: 7)
-          let w = alignedBuffer(count, Float.nan), wm = alignedBuffer(count, Float.nan)
-          let wv = alignedBuffer(count, Float.nan)
-          defer { for p in [w, wm, wv] { nerve_free(p) } }
-          (w + offset).update(from: w0, count: count)
-          (wm + offset).update(repeating: 0, count: count)
-          (wv + offset).update(repeating: 0, count: count)
-          var b = randomFloats(s.o, seed: 8), bm = [Float](repeating: 0, count: s.o), bv = bm
-          var dx = [Float](repeating: .nan, count: s.n * s.i)
-          for step in 1...2 {
-            let x = sparseInputs(s.n, s.i, seed: UInt64(30 + step)), dy = sparseInputs(s.n, s.o, seed: UInt64(40 + step))
-            k.ok(nerve_dense_backward_adam(
-              k.ctx, &dx, w + offset, &b, wm + offset, wv + offset, &bm, &bv, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.01, 0.9,
-              0.999, 1e-7, coupled, decoupled, Int64(step)), "step \(step) \(s) \(k.label)")
-          }
-          let stepped = [w, wm, wv].flatMap { (p: UnsafeMutablePointer<Float>) in Array(UnsafeBufferPointer(start: p + offset, count: count)) }
-          let run = stepped + b + dx
-          // Each run against the first as it ends: the largest shape's 27 runs would hold 490 MB.
-          if let first, !bitwiseEqual(run, first) { differing.append("\(k.label), offset \(offset), \(stores)") }
-          if first == nil { first = run }
+      forEachStoreWay(isa: .best) { k, offset, stores in
+        let w0 = randomFloats(count, seed: 7)
+        let w = alignedBuffer(count, Float.nan), wm = alignedBuffer(count, Float.nan)
+        let wv = alignedBuffer(count, Float.nan)
+        defer { for p in [w, wm, wv] { nerve_free(p) } }
+        (w + offset).update(from: w0, count: count)
+        (wm + offset).update(repeating: 0, count: count)
+        (wv + offset).update(repeating: 0, count: count)
+        var b = randomFloats(s.o, seed: 8), bm = [Float](repeating: 0, count: s.o), bv = bm
+        var dx = [Float](repeating: .nan, count: s.n * s.i)
+        for step in 1...2 {
+          let x = sparseInputs(s.n, s.i, seed: UInt64(30 + step)), dy = sparseInputs(s.n, s.o, seed: UInt64(40 + step))
+          k.ok(nerve_dense_backward_adam(
+            k.ctx, &dx, w + offset, &b, wm + offset, wv + offset, &bm, &bv, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.01, 0.9,
+            0.999, 1e-7, coupled, decoupled, Int64(step)), "step \(step) \(s) \(k.label)")
         }
+        let stepped = [w, wm, wv].flatMap { (p: UnsafeMutablePointer<Float>) in Array(UnsafeBufferPointer(start: p + offset, count: count)) }
+        let run = stepped + b + dx
+        // Each run against the first as it ends: the largest shape's 27 runs would hold 490 MB.
+        if let first, !bitwiseEqual(run, first) { differing.append("\(k.label), offset \(offset), \(stores)") }
+        if first == nil { first = run }
       }
       #expect(first![0..<count] != randomFloats(count, seed: 7)[...], "the weights were stepped")
       #expect(

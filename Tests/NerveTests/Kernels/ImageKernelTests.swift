@@ -508,33 +508,29 @@ struct ImageKernelTests {
     let ref = Reference.maxPoolForward(x: doubles(x), g: g)
     for isa in InstructionSet.allCases where isa.rawValue <= InstructionSet.best.rawValue {
       var runs: [[Float]] = []
-      for threads in [1, 2, 3] {
-        for (offset, stores) in [(0, NERVE_STORES_STREAMED), (0, NERVE_STORES_CACHED), (1, NERVE_STORES_STREAMED)] {
-          let k = Kernels(threads: threads, isa: isa)
-          k.ok(nerve_context_set_stores(k.ctx, stores))
-          let y = alignedBuffer(outCount, Float.nan), am = alignedBuffer(outCount, Int32(-7))
-          let dx = alignedBuffer(inCount, Float.nan)
-          let pooled = alignedBuffer(outCount, Float.nan), convAm = alignedBuffer(outCount, Int32(-7))
-          defer { for p in [UnsafeMutableRawPointer(y), UnsafeMutableRawPointer(am), UnsafeMutableRawPointer(dx), UnsafeMutableRawPointer(pooled), UnsafeMutableRawPointer(convAm)] { nerve_free(p) } }
-          k.ok(nerve_maxpool2d_forward(
-            k.ctx, y + offset, am + offset, x, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6], sizes[7], sizes[8],
-            sizes[9], sizes[10], sizes[11]))
-          k.ok(nerve_maxpool2d_backward(
-            k.ctx, dx + offset, dy, am + offset, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6], sizes[7], sizes[8],
-            sizes[9], sizes[10], sizes[11]))
-          k.ok(nerve_conv2d_forward_maxpool(
-            k.ctx, nil, pooled + offset, convAm + offset, image, w, nil, conv[0], conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7],
-            conv[8], conv[9], conv[10], conv[11], conv[12], sizes[4], sizes[5], sizes[6], sizes[7], sizes[8], sizes[9], sizes[10], sizes[11]))
-          let ys = Array(UnsafeBufferPointer(start: y + offset, count: outCount))
-          let ams = Array(UnsafeBufferPointer(start: am + offset, count: outCount))
-          let convAms = Array(UnsafeBufferPointer(start: convAm + offset, count: outCount))
-          let dxs = Array(UnsafeBufferPointer(start: dx + offset, count: inCount))
-          expectClose(dxs, Reference.maxPoolBackward(dy: doubles(dy), argmax: ref.argmax, g: g), "max pool backward \(g) \(k.label), stores \(stores.rawValue)")
-          expectClose(ys, ref.y, rtol: 0, atol: 0, "max pool \(g) \(k.label) at offset \(offset), stores \(stores.rawValue)")
-          #expect(ams.map(Int.init) == ref.argmax, "argmax \(g) \(k.label) at offset \(offset), stores \(stores.rawValue)")
-          runs.append(
-            ys + ams.map { Float($0) } + dxs + Array(UnsafeBufferPointer(start: pooled + offset, count: outCount)) + convAms.map { Float($0) })
-        }
+      forEachStoreWay(isa: isa) { k, offset, stores in
+        let y = alignedBuffer(outCount, Float.nan), am = alignedBuffer(outCount, Int32(-7))
+        let dx = alignedBuffer(inCount, Float.nan)
+        let pooled = alignedBuffer(outCount, Float.nan), convAm = alignedBuffer(outCount, Int32(-7))
+        defer { for p in [UnsafeMutableRawPointer(y), UnsafeMutableRawPointer(am), UnsafeMutableRawPointer(dx), UnsafeMutableRawPointer(pooled), UnsafeMutableRawPointer(convAm)] { nerve_free(p) } }
+        k.ok(nerve_maxpool2d_forward(
+          k.ctx, y + offset, am + offset, x, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6], sizes[7], sizes[8],
+          sizes[9], sizes[10], sizes[11]))
+        k.ok(nerve_maxpool2d_backward(
+          k.ctx, dx + offset, dy, am + offset, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6], sizes[7], sizes[8],
+          sizes[9], sizes[10], sizes[11]))
+        k.ok(nerve_conv2d_forward_maxpool(
+          k.ctx, nil, pooled + offset, convAm + offset, image, w, nil, conv[0], conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7],
+          conv[8], conv[9], conv[10], conv[11], conv[12], sizes[4], sizes[5], sizes[6], sizes[7], sizes[8], sizes[9], sizes[10], sizes[11]))
+        let ys = Array(UnsafeBufferPointer(start: y + offset, count: outCount))
+        let ams = Array(UnsafeBufferPointer(start: am + offset, count: outCount))
+        let convAms = Array(UnsafeBufferPointer(start: convAm + offset, count: outCount))
+        let dxs = Array(UnsafeBufferPointer(start: dx + offset, count: inCount))
+        expectClose(dxs, Reference.maxPoolBackward(dy: doubles(dy), argmax: ref.argmax, g: g), "max pool backward \(g) \(k.label), stores \(stores.rawValue)")
+        expectClose(ys, ref.y, rtol: 0, atol: 0, "max pool \(g) \(k.label) at offset \(offset), stores \(stores.rawValue)")
+        #expect(ams.map(Int.init) == ref.argmax, "argmax \(g) \(k.label) at offset \(offset), stores \(stores.rawValue)")
+        runs.append(
+          ys + ams.map { Float($0) } + dxs + Array(UnsafeBufferPointer(start: pooled + offset, count: outCount)) + convAms.map { Float($0) })
       }
       #expect(runs.allSatisfy { bitwiseEqual($0, runs[0]) }, "max pools by 1, 2 and 3 threads on \(isa), \(g)")
       let dx = runs[0][(2 * outCount)..<(2 * outCount + inCount)]
@@ -566,29 +562,25 @@ struct ImageKernelTests {
     let back = Reference.batchNormBackward(dy: doubles(dy), x: doubles(x), gamma: doubles(gamma), r: r, c: c, eps: 1e-3)
     for isa in InstructionSet.allCases where isa.rawValue <= InstructionSet.best.rawValue {
       var runs: [[Float]] = []
-      for threads in [1, 2, 3] {
-        for (offset, stores) in [(0, NERVE_STORES_STREAMED), (0, NERVE_STORES_CACHED), (1, NERVE_STORES_STREAMED)] {
-          let k = Kernels(threads: threads, isa: isa)
-          k.ok(nerve_context_set_stores(k.ctx, stores))
-          var run: [Float] = []
-          for form in 0..<3 {  // whole gradient; from the pool's, without and with the ReLU
-            let dx = alignedBuffer(r * c, Float.nan)
-            defer { nerve_free(dx) }
-            var dgamma = [Float](repeating: 1, count: c), dbeta = dgamma
-            k.ok(form == 0
-              ? nerve_batchnorm_backward(k.ctx, dx + offset, &dgamma, &dbeta, dy, x, gamma, mean, invstd, Int64(r), Int64(c))
-              : nerve_batchnorm_backward_maxpool2d(
-                k.ctx, dx + offset, &dgamma, &dbeta, dp, am, x, gamma, mean, invstd, Int64(g.n), Int64(g.h), Int64(g.w), Int64(c),
-                pool[0], pool[1], pool[2], pool[3], pool[4], pool[5], pool[6], pool[7], form == 2 ? 1 : 0))
-            let dxs = Array(UnsafeBufferPointer(start: dx + offset, count: r * c))
-            if form == 0 {
-              expectClose(dxs, back.dx, rtol: 1e-3, atol: 1e-4, "batch norm input gradient \(g) \(k.label), stores \(stores.rawValue)")
-            }
-            #expect(!dxs.contains { $0.isNaN }, "every row of din written \(g) \(k.label), form \(form)")
-            run += dxs + dgamma + dbeta
+      forEachStoreWay(isa: isa) { k, offset, stores in
+        var run: [Float] = []
+        for form in 0..<3 {  // whole gradient; from the pool's, without and with the ReLU
+          let dx = alignedBuffer(r * c, Float.nan)
+          defer { nerve_free(dx) }
+          var dgamma = [Float](repeating: 1, count: c), dbeta = dgamma
+          k.ok(form == 0
+            ? nerve_batchnorm_backward(k.ctx, dx + offset, &dgamma, &dbeta, dy, x, gamma, mean, invstd, Int64(r), Int64(c))
+            : nerve_batchnorm_backward_maxpool2d(
+              k.ctx, dx + offset, &dgamma, &dbeta, dp, am, x, gamma, mean, invstd, Int64(g.n), Int64(g.h), Int64(g.w), Int64(c),
+              pool[0], pool[1], pool[2], pool[3], pool[4], pool[5], pool[6], pool[7], form == 2 ? 1 : 0))
+          let dxs = Array(UnsafeBufferPointer(start: dx + offset, count: r * c))
+          if form == 0 {
+            expectClose(dxs, back.dx, rtol: 1e-3, atol: 1e-4, "batch norm input gradient \(g) \(k.label), stores \(stores.rawValue)")
           }
-          runs.append(run)
+          #expect(!dxs.contains { $0.isNaN }, "every row of din written \(g) \(k.label), form \(form)")
+          run += dxs + dgamma + dbeta
         }
+        runs.append(run)
       }
       #expect(runs.allSatisfy { bitwiseEqual($0, runs[0]) }, "batch norm input gradients by 1, 2 and 3 threads on \(isa), \(g)")
     }

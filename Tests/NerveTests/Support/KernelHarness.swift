@@ -13,6 +13,22 @@ func alignedBuffer<T>(_ count: Int, _ fill: T) -> UnsafeMutablePointer<T> {
   return p
 }
 
+/// Every way a team may store what it writes, as contexts for `isa` at 1, 2 and 3 threads: with
+/// streaming stores (NERVE_STORES_STREAMED) at each offset (values past a 64-byte boundary, 0
+/// and 1 unless told; streaming needs whole lines, so off a boundary a kernel stores otherwise),
+/// and with cached stores at offset 0. `body` gets the context, the offset and the setting.
+func forEachStoreWay(isa: InstructionSet, offsets: [Int] = [0, 1], _ body: (Kernels, Int, nerve_stores) -> Void) {
+  let ways = [(offsets[0], NERVE_STORES_STREAMED), (0, NERVE_STORES_CACHED)]
+    + offsets.dropFirst().map { ($0, NERVE_STORES_STREAMED) }
+  for threads in [1, 2, 3] {
+    for (offset, stores) in ways {
+      let k = Kernels(threads: threads, isa: isa)
+      k.ok(nerve_context_set_stores(k.ctx, stores))
+      body(k, offset, stores)
+    }
+  }
+}
+
 /// A nerve_context for one thread count and instruction set, freed at the end of the test.
 final class Kernels {
   let ctx: OpaquePointer
