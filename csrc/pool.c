@@ -72,6 +72,7 @@ typedef struct {
   const float *mean, *invstd, *gamma, *beta;
 } pool_job;
 
+#if NERVE_X86
 /*
  * Whether the team running a max pool forward (AVX-512 only) writes its outputs with streaming
  * stores (nerve__streams_rows, where its context lets it): the next layer's weight gradient read
@@ -85,6 +86,7 @@ static bool streams_outputs(const pool_job *j, int64_t C) {
   return nerve__streams_rows(j->ctx, threads, j->y, C) &&
          nerve__streams_rows(j->ctx, threads, j->argmax, C);
 }
+#endif
 
 /* Channel c of the input pixel at x, batch-normalised first if `norm`. */
 NERVE_INLINE float pool_input(const pool_job *j, const float *x, int64_t c, bool norm) {
