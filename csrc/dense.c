@@ -479,8 +479,7 @@ static bool large_step(int64_t I, int64_t O) {
  * (bench/lab_e_step.c, alternated). Decided before the team starts; streams_weights checks
  * the rest with the team's own size. */
 static bool streams_large_weights(nerve_context *ctx, int64_t I, int64_t O) {
-  if (ctx->threads < 2 || !ctx->streams_stores || !large_step(I, O)) return false;
-  return ctx->streams_always || nerve__cores_far(ctx);
+  return ctx->threads >= 2 && large_step(I, O) && nerve__streams_while_far(ctx);
 }
 
 /* Whether a team of `threads` steps j's weights through adam_run_streamed (nerve__streams_rows:

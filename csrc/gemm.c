@@ -1211,8 +1211,8 @@ NERVE_TARGET_AVX512 static void copy_in(const copy_job *j, int64_t k0, int64_t k
 /* copy_in as a team's range (padded_copy). */
 static void copy_rows_in(void *data, int64_t k0, int64_t k1) { copy_in(data, k0, k1); }
 
-/* Rows [k0, k1) of the copy back into G. */
-NERVE_TARGET_AVX512 static void copy_out(const copy_job *j, int64_t k0, int64_t k1) {
+/* Rows [k0, k1) of the copy back into G by ordinary stores. */
+NERVE_TARGET_AVX512 static void copy_out_cached(const copy_job *j, int64_t k0, int64_t k1) {
   for (int64_t k = k0; k < k1; k++) {
     const float *p = j->P + k * j->ldp;
     float *g = j->back + k * j->ldg;
@@ -1262,6 +1262,14 @@ NERVE_TARGET_AVX512 static void copy_out_streamed(const copy_job *j, int64_t k0,
   _mm_sfence(); /* the weights seen by whoever reads them next */
 }
 
+/* Rows [k0, k1) of the copy back into G: streamed where the job says so and a team runs. */
+static void copy_out(const copy_job *j, int64_t k0, int64_t k1) {
+  if (j->streams && nerve__team_threads() > 1)
+    copy_out_streamed(j, k0, k1);
+  else
+    copy_out_cached(j, k0, k1);
+}
+
 /*
  * tn_rank_rows over rows [k0, k1) and panels [p0, p1) of G, on this member's rows of the padded
  * copy where there is one (the team then splits rows: nerve__gemm_tn), copied in before and
@@ -1270,10 +1278,7 @@ NERVE_TARGET_AVX512 static void copy_out_streamed(const copy_job *j, int64_t k0,
 static void tn_rank_part(tn_job *j, int64_t k0, int64_t k1, int64_t p0, int64_t p1) {
   if (j->copy) copy_in(j->copy, k0, k1);
   tn_rank_rows(j, k0, k1, p0, p1);
-  if (j->copy && j->copy->streams && nerve__team_threads() > 1)
-    copy_out_streamed(j->copy, k0, k1);
-  else if (j->copy)
-    copy_out(j->copy, k0, k1);
+  if (j->copy) copy_out(j->copy, k0, k1);
 }
 
 static void tn_member(void *data, int t, int nt) {
@@ -2318,8 +2323,7 @@ void nerve__gemm_tn_narrow_rows(float *G, int64_t ldg, const float *A, int64_t l
  * reader the optimizer) were not measured, and keep ordinary stores.
  */
 static bool streams_back(nerve_context *ctx, int threads, int64_t ldg, int64_t N) {
-  if (threads < 2 || !ctx->streams_stores || ldg != N || N < 16) return false;
-  return ctx->streams_always || nerve__cores_far(ctx);
+  return threads >= 2 && ldg == N && N >= 16 && nerve__streams_while_far(ctx);
 }
 #endif
 
@@ -2408,8 +2412,8 @@ typedef struct {
   const float *D;
   int64_t ldd;
   float alpha;
-  bool padded; /* G is a copy padded to whole panels, each member's rows copied by it (copy) */
-  const struct copy_job *copy; /* tn: that copy, or NULL (G in place) */
+  /* tn: G's copy padded to whole panels, each member's rows copied by it; NULL: G in place */
+  const struct copy_job *copy;
   int64_t tile_rows; /* nn: rows of C a unit of work */
   bool whole_b;       /* nn: B's rows are whole panels (slots_any's `whole`) */
   float *copies;      /* nn: each member's padded copy of B, copy_floats apart; NULL: none */
@@ -2469,7 +2473,7 @@ NERVE_TARGET_AVX512 static void sparse_tn_rows(const sparse_job *j, int64_t k0, 
     hi -= above;
     for (int64_t p = 0; p < panels && lo < hi; p++) {
       const int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
-      tn_entries_any(nr > 16 ? 2 : 1, true, j->ldg == NR && j->padded, j->G + col, j->ldg,
+      tn_entries_any(nr > 16 ? 2 : 1, true, j->ldg == NR && j->copy, j->G + col, j->ldg,
                      cols + lo, j->a->values + lo, hi - lo, j->D + m * j->ldd + col, mask_lo(nr),
                      mask_hi(nr), j->alpha);
     }
@@ -2676,7 +2680,7 @@ static nerve_status sparse_tn_gradient(nerve_context *ctx, sparse_job *j, float 
     nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, pad_bytes, func);
     if (s != NERVE_OK) return s;
     copy.P = ctx->scratch[NERVE_SCRATCH_GEMM];
-    j->G = copy.P, j->ldg = copy.ldp, j->padded = true, j->copy = &copy;
+    j->G = copy.P, j->ldg = copy.ldp, j->copy = &copy;
   }
   /* The column lists compute fma(x, d, g): the rows' loop's terms when alpha is 1. */
   if (blocks) {

@@ -119,6 +119,14 @@ NERVE_HIDDEN int nerve__team_threads(void);
  */
 NERVE_HIDDEN bool nerve__cores_far(nerve_context *ctx);
 
+/*
+ * Whether a team writes with streaming stores the lines it streams only while its cores are far
+ * apart (a large fused Adam step's weights, batch norm's input gradient, an SGD step's padded
+ * copy back): the context streams (ctx->streams_stores), and it was set to
+ * NERVE_STORES_STREAMED or nerve__cores_far says so. Called outside teams.
+ */
+NERVE_HIDDEN bool nerve__streams_while_far(nerve_context *ctx);
+
 /* Runs fn(arg, thread, nthreads) on `threads` threads (a direct call if threads <= 1). */
 typedef void (*nerve__team_fn)(void *arg, int thread, int nthreads);
 NERVE_HIDDEN void nerve__parallel_team(int threads, nerve__team_fn fn, void *arg);

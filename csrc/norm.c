@@ -475,8 +475,7 @@ static int64_t norm_dx_grain(int64_t C) { return (1 << 15) / C + 1; }
 static bool streams_din(nerve_context *ctx, const float *din, int64_t R, int64_t C) {
   if (!din || ctx->isa != NERVE_ISA_AVX512 || C > NORM_STREAM_FLOATS) return false;
   const int threads = nerve__threads_for(ctx, R, norm_dx_grain(C));
-  if (!nerve__streams_rows(ctx, threads, din, C)) return false;
-  return ctx->streams_always || nerve__cores_far(ctx);
+  return nerve__streams_rows(ctx, threads, din, C) && nerve__streams_while_far(ctx);
 }
 
 /*

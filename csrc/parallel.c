@@ -153,6 +153,10 @@ bool nerve__cores_far(nerve_context *ctx) {
   return ctx->cores_far;
 }
 
+bool nerve__streams_while_far(nerve_context *ctx) {
+  return ctx->streams_stores && (ctx->streams_always || nerve__cores_far(ctx));
+}
+
 typedef struct {
   nerve__range_fn fn;
   void *arg;
