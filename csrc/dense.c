@@ -607,7 +607,10 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
    * what nerve_dense_backward's products take, unfused or for the fused input gradient's
    * product. */
   const bool fused = fuses(ctx, N);
-  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(O + (fused ? 0 : I * O)) * sizeof(float), __func__);
+  const size_t lists_at = ((size_t)O * sizeof(float) + 63) & ~(size_t)63; /* after gbias, fused */
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER,
+                     fused ? lists_at + nerve__gemm_tn_visit_space(ctx, N, O) : (size_t)(O + I * O) * sizeof(float),
+                     __func__);
   if (s == NERVE_OK && !fused) s = reserve_backward(ctx, din != NULL, true, N, I, O, __func__);
   const input_method input = fused && din ? fused_input_method(ctx, N, I, O) : INPUT_BY_TILES;
   if (s == NERVE_OK && input == INPUT_PRODUCT) s = reserve_backward(ctx, true, false, N, I, O, __func__);
@@ -644,7 +647,7 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
                                      .row_bytes = O * (int64_t)sizeof(float)};
   if (fused) {
     if (nerve__gemm_tn_visit(ctx, in, I, dout, O, N, O, I, input == INPUT_BY_TILES ? adam_fused_rows : NULL,
-                             adam_fused_tile, &rows, &j))
+                             adam_fused_tile, &rows, (char *)gbias + lists_at, &j))
       return NERVE_OK;
   }
   /* Elsewhere: the gradient in scratch (after the bias's, reserved above), then the ordinary

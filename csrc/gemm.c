@@ -1856,6 +1856,11 @@ typedef struct {
   nerve__visit_streams streams;
   void *arg;
   int64_t next; /* the first tile no thread has taken (nerve__take_guided_chunk) */
+  /* Where D is mostly zeros (list_nonzeros): its non-zeros column by column, column c's at
+   * [first[c], end[c]) of offset (m * lda: where row m of A starts) and value; NULL otherwise. */
+  const int32_t *first, *end, *offset;
+  const float *value;
+  float *tile_space; /* each member's g, LIST_ROWS x list_width(N) */
 } visit_job;
 
 /* The lines of part of parts of the streams' rows [k0, k1), for a tile to fetch into L2 as it
@@ -1915,22 +1920,188 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
   }
 }
 
+/*
+ * The visitor's tiles where D is mostly zeros, as a relu's gradient is (Lab E's hidden layer:
+ * half its entries, 8% of its columns zero over the whole batch). Element (k, c) of G is still
+ * one chain over m in order from zero, but only over the m where D[m, c] is not zero: a
+ * multiply-add by a zero adds +-0 to a sum that started from +0, which leaves it as it was, so
+ * where A is finite (list_nonzeros checks) these are the bits tn_tile computes. The products
+ * run with G's rows in the lanes, LIST_ROWS of them: for each column c, per listed m, one
+ * broadcast of D[m, c] against LIST_VECTORS vectors of row m of A (A's block stays in L1), so
+ * the zeros' multiply-adds are skipped; sixteen columns' sums are then transposed into g's rows.
+ * One thread, Lab E's 6272 x 784 gradient over 32 rows, half of D zero (a standalone loop, no
+ * step): 2.2 ms, 1.75 of it the products.
+ */
+enum { LIST_ROWS = 128, LIST_VECTORS = LIST_ROWS / 16,  LIST_MIN_M = 8, LIST_MAX_M = 64 };
+
+/* The sums of one column over its listed rows [e0, e1), for V vectors of A's rows (the last
+ * under `last`), stored to sums[0, 16V). */
+NERVE_TARGET_AVX512 NERVE_INLINE void listed_column(const int V, float *sums, const float *A, const int32_t *offset,
+                                                    const float *value, int32_t e0, int32_t e1, __mmask16 last) {
+  __m512 c[LIST_VECTORS];
+#  pragma GCC unroll 8
+  for (int v = 0; v < V; v++) c[v] = _mm512_setzero_ps();
+  for (int32_t e = e0; e < e1; e++) {
+    const __m512 x = _mm512_set1_ps(value[e]);
+    const float *a = A + offset[e];
+#  pragma GCC unroll 8
+    for (int v = 0; v < V; v++)
+      c[v] = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(v == V - 1 ? last : (__mmask16)0xffff, a + 16 * v), c[v]);
+  }
+#  pragma GCC unroll 8
+  for (int v = 0; v < V; v++) _mm512_store_ps(sums + 16 * v, c[v]);
+}
+
+/* A listed tile's row length in g: N up to whole vectors. */
+static inline int64_t list_width(int64_t N) { return (N + 15) & ~(int64_t)15; }
+
+/* Rows [k, k + kr) of G (kr <= LIST_ROWS), all N columns, into g[r * ldg + c]; rows past kr and
+ * columns past N hold anything. */
+NERVE_TARGET_AVX512 static void listed_tile(const visit_job *j, int64_t k, int64_t kr, float *g, int64_t ldg,
+                                            const tile_fetch *fetch) {
+  float sums[16][LIST_ROWS] __attribute__((aligned(64)));
+  const int V = (int)((kr + 15) / 16);
+  const __mmask16 last = nerve__lanes16(kr - 16 * (V - 1));
+  const float *A = j->A + k;
+  const int64_t groups = (j->N + 15) / 16;
+  for (int64_t c0 = 0; c0 < j->N; c0 += 16) {
+    /* This group's share of the next tile's lines, a sixteenth before each column. */
+    const int64_t from = fetch->lines * (c0 / 16) / groups, to = fetch->lines * (c0 / 16 + 1) / groups;
+    for (int64_t c = 0; c < 16; c++) {
+      for (int64_t l = from + (to - from) * c / 16; l < from + (to - from) * (c + 1) / 16; l++)
+        for (int s = 0; s < fetch->count; s++) _mm_prefetch(fetch->at[s] + l * 64, _MM_HINT_T1);
+      /* Past N: an empty list, zero sums. */
+      const int64_t col = c0 + c;
+      const int32_t e0 = col < j->N ? j->first[col] : 0, e1 = col < j->N ? j->end[col] : 0;
+      switch (V) {
+        case 8: listed_column(8, sums[c], A, j->offset, j->value, e0, e1, last); break;
+        case 7: listed_column(7, sums[c], A, j->offset, j->value, e0, e1, last); break;
+        case 6: listed_column(6, sums[c], A, j->offset, j->value, e0, e1, last); break;
+        case 5: listed_column(5, sums[c], A, j->offset, j->value, e0, e1, last); break;
+        case 4: listed_column(4, sums[c], A, j->offset, j->value, e0, e1, last); break;
+        case 3: listed_column(3, sums[c], A, j->offset, j->value, e0, e1, last); break;
+        case 2: listed_column(2, sums[c], A, j->offset, j->value, e0, e1, last); break;
+        default: listed_column(1, sums[c], A, j->offset, j->value, e0, e1, last); break;
+      }
+    }
+    for (int b = 0; b < V; b++) {
+      __m512 r[16];
+#  pragma GCC unroll 16
+      for (int i = 0; i < 16; i++) r[i] = _mm512_load_ps(sums[i] + 16 * b);
+      transpose16(r);
+#  pragma GCC unroll 16
+      for (int i = 0; i < 16; i++) _mm512_store_ps(g + (16 * b + i) * ldg + c0, r[i]);
+    }
+  }
+}
+_Static_assert(LIST_VECTORS == 8, "listed_tile's cases start at LIST_VECTORS");
+
+/* Tiles [t0, t1) into g (a member's LIST_ROWS x list_width(N)), each applied whole: applied a
+ * block of 128 columns at a time instead, the step's three rows of memory (weights, moments)
+ * went by in 512-byte pieces, and Lab E's weight gradient and step took 7.4 ms at 1 thread
+ * (5.5 with tn_tile's 12 x 1024 blocks, 4.4 so). */
+NERVE_TARGET_AVX512 static void visit_listed_tiles(visit_job *j, int64_t t0, int64_t t1, int threads, float *g) {
+  const int64_t ldg = list_width(j->N);
+  for (int64_t t = t0; t < t1; t++) {
+    const int64_t k = t * LIST_ROWS, kr = j->K - k < LIST_ROWS ? j->K - k : LIST_ROWS;
+    const int64_t next = t + 1 < t1 ? k + kr : -1;
+    const int64_t next_rows = next < 0 ? 0 : (j->K - next < LIST_ROWS ? j->K - next : LIST_ROWS);
+    const tile_fetch fetch = next_rows > 0 ? fetch_rows(j, next, next + next_rows, 0, 1) : (tile_fetch){.count = 0};
+    if (j->rows) j->rows(j->arg, k, k + kr);
+    listed_tile(j, k, kr, g, ldg, &fetch);
+    j->apply(j->arg, k, 0, g, kr, j->N, ldg, threads);
+  }
+}
+
+/* Whether A[M,K] holds only finite numbers, where a multiply-add by zero adds nothing. */
+NERVE_TARGET_AVX512 static bool all_finite(const float *A, int64_t lda, int64_t M, int64_t K) {
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 s0 = zero, s1 = zero; /* s + x * 0: NaN from an infinity or a NaN, s otherwise */
+  for (int64_t m = 0; m < M; m++) {
+    const float *a = A + m * lda;
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+      s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), zero, s0);
+      s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 16), zero, s1);
+    }
+    for (; k < K; k += 16) s0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(nerve__lanes16(K - k), a + k), zero, s0);
+  }
+  return _mm512_cmp_ps_mask(_mm512_add_ps(s0, s1), zero, _CMP_EQ_OQ) == 0xffff;
+}
+
+/* D's share of non-zeros up to which its lists pay. A listed multiply-add costs about what
+ * tn_tile's does (it loads its vector of A where tn_tile shares one), and the transposes add a
+ * quarter of the products at half zeros: in a standalone loop the two ways cross near 70%
+ * non-zero, and Lab E's whole fused step at 1 thread (memory-bound, noisy) near 60-70%. */
+enum { LIST_DENSITY_PERCENT = 60 };
+
+/*
+ * j's lists of D's non-zeros (visit_job.first), in space (nerve__gemm_tn_visit_space bytes),
+ * where they pay: D at most LIST_DENSITY_PERCENT non-zero, M in [LIST_MIN_M, LIST_MAX_M] (A's
+ * block of rows in L1), A finite. Column c's list has room for its count and one more, so
+ * that the fill writes every element without a branch and moves on only past a non-zero.
+ */
+NERVE_TARGET_AVX512 static bool list_nonzeros(visit_job *j, void *space) {
+  const int64_t M = j->M, N = j->N;
+  if (!space || M < LIST_MIN_M || M > LIST_MAX_M || M * j->lda > INT32_MAX) return false;
+  int32_t *first = space, *end = first + N, *counts = end + N, *offset = counts + N;
+  float *value = (float *)(offset + (M + 1) * N);
+  for (int64_t c = 0; c < N; c++) counts[c] = 0;
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t c = 0; c < N; c++) counts[c] += j->D[m * j->ldd + c] != 0.0f;
+  int64_t nonzeros = 0;
+  for (int64_t c = 0; c < N; c++) nonzeros += counts[c];
+  if (nonzeros * 100 > M * N * LIST_DENSITY_PERCENT || !all_finite(j->A, j->lda, M, j->K)) return false;
+  int32_t at = 0;
+  for (int64_t c = 0; c < N; c++) {
+    first[c] = end[c] = at;
+    at += counts[c] + 1;
+  }
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t c = 0; c < N; c++) {
+      const float d = j->D[m * j->ldd + c];
+      const int32_t e = end[c];
+      offset[e] = (int32_t)(m * j->lda), value[e] = d;
+      end[c] = e + (d != 0.0f);
+    }
+  j->first = first, j->end = end, j->offset = offset, j->value = value;
+  j->tile_space = (float *)((char *)space + ((size_t)(3 * N + 2 * (M + 1) * N) * sizeof(int32_t) + 63) / 64 * 64);
+  return true;
+}
+
 /* Tiles a thread takes at a time, guided (nerve__take_guided_chunk): up to 32 (384 rows of Lab
  * E's 6272 -> 784 layer), down to 2 at the end. Chunks of 8 throughout could leave one thread
  * running a last chunk of up to 0.12 ms while the other waited; 4 or 2 throughout were slower. One
  * Lab E step (bench/lab_e_step.c, 2 threads, 9 pairs in quiet minutes): the dense backward
  * 4.18-4.47 -> 4.06-4.33 ms. */
 enum { VISIT_CHUNK_LEAST = 2, VISIT_CHUNK_MOST = 32 };
+/* The listed tiles' most (384 rows), down to one. */
+enum { LIST_CHUNK_MOST = 4 };
 
 static void visit_member(void *data, int t, int nt) {
   visit_job *j = data;
-  (void)t;
   int64_t a, b;
+  if (j->first) {
+    float *g = j->tile_space + t * LIST_ROWS * list_width(j->N);
+    while (nerve__take_guided_chunk(&j->next, nt, 1, LIST_CHUNK_MOST, j->tiles, &a, &b))
+      visit_listed_tiles(j, a, b, nt, g);
+    return;
+  }
   while (nerve__take_guided_chunk(&j->next, nt, VISIT_CHUNK_LEAST, VISIT_CHUNK_MOST, j->tiles, &a, &b))
     visit_tiles(j, a, b, nt);
 }
 
 #endif
+
+size_t nerve__gemm_tn_visit_space(const nerve_context *ctx, int64_t M, int64_t N) {
+#if NERVE_X86
+  const size_t lists = (size_t)(3 * N + 2 * (M + 1) * N) * sizeof(int32_t);
+  return (lists + 63) / 64 * 64 + (size_t)ctx->threads * LIST_ROWS * (size_t)list_width(N) * sizeof(float);
+#else
+  (void)ctx, (void)M, (void)N;
+  return 0;
+#endif
+}
 
 bool nerve__gemm_tn_visits(const nerve_context *ctx) {
 #if NERVE_X86
@@ -1943,19 +2114,21 @@ bool nerve__gemm_tn_visits(const nerve_context *ctx) {
 
 bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const float *D,
                           int64_t ldd, int64_t M, int64_t N, int64_t K, nerve__rows_fn rows,
-                          nerve__tile_fn apply, const nerve__visit_streams *streams, void *arg) {
+                          nerve__tile_fn apply, const nerve__visit_streams *streams, void *space, void *arg) {
 #if NERVE_X86
   if (!nerve__gemm_tn_visits(ctx)) return false;
   visit_job j = {.A = A, .D = D, .lda = lda, .ldd = ldd, .M = M, .N = N, .K = K,
                  .tiles = (K + TN_KT - 1) / TN_KT, .panels = (N + NR - 1) / NR, .rows = rows,
                  .apply = apply, .arg = arg,
                  .streams = streams && ctx->fetches_ahead ? *streams : (nerve__visit_streams){.count = 0}};
+  if (list_nonzeros(&j, space)) j.tiles = (K + LIST_ROWS - 1) / LIST_ROWS;
   int threads = nerve__threads_for(ctx, M * N * K, GEMM_GRAIN);
   if (threads > j.tiles) threads = (int)j.tiles;
   nerve__parallel_team(threads, visit_member, &j);
   return true;
 #else
-  (void)ctx, (void)A, (void)lda, (void)D, (void)ldd, (void)M, (void)N, (void)K, (void)rows, (void)apply, (void)streams, (void)arg;
+  (void)ctx, (void)A, (void)lda, (void)D, (void)ldd, (void)M, (void)N, (void)K, (void)rows, (void)apply, (void)streams,
+      (void)space, (void)arg;
   return false;
 #endif
 }

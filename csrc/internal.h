@@ -411,7 +411,10 @@ NERVE_HIDDEN bool nerve__gemm_tn_visits(const nerve_context *ctx);
 NERVE_HIDDEN bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda,
                                        const float *D, int64_t ldd, int64_t M, int64_t N,
                                        int64_t K, nerve__rows_fn rows, nerve__tile_fn apply,
-                                       const nerve__visit_streams *streams, void *arg);
+                                       const nerve__visit_streams *streams, void *space, void *arg);
+/* Bytes of the space nerve__gemm_tn_visit may list D's non-zeros in, where they are few enough
+ * to skip (space may be NULL: no lists). */
+NERVE_HIDDEN size_t nerve__gemm_tn_visit_space(const nerve_context *ctx, int64_t M, int64_t N);
 
 /* nerve__gemm_nn (B as [K,N], no accumulation) on the calling thread alone, for kernels whose
  * teams share out whole blocks: the same result, no scratch, no threads of its own. */
