@@ -1932,7 +1932,7 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
  * One thread, Lab E's 6272 x 784 gradient over 32 rows, half of D zero (a standalone loop, no
  * step): 2.2 ms, 1.75 of it the products.
  */
-enum { LIST_ROWS = 128, LIST_VECTORS = LIST_ROWS / 16,  LIST_MIN_M = 8, LIST_MAX_M = 64 };
+enum { LIST_ROWS = 128, LIST_VECTORS = LIST_ROWS / 16, LIST_MIN_M = 8, LIST_MAX_M = 64, LIST_MAX_N = 4096 };
 
 /* The sums of one column over its listed rows [e0, e1), for V vectors of A's rows (the last
  * under `last`), stored to sums[0, 16V). */
@@ -2035,15 +2035,27 @@ NERVE_TARGET_AVX512 static bool all_finite(const float *A, int64_t lda, int64_t 
  * non-zero, and Lab E's whole fused step at 1 thread (memory-bound, noisy) near 60-70%. */
 enum { LIST_DENSITY_PERCENT = 60 };
 
+/* Whether a visit of M rows of D and N columns may list: M in [LIST_MIN_M, LIST_MAX_M] (A's
+ * block of rows in L1), and each member's tile of G at most 2 MB. */
+static inline bool lists_fit(int64_t M, int64_t N) {
+  return M >= LIST_MIN_M && M <= LIST_MAX_M && N <= LIST_MAX_N;
+}
+
+/* Bytes of the column lists (first, end, counts, offset, value), whole cache lines; the
+ * members' tiles of G follow. */
+static inline size_t lists_bytes(int64_t M, int64_t N) {
+  return ((size_t)(3 * N + 2 * (M + 1) * N) * sizeof(int32_t) + 63) / 64 * 64;
+}
+
 /*
  * j's lists of D's non-zeros (visit_job.first), in space (nerve__gemm_tn_visit_space bytes),
- * where they pay: D at most LIST_DENSITY_PERCENT non-zero, M in [LIST_MIN_M, LIST_MAX_M] (A's
- * block of rows in L1), A finite. Column c's list has room for its count and one more, so
- * that the fill writes every element without a branch and moves on only past a non-zero.
+ * where they pay: lists_fit, D at most LIST_DENSITY_PERCENT non-zero, A finite. Column c's
+ * list has room for its count and one more, so that the fill writes every element without a
+ * branch and moves on only past a non-zero.
  */
 NERVE_TARGET_AVX512 static bool list_nonzeros(visit_job *j, void *space) {
   const int64_t M = j->M, N = j->N;
-  if (!space || M < LIST_MIN_M || M > LIST_MAX_M || M * j->lda > INT32_MAX) return false;
+  if (!space || !lists_fit(M, N) || M * j->lda > INT32_MAX) return false;
   int32_t *first = space, *end = first + N, *counts = end + N, *offset = counts + N;
   float *value = (float *)(offset + (M + 1) * N);
   for (int64_t c = 0; c < N; c++) counts[c] = 0;
@@ -2065,7 +2077,7 @@ NERVE_TARGET_AVX512 static bool list_nonzeros(visit_job *j, void *space) {
       end[c] = e + (d != 0.0f);
     }
   j->first = first, j->end = end, j->offset = offset, j->value = value;
-  j->tile_space = (float *)((char *)space + ((size_t)(3 * N + 2 * (M + 1) * N) * sizeof(int32_t) + 63) / 64 * 64);
+  j->tile_space = (float *)((char *)space + lists_bytes(M, N));
   return true;
 }
 
@@ -2075,7 +2087,7 @@ NERVE_TARGET_AVX512 static bool list_nonzeros(visit_job *j, void *space) {
  * Lab E step (bench/lab_e_step.c, 2 threads, 9 pairs in quiet minutes): the dense backward
  * 4.18-4.47 -> 4.06-4.33 ms. */
 enum { VISIT_CHUNK_LEAST = 2, VISIT_CHUNK_MOST = 32 };
-/* The listed tiles' most (384 rows), down to one. */
+/* The listed tiles' most (512 rows), down to one. */
 enum { LIST_CHUNK_MOST = 4 };
 
 static void visit_member(void *data, int t, int nt) {
@@ -2095,8 +2107,8 @@ static void visit_member(void *data, int t, int nt) {
 
 size_t nerve__gemm_tn_visit_space(const nerve_context *ctx, int64_t M, int64_t N) {
 #if NERVE_X86
-  const size_t lists = (size_t)(3 * N + 2 * (M + 1) * N) * sizeof(int32_t);
-  return (lists + 63) / 64 * 64 + (size_t)ctx->threads * LIST_ROWS * (size_t)list_width(N) * sizeof(float);
+  if (!lists_fit(M, N)) return 0;
+  return lists_bytes(M, N) + (size_t)ctx->threads * LIST_ROWS * (size_t)list_width(N) * sizeof(float);
 #else
   (void)ctx, (void)M, (void)N;
   return 0;
