@@ -603,9 +603,9 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
     NERVE_CHECK_PTR(ctx, bias_m);
     NERVE_CHECK_PTR(ctx, bias_v);
   }
-  /* All the scratch either path needs, before anything is stepped: the gradients' space and
-   * what nerve_dense_backward's products take, unfused or for the fused input gradient's
-   * product. */
+  /* All the scratch either path needs, before anything is stepped: the gradients' space (fused:
+   * the bias's, then the visitor's lists and tiles) and what nerve_dense_backward's products
+   * take, unfused or for the fused input gradient's product. */
   const bool fused = fuses(ctx, N);
   const size_t lists_at = ((size_t)O * sizeof(float) + 63) & ~(size_t)63; /* after gbias, fused */
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER,

@@ -1923,33 +1923,50 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
 /*
  * The visitor's tiles where D is mostly zeros, as a relu's gradient is (Lab E's hidden layer:
  * half its entries, 8% of its columns zero over the whole batch). Element (k, c) of G is still
- * one chain over m in order from zero, but only over the m where D[m, c] is not zero: a
- * multiply-add by a zero adds +-0 to a sum that started from +0, which leaves it as it was, so
- * where A is finite (list_nonzeros checks) these are the bits tn_tile computes. The products
- * run with G's rows in the lanes, LIST_ROWS of them: for each column c, per listed m, one
- * broadcast of D[m, c] against LIST_VECTORS vectors of row m of A (A's block stays in L1), so
- * the zeros' multiply-adds are skipped; sixteen columns' sums are then transposed into g's rows.
+ * one chain over m in order from zero, but only over the m where D[m, c] is not zero: where A
+ * and D are finite (list_nonzeros checks), a multiply-add by a zero adds +-0, which leaves the
+ * sum as it was unless the sum is -0 (a product under the smallest subnormal, rounded), which
+ * +0 would turn to +0: a sum that ends -0 is computed again over every m (whole_chain). So
+ * these are the bits tn_tile computes. The products run with G's rows in the lanes, LIST_ROWS
+ * of them: for each column c, per listed m, one broadcast of D[m, c] against LIST_VECTORS
+ * vectors of row m of A (A's block, M x 512 bytes, in L1 for Lab E's 32 rows), so the zeros'
+ * multiply-adds are skipped; sixteen columns' sums are then transposed into g's rows.
  * One thread, Lab E's 6272 x 784 gradient over 32 rows, half of D zero (a standalone loop, no
  * step): 2.2 ms, 1.75 of it the products.
  */
 enum { LIST_ROWS = 128, LIST_VECTORS = LIST_ROWS / 16, LIST_MIN_M = 8, LIST_MAX_M = 64, LIST_MAX_N = 4096 };
 
-/* The sums of one column over its listed rows [e0, e1), for V vectors of A's rows (the last
+/* Column col's chain of 16 rows of G from A (under mask) over every m, zeros of D included:
+ * what tn_tile computes. */
+NERVE_TARGET_AVX512 static __m512 whole_chain(const visit_job *j, const float *A, int64_t col, __mmask16 mask) {
+  __m512 sum = _mm512_setzero_ps();
+  for (int64_t m = 0; m < j->M; m++)
+    sum = _mm512_fmadd_ps(_mm512_set1_ps(j->D[m * j->ldd + col]), _mm512_maskz_loadu_ps(mask, A + m * j->lda), sum);
+  return sum;
+}
+
+/* The sums of column col over its listed rows [e0, e1), for V vectors of A's rows (the last
  * under `last`), stored to sums[0, 16V). */
-NERVE_TARGET_AVX512 NERVE_INLINE void listed_column(const int V, float *sums, const float *A, const int32_t *offset,
-                                                    const float *value, int32_t e0, int32_t e1, __mmask16 last) {
+NERVE_TARGET_AVX512 NERVE_INLINE void listed_column(const int V, float *sums, const visit_job *j, const float *A,
+                                                    int64_t col, int32_t e0, int32_t e1, __mmask16 last) {
   __m512 c[LIST_VECTORS];
 #  pragma GCC unroll 8
   for (int v = 0; v < V; v++) c[v] = _mm512_setzero_ps();
   for (int32_t e = e0; e < e1; e++) {
-    const __m512 x = _mm512_set1_ps(value[e]);
-    const float *a = A + offset[e];
+    const __m512 x = _mm512_set1_ps(j->value[e]);
+    const float *a = A + j->offset[e];
 #  pragma GCC unroll 8
     for (int v = 0; v < V; v++)
       c[v] = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(v == V - 1 ? last : (__mmask16)0xffff, a + 16 * v), c[v]);
   }
+  const __m512i negative_zero = _mm512_set1_epi32((int)0x80000000u);
 #  pragma GCC unroll 8
-  for (int v = 0; v < V; v++) _mm512_store_ps(sums + 16 * v, c[v]);
+  for (int v = 0; v < V; v++) {
+    const __mmask16 mask = v == V - 1 ? last : (__mmask16)0xffff;
+    if (e1 > e0 && _mm512_mask_cmpeq_epi32_mask(mask, _mm512_castps_si512(c[v]), negative_zero))
+      c[v] = whole_chain(j, A + 16 * v, col, mask);
+    _mm512_store_ps(sums + 16 * v, c[v]);
+  }
 }
 
 /* A listed tile's row length in g: N up to whole vectors. */
@@ -1974,14 +1991,14 @@ NERVE_TARGET_AVX512 static void listed_tile(const visit_job *j, int64_t k, int64
       const int64_t col = c0 + c;
       const int32_t e0 = col < j->N ? j->first[col] : 0, e1 = col < j->N ? j->end[col] : 0;
       switch (V) {
-        case 8: listed_column(8, sums[c], A, j->offset, j->value, e0, e1, last); break;
-        case 7: listed_column(7, sums[c], A, j->offset, j->value, e0, e1, last); break;
-        case 6: listed_column(6, sums[c], A, j->offset, j->value, e0, e1, last); break;
-        case 5: listed_column(5, sums[c], A, j->offset, j->value, e0, e1, last); break;
-        case 4: listed_column(4, sums[c], A, j->offset, j->value, e0, e1, last); break;
-        case 3: listed_column(3, sums[c], A, j->offset, j->value, e0, e1, last); break;
-        case 2: listed_column(2, sums[c], A, j->offset, j->value, e0, e1, last); break;
-        default: listed_column(1, sums[c], A, j->offset, j->value, e0, e1, last); break;
+        case 8: listed_column(8, sums[c], j, A, col, e0, e1, last); break;
+        case 7: listed_column(7, sums[c], j, A, col, e0, e1, last); break;
+        case 6: listed_column(6, sums[c], j, A, col, e0, e1, last); break;
+        case 5: listed_column(5, sums[c], j, A, col, e0, e1, last); break;
+        case 4: listed_column(4, sums[c], j, A, col, e0, e1, last); break;
+        case 3: listed_column(3, sums[c], j, A, col, e0, e1, last); break;
+        case 2: listed_column(2, sums[c], j, A, col, e0, e1, last); break;
+        default: listed_column(1, sums[c], j, A, col, e0, e1, last); break;
       }
     }
     for (int b = 0; b < V; b++) {
@@ -2013,7 +2030,9 @@ NERVE_TARGET_AVX512 static void visit_listed_tiles(visit_job *j, int64_t t0, int
   }
 }
 
-/* Whether A[M,K] holds only finite numbers, where a multiply-add by zero adds nothing. */
+/* Whether A[M,K] holds only finite numbers: where a multiply-add by zero adds nothing, and
+ * where tn_tile's skipping a block of A that is all zeros is no different from adding their
+ * products (a NaN in D would make them NaN). */
 NERVE_TARGET_AVX512 static bool all_finite(const float *A, int64_t lda, int64_t M, int64_t K) {
   const __m512 zero = _mm512_setzero_ps();
   __m512 s0 = zero, s1 = zero; /* s + x * 0: NaN from an infinity or a NaN, s otherwise */
@@ -2036,7 +2055,9 @@ NERVE_TARGET_AVX512 static bool all_finite(const float *A, int64_t lda, int64_t 
 enum { LIST_DENSITY_PERCENT = 60 };
 
 /* Whether a visit of M rows of D and N columns may list: M in [LIST_MIN_M, LIST_MAX_M] (A's
- * block of rows in L1), and each member's tile of G at most 2 MB. */
+ * block of rows, M x 512 bytes, in L1 or L2; with fewer than 8 rows a column's list is a few
+ * entries against its share of the transposes, a bound not measured), and each member's tile
+ * of G at most 2 MB. */
 static inline bool lists_fit(int64_t M, int64_t N) {
   return M >= LIST_MIN_M && M <= LIST_MAX_M && N <= LIST_MAX_N;
 }
@@ -2049,7 +2070,7 @@ static inline size_t lists_bytes(int64_t M, int64_t N) {
 
 /*
  * j's lists of D's non-zeros (visit_job.first), in space (nerve__gemm_tn_visit_space bytes),
- * where they pay: lists_fit, D at most LIST_DENSITY_PERCENT non-zero, A finite. Column c's
+ * where they pay: lists_fit, D at most LIST_DENSITY_PERCENT non-zero, A and D finite. Column c's
  * list has room for its count and one more, so that the fill writes every element without a
  * branch and moves on only past a non-zero.
  */
@@ -2063,7 +2084,9 @@ NERVE_TARGET_AVX512 static bool list_nonzeros(visit_job *j, void *space) {
     for (int64_t c = 0; c < N; c++) counts[c] += j->D[m * j->ldd + c] != 0.0f;
   int64_t nonzeros = 0;
   for (int64_t c = 0; c < N; c++) nonzeros += counts[c];
-  if (nonzeros * 100 > M * N * LIST_DENSITY_PERCENT || !all_finite(j->A, j->lda, M, j->K)) return false;
+  if (nonzeros * 100 > M * N * LIST_DENSITY_PERCENT || !all_finite(j->A, j->lda, M, j->K) ||
+      !all_finite(j->D, j->ldd, M, N))
+    return false;
   int32_t at = 0;
   for (int64_t c = 0; c < N; c++) {
     first[c] = end[c] = at;
@@ -2087,7 +2110,8 @@ NERVE_TARGET_AVX512 static bool list_nonzeros(visit_job *j, void *space) {
  * Lab E step (bench/lab_e_step.c, 2 threads, 9 pairs in quiet minutes): the dense backward
  * 4.18-4.47 -> 4.06-4.33 ms. */
 enum { VISIT_CHUNK_LEAST = 2, VISIT_CHUNK_MOST = 32 };
-/* The listed tiles' most (512 rows), down to one. */
+/* The listed tiles' most (512 rows, as VISIT_CHUNK_MOST's 384), down to one: a last tile of
+ * 128 rows is about as long as tn_tile's last chunk of two. */
 enum { LIST_CHUNK_MOST = 4 };
 
 static void visit_member(void *data, int t, int nt) {

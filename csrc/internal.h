@@ -387,7 +387,8 @@ NERVE_HIDDEN void nerve__bias_accumulate_here(const nerve_context *ctx, float *d
  * of G[K,N] = A[M,K]^T . D[M,N] into tiles of up to 12 rows (128 where D's non-zeros are listed
  * in space: nerve__gemm_tn_visit_space, gemm.c's listed_tile); for each tile, rows(arg, k0, k1)
  * runs first, then apply(arg, k0, col, g, rows, cols, ldg, threads) receives the tile's gradient
- * for a run of columns (g[r*ldg + c], each element summed from zero over all M in order) and the
+ * for a run of columns (g[r*ldg + c], each element summed from zero over all M in order: the
+ * listed tiles' skipped zeros leave those bits) and the
  * size of the team the tiles are shared out in. Returns
  * false (doing nothing) where there is no such kernel (no AVX-512): the caller then stores G
  * and works on it.
@@ -414,7 +415,8 @@ NERVE_HIDDEN bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64
                                        int64_t K, nerve__rows_fn rows, nerve__tile_fn apply,
                                        const nerve__visit_streams *streams, void *space, void *arg);
 /* Bytes of the space nerve__gemm_tn_visit takes, for ctx's threads, to list D's non-zeros where
- * they are few enough to skip and keep each member's tile of G (space may be NULL: no lists). */
+ * they are few enough to skip and keep each member's tile of G: `space` must be that many bytes
+ * at a 64-byte boundary, for the same context, or NULL (no lists). */
 NERVE_HIDDEN size_t nerve__gemm_tn_visit_space(const nerve_context *ctx, int64_t M, int64_t N);
 
 /* nerve__gemm_nn (B as [K,N], no accumulation) on the calling thread alone, for kernels whose

@@ -341,11 +341,13 @@ struct FusedAdamKernelTests {
 
   /// Where the output gradient is mostly zeros (a relu's; here 70%) over 8 to 64 rows, the
   /// AVX-512 fused step's weight gradient skips them (gemm.c's listed tiles): the same chains
-  /// from zero, so the bits of the gradient stored whole and then stepped. With an infinite
-  /// input nothing is skipped: 0 * inf is NaN in the whole product, and so in the fused one.
+  /// from zero, so the bits of the gradient stored whole and then stepped, and the input
+  /// gradient as nerve_dense_backward_adam_input writes it. With an infinite input nothing is
+  /// skipped: 0 * inf is NaN in the whole product, and so in the fused one.
   @Test("skipping the output gradient's zeros keeps the whole product's bits", arguments: [1, 2, 3], [false, true])
   func skippedZerosKeepBits(_ threads: Int, _ infinite: Bool) {
-    // Rows of 128 weights a tile (then one, then 44), widths past whole vectors, both row limits.
+    // Tiles of 128 weight rows: 128, 128 and 44; 128 and 1; 37 alone. Widths past whole
+    // vectors, and both row limits (8 and 64).
     for s in [DenseShape(n: 32, i: 300, o: 100), .init(n: 8, i: 129, o: 47), .init(n: 64, i: 37, o: 16)] {
       let k = Kernels(threads: threads, isa: .best)
       var x = sparseInputs(s.n, s.i, seed: 50)
@@ -354,8 +356,10 @@ struct FusedAdamKernelTests {
       let w0 = randomFloats(s.i * s.o, seed: 52), m0 = randomFloats(s.i * s.o, seed: 53, low: -0.01, high: 0.01)
       let v0 = randomFloats(s.i * s.o, seed: 54, low: 0, high: 0.01)
       var w = w0, wm = m0, wv = v0, b = [Float](repeating: 0, count: s.o), bm = b, bv = b
+      var dx = [Float](repeating: .nan, count: s.n * s.i), alone = dx
       k.ok(nerve_dense_backward_adam(
-        k.ctx, nil, &w, &b, &wm, &wv, &bm, &bv, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.01, 0.9, 0.999, 1e-7, 0, 0, 2))
+        k.ctx, &dx, &w, &b, &wm, &wv, &bm, &bv, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.01, 0.9, 0.999, 1e-7, 0, 0, 2))
+      k.ok(nerve_dense_backward_adam_input(k.ctx, &alone, dy, w0, Int64(s.n), Int64(s.i), Int64(s.o)))
       var gw = [Float](repeating: 0, count: w0.count), gb = [Float](repeating: 0, count: s.o)
       k.ok(nerve_dense_backward(k.ctx, nil, &gw, &gb, dy, x, nil, Int64(s.n), Int64(s.i), Int64(s.o)))
       var rw = w0, rm = m0, rv = v0
@@ -364,8 +368,37 @@ struct FusedAdamKernelTests {
       expectSameBits(w, rw, "weights, \(label)")
       expectSameBits(wm, rm, "first moments, \(label)")
       expectSameBits(wv, rv, "second moments, \(label)")
+      expectSameBits(dx, alone, "input gradient, \(label)")
       #expect(w.contains { $0.isNaN } == infinite, "NaN weights, \(label)")
     }
+  }
+
+  /// A product under the smallest subnormal rounds to -0, and a chain at -0 turns to +0 when it
+  /// adds a zero's product: a listed column whose sum ends at -0 is summed again over every row
+  /// (gemm.c's whole_chain). Seen through a first moment at -0, which a -0 gradient keeps and a
+  /// +0 one turns to +0.
+  @Test("a weight gradient that ends at -0 keeps the whole product's bits", arguments: [1, 2])
+  func negativeZeroGradient(_ threads: Int) {
+    let s = DenseShape(n: 8, i: 20, o: 17)
+    let k = Kernels(threads: threads, isa: .best)
+    var x = randomFloats(s.n * s.i, seed: 60), dy = sparseInputs(s.n, s.o, seed: 61)
+    // Output 5's gradient: -1e-30 in row 0 alone, against input 3's 1e-30 there (a product of
+    // -1e-60: -0) and 0.5 in row 1 (whose zero product, +0, turns the whole chain's sum to +0).
+    for r in 0..<s.n { dy[r * s.o + 5] = r == 0 ? -1e-30 : 0 }
+    x[3] = 1e-30
+    x[s.i + 3] = 0.5
+    let w0 = randomFloats(s.i * s.o, seed: 62), m0 = [Float](repeating: -0.0, count: w0.count)
+    let v0 = randomFloats(s.i * s.o, seed: 63, low: 0, high: 0.01)
+    var w = w0, wm = m0, wv = v0, b = [Float](repeating: 0, count: s.o), bm = b, bv = b
+    k.ok(nerve_dense_backward_adam(
+      k.ctx, nil, &w, &b, &wm, &wv, &bm, &bv, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.01, 0.9, 0.999, 1e-7, 0, 0, 2))
+    var gw = [Float](repeating: 0, count: w0.count), gb = [Float](repeating: 0, count: s.o)
+    k.ok(nerve_dense_backward(k.ctx, nil, &gw, &gb, dy, x, nil, Int64(s.n), Int64(s.i), Int64(s.o)))
+    #expect(gw[3 * s.o + 5].bitPattern == Float(0).bitPattern, "the whole product's sum is +0")
+    var rw = w0, rm = m0, rv = v0
+    k.ok(nerve_adam_step(k.ctx, &rw, &rm, &rv, gw, Int64(w0.count), 0.01, 0.9, 0.999, 1e-7, 0, 0, 2))
+    expectSameBits(wm, rm, "first moments, \(threads) thread(s)")
+    expectSameBits(w, rw, "weights, \(threads) thread(s)")
   }
 
   @Test("bit-identical at 1, 2 and 3 threads", arguments: shapes)
@@ -387,8 +420,9 @@ struct FusedAdamKernelTests {
 
   /// The fused steps may ask for each next tile's weights and moments ahead of their use (by
   /// the CPU, or as nerve_context_set_fetch_ahead says): that may change the time, never the
-  /// bits. Two steps, so that the second meets moments the first wrote; 600 inputs make 50
-  /// tiles of 12 weight rows, shared by 2 threads.
+  /// bits. Two steps, so that the second meets moments the first wrote; 600 inputs make 5
+  /// tiles of 128 weight rows where dy's zeros are listed (its 32 rows), 50 of 12 elsewhere,
+  /// shared by 2 threads.
   @Test(
     "fetching ahead or not gives the same bits",
     .enabled(if: InstructionSet.best == .avx512, "only the AVX-512 visitor fetches"),
