@@ -1878,6 +1878,11 @@ static tile_fetch fetch_rows(const visit_job *j, int64_t k0, int64_t k1, int64_t
   return f;
 }
 
+/* Rows of G a tile from row k takes: `most`, or what is left of K. */
+static inline int64_t tile_rows(const visit_job *j, int64_t k, int64_t most) {
+  return j->K - k < most ? j->K - k : most;
+}
+
 /* The visitor's tiles: fresh (each panel's tile writes its part of g from zero), unscaled,
  * fetching as they go. */
 #  define VISIT_TILE_CASE(KT)                                                                  \
@@ -1902,8 +1907,8 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
   static const int64_t panels_per_group = VISIT_COLS / NR;
   float g[TN_KT * VISIT_COLS] __attribute__((aligned(64))); /* 48 KB of stack */
   for (int64_t t = t0; t < t1; t++) {
-    int64_t k = t * TN_KT, kr = j->K - k < TN_KT ? j->K - k : TN_KT;
-    int64_t next = t + 1 < t1 ? k + kr : -1, next_rows = next < 0 ? 0 : (j->K - next < TN_KT ? j->K - next : TN_KT);
+    const int64_t k = t * TN_KT, kr = tile_rows(j, k, TN_KT);
+    const int64_t next = k + kr, next_rows = t + 1 < t1 ? tile_rows(j, next, TN_KT) : 0; /* this chunk's next */
     if (j->rows) j->rows(j->arg, k, k + kr);
     for (int64_t p0 = 0; p0 < j->panels; p0 += panels_per_group) {
       int64_t p1 = p0 + panels_per_group < j->panels ? p0 + panels_per_group : j->panels;
@@ -1963,7 +1968,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void listed_column(const int V, float *sums, co
 #  pragma GCC unroll 8
   for (int v = 0; v < V; v++) {
     const __mmask16 mask = v == V - 1 ? last : (__mmask16)0xffff;
-    if (e1 > e0 && _mm512_mask_cmpeq_epi32_mask(mask, _mm512_castps_si512(c[v]), negative_zero))
+    if (_mm512_mask_cmpeq_epi32_mask(mask, _mm512_castps_si512(c[v]), negative_zero))
       c[v] = whole_chain(j, A + 16 * v, col, mask);
     _mm512_store_ps(sums + 16 * v, c[v]);
   }
@@ -2020,9 +2025,8 @@ _Static_assert(LIST_VECTORS == 8, "listed_tile's cases start at LIST_VECTORS");
 NERVE_TARGET_AVX512 static void visit_listed_tiles(visit_job *j, int64_t t0, int64_t t1, int threads, float *g) {
   const int64_t ldg = list_width(j->N);
   for (int64_t t = t0; t < t1; t++) {
-    const int64_t k = t * LIST_ROWS, kr = j->K - k < LIST_ROWS ? j->K - k : LIST_ROWS;
-    const int64_t next = t + 1 < t1 ? k + kr : -1;
-    const int64_t next_rows = next < 0 ? 0 : (j->K - next < LIST_ROWS ? j->K - next : LIST_ROWS);
+    const int64_t k = t * LIST_ROWS, kr = tile_rows(j, k, LIST_ROWS);
+    const int64_t next = k + kr, next_rows = t + 1 < t1 ? tile_rows(j, next, LIST_ROWS) : 0;
     const tile_fetch fetch = next_rows > 0 ? fetch_rows(j, next, next + next_rows, 0, 1) : (tile_fetch){.count = 0};
     if (j->rows) j->rows(j->arg, k, k + kr);
     listed_tile(j, k, kr, g, ldg, &fetch);
@@ -2062,10 +2066,10 @@ static inline bool lists_fit(int64_t M, int64_t N) {
   return M >= LIST_MIN_M && M <= LIST_MAX_M && N <= LIST_MAX_N;
 }
 
-/* Bytes of the column lists (first, end, counts, offset, value), whole cache lines; the
- * members' tiles of G follow. */
+/* Bytes of the column lists (first, end, offset, value), whole cache lines; the members' tiles
+ * of G follow. */
 static inline size_t lists_bytes(int64_t M, int64_t N) {
-  return ((size_t)(3 * N + 2 * (M + 1) * N) * sizeof(int32_t) + 63) / 64 * 64;
+  return ((size_t)(2 * N + 2 * (M + 1) * N) * sizeof(int32_t) + 63) / 64 * 64;
 }
 
 /*
@@ -2077,20 +2081,21 @@ static inline size_t lists_bytes(int64_t M, int64_t N) {
 NERVE_TARGET_AVX512 static bool list_nonzeros(visit_job *j, void *space) {
   const int64_t M = j->M, N = j->N;
   if (!space || !lists_fit(M, N) || M * j->lda > INT32_MAX) return false;
-  int32_t *first = space, *end = first + N, *counts = end + N, *offset = counts + N;
+  int32_t *first = space, *end = first + N, *offset = end + N;
   float *value = (float *)(offset + (M + 1) * N);
-  for (int64_t c = 0; c < N; c++) counts[c] = 0;
+  for (int64_t c = 0; c < N; c++) end[c] = 0; /* first each column's count */
   for (int64_t m = 0; m < M; m++)
-    for (int64_t c = 0; c < N; c++) counts[c] += j->D[m * j->ldd + c] != 0.0f;
+    for (int64_t c = 0; c < N; c++) end[c] += j->D[m * j->ldd + c] != 0.0f;
   int64_t nonzeros = 0;
-  for (int64_t c = 0; c < N; c++) nonzeros += counts[c];
+  for (int64_t c = 0; c < N; c++) nonzeros += end[c];
   if (nonzeros * 100 > M * N * LIST_DENSITY_PERCENT || !all_finite(j->A, j->lda, M, j->K) ||
       !all_finite(j->D, j->ldd, M, N))
     return false;
   int32_t at = 0;
   for (int64_t c = 0; c < N; c++) {
+    const int32_t count = end[c];
     first[c] = end[c] = at;
-    at += counts[c] + 1;
+    at += count + 1;
   }
   for (int64_t m = 0; m < M; m++)
     for (int64_t c = 0; c < N; c++) {
@@ -2782,6 +2787,16 @@ static void sparse_nn_member(void *data, int t, int nt) {
 /* The column lists' share of thread t: columns cut where the entries before them (over the
  * whole matrix, a slice's proxy) reach t / nt of all, instead of equal ranges of columns
  * (MNIST's lower half holds 53% of its entries). */
+/* Rows [k0, k1) of G, by blocks' column lists or by rows, on this member's rows of the padded
+ * copy where there is one, copied in before and back after by this member alone (as
+ * tn_rank_part). */
+static void sparse_tn_part(const sparse_job *j, int64_t k0, int64_t k1, bool by_blocks) {
+  if (j->copy) copy_in(j->copy, k0, k1);
+  if (by_blocks) sparse_tn_blocks(j, k0, k1);
+  else sparse_tn_rows(j, k0, k1, 0, j->M);
+  if (j->copy) copy_out(j->copy, k0, k1);
+}
+
 static void sparse_tn_share(void *data, int t, int nt) {
   sparse_job *j = data;
   const int64_t *ends = j->a->column_ends, K = j->a->cols;
@@ -2798,23 +2813,14 @@ static void sparse_tn_share(void *data, int t, int nt) {
     nerve__bias_accumulate_here(j->ctx, j->dbias, j->D, half, j->N, 1.0f);
     nerve__flag_raise(&j->bias_half_done);
   }
-  if (k0 < k1) {
-    if (j->copy) copy_in(j->copy, k0, k1);
-    sparse_tn_blocks(j, k0, k1);
-    if (j->copy) copy_out(j->copy, k0, k1);
-  }
+  if (k0 < k1) sparse_tn_part(j, k0, k1, true);
   if (j->dbias && t == nt - 1 && nt > 1) {
     nerve__flag_wait(&j->bias_half_done);
     nerve__bias_accumulate_here(j->ctx, j->dbias, j->D + half * j->N, j->M - half, j->N, 1.0f);
   }
 }
 
-static void sparse_tn_member(void *data, int64_t k0, int64_t k1) {
-  const sparse_job *j = data;
-  if (j->copy) copy_in(j->copy, k0, k1);
-  sparse_tn_rows(data, k0, k1, 0, j->M);
-  if (j->copy) copy_out(j->copy, k0, k1);
-}
+static void sparse_tn_member(void *data, int64_t k0, int64_t k1) { sparse_tn_part(data, k0, k1, false); }
 #endif
 
 /* Units (tiles, rows of G) per thread worth starting one for, from the work (entries times
