@@ -354,6 +354,19 @@ static nerve__gather windows_from(const conv_geom *g, const float *in, int64_t f
                          .col_stride = g->SW * g->C, .off = off};
 }
 
+/* A lowered block (rows ld floats apart) as the gathered products read it, through `identity`
+ * (off[k] = k): AVX2's products read no other form, and with it every convolution's rows are
+ * theirs, lowered or not. */
+static nerve__gather lowered_rows(const float *col, int64_t ld, int32_t *identity, int64_t cols) {
+  for (int64_t k = 0; k < cols; k++) identity[k] = (int32_t)k;
+  return (nerve__gather){.in = col, .first_row = 0, .pix = 1, .OW = 1, .image_stride = ld, .off = identity};
+}
+
+/* Whether a lowered block goes to the gathered products (AVX2, columns within their chunk). */
+static bool lowered_gathers(const nerve_context *ctx, const conv_geom *g) {
+  return ctx->isa == NERVE_ISA_AVX2 && cols_of(g) <= GATHER_MAX_COLS;
+}
+
 /* A padded convolution seen on its input copied with the zero borders its windows reach: the
  * same windows, none padded. */
 static conv_geom padded_geom(const conv_geom *g) {
@@ -460,10 +473,10 @@ static void forward_member(void *data, int t, int nt) {
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = j->per;
   float *col = j->col + t * forward_part_floats(g, j->out != NULL);
   const nerve__range_fn lower = NERVE_AVX512_OR(j->ctx, im2col_avx512, im2col_plain);
-  int32_t off[GATHER_MAX_COLS];
+  int32_t off[GATHER_MAX_COLS], identity[GATHER_MAX_COLS];
   /* Windows inside the image are read where they are; padded ones in a copy of each block's
-   * images with their borders (only where the products can read in place: AVX-512). */
-  const bool pad = pads_then_gathers(g) && j->ctx->isa == NERVE_ISA_AVX512;
+   * images with their borders (only where the products can read in place: AVX-512, AVX2). */
+  const bool pad = pads_then_gathers(g) && nerve__gemm_nn_gathers(j->ctx);
   const bool in_place = pad || gathers(g);
   const conv_geom seen = pad ? padded_geom(g) : *g; /* the geometry the products read */
   if (in_place) window_offsets(&seen, off);
@@ -483,7 +496,10 @@ static void forward_member(void *data, int t, int nt) {
       if (!(in_place && nerve__gemm_nn_gather_here(j->ctx, y, g->K, &ga, rows, j->weight, g->K, j->bias, g->K, cols))) {
         im2col_job ij = {.g = g, .col = col, .in = images_in};
         lower(&ij, 0, rows);
-        nerve__gemm_nn_here(j->ctx, y, g->K, col, cols, j->weight, g->K, j->bias, rows, g->K, cols);
+        const nerve__gather lowered = lowered_gathers(j->ctx, g) ? lowered_rows(col, cols, identity, cols)
+                                                                   : (nerve__gather){0};
+        if (!(lowered.in && nerve__gemm_nn_gather_here(j->ctx, y, g->K, &lowered, rows, j->weight, g->K, j->bias, g->K, cols)))
+          nerve__gemm_nn_here(j->ctx, y, g->K, col, cols, j->weight, g->K, j->bias, rows, g->K, cols);
       }
     }
     /* Through the ReLU, and pooled, while the block's output is in this thread's cache. */
@@ -505,7 +521,8 @@ static void forward_member(void *data, int t, int nt) {
  */
 static int64_t forward_block_images(const nerve_context *ctx, const conv_geom *g, int threads) {
   const int64_t per = images_per_block(g), least = (int64_t)FORWARD_BLOCKS_PER_THREAD * threads;
-  if (threads > 1 && ctx->isa == NERVE_ISA_AVX512 && (g->N + per - 1) / per < least) return (g->N + least - 1) / least;
+  const bool own_products = ctx->isa == NERVE_ISA_AVX512 || lowered_gathers(ctx, g);
+  if (threads > 1 && own_products && (g->N + per - 1) / per < least) return (g->N + least - 1) / least;
   return per;
 }
 
@@ -654,7 +671,7 @@ static void weight_grad_member(void *data, int t, int nt) {
     memset(G + k * j->ldp + K, 0, (size_t)(j->ldp - K) * sizeof(float));
   }
   const nerve__range_fn lower = NERVE_AVX512_OR(j->ctx, im2col_avx512, im2col_plain);
-  int32_t off[GATHER_MAX_COLS];
+  int32_t off[GATHER_MAX_COLS], identity[GATHER_MAX_COLS];
   /* Windows read in place, as in the forward: padded ones from a copy of each block's images
    * with their borders, made where this member's lowered columns would go, when it fits. */
   const conv_geom framed = padded_geom(g);
@@ -670,7 +687,11 @@ static void weight_grad_member(void *data, int t, int nt) {
     if (!(gather && nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &ga, rows, dblock, K, NULL, K, k0, k1, 1.0f, bias, &biased))) {
       im2col_job ij = {.g = g, .col = slice, .in = j->in + n0 * g->H * g->W * g->C, .k0 = k0, .k1 = k1, .ld = width};
       lower(&ij, 0, rows);
-      nerve__gemm_tn_here(G, j->ldp, slice, width, dblock, K, rows, K, width, 1.0f);
+      const nerve__gather lowered = lowered_gathers(j->ctx, g) ? lowered_rows(slice, width, identity, width)
+                                                                 : (nerve__gather){0};
+      if (!(lowered.in && nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &lowered, rows, dblock, K, NULL, K, 0, width,
+                                                     1.0f, bias, &biased)))
+        nerve__gemm_tn_here(G, j->ldp, slice, width, dblock, K, rows, K, width, 1.0f);
     }
     if (bias && !biased) nerve__bias_accumulate_here(j->ctx, bias, dblock, rows, K, 1.0f);
   }
@@ -751,9 +772,10 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
   const int64_t block = pointwise ? 0 : block_floats(&g), most_rows = pointwise ? N * pix : per * pix;
   const int64_t whole_rows = (ctx->whole_batch > N ? ctx->whole_batch : N) * pix;
   size_t nn = din ? nerve__gemm_nn_scratch(ctx, pointwise ? whole_rows : method_rows(ctx, &g), cols, K, true) : 0;
-  /* With AVX-512 the weight gradient is one team's work (weight_grad_member), on a copy of
-   * dweight padded to whole panels. */
-  const bool team_grad = dweight && !pointwise && nerve__gemm_tn_visits(ctx);
+  /* With AVX-512 (and AVX2's gathered products) the weight gradient is one team's work
+   * (weight_grad_member), on a copy of dweight padded to whole panels. */
+  const bool team_grad = dweight && !pointwise && nerve__gemm_tn_gathers(ctx, K, cols) &&
+                         (ctx->isa == NERVE_ISA_AVX512 || lowered_gathers(ctx, &g));
   const int64_t ldp = panel_width(K);
   size_t tn = team_grad ? (size_t)cols * (size_t)ldp * sizeof(float)
               : dweight ? nerve__gemm_tn_scratch(ctx, most_rows, K, cols, K) : 0;

@@ -24,6 +24,19 @@
 
 enum { BLAS_MB = 64, BLAS_NB = 256, BLAS_KB = 64 };
 
+#if NERVE_X86
+/* With AVX2 the grid's blocks run libnerve's own chains instead (below, "Stored products"). */
+NERVE_TARGET_AVX2 static void avx2_nn_stored(float *C, int64_t ldc, const float *A, int64_t lda,
+                                             const float *B, int64_t ldb, bool from_c, int64_t M,
+                                             int64_t N, int64_t K);
+NERVE_TARGET_AVX2 static void avx2_nn_dots(float *C, int64_t ldc, const float *A, int64_t lda,
+                                           const float *BT, int64_t ldb, bool from_c, int64_t M,
+                                           int64_t N, int64_t K);
+NERVE_TARGET_AVX2 static void avx2_tn_stored(float *G, int64_t ldg, const float *A, int64_t lda,
+                                             const float *D, int64_t ldd, int64_t M, int64_t N,
+                                             int64_t K, float alpha);
+#endif
+
 typedef struct {
   float *C;
   int64_t ldc;
@@ -34,6 +47,7 @@ typedef struct {
   bool bt;
   const float *bias;
   bool accumulate;
+  bool own; /* AVX2: libnerve's chains, not OpenBLAS's */
   int64_t M, N, K, mblocks, nblocks;
 } blas_nn_job;
 
@@ -57,6 +71,17 @@ static void blas_nn_blocks(void *data, int64_t begin, int64_t end) {
         for (int64_t r = 0; r < mb; r++) memset(j->C + (m0 + r) * j->ldc + n0, 0, (size_t)nb * 4);
       continue;
     }
+#if NERVE_X86
+    if (j->own) {
+      float *c = j->C + m0 * j->ldc + n0;
+      const float *a = j->A + m0 * j->lda;
+      if (j->bt)
+        avx2_nn_dots(c, j->ldc, a, j->lda, b, j->ldb, beta == 1.0f, mb, nb, j->K);
+      else
+        avx2_nn_stored(c, j->ldc, a, j->lda, b, j->ldb, beta == 1.0f, mb, nb, j->K);
+      continue;
+    }
+#endif
     cblas_sgemm(CblasRowMajor, CblasNoTrans, j->bt ? CblasTrans : CblasNoTrans, (int)mb, (int)nb,
                 (int)j->K, 1.0f, j->A + m0 * j->lda, (int)j->lda, b, (int)j->ldb, beta,
                 j->C + m0 * j->ldc + n0, (int)j->ldc);
@@ -72,6 +97,7 @@ typedef struct {
   int64_t ldd;
   int64_t M, N, K, nblocks;
   float alpha;
+  bool own; /* AVX2: libnerve's chains, not OpenBLAS's */
 } blas_tn_job;
 
 static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
@@ -80,6 +106,13 @@ static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
     int64_t k0 = (t / j->nblocks) * BLAS_KB, n0 = (t % j->nblocks) * BLAS_NB;
     int64_t kb = j->K - k0 < BLAS_KB ? j->K - k0 : BLAS_KB;
     int64_t nb = j->N - n0 < BLAS_NB ? j->N - n0 : BLAS_NB;
+#if NERVE_X86
+    if (j->own) {
+      avx2_tn_stored(j->G + k0 * j->ldg + n0, j->ldg, j->A + k0, j->lda, j->D + n0, j->ldd, j->M, nb, kb,
+                     j->alpha);
+      continue;
+    }
+#endif
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kb, (int)nb, (int)j->M, j->alpha,
                 j->A + k0, (int)j->lda, j->D + n0, (int)j->ldd, 1.0f, j->G + k0 * j->ldg + n0,
                 (int)j->ldg);
@@ -1806,12 +1839,401 @@ NERVE_TARGET_AVX512 static bool gather_tn_slice(float *G, int64_t ldg, const ner
 
 #endif
 
+/* ---- Gathered products with AVX2 (x86 CPUs without AVX-512) ------------------------------ */
+/*
+ * Without AVX-512 the stored products go through OpenBLAS, whose packing and calls cost more
+ * than a convolution's few filters need: on a Zen 3 the fast recipe's first convolution spent
+ * most of its time lowering windows and in small sgemm calls, one thread at a time. These
+ * kernels read the windows in place as the AVX-512 ones do, 8 lanes a vector, in panels of 16
+ * output columns (two vectors: with 12 accumulators, the operands and a broadcast fit the 16
+ * registers). Every output element is one chain of multiply-adds, in the order of the
+ * reduction (nn: from the bias, or 0) or of the rows (tn: from G's value), whatever the tiles,
+ * blocks and threads; the bits are AVX2's own, not those of the AVX-512 kernels.
+ */
+#if NERVE_X86
+
+/* Output columns a panel covers, and the most rows of D a tn chunk copies (16 KB). */
+enum { AVX2_PANEL = 16, AVX2_CHUNK_FLOATS = 4096 };
+/* Rows of C (nn) or G (tn) a tile holds in registers, for panels of two vectors and of one. */
+enum { AVX2_NN_R2 = 6, AVX2_NN_R1 = 12, AVX2_TN_KT2 = 6, AVX2_TN_KT1 = 12 };
+/* The widest D the tn kernels take: a chunk then holds at least 16 rows. */
+enum { AVX2_TN_MAX_N = 256 };
+
+/* The first n of 8 lanes (all 8 from n = 8 on), for masked loads and stores. */
+NERVE_TARGET_AVX2 NERVE_INLINE __m256i avx2_lanes(int64_t n) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)), lane);
+}
+
+/* 8 floats at p, of which the first `n` are there (the rest read as 0). */
+NERVE_TARGET_AVX2 NERVE_INLINE __m256 avx2_load(const float *p, int64_t n) {
+  return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, avx2_lanes(n));
+}
+/* The first `n` of v's lanes to p (all 8 from n = 8 on). Masked stores are slow on AMD's cores:
+ * only a partial vector takes one. */
+NERVE_TARGET_AVX2 NERVE_INLINE void avx2_store(float *p, int64_t n, __m256 v) {
+  if (n >= 8)
+    _mm256_storeu_ps(p, v);
+  else
+    _mm256_maskstore_ps(p, avx2_lanes(n), v);
+}
+
+/* The gathered row after the one at (n, oh, ow): one window along, or down, or the next image. */
+typedef struct {
+  const float *image, *a;
+  int64_t oh, ow;
+} avx2_window;
+
+NERVE_INLINE avx2_window avx2_window_at(const nerve__gather *ga, int64_t row) {
+  const int64_t r = ga->first_row + row, n = r / ga->pix, p = r % ga->pix;
+  avx2_window w = {.image = ga->in + n * ga->image_stride, .oh = p / ga->OW, .ow = p % ga->OW};
+  w.a = w.image + w.oh * ga->row_stride + w.ow * ga->col_stride;
+  return w;
+}
+
+NERVE_INLINE void avx2_window_next(const nerve__gather *ga, avx2_window *w) {
+  if (++w->ow < ga->OW) {
+    w->a += ga->col_stride;
+  } else if (w->ow = 0, ++w->oh < ga->pix / ga->OW) {
+    w->a = w->image + w->oh * ga->row_stride;
+  } else {
+    w->oh = 0, w->image += ga->image_stride, w->a = w->image;
+  }
+}
+
+/*
+ * nn: an R x (8 V) tile of C (rows base[0..R), columns from col, the last vector's `tail` lanes
+ * there) = init + A . B over all K steps, where row r's step k reads base[r][off[k]] (gathered)
+ * or base[r][k] (stored, off NULL) and B [K, ldb] is read from col on; init is C's value
+ * (from_c), else bias, else 0.
+ */
+NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const bool stored, float *C,
+                                                 int64_t ldc, const float *const *base,
+                                                 const int32_t *off, const float *B, int64_t ldb,
+                                                 const float *bias, bool from_c, int64_t K,
+                                                 int64_t tail) {
+  __m256 c[AVX2_NN_R1];
+  const __m256i last = avx2_lanes(tail);
+#  pragma GCC unroll 12
+  for (int r = 0; r < R; r++)
+    for (int v = 0; v < V; v++) {
+      const int64_t n = v == V - 1 ? tail : 8;
+      c[r * V + v] = from_c ? avx2_load(C + r * ldc + 8 * v, n)
+                     : bias ? avx2_load(bias + 8 * v, n) : _mm256_setzero_ps();
+    }
+  for (int64_t k = 0; k < K; k++) {
+    const float *b = B + k * ldb;
+    const __m256 b0 = V == 1 ? _mm256_maskload_ps(b, last) : _mm256_loadu_ps(b);
+    const __m256 b1 = V == 2 ? _mm256_maskload_ps(b + 8, last) : b0;
+    const int64_t at = stored ? k : off[k];
+#  pragma GCC unroll 12
+    for (int r = 0; r < R; r++) {
+      const __m256 av = _mm256_broadcast_ss(base[r] + at);
+      c[r * V] = _mm256_fmadd_ps(av, b0, c[r * V]);
+      if (V == 2) c[r * V + 1] = _mm256_fmadd_ps(av, b1, c[r * V + 1]);
+    }
+  }
+#  pragma GCC unroll 12
+  for (int r = 0; r < R; r++)
+    for (int v = 0; v < V; v++) avx2_store(C + r * ldc + 8 * v, v == V - 1 ? tail : 8, c[r * V + v]);
+}
+
+#  define AVX2_NN_CASE(R)                                                                        \
+    case R:                                                                                      \
+      if (V == 2 && stored)                                                                      \
+        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, true, C, ldc, base, off, B, ldb, bias, from_c, K, tail); \
+      else if (V == 2)                                                                           \
+        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, false, C, ldc, base, off, B, ldb, bias, from_c, K, tail); \
+      else if (stored)                                                                           \
+        avx2_nn_tile(R, 1, true, C, ldc, base, off, B, ldb, bias, from_c, K, tail);             \
+      else                                                                                       \
+        avx2_nn_tile(R, 1, false, C, ldc, base, off, B, ldb, bias, from_c, K, tail);            \
+      break;
+
+NERVE_TARGET_AVX2 static void avx2_nn_tile_any(int R, int V, bool stored, float *C, int64_t ldc,
+                                               const float *const *base, const int32_t *off,
+                                               const float *B, int64_t ldb, const float *bias,
+                                               bool from_c, int64_t K, int64_t tail) {
+  switch (R) {
+    AVX2_NN_CASE(1) AVX2_NN_CASE(2) AVX2_NN_CASE(3) AVX2_NN_CASE(4) AVX2_NN_CASE(5)
+    AVX2_NN_CASE(6) AVX2_NN_CASE(7) AVX2_NN_CASE(8) AVX2_NN_CASE(9) AVX2_NN_CASE(10)
+    AVX2_NN_CASE(11) AVX2_NN_CASE(12)
+    default: break;
+  }
+}
+
+/* C[M,N] = bias + A . B with A gathered: panels of 16 columns (the last of 8 where that covers
+ * it), each taking the rows in tiles. */
+NERVE_TARGET_AVX2 static void avx2_gather_run(float *C, int64_t ldc, const nerve__gather *ga,
+                                              int64_t M, const float *B, int64_t ldb,
+                                              const float *bias, int64_t N, int64_t K) {
+  for (int64_t col = 0; col < N; col += AVX2_PANEL) {
+    const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
+    const int V = nr > 8 ? 2 : 1, most = V == 2 ? AVX2_NN_R2 : AVX2_NN_R1;
+    for (int64_t m = 0; m < M; m += most) {
+      const int R = (int)(M - m < most ? M - m : most);
+      const float *base[AVX2_NN_R1];
+      avx2_window w = avx2_window_at(ga, m);
+      for (int r = 0; r < R; r++, avx2_window_next(ga, &w)) base[r] = w.a;
+      avx2_nn_tile_any(R, V, false, C + m * ldc + col, ldc, base, ga->off, B + col, ldb,
+                       bias ? bias + col : NULL, false, K, nr - 8 * (V - 1));
+    }
+  }
+}
+
+/*
+ * tn: a KT x (8 V) tile of G (KT rows, the gathered columns off[0..KT), one panel's columns)
+ * continues its chains over `rows` rows of d (a chunk, `ldd` apart, zero past the panel's
+ * columns), reading the windows from w on. With bias, the panel's bias adds the same rows.
+ */
+NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, float *G, int64_t ldg,
+                                                 const nerve__gather *ga, avx2_window w,
+                                                 const int32_t *off, const float *d, int64_t ldd,
+                                                 int64_t rows, int64_t tail, float *bias) {
+  __m256 g[AVX2_TN_KT1], b0 = _mm256_setzero_ps(), b1 = b0;
+#  pragma GCC unroll 12
+  for (int r = 0; r < KT; r++)
+    for (int v = 0; v < V; v++) g[r * V + v] = avx2_load(G + r * ldg + 8 * v, v == V - 1 ? tail : 8);
+  if (bias) {
+    b0 = avx2_load(bias, V == 1 ? tail : 8);
+    if (V == 2) b1 = avx2_load(bias + 8, tail);
+  }
+  int32_t o[AVX2_TN_KT1];
+#  pragma GCC unroll 12
+  for (int r = 0; r < KT; r++) o[r] = off[r];
+  for (int64_t m = 0; m < rows; m++) {
+    const __m256 d0 = _mm256_load_ps(d + m * ldd);
+    const __m256 d1 = V == 2 ? _mm256_load_ps(d + m * ldd + 8) : d0;
+    if (bias) {
+      b0 = _mm256_add_ps(b0, d0);
+      if (V == 2) b1 = _mm256_add_ps(b1, d1);
+    }
+#  pragma GCC unroll 12
+    for (int r = 0; r < KT; r++) {
+      const __m256 av = _mm256_broadcast_ss(w.a + o[r]);
+      g[r * V] = _mm256_fmadd_ps(av, d0, g[r * V]);
+      if (V == 2) g[r * V + 1] = _mm256_fmadd_ps(av, d1, g[r * V + 1]);
+    }
+    avx2_window_next(ga, &w);
+  }
+#  pragma GCC unroll 12
+  for (int r = 0; r < KT; r++)
+    for (int v = 0; v < V; v++) avx2_store(G + r * ldg + 8 * v, v == V - 1 ? tail : 8, g[r * V + v]);
+  if (bias) {
+    avx2_store(bias, V == 1 ? tail : 8, b0);
+    if (V == 2) avx2_store(bias + 8, tail, b1);
+  }
+}
+
+#  define AVX2_TN_CASE(KT)                                                                         \
+    case KT:                                                                                       \
+      if (V == 2)                                                                                  \
+        avx2_tn_tile(KT < AVX2_TN_KT2 ? KT : AVX2_TN_KT2, 2, G, ldg, ga, w, off, d, ldd, rows, tail, \
+                     bias);                                                                        \
+      else                                                                                         \
+        avx2_tn_tile(KT, 1, G, ldg, ga, w, off, d, ldd, rows, tail, bias);                         \
+      break;
+
+NERVE_TARGET_AVX2 static void avx2_tn_tile_any(int KT, int V, float *G, int64_t ldg,
+                                               const nerve__gather *ga, avx2_window w,
+                                               const int32_t *off, const float *d, int64_t ldd,
+                                               int64_t rows, int64_t tail, float *bias) {
+  switch (KT) {
+    AVX2_TN_CASE(1) AVX2_TN_CASE(2) AVX2_TN_CASE(3) AVX2_TN_CASE(4) AVX2_TN_CASE(5)
+    AVX2_TN_CASE(6) AVX2_TN_CASE(7) AVX2_TN_CASE(8) AVX2_TN_CASE(9) AVX2_TN_CASE(10)
+    AVX2_TN_CASE(11) AVX2_TN_CASE(12)
+    default: break;
+  }
+}
+
+/* Rows [m0, m0 + rows) of D (alpha times D, or the pool's gradient as its backward would write
+ * it, nerve__pooled_rows), N columns, into d: rows ldd apart, zero from column N to ldd. */
+NERVE_TARGET_AVX2 static void avx2_chunk_fill(const nerve__gather *a, const float *D, int64_t ldD,
+                                              const nerve__pooled_rows *pr, int64_t m0, int64_t rows,
+                                              int64_t N, float alpha, float *d, int64_t ldd) {
+  const __m256 scale = _mm256_set1_ps(alpha);
+  if (!pr) {
+    for (int64_t i = 0; i < rows; i++)
+      for (int64_t c = 0; c < ldd; c += 8) {
+        __m256 v = avx2_load(D + (m0 + i) * ldD + c, N - c);
+        /* alpha = 1: the products as they are (x 1 changes no bits but costs a multiply). */
+        _mm256_store_ps(d + i * ldd + c, alpha == 1.0f ? v : _mm256_mul_ps(scale, v));
+      }
+    return;
+  }
+  const int64_t OH = a->pix / a->OW, window_row = pr->POW * N, image = pr->POH * window_row;
+  /* Rows counted from a->first_row, which starts the first image of pr's maps. */
+  int64_t n = m0 / a->pix, oh = m0 % a->pix / a->OW, ow = m0 % a->OW;
+  for (int64_t i = 0; i < rows; i++) {
+    const int64_t qh = oh / pr->PH, qw = ow / pr->PW;
+    const bool inside = qh < pr->POH && qw < pr->POW;
+    const int64_t at = n * image + qh * window_row + qw * N;
+    const __m256i code = _mm256_set1_epi32((int32_t)(oh * a->OW + ow));
+    for (int64_t c = 0; c < ldd; c += 8) {
+      __m256 v = _mm256_setzero_ps();
+      if (inside) {
+        const __m256i lanes = avx2_lanes(N - c);
+        const __m256i won = _mm256_and_si256(
+            lanes, _mm256_cmpeq_epi32(_mm256_maskload_epi32(pr->argmax + at + c, lanes), code));
+        v = _mm256_maskload_ps(pr->dpooled + at + c, won);
+        if (alpha != 1.0f) v = _mm256_mul_ps(scale, v);
+      }
+      _mm256_store_ps(d + i * ldd + c, v);
+    }
+    if (++ow == a->OW) {
+      ow = 0;
+      if (++oh == OH) oh = 0, n++;
+    }
+  }
+}
+
+/* The offsets of a stored tile's columns from its first. */
+static const int32_t avx2_identity[AVX2_TN_KT1] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+
+/*
+ * G's rows for columns [k0, k1) of the gathered A (or stored: off NULL, rows image_stride
+ * apart; G at k0's row) += A^T . (alpha D), D's rows
+ * taken a chunk at a time into an aligned copy in L1, every tile continuing its chains chunk
+ * after chunk; the first tile of each panel adds the rows to bias. Evenly sized tiles: a
+ * member's 13 columns as 5 + 4 + 4, not 6 + 6 + 1 (whose last pass costs nearly a full one).
+ */
+NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve__gather *a,
+                                             int64_t M, const float *D, int64_t ldD,
+                                             const nerve__pooled_rows *pr, int64_t N, int64_t k0,
+                                             int64_t k1, float alpha, float *bias) {
+  float d[AVX2_CHUNK_FLOATS] __attribute__((aligned(32)));
+  const int64_t ldd = (N + 7) & ~(int64_t)7, chunk = AVX2_CHUNK_FLOATS / ldd;
+  for (int64_t m = 0; m < M; m += chunk) {
+    const int64_t rows = M - m < chunk ? M - m : chunk;
+    avx2_chunk_fill(a, D, ldD, pr, m, rows, N, alpha, d, ldd);
+    const avx2_window w = avx2_window_at(a, m);
+    for (int64_t col = 0; col < N; col += AVX2_PANEL) {
+      const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
+      const int V = nr > 8 ? 2 : 1;
+      const int64_t most = V == 2 ? AVX2_TN_KT2 : AVX2_TN_KT1;
+      const int64_t tiles = (k1 - k0 + most - 1) / most;
+      for (int64_t t = 0, k = k0; t < tiles; t++) {
+        const int64_t next = k0 + (k1 - k0) * (t + 1) / tiles;
+        /* Stored (off NULL): the tile's columns are the next ones along each row. */
+        avx2_window wk = w;
+        if (!a->off) wk.a += k, wk.image += k;
+        avx2_tn_tile_any((int)(next - k), V, G + (k - k0) * ldg + col, ldg, a, wk,
+                         a->off ? a->off + k : avx2_identity, d + col, ldd, rows, nr - 8 * (V - 1),
+                         t == 0 && bias ? bias + col : NULL);
+        k = next;
+      }
+    }
+  }
+}
+
+/* ---- Stored products with AVX2: OpenBLAS's bits depend on a row's place in the call (its
+ * tails take other kernels), so a batch split between ranks, or rows between calls, changed
+ * them; these chains depend on nothing but the row. */
+
+/* C[M,N] = init + A[M,K] . B[K,N] (init: C's value with from_c, else 0). */
+NERVE_TARGET_AVX2 static void avx2_nn_stored(float *C, int64_t ldc, const float *A, int64_t lda,
+                                             const float *B, int64_t ldb, bool from_c, int64_t M,
+                                             int64_t N, int64_t K) {
+  for (int64_t col = 0; col < N; col += AVX2_PANEL) {
+    const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
+    const int V = nr > 8 ? 2 : 1, most = V == 2 ? AVX2_NN_R2 : AVX2_NN_R1;
+    for (int64_t m = 0; m < M; m += most) {
+      const int R = (int)(M - m < most ? M - m : most);
+      const float *base[AVX2_NN_R1];
+      for (int r = 0; r < R; r++) base[r] = A + (m + r) * lda;
+      avx2_nn_tile_any(R, V, true, C + m * ldc + col, ldc, base, NULL, B + col, ldb, NULL, from_c, K,
+                       nr - 8 * (V - 1));
+    }
+  }
+}
+
+/* The sum of v's lanes in a fixed order. */
+NERVE_TARGET_AVX2 NERVE_INLINE float avx2_sum(__m256 v) {
+  const __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 q = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
+}
+
+/* An R x NC tile of C = init + A . BT^T: each element 8 lanes of partial dot products over K,
+ * summed in a fixed order, then added to init. */
+NERVE_TARGET_AVX2 NERVE_INLINE void avx2_dots_tile(const int R, const int NC, float *C, int64_t ldc,
+                                                   const float *A, int64_t lda, const float *BT,
+                                                   int64_t ldb, bool from_c, int64_t K) {
+  __m256 acc[2][4];
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
+  for (int64_t k = 0; k < K; k += 8) {
+    const int64_t n = K - k;
+    __m256 b[4];
+    for (int c = 0; c < NC; c++) b[c] = avx2_load(BT + c * ldb + k, n);
+    for (int r = 0; r < R; r++) {
+      const __m256 a = avx2_load(A + r * lda + k, n);
+      for (int c = 0; c < NC; c++) acc[r][c] = _mm256_fmadd_ps(a, b[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int c = 0; c < NC; c++) {
+      const float sum = avx2_sum(acc[r][c]);
+      C[r * ldc + c] = from_c ? C[r * ldc + c] + sum : sum;
+    }
+}
+
+#  define AVX2_DOTS_CASE(R, NC) \
+    if (r == R && nc == NC) avx2_dots_tile(R, NC, C + m * ldc + i, ldc, A + m * lda, lda, BT + i * ldb, ldb, from_c, K);
+
+/* C[M,N] = init + A[M,K] . BT[N,K]^T, by dot products (B given transposed). */
+NERVE_TARGET_AVX2 static void avx2_nn_dots(float *C, int64_t ldc, const float *A, int64_t lda,
+                                           const float *BT, int64_t ldb, bool from_c, int64_t M,
+                                           int64_t N, int64_t K) {
+  for (int64_t m = 0; m < M; m += 2) {
+    const int r = M - m < 2 ? 1 : 2;
+    for (int64_t i = 0; i < N; i += 4) {
+      const int nc = N - i < 4 ? (int)(N - i) : 4;
+      AVX2_DOTS_CASE(1, 1) AVX2_DOTS_CASE(1, 2) AVX2_DOTS_CASE(1, 3) AVX2_DOTS_CASE(1, 4)
+      AVX2_DOTS_CASE(2, 1) AVX2_DOTS_CASE(2, 2) AVX2_DOTS_CASE(2, 3) AVX2_DOTS_CASE(2, 4)
+    }
+  }
+}
+
+/* G[K,N] += alpha A[M,K]^T . D[M,N], A stored: each element's chain over the rows in order. */
+NERVE_TARGET_AVX2 static void avx2_tn_stored(float *G, int64_t ldg, const float *A, int64_t lda,
+                                             const float *D, int64_t ldd, int64_t M, int64_t N,
+                                             int64_t K, float alpha) {
+  const nerve__gather stored = {.in = A, .pix = 1, .OW = 1, .image_stride = lda, .off = NULL};
+  for (int64_t n0 = 0; n0 < N; n0 += AVX2_TN_MAX_N) {
+    const int64_t nb = N - n0 < AVX2_TN_MAX_N ? N - n0 : AVX2_TN_MAX_N;
+    avx2_gather_tn(G + n0, ldg, &stored, M, D + n0, ldd, NULL, nb, 0, K, alpha, NULL);
+  }
+}
+
+#endif
+
 bool nerve__gemm_tn_gathers_pooled(const nerve_context *ctx, int64_t N, int64_t width) {
 #if NERVE_X86
-  /* One panel: the register tiles that keep G's rows while all of D passes. */
-  return ctx->isa == NERVE_ISA_AVX512 && N <= NR && width <= NN_KC;
+  /* One panel: the register tiles that keep G's rows while all of D passes (AVX2: its chunks
+   * copy D's rows, as many columns as the AVX-512 tiles take). */
+  return (ctx->isa == NERVE_ISA_AVX512 || ctx->isa == NERVE_ISA_AVX2) && N <= NR && width <= NN_KC;
 #else
   (void)ctx, (void)N, (void)width;
+  return false;
+#endif
+}
+
+bool nerve__gemm_tn_gathers(const nerve_context *ctx, int64_t N, int64_t width) {
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX2) return N <= AVX2_TN_MAX_N && width <= NN_KC;
+  return ctx->isa == NERVE_ISA_AVX512;
+#else
+  (void)ctx, (void)N, (void)width;
+  return false;
+#endif
+}
+
+bool nerve__gemm_nn_gathers(const nerve_context *ctx) {
+#if NERVE_X86
+  return ctx->isa == NERVE_ISA_AVX512 || ctx->isa == NERVE_ISA_AVX2;
+#else
+  (void)ctx;
   return false;
 #endif
 }
@@ -1822,6 +2244,16 @@ bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G, int64_t ldg,
                                 int64_t k1, float alpha, float *bias, bool *biased) {
   *biased = false;
 #if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX2) {
+    /* Its chunks scale D before the bias would add it: with a bias, alpha 1 only. */
+    if (k1 - k0 > NN_KC || N > AVX2_TN_MAX_N || (bias && alpha != 1.0f)) return false;
+    if (pooled && !nerve__gemm_tn_gathers_pooled(ctx, N, k1 - k0)) return false;
+    if (M > 0 && N > 0 && k1 > k0) {
+      avx2_gather_tn(G, ldg, a, M, D, ldd, pooled, N, k0, k1, alpha, bias);
+      *biased = bias != NULL;
+    }
+    return true;
+  }
   if (ctx->isa != NERVE_ISA_AVX512 || k1 - k0 > NN_KC) return false;
   if (pooled && !nerve__gemm_tn_gathers_pooled(ctx, N, k1 - k0)) return false;
   if (M > 0 && N > 0 && k1 > k0) *biased = gather_tn_slice(G, ldg, a, M, D, ldd, pooled, N, k0, k1, alpha, bias);
@@ -1836,8 +2268,13 @@ bool nerve__gemm_nn_gather_here(const nerve_context *ctx, float *C, int64_t ldc,
                                 const nerve__gather *a, int64_t M, const float *B, int64_t ldb,
                                 const float *bias, int64_t N, int64_t K) {
 #if NERVE_X86
-  if (ctx->isa != NERVE_ISA_AVX512 || K > NN_KC || K < 1) return false;
-  if (M > 0 && N > 0) gather_run(C, ldc, a, M, B, ldb, bias, N, K);
+  if (!nerve__gemm_nn_gathers(ctx) || K > NN_KC || K < 1) return false;
+  if (M > 0 && N > 0) {
+    if (ctx->isa == NERVE_ISA_AVX2)
+      avx2_gather_run(C, ldc, a, M, B, ldb, bias, N, K);
+    else
+      gather_run(C, ldc, a, M, B, ldb, bias, N, K);
+  }
   return true;
 #else
   (void)ctx, (void)C, (void)ldc, (void)a, (void)M, (void)B, (void)ldb, (void)bias, (void)N, (void)K;
@@ -2193,6 +2630,12 @@ void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const flo
     return;
   }
 #endif
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX2) {
+    avx2_nn_dots(C + i0, ldc, A, lda, BT + i0 * ldb, ldb, false, M, i1 - i0, K);
+    return;
+  }
+#endif
   /* Portable: one OpenBLAS call on this thread for the slice of columns. */
   (void)ctx, (void)ap;
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)(i1 - i0), (int)K, 1.0f, A,
@@ -2391,6 +2834,7 @@ void nerve__gemm_nn_here(const nerve_context *ctx, float *C, int64_t ldc, const 
 #endif
   (void)ctx;
   blas_nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bias = bias,
+                   .own = ctx->isa == NERVE_ISA_AVX2,
                    .M = M, .N = N, .K = K, .mblocks = (M + BLAS_MB - 1) / BLAS_MB,
                    .nblocks = (N + BLAS_NB - 1) / BLAS_NB};
   blas_nn_blocks(&j, 0, j.mblocks * j.nblocks);
@@ -2464,8 +2908,8 @@ nerve_status nerve__gemm_nn_then(nerve_context *ctx, float *C, int64_t ldc, cons
   (void)method_rows, (void)func;
   int64_t mblocks = (M + BLAS_MB - 1) / BLAS_MB, nblocks = (N + BLAS_NB - 1) / BLAS_NB;
   blas_nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bt = b_transposed,
-                   .bias = bias, .accumulate = accumulate, .M = M, .N = N, .K = K,
-                   .mblocks = mblocks, .nblocks = nblocks};
+                   .bias = bias, .accumulate = accumulate, .own = ctx->isa == NERVE_ISA_AVX2,
+                   .M = M, .N = N, .K = K, .mblocks = mblocks, .nblocks = nblocks};
   int64_t blocks = mblocks * nblocks;
   nerve__parallel_for(ctx, blocks, (GEMM_GRAIN + work / blocks - 1) / (work / blocks + 1) + 1,
                       blas_nn_blocks, &j);
@@ -2585,7 +3029,7 @@ static nerve_status gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
 #endif
   int64_t kblocks = (K + BLAS_KB - 1) / BLAS_KB, nblocks = (N + BLAS_NB - 1) / BLAS_NB;
   blas_tn_job j = {.G = G, .ldg = ldg, .A = A, .lda = lda, .D = D, .ldd = ldd, .M = M, .N = N, .K = K,
-                   .nblocks = nblocks, .alpha = alpha};
+                   .nblocks = nblocks, .alpha = alpha, .own = ctx->isa == NERVE_ISA_AVX2};
   int64_t blocks = kblocks * nblocks;
   nerve__parallel_for(ctx, blocks, (GEMM_GRAIN + work / blocks - 1) / (work / blocks + 1) + 1,
                       blas_tn_blocks, &j);

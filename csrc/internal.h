@@ -472,8 +472,9 @@ typedef struct {
   const int32_t *off;
 } nerve__gather;
 /* C[M,N] = bias + A . B[K,N] with A gathered, on the calling thread: the chains
- * nerve__gemm_nn computes on the stored matrix. false (nothing done) where no such kernel
- * exists (no AVX-512, K over 2048). */
+ * nerve__gemm_nn computes on the stored matrix (with AVX2, whose stored products are OpenBLAS's,
+ * chains of its own). false (nothing done) where no such kernel exists (neither AVX-512 nor
+ * AVX2, K over 2048). */
 NERVE_HIDDEN bool nerve__gemm_nn_gather_here(const nerve_context *ctx, float *C, int64_t ldc,
                                              const nerve__gather *a, int64_t M, const float *B,
                                              int64_t ldb, const float *bias, int64_t N, int64_t K);
@@ -492,8 +493,8 @@ typedef struct {
 } nerve__pooled_rows;
 
 /* G[0 : k1-k0, :] += alpha * A[:, k0:k1]^T . D[M,N] with A gathered, on the calling thread:
- * the chains nerve__gemm_tn_here computes on the stored columns. false (nothing done) where no
- * such kernel exists. *biased: whether it also added D's rows to bias [N] (if not NULL) as
+ * the chains nerve__gemm_tn_here computes on the stored columns (with AVX2, each element's own
+ * chain over the rows in order). false (nothing done) where no such kernel exists. *biased: whether it also added D's rows to bias [N] (if not NULL) as
  * nerve__bias_accumulate(..., 1.0f) does, in the same pass over D. With `pooled` (not NULL),
  * D's rows come from it (D is not read, ldd is N, a->first_row starts an image), wherever
  * nerve__gemm_tn_gathers_pooled says so. */
@@ -502,6 +503,11 @@ NERVE_HIDDEN bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G,
                                              int64_t ldd, const nerve__pooled_rows *pooled,
                                              int64_t N, int64_t k0, int64_t k1, float alpha,
                                              float *bias, bool *biased);
+
+/* Whether nerve__gemm_tn_gather_here takes D's N columns for `width` rows of G at all (AVX2's
+ * kernels: up to 256 columns), and whether nerve__gemm_nn_gather_here runs (K up to 2048). */
+NERVE_HIDDEN bool nerve__gemm_tn_gathers(const nerve_context *ctx, int64_t N, int64_t width);
+NERVE_HIDDEN bool nerve__gemm_nn_gathers(const nerve_context *ctx);
 
 /* Whether nerve__gemm_tn_gather_here takes D's N columns from a pool's gradient, for slices of
  * up to `width` rows of G. */

@@ -197,8 +197,8 @@ struct ImageKernelTests {
       let one = gradients(Kernels(threads: 1, isa: k.isa))
       #expect(bitwiseEqual(got.dw + got.db, one.dw + one.db), "\(g) pooled \(p) at \(k.label) and 1 thread")
       #expect(bitwiseEqual(gradients(k, weight: false).db, got.db), "bias gradient alone \(g) pooled \(p) \(k.label)")
-      // Where the output gradient is made as the products take it (AVX-512, windows that tile
-      // it, an unpadded convolution, one panel of filters), the batch in two calls that meet
+      // Where the output gradient is made as the products take it (AVX-512 or AVX2, windows that
+      // tile it, an unpadded convolution, one panel of filters), the batch in two calls that meet
       // at a slice boundary, as two ranks' shares: the same bits. (The two calls' products
       // through OpenBLAS add each call's sum to the gradient instead.)
       let slice = Int(nerve_conv2d_pooled_slice_images(Int64(g.n)))
@@ -206,7 +206,7 @@ struct ImageKernelTests {
       let tiles = p.sh == p.kh && p.sw == p.kw && p.pt == 0 && p.pl == 0
       let inside = g.pt == 0 && g.pl == 0 && (g.oh - 1) * g.sh + g.kh <= g.h && (g.ow - 1) * g.sw + g.kw <= g.w
       let pointwise = g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && inside && g.oh == g.h && g.ow == g.w
-      let direct = k.isa == .avx512 && tiles && inside && !pointwise && g.k <= 32
+      let direct = k.isa != .baseline && tiles && inside && !pointwise && g.k <= 32
       let says = nerve_conv2d_backward_maxpool_direct(
         k.ctx, conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7], conv[8], conv[9], conv[10], conv[11], conv[12],
         pool[0], pool[1], pool[2], pool[3], pool[4], pool[5], pool[6], pool[7])
