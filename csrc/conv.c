@@ -164,7 +164,7 @@ typedef struct {
 
 /* Gather form: each input pixel sums its windows in a fixed (kh, kw) order; no two threads
  * write the same element and the result does not depend on the split. */
-static void col2im_pixels(void *data, int64_t q0, int64_t q1) {
+NERVE_INLINE void col2im_pixels_body(void *data, int64_t q0, int64_t q1) {
   col2im_job *j = data;
   const conv_geom *g = j->g;
   const int64_t cols = cols_of(g), C = g->C;
@@ -188,6 +188,12 @@ static void col2im_pixels(void *data, int64_t q0, int64_t q1) {
       }
     }
   }
+}
+
+/* The same sums vectorised for AVX2 (element by element, in the same order: the same bits). */
+static void col2im_pixels(void *data, int64_t q0, int64_t q1) { col2im_pixels_body(data, q0, q1); }
+NERVE_TARGET_AVX2 static void col2im_pixels_avx2(void *data, int64_t q0, int64_t q1) {
+  col2im_pixels_body(data, q0, q1);
 }
 
 #if NERVE_X86
@@ -289,6 +295,12 @@ NERVE_TARGET_AVX512 static void col2im_pixels_avx512(void *data, int64_t q0, int
   }
 }
 #endif
+
+/* The col2im sums for ctx's instruction set. */
+static nerve__range_fn col2im_for(const nerve_context *ctx) {
+  return NERVE_AVX512_OR(ctx, col2im_pixels_avx512,
+                         ctx->isa == NERVE_ISA_AVX2 ? col2im_pixels_avx2 : col2im_pixels);
+}
 
 static int64_t block_floats(const conv_geom *g) {
   return images_per_block(g) * g->OH * g->OW * cols_of(g);
@@ -749,7 +761,7 @@ static void input_grad_team(nerve_context *ctx, const conv_geom *g, float *din, 
   if (group < 1) group = 1;
   input_grad_job j = {.ctx = ctx, .g = g, .din = din, .dcol = dcol, .dout = dout, .packed = packed,
                       .group = group,
-                      .sum_windows = NERVE_AVX512_OR(ctx, col2im_pixels_avx512, col2im_pixels)};
+                      .sum_windows = col2im_for(ctx)};
   nerve__parallel_team(threads, input_grad_member, &j);
 }
 
@@ -818,7 +830,7 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
                             method_rows(ctx, &g), func);
       if (s != NERVE_OK) return s;
       col2im_job cj = {.g = &g, .din = din + n0 * H * W * C, .dcol = dcol};
-      nerve__parallel_for(ctx, images * H * W, (1 << 13) / (C * KH * KW) + 1, NERVE_AVX512_OR(ctx, col2im_pixels_avx512, col2im_pixels), &cj);
+      nerve__parallel_for(ctx, images * H * W, (1 << 13) / (C * KH * KW) + 1, col2im_for(ctx), &cj);
     }
   }
   return NERVE_OK;

@@ -23,15 +23,23 @@
 /* ---- OpenBLAS on a fixed block grid ----------------------------------------------------- */
 
 enum { BLAS_MB = 64, BLAS_NB = 256, BLAS_KB = 64 };
+/* Rows of a block where AVX2's kernels copy a short B given transposed (avx2_nn_transposed):
+ * the copy once for 256 rows, not 64 (a block's rows do not change any element's chain). */
+enum { AVX2_COPY_MB = 256 };
+
+/* Rows of A a block of the grid takes. */
+static int64_t blas_block_rows(bool own, bool bt, int64_t M, int64_t K) {
+  return own && bt && K <= 64 && M >= 2 * AVX2_COPY_MB ? AVX2_COPY_MB : BLAS_MB;
+}
 
 #if NERVE_X86
 /* With AVX2 the grid's blocks run libnerve's own chains instead (below, "Stored products"). */
 NERVE_TARGET_AVX2 static void avx2_nn_stored(float *C, int64_t ldc, const float *A, int64_t lda,
                                              const float *B, int64_t ldb, bool from_c, int64_t M,
                                              int64_t N, int64_t K);
-NERVE_TARGET_AVX2 static void avx2_nn_dots(float *C, int64_t ldc, const float *A, int64_t lda,
-                                           const float *BT, int64_t ldb, bool from_c, int64_t M,
-                                           int64_t N, int64_t K);
+NERVE_TARGET_AVX2 static void avx2_nn_transposed(float *C, int64_t ldc, const float *A, int64_t lda,
+                                                 const float *BT, int64_t ldb, bool from_c, int64_t M,
+                                                 int64_t N, int64_t K);
 NERVE_TARGET_AVX2 static void avx2_tn_stored(float *G, int64_t ldg, const float *A, int64_t lda,
                                              const float *D, int64_t ldd, int64_t M, int64_t N,
                                              int64_t K, float alpha);
@@ -48,14 +56,14 @@ typedef struct {
   const float *bias;
   bool accumulate;
   bool own; /* AVX2: libnerve's chains, not OpenBLAS's */
-  int64_t M, N, K, mblocks, nblocks;
+  int64_t M, N, K, mblocks, nblocks, rows; /* rows: blas_block_rows */
 } blas_nn_job;
 
 static void blas_nn_blocks(void *data, int64_t begin, int64_t end) {
   blas_nn_job *j = data;
   for (int64_t t = begin; t < end; t++) {
-    int64_t m0 = (t / j->nblocks) * BLAS_MB, n0 = (t % j->nblocks) * BLAS_NB;
-    int64_t mb = j->M - m0 < BLAS_MB ? j->M - m0 : BLAS_MB;
+    int64_t m0 = (t / j->nblocks) * j->rows, n0 = (t % j->nblocks) * BLAS_NB;
+    int64_t mb = j->M - m0 < j->rows ? j->M - m0 : j->rows;
     int64_t nb = j->N - n0 < BLAS_NB ? j->N - n0 : BLAS_NB;
     float beta = j->accumulate ? 1.0f : 0.0f;
     if (j->bias) {
@@ -76,7 +84,7 @@ static void blas_nn_blocks(void *data, int64_t begin, int64_t end) {
       float *c = j->C + m0 * j->ldc + n0;
       const float *a = j->A + m0 * j->lda;
       if (j->bt)
-        avx2_nn_dots(c, j->ldc, a, j->lda, b, j->ldb, beta == 1.0f, mb, nb, j->K);
+        avx2_nn_transposed(c, j->ldc, a, j->lda, b, j->ldb, beta == 1.0f, mb, nb, j->K);
       else
         avx2_nn_stored(c, j->ldc, a, j->lda, b, j->ldb, beta == 1.0f, mb, nb, j->K);
       continue;
@@ -1881,12 +1889,13 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_store(float *p, int64_t n, __m256 v) {
 /* The gathered row after the one at (n, oh, ow): one window along, or down, or the next image. */
 typedef struct {
   const float *image, *a;
-  int64_t oh, ow;
+  int64_t oh, ow, OH; /* OH: output rows an image (no division a row) */
 } avx2_window;
 
 NERVE_INLINE avx2_window avx2_window_at(const nerve__gather *ga, int64_t row) {
   const int64_t r = ga->first_row + row, n = r / ga->pix, p = r % ga->pix;
-  avx2_window w = {.image = ga->in + n * ga->image_stride, .oh = p / ga->OW, .ow = p % ga->OW};
+  avx2_window w = {.image = ga->in + n * ga->image_stride, .oh = p / ga->OW, .ow = p % ga->OW,
+                   .OH = ga->pix / ga->OW};
   w.a = w.image + w.oh * ga->row_stride + w.ow * ga->col_stride;
   return w;
 }
@@ -1894,7 +1903,7 @@ NERVE_INLINE avx2_window avx2_window_at(const nerve__gather *ga, int64_t row) {
 NERVE_INLINE void avx2_window_next(const nerve__gather *ga, avx2_window *w) {
   if (++w->ow < ga->OW) {
     w->a += ga->col_stride;
-  } else if (w->ow = 0, ++w->oh < ga->pix / ga->OW) {
+  } else if (w->ow = 0, ++w->oh < w->OH) {
     w->a = w->image + w->oh * ga->row_stride;
   } else {
     w->oh = 0, w->image += ga->image_stride, w->a = w->image;
@@ -1986,7 +1995,7 @@ NERVE_TARGET_AVX2 static void avx2_gather_run(float *C, int64_t ldc, const nerve
  * continues its chains over `rows` rows of d (a chunk, `ldd` apart, zero past the panel's
  * columns), reading the windows from w on. With bias, the panel's bias adds the same rows.
  */
-NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, float *G, int64_t ldg,
+NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, const bool biased, float *G, int64_t ldg,
                                                  const nerve__gather *ga, avx2_window w,
                                                  const int32_t *off, const float *d, int64_t ldd,
                                                  int64_t rows, int64_t tail, float *bias) {
@@ -1994,7 +2003,7 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, floa
 #  pragma GCC unroll 12
   for (int r = 0; r < KT; r++)
     for (int v = 0; v < V; v++) g[r * V + v] = avx2_load(G + r * ldg + 8 * v, v == V - 1 ? tail : 8);
-  if (bias) {
+  if (biased) {
     b0 = avx2_load(bias, V == 1 ? tail : 8);
     if (V == 2) b1 = avx2_load(bias + 8, tail);
   }
@@ -2004,7 +2013,7 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, floa
   for (int64_t m = 0; m < rows; m++) {
     const __m256 d0 = _mm256_load_ps(d + m * ldd);
     const __m256 d1 = V == 2 ? _mm256_load_ps(d + m * ldd + 8) : d0;
-    if (bias) {
+    if (biased) {
       b0 = _mm256_add_ps(b0, d0);
       if (V == 2) b1 = _mm256_add_ps(b1, d1);
     }
@@ -2019,7 +2028,7 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, floa
 #  pragma GCC unroll 12
   for (int r = 0; r < KT; r++)
     for (int v = 0; v < V; v++) avx2_store(G + r * ldg + 8 * v, v == V - 1 ? tail : 8, g[r * V + v]);
-  if (bias) {
+  if (biased) {
     avx2_store(bias, V == 1 ? tail : 8, b0);
     if (V == 2) avx2_store(bias + 8, tail, b1);
   }
@@ -2027,11 +2036,16 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, floa
 
 #  define AVX2_TN_CASE(KT)                                                                         \
     case KT:                                                                                       \
-      if (V == 2)                                                                                  \
-        avx2_tn_tile(KT < AVX2_TN_KT2 ? KT : AVX2_TN_KT2, 2, G, ldg, ga, w, off, d, ldd, rows, tail, \
-                     bias);                                                                        \
+      if (V == 2 && bias)                                                                          \
+        avx2_tn_tile(KT < AVX2_TN_KT2 - 1 ? KT : AVX2_TN_KT2 - 1, 2, true, G, ldg, ga, w, off, d, ldd, \
+                     rows, tail, bias);                                                            \
+      else if (V == 2)                                                                             \
+        avx2_tn_tile(KT < AVX2_TN_KT2 ? KT : AVX2_TN_KT2, 2, false, G, ldg, ga, w, off, d, ldd, rows, \
+                     tail, NULL);                                                                  \
+      else if (bias)                                                                               \
+        avx2_tn_tile(KT, 1, true, G, ldg, ga, w, off, d, ldd, rows, tail, bias);                   \
       else                                                                                         \
-        avx2_tn_tile(KT, 1, G, ldg, ga, w, off, d, ldd, rows, tail, bias);                         \
+        avx2_tn_tile(KT, 1, false, G, ldg, ga, w, off, d, ldd, rows, tail, NULL);                  \
       break;
 
 NERVE_TARGET_AVX2 static void avx2_tn_tile_any(int KT, int V, float *G, int64_t ldg,
@@ -2111,16 +2125,19 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
       const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
       const int V = nr > 8 ? 2 : 1;
       const int64_t most = V == 2 ? AVX2_TN_KT2 : AVX2_TN_KT1;
-      const int64_t tiles = (k1 - k0 + most - 1) / most;
-      for (int64_t t = 0, k = k0; t < tiles; t++) {
-        const int64_t next = k0 + (k1 - k0) * (t + 1) / tiles;
+      /* With the bias's two vectors, a tile of 6 x 2 spilled its accumulators: the bias goes
+       * with a lead tile of 5 columns there; the other tiles evenly sized. */
+      const int64_t width = k1 - k0, lead = bias && V == 2 ? (width < most - 1 ? width : most - 1) : 0;
+      const int64_t rest = width - lead, tiles = (rest + most - 1) / most;
+      for (int64_t t = lead ? -1 : 0; t < tiles; t++) {
+        const int64_t k = t < 0 ? k0 : k0 + lead + rest * t / tiles;
+        const int64_t next = t < 0 ? k0 + lead : k0 + lead + rest * (t + 1) / tiles;
         /* Stored (off NULL): the tile's columns are the next ones along each row. */
         avx2_window wk = w;
         if (!a->off) wk.a += k, wk.image += k;
         avx2_tn_tile_any((int)(next - k), V, G + (k - k0) * ldg + col, ldg, a, wk,
                          a->off ? a->off + k : avx2_identity, d + col, ldd, rows, nr - 8 * (V - 1),
-                         t == 0 && bias ? bias + col : NULL);
-        k = next;
+                         t == (lead ? -1 : 0) && bias ? bias + col : NULL);
       }
     }
   }
@@ -2192,6 +2209,30 @@ NERVE_TARGET_AVX2 static void avx2_nn_dots(float *C, int64_t ldc, const float *A
       AVX2_DOTS_CASE(1, 1) AVX2_DOTS_CASE(1, 2) AVX2_DOTS_CASE(1, 3) AVX2_DOTS_CASE(1, 4)
       AVX2_DOTS_CASE(2, 1) AVX2_DOTS_CASE(2, 2) AVX2_DOTS_CASE(2, 3) AVX2_DOTS_CASE(2, 4)
     }
+  }
+}
+
+/* Reductions up to which a product given B transposed copies B's columns into rows and runs
+ * avx2_nn_stored's chains instead of dot products, whose horizontal sums cost as much as a
+ * short reduction's multiply-adds (a convolution's input gradient: 32 filters). */
+enum { AVX2_SHORT_K = 64, AVX2_COPY_COLS = 128 };
+_Static_assert(AVX2_SHORT_K == 64, "blas_block_rows takes 64 for AVX2_SHORT_K");
+
+/* C[M,N] = init + A[M,K] . BT[N,K]^T: chains over k for short reductions, else dot products.
+ * Which depends on K alone, so every element's bits do not depend on the columns asked for. */
+NERVE_TARGET_AVX2 static void avx2_nn_transposed(float *C, int64_t ldc, const float *A, int64_t lda,
+                                                 const float *BT, int64_t ldb, bool from_c, int64_t M,
+                                                 int64_t N, int64_t K) {
+  if (K > AVX2_SHORT_K) {
+    avx2_nn_dots(C, ldc, A, lda, BT, ldb, from_c, M, N, K);
+    return;
+  }
+  float b[AVX2_SHORT_K * AVX2_COPY_COLS] __attribute__((aligned(32)));
+  for (int64_t i = 0; i < N; i += AVX2_COPY_COLS) {
+    const int64_t n = N - i < AVX2_COPY_COLS ? N - i : AVX2_COPY_COLS;
+    for (int64_t c = 0; c < n; c++)
+      for (int64_t k = 0; k < K; k++) b[k * AVX2_COPY_COLS + c] = BT[(i + c) * ldb + k];
+    avx2_nn_stored(C + i, ldc, A, lda, b, AVX2_COPY_COLS, from_c, M, n, K);
   }
 }
 
@@ -2632,7 +2673,7 @@ void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const flo
 #endif
 #if NERVE_X86
   if (ctx->isa == NERVE_ISA_AVX2) {
-    avx2_nn_dots(C + i0, ldc, A, lda, BT + i0 * ldb, ldb, false, M, i1 - i0, K);
+    avx2_nn_transposed(C + i0, ldc, A, lda, BT + i0 * ldb, ldb, false, M, i1 - i0, K);
     return;
   }
 #endif
@@ -2834,7 +2875,7 @@ void nerve__gemm_nn_here(const nerve_context *ctx, float *C, int64_t ldc, const 
 #endif
   (void)ctx;
   blas_nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bias = bias,
-                   .own = ctx->isa == NERVE_ISA_AVX2,
+                   .own = ctx->isa == NERVE_ISA_AVX2, .rows = BLAS_MB,
                    .M = M, .N = N, .K = K, .mblocks = (M + BLAS_MB - 1) / BLAS_MB,
                    .nblocks = (N + BLAS_NB - 1) / BLAS_NB};
   blas_nn_blocks(&j, 0, j.mblocks * j.nblocks);
@@ -2906,9 +2947,11 @@ nerve_status nerve__gemm_nn_then(nerve_context *ctx, float *C, int64_t ldc, cons
   }
 #endif
   (void)method_rows, (void)func;
-  int64_t mblocks = (M + BLAS_MB - 1) / BLAS_MB, nblocks = (N + BLAS_NB - 1) / BLAS_NB;
+  const bool own = ctx->isa == NERVE_ISA_AVX2;
+  const int64_t rows = blas_block_rows(own, b_transposed, M, K);
+  int64_t mblocks = (M + rows - 1) / rows, nblocks = (N + BLAS_NB - 1) / BLAS_NB;
   blas_nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bt = b_transposed,
-                   .bias = bias, .accumulate = accumulate, .own = ctx->isa == NERVE_ISA_AVX2,
+                   .bias = bias, .accumulate = accumulate, .own = own, .rows = rows,
                    .M = M, .N = N, .K = K, .mblocks = mblocks, .nblocks = nblocks};
   int64_t blocks = mblocks * nblocks;
   nerve__parallel_for(ctx, blocks, (GEMM_GRAIN + work / blocks - 1) / (work / blocks + 1) + 1,
