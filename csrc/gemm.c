@@ -2147,19 +2147,28 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
  * tails take other kernels), so a batch split between ranks, or rows between calls, changed
  * them; these chains depend on nothing but the row. */
 
+/* Reduction steps a stored product takes at a time: a panel's block of B (16 KB) stays in L1
+ * while every row tile passes, each tile's chains stored and taken up again block after block
+ * (the same bits). Whole reductions streamed B's panel from L3 for every 6 rows (Lab E's 6272
+ * -> 784 layer). */
+enum { AVX2_NN_KB = 256 };
+
 /* C[M,N] = init + A[M,K] . B[K,N] (init: C's value with from_c, else 0). */
 NERVE_TARGET_AVX2 static void avx2_nn_stored(float *C, int64_t ldc, const float *A, int64_t lda,
                                              const float *B, int64_t ldb, bool from_c, int64_t M,
                                              int64_t N, int64_t K) {
-  for (int64_t col = 0; col < N; col += AVX2_PANEL) {
-    const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
-    const int V = nr > 8 ? 2 : 1, most = V == 2 ? AVX2_NN_R2 : AVX2_NN_R1;
-    for (int64_t m = 0; m < M; m += most) {
-      const int R = (int)(M - m < most ? M - m : most);
-      const float *base[AVX2_NN_R1];
-      for (int r = 0; r < R; r++) base[r] = A + (m + r) * lda;
-      avx2_nn_tile_any(R, V, true, C + m * ldc + col, ldc, base, NULL, B + col, ldb, NULL, from_c, K,
-                       nr - 8 * (V - 1));
+  for (int64_t k0 = 0; k0 == 0 || k0 < K; k0 += AVX2_NN_KB) {
+    const int64_t kb = K - k0 < AVX2_NN_KB ? K - k0 : AVX2_NN_KB;
+    for (int64_t col = 0; col < N; col += AVX2_PANEL) {
+      const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
+      const int V = nr > 8 ? 2 : 1, most = V == 2 ? AVX2_NN_R2 : AVX2_NN_R1;
+      for (int64_t m = 0; m < M; m += most) {
+        const int R = (int)(M - m < most ? M - m : most);
+        const float *base[AVX2_NN_R1];
+        for (int r = 0; r < R; r++) base[r] = A + (m + r) * lda + k0;
+        avx2_nn_tile_any(R, V, true, C + m * ldc + col, ldc, base, NULL, B + k0 * ldb + col, ldb, NULL,
+                         from_c || k0 > 0, kb, nr - 8 * (V - 1));
+      }
     }
   }
 }
@@ -2202,10 +2211,12 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_dots_tile(const int R, const int NC, fl
 NERVE_TARGET_AVX2 static void avx2_nn_dots(float *C, int64_t ldc, const float *A, int64_t lda,
                                            const float *BT, int64_t ldb, bool from_c, int64_t M,
                                            int64_t N, int64_t K) {
-  for (int64_t m = 0; m < M; m += 2) {
-    const int r = M - m < 2 ? 1 : 2;
-    for (int64_t i = 0; i < N; i += 4) {
-      const int nc = N - i < 4 ? (int)(N - i) : 4;
+  /* Columns outer: each group's 4 rows of BT stay in L1 while every row of A passes (rows
+   * outer streamed all of BT, Lab E's 19.7 MB of weights, once for every 2 rows). */
+  for (int64_t i = 0; i < N; i += 4) {
+    const int nc = N - i < 4 ? (int)(N - i) : 4;
+    for (int64_t m = 0; m < M; m += 2) {
+      const int r = M - m < 2 ? 1 : 2;
       AVX2_DOTS_CASE(1, 1) AVX2_DOTS_CASE(1, 2) AVX2_DOTS_CASE(1, 3) AVX2_DOTS_CASE(1, 4)
       AVX2_DOTS_CASE(2, 1) AVX2_DOTS_CASE(2, 2) AVX2_DOTS_CASE(2, 3) AVX2_DOTS_CASE(2, 4)
     }

@@ -30,7 +30,8 @@ typedef struct {
   const pooled_grad *pool; /* backward: dy made from a max pool's gradient instead */
   float *y;                   /* out (forward) or din (backward) */
   double *partial, *partial2; /* [chunks][C] */
-  const float *sums;          /* backward: [2C]: column sums of dy, then of dy * xhat */
+  const float *sums;          /* backward: [3C]: column sums of dy, then of dy * xhat, then
+                               * gamma * invstd / R (each row's factor, no division a row) */
   int64_t R, C, chunk;
   bool relu; /* backward: din also through the ReLU whose output is x (zero where x <= 0) */
   bool streams; /* backward: din may be streamed (norm_dx_streamed_avx512) */
@@ -322,6 +323,55 @@ static void grad_sums(void *data, int64_t k0, int64_t k1) {
 }
 
 #if NERVE_X86
+/* grad_sums_chunks in AVX2 intrinsics, 4 channels a vector of doubles (the compilers left the
+ * pooled loop scalar); the rest of the channels as grad_sums_chunks has them. */
+NERVE_TARGET_AVX2 NERVE_INLINE void grad_sums_chunks_avx2(norm_job *j, int64_t k0, int64_t k1,
+                                                          const bool pooled) {
+  const int64_t C = j->C, C4 = C & ~(int64_t)3;
+  for (int64_t k = k0; k < k1; k++) {
+    double *p = j->partial + k * C, *q = j->partial2 + k * C;
+    for (int64_t c = 0; c < C; c++) p[c] = q[c] = 0.0;
+    int64_t r0, r1;
+    chunk_range(j, k, &r0, &r1);
+    pixel at = pooled ? pixel_of(j->pool, r0) : (pixel){0, 0, 0};
+    for (int64_t r = r0; r < r1; r++) {
+      const float *x = j->x + r * C, *dy = pooled ? NULL : j->dy + r * C;
+      const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
+      const __m128i pos = _mm_set1_epi32(src.pos);
+      for (int64_t c = 0; c < C4; c += 4) {
+        __m128 d;
+        if (pooled) {
+          const __m128 won = _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *)(src.am + c)), pos));
+          d = _mm_add_ps(_mm_setzero_ps(), _mm_and_ps(won, _mm_loadu_ps(src.g + c)));
+        } else {
+          d = _mm_loadu_ps(dy + c);
+        }
+        const __m128 xhat = _mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(x + c), _mm_loadu_ps(j->mean + c)),
+                                       _mm_loadu_ps(j->invstd + c));
+        const __m256d dd = _mm256_cvtps_pd(d);
+        _mm256_storeu_pd(p + c, _mm256_add_pd(_mm256_loadu_pd(p + c), dd));
+        _mm256_storeu_pd(q + c, _mm256_fmadd_pd(dd, _mm256_cvtps_pd(xhat), _mm256_loadu_pd(q + c)));
+      }
+      for (int64_t c = C4; c < C; c++) {
+        const float d = pooled ? nerve__maxpool_grad_value(src.am[c], src.pos, src.g[c]) : dy[c];
+        p[c] += d;
+        q[c] += (double)d * ((x[c] - j->mean[c]) * j->invstd[c]);
+      }
+      if (pooled) next_pixel(j->pool, &at);
+    }
+  }
+}
+
+NERVE_TARGET_AVX2 static void grad_sums_avx2(void *data, int64_t k0, int64_t k1) {
+  norm_job *j = data;
+  if (j->pool)
+    grad_sums_chunks_avx2(j, k0, k1, true);
+  else
+    grad_sums_chunks_avx2(j, k0, k1, false);
+}
+#endif
+
+#if NERVE_X86
 /* nerve__maxpool_grad_value for lanes m of the 8 channels from c: 0 + (won ? g : 0). */
 NERVE_TARGET_AVX512 NERVE_INLINE __m256 pooled_dy8(pixel_source src, int64_t c, __mmask8 m) {
   const __mmask8 won = _mm256_mask_cmpeq_epi32_mask(m, _mm256_maskz_loadu_epi32(m, src.am + c), _mm256_set1_epi32(src.pos));
@@ -388,22 +438,31 @@ NERVE_INLINE void norm_dx_rows(const norm_job *j, float *dx, int64_t r0, int64_t
                                bool buffered) {
   const int64_t C = j->C;
   const float rows = (float)j->R;
-  const float *sum_dy = j->sums, *sum_dyx = j->sums + C;
+  /* restrict: din apart from every input, so the channels' loop is vectorised (it was scalar,
+   * a division an element: Lab E's batch norm backward 8 ms a step on a Zen 3's AVX2). */
+  const float *restrict sum_dy = j->sums, *restrict sum_dyx = j->sums + C, *restrict factor = j->sums + 2 * C;
+  const float *restrict mean = j->mean, *restrict invstd = j->invstd;
   pixel at = pooled ? pixel_of(j->pool, r0) : (pixel){0, 0, 0};
   for (int64_t r = r0; r < r1; r++, dx += C) {
-    const float *x = j->x + r * C;
+    const float *restrict x = j->x + r * C;
     nerve__prefetch(x + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
     if (!pooled) nerve__prefetch(j->dy + (r + NORM_AHEAD) * C, C * (int64_t)sizeof(float), false);
     if (!buffered) nerve__prefetch(dx + NORM_AHEAD * C, C * (int64_t)sizeof(float), true);
-    const float *dy = pooled ? NULL : j->dy + r * C; /* pooled: dout is the pool's, smaller */
+    const float *restrict dy = pooled ? NULL : j->dy + r * C; /* pooled: dout is the pool's, smaller */
     const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
     if (pooled) prefetch_source(src, C);
+    const float *restrict g_of = src.g;
+    const int32_t *restrict won = src.am;
+    const int32_t pos = src.pos;
+    float *restrict out = dx;
     for (int64_t c = 0; c < C; c++) {
-      const float g = pooled ? nerve__maxpool_grad_value(src.am[c], src.pos, src.g[c]) : dy[c];
-      float xhat = (x[c] - j->mean[c]) * j->invstd[c];
-      float d = j->gamma[c] * j->invstd[c] / rows * (rows * g - sum_dy[c] - xhat * sum_dyx[c]);
+      /* g_of is a window's gradient even where no window covers the pixel (pos -1): read
+       * unconditionally, the load needs no mask and the loop vectorises. */
+      const float g = pooled ? nerve__maxpool_grad_value(won[c], pos, g_of[c]) : dy[c];
+      float xhat = (x[c] - mean[c]) * invstd[c];
+      float d = factor[c] * (rows * g - sum_dy[c] - xhat * sum_dyx[c]);
       /* With relu, on through the ReLU whose output is x, as nerve_activation_backward's. */
-      dx[c] = relu ? nerve__relu_grad(d, x[c]) : d;
+      out[c] = relu ? nerve__relu_grad(d, x[c]) : d;
     }
     if (pooled) next_pixel(j->pool, &at);
   }
@@ -431,6 +490,74 @@ NERVE_RANGE_KERNEL(norm_dx);
 
 /* Floats of din norm_dx_streamed_avx512 makes at a time, in L1. */
 enum { NORM_STREAM_FLOATS = 1024 };
+
+#if NERVE_X86
+/*
+ * norm_dx_rows in AVX2 intrinsics, 8 channels a vector (the rest as norm_dx_rows has them):
+ * neither compiler vectorised the pooled loop (gcc saw its loads as control flow), and scalar
+ * it took 8 ms of a Lab E step on a Zen 3. The multiply-adds are fused as gcc fuses the
+ * scalar expression; the bits are AVX2's own, the same at any thread count.
+ */
+NERVE_TARGET_AVX2 NERVE_INLINE void norm_dx_rows_avx2(const norm_job *j, int64_t r0, int64_t r1,
+                                                      const bool relu, const bool pooled) {
+  const int64_t C = j->C, C8 = C & ~(int64_t)7;
+  const float rows = (float)j->R;
+  const float *sum_dy = j->sums, *sum_dyx = j->sums + C, *factor = j->sums + 2 * C;
+  const __m256 vrows = _mm256_set1_ps(rows), zero = _mm256_setzero_ps();
+  pixel at = pooled ? pixel_of(j->pool, r0) : (pixel){0, 0, 0};
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = j->x + r * C, *dy = pooled ? NULL : j->dy + r * C;
+    float *dx = j->y + r * C;
+    nerve__prefetch(x + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
+    if (!pooled) nerve__prefetch(j->dy + (r + NORM_AHEAD) * C, C * (int64_t)sizeof(float), false);
+    const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
+    if (pooled) prefetch_source(src, C);
+    const __m256i pos = _mm256_set1_epi32(src.pos);
+    for (int64_t c = 0; c < C8; c += 8) {
+      __m256 g;
+      if (pooled) {
+        const __m256 won = _mm256_castsi256_ps(
+            _mm256_cmpeq_epi32(_mm256_loadu_si256((const __m256i *)(src.am + c)), pos));
+        g = _mm256_add_ps(zero, _mm256_and_ps(won, _mm256_loadu_ps(src.g + c)));
+      } else {
+        g = _mm256_loadu_ps(dy + c);
+      }
+      const __m256 xv = _mm256_loadu_ps(x + c);
+      const __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(xv, _mm256_loadu_ps(j->mean + c)),
+                                        _mm256_loadu_ps(j->invstd + c));
+      const __m256 t = _mm256_fmsub_ps(vrows, g, _mm256_loadu_ps(sum_dy + c));
+      __m256 d = _mm256_mul_ps(_mm256_loadu_ps(factor + c),
+                               _mm256_fnmadd_ps(xhat, _mm256_loadu_ps(sum_dyx + c), t));
+      if (relu) d = _mm256_and_ps(_mm256_cmp_ps(xv, zero, _CMP_GT_OQ), d);
+      _mm256_storeu_ps(dx + c, d);
+    }
+    for (int64_t c = C8; c < C; c++) {
+      const float g = pooled ? nerve__maxpool_grad_value(src.am[c], src.pos, src.g[c]) : dy[c];
+      const float xhat = (x[c] - j->mean[c]) * j->invstd[c];
+      const float d = factor[c] * (rows * g - sum_dy[c] - xhat * sum_dyx[c]);
+      dx[c] = relu ? nerve__relu_grad(d, x[c]) : d;
+    }
+    if (pooled) next_pixel(j->pool, &at);
+  }
+}
+
+NERVE_TARGET_AVX2 static void norm_dx_avx2_rows(void *data, int64_t r0, int64_t r1) {
+  const norm_job *j = data;
+  if (j->pool) {
+    if (j->relu)
+      norm_dx_rows_avx2(j, r0, r1, true, true);
+    else
+      norm_dx_rows_avx2(j, r0, r1, false, true);
+  } else if (j->relu) {
+    norm_dx_rows_avx2(j, r0, r1, true, false);
+  } else {
+    norm_dx_rows_avx2(j, r0, r1, false, false);
+  }
+}
+#endif
+
+/* The input gradient's rows for ctx's instruction set (AVX-512's streamed where they may be). */
+static nerve__range_fn norm_dx_for(const nerve_context *ctx);
 
 #if NERVE_X86
 /*
@@ -472,6 +599,21 @@ static int64_t norm_dx_grain(int64_t C) { return (1 << 15) / C + 1; }
  * one die too moved the two by 0.01-0.02 ms the other way each, which is why the default
  * streams only while the cores are far.
  */
+/* The sums of dy and dy * xhat for ctx's instruction set. */
+static nerve__range_fn grad_sums_for(const nerve_context *ctx) {
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX2) return grad_sums_avx2;
+#endif
+  return NERVE_AVX512_OR(ctx, grad_sums_avx512, grad_sums);
+}
+
+static nerve__range_fn norm_dx_for(const nerve_context *ctx) {
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX2) return norm_dx_avx2_rows;
+#endif
+  return NERVE_AVX512_OR(ctx, norm_dx_streamed_avx512, norm_dx_isa[ctx->isa]);
+}
+
 static bool streams_din(nerve_context *ctx, const float *din, int64_t R, int64_t C) {
   if (!din || ctx->isa != NERVE_ISA_AVX512 || C > NORM_STREAM_FLOATS) return false;
   const int threads = nerve__threads_for(ctx, R, norm_dx_grain(C));
@@ -501,7 +643,7 @@ static nerve_status backward(nerve_context *ctx, float *din, float *dgamma, floa
   size_t doubles = (size_t)(2 * chunks + 2) * (size_t)C;
   const size_t owners = pool ? (size_t)(pool->H + pool->W) : 0;
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER,
-                     doubles * sizeof(double) + owners * sizeof(int64_t) + 2 * (size_t)C * sizeof(float), func);
+                     doubles * sizeof(double) + owners * sizeof(int64_t) + 3 * (size_t)C * sizeof(float), func);
   if (s != NERVE_OK) return s;
   double *partial = ctx->scratch[NERVE_SCRATCH_LAYER], *partial2 = partial + chunks * C;
   double *total = partial2 + chunks * C, *total2 = total + C;
@@ -515,7 +657,7 @@ static nerve_status backward(nerve_context *ctx, float *din, float *dgamma, floa
   norm_job j = {.x = in, .dy = dout, .pool = pool ? &pooled : NULL, .mean = saved_mean, .invstd = saved_invstd,
                 .gamma = gamma, .y = din, .partial = partial, .partial2 = partial2, .sums = sums, .R = R,
                 .C = C, .chunk = chunk, .relu = relu};
-  nerve__parallel_for(ctx, chunks, (1 << 15) / (chunk * C) + 1, NERVE_AVX512_OR(ctx, grad_sums_avx512, grad_sums), &j);
+  nerve__parallel_for(ctx, chunks, (1 << 15) / (chunk * C) + 1, grad_sums_for(ctx), &j);
   combine(partial, chunks, C, total);
   combine(partial2, chunks, C, total2);
   for (int64_t c = 0; c < C; c++) {
@@ -523,10 +665,11 @@ static nerve_status backward(nerve_context *ctx, float *din, float *dgamma, floa
     sums[C + c] = (float)total2[c];
     if (dbeta) dbeta[c] += sums[c];
     if (dgamma) dgamma[c] += sums[C + c];
+    sums[2 * C + c] = gamma[c] * saved_invstd[c] / (float)R;
   }
   j.streams = streams_din(ctx, din, R, C);
   if (din)
-    nerve__parallel_for(ctx, R, norm_dx_grain(C), NERVE_AVX512_OR(ctx, norm_dx_streamed_avx512, norm_dx_isa[ctx->isa]),
+    nerve__parallel_for(ctx, R, norm_dx_grain(C), norm_dx_for(ctx),
                         &j);
   return NERVE_OK;
 }
