@@ -492,7 +492,8 @@ static bool streams_weights(const adam_fused_job *j, int threads) {
 #endif
 
 /* A tile of the weight gradient, g[r*ldg + c], applied at once, the weights streamed back where
- * streams_weights says. Only the AVX-512 visitor calls it, so it is compiled for AVX-512. */
+ * streams_weights says. Only the AVX-512 visitor calls it, so it is compiled for AVX-512
+ * (AVX2's: adam_fused_tile_avx2). */
 NERVE_TARGET_AVX512 static void adam_fused_tile(void *arg, int64_t k0, int64_t col, const float *g,
                                                 int64_t rows, int64_t cols, int64_t ldg, int threads) {
   adam_fused_job *j = arg;
@@ -513,6 +514,20 @@ NERVE_TARGET_AVX512 static void adam_fused_tile(void *arg, int64_t k0, int64_t c
     int64_t at = (k0 + r) * j->O + col;
     float *w = j->weight + at, *m = j->m + at, *v = j->v + at;
     nerve__adam_run(w, m, v, g + r * ldg, cols, &j->p);
+  }
+  nerve__subnormals_restore(mode);
+}
+
+/* adam_fused_tile for AVX2's visitor: the step nerve_adam_step's AVX2 copy takes (the same
+ * bits), on weights stored as usual. */
+NERVE_TARGET_AVX2 static void adam_fused_tile_avx2(void *arg, int64_t k0, int64_t col, const float *g,
+                                                   int64_t rows, int64_t cols, int64_t ldg, int threads) {
+  adam_fused_job *j = arg;
+  (void)threads;
+  const unsigned mode = nerve__subnormals_as_zero(); /* as nerve_adam_step runs */
+  for (int64_t r = 0; r < rows; r++) {
+    int64_t at = (k0 + r) * j->O + col;
+    nerve__adam_run(j->weight + at, j->m + at, j->v + at, g + r * ldg, cols, &j->p);
   }
   nerve__subnormals_restore(mode);
 }
@@ -647,7 +662,8 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
                                      .row_bytes = O * (int64_t)sizeof(float)};
   if (fused) {
     if (nerve__gemm_tn_visit(ctx, in, I, dout, O, N, O, I, input == INPUT_BY_TILES ? adam_fused_rows : NULL,
-                             adam_fused_tile, &rows, (char *)gbias + lists_at, &j))
+                             ctx->isa == NERVE_ISA_AVX2 ? adam_fused_tile_avx2 : adam_fused_tile, &rows,
+                             (char *)gbias + lists_at, &j))
       return NERVE_OK;
   }
   /* Elsewhere: the gradient in scratch (after the bias's, reserved above), then the ordinary

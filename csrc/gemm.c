@@ -1920,9 +1920,9 @@ NERVE_INLINE void avx2_window_next(const nerve__gather *ga, avx2_window *w) {
 
 /*
  * nn: an R x (8 V) tile of C (rows base[0..R), columns from col, the last vector's `tail` lanes
- * there) = init + A . B over all K steps, where row r's step k reads base[r][off[k]] (gathered)
- * or base[r][k] (stored, off NULL) and B [K, ldb] is read from col on; init is C's value
- * (from_c), else bias, else 0.
+ * there) = init + A . B over K steps, where row r's step k reads base[r][off[k]] (gathered)
+ * or base[r][k] (stored, off NULL) and B is a packed block [K, ldb], 32-byte aligned, zero past
+ * the panel's columns (avx2_nn_run); init is C's value (from_c), else bias, else 0.
  */
 NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const bool stored, float *C,
                                                  int64_t ldc, const float *const *base,
@@ -1930,7 +1930,6 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const
                                                  const float *bias, bool from_c, int64_t K,
                                                  int64_t tail) {
   __m256 c[AVX2_NN_R1];
-  const __m256i last = avx2_lanes(tail);
 #  pragma GCC unroll 12
   for (int r = 0; r < R; r++)
     for (int v = 0; v < V; v++) {
@@ -1940,8 +1939,8 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const
     }
   for (int64_t k = 0; k < K; k++) {
     const float *b = B + k * ldb;
-    const __m256 b0 = V == 1 ? _mm256_maskload_ps(b, last) : _mm256_loadu_ps(b);
-    const __m256 b1 = V == 2 ? _mm256_maskload_ps(b + 8, last) : b0;
+    const __m256 b0 = _mm256_load_ps(b);
+    const __m256 b1 = V == 2 ? _mm256_load_ps(b + 8) : b0;
     const int64_t at = stored ? k : off[k];
 #  pragma GCC unroll 12
     for (int r = 0; r < R; r++) {
@@ -1979,21 +1978,43 @@ NERVE_TARGET_AVX2 static void avx2_nn_tile_any(int R, int V, bool stored, float 
   }
 }
 
-/* C[M,N] = bias + A . B with A gathered: panels of 16 columns (the last of 8 where that covers
- * it), each taking the rows in tiles. */
-NERVE_TARGET_AVX2 static void avx2_gather_run(float *C, int64_t ldc, const nerve__gather *ga,
-                                              int64_t M, const float *B, int64_t ldb,
-                                              const float *bias, int64_t N, int64_t K) {
-  for (int64_t col = 0; col < N; col += AVX2_PANEL) {
-    const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
-    const int V = nr > 8 ? 2 : 1, most = V == 2 ? AVX2_NN_R2 : AVX2_NN_R1;
-    for (int64_t m = 0; m < M; m += most) {
-      const int R = (int)(M - m < most ? M - m : most);
-      const float *base[AVX2_NN_R1];
-      avx2_window w = avx2_window_at(ga, m);
-      for (int r = 0; r < R; r++, avx2_window_next(ga, &w)) base[r] = w.a;
-      avx2_nn_tile_any(R, V, false, C + m * ldc + col, ldc, base, ga->off, B + col, ldb,
-                       bias ? bias + col : NULL, false, K, nr - 8 * (V - 1));
+/* Reduction steps a product takes at a time: a panel's block of B, packed (16 KB), stays in
+ * L1 while every row tile passes, each tile's chains stored and taken up again block after
+ * block (the same bits). Whole reductions streamed B's panel from L3 for every 6 rows, one
+ * row of B to a page (Lab E's 6272 -> 784 layer). */
+enum { AVX2_NN_KB = 256 };
+
+/* C[M,N] = init + A . B[K,N], A gathered (ga) or stored (A, lda; ga NULL); init: C's value
+ * with from_c, else bias (may be NULL), else 0. Panels of 16 columns (8 where that covers the
+ * rest), each taking the rows in tiles. */
+NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__gather *ga,
+                                          const float *A, int64_t lda, const float *B, int64_t ldb,
+                                          const float *bias, bool from_c, int64_t M, int64_t N,
+                                          int64_t K) {
+  float packed[AVX2_NN_KB * AVX2_PANEL] __attribute__((aligned(32)));
+  for (int64_t k0 = 0; k0 == 0 || k0 < K; k0 += AVX2_NN_KB) {
+    const int64_t kb = K - k0 < AVX2_NN_KB ? K - k0 : AVX2_NN_KB;
+    for (int64_t col = 0; col < N; col += AVX2_PANEL) {
+      const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
+      const int V = nr > 8 ? 2 : 1, most = V == 2 ? AVX2_NN_R2 : AVX2_NN_R1;
+      for (int64_t k = 0; k < kb; k++) {
+        const float *b = B + (k0 + k) * ldb + col;
+        _mm256_store_ps(packed + k * AVX2_PANEL, avx2_load(b, nr));
+        _mm256_store_ps(packed + k * AVX2_PANEL + 8, nr > 8 ? avx2_load(b + 8, nr - 8) : _mm256_setzero_ps());
+      }
+      for (int64_t m = 0; m < M; m += most) {
+        const int R = (int)(M - m < most ? M - m : most);
+        const float *base[AVX2_NN_R1];
+        if (ga) {
+          avx2_window w = avx2_window_at(ga, m);
+          for (int r = 0; r < R; r++, avx2_window_next(ga, &w)) base[r] = w.a;
+        } else {
+          for (int r = 0; r < R; r++) base[r] = A + (m + r) * lda + k0;
+        }
+        avx2_nn_tile_any(R, V, ga == NULL, C + m * ldc + col, ldc, base, ga ? ga->off + k0 : NULL, packed,
+                         AVX2_PANEL, k0 == 0 && bias ? bias + col : NULL, k0 > 0 || from_c, kb,
+                         nr - 8 * (V - 1));
+      }
     }
   }
 }
@@ -2155,30 +2176,11 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
  * tails take other kernels), so a batch split between ranks, or rows between calls, changed
  * them; these chains depend on nothing but the row. */
 
-/* Reduction steps a stored product takes at a time: a panel's block of B (16 KB) stays in L1
- * while every row tile passes, each tile's chains stored and taken up again block after block
- * (the same bits). Whole reductions streamed B's panel from L3 for every 6 rows (Lab E's 6272
- * -> 784 layer). */
-enum { AVX2_NN_KB = 256 };
-
 /* C[M,N] = init + A[M,K] . B[K,N] (init: C's value with from_c, else 0). */
 NERVE_TARGET_AVX2 static void avx2_nn_stored(float *C, int64_t ldc, const float *A, int64_t lda,
                                              const float *B, int64_t ldb, bool from_c, int64_t M,
                                              int64_t N, int64_t K) {
-  for (int64_t k0 = 0; k0 == 0 || k0 < K; k0 += AVX2_NN_KB) {
-    const int64_t kb = K - k0 < AVX2_NN_KB ? K - k0 : AVX2_NN_KB;
-    for (int64_t col = 0; col < N; col += AVX2_PANEL) {
-      const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
-      const int V = nr > 8 ? 2 : 1, most = V == 2 ? AVX2_NN_R2 : AVX2_NN_R1;
-      for (int64_t m = 0; m < M; m += most) {
-        const int R = (int)(M - m < most ? M - m : most);
-        const float *base[AVX2_NN_R1];
-        for (int r = 0; r < R; r++) base[r] = A + (m + r) * lda + k0;
-        avx2_nn_tile_any(R, V, true, C + m * ldc + col, ldc, base, NULL, B + k0 * ldb + col, ldb, NULL,
-                         from_c || k0 > 0, kb, nr - 8 * (V - 1));
-      }
-    }
-  }
+  avx2_nn_run(C, ldc, NULL, A, lda, B, ldb, NULL, from_c, M, N, K);
 }
 
 /* The sum of v's lanes in a fixed order. */
@@ -2331,7 +2333,7 @@ bool nerve__gemm_nn_gather_here(const nerve_context *ctx, float *C, int64_t ldc,
   if (!nerve__gemm_nn_gathers(ctx) || K > NN_KC || K < 1) return false;
   if (M > 0 && N > 0) {
     if (ctx->isa == NERVE_ISA_AVX2)
-      avx2_gather_run(C, ldc, a, M, B, ldb, bias, N, K);
+      avx2_nn_run(C, ldc, a, NULL, 0, B, ldb, bias, false, M, N, K);
     else
       gather_run(C, ldc, a, M, B, ldb, bias, N, K);
   }
@@ -2631,8 +2633,48 @@ static void visit_member(void *data, int t, int nt) {
 
 #endif
 
+/* ---- AVX2's visitor: tiles of weight rows from avx2_tn_stored's chains -------------------- */
+#if NERVE_X86
+
+/* Weight rows an AVX2 visitor tile takes: its gradient (24 x 784 floats for Lab E, 75 KB) and
+ * the weights and moments the step rewrites stay in L2 between the product and the step. */
+enum { AVX2_VISIT_ROWS = 24 };
+
+/* The bytes of a member's tile of N columns (rows 32-byte aligned). */
+static size_t avx2_visit_tile_bytes(int64_t N) {
+  return (size_t)AVX2_VISIT_ROWS * (size_t)((N + 7) & ~(int64_t)7) * sizeof(float);
+}
+
+typedef struct {
+  const float *A, *D;
+  int64_t lda, ldd, M, N, K, tiles;
+  nerve__rows_fn rows;
+  nerve__tile_fn apply;
+  void *arg;
+  float *space; /* each member's tile, avx2_visit_tile_bytes apart */
+  int64_t next; /* the first tile no member has taken (nerve__take_chunk) */
+} avx2_visit_job;
+
+/* Member t: tiles as it becomes free; each tile's gradient summed from zero over all M rows in
+ * order (the chains nerve__gemm_tn stores from a zeroed G: the same bits), then applied. */
+static void avx2_visit_member(void *data, int t, int nt) {
+  avx2_visit_job *j = data;
+  const int64_t ldg = (j->N + 7) & ~(int64_t)7;
+  float *g = (float *)((char *)j->space + (size_t)t * avx2_visit_tile_bytes(j->N));
+  for (int64_t a, b; nerve__take_chunk(&j->next, 1, j->tiles, &a, &b);) {
+    const int64_t k0 = a * AVX2_VISIT_ROWS, k1 = k0 + AVX2_VISIT_ROWS < j->K ? k0 + AVX2_VISIT_ROWS : j->K;
+    if (j->rows) j->rows(j->arg, k0, k1);
+    memset(g, 0, (size_t)(k1 - k0) * (size_t)ldg * sizeof(float));
+    avx2_tn_stored(g, ldg, j->A + k0, j->lda, j->D, j->ldd, j->M, j->N, k1 - k0, 1.0f);
+    j->apply(j->arg, k0, 0, g, k1 - k0, j->N, ldg, nt);
+  }
+}
+
+#endif
+
 size_t nerve__gemm_tn_visit_space(const nerve_context *ctx, int64_t M, int64_t N) {
 #if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX2) return (size_t)ctx->threads * avx2_visit_tile_bytes(N) + 32;
   if (!lists_fit(M, N)) return 0;
   return lists_bytes(M, N) + (size_t)ctx->threads * LIST_ROWS * (size_t)list_width(N) * sizeof(float);
 #else
@@ -2643,7 +2685,7 @@ size_t nerve__gemm_tn_visit_space(const nerve_context *ctx, int64_t M, int64_t N
 
 bool nerve__gemm_tn_visits(const nerve_context *ctx) {
 #if NERVE_X86
-  return ctx->isa == NERVE_ISA_AVX512;
+  return ctx->isa == NERVE_ISA_AVX512 || ctx->isa == NERVE_ISA_AVX2;
 #else
   (void)ctx;
   return false;
@@ -2655,6 +2697,16 @@ bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const
                           nerve__tile_fn apply, const nerve__visit_streams *streams, void *space, void *arg) {
 #if NERVE_X86
   if (!nerve__gemm_tn_visits(ctx)) return false;
+  if (ctx->isa == NERVE_ISA_AVX2) {
+    (void)streams; /* the tile's rows stay in L2: nothing to fetch ahead */
+    avx2_visit_job j = {.A = A, .D = D, .lda = lda, .ldd = ldd, .M = M, .N = N, .K = K,
+                        .tiles = (K + AVX2_VISIT_ROWS - 1) / AVX2_VISIT_ROWS, .rows = rows, .apply = apply,
+                        .arg = arg, .space = (float *)(((uintptr_t)space + 31) & ~(uintptr_t)31)};
+    int threads = nerve__threads_for(ctx, M * N * K, GEMM_GRAIN);
+    if (threads > j.tiles) threads = (int)j.tiles;
+    nerve__parallel_team(threads, avx2_visit_member, &j);
+    return true;
+  }
   visit_job j = {.A = A, .D = D, .lda = lda, .ldd = ldd, .M = M, .N = N, .K = K,
                  .tiles = (K + TN_KT - 1) / TN_KT, .panels = (N + NR - 1) / NR, .rows = rows,
                  .apply = apply, .arg = arg,
