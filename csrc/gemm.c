@@ -2292,12 +2292,7 @@ bool nerve__gemm_tn_gathers(const nerve_context *ctx, int64_t N, int64_t width) 
 }
 
 bool nerve__gemm_nn_gathers(const nerve_context *ctx) {
-#if NERVE_X86
-  return ctx->isa == NERVE_ISA_AVX512 || ctx->isa == NERVE_ISA_AVX2;
-#else
-  (void)ctx;
-  return false;
-#endif
+  return nerve__gemm_tn_visits(ctx); /* both wherever libnerve's own vector kernels run */
 }
 
 bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G, int64_t ldg,

@@ -291,6 +291,16 @@ nerve_status nerve_batchnorm_forward_infer(nerve_context *ctx, float *out, const
   return NERVE_OK;
 }
 
+/* Channels [c0, C) of one row's terms added to p (dy) and q (dy * xhat); dy from src if pooled. */
+NERVE_INLINE void grad_sums_row(const norm_job *j, double *p, double *q, const float *x, const float *dy,
+                                pixel_source src, int64_t c0, bool pooled) {
+  for (int64_t c = c0; c < j->C; c++) {
+    const float d = pooled ? nerve__maxpool_grad_value(src.am[c], src.pos, src.g[c]) : dy[c];
+    p[c] += d;
+    q[c] += (double)d * ((x[c] - j->mean[c]) * j->invstd[c]);
+  }
+}
+
 /* partial[k][c] = sum of dy, partial2[k][c] = sum of dy * xhat over chunk k; dy made from a
  * pool's gradient if pooled. */
 NERVE_INLINE void grad_sums_chunks(norm_job *j, int64_t k0, int64_t k1, bool pooled) {
@@ -302,13 +312,8 @@ NERVE_INLINE void grad_sums_chunks(norm_job *j, int64_t k0, int64_t k1, bool poo
     chunk_range(j, k, &r0, &r1);
     pixel at = pooled ? pixel_of(j->pool, r0) : (pixel){0, 0, 0};
     for (int64_t r = r0; r < r1; r++) {
-      const float *x = j->x + r * C, *dy = pooled ? NULL : j->dy + r * C;
       const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
-      for (int64_t c = 0; c < C; c++) {
-        const float d = pooled ? nerve__maxpool_grad_value(src.am[c], src.pos, src.g[c]) : dy[c];
-        p[c] += d;
-        q[c] += (double)d * ((x[c] - j->mean[c]) * j->invstd[c]);
-      }
+      grad_sums_row(j, p, q, j->x + r * C, pooled ? NULL : j->dy + r * C, src, 0, pooled);
       if (pooled) next_pixel(j->pool, &at);
     }
   }
@@ -352,11 +357,7 @@ NERVE_TARGET_AVX2 NERVE_INLINE void grad_sums_chunks_avx2(norm_job *j, int64_t k
         _mm256_storeu_pd(p + c, _mm256_add_pd(_mm256_loadu_pd(p + c), dd));
         _mm256_storeu_pd(q + c, _mm256_fmadd_pd(dd, _mm256_cvtps_pd(xhat), _mm256_loadu_pd(q + c)));
       }
-      for (int64_t c = C4; c < C; c++) {
-        const float d = pooled ? nerve__maxpool_grad_value(src.am[c], src.pos, src.g[c]) : dy[c];
-        p[c] += d;
-        q[c] += (double)d * ((x[c] - j->mean[c]) * j->invstd[c]);
-      }
+      grad_sums_row(j, p, q, x, dy, src, C4, pooled);
       if (pooled) next_pixel(j->pool, &at);
     }
   }
