@@ -527,9 +527,9 @@ static void forward_member(void *data, int t, int nt) {
  * Images per forward block for a team of `threads` (N >= 1): as many as stay in cache, fewer
  * where a member would get under FORWARD_BLOCKS_PER_THREAD: members take blocks as they become
  * free, and with few large ones the last left one waiting for the other (the fast recipe's
- * second convolution: 13 blocks of 20 images for two threads). Only with AVX-512, where a
- * row's output does not depend on the block it is in (libnerve's own products); OpenBLAS's
- * may give other bits.
+ * second convolution: 13 blocks of 20 images for two threads). Only with libnerve's own
+ * products (AVX-512, AVX2 up to 2048 columns), where a row's output does not depend on the
+ * block it is in; OpenBLAS's may give other bits.
  */
 static int64_t forward_block_images(const nerve_context *ctx, const conv_geom *g, int threads) {
   const int64_t per = images_per_block(g), least = (int64_t)FORWARD_BLOCKS_PER_THREAD * threads;
@@ -701,6 +701,7 @@ static void weight_grad_member(void *data, int t, int nt) {
       lower(&ij, 0, rows);
       const nerve__gather lowered = lowered_gathers(j->ctx, g) ? lowered_rows(slice, width, identity, width)
                                                                  : (nerve__gather){0};
+      /* AVX2 never falls through: team_grad (backward) holds its gathered product's limits. */
       if (!(lowered.in && nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &lowered, rows, dblock, K, NULL, K, 0, width,
                                                      1.0f, bias, &biased)))
         nerve__gemm_tn_here(G, j->ldp, slice, width, dblock, K, rows, K, width, 1.0f);

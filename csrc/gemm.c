@@ -8,8 +8,11 @@
  * fused multiply-adds over the reduction index, starting from its initial value, so the result
  * is the same however rows, columns and threads are split. Lab shapes are skinny (784 -> 30),
  * where OpenBLAS 0.3.21 neither vectorises for AVX-512 nor parallelises well.
- * Otherwise OpenBLAS runs on a fixed grid of blocks (fixed by the shape, not the thread count),
- * each on one thread, so results still do not depend on the thread count.
+ * With AVX2, libnerve's 8-lane kernels run on a fixed grid of blocks, each element again one
+ * chain (or, B given transposed past 64 steps, 8 lanes of partial sums added in a fixed order),
+ * so a batch split between calls gives the same bits too. Otherwise (the baseline instruction
+ * set) OpenBLAS runs on that grid, each block on one thread: the bits do not depend on the
+ * thread count, but a row's do on its place in OpenBLAS's call.
  */
 #include "internal.h"
 
@@ -1857,9 +1860,9 @@ NERVE_TARGET_AVX512 static bool gather_tn_slice(float *G, int64_t ldg, const ner
 
 /* ---- Gathered products with AVX2 (x86 CPUs without AVX-512) ------------------------------ */
 /*
- * Without AVX-512 the stored products go through OpenBLAS, whose packing and calls cost more
- * than a convolution's few filters need: on a Zen 3 the fast recipe's first convolution spent
- * most of its time lowering windows and in small sgemm calls, one thread at a time. These
+ * Before these kernels, without AVX-512 the products went through OpenBLAS, whose packing and
+ * calls cost more than a convolution's few filters need: on a Zen 3 the fast recipe's first
+ * convolution spent most of its time lowering windows and in small sgemm calls. These
  * kernels read the windows in place as the AVX-512 ones do, 8 lanes a vector, in panels of 16
  * output columns (two vectors: with 12 accumulators, the operands and a broadcast fit the 16
  * registers). Every output element is one chain of multiply-adds, in the order of the
@@ -1868,7 +1871,7 @@ NERVE_TARGET_AVX512 static bool gather_tn_slice(float *G, int64_t ldg, const ner
  */
 #if NERVE_X86
 
-/* Output columns a panel covers, and the most rows of D a tn chunk copies (16 KB). */
+/* Output columns a panel covers, and the floats of D a tn chunk copies at most (16 KB). */
 enum { AVX2_PANEL = 16, AVX2_CHUNK_FLOATS = 4096 };
 /* Rows of C (nn) or G (tn) a tile holds in registers, for panels of two vectors and of one. */
 enum { AVX2_NN_R2 = 6, AVX2_NN_R1 = 12, AVX2_TN_KT2 = 6, AVX2_TN_KT1 = 12 };

@@ -472,8 +472,7 @@ typedef struct {
   const int32_t *off;
 } nerve__gather;
 /* C[M,N] = bias + A . B[K,N] with A gathered, on the calling thread: the chains
- * nerve__gemm_nn computes on the stored matrix (with AVX2, whose stored products are OpenBLAS's,
- * chains of its own). false (nothing done) where no such kernel exists (neither AVX-512 nor
+ * nerve__gemm_nn computes on the stored matrix (AVX2's: its own 8-lane chains). false (nothing done) where no such kernel exists (neither AVX-512 nor
  * AVX2, K over 2048). */
 NERVE_HIDDEN bool nerve__gemm_nn_gather_here(const nerve_context *ctx, float *C, int64_t ldc,
                                              const nerve__gather *a, int64_t M, const float *B,
@@ -504,8 +503,9 @@ NERVE_HIDDEN bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G,
                                              int64_t N, int64_t k0, int64_t k1, float alpha,
                                              float *bias, bool *biased);
 
-/* Whether nerve__gemm_tn_gather_here takes D's N columns for `width` rows of G at all (AVX2's
- * kernels: up to 256 columns), and whether nerve__gemm_nn_gather_here runs (K up to 2048). */
+/* Whether nerve__gemm_tn_gather_here runs at all for D's N columns and `width` rows of G (AVX2:
+ * N up to 256; both: width up to 2048, which AVX-512's answer does not check), and whether
+ * nerve__gemm_nn_gather_here runs (K up to 2048). */
 NERVE_HIDDEN bool nerve__gemm_tn_gathers(const nerve_context *ctx, int64_t N, int64_t width);
 NERVE_HIDDEN bool nerve__gemm_nn_gathers(const nerve_context *ctx);
 
@@ -539,7 +539,8 @@ typedef struct {
 } nerve__nt_packed;
 
 /* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. Runs on this
- * thread: Nerve's dot-product tiles (with AVX-512), else one OpenBLAS call. Dots up to one
+ * thread: Nerve's dot-product tiles (with AVX-512; with AVX2 its 8-lane dots, or chains for up
+ * to 64 steps), else one OpenBLAS call. Dots up to one
  * vector's lanes long (NT_SHORT_MAX) take 16 columns a vector (gemm.c's short_dots); longer
  * ones take A's rows in the lanes from ap, A packed by nerve__gemm_nt_pack (gemm.c's nn_lanes),
  * or read A where ap->P is NULL (ap itself may be NULL). Below

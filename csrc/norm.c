@@ -439,31 +439,24 @@ NERVE_INLINE void norm_dx_rows(const norm_job *j, float *dx, int64_t r0, int64_t
                                bool buffered) {
   const int64_t C = j->C;
   const float rows = (float)j->R;
-  /* restrict: din apart from every input, so the channels' loop is vectorised (it was scalar,
-   * a division an element: Lab E's batch norm backward 8 ms a step on a Zen 3's AVX2). */
-  const float *restrict sum_dy = j->sums, *restrict sum_dyx = j->sums + C, *restrict factor = j->sums + 2 * C;
-  const float *restrict mean = j->mean, *restrict invstd = j->invstd;
+  /* factor: gamma * invstd / R, made once a channel (no division an element). */
+  const float *sum_dy = j->sums, *sum_dyx = j->sums + C, *factor = j->sums + 2 * C;
+  const float *mean = j->mean, *invstd = j->invstd;
   pixel at = pooled ? pixel_of(j->pool, r0) : (pixel){0, 0, 0};
   for (int64_t r = r0; r < r1; r++, dx += C) {
-    const float *restrict x = j->x + r * C;
+    const float *x = j->x + r * C;
     nerve__prefetch(x + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
     if (!pooled) nerve__prefetch(j->dy + (r + NORM_AHEAD) * C, C * (int64_t)sizeof(float), false);
     if (!buffered) nerve__prefetch(dx + NORM_AHEAD * C, C * (int64_t)sizeof(float), true);
-    const float *restrict dy = pooled ? NULL : j->dy + r * C; /* pooled: dout is the pool's, smaller */
+    const float *dy = pooled ? NULL : j->dy + r * C; /* pooled: dout is the pool's, smaller */
     const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
     if (pooled) prefetch_source(src, C);
-    const float *restrict g_of = src.g;
-    const int32_t *restrict won = src.am;
-    const int32_t pos = src.pos;
-    float *restrict out = dx;
     for (int64_t c = 0; c < C; c++) {
-      /* g_of is a window's gradient even where no window covers the pixel (pos -1): read
-       * unconditionally, the load needs no mask and the loop vectorises. */
-      const float g = pooled ? nerve__maxpool_grad_value(won[c], pos, g_of[c]) : dy[c];
+      const float g = pooled ? nerve__maxpool_grad_value(src.am[c], src.pos, src.g[c]) : dy[c];
       float xhat = (x[c] - mean[c]) * invstd[c];
       float d = factor[c] * (rows * g - sum_dy[c] - xhat * sum_dyx[c]);
       /* With relu, on through the ReLU whose output is x, as nerve_activation_backward's. */
-      out[c] = relu ? nerve__relu_grad(d, x[c]) : d;
+      dx[c] = relu ? nerve__relu_grad(d, x[c]) : d;
     }
     if (pooled) next_pixel(j->pool, &at);
   }
@@ -557,9 +550,6 @@ NERVE_TARGET_AVX2 static void norm_dx_avx2_rows(void *data, int64_t r0, int64_t 
 }
 #endif
 
-/* The input gradient's rows for ctx's instruction set (AVX-512's streamed where they may be). */
-static nerve__range_fn norm_dx_for(const nerve_context *ctx);
-
 #if NERVE_X86
 /*
  * norm_dx for AVX-512 with din written by streaming stores: a few rows made in a buffer by the
@@ -590,6 +580,22 @@ NERVE_TARGET_AVX512 static void norm_dx_streamed_avx512(void *data, int64_t r0, 
 /* Rows of din a thread is worth starting for. */
 static int64_t norm_dx_grain(int64_t C) { return (1 << 15) / C + 1; }
 
+/* The sums of dy and dy * xhat for ctx's instruction set. */
+static nerve__range_fn grad_sums_for(const nerve_context *ctx) {
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX2) return grad_sums_avx2;
+#endif
+  return NERVE_AVX512_OR(ctx, grad_sums_avx512, grad_sums);
+}
+
+/* The input gradient's rows for ctx's instruction set (AVX-512's streamed where they may be). */
+static nerve__range_fn norm_dx_for(const nerve_context *ctx) {
+#if NERVE_X86
+  if (ctx->isa == NERVE_ISA_AVX2) return norm_dx_avx2_rows;
+#endif
+  return NERVE_AVX512_OR(ctx, norm_dx_streamed_avx512, norm_dx_isa[ctx->isa]);
+}
+
 /*
  * Whether the backward's team writes din by streaming stores (norm_dx_streamed_avx512): where
  * the context lets it, and then only while the team's cores are far apart (nerve__cores_far),
@@ -600,21 +606,6 @@ static int64_t norm_dx_grain(int64_t C) { return (1 << 15) / C + 1; }
  * one die too moved the two by 0.01-0.02 ms the other way each, which is why the default
  * streams only while the cores are far.
  */
-/* The sums of dy and dy * xhat for ctx's instruction set. */
-static nerve__range_fn grad_sums_for(const nerve_context *ctx) {
-#if NERVE_X86
-  if (ctx->isa == NERVE_ISA_AVX2) return grad_sums_avx2;
-#endif
-  return NERVE_AVX512_OR(ctx, grad_sums_avx512, grad_sums);
-}
-
-static nerve__range_fn norm_dx_for(const nerve_context *ctx) {
-#if NERVE_X86
-  if (ctx->isa == NERVE_ISA_AVX2) return norm_dx_avx2_rows;
-#endif
-  return NERVE_AVX512_OR(ctx, norm_dx_streamed_avx512, norm_dx_isa[ctx->isa]);
-}
-
 static bool streams_din(nerve_context *ctx, const float *din, int64_t R, int64_t C) {
   if (!din || ctx->isa != NERVE_ISA_AVX512 || C > NORM_STREAM_FLOATS) return false;
   const int threads = nerve__threads_for(ctx, R, norm_dx_grain(C));

@@ -9,8 +9,7 @@ import CNerve
 public enum InstructionSet: Int, Sendable, CaseIterable, CustomStringConvertible {
   /// x86-64 baseline element-wise code; matrix products through OpenBLAS.
   case baseline = 1
-  /// AVX2 + FMA element-wise code; convolutions' products Nerve's own, other products
-  /// through OpenBLAS.
+  /// AVX2 + FMA element-wise code and Nerve's own 8-lane matrix products.
   case avx2 = 2
   /// AVX-512 element-wise code and Nerve's own AVX-512 matrix products.
   case avx512 = 3
