@@ -366,15 +366,8 @@ static nerve__gather windows_from(const conv_geom *g, const float *in, int64_t f
                          .col_stride = g->SW * g->C, .off = off};
 }
 
-/* A lowered block (rows ld floats apart) as the gathered products read it, through `identity`
- * (off[k] = k): AVX2's products read no other form, and with it every convolution's rows are
- * theirs, lowered or not. */
-static nerve__gather lowered_rows(const float *col, int64_t ld, int32_t *identity, int64_t cols) {
-  for (int64_t k = 0; k < cols; k++) identity[k] = (int32_t)k;
-  return (nerve__gather){.in = col, .first_row = 0, .pix = 1, .OW = 1, .image_stride = ld, .off = identity};
-}
-
-/* Whether a lowered block goes to the gathered products (AVX2, columns within their chunk). */
+/* Whether a row's output does not depend on its block with AVX2: its stored and gathered
+ * products are libnerve's own chains, columns within the gathered kernels' chunk. */
 static bool lowered_gathers(const nerve_context *ctx, const conv_geom *g) {
   return ctx->isa == NERVE_ISA_AVX2 && cols_of(g) <= GATHER_MAX_COLS;
 }
@@ -485,7 +478,7 @@ static void forward_member(void *data, int t, int nt) {
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = j->per;
   float *col = j->col + t * forward_part_floats(g, j->out != NULL);
   const nerve__range_fn lower = NERVE_AVX512_OR(j->ctx, im2col_avx512, im2col_plain);
-  int32_t off[GATHER_MAX_COLS], identity[GATHER_MAX_COLS];
+  int32_t off[GATHER_MAX_COLS];
   /* Windows inside the image are read where they are; padded ones in a copy of each block's
    * images with their borders (only where the products can read in place: AVX-512, AVX2). */
   const bool pad = pads_then_gathers(g) && nerve__gemm_nn_gathers(j->ctx);
@@ -508,10 +501,7 @@ static void forward_member(void *data, int t, int nt) {
       if (!(in_place && nerve__gemm_nn_gather_here(j->ctx, y, g->K, &ga, rows, j->weight, g->K, j->bias, g->K, cols))) {
         im2col_job ij = {.g = g, .col = col, .in = images_in};
         lower(&ij, 0, rows);
-        const nerve__gather lowered = lowered_gathers(j->ctx, g) ? lowered_rows(col, cols, identity, cols)
-                                                                   : (nerve__gather){0};
-        if (!(lowered.in && nerve__gemm_nn_gather_here(j->ctx, y, g->K, &lowered, rows, j->weight, g->K, j->bias, g->K, cols)))
-          nerve__gemm_nn_here(j->ctx, y, g->K, col, cols, j->weight, g->K, j->bias, rows, g->K, cols);
+        nerve__gemm_nn_here(j->ctx, y, g->K, col, cols, j->weight, g->K, j->bias, rows, g->K, cols);
       }
     }
     /* Through the ReLU, and pooled, while the block's output is in this thread's cache. */
@@ -683,7 +673,7 @@ static void weight_grad_member(void *data, int t, int nt) {
     memset(G + k * j->ldp + K, 0, (size_t)(j->ldp - K) * sizeof(float));
   }
   const nerve__range_fn lower = NERVE_AVX512_OR(j->ctx, im2col_avx512, im2col_plain);
-  int32_t off[GATHER_MAX_COLS], identity[GATHER_MAX_COLS];
+  int32_t off[GATHER_MAX_COLS];
   /* Windows read in place, as in the forward: padded ones from a copy of each block's images
    * with their borders, made where this member's lowered columns would go, when it fits. */
   const conv_geom framed = padded_geom(g);
@@ -699,12 +689,7 @@ static void weight_grad_member(void *data, int t, int nt) {
     if (!(gather && nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &ga, rows, dblock, K, NULL, K, k0, k1, 1.0f, bias, &biased))) {
       im2col_job ij = {.g = g, .col = slice, .in = j->in + n0 * g->H * g->W * g->C, .k0 = k0, .k1 = k1, .ld = width};
       lower(&ij, 0, rows);
-      const nerve__gather lowered = lowered_gathers(j->ctx, g) ? lowered_rows(slice, width, identity, width)
-                                                                 : (nerve__gather){0};
-      /* AVX2 never falls through: team_grad (backward) holds its gathered product's limits. */
-      if (!(lowered.in && nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &lowered, rows, dblock, K, NULL, K, 0, width,
-                                                     1.0f, bias, &biased)))
-        nerve__gemm_tn_here(G, j->ldp, slice, width, dblock, K, rows, K, width, 1.0f);
+      nerve__gemm_tn_here(j->ctx, G, j->ldp, slice, width, dblock, K, rows, K, width, 1.0f);
     }
     if (bias && !biased) nerve__bias_accumulate_here(j->ctx, bias, dblock, rows, K, 1.0f);
   }

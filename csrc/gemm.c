@@ -3054,15 +3054,19 @@ void nerve__gemm_nn_packed_here(const nerve_context *ctx, float *C, int64_t ldc,
 #endif
 }
 
-void nerve__gemm_tn_here(float *G, int64_t ldg, const float *A, int64_t lda, const float *D,
-                         int64_t ldd, int64_t M, int64_t N, int64_t K, float alpha) {
+void nerve__gemm_tn_here(const nerve_context *ctx, float *G, int64_t ldg, const float *A, int64_t lda,
+                         const float *D, int64_t ldd, int64_t M, int64_t N, int64_t K, float alpha) {
 #if NERVE_X86
   if (M == 0 || N == 0 || K == 0) return;
+  if (ctx->isa == NERVE_ISA_AVX2) {
+    avx2_tn_stored(G, ldg, A, lda, D, ldd, M, N, K, alpha);
+    return;
+  }
   tn_job j = {.G = G, .ldg = ldg, .A = A, .lda = lda, .D = D, .ldd = ldd, .M = M, .N = N, .K = K,
               .panels = (N + NR - 1) / NR, .method = TN_RANK, .alpha = alpha};
   tn_rank_rows(&j, 0, K, 0, j.panels);
 #else
-  (void)G, (void)ldg, (void)A, (void)lda, (void)D, (void)ldd, (void)M, (void)N, (void)K, (void)alpha;
+  (void)ctx, (void)G, (void)ldg, (void)A, (void)lda, (void)D, (void)ldd, (void)M, (void)N, (void)K, (void)alpha;
 #endif
 }
 

@@ -439,12 +439,12 @@ NERVE_HIDDEN void nerve__gemm_nn_packed_here(const nerve_context *ctx, float *C,
                                              int64_t M, int64_t N, int64_t K);
 
 /*
- * G[K,N] += alpha * A[M,K]^T . D[M,N] on the calling thread by rank updates, AVX-512 only
- * (nerve__gemm_tn_visits): every element adds the rows in order, the chain nerve__gemm_tn
+ * G[K,N] += alpha * A[M,K]^T . D[M,N] on the calling thread by AVX-512's rank updates or AVX2's
+ * chains (nerve__gemm_tn_visits): every element adds the rows in order, the chain nerve__gemm_tn
  * computes, so a team may share out G's rows and call this on each slice, block after block.
  * G's rows should be whole 32-column panels apart (ldg) and 64-byte aligned.
  */
-NERVE_HIDDEN void nerve__gemm_tn_here(float *G, int64_t ldg, const float *A, int64_t lda,
+NERVE_HIDDEN void nerve__gemm_tn_here(const nerve_context *ctx, float *G, int64_t ldg, const float *A, int64_t lda,
                                       const float *D, int64_t ldd, int64_t M, int64_t N,
                                       int64_t K, float alpha);
 
