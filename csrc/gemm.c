@@ -1888,13 +1888,23 @@ NERVE_TARGET_AVX2 NERVE_INLINE __m256i avx2_lanes(int64_t n) {
 NERVE_TARGET_AVX2 NERVE_INLINE __m256 avx2_load(const float *p, int64_t n) {
   return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, avx2_lanes(n));
 }
-/* The first `n` of v's lanes to p (all 8 from n = 8 on). Masked stores are slow on AMD's cores:
- * only a partial vector takes one. */
+/* The first `n` of v's lanes to p (all 8 from n = 8 on). A partial vector goes out as plain
+ * stores of 4, 2 and 1 lanes: masked stores are slow on AMD's cores (microcoded on Zen 3). */
 NERVE_TARGET_AVX2 NERVE_INLINE void avx2_store(float *p, int64_t n, __m256 v) {
-  if (n >= 8)
+  if (n >= 8) {
     _mm256_storeu_ps(p, v);
-  else
-    _mm256_maskstore_ps(p, avx2_lanes(n), v);
+    return;
+  }
+  __m128 x = _mm256_castps256_ps128(v);
+  if (n >= 4) {
+    _mm_storeu_ps(p, x);
+    x = _mm256_extractf128_ps(v, 1), p += 4, n -= 4;
+  }
+  if (n >= 2) {
+    _mm_storel_pi((__m64 *)p, x);
+    x = _mm_movehl_ps(x, x), p += 2, n -= 2;
+  }
+  if (n >= 1) _mm_store_ss(p, x);
 }
 
 /* The gathered row after the one at (n, oh, ow): one window along, or down, or the next image. */
@@ -3301,6 +3311,195 @@ NERVE_TARGET_AVX512 static void sparse_tn_blocks(const sparse_job *j, int64_t k0
 }
 #endif
 
+#if NERVE_X86
+/*
+ * The same lists with AVX2: each output row (nn) or row of G (tn, a block's column list) one
+ * chain of multiply-adds in registers, over a panel of up to four vectors (32 columns, as
+ * AVX-512's two), in the order avx2_nn_tile and avx2_tn_tile take the reduction: from the bias
+ * (or 0) or G's value, then the entries in increasing column (nn) or row (tn) order. The terms
+ * of zero inputs are left out (which changes nothing unless B or D holds an infinity or NaN, or
+ * a sum so far is -0), so these are the bits of AVX2's stored products on the rows. Two lists
+ * advance together, as slots_run's do: one list's four chains wait on the FMA latency, two
+ * lists' eight fill both FMA pipes.
+ */
+enum { AVX2_LIST_PANEL = 32, AVX2_LIST_SLOTS = 2 };
+
+/* Lists [i0, i1), list i's chain to out + i * ldo (the last vector's `tail` lanes there):
+ *   out[i] = start + sum over e in [lo[i], hi[i]) of value(e) * op[k(e)]   (in order)
+ * where start is out[i] (from_out) or the bias (or 0), and op's rows hold 8 V floats each
+ * (zeros past the panel's columns). k and value as `form` says (LIST_ENTRIES, LIST_ROW_WORDS,
+ * LIST_BLOCK_WORDS). An idle slot steps over the padding after the entries (idle_at) into an
+ * accumulator that is never stored. With from_out, an empty list leaves its row as it is. */
+NERVE_TARGET_AVX2 NERVE_INLINE void avx2_slots_run(const int V, const list_form form, const void *index,
+                                                   const float *values, const int64_t *lo, const int64_t *hi,
+                                                   int64_t idle_at, int64_t i0, int64_t i1, float *out,
+                                                   int64_t ldo, int64_t tail, bool from_out,
+                                                   const float *bias, const float *op, int64_t ldop) {
+  enum { S = AVX2_LIST_SLOTS };
+  __m256 c[S][4];
+  int64_t at[S], left[S], row[S]; /* row: of out, -1 for an idle slot */
+  int64_t next = i0;
+#  pragma GCC unroll 2
+  for (int s = 0; s < S; s++) left[s] = 0, row[s] = -1, at[s] = idle_at;
+  for (;;) {
+    int busy = 0;
+#  pragma GCC unroll 2
+    for (int s = 0; s < S; s++) {
+      while (left[s] == 0) {
+        if (row[s] >= 0)
+#  pragma GCC unroll 4
+          for (int v = 0; v < V; v++) avx2_store(out + row[s] * ldo + 8 * v, v == V - 1 ? tail : 8, c[s][v]);
+        while (from_out && next < i1 && hi[next] == lo[next]) next++;
+        if (next == i1) {
+          row[s] = -1, at[s] = idle_at, left[s] = NERVE_SPARSE_PAD;
+#  pragma GCC unroll 4
+          for (int v = 0; v < V; v++) c[s][v] = _mm256_setzero_ps();
+          break;
+        }
+        const int64_t i = next++;
+        row[s] = i, at[s] = lo[i], left[s] = hi[i] - lo[i];
+#  pragma GCC unroll 4
+        for (int v = 0; v < V; v++) {
+          const int64_t n = v == V - 1 ? tail : 8;
+          c[s][v] = from_out ? avx2_load(out + i * ldo + 8 * v, n)
+                    : bias   ? avx2_load(bias + 8 * v, n) : _mm256_setzero_ps();
+        }
+      }
+      busy += row[s] >= 0;
+    }
+    if (busy == 0) return;
+    const int64_t run = left[0] < left[1] ? left[0] : left[1];
+    for (int64_t t = 0; t < run; t++) {
+#  pragma GCC unroll 2
+      for (int s = 0; s < S; s++) {
+        const int64_t e = at[s] + t;
+        int64_t k;
+        float x;
+        if (form == LIST_ENTRIES) {
+          k = ((const int32_t *)index)[e], x = values[e];
+        } else if (form == LIST_ROW_WORDS) {
+          const uint32_t word = ((const uint32_t *)index)[e];
+          k = word & 0xFFFF, x = values[word >> 16];
+        } else {
+          const uint32_t word = ((const uint16_t *)index)[e];
+          k = word & 0xFF, x = values[word >> 8];
+        }
+        const float *b = op + k * ldop;
+        const __m256 a = _mm256_set1_ps(x);
+#  pragma GCC unroll 4
+        for (int v = 0; v < V; v++) c[s][v] = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 8 * v), c[s][v]);
+      }
+    }
+#  pragma GCC unroll 2
+    for (int s = 0; s < S; s++) at[s] += run, left[s] -= run;
+  }
+}
+
+/* avx2_slots_run for a V (1 to 4) and form known at run time. */
+NERVE_TARGET_AVX2 static void avx2_slots_any(int V, list_form form, const void *index, const float *values,
+                                             const int64_t *lo, const int64_t *hi, int64_t idle_at,
+                                             int64_t i0, int64_t i1, float *out, int64_t ldo, int64_t tail,
+                                             bool from_out, const float *bias, const float *op,
+                                             int64_t ldop) {
+#  define AVX2_SLOTS(VV, FORM)                                                                   \
+    avx2_slots_run(VV, FORM, index, values, lo, hi, idle_at, i0, i1, out, ldo, tail, from_out, bias, op, ldop)
+#  define AVX2_SLOTS_FORM(FORM)                                                                  \
+    switch (V) {                                                                                 \
+      case 1: AVX2_SLOTS(1, FORM); break;                                                        \
+      case 2: AVX2_SLOTS(2, FORM); break;                                                        \
+      case 3: AVX2_SLOTS(3, FORM); break;                                                        \
+      default: AVX2_SLOTS(4, FORM); break;                                                       \
+    }
+  if (form == LIST_ENTRIES) AVX2_SLOTS_FORM(LIST_ENTRIES)
+  else if (form == LIST_ROW_WORDS) AVX2_SLOTS_FORM(LIST_ROW_WORDS)
+  else AVX2_SLOTS_FORM(LIST_BLOCK_WORDS)
+#  undef AVX2_SLOTS_FORM
+#  undef AVX2_SLOTS
+}
+
+/* A panel's vectors and its last vector's lanes, for nr columns (1 to 32). */
+static inline int avx2_list_vectors(int64_t nr) { return (int)((nr + 7) / 8); }
+static inline int64_t avx2_list_tail(int64_t nr) { return nr - 8 * (avx2_list_vectors(nr) - 1); }
+
+/* B [K,N] (row stride ldb) into P, rows ldp floats apart (N up to whole panels), zeros past N. */
+NERVE_TARGET_AVX2 static void avx2_pad_rows(float *P, int64_t ldp, const float *B, int64_t ldb, int64_t K,
+                                            int64_t N) {
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t c = 0; c < ldp; c += 8)
+      _mm256_storeu_ps(P + k * ldp + c, c < N ? avx2_load(B + k * ldb + c, N - c) : _mm256_setzero_ps());
+}
+
+/* Tiles [t0, t1) of C's rows, each panel of B (padded: rows ldb floats, zeros past N) in turn. */
+NERVE_TARGET_AVX2 static void avx2_sparse_nn_tiles(const sparse_job *j, int64_t t0, int64_t t1) {
+  const nerve_sparse *a = j->a;
+  const int64_t *starts = a->starts + j->first;
+  const bool packed = a->row_words != NULL;
+  for (int64_t t = t0; t < t1; t++) {
+    const int64_t m0 = t * j->tile_rows, m1 = m0 + j->tile_rows < j->M ? m0 + j->tile_rows : j->M;
+    for (int64_t col = 0; col < j->N; col += AVX2_LIST_PANEL) {
+      const int64_t nr = j->N - col < AVX2_LIST_PANEL ? j->N - col : AVX2_LIST_PANEL;
+      avx2_slots_any(avx2_list_vectors(nr), packed ? LIST_ROW_WORDS : LIST_ENTRIES,
+                     packed ? (const void *)a->row_words : (const void *)a->columns,
+                     packed ? a->palette : a->values, starts, starts + 1, a->nonzeros, m0, m1, j->C + col,
+                     j->ldc, avx2_list_tail(nr), false, j->bias ? j->bias + col : NULL, j->B + col, j->ldb);
+    }
+    nerve__activation_rows(j->then, j->C, j->ldc, j->N, m0, m1);
+  }
+}
+
+/* Rows [k0, k1) of G: rows [m0, m1) of A in order, each entry in those columns rewriting its
+ * row of G (fma(x, alpha d, g), as avx2_tn_tile's chains on alpha times D). */
+NERVE_TARGET_AVX2 static void avx2_sparse_tn_rows(const sparse_job *j, int64_t k0, int64_t k1, int64_t m0,
+                                                  int64_t m1) {
+  const int64_t *starts = j->a->starts + j->first;
+  const int32_t *cols = j->a->columns;
+  const __m256 scale = _mm256_set1_ps(j->alpha);
+  for (int64_t m = m0; m < m1; m++) {
+    int64_t lo = starts[m], hi = starts[m + 1];
+    while (lo < hi && cols[lo] < k0) lo++;
+    while (hi > lo && cols[hi - 1] >= k1) hi--;
+    for (int64_t col = 0; col < j->N && lo < hi; col += 8) {
+      const int64_t n = j->N - col;
+      const __m256 d = _mm256_mul_ps(scale, avx2_load(j->D + m * j->ldd + col, n));
+      for (int64_t e = lo; e < hi; e++) {
+        float *g = j->G + cols[e] * j->ldg + col;
+        avx2_store(g, n, _mm256_fmadd_ps(_mm256_set1_ps(j->a->values[e]), d, avx2_load(g, n)));
+      }
+    }
+  }
+}
+
+/* sparse_tn_blocks with AVX2: a whole block's column lists over its rows of D (a panel at a
+ * time, copied to whole vectors), rows outside whole blocks row by row first and last. */
+NERVE_TARGET_AVX2 static void avx2_sparse_tn_blocks(const sparse_job *j, int64_t k0, int64_t k1) {
+  const nerve_sparse *a = j->a;
+  const int64_t size = NERVE_SPARSE_BLOCK, width = a->cols + 1;
+  const int64_t r0 = j->first, r1 = j->first + j->M;
+  const int64_t b0 = (r0 + size - 1) / size;
+  const int64_t b1 = r1 == a->rows ? (a->rows + size - 1) / size : r1 / size;
+  if (b1 <= b0) {
+    avx2_sparse_tn_rows(j, k0, k1, 0, j->M);
+    return;
+  }
+  const int64_t w0 = b0 * size, w1 = b1 * size < a->rows ? b1 * size : a->rows;
+  _Alignas(32) float rows[NERVE_SPARSE_BLOCK][AVX2_LIST_PANEL]; /* 32 KB of stack */
+  avx2_sparse_tn_rows(j, k0, k1, 0, w0 - r0);
+  for (int64_t b = b0; b < b1; b++) {
+    const int64_t *at = a->block_starts + b * width;
+    const int64_t n = (b + 1) * size < a->rows ? size : a->rows - b * size;
+    const float *D = j->D + (b * size - r0) * j->ldd;
+    for (int64_t col = 0; col < j->N; col += AVX2_LIST_PANEL) {
+      const int64_t nr = j->N - col < AVX2_LIST_PANEL ? j->N - col : AVX2_LIST_PANEL;
+      avx2_pad_rows(rows[0], AVX2_LIST_PANEL, D + col, j->ldd, n, nr);
+      avx2_slots_any(avx2_list_vectors(nr), LIST_BLOCK_WORDS, a->block_words, a->palette, at, at + 1,
+                     a->nonzeros, k0, k1, j->G + col, j->ldg, avx2_list_tail(nr), true, NULL, rows[0],
+                     AVX2_LIST_PANEL);
+    }
+  }
+  avx2_sparse_tn_rows(j, k0, k1, w1 - r0, j->M);
+}
+#endif
+
 /* Elsewhere: the same sums, one element at a time. */
 static void sparse_nn_rows_base(void *data, int64_t m0, int64_t m1) {
   const sparse_job *j = data;
@@ -3330,15 +3529,28 @@ static void sparse_tn_rows_base(void *data, int64_t k0, int64_t k1) {
 }
 
 #if NERVE_X86
-/* Threads' shares (AVX-512 only: elsewhere the base kernels above run). Member t of a team
- * sharing the tiles takes a contiguous share of them (the activation after the product splits
- * its rows so, and reads what this core wrote), over its own padded copy of B where the job has
- * copies. */
+/* Whether the listed products run libnerve's own vector kernels (AVX-512's or AVX2's):
+ * elsewhere the base kernels above run. */
+static bool sparse_own(const nerve_context *ctx) {
+  return ctx->isa == NERVE_ISA_AVX512 || ctx->isa == NERVE_ISA_AVX2;
+}
+
+/* Threads' shares. Member t of a team sharing the tiles takes a contiguous share of them (the
+ * activation after the product splits its rows so, and reads what this core wrote), over its
+ * own padded copy of B where the job has copies (AVX2's kernels always read one). */
 static void sparse_nn_member(void *data, int t, int nt) {
   const sparse_job *shared = data;
   sparse_job j = *shared;
   const int64_t t0 = j.tiles * t / nt, t1 = j.tiles * (t + 1) / nt;
   if (t0 >= t1) return;
+  if (j.ctx->isa == NERVE_ISA_AVX2) {
+    const int64_t ldp = (j.N + AVX2_LIST_PANEL - 1) / AVX2_LIST_PANEL * AVX2_LIST_PANEL;
+    float *P = j.copies + (int64_t)t * j.copy_floats;
+    avx2_pad_rows(P, ldp, j.B, j.ldb, j.a->cols, j.N);
+    j.B = P, j.ldb = ldp;
+    avx2_sparse_nn_tiles(&j, t0, t1);
+    return;
+  }
   if (j.copies) {
     const int64_t ldp = (j.N + NR - 1) / NR * NR;
     copy_job cj = {.P = j.copies + (int64_t)t * j.copy_floats, .ldp = ldp, .G = j.B, .ldg = j.ldb, .N = j.N};
@@ -3355,6 +3567,11 @@ static void sparse_nn_member(void *data, int t, int nt) {
  * copy where there is one, copied in before and back after by this member alone (as
  * tn_rank_part). */
 static void sparse_tn_part(const sparse_job *j, int64_t k0, int64_t k1, bool by_blocks) {
+  if (j->ctx->isa == NERVE_ISA_AVX2) { /* G in place: its rows' last vectors stored in parts */
+    if (by_blocks) avx2_sparse_tn_blocks(j, k0, k1);
+    else avx2_sparse_tn_rows(j, k0, k1, 0, j->M);
+    return;
+  }
   if (j->copy) copy_in(j->copy, k0, k1);
   if (by_blocks) sparse_tn_blocks(j, k0, k1);
   else sparse_tn_rows(j, k0, k1, 0, j->M);
@@ -3401,10 +3618,15 @@ nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t ldc, const n
                               int64_t M, int64_t N, const nerve__activation_step *then,
                               const char *func) {
   if (M == 0 || N == 0) return NERVE_OK;
-  sparse_job j = {.C = C, .ldc = ldc, .a = a, .first = first, .B = B, .ldb = ldb, .bias = bias,
-                  .M = M, .N = N, .then = then};
+  sparse_job j = {.ctx = ctx, .C = C, .ldc = ldc, .a = a, .first = first, .B = B, .ldb = ldb,
+                  .bias = bias, .M = M, .N = N, .then = then};
   /* (Without entries there is nothing for the slots to step over: the start is all of C.) */
-  if (!(ctx->isa == NERVE_ISA_AVX512 && NERVE_X86) || a->nonzeros == 0) {
+#if NERVE_X86
+  const bool own = sparse_own(ctx) && a->nonzeros > 0;
+#else
+  const bool own = false;
+#endif
+  if (!own) {
     nerve__parallel_for(ctx, M, sparse_grain(a, first, M, N, M), sparse_nn_rows_base, &j);
     return NERVE_OK;
   }
@@ -3412,6 +3634,16 @@ nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t ldc, const n
   j.tile_rows = sparse_tile_rows(ctx, M);
   j.tiles = (M + j.tile_rows - 1) / j.tile_rows;
   const int threads = nerve__threads_for(ctx, j.tiles, sparse_grain(a, first, M, N, j.tiles));
+  if (ctx->isa == NERVE_ISA_AVX2) { /* each member's copy of B, padded to whole panels */
+    const int64_t ldp = (N + AVX2_LIST_PANEL - 1) / AVX2_LIST_PANEL * AVX2_LIST_PANEL;
+    const size_t floats = (size_t)a->cols * (size_t)ldp;
+    nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, floats * sizeof(float) * (size_t)threads, func);
+    if (s != NERVE_OK) return s;
+    j.copies = ctx->scratch[NERVE_SCRATCH_GEMM];
+    j.copy_floats = (int64_t)floats;
+    nerve__parallel_team(threads, sparse_nn_member, &j);
+    return NERVE_OK;
+  }
   /* B padded to whole panels where nn would pad it (nn_pad_bytes): a copy for each member, made
    * and read by it alone. One copy made by both had each read half of it from the other core's
    * cache, and rewrite lines the other had read, every call: Lab A's epoch at 2 threads
@@ -3439,7 +3671,12 @@ static nerve_status sparse_tn_gradient(nerve_context *ctx, sparse_job *j, float 
   const int64_t K = a->cols, M = j->M, N = j->N;
   if (K == 0 || a->nonzeros == 0) return NERVE_OK;
   const int64_t grain = sparse_grain(a, j->first, M, N, K);
-  if (!(ctx->isa == NERVE_ISA_AVX512 && NERVE_X86)) {
+#if NERVE_X86
+  const bool own = sparse_own(ctx);
+#else
+  const bool own = false;
+#endif
+  if (!own) {
     nerve__parallel_for(ctx, K, grain, sparse_tn_rows_base, j);
     return NERVE_OK;
   }

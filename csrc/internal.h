@@ -619,7 +619,7 @@ enum { NERVE_SPARSE_PALETTE = 256 };
 /*
  * Row r's entries are columns[starts[r] .. starts[r + 1]) (increasing) and the values beside
  * them. Made only by nerve_sparse_create, so every column is in [0, cols).
- * Packed (AVX-512, at most 65,536 columns and NERVE_SPARSE_PALETTE distinct values, as images'
+ * Packed (AVX-512 or AVX2, at most 65,536 columns and NERVE_SPARSE_PALETTE distinct values, as images'
  * pixels have): the same entries again as one word each, row_words[e] = column | index << 16
  * with the value palette[index], and column by column within each block of NERVE_SPARSE_BLOCK
  * rows, for the weight gradient (a row of it summed in registers instead of rewritten per
@@ -641,7 +641,7 @@ struct nerve_sparse {
 };
 
 /* C[M,N] = bias + A . B[K,N] with A = rows [first, first + M) of a: the chains
- * nerve__gemm_nn computes on the stored rows (AVX-512), without the terms of zero inputs; then
+ * nerve__gemm_nn computes on the stored rows (AVX-512, AVX2), without the terms of zero inputs; then
  * `then` on C (NULL: nothing), as nerve__gemm_nn_then applies it. Reserves the GEMM scratch it
  * takes (B padded to whole panels) before writing C. */
 NERVE_HIDDEN nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t ldc,

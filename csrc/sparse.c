@@ -127,7 +127,7 @@ void nerve_sparse_destroy(nerve_sparse *sparse) {
   free(sparse);
 }
 
-/* ---- Packing (AVX-512's lists; see struct nerve_sparse) ---------------------------------- */
+/* ---- Packing (the vector kernels' lists; see struct nerve_sparse) ---------------------------------- */
 
 /* The palette's lookup: the distinct values' bits, open-addressed. */
 enum { PALETTE_SLOTS = 4 * NERVE_SPARSE_PALETTE };
@@ -303,10 +303,11 @@ static bool list_blocks(nerve_context *ctx, nerve_sparse *m) {
   return true;
 }
 
-/* Packs m where the kernels that read the words run (AVX-512) and its columns and values fit
- * them. Not packing is no error: the products then read columns and values. */
+/* Packs m where the kernels that read the words run (AVX-512's and AVX2's) and its columns and
+ * values fit them. Not packing is no error: the products then read columns and values. */
 static void pack(nerve_context *ctx, nerve_sparse *m) {
-  if (ctx->isa != NERVE_ISA_AVX512 || m->nonzeros == 0 || m->cols > 65536) return;
+  const bool words_read = ctx->isa == NERVE_ISA_AVX512 || ctx->isa == NERVE_ISA_AVX2;
+  if (!words_read || m->nonzeros == 0 || m->cols > 65536) return;
   m->row_words = nerve_alloc((size_t)(m->nonzeros + NERVE_SPARSE_PAD) * sizeof(uint32_t));
   if (m->row_words) {
     memset(m->row_words + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(uint32_t));

@@ -323,8 +323,8 @@ NERVE_API nerve_status nerve_sparse_shape(const nerve_sparse *sparse, int64_t *r
 
 /**
  * nerve_dense_forward with in[N,I] = rows [first, first + N) of `in` (which has I columns):
- * the same bits as nerve_dense_forward on those rows stored densely, with libnerve's AVX-512
- * kernels and finite weights (elsewhere the same values up to rounding; a NaN or infinite weight
+ * the same bits as nerve_dense_forward on those rows stored densely, with libnerve's AVX-512 or
+ * AVX2 kernels and finite weights (elsewhere the same values up to rounding; a NaN or infinite weight
  * meets no zero input here, so it spreads only through the inputs that are not zero).
  */
 NERVE_API nerve_status nerve_dense_forward_sparse(nerve_context *ctx, float *out,

@@ -110,7 +110,7 @@ final class TrainingWorkspace {
   /// Whether the first layer reads the training set listed as non-zero entries: a dense layer
   /// from many inputs to one panel of outputs (at most 32) whose gradient is stored (not
   /// stepped inside backward), in a run whose batches are slices of the set as stored, in one
-  /// process, on the AVX-512 kernels (where the products over the list give the dense
+  /// process, on the AVX-512 or AVX2 kernels (where the products over the list give the dense
   /// products' bits). For sparse inputs such as images, listing them once saves finding each
   /// row's non-zero inputs again, among floats read from memory, in every product of every
   /// epoch. Not for shuffled batches: rows just gathered are in cache, and finding their
@@ -119,7 +119,7 @@ final class TrainingWorkspace {
   /// one list among 8 rows across all panels (784 -> 300 at batch 100: 0.30-0.37 s against
   /// 0.36-0.39 s).
   private static func listsInputs(model: Sequential, keepsOrder: Bool, spread: Bool, fused: [Bool]) -> Bool {
-    guard keepsOrder, !spread, model.context.instructionSet == .avx512,
+    guard keepsOrder, !spread, model.context.instructionSet != .baseline,
       let first = model.layers.first as? Dense
     else { return false }
     return !fused[0] && first.inputs >= 128 && first.units <= 32
