@@ -26,8 +26,9 @@
 /* ---- OpenBLAS on a fixed block grid ----------------------------------------------------- */
 
 enum { BLAS_MB = 64, BLAS_NB = 256, BLAS_KB = 64 };
-/* Rows of a block where AVX2's kernels copy a short B given transposed (avx2_nn_transposed):
- * the copy once for 256 rows, not 64 (a block's rows do not change any element's chain). */
+/* Rows of a block where AVX2's kernels copy B, packed (avx2_nn_run) or a short B given
+ * transposed (avx2_nn_transposed): the copy once for 256 rows, not 64 (a block's rows do not
+ * change any element's chain). */
 enum { AVX2_COPY_MB = 256 };
 
 /* Columns of a block where AVX2's kernels run it: their bits do not depend on the grid, and
@@ -36,9 +37,12 @@ enum { AVX2_COPY_MB = 256 };
  * threads than on one). */
 enum { AVX2_NB = 64 };
 
-/* Rows of A a block of the grid takes. */
+/* Rows of A a block of the grid takes. AVX2's kernels pack B's panels again for every block
+ * (avx2_nn_run), so tall products take blocks of AVX2_COPY_MB rows: with 64, the 2048^3
+ * product spent a fifth of its time reading B's rows for the packing, 8 KB apart (133 -> 156
+ * GFLOP/s at 2 threads on a Zen 3, `bench/dense_products.c`, alternated). */
 static int64_t blas_block_rows(bool own, bool bt, int64_t M, int64_t K) {
-  return own && bt && K <= 64 && M >= 2 * AVX2_COPY_MB ? AVX2_COPY_MB : BLAS_MB;
+  return own && (!bt || K <= 64) && M >= 2 * AVX2_COPY_MB ? AVX2_COPY_MB : BLAS_MB;
 }
 /* Columns of C (or G) a block of the grid takes. */
 static int64_t blas_block_cols(bool own) { return own ? AVX2_NB : BLAS_NB; }
@@ -1935,12 +1939,13 @@ NERVE_INLINE void avx2_window_next(const nerve__gather *ga, avx2_window *w) {
  * nn: an R x (8 V) tile of C (rows base[0..R), columns from col, the last vector's `tail` lanes
  * there) = init + A . B over K steps, where row r's step k reads base[r][off[k]] (gathered)
  * or base[r][k] (stored, off NULL) and B is a packed block [K, ldb], 32-byte aligned, zero past
- * the panel's columns (avx2_nn_run); init is C's value (from_c), else bias, else 0.
+ * the panel's columns (avx2_nn_run); init is C's value (from_c), else bias, else 0. With a
+ * list (stored only), the steps are the K steps ks[0..K) instead (avx2_nonzero_columns).
  */
 NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const bool stored, float *C,
                                                  int64_t ldc, const float *const *base,
-                                                 const int32_t *off, const float *B, int64_t ldb,
-                                                 const float *bias, bool from_c, int64_t K,
+                                                 const int32_t *off, const int32_t *ks, const float *B,
+                                                 int64_t ldb, const float *bias, bool from_c, int64_t K,
                                                  int64_t tail) {
   __m256 c[AVX2_NN_R1];
 #  pragma GCC unroll 12
@@ -1950,7 +1955,8 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const
       c[r * V + v] = from_c ? avx2_load(C + r * ldc + 8 * v, n)
                      : bias ? avx2_load(bias + 8 * v, n) : _mm256_setzero_ps();
     }
-  for (int64_t k = 0; k < K; k++) {
+  for (int64_t j = 0; j < K; j++) {
+    const int64_t k = stored && ks ? ks[j] : j;
     const float *b = B + k * ldb;
     const __m256 b0 = _mm256_load_ps(b);
     const __m256 b1 = V == 2 ? _mm256_load_ps(b + 8) : b0;
@@ -1970,18 +1976,19 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const
 #  define AVX2_NN_CASE(R)                                                                        \
     case R:                                                                                      \
       if (V == 2 && stored)                                                                      \
-        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, true, C, ldc, base, off, B, ldb, bias, from_c, K, tail); \
+        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, true, C, ldc, base, off, ks, B, ldb, bias, from_c, K, tail); \
       else if (V == 2)                                                                           \
-        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, false, C, ldc, base, off, B, ldb, bias, from_c, K, tail); \
+        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, false, C, ldc, base, off, ks, B, ldb, bias, from_c, K, tail); \
       else if (stored)                                                                           \
-        avx2_nn_tile(R, 1, true, C, ldc, base, off, B, ldb, bias, from_c, K, tail);             \
+        avx2_nn_tile(R, 1, true, C, ldc, base, off, ks, B, ldb, bias, from_c, K, tail);             \
       else                                                                                       \
-        avx2_nn_tile(R, 1, false, C, ldc, base, off, B, ldb, bias, from_c, K, tail);            \
+        avx2_nn_tile(R, 1, false, C, ldc, base, off, ks, B, ldb, bias, from_c, K, tail);            \
       break;
 
 NERVE_TARGET_AVX2 static void avx2_nn_tile_any(int R, int V, bool stored, float *C, int64_t ldc,
                                                const float *const *base, const int32_t *off,
-                                               const float *B, int64_t ldb, const float *bias,
+                                               const int32_t *ks, const float *B, int64_t ldb,
+                                               const float *bias,
                                                bool from_c, int64_t K, int64_t tail) {
   switch (R) {
     AVX2_NN_CASE(1) AVX2_NN_CASE(2) AVX2_NN_CASE(3) AVX2_NN_CASE(4) AVX2_NN_CASE(5)
@@ -1991,11 +1998,53 @@ NERVE_TARGET_AVX2 static void avx2_nn_tile_any(int R, int V, bool stored, float 
   }
 }
 
+/*
+ * Skipping zero inputs in AVX2's stored products: a tile's steps listed as the columns where
+ * any of its rows is not zero (NaN included, -0 as zero), as AVX-512's nonzero_columns lists
+ * them. A multiply-add of a zero adds +-0, which changes a chain only where B holds an infinity
+ * or NaN or the sum so far is -0, so the chains are otherwise those of every step.
+ * AVX2 has no compress: each 8 columns' mask picks its indices from a table, a byte each.
+ */
+#  define AVX2_BIT(m, i) ((m) >> (i) & 1)
+#  define AVX2_BITS_BELOW(m, i) ((i) == 0 ? 0 : __builtin_popcount((unsigned)(m) & ((1u << (i)) - 1u)))
+#  define AVX2_PLACE(m, i) (AVX2_BIT(m, i) ? (uint64_t)(i) << (8 * AVX2_BITS_BELOW(m, i)) : 0)
+#  define AVX2_PICK(m)                                                                           \
+    (AVX2_PLACE(m, 0) | AVX2_PLACE(m, 1) | AVX2_PLACE(m, 2) | AVX2_PLACE(m, 3) |                 \
+     AVX2_PLACE(m, 4) | AVX2_PLACE(m, 5) | AVX2_PLACE(m, 6) | AVX2_PLACE(m, 7))
+#  define AVX2_PICK4(m) AVX2_PICK(m), AVX2_PICK(m + 1), AVX2_PICK(m + 2), AVX2_PICK(m + 3)
+#  define AVX2_PICK16(m) AVX2_PICK4(m), AVX2_PICK4(m + 4), AVX2_PICK4(m + 8), AVX2_PICK4(m + 12)
+#  define AVX2_PICK64(m) AVX2_PICK16(m), AVX2_PICK16(m + 16), AVX2_PICK16(m + 32), AVX2_PICK16(m + 48)
+/* Entry m: the indices of m's set bits, lowest first, one a byte. */
+static const uint64_t avx2_picks[256] = {AVX2_PICK64(0), AVX2_PICK64(64), AVX2_PICK64(128), AVX2_PICK64(192)};
+#  undef AVX2_PICK64
+#  undef AVX2_PICK16
+#  undef AVX2_PICK4
+#  undef AVX2_PICK
+#  undef AVX2_PLACE
+#  undef AVX2_BITS_BELOW
+#  undef AVX2_BIT
+
+/* The k in [0, n) where some base[r][k] (r < R) is not zero, into ks (room for n + 8);
+ * returns how many. */
+NERVE_TARGET_AVX2 static int64_t avx2_nonzero_columns(int R, const float *const *base, int64_t n, int32_t *ks) {
+  int64_t count = 0;
+  for (int64_t k = 0; k < n; k += 8) {
+    __m256 any = _mm256_setzero_ps();
+    for (int r = 0; r < R; r++)
+      any = _mm256_or_ps(any, _mm256_cmp_ps(avx2_load(base[r] + k, n - k), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+    const unsigned m = (unsigned)_mm256_movemask_ps(any);
+    const __m256i at = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)avx2_picks[m]));
+    _mm256_storeu_si256((__m256i *)(ks + count), _mm256_add_epi32(at, _mm256_set1_epi32((int32_t)k)));
+    count += __builtin_popcount(m);
+  }
+  return count;
+}
+
 /* Reduction steps a product takes at a time: a panel's block of B, packed (16 KB), stays in
  * L1 while every row tile passes, each tile's chains stored and taken up again block after
  * block (the same bits). Whole reductions streamed B's panel from L3 for every 6 rows, one
  * row of B to a page (Lab E's 6272 -> 784 layer). */
-enum { AVX2_NN_KB = 256 };
+enum { AVX2_NN_KB = 256, AVX2_NN_LISTS = 32 };
 
 /* C[M,N] = init + A . B[K,N], A gathered (ga) or stored (A, lda; ga NULL); init: C's value
  * with from_c, else bias (may be NULL), else 0. Panels of 16 columns (8 where that covers the
@@ -2005,8 +2054,22 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
                                           const float *bias, bool from_c, int64_t M, int64_t N,
                                           int64_t K) {
   float packed[AVX2_NN_KB * AVX2_PANEL] __attribute__((aligned(32)));
+  /* Stored rows are listed where the first tile's first block has under 3/4 of its columns
+   * live (inputs such as images, or a relu's outputs); never for a sigmoid's. Each tile's list
+   * is kept while the block's panels pass (the first AVX2_NN_LISTS tiles'). */
+  int32_t ks[AVX2_NN_LISTS][AVX2_NN_KB + 8];
+  int64_t listed_at[AVX2_NN_LISTS], listed_rows[AVX2_NN_LISTS], listed_live[AVX2_NN_LISTS];
+  bool lists = false;
+  if (!ga && M > 0 && K > 0) {
+    const float *base[AVX2_NN_R2];
+    const int R = (int)(M < AVX2_NN_R2 ? M : AVX2_NN_R2);
+    for (int r = 0; r < R; r++) base[r] = A + r * lda;
+    const int64_t kb = K < AVX2_NN_KB ? K : AVX2_NN_KB;
+    lists = 4 * avx2_nonzero_columns(R, base, kb, ks[0]) < 3 * kb;
+  }
   for (int64_t k0 = 0; k0 == 0 || k0 < K; k0 += AVX2_NN_KB) {
     const int64_t kb = K - k0 < AVX2_NN_KB ? K - k0 : AVX2_NN_KB;
+    for (int t = 0; t < AVX2_NN_LISTS; t++) listed_at[t] = -1;
     for (int64_t col = 0; col < N; col += AVX2_PANEL) {
       const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
       const int V = nr > 8 ? 2 : 1, most = V == 2 ? AVX2_NN_R2 : AVX2_NN_R1;
@@ -2024,9 +2087,18 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
         } else {
           for (int r = 0; r < R; r++) base[r] = A + (m + r) * lda + k0;
         }
-        avx2_nn_tile_any(R, V, ga == NULL, C + m * ldc + col, ldc, base, ga ? ga->off + k0 : NULL, packed,
-                         AVX2_PANEL, k0 == 0 && bias ? bias + col : NULL, k0 > 0 || from_c, kb,
-                         nr - 8 * (V - 1));
+        const int64_t t = m / most, slot = t < AVX2_NN_LISTS ? t : AVX2_NN_LISTS - 1;
+        int64_t live = kb;
+        if (lists) {
+          if (t >= AVX2_NN_LISTS || listed_at[slot] != m || listed_rows[slot] != R) {
+            listed_at[slot] = t < AVX2_NN_LISTS ? m : -1, listed_rows[slot] = R;
+            listed_live[slot] = avx2_nonzero_columns(R, base, kb, ks[slot]);
+          }
+          live = listed_live[slot];
+        }
+        avx2_nn_tile_any(R, V, ga == NULL, C + m * ldc + col, ldc, base, ga ? ga->off + k0 : NULL,
+                         live < kb ? ks[slot] : NULL, packed, AVX2_PANEL, k0 == 0 && bias ? bias + col : NULL,
+                         k0 > 0 || from_c, live, nr - 8 * (V - 1));
       }
     }
   }
@@ -2036,11 +2108,13 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
  * tn: a KT x (8 V) tile of G (KT rows, the gathered columns off[0..KT), one panel's columns)
  * continues its chains over `rows` rows of d (a chunk, `ldd` apart, zero past the panel's
  * columns), reading the windows from w on. With bias, the panel's bias adds the same rows.
+ * With a list (stored rows, no bias), only the chunk's rows ms[0..rows) (avx2_nonzero_rows).
  */
 NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, const bool biased, float *G, int64_t ldg,
                                                  const nerve__gather *ga, avx2_window w,
                                                  const int32_t *off, const float *d, int64_t ldd,
-                                                 int64_t rows, int64_t tail, float *bias) {
+                                                 int64_t rows, const int32_t *ms, int64_t tail,
+                                                 float *bias) {
   __m256 g[AVX2_TN_KT1], b0 = _mm256_setzero_ps(), b1 = b0;
 #  pragma GCC unroll 12
   for (int r = 0; r < KT; r++)
@@ -2052,21 +2126,30 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, cons
   int32_t o[AVX2_TN_KT1];
 #  pragma GCC unroll 12
   for (int r = 0; r < KT; r++) o[r] = off[r];
-  for (int64_t m = 0; m < rows; m++) {
-    const __m256 d0 = _mm256_load_ps(d + m * ldd);
-    const __m256 d1 = V == 2 ? _mm256_load_ps(d + m * ldd + 8) : d0;
-    if (biased) {
-      b0 = _mm256_add_ps(b0, d0);
-      if (V == 2) b1 = _mm256_add_ps(b1, d1);
+  /* Row m of the chunk, its inputs at a: the bias and the tile's chains. */
+#  define AVX2_TN_ROW(m, a)                                                                      \
+    do {                                                                                         \
+      const __m256 d0 = _mm256_load_ps(d + (m) * ldd);                                           \
+      const __m256 d1 = V == 2 ? _mm256_load_ps(d + (m) * ldd + 8) : d0;                         \
+      if (biased) {                                                                              \
+        b0 = _mm256_add_ps(b0, d0);                                                              \
+        if (V == 2) b1 = _mm256_add_ps(b1, d1);                                                  \
+      }                                                                                          \
+      _Pragma("GCC unroll 12") for (int r = 0; r < KT; r++) {                                    \
+        const __m256 av = _mm256_broadcast_ss((a) + o[r]);                                       \
+        g[r * V] = _mm256_fmadd_ps(av, d0, g[r * V]);                                            \
+        if (V == 2) g[r * V + 1] = _mm256_fmadd_ps(av, d1, g[r * V + 1]);                        \
+      }                                                                                          \
+    } while (0)
+  if (!biased && ms) {
+    for (int64_t j = 0; j < rows; j++) AVX2_TN_ROW(ms[j], w.a + ms[j] * ga->image_stride);
+  } else {
+    for (int64_t m = 0; m < rows; m++) {
+      AVX2_TN_ROW(m, w.a);
+      avx2_window_next(ga, &w);
     }
-#  pragma GCC unroll 12
-    for (int r = 0; r < KT; r++) {
-      const __m256 av = _mm256_broadcast_ss(w.a + o[r]);
-      g[r * V] = _mm256_fmadd_ps(av, d0, g[r * V]);
-      if (V == 2) g[r * V + 1] = _mm256_fmadd_ps(av, d1, g[r * V + 1]);
-    }
-    avx2_window_next(ga, &w);
   }
+#  undef AVX2_TN_ROW
 #  pragma GCC unroll 12
   for (int r = 0; r < KT; r++)
     for (int v = 0; v < V; v++) avx2_store(G + r * ldg + 8 * v, v == V - 1 ? tail : 8, g[r * V + v]);
@@ -2080,20 +2163,21 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, cons
     case KT:                                                                                       \
       if (V == 2 && bias)                                                                          \
         avx2_tn_tile(KT < AVX2_TN_KT2 - 1 ? KT : AVX2_TN_KT2 - 1, 2, true, G, ldg, ga, w, off, d, ldd, \
-                     rows, tail, bias);                                                            \
+                     rows, NULL, tail, bias);                                                      \
       else if (V == 2)                                                                             \
         avx2_tn_tile(KT < AVX2_TN_KT2 ? KT : AVX2_TN_KT2, 2, false, G, ldg, ga, w, off, d, ldd, rows, \
-                     tail, NULL);                                                                  \
+                     ms, tail, NULL);                                                              \
       else if (bias)                                                                               \
-        avx2_tn_tile(KT, 1, true, G, ldg, ga, w, off, d, ldd, rows, tail, bias);                   \
+        avx2_tn_tile(KT, 1, true, G, ldg, ga, w, off, d, ldd, rows, NULL, tail, bias);             \
       else                                                                                         \
-        avx2_tn_tile(KT, 1, false, G, ldg, ga, w, off, d, ldd, rows, tail, NULL);                  \
+        avx2_tn_tile(KT, 1, false, G, ldg, ga, w, off, d, ldd, rows, ms, tail, NULL);              \
       break;
 
 NERVE_TARGET_AVX2 static void avx2_tn_tile_any(int KT, int V, float *G, int64_t ldg,
                                                const nerve__gather *ga, avx2_window w,
                                                const int32_t *off, const float *d, int64_t ldd,
-                                               int64_t rows, int64_t tail, float *bias) {
+                                               int64_t rows, const int32_t *ms, int64_t tail,
+                                               float *bias) {
   switch (KT) {
     AVX2_TN_CASE(1) AVX2_TN_CASE(2) AVX2_TN_CASE(3) AVX2_TN_CASE(4) AVX2_TN_CASE(5)
     AVX2_TN_CASE(6) AVX2_TN_CASE(7) AVX2_TN_CASE(8) AVX2_TN_CASE(9) AVX2_TN_CASE(10)
@@ -2146,6 +2230,50 @@ NERVE_TARGET_AVX2 static void avx2_chunk_fill(const nerve__gather *a, const floa
 /* The offsets of a stored tile's columns from its first. */
 static const int32_t avx2_identity[AVX2_TN_KT1] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
 
+/* The rows m in [0, rows) where some of a[m * lda + [0, width)) is not zero (NaN included, -0
+ * as zero), into ms; returns how many. A tile's rows whose inputs are all zero add nothing to
+ * its chains but +-0 (see avx2_nonzero_columns), so the tn tiles may skip them. */
+NERVE_TARGET_AVX2 static int64_t avx2_nonzero_rows(const float *a, int64_t lda, int64_t rows, int64_t width,
+                                                   int32_t *ms) {
+  int64_t count = 0;
+  for (int64_t m = 0; m < rows; m++) {
+    const float *p = a + m * lda;
+    __m256 nz = _mm256_cmp_ps(avx2_load(p, width), _mm256_setzero_ps(), _CMP_NEQ_UQ);
+    if (width > 8) nz = _mm256_or_ps(nz, _mm256_cmp_ps(avx2_load(p + 8, width - 8), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+    ms[count] = (int32_t)m;
+    count += _mm256_movemask_ps(nz) != 0;
+  }
+  return count;
+}
+
+/* A chunk's row lists for stored tiles, kept while the panels pass (each panel's tiles take the
+ * same columns, but for a last panel of one vector): slot t for tile t, under its columns. */
+enum { AVX2_TN_LISTS = 16, AVX2_TN_LIST_ROWS = AVX2_CHUNK_FLOATS / 8 };
+typedef struct {
+  int64_t k[AVX2_TN_LISTS], next[AVX2_TN_LISTS], live[AVX2_TN_LISTS];
+  int32_t ms[AVX2_TN_LISTS][AVX2_TN_LIST_ROWS];
+  bool off, probed; /* off: lists do not pay here (the call's first was dense), or gathered rows */
+} avx2_row_lists;
+
+/* Tile t's list of the chunk's rows (its columns [k, next) of stored rows at a, lda apart),
+ * from the slot or made there; NULL where lists are off or do not pay (3/4 of the rows or more
+ * live, then *live = rows). */
+NERVE_TARGET_AVX2 static const int32_t *avx2_tile_rows(avx2_row_lists *l, int64_t t, int64_t k, int64_t next,
+                                                       const float *a, int64_t lda, int64_t rows,
+                                                       int64_t *live) {
+  *live = rows;
+  if (l->off || t < 0 || t >= AVX2_TN_LISTS) return NULL;
+  if (l->k[t] != k || l->next[t] != next) {
+    l->k[t] = k, l->next[t] = next;
+    l->live[t] = avx2_nonzero_rows(a, lda, rows, next - k, l->ms[t]);
+    if (!l->probed && 4 * l->live[t] >= 3 * rows) l->off = true;
+    l->probed = true;
+  }
+  if (4 * l->live[t] >= 3 * rows) return NULL;
+  *live = l->live[t];
+  return l->ms[t];
+}
+
 /*
  * G's rows for columns [k0, k1) of the gathered A (or stored: off NULL, rows image_stride
  * apart; G at k0's row) += A^T . (alpha D), D's rows
@@ -2159,10 +2287,13 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
                                              int64_t k1, float alpha, float *bias) {
   float d[AVX2_CHUNK_FLOATS] __attribute__((aligned(32)));
   const int64_t ldd = (N + 7) & ~(int64_t)7, chunk = AVX2_CHUNK_FLOATS / ldd;
+  avx2_row_lists lists;
+  lists.off = a->off != NULL, lists.probed = false;
   for (int64_t m = 0; m < M; m += chunk) {
     const int64_t rows = M - m < chunk ? M - m : chunk;
     avx2_chunk_fill(a, D, ldD, pr, m, rows, N, alpha, d, ldd);
     const avx2_window w = avx2_window_at(a, m);
+    for (int t = 0; t < AVX2_TN_LISTS; t++) lists.k[t] = lists.next[t] = -1;
     for (int64_t col = 0; col < N; col += AVX2_PANEL) {
       const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
       const int V = nr > 8 ? 2 : 1;
@@ -2177,9 +2308,12 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
         /* Stored (off NULL): the tile's columns are the next ones along each row. */
         avx2_window wk = w;
         if (!a->off) wk.a += k, wk.image += k;
+        float *tile_bias = t == (lead ? -1 : 0) && bias ? bias + col : NULL;
+        int64_t live = rows;
+        const int32_t *ms = tile_bias ? NULL : avx2_tile_rows(&lists, t, k, next, wk.a, a->image_stride, rows, &live);
         avx2_tn_tile_any((int)(next - k), V, G + (k - k0) * ldg + col, ldg, a, wk,
-                         a->off ? a->off + k : avx2_identity, d + col, ldd, rows, nr - 8 * (V - 1),
-                         t == (lead ? -1 : 0) && bias ? bias + col : NULL);
+                         a->off ? a->off + k : avx2_identity, d + col, ldd, live, ms, nr - 8 * (V - 1),
+                         tile_bias);
       }
     }
   }
