@@ -84,7 +84,9 @@ static void blas_nn_blocks(void *data, int64_t begin, int64_t end) {
     if (j->bias) {
       for (int64_t r = 0; r < mb; r++) {
         float *c = j->C + (m0 + r) * j->ldc + n0;
-        for (int64_t q = 0; q < nb; q++) c[q] = (j->accumulate ? c[q] : 0.0f) + j->bias[n0 + q];
+        /* The bias as it is where nothing accumulates (0 + -0 would be +0): the chains start
+         * from it, as the listed products' do. */
+        for (int64_t q = 0; q < nb; q++) c[q] = j->accumulate ? c[q] + j->bias[n0 + q] : j->bias[n0 + q];
       }
       beta = 1.0f;
     }
@@ -1936,37 +1938,66 @@ NERVE_INLINE void avx2_window_next(const nerve__gather *ga, avx2_window *w) {
 }
 
 /*
+ * Whether any lane of n sums is -0. A listed chain leaves out terms of zero inputs; each is
+ * +-0 for a finite operand, which changes a sum only while it is zero, and turns -0 into +0
+ * (never +0 into -0). So a listed sum differs from the sum over every step only where it ends
+ * -0: those tiles take every step again, and the bits are those of the unlisted chains
+ * whatever the tiles (as AVX-512's visitor does with whole_chain).
+ */
+NERVE_TARGET_AVX2 NERVE_INLINE bool avx2_negative_zero(const __m256 *sums, int n) {
+  __m256 any = _mm256_setzero_ps();
+  for (int i = 0; i < n; i++)
+    any = _mm256_or_ps(any, _mm256_and_ps(_mm256_cmp_ps(sums[i], _mm256_setzero_ps(), _CMP_EQ_OQ), sums[i]));
+  return _mm256_movemask_ps(any) != 0;
+}
+
+/* Whether any of the n floats of a panel block (p, whole vectors) is infinite or NaN, where a
+ * left-out zero term would have made NaN: lists then do not run over it. */
+NERVE_TARGET_AVX2 NERVE_INLINE bool avx2_not_finite(const float *p, int64_t n) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)), inf = _mm256_set1_ps(INFINITY);
+  __m256 bad = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n; i += 8)
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(_mm256_load_ps(p + i), magnitude), inf, _CMP_NLT_UQ));
+  return _mm256_movemask_ps(bad) != 0;
+}
+
+/*
  * nn: an R x (8 V) tile of C (rows base[0..R), columns from col, the last vector's `tail` lanes
  * there) = init + A . B over K steps, where row r's step k reads base[r][off[k]] (gathered)
  * or base[r][k] (stored, off NULL) and B is a packed block [K, ldb], 32-byte aligned, zero past
  * the panel's columns (avx2_nn_run); init is C's value (from_c), else bias, else 0. With a
- * list (stored only), the steps are the K steps ks[0..K) instead (avx2_nonzero_columns).
+ * list (stored only), the steps are the K steps ks[0..K) of the `all` there are instead
+ * (avx2_nonzero_columns).
  */
 NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const bool stored, float *C,
                                                  int64_t ldc, const float *const *base,
                                                  const int32_t *off, const int32_t *ks, const float *B,
                                                  int64_t ldb, const float *bias, bool from_c, int64_t K,
-                                                 int64_t tail) {
+                                                 int64_t all, int64_t tail) {
   __m256 c[AVX2_NN_R1];
+  /* Listed, then (only where a listed sum ended -0, see avx2_negative_zero) every step again. */
+  for (const int32_t *list = stored ? ks : NULL;; list = NULL) {
 #  pragma GCC unroll 12
-  for (int r = 0; r < R; r++)
-    for (int v = 0; v < V; v++) {
-      const int64_t n = v == V - 1 ? tail : 8;
-      c[r * V + v] = from_c ? avx2_load(C + r * ldc + 8 * v, n)
-                     : bias ? avx2_load(bias + 8 * v, n) : _mm256_setzero_ps();
-    }
-  for (int64_t j = 0; j < K; j++) {
-    const int64_t k = stored && ks ? ks[j] : j;
-    const float *b = B + k * ldb;
-    const __m256 b0 = _mm256_load_ps(b);
-    const __m256 b1 = V == 2 ? _mm256_load_ps(b + 8) : b0;
-    const int64_t at = stored ? k : off[k];
+    for (int r = 0; r < R; r++)
+      for (int v = 0; v < V; v++) {
+        const int64_t n = v == V - 1 ? tail : 8;
+        c[r * V + v] = from_c ? avx2_load(C + r * ldc + 8 * v, n)
+                       : bias ? avx2_load(bias + 8 * v, n) : _mm256_setzero_ps();
+      }
+    for (int64_t j = 0; j < (list ? K : all); j++) {
+      const int64_t k = list ? list[j] : j;
+      const float *b = B + k * ldb;
+      const __m256 b0 = _mm256_load_ps(b);
+      const __m256 b1 = V == 2 ? _mm256_load_ps(b + 8) : b0;
+      const int64_t at = stored ? k : off[k];
 #  pragma GCC unroll 12
-    for (int r = 0; r < R; r++) {
-      const __m256 av = _mm256_broadcast_ss(base[r] + at);
-      c[r * V] = _mm256_fmadd_ps(av, b0, c[r * V]);
-      if (V == 2) c[r * V + 1] = _mm256_fmadd_ps(av, b1, c[r * V + 1]);
+      for (int r = 0; r < R; r++) {
+        const __m256 av = _mm256_broadcast_ss(base[r] + at);
+        c[r * V] = _mm256_fmadd_ps(av, b0, c[r * V]);
+        if (V == 2) c[r * V + 1] = _mm256_fmadd_ps(av, b1, c[r * V + 1]);
+      }
     }
+    if (!list || !avx2_negative_zero(c, R * V)) break;
   }
 #  pragma GCC unroll 12
   for (int r = 0; r < R; r++)
@@ -1976,20 +2007,20 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const
 #  define AVX2_NN_CASE(R)                                                                        \
     case R:                                                                                      \
       if (V == 2 && stored)                                                                      \
-        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, true, C, ldc, base, off, ks, B, ldb, bias, from_c, K, tail); \
+        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, true, C, ldc, base, off, ks, B, ldb, bias, from_c, K, all, tail); \
       else if (V == 2)                                                                           \
-        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, false, C, ldc, base, off, ks, B, ldb, bias, from_c, K, tail); \
+        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, false, C, ldc, base, off, ks, B, ldb, bias, from_c, K, all, tail); \
       else if (stored)                                                                           \
-        avx2_nn_tile(R, 1, true, C, ldc, base, off, ks, B, ldb, bias, from_c, K, tail);             \
+        avx2_nn_tile(R, 1, true, C, ldc, base, off, ks, B, ldb, bias, from_c, K, all, tail);             \
       else                                                                                       \
-        avx2_nn_tile(R, 1, false, C, ldc, base, off, ks, B, ldb, bias, from_c, K, tail);            \
+        avx2_nn_tile(R, 1, false, C, ldc, base, off, ks, B, ldb, bias, from_c, K, all, tail);            \
       break;
 
 NERVE_TARGET_AVX2 static void avx2_nn_tile_any(int R, int V, bool stored, float *C, int64_t ldc,
                                                const float *const *base, const int32_t *off,
                                                const int32_t *ks, const float *B, int64_t ldb,
                                                const float *bias,
-                                               bool from_c, int64_t K, int64_t tail) {
+                                               bool from_c, int64_t K, int64_t all, int64_t tail) {
   switch (R) {
     AVX2_NN_CASE(1) AVX2_NN_CASE(2) AVX2_NN_CASE(3) AVX2_NN_CASE(4) AVX2_NN_CASE(5)
     AVX2_NN_CASE(6) AVX2_NN_CASE(7) AVX2_NN_CASE(8) AVX2_NN_CASE(9) AVX2_NN_CASE(10)
@@ -2033,7 +2064,7 @@ NERVE_TARGET_AVX2 static int64_t avx2_nonzero_columns(int R, const float *const 
     for (int r = 0; r < R; r++)
       any = _mm256_or_ps(any, _mm256_cmp_ps(avx2_load(base[r] + k, n - k), _mm256_setzero_ps(), _CMP_NEQ_UQ));
     const unsigned m = (unsigned)_mm256_movemask_ps(any);
-    const __m256i at = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)avx2_picks[m]));
+    const __m256i at = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)&avx2_picks[m]));
     _mm256_storeu_si256((__m256i *)(ks + count), _mm256_add_epi32(at, _mm256_set1_epi32((int32_t)k)));
     count += __builtin_popcount(m);
   }
@@ -2044,7 +2075,8 @@ NERVE_TARGET_AVX2 static int64_t avx2_nonzero_columns(int R, const float *const 
  * L1 while every row tile passes, each tile's chains stored and taken up again block after
  * block (the same bits). Whole reductions streamed B's panel from L3 for every 6 rows, one
  * row of B to a page (Lab E's 6272 -> 784 layer). */
-enum { AVX2_NN_KB = 256, AVX2_NN_LISTS = 32 };
+/* Row tiles whose lists a block keeps: all of a grid block's (AVX2_COPY_MB rows). */
+enum { AVX2_NN_KB = 256, AVX2_NN_LISTS = (AVX2_COPY_MB + AVX2_NN_R2 - 1) / AVX2_NN_R2 };
 
 /* C[M,N] = init + A . B[K,N], A gathered (ga) or stored (A, lda; ga NULL); init: C's value
  * with from_c, else bias (may be NULL), else 0. Panels of 16 columns (8 where that covers the
@@ -2078,6 +2110,7 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
         _mm256_store_ps(packed + k * AVX2_PANEL, avx2_load(b, nr));
         _mm256_store_ps(packed + k * AVX2_PANEL + 8, nr > 8 ? avx2_load(b + 8, nr - 8) : _mm256_setzero_ps());
       }
+      const bool listable = lists && !avx2_not_finite(packed, kb * AVX2_PANEL);
       for (int64_t m = 0; m < M; m += most) {
         const int R = (int)(M - m < most ? M - m : most);
         const float *base[AVX2_NN_R1];
@@ -2089,7 +2122,7 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
         }
         const int64_t t = m / most, slot = t < AVX2_NN_LISTS ? t : AVX2_NN_LISTS - 1;
         int64_t live = kb;
-        if (lists) {
+        if (listable) {
           if (t >= AVX2_NN_LISTS || listed_at[slot] != m || listed_rows[slot] != R) {
             listed_at[slot] = t < AVX2_NN_LISTS ? m : -1, listed_rows[slot] = R;
             listed_live[slot] = avx2_nonzero_columns(R, base, kb, ks[slot]);
@@ -2098,7 +2131,7 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
         }
         avx2_nn_tile_any(R, V, ga == NULL, C + m * ldc + col, ldc, base, ga ? ga->off + k0 : NULL,
                          live < kb ? ks[slot] : NULL, packed, AVX2_PANEL, k0 == 0 && bias ? bias + col : NULL,
-                         k0 > 0 || from_c, live, nr - 8 * (V - 1));
+                         k0 > 0 || from_c, live, kb, nr - 8 * (V - 1));
       }
     }
   }
@@ -2108,17 +2141,15 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
  * tn: a KT x (8 V) tile of G (KT rows, the gathered columns off[0..KT), one panel's columns)
  * continues its chains over `rows` rows of d (a chunk, `ldd` apart, zero past the panel's
  * columns), reading the windows from w on. With bias, the panel's bias adds the same rows.
- * With a list (stored rows, no bias), only the chunk's rows ms[0..rows) (avx2_nonzero_rows).
+ * With a list (stored rows, no bias), only the chunk's rows ms[0..rows) of the `all` there are
+ * (avx2_nonzero_rows).
  */
 NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, const bool biased, float *G, int64_t ldg,
                                                  const nerve__gather *ga, avx2_window w,
                                                  const int32_t *off, const float *d, int64_t ldd,
-                                                 int64_t rows, const int32_t *ms, int64_t tail,
-                                                 float *bias) {
+                                                 int64_t rows, const int32_t *ms, int64_t all,
+                                                 int64_t tail, float *bias) {
   __m256 g[AVX2_TN_KT1], b0 = _mm256_setzero_ps(), b1 = b0;
-#  pragma GCC unroll 12
-  for (int r = 0; r < KT; r++)
-    for (int v = 0; v < V; v++) g[r * V + v] = avx2_load(G + r * ldg + 8 * v, v == V - 1 ? tail : 8);
   if (biased) {
     b0 = avx2_load(bias, V == 1 ? tail : 8);
     if (V == 2) b1 = avx2_load(bias + 8, tail);
@@ -2141,13 +2172,21 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, cons
         if (V == 2) g[r * V + 1] = _mm256_fmadd_ps(av, d1, g[r * V + 1]);                        \
       }                                                                                          \
     } while (0)
-  if (!biased && ms) {
-    for (int64_t j = 0; j < rows; j++) AVX2_TN_ROW(ms[j], w.a + ms[j] * ga->image_stride);
-  } else {
-    for (int64_t m = 0; m < rows; m++) {
-      AVX2_TN_ROW(m, w.a);
-      avx2_window_next(ga, &w);
+  /* Listed, then (only where a listed sum ended -0, see avx2_negative_zero) every row again. */
+  for (const int32_t *list = biased ? NULL : ms;; list = NULL) {
+#  pragma GCC unroll 12
+    for (int r = 0; r < KT; r++)
+      for (int v = 0; v < V; v++) g[r * V + v] = avx2_load(G + r * ldg + 8 * v, v == V - 1 ? tail : 8);
+    if (list) {
+      for (int64_t j = 0; j < rows; j++) AVX2_TN_ROW(list[j], w.a + list[j] * ga->image_stride);
+    } else {
+      avx2_window at = w;
+      for (int64_t m = 0; m < all; m++) {
+        AVX2_TN_ROW(m, at.a);
+        avx2_window_next(ga, &at);
+      }
     }
+    if (!list || !avx2_negative_zero(g, KT * V)) break;
   }
 #  undef AVX2_TN_ROW
 #  pragma GCC unroll 12
@@ -2163,21 +2202,21 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, cons
     case KT:                                                                                       \
       if (V == 2 && bias)                                                                          \
         avx2_tn_tile(KT < AVX2_TN_KT2 - 1 ? KT : AVX2_TN_KT2 - 1, 2, true, G, ldg, ga, w, off, d, ldd, \
-                     rows, NULL, tail, bias);                                                      \
+                     rows, NULL, rows, tail, bias);                                                \
       else if (V == 2)                                                                             \
         avx2_tn_tile(KT < AVX2_TN_KT2 ? KT : AVX2_TN_KT2, 2, false, G, ldg, ga, w, off, d, ldd, rows, \
-                     ms, tail, NULL);                                                              \
+                     ms, all, tail, NULL);                                                              \
       else if (bias)                                                                               \
-        avx2_tn_tile(KT, 1, true, G, ldg, ga, w, off, d, ldd, rows, NULL, tail, bias);             \
+        avx2_tn_tile(KT, 1, true, G, ldg, ga, w, off, d, ldd, rows, NULL, rows, tail, bias);             \
       else                                                                                         \
-        avx2_tn_tile(KT, 1, false, G, ldg, ga, w, off, d, ldd, rows, ms, tail, NULL);              \
+        avx2_tn_tile(KT, 1, false, G, ldg, ga, w, off, d, ldd, rows, ms, all, tail, NULL);              \
       break;
 
 NERVE_TARGET_AVX2 static void avx2_tn_tile_any(int KT, int V, float *G, int64_t ldg,
                                                const nerve__gather *ga, avx2_window w,
                                                const int32_t *off, const float *d, int64_t ldd,
-                                               int64_t rows, const int32_t *ms, int64_t tail,
-                                               float *bias) {
+                                               int64_t rows, const int32_t *ms, int64_t all,
+                                               int64_t tail, float *bias) {
   switch (KT) {
     AVX2_TN_CASE(1) AVX2_TN_CASE(2) AVX2_TN_CASE(3) AVX2_TN_CASE(4) AVX2_TN_CASE(5)
     AVX2_TN_CASE(6) AVX2_TN_CASE(7) AVX2_TN_CASE(8) AVX2_TN_CASE(9) AVX2_TN_CASE(10)
@@ -2294,6 +2333,8 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
     avx2_chunk_fill(a, D, ldD, pr, m, rows, N, alpha, d, ldd);
     const avx2_window w = avx2_window_at(a, m);
     for (int t = 0; t < AVX2_TN_LISTS; t++) lists.k[t] = lists.next[t] = -1;
+    /* A chunk with an infinite or NaN gradient takes every row (avx2_not_finite). */
+    const bool listable = !lists.off && !avx2_not_finite(d, rows * ldd);
     for (int64_t col = 0; col < N; col += AVX2_PANEL) {
       const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
       const int V = nr > 8 ? 2 : 1;
@@ -2310,9 +2351,10 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
         if (!a->off) wk.a += k, wk.image += k;
         float *tile_bias = t == (lead ? -1 : 0) && bias ? bias + col : NULL;
         int64_t live = rows;
-        const int32_t *ms = tile_bias ? NULL : avx2_tile_rows(&lists, t, k, next, wk.a, a->image_stride, rows, &live);
+        const int32_t *ms = tile_bias || !listable ? NULL
+                            : avx2_tile_rows(&lists, t, k, next, wk.a, a->image_stride, rows, &live);
         avx2_tn_tile_any((int)(next - k), V, G + (k - k0) * ldg + col, ldg, a, wk,
-                         a->off ? a->off + k : avx2_identity, d + col, ldd, live, ms, nr - 8 * (V - 1),
+                         a->off ? a->off + k : avx2_identity, d + col, ldd, live, ms, rows, nr - 8 * (V - 1),
                          tile_bias);
       }
     }
@@ -3460,7 +3502,8 @@ enum { AVX2_LIST_PANEL = 32, AVX2_LIST_SLOTS = 2 };
 
 /* Lists [i0, i1), list i's chain to out + i * ldo (the last vector's `tail` lanes there):
  *   out[i] = start + sum over e in [lo[i], hi[i]) of value(e) * op[k(e)]   (in order)
- * where start is out[i] (from_out) or the bias (or 0), and op's rows hold 8 V floats each
+ * where start is out[i] (from_out; the bias is not added then, and no caller passes both) or the
+ * bias (or 0), and op's rows hold 8 V floats each
  * (zeros past the panel's columns). k and value as `form` says (LIST_ENTRIES, LIST_ROW_WORDS,
  * LIST_BLOCK_WORDS). An idle slot steps over the padding after the entries (idle_at) into an
  * accumulator that is never stored. With from_out, an empty list leaves its row as it is. */
@@ -3815,10 +3858,11 @@ static nerve_status sparse_tn_gradient(nerve_context *ctx, sparse_job *j, float 
     return NERVE_OK;
   }
 #if NERVE_X86
-  /* Row by row, each entry rewrites a row of G, as rank updates do: they work on a copy of G
-   * padded to whole panels. The column lists (alpha 1) load and store a row of G once a block
-   * of NERVE_SPARSE_BLOCK rows, so on whole blocks they use G in place: Lab A copied its
-   * 784 x 30 gradient in and out for each chunk of 2,048 rows. */
+  /* Row by row, each entry rewrites a row of G, as rank updates do: with AVX-512 they work on a
+   * copy of G padded to whole panels (AVX2's store a row's last lanes by plain stores, in
+   * place). The column lists (alpha 1) load and store a row of G once a block of
+   * NERVE_SPARSE_BLOCK rows, so on whole blocks they use G in place: Lab A copied its 784 x 30
+   * gradient in and out for each chunk of 2,048 rows. */
   float *G = j->G;
   const int64_t ldg = j->ldg, first = j->first;
   const bool blocks = a->block_starts && j->alpha == 1.0f;

@@ -401,6 +401,74 @@ struct FusedAdamKernelTests {
     expectSameBits(w, rw, "weights, \(threads) thread(s)")
   }
 
+  /// AVX2's stored products leave out the terms of zero inputs by tiles (the columns where none
+  /// of a tile's rows is non-zero, the rows where none of a tile's columns is), yet give the
+  /// chains over every step: written out here in Float, each element from the bias (forward)
+  /// or the old gradient, every input in order. Inputs 85% zero, with whole zero rows and
+  /// columns. Output 0 is where leaving out terms would show: a -0 start and -0 products where
+  /// inputs are not zero, so a listed sum ends -0 while the zero inputs' terms (x 1) make the
+  /// whole chain +0. Then (a second run, as an infinity turns the lists off around it) output 1
+  /// has infinite weights (forward) or gradients (backward) only where the inputs are zero: the
+  /// whole chain is NaN. At 1, 2 and 3 threads, on the rows from 0 and from 3 (other tiles). It
+  /// fails with the -0 check or the finiteness check left out.
+  @Test(
+    "AVX2's zero-skipping products give every step's chains (-0 sums and infinities included)",
+    .enabled(if: InstructionSet.best.rawValue >= InstructionSet.avx2.rawValue, "AVX2's kernels"),
+    arguments: [DenseShape(n: 40, i: 64, o: 13), DenseShape(n: 70, i: 300, o: 5)], [false, true])
+  func avx2ZeroSkipping(_ s: DenseShape, _ infinities: Bool) {
+    var g = SeededGenerator(seed: 91)
+    var x = [Float](repeating: 0, count: s.n * s.i)
+    for r in 0..<s.n where r % 9 != 4 {
+      for k in 4..<(s.i - 4) where g.nextUnit() < 0.15 { x[r * s.i + k] = Float(g.nextUnit()) + 0.25 }
+    }
+    func columnZero(_ k: Int) -> Bool { (0..<s.n).allSatisfy { x[$0 * s.i + k] == 0 } }
+    func rowZero(_ r: Int) -> Bool { (0..<s.i).allSatisfy { x[r * s.i + $0] == 0 } }
+    var w = randomFloats(s.i * s.o, seed: 92), b = randomFloats(s.o, seed: 93)
+    var dy = randomFloats(s.n * s.o, seed: 94), dw0 = randomFloats(s.i * s.o, seed: 95)
+    b[0] = -0.0
+    for k in 0..<s.i {
+      w[k * s.o] = columnZero(k) ? 1 : -0.0
+      if infinities { w[k * s.o + 1] = columnZero(k) ? .infinity : w[k * s.o + 1] }
+      dw0[k * s.o] = -0.0
+    }
+    for r in 0..<s.n {
+      dy[r * s.o] = rowZero(r) ? 1 : -0.0
+      if infinities { dy[r * s.o + 1] = rowZero(r) ? .infinity : dy[r * s.o + 1] }
+    }
+    var forward = [Float](repeating: 0, count: s.n * s.o), gradient = dw0
+    for r in 0..<s.n {
+      for o in 0..<s.o {
+        var c = b[o]
+        for k in 0..<s.i { c = c.addingProduct(x[r * s.i + k], w[k * s.o + o]) }
+        forward[r * s.o + o] = c
+      }
+    }
+    for r in 0..<s.n {
+      for k in 0..<s.i {
+        for o in 0..<s.o { gradient[k * s.o + o] = gradient[k * s.o + o].addingProduct(x[r * s.i + k], dy[r * s.o + o]) }
+      }
+    }
+    #expect(forward[0].bitPattern == Float(0).bitPattern && forward[1].isNaN == infinities, "the probe's own outputs")
+    #expect(gradient[4 * s.o].bitPattern == Float(0).bitPattern && gradient[4 * s.o + 1].isNaN == infinities,
+            "the probe's own gradient")
+    /// NaNs compared as NaN (their payload is the hardware's); everything else bit for bit.
+    func same(_ a: [Float], _ e: [Float]) -> Bool {
+      a.count == e.count && zip(a, e).allSatisfy { $0.isNaN ? $1.isNaN : $0.bitPattern == $1.bitPattern }
+    }
+    for threads in [1, 2, 3] {
+      let k = Kernels(threads: threads, isa: .avx2)
+      for first in [0, 3] {
+        let n = s.n - first, rows = Array(x[(first * s.i)...])
+        var y = [Float](repeating: .nan, count: n * s.o)
+        k.ok(nerve_dense_forward(k.ctx, &y, rows, w, b, Int64(n), Int64(s.i), Int64(s.o)))
+        #expect(same(y, Array(forward[(first * s.o)...])), "forward \(s) \(infinities), rows from \(first), \(threads) thread(s)")
+      }
+      var dw = dw0
+      k.ok(nerve_dense_backward(k.ctx, nil, &dw, nil, dy, x, nil, Int64(s.n), Int64(s.i), Int64(s.o)))
+      #expect(same(dw, gradient), "weight gradient \(s) \(infinities), \(threads) thread(s)")
+    }
+  }
+
   @Test("bit-identical at 1, 2 and 3 threads", arguments: shapes)
   func threadIndependent(_ s: DenseShape) {
     let x = sparseInputs(s.n, s.i, seed: 3), dy = sparseInputs(s.n, s.o, seed: 4)
