@@ -3444,6 +3444,21 @@ NERVE_TARGET_AVX512 static void sparse_tn_rows(const sparse_job *j, int64_t k0, 
   }
 }
 
+/* The whole blocks of column lists a job's rows cover, [b0, b1), and their rows [w0, w1) of the
+ * listed matrix (a slice to the matrix's end takes its short last block); false if none. */
+typedef struct {
+  int64_t b0, b1, w0, w1;
+} whole_blocks;
+
+static bool sparse_whole_blocks(const sparse_job *j, whole_blocks *wb) {
+  const int64_t size = NERVE_SPARSE_BLOCK, rows = j->a->rows;
+  const int64_t r0 = j->first, r1 = j->first + j->M;
+  wb->b0 = (r0 + size - 1) / size;
+  wb->b1 = r1 == rows ? (rows + size - 1) / size : r1 / size;
+  wb->w0 = wb->b0 * size, wb->w1 = wb->b1 * size < rows ? wb->b1 * size : rows;
+  return wb->b1 > wb->b0;
+}
+
 /*
  * Rows [k0, k1) of G with A's whole blocks of rows taken column by column (the column lists of
  * nerve_sparse): each row of G is one chain in registers over a block's entries in its column,
@@ -3453,15 +3468,13 @@ NERVE_TARGET_AVX512 static void sparse_tn_rows(const sparse_job *j, int64_t k0, 
  */
 NERVE_TARGET_AVX512 static void sparse_tn_blocks(const sparse_job *j, int64_t k0, int64_t k1) {
   const nerve_sparse *a = j->a;
-  const int64_t size = NERVE_SPARSE_BLOCK, width = a->cols + 1;
-  const int64_t r0 = j->first, r1 = j->first + j->M;
-  const int64_t b0 = (r0 + size - 1) / size;
-  const int64_t b1 = r1 == a->rows ? (a->rows + size - 1) / size : r1 / size;
-  if (b1 <= b0) {
+  const int64_t size = NERVE_SPARSE_BLOCK, width = a->cols + 1, r0 = j->first;
+  whole_blocks wb;
+  if (!sparse_whole_blocks(j, &wb)) {
     sparse_tn_rows(j, k0, k1, 0, j->M);
     return;
   }
-  const int64_t w0 = b0 * size, w1 = b1 * size < a->rows ? b1 * size : a->rows;
+  const int64_t b0 = wb.b0, b1 = wb.b1, w0 = wb.w0, w1 = wb.w1;
   const int64_t panels = (j->N + NR - 1) / NR;
   /* The block's rows of D, one panel at a time, in whole aligned vectors: rows of D that
    * straddle cache lines (30 columns) made each entry's loads half again as long. */
@@ -3650,15 +3663,13 @@ NERVE_TARGET_AVX2 static void avx2_sparse_tn_rows(const sparse_job *j, int64_t k
  * time, copied to whole vectors), rows outside whole blocks row by row first and last. */
 NERVE_TARGET_AVX2 static void avx2_sparse_tn_blocks(const sparse_job *j, int64_t k0, int64_t k1) {
   const nerve_sparse *a = j->a;
-  const int64_t size = NERVE_SPARSE_BLOCK, width = a->cols + 1;
-  const int64_t r0 = j->first, r1 = j->first + j->M;
-  const int64_t b0 = (r0 + size - 1) / size;
-  const int64_t b1 = r1 == a->rows ? (a->rows + size - 1) / size : r1 / size;
-  if (b1 <= b0) {
+  const int64_t size = NERVE_SPARSE_BLOCK, width = a->cols + 1, r0 = j->first;
+  whole_blocks wb;
+  if (!sparse_whole_blocks(j, &wb)) {
     avx2_sparse_tn_rows(j, k0, k1, 0, j->M);
     return;
   }
-  const int64_t w0 = b0 * size, w1 = b1 * size < a->rows ? b1 * size : a->rows;
+  const int64_t b0 = wb.b0, b1 = wb.b1, w0 = wb.w0, w1 = wb.w1;
   _Alignas(32) float rows[NERVE_SPARSE_BLOCK][AVX2_LIST_PANEL]; /* 32 KB of stack */
   avx2_sparse_tn_rows(j, k0, k1, 0, w0 - r0);
   for (int64_t b = b0; b < b1; b++) {
