@@ -2071,12 +2071,56 @@ NERVE_TARGET_AVX2 static int64_t avx2_nonzero_columns(int R, const float *const 
   return count;
 }
 
+/*
+ * The lists a row of tiles keeps while a block's panels pass (nn: each tile's live columns of
+ * the block, avx2_nonzero_columns; tn: each tile's live rows of the chunk, avx2_nonzero_rows),
+ * slot t for tile t under the key its tile gives (where it starts, how wide). A call's first
+ * list decides whether lists pay there at all (under 3/4 of its steps live: images, a relu's
+ * outputs; a sigmoid's never); after it, each list runs where it is under 3/4 live itself.
+ * Storage is the caller's: `slots` lists of `stride` ints.
+ */
+enum { AVX2_KEPT_LISTS = 48 };
+typedef struct {
+  int32_t *store;
+  int64_t stride, slots;
+  int64_t key[AVX2_KEPT_LISTS][2], live[AVX2_KEPT_LISTS];
+  bool off, probed;
+} avx2_lists;
+
+static void avx2_lists_forget(avx2_lists *l) {
+  for (int64_t t = 0; t < l->slots; t++) l->key[t][0] = l->key[t][1] = -1;
+}
+
+/* Tile t's slot (the last one for tiles past the cache, never kept), and whether it holds the
+ * list under key (a, b); where not, the caller makes it there and calls avx2_lists_keep. */
+static int32_t *avx2_lists_slot(const avx2_lists *l, int64_t t, int64_t a, int64_t b, bool *held) {
+  const int64_t slot = t < l->slots ? t : l->slots - 1;
+  *held = t < l->slots && l->key[slot][0] == a && l->key[slot][1] == b;
+  return l->store + slot * l->stride;
+}
+
+/* Records tile t's list just made (`live` of `of` steps) and returns the list to run, NULL for
+ * every step (*steps then `of`). */
+static const int32_t *avx2_lists_use(avx2_lists *l, int64_t t, int64_t a, int64_t b, bool held, int64_t live,
+                                     int64_t of, int64_t *steps) {
+  const int64_t slot = t < l->slots ? t : l->slots - 1;
+  if (!held) {
+    l->key[slot][0] = t < l->slots ? a : -1, l->key[slot][1] = b, l->live[slot] = live;
+    if (!l->probed && 4 * live >= 3 * of) l->off = true;
+    l->probed = true;
+  }
+  const bool pays = 4 * l->live[slot] < 3 * of;
+  *steps = pays ? l->live[slot] : of;
+  return pays ? l->store + slot * l->stride : NULL;
+}
+
 /* Reduction steps a product takes at a time: a panel's block of B, packed (16 KB), stays in
  * L1 while every row tile passes, each tile's chains stored and taken up again block after
  * block (the same bits). Whole reductions streamed B's panel from L3 for every 6 rows, one
  * row of B to a page (Lab E's 6272 -> 784 layer). */
 /* Row tiles whose lists a block keeps: all of a grid block's (AVX2_COPY_MB rows). */
 enum { AVX2_NN_KB = 256, AVX2_NN_LISTS = (AVX2_COPY_MB + AVX2_NN_R2 - 1) / AVX2_NN_R2 };
+_Static_assert((int)AVX2_NN_LISTS <= (int)AVX2_KEPT_LISTS, "a grid block's row tiles fit the list cache");
 
 /* C[M,N] = init + A . B[K,N], A gathered (ga) or stored (A, lda; ga NULL); init: C's value
  * with from_c, else bias (may be NULL), else 0. Panels of 16 columns (8 where that covers the
@@ -2086,22 +2130,12 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
                                           const float *bias, bool from_c, int64_t M, int64_t N,
                                           int64_t K) {
   float packed[AVX2_NN_KB * AVX2_PANEL] __attribute__((aligned(32)));
-  /* Stored rows are listed where the first tile's first block has under 3/4 of its columns
-   * live (inputs such as images, or a relu's outputs); never for a sigmoid's. Each tile's list
-   * is kept while the block's panels pass (the first AVX2_NN_LISTS tiles'). */
+  /* Stored rows' tiles over their live columns (avx2_lists). */
   int32_t ks[AVX2_NN_LISTS][AVX2_NN_KB + 8];
-  int64_t listed_at[AVX2_NN_LISTS], listed_rows[AVX2_NN_LISTS], listed_live[AVX2_NN_LISTS];
-  bool lists = false;
-  if (!ga && M > 0 && K > 0) {
-    const float *base[AVX2_NN_R2];
-    const int R = (int)(M < AVX2_NN_R2 ? M : AVX2_NN_R2);
-    for (int r = 0; r < R; r++) base[r] = A + r * lda;
-    const int64_t kb = K < AVX2_NN_KB ? K : AVX2_NN_KB;
-    lists = 4 * avx2_nonzero_columns(R, base, kb, ks[0]) < 3 * kb;
-  }
+  avx2_lists lists = {.store = ks[0], .stride = AVX2_NN_KB + 8, .slots = AVX2_NN_LISTS, .off = ga != NULL};
   for (int64_t k0 = 0; k0 == 0 || k0 < K; k0 += AVX2_NN_KB) {
     const int64_t kb = K - k0 < AVX2_NN_KB ? K - k0 : AVX2_NN_KB;
-    for (int t = 0; t < AVX2_NN_LISTS; t++) listed_at[t] = -1;
+    avx2_lists_forget(&lists);
     for (int64_t col = 0; col < N; col += AVX2_PANEL) {
       const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
       const int V = nr > 8 ? 2 : 1, most = V == 2 ? AVX2_NN_R2 : AVX2_NN_R1;
@@ -2110,7 +2144,7 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
         _mm256_store_ps(packed + k * AVX2_PANEL, avx2_load(b, nr));
         _mm256_store_ps(packed + k * AVX2_PANEL + 8, nr > 8 ? avx2_load(b + 8, nr - 8) : _mm256_setzero_ps());
       }
-      const bool listable = lists && !avx2_not_finite(packed, kb * AVX2_PANEL);
+      const bool listable = !lists.off && !avx2_not_finite(packed, kb * AVX2_PANEL);
       for (int64_t m = 0; m < M; m += most) {
         const int R = (int)(M - m < most ? M - m : most);
         const float *base[AVX2_NN_R1];
@@ -2120,18 +2154,17 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
         } else {
           for (int r = 0; r < R; r++) base[r] = A + (m + r) * lda + k0;
         }
-        const int64_t t = m / most, slot = t < AVX2_NN_LISTS ? t : AVX2_NN_LISTS - 1;
-        int64_t live = kb;
+        int64_t steps = kb;
+        const int32_t *list = NULL;
         if (listable) {
-          if (t >= AVX2_NN_LISTS || listed_at[slot] != m || listed_rows[slot] != R) {
-            listed_at[slot] = t < AVX2_NN_LISTS ? m : -1, listed_rows[slot] = R;
-            listed_live[slot] = avx2_nonzero_columns(R, base, kb, ks[slot]);
-          }
-          live = listed_live[slot];
+          bool held;
+          int32_t *slot = avx2_lists_slot(&lists, m / most, m, R, &held);
+          const int64_t live = held ? 0 : avx2_nonzero_columns(R, base, kb, slot);
+          list = avx2_lists_use(&lists, m / most, m, R, held, live, kb, &steps);
         }
-        avx2_nn_tile_any(R, V, ga == NULL, C + m * ldc + col, ldc, base, ga ? ga->off + k0 : NULL,
-                         live < kb ? ks[slot] : NULL, packed, AVX2_PANEL, k0 == 0 && bias ? bias + col : NULL,
-                         k0 > 0 || from_c, live, kb, nr - 8 * (V - 1));
+        avx2_nn_tile_any(R, V, ga == NULL, C + m * ldc + col, ldc, base, ga ? ga->off + k0 : NULL, list,
+                         packed, AVX2_PANEL, k0 == 0 && bias ? bias + col : NULL, k0 > 0 || from_c, steps,
+                         kb, nr - 8 * (V - 1));
       }
     }
   }
@@ -2285,33 +2318,8 @@ NERVE_TARGET_AVX2 static int64_t avx2_nonzero_rows(const float *a, int64_t lda, 
   return count;
 }
 
-/* A chunk's row lists for stored tiles, kept while the panels pass (each panel's tiles take the
- * same columns, but for a last panel of one vector): slot t for tile t, under its columns. */
+/* Tiles of a tn chunk whose row lists it keeps (avx2_lists; later tiles make theirs each panel). */
 enum { AVX2_TN_LISTS = 16, AVX2_TN_LIST_ROWS = AVX2_CHUNK_FLOATS / 8 };
-typedef struct {
-  int64_t k[AVX2_TN_LISTS], next[AVX2_TN_LISTS], live[AVX2_TN_LISTS];
-  int32_t ms[AVX2_TN_LISTS][AVX2_TN_LIST_ROWS];
-  bool off, probed; /* off: lists do not pay here (the call's first was dense), or gathered rows */
-} avx2_row_lists;
-
-/* Tile t's list of the chunk's rows (its columns [k, next) of stored rows at a, lda apart),
- * from the slot or made there; NULL where lists are off or do not pay (3/4 of the rows or more
- * live, then *live = rows). */
-NERVE_TARGET_AVX2 static const int32_t *avx2_tile_rows(avx2_row_lists *l, int64_t t, int64_t k, int64_t next,
-                                                       const float *a, int64_t lda, int64_t rows,
-                                                       int64_t *live) {
-  *live = rows;
-  if (l->off || t < 0 || t >= AVX2_TN_LISTS) return NULL;
-  if (l->k[t] != k || l->next[t] != next) {
-    l->k[t] = k, l->next[t] = next;
-    l->live[t] = avx2_nonzero_rows(a, lda, rows, next - k, l->ms[t]);
-    if (!l->probed && 4 * l->live[t] >= 3 * rows) l->off = true;
-    l->probed = true;
-  }
-  if (4 * l->live[t] >= 3 * rows) return NULL;
-  *live = l->live[t];
-  return l->ms[t];
-}
 
 /*
  * G's rows for columns [k0, k1) of the gathered A (or stored: off NULL, rows image_stride
@@ -2326,13 +2334,15 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
                                              int64_t k1, float alpha, float *bias) {
   float d[AVX2_CHUNK_FLOATS] __attribute__((aligned(32)));
   const int64_t ldd = (N + 7) & ~(int64_t)7, chunk = AVX2_CHUNK_FLOATS / ldd;
-  avx2_row_lists lists;
-  lists.off = a->off != NULL, lists.probed = false;
+  /* Stored rows' tiles over their live rows (avx2_lists). */
+  int32_t ms_store[AVX2_TN_LISTS][AVX2_TN_LIST_ROWS];
+  avx2_lists lists = {
+      .store = ms_store[0], .stride = AVX2_TN_LIST_ROWS, .slots = AVX2_TN_LISTS, .off = a->off != NULL};
   for (int64_t m = 0; m < M; m += chunk) {
     const int64_t rows = M - m < chunk ? M - m : chunk;
     avx2_chunk_fill(a, D, ldD, pr, m, rows, N, alpha, d, ldd);
     const avx2_window w = avx2_window_at(a, m);
-    for (int t = 0; t < AVX2_TN_LISTS; t++) lists.k[t] = lists.next[t] = -1;
+    avx2_lists_forget(&lists);
     /* A chunk with an infinite or NaN gradient takes every row (avx2_not_finite). */
     const bool listable = !lists.off && !avx2_not_finite(d, rows * ldd);
     for (int64_t col = 0; col < N; col += AVX2_PANEL) {
@@ -2351,8 +2361,13 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
         if (!a->off) wk.a += k, wk.image += k;
         float *tile_bias = t == (lead ? -1 : 0) && bias ? bias + col : NULL;
         int64_t live = rows;
-        const int32_t *ms = tile_bias || !listable ? NULL
-                            : avx2_tile_rows(&lists, t, k, next, wk.a, a->image_stride, rows, &live);
+        const int32_t *ms = NULL;
+        if (!tile_bias && listable) {
+          bool held;
+          int32_t *slot = avx2_lists_slot(&lists, t, k, next, &held);
+          const int64_t found = held ? 0 : avx2_nonzero_rows(wk.a, a->image_stride, rows, next - k, slot);
+          ms = avx2_lists_use(&lists, t, k, next, held, found, rows, &live);
+        }
         avx2_tn_tile_any((int)(next - k), V, G + (k - k0) * ldg + col, ldg, a, wk,
                          a->off ? a->off + k : avx2_identity, d + col, ldd, live, ms, rows, nr - 8 * (V - 1),
                          tile_bias);
