@@ -2258,21 +2258,29 @@ NERVE_TARGET_AVX2 static void avx2_tn_tile_any(int KT, int V, float *G, int64_t 
   }
 }
 
+/* alpha times B [K,N] (row stride ldb) into P, rows ldp floats apart (a multiple of 8: N up to
+ * whole vectors or panels), zeros past N. */
+NERVE_TARGET_AVX2 static void avx2_pad_rows(float *P, int64_t ldp, const float *B, int64_t ldb, int64_t K,
+                                            int64_t N, float alpha) {
+  const __m256 scale = _mm256_set1_ps(alpha);
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t c = 0; c < ldp; c += 8) {
+      const __m256 v = c < N ? avx2_load(B + k * ldb + c, N - c) : _mm256_setzero_ps();
+      /* alpha = 1: the products as they are (x 1 changes no bits but costs a multiply). */
+      _mm256_storeu_ps(P + k * ldp + c, alpha == 1.0f ? v : _mm256_mul_ps(scale, v));
+    }
+}
+
 /* Rows [m0, m0 + rows) of D (alpha times D, or the pool's gradient as its backward would write
  * it, nerve__pooled_rows), N columns, into d: rows ldd apart, zero from column N to ldd. */
 NERVE_TARGET_AVX2 static void avx2_chunk_fill(const nerve__gather *a, const float *D, int64_t ldD,
                                               const nerve__pooled_rows *pr, int64_t m0, int64_t rows,
                                               int64_t N, float alpha, float *d, int64_t ldd) {
-  const __m256 scale = _mm256_set1_ps(alpha);
   if (!pr) {
-    for (int64_t i = 0; i < rows; i++)
-      for (int64_t c = 0; c < ldd; c += 8) {
-        __m256 v = avx2_load(D + (m0 + i) * ldD + c, N - c);
-        /* alpha = 1: the products as they are (x 1 changes no bits but costs a multiply). */
-        _mm256_store_ps(d + i * ldd + c, alpha == 1.0f ? v : _mm256_mul_ps(scale, v));
-      }
+    avx2_pad_rows(d, ldd, D + m0 * ldD, ldD, rows, N, alpha);
     return;
   }
+  const __m256 scale = _mm256_set1_ps(alpha);
   const int64_t OH = a->pix / a->OW, window_row = pr->POW * N, image = pr->POH * window_row;
   /* Rows counted from a->first_row, which starts the first image of pr's maps. */
   int64_t n = m0 / a->pix, oh = m0 % a->pix / a->OW, ow = m0 % a->OW;
@@ -3626,14 +3634,6 @@ NERVE_TARGET_AVX2 static void avx2_slots_any(int V, list_form form, const void *
 static inline int avx2_list_vectors(int64_t nr) { return (int)((nr + 7) / 8); }
 static inline int64_t avx2_list_tail(int64_t nr) { return nr - 8 * (avx2_list_vectors(nr) - 1); }
 
-/* B [K,N] (row stride ldb) into P, rows ldp floats apart (N up to whole panels), zeros past N. */
-NERVE_TARGET_AVX2 static void avx2_pad_rows(float *P, int64_t ldp, const float *B, int64_t ldb, int64_t K,
-                                            int64_t N) {
-  for (int64_t k = 0; k < K; k++)
-    for (int64_t c = 0; c < ldp; c += 8)
-      _mm256_storeu_ps(P + k * ldp + c, c < N ? avx2_load(B + k * ldb + c, N - c) : _mm256_setzero_ps());
-}
-
 /* Tiles [t0, t1) of C's rows, each panel of B (padded: rows ldb floats, zeros past N) in turn. */
 NERVE_TARGET_AVX2 static void avx2_sparse_nn_tiles(const sparse_job *j, int64_t t0, int64_t t1) {
   const nerve_sparse *a = j->a;
@@ -3693,7 +3693,7 @@ NERVE_TARGET_AVX2 static void avx2_sparse_tn_blocks(const sparse_job *j, int64_t
     const float *D = j->D + (b * size - r0) * j->ldd;
     for (int64_t col = 0; col < j->N; col += AVX2_LIST_PANEL) {
       const int64_t nr = j->N - col < AVX2_LIST_PANEL ? j->N - col : AVX2_LIST_PANEL;
-      avx2_pad_rows(rows[0], AVX2_LIST_PANEL, D + col, j->ldd, n, nr);
+      avx2_pad_rows(rows[0], AVX2_LIST_PANEL, D + col, j->ldd, n, nr, 1.0f);
       avx2_slots_any(avx2_list_vectors(nr), LIST_BLOCK_WORDS, a->block_words, a->palette, at, at + 1,
                      a->nonzeros, k0, k1, j->G + col, j->ldg, avx2_list_tail(nr), true, NULL, rows[0],
                      AVX2_LIST_PANEL);
@@ -3749,7 +3749,7 @@ static void sparse_nn_member(void *data, int t, int nt) {
   if (j.ctx->isa == NERVE_ISA_AVX2) {
     const int64_t ldp = (j.N + AVX2_LIST_PANEL - 1) / AVX2_LIST_PANEL * AVX2_LIST_PANEL;
     float *P = j.copies + (int64_t)t * j.copy_floats;
-    avx2_pad_rows(P, ldp, j.B, j.ldb, j.a->cols, j.N);
+    avx2_pad_rows(P, ldp, j.B, j.ldb, j.a->cols, j.N, 1.0f);
     j.B = P, j.ldb = ldp;
     avx2_sparse_nn_tiles(&j, t0, t1);
     return;
