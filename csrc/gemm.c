@@ -2486,7 +2486,7 @@ bool nerve__gemm_tn_gathers_pooled(const nerve_context *ctx, int64_t N, int64_t 
 #if NERVE_X86
   /* One panel: the register tiles that keep G's rows while all of D passes (AVX2: its chunks
    * copy D's rows, as many columns as the AVX-512 tiles take). */
-  return (ctx->isa == NERVE_ISA_AVX512 || ctx->isa == NERVE_ISA_AVX2) && N <= NR && width <= NN_KC;
+  return nerve__own_vectors(ctx) && N <= NR && width <= NN_KC;
 #else
   (void)ctx, (void)N, (void)width;
   return false;
@@ -2890,14 +2890,7 @@ size_t nerve__gemm_tn_visit_space(const nerve_context *ctx, int64_t M, int64_t N
 #endif
 }
 
-bool nerve__gemm_tn_visits(const nerve_context *ctx) {
-#if NERVE_X86
-  return ctx->isa == NERVE_ISA_AVX512 || ctx->isa == NERVE_ISA_AVX2;
-#else
-  (void)ctx;
-  return false;
-#endif
-}
+bool nerve__gemm_tn_visits(const nerve_context *ctx) { return nerve__own_vectors(ctx); }
 
 bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const float *D,
                           int64_t ldd, int64_t M, int64_t N, int64_t K, nerve__rows_fn rows,
@@ -3732,12 +3725,6 @@ static void sparse_tn_rows_base(void *data, int64_t k0, int64_t k1) {
 }
 
 #if NERVE_X86
-/* Whether the listed products run libnerve's own vector kernels (AVX-512's or AVX2's):
- * elsewhere the base kernels above run. */
-static bool sparse_own(const nerve_context *ctx) {
-  return ctx->isa == NERVE_ISA_AVX512 || ctx->isa == NERVE_ISA_AVX2;
-}
-
 /* Threads' shares. Member t of a team sharing the tiles takes a contiguous share of them (the
  * activation after the product splits its rows so, and reads what this core wrote), over its
  * own padded copy of B where the job has copies (AVX2's kernels always read one). */
@@ -3824,12 +3811,7 @@ nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t ldc, const n
   sparse_job j = {.ctx = ctx, .C = C, .ldc = ldc, .a = a, .first = first, .B = B, .ldb = ldb,
                   .bias = bias, .M = M, .N = N, .then = then};
   /* (Without entries there is nothing for the slots to step over: the start is all of C.) */
-#if NERVE_X86
-  const bool own = sparse_own(ctx) && a->nonzeros > 0;
-#else
-  const bool own = false;
-#endif
-  if (!own) {
+  if (!nerve__own_vectors(ctx) || a->nonzeros == 0) {
     nerve__parallel_for(ctx, M, sparse_grain(a, first, M, N, M), sparse_nn_rows_base, &j);
     return NERVE_OK;
   }
@@ -3874,12 +3856,7 @@ static nerve_status sparse_tn_gradient(nerve_context *ctx, sparse_job *j, float 
   const int64_t K = a->cols, M = j->M, N = j->N;
   if (K == 0 || a->nonzeros == 0) return NERVE_OK;
   const int64_t grain = sparse_grain(a, j->first, M, N, K);
-#if NERVE_X86
-  const bool own = sparse_own(ctx);
-#else
-  const bool own = false;
-#endif
-  if (!own) {
+  if (!nerve__own_vectors(ctx)) {
     nerve__parallel_for(ctx, K, grain, sparse_tn_rows_base, j);
     return NERVE_OK;
   }

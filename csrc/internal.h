@@ -46,6 +46,7 @@ struct nerve_context {
   char error[320];
 };
 
+
 /* ---- Errors ----------------------------------------------------------------------------- */
 
 /* Records "<function>: <message>" in ctx and returns status. */
@@ -196,6 +197,12 @@ NERVE_HIDDEN nerve_isa nerve__best_isa(void);
 #  define NERVE_TARGET_AVX512
 #  define NERVE_TARGET_AVX2
 #endif
+
+/* Whether libnerve's own vector kernels (AVX-512's or AVX2's) take ctx's products, and read
+ * the packed lists and gathered windows they need; below them OpenBLAS and plain loops run. */
+NERVE_INLINE bool nerve__own_vectors(const nerve_context *ctx) {
+  return NERVE_X86 && (ctx->isa == NERVE_ISA_AVX512 || ctx->isa == NERVE_ISA_AVX2);
+}
 
 /* Whether the optimizer steps flush subnormals (nerve__subnormals_as_zero): on x86-64, where
  * SSE's MXCSR and its denormals-are-zero flag always exist (not on 32-bit x86, whose floats may

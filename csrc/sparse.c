@@ -306,8 +306,7 @@ static bool list_blocks(nerve_context *ctx, nerve_sparse *m) {
 /* Packs m where the kernels that read the words run (AVX-512's and AVX2's) and its columns and
  * values fit them. Not packing is no error: the products then read columns and values. */
 static void pack(nerve_context *ctx, nerve_sparse *m) {
-  const bool words_read = ctx->isa == NERVE_ISA_AVX512 || ctx->isa == NERVE_ISA_AVX2;
-  if (!words_read || m->nonzeros == 0 || m->cols > 65536) return;
+  if (!nerve__own_vectors(ctx) || m->nonzeros == 0 || m->cols > 65536) return;
   m->row_words = nerve_alloc((size_t)(m->nonzeros + NERVE_SPARSE_PAD) * sizeof(uint32_t));
   if (m->row_words) {
     memset(m->row_words + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(uint32_t));
