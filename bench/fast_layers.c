@@ -4,8 +4,10 @@
  * Adam on a batch of 192 through libnerve's C API, each call timed between the others' (so its
  * operands come from wherever those left them, as in training), best of 40: to compare builds
  * of the library, or thread counts. Made-up but finite data: pseudo-random, so the
- * convolutions' products find no zeros to skip; the dense layer's inputs and output gradient
- * are half zeros, as after a relu.
+ * convolutions' products find no zeros to skip, except in the last row (the second
+ * convolution's input gradient from an output gradient made as training makes it, through a
+ * ReLU and its max pool's backward); the dense layer's inputs and output gradient are half
+ * zeros, as after a relu.
  *
  *   cmake -S . -B .build-cmake && cmake --build .build-cmake
  *   cc -O2 bench/fast_layers.c -Iinclude -L.build-cmake -lnerve -Wl,-rpath,$PWD/.build-cmake \
@@ -15,7 +17,7 @@
 
 #include <stdio.h>
 
-enum { CALLS = 9, ROUNDS = 40 };
+enum { CALLS = 10, ROUNDS = 40 };
 
 /* A refused call (an older library without out = NULL) is left out of the table. */
 #define BEST(slot, call)                                                  \
@@ -50,10 +52,19 @@ int main(int argc, char **argv) {
   if (!arg1 || !arg2) return 1;
   /* Winners for the pool's backward: a real forward's. */
   if (nerve_maxpool2d_forward(ctx, out1, arg1, dconv1, N, 24, 24, F, 2, 2, 2, 2, 0, 0, 12, 12) != NERVE_OK) return 1;
+  /* The second convolution's output gradient as training makes it: through its ReLU and max
+   * pool's backward, non-zero only at a window's winner and where the ReLU passed (at most a
+   * quarter of each map). */
+  float *conv2 = random_floats(M2, 29, 1.0f), *dpool2 = random_floats(P2, 31, 0.01f), *dconv2p = floats(M2, 0);
+  for (long i = 0; i < M2; i++) conv2[i] = conv2[i] < 0 ? 0.0f : conv2[i];
+  if (nerve_maxpool2d_forward(ctx, pool2, arg2, conv2, N, 10, 10, 32, 2, 2, 2, 2, 0, 0, 5, 5) != NERVE_OK) return 1;
+  if (nerve_maxpool2d_backward(ctx, dconv2p, dpool2, arg2, N, 10, 10, 32, 2, 2, 2, 2, 0, 0, 5, 5) != NERVE_OK) return 1;
+  for (long i = 0; i < M2; i++) dconv2p[i] = conv2[i] > 0 ? dconv2p[i] : 0.0f;
   static const char *names[CALLS] = {
       "conv 1 + pool, output kept", "conv 1 + pool, output not kept", "max pool 1 alone",
       "conv 2 + pool, output not kept", "max pool 1 backward", "conv 1 weight gradient",
-      "conv 2 weight gradient", "conv 2 input gradient", "dense backward + Adam"};
+      "conv 2 weight gradient", "conv 2 input gradient", "dense backward + Adam",
+      "conv 2 input gradient, pooled"};
   double best[CALLS];
   for (int i = 0; i < CALLS; i++) best[i] = 1e9;
   for (int r = 0; r < ROUNDS; r++) {
@@ -65,6 +76,7 @@ int main(int argc, char **argv) {
     BEST(5, nerve_conv2d_backward(ctx, NULL, dw1, db1, dconv1, x, w1s, N, 28, 28, 1, F, 5, 5, 1, 1, 0, 0, 24, 24));
     BEST(6, nerve_conv2d_backward(ctx, NULL, dw2, db2, dconv2, pool1, w2s, N, 12, 12, F, 32, 3, 3, 1, 1, 0, 0, 10, 10));
     BEST(7, nerve_conv2d_backward(ctx, dx2, NULL, NULL, dconv2, pool1, w2s, N, 12, 12, F, 32, 3, 3, 1, 1, 0, 0, 10, 10));
+    BEST(9, nerve_conv2d_backward(ctx, dx2, NULL, NULL, dconv2p, pool1, w2s, N, 12, 12, F, 32, 3, 3, 1, 1, 0, 0, 10, 10));
     BEST(8, nerve_dense_backward_adam(ctx, ddx, dw, dwb, dm, dv, dbm, dbv, ddy, dx, N, DI, DO, 1e-4f, 0.9f,
                                       0.999f, 1e-7f, 0.0f, 0.0f, r + 1));
   }

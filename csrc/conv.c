@@ -751,6 +751,195 @@ static void input_grad_team(nerve_context *ctx, const conv_geom *g, float *din, 
   nerve__parallel_team(threads, input_grad_member, &j);
 }
 
+/* ---- The input gradient by scattering (AVX2) --------------------------------------------- */
+/*
+ * din [N,H,W,C] without lowering dout: each output pixel's row of dout times the weight is its
+ * window's row of the lowered gradient (for each tap and channel one chain over the filters in
+ * order from 0, as AVX2's products make dcol), added straight into the window's input pixels
+ * instead of stored and summed back by col2im. The pixels go in reverse raster order, so each
+ * input pixel receives its windows' taps in (kh, kw) order after a start from 0, as
+ * col2im_pixels adds them: the same bits. Where dout is mostly zeros (after a max pool's
+ * backward three quarters of every map, more after a ReLU), a pixel's chains take only its
+ * non-zero filters and a pixel with none adds nothing: a term left out is 0 * w, whose absence
+ * changes a chain at most in the sign of a zero, and that sign cannot show in a sum that starts
+ * from +0 (rounding to nearest without flushing, x + y is -0 only for -0 + -0). So only with
+ * finite weights (0 * inf is NaN) and the default floating-point modes; otherwise every filter
+ * of every pixel, in the same order as the product.
+ */
+#if NERVE_X86
+/* Taps a window may have, and filters a pixel's list may hold, for the scattered form. */
+enum { SCATTER_MAX_TAPS = 64, SCATTER_MAX_FILTERS = 64, SCATTER_MAX_VECTORS = 12 };
+
+/* Whether the input gradient of g goes by scattering (scatter_member): where the product it
+ * replaces makes each element one chain over the filters (AVX2, up to 64 filters), and the
+ * windows fit the taps' room. */
+static bool scatters(const nerve_context *ctx, const conv_geom *g) {
+  return nerve__gemm_nn_transposed_chains(ctx, g->K) && !is_pointwise(g) && g->KH * g->KW <= SCATTER_MAX_TAPS &&
+         g->K <= SCATTER_MAX_FILTERS;
+}
+
+/* Channels rounded up to whole vectors: the packed weight's and a frame's pixel width. */
+static int64_t scatter_cpad(const conv_geom *g) { return (g->C + 7) / 8 * 8; }
+
+/* The frame the scattered taps land in: every window's pixels, padding included (padded_geom's
+ * H and W), cpad channels a pixel. Where that is the input gradient itself (no padding, the
+ * windows covering the image, whole vectors of channels), it is written in place. */
+static bool scatters_in_place(const conv_geom *g) {
+  const conv_geom p = padded_geom(g);
+  return g->PT == 0 && g->PL == 0 && p.H == g->H && p.W == g->W && g->C % 8 == 0;
+}
+static int64_t scatter_frame_floats(const conv_geom *g) {
+  const conv_geom p = padded_geom(g);
+  return scatters_in_place(g) ? 0 : p.H * p.W * scatter_cpad(g);
+}
+static int64_t scatter_weight_floats(const conv_geom *g) { return g->K * g->KH * g->KW * scatter_cpad(g); }
+
+/* The weight [KH,KW,C,K] as the scattered chains read it: filter by filter, then blocks of 16
+ * channels (8 for a last odd vector), then the taps in (kh, kw) order, each the block's
+ * channels, zero past C. Returns whether every weight is finite. */
+static bool scatter_pack_weight(const conv_geom *g, float *wt, const float *weight) {
+  const int64_t taps = g->KH * g->KW, C = g->C, K = g->K, cpad = scatter_cpad(g);
+  bool finite = true;
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t cb = 0; cb < cpad; cb += 16) {
+      const int64_t width = cpad - cb < 16 ? cpad - cb : 16;
+      float *block = wt + k * taps * cpad + cb * taps;
+      for (int64_t t = 0; t < taps; t++)
+        for (int64_t c = 0; c < width; c++) {
+          const float w = cb + c < C ? weight[(t * C + cb + c) * K + k] : 0.0f;
+          finite = finite && isfinite(w);
+          block[t * width + c] = w;
+        }
+    }
+  return finite;
+}
+
+/* The rounding and subnormal modes under which a left-out zero term cannot show (above). */
+NERVE_INLINE bool scatter_modes_plain(void) {
+  return (_mm_getcsr() & (_MM_ROUND_MASK | _MM_FLUSH_ZERO_MASK | _MM_DENORMALS_ZERO_MASK)) == 0;
+}
+
+/* T taps (frame pixels dst + doff[t]), V vectors of channels each: their chains over the
+ * filters ks[0..live) (values in row; weights `stride` apart from w), then added into the
+ * frame. */
+NERVE_TARGET_AVX2 NERVE_INLINE void scatter_taps(const int T, const int V, float *dst, const int64_t *doff,
+                                                 const float *w, int64_t stride, const float *row,
+                                                 const int32_t *ks, int64_t live) {
+  __m256 acc[SCATTER_MAX_VECTORS];
+#  pragma GCC unroll 12
+  for (int i = 0; i < T * V; i++) acc[i] = _mm256_setzero_ps();
+  for (int64_t j = 0; j < live; j++) {
+    const __m256 v = _mm256_broadcast_ss(row + ks[j]);
+    const float *wk = w + ks[j] * stride;
+#  pragma GCC unroll 12
+    for (int i = 0; i < T * V; i++) acc[i] = _mm256_fmadd_ps(v, _mm256_load_ps(wk + 8 * i), acc[i]);
+  }
+#  pragma GCC unroll 12
+  for (int i = 0; i < T * V; i++) {
+    float *p = dst + doff[i / V] + 8 * (i % V);
+    _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[i]));
+  }
+}
+
+#  define SCATTER_CASE(T)                                                               \
+    case T:                                                                             \
+      if (V == 2) scatter_taps(T <= 6 ? T : 6, 2, dst, doff, w, stride, row, ks, live); \
+      else scatter_taps(T, 1, dst, doff, w, stride, row, ks, live);                     \
+      break;
+
+NERVE_TARGET_AVX2 NERVE_INLINE void scatter_taps_any(int T, int V, float *dst, const int64_t *doff, const float *w,
+                                               int64_t stride, const float *row, const int32_t *ks,
+                                               int64_t live) {
+  switch (T) {
+    SCATTER_CASE(1) SCATTER_CASE(2) SCATTER_CASE(3) SCATTER_CASE(4) SCATTER_CASE(5) SCATTER_CASE(6)
+    SCATTER_CASE(7) SCATTER_CASE(8) SCATTER_CASE(9) SCATTER_CASE(10) SCATTER_CASE(11) SCATTER_CASE(12)
+    default: break;
+  }
+}
+#  undef SCATTER_CASE
+
+typedef struct {
+  const conv_geom *g;
+  float *din, *frames; /* frames: each member's (scatter_frame_floats), unless in place */
+  const float *dout, *wt;
+  bool skip;    /* leave out zero terms (see above) */
+  int64_t next; /* the first image no member has taken (nerve__take_chunk) */
+} scatter_job;
+
+/* Image n: its frame from zero, its pixels' taps scattered in reverse raster order, then
+ * (unless in place) the image's part of the frame copied out. */
+NERVE_TARGET_AVX2 static void scatter_image(const scatter_job *j, int64_t n, float *frame) {
+  const conv_geom *g = j->g;
+  const conv_geom p = padded_geom(g);
+  const int64_t taps = g->KH * g->KW, cpad = scatter_cpad(g), K = g->K, C = g->C;
+  const bool in_place = scatters_in_place(g);
+  const int64_t cf = in_place ? C : cpad; /* the frame's floats a pixel */
+  int64_t doff[SCATTER_MAX_TAPS];
+  int32_t ks[SCATTER_MAX_FILTERS + 8];
+  for (int64_t t = 0; t < taps; t++) doff[t] = ((t / g->KW) * p.W + t % g->KW) * cf;
+  for (int64_t k = 0; k < K; k++) ks[k] = (int32_t)k; /* every filter, unless skipping */
+  /* The taps' groups for blocks of 2 vectors and of 1: as many as fill the accumulators,
+   * shared out evenly; group i is taps [ends[i - 1], ends[i]). */
+  int64_t ends[3][SCATTER_MAX_TAPS + 1], groups[3];
+  for (int V = 1; V <= 2; V++) {
+    const int64_t most = SCATTER_MAX_VECTORS / V;
+    groups[V] = (taps + most - 1) / most;
+    ends[V][0] = 0;
+    for (int64_t i = 1; i <= groups[V]; i++) ends[V][i] = taps * i / groups[V];
+  }
+  {
+    float *din = j->din + n * g->H * g->W * C, *f = in_place ? din : frame;
+    memset(f, 0, (size_t)(p.H * p.W * cf) * sizeof(float));
+    const float *dout = j->dout + n * g->OH * g->OW * K;
+    for (int64_t oh = g->OH - 1; oh >= 0; oh--)
+      for (int64_t ow = g->OW - 1; ow >= 0; ow--) {
+        const float *row = dout + (oh * g->OW + ow) * K;
+        const int64_t live = j->skip ? nerve__avx2_nonzeros(row, K, ks) : K;
+        if (live == 0) continue;
+        float *corner = f + (oh * g->SH * p.W + ow * g->SW) * cf;
+        for (int64_t cb = 0; cb < cpad; cb += 16) {
+          const int V = cpad - cb >= 16 ? 2 : 1;
+          const float *w = j->wt + cb * taps;
+          for (int64_t i = 0; i < groups[V]; i++) {
+            const int64_t t0 = ends[V][i];
+            scatter_taps_any((int)(ends[V][i + 1] - t0), V, corner + cb, doff + t0, w + t0 * 8 * V, taps * cpad, row,
+                             ks, live);
+          }
+        }
+      }
+    if (!in_place)
+      for (int64_t y = 0; y < g->H; y++)
+        for (int64_t x = 0; x < g->W; x++) {
+          const int64_t fy = y + g->PT, fx = x + g->PL;
+          float *to = din + (y * g->W + x) * C;
+          if (fy < p.H && fx < p.W) memcpy(to, frame + (fy * p.W + fx) * cpad, (size_t)C * sizeof(float));
+          else memset(to, 0, (size_t)C * sizeof(float));
+        }
+  }
+}
+
+/* Member t: images as it becomes free (an image's sums do not depend on who makes them), in
+ * its own frame. */
+static void scatter_member(void *data, int t, int nt) {
+  scatter_job *j = data;
+  (void)nt;
+  float *frame = j->frames ? j->frames + t * scatter_frame_floats(j->g) : NULL;
+  for (int64_t n, end; nerve__take_chunk(&j->next, 1, j->g->N, &n, &end);) scatter_image(j, n, frame);
+}
+
+/* din from dout by scattering (scatters(g)); wt and frames: scratch of scatter_weight_floats
+ * and threads * scatter_frame_floats floats. */
+static void scatter_input_grad(nerve_context *ctx, const conv_geom *g, float *din, const float *dout,
+                               const float *weight, float *wt, float *frames) {
+  const bool finite = scatter_pack_weight(g, wt, weight);
+  scatter_job j = {.g = g, .din = din, .frames = scatters_in_place(g) ? NULL : frames, .dout = dout,
+                   .wt = wt, .skip = finite && scatter_modes_plain()};
+  const int64_t cols = cols_of(g), pix = g->OH * g->OW;
+  int threads = nerve__threads_for(ctx, g->N * pix * cols * g->K, CONV_TEAM_GRAIN);
+  nerve__parallel_team(threads < g->N ? threads : (int)g->N, scatter_member, &j);
+}
+#endif
+
 /* nerve_conv2d_backward's checks and work; func: the entry point errors name. */
 static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *din, float *dweight,
                              float *dbias, const float *dout, const float *in, const float *weight,
@@ -769,7 +958,17 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
    * and largest block of rows (all N * OH * OW rows for 1x1, where cols = C). */
   const int64_t block = pointwise ? 0 : block_floats(&g), most_rows = pointwise ? N * pix : per * pix;
   const int64_t whole_rows = (ctx->whole_batch > N ? ctx->whole_batch : N) * pix;
-  size_t nn = din ? nerve__gemm_nn_scratch(ctx, pointwise ? whole_rows : method_rows(ctx, &g), cols, K, true) : 0;
+#if NERVE_X86
+  /* AVX2's input gradient scattered: its packed weight, and each thread's frame. */
+  const bool scatter = din && scatters(ctx, &g);
+  const size_t wt = scatter ? (size_t)scatter_weight_floats(&g) * sizeof(float) : 0;
+  const size_t frames = scatter ? (size_t)ctx->threads * (size_t)scatter_frame_floats(&g) * sizeof(float) : 0;
+#else
+  const bool scatter = false;
+  const size_t wt = 0, frames = 0;
+#endif
+  size_t nn = din && !scatter ? nerve__gemm_nn_scratch(ctx, pointwise ? whole_rows : method_rows(ctx, &g), cols, K, true)
+                              : wt;
   /* With AVX-512 (and AVX2's gathered products) the weight gradient is one team's work
    * (weight_grad_member), on a copy of dweight padded to whole panels. */
   const bool team_grad = dweight && !pointwise && nerve__gemm_tn_gathers(ctx, K, cols) &&
@@ -777,7 +976,8 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
   const int64_t ldp = panel_width(K);
   size_t tn = team_grad ? (size_t)cols * (size_t)ldp * sizeof(float)
               : dweight ? nerve__gemm_tn_scratch(ctx, most_rows, K, cols, K) : 0;
-  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, 2 * (size_t)block * sizeof(float), func);
+  const size_t blocks = 2 * (size_t)block * sizeof(float);
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, blocks > frames ? blocks : frames, func);
   if (s == NERVE_OK) s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, nn > tn ? nn : tn, func);
   if (s != NERVE_OK) return s;
   if (dbias && !team_grad) nerve__bias_accumulate(ctx, dbias, dout, N * pix, K, 1.0f);
@@ -811,7 +1011,7 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
       s = nerve__gemm_tn(ctx, dweight, K, col, cols, dblock, K, rows, K, cols, 1.0f, func);
       if (s != NERVE_OK) return s;
     }
-    if (din) {
+    if (din && !scatter) {
       s = nerve__gemm_nn_as(ctx, dcol, cols, dblock, K, weight, K, true, NULL, false, rows, cols, K,
                             method_rows(ctx, &g), func);
       if (s != NERVE_OK) return s;
@@ -819,6 +1019,10 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
       nerve__parallel_for(ctx, images * H * W, (1 << 13) / (C * KH * KW) + 1, col2im_for(ctx), &cj);
     }
   }
+#if NERVE_X86
+  /* After the weight gradient, whose products may have used the same scratch. */
+  if (scatter) scatter_input_grad(ctx, &g, din, dout, weight, ctx->scratch[NERVE_SCRATCH_GEMM], col);
+#endif
   return NERVE_OK;
 }
 

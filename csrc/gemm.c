@@ -2071,6 +2071,11 @@ NERVE_TARGET_AVX2 static int64_t avx2_nonzero_columns(int R, const float *const 
   return count;
 }
 
+NERVE_TARGET_AVX2 int64_t nerve__avx2_nonzeros(const float *row, int64_t n, int32_t *ks) {
+  const float *base[1] = {row};
+  return avx2_nonzero_columns(1, base, n, ks);
+}
+
 /*
  * The lists a row of tiles keeps while a block's panels pass (nn: each tile's live columns of
  * the block, avx2_nonzero_columns; tn: each tile's live rows of the chunk, avx2_nonzero_rows),
@@ -2499,6 +2504,15 @@ bool nerve__gemm_tn_gathers(const nerve_context *ctx, int64_t N, int64_t width) 
   return ctx->isa == NERVE_ISA_AVX512;
 #else
   (void)ctx, (void)N, (void)width;
+  return false;
+#endif
+}
+
+bool nerve__gemm_nn_transposed_chains(const nerve_context *ctx, int64_t K) {
+#if NERVE_X86
+  return ctx->isa == NERVE_ISA_AVX2 && K <= AVX2_SHORT_K; /* avx2_nn_transposed */
+#else
+  (void)ctx, (void)K;
   return false;
 #endif
 }

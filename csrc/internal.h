@@ -516,6 +516,17 @@ NERVE_HIDDEN bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G,
 NERVE_HIDDEN bool nerve__gemm_tn_gathers(const nerve_context *ctx, int64_t N, int64_t width);
 NERVE_HIDDEN bool nerve__gemm_nn_gathers(const nerve_context *ctx);
 
+/* Whether nerve__gemm_nn_as, given B transposed, makes each element of C one chain of
+ * multiply-adds over k in order from 0 (or from the bias): AVX2 with reductions up to 64
+ * (longer ones go by dot products). */
+NERVE_HIDDEN bool nerve__gemm_nn_transposed_chains(const nerve_context *ctx, int64_t K);
+
+#if NERVE_X86
+/* The k in [0, n) where row[k] is not zero (NaN counts), lowest first, into ks (room for n + 8:
+ * whole vectors are stored); returns how many. AVX2 only. */
+NERVE_HIDDEN NERVE_TARGET_AVX2 int64_t nerve__avx2_nonzeros(const float *row, int64_t n, int32_t *ks);
+#endif
+
 /* Whether nerve__gemm_tn_gather_here takes D's N columns from a pool's gradient, for slices of
  * up to `width` rows of G. */
 NERVE_HIDDEN bool nerve__gemm_tn_gathers_pooled(const nerve_context *ctx, int64_t N, int64_t width);

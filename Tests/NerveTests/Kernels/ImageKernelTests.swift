@@ -81,6 +81,65 @@ struct ImageKernelTests {
     }
   }
 
+  /// AVX2 scatters a convolution's input gradient (conv.c, scatter_image): each output pixel's
+  /// non-zero filters times the weight, added straight into its window's input pixels, the
+  /// pixels taken last to first. What it must give is the lowered product's bits (for each tap
+  /// and channel one chain of multiply-adds over every filter, from 0) summed back from 0 in
+  /// (kh, kw) order, written out here in Float: with -0 and whole zero rows in the output
+  /// gradient, and, where a weight is infinite, the NaNs its zero filters give (so there
+  /// nothing may be left out).
+  @Test(
+    "AVX2's scattered input gradient gives the lowered product's chains summed in (kh, kw) order",
+    .enabled(if: InstructionSet.best.rawValue >= InstructionSet.avx2.rawValue, "AVX2's kernels"),
+    arguments: [0, 1, 2], [false, true])
+  func avx2ScatteredInputGradient(_ index: Int, _ infinity: Bool) {
+    let g = [
+      // Windows covering the image, 16 channels: written in place.
+      RefGeometry(n: 3, h: 12, w: 12, c: 16, k: 32, kh: 3, kw: 3, sh: 1, sw: 1, same: false),
+      // Padding, strides, rows no window covers, 20 channels (a vector pair and a short one).
+      RefGeometry(n: 2, h: 9, w: 8, c: 20, k: 7, kh: 3, kw: 2, sh: 2, sw: 1, pt: 1, pl: 0, oh: 5, ow: 7),
+      // "Same" padding and 64 filters, the most scattered.
+      RefGeometry(n: 2, h: 10, w: 10, c: 8, k: 64, kh: 3, kw: 3, sh: 1, sw: 1, same: true),
+    ][index]
+    var w = randomFloats(g.kh * g.kw * g.c * g.k, seed: 71)
+    if infinity { w[g.k + 1] = .infinity }
+    var dy = randomFloats(g.n * g.oh * g.ow * g.k, seed: 72)
+    for i in dy.indices where i % 4 != 0 || (i / g.k) % 5 == 2 { dy[i] = i % 3 == 0 ? -0.0 : 0 }
+    var expected = [Float](repeating: 0, count: g.n * g.h * g.w * g.c)
+    for n in 0..<g.n {
+      for ih in 0..<g.h {
+        for iw in 0..<g.w {
+          for c in 0..<g.c {
+            var sum: Float = 0
+            for kh in 0..<g.kh {
+              let th = ih + g.pt - kh
+              guard th >= 0, th % g.sh == 0, th / g.sh < g.oh else { continue }
+              for kw in 0..<g.kw {
+                let tw = iw + g.pl - kw
+                guard tw >= 0, tw % g.sw == 0, tw / g.sw < g.ow else { continue }
+                let pixel = (n * g.oh + th / g.sh) * g.ow + tw / g.sw
+                var chain: Float = 0
+                for f in 0..<g.k { chain = chain.addingProduct(dy[pixel * g.k + f], w[((kh * g.kw + kw) * g.c + c) * g.k + f]) }
+                sum += chain
+              }
+            }
+            expected[((n * g.h + ih) * g.w + iw) * g.c + c] = sum
+          }
+        }
+      }
+    }
+    #expect(expected.contains { $0.isNaN } == infinity, "the probe's own NaNs")
+    let sizes = [g.n, g.h, g.w, g.c, g.k, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow].map(Int64.init)
+    for threads in [1, 2, 3] {
+      let k = Kernels(threads: threads, isa: .avx2)
+      var dx = [Float](repeating: .nan, count: expected.count)
+      k.ok(nerve_conv2d_backward(k.ctx, &dx, nil, nil, dy, nil, w, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4],
+                                 sizes[5], sizes[6], sizes[7], sizes[8], sizes[9], sizes[10], sizes[11], sizes[12]))
+      #expect(zip(dx, expected).allSatisfy { $0.isNaN ? $1.isNaN : $0.bitPattern == $1.bitPattern },
+              "\(g) infinity \(infinity), \(threads) thread(s)")
+    }
+  }
+
   @Test("a convolution through a ReLU in the same call writes the two calls' bits", arguments: configurations, convGeometries.indices)
   func convolutionThroughRelu(_ key: String, _ index: Int) {
     let k = DenseKernelTests.kernels(key), g = convGeometries[index]
