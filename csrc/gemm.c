@@ -1884,35 +1884,6 @@ enum { AVX2_NN_R2 = 6, AVX2_NN_R1 = 12, AVX2_TN_KT2 = 6, AVX2_TN_KT1 = 12 };
 /* The widest D the tn kernels take: a chunk then holds at least 16 rows. */
 enum { AVX2_TN_MAX_N = 256 };
 
-/* The first n of 8 lanes (all 8 from n = 8 on), for masked loads and stores. */
-NERVE_TARGET_AVX2 NERVE_INLINE __m256i avx2_lanes(int64_t n) {
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)), lane);
-}
-
-/* 8 floats at p, of which the first `n` are there (the rest read as 0). */
-NERVE_TARGET_AVX2 NERVE_INLINE __m256 avx2_load(const float *p, int64_t n) {
-  return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, avx2_lanes(n));
-}
-/* The first `n` of v's lanes to p (all 8 from n = 8 on). A partial vector goes out as plain
- * stores of 4, 2 and 1 lanes: masked stores are slow on AMD's cores (microcoded on Zen 3). */
-NERVE_TARGET_AVX2 NERVE_INLINE void avx2_store(float *p, int64_t n, __m256 v) {
-  if (n >= 8) {
-    _mm256_storeu_ps(p, v);
-    return;
-  }
-  __m128 x = _mm256_castps256_ps128(v);
-  if (n >= 4) {
-    _mm_storeu_ps(p, x);
-    x = _mm256_extractf128_ps(v, 1), p += 4, n -= 4;
-  }
-  if (n >= 2) {
-    _mm_storel_pi((__m64 *)p, x);
-    x = _mm_movehl_ps(x, x), p += 2, n -= 2;
-  }
-  if (n >= 1) _mm_store_ss(p, x);
-}
-
 /* The gathered row after the one at (n, oh, ow): one window along, or down, or the next image. */
 typedef struct {
   const float *image, *a;
@@ -1981,8 +1952,8 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const
     for (int r = 0; r < R; r++)
       for (int v = 0; v < V; v++) {
         const int64_t n = v == V - 1 ? tail : 8;
-        c[r * V + v] = from_c ? avx2_load(C + r * ldc + 8 * v, n)
-                       : bias ? avx2_load(bias + 8 * v, n) : _mm256_setzero_ps();
+        c[r * V + v] = from_c ? nerve__avx2_load(C + r * ldc + 8 * v, n)
+                       : bias ? nerve__avx2_load(bias + 8 * v, n) : _mm256_setzero_ps();
       }
     for (int64_t j = 0; j < (list ? K : all); j++) {
       const int64_t k = list ? list[j] : j;
@@ -2001,7 +1972,7 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const
   }
 #  pragma GCC unroll 12
   for (int r = 0; r < R; r++)
-    for (int v = 0; v < V; v++) avx2_store(C + r * ldc + 8 * v, v == V - 1 ? tail : 8, c[r * V + v]);
+    for (int v = 0; v < V; v++) nerve__avx2_store(C + r * ldc + 8 * v, v == V - 1 ? tail : 8, c[r * V + v]);
 }
 
 #  define AVX2_NN_CASE(R)                                                                        \
@@ -2062,7 +2033,7 @@ NERVE_TARGET_AVX2 static int64_t avx2_nonzero_columns(int R, const float *const 
   for (int64_t k = 0; k < n; k += 8) {
     __m256 any = _mm256_setzero_ps();
     for (int r = 0; r < R; r++)
-      any = _mm256_or_ps(any, _mm256_cmp_ps(avx2_load(base[r] + k, n - k), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+      any = _mm256_or_ps(any, _mm256_cmp_ps(nerve__avx2_load(base[r] + k, n - k), _mm256_setzero_ps(), _CMP_NEQ_UQ));
     const unsigned m = (unsigned)_mm256_movemask_ps(any);
     const __m256i at = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)&avx2_picks[m]));
     _mm256_storeu_si256((__m256i *)(ks + count), _mm256_add_epi32(at, _mm256_set1_epi32((int32_t)k)));
@@ -2146,8 +2117,8 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
       const int V = nr > 8 ? 2 : 1, most = V == 2 ? AVX2_NN_R2 : AVX2_NN_R1;
       for (int64_t k = 0; k < kb; k++) {
         const float *b = B + (k0 + k) * ldb + col;
-        _mm256_store_ps(packed + k * AVX2_PANEL, avx2_load(b, nr));
-        _mm256_store_ps(packed + k * AVX2_PANEL + 8, nr > 8 ? avx2_load(b + 8, nr - 8) : _mm256_setzero_ps());
+        _mm256_store_ps(packed + k * AVX2_PANEL, nerve__avx2_load(b, nr));
+        _mm256_store_ps(packed + k * AVX2_PANEL + 8, nr > 8 ? nerve__avx2_load(b + 8, nr - 8) : _mm256_setzero_ps());
       }
       const bool listable = !lists.off && !avx2_not_finite(packed, kb * AVX2_PANEL);
       for (int64_t m = 0; m < M; m += most) {
@@ -2189,8 +2160,8 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, cons
                                                  int64_t tail, float *bias) {
   __m256 g[AVX2_TN_KT1], b0 = _mm256_setzero_ps(), b1 = b0;
   if (biased) {
-    b0 = avx2_load(bias, V == 1 ? tail : 8);
-    if (V == 2) b1 = avx2_load(bias + 8, tail);
+    b0 = nerve__avx2_load(bias, V == 1 ? tail : 8);
+    if (V == 2) b1 = nerve__avx2_load(bias + 8, tail);
   }
   int32_t o[AVX2_TN_KT1];
 #  pragma GCC unroll 12
@@ -2214,7 +2185,7 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, cons
   for (const int32_t *list = biased ? NULL : ms;; list = NULL) {
 #  pragma GCC unroll 12
     for (int r = 0; r < KT; r++)
-      for (int v = 0; v < V; v++) g[r * V + v] = avx2_load(G + r * ldg + 8 * v, v == V - 1 ? tail : 8);
+      for (int v = 0; v < V; v++) g[r * V + v] = nerve__avx2_load(G + r * ldg + 8 * v, v == V - 1 ? tail : 8);
     if (list) {
       for (int64_t j = 0; j < rows; j++) AVX2_TN_ROW(list[j], w.a + list[j] * ga->image_stride);
     } else {
@@ -2229,10 +2200,10 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, cons
 #  undef AVX2_TN_ROW
 #  pragma GCC unroll 12
   for (int r = 0; r < KT; r++)
-    for (int v = 0; v < V; v++) avx2_store(G + r * ldg + 8 * v, v == V - 1 ? tail : 8, g[r * V + v]);
+    for (int v = 0; v < V; v++) nerve__avx2_store(G + r * ldg + 8 * v, v == V - 1 ? tail : 8, g[r * V + v]);
   if (biased) {
-    avx2_store(bias, V == 1 ? tail : 8, b0);
-    if (V == 2) avx2_store(bias + 8, tail, b1);
+    nerve__avx2_store(bias, V == 1 ? tail : 8, b0);
+    if (V == 2) nerve__avx2_store(bias + 8, tail, b1);
   }
 }
 
@@ -2270,7 +2241,7 @@ NERVE_TARGET_AVX2 static void avx2_pad_rows(float *P, int64_t ldp, const float *
   const __m256 scale = _mm256_set1_ps(alpha);
   for (int64_t k = 0; k < K; k++)
     for (int64_t c = 0; c < ldp; c += 8) {
-      const __m256 v = c < N ? avx2_load(B + k * ldb + c, N - c) : _mm256_setzero_ps();
+      const __m256 v = c < N ? nerve__avx2_load(B + k * ldb + c, N - c) : _mm256_setzero_ps();
       /* alpha = 1: the products as they are (x 1 changes no bits but costs a multiply). */
       _mm256_storeu_ps(P + k * ldp + c, alpha == 1.0f ? v : _mm256_mul_ps(scale, v));
     }
@@ -2297,7 +2268,7 @@ NERVE_TARGET_AVX2 static void avx2_chunk_fill(const nerve__gather *a, const floa
     for (int64_t c = 0; c < ldd; c += 8) {
       __m256 v = _mm256_setzero_ps();
       if (inside) {
-        const __m256i lanes = avx2_lanes(N - c);
+        const __m256i lanes = nerve__avx2_lanes(N - c);
         const __m256i won = _mm256_and_si256(
             lanes, _mm256_cmpeq_epi32(_mm256_maskload_epi32(pr->argmax + at + c, lanes), code));
         v = _mm256_maskload_ps(pr->dpooled + at + c, won);
@@ -2323,8 +2294,8 @@ NERVE_TARGET_AVX2 static int64_t avx2_nonzero_rows(const float *a, int64_t lda, 
   int64_t count = 0;
   for (int64_t m = 0; m < rows; m++) {
     const float *p = a + m * lda;
-    __m256 nz = _mm256_cmp_ps(avx2_load(p, width), _mm256_setzero_ps(), _CMP_NEQ_UQ);
-    if (width > 8) nz = _mm256_or_ps(nz, _mm256_cmp_ps(avx2_load(p + 8, width - 8), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+    __m256 nz = _mm256_cmp_ps(nerve__avx2_load(p, width), _mm256_setzero_ps(), _CMP_NEQ_UQ);
+    if (width > 8) nz = _mm256_or_ps(nz, _mm256_cmp_ps(nerve__avx2_load(p + 8, width - 8), _mm256_setzero_ps(), _CMP_NEQ_UQ));
     ms[count] = (int32_t)m;
     count += _mm256_movemask_ps(nz) != 0;
   }
@@ -2418,9 +2389,9 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_dots_tile(const int R, const int NC, fl
   for (int64_t k = 0; k < K; k += 8) {
     const int64_t n = K - k;
     __m256 b[4];
-    for (int c = 0; c < NC; c++) b[c] = avx2_load(BT + c * ldb + k, n);
+    for (int c = 0; c < NC; c++) b[c] = nerve__avx2_load(BT + c * ldb + k, n);
     for (int r = 0; r < R; r++) {
-      const __m256 a = avx2_load(A + r * lda + k, n);
+      const __m256 a = nerve__avx2_load(A + r * lda + k, n);
       for (int c = 0; c < NC; c++) acc[r][c] = _mm256_fmadd_ps(a, b[c], acc[r][c]);
     }
   }
@@ -3568,7 +3539,7 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_slots_run(const int V, const list_form 
       while (left[s] == 0) {
         if (row[s] >= 0)
 #  pragma GCC unroll 4
-          for (int v = 0; v < V; v++) avx2_store(out + row[s] * ldo + 8 * v, v == V - 1 ? tail : 8, c[s][v]);
+          for (int v = 0; v < V; v++) nerve__avx2_store(out + row[s] * ldo + 8 * v, v == V - 1 ? tail : 8, c[s][v]);
         while (from_out && next < i1 && hi[next] == lo[next]) next++;
         if (next == i1) {
           row[s] = -1, at[s] = idle_at, left[s] = NERVE_SPARSE_PAD;
@@ -3581,8 +3552,8 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_slots_run(const int V, const list_form 
 #  pragma GCC unroll 4
         for (int v = 0; v < V; v++) {
           const int64_t n = v == V - 1 ? tail : 8;
-          c[s][v] = from_out ? avx2_load(out + i * ldo + 8 * v, n)
-                    : bias   ? avx2_load(bias + 8 * v, n) : _mm256_setzero_ps();
+          c[s][v] = from_out ? nerve__avx2_load(out + i * ldo + 8 * v, n)
+                    : bias   ? nerve__avx2_load(bias + 8 * v, n) : _mm256_setzero_ps();
         }
       }
       busy += row[s] >= 0;
@@ -3672,10 +3643,10 @@ NERVE_TARGET_AVX2 static void avx2_sparse_tn_rows(const sparse_job *j, int64_t k
     while (hi > lo && cols[hi - 1] >= k1) hi--;
     for (int64_t col = 0; col < j->N && lo < hi; col += 8) {
       const int64_t n = j->N - col;
-      const __m256 d = _mm256_mul_ps(scale, avx2_load(j->D + m * j->ldd + col, n));
+      const __m256 d = _mm256_mul_ps(scale, nerve__avx2_load(j->D + m * j->ldd + col, n));
       for (int64_t e = lo; e < hi; e++) {
         float *g = j->G + cols[e] * j->ldg + col;
-        avx2_store(g, n, _mm256_fmadd_ps(_mm256_set1_ps(j->a->values[e]), d, avx2_load(g, n)));
+        nerve__avx2_store(g, n, _mm256_fmadd_ps(_mm256_set1_ps(j->a->values[e]), d, nerve__avx2_load(g, n)));
       }
     }
   }

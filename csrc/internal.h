@@ -901,6 +901,40 @@ NERVE_TARGET_AVX512 NERVE_INLINE __m512 nerve__batchnorm_value16(__m512 x, __m51
                                                                  __m512 gamma, __m512 beta) {
   return _mm512_fmadd_ps(_mm512_mul_ps(_mm512_sub_ps(x, mean), invstd), gamma, beta);
 }
+/* The same for 8 floats, for AVX2 kernels. */
+NERVE_TARGET_AVX2 NERVE_INLINE __m256 nerve__batchnorm_value8(__m256 x, __m256 mean, __m256 invstd, __m256 gamma,
+                                                              __m256 beta) {
+  return _mm256_fmadd_ps(_mm256_mul_ps(_mm256_sub_ps(x, mean), invstd), gamma, beta);
+}
+
+/* The first n of 8 lanes (all 8 from n = 8 on), for masked loads and stores. */
+NERVE_TARGET_AVX2 NERVE_INLINE __m256i nerve__avx2_lanes(int64_t n) {
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)), lane);
+}
+
+/* 8 floats at p, of which the first `n` are there (the rest read as 0). */
+NERVE_TARGET_AVX2 NERVE_INLINE __m256 nerve__avx2_load(const float *p, int64_t n) {
+  return n >= 8 ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, nerve__avx2_lanes(n));
+}
+/* The first `n` of v's lanes to p (all 8 from n = 8 on). A partial vector goes out as plain
+ * stores of 4, 2 and 1 lanes: masked stores are slow on AMD's cores (microcoded on Zen 3). */
+NERVE_TARGET_AVX2 NERVE_INLINE void nerve__avx2_store(float *p, int64_t n, __m256 v) {
+  if (n >= 8) {
+    _mm256_storeu_ps(p, v);
+    return;
+  }
+  __m128 x = _mm256_castps256_ps128(v);
+  if (n >= 4) {
+    _mm_storeu_ps(p, x);
+    x = _mm256_extractf128_ps(v, 1), p += 4, n -= 4;
+  }
+  if (n >= 2) {
+    _mm_storel_pi((__m64 *)p, x);
+    x = _mm_movehl_ps(x, x), p += 2, n -= 2;
+  }
+  if (n >= 1) _mm_store_ss(p, x);
+}
 #endif
 
 NERVE_INLINE float nerve__tanhf(float x) {
