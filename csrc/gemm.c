@@ -57,7 +57,7 @@ NERVE_TARGET_AVX2 static void avx2_nn_transposed(float *C, int64_t ldc, const fl
                                                  int64_t N, int64_t K);
 NERVE_TARGET_AVX2 static void avx2_tn_stored(float *G, int64_t ldg, const float *A, int64_t lda,
                                              const float *D, int64_t ldd, int64_t M, int64_t N,
-                                             int64_t K, float alpha);
+                                             int64_t K, float alpha, bool fresh);
 #endif
 
 typedef struct {
@@ -134,7 +134,7 @@ static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
 #if NERVE_X86
     if (j->own) {
       avx2_tn_stored(j->G + k0 * j->ldg + n0, j->ldg, j->A + k0, j->lda, j->D + n0, j->ldd, j->M, nb, kb,
-                     j->alpha);
+                     j->alpha, false);
       continue;
     }
 #endif
@@ -2157,7 +2157,7 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, cons
                                                  const nerve__gather *ga, avx2_window w,
                                                  const int32_t *off, const float *d, int64_t ldd,
                                                  int64_t rows, const int32_t *ms, int64_t all,
-                                                 int64_t tail, float *bias) {
+                                                 int64_t tail, float *bias, bool fresh) {
   __m256 g[AVX2_TN_KT1], b0 = _mm256_setzero_ps(), b1 = b0;
   if (biased) {
     b0 = nerve__avx2_load(bias, V == 1 ? tail : 8);
@@ -2185,7 +2185,8 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, cons
   for (const int32_t *list = biased ? NULL : ms;; list = NULL) {
 #  pragma GCC unroll 12
     for (int r = 0; r < KT; r++)
-      for (int v = 0; v < V; v++) g[r * V + v] = nerve__avx2_load(G + r * ldg + 8 * v, v == V - 1 ? tail : 8);
+      for (int v = 0; v < V; v++)
+        g[r * V + v] = fresh ? _mm256_setzero_ps() : nerve__avx2_load(G + r * ldg + 8 * v, v == V - 1 ? tail : 8);
     if (list) {
       for (int64_t j = 0; j < rows; j++) AVX2_TN_ROW(list[j], w.a + list[j] * ga->image_stride);
     } else {
@@ -2211,21 +2212,21 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, cons
     case KT:                                                                                       \
       if (V == 2 && bias)                                                                          \
         avx2_tn_tile(KT < AVX2_TN_KT2 - 1 ? KT : AVX2_TN_KT2 - 1, 2, true, G, ldg, ga, w, off, d, ldd, \
-                     rows, NULL, rows, tail, bias);                                                \
+                     rows, NULL, rows, tail, bias, fresh);                                         \
       else if (V == 2)                                                                             \
         avx2_tn_tile(KT < AVX2_TN_KT2 ? KT : AVX2_TN_KT2, 2, false, G, ldg, ga, w, off, d, ldd, rows, \
-                     ms, all, tail, NULL);                                                              \
+                     ms, all, tail, NULL, fresh);                                                       \
       else if (bias)                                                                               \
-        avx2_tn_tile(KT, 1, true, G, ldg, ga, w, off, d, ldd, rows, NULL, rows, tail, bias);             \
+        avx2_tn_tile(KT, 1, true, G, ldg, ga, w, off, d, ldd, rows, NULL, rows, tail, bias, fresh);      \
       else                                                                                         \
-        avx2_tn_tile(KT, 1, false, G, ldg, ga, w, off, d, ldd, rows, ms, all, tail, NULL);              \
+        avx2_tn_tile(KT, 1, false, G, ldg, ga, w, off, d, ldd, rows, ms, all, tail, NULL, fresh);       \
       break;
 
 NERVE_TARGET_AVX2 static void avx2_tn_tile_any(int KT, int V, float *G, int64_t ldg,
                                                const nerve__gather *ga, avx2_window w,
                                                const int32_t *off, const float *d, int64_t ldd,
                                                int64_t rows, const int32_t *ms, int64_t all,
-                                               int64_t tail, float *bias) {
+                                               int64_t tail, float *bias, bool fresh) {
   switch (KT) {
     AVX2_TN_CASE(1) AVX2_TN_CASE(2) AVX2_TN_CASE(3) AVX2_TN_CASE(4) AVX2_TN_CASE(5)
     AVX2_TN_CASE(6) AVX2_TN_CASE(7) AVX2_TN_CASE(8) AVX2_TN_CASE(9) AVX2_TN_CASE(10)
@@ -2307,7 +2308,7 @@ enum { AVX2_TN_LISTS = 16, AVX2_TN_LIST_ROWS = AVX2_CHUNK_FLOATS / 8 };
 
 /*
  * G's rows for columns [k0, k1) of the gathered A (or stored: off NULL, rows image_stride
- * apart; G at k0's row) += A^T . (alpha D), D's rows
+ * apart; G at k0's row) += A^T . (alpha D), or (fresh) = it, the chains from 0 (G not read), D's rows
  * taken a chunk at a time into an aligned copy in L1, every tile continuing its chains chunk
  * after chunk; the first tile of each panel adds the rows to bias. Evenly sized tiles: a
  * member's 13 columns as 5 + 4 + 4, not 6 + 6 + 1 (whose last pass costs nearly a full one).
@@ -2315,7 +2316,7 @@ enum { AVX2_TN_LISTS = 16, AVX2_TN_LIST_ROWS = AVX2_CHUNK_FLOATS / 8 };
 NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve__gather *a,
                                              int64_t M, const float *D, int64_t ldD,
                                              const nerve__pooled_rows *pr, int64_t N, int64_t k0,
-                                             int64_t k1, float alpha, float *bias) {
+                                             int64_t k1, float alpha, float *bias, bool fresh) {
   float d[AVX2_CHUNK_FLOATS] __attribute__((aligned(32)));
   /* Wide D (without a pool's rows) is copied a panel at a time: a chunk is then 256 rows, and
    * each tile's chains are loaded and stored once per 256 rows, not once per 4096 / N (Lab E's
@@ -2365,7 +2366,7 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
         }
         avx2_tn_tile_any((int)(next - k), V, G + (k - k0) * ldg + col, ldg, a, wk,
                          a->off ? a->off + k : avx2_identity, dp, ldd, live, ms, rows, nr - 8 * (V - 1),
-                         tile_bias);
+                         tile_bias, fresh && m == 0);
       }
     }
   }
@@ -2459,11 +2460,11 @@ NERVE_TARGET_AVX2 static void avx2_nn_transposed(float *C, int64_t ldc, const fl
 /* G[K,N] += alpha A[M,K]^T . D[M,N], A stored: each element's chain over the rows in order. */
 NERVE_TARGET_AVX2 static void avx2_tn_stored(float *G, int64_t ldg, const float *A, int64_t lda,
                                              const float *D, int64_t ldd, int64_t M, int64_t N,
-                                             int64_t K, float alpha) {
+                                             int64_t K, float alpha, bool fresh) {
   const nerve__gather stored = {.in = A, .pix = 1, .OW = 1, .image_stride = lda, .off = NULL};
   for (int64_t n0 = 0; n0 < N; n0 += AVX2_TN_MAX_N) {
     const int64_t nb = N - n0 < AVX2_TN_MAX_N ? N - n0 : AVX2_TN_MAX_N;
-    avx2_gather_tn(G + n0, ldg, &stored, M, D + n0, ldd, NULL, nb, 0, K, alpha, NULL);
+    avx2_gather_tn(G + n0, ldg, &stored, M, D + n0, ldd, NULL, nb, 0, K, alpha, NULL, fresh);
   }
 }
 
@@ -2514,7 +2515,7 @@ bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G, int64_t ldg,
     if (k1 - k0 > NN_KC || N > AVX2_TN_MAX_N || (bias && alpha != 1.0f)) return false;
     if (pooled && !nerve__gemm_tn_gathers_pooled(ctx, N, k1 - k0)) return false;
     if (M > 0 && N > 0 && k1 > k0) {
-      avx2_gather_tn(G, ldg, a, M, D, ldd, pooled, N, k0, k1, alpha, bias);
+      avx2_gather_tn(G, ldg, a, M, D, ldd, pooled, N, k0, k1, alpha, bias, false);
       *biased = bias != NULL;
     }
     return true;
@@ -2867,8 +2868,7 @@ static void avx2_visit_member(void *data, int t, int nt) {
   for (int64_t a, b; nerve__take_chunk(&j->next, 1, j->tiles, &a, &b);) {
     const int64_t k0 = a * AVX2_VISIT_ROWS, k1 = k0 + AVX2_VISIT_ROWS < j->K ? k0 + AVX2_VISIT_ROWS : j->K;
     if (j->rows) j->rows(j->arg, k0, k1);
-    memset(g, 0, (size_t)(k1 - k0) * (size_t)ldg * sizeof(float));
-    avx2_tn_stored(g, ldg, j->A + k0, j->lda, j->D, j->ldd, j->M, j->N, k1 - k0, 1.0f);
+    avx2_tn_stored(g, ldg, j->A + k0, j->lda, j->D, j->ldd, j->M, j->N, k1 - k0, 1.0f, true);
     j->apply(j->arg, k0, 0, g, k1 - k0, j->N, ldg, nt);
   }
 }
@@ -3257,7 +3257,7 @@ void nerve__gemm_tn_here(const nerve_context *ctx, float *G, int64_t ldg, const 
 #if NERVE_X86
   if (M == 0 || N == 0 || K == 0) return;
   if (ctx->isa == NERVE_ISA_AVX2) {
-    avx2_tn_stored(G, ldg, A, lda, D, ldd, M, N, K, alpha);
+    avx2_tn_stored(G, ldg, A, lda, D, ldd, M, N, K, alpha, false);
     return;
   }
   tn_job j = {.G = G, .ldg = ldg, .A = A, .lda = lda, .D = D, .ldd = ldd, .M = M, .N = N, .K = K,
