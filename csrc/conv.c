@@ -6,7 +6,9 @@
  *   in [N,H,W,C], weight [KH,KW,C,K], bias [K], out [N,OH,OW,K].
  * Each output pixel (n, oh, ow) is a row of the lowered problem and each (kh, kw, c) a column,
  * so the weight is a [KH*KW*C, K] matrix and out = col . weight + bias. The lowering runs over
- * blocks of whole images sized to stay in cache, in the context's layer scratch.
+ * blocks of whole images sized to stay in cache, in the context's layer scratch. The input
+ * gradient is the lowered gradient dout . weight^T summed back into the pixels (col2im), or on
+ * AVX2 the same sums scattered from each output pixel without lowering (scatter_image).
  */
 #include "internal.h"
 
@@ -763,20 +765,14 @@ static void input_grad_team(nerve_context *ctx, const conv_geom *g, float *din, 
  * non-zero filters and a pixel with none adds nothing: a term left out is 0 * w, whose absence
  * changes a chain at most in the sign of a zero, and that sign cannot show in a sum that starts
  * from +0 (rounding to nearest without flushing, x + y is -0 only for -0 + -0). So only with
- * finite weights (0 * inf is NaN) and the default floating-point modes; otherwise every filter
- * of every pixel, in the same order as the product.
+ * finite weights (0 * inf is NaN) and the caller's modes the default ones; otherwise every
+ * filter of every pixel, in the order the product takes them. (Those modes are the ones the
+ * product's own zero-skipping assumes too; the team's threads are taken to run in the caller's.)
  */
 #if NERVE_X86
-/* Taps a window may have, and filters a pixel's list may hold, for the scattered form. */
+/* Taps a window may have, and filters a pixel's list may hold (as many as AVX2's products take
+ * in chains, nerve__gemm_nn_transposed_chains), for the scattered form. */
 enum { SCATTER_MAX_TAPS = 64, SCATTER_MAX_FILTERS = 64, SCATTER_MAX_VECTORS = 12 };
-
-/* Whether the input gradient of g goes by scattering (scatter_member): where the product it
- * replaces makes each element one chain over the filters (AVX2, up to 64 filters), and the
- * windows fit the taps' room. */
-static bool scatters(const nerve_context *ctx, const conv_geom *g) {
-  return nerve__gemm_nn_transposed_chains(ctx, g->K) && !is_pointwise(g) && g->KH * g->KW <= SCATTER_MAX_TAPS &&
-         g->K <= SCATTER_MAX_FILTERS;
-}
 
 /* Channels rounded up to whole vectors: the packed weight's and a frame's pixel width. */
 static int64_t scatter_cpad(const conv_geom *g) { return (g->C + 7) / 8 * 8; }
@@ -793,6 +789,15 @@ static int64_t scatter_frame_floats(const conv_geom *g) {
   return scatters_in_place(g) ? 0 : p.H * p.W * scatter_cpad(g);
 }
 static int64_t scatter_weight_floats(const conv_geom *g) { return g->K * g->KH * g->KW * scatter_cpad(g); }
+
+/* Whether the input gradient of g goes by scattering (scatter_member): where the product it
+ * replaces makes each element one chain over the filters (AVX2, up to 64 filters), the windows
+ * fit the taps' room, and a frame fits the `room` floats of workspace the backward has anyway
+ * (its two lowered blocks: nerve_conv2d_workspace_size), so that it never takes more. */
+static bool scatters(const nerve_context *ctx, const conv_geom *g, int64_t room) {
+  return nerve__gemm_nn_transposed_chains(ctx, g->K) && !is_pointwise(g) && g->KH * g->KW <= SCATTER_MAX_TAPS &&
+         g->K <= SCATTER_MAX_FILTERS && scatter_frame_floats(g) <= room;
+}
 
 /* The weight [KH,KW,C,K] as the scattered chains read it: filter by filter, then blocks of 16
  * channels (8 for a last odd vector), then the taps in (kh, kw) order, each the block's
@@ -820,17 +825,17 @@ NERVE_INLINE bool scatter_modes_plain(void) {
 }
 
 /* T taps (frame pixels dst + doff[t]), V vectors of channels each: their chains over the
- * filters ks[0..live) (values in row; weights `stride` apart from w), then added into the
+ * filters ks[0..live) (values in row; filter k's weights at w + k * ldk), then added into the
  * frame. */
 NERVE_TARGET_AVX2 NERVE_INLINE void scatter_taps(const int T, const int V, float *dst, const int64_t *doff,
-                                                 const float *w, int64_t stride, const float *row,
+                                                 const float *w, int64_t ldk, const float *row,
                                                  const int32_t *ks, int64_t live) {
   __m256 acc[SCATTER_MAX_VECTORS];
 #  pragma GCC unroll 12
   for (int i = 0; i < T * V; i++) acc[i] = _mm256_setzero_ps();
   for (int64_t j = 0; j < live; j++) {
     const __m256 v = _mm256_broadcast_ss(row + ks[j]);
-    const float *wk = w + ks[j] * stride;
+    const float *wk = w + ks[j] * ldk;
 #  pragma GCC unroll 12
     for (int i = 0; i < T * V; i++) acc[i] = _mm256_fmadd_ps(v, _mm256_load_ps(wk + 8 * i), acc[i]);
   }
@@ -841,15 +846,15 @@ NERVE_TARGET_AVX2 NERVE_INLINE void scatter_taps(const int T, const int V, float
   }
 }
 
-#  define SCATTER_CASE(T)                                                               \
-    case T:                                                                             \
-      if (V == 2) scatter_taps(T <= 6 ? T : 6, 2, dst, doff, w, stride, row, ks, live); \
-      else scatter_taps(T, 1, dst, doff, w, stride, row, ks, live);                     \
+#  define SCATTER_CASE(T)                                                            \
+    case T:                                                                          \
+      if (V == 2) scatter_taps(T <= 6 ? T : 6, 2, dst, doff, w, ldk, row, ks, live); \
+      else scatter_taps(T, 1, dst, doff, w, ldk, row, ks, live);                     \
       break;
 
-NERVE_TARGET_AVX2 NERVE_INLINE void scatter_taps_any(int T, int V, float *dst, const int64_t *doff, const float *w,
-                                               int64_t stride, const float *row, const int32_t *ks,
-                                               int64_t live) {
+NERVE_TARGET_AVX2 NERVE_INLINE void scatter_taps_any(int T, int V, float *dst, const int64_t *doff,
+                                                     const float *w, int64_t ldk, const float *row,
+                                                     const int32_t *ks, int64_t live) {
   switch (T) {
     SCATTER_CASE(1) SCATTER_CASE(2) SCATTER_CASE(3) SCATTER_CASE(4) SCATTER_CASE(5) SCATTER_CASE(6)
     SCATTER_CASE(7) SCATTER_CASE(8) SCATTER_CASE(9) SCATTER_CASE(10) SCATTER_CASE(11) SCATTER_CASE(12)
@@ -872,38 +877,37 @@ NERVE_TARGET_AVX2 static void scatter_image(const scatter_job *j, int64_t n, flo
   const conv_geom *g = j->g;
   const conv_geom p = padded_geom(g);
   const int64_t taps = g->KH * g->KW, cpad = scatter_cpad(g), K = g->K, C = g->C;
-  const bool in_place = scatters_in_place(g);
-  const int64_t cf = in_place ? C : cpad; /* the frame's floats a pixel */
+  const bool in_place = scatters_in_place(g); /* then C = cpad: the frame's floats a pixel */
   int64_t doff[SCATTER_MAX_TAPS];
   int32_t ks[SCATTER_MAX_FILTERS + 8];
-  for (int64_t t = 0; t < taps; t++) doff[t] = ((t / g->KW) * p.W + t % g->KW) * cf;
+  for (int64_t t = 0; t < taps; t++) doff[t] = ((t / g->KW) * p.W + t % g->KW) * cpad;
   for (int64_t k = 0; k < K; k++) ks[k] = (int32_t)k; /* every filter, unless skipping */
-  /* The taps' groups for blocks of 2 vectors and of 1: as many as fill the accumulators,
-   * shared out evenly; group i is taps [ends[i - 1], ends[i]). */
-  int64_t ends[3][SCATTER_MAX_TAPS + 1], groups[3];
+  /* The taps' groups for blocks of V = 1 and 2 vectors (index V - 1): as many taps as fill the
+   * accumulators, shared out evenly; group i is taps [ends[i], ends[i + 1]). */
+  int64_t ends[2][SCATTER_MAX_TAPS + 1], groups[2];
   for (int V = 1; V <= 2; V++) {
     const int64_t most = SCATTER_MAX_VECTORS / V;
-    groups[V] = (taps + most - 1) / most;
-    ends[V][0] = 0;
-    for (int64_t i = 1; i <= groups[V]; i++) ends[V][i] = taps * i / groups[V];
+    groups[V - 1] = (taps + most - 1) / most;
+    ends[V - 1][0] = 0;
+    for (int64_t i = 1; i <= groups[V - 1]; i++) ends[V - 1][i] = taps * i / groups[V - 1];
   }
   {
     float *din = j->din + n * g->H * g->W * C, *f = in_place ? din : frame;
-    memset(f, 0, (size_t)(p.H * p.W * cf) * sizeof(float));
+    memset(f, 0, (size_t)(p.H * p.W * cpad) * sizeof(float));
     const float *dout = j->dout + n * g->OH * g->OW * K;
     for (int64_t oh = g->OH - 1; oh >= 0; oh--)
       for (int64_t ow = g->OW - 1; ow >= 0; ow--) {
         const float *row = dout + (oh * g->OW + ow) * K;
         const int64_t live = j->skip ? nerve__avx2_nonzeros(row, K, ks) : K;
         if (live == 0) continue;
-        float *corner = f + (oh * g->SH * p.W + ow * g->SW) * cf;
+        float *corner = f + (oh * g->SH * p.W + ow * g->SW) * cpad;
         for (int64_t cb = 0; cb < cpad; cb += 16) {
           const int V = cpad - cb >= 16 ? 2 : 1;
           const float *w = j->wt + cb * taps;
-          for (int64_t i = 0; i < groups[V]; i++) {
-            const int64_t t0 = ends[V][i];
-            scatter_taps_any((int)(ends[V][i + 1] - t0), V, corner + cb, doff + t0, w + t0 * 8 * V, taps * cpad, row,
-                             ks, live);
+          for (int64_t i = 0; i < groups[V - 1]; i++) {
+            const int64_t t0 = ends[V - 1][i];
+            scatter_taps_any((int)(ends[V - 1][i + 1] - t0), V, corner + cb, doff + t0, w + t0 * 8 * V, taps * cpad,
+                             row, ks, live);
           }
         }
       }
@@ -927,16 +931,21 @@ static void scatter_member(void *data, int t, int nt) {
   for (int64_t n, end; nerve__take_chunk(&j->next, 1, j->g->N, &n, &end);) scatter_image(j, n, frame);
 }
 
-/* din from dout by scattering (scatters(g)); wt and frames: scratch of scatter_weight_floats
- * and threads * scatter_frame_floats floats. */
+/*
+ * dout [N,OH,OW,K], weight [KH,KW,C,K] -> din [N,H,W,C] (written), by scattering (scatters(g,
+ * room)); wt: scratch of scatter_weight_floats, frames: `room` floats of it, as many members
+ * as hold a frame each.
+ */
 static void scatter_input_grad(nerve_context *ctx, const conv_geom *g, float *din, const float *dout,
-                               const float *weight, float *wt, float *frames) {
+                               const float *weight, float *wt, float *frames, int64_t room) {
   const bool finite = scatter_pack_weight(g, wt, weight);
-  scatter_job j = {.g = g, .din = din, .frames = scatters_in_place(g) ? NULL : frames, .dout = dout,
-                   .wt = wt, .skip = finite && scatter_modes_plain()};
-  const int64_t cols = cols_of(g), pix = g->OH * g->OW;
+  const int64_t frame = scatter_frame_floats(g), cols = cols_of(g), pix = g->OH * g->OW;
+  scatter_job j = {.g = g, .din = din, .frames = frame ? frames : NULL, .dout = dout, .wt = wt,
+                   .skip = finite && scatter_modes_plain()};
   int threads = nerve__threads_for(ctx, g->N * pix * cols * g->K, CONV_TEAM_GRAIN);
-  nerve__parallel_team(threads < g->N ? threads : (int)g->N, scatter_member, &j);
+  if (threads > g->N) threads = (int)g->N;
+  if (frame && threads > room / frame) threads = (int)(room / frame); /* >= 1: scatters(g, room) */
+  nerve__parallel_team(threads, scatter_member, &j);
 }
 #endif
 
@@ -959,13 +968,13 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
   const int64_t block = pointwise ? 0 : block_floats(&g), most_rows = pointwise ? N * pix : per * pix;
   const int64_t whole_rows = (ctx->whole_batch > N ? ctx->whole_batch : N) * pix;
 #if NERVE_X86
-  /* AVX2's input gradient scattered: its packed weight, and each thread's frame. */
-  const bool scatter = din && scatters(ctx, &g);
+  /* AVX2's input gradient scattered: its packed weight, and each member's frame in the two
+   * lowered blocks' room. */
+  const bool scatter = din && scatters(ctx, &g, 2 * block);
   const size_t wt = scatter ? (size_t)scatter_weight_floats(&g) * sizeof(float) : 0;
-  const size_t frames = scatter ? (size_t)ctx->threads * (size_t)scatter_frame_floats(&g) * sizeof(float) : 0;
 #else
   const bool scatter = false;
-  const size_t wt = 0, frames = 0;
+  const size_t wt = 0;
 #endif
   size_t nn = din && !scatter ? nerve__gemm_nn_scratch(ctx, pointwise ? whole_rows : method_rows(ctx, &g), cols, K, true)
                               : wt;
@@ -976,8 +985,7 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
   const int64_t ldp = panel_width(K);
   size_t tn = team_grad ? (size_t)cols * (size_t)ldp * sizeof(float)
               : dweight ? nerve__gemm_tn_scratch(ctx, most_rows, K, cols, K) : 0;
-  const size_t blocks = 2 * (size_t)block * sizeof(float);
-  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, blocks > frames ? blocks : frames, func);
+  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, 2 * (size_t)block * sizeof(float), func);
   if (s == NERVE_OK) s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, nn > tn ? nn : tn, func);
   if (s != NERVE_OK) return s;
   if (dbias && !team_grad) nerve__bias_accumulate(ctx, dbias, dout, N * pix, K, 1.0f);
@@ -1021,7 +1029,7 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
   }
 #if NERVE_X86
   /* After the weight gradient, whose products may have used the same scratch. */
-  if (scatter) scatter_input_grad(ctx, &g, din, dout, weight, ctx->scratch[NERVE_SCRATCH_GEMM], col);
+  if (scatter) scatter_input_grad(ctx, &g, din, dout, weight, ctx->scratch[NERVE_SCRATCH_GEMM], col, 2 * block);
 #endif
   return NERVE_OK;
 }

@@ -2149,9 +2149,9 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
 /*
  * tn: a KT x (8 V) tile of G (KT rows, the gathered columns off[0..KT), one panel's columns)
  * continues its chains over `rows` rows of d (a chunk, `ldd` apart, zero past the panel's
- * columns), reading the windows from w on. With bias, the panel's bias adds the same rows.
- * With a list (stored rows, no bias), only the chunk's rows ms[0..rows) of the `all` there are
- * (avx2_nonzero_rows).
+ * columns), reading the windows from w on, or (fresh) starts them from 0 without reading G. With
+ * bias, the panel's bias adds the same rows. With a list (stored rows, no bias), only the chunk's
+ * rows ms[0..rows) of the `all` there are (avx2_nonzero_rows).
  */
 NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, const bool biased, float *G, int64_t ldg,
                                                  const nerve__gather *ga, avx2_window w,
@@ -2308,8 +2308,8 @@ enum { AVX2_TN_LISTS = 16, AVX2_TN_LIST_ROWS = AVX2_CHUNK_FLOATS / 8 };
 
 /*
  * G's rows for columns [k0, k1) of the gathered A (or stored: off NULL, rows image_stride
- * apart; G at k0's row) += A^T . (alpha D), or (fresh) = it, the chains from 0 (G not read), D's rows
- * taken a chunk at a time into an aligned copy in L1, every tile continuing its chains chunk
+ * apart; G at k0's row) += A^T . (alpha D), or (fresh) = it, the chains from 0 without reading
+ * G; D's rows taken a chunk at a time into an aligned copy in L1, every tile continuing its chains chunk
  * after chunk; the first tile of each panel adds the rows to bias. Evenly sized tiles: a
  * member's 13 columns as 5 + 4 + 4, not 6 + 6 + 1 (whose last pass costs nearly a full one).
  */
@@ -2320,9 +2320,10 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
   float d[AVX2_CHUNK_FLOATS] __attribute__((aligned(32)));
   /* Wide D (without a pool's rows) is copied a panel at a time: a chunk is then 256 rows, and
    * each tile's chains are loaded and stored once per 256 rows, not once per 4096 / N (Lab E's
-   * 784 columns: every 5 rows; the fast recipe's dense backward 2.99-3.06 -> 2.67-2.72 ms at 1
-   * thread, bench/fast_layers.c). Up to 64 columns a chunk holds 64 rows or more already, and
-   * one copy serves every panel (its second convolution's 32 filters: 4-6% slower by panels). */
+   * 784 columns, taken 256 at a time by avx2_tn_stored: every 16 rows; the fast recipe's dense
+   * backward 2.99-3.06 -> 2.67-2.72 ms at 1 thread, bench/fast_layers.c). Up to 64 columns a
+   * chunk holds 64 rows or more already, and one copy serves every panel (its second
+   * convolution's 32 filters: 4-6% slower by panels). */
   const bool by_panel = pr == NULL && N > 64;
   const int64_t ldd = by_panel ? AVX2_PANEL : (N + 7) & ~(int64_t)7, chunk = AVX2_CHUNK_FLOATS / ldd;
   /* Stored rows' tiles over their live rows (avx2_lists). */
@@ -2952,10 +2953,12 @@ void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const flo
 
 /* ---- Scratch the products take --------------------------------------------------------- */
 /*
- * Only the AVX-512 kernels use the GEMM scratch slot: nn to pack a transposed B it does not read
- * by dot products, or A where its dots take A's rows in the lanes (nn_lanes), tn for a padded
- * copy of G under rank updates. The entry points reserve what these return, and callers that
- * make several products reserve it before their first write.
+ * Of the products, only the AVX-512 kernels use the GEMM scratch slot: nn to pack a transposed B
+ * it does not read by dot products, or A where its dots take A's rows in the lanes (nn_lanes),
+ * tn for a padded copy of G under rank updates. The entry points reserve what these return, and
+ * callers that make several products reserve it before their first write. (Callers use the slot
+ * for their own ends too, between products: conv.c's padded weight gradients and AVX2's packed
+ * weight for the scattered input gradient.)
  */
 
 #if NERVE_X86

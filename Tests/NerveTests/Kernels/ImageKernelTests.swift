@@ -87,17 +87,22 @@ struct ImageKernelTests {
   /// and channel one chain of multiply-adds over every filter, from 0) summed back from 0 in
   /// (kh, kw) order, written out here in Float: with -0 and whole zero rows in the output
   /// gradient, and, where a weight is infinite, the NaNs its zero filters give (so there
-  /// nothing may be left out).
+  /// nothing may be left out). With and without the weight gradient in the same call (which
+  /// shares the workspace), at 1, 2 and 3 threads.
   @Test(
     "AVX2's scattered input gradient gives the lowered product's chains summed in (kh, kw) order",
     .enabled(if: InstructionSet.best.rawValue >= InstructionSet.avx2.rawValue, "AVX2's kernels"),
-    arguments: [0, 1, 2], [false, true])
+    arguments: [0, 1, 2, 3], [false, true])
   func avx2ScatteredInputGradient(_ index: Int, _ infinity: Bool) {
     let g = [
       // Windows covering the image, 16 channels: written in place.
       RefGeometry(n: 3, h: 12, w: 12, c: 16, k: 32, kh: 3, kw: 3, sh: 1, sw: 1, same: false),
-      // Padding, strides, rows no window covers, 20 channels (a vector pair and a short one).
-      RefGeometry(n: 2, h: 9, w: 8, c: 20, k: 7, kh: 3, kw: 2, sh: 2, sw: 1, pt: 1, pl: 0, oh: 5, ow: 7),
+      // Padding, strides, a last row no window covers, 20 channels (a vector pair and a short
+      // one): a frame, copied out.
+      RefGeometry(n: 2, h: 9, w: 8, c: 20, k: 7, kh: 3, kw: 2, sh: 2, sw: 1, pt: 1, pl: 0, oh: 4, ow: 7),
+      // One image (members without one), 3 channels in a vector of 8, 25 taps in three groups,
+      // column strides and padding.
+      RefGeometry(n: 1, h: 11, w: 12, c: 3, k: 9, kh: 5, kw: 5, sh: 1, sw: 2, pt: 2, pl: 1, oh: 9, ow: 5),
       // "Same" padding and 64 filters, the most scattered.
       RefGeometry(n: 2, h: 10, w: 10, c: 8, k: 64, kh: 3, kw: 3, sh: 1, sw: 1, same: true),
     ][index]
@@ -130,13 +135,20 @@ struct ImageKernelTests {
     }
     #expect(expected.contains { $0.isNaN } == infinity, "the probe's own NaNs")
     let sizes = [g.n, g.h, g.w, g.c, g.k, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow].map(Int64.init)
+    let x = randomFloats(expected.count, seed: 73)
     for threads in [1, 2, 3] {
-      let k = Kernels(threads: threads, isa: .avx2)
-      var dx = [Float](repeating: .nan, count: expected.count)
-      k.ok(nerve_conv2d_backward(k.ctx, &dx, nil, nil, dy, nil, w, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4],
-                                 sizes[5], sizes[6], sizes[7], sizes[8], sizes[9], sizes[10], sizes[11], sizes[12]))
-      #expect(zip(dx, expected).allSatisfy { $0.isNaN ? $1.isNaN : $0.bitPattern == $1.bitPattern },
-              "\(g) infinity \(infinity), \(threads) thread(s)")
+      for withWeights in [false, true] {
+        let k = Kernels(threads: threads, isa: .avx2)
+        var dx = [Float](repeating: .nan, count: expected.count)
+        var dw = [Float](repeating: 0, count: w.count), db = [Float](repeating: 0, count: g.k)
+        k.ok(withWeights
+          ? nerve_conv2d_backward(k.ctx, &dx, &dw, &db, dy, x, w, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4],
+                                  sizes[5], sizes[6], sizes[7], sizes[8], sizes[9], sizes[10], sizes[11], sizes[12])
+          : nerve_conv2d_backward(k.ctx, &dx, nil, nil, dy, nil, w, sizes[0], sizes[1], sizes[2], sizes[3], sizes[4],
+                                  sizes[5], sizes[6], sizes[7], sizes[8], sizes[9], sizes[10], sizes[11], sizes[12]))
+        #expect(zip(dx, expected).allSatisfy { $0.isNaN ? $1.isNaN : $0.bitPattern == $1.bitPattern },
+                "\(g) infinity \(infinity), weights \(withWeights), \(threads) thread(s)")
+      }
     }
   }
 
