@@ -863,63 +863,70 @@ NERVE_TARGET_AVX2 NERVE_INLINE void scatter_taps_any(int T, int V, float *dst, c
 }
 #  undef SCATTER_CASE
 
+/* A scattered input gradient's job: what every image takes alike, worked out once a call. */
 typedef struct {
   const conv_geom *g;
+  conv_geom p;     /* padded_geom(g): the frame's height and width */
+  int64_t taps, cpad;
+  bool in_place;   /* scatters_in_place(g): the frame is din itself (then C = cpad) */
   float *din, *frames; /* frames: each member's (scatter_frame_floats), unless in place */
   const float *dout, *wt;
-  bool skip;    /* leave out zero terms (see above) */
-  int64_t next; /* the first image no member has taken (nerve__take_chunk) */
-} scatter_job;
-
-/* Image n: its frame from zero, its pixels' taps scattered in reverse raster order, then
- * (unless in place) the image's part of the frame copied out. */
-NERVE_TARGET_AVX2 static void scatter_image(const scatter_job *j, int64_t n, float *frame) {
-  const conv_geom *g = j->g;
-  const conv_geom p = padded_geom(g);
-  const int64_t taps = g->KH * g->KW, cpad = scatter_cpad(g), K = g->K, C = g->C;
-  const bool in_place = scatters_in_place(g); /* then C = cpad: the frame's floats a pixel */
-  int64_t doff[SCATTER_MAX_TAPS];
-  int32_t ks[SCATTER_MAX_FILTERS + 8];
-  for (int64_t t = 0; t < taps; t++) doff[t] = ((t / g->KW) * p.W + t % g->KW) * cpad;
-  for (int64_t k = 0; k < K; k++) ks[k] = (int32_t)k; /* every filter, unless skipping */
+  bool skip;       /* leave out zero terms (see above) */
+  int64_t doff[SCATTER_MAX_TAPS]; /* tap t's frame offset from a window's corner */
   /* The taps' groups for blocks of V = 1 and 2 vectors (index V - 1): as many taps as fill the
    * accumulators, shared out evenly; group i is taps [ends[i], ends[i + 1]). */
   int64_t ends[2][SCATTER_MAX_TAPS + 1], groups[2];
+  int64_t next; /* the first image no member has taken (nerve__take_chunk) */
+} scatter_job;
+
+/* The job's per-call part for g. */
+static void scatter_plan(scatter_job *j, const conv_geom *g) {
+  j->g = g, j->p = padded_geom(g), j->taps = g->KH * g->KW, j->cpad = scatter_cpad(g);
+  j->in_place = scatters_in_place(g);
+  for (int64_t t = 0; t < j->taps; t++) j->doff[t] = ((t / g->KW) * j->p.W + t % g->KW) * j->cpad;
   for (int V = 1; V <= 2; V++) {
-    const int64_t most = SCATTER_MAX_VECTORS / V;
-    groups[V - 1] = (taps + most - 1) / most;
-    ends[V - 1][0] = 0;
-    for (int64_t i = 1; i <= groups[V - 1]; i++) ends[V - 1][i] = taps * i / groups[V - 1];
+    const int64_t most = SCATTER_MAX_VECTORS / V, groups = (j->taps + most - 1) / most;
+    j->groups[V - 1] = groups;
+    for (int64_t i = 0; i <= groups; i++) j->ends[V - 1][i] = j->taps * i / groups;
   }
-  {
-    float *din = j->din + n * g->H * g->W * C, *f = in_place ? din : frame;
-    memset(f, 0, (size_t)(p.H * p.W * cpad) * sizeof(float));
-    const float *dout = j->dout + n * g->OH * g->OW * K;
-    for (int64_t oh = g->OH - 1; oh >= 0; oh--)
-      for (int64_t ow = g->OW - 1; ow >= 0; ow--) {
-        const float *row = dout + (oh * g->OW + ow) * K;
-        const int64_t live = j->skip ? nerve__avx2_nonzeros(row, K, ks) : K;
-        if (live == 0) continue;
-        float *corner = f + (oh * g->SH * p.W + ow * g->SW) * cpad;
-        for (int64_t cb = 0; cb < cpad; cb += 16) {
-          const int V = cpad - cb >= 16 ? 2 : 1;
-          const float *w = j->wt + cb * taps;
-          for (int64_t i = 0; i < groups[V - 1]; i++) {
-            const int64_t t0 = ends[V - 1][i];
-            scatter_taps_any((int)(ends[V - 1][i + 1] - t0), V, corner + cb, doff + t0, w + t0 * 8 * V, taps * cpad,
-                             row, ks, live);
-          }
-        }
+}
+
+/* The image's part of its frame (frame pixel (y + PT, x + PL) for input pixel (y, x)) into din,
+ * zero where no window reaches. */
+static void scatter_copy_out(const scatter_job *j, float *din, const float *frame) {
+  const conv_geom *g = j->g;
+  for (int64_t y = 0; y < g->H; y++)
+    for (int64_t x = 0; x < g->W; x++) {
+      const int64_t fy = y + g->PT, fx = x + g->PL;
+      float *to = din + (y * g->W + x) * g->C;
+      if (fy < j->p.H && fx < j->p.W) memcpy(to, frame + (fy * j->p.W + fx) * j->cpad, (size_t)g->C * sizeof(float));
+      else memset(to, 0, (size_t)g->C * sizeof(float));
+    }
+}
+
+/* Image n: its frame from zero, its pixels' taps scattered in reverse raster order, then
+ * (unless in place) copied out. ks: room for the filters' list. */
+NERVE_TARGET_AVX2 static void scatter_image(const scatter_job *j, int64_t n, float *frame, int32_t *ks) {
+  const conv_geom *g = j->g;
+  const int64_t taps = j->taps, cpad = j->cpad, K = g->K;
+  float *din = j->din + n * g->H * g->W * g->C, *f = j->in_place ? din : frame;
+  memset(f, 0, (size_t)(j->p.H * j->p.W * cpad) * sizeof(float));
+  const float *dout = j->dout + n * g->OH * g->OW * K;
+  for (int64_t oh = g->OH - 1; oh >= 0; oh--)
+    for (int64_t ow = g->OW - 1; ow >= 0; ow--) {
+      const float *row = dout + (oh * g->OW + ow) * K;
+      const int64_t live = j->skip ? nerve__avx2_nonzeros(row, K, ks) : K;
+      if (live == 0) continue;
+      float *corner = f + (oh * g->SH * j->p.W + ow * g->SW) * cpad;
+      for (int64_t cb = 0; cb < cpad; cb += 16) {
+        const int V = cpad - cb >= 16 ? 2 : 1;
+        const int64_t *ends = j->ends[V - 1];
+        for (int64_t i = 0; i < j->groups[V - 1]; i++)
+          scatter_taps_any((int)(ends[i + 1] - ends[i]), V, corner + cb, j->doff + ends[i],
+                           j->wt + cb * taps + ends[i] * 8 * V, taps * cpad, row, ks, live);
       }
-    if (!in_place)
-      for (int64_t y = 0; y < g->H; y++)
-        for (int64_t x = 0; x < g->W; x++) {
-          const int64_t fy = y + g->PT, fx = x + g->PL;
-          float *to = din + (y * g->W + x) * C;
-          if (fy < p.H && fx < p.W) memcpy(to, frame + (fy * p.W + fx) * cpad, (size_t)C * sizeof(float));
-          else memset(to, 0, (size_t)C * sizeof(float));
-        }
-  }
+    }
+  if (!j->in_place) scatter_copy_out(j, din, frame);
 }
 
 /* Member t: images as it becomes free (an image's sums do not depend on who makes them), in
@@ -928,7 +935,9 @@ static void scatter_member(void *data, int t, int nt) {
   scatter_job *j = data;
   (void)nt;
   float *frame = j->frames ? j->frames + t * scatter_frame_floats(j->g) : NULL;
-  for (int64_t n, end; nerve__take_chunk(&j->next, 1, j->g->N, &n, &end);) scatter_image(j, n, frame);
+  int32_t ks[SCATTER_MAX_FILTERS + 8];
+  for (int64_t k = 0; k < j->g->K; k++) ks[k] = (int32_t)k; /* every filter, unless skipping */
+  for (int64_t n, end; nerve__take_chunk(&j->next, 1, j->g->N, &n, &end);) scatter_image(j, n, frame, ks);
 }
 
 /*
@@ -940,8 +949,9 @@ static void scatter_input_grad(nerve_context *ctx, const conv_geom *g, float *di
                                const float *weight, float *wt, float *frames, int64_t room) {
   const bool finite = scatter_pack_weight(g, wt, weight);
   const int64_t frame = scatter_frame_floats(g), cols = cols_of(g), pix = g->OH * g->OW;
-  scatter_job j = {.g = g, .din = din, .frames = frame ? frames : NULL, .dout = dout, .wt = wt,
+  scatter_job j = {.din = din, .frames = frame ? frames : NULL, .dout = dout, .wt = wt,
                    .skip = finite && scatter_modes_plain()};
+  scatter_plan(&j, g);
   int threads = nerve__threads_for(ctx, g->N * pix * cols * g->K, CONV_TEAM_GRAIN);
   if (threads > g->N) threads = (int)g->N;
   if (frame && threads > room / frame) threads = (int)(room / frame); /* >= 1: scatters(g, room) */
