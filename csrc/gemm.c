@@ -1884,6 +1884,15 @@ enum { AVX2_NN_R2 = 6, AVX2_NN_R1 = 12, AVX2_TN_KT2 = 6, AVX2_TN_KT1 = 12 };
 /* The widest D the tn kernels take: a chunk then holds at least 16 rows. */
 enum { AVX2_TN_MAX_N = 256 };
 
+/* D [rows, N] copied once into panels for many tn calls over the same rows (the visitor's
+ * tiles): panel p's row m at panels + (p * rows + m) * AVX2_PANEL, zeros past N; finite: no
+ * infinity or NaN anywhere in it (so every tile may list its rows). */
+typedef struct {
+  const float *panels;
+  int64_t rows;
+  bool finite;
+} avx2_packed_d;
+
 /* The gathered row after the one at (n, oh, ow): one window along, or down, or the next image. */
 typedef struct {
   const float *image, *a;
@@ -2154,7 +2163,7 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
  * rows ms[0..rows) of the `all` there are (avx2_nonzero_rows).
  */
 NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, const bool biased, float *G, int64_t ldg,
-                                                 const nerve__gather *ga, avx2_window w,
+                                                 const nerve__gather *ga, const avx2_window *w,
                                                  const int32_t *off, const float *d, int64_t ldd,
                                                  int64_t rows, const int32_t *ms, int64_t all,
                                                  int64_t tail, float *bias, bool fresh) {
@@ -2188,9 +2197,9 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, cons
       for (int v = 0; v < V; v++)
         g[r * V + v] = fresh ? _mm256_setzero_ps() : nerve__avx2_load(G + r * ldg + 8 * v, v == V - 1 ? tail : 8);
     if (list) {
-      for (int64_t j = 0; j < rows; j++) AVX2_TN_ROW(list[j], w.a + list[j] * ga->image_stride);
+      for (int64_t j = 0; j < rows; j++) AVX2_TN_ROW(list[j], w->a + list[j] * ga->image_stride);
     } else {
-      avx2_window at = w;
+      avx2_window at = *w;
       for (int64_t m = 0; m < all; m++) {
         AVX2_TN_ROW(m, at.a);
         avx2_window_next(ga, &at);
@@ -2223,7 +2232,7 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, cons
       break;
 
 NERVE_TARGET_AVX2 static void avx2_tn_tile_any(int KT, int V, float *G, int64_t ldg,
-                                               const nerve__gather *ga, avx2_window w,
+                                               const nerve__gather *ga, const avx2_window *w,
                                                const int32_t *off, const float *d, int64_t ldd,
                                                int64_t rows, const int32_t *ms, int64_t all,
                                                int64_t tail, float *bias, bool fresh) {
@@ -2312,19 +2321,22 @@ enum { AVX2_TN_LISTS = 16, AVX2_TN_LIST_ROWS = AVX2_CHUNK_FLOATS / 8 };
  * G; D's rows taken a chunk at a time into an aligned copy in L1, every tile continuing its chains chunk
  * after chunk; the first tile of each panel adds the rows to bias. Evenly sized tiles: a
  * member's 13 columns as 5 + 4 + 4, not 6 + 6 + 1 (whose last pass costs nearly a full one).
+ * With packed (D given as panels instead, D and pr unused, alpha 1), the tiles read those.
  */
 NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve__gather *a,
                                              int64_t M, const float *D, int64_t ldD,
                                              const nerve__pooled_rows *pr, int64_t N, int64_t k0,
-                                             int64_t k1, float alpha, float *bias, bool fresh) {
+                                             int64_t k1, float alpha, float *bias, bool fresh,
+                                             const avx2_packed_d *packed) {
   float d[AVX2_CHUNK_FLOATS] __attribute__((aligned(32)));
   /* Wide D (without a pool's rows) is copied a panel at a time: a chunk is then 256 rows, and
    * each tile's chains are loaded and stored once per 256 rows, not once per 4096 / N (Lab E's
    * 784 columns, taken 256 at a time by avx2_tn_stored: every 16 rows; the fast recipe's dense
    * backward 2.99-3.06 -> 2.67-2.72 ms at 1 thread, bench/fast_layers.c). Up to 64 columns a
    * chunk holds 64 rows or more already, and one copy serves every panel (its second
-   * convolution's 32 filters: 4-6% slower by panels). */
-  const bool by_panel = pr == NULL && N > 64;
+   * convolution's 32 filters: 4-6% slower by panels). D packed already (avx2_packed_d) is
+   * read where it lies, a panel at a time. */
+  const bool by_panel = packed || (pr == NULL && N > 64);
   const int64_t ldd = by_panel ? AVX2_PANEL : (N + 7) & ~(int64_t)7, chunk = AVX2_CHUNK_FLOATS / ldd;
   /* Stored rows' tiles over their live rows (avx2_lists). */
   int32_t ms_store[AVX2_TN_LISTS][AVX2_TN_LIST_ROWS];
@@ -2336,11 +2348,12 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
     const avx2_window w = avx2_window_at(a, m);
     avx2_lists_forget(&lists);
     /* A chunk with an infinite or NaN gradient takes every row (avx2_not_finite). */
-    bool listable = !lists.off && (by_panel || !avx2_not_finite(d, rows * ldd));
+    bool listable = !lists.off && (packed ? packed->finite : by_panel || !avx2_not_finite(d, rows * ldd));
     for (int64_t col = 0; col < N; col += AVX2_PANEL) {
       const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
-      const float *dp = by_panel ? d : d + col;
-      if (by_panel) {
+      const float *dp = packed ? packed->panels + (col / AVX2_PANEL * packed->rows + m) * AVX2_PANEL
+                        : by_panel ? d : d + col;
+      if (by_panel && !packed) {
         avx2_pad_rows(d, ldd, D + m * ldD + col, ldD, rows, nr, alpha);
         listable = !lists.off && !avx2_not_finite(d, rows * ldd);
       }
@@ -2365,7 +2378,7 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
           const int64_t found = held ? 0 : avx2_nonzero_rows(wk.a, a->image_stride, rows, next - k, slot);
           ms = avx2_lists_use(&lists, t, k, next, held, found, rows, &live);
         }
-        avx2_tn_tile_any((int)(next - k), V, G + (k - k0) * ldg + col, ldg, a, wk,
+        avx2_tn_tile_any((int)(next - k), V, G + (k - k0) * ldg + col, ldg, a, &wk,
                          a->off ? a->off + k : avx2_identity, dp, ldd, live, ms, rows, nr - 8 * (V - 1),
                          tile_bias, fresh && m == 0);
       }
@@ -2465,8 +2478,23 @@ NERVE_TARGET_AVX2 static void avx2_tn_stored(float *G, int64_t ldg, const float 
   const nerve__gather stored = {.in = A, .pix = 1, .OW = 1, .image_stride = lda, .off = NULL};
   for (int64_t n0 = 0; n0 < N; n0 += AVX2_TN_MAX_N) {
     const int64_t nb = N - n0 < AVX2_TN_MAX_N ? N - n0 : AVX2_TN_MAX_N;
-    avx2_gather_tn(G + n0, ldg, &stored, M, D + n0, ldd, NULL, nb, 0, K, alpha, NULL, fresh);
+    avx2_gather_tn(G + n0, ldg, &stored, M, D + n0, ldd, NULL, nb, 0, K, alpha, NULL, fresh, NULL);
   }
+}
+
+/* avx2_tn_stored's chains with alpha = 1 on D packed (avx2_packed_d), all N columns a call. */
+NERVE_TARGET_AVX2 static void avx2_tn_packed(float *G, int64_t ldg, const float *A, int64_t lda,
+                                             const avx2_packed_d *D, int64_t N, int64_t K, bool fresh) {
+  const nerve__gather stored = {.in = A, .pix = 1, .OW = 1, .image_stride = lda, .off = NULL};
+  avx2_gather_tn(G, ldg, &stored, D->rows, NULL, 0, NULL, N, 0, K, 1.0f, NULL, fresh, D);
+}
+
+/* D [M,N] into panels (avx2_packed_d) at P. */
+NERVE_TARGET_AVX2 static avx2_packed_d avx2_pack_d(float *P, const float *D, int64_t ldd, int64_t M, int64_t N) {
+  for (int64_t col = 0; col < N; col += AVX2_PANEL)
+    avx2_pad_rows(P + col * M, AVX2_PANEL, D + col, ldd, M, N - col < AVX2_PANEL ? N - col : AVX2_PANEL, 1.0f);
+  const int64_t panels = (N + AVX2_PANEL - 1) / AVX2_PANEL;
+  return (avx2_packed_d){.panels = P, .rows = M, .finite = !avx2_not_finite(P, panels * M * AVX2_PANEL)};
 }
 
 #endif
@@ -2516,7 +2544,7 @@ bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G, int64_t ldg,
     if (k1 - k0 > NN_KC || N > AVX2_TN_MAX_N || (bias && alpha != 1.0f)) return false;
     if (pooled && !nerve__gemm_tn_gathers_pooled(ctx, N, k1 - k0)) return false;
     if (M > 0 && N > 0 && k1 > k0) {
-      avx2_gather_tn(G, ldg, a, M, D, ldd, pooled, N, k0, k1, alpha, bias, false);
+      avx2_gather_tn(G, ldg, a, M, D, ldd, pooled, N, k0, k1, alpha, bias, false, NULL);
       *biased = bias != NULL;
     }
     return true;
@@ -2845,6 +2873,11 @@ static void visit_member(void *data, int t, int nt) {
  * the weights and moments the step rewrites stay in L2 between the product and the step. */
 enum { AVX2_VISIT_ROWS = 24 };
 
+/* The bytes of D [M,N] in panels (avx2_pack_d). */
+static size_t avx2_packed_d_bytes(int64_t M, int64_t N) {
+  return (size_t)M * (size_t)((N + AVX2_PANEL - 1) / AVX2_PANEL * AVX2_PANEL) * sizeof(float);
+}
+
 /* The bytes of a member's tile of N columns (rows 32-byte aligned). */
 static size_t avx2_visit_tile_bytes(int64_t N) {
   return (size_t)AVX2_VISIT_ROWS * (size_t)((N + 7) & ~(int64_t)7) * sizeof(float);
@@ -2857,7 +2890,8 @@ typedef struct {
   nerve__tile_fn apply;
   void *arg;
   float *space; /* each member's tile, avx2_visit_tile_bytes apart */
-  int64_t next; /* the first tile no member has taken (nerve__take_chunk) */
+  avx2_packed_d packed; /* D, copied into panels once for every tile */
+  int64_t next;         /* the first tile no member has taken (nerve__take_chunk) */
 } avx2_visit_job;
 
 /* Member t: tiles as it becomes free; each tile's gradient summed from zero over all M rows in
@@ -2869,7 +2903,7 @@ static void avx2_visit_member(void *data, int t, int nt) {
   for (int64_t a, b; nerve__take_chunk(&j->next, 1, j->tiles, &a, &b);) {
     const int64_t k0 = a * AVX2_VISIT_ROWS, k1 = k0 + AVX2_VISIT_ROWS < j->K ? k0 + AVX2_VISIT_ROWS : j->K;
     if (j->rows) j->rows(j->arg, k0, k1);
-    avx2_tn_stored(g, ldg, j->A + k0, j->lda, j->D, j->ldd, j->M, j->N, k1 - k0, 1.0f, true);
+    avx2_tn_packed(g, ldg, j->A + k0, j->lda, &j->packed, j->N, k1 - k0, true);
     j->apply(j->arg, k0, 0, g, k1 - k0, j->N, ldg, nt);
   }
 }
@@ -2878,7 +2912,8 @@ static void avx2_visit_member(void *data, int t, int nt) {
 
 size_t nerve__gemm_tn_visit_space(const nerve_context *ctx, int64_t M, int64_t N) {
 #if NERVE_X86
-  if (ctx->isa == NERVE_ISA_AVX2) return (size_t)ctx->threads * avx2_visit_tile_bytes(N) + 32;
+  if (ctx->isa == NERVE_ISA_AVX2)
+    return (size_t)ctx->threads * avx2_visit_tile_bytes(N) + avx2_packed_d_bytes(M, N) + 32;
   if (!lists_fit(M, N)) return 0;
   return lists_bytes(M, N) + (size_t)ctx->threads * LIST_ROWS * (size_t)list_width(N) * sizeof(float);
 #else
@@ -2895,10 +2930,16 @@ bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const
 #if NERVE_X86
   if (!nerve__gemm_tn_visits(ctx)) return false;
   if (ctx->isa == NERVE_ISA_AVX2) {
-    (void)streams; /* the tile's rows stay in L2: nothing to fetch ahead */
     avx2_visit_job j = {.A = A, .D = D, .lda = lda, .ldd = ldd, .M = M, .N = N, .K = K,
                         .tiles = (K + AVX2_VISIT_ROWS - 1) / AVX2_VISIT_ROWS, .rows = rows, .apply = apply,
                         .arg = arg, .space = (float *)(((uintptr_t)space + 31) & ~(uintptr_t)31)};
+    /* Nothing fetched ahead: the tile's rows stay in L2, and asking for the next tile's weights
+     * and moments as this one computes (spread over its panels, into L1 or L2) gained nothing
+     * on a Zen 3 (bench/lab_e_step.c 1). */
+    (void)streams;
+    /* Every tile reads all of D: copied into panels here once, not by each tile (a fifth of
+     * Lab E's visitor went to those copies, its tiles 24 rows x 32 images of work each). */
+    j.packed = avx2_pack_d((float *)((char *)j.space + (size_t)ctx->threads * avx2_visit_tile_bytes(N)), D, ldd, M, N);
     int threads = nerve__threads_for(ctx, M * N * K, GEMM_GRAIN);
     if (threads > j.tiles) threads = (int)j.tiles;
     nerve__parallel_team(threads, avx2_visit_member, &j);
