@@ -2103,8 +2103,12 @@ static const int32_t *avx2_lists_use(avx2_lists *l, int64_t t, int64_t a, int64_
  * L1 while every row tile passes, each tile's chains stored and taken up again block after
  * block (the same bits). Whole reductions streamed B's panel from L3 for every 6 rows, one
  * row of B to a page (Lab E's 6272 -> 784 layer). */
+/* Panels whose blocks are copied together (64 KB of stack): a row's 64 columns, a grid block's
+ * width, read as one run of four lines instead of a line a panel four times over (the copies
+ * waited on those loads: Lab E's forward 5.5 -> 5.3 ms at 1 thread, a 2048^3 product 75 -> 80
+ * GFLOP/s, bench/dense_products.c, clang's library). */
 /* Row tiles whose lists a block keeps: all of a grid block's (AVX2_COPY_MB rows). */
-enum { AVX2_NN_KB = 256, AVX2_NN_LISTS = (AVX2_COPY_MB + AVX2_NN_R2 - 1) / AVX2_NN_R2 };
+enum { AVX2_NN_KB = 256, AVX2_NN_GROUP = 4, AVX2_NN_LISTS = (AVX2_COPY_MB + AVX2_NN_R2 - 1) / AVX2_NN_R2 };
 _Static_assert((int)AVX2_NN_LISTS <= (int)AVX2_KEPT_LISTS, "a grid block's row tiles fit the list cache");
 
 /* C[M,N] = init + A . B[K,N], A gathered (ga) or stored (A, lda; ga NULL); init: C's value
@@ -2114,7 +2118,7 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
                                           const float *A, int64_t lda, const float *B, int64_t ldb,
                                           const float *bias, bool from_c, int64_t M, int64_t N,
                                           int64_t K) {
-  float packed[AVX2_NN_KB * AVX2_PANEL] __attribute__((aligned(32)));
+  float group[AVX2_NN_GROUP][AVX2_NN_KB * AVX2_PANEL] __attribute__((aligned(32)));
   /* Stored rows' tiles over their live columns (avx2_lists). */
   int32_t ks[AVX2_NN_LISTS][AVX2_NN_KB + 8];
   avx2_lists lists = {.store = ks[0], .stride = AVX2_NN_KB + 8, .slots = AVX2_NN_LISTS, .off = ga != NULL};
@@ -2124,11 +2128,19 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
     for (int64_t col = 0; col < N; col += AVX2_PANEL) {
       const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
       const int V = nr > 8 ? 2 : 1, most = V == 2 ? AVX2_NN_R2 : AVX2_NN_R1;
-      for (int64_t k = 0; k < kb; k++) {
-        const float *b = B + (k0 + k) * ldb + col;
-        _mm256_store_ps(packed + k * AVX2_PANEL, nerve__avx2_load(b, nr));
-        _mm256_store_ps(packed + k * AVX2_PANEL + 8, nr > 8 ? nerve__avx2_load(b + 8, nr - 8) : _mm256_setzero_ps());
+      const int64_t g = col / AVX2_PANEL % AVX2_NN_GROUP;
+      if (g == 0) {
+        const int64_t gn = N - col < AVX2_NN_GROUP * AVX2_PANEL ? N - col : AVX2_NN_GROUP * AVX2_PANEL;
+        for (int64_t k = 0; k < kb; k++) {
+          const float *b = B + (k0 + k) * ldb + col;
+          for (int64_t c = 0; c < gn; c += AVX2_PANEL) {
+            float *to = group[c / AVX2_PANEL] + k * AVX2_PANEL;
+            _mm256_store_ps(to, nerve__avx2_load(b + c, gn - c));
+            _mm256_store_ps(to + 8, gn - c > 8 ? nerve__avx2_load(b + c + 8, gn - c - 8) : _mm256_setzero_ps());
+          }
+        }
       }
+      const float *packed = group[g];
       const bool listable = !lists.off && !avx2_not_finite(packed, kb * AVX2_PANEL);
       for (int64_t m = 0; m < M; m += most) {
         const int R = (int)(M - m < most ? M - m : most);
@@ -2412,12 +2424,23 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_dots_tile(const int R, const int NC, fl
   __m256 acc[2][4];
   for (int r = 0; r < R; r++)
     for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
-  for (int64_t k = 0; k < K; k += 8) {
-    const int64_t n = K - k;
+  /* Whole vectors, then the last part of one (the same steps: a loop free of the partial
+   * loads' tests). */
+  const int64_t whole = K & ~(int64_t)7;
+  for (int64_t k = 0; k < whole; k += 8) {
     __m256 b[4];
-    for (int c = 0; c < NC; c++) b[c] = nerve__avx2_load(BT + c * ldb + k, n);
+    for (int c = 0; c < NC; c++) b[c] = _mm256_loadu_ps(BT + c * ldb + k);
     for (int r = 0; r < R; r++) {
-      const __m256 a = nerve__avx2_load(A + r * lda + k, n);
+      const __m256 a = _mm256_loadu_ps(A + r * lda + k);
+      for (int c = 0; c < NC; c++) acc[r][c] = _mm256_fmadd_ps(a, b[c], acc[r][c]);
+    }
+  }
+  if (whole < K) {
+    const int64_t n = K - whole;
+    __m256 b[4];
+    for (int c = 0; c < NC; c++) b[c] = nerve__avx2_load(BT + c * ldb + whole, n);
+    for (int r = 0; r < R; r++) {
+      const __m256 a = nerve__avx2_load(A + r * lda + whole, n);
       for (int c = 0; c < NC; c++) acc[r][c] = _mm256_fmadd_ps(a, b[c], acc[r][c]);
     }
   }
