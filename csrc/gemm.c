@@ -1941,6 +1941,30 @@ NERVE_TARGET_AVX2 NERVE_INLINE bool avx2_not_finite(const float *p, int64_t n) {
   return _mm256_movemask_ps(bad) != 0;
 }
 
+/* c0 (and c1) += a broadcast times d0 (and d1): one row of a tn tile, as one asm statement.
+ * With SwiftPM's flags (-O2, the frame pointer kept) clang hoisted a tile's broadcasts above
+ * its multiply-adds and spilled the accumulators, reloading them every row: the CLI's Lab E
+ * dense backward with Adam took 14.9-15.4 ms a step at 1 thread against 11.8-11.9 for the same
+ * source with -O2 alone (bench/lab_e_step.c; 216 against 109 spill stores in avx2_tn_tile_any).
+ * The same multiply-adds in the same order: the same bits. (The nn tiles, whose few spills
+ * were outside their loops, ran their convolutions 2-3% slower this way.) */
+NERVE_TARGET_AVX2 NERVE_INLINE void avx2_row2(__m256 *c0, __m256 *c1, const float *a, __m256 d0, __m256 d1) {
+  __m256 x;
+  __asm__("vbroadcastss {%[a], %[x]|%[x], %[a]}\n\t"
+          "vfmadd231ps {%[d0], %[x], %[c0]|%[c0], %[x], %[d0]}\n\t"
+          "vfmadd231ps {%[d1], %[x], %[c1]|%[c1], %[x], %[d1]}"
+          : [c0] "+x"(*c0), [c1] "+x"(*c1), [x] "=&x"(x)
+          : [a] "m"(*a), [d0] "x"(d0), [d1] "x"(d1));
+}
+
+NERVE_TARGET_AVX2 NERVE_INLINE void avx2_row1(__m256 *c0, const float *a, __m256 d0) {
+  __m256 x;
+  __asm__("vbroadcastss {%[a], %[x]|%[x], %[a]}\n\t"
+          "vfmadd231ps {%[d0], %[x], %[c0]|%[c0], %[x], %[d0]}"
+          : [c0] "+x"(*c0), [x] "=&x"(x)
+          : [a] "m"(*a), [d0] "x"(d0));
+}
+
 /*
  * nn: an R x (8 V) tile of C (rows base[0..R), columns from col, the last vector's `tail` lanes
  * there) = init + A . B over K steps, where row r's step k reads base[r][off[k]] (gathered)
@@ -2197,9 +2221,8 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, cons
         if (V == 2) b1 = _mm256_add_ps(b1, d1);                                                  \
       }                                                                                          \
       _Pragma("GCC unroll 12") for (int r = 0; r < KT; r++) {                                    \
-        const __m256 av = _mm256_broadcast_ss((a) + o[r]);                                       \
-        g[r * V] = _mm256_fmadd_ps(av, d0, g[r * V]);                                            \
-        if (V == 2) g[r * V + 1] = _mm256_fmadd_ps(av, d1, g[r * V + 1]);                        \
+        if (V == 2) avx2_row2(&g[r * V], &g[r * V + 1], (a) + o[r], d0, d1);                     \
+        else avx2_row1(&g[r * V], (a) + o[r], d0);                                               \
       }                                                                                          \
     } while (0)
   /* Listed, then (only where a listed sum ended -0, see avx2_negative_zero) every row again. */
