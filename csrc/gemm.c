@@ -2356,22 +2356,19 @@ enum { AVX2_TN_LISTS = 16, AVX2_TN_LIST_ROWS = AVX2_CHUNK_FLOATS / 8 };
  * G; D's rows taken a chunk at a time into an aligned copy in L1, every tile continuing its chains chunk
  * after chunk; the first tile of each panel adds the rows to bias. Evenly sized tiles: a
  * member's 13 columns as 5 + 4 + 4, not 6 + 6 + 1 (whose last pass costs nearly a full one).
- * With packed (D given as panels instead, D and pr unused, alpha 1), the tiles read those.
  */
 NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve__gather *a,
                                              int64_t M, const float *D, int64_t ldD,
                                              const nerve__pooled_rows *pr, int64_t N, int64_t k0,
-                                             int64_t k1, float alpha, float *bias, bool fresh,
-                                             const avx2_packed_d *packed) {
+                                             int64_t k1, float alpha, float *bias, bool fresh) {
   float d[AVX2_CHUNK_FLOATS] __attribute__((aligned(32)));
   /* Wide D (without a pool's rows) is copied a panel at a time: a chunk is then 256 rows, and
    * each tile's chains are loaded and stored once per 256 rows, not once per 4096 / N (Lab E's
    * 784 columns, taken 256 at a time by avx2_tn_stored: every 16 rows; the fast recipe's dense
    * backward 2.99-3.06 -> 2.67-2.72 ms at 1 thread, bench/fast_layers.c). Up to 64 columns a
    * chunk holds 64 rows or more already, and one copy serves every panel (its second
-   * convolution's 32 filters: 4-6% slower by panels). D packed already (avx2_packed_d) is
-   * read where it lies, a panel at a time. */
-  const bool by_panel = packed || (pr == NULL && N > 64);
+   * convolution's 32 filters: 4-6% slower by panels). */
+  const bool by_panel = pr == NULL && N > 64;
   const int64_t ldd = by_panel ? AVX2_PANEL : (N + 7) & ~(int64_t)7, chunk = AVX2_CHUNK_FLOATS / ldd;
   /* Stored rows' tiles over their live rows (avx2_lists). */
   int32_t ms_store[AVX2_TN_LISTS][AVX2_TN_LIST_ROWS];
@@ -2383,12 +2380,11 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
     const avx2_window w = avx2_window_at(a, m);
     avx2_lists_forget(&lists);
     /* A chunk with an infinite or NaN gradient takes every row (avx2_not_finite). */
-    bool listable = !lists.off && (packed ? packed->finite : by_panel || !avx2_not_finite(d, rows * ldd));
+    bool listable = !lists.off && (by_panel || !avx2_not_finite(d, rows * ldd));
     for (int64_t col = 0; col < N; col += AVX2_PANEL) {
       const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
-      const float *dp = packed ? packed->panels + (col / AVX2_PANEL * packed->rows + m) * AVX2_PANEL
-                        : by_panel ? d : d + col;
-      if (by_panel && !packed) {
+      const float *dp = by_panel ? d : d + col;
+      if (by_panel) {
         avx2_pad_rows(d, ldd, D + m * ldD + col, ldD, rows, nr, alpha);
         listable = !lists.off && !avx2_not_finite(d, rows * ldd);
       }
@@ -2524,15 +2520,70 @@ NERVE_TARGET_AVX2 static void avx2_tn_stored(float *G, int64_t ldg, const float 
   const nerve__gather stored = {.in = A, .pix = 1, .OW = 1, .image_stride = lda, .off = NULL};
   for (int64_t n0 = 0; n0 < N; n0 += AVX2_TN_MAX_N) {
     const int64_t nb = N - n0 < AVX2_TN_MAX_N ? N - n0 : AVX2_TN_MAX_N;
-    avx2_gather_tn(G + n0, ldg, &stored, M, D + n0, ldd, NULL, nb, 0, K, alpha, NULL, fresh, NULL);
+    avx2_gather_tn(G + n0, ldg, &stored, M, D + n0, ldd, NULL, nb, 0, K, alpha, NULL, fresh);
   }
 }
 
-/* avx2_tn_stored's chains with alpha = 1 on D packed (avx2_packed_d), all N columns a call. */
+/* A tile's chains over `panels` whole panels of packed D, the panel loop inside one call: the
+ * visitor's tiles are short (Lab E's 32 rows, 192 cycles of multiply-adds a panel), and a call
+ * a panel spent a fifth of that on its arguments. */
+#  define AVX2_TN_PANELS_CASE(KT)                                                                \
+    case KT:                                                                                     \
+      for (int64_t p = 0; p < panels; p++)                                                       \
+        avx2_tn_tile(KT, 2, false, G + p * AVX2_PANEL, ldg, ga, w, avx2_identity, d + p * stride, \
+                     AVX2_PANEL, rows, ms, all, 8, NULL, fresh);                                 \
+      break;
+
+NERVE_TARGET_AVX2 static void avx2_tn_tile_panels(int KT, float *G, int64_t ldg, const nerve__gather *ga,
+                                                  const avx2_window *w, const float *d, int64_t stride,
+                                                  int64_t panels, int64_t rows, const int32_t *ms,
+                                                  int64_t all, bool fresh) {
+  switch (KT) {
+    AVX2_TN_PANELS_CASE(1) AVX2_TN_PANELS_CASE(2) AVX2_TN_PANELS_CASE(3)
+    AVX2_TN_PANELS_CASE(4) AVX2_TN_PANELS_CASE(5) AVX2_TN_PANELS_CASE(6)
+    default: break;
+  }
+}
+#  undef AVX2_TN_PANELS_CASE
+
+/*
+ * avx2_tn_stored's chains (alpha 1) on D packed (avx2_packed_d), all N columns a call: for each
+ * tile of up to 6 of A's columns, its row list made once (as avx2_gather_tn lists them: the
+ * call's first list decides whether lists pay), then every panel; chunks of 256 rows.
+ */
 NERVE_TARGET_AVX2 static void avx2_tn_packed(float *G, int64_t ldg, const float *A, int64_t lda,
                                              const avx2_packed_d *D, int64_t N, int64_t K, bool fresh) {
   const nerve__gather stored = {.in = A, .pix = 1, .OW = 1, .image_stride = lda, .off = NULL};
-  avx2_gather_tn(G, ldg, &stored, D->rows, NULL, 0, NULL, N, 0, K, 1.0f, NULL, fresh, D);
+  const int64_t M = D->rows, chunk = AVX2_CHUNK_FLOATS / AVX2_PANEL, stride = M * AVX2_PANEL;
+  const int64_t whole = N / AVX2_PANEL, tail = N - whole * AVX2_PANEL;
+  const int64_t tiles = (K + AVX2_TN_KT2 - 1) / AVX2_TN_KT2;
+  int32_t ms_store[AVX2_CHUNK_FLOATS / AVX2_PANEL];
+  bool probed = false, off = !D->finite;
+  for (int64_t m = 0; m < M; m += chunk) {
+    const int64_t rows = M - m < chunk ? M - m : chunk;
+    const avx2_window w = avx2_window_at(&stored, m);
+    const float *d = D->panels + m * AVX2_PANEL;
+    for (int64_t t = 0; t < tiles; t++) {
+      const int64_t k = K * t / tiles, next = K * (t + 1) / tiles;
+      avx2_window wk = w;
+      wk.a += k, wk.image += k;
+      int64_t live = rows;
+      const int32_t *ms = NULL;
+      if (!off) {
+        live = avx2_nonzero_rows(wk.a, lda, rows, next - k, ms_store);
+        if (!probed && 4 * live >= 3 * rows) off = true;
+        probed = true;
+        if (4 * live < 3 * rows) ms = ms_store;
+        else live = rows;
+      }
+      avx2_tn_tile_panels((int)(next - k), G + k * ldg, ldg, &stored, &wk, d, stride, whole, live, ms, rows,
+                          fresh && m == 0);
+      if (tail)
+        avx2_tn_tile_any((int)(next - k), tail > 8 ? 2 : 1, G + k * ldg + whole * AVX2_PANEL, ldg, &stored, &wk,
+                         avx2_identity, d + whole * stride, AVX2_PANEL, live, ms, rows, tail - 8 * (tail > 8),
+                         NULL, fresh && m == 0);
+    }
+  }
 }
 
 /* D [M,N] into panels (avx2_packed_d) at P. */
@@ -2590,7 +2641,7 @@ bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G, int64_t ldg,
     if (k1 - k0 > NN_KC || N > AVX2_TN_MAX_N || (bias && alpha != 1.0f)) return false;
     if (pooled && !nerve__gemm_tn_gathers_pooled(ctx, N, k1 - k0)) return false;
     if (M > 0 && N > 0 && k1 > k0) {
-      avx2_gather_tn(G, ldg, a, M, D, ldd, pooled, N, k0, k1, alpha, bias, false, NULL);
+      avx2_gather_tn(G, ldg, a, M, D, ldd, pooled, N, k0, k1, alpha, bias, false);
       *biased = bias != NULL;
     }
     return true;
