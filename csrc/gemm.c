@@ -1944,7 +1944,7 @@ NERVE_TARGET_AVX2 NERVE_INLINE bool avx2_not_finite(const float *p, int64_t n) {
 /* c0 (and c1) += a broadcast times d0 (and d1): one row of a tn tile, as one asm statement.
  * With SwiftPM's flags (-O2, the frame pointer kept) clang hoisted a tile's broadcasts above
  * its multiply-adds and spilled the accumulators, reloading them every row: the CLI's Lab E
- * dense backward with Adam took 14.9-15.4 ms a step at 1 thread against 11.8-11.9 for the same
+ * dense backward with Adam took 14.5-15.4 ms a step at 1 thread against 11.8-12.1 for the same
  * source with -O2 alone (bench/lab_e_step.c; 216 against 109 spill stores in avx2_tn_tile_any).
  * The same multiply-adds in the same order: the same bits. (The nn tiles, whose few spills
  * were outside their loops, ran their convolutions 2-3% slower this way.) */
