@@ -2123,15 +2123,19 @@ static const int32_t *avx2_lists_use(avx2_lists *l, int64_t t, int64_t a, int64_
   return pays ? l->store + slot * l->stride : NULL;
 }
 
-/* Reduction steps a product takes at a time: a panel's block of B, packed (16 KB), stays in
- * L1 while every row tile passes, each tile's chains stored and taken up again block after
- * block (the same bits). Whole reductions streamed B's panel from L3 for every 6 rows, one
- * row of B to a page (Lab E's 6272 -> 784 layer). */
-/* Panels whose blocks are copied together (64 KB of stack): a row's 64 columns, a grid block's
+/*
+ * AVX2_NN_KB: reduction steps a product takes at a time: a panel's block of B, packed (16 KB),
+ * stays in L1 while every row tile passes, each tile's chains stored and taken up again block
+ * after block (the same bits). Whole reductions streamed B's panel from L3 for every 6 rows, one
+ * row of B to a page (Lab E's 6272 -> 784 layer).
+ * AVX2_NN_GROUP: panels whose blocks are copied together: a row's 64 columns, a grid block's
  * width, read as one run of four lines instead of a line a panel four times over (the copies
- * waited on those loads: Lab E's forward 5.5 -> 5.3 ms at 1 thread, a 2048^3 product 75 -> 80
- * GFLOP/s, bench/dense_products.c, clang's library). */
-/* Row tiles whose lists a block keeps: all of a grid block's (AVX2_COPY_MB rows). */
+ * waited on those loads: Lab E's forward 5.5 -> 5.2 ms at 1 thread, a 2048^3 product 75 ->
+ * 80-82 GFLOP/s, bench/dense_products.c, clang's library). With the lists below, avx2_nn_run's
+ * frame is about 112 KB of stack (under a 32 KB one where avx2_nn_transposed copies a short B):
+ * glibc's threads, and libgomp's, which take its default, have 8 MB.
+ * AVX2_NN_LISTS: row tiles whose lists a block keeps: all of a grid block's (AVX2_COPY_MB rows).
+ */
 enum { AVX2_NN_KB = 256, AVX2_NN_GROUP = 4, AVX2_NN_LISTS = (AVX2_COPY_MB + AVX2_NN_R2 - 1) / AVX2_NN_R2 };
 _Static_assert((int)AVX2_NN_LISTS <= (int)AVX2_KEPT_LISTS, "a grid block's row tiles fit the list cache");
 
@@ -2538,6 +2542,8 @@ NERVE_TARGET_AVX2 static void avx2_tn_tile_panels(int KT, float *G, int64_t ldg,
                                                   const avx2_window *w, const float *d, int64_t stride,
                                                   int64_t panels, int64_t rows, const int32_t *ms,
                                                   int64_t all, bool fresh) {
+  /* avx2_tn_packed's tiles are 1 to AVX2_TN_KT2 (6) columns wide. */
+  _Static_assert(AVX2_TN_KT2 == 6, "avx2_tn_tile_panels has a case for every tile width");
   switch (KT) {
     AVX2_TN_PANELS_CASE(1) AVX2_TN_PANELS_CASE(2) AVX2_TN_PANELS_CASE(3)
     AVX2_TN_PANELS_CASE(4) AVX2_TN_PANELS_CASE(5) AVX2_TN_PANELS_CASE(6)
@@ -2549,7 +2555,9 @@ NERVE_TARGET_AVX2 static void avx2_tn_tile_panels(int KT, float *G, int64_t ldg,
 /*
  * avx2_tn_stored's chains (alpha 1) on D packed (avx2_packed_d), all N columns a call: for each
  * tile of up to 6 of A's columns, its row list made once (as avx2_gather_tn lists them: the
- * call's first list decides whether lists pay), then every panel; chunks of 256 rows.
+ * call's first list decides whether lists pay), then every panel; chunks of 256 rows. No lists
+ * at all where D holds an infinity or NaN anywhere (avx2_gather_tn asks that of each chunk of a
+ * panel; either way the bits are every step's).
  */
 NERVE_TARGET_AVX2 static void avx2_tn_packed(float *G, int64_t ldg, const float *A, int64_t lda,
                                              const avx2_packed_d *D, int64_t N, int64_t K, bool fresh) {
@@ -2963,7 +2971,7 @@ static void visit_member(void *data, int t, int nt) {
 
 #endif
 
-/* ---- AVX2's visitor: tiles of weight rows from avx2_tn_stored's chains -------------------- */
+/* ---- AVX2's visitor: tiles of weight rows from avx2_tn_packed's chains -------------------- */
 #if NERVE_X86
 
 /* Weight rows an AVX2 visitor tile takes: its gradient (24 x 784 floats for Lab E, 75 KB) and
@@ -2981,13 +2989,13 @@ static size_t avx2_visit_tile_bytes(int64_t N) {
 }
 
 typedef struct {
-  const float *A, *D;
-  int64_t lda, ldd, M, N, K, tiles;
+  const float *A;
+  int64_t lda, N, K, tiles;
   nerve__rows_fn rows;
   nerve__tile_fn apply;
   void *arg;
   float *space; /* each member's tile, avx2_visit_tile_bytes apart */
-  avx2_packed_d packed; /* D, copied into panels once for every tile */
+  avx2_packed_d packed; /* D [M,N], copied into panels once for every tile */
   int64_t next;         /* the first tile no member has taken (nerve__take_chunk) */
 } avx2_visit_job;
 
@@ -3027,7 +3035,7 @@ bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const
 #if NERVE_X86
   if (!nerve__gemm_tn_visits(ctx)) return false;
   if (ctx->isa == NERVE_ISA_AVX2) {
-    avx2_visit_job j = {.A = A, .D = D, .lda = lda, .ldd = ldd, .M = M, .N = N, .K = K,
+    avx2_visit_job j = {.A = A, .lda = lda, .N = N, .K = K,
                         .tiles = (K + AVX2_VISIT_ROWS - 1) / AVX2_VISIT_ROWS, .rows = rows, .apply = apply,
                         .arg = arg, .space = (float *)(((uintptr_t)space + 31) & ~(uintptr_t)31)};
     /* Nothing fetched ahead: the tile's rows stay in L2, and asking for the next tile's weights

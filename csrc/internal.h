@@ -421,9 +421,10 @@ NERVE_HIDDEN bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64
                                        const float *D, int64_t ldd, int64_t M, int64_t N,
                                        int64_t K, nerve__rows_fn rows, nerve__tile_fn apply,
                                        const nerve__visit_streams *streams, void *space, void *arg);
-/* Bytes of the space nerve__gemm_tn_visit takes, for ctx's threads, to list D's non-zeros where
- * they are few enough to skip and keep each member's tile of G: `space` must be that many bytes
- * at a 64-byte boundary, for the same context, or NULL (no lists). */
+/* Bytes of the space nerve__gemm_tn_visit takes, for ctx's threads: AVX-512's lists of D's
+ * non-zeros where they are few enough to skip, or AVX2's copy of D in panels, and each member's
+ * tile of G. `space` must be that many bytes at a 64-byte boundary, for the same context (AVX-512
+ * alone also takes NULL: no lists). */
 NERVE_HIDDEN size_t nerve__gemm_tn_visit_space(const nerve_context *ctx, int64_t M, int64_t N);
 
 /* nerve__gemm_nn (B as [K,N], no accumulation) on the calling thread alone, for kernels whose
