@@ -57,7 +57,7 @@ NERVE_TARGET_AVX2 static void avx2_nn_transposed(float *C, int64_t ldc, const fl
                                                  int64_t N, int64_t K);
 NERVE_TARGET_AVX2 static void avx2_tn_stored(float *G, int64_t ldg, const float *A, int64_t lda,
                                              const float *D, int64_t ldd, int64_t M, int64_t N,
-                                             int64_t K, float alpha, bool fresh);
+                                             int64_t K, float alpha);
 #endif
 
 typedef struct {
@@ -134,7 +134,7 @@ static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
 #if NERVE_X86
     if (j->own) {
       avx2_tn_stored(j->G + k0 * j->ldg + n0, j->ldg, j->A + k0, j->lda, j->D + n0, j->ldd, j->M, nb, kb,
-                     j->alpha, false);
+                     j->alpha);
       continue;
     }
 #endif
@@ -2356,15 +2356,14 @@ enum { AVX2_TN_LISTS = 16, AVX2_TN_LIST_ROWS = AVX2_CHUNK_FLOATS / 8 };
 
 /*
  * G's rows for columns [k0, k1) of the gathered A (or stored: off NULL, rows image_stride
- * apart; G at k0's row) += A^T . (alpha D), or (fresh) = it, the chains from 0 without reading
- * G; D's rows taken a chunk at a time into an aligned copy in L1, every tile continuing its chains chunk
- * after chunk; the first tile of each panel adds the rows to bias. Evenly sized tiles: a
+ * apart; G at k0's row) += A^T . (alpha D), D's rows taken a chunk at a time into an aligned
+ * copy in L1, every tile continuing its chains chunk after chunk; the first tile of each panel adds the rows to bias. Evenly sized tiles: a
  * member's 13 columns as 5 + 4 + 4, not 6 + 6 + 1 (whose last pass costs nearly a full one).
  */
 NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve__gather *a,
                                              int64_t M, const float *D, int64_t ldD,
                                              const nerve__pooled_rows *pr, int64_t N, int64_t k0,
-                                             int64_t k1, float alpha, float *bias, bool fresh) {
+                                             int64_t k1, float alpha, float *bias) {
   float d[AVX2_CHUNK_FLOATS] __attribute__((aligned(32)));
   /* Wide D (without a pool's rows) is copied a panel at a time: a chunk is then 256 rows, and
    * each tile's chains are loaded and stored once per 256 rows, not once per 4096 / N (Lab E's
@@ -2415,7 +2414,7 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
         }
         avx2_tn_tile_any((int)(next - k), V, G + (k - k0) * ldg + col, ldg, a, &wk,
                          a->off ? a->off + k : avx2_identity, dp, ldd, live, ms, rows, nr - 8 * (V - 1),
-                         tile_bias, fresh && m == 0);
+                         tile_bias, false);
       }
     }
   }
@@ -2520,11 +2519,11 @@ NERVE_TARGET_AVX2 static void avx2_nn_transposed(float *C, int64_t ldc, const fl
 /* G[K,N] += alpha A[M,K]^T . D[M,N], A stored: each element's chain over the rows in order. */
 NERVE_TARGET_AVX2 static void avx2_tn_stored(float *G, int64_t ldg, const float *A, int64_t lda,
                                              const float *D, int64_t ldd, int64_t M, int64_t N,
-                                             int64_t K, float alpha, bool fresh) {
+                                             int64_t K, float alpha) {
   const nerve__gather stored = {.in = A, .pix = 1, .OW = 1, .image_stride = lda, .off = NULL};
   for (int64_t n0 = 0; n0 < N; n0 += AVX2_TN_MAX_N) {
     const int64_t nb = N - n0 < AVX2_TN_MAX_N ? N - n0 : AVX2_TN_MAX_N;
-    avx2_gather_tn(G + n0, ldg, &stored, M, D + n0, ldd, NULL, nb, 0, K, alpha, NULL, fresh);
+    avx2_gather_tn(G + n0, ldg, &stored, M, D + n0, ldd, NULL, nb, 0, K, alpha, NULL);
   }
 }
 
@@ -2553,43 +2552,44 @@ NERVE_TARGET_AVX2 static void avx2_tn_tile_panels(int KT, float *G, int64_t ldg,
 #  undef AVX2_TN_PANELS_CASE
 
 /*
- * avx2_tn_stored's chains (alpha 1) on D packed (avx2_packed_d), all N columns a call: for each
- * tile of up to 6 of A's columns, its row list made once (as avx2_gather_tn lists them: the
- * call's first list decides whether lists pay), then every panel; chunks of 256 rows. No lists
- * at all where D holds an infinity or NaN anywhere (avx2_gather_tn asks that of each chunk of a
- * panel; either way the bits are every step's).
+ * G [K,N] = A[M,K]^T . D, D packed (avx2_packed_d): avx2_tn_stored's chains started from 0 (G is
+ * only written), all N columns a call, chunks of 256 rows. For each tile of up to 6 of A's
+ * columns its row list is made once (avx2_lists, as avx2_gather_tn's), then every panel runs.
+ * No lists at all where D holds an infinity or NaN anywhere (avx2_gather_tn asks that of each
+ * chunk of a panel; either way the bits are every step's).
  */
 NERVE_TARGET_AVX2 static void avx2_tn_packed(float *G, int64_t ldg, const float *A, int64_t lda,
-                                             const avx2_packed_d *D, int64_t N, int64_t K, bool fresh) {
+                                             const avx2_packed_d *D, int64_t N, int64_t K) {
   const nerve__gather stored = {.in = A, .pix = 1, .OW = 1, .image_stride = lda, .off = NULL};
   const int64_t M = D->rows, chunk = AVX2_CHUNK_FLOATS / AVX2_PANEL, stride = M * AVX2_PANEL;
   const int64_t whole = N / AVX2_PANEL, tail = N - whole * AVX2_PANEL;
   const int64_t tiles = (K + AVX2_TN_KT2 - 1) / AVX2_TN_KT2;
+  /* One slot: each tile's list serves all its panels, then the next tile makes its own. */
   int32_t ms_store[AVX2_CHUNK_FLOATS / AVX2_PANEL];
-  bool probed = false, off = !D->finite;
+  avx2_lists lists = {.store = ms_store, .stride = chunk, .slots = 1, .off = !D->finite};
   for (int64_t m = 0; m < M; m += chunk) {
     const int64_t rows = M - m < chunk ? M - m : chunk;
     const avx2_window w = avx2_window_at(&stored, m);
     const float *d = D->panels + m * AVX2_PANEL;
+    avx2_lists_forget(&lists);
     for (int64_t t = 0; t < tiles; t++) {
       const int64_t k = K * t / tiles, next = K * (t + 1) / tiles;
       avx2_window wk = w;
       wk.a += k, wk.image += k;
       int64_t live = rows;
       const int32_t *ms = NULL;
-      if (!off) {
-        live = avx2_nonzero_rows(wk.a, lda, rows, next - k, ms_store);
-        if (!probed && 4 * live >= 3 * rows) off = true;
-        probed = true;
-        if (4 * live < 3 * rows) ms = ms_store;
-        else live = rows;
+      if (!lists.off) {
+        bool held;
+        int32_t *slot = avx2_lists_slot(&lists, t, k, next, &held);
+        const int64_t found = held ? 0 : avx2_nonzero_rows(wk.a, lda, rows, next - k, slot);
+        ms = avx2_lists_use(&lists, t, k, next, held, found, rows, &live);
       }
       avx2_tn_tile_panels((int)(next - k), G + k * ldg, ldg, &stored, &wk, d, stride, whole, live, ms, rows,
-                          fresh && m == 0);
+                          m == 0);
       if (tail)
         avx2_tn_tile_any((int)(next - k), tail > 8 ? 2 : 1, G + k * ldg + whole * AVX2_PANEL, ldg, &stored, &wk,
                          avx2_identity, d + whole * stride, AVX2_PANEL, live, ms, rows, tail - 8 * (tail > 8),
-                         NULL, fresh && m == 0);
+                         NULL, m == 0);
     }
   }
 }
@@ -2649,7 +2649,7 @@ bool nerve__gemm_tn_gather_here(const nerve_context *ctx, float *G, int64_t ldg,
     if (k1 - k0 > NN_KC || N > AVX2_TN_MAX_N || (bias && alpha != 1.0f)) return false;
     if (pooled && !nerve__gemm_tn_gathers_pooled(ctx, N, k1 - k0)) return false;
     if (M > 0 && N > 0 && k1 > k0) {
-      avx2_gather_tn(G, ldg, a, M, D, ldd, pooled, N, k0, k1, alpha, bias, false);
+      avx2_gather_tn(G, ldg, a, M, D, ldd, pooled, N, k0, k1, alpha, bias);
       *biased = bias != NULL;
     }
     return true;
@@ -3008,7 +3008,7 @@ static void avx2_visit_member(void *data, int t, int nt) {
   for (int64_t a, b; nerve__take_chunk(&j->next, 1, j->tiles, &a, &b);) {
     const int64_t k0 = a * AVX2_VISIT_ROWS, k1 = k0 + AVX2_VISIT_ROWS < j->K ? k0 + AVX2_VISIT_ROWS : j->K;
     if (j->rows) j->rows(j->arg, k0, k1);
-    avx2_tn_packed(g, ldg, j->A + k0, j->lda, &j->packed, j->N, k1 - k0, true);
+    avx2_tn_packed(g, ldg, j->A + k0, j->lda, &j->packed, j->N, k1 - k0);
     j->apply(j->arg, k0, 0, g, k1 - k0, j->N, ldg, nt);
   }
 }
@@ -3406,7 +3406,7 @@ void nerve__gemm_tn_here(const nerve_context *ctx, float *G, int64_t ldg, const 
 #if NERVE_X86
   if (M == 0 || N == 0 || K == 0) return;
   if (ctx->isa == NERVE_ISA_AVX2) {
-    avx2_tn_stored(G, ldg, A, lda, D, ldd, M, N, K, alpha, false);
+    avx2_tn_stored(G, ldg, A, lda, D, ldd, M, N, K, alpha);
     return;
   }
   tn_job j = {.G = G, .ldg = ldg, .A = A, .lda = lda, .D = D, .ldd = ldd, .M = M, .N = N, .K = K,
