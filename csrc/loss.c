@@ -102,10 +102,59 @@ NERVE_TARGET_AVX512 static double mse_lanes(void *p, int64_t b, int64_t e) {
 }
 #endif
 
+#if NERVE_X86
+/*
+ * mse_lanes with AVX2: 8 rows at a time, one in each lane, each lane's chain of multiply-adds
+ * over its row's columns in order (what mse_row's `row += d * d` compiles to in the AVX2 build,
+ * contracted by clang and gcc alike), the rows' sums added to the total in row order, the
+ * gradient over the 8 rows' values as one run: the same bits as mse_body's AVX2 build from
+ * clang (SwiftPM's; gcc's adds separately rounded squares there, and in mse_row). Row by
+ * row, each row's chain of ten waited on the multiply-add's latency: Lab A's 2,048 x 10 chunk
+ * 31.3-31.5 -> 11.8-12.1 us at 1 thread, 18.8-19.0 -> 11.2-11.3 us at 2 on a Zen 3
+ * (bench/lab_a_head.c, SwiftPM's flags).
+ */
+NERVE_TARGET_AVX2 static double mse_lanes_avx2(void *p, int64_t b, int64_t e) {
+  loss_job *j = p;
+  const int64_t C = j->C;
+  const __m256i at = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32((int)C));
+  const float s = 2.0f * j->scale;
+  double total = 0.0;
+  int64_t r = b;
+  float d[8 * MSE_LANES_MAX_COLUMNS]; /* the 8 rows' differences, row by row */
+  for (; r + 8 <= e; r += 8) {
+    const float *o = j->x + r * C, *t = j->t + r * C;
+    for (int64_t i = 0; i < 8 * C; i++) d[i] = o[i] - t[i];
+    __m256 row = _mm256_setzero_ps();
+    for (int64_t c = 0; c < C; c++) {
+      const __m256 dc = _mm256_i32gather_ps(d + c, at, 4);
+      row = _mm256_fmadd_ps(dc, dc, row);
+    }
+    float rows[8];
+    _mm256_storeu_ps(rows, row);
+    for (int k = 0; k < 8; k++) total += rows[k];
+    if (j->grad) {
+      float *restrict g = j->grad + r * C;
+      for (int64_t i = 0; i < 8 * C; i++) g[i] = s * d[i];
+    }
+  }
+  /* The last rows as the lanes take theirs (gcc's AVX2 build of mse_row does not contract). */
+  for (; r < e; r++) {
+    const float *o = j->x + r * C, *t = j->t + r * C;
+    float row = 0.0f;
+    for (int64_t c = 0; c < C; c++) row = fmaf(o[c] - t[c], o[c] - t[c], row);
+    if (j->grad)
+      for (int64_t c = 0; c < C; c++) j->grad[r * C + c] = s * (o[c] - t[c]);
+    total += row;
+  }
+  return total;
+}
+#endif
+
 /* The MSE kernel for ctx's instruction set and C columns. */
 static nerve__sum_fn mse_for(const nerve_context *ctx, int64_t C) {
 #if NERVE_X86
   if (ctx->isa == NERVE_ISA_AVX512 && C <= MSE_LANES_MAX_COLUMNS) return mse_lanes;
+  if (ctx->isa == NERVE_ISA_AVX2 && C <= MSE_LANES_MAX_COLUMNS) return mse_lanes_avx2;
 #endif
   (void)C;
   return mse_isa[ctx->isa];
