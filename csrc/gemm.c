@@ -60,6 +60,14 @@ NERVE_TARGET_AVX2 static void avx2_tn_stored(float *G, int64_t ldg, const float 
                                              int64_t K, float alpha);
 #endif
 
+/* Blocks of a grid a thread is worth starting for: those that hold GEMM_GRAIN of the work
+ * between them. (It was one more than that, and less a rounding: Lab A's 2,048 x 30 -> 10
+ * products, 8 blocks, ran on one thread while the other waited.) */
+static int64_t blocks_grain(int64_t work, int64_t blocks) {
+  const int64_t each = work / blocks > 0 ? work / blocks : 1;
+  return (GEMM_GRAIN + each - 1) / each;
+}
+
 typedef struct {
   float *C;
   int64_t ldc;
@@ -121,6 +129,7 @@ typedef struct {
   const float *D;
   int64_t ldd;
   int64_t M, N, K, nblocks, cols; /* cols: blas_block_cols */
+  int64_t rows;                     /* of G a block takes: BLAS_KB, or fewer (gemm_tn) */
   float alpha;
   bool own; /* AVX2: libnerve's chains, not OpenBLAS's */
 } blas_tn_job;
@@ -128,8 +137,8 @@ typedef struct {
 static void blas_tn_blocks(void *data, int64_t begin, int64_t end) {
   blas_tn_job *j = data;
   for (int64_t t = begin; t < end; t++) {
-    int64_t k0 = (t / j->nblocks) * BLAS_KB, n0 = (t % j->nblocks) * j->cols;
-    int64_t kb = j->K - k0 < BLAS_KB ? j->K - k0 : BLAS_KB;
+    int64_t k0 = (t / j->nblocks) * j->rows, n0 = (t % j->nblocks) * j->cols;
+    int64_t kb = j->K - k0 < j->rows ? j->K - k0 : j->rows;
     int64_t nb = j->N - n0 < j->cols ? j->N - n0 : j->cols;
 #if NERVE_X86
     if (j->own) {
@@ -3372,7 +3381,7 @@ nerve_status nerve__gemm_nn_then(nerve_context *ctx, float *C, int64_t ldc, cons
                    .bias = bias, .accumulate = accumulate, .own = own, .rows = rows, .cols = cols,
                    .M = M, .N = N, .K = K, .mblocks = mblocks, .nblocks = nblocks};
   int64_t blocks = mblocks * nblocks;
-  nerve__parallel_for(ctx, blocks, (GEMM_GRAIN + work / blocks - 1) / (work / blocks + 1) + 1,
+  nerve__parallel_for(ctx, blocks, blocks_grain(work, blocks),
                       blas_nn_blocks, &j);
   nerve__activation_pass(ctx, then, C, ldc, M, N);
   return NERVE_OK;
@@ -3494,11 +3503,18 @@ static nerve_status gemm_tn(nerve_context *ctx, float *G, int64_t ldg, const flo
 #endif
   const bool own = ctx->isa == NERVE_ISA_AVX2;
   const int64_t cols = blas_block_cols(own);
-  int64_t kblocks = (K + BLAS_KB - 1) / BLAS_KB, nblocks = (N + cols - 1) / cols;
+  const int64_t nblocks = (N + cols - 1) / cols;
+  int64_t rows = BLAS_KB;
+  /* AVX2's chains give an element the same bits in any block: where G's blocks are fewer than
+   * the threads its work is worth, smaller ones (Lab A's 30 -> 10 weight gradient, one block,
+   * ran on one thread while the other waited). */
+  const int wanted = nerve__threads_for(ctx, work, GEMM_GRAIN);
+  if (own && ((K + rows - 1) / rows) * nblocks < wanted) rows = (K + wanted - 1) / wanted;
+  const int64_t kblocks = (K + rows - 1) / rows;
   blas_tn_job j = {.G = G, .ldg = ldg, .A = A, .lda = lda, .D = D, .ldd = ldd, .M = M, .N = N, .K = K,
-                   .nblocks = nblocks, .cols = cols, .alpha = alpha, .own = own};
+                   .nblocks = nblocks, .cols = cols, .rows = rows, .alpha = alpha, .own = own};
   int64_t blocks = kblocks * nblocks;
-  nerve__parallel_for(ctx, blocks, (GEMM_GRAIN + work / blocks - 1) / (work / blocks + 1) + 1,
+  nerve__parallel_for(ctx, blocks, blocks_grain(work, blocks),
                       blas_tn_blocks, &j);
   return NERVE_OK;
 }
