@@ -3736,10 +3736,15 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_slots_run(const int V, const list_form 
     }
     if (busy == 0) return;
     const int64_t run = left[0] < left[1] ? left[0] : left[1];
-    for (int64_t t = 0; t < run; t++) {
+    /* Counted up to 0 from -run, each slot's entries from its end: no bound held in a
+     * register, which clang (SwiftPM's frame pointer taking one) reloaded from the stack. */
+    int64_t end[S];
+#  pragma GCC unroll 2
+    for (int s = 0; s < S; s++) end[s] = at[s] + run;
+    for (int64_t t = -run; t != 0; t++) {
 #  pragma GCC unroll 2
       for (int s = 0; s < S; s++) {
-        const int64_t e = at[s] + t;
+        const int64_t e = end[s] + t;
         int64_t k;
         float x;
         if (form == LIST_ENTRIES) {
