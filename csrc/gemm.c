@@ -8,9 +8,10 @@
  * fused multiply-adds over the reduction index, starting from its initial value, so the result
  * is the same however rows, columns and threads are split. Lab shapes are skinny (784 -> 30),
  * where OpenBLAS 0.3.21 neither vectorises for AVX-512 nor parallelises well.
- * With AVX2, libnerve's 8-lane kernels run on a fixed grid of blocks, each element again one
- * chain (or, B given transposed past 64 steps, 8 lanes of partial sums added in a fixed order),
- * so a batch split between calls gives the same bits too. Otherwise (the baseline instruction
+ * With AVX2, libnerve's 8-lane kernels run on a grid of blocks, each element again one chain
+ * (or, B given transposed past 64 steps, 8 lanes of partial sums added in a fixed order) that
+ * does not depend on the grid, so a batch split between calls or threads gives the same bits
+ * too. Otherwise (the baseline instruction
  * set) OpenBLAS runs on that grid, each block on one thread: the bits do not depend on the
  * thread count, but a row's do on its place in OpenBLAS's call.
  */
@@ -129,7 +130,7 @@ typedef struct {
   const float *D;
   int64_t ldd;
   int64_t M, N, K, nblocks, cols; /* cols: blas_block_cols */
-  int64_t rows;                     /* of G a block takes: BLAS_KB, or fewer (gemm_tn) */
+  int64_t rows; /* of G a block takes: BLAS_KB, or fewer (gemm_tn) */
   float alpha;
   bool own; /* AVX2: libnerve's chains, not OpenBLAS's */
 } blas_tn_job;
@@ -2436,8 +2437,10 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
 /* Rows of A up to which a stored product reads B where it is (avx2_nn_few). */
 enum { AVX2_FEW_ROWS = 4 };
 
-/* R (1 or 2) rows of C, columns [col, col + 8 V) of which `tail` are in the last vector:
- * each element one chain over every k in order, from C's value (from_c) or 0. */
+/* R (1 or 2) rows of C, their first 8 (V - 1) + tail columns (`tail` in the last vector):
+ * each element one chain over every k in order, from C's value (from_c) or 0. Rows go in
+ * pairs within a slice of 32 columns, so 3 or 4 rows read the slice of B twice (from L2 or
+ * L3 where K is large: not measured; the copies this replaces read all of B for each call). */
 NERVE_TARGET_AVX2 NERVE_INLINE void avx2_few_tile(const int R, const int V, float *C, int64_t ldc, const float *A,
                                                   int64_t lda, const float *B, int64_t ldb, bool from_c,
                                                   int64_t K, int64_t tail) {

@@ -105,10 +105,12 @@ NERVE_TARGET_AVX512 static double mse_lanes(void *p, int64_t b, int64_t e) {
 #if NERVE_X86
 /*
  * mse_lanes with AVX2: 8 rows at a time, one in each lane, each lane's chain of multiply-adds
- * over its row's columns in order (what mse_row's `row += d * d` compiles to in the AVX2 build,
- * contracted by clang and gcc alike), the rows' sums added to the total in row order, the
+ * over its row's columns in order, the rows' sums added to the total in row order, the
  * gradient over the 8 rows' values as one run: the same bits as mse_body's AVX2 build from
- * clang (SwiftPM's; gcc's adds separately rounded squares there, and in mse_row). Row by
+ * clang (SwiftPM's), which contracts mse_row's `row += d * d`. gcc's vectorises the squares
+ * and fuses only its leftover columns, so gcc's results changed here (to clang's). Measured
+ * on a Zen 3 only: where a microcode fix slows gathers (Intel's Gather Data Sampling), the
+ * rows' form may be the faster. Row by
  * row, each row's chain of ten waited on the multiply-add's latency: Lab A's 2,048 x 10 chunk
  * 31.3-31.5 -> 11.8-12.1 us at 1 thread, 18.8-19.0 -> 11.2-11.3 us at 2 on a Zen 3
  * (bench/lab_a_head.c, SwiftPM's flags).
@@ -137,7 +139,7 @@ NERVE_TARGET_AVX2 static double mse_lanes_avx2(void *p, int64_t b, int64_t e) {
       for (int64_t i = 0; i < 8 * C; i++) g[i] = s * d[i];
     }
   }
-  /* The last rows as the lanes take theirs (gcc's AVX2 build of mse_row does not contract). */
+  /* The last rows as the lanes take theirs (gcc's AVX2 build of mse_row fuses only some). */
   for (; r < e; r++) {
     const float *o = j->x + r * C, *t = j->t + r * C;
     float row = 0.0f;

@@ -87,6 +87,7 @@ NERVE_TARGET_AVX512 static void argmax_rows16(void *p, int64_t b, int64_t e) {
  * wins; one in column 0 is never beaten), as row_argmax's loop. Row by row, the loop's
  * branches mispredicted on most rows: counting Lab A's 2,048 x 10 chunk right 26.9-27.1 ->
  * 9.3 us at 1 thread, 15.2 -> 8.8 us at 2 on a Zen 3 (bench/lab_a_head.c, SwiftPM's flags).
+ * Measured there only; where a microcode fix slows gathers, the rows' form may be the faster.
  */
 NERVE_TARGET_AVX2 NERVE_INLINE __m256i avx2_rows8_argmax(const float *rows, __m256i at, int64_t C) {
   __m256 best = _mm256_i32gather_ps(rows, at, 4);
@@ -116,7 +117,6 @@ NERVE_TARGET_AVX2 static void argmax_rows8_avx2(void *p, int64_t b, int64_t e) {
     _mm256_storeu_si256((__m256i *)(j->classes + r), avx2_rows8_argmax(j->scores + r * C, at, C));
   for (; r < e; r++) j->classes[r] = row_argmax(j->scores + r * C, C);
 }
-
 #endif
 
 /* The argmax rows for ctx's instruction set and C classes. */
