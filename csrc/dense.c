@@ -619,8 +619,8 @@ nerve_status nerve_dense_backward_adam(nerve_context *ctx, float *din, float *we
     NERVE_CHECK_PTR(ctx, bias_v);
   }
   /* All the scratch either path needs, before anything is stepped: the gradients' space (fused:
-   * the bias's, then the visitor's space: lists or D's panels, and tiles) and what nerve_dense_backward's products
-   * take, unfused or for the fused input gradient's product. */
+   * the bias's, then the visitor's space: lists or D's panels, and tiles) and what
+   * nerve_dense_backward's products take, unfused or for the fused input gradient's product. */
   const bool fused = fuses(ctx, N);
   const size_t lists_at = ((size_t)O * sizeof(float) + 63) & ~(size_t)63; /* after gbias, fused */
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER,

@@ -11,9 +11,9 @@
  * With AVX2, libnerve's 8-lane kernels run on a grid of blocks, each element again one chain
  * (or, B given transposed past 64 steps, 8 lanes of partial sums added in a fixed order) that
  * does not depend on the grid, so a batch split between calls or threads gives the same bits
- * too. Otherwise (the baseline instruction
- * set) OpenBLAS runs on that grid, each block on one thread: the bits do not depend on the
- * thread count, but a row's do on its place in OpenBLAS's call.
+ * too. Otherwise (the baseline instruction set) OpenBLAS runs on a fixed grid, each block on
+ * one thread: the bits do not depend on the thread count, but a row's do on its place in
+ * OpenBLAS's call.
  */
 #include "internal.h"
 
@@ -2367,8 +2367,9 @@ enum { AVX2_TN_LISTS = 16, AVX2_TN_LIST_ROWS = AVX2_CHUNK_FLOATS / 8 };
 /*
  * G's rows for columns [k0, k1) of the gathered A (or stored: off NULL, rows image_stride
  * apart; G at k0's row) += A^T . (alpha D), D's rows taken a chunk at a time into an aligned
- * copy in L1, every tile continuing its chains chunk after chunk; the first tile of each panel adds the rows to bias. Evenly sized tiles: a
- * member's 13 columns as 5 + 4 + 4, not 6 + 6 + 1 (whose last pass costs nearly a full one).
+ * copy in L1, every tile continuing its chains chunk after chunk; the first tile of each panel
+ * adds the rows to bias. Evenly sized tiles: a member's 13 columns as 5 + 4 + 4, not 6 + 6 + 1
+ * (whose last pass costs nearly a full one).
  */
 NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve__gather *a,
                                              int64_t M, const float *D, int64_t ldD,

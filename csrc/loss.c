@@ -53,6 +53,23 @@ NERVE_INLINE float mse_row(const loss_job *j, int64_t r) {
   return row;
 }
 
+/* mse_row with each square fused into the row's sum, as the lanes kernels (mse_lanes,
+ * mse_lanes_avx2) add theirs: their last rows, the same bits as their lanes in any compiler's
+ * build (clang contracts mse_row's `row += d * d` alike; gcc's vectorised builds fuse only
+ * some of its columns). */
+NERVE_INLINE float mse_row_fused(const loss_job *j, int64_t r) {
+  const int64_t C = j->C;
+  const float *o = j->x + r * C, *t = j->t + r * C;
+  float row = 0.0f;
+  for (int64_t c = 0; c < C; c++) row = fmaf(o[c] - t[c], o[c] - t[c], row);
+  if (j->grad) {
+    float *g = j->grad + r * C;
+    const float s = 2.0f * j->scale;
+    for (int64_t c = 0; c < C; c++) g[c] = s * (o[c] - t[c]);
+  }
+  return row;
+}
+
 NERVE_INLINE double mse_body(void *p, int64_t b, int64_t e) {
   double total = 0.0;
   for (int64_t r = b; r < e; r++) total += mse_row(p, r);
@@ -97,7 +114,7 @@ NERVE_TARGET_AVX512 static double mse_lanes(void *p, int64_t b, int64_t e) {
       for (int64_t i = 0; i < 16 * C; i++) g[i] = s * d[i];
     }
   }
-  for (; r < e; r++) total += mse_row(j, r);
+  for (; r < e; r++) total += mse_row_fused(j, r);
   return total;
 }
 #endif
@@ -139,15 +156,7 @@ NERVE_TARGET_AVX2 static double mse_lanes_avx2(void *p, int64_t b, int64_t e) {
       for (int64_t i = 0; i < 8 * C; i++) g[i] = s * d[i];
     }
   }
-  /* The last rows as the lanes take theirs (gcc's AVX2 build of mse_row fuses only some). */
-  for (; r < e; r++) {
-    const float *o = j->x + r * C, *t = j->t + r * C;
-    float row = 0.0f;
-    for (int64_t c = 0; c < C; c++) row = fmaf(o[c] - t[c], o[c] - t[c], row);
-    if (j->grad)
-      for (int64_t c = 0; c < C; c++) j->grad[r * C + c] = s * (o[c] - t[c]);
-    total += row;
-  }
+  for (; r < e; r++) total += mse_row_fused(j, r);
   return total;
 }
 #endif
