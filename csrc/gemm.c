@@ -41,9 +41,18 @@ enum { AVX2_NB = 64 };
 /* Rows of A a block of the grid takes. AVX2's kernels pack B's panels again for every block
  * (avx2_nn_run), so tall products take blocks of AVX2_COPY_MB rows: with 64, the 2048^3
  * product spent a fifth of its time reading B's rows for the packing, 8 KB apart (133 -> 156
- * GFLOP/s at 2 threads on a Zen 3, `bench/dense_products.c`, alternated). */
-static int64_t blas_block_rows(bool own, bool bt, int64_t M, int64_t K) {
-  return own && (!bt || K <= 64) && M >= 2 * AVX2_COPY_MB ? AVX2_COPY_MB : BLAS_MB;
+ * GFLOP/s at 2 threads on a Zen 3, `bench/dense_products.c`, alternated). Between 64 and 512
+ * rows, where the columns alone make 8 blocks or more, as few blocks of rows as keep 256,
+ * evenly: Lab E's CNN predicts in chunks of about 90 images, whose 6272 -> 784 product copied
+ * its 19.6 MB of weights twice a chunk, 64 rows at a time (predict-cnn 0.91-1.01 -> 0.66-0.73 s
+ * at 2 threads, `nerve bench`, alternated on a Zen 3). Fewer columns keep blocks of 64 rows, so
+ * that two threads share small products evenly. */
+static int64_t blas_block_rows(bool own, bool bt, int64_t M, int64_t N, int64_t K) {
+  if (!own || (bt && K > 64) || M <= BLAS_MB) return BLAS_MB;
+  if (M >= 2 * AVX2_COPY_MB) return AVX2_COPY_MB;
+  if ((N + AVX2_NB - 1) / AVX2_NB < 8) return BLAS_MB;
+  const int64_t mblocks = (M + AVX2_COPY_MB - 1) / AVX2_COPY_MB;
+  return (M + mblocks - 1) / mblocks;
 }
 /* Columns of C (or G) a block of the grid takes. */
 static int64_t blas_block_cols(bool own) { return own ? AVX2_NB : BLAS_NB; }
@@ -3431,7 +3440,7 @@ nerve_status nerve__gemm_nn_then(nerve_context *ctx, float *C, int64_t ldc, cons
 #endif
   (void)method_rows, (void)func;
   const bool own = ctx->isa == NERVE_ISA_AVX2;
-  const int64_t rows = blas_block_rows(own, b_transposed, M, K);
+  const int64_t rows = blas_block_rows(own, b_transposed, M, N, K);
   const int64_t cols = blas_block_cols(own);
   int64_t mblocks = (M + rows - 1) / rows, nblocks = (N + cols - 1) / cols;
   blas_nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bt = b_transposed,

@@ -29,6 +29,10 @@ let denseShapes: [DenseShape] = [
   // Few inputs and outputs over many rows, which two threads take by halves of the rows (dense.c's
   // halves_member): halves of 500 and 501 rows, and a full panel of inputs with 12 outputs.
   .init(n: 1001, i: 30, o: 10), .init(n: 600, i: 32, o: 12),
+  // Between 64 and 512 rows over 8 blocks of columns or more, where AVX2's grid takes the rows
+  // in as few blocks as keep 256 (gemm.c's blas_block_rows): two of 150 rows, nine of columns
+  // (the last 8 wide), three blocks of the reduction.
+  .init(n: 300, i: 600, o: 520),
 ]
 
 /// An output gradient, inputs and weights that show a sum's order to the bit: negative zeros and
