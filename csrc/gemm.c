@@ -4158,6 +4158,10 @@ typedef struct {
   int64_t M, N, K;
   int64_t tile_rows; /* rows of C a unit of work */
   const float *palette; /* [256]: scale * byte */
+  /* AVX2: each member's copy of B padded to whole panels (ldp floats a row), and the first row
+   * no member has taken (nerve__take_chunk). */
+  float *copies;
+  int64_t copy_floats, ldp, next;
 } pixels_nn_job;
 
 /* Reduction steps a list covers (B's block of them is 128 KB a panel, as in nn_run), the
@@ -4272,6 +4276,110 @@ static nerve_status pixels_listed(nerve_context *ctx, pixels_nn_job *j, float sc
   nerve__parallel_chunks(ctx, tiles, grain, pixels_nn_tiles, j);
   return NERVE_OK;
 }
+
+/*
+ * The listed way with AVX2: each row's non-zero bytes as words k | byte << 16
+ * (LIST_ROW_WORDS, against the palette), run by avx2_slots_any over each panel of the member's
+ * own padded copy of B, as avx2_sparse_nn_tiles runs a training set's lists: each row's chain
+ * over its own non-zero columns. The register tiles of the stored products (the floats' way)
+ * run each of their rows over the columns where any of the tile's 6 rows is not zero: 332 of
+ * MNIST's 784 where one image has 151.
+ * AVX2_PIXELS_MIN_ROWS: rows under which copying B costs more than the lists save.
+ */
+enum { AVX2_PIXELS_MIN_ROWS = 64 };
+
+/* Row `in`'s non-zero bytes among its first n as words k | byte << 16, with AVX2: 32 columns a
+ * step (none where all are zero, as most of an MNIST image's first and last rows), each 8 of
+ * them moved to the front by their mask's entry of avx2_picks, then the last columns one by
+ * one. Each store writes 8 words, so up to 8 past the count (words has room for n + 8).
+ * About 130 ns an MNIST image on a Zen 3, where 8 columns a step with no test took 150. */
+NERVE_TARGET_AVX2 static int64_t avx2_nonzero_pixels(const uint8_t *in, int64_t n, uint32_t *words) {
+  __m256i at = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i eight = _mm256_set1_epi32(8);
+  int64_t count = 0, k = 0;
+  for (; k + 32 <= n; k += 32) {
+    const __m256i bytes = _mm256_loadu_si256((const __m256i *)(in + k));
+    const uint32_t live = ~(uint32_t)_mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, _mm256_setzero_si256()));
+    if (live == 0) {
+      at = _mm256_add_epi32(at, _mm256_set1_epi32(32));
+      continue;
+    }
+    const __m128i lo = _mm256_castsi256_si128(bytes), hi = _mm256_extracti128_si256(bytes, 1);
+    const __m128i eights[4] = {lo, _mm_srli_si128(lo, 8), hi, _mm_srli_si128(hi, 8)};
+#  pragma GCC unroll 4
+    for (int g = 0; g < 4; g++) {
+      const unsigned m = live >> (8 * g) & 0xFFu;
+      const __m256i pick = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)&avx2_picks[m]));
+      const __m256i w = _mm256_or_si256(at, _mm256_slli_epi32(_mm256_cvtepu8_epi32(eights[g]), 16));
+      _mm256_storeu_si256((__m256i *)(words + count), _mm256_permutevar8x32_epi32(w, pick));
+      count += __builtin_popcount(m);
+      at = _mm256_add_epi32(at, eight);
+    }
+  }
+  for (; k < n; k++)
+    if (in[k]) words[count++] = (uint32_t)k | (uint32_t)in[k] << 16;
+  return count;
+}
+
+/* Rows [m0, m1) of C from their lists (words[starts[i - m0], starts[i - m0 + 1])), every panel
+ * of P; the padding after the `used` words is where idle slots step. (Segments of the
+ * reduction, each panel's rows of B in L1 while every row passes, were slower: 3.29 -> 3.33-3.50
+ * ms at 1 thread for MNIST's test set through 784 -> 30 on a Zen 3, with 2-5 segments.) */
+NERVE_TARGET_AVX2 static void avx2_pixels_run(const pixels_nn_job *j, const float *P, uint32_t *words,
+                                              int64_t used, const int64_t *starts, int64_t m0, int64_t m1) {
+  memset(words + used, 0, NERVE_SPARSE_PAD * sizeof *words);
+  for (int64_t col = 0; col < j->N; col += AVX2_LIST_PANEL) {
+    const int64_t nr = j->N - col < AVX2_LIST_PANEL ? j->N - col : AVX2_LIST_PANEL;
+    avx2_slots_any(avx2_list_vectors(nr), LIST_ROW_WORDS, words, j->palette, starts, starts + 1, used, 0,
+                   m1 - m0, j->C + m0 * j->ldc + col, j->ldc, avx2_list_tail(nr), false,
+                   j->bias ? j->bias + col : NULL, P + col, j->ldp);
+  }
+}
+
+/* Member t: its copy of B, then chunks of tile_rows rows as it becomes free, listed as many rows
+ * at a time as the words hold (each chain is its row's alone: any member, any chunk). */
+NERVE_TARGET_AVX2 static void avx2_pixels_member(void *data, int t, int nt) {
+  pixels_nn_job *j = data;
+  (void)nt;
+  float *P = j->copies + (int64_t)t * j->copy_floats;
+  avx2_pad_rows(P, j->ldp, j->B, j->ldb, j->K, j->N, 1.0f);
+  uint32_t words[PIXELS_WORDS + NERVE_SPARSE_PAD];
+  int64_t starts[SPARSE_ROWS + 1];
+  int64_t a, b;
+  while (nerve__take_chunk(&j->next, j->tile_rows, j->M, &a, &b)) {
+    int64_t start = a;
+    starts[0] = 0;
+    for (int64_t m = a; m < b; m++) {
+      const int64_t used = starts[m - start];
+      /* Room for a whole row and the 8 words its last store may write past it. */
+      if (used + j->K + 8 > PIXELS_WORDS) {
+        avx2_pixels_run(j, P, words, used, starts, start, m);
+        start = m, starts[0] = 0;
+      }
+      starts[m - start + 1] = starts[m - start] + avx2_nonzero_pixels(j->A + m * j->lda, j->K, words + starts[m - start]);
+    }
+    avx2_pixels_run(j, P, words, starts[b - start], starts, start, b);
+  }
+}
+
+/* The listed way with AVX2 (sparse bytes, at least AVX2_PIXELS_MIN_ROWS rows, K + 8 words in a
+ * member's list): a team whose members each pad a copy of B and take rows as they become free. */
+static nerve_status avx2_pixels_listed(nerve_context *ctx, pixels_nn_job *j, float scale, const char *func) {
+  float palette[256];
+  for (int v = 0; v < 256; v++) palette[v] = (float)v * scale;
+  j->palette = palette;
+  j->tile_rows = sparse_tile_rows(ctx, j->M);
+  const double work = (double)j->M * (double)j->N * ((double)j->K / 4.0 + 1.0);
+  const int threads = nerve__threads_for(ctx, work > (double)INT64_MAX ? INT64_MAX : (int64_t)work, GEMM_GRAIN);
+  j->ldp = (j->N + AVX2_LIST_PANEL - 1) / AVX2_LIST_PANEL * AVX2_LIST_PANEL;
+  j->copy_floats = j->K * j->ldp;
+  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, (size_t)j->copy_floats * sizeof(float) * (size_t)threads, func);
+  if (s != NERVE_OK) return s;
+  j->copies = ctx->scratch[NERVE_SCRATCH_GEMM];
+  j->next = 0;
+  nerve__parallel_team(threads, avx2_pixels_member, j);
+  return NERVE_OK;
+}
 #endif
 
 /* Rows a thread makes floats at a time where the bytes are not listed: NN_MC's chunk of the
@@ -4345,6 +4453,11 @@ nerve_status nerve__pixels_nn(nerve_context *ctx, float *C, int64_t ldc, const u
     pixels_nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bias = bias,
                        .M = M, .N = N, .K = K};
     return pixels_listed(ctx, &j, scale, func);
+  }
+  if (ctx->isa == NERVE_ISA_AVX2 && M >= AVX2_PIXELS_MIN_ROWS && K + 8 <= PIXELS_WORDS && !pixels_dense(A, lda, M, K)) {
+    pixels_nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bias = bias,
+                       .M = M, .N = N, .K = K};
+    return avx2_pixels_listed(ctx, &j, scale, func);
   }
 #endif
   return pixels_as_floats(ctx, C, ldc, A, lda, scale, B, ldb, bias, M, N, K, func);
