@@ -4340,13 +4340,12 @@ NERVE_TARGET_AVX2 static void avx2_pixels_run(const pixels_nn_job *j, const floa
  * at a time as the words hold (each chain is its row's alone: any member, any chunk). */
 NERVE_TARGET_AVX2 static void avx2_pixels_member(void *data, int t, int nt) {
   pixels_nn_job *j = data;
-  (void)nt;
   float *P = j->copies + (int64_t)t * j->copy_floats;
   avx2_pad_rows(P, j->ldp, j->B, j->ldb, j->K, j->N, 1.0f);
   uint32_t words[PIXELS_WORDS + NERVE_SPARSE_PAD];
   int64_t starts[SPARSE_ROWS + 1];
   int64_t a, b;
-  while (nerve__take_chunk(&j->next, j->tile_rows, j->M, &a, &b)) {
+  while (nerve__take_guided_chunk(&j->next, nt, SPARSE_MIN_ROWS, j->tile_rows, j->M, &a, &b)) {
     int64_t start = a;
     starts[0] = 0;
     for (int64_t m = a; m < b; m++) {
