@@ -3768,9 +3768,15 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_slots_run(const int V, const list_form 
                                                    int64_t idle_at, int64_t i0, int64_t i1, float *out,
                                                    int64_t ldo, int64_t tail, bool from_out,
                                                    const float *bias, const float *op, int64_t ldop) {
-  enum { S = AVX2_LIST_SLOTS };
-  __m256 c[S][4];
-  int64_t at[S], left[S], row[S]; /* row: of out, -1 for an idle slot */
+  /* Rows' lists (nn) over 3 or 4 vectors one at a time: their rows of op (B, 128 bytes each
+   * for Lab A's 30 outputs, 100 KB in all) come from L2, where two lists' loads left both
+   * slower than one list's chains alone (Lab A's forward over MNIST's training set 11.8 -> 10.5
+   * ms an epoch at 1 thread, bench/sparse_products.c; its test set through
+   * nerve_dense_forward_pixels 3.32 -> 3.26 ms; Zen 3). A block's column lists (tn) read a
+   * block of D's rows, 32 KB, from L1: two lists there. */
+  const int S = form != LIST_BLOCK_WORDS && V >= 3 ? 1 : AVX2_LIST_SLOTS;
+  __m256 c[AVX2_LIST_SLOTS][4];
+  int64_t at[AVX2_LIST_SLOTS], left[AVX2_LIST_SLOTS], row[AVX2_LIST_SLOTS]; /* row: of out, -1 for an idle slot */
   int64_t next = i0;
 #  pragma GCC unroll 2
   for (int s = 0; s < S; s++) left[s] = 0, row[s] = -1, at[s] = idle_at;
@@ -3801,10 +3807,11 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_slots_run(const int V, const list_form 
       busy += row[s] >= 0;
     }
     if (busy == 0) return;
-    const int64_t run = left[0] < left[1] ? left[0] : left[1];
+    int64_t run = left[0];
+    for (int s = 1; s < S; s++) run = left[s] < run ? left[s] : run;
     /* Counted up to 0 from -run, each slot's entries from its end: no bound held in a
      * register, which clang (SwiftPM's frame pointer taking one) reloaded from the stack. */
-    int64_t end[S];
+    int64_t end[AVX2_LIST_SLOTS];
 #  pragma GCC unroll 2
     for (int s = 0; s < S; s++) end[s] = at[s] + run;
     for (int64_t t = -run; t != 0; t++) {
