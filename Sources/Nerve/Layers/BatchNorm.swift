@@ -77,6 +77,18 @@ public final class BatchNorm: Layer {
         rows(io.batch), Int64(c), momentum, epsilon))
   }
 
+  /// What the inference forward normalises by, into the scratch as `forwardStatistics` leaves
+  /// the batch's: the running mean, and 1 / sqrt(running variance + epsilon) computed as
+  /// nerve_batchnorm_forward_infer computes it (in double, then rounded once), so a max pool
+  /// that normalises as it reads gives the inference forward's bits.
+  func inferenceStatistics(_ io: LayerIO) {
+    let c = channels
+    for k in 0..<c {
+      io.scratch[k] = io.state[k]
+      io.scratch[c + k] = Float(1.0 / (Double(io.state[c + k]) + Double(epsilon)).squareRoot())
+    }
+  }
+
   override func backward(_ io: LayerIO) throws {
     let c = channels
     try io.check(

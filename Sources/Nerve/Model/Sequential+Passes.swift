@@ -137,13 +137,13 @@ extension Sequential {
         training: training, step: step, firstRow: firstRow)
       if i == 0 { core.sparseInput = listed; core.pixelInput = pixels }
       if i > 0 && (convolutionPools(i - 1, through: stop, ranks: ranks)
-        || normPooled(i - 1, through: stop, ranks: ranks, training: training))
+        || normPooled(i - 1, through: stop, ranks: ranks))
       {
         // Done: the convolution or batch norm before it pooled its output.
-      } else if normPooled(i, through: stop, ranks: ranks, training: training), let norm = layer as? BatchNorm,
+      } else if normPooled(i, through: stop, ranks: ranks), let norm = layer as? BatchNorm,
         let pool = layers[i + 1] as? MaxPool2D
       {
-        try norm.forwardStatistics(core)
+        if training { try norm.forwardStatistics(core) } else { norm.inferenceStatistics(core) }
         try pool.forwardNormalized(
           io(i + 1, context: context, batch: batch, input: plan.outputs[i], output: plan.coreOutputs[i + 1],
              plan: plan, training: training, step: step, firstRow: firstRow),
@@ -223,15 +223,16 @@ extension Sequential {
       && ranks == nil
   }
 
-  /// Whether a training pass up to `stop` joins layer `i`, a batch norm, to the max pool after
-  /// it: the norm's statistics only, then the pool normalising as it reads the norm's input
-  /// (nerve_maxpool2d_forward_normalized), so the norm's `outputs` are never written (nothing
-  /// else reads them: the norm's backward reads its input); and backward, the norm's from the
-  /// pool's gradient (nerve_batchnorm_backward_maxpool2d), so the pool's backward writes
-  /// nothing. For windows apart (each pixel's gradient from one window) and neither layer with
-  /// an activation of its own.
-  func normPooled(_ i: Int, through stop: LayerPoint, ranks: DataParallelPass?, training: Bool) -> Bool {
-    guard training, layers[i] is BatchNorm, layers[i].activationLayer == nil,
+  /// Whether a pass up to `stop` joins layer `i`, a batch norm, to the max pool after it: the
+  /// norm's statistics only (in inference, its running averages as it normalises by them),
+  /// then the pool normalising as it reads the norm's input (nerve_maxpool2d_forward_normalized),
+  /// so the norm's `outputs` are never written (nothing else reads them: the norm's backward
+  /// reads its input); and backward, the norm's from the pool's gradient
+  /// (nerve_batchnorm_backward_maxpool2d), so the pool's backward writes nothing. For windows
+  /// apart (each pixel's gradient from one window) and neither layer with an activation of its
+  /// own. (In inference, Lab E's CNN wrote and read its 28 x 28 x 32 normalised maps.)
+  func normPooled(_ i: Int, through stop: LayerPoint, ranks: DataParallelPass?) -> Bool {
+    guard layers[i] is BatchNorm, layers[i].activationLayer == nil,
       poolFollows(i, through: stop, ranks: ranks), let pool = layers[i + 1] as? MaxPool2D
     else { return false }
     return pool.activationLayer == nil && pool.windowsApart
@@ -308,7 +309,7 @@ extension Sequential {
     /// Whether layer `i`, a batch norm, takes its gradient from the max pool after it (see
     /// `normPooled`); not where its backward steps its parameters itself.
     func normTakesPool(_ i: Int) -> Bool {
-      !fusedAt(i) && normPooled(i, through: start, ranks: ranks, training: true)
+      !fusedAt(i) && normPooled(i, through: start, ranks: ranks)
     }
     /// The first convolution's parameter sums from the gradient of the max pool after it, where
     /// it takes them so (see `convolutionTakesPool`; not where its backward steps them itself):

@@ -114,7 +114,7 @@ struct CNNTests {
             "the first layer's gradients at 1 and 2 threads")
   }
 
-  @Test("training joins batch norm to the max pool after it with the bits of the separate layers")
+  @Test("training and inference join batch norm to the max pool after it with the bits of the separate layers")
   func normJoinedToPool() throws {
     let data = Fixtures.mnist.train.prefix(40)
     // Lab E's order: the first model's batch norm only gathers statistics and its pool
@@ -154,7 +154,14 @@ struct CNNTests {
     }
     for name in ["gamma", "beta"] { #expect(try joined.parameter(layer: 1, name) == apart.parameter(layer: 1, name), "\(name)") }
     #expect(try joined.parameter(layer: 0, "weight") == apart.parameter(layer: 0, "weight"))
-    #expect(try joined.outputs(for: data.features) == apart.outputs(for: data.features), "inference after training")
+    // Inference joins them too, normalising by the running statistics as the pool reads.
+    for threads in [1, 2] {
+      try joined.context.setThreads(threads)
+      try apart.context.setThreads(threads)
+      #expect(try joined.outputs(for: data.features) == apart.outputs(for: data.features), "inference, \(threads) thread(s)")
+      #expect(try joined.activations(for: data.features, layer: 2) == apart.activations(for: data.features, layer: 3),
+              "the pool's output in inference, \(threads) thread(s)")
+    }
   }
 
   @Test("a small CNN learns MNIST digits (>= 90% on 1,000 test images after 2 epochs on 5,000)")
