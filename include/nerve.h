@@ -712,7 +712,7 @@ NERVE_API nerve_status nerve_batchnorm_forward_train(nerve_context *ctx, float *
                                                      const float *beta, int64_t R, int64_t C,
                                                      float momentum, float eps);
 
-/** Inference: normalises with running_mean and running_var. */
+/** Inference: normalises with running_mean and running_var. out may be in (in place). */
 NERVE_API nerve_status nerve_batchnorm_forward_infer(nerve_context *ctx, float *out,
                                                      const float *in, const float *gamma,
                                                      const float *beta,

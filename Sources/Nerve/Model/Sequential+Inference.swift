@@ -5,13 +5,13 @@ import CNerve
 extension Sequential {
   /// Samples per inference pass: as many as keep the activations near 32 MB, at most 16,384
   /// (16,384 for Lab A's MLP, so MNIST's 10,000 test images are one pass and each layer one
-  /// parallel call: 2.6 -> 2.0 ms at 2 threads against passes of 4,096; about 90 for Lab E's
-  /// CNN).
+  /// parallel call: 2.6 -> 2.0 ms at 2 threads against passes of 4,096; about 215 for Lab E's
+  /// CNN). Counted from the inference plan's own layout for one sample, which shares buffers
+  /// where relu and batch norm run in place (counting every layer's output and activation apart
+  /// gave Lab E's CNN about 90, whose 6272 -> 784 product then copied its 19.6 MB of weights
+  /// for every 90 images).
   var inferenceChunk: Int {
-    let perSample = layers.reduce(0) {
-      $0 + $1.outputShape.reduce(1, *) + ($1.activationLayer == nil ? 0 : $1.activationLayer!.inputShape.reduce(1, *))
-        + $1.scratchCount(batch: 1)
-    }
+    let perSample = (try? Plan.floats(model: self, capacity: 1, training: false)) ?? Int.max
     return max(1, min(16384, (8 << 20) / max(perSample, 1)))
   }
 

@@ -61,6 +61,17 @@ extension Sequential {
           if training { l.gradients.append(l.gradients[index - 1]) }
           continue
         }
+        if !training, index > 0, layer is BatchNorm, layer.activationLayer == nil {
+          // Inference normalises in place (its kernel reads each value before it writes it),
+          // or not at all where the max pool after it normalises as it reads (`normPooled`):
+          // Lab E's CNN then takes about 256 images a chunk instead of 146, so its 6272 -> 784
+          // product copies its weights for more rows at a time. A pass reads only its last
+          // layer's outputs, so the input's values may go.
+          l.coreOutputs.append(l.outputs[index - 1])
+          l.scratch.append(try take([layer.scratchCount(batch: capacity)]))
+          l.outputs.append(l.outputs[index - 1])
+          continue
+        }
         let out = [capacity] + layer.outputShape
         let core = [capacity] + (layer.activationLayer?.inputShape ?? layer.outputShape)
         l.coreOutputs.append(try take(core))
