@@ -42,15 +42,15 @@ enum { AVX2_NB = 64 };
  * (avx2_nn_run), so tall products take blocks of AVX2_COPY_MB rows: with 64, the 2048^3
  * product spent a fifth of its time reading B's rows for the packing, 8 KB apart (133 -> 156
  * GFLOP/s at 2 threads on a Zen 3, `bench/dense_products.c`, alternated). Between 64 and 512
- * rows, where the columns alone make 8 blocks or more, as few blocks of rows as keep 256,
- * evenly: Lab E's CNN predicts in chunks of about 90 images, whose 6272 -> 784 product copied
- * its 19.6 MB of weights twice a chunk, 64 rows at a time (predict-cnn 0.91-1.01 -> 0.66-0.73 s
- * at 2 threads, `nerve bench`, alternated on a Zen 3). Fewer columns keep blocks of 64 rows, so
- * that two threads share small products evenly. */
-static int64_t blas_block_rows(bool own, bool bt, int64_t M, int64_t N, int64_t K) {
+ * rows, where the columns alone make 4 blocks a thread or more, as few blocks of rows as keep
+ * 256, evenly: Lab E's CNN then predicted in chunks of about 90 images, whose 6272 -> 784
+ * product copied its 19.6 MB of weights twice a chunk, 64 rows at a time (predict-cnn
+ * 0.91-1.01 -> 0.66-0.73 s at 2 threads, `nerve bench`, alternated on a Zen 3). Fewer columns
+ * keep blocks of 64 rows, so that the threads share small products evenly. */
+static int64_t blas_block_rows(bool own, bool bt, int64_t M, int64_t N, int64_t K, int threads) {
   if (!own || (bt && K > 64) || M <= BLAS_MB) return BLAS_MB;
   if (M >= 2 * AVX2_COPY_MB) return AVX2_COPY_MB;
-  if ((N + AVX2_NB - 1) / AVX2_NB < 8) return BLAS_MB;
+  if ((N + AVX2_NB - 1) / AVX2_NB < 4 * (int64_t)threads) return BLAS_MB;
   const int64_t mblocks = (M + AVX2_COPY_MB - 1) / AVX2_COPY_MB;
   return (M + mblocks - 1) / mblocks;
 }
@@ -2191,12 +2191,17 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
       const bool listable = !lists.off && !avx2_not_finite(packed, kb * AVX2_PANEL);
       /* Stored products ask for the group's rows of B of the next block of steps ahead, a share
        * before each tile: the copy had waited on them (Lab E's 6272 -> 784 forward on 32 rows,
-       * 2.66-2.98 -> 2.47-2.73 ms at 2 threads, bench/dense_products.c; on 146 rows, its
-       * predictions' chunks, about 4% faster; Zen 3). */
-      const int64_t gcol = col - g * AVX2_PANEL, gn = N - gcol < AVX2_NN_GROUP * AVX2_PANEL ? N - gcol : AVX2_NN_GROUP * AVX2_PANEL;
-      const int64_t next_k = k0 + AVX2_NN_KB, next_rows = ga || next_k >= K ? 0 : K - next_k < AVX2_NN_KB ? K - next_k : AVX2_NN_KB;
-      const int64_t tiles = (gn + AVX2_PANEL - 1) / AVX2_PANEL * ((M + most - 1) / most), per_tile = (next_rows + tiles - 1) / tiles;
-      int64_t ahead = g * ((M + most - 1) / most) * per_tile;
+       * 2.66-2.98 -> 2.47-2.73 ms at 2 threads, bench/dense_products.c; on 146 rows about 4%
+       * faster; Zen 3). Shares counted in tiles of AVX2_NN_R2 rows for every panel, so that a
+       * narrow last panel's tiles (12 rows) start where the others' shares left off. */
+      const int64_t gcol = col - g * AVX2_PANEL;
+      const int64_t gn = N - gcol < AVX2_NN_GROUP * AVX2_PANEL ? N - gcol : AVX2_NN_GROUP * AVX2_PANEL;
+      const int64_t next_k = k0 + AVX2_NN_KB;
+      const int64_t next_rows = ga || next_k >= K ? 0 : K - next_k < AVX2_NN_KB ? K - next_k : AVX2_NN_KB;
+      const int64_t row_tiles = (M + AVX2_NN_R2 - 1) / AVX2_NN_R2;
+      const int64_t tiles = (gn + AVX2_PANEL - 1) / AVX2_PANEL * row_tiles;
+      const int64_t per_tile = (next_rows + tiles - 1) / tiles;
+      int64_t ahead = g * row_tiles * per_tile;
       for (int64_t m = 0; m < M; m += most) {
         for (int64_t r = 0; r < per_tile && ahead < next_rows; r++, ahead++)
           nerve__prefetch(B + (next_k + ahead) * ldb + gcol, gn * (int64_t)sizeof(float), false);
@@ -3450,7 +3455,7 @@ nerve_status nerve__gemm_nn_then(nerve_context *ctx, float *C, int64_t ldc, cons
 #endif
   (void)method_rows, (void)func;
   const bool own = ctx->isa == NERVE_ISA_AVX2;
-  const int64_t rows = blas_block_rows(own, b_transposed, M, N, K);
+  const int64_t rows = blas_block_rows(own, b_transposed, M, N, K, ctx->threads);
   const int64_t cols = blas_block_cols(own);
   int64_t mblocks = (M + rows - 1) / rows, nblocks = (N + cols - 1) / cols;
   blas_nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bt = b_transposed,
@@ -3761,8 +3766,8 @@ NERVE_TARGET_AVX512 static void sparse_tn_blocks(const sparse_job *j, int64_t k0
  * (or 0) or G's value, then the entries in increasing column (nn) or row (tn) order. The terms
  * of zero inputs are left out (which changes nothing unless B or D holds an infinity or NaN, or
  * a sum so far is -0), so these are the bits of AVX2's stored products on the rows. Two lists
- * advance together, as slots_run's do: one list's four chains wait on the FMA latency, two
- * lists' eight fill both FMA pipes.
+ * advance together, as slots_run's do (one list's chains wait on the FMA latency, two lists'
+ * fill both FMA pipes), except rows' lists over 3 or 4 vectors (avx2_slots_run).
  */
 enum { AVX2_LIST_PANEL = 32, AVX2_LIST_SLOTS = 2 };
 
@@ -4158,11 +4163,11 @@ nerve_status nerve__sparse_tn(nerve_context *ctx, float *G, int64_t ldg, float *
 /* ---- 8-bit inputs (pixels) ------------------------------------------------------------ */
 /*
  * C[M,N] = (scale * A[M,K]) . B[K,N] + bias with A as bytes (images as their files store them).
- * Each row's non-zero bytes are listed as words (k * ldb) << 8 | byte (LIST_PIXELS) and run as
- * slots against a palette of the 256 values scale * byte: the listing reads a byte a column
- * where the stored products read a float, the slots find B's row without a multiply, and the
- * chains (the bias, then the non-zero columns in order) are those of the stored products on
- * the floats nerve_pixels_to_floats gives.
+ * Each row's non-zero bytes are listed as words (k * ldb) << 8 | byte (LIST_PIXELS; with AVX2,
+ * k | byte << 16, LIST_ROW_WORDS) and run as slots against a palette of the 256 values
+ * scale * byte: the listing reads a byte a column where the stored products read a float, the
+ * slots find B's row without a multiply (AVX-512), and the chains (the bias, then the non-zero
+ * columns in order) are those of the stored products on the floats nerve_pixels_to_floats gives.
  */
 typedef struct {
   float *C;
@@ -4176,7 +4181,7 @@ typedef struct {
   int64_t tile_rows; /* rows of C a unit of work */
   const float *palette; /* [256]: scale * byte */
   /* AVX2: each member's copy of B padded to whole panels (ldp floats a row), and the first row
-   * no member has taken (nerve__take_chunk). */
+   * no member has taken (nerve__take_guided_chunk). */
   float *copies;
   int64_t copy_floats, ldp, next;
 } pixels_nn_job;
@@ -4302,8 +4307,10 @@ static nerve_status pixels_listed(nerve_context *ctx, pixels_nn_job *j, float sc
  * run each of their rows over the columns where any of the tile's 6 rows is not zero: 332 of
  * MNIST's 784 where one image has 151.
  * AVX2_PIXELS_MIN_ROWS: rows under which copying B costs more than the lists save.
+ * AVX2_PIXELS_MAX_COPY: the floats of a member's padded copy of B at most (4 MB; wider layers
+ * are made floats a block of rows at a time, 128 K floats a thread).
  */
-enum { AVX2_PIXELS_MIN_ROWS = 64 };
+enum { AVX2_PIXELS_MIN_ROWS = 64, AVX2_PIXELS_MAX_COPY = 1 << 20 };
 
 /* Row `in`'s non-zero bytes among its first n as words k | byte << 16, with AVX2: 32 columns a
  * step (none where all are zero, as most of an MNIST image's first and last rows), each 8 of
@@ -4366,13 +4373,13 @@ NERVE_TARGET_AVX2 static void avx2_pixels_member(void *data, int t, int nt) {
     int64_t start = a;
     starts[0] = 0;
     for (int64_t m = a; m < b; m++) {
-      const int64_t used = starts[m - start];
+      int64_t used = starts[m - start];
       /* Room for a whole row and the 8 words its last store may write past it. */
       if (used + j->K + 8 > PIXELS_WORDS) {
         avx2_pixels_run(j, P, words, used, starts, start, m);
-        start = m, starts[0] = 0;
+        start = m, starts[0] = used = 0;
       }
-      starts[m - start + 1] = starts[m - start] + avx2_nonzero_pixels(j->A + m * j->lda, j->K, words + starts[m - start]);
+      starts[m - start + 1] = used + avx2_nonzero_pixels(j->A + m * j->lda, j->K, words + used);
     }
     avx2_pixels_run(j, P, words, starts[b - start], starts, start, b);
   }
@@ -4389,7 +4396,8 @@ static nerve_status avx2_pixels_listed(nerve_context *ctx, pixels_nn_job *j, flo
   const int threads = nerve__threads_for(ctx, work > (double)INT64_MAX ? INT64_MAX : (int64_t)work, GEMM_GRAIN);
   j->ldp = (j->N + AVX2_LIST_PANEL - 1) / AVX2_LIST_PANEL * AVX2_LIST_PANEL;
   j->copy_floats = j->K * j->ldp;
-  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, (size_t)j->copy_floats * sizeof(float) * (size_t)threads, func);
+  const size_t bytes = (size_t)j->copy_floats * sizeof(float) * (size_t)threads;
+  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, bytes, func);
   if (s != NERVE_OK) return s;
   j->copies = ctx->scratch[NERVE_SCRATCH_GEMM];
   j->next = 0;
@@ -4433,9 +4441,10 @@ static void pixels_floats_member(void *data, int t, int nt) {
   }
 }
 
-/* The other way (dense bytes, no AVX-512, or outputs too wide for the words): the rows made
- * floats in the layer scratch, then the stored products on them; all at once where there are
- * too few rows to share out by chunks (the products then share panels among the threads). */
+/* The other way (dense bytes, neither AVX-512's nor AVX2's lists, or outputs too wide for
+ * them): the rows made floats in the layer scratch, then the stored products on them; all at
+ * once where there are too few rows to share out by chunks (the products then share panels
+ * among the threads). */
 static nerve_status pixels_as_floats(nerve_context *ctx, float *C, int64_t ldc, const uint8_t *A,
                                      int64_t lda, float scale, const float *B, int64_t ldb,
                                      const float *bias, int64_t M, int64_t N, int64_t K,
@@ -4470,7 +4479,9 @@ nerve_status nerve__pixels_nn(nerve_context *ctx, float *C, int64_t ldc, const u
                        .M = M, .N = N, .K = K};
     return pixels_listed(ctx, &j, scale, func);
   }
-  if (ctx->isa == NERVE_ISA_AVX2 && M >= AVX2_PIXELS_MIN_ROWS && K + 8 <= PIXELS_WORDS && !pixels_dense(A, lda, M, K)) {
+  if (ctx->isa == NERVE_ISA_AVX2 && M >= AVX2_PIXELS_MIN_ROWS && K + 8 <= PIXELS_WORDS &&
+      K * ((N + AVX2_LIST_PANEL - 1) / AVX2_LIST_PANEL * AVX2_LIST_PANEL) <= AVX2_PIXELS_MAX_COPY &&
+      !pixels_dense(A, lda, M, K)) {
     pixels_nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bias = bias,
                        .M = M, .N = N, .K = K};
     return avx2_pixels_listed(ctx, &j, scale, func);

@@ -241,6 +241,13 @@ NERVE_INLINE void normalize_body(void *data, int64_t r0, int64_t r1) {
     float *y = j->y + r * C;
     nerve__prefetch(x + NORM_AHEAD * C, C * (int64_t)sizeof(float), false);
     nerve__prefetch(y + NORM_AHEAD * C, C * (int64_t)sizeof(float), true);
+    /* In place (inference plans normalise so) as a loop of its own, as NERVE_MAP spells it:
+     * with x == y clang's overlap check would send the one loop down its scalar path. */
+    if (x == y) {
+      for (int64_t c = 0; c < C; c++)
+        y[c] = nerve__batchnorm_value(y[c], j->mean[c], j->invstd[c], j->gamma[c], j->beta[c]);
+      continue;
+    }
     for (int64_t c = 0; c < C; c++) y[c] = nerve__batchnorm_value(x[c], j->mean[c], j->invstd[c], j->gamma[c], j->beta[c]);
   }
 }

@@ -231,8 +231,9 @@ NERVE_API nerve_status nerve_dense_forward(nerve_context *ctx, float *out, const
  * each row's non-zero bytes are listed as they are read, a byte a pixel where floats take four
  * (MNIST's 10,000 test images through a 784 -> 30 layer: about a quarter faster than from
  * floats with AVX-512, 1.7x with AVX2, whose listing runs each row over its own non-zero
- * bytes; AVX2 lists from 64 rows on); otherwise blocks of rows are made floats in the context's
- * workspace as they run.
+ * bytes; AVX2 lists from 64 rows on, for up to 16,376 inputs and a padded copy of the weights
+ * of up to 4 MB a thread); otherwise blocks of rows are made floats in the context's workspace
+ * as they run.
  */
 NERVE_API nerve_status nerve_dense_forward_pixels(nerve_context *ctx, float *out,
                                                   const uint8_t *pixels, float scale,

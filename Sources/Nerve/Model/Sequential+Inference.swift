@@ -11,14 +11,18 @@ extension Sequential {
   /// gave Lab E's CNN about 90, whose 6272 -> 784 product then copied its 19.6 MB of weights
   /// for every 90 images).
   var inferenceChunk: Int {
+    if let counted = countedInferenceChunk { return counted }
     let perSample = (try? Plan.floats(model: self, capacity: 1, training: false)) ?? Int.max
-    return max(1, min(16384, (8 << 20) / max(perSample, 1)))
+    let chunk = max(1, min(16384, (8 << 20) / max(perSample, 1)))
+    countedInferenceChunk = chunk
+    return chunk
   }
 
   /// Runs the model in inference mode over `count` samples in chunks, calling `body` with the
   /// plan holding each chunk's activations, the chunk's size and its first sample index.
   /// Only layer `reads`'s outputs are sure to be written (the model's last by default): a relu
-  /// before a max pool may be applied after it (see `poolsBeforeRelu`).
+  /// before a max pool may be applied after it (see `poolsBeforeRelu`), and relu and batch norm
+  /// run in place, over the outputs of the layer before them.
   func infer(
     _ features: UnsafePointer<Float>, count: Int, reads: Int? = nil,
     _ body: (Plan, _ chunk: Int, _ start: Int) throws -> Void

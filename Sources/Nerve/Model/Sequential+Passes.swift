@@ -38,7 +38,8 @@ extension Sequential {
     }
 
     /// The buffers' layout for batches of `capacity`: per layer its core's output, gradient
-    /// and scratch, then its activation's output and gradient (a flatten shares its input's).
+    /// and scratch, then its activation's output and gradient (a flatten shares its input's;
+    /// in inference a relu shares its layer's, and a batch norm its input's).
     /// Sizes are checked as they add up.
     static func layout(model: Sequential, capacity: Int, training: Bool) throws -> Layout {
       var l = Layout()
@@ -64,9 +65,9 @@ extension Sequential {
         if !training, index > 0, layer is BatchNorm, layer.activationLayer == nil {
           // Inference normalises in place (its kernel reads each value before it writes it),
           // or not at all where the max pool after it normalises as it reads (`normPooled`):
-          // Lab E's CNN then takes about 256 images a chunk instead of 146, so its 6272 -> 784
-          // product copies its weights for more rows at a time. A pass reads only its last
-          // layer's outputs, so the input's values may go.
+          // Lab E's CNN then takes about 215 images a chunk instead of about 130, so its
+          // 6272 -> 784 product copies its weights for more rows at a time. A pass reads only
+          // its last layer's outputs, so the input's values may go.
           l.coreOutputs.append(l.outputs[index - 1])
           l.scratch.append(try take([layer.scratchCount(batch: capacity)]))
           l.outputs.append(l.outputs[index - 1])

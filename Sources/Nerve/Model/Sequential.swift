@@ -45,6 +45,9 @@ public final class Sequential: @unchecked Sendable {
   /// inference and in training.
   public var context: ComputeContext
   var inferencePlan: Plan?
+  /// `inferenceChunk`, counted once (the layers are fixed): counting lays a plan out, which
+  /// allocates, and one-image calls allocate nothing.
+  var countedInferenceChunk: Int?
 
   /// Builds a model for samples of shape `input`.
   /// - Parameters:
