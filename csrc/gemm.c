@@ -3879,6 +3879,8 @@ NERVE_TARGET_AVX2 static void avx2_slots_any(int V, list_form form, const void *
 
 /* A panel's vectors and its last vector's lanes, for nr columns (1 to 32). */
 static inline int avx2_list_vectors(int64_t nr) { return (int)((nr + 7) / 8); }
+/* The row stride of a copy of B padded to whole panels, for N columns (avx2_pad_rows). */
+static inline int64_t avx2_list_ldp(int64_t N) { return (N + AVX2_LIST_PANEL - 1) / AVX2_LIST_PANEL * AVX2_LIST_PANEL; }
 static inline int64_t avx2_list_tail(int64_t nr) { return nr - 8 * (avx2_list_vectors(nr) - 1); }
 
 /* Tiles [t0, t1) of C's rows, each panel of B (padded: rows ldb floats, zeros past N) in turn. */
@@ -3988,7 +3990,7 @@ static void sparse_nn_member(void *data, int t, int nt) {
   const int64_t t0 = j.tiles * t / nt, t1 = j.tiles * (t + 1) / nt;
   if (t0 >= t1) return;
   if (j.ctx->isa == NERVE_ISA_AVX2) {
-    const int64_t ldp = (j.N + AVX2_LIST_PANEL - 1) / AVX2_LIST_PANEL * AVX2_LIST_PANEL;
+    const int64_t ldp = avx2_list_ldp(j.N);
     float *P = j.copies + (int64_t)t * j.copy_floats;
     avx2_pad_rows(P, ldp, j.B, j.ldb, j.a->cols, j.N, 1.0f);
     j.B = P, j.ldb = ldp;
@@ -4074,7 +4076,7 @@ nerve_status nerve__sparse_nn(nerve_context *ctx, float *C, int64_t ldc, const n
   j.tiles = (M + j.tile_rows - 1) / j.tile_rows;
   const int threads = nerve__threads_for(ctx, j.tiles, sparse_grain(a, first, M, N, j.tiles));
   if (ctx->isa == NERVE_ISA_AVX2) { /* each member's copy of B, padded to whole panels */
-    const int64_t ldp = (N + AVX2_LIST_PANEL - 1) / AVX2_LIST_PANEL * AVX2_LIST_PANEL;
+    const int64_t ldp = avx2_list_ldp(N);
     const size_t floats = (size_t)a->cols * (size_t)ldp;
     nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, floats * sizeof(float) * (size_t)threads, func);
     if (s != NERVE_OK) return s;
@@ -4186,6 +4188,11 @@ typedef struct {
   int64_t copy_floats, ldp, next;
 } pixels_nn_job;
 
+/* palette[v] = scale * v for each byte v: the floats nerve_pixels_to_floats makes of them. */
+static inline void pixels_palette(float *palette, float scale) {
+  for (int v = 0; v < 256; v++) palette[v] = (float)v * scale;
+}
+
 /* Reduction steps a list covers (B's block of them is 128 KB a panel, as in nn_run), the
  * widest B whose offsets in a block fit a word's 24 bits, and the words a member lists at
  * most before running them (64 KB of stack). */
@@ -4286,7 +4293,7 @@ static bool pixels_dense(const uint8_t *A, int64_t lda, int64_t M, int64_t K) {
 static nerve_status pixels_listed(nerve_context *ctx, pixels_nn_job *j, float scale,
                                   const char *func) {
   float palette[256];
-  for (int v = 0; v < 256; v++) palette[v] = (float)v * scale;
+  pixels_palette(palette, scale);
   j->palette = palette;
   nerve_status s = nn_pad_b(ctx, j->M, j->N, j->K, &j->B, &j->ldb, func);
   if (s != NERVE_OK) return s;
@@ -4389,12 +4396,12 @@ NERVE_TARGET_AVX2 static void avx2_pixels_member(void *data, int t, int nt) {
  * member's list): a team whose members each pad a copy of B and take rows as they become free. */
 static nerve_status avx2_pixels_listed(nerve_context *ctx, pixels_nn_job *j, float scale, const char *func) {
   float palette[256];
-  for (int v = 0; v < 256; v++) palette[v] = (float)v * scale;
+  pixels_palette(palette, scale);
   j->palette = palette;
   j->tile_rows = sparse_tile_rows(ctx, j->M);
   const double work = (double)j->M * (double)j->N * ((double)j->K / 4.0 + 1.0);
   const int threads = nerve__threads_for(ctx, work > (double)INT64_MAX ? INT64_MAX : (int64_t)work, GEMM_GRAIN);
-  j->ldp = (j->N + AVX2_LIST_PANEL - 1) / AVX2_LIST_PANEL * AVX2_LIST_PANEL;
+  j->ldp = avx2_list_ldp(j->N);
   j->copy_floats = j->K * j->ldp;
   const size_t bytes = (size_t)j->copy_floats * sizeof(float) * (size_t)threads;
   nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, bytes, func);
@@ -4480,7 +4487,7 @@ nerve_status nerve__pixels_nn(nerve_context *ctx, float *C, int64_t ldc, const u
     return pixels_listed(ctx, &j, scale, func);
   }
   if (ctx->isa == NERVE_ISA_AVX2 && M >= AVX2_PIXELS_MIN_ROWS && K + 8 <= PIXELS_WORDS &&
-      K * ((N + AVX2_LIST_PANEL - 1) / AVX2_LIST_PANEL * AVX2_LIST_PANEL) <= AVX2_PIXELS_MAX_COPY &&
+      K * avx2_list_ldp(N) <= AVX2_PIXELS_MAX_COPY &&
       !pixels_dense(A, lda, M, K)) {
     pixels_nn_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bias = bias,
                        .M = M, .N = N, .K = K};
