@@ -172,12 +172,49 @@ NERVE_TARGET_AVX2 NERVE_INLINE __m256d avx2_doubles4(const float *x, int64_t n) 
   return _mm256_cvtps_pd(v);
 }
 
-/* column_sums with 16 columns a pass (four chains of 4 doubles), each column's sum over the
- * chunk's rows in order: the same bits as the baseline loop. The empty asm keeps the square a
- * rounded value of its own, so no compiler fuses it into the sum (gcc would, targeting FMA).
- * AVX2 machines ran the baseline copy (two doubles a vector): Lab E's statistics (25,088 rows
- * x 32 channels, SwiftPM's flags) 0.42-0.48 -> 0.37-0.41 ms at 1 thread, 0.24 -> 0.20-0.23 ms
- * at 2 (bench/lab_e_step.c, alternated). */
+/* One pass of column_sums_avx2 over rows [r0, r1) and columns [c0, c0 + 4 Q) (Q chains of 4
+ * doubles; n[q] of chain q's columns, 0 to 4, the lanes past them read as 0) into p + c0. The
+ * empty asm keeps the square a rounded value of its own, so no compiler fuses it into the sum
+ * (gcc would, targeting FMA). */
+NERVE_TARGET_AVX2 NERVE_INLINE void avx2_column_pass(const int Q, const norm_job *j, int64_t r0, int64_t r1,
+                                                     int64_t c0, const int64_t *n, double *p) {
+  const int64_t C = j->C;
+  __m256d acc[8], mean[8];
+#  pragma GCC unroll 8
+  for (int q = 0; q < Q; q++) {
+    acc[q] = _mm256_setzero_pd();
+    mean[q] = j->mean && n[q] > 0 ? avx2_doubles4(j->mean + c0 + 4 * q, n[q]) : acc[q];
+  }
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = j->x + r * C + c0;
+    nerve__prefetch(x + NORM_AHEAD * C, 4 * Q * (int64_t)sizeof(float), false);
+#  pragma GCC unroll 8
+    for (int q = 0; q < Q; q++) {
+      const __m256d v = avx2_doubles4(x + 4 * q, n[q]);
+      if (j->mean) {
+        const __m256d d = _mm256_sub_pd(v, mean[q]);
+        __m256d square = _mm256_mul_pd(d, d);
+        __asm__("" : "+x"(square));
+        acc[q] = _mm256_add_pd(acc[q], square);
+      } else {
+        acc[q] = _mm256_add_pd(acc[q], v);
+      }
+    }
+  }
+  double sums[32];
+#  pragma GCC unroll 8
+  for (int q = 0; q < Q; q++) _mm256_storeu_pd(sums + 4 * q, acc[q]);
+  for (int q = 0; q < Q; q++)
+    for (int64_t c = 0; c < n[q]; c++) p[c0 + 4 * q + c] = sums[4 * q + c];
+}
+
+/* column_sums with up to 32 columns a pass (eight chains of 4 doubles, each column's sum over
+ * the chunk's rows in order: the same bits as the baseline loop). AVX2 machines ran the
+ * baseline copy (two doubles a vector): Lab E's statistics (25,088 rows x 32 channels,
+ * SwiftPM's flags) 0.42-0.48 -> 0.37-0.41 ms at 1 thread, 0.24 -> 0.20-0.23 ms at 2
+ * (bench/lab_e_step.c, alternated), with 16 columns a pass. 32 a pass read each row once,
+ * in one pass of its own, with half the loop's overhead a column: 0.40 -> 0.25 ms at 1
+ * thread, 0.31 -> 0.18 at 2 (gcc's build, the maps just written; Zen 3). */
 NERVE_TARGET_AVX2 static void column_sums_avx2(void *data, int64_t k0, int64_t k1) {
   norm_job *j = data;
   const int64_t C = j->C;
@@ -185,34 +222,12 @@ NERVE_TARGET_AVX2 static void column_sums_avx2(void *data, int64_t k0, int64_t k
     double *p = j->partial + k * C;
     int64_t r0, r1;
     chunk_range(j, k, &r0, &r1);
-    for (int64_t c0 = 0; c0 < C; c0 += 16) {
-      const int64_t cols = C - c0 < 16 ? C - c0 : 16;
-      int64_t n[4];
-      __m256d acc[4], mean[4];
-      for (int q = 0; q < 4; q++) {
-        n[q] = cols - 4 * q < 0 ? 0 : cols - 4 * q > 4 ? 4 : cols - 4 * q;
-        acc[q] = _mm256_setzero_pd();
-        mean[q] = j->mean && n[q] > 0 ? avx2_doubles4(j->mean + c0 + 4 * q, n[q]) : acc[q];
-      }
-      for (int64_t r = r0; r < r1; r++) {
-        const float *x = j->x + r * C + c0;
-        nerve__prefetch(x + NORM_AHEAD * C, 16 * (int64_t)sizeof(float), false);
-        for (int q = 0; q < 4; q++) {
-          if (n[q] == 0) continue;
-          const __m256d v = avx2_doubles4(x + 4 * q, n[q]);
-          if (j->mean) {
-            const __m256d d = _mm256_sub_pd(v, mean[q]);
-            __m256d square = _mm256_mul_pd(d, d);
-            __asm__("" : "+x"(square));
-            acc[q] = _mm256_add_pd(acc[q], square);
-          } else {
-            acc[q] = _mm256_add_pd(acc[q], v);
-          }
-        }
-      }
-      double sums[16];
-      for (int q = 0; q < 4; q++) _mm256_storeu_pd(sums + 4 * q, acc[q]);
-      for (int64_t c = 0; c < cols; c++) p[c0 + c] = sums[c];
+    for (int64_t c0 = 0; c0 < C; c0 += 32) {
+      const int64_t cols = C - c0 < 32 ? C - c0 : 32;
+      int64_t n[8];
+      for (int q = 0; q < 8; q++) n[q] = cols - 4 * q < 0 ? 0 : cols - 4 * q > 4 ? 4 : cols - 4 * q;
+      if (cols > 16) avx2_column_pass(8, j, r0, r1, c0, n, p);
+      else avx2_column_pass(4, j, r0, r1, c0, n, p);
     }
   }
 }
@@ -394,36 +409,76 @@ static void grad_sums(void *data, int64_t k0, int64_t k1) {
 }
 
 #if NERVE_X86
-/* grad_sums_chunks in AVX2 intrinsics, 4 channels a vector of doubles (the compilers left the
- * pooled loop scalar); the rest of the channels as grad_sums_chunks has them. */
+/* Channels [c0, c0 + 4 G) of chunk k's sums (rows [r0, r1)) with AVX2, 4 channels a vector of
+ * doubles, each vector's two sums held in registers down the rows, as grad_sums_chunks adds
+ * them, then stored to p + c0 and q + c0. Held in memory, each row's sums were loaded after
+ * the row before stored them, 16 stores a row of 32 channels: Lab E's backward through its
+ * pool and batch norm (32 x 28 x 28 x 32) took 0.83-0.87 -> 0.74-0.77 ms at 1 thread, 0.61-0.85
+ * -> 0.49-0.56 at 2 with the sums in registers and the rows fetched ahead (Zen 3). */
+NERVE_TARGET_AVX2 NERVE_INLINE void avx2_grad_sums_block(const int G, const norm_job *j, int64_t r0, int64_t r1,
+                                                         int64_t c0, double *p, double *q, const bool pooled) {
+  const int64_t C = j->C;
+  __m256d sum[4], sum_x[4];
+  __m128 mean[4], invstd[4];
+#  pragma GCC unroll 4
+  for (int g = 0; g < G; g++) {
+    sum[g] = sum_x[g] = _mm256_setzero_pd();
+    mean[g] = _mm_loadu_ps(j->mean + c0 + 4 * g), invstd[g] = _mm_loadu_ps(j->invstd + c0 + 4 * g);
+  }
+  pixel at = pooled ? pixel_of(j->pool, r0) : (pixel){0, 0, 0};
+  for (int64_t r = r0; r < r1; r++) {
+    const float *x = j->x + r * C + c0, *dy = pooled ? NULL : j->dy + r * C + c0;
+    const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
+    const __m128i pos = _mm_set1_epi32(src.pos);
+    nerve__prefetch(x + NORM_AHEAD * C, 4 * G * (int64_t)sizeof(float), false);
+    if (!pooled) nerve__prefetch(dy + NORM_AHEAD * C, 4 * G * (int64_t)sizeof(float), false);
+#  pragma GCC unroll 4
+    for (int g = 0; g < G; g++) {
+      __m128 d;
+      if (pooled) {
+        const __m128 won =
+            _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *)(src.am + c0 + 4 * g)), pos));
+        d = _mm_add_ps(_mm_setzero_ps(), _mm_and_ps(won, _mm_loadu_ps(src.g + c0 + 4 * g)));
+      } else {
+        d = _mm_loadu_ps(dy + 4 * g);
+      }
+      const __m128 xhat = _mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(x + 4 * g), mean[g]), invstd[g]);
+      const __m256d dd = _mm256_cvtps_pd(d);
+      sum[g] = _mm256_add_pd(sum[g], dd);
+      sum_x[g] = _mm256_fmadd_pd(dd, _mm256_cvtps_pd(xhat), sum_x[g]);
+    }
+    if (pooled) next_pixel(j->pool, &at);
+  }
+#  pragma GCC unroll 4
+  for (int g = 0; g < G; g++) {
+    _mm256_storeu_pd(p + c0 + 4 * g, sum[g]);
+    _mm256_storeu_pd(q + c0 + 4 * g, sum_x[g]);
+  }
+}
+
+/* grad_sums_chunks in AVX2 intrinsics (the compilers left the pooled loop scalar): blocks of 16
+ * channels (avx2_grad_sums_block), then the last C % 4 as grad_sums_chunks has them. */
 NERVE_TARGET_AVX2 NERVE_INLINE void grad_sums_chunks_avx2(norm_job *j, int64_t k0, int64_t k1,
                                                           const bool pooled) {
   const int64_t C = j->C, C4 = C & ~(int64_t)3;
   for (int64_t k = k0; k < k1; k++) {
     double *p = j->partial + k * C, *q = j->partial2 + k * C;
-    for (int64_t c = 0; c < C; c++) p[c] = q[c] = 0.0;
     int64_t r0, r1;
     chunk_range(j, k, &r0, &r1);
+    for (int64_t c0 = 0; c0 < C4; c0 += 16) {
+      switch ((C4 - c0) / 4) {
+        case 1: avx2_grad_sums_block(1, j, r0, r1, c0, p, q, pooled); break;
+        case 2: avx2_grad_sums_block(2, j, r0, r1, c0, p, q, pooled); break;
+        case 3: avx2_grad_sums_block(3, j, r0, r1, c0, p, q, pooled); break;
+        default: avx2_grad_sums_block(4, j, r0, r1, c0, p, q, pooled); break;
+      }
+    }
+    if (C4 == C) continue;
+    for (int64_t c = C4; c < C; c++) p[c] = q[c] = 0.0;
     pixel at = pooled ? pixel_of(j->pool, r0) : (pixel){0, 0, 0};
     for (int64_t r = r0; r < r1; r++) {
-      const float *x = j->x + r * C, *dy = pooled ? NULL : j->dy + r * C;
       const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
-      const __m128i pos = _mm_set1_epi32(src.pos);
-      for (int64_t c = 0; c < C4; c += 4) {
-        __m128 d;
-        if (pooled) {
-          const __m128 won = _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_loadu_si128((const __m128i *)(src.am + c)), pos));
-          d = _mm_add_ps(_mm_setzero_ps(), _mm_and_ps(won, _mm_loadu_ps(src.g + c)));
-        } else {
-          d = _mm_loadu_ps(dy + c);
-        }
-        const __m128 xhat = _mm_mul_ps(_mm_sub_ps(_mm_loadu_ps(x + c), _mm_loadu_ps(j->mean + c)),
-                                       _mm_loadu_ps(j->invstd + c));
-        const __m256d dd = _mm256_cvtps_pd(d);
-        _mm256_storeu_pd(p + c, _mm256_add_pd(_mm256_loadu_pd(p + c), dd));
-        _mm256_storeu_pd(q + c, _mm256_fmadd_pd(dd, _mm256_cvtps_pd(xhat), _mm256_loadu_pd(q + c)));
-      }
-      grad_sums_row(j, p, q, x, dy, src, C4, pooled);
+      grad_sums_row(j, p, q, j->x + r * C, pooled ? NULL : j->dy + r * C, src, C4, pooled);
       if (pooled) next_pixel(j->pool, &at);
     }
   }
