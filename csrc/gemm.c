@@ -4433,7 +4433,7 @@ static nerve_status avx2_pixels_listed(nerve_context *ctx, pixels_nn_job *j, flo
  * row's non-zero inputs listed (k and value, LIST_ENTRIES) and its chain run over its own list,
  * where the register tiles step over every column where any of their 6 rows is not zero (332 of
  * MNIST's 784, where an image has 151). For outputs of one panel (at most 32), at least
- * AVX2_PIXELS_MIN_ROWS rows, no more than half the first rows' inputs not zero, and finite
+ * AVX2_PIXELS_MIN_ROWS rows, no more than a quarter of the first rows' inputs not zero, and finite
  * weights (a member whose copy of B holds an infinity or NaN runs its rows through the tiles).
  * The chains are the tiles' on the same steps, less the terms of zero inputs: a left-out +-0
  * changes a sum only where it is -0, and only to +0, so a row with a -0 among its outputs is
@@ -4564,9 +4564,10 @@ static bool rows_sparse(const float *A, int64_t lda, int64_t M, int64_t K) {
 /* Whether C = A . B (+ bias) takes the listed rows: see rows_listed_job. */
 static bool avx2_rows_listed(const nerve_context *ctx, const float *A, int64_t lda, bool b_transposed,
                              bool accumulate, int64_t M, int64_t N, int64_t K) {
+  /* K >= 64: over fewer inputs the tiles have little to step over, and the probe would cost a
+   * share of the product. A member's copy of B is then at most 8184 x 32 floats (1 MB). */
   return ctx->isa == NERVE_ISA_AVX2 && !b_transposed && !accumulate && M >= AVX2_PIXELS_MIN_ROWS &&
-         N <= AVX2_LIST_PANEL && K >= 64 && K + 8 <= AVX2_ROWS_ENTRIES &&
-         K * AVX2_LIST_PANEL <= AVX2_PIXELS_MAX_COPY && rows_sparse(A, lda, M, K);
+         N <= AVX2_LIST_PANEL && K >= 64 && K + 8 <= AVX2_ROWS_ENTRIES && rows_sparse(A, lda, M, K);
 }
 
 static nerve_status avx2_rows_listed_product(nerve_context *ctx, float *C, int64_t ldc, const float *A,
@@ -4579,7 +4580,8 @@ static nerve_status avx2_rows_listed_product(nerve_context *ctx, float *C, int64
   const double work = (double)M * (double)N * ((double)K / 4.0 + 1.0);
   const int threads = nerve__threads_for(ctx, work > (double)INT64_MAX ? INT64_MAX : (int64_t)work, GEMM_GRAIN);
   j.copy_floats = K * j.ldp;
-  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, (size_t)j.copy_floats * sizeof(float) * (size_t)threads, func);
+  const size_t bytes = (size_t)j.copy_floats * sizeof(float) * (size_t)threads;
+  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, bytes, func);
   if (s != NERVE_OK) return s;
   j.copies = ctx->scratch[NERVE_SCRATCH_GEMM];
   nerve__parallel_team(threads, avx2_rows_listed_member, &j);

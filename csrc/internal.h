@@ -367,7 +367,10 @@ NERVE_HIDDEN nerve_status nerve__gemm_tn_step(nerve_context *ctx, float *W, int6
  * Bytes of the context's GEMM scratch slot that nerve__gemm_nn (C[M,N], reduction K) and
  * nerve__gemm_tn (G[K,N] with row stride ldg, M rows of A) take for these shapes; 0 when they
  * take none. A caller that makes several products reserves the largest before its first write,
- * so that running out of memory leaves the caller's buffers as they were.
+ * so that running out of memory leaves the caller's buffers as they were. Products with B not
+ * transposed may take more of their own (AVX-512's padded and packed copies of B, AVX2's
+ * listed rows' copies), which they reserve before they write anything: a caller that makes
+ * several must not rely on the slot holding its own data across such a product.
  */
 NERVE_HIDDEN size_t nerve__gemm_nn_scratch(const nerve_context *ctx, int64_t M, int64_t N,
                                            int64_t K, bool b_transposed);
