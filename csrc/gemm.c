@@ -3772,6 +3772,14 @@ NERVE_TARGET_AVX512 static void sparse_tn_blocks(const sparse_job *j, int64_t k0
 }
 #endif
 
+/* AVX2's listed rows (of pixels or floats): each team member's copy of B padded to whole
+ * panels (ldp floats a row, at copies + t * copy_floats), and the rows members take as they
+ * become free, up to tile_rows at a time from next (nerve__take_guided_chunk). */
+typedef struct {
+  float *copies;
+  int64_t copy_floats, ldp, tile_rows, next;
+} avx2_listed_team;
+
 #if NERVE_X86
 /*
  * The same lists with AVX2: each output row (nn) or row of G (tn, a block's column list) one
@@ -3896,6 +3904,36 @@ static inline int avx2_list_vectors(int64_t nr) { return (int)((nr + 7) / 8); }
 /* The row stride of a copy of B padded to whole panels, for N columns (avx2_pad_rows). */
 static inline int64_t avx2_list_ldp(int64_t N) { return (N + AVX2_LIST_PANEL - 1) / AVX2_LIST_PANEL * AVX2_LIST_PANEL; }
 static inline int64_t avx2_list_tail(int64_t nr) { return nr - 8 * (avx2_list_vectors(nr) - 1); }
+
+/* A team for M rows of K inputs to N outputs (at most 4 MB of B's copy a member): its members
+ * (returned), their copies' room in the GEMM scratch, and the rows they take. Each member's
+ * work counted as if a quarter of its inputs were not zero (MNIST has a fifth). */
+static nerve_status avx2_listed_team_init(nerve_context *ctx, avx2_listed_team *team, int64_t M, int64_t N,
+                                          int64_t K, int *threads, const char *func) {
+  const double work = (double)M * (double)N * ((double)K / 4.0 + 1.0);
+  *threads = nerve__threads_for(ctx, work > (double)INT64_MAX ? INT64_MAX : (int64_t)work, GEMM_GRAIN);
+  team->ldp = avx2_list_ldp(N);
+  team->copy_floats = K * team->ldp;
+  team->tile_rows = sparse_tile_rows(ctx, M);
+  team->next = 0;
+  const size_t bytes = (size_t)team->copy_floats * sizeof(float) * (size_t)*threads;
+  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, bytes, func);
+  if (s == NERVE_OK) team->copies = ctx->scratch[NERVE_SCRATCH_GEMM];
+  return s;
+}
+
+/* Member t's copy of B[K,N], made. */
+NERVE_TARGET_AVX2 static float *avx2_listed_copy(const avx2_listed_team *team, int t, const float *B, int64_t ldb,
+                                                 int64_t K, int64_t N) {
+  float *P = team->copies + (int64_t)t * team->copy_floats;
+  avx2_pad_rows(P, team->ldp, B, ldb, K, N, 1.0f);
+  return P;
+}
+
+/* The next rows [*a, *b) of M a member of nt takes, if any are left. */
+static inline bool avx2_listed_take(avx2_listed_team *team, int nt, int64_t M, int64_t *a, int64_t *b) {
+  return nerve__take_guided_chunk(&team->next, nt, SPARSE_MIN_ROWS, team->tile_rows, M, a, b);
+}
 
 /* Tiles [t0, t1) of C's rows, each panel of B (padded: rows ldb floats, zeros past N) in turn. */
 NERVE_TARGET_AVX2 static void avx2_sparse_nn_tiles(const sparse_job *j, int64_t t0, int64_t t1) {
@@ -4194,12 +4232,9 @@ typedef struct {
   int64_t ldb;
   const float *bias;
   int64_t M, N, K;
-  int64_t tile_rows; /* rows of C a unit of work */
+  int64_t tile_rows; /* rows of C a unit of work (AVX-512) */
   const float *palette; /* [256]: scale * byte */
-  /* AVX2: each member's copy of B padded to whole panels (ldp floats a row), and the first row
-   * no member has taken (nerve__take_guided_chunk). */
-  float *copies;
-  int64_t copy_floats, ldp, next;
+  avx2_listed_team team; /* AVX2 */
 } pixels_nn_job;
 
 /* palette[v] = scale * v for each byte v: the floats nerve_pixels_to_floats makes of them. */
@@ -4377,7 +4412,7 @@ NERVE_TARGET_AVX2 static void avx2_pixels_run(const pixels_nn_job *j, const floa
     const int64_t nr = j->N - col < AVX2_LIST_PANEL ? j->N - col : AVX2_LIST_PANEL;
     avx2_slots_any(avx2_list_vectors(nr), LIST_ROW_WORDS, words, j->palette, starts, starts + 1, used, 0,
                    m1 - m0, j->C + m0 * j->ldc + col, j->ldc, avx2_list_tail(nr), false,
-                   j->bias ? j->bias + col : NULL, P + col, j->ldp);
+                   j->bias ? j->bias + col : NULL, P + col, j->team.ldp);
   }
 }
 
@@ -4385,12 +4420,11 @@ NERVE_TARGET_AVX2 static void avx2_pixels_run(const pixels_nn_job *j, const floa
  * at a time as the words hold (each chain is its row's alone: any member, any chunk). */
 NERVE_TARGET_AVX2 static void avx2_pixels_member(void *data, int t, int nt) {
   pixels_nn_job *j = data;
-  float *P = j->copies + (int64_t)t * j->copy_floats;
-  avx2_pad_rows(P, j->ldp, j->B, j->ldb, j->K, j->N, 1.0f);
+  const float *P = avx2_listed_copy(&j->team, t, j->B, j->ldb, j->K, j->N);
   uint32_t words[PIXELS_WORDS + NERVE_SPARSE_PAD];
   int64_t starts[SPARSE_ROWS + 1];
   int64_t a, b;
-  while (nerve__take_guided_chunk(&j->next, nt, SPARSE_MIN_ROWS, j->tile_rows, j->M, &a, &b)) {
+  while (avx2_listed_take(&j->team, nt, j->M, &a, &b)) {
     int64_t start = a;
     starts[0] = 0;
     for (int64_t m = a; m < b; m++) {
@@ -4412,16 +4446,9 @@ static nerve_status avx2_pixels_listed(nerve_context *ctx, pixels_nn_job *j, flo
   float palette[256];
   pixels_palette(palette, scale);
   j->palette = palette;
-  j->tile_rows = sparse_tile_rows(ctx, j->M);
-  const double work = (double)j->M * (double)j->N * ((double)j->K / 4.0 + 1.0);
-  const int threads = nerve__threads_for(ctx, work > (double)INT64_MAX ? INT64_MAX : (int64_t)work, GEMM_GRAIN);
-  j->ldp = avx2_list_ldp(j->N);
-  j->copy_floats = j->K * j->ldp;
-  const size_t bytes = (size_t)j->copy_floats * sizeof(float) * (size_t)threads;
-  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, bytes, func);
+  int threads;
+  nerve_status s = avx2_listed_team_init(ctx, &j->team, j->M, j->N, j->K, &threads, func);
   if (s != NERVE_OK) return s;
-  j->copies = ctx->scratch[NERVE_SCRATCH_GEMM];
-  j->next = 0;
   nerve__parallel_team(threads, avx2_pixels_member, j);
   return NERVE_OK;
 }
@@ -4453,9 +4480,7 @@ typedef struct {
   int64_t M, N, K;
   const nerve_context *ctx;
   const nerve__activation_step *then;
-  int64_t tile_rows; /* rows a chunk at most */
-  float *copies;     /* each member's copy of B padded to whole panels, ldp floats a row */
-  int64_t copy_floats, ldp, next;
+  avx2_listed_team team;
 } rows_listed_job;
 
 /* Entries a member lists at most before running them (64 KB of k and values on the stack). */
@@ -4490,7 +4515,7 @@ NERVE_TARGET_AVX2 static void avx2_row_every_step(const rows_listed_job *j, cons
   const float *x = j->A + m * j->lda;
   for (int64_t k = 0; k < j->K; k++) {
     const __m256 a = _mm256_set1_ps(x[k]);
-    for (int v = 0; v < V; v++) c[v] = _mm256_fmadd_ps(a, _mm256_load_ps(P + k * j->ldp + 8 * v), c[v]);
+    for (int v = 0; v < V; v++) c[v] = _mm256_fmadd_ps(a, _mm256_load_ps(P + k * j->team.ldp + 8 * v), c[v]);
   }
   for (int v = 0; v < V; v++) nerve__avx2_store(j->C + m * j->ldc + 8 * v, v == V - 1 ? tail : 8, c[v]);
 }
@@ -4510,7 +4535,7 @@ NERVE_TARGET_AVX2 static void avx2_rows_listed_run(const rows_listed_job *j, con
   memset(ks + used, 0, NERVE_SPARSE_PAD * sizeof *ks);
   memset(vs + used, 0, NERVE_SPARSE_PAD * sizeof *vs);
   avx2_slots_any(avx2_list_vectors(j->N), LIST_ENTRIES, ks, vs, starts, starts + 1, used, 0, m1 - m0,
-                 j->C + m0 * j->ldc, j->ldc, avx2_list_tail(j->N), false, j->bias, P, j->ldp);
+                 j->C + m0 * j->ldc, j->ldc, avx2_list_tail(j->N), false, j->bias, P, j->team.ldp);
   for (int64_t m = m0; m < m1; m++)
     if (has_negative_zero(j->C + m * j->ldc, j->N)) avx2_row_every_step(j, P, m);
   nerve__activation_rows(j->then, j->C, j->ldc, j->N, m0, m1);
@@ -4520,14 +4545,13 @@ NERVE_TARGET_AVX2 static void avx2_rows_listed_run(const rows_listed_job *j, con
  * as the entries hold; through the tiles (nerve__gemm_nn_here) if its copy is not finite. */
 NERVE_TARGET_AVX2 static void avx2_rows_listed_member(void *data, int t, int nt) {
   rows_listed_job *j = data;
-  float *P = j->copies + (int64_t)t * j->copy_floats;
-  avx2_pad_rows(P, j->ldp, j->B, j->ldb, j->K, j->N, 1.0f);
-  const bool finite = !avx2_not_finite(P, j->K * j->ldp);
+  const float *P = avx2_listed_copy(&j->team, t, j->B, j->ldb, j->K, j->N);
+  const bool finite = !avx2_not_finite(P, j->team.copy_floats);
   int32_t ks[AVX2_ROWS_ENTRIES + NERVE_SPARSE_PAD];
   float vs[AVX2_ROWS_ENTRIES + NERVE_SPARSE_PAD];
   int64_t starts[SPARSE_ROWS + 1];
   int64_t a, b;
-  while (nerve__take_guided_chunk(&j->next, nt, SPARSE_MIN_ROWS, j->tile_rows, j->M, &a, &b)) {
+  while (avx2_listed_take(&j->team, nt, j->M, &a, &b)) {
     if (!finite) {
       nerve__gemm_nn_here(j->ctx, j->C + a * j->ldc, j->ldc, j->A + a * j->lda, j->lda, j->B, j->ldb, j->bias,
                           b - a, j->N, j->K);
@@ -4575,15 +4599,10 @@ static nerve_status avx2_rows_listed_product(nerve_context *ctx, float *C, int64
                                              int64_t M, int64_t N, int64_t K,
                                              const nerve__activation_step *then, const char *func) {
   rows_listed_job j = {.C = C, .ldc = ldc, .A = A, .lda = lda, .B = B, .ldb = ldb, .bias = bias, .M = M,
-                       .N = N, .K = K, .ctx = ctx, .then = then, .ldp = avx2_list_ldp(N)};
-  j.tile_rows = sparse_tile_rows(ctx, M);
-  const double work = (double)M * (double)N * ((double)K / 4.0 + 1.0);
-  const int threads = nerve__threads_for(ctx, work > (double)INT64_MAX ? INT64_MAX : (int64_t)work, GEMM_GRAIN);
-  j.copy_floats = K * j.ldp;
-  const size_t bytes = (size_t)j.copy_floats * sizeof(float) * (size_t)threads;
-  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, bytes, func);
+                       .N = N, .K = K, .ctx = ctx, .then = then};
+  int threads;
+  nerve_status s = avx2_listed_team_init(ctx, &j.team, M, N, K, &threads, func);
   if (s != NERVE_OK) return s;
-  j.copies = ctx->scratch[NERVE_SCRATCH_GEMM];
   nerve__parallel_team(threads, avx2_rows_listed_member, &j);
   return NERVE_OK;
 }

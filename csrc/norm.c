@@ -384,19 +384,24 @@ NERVE_INLINE void grad_sums_row(const norm_job *j, double *p, double *q, const f
 
 /* partial[k][c] = sum of dy, partial2[k][c] = sum of dy * xhat over chunk k; dy made from a
  * pool's gradient if pooled. */
-NERVE_INLINE void grad_sums_chunks(norm_job *j, int64_t k0, int64_t k1, bool pooled) {
+/* Channels [c0, C) of p and q, the sums over rows [r0, r1) (grad_sums_row, from 0). */
+NERVE_INLINE void grad_sums_rows(const norm_job *j, double *p, double *q, int64_t r0, int64_t r1, int64_t c0,
+                                 bool pooled) {
   const int64_t C = j->C;
+  for (int64_t c = c0; c < C; c++) p[c] = q[c] = 0.0;
+  pixel at = pooled ? pixel_of(j->pool, r0) : (pixel){0, 0, 0};
+  for (int64_t r = r0; r < r1; r++) {
+    const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
+    grad_sums_row(j, p, q, j->x + r * C, pooled ? NULL : j->dy + r * C, src, c0, pooled);
+    if (pooled) next_pixel(j->pool, &at);
+  }
+}
+
+NERVE_INLINE void grad_sums_chunks(norm_job *j, int64_t k0, int64_t k1, bool pooled) {
   for (int64_t k = k0; k < k1; k++) {
-    double *p = j->partial + k * C, *q = j->partial2 + k * C;
-    for (int64_t c = 0; c < C; c++) p[c] = q[c] = 0.0;
     int64_t r0, r1;
     chunk_range(j, k, &r0, &r1);
-    pixel at = pooled ? pixel_of(j->pool, r0) : (pixel){0, 0, 0};
-    for (int64_t r = r0; r < r1; r++) {
-      const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
-      grad_sums_row(j, p, q, j->x + r * C, pooled ? NULL : j->dy + r * C, src, 0, pooled);
-      if (pooled) next_pixel(j->pool, &at);
-    }
+    grad_sums_rows(j, j->partial + k * j->C, j->partial2 + k * j->C, r0, r1, 0, pooled);
   }
 }
 
@@ -473,14 +478,7 @@ NERVE_TARGET_AVX2 NERVE_INLINE void grad_sums_chunks_avx2(norm_job *j, int64_t k
         default: avx2_grad_sums_block(4, j, r0, r1, c0, p, q, pooled); break;
       }
     }
-    if (C4 == C) continue;
-    for (int64_t c = C4; c < C; c++) p[c] = q[c] = 0.0;
-    pixel at = pooled ? pixel_of(j->pool, r0) : (pixel){0, 0, 0};
-    for (int64_t r = r0; r < r1; r++) {
-      const pixel_source src = pooled ? source_of(j, at) : (pixel_source){0};
-      grad_sums_row(j, p, q, j->x + r * C, pooled ? NULL : j->dy + r * C, src, C4, pooled);
-      if (pooled) next_pixel(j->pool, &at);
-    }
+    if (C4 < C) grad_sums_rows(j, p, q, r0, r1, C4, pooled);
   }
 }
 
