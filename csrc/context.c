@@ -136,11 +136,21 @@ static int default_threads(void) {
   return n >= 1 ? (int)n : 1;
 }
 
+/* OpenBLAS's pthread build: stops its pool's threads (its handler before fork calls it too), and
+ * starts them again on a later call that asks for threads. Weak: other builds may lack it. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+
 static void blas_single_threaded_once(void) {
   /* Debian's default OpenBLAS keeps its own pthread pool. libnerve splits GEMMs over its OpenMP
-   * threads itself, so OpenBLAS must run each piece on the calling thread. */
+   * threads itself, so OpenBLAS must run each piece on the calling thread. Its pool, started
+   * when the library loaded, is stopped too: an idle member spins on sched_yield for some 0.1 s
+   * of cycles after its last task (OPENBLAS_THREAD_TIMEOUT) before it sleeps, and while it did,
+   * OpenMP's threads shared a core with it: the first 10-30 calls of a process at 2 threads ran
+   * up to 7x slower (8 rows through 6272 -> 784: 7.9 ms a call against 1.0 ms after; a Zen 3). */
   static int done = 0;
-  if (!__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL)) openblas_set_num_threads(1);
+  if (__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL)) return;
+  openblas_set_num_threads(1);
+  if (blas_thread_shutdown_) blas_thread_shutdown_();
 }
 
 nerve_status nerve_context_create(nerve_context **out, int threads) {
