@@ -2158,6 +2158,17 @@ static const int32_t *avx2_lists_use(avx2_lists *l, int64_t t, int64_t a, int64_
 enum { AVX2_NN_KB = 256, AVX2_NN_GROUP = 4, AVX2_NN_LISTS = (AVX2_COPY_MB + AVX2_NN_R2 - 1) / AVX2_NN_R2 };
 _Static_assert((int)AVX2_NN_LISTS <= (int)AVX2_KEPT_LISTS, "a grid block's row tiles fit the list cache");
 
+/* Reduction steps avx2_nn_run takes at a time for M rows: half of AVX2_NN_KB from 17 to 48
+ * rows, whose blocks of A (a KB-float block of each row: 32 KB for 32 rows) then stay in L1
+ * beside the panel; fewer rows fit anyway, and more are read from L2 whatever the block, where
+ * longer blocks store and reload C less often. Lab E's 6272 -> 784 forward on 32 rows at 1
+ * thread 4.75-5.0 -> 4.43-4.54 ms (24 and 48 rows about as much faster, 64 and up 1-5% slower
+ * at half; a Zen 3, bench/dense_products.c); at 2 threads the same within noise. The chains
+ * carry on through C: the same bits either way. */
+static int64_t avx2_nn_block_steps(int64_t M) {
+  return M > 16 && M <= 48 ? AVX2_NN_KB / 2 : AVX2_NN_KB;
+}
+
 /* C[M,N] = init + A . B[K,N], A gathered (ga) or stored (A, lda; ga NULL); init: C's value
  * with from_c, else bias (may be NULL), else 0. Panels of 16 columns (8 where that covers the
  * rest), each taking the rows in tiles. */
@@ -2169,8 +2180,9 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
   /* Stored rows' tiles over their live columns (avx2_lists). */
   int32_t ks[AVX2_NN_LISTS][AVX2_NN_KB + 8];
   avx2_lists lists = {.store = ks[0], .stride = AVX2_NN_KB + 8, .slots = AVX2_NN_LISTS, .off = ga != NULL};
-  for (int64_t k0 = 0; k0 == 0 || k0 < K; k0 += AVX2_NN_KB) {
-    const int64_t kb = K - k0 < AVX2_NN_KB ? K - k0 : AVX2_NN_KB;
+  const int64_t KB = avx2_nn_block_steps(M);
+  for (int64_t k0 = 0; k0 == 0 || k0 < K; k0 += KB) {
+    const int64_t kb = K - k0 < KB ? K - k0 : KB;
     avx2_lists_forget(&lists);
     for (int64_t col = 0; col < N; col += AVX2_PANEL) {
       const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
@@ -2196,8 +2208,8 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
        * narrow last panel's tiles (12 rows) start where the others' shares left off. */
       const int64_t gcol = col - g * AVX2_PANEL;
       const int64_t gn = N - gcol < AVX2_NN_GROUP * AVX2_PANEL ? N - gcol : AVX2_NN_GROUP * AVX2_PANEL;
-      const int64_t next_k = k0 + AVX2_NN_KB;
-      const int64_t next_rows = ga || next_k >= K ? 0 : K - next_k < AVX2_NN_KB ? K - next_k : AVX2_NN_KB;
+      const int64_t next_k = k0 + KB;
+      const int64_t next_rows = ga || next_k >= K ? 0 : K - next_k < KB ? K - next_k : KB;
       const int64_t row_tiles = (M + AVX2_NN_R2 - 1) / AVX2_NN_R2;
       const int64_t tiles = (gn + AVX2_PANEL - 1) / AVX2_PANEL * row_tiles;
       const int64_t per_tile = (next_rows + tiles - 1) / tiles;
@@ -2528,19 +2540,33 @@ NERVE_TARGET_AVX2 NERVE_INLINE float avx2_sum(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehdup_ps(q)));
 }
 
+/* A dots tile's rows of A and of BT. Each sum's steps do not depend on the tile (the same
+ * bits), but the compilers differ: gcc's 2 x 4 tiles (8 sums) ran Lab E's input gradient (32
+ * rows, 6272 x 784 weights) at 5.0-5.2 ms at 1 thread and 2.5 at 2, its 3 x 4 (12 sums, 17
+ * registers: the rows of A read by the multiply-adds) at 4.1-4.3 and 2.1; clang's 2 x 4 at
+ * 4.2-4.4 and 2.0-2.2, its 3 x 4 spilled (7.4 and 3.7), its 4 x 3 and 3 x 3 no faster (a Zen
+ * 3, bench/dense_products.c, libraries alternated). SwiftPM builds with clang, CMake here with
+ * gcc. */
+#if defined(__clang__)
+enum { AVX2_DOTS_ROWS = 2 };
+#else
+enum { AVX2_DOTS_ROWS = 3 };
+#endif
+enum { AVX2_DOTS_MOST_ROWS = 3, AVX2_DOTS_COLS = 4 };
+
 /* An R x NC tile of C = init + A . BT^T: each element 8 lanes of partial dot products over K,
  * summed in a fixed order, then added to init. */
 NERVE_TARGET_AVX2 NERVE_INLINE void avx2_dots_tile(const int R, const int NC, float *C, int64_t ldc,
                                                    const float *A, int64_t lda, const float *BT,
                                                    int64_t ldb, bool from_c, int64_t K) {
-  __m256 acc[2][4];
+  __m256 acc[AVX2_DOTS_MOST_ROWS][AVX2_DOTS_COLS];
   for (int r = 0; r < R; r++)
     for (int c = 0; c < NC; c++) acc[r][c] = _mm256_setzero_ps();
   /* Whole vectors, then the last part of one (the same steps: a loop free of the partial
    * loads' tests). */
   const int64_t whole = K & ~(int64_t)7;
   for (int64_t k = 0; k < whole; k += 8) {
-    __m256 b[4];
+    __m256 b[AVX2_DOTS_COLS];
     for (int c = 0; c < NC; c++) b[c] = _mm256_loadu_ps(BT + c * ldb + k);
     for (int r = 0; r < R; r++) {
       const __m256 a = _mm256_loadu_ps(A + r * lda + k);
@@ -2549,7 +2575,7 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_dots_tile(const int R, const int NC, fl
   }
   if (whole < K) {
     const int64_t n = K - whole;
-    __m256 b[4];
+    __m256 b[AVX2_DOTS_COLS];
     for (int c = 0; c < NC; c++) b[c] = nerve__avx2_load(BT + c * ldb + whole, n);
     for (int r = 0; r < R; r++) {
       const __m256 a = nerve__avx2_load(A + r * lda + whole, n);
@@ -2570,14 +2596,15 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_dots_tile(const int R, const int NC, fl
 NERVE_TARGET_AVX2 static void avx2_nn_dots(float *C, int64_t ldc, const float *A, int64_t lda,
                                            const float *BT, int64_t ldb, bool from_c, int64_t M,
                                            int64_t N, int64_t K) {
-  /* Columns outer: each group's 4 rows of BT stay in L1 while every row of A passes (rows
-   * outer streamed all of BT, Lab E's 19.7 MB of weights, once for every 2 rows). */
-  for (int64_t i = 0; i < N; i += 4) {
-    const int nc = N - i < 4 ? (int)(N - i) : 4;
-    for (int64_t m = 0; m < M; m += 2) {
-      const int r = M - m < 2 ? 1 : 2;
+  /* Columns outer: each group's rows of BT stay in L1 while every row of A passes (rows outer
+   * streamed all of BT, Lab E's 19.7 MB of weights, once for every tile of rows). */
+  for (int64_t i = 0; i < N; i += AVX2_DOTS_COLS) {
+    const int nc = N - i < AVX2_DOTS_COLS ? (int)(N - i) : AVX2_DOTS_COLS;
+    for (int64_t m = 0; m < M; m += AVX2_DOTS_ROWS) {
+      const int r = M - m < AVX2_DOTS_ROWS ? (int)(M - m) : AVX2_DOTS_ROWS;
       AVX2_DOTS_CASE(1, 1) AVX2_DOTS_CASE(1, 2) AVX2_DOTS_CASE(1, 3) AVX2_DOTS_CASE(1, 4)
       AVX2_DOTS_CASE(2, 1) AVX2_DOTS_CASE(2, 2) AVX2_DOTS_CASE(2, 3) AVX2_DOTS_CASE(2, 4)
+      AVX2_DOTS_CASE(3, 1) AVX2_DOTS_CASE(3, 2) AVX2_DOTS_CASE(3, 3) AVX2_DOTS_CASE(3, 4)
     }
   }
 }
