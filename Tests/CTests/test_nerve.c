@@ -13,6 +13,9 @@
 #if defined(__x86_64__)
 #  include <xmmintrin.h>
 #endif
+#if defined(__linux__)
+#  include <dirent.h>
+#endif
 
 static int failures = 0;
 #define EXPECT(cond, ...)                                                                      \
@@ -47,6 +50,33 @@ static void test_version_and_status(void) {
   }
   EXPECT(strcmp(nerve_status_string((nerve_status)99), "unknown status") == 0, "%s", nerve_status_string((nerve_status)99));
   EXPECT(strcmp(nerve_status_string(NERVE_OK), "ok") == 0, "%s", nerve_status_string(NERVE_OK));
+}
+
+#if defined(__linux__)
+/* The threads this process has now (its tasks in /proc). */
+static int process_threads(void) {
+  DIR *d = opendir("/proc/self/task");
+  if (!d) return -1;
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d));)
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n;
+}
+#endif
+
+/* OpenBLAS's pthread build starts its pool when it loads; an idle member spun on sched_yield
+ * for about 0.1 s after, sharing a core with OpenMP's threads (context.c). Creating a context
+ * stops it: run before anything starts OpenMP's threads, only the main thread is left. */
+static void test_blas_pool_stopped(void) {
+#if defined(__linux__)
+  const int before = process_threads();
+  nerve_context *ctx = NULL;
+  EXPECT(nerve_context_create(&ctx, 2) == NERVE_OK, "create");
+  const int after = process_threads();
+  EXPECT(after == 1, "%d threads after creating a context (%d before)", after, before);
+  nerve_context_free(ctx);
+#endif
 }
 
 static void test_context(void) {
@@ -490,6 +520,7 @@ static void test_optimizer_subnormals(void) {
 }
 
 int main(void) {
+  test_blas_pool_stopped(); /* first: before any team has started */
   test_version_and_status();
   test_context();
   nerve_context *ctx = NULL;
