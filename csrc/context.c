@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "internal.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,17 +141,22 @@ static int default_threads(void) {
  * starts them again on a later call that asks for threads. Weak: other builds may lack it. */
 extern int blas_thread_shutdown_(void) __attribute__((weak));
 
-static void blas_single_threaded_once(void) {
+static void blas_single_threaded(void) {
   /* Debian's default OpenBLAS keeps its own pthread pool. libnerve splits GEMMs over its OpenMP
    * threads itself, so OpenBLAS must run each piece on the calling thread. Its pool, started
    * when the library loaded, is stopped too: an idle member spins on sched_yield for some 0.1 s
    * of cycles after its last task (OPENBLAS_THREAD_TIMEOUT) before it sleeps, and while it did,
    * OpenMP's threads shared a core with it: the first 10-30 calls of a process at 2 threads ran
    * up to 7x slower (8 rows through 6272 -> 784: 7.9 ms a call against 1.0 ms after; a Zen 3). */
-  static int done = 0;
-  if (__atomic_exchange_n(&done, 1, __ATOMIC_ACQ_REL)) return;
   openblas_set_num_threads(1);
   if (blas_thread_shutdown_) blas_thread_shutdown_();
+}
+
+/* Once a process, and every creator waits until it is done: a context made on another thread
+ * meanwhile must not run products while the pool is being stopped. */
+static void blas_single_threaded_once(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, blas_single_threaded);
 }
 
 nerve_status nerve_context_create(nerve_context **out, int threads) {

@@ -2143,10 +2143,11 @@ static const int32_t *avx2_lists_use(avx2_lists *l, int64_t t, int64_t a, int64_
 }
 
 /*
- * AVX2_NN_KB: reduction steps a product takes at a time: a panel's block of B, packed (16 KB),
- * stays in L1 while every row tile passes, each tile's chains stored and taken up again block
- * after block (the same bits). Whole reductions streamed B's panel from L3 for every 6 rows, one
- * row of B to a page (Lab E's 6272 -> 784 layer).
+ * AVX2_NN_KB: reduction steps a product takes at a time at most (avx2_nn_block_steps takes
+ * half for some row counts): a panel's block of B, packed (16 KB), stays in L1 while every row
+ * tile passes, each tile's chains stored and taken up again block after block (the same bits).
+ * Whole reductions streamed B's panel from L3 for every 6 rows, one row of B to a page (Lab E's
+ * 6272 -> 784 layer).
  * AVX2_NN_GROUP: panels whose blocks are copied together: a row's 64 columns, a grid block's
  * width, read as one run of four lines instead of a line a panel four times over (the copies
  * waited on those loads: Lab E's forward 5.5 -> 5.2 ms at 1 thread, a 2048^3 product 75 ->
@@ -2158,15 +2159,16 @@ static const int32_t *avx2_lists_use(avx2_lists *l, int64_t t, int64_t a, int64_
 enum { AVX2_NN_KB = 256, AVX2_NN_GROUP = 4, AVX2_NN_LISTS = (AVX2_COPY_MB + AVX2_NN_R2 - 1) / AVX2_NN_R2 };
 _Static_assert((int)AVX2_NN_LISTS <= (int)AVX2_KEPT_LISTS, "a grid block's row tiles fit the list cache");
 
-/* Reduction steps avx2_nn_run takes at a time for M rows: half of AVX2_NN_KB from 17 to 48
- * rows, whose blocks of A (a KB-float block of each row: 32 KB for 32 rows) then stay in L1
- * beside the panel; fewer rows fit anyway, and more are read from L2 whatever the block, where
- * longer blocks store and reload C less often. Lab E's 6272 -> 784 forward on 32 rows at 1
- * thread 4.75-5.0 -> 4.43-4.54 ms (24 and 48 rows about as much faster, 64 and up 1-5% slower
- * at half; a Zen 3, bench/dense_products.c); at 2 threads the same within noise. The chains
- * carry on through C: the same bits either way. */
-static int64_t avx2_nn_block_steps(int64_t M) {
-  return M > 16 && M <= 48 ? AVX2_NN_KB / 2 : AVX2_NN_KB;
+/* Reduction steps avx2_nn_run takes at a time for M rows of A: half of AVX2_NN_KB for 17 to 48
+ * stored rows, whose blocks of A (256 floats a row: 32 KB for 32 rows, 16 KB at 128) then stay
+ * in L1 beside the panel; fewer rows fit anyway, and more are read from L2 whatever the block,
+ * where longer blocks store and reload C less often. Lab E's 6272 -> 784 forward on 32 rows at
+ * 1 thread 5.18-5.39 -> 4.50-4.54 ms with gcc, 5.21-5.36 -> 5.05-5.09 with clang (24 and 48
+ * rows about as much faster, 64 and up 1-5% slower at half; the same within noise at 2
+ * threads; a Zen 3, bench/dense_products.c). Gathered rows (convolutions) were not measured
+ * and keep the longer blocks. The chains carry on through C: the same bits either way. */
+static int64_t avx2_nn_block_steps(int64_t M, bool gathered) {
+  return !gathered && M > 16 && M <= 48 ? AVX2_NN_KB / 2 : AVX2_NN_KB;
 }
 
 /* C[M,N] = init + A . B[K,N], A gathered (ga) or stored (A, lda; ga NULL); init: C's value
@@ -2180,7 +2182,7 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
   /* Stored rows' tiles over their live columns (avx2_lists). */
   int32_t ks[AVX2_NN_LISTS][AVX2_NN_KB + 8];
   avx2_lists lists = {.store = ks[0], .stride = AVX2_NN_KB + 8, .slots = AVX2_NN_LISTS, .off = ga != NULL};
-  const int64_t KB = avx2_nn_block_steps(M);
+  const int64_t KB = avx2_nn_block_steps(M, ga != NULL);
   for (int64_t k0 = 0; k0 == 0 || k0 < K; k0 += KB) {
     const int64_t kb = K - k0 < KB ? K - k0 : KB;
     avx2_lists_forget(&lists);
@@ -2553,6 +2555,7 @@ enum { AVX2_DOTS_ROWS = 2 };
 enum { AVX2_DOTS_ROWS = 3 };
 #endif
 enum { AVX2_DOTS_MOST_ROWS = 3, AVX2_DOTS_COLS = 4 };
+_Static_assert((int)AVX2_DOTS_ROWS <= (int)AVX2_DOTS_MOST_ROWS, "a dots tile's sums fit its array");
 
 /* An R x NC tile of C = init + A . BT^T: each element 8 lanes of partial dot products over K,
  * summed in a fixed order, then added to init. */
@@ -2602,7 +2605,9 @@ NERVE_TARGET_AVX2 static void avx2_nn_dots(float *C, int64_t ldc, const float *A
    * reads had stalled each group's first tiles (Lab E's input gradient, where each group is 4
    * rows of 784 weights the step has not yet read: 4.4-4.5 -> 4.1 ms at 1 thread, 2.12-2.18 ->
    * 2.01-2.02 at 2; a Zen 3, bench/dense_products.c alternated). */
-  const int64_t row_lines = (K * (int64_t)sizeof(float) + 63) / 64;
+  if (M <= 0 || N <= 0) return;
+  /* A row's lines at most, wherever it starts (rows of BT need not be line-aligned). */
+  const int64_t row_bytes = K * (int64_t)sizeof(float), row_lines = (row_bytes + 63) / 64 + 1;
   const int64_t row_tiles = (M + AVX2_DOTS_ROWS - 1) / AVX2_DOTS_ROWS;
   for (int64_t i = 0; i < N; i += AVX2_DOTS_COLS) {
     const int nc = N - i < AVX2_DOTS_COLS ? (int)(N - i) : AVX2_DOTS_COLS;
@@ -2610,8 +2615,11 @@ NERVE_TARGET_AVX2 static void avx2_nn_dots(float *C, int64_t ldc, const float *A
     const int64_t lines = next * row_lines, share = (lines + row_tiles - 1) / row_tiles;
     int64_t asked = 0;
     for (int64_t m = 0; m < M; m += AVX2_DOTS_ROWS) {
-      for (int64_t l = 0; l < share && asked < lines; l++, asked++)
-        nerve__prefetch((const char *)(BT + (i + nc + asked / row_lines) * ldb) + asked % row_lines * 64, 1, false);
+      for (int64_t l = 0; l < share && asked < lines; l++, asked++) {
+        const uintptr_t row = (uintptr_t)(BT + (i + nc + asked / row_lines) * ldb);
+        const uintptr_t line = (row & ~(uintptr_t)63) + (uintptr_t)(asked % row_lines) * 64;
+        if (line < row + (uintptr_t)row_bytes) nerve__prefetch((const void *)line, 1, false);
+      }
       const int r = M - m < AVX2_DOTS_ROWS ? (int)(M - m) : AVX2_DOTS_ROWS;
       AVX2_DOTS_CASE(1, 1) AVX2_DOTS_CASE(1, 2) AVX2_DOTS_CASE(1, 3) AVX2_DOTS_CASE(1, 4)
       AVX2_DOTS_CASE(2, 1) AVX2_DOTS_CASE(2, 2) AVX2_DOTS_CASE(2, 3) AVX2_DOTS_CASE(2, 4)

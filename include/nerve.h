@@ -103,6 +103,9 @@ typedef enum nerve_isa {
  * @param threads  worker threads for every parallel loop; 0 means "OMP_NUM_THREADS if set,
  *                 otherwise every CPU this process may run on". Negative is an error.
  * On first use libnerve calls openblas_set_num_threads(1): it parallelises around OpenBLAS itself.
+ * That first create also stops OpenBLAS's own thread pool (its pthread build's), whose idle
+ * threads would otherwise spin beside libnerve's; a later threaded OpenBLAS call starts it again.
+ * It must not overlap threaded OpenBLAS calls the process makes itself.
  * @return NERVE_OK, NERVE_ERROR_NULL_POINTER, NERVE_ERROR_BAD_ARGUMENT or
  *         NERVE_ERROR_OUT_OF_MEMORY.
  */
