@@ -4550,27 +4550,20 @@ NERVE_TARGET_AVX2 static int64_t avx2_nonzero_entries(const float *x, int64_t n,
   return count;
 }
 
-/* Row m of C over every step, as a tile that ends -0 runs again: from the bias (or 0), each k
- * in order (the copy P holds B's values). */
-NERVE_TARGET_AVX2 static void avx2_row_every_step(const rows_listed_job *j, const float *P, int64_t m) {
-  const int V = avx2_list_vectors(j->N);
-  const int64_t tail = avx2_list_tail(j->N);
-  __m256 c[4];
-  for (int v = 0; v < V; v++)
-    c[v] = j->bias ? nerve__avx2_load(j->bias + 8 * v, v == V - 1 ? tail : 8) : _mm256_setzero_ps();
-  const float *x = j->A + m * j->lda;
-  for (int64_t k = 0; k < j->K; k++) {
-    const __m256 a = _mm256_set1_ps(x[k]);
-    for (int v = 0; v < V; v++) c[v] = _mm256_fmadd_ps(a, _mm256_load_ps(P + k * j->team.ldp + 8 * v), c[v]);
-  }
-  for (int v = 0; v < V; v++) nerve__avx2_store(j->C + m * j->ldc + 8 * v, v == V - 1 ? tail : 8, c[v]);
+/* Row m of C over every step, as a tile that ends -0 runs again: from the bias (set in C
+ * first) or 0, each k in order, B read where it is (avx2_nn_few's chains). */
+NERVE_TARGET_AVX2 static void avx2_row_every_step(const rows_listed_job *j, int64_t m) {
+  float *c = j->C + m * j->ldc;
+  if (j->bias) memcpy(c, j->bias, (size_t)j->N * sizeof(float));
+  avx2_nn_few(c, j->ldc, j->A + m * j->lda, j->lda, j->B, j->ldb, j->bias != NULL, 1, j->N, j->K);
 }
 
-/* Whether any of row's n outputs is -0. */
-static bool has_negative_zero(const float *row, int64_t n) {
-  for (int64_t i = 0; i < n; i++)
-    if (row[i] == 0.0f && signbit(row[i])) return true;
-  return false;
+/* Whether any of row's n outputs (n at most 32) is -0 (avx2_negative_zero's test). */
+NERVE_TARGET_AVX2 static bool avx2_row_negative_zero(const float *row, int64_t n) {
+  __m256 v[4];
+  const int V = avx2_list_vectors(n);
+  for (int i = 0; i < V; i++) v[i] = nerve__avx2_load(row + 8 * i, n - 8 * i);
+  return avx2_negative_zero(v, V);
 }
 
 /* Rows [m0, m1) of C from their lists (ks, vs from starts[m - m0]), then those ending -0 over
@@ -4583,7 +4576,7 @@ NERVE_TARGET_AVX2 static void avx2_rows_listed_run(const rows_listed_job *j, con
   avx2_slots_any(avx2_list_vectors(j->N), LIST_ENTRIES, ks, vs, starts, starts + 1, used, 0, m1 - m0,
                  j->C + m0 * j->ldc, j->ldc, avx2_list_tail(j->N), false, j->bias, P, j->team.ldp);
   for (int64_t m = m0; m < m1; m++)
-    if (has_negative_zero(j->C + m * j->ldc, j->N)) avx2_row_every_step(j, P, m);
+    if (avx2_row_negative_zero(j->C + m * j->ldc, j->N)) avx2_row_every_step(j, m);
   nerve__activation_rows(j->then, j->C, j->ldc, j->N, m0, m1);
 }
 

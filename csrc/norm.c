@@ -382,8 +382,6 @@ NERVE_INLINE void grad_sums_row(const norm_job *j, double *p, double *q, const f
   }
 }
 
-/* partial[k][c] = sum of dy, partial2[k][c] = sum of dy * xhat over chunk k; dy made from a
- * pool's gradient if pooled. */
 /* Channels [c0, C) of p and q, the sums over rows [r0, r1) (grad_sums_row, from 0). */
 NERVE_INLINE void grad_sums_rows(const norm_job *j, double *p, double *q, int64_t r0, int64_t r1, int64_t c0,
                                  bool pooled) {
@@ -397,6 +395,8 @@ NERVE_INLINE void grad_sums_rows(const norm_job *j, double *p, double *q, int64_
   }
 }
 
+/* partial[k][c] = sum of dy, partial2[k][c] = sum of dy * xhat over chunk k; dy made from a
+ * pool's gradient if pooled. */
 NERVE_INLINE void grad_sums_chunks(norm_job *j, int64_t k0, int64_t k1, bool pooled) {
   for (int64_t k = k0; k < k1; k++) {
     int64_t r0, r1;
