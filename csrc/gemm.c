@@ -595,6 +595,94 @@ NERVE_TARGET_AVX512 NERVE_INLINE void slots_any(int W, list_form form, bool whol
 #  undef SLOTS_RUN
 }
 
+/* c + a d in the lanes k selects, c's own value in the others: one masked multiply-add, the
+ * bits of _mm512_mask3_fmadd_ps(a, d, c, k). As asm, since clang makes that intrinsic an
+ * unmasked multiply-add and a masked move (twice the instructions, a chain one step longer):
+ * Lab A's weight gradient by pairs of columns took 5.2 ms an epoch so against gcc's 3.6. */
+NERVE_TARGET_AVX512 NERVE_INLINE __m512 fmadd_masked(__m512 c, __m512 a, __m512 d, __mmask16 k) {
+  __asm__("vfmadd231ps {%[d], %[a], %[c]%{%[k]%}|%[c]%{%[k]%}, %[a], %[d]}"
+          : [c] "+v"(c)
+          : [a] "v"(a), [d] "v"(d), [k] "Yk"(k));
+  return c;
+}
+
+/*
+ * Pairs [q0, q1) of a block's columns (nerve_sparse's pair lists) over one panel: rows 2q and
+ * 2q + 1 of out each one chain in registers, as slots_run's LIST_BLOCK_WORDS lists make them
+ * (from out, then fma(value, op's row, sum) over the column's entries, rows in order), both
+ * fed by one read of each op row either column holds. A word's absent value (+0.0, the only
+ * one whose bits are all zero) masks its column's multiply-adds off, so each chain holds its
+ * own column's terms alone, exactly, whatever op holds (infinities, NaNs) and whatever out's
+ * sums are (-0). A pair with no entries leaves out as it is. op's rows are whole panels
+ * (16 W floats, zeros past the columns). Two pairs advance together, eight chains with W 2:
+ * what two multiply-add units a cycle need; one column's lists give four, and a row of D read
+ * once for two columns. Lab A's columns (k, k + 1) share 42% of their rows.
+ */
+NERVE_TARGET_AVX512 NERVE_INLINE void pairs_run(const int W, const uint32_t *words,
+                                                const float *palette, const int64_t *at0,
+                                                int64_t idle_at, int64_t q0, int64_t q1,
+                                                float *out, int64_t ldo, const float *op,
+                                                int64_t ldop, __mmask16 k0, __mmask16 k1) {
+  enum { S = SPARSE_SLOTS };
+  __m512 c0[S], c1[S], c2[S], c3[S]; /* row 2q's vectors, then row 2q + 1's */
+  int64_t at[S], left[S], pair[S];   /* pair: -1 for an idle slot */
+  int64_t next = q0;
+#  pragma GCC unroll 4
+  for (int s = 0; s < S; s++) left[s] = 0, pair[s] = -1, at[s] = idle_at;
+  for (;;) {
+    int busy = 0;
+#  pragma GCC unroll 4
+    for (int s = 0; s < S; s++) {
+      while (left[s] == 0) {
+        if (pair[s] >= 0) {
+          float *g = out + 2 * pair[s] * ldo;
+          _mm512_mask_storeu_ps(g, k0, c0[s]);
+          _mm512_mask_storeu_ps(g + ldo, k0, c2[s]);
+          if (W == 2) _mm512_mask_storeu_ps(g + 16, k1, c1[s]), _mm512_mask_storeu_ps(g + ldo + 16, k1, c3[s]);
+        }
+        while (next < q1 && at0[next + 1] == at0[next]) next++;
+        if (next == q1) {
+          pair[s] = -1, at[s] = idle_at, left[s] = NERVE_SPARSE_PAD;
+          c0[s] = c1[s] = c2[s] = c3[s] = _mm512_setzero_ps();
+          break;
+        }
+        const int64_t q = next++;
+        const float *g = out + 2 * q * ldo;
+        pair[s] = q, at[s] = at0[q], left[s] = at0[q + 1] - at0[q];
+        c0[s] = _mm512_maskz_loadu_ps(k0, g), c2[s] = _mm512_maskz_loadu_ps(k0, g + ldo);
+        c1[s] = c3[s] = _mm512_setzero_ps();
+        if (W == 2) c1[s] = _mm512_maskz_loadu_ps(k1, g + 16), c3[s] = _mm512_maskz_loadu_ps(k1, g + ldo + 16);
+      }
+      busy += pair[s] >= 0;
+    }
+    if (busy == 0) return;
+    int64_t run = left[0];
+#  pragma GCC unroll 4
+    for (int s = 1; s < S; s++) run = left[s] < run ? left[s] : run;
+    for (int64_t t = 0; t < run; t++) {
+#  pragma GCC unroll 4
+      for (int s = 0; s < S; s++) {
+        const uint32_t word = words[at[s] + t];
+        const float *d = op + (word & 0xFF) * ldop;
+        const __m512 a = _mm512_set1_ps(palette[(word >> 8) & 0xFF]);
+        const __m512 b = _mm512_set1_ps(palette[word >> 16]);
+        const __mmask16 ma = _mm512_test_epi32_mask(_mm512_castps_si512(a), _mm512_castps_si512(a));
+        const __mmask16 mb = _mm512_test_epi32_mask(_mm512_castps_si512(b), _mm512_castps_si512(b));
+        const __m512 d0 = _mm512_loadu_ps(d);
+        c0[s] = fmadd_masked(c0[s], a, d0, ma);
+        c2[s] = fmadd_masked(c2[s], b, d0, mb);
+        if (W == 2) {
+          const __m512 d1 = _mm512_loadu_ps(d + 16);
+          c1[s] = fmadd_masked(c1[s], a, d1, ma);
+          c3[s] = fmadd_masked(c3[s], b, d1, mb);
+        }
+      }
+    }
+#  pragma GCC unroll 4
+    for (int s = 0; s < S; s++) at[s] += run, left[s] -= run;
+  }
+}
+
 /*
  * Lists each of R rows' non-zero columns in [0, n) in ks, one row's list after the other (row
  * r's live[r] columns follow row r - 1's; ks has room for R * n + 16), and returns whether the
@@ -3717,12 +3805,12 @@ static int64_t sparse_tile_rows(const nerve_context *ctx, int64_t M) {
 }
 #endif
 #if NERVE_X86
-/* Tiles [t0, t1) of tile_rows rows of C, each panel of B in turn. */
-NERVE_TARGET_AVX512 static void sparse_nn_tiles(const sparse_job *j, int64_t t0, int64_t t1) {
+/* Rows [r0, r1) of C in tiles of up to tile_rows rows, each panel of B in turn. */
+NERVE_TARGET_AVX512 static void sparse_nn_tiles(const sparse_job *j, int64_t r0, int64_t r1) {
   const int64_t *starts = j->a->starts + j->first;
   const int64_t panels = (j->N + NR - 1) / NR;
-  for (int64_t t = t0; t < t1; t++) {
-    const int64_t m0 = t * j->tile_rows, m1 = m0 + j->tile_rows < j->M ? m0 + j->tile_rows : j->M;
+  for (int64_t m0 = r0; m0 < r1; m0 += j->tile_rows) {
+    const int64_t m1 = m0 + j->tile_rows < r1 ? m0 + j->tile_rows : r1;
     for (int64_t p = 0; p < panels; p++) {
       const int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
       const float *bias = j->bias ? j->bias + col : NULL;
@@ -3777,6 +3865,33 @@ static bool sparse_whole_blocks(const sparse_job *j, whole_blocks *wb) {
   return wb->b1 > wb->b0;
 }
 
+/* Rows [k0, k1) of G (at G, panel's nr columns) over block b's column lists: by pairs of
+ * columns where a has them, an odd column at either end alone. */
+NERVE_TARGET_AVX512 static void block_columns(const nerve_sparse *a, int64_t b, int64_t k0,
+                                              int64_t k1, float *G, int64_t ldg,
+                                              const float *rows, int64_t nr, __mmask16 m0,
+                                              __mmask16 m1) {
+  const int64_t *at = a->block_starts + b * (a->cols + 1);
+  const int W = nr > 16 ? 2 : 1;
+  const int64_t ka = (k0 + 1) & ~(int64_t)1, kb = k1 & ~(int64_t)1;
+  if (!a->pair_words || ka >= kb) {
+    slots_any(W, LIST_BLOCK_WORDS, true, a->block_words, a->palette, at, at + 1, a->nonzeros, k0,
+              k1, NULL, 0, G, ldg, true, NULL, rows, NR, m0, m1);
+    return;
+  }
+  if (k0 < ka)
+    slots_any(W, LIST_BLOCK_WORDS, true, a->block_words, a->palette, at, at + 1, a->nonzeros, k0,
+              ka, NULL, 0, G, ldg, true, NULL, rows, NR, m0, m1);
+  const int64_t *pairs = a->pair_starts + b * (a->cols / 2 + 1);
+  if (W == 2)
+    pairs_run(2, a->pair_words, a->palette, pairs, a->nonzeros, ka / 2, kb / 2, G, ldg, rows, NR, m0, m1);
+  else
+    pairs_run(1, a->pair_words, a->palette, pairs, a->nonzeros, ka / 2, kb / 2, G, ldg, rows, NR, m0, 0);
+  if (kb < k1)
+    slots_any(W, LIST_BLOCK_WORDS, true, a->block_words, a->palette, at, at + 1, a->nonzeros, kb,
+              k1, NULL, 0, G, ldg, true, NULL, rows, NR, m0, m1);
+}
+
 /*
  * Rows [k0, k1) of G with A's whole blocks of rows taken column by column (the column lists of
  * nerve_sparse): each row of G is one chain in registers over a block's entries in its column,
@@ -3786,7 +3901,7 @@ static bool sparse_whole_blocks(const sparse_job *j, whole_blocks *wb) {
  */
 NERVE_TARGET_AVX512 static void sparse_tn_blocks(const sparse_job *j, int64_t k0, int64_t k1) {
   const nerve_sparse *a = j->a;
-  const int64_t size = NERVE_SPARSE_BLOCK, width = a->cols + 1, r0 = j->first;
+  const int64_t size = NERVE_SPARSE_BLOCK, r0 = j->first;
   whole_blocks wb;
   if (!sparse_whole_blocks(j, &wb)) {
     sparse_tn_rows(j, k0, k1, 0, j->M);
@@ -3799,7 +3914,6 @@ NERVE_TARGET_AVX512 static void sparse_tn_blocks(const sparse_job *j, int64_t k0
   _Alignas(64) float rows[NERVE_SPARSE_BLOCK][NR]; /* 32 KB of stack */
   sparse_tn_rows(j, k0, k1, 0, w0 - r0);
   for (int64_t b = b0; b < b1; b++) {
-    const int64_t *at = a->block_starts + b * width;
     const int64_t n = (b + 1) * size < a->rows ? size : a->rows - b * size;
     const float *D = j->D + (b * size - r0) * j->ldd;
     for (int64_t p = 0; p < panels; p++) {
@@ -3809,9 +3923,7 @@ NERVE_TARGET_AVX512 static void sparse_tn_blocks(const sparse_job *j, int64_t k0
         _mm512_store_ps(rows[r], _mm512_maskz_loadu_ps(m0, D + r * j->ldd + col));
         _mm512_store_ps(rows[r] + 16, _mm512_maskz_loadu_ps(m1, D + r * j->ldd + col + 16));
       }
-      slots_any(nr > 16 ? 2 : 1, LIST_BLOCK_WORDS, true, a->block_words, a->palette, at, at + 1,
-                a->nonzeros, k0, k1, NULL, 0, j->G + col, j->ldg, true, NULL, rows[0], NR, m0,
-                m1);
+      block_columns(a, b, k0, k1, j->G + col, j->ldg, rows[0], nr, m0, m1);
     }
   }
   sparse_tn_rows(j, k0, k1, w1 - r0, j->M);
@@ -4079,9 +4191,29 @@ static void sparse_tn_rows_base(void *data, int64_t k0, int64_t k1) {
 }
 
 #if NERVE_X86
-/* Threads' shares. Member t of a team sharing the tiles takes a contiguous share of them (the
- * activation after the product splits its rows so, and reads what this core wrote), over its
- * own padded copy of B where the job has copies (AVX2's kernels always read one). */
+/* A list's start and end, in entries' time: its chains' first loads and last stores, and the
+ * branch that ends its run (about 8 entries, Lab A at 2 threads: by rows alone the second
+ * thread's share took 6% longer than the first's). */
+enum { SPARSE_ROW_ENTRIES = 8 };
+
+/* The first row of member t's share of nt (nt: M): where the work before it, entries and
+ * rows at SPARSE_ROW_ENTRIES each, reaches t / nt of the whole. */
+static int64_t sparse_row_cut(const sparse_job *j, int t, int nt) {
+  const int64_t *starts = j->a->starts + j->first;
+  const int64_t total = starts[j->M] - starts[0] + SPARSE_ROW_ENTRIES * j->M;
+  int64_t lo = 0, hi = j->M; /* the cut is in [lo, hi] */
+  while (lo < hi) {
+    const int64_t r = lo + (hi - lo) / 2;
+    if ((starts[r] - starts[0] + SPARSE_ROW_ENTRIES * r) * nt < total * t) lo = r + 1;
+    else hi = r;
+  }
+  return lo;
+}
+
+/* Threads' shares. Member t of a team sharing the rows takes a contiguous share of them (the
+ * activation after the product splits its rows so, and reads what this core wrote): with
+ * AVX-512, rows cut where their work is even; with AVX2, the tiles in equal shares. Each reads
+ * its own padded copy of B where the job has copies (AVX2's kernels always read one). */
 static void sparse_nn_member(void *data, int t, int nt) {
   const sparse_job *shared = data;
   sparse_job j = *shared;
@@ -4101,12 +4233,9 @@ static void sparse_nn_member(void *data, int t, int nt) {
     copy_in(&cj, 0, j.a->cols);
     j.B = cj.P, j.ldb = ldp;
   }
-  sparse_nn_tiles(&j, t0, t1);
+  sparse_nn_tiles(&j, sparse_row_cut(&j, t, nt), sparse_row_cut(&j, t + 1, nt));
 }
 
-/* The column lists' share of thread t: columns cut where the entries before them (over the
- * whole matrix, a slice's proxy) reach t / nt of all, instead of equal ranges of columns
- * (MNIST's lower half holds 53% of its entries). */
 /* Rows [k0, k1) of G, by blocks' column lists or by rows, on this member's rows of the padded
  * copy where there is one, copied in before and back after by this member alone (as
  * tn_rank_part). */
@@ -4122,12 +4251,26 @@ static void sparse_tn_part(const sparse_job *j, int64_t k0, int64_t k1, bool by_
   if (j->copy) copy_out(j->copy, k0, k1);
 }
 
+/* The column lists' share of thread t: columns cut where the entries before them (over the
+ * whole matrix, a slice's proxy) reach t / nt of all, instead of equal ranges of columns
+ * (MNIST's lower half holds 53% of its entries); where the lists come in pairs, whole pairs
+ * cut by their words (a pair's two columns share some, so entries weigh its work less well:
+ * Lab A's second thread was busy 7% longer). */
 static void sparse_tn_share(void *data, int t, int nt) {
   sparse_job *j = data;
-  const int64_t *ends = j->a->column_ends, K = j->a->cols;
+  const int64_t K = j->a->cols;
   int64_t k0 = 0, k1 = 0;
-  while (k0 < K && ends[k0] * nt < ends[K] * t) k0++;
-  while (k1 < K && ends[k1] * nt < ends[K] * (t + 1)) k1++;
+  if (j->a->pair_words) { /* whole pairs, cut by their words */
+    const int64_t *ends = j->a->pair_ends, Q = K / 2;
+    int64_t q0 = 0, q1 = 0;
+    while (q0 < Q && ends[q0] * nt < ends[Q] * t) q0++;
+    while (q1 < Q && ends[q1] * nt < ends[Q] * (t + 1)) q1++;
+    k0 = 2 * q0, k1 = 2 * q1;
+  } else {
+    const int64_t *ends = j->a->column_ends;
+    while (k0 < K && ends[k0] * nt < ends[K] * t) k0++;
+    while (k1 < K && ends[k1] * nt < ends[K] * (t + 1)) k1++;
+  }
   if (t == nt - 1) k1 = K;
   /* The bias's sums, one chain a column over all rows, by halves of the rows as dense.c's
    * halves_member takes its weight gradient's chains: member 0 over the first half (the rows

@@ -649,6 +649,13 @@ enum { NERVE_SPARSE_PALETTE = 256 };
  * each row-within-block | index << 8, rows increasing. Block b's entries take the same span as
  * its rows' in columns. Half and a third of the bytes: an epoch reads the list twice. NULL when
  * not packed.
+ * With AVX-512 and a palette slot to spare, also each block's columns in pairs (2q, 2q + 1):
+ * pair q of block b is pair_words[pair_starts[b * (cols / 2 + 1) + q] .. [... + q + 1]), one
+ * word for each row either column holds, row-within-block | index << 8 | index << 16 (the
+ * first column's value's, then the second's; pair_absent, whose palette value is +0.0, where
+ * that column holds nothing), rows increasing; block b's words start where its entries do.
+ * The weight gradient then reads a row of D once for two rows of G (gemm.c's pairs_run).
+ * NULL otherwise.
  */
 struct nerve_sparse {
   int64_t rows, cols, nonzeros;
@@ -660,6 +667,10 @@ struct nerve_sparse {
   uint16_t *block_words;  /* nonzeros + NERVE_SPARSE_PAD */
   int64_t *block_starts;  /* blocks * (cols + 1) */
   int64_t *column_ends;   /* cols + 1: entries in columns [0, k), over all rows */
+  uint32_t *pair_words;   /* nonzeros + NERVE_SPARSE_PAD */
+  int64_t *pair_starts;   /* blocks * (cols / 2 + 1) */
+  int64_t *pair_ends;     /* cols / 2 + 1: words in pairs [0, q), over all blocks */
+  int palette_size;       /* values in palette; pair_absent is this index */
 };
 
 /* C[M,N] = bias + A . B[K,N] with A = rows [first, first + M) of a: the chains

@@ -151,6 +151,9 @@ void nerve_sparse_destroy(nerve_sparse *sparse) {
   nerve_free(sparse->block_words);
   nerve_free(sparse->block_starts);
   nerve_free(sparse->column_ends);
+  nerve_free(sparse->pair_words);
+  nerve_free(sparse->pair_starts);
+  nerve_free(sparse->pair_ends);
   free(sparse);
 }
 
@@ -250,6 +253,7 @@ static bool merge_chunks(const palette_job *j, int64_t chunks) {
       j->renumber[c][i] = (uint8_t)index;
     }
   }
+  j->m->palette_size = n;
   return true;
 }
 
@@ -330,6 +334,64 @@ static bool list_blocks(nerve_context *ctx, nerve_sparse *m) {
   return true;
 }
 
+/* Blocks [b0, b1)'s column pairs: each pair's two lists (rows increasing) merged, a word for
+ * each row either holds, written from the block's first entry on (a block has no more rows in
+ * a pair's lists than entries in them). */
+static void fill_pairs(void *data, int64_t b0, int64_t b1) {
+  nerve_sparse *m = data;
+  const int64_t width = m->cols + 1, pairs = m->cols / 2;
+  const uint32_t absent = (uint32_t)m->palette_size;
+  for (int64_t b = b0; b < b1; b++) {
+    const int64_t *at = m->block_starts + b * width;
+    int64_t *out = m->pair_starts + b * (pairs + 1), next = at[0];
+    for (int64_t q = 0; q < pairs; q++) {
+      out[q] = next;
+      int64_t e = at[2 * q], f = at[2 * q + 1];
+      const int64_t e1 = at[2 * q + 1], f1 = at[2 * q + 2];
+      while (e < e1 || f < f1) {
+        const uint32_t re = e < e1 ? m->block_words[e] & 0xFFu : 0x100u;
+        const uint32_t rf = f < f1 ? m->block_words[f] & 0xFFu : 0x100u;
+        const uint32_t row = re < rf ? re : rf;
+        const uint32_t first = re == row ? (uint32_t)m->block_words[e++] >> 8 : absent;
+        const uint32_t second = rf == row ? (uint32_t)m->block_words[f++] >> 8 : absent;
+        m->pair_words[next++] = row | first << 8 | second << 16;
+      }
+    }
+    out[pairs] = next;
+  }
+}
+
+/* The column pairs (AVX-512's weight gradient reads them), where the palette has a slot left
+ * for +0.0; without them (memory short) the column lists serve alone. */
+static void list_pairs(nerve_context *ctx, nerve_sparse *m) {
+  if (ctx->isa != NERVE_ISA_AVX512 || !m->block_starts || m->cols < 2 ||
+      m->palette_size >= NERVE_SPARSE_PALETTE)
+    return;
+  const int64_t blocks = block_count(m);
+  const int64_t pairs = m->cols / 2;
+  m->pair_starts = nerve_alloc((size_t)(blocks * (pairs + 1)) * sizeof(int64_t));
+  m->pair_ends = nerve_alloc((size_t)(pairs + 1) * sizeof(int64_t));
+  m->pair_words = nerve_alloc((size_t)(m->nonzeros + NERVE_SPARSE_PAD) * sizeof(uint32_t));
+  if (!m->pair_starts || !m->pair_ends || !m->pair_words) {
+    nerve_free(m->pair_starts);
+    nerve_free(m->pair_ends);
+    nerve_free(m->pair_words);
+    m->pair_starts = NULL, m->pair_ends = NULL, m->pair_words = NULL;
+    return;
+  }
+  m->palette[m->palette_size] = 0.0f;
+  memset(m->pair_words + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(uint32_t));
+  nerve__parallel_for(ctx, blocks, 1, fill_pairs, m);
+  /* Each pair's words over all blocks, summed from the left: the weight gradient shares pairs
+   * out to threads by them, as it shares columns by their entries. */
+  for (int64_t q = 0; q <= pairs; q++) m->pair_ends[q] = 0;
+  for (int64_t b = 0; b < blocks; b++) {
+    const int64_t *at = m->pair_starts + b * (pairs + 1);
+    for (int64_t q = 0; q < pairs; q++) m->pair_ends[q + 1] += at[q + 1] - at[q];
+  }
+  for (int64_t q = 1; q <= pairs; q++) m->pair_ends[q] += m->pair_ends[q - 1];
+}
+
 /* Packs m where the kernels that read the words run (AVX-512's and AVX2's) and its columns and
  * values fit them. Not packing is no error: the products then read columns and values. */
 static void pack(nerve_context *ctx, nerve_sparse *m) {
@@ -337,7 +399,10 @@ static void pack(nerve_context *ctx, nerve_sparse *m) {
   m->row_words = nerve_alloc((size_t)(m->nonzeros + NERVE_SPARSE_PAD) * sizeof(uint32_t));
   if (m->row_words) {
     memset(m->row_words + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(uint32_t));
-    if (pack_rows(ctx, m) && list_blocks(ctx, m)) return;
+    if (pack_rows(ctx, m) && list_blocks(ctx, m)) {
+      list_pairs(ctx, m);
+      return;
+    }
   }
   nerve_free(m->row_words);
   nerve_free(m->block_words);

@@ -177,6 +177,57 @@ struct SparseKernelTests {
     }
   }
 
+  /// Each row of the weight gradient as its column's own chain in Float: from dw0, then
+  /// fma(x, dy, g) over the rows whose input in that column is not zero, rows in order.
+  static func columnChains(_ x: [Float], first: Int, n: Int, i: Int, o: Int, dy: [Float], dw0: [Float]) -> [Float] {
+    var dw = dw0
+    for k in 0..<i {
+      for c in 0..<o {
+        var g = dw0[k * o + c]
+        for r in 0..<n where x[(first + r) * i + k] != 0 {
+          g = g.addingProduct(x[(first + r) * i + k], dy[r * o + c])
+        }
+        dw[k * o + c] = g
+      }
+    }
+    return dw
+  }
+
+  /// The column pairs' lists (AVX-512; a word for each row either column of a pair holds) leave
+  /// a column's terms out where its input is zero, exactly: a NaN or an infinity in dy on such
+  /// a row stays out of that column's sums, and a sum at -0 stays -0 while its column has no
+  /// entries but its pair's other column has.
+  @Test("column pairs: each weight gradient row its own column's chain, at 1, 2 and 3 threads",
+        arguments: [(rows: 1100, first: 0, n: 1100, i: 50), (rows: 1100, first: 100, n: 900, i: 41),
+                    (rows: 600, first: 0, n: 512, i: 33)])
+  func columnPairs(_ c: (rows: Int, first: Int, n: Int, i: Int)) {
+    let o = 30
+    var x = Self.quantized(sparseInputs(c.rows, c.i, seed: 71))
+    for r in 0..<c.rows { x[r * c.i + 2] = 0 }  // column 2 empty; column 3, its pair's, not
+    for r in 0..<c.rows { x[r * c.i + 3] = x[r * c.i + 3] == 0 ? 0.5 : x[r * c.i + 3] }
+    // The last column (alone where the columns are odd) not empty, as sparseInputs leaves it.
+    for r in stride(from: 0, to: c.rows, by: 3) { x[r * c.i + c.i - 1] = 0.75 }
+    var dy = randomFloats(c.n * o, seed: 72)
+    for r in stride(from: 5, to: c.n, by: 97) {
+      // A row whose even columns are zero: its NaNs and infinities belong to the odd ones alone.
+      for k in stride(from: 0, to: c.i, by: 2) { x[(c.first + r) * c.i + k] = 0 }
+      x[(c.first + r) * c.i + 1] = 0.25
+      for col in 0..<o { dy[r * o + col] = col % 2 == 0 ? .nan : -.infinity }
+    }
+    var dw0 = randomFloats(c.i * o, seed: 73)
+    for col in 0..<o { dw0[2 * o + col] = -0.0 }
+    let expected = Self.columnChains(x, first: c.first, n: c.n, i: c.i, o: o, dy: dy, dw0: dw0)
+    #expect(expected[2 * o..<3 * o].allSatisfy { $0 == 0 && $0.sign == .minus })
+    #expect(expected[0..<o].allSatisfy { $0.isFinite } && expected[o..<2 * o].contains { !$0.isFinite })
+    for threads in [1, 2, 3] {
+      let k = Kernels(threads: threads, isa: .best)
+      let listed = Listed(k, x, rows: c.rows, cols: c.i)
+      var dw = dw0
+      k.ok(nerve_dense_backward_sparse(k.ctx, &dw, nil, listed.raw, Int64(c.first), dy, Int64(c.n), Int64(c.i), Int64(o)))
+      #expect(bitwiseEqual(dw, expected), "\(c) at \(threads) threads on \(k.isa)")
+    }
+  }
+
   @Test("a listed matrix without entries leaves the weight gradient and still sums the bias's")
   func noEntries() {
     let (n, i, o) = (600, 40, 30)
