@@ -663,17 +663,13 @@ typedef struct {
  * panel, its first tile adds them in its own pass over the block's output gradient; otherwise
  * they follow the product, while that gradient is in cache.
  */
-static void weight_grad_member(void *data, int t, int nt) {
-  weight_grad_job *j = data;
+/* Columns [k0, k1) of the weight gradient, at G (their padded rows), over the blocks of images
+ * from n_lo to n_hi (n_lo a block's start), each block lowered into slice; the bias's sums too
+ * where bias is not NULL. */
+static void weight_grad_part(const weight_grad_job *j, float *G, int64_t k0, int64_t k1, int64_t n_lo,
+                             int64_t n_hi, float *slice, float *bias) {
   const conv_geom *g = j->g;
-  const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = images_per_block(g), K = g->K;
-  const int64_t k0 = cols * t / nt, k1 = cols * (t + 1) / nt, width = k1 - k0;
-  if (width == 0) return; /* never: teams have at most `cols` members */
-  float *G = j->padded + k0 * j->ldp, *slice = j->slices + per * pix * k0;
-  for (int64_t k = 0; k < width; k++) {
-    memcpy(G + k * j->ldp, j->dweight + (k0 + k) * K, (size_t)K * sizeof(float));
-    memset(G + k * j->ldp + K, 0, (size_t)(j->ldp - K) * sizeof(float));
-  }
+  const int64_t pix = g->OH * g->OW, per = images_per_block(g), K = g->K, width = k1 - k0;
   const nerve__range_fn lower = NERVE_AVX512_OR(j->ctx, im2col_avx512, im2col_plain);
   int32_t off[GATHER_MAX_COLS];
   /* Windows read in place, as in the forward: padded ones from a copy of each block's images
@@ -682,11 +678,10 @@ static void weight_grad_member(void *data, int t, int nt) {
   const bool pad = pads_then_gathers(g) && framed.H * framed.W * g->C <= pix * width;
   const bool gather = pad || gathers(g);
   if (gather) window_offsets(pad ? &framed : g, off);
-  for (int64_t n0 = 0; n0 < g->N; n0 += per) {
-    const int64_t images = g->N - n0 < per ? g->N - n0 : per, rows = images * pix;
+  for (int64_t n0 = n_lo; n0 < n_hi; n0 += per) {
+    const int64_t images = n_hi - n0 < per ? n_hi - n0 : per, rows = images * pix;
     const nerve__gather ga = block_windows(g, &framed, pad, j->in, n0, images, slice, off);
     const float *dblock = j->dout + n0 * pix * K;
-    float *bias = t == 0 ? j->dbias : NULL;
     bool biased = false;
     if (!(gather && nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &ga, rows, dblock, K, NULL, K, k0, k1, 1.0f, bias, &biased))) {
       im2col_job ij = {.g = g, .col = slice, .in = j->in + n0 * g->H * g->W * g->C, .k0 = k0, .k1 = k1, .ld = width};
@@ -695,8 +690,31 @@ static void weight_grad_member(void *data, int t, int nt) {
     }
     if (bias && !biased) nerve__bias_accumulate_here(j->ctx, bias, dblock, rows, K, 1.0f);
   }
-  for (int64_t k = 0; k < width; k++)
-    memcpy(j->dweight + (k0 + k) * K, G + k * j->ldp, (size_t)K * sizeof(float));
+}
+
+/* The weight gradient's rows [k0, k1) copied into their padded rows, or back. */
+static void weight_grad_copy(const weight_grad_job *j, int64_t k0, int64_t k1, bool in) {
+  const int64_t K = j->g->K;
+  for (int64_t k = k0; k < k1; k++) {
+    float *row = j->padded + k * j->ldp;
+    if (in) {
+      memcpy(row, j->dweight + k * K, (size_t)K * sizeof(float));
+      memset(row + K, 0, (size_t)(j->ldp - K) * sizeof(float));
+    } else {
+      memcpy(j->dweight + k * K, row, (size_t)K * sizeof(float));
+    }
+  }
+}
+
+static void weight_grad_member(void *data, int t, int nt) {
+  weight_grad_job *j = data;
+  const conv_geom *g = j->g;
+  const int64_t cols = cols_of(g), pix = g->OH * g->OW, per = images_per_block(g);
+  const int64_t k0 = cols * t / nt, k1 = cols * (t + 1) / nt;
+  if (k1 == k0) return; /* never: teams have at most `cols` members */
+  weight_grad_copy(j, k0, k1, true);
+  weight_grad_part(j, j->padded + k0 * j->ldp, k0, k1, 0, g->N, j->slices + per * pix * k0, t == 0 ? j->dbias : NULL);
+  weight_grad_copy(j, k0, k1, false);
 }
 
 /* Bytes of lowered input gradient a team member keeps at once: its rows are summed back into
@@ -721,36 +739,104 @@ typedef struct {
  * other's (col2im measured no faster on two threads than on one). Each row's chain and each
  * pixel's sum are the ones the blocked form computes, whatever the split.
  */
-static void input_grad_member(void *data, int t, int nt) {
-  input_grad_job *j = data;
-  (void)nt;
+/* Member t takes the next few images of the input gradient and computes them; false once none
+ * are left. */
+static bool input_grad_next(input_grad_job *j, int t) {
   const conv_geom *g = j->g;
   const int64_t pix = g->OH * g->OW, cols = cols_of(g), hw = g->H * g->W;
   float *dcol = j->dcol + t * j->group * pix * cols;
-  for (int64_t n, end; nerve__take_chunk(&j->next, j->group, g->N, &n, &end);) {
-    const int64_t images = end - n;
-    nerve__gemm_nn_packed_here(j->ctx, dcol, cols, j->dout + n * pix * g->K, g->K, j->packed,
-                               images * pix, cols, g->K);
-    col2im_job cj = {.g = g, .din = j->din + n * hw * g->C, .dcol = dcol};
-    j->sum_windows(&cj, 0, images * hw);
+  int64_t n, end;
+  if (!nerve__take_chunk(&j->next, j->group, g->N, &n, &end)) return false;
+  const int64_t images = end - n;
+  nerve__gemm_nn_packed_here(j->ctx, dcol, cols, j->dout + n * pix * g->K, g->K, j->packed,
+                             images * pix, cols, g->K);
+  col2im_job cj = {.g = g, .din = j->din + n * hw * g->C, .dcol = dcol};
+  j->sum_windows(&cj, 0, images * hw);
+  return true;
+}
+
+static void input_grad_member(void *data, int t, int nt) {
+  (void)nt;
+  while (input_grad_next(data, t)) {
   }
+}
+
+/* The team's threads for the input gradient (its members' parts of dcol share one lowered
+ * block: at most `per` images in all). */
+static int input_grad_threads(const nerve_context *ctx, const conv_geom *g) {
+  const int64_t pix = g->OH * g->OW, per = images_per_block(g);
+  const int threads = nerve__threads_for(ctx, g->N * pix * cols_of(g) * g->K, CONV_TEAM_GRAIN);
+  return threads > per ? (int)per : threads;
+}
+
+/* The input gradient's job for a team of `threads`, its weight packed at `packed`. */
+static input_grad_job input_grad_setup(nerve_context *ctx, const conv_geom *g, float *din,
+                                       float *dcol, const float *dout, const float *weight,
+                                       float *packed, int threads) {
+  const int64_t pix = g->OH * g->OW, cols = cols_of(g), per = images_per_block(g);
+  nerve__gemm_nn_pack(ctx, packed, weight, g->K, cols, g->K);
+  int64_t group = INPUT_GRAD_GROUP_BYTES / (int64_t)sizeof(float) / (pix * cols);
+  if (group > per / threads) group = per / threads;
+  if (group < 1) group = 1;
+  return (input_grad_job){.ctx = ctx, .g = g, .din = din, .dcol = dcol, .dout = dout, .packed = packed,
+                          .group = group, .sum_windows = col2im_for(ctx)};
 }
 
 static void input_grad_team(nerve_context *ctx, const conv_geom *g, float *din, float *dcol,
                             const float *dout, const float *weight) {
-  const int64_t pix = g->OH * g->OW, cols = cols_of(g), per = images_per_block(g);
-  float *packed = ctx->scratch[NERVE_SCRATCH_GEMM];
-  nerve__gemm_nn_pack(ctx, packed, weight, g->K, cols, g->K);
-  /* Members' parts of dcol share one lowered block: at most `per` images in all. */
-  int threads = nerve__threads_for(ctx, g->N * pix * cols * g->K, CONV_TEAM_GRAIN);
-  if (threads > per) threads = (int)per;
-  int64_t group = INPUT_GRAD_GROUP_BYTES / (int64_t)sizeof(float) / (pix * cols);
-  if (group > per / threads) group = per / threads;
-  if (group < 1) group = 1;
-  input_grad_job j = {.ctx = ctx, .g = g, .din = din, .dcol = dcol, .dout = dout, .packed = packed,
-                      .group = group,
-                      .sum_windows = col2im_for(ctx)};
+  const int threads = input_grad_threads(ctx, g);
+  input_grad_job j = input_grad_setup(ctx, g, din, dcol, dout, weight, ctx->scratch[NERVE_SCRATCH_GEMM], threads);
   nerve__parallel_team(threads, input_grad_member, &j);
+}
+
+/*
+ * Both gradients by one team of two, the weight gradient's chains in the order one thread takes
+ * them. Split by columns (weight_grad_member), each member read all of dout, half of it just
+ * written by the other core (the layer after splits images in halves): the second convolution
+ * of the fast recipe took 1.6 times as long per element at 2 threads as at 1. Here the columns'
+ * two halves A and B each go over the first half of the images (blocks), by member 0, then over
+ * the second, by member 1, continuing the same chains: member 0 does A's first half, then B's,
+ * then takes images of the input gradient; member 1 takes images of the input gradient until
+ * A's first half is done, then does A's second half, B's second half (once member 0 has done its
+ * first), and then images again. Each reads dout where its own core wrote it, and neither
+ * waits while there are images left. The bias's chain goes with A's, as in weight_grad_member.
+ */
+typedef struct {
+  weight_grad_job wg;
+  input_grad_job ig;
+  int64_t half;      /* the first image of the second half: a block's start */
+  int first_a, first_b; /* member 0 has done the columns' first halves (nerve__flag_*) */
+} both_grads_job;
+
+/* Member t takes images of the input gradient until *flag is raised (or none are left). */
+static void input_grad_until(input_grad_job *ig, int t, int *flag) {
+  while (!__atomic_load_n(flag, __ATOMIC_ACQUIRE) && input_grad_next(ig, t)) {
+  }
+  nerve__flag_wait(flag);
+}
+
+static void both_grads_member(void *data, int t, int nt) {
+  both_grads_job *b = data;
+  (void)nt;
+  const weight_grad_job *j = &b->wg;
+  const conv_geom *g = j->g;
+  const int64_t cols = cols_of(g), a = cols / 2, pix = g->OH * g->OW, per = images_per_block(g);
+  float *slice = j->slices + per * pix * (t == 0 ? 0 : a);
+  if (t == 0) {
+    weight_grad_copy(j, 0, cols, true);
+    weight_grad_part(j, j->padded, 0, a, 0, b->half, slice, j->dbias);
+    nerve__flag_raise(&b->first_a);
+    weight_grad_part(j, j->padded + a * j->ldp, a, cols, 0, b->half, slice, NULL);
+    nerve__flag_raise(&b->first_b);
+  } else {
+    input_grad_until(&b->ig, t, &b->first_a);
+    weight_grad_part(j, j->padded, 0, a, b->half, g->N, slice, j->dbias);
+    input_grad_until(&b->ig, t, &b->first_b);
+    weight_grad_part(j, j->padded + a * j->ldp, a, cols, b->half, g->N, slice, NULL);
+    weight_grad_copy(j, 0, cols, false);
+  }
+  while (input_grad_next(&b->ig, t)) {
+  }
 }
 
 /* ---- The input gradient by scattering (AVX2) --------------------------------------------- */
@@ -995,8 +1081,17 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
   const int64_t ldp = panel_width(K);
   size_t tn = team_grad ? (size_t)cols * (size_t)ldp * sizeof(float)
               : dweight ? nerve__gemm_tn_scratch(ctx, most_rows, K, cols, K) : 0;
+  /* With AVX-512 register tiles (a packed weight), the input gradient is one team's work; two
+   * threads take both gradients as one team (both_grads_member) where the columns and the
+   * blocks of images split in halves, the packed weight after the padded weight gradient. */
+  const bool team_input = din && !pointwise && nerve__gemm_nn_packs(ctx, method_rows(ctx, &g), cols, K, true) &&
+                          (!dweight || team_grad);
+  int grad_threads = team_grad ? nerve__threads_for(ctx, N * pix * cols * K, CONV_TEAM_GRAIN) : 1;
+  if (grad_threads > cols) grad_threads = (int)cols;
+  const bool both = team_grad && team_input && grad_threads == 2 && input_grad_threads(ctx, &g) == 2 &&
+                    cols % 2 == 0 && N > per;
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, 2 * (size_t)block * sizeof(float), func);
-  if (s == NERVE_OK) s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, nn > tn ? nn : tn, func);
+  if (s == NERVE_OK) s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, both ? tn + nn : nn > tn ? nn : tn, func);
   if (s != NERVE_OK) return s;
   if (dbias && !team_grad) nerve__bias_accumulate(ctx, dbias, dout, N * pix, K, 1.0f);
   if (pointwise) {
@@ -1011,12 +1106,17 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
   if (team_grad) {
     weight_grad_job wj = {.ctx = ctx, .g = &g, .dweight = dweight, .dbias = dbias, .dout = dout, .in = in,
                           .slices = col, .padded = ctx->scratch[NERVE_SCRATCH_GEMM], .ldp = ldp};
-    int threads = nerve__threads_for(ctx, N * pix * cols * K, CONV_TEAM_GRAIN);
-    nerve__parallel_team(threads < cols ? threads : (int)cols, weight_grad_member, &wj);
+    if (both) {
+      const int64_t blocks = (N + per - 1) / per;
+      float *packed = (float *)((char *)ctx->scratch[NERVE_SCRATCH_GEMM] + tn);
+      both_grads_job bj = {.wg = wj, .ig = input_grad_setup(ctx, &g, din, dcol, dout, weight, packed, 2),
+                           .half = (blocks + 1) / 2 * per};
+      nerve__parallel_team(2, both_grads_member, &bj);
+      return NERVE_OK;
+    }
+    nerve__parallel_team(grad_threads, weight_grad_member, &wj);
   }
-  /* With AVX-512 register tiles (a packed weight), the input gradient is one team's work. */
-  if (din && nerve__gemm_nn_packs(ctx, method_rows(ctx, &g), cols, K, true) &&
-      (!dweight || team_grad)) {
+  if (team_input) {
     input_grad_team(ctx, &g, din, dcol, dout, weight);
     return NERVE_OK;
   }
