@@ -425,6 +425,20 @@ NERVE_TARGET_AVX512 static void nn_tile_any(int R, int W, float *C, int64_t ldc,
  * whole rows read unmasked); three lists were slower still, six and eight twice as slow. */
 enum { SPARSE_SLOTS = 2, SLOTS_AHEAD = 2048 };
 
+/* The steps every busy slot can take with no test for its end: the fewest entries any has left. */
+NERVE_INLINE int64_t slots_shortest(const int64_t *left, int S) {
+  int64_t run = left[0];
+#  pragma GCC unroll 4
+  for (int s = 1; s < S; s++) run = left[s] < run ? left[s] : run;
+  return run;
+}
+
+/* Each slot moved on by run steps. */
+NERVE_INLINE void slots_advance(int64_t *at, int64_t *left, int S, int64_t run) {
+#  pragma GCC unroll 4
+  for (int s = 0; s < S; s++) at[s] += run, left[s] -= run;
+}
+
 /* How slots_run reads an entry e: its column (or row) k and its value. */
 typedef enum {
   LIST_ENTRIES, /* k = ((int32_t *)index)[e], value values[e] (nerve_sparse's columns, values) */
@@ -512,9 +526,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const list_form for
       busy += row[s] >= 0;
     }
     if (busy == 0) return;
-    int64_t run = left[0];
-#  pragma GCC unroll 4
-    for (int s = 1; s < S; s++) run = left[s] < run ? left[s] : run;
+    const int64_t run = slots_shortest(left, S);
     for (int64_t t = 0; t < run; t++) {
 #  pragma GCC unroll 4
       for (int s = 0; s < S; s++) {
@@ -552,8 +564,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void slots_run(const int W, const list_form for
       }
     }
     steps += run;
-#  pragma GCC unroll 4
-    for (int s = 0; s < S; s++) at[s] += run, left[s] -= run;
+    slots_advance(at, left, S, run);
   }
 }
 
@@ -656,9 +667,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void pairs_run(const int W, const uint32_t *wor
       busy += pair[s] >= 0;
     }
     if (busy == 0) return;
-    int64_t run = left[0];
-#  pragma GCC unroll 4
-    for (int s = 1; s < S; s++) run = left[s] < run ? left[s] : run;
+    const int64_t run = slots_shortest(left, S);
     for (int64_t t = 0; t < run; t++) {
 #  pragma GCC unroll 4
       for (int s = 0; s < S; s++) {
@@ -678,8 +687,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void pairs_run(const int W, const uint32_t *wor
         }
       }
     }
-#  pragma GCC unroll 4
-    for (int s = 0; s < S; s++) at[s] += run, left[s] -= run;
+    slots_advance(at, left, S, run);
   }
 }
 
@@ -4002,8 +4010,7 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_slots_run(const int V, const list_form 
       busy += row[s] >= 0;
     }
     if (busy == 0) return;
-    int64_t run = left[0];
-    for (int s = 1; s < S; s++) run = left[s] < run ? left[s] : run;
+    const int64_t run = slots_shortest(left, S);
     /* Counted up to 0 from -run, each slot's entries from its end: no bound held in a
      * register, which clang (SwiftPM's frame pointer taking one) reloaded from the stack. */
     int64_t end[AVX2_LIST_SLOTS];
@@ -4030,8 +4037,7 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_slots_run(const int V, const list_form 
         for (int v = 0; v < V; v++) c[s][v] = _mm256_fmadd_ps(a, _mm256_loadu_ps(b + 8 * v), c[s][v]);
       }
     }
-#  pragma GCC unroll 2
-    for (int s = 0; s < S; s++) at[s] += run, left[s] -= run;
+    slots_advance(at, left, S, run);
   }
 }
 
