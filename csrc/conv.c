@@ -652,17 +652,6 @@ typedef struct {
   int64_t ldp;
 } weight_grad_job;
 
-/*
- * Member t of nt owns rows [k0, k1) of the weight gradient (lowered columns): for every block of
- * images in order it lowers just those columns and adds their product with the block's output
- * gradient. Each element adds the rows in the order one thread would, so the split changes
- * nothing, and the team meets no barrier until the end. The first member, whose share of the
- * columns is never the larger, also adds each block's rows to the bias gradient: the sums
- * nerve__bias_accumulate makes over all rows in order, without a pass of their own (which would
- * run on one thread, the bias being too narrow to split). Where the gathered product has one
- * panel, its first tile adds them in its own pass over the block's output gradient; otherwise
- * they follow the product, while that gradient is in cache.
- */
 /* Columns [k0, k1) of the weight gradient, at G (their padded rows), over the blocks of images
  * from n_lo to n_hi (n_lo a block's start), each block lowered into slice; the bias's sums too
  * where bias is not NULL. */
@@ -706,6 +695,17 @@ static void weight_grad_copy(const weight_grad_job *j, int64_t k0, int64_t k1, b
   }
 }
 
+/*
+ * Member t of nt owns rows [k0, k1) of the weight gradient (lowered columns): for every block of
+ * images in order it lowers just those columns and adds their product with the block's output
+ * gradient. Each element adds the rows in the order one thread would, so the split changes
+ * nothing, and the team meets no barrier until the end. The first member, whose share of the
+ * columns is never the larger, also adds each block's rows to the bias gradient: the sums
+ * nerve__bias_accumulate makes over all rows in order, without a pass of their own (which would
+ * run on one thread, the bias being too narrow to split). Where the gathered product has one
+ * panel, its first tile adds them in its own pass over the block's output gradient; otherwise
+ * they follow the product, while that gradient is in cache.
+ */
 static void weight_grad_member(void *data, int t, int nt) {
   weight_grad_job *j = data;
   const conv_geom *g = j->g;
@@ -729,16 +729,23 @@ typedef struct {
   const float *packed; /* the weight, packed by nerve__gemm_nn_pack */
   int64_t group;       /* images a member multiplies, then sums back, at a time */
   nerve__range_fn sum_windows;
-  int64_t next; /* the first image no member has taken (nerve__take_chunk) */
+  /* Images [0, split) and [split, N): the first of each no member has taken (nerve__take_chunk);
+   * member 0 takes from the first range first, the others from the second. */
+  int64_t split, next_low, next_high;
 } input_grad_job;
 
-/*
- * The input gradient by a team, each member taking a few images at a time as it becomes free:
- * their lowered gradient dout . weight^T, then col2im over the same images. Split by blocks
- * instead, the product's rows landed in one core's cache and the sums read them from the
- * other's (col2im measured no faster on two threads than on one). Each row's chain and each
- * pixel's sum are the ones the blocked form computes, whatever the split.
- */
+/* The next few images of [0, split), or of [split, N), taken into [*n, *end); false if none are
+ * left there. */
+static bool take_low(input_grad_job *j, int64_t *n, int64_t *end) {
+  return nerve__take_chunk(&j->next_low, j->group, j->split, n, end);
+}
+
+static bool take_high(input_grad_job *j, int64_t *n, int64_t *end) {
+  if (!nerve__take_chunk(&j->next_high, j->group, j->g->N - j->split, n, end)) return false;
+  *n += j->split, *end += j->split;
+  return true;
+}
+
 /* Member t takes the next few images of the input gradient and computes them; false once none
  * are left. */
 static bool input_grad_next(input_grad_job *j, int t) {
@@ -746,7 +753,9 @@ static bool input_grad_next(input_grad_job *j, int t) {
   const int64_t pix = g->OH * g->OW, cols = cols_of(g), hw = g->H * g->W;
   float *dcol = j->dcol + t * j->group * pix * cols;
   int64_t n, end;
-  if (!nerve__take_chunk(&j->next, j->group, g->N, &n, &end)) return false;
+  const bool taken = t == 0 ? take_low(j, &n, &end) || take_high(j, &n, &end)
+                             : take_high(j, &n, &end) || take_low(j, &n, &end);
+  if (!taken) return false;
   const int64_t images = end - n;
   nerve__gemm_nn_packed_here(j->ctx, dcol, cols, j->dout + n * pix * g->K, g->K, j->packed,
                              images * pix, cols, g->K);
@@ -755,6 +764,13 @@ static bool input_grad_next(input_grad_job *j, int t) {
   return true;
 }
 
+/*
+ * The input gradient by a team, each member taking a few images at a time as it becomes free:
+ * their lowered gradient dout . weight^T, then col2im over the same images. Split by blocks
+ * instead, the product's rows landed in one core's cache and the sums read them from the
+ * other's (col2im measured no faster on two threads than on one). Each row's chain and each
+ * pixel's sum are the ones the blocked form computes, whatever the split.
+ */
 static void input_grad_member(void *data, int t, int nt) {
   (void)nt;
   while (input_grad_next(data, t)) {
@@ -779,7 +795,7 @@ static input_grad_job input_grad_setup(nerve_context *ctx, const conv_geom *g, f
   if (group > per / threads) group = per / threads;
   if (group < 1) group = 1;
   return (input_grad_job){.ctx = ctx, .g = g, .din = din, .dcol = dcol, .dout = dout, .packed = packed,
-                          .group = group, .sum_windows = col2im_for(ctx)};
+                          .group = group, .sum_windows = col2im_for(ctx), .split = g->N};
 }
 
 static void input_grad_team(nerve_context *ctx, const conv_geom *g, float *din, float *dcol,
@@ -798,8 +814,11 @@ static void input_grad_team(nerve_context *ctx, const conv_geom *g, float *din, 
  * the second, by member 1, continuing the same chains: member 0 does A's first half, then B's,
  * then takes images of the input gradient; member 1 takes images of the input gradient until
  * A's first half is done, then does A's second half, B's second half (once member 0 has done its
- * first), and then images again. Each reads dout where its own core wrote it, and neither
- * waits while there are images left. The bias's chain goes with A's, as in weight_grad_member.
+ * first), and then images again, from the second half of the images while member 0 takes the
+ * first (the halves each core's dout was written on). Neither waits while images are left. The
+ * bias's chain goes with A's, and A and B are the columns two members of weight_grad_member
+ * take, so the windows are read as there (the same bits). A member granted alone (nested
+ * regions, thread limits) takes all of it in that order.
  */
 typedef struct {
   weight_grad_job wg;
@@ -817,12 +836,17 @@ static void input_grad_until(input_grad_job *ig, int t, int *flag) {
 
 static void both_grads_member(void *data, int t, int nt) {
   both_grads_job *b = data;
-  (void)nt;
   const weight_grad_job *j = &b->wg;
   const conv_geom *g = j->g;
   const int64_t cols = cols_of(g), a = cols / 2, pix = g->OH * g->OW, per = images_per_block(g);
-  float *slice = j->slices + per * pix * (t == 0 ? 0 : a);
-  if (t == 0) {
+  /* Member 1's block of lowered columns after member 0's, which is wide enough for B. */
+  float *slice = j->slices + per * pix * (t == 0 ? 0 : cols - a);
+  if (nt < 2) {
+    weight_grad_copy(j, 0, cols, true);
+    weight_grad_part(j, j->padded, 0, a, 0, g->N, slice, j->dbias);
+    weight_grad_part(j, j->padded + a * j->ldp, a, cols, 0, g->N, slice, NULL);
+    weight_grad_copy(j, 0, cols, false);
+  } else if (t == 0) {
     weight_grad_copy(j, 0, cols, true);
     weight_grad_part(j, j->padded, 0, a, 0, b->half, slice, j->dbias);
     nerve__flag_raise(&b->first_a);
@@ -1088,8 +1112,7 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
                           (!dweight || team_grad);
   int grad_threads = team_grad ? nerve__threads_for(ctx, N * pix * cols * K, CONV_TEAM_GRAIN) : 1;
   if (grad_threads > cols) grad_threads = (int)cols;
-  const bool both = team_grad && team_input && grad_threads == 2 && input_grad_threads(ctx, &g) == 2 &&
-                    cols % 2 == 0 && N > per;
+  const bool both = team_grad && team_input && grad_threads == 2 && input_grad_threads(ctx, &g) == 2 && N > per;
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, 2 * (size_t)block * sizeof(float), func);
   if (s == NERVE_OK) s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, both ? tn + nn : nn > tn ? nn : tn, func);
   if (s != NERVE_OK) return s;
@@ -1111,6 +1134,7 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
       float *packed = (float *)((char *)ctx->scratch[NERVE_SCRATCH_GEMM] + tn);
       both_grads_job bj = {.wg = wj, .ig = input_grad_setup(ctx, &g, din, dcol, dout, weight, packed, 2),
                            .half = (blocks + 1) / 2 * per};
+      bj.ig.split = bj.half;
       nerve__parallel_team(2, both_grads_member, &bj);
       return NERVE_OK;
     }

@@ -3813,12 +3813,14 @@ static int64_t sparse_tile_rows(const nerve_context *ctx, int64_t M) {
 }
 #endif
 #if NERVE_X86
-/* Rows [r0, r1) of C in tiles of up to tile_rows rows, each panel of B in turn. */
+/* Rows [r0, r1) of C in tiles of up to tile_rows rows, as even as they can be (no short last
+ * tile, whose last rows would leave slots idle), each panel of B in turn. */
 NERVE_TARGET_AVX512 static void sparse_nn_tiles(const sparse_job *j, int64_t r0, int64_t r1) {
   const int64_t *starts = j->a->starts + j->first;
   const int64_t panels = (j->N + NR - 1) / NR;
-  for (int64_t m0 = r0; m0 < r1; m0 += j->tile_rows) {
-    const int64_t m1 = m0 + j->tile_rows < r1 ? m0 + j->tile_rows : r1;
+  const int64_t tiles = (r1 - r0 + j->tile_rows - 1) / j->tile_rows;
+  for (int64_t u = 0; u < tiles; u++) {
+    const int64_t m0 = r0 + (r1 - r0) * u / tiles, m1 = r0 + (r1 - r0) * (u + 1) / tiles;
     for (int64_t p = 0; p < panels; p++) {
       const int64_t col = p * NR, nr = j->N - col < NR ? j->N - col : NR;
       const float *bias = j->bias ? j->bias + col : NULL;
@@ -4223,9 +4225,9 @@ static int64_t sparse_row_cut(const sparse_job *j, int t, int nt) {
 static void sparse_nn_member(void *data, int t, int nt) {
   const sparse_job *shared = data;
   sparse_job j = *shared;
-  const int64_t t0 = j.tiles * t / nt, t1 = j.tiles * (t + 1) / nt;
-  if (t0 >= t1) return;
   if (j.ctx->isa == NERVE_ISA_AVX2) {
+    const int64_t t0 = j.tiles * t / nt, t1 = j.tiles * (t + 1) / nt;
+    if (t0 >= t1) return;
     const int64_t ldp = avx2_list_ldp(j.N);
     float *P = j.copies + (int64_t)t * j.copy_floats;
     avx2_pad_rows(P, ldp, j.B, j.ldb, j.a->cols, j.N, 1.0f);
@@ -4233,13 +4235,15 @@ static void sparse_nn_member(void *data, int t, int nt) {
     avx2_sparse_nn_tiles(&j, t0, t1);
     return;
   }
+  const int64_t r0 = sparse_row_cut(&j, t, nt), r1 = sparse_row_cut(&j, t + 1, nt);
+  if (r0 >= r1) return;
   if (j.copies) {
     const int64_t ldp = (j.N + NR - 1) / NR * NR;
     copy_job cj = {.P = j.copies + (int64_t)t * j.copy_floats, .ldp = ldp, .G = j.B, .ldg = j.ldb, .N = j.N};
     copy_in(&cj, 0, j.a->cols);
     j.B = cj.P, j.ldb = ldp;
   }
-  sparse_nn_tiles(&j, sparse_row_cut(&j, t, nt), sparse_row_cut(&j, t + 1, nt));
+  sparse_nn_tiles(&j, r0, r1);
 }
 
 /* Rows [k0, k1) of G, by blocks' column lists or by rows, on this member's rows of the padded

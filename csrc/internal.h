@@ -652,7 +652,7 @@ enum { NERVE_SPARSE_PALETTE = 256 };
  * With AVX-512 and a palette slot to spare, also each block's columns in pairs (2q, 2q + 1):
  * pair q of block b is pair_words[pair_starts[b * (cols / 2 + 1) + q] .. [... + q + 1]), one
  * word for each row either column holds, row-within-block | index << 8 | index << 16 (the
- * first column's value's, then the second's; pair_absent, whose palette value is +0.0, where
+ * first column's value's, then the second's; palette_size, whose palette value is +0.0, where
  * that column holds nothing), rows increasing; block b's words start where its entries do.
  * The weight gradient then reads a row of D once for two rows of G (gemm.c's pairs_run).
  * NULL otherwise.
@@ -670,7 +670,7 @@ struct nerve_sparse {
   uint32_t *pair_words;   /* nonzeros + NERVE_SPARSE_PAD */
   int64_t *pair_starts;   /* blocks * (cols / 2 + 1) */
   int64_t *pair_ends;     /* cols / 2 + 1: words in pairs [0, q), over all blocks */
-  int palette_size;       /* values in palette; pair_absent is this index */
+  int palette_size;       /* values in palette (then +0.0 at this index, where pairs exist) */
 };
 
 /* C[M,N] = bias + A . B[K,N] with A = rows [first, first + M) of a: the chains

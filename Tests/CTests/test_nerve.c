@@ -445,6 +445,41 @@ static void test_dense_backward_halves(void) {
   free(in), free(w), free(dout), free(din[0]), free(din[1]);
 }
 
+/* A convolution's backward, which two threads take as one team for both gradients
+ * (conv.c's both_grads_member, where the weight is packed): one thread's bits for the input,
+ * weight and bias gradients, with an even and an odd count of lowered columns (24 and 23
+ * channels, 3 x 3). Run also with OMP_THREAD_LIMIT=1, where that team's one member takes it
+ * all. */
+static void test_conv_backward_team(void) {
+  enum { N = 40, H = 12, W = 12, K = 32, MAXC = 24 };
+  float *in = malloc(sizeof(float) * N * H * W * MAXC), *w = malloc(sizeof(float) * 9 * MAXC * K);
+  float *dout = malloc(sizeof(float) * N * H * W * K);
+  float *din[2] = {malloc(sizeof(float) * N * H * W * MAXC), malloc(sizeof(float) * N * H * W * MAXC)};
+  float *dw[2] = {malloc(sizeof(float) * 9 * MAXC * K), malloc(sizeof(float) * 9 * MAXC * K)}, db[2][K];
+  unsigned seed = 17;
+  for (int k = 0; k < N * H * W * MAXC; k++)
+    in[k] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f;
+  for (int k = 0; k < 9 * MAXC * K; k++)
+    w[k] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f - 0.5f;
+  for (int k = 0; k < N * H * W * K; k++) /* a max pool's gradient: mostly zeros */
+    dout[k] = k % 4 ? 0.0f : (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f - 0.5f;
+  for (int C = MAXC - 1; C <= MAXC; C++) {
+    for (int c = 0; c < 2; c++) {
+      nerve_context *ctx = NULL;
+      EXPECT(nerve_context_create(&ctx, c + 1) == NERVE_OK, "context of %d thread(s)", c + 1);
+      if (!ctx) return;
+      for (int k = 0; k < 9 * C * K; k++) dw[c][k] = 0.001f * k;
+      for (int k = 0; k < K; k++) db[c][k] = -0.01f * k;
+      OK(ctx, nerve_conv2d_backward(ctx, din[c], dw[c], db[c], dout, in, w, N, H, W, C, K, 3, 3, 1, 1, 1, 1, H, W));
+      nerve_context_free(ctx);
+    }
+    EXPECT(memcmp(din[0], din[1], sizeof(float) * N * H * W * C) == 0, "conv input gradients differ (C %d)", C);
+    EXPECT(memcmp(dw[0], dw[1], sizeof(float) * 9 * C * K) == 0, "conv weight gradients differ (C %d)", C);
+    EXPECT(memcmp(db[0], db[1], sizeof db[0]) == 0, "conv bias gradients differ (C %d)", C);
+  }
+  free(in), free(w), free(dout), free(din[0]), free(din[1]), free(dw[0]), free(dw[1]);
+}
+
 /* The input gradient of batches of 8-40 rows, which the AVX-512 kernels take with the batch's
  * rows in vector lanes (gemm.c's nn_lanes, one asm statement a row for two vectors of rows:
  * 17-32): against sums in double, and bit-identical at 1 and 3 threads, as CMake's compiler
@@ -553,6 +588,7 @@ int main(void) {
   nerve_context_free(ctx);
   test_dense_threads();
   test_dense_backward_halves();
+  test_conv_backward_team();
   test_input_gradient_lanes();
   test_optimizer_subnormals();
   test_far_cores_paths();

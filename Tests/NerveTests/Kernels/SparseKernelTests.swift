@@ -196,12 +196,14 @@ struct SparseKernelTests {
   /// The column pairs' lists (AVX-512; a word for each row either column of a pair holds) leave
   /// a column's terms out where its input is zero, exactly: a NaN or an infinity in dy on such
   /// a row stays out of that column's sums, and a sum at -0 stays -0 while its column has no
-  /// entries but its pair's other column has.
+  /// entries but its pair's other column has. (Below AVX-512 the same holds of the column
+  /// lists.) Rows enough for three threads to share the pairs (the work sets the team), odd
+  /// columns (the last alone), and one panel or two (10 or 30 outputs).
   @Test("column pairs: each weight gradient row its own column's chain, at 1, 2 and 3 threads",
-        arguments: [(rows: 1100, first: 0, n: 1100, i: 50), (rows: 1100, first: 100, n: 900, i: 41),
-                    (rows: 600, first: 0, n: 512, i: 33)])
-  func columnPairs(_ c: (rows: Int, first: Int, n: Int, i: Int)) {
-    let o = 30
+        arguments: [(rows: 4100, first: 100, n: 3900, i: 41, o: 30), (rows: 8000, first: 0, n: 8000, i: 50, o: 10),
+                    (rows: 600, first: 0, n: 512, i: 33, o: 30)])
+  func columnPairs(_ c: (rows: Int, first: Int, n: Int, i: Int, o: Int)) {
+    let o = c.o
     var x = Self.quantized(sparseInputs(c.rows, c.i, seed: 71))
     for r in 0..<c.rows { x[r * c.i + 2] = 0 }  // column 2 empty; column 3, its pair's, not
     for r in 0..<c.rows { x[r * c.i + 3] = x[r * c.i + 3] == 0 ? 0.5 : x[r * c.i + 3] }
@@ -223,7 +225,8 @@ struct SparseKernelTests {
       let k = Kernels(threads: threads, isa: .best)
       let listed = Listed(k, x, rows: c.rows, cols: c.i)
       var dw = dw0
-      k.ok(nerve_dense_backward_sparse(k.ctx, &dw, nil, listed.raw, Int64(c.first), dy, Int64(c.n), Int64(c.i), Int64(o)))
+      k.ok(nerve_dense_backward_sparse(
+        k.ctx, &dw, nil, listed.raw, Int64(c.first), dy, Int64(c.n), Int64(c.i), Int64(o)))
       #expect(bitwiseEqual(dw, expected), "\(c) at \(threads) threads on \(k.isa)")
     }
   }
