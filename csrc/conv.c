@@ -834,19 +834,15 @@ static void input_grad_until(input_grad_job *ig, int t, int *flag) {
   nerve__flag_wait(flag);
 }
 
-static void both_grads_member(void *data, int t, int nt) {
-  both_grads_job *b = data;
+/* Member t's part of the weight gradient (both_grads_member): 0 the columns' first halves of
+ * the images, 1 their second halves, taking input-gradient images while it waits for 0. */
+static void both_grads_part(both_grads_job *b, int t) {
   const weight_grad_job *j = &b->wg;
   const conv_geom *g = j->g;
   const int64_t cols = cols_of(g), a = cols / 2, pix = g->OH * g->OW, per = images_per_block(g);
   /* Member 1's block of lowered columns after member 0's, which is wide enough for B. */
   float *slice = j->slices + per * pix * (t == 0 ? 0 : cols - a);
-  if (nt < 2) {
-    weight_grad_copy(j, 0, cols, true);
-    weight_grad_part(j, j->padded, 0, a, 0, g->N, slice, j->dbias);
-    weight_grad_part(j, j->padded + a * j->ldp, a, cols, 0, g->N, slice, NULL);
-    weight_grad_copy(j, 0, cols, false);
-  } else if (t == 0) {
+  if (t == 0) {
     weight_grad_copy(j, 0, cols, true);
     weight_grad_part(j, j->padded, 0, a, 0, b->half, slice, j->dbias);
     nerve__flag_raise(&b->first_a);
@@ -859,6 +855,12 @@ static void both_grads_member(void *data, int t, int nt) {
     weight_grad_part(j, j->padded + a * j->ldp, a, cols, b->half, g->N, slice, NULL);
     weight_grad_copy(j, 0, cols, false);
   }
+}
+
+static void both_grads_member(void *data, int t, int nt) {
+  both_grads_job *b = data;
+  both_grads_part(b, t);
+  if (nt < 2) both_grads_part(b, 1); /* alone: its flags are raised, so nothing waits */
   while (input_grad_next(&b->ig, t)) {
   }
 }

@@ -3883,23 +3883,17 @@ NERVE_TARGET_AVX512 static void block_columns(const nerve_sparse *a, int64_t b, 
                                               __mmask16 m1) {
   const int64_t *at = a->block_starts + b * (a->cols + 1);
   const int W = nr > 16 ? 2 : 1;
-  const int64_t ka = (k0 + 1) & ~(int64_t)1, kb = k1 & ~(int64_t)1;
-  if (!a->pair_words || ka >= kb) {
-    slots_any(W, LIST_BLOCK_WORDS, true, a->block_words, a->palette, at, at + 1, a->nonzeros, k0,
-              k1, NULL, 0, G, ldg, true, NULL, rows, NR, m0, m1);
-    return;
-  }
-  if (k0 < ka)
-    slots_any(W, LIST_BLOCK_WORDS, true, a->block_words, a->palette, at, at + 1, a->nonzeros, k0,
-              ka, NULL, 0, G, ldg, true, NULL, rows, NR, m0, m1);
-  const int64_t *pairs = a->pair_starts + b * (a->cols / 2 + 1);
-  if (W == 2)
+  int64_t ka = (k0 + 1) & ~(int64_t)1, kb = k1 & ~(int64_t)1; /* the pairs' columns */
+  if (!a->pair_words || ka >= kb) ka = kb = k1;               /* none: every column alone */
+  slots_any(W, LIST_BLOCK_WORDS, true, a->block_words, a->palette, at, at + 1, a->nonzeros, k0, ka,
+            NULL, 0, G, ldg, true, NULL, rows, NR, m0, m1);
+  const int64_t *pairs = a->pair_starts ? a->pair_starts + b * (a->cols / 2 + 1) : NULL;
+  if (ka < kb && W == 2)
     pairs_run(2, a->pair_words, a->palette, pairs, a->nonzeros, ka / 2, kb / 2, G, ldg, rows, NR, m0, m1);
-  else
+  else if (ka < kb)
     pairs_run(1, a->pair_words, a->palette, pairs, a->nonzeros, ka / 2, kb / 2, G, ldg, rows, NR, m0, 0);
-  if (kb < k1)
-    slots_any(W, LIST_BLOCK_WORDS, true, a->block_words, a->palette, at, at + 1, a->nonzeros, kb,
-              k1, NULL, 0, G, ldg, true, NULL, rows, NR, m0, m1);
+  slots_any(W, LIST_BLOCK_WORDS, true, a->block_words, a->palette, at, at + 1, a->nonzeros, kb, k1,
+            NULL, 0, G, ldg, true, NULL, rows, NR, m0, m1);
 }
 
 /*
@@ -4261,6 +4255,14 @@ static void sparse_tn_part(const sparse_job *j, int64_t k0, int64_t k1, bool by_
   if (j->copy) copy_out(j->copy, k0, k1);
 }
 
+/* The first of `lists` lists where the words before it (ends, as list_ends makes them) reach
+ * t / nt of all. */
+static int64_t lists_cut(const int64_t *ends, int64_t lists, int t, int nt) {
+  int64_t i = 0;
+  while (i < lists && ends[i] * nt < ends[lists] * t) i++;
+  return i;
+}
+
 /* The column lists' share of thread t: columns cut where the entries before them (over the
  * whole matrix, a slice's proxy) reach t / nt of all, instead of equal ranges of columns
  * (MNIST's lower half holds 53% of its entries); where the lists come in pairs, whole pairs
@@ -4268,20 +4270,13 @@ static void sparse_tn_part(const sparse_job *j, int64_t k0, int64_t k1, bool by_
  * Lab A's second thread was busy 7% longer). */
 static void sparse_tn_share(void *data, int t, int nt) {
   sparse_job *j = data;
-  const int64_t K = j->a->cols;
-  int64_t k0 = 0, k1 = 0;
-  if (j->a->pair_words) { /* whole pairs, cut by their words */
-    const int64_t *ends = j->a->pair_ends, Q = K / 2;
-    int64_t q0 = 0, q1 = 0;
-    while (q0 < Q && ends[q0] * nt < ends[Q] * t) q0++;
-    while (q1 < Q && ends[q1] * nt < ends[Q] * (t + 1)) q1++;
-    k0 = 2 * q0, k1 = 2 * q1;
-  } else {
-    const int64_t *ends = j->a->column_ends;
-    while (k0 < K && ends[k0] * nt < ends[K] * t) k0++;
-    while (k1 < K && ends[k1] * nt < ends[K] * (t + 1)) k1++;
-  }
-  if (t == nt - 1) k1 = K;
+  const nerve_sparse *a = j->a;
+  const int64_t K = a->cols;
+  /* Whole pairs where there are pairs (two columns a pair). */
+  const int64_t per = a->pair_words ? 2 : 1, lists = K / per;
+  const int64_t *ends = a->pair_words ? a->pair_ends : a->column_ends;
+  const int64_t k0 = per * lists_cut(ends, lists, t, nt);
+  const int64_t k1 = t == nt - 1 ? K : per * lists_cut(ends, lists, t + 1, nt);
   /* The bias's sums, one chain a column over all rows, by halves of the rows as dense.c's
    * halves_member takes its weight gradient's chains: member 0 over the first half (the rows
    * the layer after wrote on its core) before its lists, the last member on from there after

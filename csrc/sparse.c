@@ -312,6 +312,18 @@ static void fill_blocks(void *data, int64_t b0, int64_t b1) {
   }
 }
 
+/* ends[0..lists]: the words of lists [0, i) over all blocks, each block's `lists` lists
+ * starting at starts[b * (lists + 1) ..]. The weight gradient shares lists out to threads by
+ * them (sparse_tn_share). */
+static void list_ends(int64_t *ends, const int64_t *starts, int64_t blocks, int64_t lists) {
+  for (int64_t i = 0; i <= lists; i++) ends[i] = 0;
+  for (int64_t b = 0; b < blocks; b++) {
+    const int64_t *at = starts + b * (lists + 1);
+    for (int64_t i = 0; i < lists; i++) ends[i + 1] += at[i + 1] - at[i];
+  }
+  for (int64_t i = 1; i <= lists; i++) ends[i] += ends[i - 1];
+}
+
 /* The column lists, when their index (one start per column and block) is no larger than the
  * entries; false if memory is short. */
 static bool list_blocks(nerve_context *ctx, nerve_sparse *m) {
@@ -323,14 +335,7 @@ static bool list_blocks(nerve_context *ctx, nerve_sparse *m) {
   if (!m->block_starts || !m->column_ends || !m->block_words) return false;
   memset(m->block_words + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(uint16_t));
   nerve__parallel_for(ctx, blocks, 1, fill_blocks, m);
-  /* Each column's entries over all blocks, summed from the left: the weight gradient shares
-   * columns out to threads by them. */
-  for (int64_t k = 0; k < width; k++) m->column_ends[k] = 0;
-  for (int64_t b = 0; b < blocks; b++) {
-    const int64_t *at = m->block_starts + b * width;
-    for (int64_t k = 0; k < m->cols; k++) m->column_ends[k + 1] += at[k + 1] - at[k];
-  }
-  for (int64_t k = 1; k < width; k++) m->column_ends[k] += m->column_ends[k - 1];
+  list_ends(m->column_ends, m->block_starts, blocks, m->cols);
   return true;
 }
 
@@ -382,14 +387,7 @@ static void list_pairs(nerve_context *ctx, nerve_sparse *m) {
   m->palette[m->palette_size] = 0.0f;
   memset(m->pair_words + m->nonzeros, 0, NERVE_SPARSE_PAD * sizeof(uint32_t));
   nerve__parallel_for(ctx, blocks, 1, fill_pairs, m);
-  /* Each pair's words over all blocks, summed from the left: the weight gradient shares pairs
-   * out to threads by them, as it shares columns by their entries. */
-  for (int64_t q = 0; q <= pairs; q++) m->pair_ends[q] = 0;
-  for (int64_t b = 0; b < blocks; b++) {
-    const int64_t *at = m->pair_starts + b * (pairs + 1);
-    for (int64_t q = 0; q < pairs; q++) m->pair_ends[q + 1] += at[q + 1] - at[q];
-  }
-  for (int64_t q = 1; q <= pairs; q++) m->pair_ends[q] += m->pair_ends[q - 1];
+  list_ends(m->pair_ends, m->pair_starts, blocks, pairs);
 }
 
 /* Packs m where the kernels that read the words run (AVX-512's and AVX2's) and its columns and

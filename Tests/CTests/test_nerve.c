@@ -457,12 +457,11 @@ static void test_conv_backward_team(void) {
   float *din[2] = {malloc(sizeof(float) * N * H * W * MAXC), malloc(sizeof(float) * N * H * W * MAXC)};
   float *dw[2] = {malloc(sizeof(float) * 9 * MAXC * K), malloc(sizeof(float) * 9 * MAXC * K)}, db[2][K];
   unsigned seed = 17;
-  for (int k = 0; k < N * H * W * MAXC; k++)
-    in[k] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f;
-  for (int k = 0; k < 9 * MAXC * K; k++)
-    w[k] = (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f - 0.5f;
+  fill_random(in, N * H * W * MAXC, &seed);
+  fill_random(w, 9 * MAXC * K, &seed);
+  fill_random(dout, N * H * W * K, &seed);
   for (int k = 0; k < N * H * W * K; k++) /* a max pool's gradient: mostly zeros */
-    dout[k] = k % 4 ? 0.0f : (float)((seed = seed * 1103515245u + 12345u) >> 16 & 0x7fff) / 32768.0f - 0.5f;
+    if (k % 4) dout[k] = 0.0f;
   for (int C = MAXC - 1; C <= MAXC; C++) {
     for (int c = 0; c < 2; c++) {
       nerve_context *ctx = NULL;
