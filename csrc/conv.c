@@ -717,6 +717,25 @@ static void weight_grad_member(void *data, int t, int nt) {
   weight_grad_copy(j, k0, k1, false);
 }
 
+/*
+ * Lowered columns a member of a weight-gradient team needs (weight_grad_member): its share of
+ * the columns is the rows of its register tiles (12 at most), against which each row of dout
+ * it reads is multiplied, and every member reads all of dout, half of it written by the other
+ * core (batch norm's backward shares rows). Lab E's first convolution (9 columns, 32 channels),
+ * one step at 2 threads (bench/lab_e_step.c): 0.22 ms split 4 + 5, 0.16 on one thread. Splits
+ * of the images instead (in a relay, to keep each element's order of rows: member 0 adds the
+ * first half to each part in turn, member 1 the second half to each part member 0 has done)
+ * took 0.17-0.19 ms with the 32 channels as two parts, 0.18 with the columns as three.
+ */
+enum { WEIGHT_GRAD_MEMBER_COLS = 12 };
+
+/* Members for a weight-gradient team of `threads` over g's lowered columns: at most one for
+ * each WEIGHT_GRAD_MEMBER_COLS of them, and at least one. */
+static int weight_grad_threads(const conv_geom *g, int threads) {
+  const int64_t most = cols_of(g) / WEIGHT_GRAD_MEMBER_COLS;
+  return most < 1 ? 1 : most < threads ? (int)most : threads;
+}
+
 /* Bytes of lowered input gradient a team member keeps at once: its rows are summed back into
  * din while they are still in L2. */
 enum { INPUT_GRAD_GROUP_BYTES = 256 << 10 };
@@ -1115,6 +1134,7 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
   int grad_threads = team_grad ? nerve__threads_for(ctx, N * pix * cols * K, CONV_TEAM_GRAIN) : 1;
   if (grad_threads > cols) grad_threads = (int)cols;
   const bool both = team_grad && team_input && grad_threads == 2 && input_grad_threads(ctx, &g) == 2 && N > per;
+  if (!both) grad_threads = weight_grad_threads(&g, grad_threads);
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, 2 * (size_t)block * sizeof(float), func);
   if (s == NERVE_OK) s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, both ? tn + nn : nn > tn ? nn : tn, func);
   if (s != NERVE_OK) return s;

@@ -28,6 +28,9 @@ let convGeometries: [RefGeometry] = [
   // 18 rows of output pixels and 20 filters: the input gradient's products take the rows in
   // the lanes (gemm.c's nn_lanes).
   .init(n: 2, h: 5, w: 5, c: 3, k: 20, kh: 3, kw: 3, sh: 1, sw: 1, same: false),
+  // Lab E's first convolution: 9 lowered columns, too few for a weight-gradient team (conv.c,
+  // weight_grad_threads), so one thread takes them whatever the context's count.
+  .init(n: 3, h: 28, w: 28, c: 1, k: 32, kh: 3, kw: 3, sh: 1, sw: 1, same: true),
 ]
 
 let poolGeometries: [RefGeometry] = [
