@@ -5,7 +5,10 @@
  * wall time, each of the first two threads' busy time inside it, and the serial time before it
  * (the gap since the last region ended, if under 2 ms). Printed at exit as file+offset;
  * bench/region_times.sh names them with nm. Teams of one thread do not pass through libgomp
- * (nerve__parallel_team calls them directly), so at --threads 1 nothing is counted.
+ * (nerve__parallel_team calls them directly), so at --threads 1 nothing is counted. With
+ * REGION_TIMES_INNER=1 in the environment, a team function's calls are counted apart by the
+ * first word of its job where that is code (nerve__parallel_for's range_member: the range
+ * function each loop runs), as team>inner.
  *
  *   bench/region_times.sh .build/release/nerve bench --workloads lab-a --threads 2 --repeats 50
  */
@@ -20,7 +23,7 @@
 enum { MAX_FUNCTIONS = 256 };
 
 typedef struct {
-  void *fn;
+  void *fn, *inner; /* inner: the job's own first word where counted apart, else NULL */
   long calls;
   double wall, busy[2], gap;
 } region;
@@ -35,14 +38,37 @@ static double now(void) {
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* Prints "file+offset" for code address p (the binary's own file if dladdr names none). */
+static void print_address(void *p) {
+  Dl_info d = {0};
+  dladdr(p, &d);
+  fprintf(stderr, "%s+%#lx", d.dli_fname && *d.dli_fname ? d.dli_fname : "?",
+          (unsigned long)((char *)p - (char *)d.dli_fbase));
+}
+
 static void report(void) {
   for (int i = 0; i < count; i++) {
-    Dl_info d = {0};
-    dladdr(regions[i].fn, &d);
-    fprintf(stderr, "region %s+%#lx calls %ld wall %.4f busy %.4f %.4f gap %.4f\n",
-            d.dli_fname && *d.dli_fname ? d.dli_fname : "?", (unsigned long)((char *)regions[i].fn - (char *)d.dli_fbase),
-            regions[i].calls, regions[i].wall, regions[i].busy[0], regions[i].busy[1], regions[i].gap);
+    fprintf(stderr, "region ");
+    print_address(regions[i].fn);
+    if (regions[i].inner) {
+      fprintf(stderr, ">");
+      print_address(regions[i].inner);
+    }
+    fprintf(stderr, " calls %ld wall %.4f busy %.4f %.4f gap %.4f\n", regions[i].calls, regions[i].wall,
+            regions[i].busy[0], regions[i].busy[1], regions[i].gap);
   }
+}
+
+/* The first word of the job a team function was given (nerve__parallel_team's {fn, arg}: arg's
+ * first word) where REGION_TIMES_INNER asks for it and it lies in a loaded object's code. */
+static void *inner_key(void *data) {
+  static int wanted = -1;
+  if (wanted < 0) wanted = getenv("REGION_TIMES_INNER") && atoi(getenv("REGION_TIMES_INNER")) > 0;
+  void *arg = wanted ? ((void **)data)[1] : NULL;
+  if (!arg) return NULL;
+  void *first = *(void **)arg;
+  Dl_info d = {0};
+  return first && dladdr(first, &d) && d.dli_fbase ? first : NULL;
 }
 
 typedef struct {
@@ -65,11 +91,11 @@ void GOMP_parallel(void (*fn)(void *), void *data, unsigned threads, unsigned fl
     real = (void (*)(void (*)(void *), void *, unsigned, unsigned))dlsym(RTLD_NEXT, "GOMP_parallel");
     atexit(report);
   }
-  void *key = *(void **)data;
+  void *key = *(void **)data, *inner = inner_key(data);
   region *r = NULL;
   for (int i = 0; i < count && !r; i++)
-    if (regions[i].fn == key) r = &regions[i];
-  if (!r && count < MAX_FUNCTIONS) r = &regions[count++], r->fn = key;
+    if (regions[i].fn == key && regions[i].inner == inner) r = &regions[i];
+  if (!r && count < MAX_FUNCTIONS) r = &regions[count++], r->fn = key, r->inner = inner;
   if (!r) {
     real(fn, data, threads, flags);
     return;

@@ -3,6 +3,7 @@
 # wall time, the first two threads' busy time and the serial time before it, in milliseconds,
 # named from the binary's or library's symbols (nm). Timed with gcc -O2 and -fopenmp.
 #   bench/region_times.sh .build/release/nerve train --config examples/fast-99.toml --threads 2
+# REGION_TIMES_INNER=1 counts each parallel loop apart (range_member>its range function).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)
@@ -26,14 +27,18 @@ def symbols(path):
     return names[path]
 rows = []
 for line in open(regions):
-    m = re.match(r"region (\S+)\+(0x[0-9a-f]+|0) calls (\d+) wall (\S+) busy (\S+) (\S+) gap (\S+)", line)
+    m = re.match(r"region (\S+) calls (\d+) wall (\S+) busy (\S+) (\S+) gap (\S+)", line)
     if not m:
         continue
-    module, offset = m.group(1), int(m.group(2), 16)
-    path = module if os.path.exists(module) else binary
-    name = symbols(path).get(offset, f"{os.path.basename(module)}+{offset:#x}")
-    rows.append((float(m.group(4)), name, int(m.group(3)), float(m.group(5)), float(m.group(6)), float(m.group(7))))
-print(f"{'region':32s} {'calls':>7s} {'wall ms':>9s} {'busy 0':>8s} {'busy 1':>8s} {'gap ms':>7s}")
+    parts = []
+    for address in m.group(1).split(">"):
+        module, offset = address.rsplit("+", 1)
+        offset = int(offset, 16)
+        path = module if os.path.exists(module) else binary
+        parts.append(symbols(path).get(offset, f"{os.path.basename(module)}+{offset:#x}"))
+    rows.append((float(m.group(3)), ">".join(parts), int(m.group(2)), float(m.group(4)), float(m.group(5)),
+                 float(m.group(6))))
+print(f"{'region':44s} {'calls':>7s} {'wall ms':>9s} {'busy 0':>8s} {'busy 1':>8s} {'gap ms':>7s}")
 for wall, name, calls, b0, b1, gap in sorted(rows, reverse=True):
-    print(f"{name[:32]:32s} {calls:7d} {wall*1e3:9.1f} {b0*1e3:8.1f} {b1*1e3:8.1f} {gap*1e3:7.1f}")
+    print(f"{name[:44]:44s} {calls:7d} {wall*1e3:9.1f} {b0*1e3:8.1f} {b1*1e3:8.1f} {gap*1e3:7.1f}")
 PY
