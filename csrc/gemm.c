@@ -173,6 +173,16 @@ enum { NN_MR = 8, NR = 32, NN_KC = 2048, TN_MR = 8, TN_KT = 12, TN_KCHUNK = 1024
  * built with SwiftPM's flags, medians of 3) 4.5-4.6 -> 4.1 ms at 1 thread, 2.1-2.2 -> 1.9 ms at
  * 2; 512 measured the same as 1024. */
 enum { NN_KB = 1024 };
+/*
+ * Reduction steps a block takes for 17 to 32 rows (two to four tiles of NN_MR): each tile
+ * after the first reads the panel's block of B again, 128 rows of it (16 KB) staying in L1
+ * where NN_KB's 128 KB did not. Lab E's 6272 -> 784 forward at 32 rows on an Emerald Rapids
+ * (bench/dense_products.c,
+ * alternated): 2.61-2.65 -> 2.53-2.54 ms at 1 thread, 1.30-1.37 -> 1.30-1.33 at 2; 256 steps
+ * about the same, 512 and 64 no better than 1024. A row's chain is the same either way.
+ */
+enum { NN_SHORT_KB = 128 };
+static int64_t nn_block_steps(int64_t rows) { return rows > NN_MR * 2 && rows <= NN_MR * 4 ? NN_SHORT_KB : NN_KB; }
 /* Rows of A a stored product takes at a time, each chunk reading all of B: at 64, inference of
  * Lab E's CNN (90 images a pass through the 6272 -> 784 layer) read its 19.7 MB of weights
  * twice a pass; at 128 once (predict-cnn, medians of 4 alternations: 1.14 -> 0.99 s at 1
@@ -829,8 +839,9 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
   int64_t live[TILES];
   for (int64_t mc = r0; mc < r1; mc += NN_MC) {
     int64_t mce = mc + NN_MC < r1 ? mc + NN_MC : r1;
-    for (int64_t k0 = 0; k0 < j->K || k0 == 0; k0 += NN_KB) {
-      int64_t kc = j->K - k0 < NN_KB ? j->K - k0 : NN_KB;
+    const int64_t kb = nn_block_steps(mce - mc); /* reduction steps a block */
+    for (int64_t k0 = 0; k0 < j->K || k0 == 0; k0 += kb) {
+      int64_t kc = j->K - k0 < kb ? j->K - k0 : kb;
       bool first = k0 == 0;
       if (p1 - p0 == 1) {
         /* One panel: each tile meets B once, so its rows' own lists serve it better than a
@@ -859,9 +870,9 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
           int64_t next_rows = 0;
           if (p + 1 < p1) {
             next = nn_block(j, p + 1, k0), next_rows = kc;
-          } else if (k0 + NN_KB < j->K) {
-            next = nn_block(j, p0, k0 + NN_KB);
-            next_rows = j->K - k0 - NN_KB < NN_KB ? j->K - k0 - NN_KB : NN_KB;
+          } else if (k0 + kb < j->K) {
+            next = nn_block(j, p0, k0 + kb);
+            next_rows = j->K - k0 - kb < kb ? j->K - k0 - kb : kb;
           }
           const int64_t tiles = (mce - mc + NN_MR - 1) / NN_MR;
           const int64_t share = (next_rows + tiles - 1) / tiles;

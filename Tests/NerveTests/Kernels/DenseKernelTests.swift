@@ -150,6 +150,32 @@ struct DenseKernelTests {
     }
   }
 
+  /// AVX-512's stored products take the reduction in blocks (128 steps for 17 to 32 rows, 1024
+  /// past them: gemm.c's nn_block_steps), carrying each element's sum from block to block: the
+  /// forward is still each output's one chain of fused multiply-adds from its bias in the
+  /// inputs' order, written out here, for rows at both sizes and a last block of one step.
+  @Test("the AVX-512 forward is each output's one chain from its bias, whatever its blocks", arguments: [17, 32, 40])
+  func forwardChains(_ rows: Int) {
+    guard InstructionSet.best == .avx512 else { return }
+    let inputs = 1025, outputs = 70
+    let x = randomFloats(rows * inputs, seed: 81).map { $0 == 0 ? 0.5 : $0 }
+    let w = randomFloats(inputs * outputs, seed: 82), b = randomFloats(outputs, seed: 83)
+    var want = [Float](repeating: 0, count: rows * outputs)
+    for m in 0..<rows {
+      for o in 0..<outputs {
+        var sum = b[o]
+        for i in 0..<inputs { sum = sum.addingProduct(x[m * inputs + i], w[i * outputs + o]) }
+        want[m * outputs + o] = sum
+      }
+    }
+    for threads in [1, 2, 3] {
+      let k = Kernels(threads: threads, isa: .avx512)
+      var y = [Float](repeating: .nan, count: rows * outputs)
+      k.ok(nerve_dense_forward(k.ctx, &y, x, w, b, Int64(rows), Int64(inputs), Int64(outputs)))
+      #expect(bitwiseEqual(y, want), "\(rows) rows, \(threads) thread(s)")
+    }
+  }
+
   @Test("the bias gradient's AVX-512 kernel gives the AVX2 loop's bits, with and without a step", arguments: denseShapes)
   func biasKernelBits(_ s: DenseShape) {
     guard InstructionSet.best == .avx512 else { return }
