@@ -7,8 +7,11 @@
  * bench/region_times.sh names them with nm. Teams of one thread do not pass through libgomp
  * (nerve__parallel_team calls them directly), so at --threads 1 nothing is counted. With
  * REGION_TIMES_INNER=1 in the environment, a team function's calls are counted apart by the
- * first word of its job where that is code (nerve__parallel_for's range_member: the range
- * function each loop runs), as team>inner.
+ * first word of its job where that address lies in a loaded object (nerve__parallel_for's
+ * range_member and nerve__parallel_chunks' chunks_member: the range function each loop runs),
+ * as team>inner. That reads two words behind each region's data, as libnerve passes them
+ * ({fn, arg}): only for processes whose OpenMP regions all come from libnerve (Debian's
+ * OpenBLAS uses pthreads); another library's region could have less behind its pointer.
  *
  *   bench/region_times.sh .build/release/nerve bench --workloads lab-a --threads 2 --repeats 50
  */
@@ -60,7 +63,7 @@ static void report(void) {
 }
 
 /* The first word of the job a team function was given (nerve__parallel_team's {fn, arg}: arg's
- * first word) where REGION_TIMES_INNER asks for it and it lies in a loaded object's code. */
+ * first word) where REGION_TIMES_INNER asks for it and dladdr places it in a loaded object. */
 static void *inner_key(void *data) {
   static int wanted = -1;
   if (wanted < 0) wanted = getenv("REGION_TIMES_INNER") && atoi(getenv("REGION_TIMES_INNER")) > 0;
@@ -90,6 +93,10 @@ void GOMP_parallel(void (*fn)(void *), void *data, unsigned threads, unsigned fl
   if (!real) {
     real = (void (*)(void (*)(void *), void *, unsigned, unsigned))dlsym(RTLD_NEXT, "GOMP_parallel");
     atexit(report);
+  }
+  if (!data) { /* a region without shared data (not libnerve's): not counted */
+    real(fn, data, threads, flags);
+    return;
   }
   void *key = *(void **)data, *inner = inner_key(data);
   region *r = NULL;

@@ -3,7 +3,8 @@
 # wall time, the first two threads' busy time and the serial time before it, in milliseconds,
 # named from the binary's or library's symbols (nm). Timed with gcc -O2 and -fopenmp.
 #   bench/region_times.sh .build/release/nerve train --config examples/fast-99.toml --threads 2
-# REGION_TIMES_INNER=1 counts each parallel loop apart (range_member>its range function).
+# REGION_TIMES_INNER=1 counts each parallel loop apart (range_member>its range function; only
+# where every OpenMP region is libnerve's, see region_times.c).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)

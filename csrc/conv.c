@@ -719,7 +719,8 @@ static void weight_grad_member(void *data, int t, int nt) {
 
 /*
  * Lowered columns a member of a weight-gradient team needs (weight_grad_member): its share of
- * the columns is the rows of its register tiles (12 at most), against which each row of dout
+ * the columns is the rows of its register tiles (gemm.c's TN_KT, 12, at most), against which
+ * each row of dout
  * it reads is multiplied, and every member reads all of dout, half of it written by the other
  * core (batch norm's backward shares rows). Lab E's first convolution (9 columns, 32 channels),
  * one step at 2 threads (bench/lab_e_step.c): 0.22 ms split 4 + 5, 0.16 on one thread. Splits
@@ -1134,6 +1135,8 @@ static nerve_status backward(nerve_context *ctx, const conv_geom *geom, float *d
   int grad_threads = team_grad ? nerve__threads_for(ctx, N * pix * cols * K, CONV_TEAM_GRAIN) : 1;
   if (grad_threads > cols) grad_threads = (int)cols;
   const bool both = team_grad && team_input && grad_threads == 2 && input_grad_threads(ctx, &g) == 2 && N > per;
+  /* A two-gradient team keeps its split of the columns: its members read the halves of dout
+   * their own cores wrote, and first layers, the ones with few columns, have no input gradient. */
   if (!both) grad_threads = weight_grad_threads(&g, grad_threads);
   s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, 2 * (size_t)block * sizeof(float), func);
   if (s == NERVE_OK) s = nerve__scratch(ctx, NERVE_SCRATCH_GEMM, both ? tn + nn : nn > tn ? nn : tn, func);

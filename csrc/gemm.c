@@ -174,15 +174,21 @@ enum { NN_MR = 8, NR = 32, NN_KC = 2048, TN_MR = 8, TN_KT = 12, TN_KCHUNK = 1024
  * 2; 512 measured the same as 1024. */
 enum { NN_KB = 1024 };
 /*
- * Reduction steps a block takes for 17 to 32 rows (two to four tiles of NN_MR): each tile
- * after the first reads the panel's block of B again, 128 rows of it (16 KB) staying in L1
- * where NN_KB's 128 KB did not. Lab E's 6272 -> 784 forward at 32 rows on an Emerald Rapids
- * (bench/dense_products.c,
- * alternated): 2.61-2.65 -> 2.53-2.54 ms at 1 thread, 1.30-1.37 -> 1.30-1.33 at 2; 256 steps
- * about the same, 512 and 64 no better than 1024. A row's chain is the same either way.
+ * Reduction steps a block takes where a chunk of 17 to 32 rows (three or four tiles of NN_MR)
+ * meets several panels: each tile after the first reads the panel's block of B again, and 128
+ * rows of it (16 KB) stay in L1 where NN_KB's 128 KB did not. Lab E's 6272 -> 784 forward at 32
+ * rows on an Emerald Rapids (bench/dense_products.c, alternated): 2.61-2.65 -> 2.53-2.54 ms at 1
+ * thread, 1.30-1.37 -> 1.30-1.33 at 2; 256 steps about the same, 512 and 64 no better than 1024.
+ * Not measured elsewhere: with two tiles or fewer the block is read again at most once, from 64
+ * rows the blocks are packed (pack_block), and with one panel each tile meets B once. A row's
+ * chain is the same either way, and with several panels so are the zero columns left out.
  */
 enum { NN_SHORT_KB = 128 };
-static int64_t nn_block_steps(int64_t rows) { return rows > NN_MR * 2 && rows <= NN_MR * 4 ? NN_SHORT_KB : NN_KB; }
+
+/* Reduction steps a block of a chunk of `rows` against `panels` panels takes (NN_SHORT_KB). */
+static int64_t nn_block_steps(int64_t rows, int64_t panels) {
+  return panels >= 2 && rows > NN_MR * 2 && rows <= NN_MR * 4 ? NN_SHORT_KB : NN_KB;
+}
 /* Rows of A a stored product takes at a time, each chunk reading all of B: at 64, inference of
  * Lab E's CNN (90 images a pass through the 6272 -> 784 layer) read its 19.7 MB of weights
  * twice a pass; at 128 once (predict-cnn, medians of 4 alternations: 1.14 -> 0.99 s at 1
@@ -839,7 +845,7 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
   int64_t live[TILES];
   for (int64_t mc = r0; mc < r1; mc += NN_MC) {
     int64_t mce = mc + NN_MC < r1 ? mc + NN_MC : r1;
-    const int64_t kb = nn_block_steps(mce - mc); /* reduction steps a block */
+    const int64_t kb = nn_block_steps(mce - mc, p1 - p0); /* reduction steps a block */
     for (int64_t k0 = 0; k0 < j->K || k0 == 0; k0 += kb) {
       int64_t kc = j->K - k0 < kb ? j->K - k0 : kb;
       bool first = k0 == 0;
@@ -3010,8 +3016,8 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
  * half its entries, 8% of its columns zero over the whole batch). Element (k, c) of G is still
  * one chain over m in order from zero, but only over the m where D[m, c] is not zero: where A
  * and D are finite (list_nonzeros checks D, each tile its block of A, whose chains it otherwise
- * takes whole), a multiply-add by a zero adds +-0, which leaves the
- * sum as it was unless the sum is -0 (a product under the smallest subnormal, rounded), which
+ * takes whole), a multiply-add by a zero adds +-0, which leaves the sum as it was unless the
+ * sum is -0 (a product under the smallest subnormal, rounded), which
  * +0 would turn to +0: a sum that ends -0 is computed again over every m (whole_chain). So
  * these are the bits tn_tile computes. The products run with G's rows in the lanes, LIST_ROWS
  * of them: for each column c, per listed m, one broadcast of D[m, c] against LIST_VECTORS

@@ -150,8 +150,9 @@ struct DenseKernelTests {
     }
   }
 
-  /// AVX-512's stored products take the reduction in blocks (128 steps for 17 to 32 rows, 1024
-  /// past them: gemm.c's nn_block_steps), carrying each element's sum from block to block: the
+  /// AVX-512's stored products take the reduction in blocks (128 steps for chunks of 17 to 32
+  /// rows against several panels, 1024 otherwise: gemm.c's nn_block_steps), carrying each
+  /// element's sum from block to block: the
   /// forward is still each output's one chain of fused multiply-adds from its bias in the
   /// inputs' order, written out here, for rows at both sizes and a last block of one step.
   @Test("the AVX-512 forward is each output's one chain from its bias, whatever its blocks", arguments: [17, 32, 40])

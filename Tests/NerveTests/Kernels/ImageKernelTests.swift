@@ -28,9 +28,10 @@ let convGeometries: [RefGeometry] = [
   // 18 rows of output pixels and 20 filters: the input gradient's products take the rows in
   // the lanes (gemm.c's nn_lanes).
   .init(n: 2, h: 5, w: 5, c: 3, k: 20, kh: 3, kw: 3, sh: 1, sw: 1, same: false),
-  // Lab E's first convolution: 9 lowered columns, too few for a weight-gradient team (conv.c,
-  // weight_grad_threads), so one thread takes them whatever the context's count.
-  .init(n: 3, h: 28, w: 28, c: 1, k: 32, kh: 3, kw: 3, sh: 1, sw: 1, same: true),
+  // Lab E's first convolution over enough images for a team: 9 lowered columns, too few to
+  // share out (conv.c, weight_grad_threads), so one thread takes the weight gradient alone
+  // (the test's call without the input gradient at 2 threads, and both calls at 3).
+  .init(n: 8, h: 28, w: 28, c: 1, k: 32, kh: 3, kw: 3, sh: 1, sw: 1, same: true),
 ]
 
 let poolGeometries: [RefGeometry] = [
@@ -81,6 +82,12 @@ struct ImageKernelTests {
       var inOrder = db0
       for r in 0..<(g.n * g.oh * g.ow) { for o in 0..<g.k { inOrder[o] += dy[r * g.k + o] } }
       #expect(bitwiseEqual(db, inOrder), "conv bias gradient in row order \(g) \(k.label)")
+      // A first layer's call, without the input gradient: the same weight and bias gradients.
+      var dwAlone = dw0, dbAlone = db0
+      k.ok(nerve_conv2d_backward(k.ctx, nil, &dwAlone, &dbAlone, dy, x, w, Int64(g.n), Int64(g.h), Int64(g.w), Int64(g.c),
+                                 Int64(g.k), Int64(g.kh), Int64(g.kw), Int64(g.sh), Int64(g.sw), Int64(g.pt), Int64(g.pl),
+                                 Int64(g.oh), Int64(g.ow)), "backward without din \(g)")
+      #expect(bitwiseEqual(dwAlone, dw) && bitwiseEqual(dbAlone, db), "conv gradients without din \(g) \(k.label)")
     }
   }
 
