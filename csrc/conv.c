@@ -720,9 +720,8 @@ static void weight_grad_member(void *data, int t, int nt) {
 /*
  * Lowered columns a member of a weight-gradient team needs (weight_grad_member): its share of
  * the columns is the rows of its register tiles (gemm.c's TN_KT, 12, at most), against which
- * each row of dout
- * it reads is multiplied, and every member reads all of dout, half of it written by the other
- * core (batch norm's backward shares rows). Lab E's first convolution (9 columns, 32 channels),
+ * each row of dout it reads is multiplied, and every member reads all of dout, half of it
+ * written by the other core (batch norm's backward shares rows). Lab E's first convolution (9 columns, 32 channels),
  * one step at 2 threads (bench/lab_e_step.c): 0.22 ms split 4 + 5, 0.16 on one thread. Splits
  * of the images instead (in a relay, to keep each element's order of rows: member 0 adds the
  * first half to each part in turn, member 1 the second half to each part member 0 has done)

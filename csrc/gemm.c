@@ -890,8 +890,8 @@ NERVE_TARGET_AVX512 static void nn_run(nn_job *j, int64_t r0, int64_t r1, int64_
              * block is packed, the tiles' share of the next block is stepped by the copy's
              * stride (NR), so those fetches land on B's first rows after next, not on the next
              * block: stepped by B's own stride instead, 2048^3 ran at 213-222 GFLOP/s against
-             * 222-225 at 2 threads (bench/dense_products.c, alternated), and with no fetches at
-             * 212-222, so it is left as it is. */
+             * 222-225 at 2 threads, and with no fetches at 204-218 against 219-222
+             * (bench/dense_products.c, alternated), so it is left as it is. */
             nn_tile_any(R, nr > 16 ? 2 : 1, j->C + m * j->ldc + col, j->ldc, j->A + m * j->lda + k0, j->lda,
                         NULL, NULL, Bp, ldb, kc, ks[t], live[t], mask_lo(nr), mask_hi(nr),
                         !first || j->accumulate, first ? (j->bias ? j->bias + col : NULL) : NULL, t == 0 && !pack,
@@ -3022,9 +3022,9 @@ NERVE_TARGET_AVX512 static void visit_tiles(visit_job *j, int64_t t0, int64_t t1
  * one chain over m in order from zero, but only over the m where D[m, c] is not zero: where A
  * and D are finite (list_nonzeros checks D, each tile its block of A, whose chains it otherwise
  * takes whole), a multiply-add by a zero adds +-0, which leaves the sum as it was unless the
- * sum is -0 (a product under the smallest subnormal, rounded), which
- * +0 would turn to +0: a sum that ends -0 is computed again over every m (whole_chain). So
- * these are the bits tn_tile computes. The products run with G's rows in the lanes, LIST_ROWS
+ * sum is -0 (a product under the smallest subnormal, rounded), which +0 would turn to +0: a
+ * sum that ends -0 is computed again over every m (whole_chain). So these are the bits tn_tile
+ * computes. The products run with G's rows in the lanes, LIST_ROWS
  * of them: for each column c, per listed m, one broadcast of D[m, c] against LIST_VECTORS
  * vectors of row m of A (A's block, M x 512 bytes, in L1 for Lab E's 32 rows), so the zeros'
  * multiply-adds are skipped; sixteen columns' sums are then transposed into g's rows.
@@ -3106,13 +3106,13 @@ NERVE_TARGET_AVX512 static void listed_tile(const visit_job *j, int64_t k, int64
         for (int s = 0; s < fetch->count; s++) _mm_prefetch(fetch->at[s] + l * 64, _MM_HINT_T1);
       /* Past N: an empty list, zero sums. */
       const int64_t col = c0 + c;
-      const int32_t e0 = col < j->N ? j->first[col] : 0, e1 = col < j->N ? j->end[col] : 0;
       if (whole) {
         for (int v = 0; v < V; v++)
           _mm512_store_ps(sums[c] + 16 * v, col < j->N ? whole_chain(j, A + 16 * v, col, v == V - 1 ? last : 0xffff)
                                                        : _mm512_setzero_ps());
         continue;
       }
+      const int32_t e0 = col < j->N ? j->first[col] : 0, e1 = col < j->N ? j->end[col] : 0;
       switch (V) {
         case 8: listed_column(8, sums[c], j, A, col, e0, e1, last); break;
         case 7: listed_column(7, sums[c], j, A, col, e0, e1, last); break;
