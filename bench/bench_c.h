@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static double now(void) {
@@ -30,6 +31,27 @@ static double now(void) {
     }                                                                                      \
     (elapsed) += now() - bench_start_;                                                     \
   } while (0)
+
+/* A context of `threads` threads (0: the default) with the instruction set NERVE_BENCH_ISA names
+ * (baseline, avx2 or avx512; unset: the best this CPU has), so that one machine can time the paths
+ * another kind of CPU takes (avx2 on an AVX-512 machine for a Zen 3's). NULL, with the reason on
+ * stderr, if the name is unknown or this CPU lacks the set. */
+static inline nerve_context *bench_context(int threads) {
+  nerve_context *ctx = NULL;
+  if (nerve_context_create(&ctx, threads) != NERVE_OK) return NULL;
+  const char *name = getenv("NERVE_BENCH_ISA");
+  if (!name || !*name) return ctx;
+  const nerve_isa isa = strcmp(name, "baseline") == 0 ? NERVE_ISA_BASELINE
+                        : strcmp(name, "avx2") == 0   ? NERVE_ISA_AVX2
+                        : strcmp(name, "avx512") == 0 ? NERVE_ISA_AVX512
+                                                      : NERVE_ISA_AUTO;
+  if (isa == NERVE_ISA_AUTO || nerve_context_set_isa(ctx, isa) != NERVE_OK) {
+    fprintf(stderr, "NERVE_BENCH_ISA=%s: expected baseline, avx2 or avx512, one this CPU has\n", name);
+    nerve_context_free(ctx);
+    return NULL;
+  }
+  return ctx;
+}
 
 static int by_value(const void *a, const void *b) {
   const double x = *(const double *)a, y = *(const double *)b;

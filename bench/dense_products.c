@@ -23,8 +23,8 @@
 int main(int argc, char **argv) {
   const int threads = argc > 1 ? atoi(argv[1]) : 2;
   const long M = 32, K = 6272, N = 784, S = 2048;
-  nerve_context *ctx = NULL;
-  if (nerve_context_create(&ctx, threads) != NERVE_OK) return 1;
+  nerve_context *ctx = bench_context(threads);
+  if (!ctx) return 1;
   float *x = floats(M * K, 13), *w = floats(K * N, 17), *b = floats(N, 0), *y = floats(M * N, 0);
   float *dy = floats(M * N, 11), *dx = floats(M * K, 0), *dw = floats(K * N, 0);
   float *m = floats(K * N, 0), *v = floats(K * N, 0), *bm = floats(N, 0), *bv = floats(N, 0);

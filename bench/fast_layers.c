@@ -31,8 +31,8 @@ enum { CALLS = 10, ROUNDS = 40 };
 int main(int argc, char **argv) {
   const int threads = argc > 1 ? atoi(argv[1]) : 2;
   const long N = 192, F = 16, M1 = N * 24 * 24 * F, P1 = N * 12 * 12 * F, M2 = N * 10 * 10 * 32, P2 = N * 5 * 5 * 32;
-  nerve_context *ctx = NULL;
-  if (nerve_context_create(&ctx, threads) != NERVE_OK) return 1;
+  nerve_context *ctx = bench_context(threads);
+  if (!ctx) return 1;
   const size_t w1 = nerve_conv2d_workspace_size(N, 28, 28, 1, F, 5, 5, 1, 1, 0, 0, 24, 24);
   const size_t w2 = nerve_conv2d_workspace_size(N, 12, 12, F, 32, 3, 3, 1, 1, 0, 0, 10, 10);
   if (nerve_context_reserve(ctx, w1 > w2 ? w1 : w2) != NERVE_OK) return 1;

@@ -31,8 +31,8 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: fused_step THREADS [input|no-input] [ROWS >= 1] [CALLS >= 1] [OUTPUTS >= 1] [BATCH >= 1]\n");
     return 2;
   }
-  nerve_context *ctx = NULL;
-  if (nerve_context_create(&ctx, threads) != NERVE_OK) return 1;
+  nerve_context *ctx = bench_context(threads);
+  if (!ctx) return 1;
   float *x = random_floats(N * I, 13, 1.0f), *w = random_floats(I * O, 17, 0.02f), *b = floats(O, 0);
   float *y = floats(N * O, 0), *dy = random_floats(N * O, 11, 0.1f), *dx = floats(N * I, 0);
   float *m = floats(I * O, 0), *v = floats(I * O, 0), *bm = floats(O, 0), *bv = floats(O, 0);

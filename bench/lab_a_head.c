@@ -16,8 +16,8 @@ enum { ROWS = 2048, CLASSES = 10, ROUNDS = 2000, CALLS = 3 };
 
 int main(int argc, char **argv) {
   const int threads = argc > 1 ? atoi(argv[1]) : 2;
-  nerve_context *ctx = NULL;
-  if (nerve_context_create(&ctx, threads) != NERVE_OK) return 1;
+  nerve_context *ctx = bench_context(threads);
+  if (!ctx) return 1;
   /* Sigmoid outputs in [0.45, 0.55), one-hot targets, labels cycling through the classes. */
   float *out = random_floats(ROWS * CLASSES, 3, 0.05f), *target = floats(ROWS * CLASSES, 0);
   float *grad = floats(ROWS * CLASSES, 0);

@@ -79,8 +79,8 @@ int main(int argc, char **argv) {
   const unsigned char *labels = idx_bytes("Data/mnist/train-labels-idx1-ubyte.gz", 8, IMAGES);
   if (random_pixels)
     for (long i = 0; i < (long)IMAGES * PIXELS; i++) images[i] = (unsigned char)next_random();
-  nerve_context *ctx = NULL;
-  if (nerve_context_create(&ctx, threads) != NERVE_OK) return 1;
+  nerve_context *ctx = bench_context(threads);
+  if (!ctx) return 1;
   if (nerve_context_reserve(ctx, nerve_conv2d_workspace_size(N, 28, 28, 1, FILTERS, 3, 3, 1, 1, 1, 1, 28, 28)) != NERVE_OK)
     return 1;
   const long F = (long)N * PIXELS * FILTERS;

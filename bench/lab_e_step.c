@@ -52,8 +52,8 @@ int main(int argc, char **argv) {
   const int unfused = argc > 2 && strcmp(argv[2], "unfused") == 0;
   const int pool_apart = unfused || (argc > 2 && strcmp(argv[2], "relu-joins") == 0);
   const long N = 32, P = N * 28 * 28, F = P * 32, I = 6272, O = 784;
-  nerve_context *ctx = NULL;
-  if (nerve_context_create(&ctx, threads) != NERVE_OK) return 1;
+  nerve_context *ctx = bench_context(threads);
+  if (!ctx) return 1;
   if (nerve_context_reserve(ctx, nerve_conv2d_workspace_size(N, 28, 28, 1, 32, 3, 3, 1, 1, 1, 1, 28, 28)) != NERVE_OK) return 1;
   float *x = random_floats(P, 7, 1.0f), *cw = random_floats(9 * 32, 5, 0.5f), *cb = floats(32, 3), *conv = floats(F, 0), *act = floats(F, 0);
   float *norm = floats(F, 0), *mean = floats(32, 0), *invstd = floats(32, 0), *rmean = floats(32, 0);

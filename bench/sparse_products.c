@@ -37,9 +37,9 @@ int main(int argc, char **argv) {
     fprintf(stderr, "sparse_products: cannot read %s\n", path);
     return 1;
   }
-  nerve_context *ctx = NULL;
+  nerve_context *ctx = bench_context(threads);
   nerve_sparse *a = NULL;
-  if (nerve_context_create(&ctx, threads) != NERVE_OK) return 1;
+  if (!ctx) return 1;
   if (nerve_sparse_create(ctx, &a, x, ROWS, COLS) != NERVE_OK) return 1;
   int64_t rows, cols, nonzeros;
   nerve_sparse_shape(a, &rows, &cols, &nonzeros);

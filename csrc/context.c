@@ -119,6 +119,21 @@ static int cores_told(void) {
   return -1;
 }
 
+/* NERVE_ISA in the environment: the instruction set new contexts (and NERVE_ISA_AUTO) take,
+ * "baseline", "avx2" or "avx512" where this CPU has it, so that one machine can run the paths
+ * another kind of CPU takes (a Zen 3's AVX2 on an AVX-512 machine); unset, unknown or beyond
+ * this CPU: its best (nerve_context_isa tells which is in effect). */
+static nerve_isa default_isa(void) {
+  const nerve_isa best = nerve__best_isa();
+  const char *env = getenv("NERVE_ISA");
+  if (!env) return best;
+  const nerve_isa told = strcmp(env, "baseline") == 0 ? NERVE_ISA_BASELINE
+                         : strcmp(env, "avx2") == 0   ? NERVE_ISA_AVX2
+                         : strcmp(env, "avx512") == 0 ? NERVE_ISA_AVX512
+                                                      : NERVE_ISA_AUTO;
+  return told != NERVE_ISA_AUTO && told <= best ? told : best;
+}
+
 /* ---- Threads ---------------------------------------------------------------------------- */
 
 static int default_threads(void) {
@@ -166,7 +181,7 @@ nerve_status nerve_context_create(nerve_context **out, int threads) {
   nerve_context *ctx = calloc(1, sizeof *ctx);
   if (!ctx) return NERVE_ERROR_OUT_OF_MEMORY;
   ctx->threads = threads > 0 ? threads : default_threads();
-  ctx->isa = nerve__best_isa();
+  ctx->isa = default_isa();
   ctx->fetches_ahead = cpu_fetches_ahead();
   ctx->streams_stores = cpu_streams_stores();
   ctx->cores_told = cores_told();
@@ -204,7 +219,7 @@ nerve_status nerve_context_set_isa(nerve_context *ctx, nerve_isa isa) {
   NERVE_CHECK_CTX(ctx);
   nerve_isa best = nerve__best_isa();
   if (isa == NERVE_ISA_AUTO) {
-    ctx->isa = best;
+    ctx->isa = default_isa();
     return NERVE_OK;
   }
   if (isa < NERVE_ISA_BASELINE || isa > NERVE_ISA_AVX512)

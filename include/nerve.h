@@ -91,7 +91,9 @@ typedef struct nerve_context nerve_context;
 
 /** Instruction sets the kernels can be run with. */
 typedef enum nerve_isa {
-  NERVE_ISA_AUTO = 0,     /**< the best this CPU supports (the default) */
+  NERVE_ISA_AUTO = 0,     /**< the best this CPU supports (the default), or the one the NERVE_ISA
+                               environment variable names ("baseline", "avx2", "avx512") where
+                               this CPU has it: other CPUs' paths on this one (other bits) */
   NERVE_ISA_BASELINE = 1, /**< x86-64 baseline (SSE2) element-wise code; GEMM through OpenBLAS */
   NERVE_ISA_AVX2 = 2,     /**< AVX2 + FMA element-wise code and libnerve's own 8-lane GEMM */
   NERVE_ISA_AVX512 = 3    /**< AVX-512 element-wise code and libnerve's own AVX-512 GEMM */

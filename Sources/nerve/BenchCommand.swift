@@ -71,6 +71,9 @@ struct BenchCommand: ParsableCommand {
 
   func run() throws {
     try reportingErrors {
+      if let told = ProcessInfo.processInfo.environment["NERVE_ISA"], !told.isEmpty, told != InstructionSet.chosen.description {
+        printError("nerve: NERVE_ISA=\(told) is not baseline, avx2 or avx512 within this CPU's \(InstructionSet.best): timing \(InstructionSet.chosen)")
+      }
       let mnist = try MNIST.load(from: data)
       let usesImages = workloadList.contains { Self.imageWorkloads.contains($0) }
       let images = usesImages ? try MNIST.load(from: data, imageShape: .channels) : mnist
@@ -79,7 +82,7 @@ struct BenchCommand: ParsableCommand {
       let all60k = workloadList.contains("fast-99")
         ? try MNIST.load(from: data, validationCount: 0, imageShape: .channels) : nil
       if !json {
-        print("nerve \(nerveVersion), \(InstructionSet.best) kernels; median of \(repeats) timed runs after one warm-up (lab-e: none)")
+        print("nerve \(nerveVersion), \(InstructionSet.chosen) kernels; median of \(repeats) timed runs after one warm-up (lab-e: none)")
         print("workload            threads   seconds   samples/s")
       }
       for workload in workloadList {

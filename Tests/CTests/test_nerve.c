@@ -243,6 +243,44 @@ static nerve_isa cpu_best_isa(void) {
   return NERVE_ISA_BASELINE;
 }
 
+/* The instruction set a new context takes on a CPU whose best is cpu: the one NERVE_ISA names
+ * where the CPU has it, else the best. */
+static nerve_isa told_isa(nerve_isa cpu) {
+  const char *env = getenv("NERVE_ISA");
+  nerve_isa told = NERVE_ISA_AUTO;
+  if (env && strcmp(env, "baseline") == 0) told = NERVE_ISA_BASELINE;
+  if (env && strcmp(env, "avx2") == 0) told = NERVE_ISA_AVX2;
+  if (env && strcmp(env, "avx512") == 0) told = NERVE_ISA_AVX512;
+  return told != NERVE_ISA_AUTO && told <= cpu ? told : cpu;
+}
+
+/* NERVE_ISA chooses new contexts' instruction set (and NERVE_ISA_AUTO's) within the CPU's;
+ * unknown names and sets beyond the CPU leave its best. The variable is restored after. */
+static void test_isa_told(void) {
+  const nerve_isa cpu = cpu_best_isa();
+  const char *was = getenv("NERVE_ISA");
+  char saved[32] = "";
+  if (was) snprintf(saved, sizeof saved, "%s", was);
+  static const char *const names[] = {"baseline", "avx2", "avx512", "avx1024", ""};
+  static const nerve_isa wanted[] = {NERVE_ISA_BASELINE, NERVE_ISA_AVX2, NERVE_ISA_AVX512, NERVE_ISA_AUTO, NERVE_ISA_AUTO};
+  for (int i = 0; i < 5; i++) {
+    setenv("NERVE_ISA", names[i], 1);
+    const nerve_isa expected = wanted[i] != NERVE_ISA_AUTO && wanted[i] <= cpu ? wanted[i] : cpu;
+    nerve_context *ctx = NULL;
+    EXPECT(nerve_context_create(&ctx, 1) == NERVE_OK && ctx, "create with NERVE_ISA=%s", names[i]);
+    if (!ctx) continue;
+    EXPECT(nerve_context_isa(ctx) == expected, "NERVE_ISA=%s: instruction set %d, expected %d", names[i],
+           (int)nerve_context_isa(ctx), (int)expected);
+    /* A context may still choose any set the CPU has, and AUTO comes back to the told one. */
+    EXPECT(nerve_context_set_isa(ctx, cpu) == NERVE_OK && nerve_context_isa(ctx) == cpu, "NERVE_ISA=%s: best", names[i]);
+    EXPECT(nerve_context_set_isa(ctx, NERVE_ISA_AUTO) == NERVE_OK && nerve_context_isa(ctx) == expected,
+           "NERVE_ISA=%s: auto gave %d", names[i], (int)nerve_context_isa(ctx));
+    nerve_context_free(ctx);
+  }
+  if (was) setenv("NERVE_ISA", saved, 1);
+  else unsetenv("NERVE_ISA");
+}
+
 /* Pseudo-random values in [-0.5, 0.5) from *seed. */
 static void fill_random(float *v, int64_t n, unsigned *seed) {
   for (int64_t k = 0; k < n; k++)
@@ -360,8 +398,8 @@ static void test_dense_threads(void) {
   EXPECT(nerve_context_create(&one, 1) == NERVE_OK && nerve_context_create(&three, 3) == NERVE_OK, "contexts");
   if (!one || !three) return;
   const nerve_isa cpu = cpu_best_isa();
-  EXPECT(nerve_context_isa(one) == cpu, "libnerve chose instruction set %d, this CPU's best is %d", (int)nerve_context_isa(one),
-         (int)cpu);
+  EXPECT(nerve_context_isa(one) == told_isa(cpu), "libnerve chose instruction set %d, this CPU's best is %d (NERVE_ISA %s)",
+         (int)nerve_context_isa(one), (int)cpu, getenv("NERVE_ISA") ? getenv("NERVE_ISA") : "unset");
   int tested = 0;
   for (int isa = NERVE_ISA_BASELINE; isa <= NERVE_ISA_AVX512; isa++) {
     if (isa > (int)cpu) {
@@ -576,6 +614,7 @@ int main(void) {
   test_blas_pool_stopped(); /* first: before any team has started */
   test_version_and_status();
   test_context();
+  test_isa_told();
   nerve_context *ctx = NULL;
   if (nerve_context_create(&ctx, 2) != NERVE_OK) {
     fprintf(stderr, "no context\n");

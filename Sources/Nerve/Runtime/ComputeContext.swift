@@ -25,7 +25,13 @@ public enum InstructionSet: Int, Sendable, CaseIterable, CustomStringConvertible
   /// The best instruction set this CPU supports.
   public static var best: InstructionSet {
     let ctx = ComputeContext(threads: 1)
-    return ctx.instructionSet
+    return allCases.reversed().first { (try? ctx.setInstructionSet($0)) != nil } ?? .baseline
+  }
+
+  /// The instruction set new contexts take: `best`, or the one the `NERVE_ISA` environment
+  /// variable names (`baseline`, `avx2`, `avx512`) where this CPU has it.
+  public static var chosen: InstructionSet {
+    ComputeContext(threads: 1).instructionSet
   }
 }
 
