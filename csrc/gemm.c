@@ -1817,12 +1817,36 @@ NERVE_TARGET_AVX512 static void short_dots(const nn_job *j, int64_t i0, int64_t 
 /* ---- Products reading A through an index (convolutions without a lowered copy) ----------- */
 #if NERVE_X86
 
-/* base[r]: the window of output pixel first_row + m + r, for R rows. */
-NERVE_INLINE void gathered_rows(const nerve__gather *ga, int64_t m, int R, const float **base) {
-  for (int r = 0; r < R; r++) {
-    const int64_t row = ga->first_row + m + r, n = row / ga->pix, p = row % ga->pix;
-    base[r] = ga->in + n * ga->image_stride + p / ga->OW * ga->row_stride + p % ga->OW * ga->col_stride;
+/* Where a gathered row's window starts (a, in image, at output oh, ow), found once by division
+ * (gather_window_at) and then stepped to the next row's (gather_window_next): one window along,
+ * or down, or the next image. */
+typedef struct {
+  const float *image, *a;
+  int64_t oh, ow, OH; /* OH: output rows an image (no division a row) */
+} gather_window;
+
+NERVE_INLINE gather_window gather_window_at(const nerve__gather *ga, int64_t row) {
+  const int64_t r = ga->first_row + row, n = r / ga->pix, p = r % ga->pix;
+  gather_window w = {.image = ga->in + n * ga->image_stride, .oh = p / ga->OW, .ow = p % ga->OW,
+                     .OH = ga->pix / ga->OW};
+  w.a = w.image + w.oh * ga->row_stride + w.ow * ga->col_stride;
+  return w;
+}
+
+NERVE_INLINE void gather_window_next(const nerve__gather *ga, gather_window *w) {
+  if (++w->ow < ga->OW) {
+    w->a += ga->col_stride;
+  } else if (w->ow = 0, ++w->oh < w->OH) {
+    w->a = w->image + w->oh * ga->row_stride;
+  } else {
+    w->oh = 0, w->image += ga->image_stride, w->a = w->image;
   }
+}
+
+/* R rows' windows from w on into base, w moved past them: stepped, not divided (a division per
+ * row took 40% of the fast recipe's first convolution, 5 x 5 over one channel, at 1 thread). */
+NERVE_INLINE void gathered_rows(const nerve__gather *ga, gather_window *w, int R, const float **base) {
+  for (int r = 0; r < R; r++, gather_window_next(ga, w)) base[r] = w->a;
 }
 
 /* As nonzero_columns for R gathered rows: the k in [0, n) where some base[r][off[k]] is not 0. */
@@ -1841,13 +1865,18 @@ NERVE_TARGET_AVX512 static void gather_run(float *C, int64_t ldc, const nerve__g
                                            int64_t M, const float *B, int64_t ldb,
                                            const float *bias, int64_t N, int64_t K) {
   const int64_t panels = (N + NR - 1) / NR;
-  /* As nn_run: the zero inputs of a row tile are skipped where it meets several panels. */
+  /* As nn_run: the zero inputs of a row tile are skipped where it meets several panels. With
+   * one panel, gathered_nonzero cost about what it saved; so did one vector load and compare a
+   * tap where a tile's rows lie side by side (a first convolution over MNIST, whose tiles meet
+   * zeros at 47% of their taps: the fast recipe's first convolution and its pool, 192 images,
+   * 1.27-1.37 ms at 1 thread without the lists, 1.44-1.68 with them). */
   const bool skip = panels >= 2;
   int32_t ks[NN_KC];
+  gather_window w = gather_window_at(ga, 0);
   for (int64_t m = 0; m < M; m += NN_MR) {
     const int R = (int)(M - m < NN_MR ? M - m : NN_MR);
     const float *base[NN_MR];
-    gathered_rows(ga, m, R, base);
+    gathered_rows(ga, &w, R, base);
     const int64_t live = skip ? gathered_nonzero(R, base, ga->off, K, ks) : K;
     for (int64_t p = 0; p < panels; p++) {
       const int64_t col = p * NR, nr = N - col < NR ? N - col : NR;
@@ -1952,10 +1981,11 @@ NERVE_TARGET_AVX512 static void gather_rank_rows(float *G, int64_t ldg, const ne
   const int64_t panels = (N + NR - 1) / NR;
   const bool skip = panels >= 2;
   int32_t ks[NN_KC];
+  gather_window w = gather_window_at(ga, 0);
   for (int64_t m = 0; m < M; m += TN_MR) {
     const int R = (int)(M - m < TN_MR ? M - m : TN_MR);
     const float *base[TN_MR];
-    gathered_rows(ga, m, R, base);
+    gathered_rows(ga, &w, R, base);
     const int64_t live = skip ? gathered_nonzero(R, base, ga->off + k0, k1 - k0, ks) : k1 - k0;
     for (int64_t p = 0; p < panels; p++) {
       const int64_t col = p * NR, nr = N - col < NR ? N - col : NR;
@@ -2080,30 +2110,6 @@ typedef struct {
   int64_t rows;
   bool finite;
 } avx2_packed_d;
-
-/* The gathered row after the one at (n, oh, ow): one window along, or down, or the next image. */
-typedef struct {
-  const float *image, *a;
-  int64_t oh, ow, OH; /* OH: output rows an image (no division a row) */
-} avx2_window;
-
-NERVE_INLINE avx2_window avx2_window_at(const nerve__gather *ga, int64_t row) {
-  const int64_t r = ga->first_row + row, n = r / ga->pix, p = r % ga->pix;
-  avx2_window w = {.image = ga->in + n * ga->image_stride, .oh = p / ga->OW, .ow = p % ga->OW,
-                   .OH = ga->pix / ga->OW};
-  w.a = w.image + w.oh * ga->row_stride + w.ow * ga->col_stride;
-  return w;
-}
-
-NERVE_INLINE void avx2_window_next(const nerve__gather *ga, avx2_window *w) {
-  if (++w->ow < ga->OW) {
-    w->a += ga->col_stride;
-  } else if (w->ow = 0, ++w->oh < w->OH) {
-    w->a = w->image + w->oh * ga->row_stride;
-  } else {
-    w->oh = 0, w->image += ga->image_stride, w->a = w->image;
-  }
-}
 
 /*
  * Whether any lane of n sums is -0. A listed chain leaves out terms of zero inputs; each is
@@ -2391,8 +2397,8 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
         const int R = (int)(M - m < most ? M - m : most);
         const float *base[AVX2_NN_R1];
         if (ga) {
-          avx2_window w = avx2_window_at(ga, m);
-          for (int r = 0; r < R; r++, avx2_window_next(ga, &w)) base[r] = w.a;
+          gather_window w = gather_window_at(ga, m);
+          for (int r = 0; r < R; r++, gather_window_next(ga, &w)) base[r] = w.a;
         } else {
           for (int r = 0; r < R; r++) base[r] = A + (m + r) * lda + k0;
         }
@@ -2420,7 +2426,7 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
  * rows ms[0..rows) of the `all` there are (avx2_nonzero_rows).
  */
 NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, const bool biased, float *G, int64_t ldg,
-                                                 const nerve__gather *ga, const avx2_window *w,
+                                                 const nerve__gather *ga, const gather_window *w,
                                                  const int32_t *off, const float *d, int64_t ldd,
                                                  int64_t rows, const int32_t *ms, int64_t all,
                                                  int64_t tail, float *bias, bool fresh) {
@@ -2455,10 +2461,10 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, cons
     if (list) {
       for (int64_t j = 0; j < rows; j++) AVX2_TN_ROW(list[j], w->a + list[j] * ga->image_stride);
     } else {
-      avx2_window at = *w;
+      gather_window at = *w;
       for (int64_t m = 0; m < all; m++) {
         AVX2_TN_ROW(m, at.a);
-        avx2_window_next(ga, &at);
+        gather_window_next(ga, &at);
       }
     }
     if (!list || !avx2_negative_zero(g, KT * V)) break;
@@ -2488,7 +2494,7 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_tn_tile(const int KT, const int V, cons
       break;
 
 NERVE_TARGET_AVX2 static void avx2_tn_tile_any(int KT, int V, float *G, int64_t ldg,
-                                               const nerve__gather *ga, const avx2_window *w,
+                                               const nerve__gather *ga, const gather_window *w,
                                                const int32_t *off, const float *d, int64_t ldd,
                                                int64_t rows, const int32_t *ms, int64_t all,
                                                int64_t tail, float *bias, bool fresh) {
@@ -2598,7 +2604,7 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
   for (int64_t m = 0; m < M; m += chunk) {
     const int64_t rows = M - m < chunk ? M - m : chunk;
     if (!by_panel) avx2_chunk_fill(a, D, ldD, pr, m, rows, N, alpha, d, ldd);
-    const avx2_window w = avx2_window_at(a, m);
+    const gather_window w = gather_window_at(a, m);
     avx2_lists_forget(&lists);
     /* A chunk with an infinite or NaN gradient takes every row (avx2_not_finite). */
     bool listable = !lists.off && (by_panel || !avx2_not_finite(d, rows * ldd));
@@ -2619,7 +2625,7 @@ NERVE_TARGET_AVX2 static void avx2_gather_tn(float *G, int64_t ldg, const nerve_
         const int64_t k = t < 0 ? k0 : k0 + lead + rest * t / tiles;
         const int64_t next = t < 0 ? k0 + lead : k0 + lead + rest * (t + 1) / tiles;
         /* Stored (off NULL): the tile's columns are the next ones along each row. */
-        avx2_window wk = w;
+        gather_window wk = w;
         if (!a->off) wk.a += k, wk.image += k;
         float *tile_bias = t == (lead ? -1 : 0) && bias ? bias + col : NULL;
         int64_t live = rows;
@@ -2843,7 +2849,7 @@ NERVE_TARGET_AVX2 static void avx2_tn_stored(float *G, int64_t ldg, const float 
       break;
 
 NERVE_TARGET_AVX2 static void avx2_tn_tile_panels(int KT, float *G, int64_t ldg, const nerve__gather *ga,
-                                                  const avx2_window *w, const float *d, int64_t stride,
+                                                  const gather_window *w, const float *d, int64_t stride,
                                                   int64_t panels, int64_t rows, const int32_t *ms,
                                                   int64_t all, bool fresh) {
   /* avx2_tn_packed's tiles are 1 to AVX2_TN_KT2 (6) columns wide. */
@@ -2874,12 +2880,12 @@ NERVE_TARGET_AVX2 static void avx2_tn_packed(float *G, int64_t ldg, const float 
   avx2_lists lists = {.store = ms_store, .stride = chunk, .slots = 1, .off = !D->finite};
   for (int64_t m = 0; m < M; m += chunk) {
     const int64_t rows = M - m < chunk ? M - m : chunk;
-    const avx2_window w = avx2_window_at(&stored, m);
+    const gather_window w = gather_window_at(&stored, m);
     const float *d = D->panels + m * AVX2_PANEL;
     avx2_lists_forget(&lists);
     for (int64_t t = 0; t < tiles; t++) {
       const int64_t k = K * t / tiles, next = K * (t + 1) / tiles;
-      avx2_window wk = w;
+      gather_window wk = w;
       wk.a += k, wk.image += k;
       int64_t live = rows;
       const int32_t *ms = NULL;
