@@ -70,6 +70,7 @@ typedef struct {
   const int32_t *saved;
   /* nerve_maxpool2d_forward_normalized: batch norm's per-channel statistics and parameters */
   const float *mean, *invstd, *gamma, *beta;
+  bool x_cached; /* x just written by the calling thread (a convolution's block): not fetched */
 } pool_job;
 
 #if NERVE_X86
@@ -193,7 +194,9 @@ NERVE_TARGET_AVX512 NERVE_INLINE void maxpool_fwd_avx512_rows(void *data, int64_
     if (r + 1 < r1) { /* the next row of windows' inputs, and its outputs unless streamed */
       int64_t nh0, nh1;
       window((r + 1) % g->OH, g->SH, g->PT, g->PH, g->H, &nh0, &nh1);
-      nerve__prefetch(j->x + ((r + 1) / g->OH * g->H + nh0) * W * C, (nh1 - nh0) * W * C * (int64_t)sizeof(float), false);
+      if (!j->x_cached)
+        nerve__prefetch(j->x + ((r + 1) / g->OH * g->H + nh0) * W * C, (nh1 - nh0) * W * C * (int64_t)sizeof(float),
+                        false);
       if (!stream) {
         nerve__prefetch(j->y + (r + 1) * g->OW * C, g->OW * C * (int64_t)sizeof(float), true);
         nerve__prefetch(j->argmax + (r + 1) * g->OW * C, g->OW * C * (int64_t)sizeof(int32_t), true);
@@ -319,7 +322,7 @@ nerve_status nerve__maxpool_check(nerve_context *ctx, int64_t N, const nerve__po
 void nerve__maxpool_images(const nerve_context *ctx, float *out, int32_t *argmax, const float *in,
                            const nerve__pool_window *p, int64_t n0, int64_t n1) {
   const pool_geom g = geom_of(n1, p);
-  pool_job j = {.ctx = ctx, .g = &g, .y = out, .argmax = argmax, .x = in};
+  pool_job j = {.ctx = ctx, .g = &g, .y = out, .argmax = argmax, .x = in, .x_cached = true};
   maxpool_fwd_for(ctx, false)(&j, n0 * g.OH, n1 * g.OH);
 }
 
