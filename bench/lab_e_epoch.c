@@ -16,13 +16,12 @@
  *     && cmake --build .build-clang --target nerve                   # SwiftPM's flags
  *   LD_LIBRARY_PATH=$PWD/.build-clang .build-cmake/lab_e_epoch 2
  */
-#include "bench_c.h"
+#include "bench_mnist.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <zlib.h>
 
 enum { IMAGES = 50000, N = 32, PIXELS = 784, FILTERS = 32, I = 6272, O = 784, CLASSES = 10, CALLS = 13 };
 
@@ -34,28 +33,6 @@ static const char *names[CALLS] = {
 static double seconds[CALLS];
 
 #define TIMED(i, call) BENCH_TIMED(ctx, names[i], seconds[i], call)
-
-/* n bytes of a gzipped IDX file after its header of `header` bytes; exits if unreadable. */
-static unsigned char *idx_bytes(const char *path, long header, long n) {
-  gzFile f = gzopen(path, "rb");
-  unsigned char *p = malloc((size_t)(header + n));
-  if (!p) {
-    fprintf(stderr, "%s: no memory for %ld bytes\n", path, header + n);
-    exit(1);
-  }
-  long got = 0;
-  while (f && got < header + n) {
-    const int r = gzread(f, p + got, (unsigned)(header + n - got));
-    if (r <= 0) break;
-    got += r;
-  }
-  if (f) gzclose(f);
-  if (got < header + n) {
-    fprintf(stderr, "%s: cannot read %ld bytes (run from the repository's root)\n", path, header + n);
-    exit(1);
-  }
-  return p + header;
-}
 
 static uint64_t state = 88172645463325252ull;
 static uint64_t next_random(void) { /* xorshift64 */

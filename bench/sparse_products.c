@@ -7,36 +7,16 @@
  *   cc -O2 bench/sparse_products.c -Iinclude -L.build-cmake -lnerve -lz \
  *     -Wl,-rpath,$PWD/.build-cmake -o .build-cmake/sparse_products && .build-cmake/sparse_products 2
  */
-#include "bench_c.h"
+#include "bench_mnist.h"
 
-#include <stdbool.h>
 #include <stdio.h>
-#include <zlib.h>
 
 enum { ROWS = 50000, COLS = 784, OUT = 30, CHUNK = 2048, EPOCHS = 40 };
-
-/* The first ROWS images of Data/mnist's training set, scaled to [0, 1]; NULL if unreadable. */
-static float *mnist_images(const char *path) {
-  gzFile f = gzopen(path, "rb");
-  if (!f) return NULL;
-  unsigned char header[16];
-  static unsigned char pixels[(size_t)ROWS * COLS];
-  const bool read = gzread(f, header, 16) == 16 && gzread(f, pixels, sizeof pixels) == (int)sizeof pixels;
-  gzclose(f);
-  if (!read) return NULL;
-  float *x = floats((long)ROWS * COLS, 0);
-  for (long i = 0; i < (long)ROWS * COLS; i++) x[i] = pixels[i] / 255.0f;
-  return x;
-}
 
 int main(int argc, char **argv) {
   const int threads = argc > 1 ? atoi(argv[1]) : 2;
   const char *path = argc > 2 ? argv[2] : "Data/mnist/train-images-idx3-ubyte.gz";
-  float *x = mnist_images(path);
-  if (!x) {
-    fprintf(stderr, "sparse_products: cannot read %s\n", path);
-    return 1;
-  }
+  float *x = mnist_floats(path, ROWS);
   nerve_context *ctx = bench_context(threads);
   nerve_sparse *a = NULL;
   if (!ctx) return 1;
