@@ -1895,7 +1895,7 @@ enum { GATHER_TN_AHEAD = 32 };
  * registers while all M rows pass, the same chain as the rank updates (rows in order) when
  * nothing is skipped, i.e. with one panel.
  */
-NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, float *G,
+NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, const bool scaled, float *G,
                                                      int64_t ldg, const nerve__gather *ga,
                                                      const int32_t *off, const float *D,
                                                      int64_t ldd, int64_t M, __mmask16 m0,
@@ -1924,8 +1924,9 @@ NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, 
       b0 = _mm512_add_ps(b0, d0);
       if (W >= 2) b1 = hi_add(W, b1, d1);
     }
-    const __m512 x0 = _mm512_mul_ps(scale, d0);
-    const __m512 x1 = W >= 2 ? hi_mul(W, scale, d1) : x0;
+    /* alpha 1 (every convolution's call): D as it is, the same bits without a multiply a row. */
+    const __m512 x0 = scaled ? _mm512_mul_ps(scale, d0) : d0;
+    const __m512 x1 = W >= 2 ? (scaled ? hi_mul(W, scale, d1) : d1) : x0;
 #  pragma GCC unroll 16
     for (int r = 0; r < KT; r++) {
       const __m512 av = _mm512_set1_ps(a[off[r]]);
@@ -1955,11 +1956,15 @@ NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, 
 #  define GATHER_TN_CASE(KT)                                                                    \
     case KT:                                                                                    \
       if (W == 3)                                                                               \
-        gather_tn_tile(KT, 3, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);                 \
+        gather_tn_tile(KT, 3, alpha != 1.0f, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);  \
+      else if (W == 2 && alpha != 1.0f)                                                         \
+        gather_tn_tile(KT, 2, true, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);           \
       else if (W == 2)                                                                          \
-        gather_tn_tile(KT, 2, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);                 \
+        gather_tn_tile(KT, 2, false, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);          \
+      else if (alpha != 1.0f)                                                                   \
+        gather_tn_tile(KT, 1, true, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);           \
       else                                                                                      \
-        gather_tn_tile(KT, 1, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);                 \
+        gather_tn_tile(KT, 1, false, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);          \
       break;
 
 NERVE_TARGET_AVX512 static void gather_tn_tile_any(int KT, int W, float *G, int64_t ldg,
