@@ -12,7 +12,7 @@
 #include <zlib.h>
 
 /* n bytes of a gzipped IDX file after its header of `header` bytes; exits if unreadable. */
-static unsigned char *idx_bytes(const char *path, long header, long n) {
+static inline unsigned char *idx_bytes(const char *path, long header, long n) {
   gzFile f = gzopen(path, "rb");
   unsigned char *p = malloc((size_t)(header + n));
   if (!p) {

@@ -400,6 +400,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void nn_tile(const int R, const int W, const bo
   const int64_t fetching = next_lines < steps ? next_lines : steps;
   const char *nf = (const char *)next;
   const int64_t nf_row = ldb * (int64_t)sizeof(float);
+  /* K_OF_J: step j's column, an expression in the loops' own j (ks[j], or j itself). */
 #  define NN_TILE_LOOPS(K_OF_J)                                                               \
     do {                                                                                      \
       int64_t j = 0;                                                                          \
@@ -1893,7 +1894,7 @@ enum { GATHER_TN_AHEAD = 32 };
 /*
  * tn_tile with A gathered: a KT x 32 tile of G (rows k..k+KT of the slice starting at k0) held in
  * registers while all M rows pass, the same chain as the rank updates (rows in order) when
- * nothing is skipped, i.e. with one panel.
+ * nothing is skipped, i.e. with one panel. scaled: D times alpha; else D as it is (alpha 1).
  */
 NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, const bool scaled, float *G,
                                                      int64_t ldg, const nerve__gather *ga,
@@ -1912,8 +1913,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, 
     g0[r] = _mm512_maskz_loadu_ps(m0, G + r * ldg);
     if (W >= 2) g1[r] = hi_load(W, m1, G + r * ldg + 16);
   }
-  int64_t n = ga->first_row / ga->pix, oh = ga->first_row % ga->pix / ga->OW, ow = ga->first_row % ga->OW;
-  const float *image = ga->in + n * ga->image_stride, *a = image + oh * ga->row_stride + ow * ga->col_stride;
+  gather_window w = gather_window_at(ga, 0);
   /* The bytes of a row of D the tile reads (W == 3: 16 + 8 columns). */
   const int64_t d_bytes = (W == 1 ? 16 : W == 2 ? 32 : 24) * (int64_t)sizeof(float);
   for (int64_t m = 0; m < M; m++) {
@@ -1929,18 +1929,11 @@ NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, 
     const __m512 x1 = W >= 2 ? (scaled ? hi_mul(W, scale, d1) : d1) : x0;
 #  pragma GCC unroll 16
     for (int r = 0; r < KT; r++) {
-      const __m512 av = _mm512_set1_ps(a[off[r]]);
+      const __m512 av = _mm512_set1_ps(w.a[off[r]]);
       g0[r] = _mm512_fmadd_ps(av, x0, g0[r]);
       if (W >= 2) g1[r] = hi_fmadd(W, av, x1, g1[r]);
     }
-    /* The next window: one step along the row, or the next row, or the next image. */
-    if (++ow < ga->OW) {
-      a += ga->col_stride;
-    } else if (ow = 0, ++oh < ga->pix / ga->OW) {
-      a = image + oh * ga->row_stride;
-    } else {
-      oh = 0, image += ga->image_stride, a = image;
-    }
+    gather_window_next(ga, &w);
   }
 #  pragma GCC unroll 16
   for (int r = 0; r < KT; r++) {
@@ -1955,8 +1948,10 @@ NERVE_TARGET_AVX512 NERVE_INLINE void gather_tn_tile(const int KT, const int W, 
 
 #  define GATHER_TN_CASE(KT)                                                                    \
     case KT:                                                                                    \
-      if (W == 3)                                                                               \
-        gather_tn_tile(KT, 3, alpha != 1.0f, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);  \
+      if (W == 3 && alpha != 1.0f)                                                              \
+        gather_tn_tile(KT, 3, true, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);           \
+      else if (W == 3)                                                                          \
+        gather_tn_tile(KT, 3, false, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);          \
       else if (W == 2 && alpha != 1.0f)                                                         \
         gather_tn_tile(KT, 2, true, G, ldg, ga, off, D, ldd, M, m0, m1, alpha, bias);           \
       else if (W == 2)                                                                          \

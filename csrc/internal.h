@@ -612,7 +612,8 @@ NERVE_HIDDEN nerve_status nerve__maxpool_check(nerve_context *ctx, int64_t N,
                                                const nerve__pool_window *p, const char *func);
 
 /* nerve_maxpool2d_forward for images [n0, n1) of in, on the calling thread (checked sizes); its
- * team's size decides how it stores (pool.c's streams_outputs). */
+ * team's size decides how it stores (pool.c's streams_outputs). in was just written by the
+ * calling thread (a convolution's block), so it is not fetched ahead. */
 NERVE_HIDDEN void nerve__maxpool_images(const nerve_context *ctx, float *out, int32_t *argmax,
                                         const float *in, const nerve__pool_window *p, int64_t n0,
                                         int64_t n1);

@@ -93,7 +93,8 @@ typedef struct nerve_context nerve_context;
 typedef enum nerve_isa {
   NERVE_ISA_AUTO = 0,     /**< the best this CPU supports (the default), or the one the NERVE_ISA
                                environment variable names ("baseline", "avx2", "avx512") where
-                               this CPU has it: other CPUs' paths on this one (other bits) */
+                               this CPU has it: other CPUs' paths on this one, whose results can
+                               differ in their last bits from this CPU's best */
   NERVE_ISA_BASELINE = 1, /**< x86-64 baseline (SSE2) element-wise code; GEMM through OpenBLAS */
   NERVE_ISA_AVX2 = 2,     /**< AVX2 + FMA element-wise code and libnerve's own 8-lane GEMM */
   NERVE_ISA_AVX512 = 3    /**< AVX-512 element-wise code and libnerve's own AVX-512 GEMM */
@@ -104,6 +105,7 @@ typedef enum nerve_isa {
  * @param out      receives the new context; set to NULL on failure.
  * @param threads  worker threads for every parallel loop; 0 means "OMP_NUM_THREADS if set,
  *                 otherwise every CPU this process may run on". Negative is an error.
+ * Its instruction set is NERVE_ISA_AUTO's: the CPU's best, or the one NERVE_ISA names.
  * On first use libnerve calls openblas_set_num_threads(1): it parallelises around OpenBLAS itself.
  * That first create also stops OpenBLAS's own thread pool (its pthread build's), whose idle
  * threads would otherwise spin beside libnerve's; a later threaded OpenBLAS call starts it again.

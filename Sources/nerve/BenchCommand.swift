@@ -98,7 +98,8 @@ struct BenchCommand: ParsableCommand {
           if json {
             print(try jsonLine(
               BenchRecord(
-                tool: "nerve", workload: workload, threads: t, medianSeconds: m,
+                tool: "nerve", workload: workload, instructionSet: InstructionSet.chosen.description, threads: t,
+                medianSeconds: m,
                 samplesPerSecond: Double(timed.samples) / m, runs: seconds,
                 accuracy: accuracies.isEmpty ? nil : accuracies.reduce(0, +) / Double(accuracies.count),
                 speedup: speedup)))
@@ -213,6 +214,8 @@ struct BenchCommand: ParsableCommand {
   struct BenchRecord: Encodable {
     var tool: String
     var workload: String
+    /// The kernels timed: this CPU's best, or what NERVE_ISA chose.
+    var instructionSet: String
     var threads: Int
     var medianSeconds: Double
     var samplesPerSecond: Double
@@ -225,6 +228,7 @@ struct BenchCommand: ParsableCommand {
     enum CodingKeys: String, CodingKey {
       case tool, workload, threads, runs, accuracy, speedup
       case medianSeconds = "median_seconds", samplesPerSecond = "samples_per_second"
+      case instructionSet = "instruction_set"
     }
   }
 

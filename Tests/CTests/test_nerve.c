@@ -109,7 +109,7 @@ static void test_context(void) {
   EXPECT(nerve_context_set_threads(ctx, -2) == NERVE_ERROR_BAD_ARGUMENT, "negative");
   EXPECT(strstr(nerve_context_last_error(ctx), "threads") != NULL, "%s", nerve_context_last_error(ctx));
   EXPECT(nerve_context_set_threads(ctx, 0) == NERVE_OK && nerve_context_threads(ctx) >= 1, "default");
-  nerve_isa best = nerve_context_isa(ctx);
+  nerve_isa best = nerve_context_isa(ctx); /* the default: the CPU's best, or NERVE_ISA's */
   EXPECT(best >= NERVE_ISA_BASELINE && best <= NERVE_ISA_AVX512, "isa %d", best);
   EXPECT(nerve_context_set_isa(ctx, NERVE_ISA_BASELINE) == NERVE_OK, "baseline always works");
   EXPECT(nerve_context_set_isa(ctx, (nerve_isa)9) == NERVE_ERROR_BAD_ARGUMENT, "bad isa");
@@ -259,8 +259,7 @@ static nerve_isa told_isa(nerve_isa cpu) {
 static void test_isa_told(void) {
   const nerve_isa cpu = cpu_best_isa();
   const char *was = getenv("NERVE_ISA");
-  char saved[32] = "";
-  if (was) snprintf(saved, sizeof saved, "%s", was);
+  char *saved = was ? strdup(was) : NULL; /* setenv may free what getenv returned */
   static const char *const names[] = {"baseline", "avx2", "avx512", "avx1024", ""};
   static const nerve_isa wanted[] = {NERVE_ISA_BASELINE, NERVE_ISA_AVX2, NERVE_ISA_AVX512, NERVE_ISA_AUTO, NERVE_ISA_AUTO};
   for (int i = 0; i < 5; i++) {
@@ -277,8 +276,9 @@ static void test_isa_told(void) {
            "NERVE_ISA=%s: auto gave %d", names[i], (int)nerve_context_isa(ctx));
     nerve_context_free(ctx);
   }
-  if (was) setenv("NERVE_ISA", saved, 1);
+  if (saved) setenv("NERVE_ISA", saved, 1);
   else unsetenv("NERVE_ISA");
+  free(saved);
 }
 
 /* Pseudo-random values in [-0.5, 0.5) from *seed. */
