@@ -2391,14 +2391,15 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
       const int64_t tiles = (gn + AVX2_PANEL - 1) / AVX2_PANEL * row_tiles;
       const int64_t per_tile = (next_rows + tiles - 1) / tiles;
       int64_t ahead = g * row_tiles * per_tile;
+      /* Gathered rows' windows, stepped from tile to tile (gathered_rows), found once a panel. */
+      gather_window w = ga ? gather_window_at(ga, 0) : (gather_window){0};
       for (int64_t m = 0; m < M; m += most) {
         for (int64_t r = 0; r < per_tile && ahead < next_rows; r++, ahead++)
           nerve__prefetch(B + (next_k + ahead) * ldb + gcol, gn * (int64_t)sizeof(float), false);
         const int R = (int)(M - m < most ? M - m : most);
         const float *base[AVX2_NN_R1];
         if (ga) {
-          gather_window w = gather_window_at(ga, m);
-          for (int r = 0; r < R; r++, gather_window_next(ga, &w)) base[r] = w.a;
+          gathered_rows(ga, &w, R, base);
         } else {
           for (int r = 0; r < R; r++) base[r] = A + (m + r) * lda + k0;
         }

@@ -71,8 +71,9 @@ struct BenchCommand: ParsableCommand {
 
   func run() throws {
     try reportingErrors {
-      if let told = ProcessInfo.processInfo.environment["NERVE_ISA"], !told.isEmpty, told != InstructionSet.chosen.description {
-        printError("nerve: NERVE_ISA=\(told) is not baseline, avx2 or avx512 within this CPU's \(InstructionSet.best): timing \(InstructionSet.chosen)")
+      let kernels = InstructionSet.chosen  // each query makes a context: once a run
+      if let told = ProcessInfo.processInfo.environment["NERVE_ISA"], !told.isEmpty, told != kernels.description {
+        printError("nerve: NERVE_ISA=\(told) is not baseline, avx2 or avx512 within this CPU's \(InstructionSet.best): timing \(kernels)")
       }
       let mnist = try MNIST.load(from: data)
       let usesImages = workloadList.contains { Self.imageWorkloads.contains($0) }
@@ -82,7 +83,7 @@ struct BenchCommand: ParsableCommand {
       let all60k = workloadList.contains("fast-99")
         ? try MNIST.load(from: data, validationCount: 0, imageShape: .channels) : nil
       if !json {
-        print("nerve \(nerveVersion), \(InstructionSet.chosen) kernels; median of \(repeats) timed runs after one warm-up (lab-e: none)")
+        print("nerve \(nerveVersion), \(kernels) kernels; median of \(repeats) timed runs after one warm-up (lab-e: none)")
         print("workload            threads   seconds   samples/s")
       }
       for workload in workloadList {
@@ -98,7 +99,7 @@ struct BenchCommand: ParsableCommand {
           if json {
             print(try jsonLine(
               BenchRecord(
-                tool: "nerve", workload: workload, instructionSet: InstructionSet.chosen.description, threads: t,
+                tool: "nerve", workload: workload, instructionSet: kernels.description, threads: t,
                 medianSeconds: m,
                 samplesPerSecond: Double(timed.samples) / m, runs: seconds,
                 accuracy: accuracies.isEmpty ? nil : accuracies.reduce(0, +) / Double(accuracies.count),
