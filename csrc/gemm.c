@@ -2135,6 +2135,18 @@ NERVE_TARGET_AVX2 NERVE_INLINE bool avx2_not_finite(const float *p, int64_t n) {
   return _mm256_movemask_ps(bad) != 0;
 }
 
+/* avx2_not_finite over `rows` rows of 16 floats, ld apart. */
+NERVE_TARGET_AVX2 NERVE_INLINE bool avx2_not_finite_rows(const float *p, int64_t ld, int64_t rows) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)), inf = _mm256_set1_ps(INFINITY);
+  __m256 bad = _mm256_setzero_ps();
+  for (int64_t k = 0; k < rows; k++) {
+    const __m256 a = _mm256_and_ps(_mm256_loadu_ps(p + k * ld), magnitude);
+    const __m256 b = _mm256_and_ps(_mm256_loadu_ps(p + k * ld + 8), magnitude);
+    bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(a, inf, _CMP_NLT_UQ), _mm256_cmp_ps(b, inf, _CMP_NLT_UQ)));
+  }
+  return _mm256_movemask_ps(bad) != 0;
+}
+
 /* c0 (and c1) += a broadcast times d0 (and d1): one row of a tn tile, as one asm statement.
  * With SwiftPM's flags (-O2, the frame pointer kept) clang hoisted a tile's broadcasts above
  * its multiply-adds and spilled the accumulators, reloading them every row: the CLI's Lab E
@@ -2159,19 +2171,28 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_row1(__m256 *c0, const float *a, __m256
           : [a] "m"(*a), [d0] "x"(d0));
 }
 
+/* Rows of B a stored tile asks for while it runs (the next block's, avx2_nn_run): `rows` rows of
+ * `bytes` from `at`, `ld` bytes apart, spread over the tile's steps. */
+typedef struct {
+  const char *at;
+  int64_t rows, ld, bytes;
+} avx2_fetch;
+
 /*
  * nn: an R x (8 V) tile of C (rows base[0..R), columns from col, the last vector's `tail` lanes
  * there) = init + A . B over K steps, where row r's step k reads base[r][off[k]] (gathered)
- * or base[r][k] (stored, off NULL) and B is a packed block [K, ldb], 32-byte aligned, zero past
- * the panel's columns (avx2_nn_run); init is C's value (from_c), else bias, else 0. With a
- * list (stored only), the steps are the K steps ks[0..K) of the `all` there are instead
- * (avx2_nonzero_columns).
+ * or base[r][k] (stored, off NULL) and B is a block [K, ldb] of the panel's columns: B itself
+ * (whole panels, few stored rows) or a packed copy, zero past the panel's columns
+ * (avx2_nn_run); init is C's value (from_c), else bias, else 0. With a list (stored only), the
+ * steps are the K steps ks[0..K) of the `all` there are instead (avx2_nonzero_columns). The
+ * fetches are asked a row every few steps: asked all at once before the tile, they filled the
+ * core's line fill buffers and waited there (perf: the prefetches took half the copy's time).
  */
 NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const bool stored, float *C,
                                                  int64_t ldc, const float *const *base,
                                                  const int32_t *off, const int32_t *ks, const float *B,
                                                  int64_t ldb, const float *bias, bool from_c, int64_t K,
-                                                 int64_t all, int64_t tail) {
+                                                 int64_t all, int64_t tail, avx2_fetch fetch) {
   __m256 c[AVX2_NN_R1];
   /* Listed, then (only where a listed sum ended -0, see avx2_negative_zero) every step again. */
   for (const int32_t *list = stored ? ks : NULL;; list = NULL) {
@@ -2182,19 +2203,31 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const
         c[r * V + v] = from_c ? nerve__avx2_load(C + r * ldc + 8 * v, n)
                        : bias ? nerve__avx2_load(bias + 8 * v, n) : _mm256_setzero_ps();
       }
-    for (int64_t j = 0; j < (list ? K : all); j++) {
-      const int64_t k = list ? list[j] : j;
-      const float *b = B + k * ldb;
-      const __m256 b0 = _mm256_load_ps(b);
-      const __m256 b1 = V == 2 ? _mm256_load_ps(b + 8) : b0;
-      const int64_t at = stored ? k : off[k];
-#  pragma GCC unroll 12
-      for (int r = 0; r < R; r++) {
-        const __m256 av = _mm256_broadcast_ss(base[r] + at);
-        c[r * V] = _mm256_fmadd_ps(av, b0, c[r * V]);
-        if (V == 2) c[r * V + 1] = _mm256_fmadd_ps(av, b1, c[r * V + 1]);
+#  define AVX2_NN_STEP(j)                                                                        \
+    do {                                                                                         \
+      const int64_t k = list ? list[j] : (j);                                                    \
+      const float *b = B + k * ldb;                                                              \
+      const __m256 b0 = _mm256_loadu_ps(b);                                                      \
+      const __m256 b1 = V == 2 ? _mm256_loadu_ps(b + 8) : b0;                                    \
+      const int64_t at = stored ? k : off[k];                                                    \
+      _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) {                                     \
+        const __m256 av = _mm256_broadcast_ss(base[r] + at);                                     \
+        c[r * V] = _mm256_fmadd_ps(av, b0, c[r * V]);                                            \
+        if (V == 2) c[r * V + 1] = _mm256_fmadd_ps(av, b1, c[r * V + 1]);                        \
+      }                                                                                          \
+    } while (0)
+    const int64_t steps = list ? K : all;
+    int64_t j = 0;
+    if (stored && fetch.rows > 0) {
+      const int64_t every = steps / fetch.rows;
+      for (int64_t f = 0; f < fetch.rows; f++) {
+        nerve__prefetch(fetch.at + f * fetch.ld, fetch.bytes, false);
+        for (const int64_t end = j + every; j < end; j++) AVX2_NN_STEP(j);
       }
+      fetch.rows = 0;
     }
+    for (; j < steps; j++) AVX2_NN_STEP(j);
+#  undef AVX2_NN_STEP
     if (!list || !avx2_negative_zero(c, R * V)) break;
   }
 #  pragma GCC unroll 12
@@ -2205,20 +2238,20 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const
 #  define AVX2_NN_CASE(R)                                                                        \
     case R:                                                                                      \
       if (V == 2 && stored)                                                                      \
-        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, true, C, ldc, base, off, ks, B, ldb, bias, from_c, K, all, tail); \
+        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, true, C, ldc, base, off, ks, B, ldb, bias, from_c, K, all, tail, fetch); \
       else if (V == 2)                                                                           \
-        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, false, C, ldc, base, off, ks, B, ldb, bias, from_c, K, all, tail); \
+        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, false, C, ldc, base, off, ks, B, ldb, bias, from_c, K, all, tail, fetch); \
       else if (stored)                                                                           \
-        avx2_nn_tile(R, 1, true, C, ldc, base, off, ks, B, ldb, bias, from_c, K, all, tail);             \
+        avx2_nn_tile(R, 1, true, C, ldc, base, off, ks, B, ldb, bias, from_c, K, all, tail, fetch);      \
       else                                                                                       \
-        avx2_nn_tile(R, 1, false, C, ldc, base, off, ks, B, ldb, bias, from_c, K, all, tail);            \
+        avx2_nn_tile(R, 1, false, C, ldc, base, off, ks, B, ldb, bias, from_c, K, all, tail, fetch);     \
       break;
 
 NERVE_TARGET_AVX2 static void avx2_nn_tile_any(int R, int V, bool stored, float *C, int64_t ldc,
                                                const float *const *base, const int32_t *off,
                                                const int32_t *ks, const float *B, int64_t ldb,
-                                               const float *bias,
-                                               bool from_c, int64_t K, int64_t all, int64_t tail) {
+                                               const float *bias, bool from_c, int64_t K, int64_t all,
+                                               int64_t tail, avx2_fetch fetch) {
   switch (R) {
     AVX2_NN_CASE(1) AVX2_NN_CASE(2) AVX2_NN_CASE(3) AVX2_NN_CASE(4) AVX2_NN_CASE(5)
     AVX2_NN_CASE(6) AVX2_NN_CASE(7) AVX2_NN_CASE(8) AVX2_NN_CASE(9) AVX2_NN_CASE(10)
@@ -2346,6 +2379,14 @@ static int64_t avx2_nn_block_steps(int64_t M, bool gathered) {
   return !gathered && M > 16 && M <= 48 ? AVX2_NN_KB / 2 : AVX2_NN_KB;
 }
 
+/* Stored rows of A up to which avx2_nn_run reads B's whole panels where they are, not copied:
+ * with few row tiles to read each block, the copy was a quarter of the product, its loads
+ * waiting on lines the fetches had not brought yet (Lab E's 6272 -> 784 forward on 32 rows,
+ * bench/dense_products.c, an Emerald Rapids with NERVE_ISA=avx2, alternated: 5.3-5.7 ->
+ * 4.75 ms at 1 thread, 2.87-2.95 -> 2.40-2.53 at 2). Tall blocks keep the copy: read in place,
+ * every tile's step would need another page of B (2048^3: 96-127 -> 69-74 GFLOP/s). */
+enum { AVX2_IN_PLACE_ROWS = 48 };
+
 /* C[M,N] = init + A . B[K,N], A gathered (ga) or stored (A, lda; ga NULL); init: C's value
  * with from_c, else bias (may be NULL), else 0. Panels of 16 columns (8 where that covers the
  * rest), each taking the rows in tiles. */
@@ -2365,7 +2406,16 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
       const int64_t nr = N - col < AVX2_PANEL ? N - col : AVX2_PANEL;
       const int V = nr > 8 ? 2 : 1, most = V == 2 ? AVX2_NN_R2 : AVX2_NN_R1;
       const int64_t g = col / AVX2_PANEL % AVX2_NN_GROUP;
-      if (g == 0) {
+      const bool few = !ga && M <= AVX2_IN_PLACE_ROWS, in_place = few && nr == AVX2_PANEL;
+      if (few && !in_place) {
+        /* A narrow last panel, zero past its columns. */
+        for (int64_t k = 0; k < kb; k++) {
+          const float *b = B + (k0 + k) * ldb + col;
+          float *to = group[0] + k * AVX2_PANEL;
+          _mm256_store_ps(to, nerve__avx2_load(b, nr));
+          _mm256_store_ps(to + 8, nr > 8 ? nerve__avx2_load(b + 8, nr - 8) : _mm256_setzero_ps());
+        }
+      } else if (!few && g == 0) {
         const int64_t gn = N - col < AVX2_NN_GROUP * AVX2_PANEL ? N - col : AVX2_NN_GROUP * AVX2_PANEL;
         for (int64_t k = 0; k < kb; k++) {
           const float *b = B + (k0 + k) * ldb + col;
@@ -2376,13 +2426,14 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
           }
         }
       }
-      const float *packed = group[g];
-      const bool listable = !lists.off && !avx2_not_finite(packed, kb * AVX2_PANEL);
+      const float *packed = in_place ? B + k0 * ldb + col : group[few ? 0 : g];
+      const int64_t ldpk = in_place ? ldb : AVX2_PANEL;
+      const bool listable = !lists.off && !avx2_not_finite_rows(packed, ldpk, kb);
       /* Stored products ask for the group's rows of B of the next block of steps ahead, a share
-       * before each tile: the copy had waited on them (Lab E's 6272 -> 784 forward on 32 rows,
-       * 2.66-2.98 -> 2.47-2.73 ms at 2 threads, bench/dense_products.c; on 146 rows about 4%
-       * faster; Zen 3). Shares counted in tiles of AVX2_NN_R2 rows for every panel, so that a
-       * narrow last panel's tiles (12 rows) start where the others' shares left off. */
+       * within each tile (avx2_fetch): the copy had waited on them (Lab E's 6272 -> 784 forward
+       * on 32 rows, 2.66-2.98 -> 2.47-2.73 ms at 2 threads, bench/dense_products.c; on 146 rows
+       * about 4% faster; Zen 3). Shares counted in tiles of AVX2_NN_R2 rows for every panel, so
+       * that a narrow last panel's tiles (12 rows) start where the others' shares left off. */
       const int64_t gcol = col - g * AVX2_PANEL;
       const int64_t gn = N - gcol < AVX2_NN_GROUP * AVX2_PANEL ? N - gcol : AVX2_NN_GROUP * AVX2_PANEL;
       const int64_t next_k = k0 + KB;
@@ -2394,8 +2445,12 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
       /* Gathered rows' windows, stepped from tile to tile (gathered_rows), found once a panel. */
       gather_window w = ga ? gather_window_at(ga, 0) : (gather_window){0};
       for (int64_t m = 0; m < M; m += most) {
-        for (int64_t r = 0; r < per_tile && ahead < next_rows; r++, ahead++)
-          nerve__prefetch(B + (next_k + ahead) * ldb + gcol, gn * (int64_t)sizeof(float), false);
+        const int64_t fetched = next_rows - ahead < per_tile ? next_rows - ahead : per_tile;
+        const avx2_fetch fetch = {.at = (const char *)(B + (next_k + ahead) * ldb + gcol),
+                                  .rows = fetched > 0 ? fetched : 0,
+                                  .ld = ldb * (int64_t)sizeof(float),
+                                  .bytes = gn * (int64_t)sizeof(float)};
+        ahead += fetch.rows;
         const int R = (int)(M - m < most ? M - m : most);
         const float *base[AVX2_NN_R1];
         if (ga) {
@@ -2412,8 +2467,8 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
           list = avx2_lists_use(&lists, m / most, m, R, held, live, kb, &steps);
         }
         avx2_nn_tile_any(R, V, ga == NULL, C + m * ldc + col, ldc, base, ga ? ga->off + k0 : NULL, list,
-                         packed, AVX2_PANEL, k0 == 0 && bias ? bias + col : NULL, k0 > 0 || from_c, steps,
-                         kb, nr - 8 * (V - 1));
+                         packed, ldpk, k0 == 0 && bias ? bias + col : NULL, k0 > 0 || from_c, steps,
+                         kb, nr - 8 * (V - 1), fetch);
       }
     }
   }
