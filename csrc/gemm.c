@@ -2203,13 +2203,14 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const
         c[r * V + v] = from_c ? nerve__avx2_load(C + r * ldc + 8 * v, n)
                        : bias ? nerve__avx2_load(bias + 8 * v, n) : _mm256_setzero_ps();
       }
-#  define AVX2_NN_STEP(j)                                                                        \
+    /* Step k, B's row at b. The listed steps and the others in loops of their own, the others
+     * walking b (clang, the CLI's compiler, had tested for a list and multiplied k by ldb in
+     * every step). */
+#  define AVX2_NN_STEP(k, b)                                                                     \
     do {                                                                                         \
-      const int64_t k = list ? list[j] : (j);                                                    \
-      const float *b = B + k * ldb;                                                              \
       const __m256 b0 = _mm256_loadu_ps(b);                                                      \
-      const __m256 b1 = V == 2 ? _mm256_loadu_ps(b + 8) : b0;                                    \
-      const int64_t at = stored ? k : off[k];                                                    \
+      const __m256 b1 = V == 2 ? _mm256_loadu_ps((b) + 8) : b0;                                  \
+      const int64_t at = stored ? (k) : off[k];                                                  \
       _Pragma("GCC unroll 12") for (int r = 0; r < R; r++) {                                     \
         const __m256 av = _mm256_broadcast_ss(base[r] + at);                                     \
         c[r * V] = _mm256_fmadd_ps(av, b0, c[r * V]);                                            \
@@ -2217,16 +2218,18 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const
       }                                                                                          \
     } while (0)
     const int64_t steps = list ? K : all;
+    const int64_t parts = stored ? fetch.rows : 0, every = parts > 0 ? steps / parts : 0;
     int64_t j = 0;
-    if (stored && fetch.rows > 0) {
-      const int64_t every = steps / fetch.rows;
-      for (int64_t f = 0; f < fetch.rows; f++) {
-        nerve__prefetch(fetch.at + f * fetch.ld, fetch.bytes, false);
-        for (const int64_t end = j + every; j < end; j++) AVX2_NN_STEP(j);
-      }
-      fetch.rows = 0;
+    const float *b = B;
+    for (int64_t f = 0; f <= parts; f++) {
+      const int64_t end = f < parts ? j + every : steps;
+      if (f < parts) nerve__prefetch(fetch.at + f * fetch.ld, fetch.bytes, false);
+      if (list)
+        for (; j < end; j++) AVX2_NN_STEP(list[j], B + list[j] * ldb);
+      else
+        for (; j < end; j++, b += ldb) AVX2_NN_STEP(j, b);
     }
-    for (; j < steps; j++) AVX2_NN_STEP(j);
+    fetch.rows = 0;
 #  undef AVX2_NN_STEP
     if (!list || !avx2_negative_zero(c, R * V)) break;
   }
