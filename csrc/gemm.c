@@ -2181,7 +2181,7 @@ typedef struct {
 /*
  * nn: an R x (8 V) tile of C (rows base[0..R), columns from col, the last vector's `tail` lanes
  * there) = init + A . B over K steps, where row r's step k reads base[r][off[k]] (gathered)
- * or base[r][k] (stored, off NULL) and B is a block [K, ldb] of the panel's columns: B itself
+ * or base[r][k] (stored, off NULL) and B is a block [all, ldb] of the panel's columns: B itself
  * (whole panels, few stored rows) or a packed copy, zero past the panel's columns
  * (avx2_nn_run); init is C's value (from_c), else bias, else 0. With a list (stored only), the
  * steps are the K steps ks[0..K) of the `all` there are instead (avx2_nonzero_columns). The
@@ -2241,9 +2241,11 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_nn_tile(const int R, const int V, const
 #  define AVX2_NN_CASE(R)                                                                        \
     case R:                                                                                      \
       if (V == 2 && stored)                                                                      \
-        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, true, C, ldc, base, off, ks, B, ldb, bias, from_c, K, all, tail, fetch); \
+        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, true, C, ldc, base, off, ks, B, ldb, bias, from_c, K, \
+                     all, tail, fetch);                                                          \
       else if (V == 2)                                                                           \
-        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, false, C, ldc, base, off, ks, B, ldb, bias, from_c, K, all, tail, fetch); \
+        avx2_nn_tile(R < AVX2_NN_R2 ? R : AVX2_NN_R2, 2, false, C, ldc, base, off, ks, B, ldb, bias, from_c, K, \
+                     all, tail, fetch);                                                          \
       else if (stored)                                                                           \
         avx2_nn_tile(R, 1, true, C, ldc, base, off, ks, B, ldb, bias, from_c, K, all, tail, fetch);      \
       else                                                                                       \
@@ -2433,10 +2435,11 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
       const int64_t ldpk = in_place ? ldb : AVX2_PANEL;
       const bool listable = !lists.off && !avx2_not_finite_rows(packed, ldpk, kb);
       /* Stored products ask for the group's rows of B of the next block of steps ahead, a share
-       * within each tile (avx2_fetch): the copy had waited on them (Lab E's 6272 -> 784 forward
-       * on 32 rows, 2.66-2.98 -> 2.47-2.73 ms at 2 threads, bench/dense_products.c; on 146 rows
-       * about 4% faster; Zen 3). Shares counted in tiles of AVX2_NN_R2 rows for every panel, so
-       * that a narrow last panel's tiles (12 rows) start where the others' shares left off. */
+       * within each tile (avx2_fetch): the copy, or the first tile reading B in place, had
+       * waited on them (Lab E's 6272 -> 784 forward on 32 rows, then copied, 2.66-2.98 ->
+       * 2.47-2.73 ms at 2 threads, bench/dense_products.c; on 146 rows about 4% faster; Zen 3).
+       * Shares counted in tiles of AVX2_NN_R2 rows for every panel, so that a narrow last
+       * panel's tiles (12 rows) start where the others' shares left off. */
       const int64_t gcol = col - g * AVX2_PANEL;
       const int64_t gn = N - gcol < AVX2_NN_GROUP * AVX2_PANEL ? N - gcol : AVX2_NN_GROUP * AVX2_PANEL;
       const int64_t next_k = k0 + KB;
@@ -2449,7 +2452,9 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
       gather_window w = ga ? gather_window_at(ga, 0) : (gather_window){0};
       for (int64_t m = 0; m < M; m += most) {
         const int64_t fetched = next_rows - ahead < per_tile ? next_rows - ahead : per_tile;
-        const avx2_fetch fetch = {.at = (const char *)(B + (next_k + ahead) * ldb + gcol),
+        /* The address only where there are rows to fetch: past the last block it would point
+         * past B. */
+        const avx2_fetch fetch = {.at = fetched > 0 ? (const char *)(B + (next_k + ahead) * ldb + gcol) : NULL,
                                   .rows = fetched > 0 ? fetched : 0,
                                   .ld = ldb * (int64_t)sizeof(float),
                                   .bytes = gn * (int64_t)sizeof(float)};

@@ -442,10 +442,9 @@ struct FusedAdamKernelTests {
   /// inputs are not zero, so a listed sum ends -0 while the zero inputs' terms (x 1) make the
   /// whole chain +0. Then (a second run, as an infinity turns the lists off around it, without
   /// the -0 probe) output 1 has infinite weights (forward) or gradients (backward) only where the
-  /// inputs are zero: the whole chain is NaN. At 1, 2 and 3 threads, on the rows from 0 and from 3 (other tiles); 37
-  /// outputs (over 32: not each row's own list) take two whole panels of 16, which few rows read
-  /// in place, and a narrow one, copied. It fails with the -0 check or either finiteness check
-  /// left out.
+  /// inputs are zero: the whole chain is NaN. At 1, 2 and 3 threads, on the rows from 0 and from
+  /// 3 (other tiles). 37 outputs take two whole panels of 16, which few rows read in place, and a
+  /// narrow one, copied. It fails with the -0 check or either finiteness check left out.
   @Test(
     "AVX2's zero-skipping products give every step's chains (-0 sums and infinities included)",
     .enabled(if: InstructionSet.best.rawValue >= InstructionSet.avx2.rawValue, "AVX2's kernels"),
