@@ -2125,25 +2125,25 @@ NERVE_TARGET_AVX2 NERVE_INLINE bool avx2_negative_zero(const __m256 *sums, int n
   return _mm256_movemask_ps(any) != 0;
 }
 
+/* bad, or'ed with the lanes of the 8 floats at p that are infinite or NaN. */
+NERVE_TARGET_AVX2 NERVE_INLINE __m256 avx2_or_not_finite(__m256 bad, const float *p) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  return _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(p), magnitude), _mm256_set1_ps(INFINITY),
+                                         _CMP_NLT_UQ));
+}
+
 /* Whether any of the n floats of a panel block (p, whole vectors) is infinite or NaN, where a
  * left-out zero term would have made NaN: lists then do not run over it. */
 NERVE_TARGET_AVX2 NERVE_INLINE bool avx2_not_finite(const float *p, int64_t n) {
-  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)), inf = _mm256_set1_ps(INFINITY);
   __m256 bad = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n; i += 8)
-    bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(_mm256_load_ps(p + i), magnitude), inf, _CMP_NLT_UQ));
+  for (int64_t i = 0; i < n; i += 8) bad = avx2_or_not_finite(bad, p + i);
   return _mm256_movemask_ps(bad) != 0;
 }
 
-/* avx2_not_finite over `rows` rows of 16 floats, ld apart. */
+/* avx2_not_finite over `rows` rows of a panel (16 floats), ld apart. */
 NERVE_TARGET_AVX2 NERVE_INLINE bool avx2_not_finite_rows(const float *p, int64_t ld, int64_t rows) {
-  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF)), inf = _mm256_set1_ps(INFINITY);
   __m256 bad = _mm256_setzero_ps();
-  for (int64_t k = 0; k < rows; k++) {
-    const __m256 a = _mm256_and_ps(_mm256_loadu_ps(p + k * ld), magnitude);
-    const __m256 b = _mm256_and_ps(_mm256_loadu_ps(p + k * ld + 8), magnitude);
-    bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(a, inf, _CMP_NLT_UQ), _mm256_cmp_ps(b, inf, _CMP_NLT_UQ)));
-  }
+  for (int64_t k = 0; k < rows; k++) bad = avx2_or_not_finite(avx2_or_not_finite(bad, p + k * ld), p + k * ld + 8);
   return _mm256_movemask_ps(bad) != 0;
 }
 
@@ -2392,6 +2392,20 @@ static int64_t avx2_nn_block_steps(int64_t M, bool gathered) {
  * every tile's step would need another page of B (2048^3: 96-127 -> 69-74 GFLOP/s). */
 enum { AVX2_IN_PLACE_ROWS = 48 };
 
+/* kb rows of B's first n columns (rows ldb apart) into panels[0], panels[1], ...: AVX2_PANEL
+ * floats a row, zero past n. Row by row, so that a row's columns are read as one run. */
+NERVE_TARGET_AVX2 NERVE_INLINE void avx2_copy_panels(float (*panels)[AVX2_NN_KB * AVX2_PANEL], const float *B,
+                                                     int64_t ldb, int64_t kb, int64_t n) {
+  for (int64_t k = 0; k < kb; k++) {
+    const float *b = B + k * ldb;
+    for (int64_t c = 0; c < n; c += AVX2_PANEL) {
+      float *to = panels[c / AVX2_PANEL] + k * AVX2_PANEL;
+      _mm256_store_ps(to, nerve__avx2_load(b + c, n - c));
+      _mm256_store_ps(to + 8, n - c > 8 ? nerve__avx2_load(b + c + 8, n - c - 8) : _mm256_setzero_ps());
+    }
+  }
+}
+
 /* C[M,N] = init + A . B[K,N], A gathered (ga) or stored (A, lda; ga NULL); init: C's value
  * with from_c, else bias (may be NULL), else 0. Panels of 16 columns (8 where that covers the
  * rest), each taking the rows in tiles. */
@@ -2412,26 +2426,14 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
       const int V = nr > 8 ? 2 : 1, most = V == 2 ? AVX2_NN_R2 : AVX2_NN_R1;
       const int64_t g = col / AVX2_PANEL % AVX2_NN_GROUP;
       const bool few = !ga && M <= AVX2_IN_PLACE_ROWS, in_place = few && nr == AVX2_PANEL;
-      if (few && !in_place) {
-        /* A narrow last panel, zero past its columns. */
-        for (int64_t k = 0; k < kb; k++) {
-          const float *b = B + (k0 + k) * ldb + col;
-          float *to = group[0] + k * AVX2_PANEL;
-          _mm256_store_ps(to, nerve__avx2_load(b, nr));
-          _mm256_store_ps(to + 8, nr > 8 ? nerve__avx2_load(b + 8, nr - 8) : _mm256_setzero_ps());
-        }
-      } else if (!few && g == 0) {
-        const int64_t gn = N - col < AVX2_NN_GROUP * AVX2_PANEL ? N - col : AVX2_NN_GROUP * AVX2_PANEL;
-        for (int64_t k = 0; k < kb; k++) {
-          const float *b = B + (k0 + k) * ldb + col;
-          for (int64_t c = 0; c < gn; c += AVX2_PANEL) {
-            float *to = group[c / AVX2_PANEL] + k * AVX2_PANEL;
-            _mm256_store_ps(to, nerve__avx2_load(b + c, gn - c));
-            _mm256_store_ps(to + 8, gn - c > 8 ? nerve__avx2_load(b + c + 8, gn - c - 8) : _mm256_setzero_ps());
-          }
-        }
-      }
-      const float *packed = in_place ? B + k0 * ldb + col : group[few ? 0 : g];
+      /* The group's columns: where its first panel starts, and how many. */
+      const int64_t gcol = col - g * AVX2_PANEL;
+      const int64_t gn = N - gcol < AVX2_NN_GROUP * AVX2_PANEL ? N - gcol : AVX2_NN_GROUP * AVX2_PANEL;
+      if (few && !in_place)
+        avx2_copy_panels(group + g, B + k0 * ldb + col, ldb, kb, nr); /* a narrow last panel alone */
+      else if (!few && g == 0)
+        avx2_copy_panels(group, B + k0 * ldb + col, ldb, kb, gn);
+      const float *packed = in_place ? B + k0 * ldb + col : group[g];
       const int64_t ldpk = in_place ? ldb : AVX2_PANEL;
       const bool listable = !lists.off && !avx2_not_finite_rows(packed, ldpk, kb);
       /* Stored products ask for the group's rows of B of the next block of steps ahead, a share
@@ -2440,8 +2442,6 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
        * 2.47-2.73 ms at 2 threads, bench/dense_products.c; on 146 rows about 4% faster; Zen 3).
        * Shares counted in tiles of AVX2_NN_R2 rows for every panel, so that a narrow last
        * panel's tiles (12 rows) start where the others' shares left off. */
-      const int64_t gcol = col - g * AVX2_PANEL;
-      const int64_t gn = N - gcol < AVX2_NN_GROUP * AVX2_PANEL ? N - gcol : AVX2_NN_GROUP * AVX2_PANEL;
       const int64_t next_k = k0 + KB;
       const int64_t next_rows = ga || next_k >= K ? 0 : K - next_k < KB ? K - next_k : KB;
       const int64_t row_tiles = (M + AVX2_NN_R2 - 1) / AVX2_NN_R2;
@@ -2451,11 +2451,11 @@ NERVE_TARGET_AVX2 static void avx2_nn_run(float *C, int64_t ldc, const nerve__ga
       /* Gathered rows' windows, stepped from tile to tile (gathered_rows), found once a panel. */
       gather_window w = ga ? gather_window_at(ga, 0) : (gather_window){0};
       for (int64_t m = 0; m < M; m += most) {
-        const int64_t fetched = next_rows - ahead < per_tile ? next_rows - ahead : per_tile;
+        const int64_t left = next_rows - ahead, fetched = left < 0 ? 0 : left < per_tile ? left : per_tile;
         /* The address only where there are rows to fetch: past the last block it would point
          * past B. */
         const avx2_fetch fetch = {.at = fetched > 0 ? (const char *)(B + (next_k + ahead) * ldb + gcol) : NULL,
-                                  .rows = fetched > 0 ? fetched : 0,
+                                  .rows = fetched,
                                   .ld = ldb * (int64_t)sizeof(float),
                                   .bytes = gn * (int64_t)sizeof(float)};
         ahead += fetch.rows;
