@@ -46,6 +46,12 @@ public final class Trainer {
   /// the model ends byte-identical to one process's (see DataParallelPass). Rank 0's initial
   /// parameters are used; only rank 0 saves checkpoints. A stop asked on any rank stops all.
   public let communicator: Communicator?
+  /// The last run's training features as their non-zero entries, where its first layer read
+  /// them so, kept for the next `fit` on the same features (the same dataset, or a copy of it
+  /// that shares its storage), which then starts its first epoch at once. Held until the next
+  /// `fit`, which keeps it only if it reads the same list, or until the trainer goes: 18 bytes
+  /// a non-zero input, 135 MB for MNIST's 50,000 training images (157 MB as floats).
+  private var listing: FeatureListing?
 
   /// - Parameters:
   ///   - model: the model to train.
@@ -107,7 +113,9 @@ public final class Trainer {
     for data in [train, validation, test].compactMap({ $0 }) { try model.checkFits(data) }
     let workspace = try TrainingWorkspace(
       model: model, loss: loss, optimizer: optimizer, train: train, settings: settings,
-      fusesOptimizerSteps: fusesOptimizerSteps, chunkRows: chunkRows, communicator: communicator)
+      fusesOptimizerSteps: fusesOptimizerSteps, chunkRows: chunkRows, communicator: communicator,
+      previous: listing)
+    listing = workspace.listing
     let fingerprint = checkpointSettings(settings, samples: train.count)
     var state = TrainingState(samples: train.count, settings: settings, model: model)
     var divergence = DivergenceGuard(model: model)

@@ -27,7 +27,10 @@ final class TrainingWorkspace {
   let keepsOrder: Bool
   /// The training set's features as their non-zero entries, when the first layer is a dense
   /// one that reads them (see `listsInputs`); nil otherwise.
-  let listedFeatures: SparseRows?
+  var listedFeatures: SparseRows? { listing?.rows }
+  /// That listing and what it was made from (also when the features proved too dense to list),
+  /// for the trainer to hand to its next run; nil where the first layer reads no list.
+  let listing: FeatureListing?
   /// dLoss/dparameters, laid out like the model's parameters.
   let gradients: FloatBuffer
   let penalty: L2Penalty
@@ -38,10 +41,12 @@ final class TrainingWorkspace {
   /// This rank's part in data-parallel steps (nil when training alone).
   let ranks: DataParallelPass?
 
-  /// Prepares a run; reserves the context's workspace and binds the optimizer's state.
+  /// Prepares a run; reserves the context's workspace and binds the optimizer's state. A
+  /// `previous` run's listing of these same features is taken as it is instead of listing them
+  /// again.
   init(
     model: Sequential, loss: Loss, optimizer: Optimizer, train: Dataset, settings: TrainingSettings,
-    fusesOptimizerSteps: Bool, chunkRows: Int, communicator: Communicator? = nil
+    fusesOptimizerSteps: Bool, chunkRows: Int, communicator: Communicator? = nil, previous: FeatureListing? = nil
   ) throws {
     self.model = model
     self.optimizer = optimizer
@@ -87,11 +92,9 @@ final class TrainingWorkspace {
       allowed: fusesOptimizerSteps && !chunked && settings.gradientDiagnostics == nil)
     fusedLayers = fused
     ranks = spread ? try DataParallelPass(ranks: communicator!, model: model, batchCapacity: batchCapacity) : nil
-    listedFeatures =
+    listing =
       Self.listsInputs(model: model, keepsOrder: keepsOrder, spread: spread, fused: fused)
-      ? try SparseRows.listing(
-        train.features.storage.pointer, rows: train.count, columns: model.inputCount, ifDensityAtMost: 0.5,
-        context: model.context)
+      ? try FeatureListing.of(train.features, columns: model.inputCount, context: model.context, reusing: previous)
       : nil
     steppedGroups = model.parameterGroups.filter { !fused[$0.layer] }.map {
       ParameterGroup(offset: $0.offset, count: $0.info.count, l2Decay: $0.info.decay, isWeight: $0.info.isWeight)
@@ -141,4 +144,37 @@ final class TrainingWorkspace {
 
   /// Steps in one pass over the training set.
   var stepsPerEpoch: Int { (train.count + batchCapacity - 1) / batchCapacity }
+}
+
+/// A training set's features listed as their non-zero entries (or found too dense to list), with
+/// the storage they were listed from: what a trainer keeps from one `fit` to the next, so that
+/// `fit(epochs: 1)` called epoch after epoch lists MNIST once, not every call (listing its 50,000
+/// images takes as long as several of Lab A's epochs). Holding the storage keeps it as it was: a
+/// tensor copies storage it shares before writing to it, and storage held cannot be freed and
+/// its address reused.
+struct FeatureListing {
+  let source: FloatBuffer
+  let samples: Int
+  let columns: Int
+  let instructionSet: InstructionSet
+  /// The non-zero entries, or nil for features too dense to be worth listing.
+  let rows: SparseRows?
+
+  /// `features` [samples, columns] listed, or `previous` where it was made from the same storage
+  /// for the same kernels (the listing's layout depends on the instruction set). Storage only
+  /// borrowed for one call is listed afresh.
+  static func of(
+    _ features: Tensor, columns: Int, context: ComputeContext, reusing previous: FeatureListing?
+  ) throws -> FeatureListing {
+    let source = features.storage, samples = features.shape[0]
+    if let previous, previous.source === source, !source.borrowed, previous.samples == samples,
+      previous.columns == columns, previous.instructionSet == context.instructionSet
+    {
+      return previous
+    }
+    let rows = try SparseRows.listing(
+      source.pointer, rows: samples, columns: columns, ifDensityAtMost: 0.5, context: context)
+    return FeatureListing(
+      source: source, samples: samples, columns: columns, instructionSet: context.instructionSet, rows: rows)
+  }
 }

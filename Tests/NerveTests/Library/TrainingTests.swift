@@ -102,6 +102,40 @@ struct TrainingTests {
     #expect(abs(whole.0 - chunked1.0) < 1e-6, "loss \(whole.0) vs \(chunked1.0)")
   }
 
+  @Test("fit called epoch by epoch (its inputs listed once) gives one fit's bits; other data are not read from that list")
+  func fitAfterFit() throws {
+    // Lab A's setting in chunks: its first layer reads the training set listed as non-zero
+    // entries, which a trainer keeps from one fit to the next on the same features.
+    func labA() throws -> Sequential {
+      try Sequential(input: 784, seed: 5) {
+        Dense(30, activation: .sigmoid, weights: .uniform(low: -0.1, high: 0.1))
+        Dense(10, activation: .sigmoid, weights: .uniform(low: -0.1, high: 0.1))
+      }
+    }
+    func trainer(_ model: Sequential) -> Trainer {
+      let t = Trainer(model: model, loss: .meanSquaredError, optimizer: SGD(learningRate: 1), threads: 2)
+      t.chunkRows = 256
+      return t
+    }
+    func weights(_ model: Sequential) throws -> [Float] {
+      try model.parameter(layer: 0, "weight").scalars + model.parameter(layer: 1, "weight").scalars
+    }
+    let train = Fixtures.mnist.train.prefix(700), other = Fixtures.mnist.train.slice(700..<1400)
+    let stepwise = try labA(), whole = try labA()
+    let t = trainer(stepwise)
+    var losses: [Double] = []
+    for _ in 0..<3 { losses.append(try t.fit(train, epochs: 1, batchSize: .full).epochs[0].trainLoss) }
+    let h = try trainer(whole).fit(train, epochs: 3, batchSize: .full)
+    #expect(losses == h.epochs.map(\.trainLoss), "losses epoch by epoch \(losses), in one fit \(h.epochs.map(\.trainLoss))")
+    #expect(bitwiseEqual(try weights(stepwise), try weights(whole)), "three fits of one epoch against one of three")
+    // The same trainer on other images of the same shape, against a new trainer of the model
+    // trained alike.
+    let again = try t.fit(other, epochs: 1, batchSize: .full).epochs[0].trainLoss
+    let fresh = try trainer(whole).fit(other, epochs: 1, batchSize: .full).epochs[0].trainLoss
+    #expect(again == fresh, "loss on other images: \(again) against a new trainer's \(fresh)")
+    #expect(bitwiseEqual(try weights(stepwise), try weights(whole)), "a fit on other images after fits on the first")
+  }
+
   @Test(
     "dense layers run their activations inside their kernels with the bits of separate layers",
     arguments: ["sgd fused, minibatches", "full batch in chunks, listed inputs", "momentum", "adam"])
