@@ -3060,6 +3060,13 @@ bool nerve__gemm_nn_gather_here(const nerve_context *ctx, float *C, int64_t ldc,
 /* ---- Visiting weight-gradient tiles (fused optimizer steps) ------------------------------- */
 #if NERVE_X86
 
+/* D's non-zeros column by column (list_nonzeros, avx2_list_nonzeros): column c's at
+ * [first[c], end[c]) of offset (m * lda: where row m of A starts) and value. */
+typedef struct {
+  const int32_t *first, *end, *offset;
+  const float *value;
+} column_lists;
+
 typedef struct {
   const float *A, *D;
   int64_t lda, ldd, M, N, K, tiles, panels;
@@ -3068,10 +3075,8 @@ typedef struct {
   nerve__visit_streams streams;
   void *arg;
   int64_t next; /* the first tile no thread has taken (nerve__take_guided_chunk) */
-  /* Where D is mostly zeros (list_nonzeros): its non-zeros column by column, column c's at
-   * [first[c], end[c]) of offset (m * lda: where row m of A starts) and value; NULL otherwise. */
-  const int32_t *first, *end, *offset;
-  const float *value;
+  /* Where D is mostly zeros (list_nonzeros): its lists (first NULL otherwise). */
+  column_lists lists;
   float *tile_space; /* each member's g, LIST_ROWS x list_width(N) */
 } visit_job;
 
@@ -3189,8 +3194,8 @@ NERVE_TARGET_AVX512 NERVE_INLINE void listed_column(const int V, float *sums, co
 #  pragma GCC unroll 8
   for (int v = 0; v < V; v++) c[v] = _mm512_setzero_ps();
   for (int32_t e = e0; e < e1; e++) {
-    const __m512 x = _mm512_set1_ps(j->value[e]);
-    const float *a = A + j->offset[e];
+    const __m512 x = _mm512_set1_ps(j->lists.value[e]);
+    const float *a = A + j->lists.offset[e];
 #  pragma GCC unroll 8
     for (int v = 0; v < V; v++)
       c[v] = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(v == V - 1 ? last : (__mmask16)0xffff, a + 16 * v), c[v]);
@@ -3233,7 +3238,7 @@ NERVE_TARGET_AVX512 static void listed_tile(const visit_job *j, int64_t k, int64
                                                        : _mm512_setzero_ps());
         continue;
       }
-      const int32_t e0 = col < j->N ? j->first[col] : 0, e1 = col < j->N ? j->end[col] : 0;
+      const int32_t e0 = col < j->N ? j->lists.first[col] : 0, e1 = col < j->N ? j->lists.end[col] : 0;
       switch (V) {
         case 8: listed_column(8, sums[c], j, A, col, e0, e1, last); break;
         case 7: listed_column(7, sums[c], j, A, col, e0, e1, last); break;
@@ -3294,7 +3299,7 @@ static inline size_t lists_bytes(int64_t M, int64_t N) {
 }
 
 /*
- * j's lists of D's non-zeros (visit_job.first), in space (nerve__gemm_tn_visit_space bytes),
+ * j's lists of D's non-zeros (visit_job.lists), in space (nerve__gemm_tn_visit_space bytes),
  * where they pay: lists_fit, D at most LIST_DENSITY_PERCENT non-zero and finite (A's blocks are
  * checked by their tiles, in parallel: this runs before the team, and checking all of Lab E's
  * 32 x 6272 inputs here took 0.03 ms of a step). Each row's non-zeros are scattered into
@@ -3330,7 +3335,7 @@ NERVE_TARGET_AVX512 static bool list_nonzeros(visit_job *j, void *space) {
       _mm512_mask_storeu_epi32(end + c, in, _mm512_mask_add_epi32(e, live, e, one));
     }
   }
-  j->first = first, j->end = end, j->offset = offset, j->value = value;
+  j->lists = (column_lists){.first = first, .end = end, .offset = offset, .value = value};
   j->tile_space = (float *)((char *)space + lists_bytes(M, N));
   return true;
 }
@@ -3348,7 +3353,7 @@ enum { LIST_CHUNK_MOST = 4 };
 static void visit_member(void *data, int t, int nt) {
   visit_job *j = data;
   int64_t a, b;
-  if (j->first) {
+  if (j->lists.first) {
     float *g = j->tile_space + t * LIST_ROWS * list_width(j->N);
     while (nerve__take_guided_chunk(&j->next, nt, 1, LIST_CHUNK_MOST, j->tiles, &a, &b))
       visit_listed_tiles(j, a, b, nt, g);
@@ -3378,13 +3383,14 @@ static size_t avx2_visit_tile_bytes(int64_t N) {
 }
 
 typedef struct {
-  const float *A;
-  int64_t lda, N, K, tiles;
+  const float *A, *D;
+  int64_t lda, ldd, M, N, K, tiles;
   nerve__rows_fn rows;
   nerve__tile_fn apply;
   void *arg;
   float *space; /* each member's tile, avx2_visit_tile_bytes apart */
   avx2_packed_d packed; /* D [M,N], copied into panels once for every tile */
+  column_lists lists;   /* or, where D is mostly zeros, its lists (avx2_list_nonzeros) */
   int64_t next;         /* the first tile no member has taken (nerve__take_chunk) */
 } avx2_visit_job;
 
@@ -3402,12 +3408,199 @@ static void avx2_visit_member(void *data, int t, int nt) {
   }
 }
 
+/*
+ * AVX2's listed tiles: AVX-512's (listed_tile) with 8 lanes. Where D is mostly zeros (a relu's
+ * gradient) over LIST_MIN_M to LIST_MAX_M rows, element (k, c) of G is the chain over the m
+ * where D[m, c] is not zero, from zero and in order: with A and D finite, the terms left out
+ * add +-0, which changes no sum but a -0 one, and a column's vector whose sum ends -0 is summed
+ * again over every m. So these are avx2_tn_packed's bits. AVX2_LIST_ROWS of G's rows go in the
+ * lanes of eight vectors (eight chains: what two multiply-add units need at a latency of
+ * four); each listed m broadcasts D[m, c] against that many floats of row m of A (A's block,
+ * M x 256 bytes, in L1), and eight columns' sums are transposed into g's rows.
+ */
+enum { AVX2_LIST_ROWS = 64, AVX2_LIST_VECTORS = AVX2_LIST_ROWS / 8 };
+
+/* The bytes of a member's listed tile of N columns: AVX2_LIST_ROWS rows of whole vectors. */
+static size_t avx2_list_tile_bytes(int64_t N) {
+  return (size_t)AVX2_LIST_ROWS * (size_t)((N + 7) & ~(int64_t)7) * sizeof(float);
+}
+
+/* Whether A[M,K] (rows lda apart) holds only finite numbers. */
+NERVE_TARGET_AVX2 static bool avx2_block_finite(const float *A, int64_t lda, int64_t M, int64_t K) {
+  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 bad = _mm256_setzero_ps();
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t k = 0; k < K; k += 8) {
+      const __m256 v = nerve__avx2_load(A + m * lda + k, K - k);
+      bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(v, magnitude), _mm256_set1_ps(INFINITY), _CMP_NLT_UQ));
+    }
+  return _mm256_movemask_ps(bad) == 0;
+}
+
+/*
+ * D's lists (as list_nonzeros makes them) in space, where they pay: lists_fit, D at most
+ * LIST_DENSITY_PERCENT non-zero and finite. Counted with the compiler's vectors, then each
+ * row's non-zeros found 8 columns at a time and appended to their columns' lists.
+ */
+NERVE_TARGET_AVX2 static bool avx2_list_nonzeros(column_lists *lists, const float *D, int64_t ldd, int64_t M,
+                                                 int64_t N, int64_t lda, void *space) {
+  if (!space || !lists_fit(M, N) || M * lda > INT32_MAX) return false;
+  int32_t *first = space, *end = first + N, *offset = end + N;
+  float *value = (float *)(offset + M * N);
+  for (int64_t c = 0; c < N; c++) end[c] = 0; /* first each column's count */
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t c = 0; c < N; c++) end[c] += D[m * ldd + c] != 0.0f;
+  int64_t nonzeros = 0;
+  for (int64_t c = 0; c < N; c++) nonzeros += end[c];
+  if (nonzeros * 100 > M * N * LIST_DENSITY_PERCENT || !avx2_block_finite(D, ldd, M, N)) return false;
+  int32_t at = 0;
+  for (int64_t c = 0; c < N; c++) {
+    const int32_t count = end[c];
+    first[c] = end[c] = at;
+    at += count;
+  }
+  for (int64_t m = 0; m < M; m++) {
+    const float *d = D + m * ldd;
+    for (int64_t c = 0; c < N; c += 8) {
+      const __m256 v = nerve__avx2_load(d + c, N - c);
+      unsigned live = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+      for (; live; live &= live - 1) {
+        const int64_t col = c + __builtin_ctz(live);
+        const int32_t e = end[col]++;
+        offset[e] = (int32_t)(m * lda), value[e] = d[col];
+      }
+    }
+  }
+  *lists = (column_lists){.first = first, .end = end, .offset = offset, .value = value};
+  return true;
+}
+
+/* An 8 x 8 block transposed in registers: r[i] holds row i; on return r[i] holds column i. */
+NERVE_TARGET_AVX2 NERVE_INLINE void avx2_transpose8(__m256 *r) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+
+/* Column col's chain of the first n of 8 rows of G from A over every m, zeros of D included:
+ * what avx2_tn_packed computes. */
+NERVE_TARGET_AVX2 static __m256 avx2_whole_chain(const avx2_visit_job *j, const float *A, int64_t col, int64_t n) {
+  __m256 sum = _mm256_setzero_ps();
+  for (int64_t m = 0; m < j->M; m++)
+    sum = _mm256_fmadd_ps(_mm256_set1_ps(j->D[m * j->ldd + col]), nerve__avx2_load(A + m * j->lda, n), sum);
+  return sum;
+}
+
+/* The sums of column col over its listed rows [e0, e1), for V vectors of A's rows (the last
+ * holding `tail` of them), stored to sums[0, 8V). */
+NERVE_TARGET_AVX2 NERVE_INLINE void avx2_listed_column(const int V, const bool partial, float *sums,
+                                                       const avx2_visit_job *j, const float *A, int64_t col,
+                                                       int32_t e0, int32_t e1, int64_t tail) {
+  __m256 c[AVX2_LIST_VECTORS];
+#  pragma GCC unroll 8
+  for (int v = 0; v < V; v++) c[v] = _mm256_setzero_ps();
+  for (int32_t e = e0; e < e1; e++) {
+    const __m256 x = _mm256_set1_ps(j->lists.value[e]);
+    const float *a = A + j->lists.offset[e];
+#  pragma GCC unroll 8
+    for (int v = 0; v < V; v++)
+      c[v] = _mm256_fmadd_ps(x, partial && v == V - 1 ? nerve__avx2_load(a + 8 * v, tail) : _mm256_loadu_ps(a + 8 * v),
+                             c[v]);
+  }
+#  pragma GCC unroll 8
+  for (int v = 0; v < V; v++) {
+    if (avx2_negative_zero(&c[v], 1)) c[v] = avx2_whole_chain(j, A + 8 * v, col, v == V - 1 ? tail : 8);
+    _mm256_store_ps(sums + 8 * v, c[v]);
+  }
+}
+
+#  define AVX2_LISTED_CASE(V)                                                                 \
+    case V:                                                                                   \
+      if (tail < 8)                                                                           \
+        avx2_listed_column(V, true, sums, j, A, col, e0, e1, tail);                           \
+      else                                                                                    \
+        avx2_listed_column(V, false, sums, j, A, col, e0, e1, tail);                          \
+      break;
+
+/* avx2_listed_column for the V of a tile (1 to AVX2_LIST_VECTORS). */
+NERVE_TARGET_AVX2 static void avx2_listed_column_any(int V, float *sums, const avx2_visit_job *j, const float *A,
+                                                     int64_t col, int32_t e0, int32_t e1, int64_t tail) {
+  _Static_assert(AVX2_LIST_VECTORS == 8, "avx2_listed_column_any has a case for every V");
+  switch (V) {
+    AVX2_LISTED_CASE(8) AVX2_LISTED_CASE(7) AVX2_LISTED_CASE(6) AVX2_LISTED_CASE(5)
+    AVX2_LISTED_CASE(4) AVX2_LISTED_CASE(3) AVX2_LISTED_CASE(2) AVX2_LISTED_CASE(1)
+    default: break;
+  }
+}
+#  undef AVX2_LISTED_CASE
+
+/* Rows [k, k + kr) of G (kr <= AVX2_LIST_ROWS), all N columns, into g[r * ldg + c] (ldg: N up
+ * to whole vectors); rows past kr and columns past N hold anything. A block of A with an
+ * infinity or a NaN in it takes every chain whole, zeros of D included. */
+NERVE_TARGET_AVX2 static void avx2_listed_tile(const avx2_visit_job *j, int64_t k, int64_t kr, float *g,
+                                               int64_t ldg) {
+  float sums[8][AVX2_LIST_ROWS] __attribute__((aligned(32)));
+  const int V = (int)((kr + 7) / 8);
+  const int64_t tail = kr - 8 * (V - 1);
+  const float *A = j->A + k;
+  const bool whole = !avx2_block_finite(A, j->lda, j->M, kr);
+  for (int64_t c0 = 0; c0 < j->N; c0 += 8) {
+    for (int64_t c = 0; c < 8; c++) {
+      const int64_t col = c0 + c;
+      if (col >= j->N) { /* past N: zero sums */
+        for (int v = 0; v < V; v++) _mm256_store_ps(sums[c] + 8 * v, _mm256_setzero_ps());
+      } else if (whole) {
+        for (int v = 0; v < V; v++)
+          _mm256_store_ps(sums[c] + 8 * v, avx2_whole_chain(j, A + 8 * v, col, v == V - 1 ? tail : 8));
+      } else {
+        avx2_listed_column_any(V, sums[c], j, A, col, j->lists.first[col], j->lists.end[col], tail);
+      }
+    }
+    for (int b = 0; b < V; b++) {
+      __m256 r[8];
+#  pragma GCC unroll 8
+      for (int i = 0; i < 8; i++) r[i] = _mm256_load_ps(sums[i] + 8 * b);
+      avx2_transpose8(r);
+#  pragma GCC unroll 8
+      for (int i = 0; i < 8; i++) _mm256_storeu_ps(g + (8 * b + i) * ldg + c0, r[i]);
+    }
+  }
+}
+
+/* avx2_visit_member over listed tiles of AVX2_LIST_ROWS weight rows. */
+static void avx2_visit_listed_member(void *data, int t, int nt) {
+  avx2_visit_job *j = data;
+  const int64_t ldg = (j->N + 7) & ~(int64_t)7;
+  float *g = (float *)((char *)j->space + (size_t)t * avx2_list_tile_bytes(j->N));
+  for (int64_t a, b; nerve__take_chunk(&j->next, 1, j->tiles, &a, &b);) {
+    const int64_t k0 = a * AVX2_LIST_ROWS, k1 = k0 + AVX2_LIST_ROWS < j->K ? k0 + AVX2_LIST_ROWS : j->K;
+    if (j->rows) j->rows(j->arg, k0, k1);
+    avx2_listed_tile(j, k0, k1 - k0, g, ldg);
+    j->apply(j->arg, k0, 0, g, k1 - k0, j->N, ldg, nt);
+  }
+}
+
 #endif
 
 size_t nerve__gemm_tn_visit_space(const nerve_context *ctx, int64_t M, int64_t N) {
 #if NERVE_X86
-  if (ctx->isa == NERVE_ISA_AVX2)
-    return (size_t)ctx->threads * avx2_visit_tile_bytes(N) + avx2_packed_d_bytes(M, N) + 32;
+  if (ctx->isa == NERVE_ISA_AVX2) {
+    /* Each member's tile (listed ones are the larger), then D packed or listed. */
+    const size_t packed = avx2_packed_d_bytes(M, N), listed = lists_fit(M, N) ? lists_bytes(M, N) : 0;
+    return (size_t)ctx->threads * avx2_list_tile_bytes(N) + (packed > listed ? packed : listed) + 32;
+  }
   if (!lists_fit(M, N)) return 0;
   return lists_bytes(M, N) + (size_t)ctx->threads * LIST_ROWS * (size_t)list_width(N) * sizeof(float);
 #else
@@ -3424,19 +3617,26 @@ bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const
 #if NERVE_X86
   if (!nerve__gemm_tn_visits(ctx)) return false;
   if (ctx->isa == NERVE_ISA_AVX2) {
-    avx2_visit_job j = {.A = A, .lda = lda, .N = N, .K = K,
+    avx2_visit_job j = {.A = A, .D = D, .lda = lda, .ldd = ldd, .M = M, .N = N, .K = K,
                         .tiles = (K + AVX2_VISIT_ROWS - 1) / AVX2_VISIT_ROWS, .rows = rows, .apply = apply,
                         .arg = arg, .space = (float *)(((uintptr_t)space + 31) & ~(uintptr_t)31)};
     /* Nothing fetched ahead: the tile's rows stay in L2, and asking for the next tile's weights
      * and moments as this one computes (spread over its panels, into L1 or L2) gained nothing
      * on a Zen 3 (bench/lab_e_step.c 1). */
     (void)streams;
-    /* Every tile reads all of D: copied into panels here once, not by each tile (a fifth of
-     * Lab E's visitor went to those copies, its tiles 24 rows x 32 images of work each). */
-    j.packed = avx2_pack_d((float *)((char *)j.space + (size_t)ctx->threads * avx2_visit_tile_bytes(N)), D, ldd, M, N);
+    void *d_space = (char *)j.space + (size_t)ctx->threads * avx2_list_tile_bytes(N);
+    nerve__team_fn member = avx2_visit_member;
+    if (avx2_list_nonzeros(&j.lists, D, ldd, M, N, lda, d_space)) {
+      j.tiles = (K + AVX2_LIST_ROWS - 1) / AVX2_LIST_ROWS;
+      member = avx2_visit_listed_member;
+    } else {
+      /* Every tile reads all of D: copied into panels here once, not by each tile (a fifth of
+       * Lab E's visitor went to those copies, its tiles 24 rows x 32 images of work each). */
+      j.packed = avx2_pack_d(d_space, D, ldd, M, N);
+    }
     int threads = nerve__threads_for(ctx, M * N * K, GEMM_GRAIN);
     if (threads > j.tiles) threads = (int)j.tiles;
-    nerve__parallel_team(threads, avx2_visit_member, &j);
+    nerve__parallel_team(threads, member, &j);
     return true;
   }
   visit_job j = {.A = A, .D = D, .lda = lda, .ldd = ldd, .M = M, .N = N, .K = K,

@@ -371,39 +371,46 @@ struct FusedAdamKernelTests {
   }
 
   /// Where the output gradient is mostly zeros (a relu's; here 70%) over 8 to 64 rows, the
-  /// AVX-512 fused step's weight gradient skips them (gemm.c's listed tiles): the same chains
-  /// from zero, so the bits of the gradient stored whole and then stepped, and the input
-  /// gradient as nerve_dense_backward_adam_input writes it. With an infinite input, the tile of
-  /// weight rows it meets skips nothing (0 * inf is NaN in the whole product, and so in the
-  /// fused one) while the others still skip: here in a middle tile, a last one of one row, and
-  /// the only one.
+  /// fused step's weight gradient skips them (gemm.c's listed tiles, AVX-512's and AVX2's): the
+  /// same chains from zero, so the bits of the gradient stored whole and then stepped, and the
+  /// input gradient as nerve_dense_backward_adam_input writes it. With an infinite input, the
+  /// tile of weight rows it meets skips nothing (0 * inf is NaN in the whole product, and so in
+  /// the fused one) while the others still skip: here in a middle tile, a last one of one row,
+  /// and the only one. Every instruction set this CPU has (the baseline's fused step against
+  /// its own products).
   @Test("skipping the output gradient's zeros keeps the whole product's bits", arguments: [1, 2, 3], [false, true])
   func skippedZerosKeepBits(_ threads: Int, _ infinite: Bool) {
-    // Tiles of 128 weight rows: 128, 128 and 44; 128 and 1; 37 alone. Widths past whole
-    // vectors, and both row limits (8 and 64).
-    for s in [DenseShape(n: 32, i: 300, o: 100), .init(n: 8, i: 129, o: 47), .init(n: 64, i: 37, o: 16)] {
-      let k = Kernels(threads: threads, isa: .best)
-      var x = sparseInputs(s.n, s.i, seed: 50)
-      if infinite { x[s.i + min(s.i - 1, 200)] = .infinity }
-      let dy = sparseInputs(s.n, s.o, seed: 51)
-      let w0 = randomFloats(s.i * s.o, seed: 52), m0 = randomFloats(s.i * s.o, seed: 53, low: -0.01, high: 0.01)
-      let v0 = randomFloats(s.i * s.o, seed: 54, low: 0, high: 0.01)
-      var w = w0, wm = m0, wv = v0, b = [Float](repeating: 0, count: s.o), bm = b, bv = b
-      var dx = [Float](repeating: .nan, count: s.n * s.i), alone = dx
-      k.ok(nerve_dense_backward_adam(
-        k.ctx, &dx, &w, &b, &wm, &wv, &bm, &bv, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.01, 0.9, 0.999, 1e-7, 0, 0, 2))
-      k.ok(nerve_dense_backward_adam_input(k.ctx, &alone, dy, w0, Int64(s.n), Int64(s.i), Int64(s.o)))
-      var gw = [Float](repeating: 0, count: w0.count), gb = [Float](repeating: 0, count: s.o)
-      k.ok(nerve_dense_backward(k.ctx, nil, &gw, &gb, dy, x, nil, Int64(s.n), Int64(s.i), Int64(s.o)))
-      var rw = w0, rm = m0, rv = v0
-      k.ok(nerve_adam_step(k.ctx, &rw, &rm, &rv, gw, Int64(w0.count), 0.01, 0.9, 0.999, 1e-7, 0, 0, 2))
-      let label = "\(s), \(threads) thread(s), \(infinite ? "an infinite input" : "finite inputs")"
-      expectSameBits(w, rw, "weights, \(label)")
-      expectSameBits(wm, rm, "first moments, \(label)")
-      expectSameBits(wv, rv, "second moments, \(label)")
-      expectSameBits(dx, alone, "input gradient, \(label)")
-      #expect(w.contains { $0.isNaN } == infinite, "NaN weights, \(label)")
+    // AVX-512's tiles of 128 weight rows: 128, 128 and 44; 128 and 1; 37 alone. AVX2's of 64:
+    // four and 44; two and 1; 37 alone. Widths past whole vectors, and both row limits (8 and
+    // 64).
+    for isa in InstructionSet.allCases where isa.rawValue <= InstructionSet.best.rawValue {
+      for s in [DenseShape(n: 32, i: 300, o: 100), .init(n: 8, i: 129, o: 47), .init(n: 64, i: 37, o: 16)] {
+        skippedZerosKeepBits(s, Kernels(threads: threads, isa: isa), infinite)
+      }
     }
+  }
+
+  func skippedZerosKeepBits(_ s: DenseShape, _ k: Kernels, _ infinite: Bool) {
+    var x = sparseInputs(s.n, s.i, seed: 50)
+    if infinite { x[s.i + min(s.i - 1, 200)] = .infinity }
+    let dy = sparseInputs(s.n, s.o, seed: 51)
+    let w0 = randomFloats(s.i * s.o, seed: 52), m0 = randomFloats(s.i * s.o, seed: 53, low: -0.01, high: 0.01)
+    let v0 = randomFloats(s.i * s.o, seed: 54, low: 0, high: 0.01)
+    var w = w0, wm = m0, wv = v0, b = [Float](repeating: 0, count: s.o), bm = b, bv = b
+    var dx = [Float](repeating: .nan, count: s.n * s.i), alone = dx
+    k.ok(nerve_dense_backward_adam(
+      k.ctx, &dx, &w, &b, &wm, &wv, &bm, &bv, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.01, 0.9, 0.999, 1e-7, 0, 0, 2))
+    k.ok(nerve_dense_backward_adam_input(k.ctx, &alone, dy, w0, Int64(s.n), Int64(s.i), Int64(s.o)))
+    var gw = [Float](repeating: 0, count: w0.count), gb = [Float](repeating: 0, count: s.o)
+    k.ok(nerve_dense_backward(k.ctx, nil, &gw, &gb, dy, x, nil, Int64(s.n), Int64(s.i), Int64(s.o)))
+    var rw = w0, rm = m0, rv = v0
+    k.ok(nerve_adam_step(k.ctx, &rw, &rm, &rv, gw, Int64(w0.count), 0.01, 0.9, 0.999, 1e-7, 0, 0, 2))
+    let label = "\(s), \(k.label), \(infinite ? "an infinite input" : "finite inputs")"
+    expectSameBits(w, rw, "weights, \(label)")
+    expectSameBits(wm, rm, "first moments, \(label)")
+    expectSameBits(wv, rv, "second moments, \(label)")
+    expectSameBits(dx, alone, "input gradient, \(label)")
+    #expect(w.contains { $0.isNaN } == infinite, "NaN weights, \(label)")
   }
 
   /// A product under the smallest subnormal rounds to -0, and a chain at -0 turns to +0 when it
@@ -412,8 +419,13 @@ struct FusedAdamKernelTests {
   /// +0 one turns to +0.
   @Test("a weight gradient that ends at -0 keeps the whole product's bits", arguments: [1, 2])
   func negativeZeroGradient(_ threads: Int) {
+    for isa in InstructionSet.allCases where isa.rawValue <= InstructionSet.best.rawValue {
+      negativeZeroGradient(Kernels(threads: threads, isa: isa))
+    }
+  }
+
+  func negativeZeroGradient(_ k: Kernels) {
     let s = DenseShape(n: 8, i: 20, o: 17)
-    let k = Kernels(threads: threads, isa: .best)
     var x = randomFloats(s.n * s.i, seed: 60), dy = sparseInputs(s.n, s.o, seed: 61)
     // Output 5's gradient: -1e-30 in row 0 alone, against input 3's 1e-30 there (a product of
     // -1e-60: -0) and 0.5 in row 1 (whose zero product, +0, turns the whole chain's sum to +0).
@@ -430,8 +442,8 @@ struct FusedAdamKernelTests {
     #expect(gw[3 * s.o + 5].bitPattern == Float(0).bitPattern, "the whole product's sum is +0")
     var rw = w0, rm = m0, rv = v0
     k.ok(nerve_adam_step(k.ctx, &rw, &rm, &rv, gw, Int64(w0.count), 0.01, 0.9, 0.999, 1e-7, 0, 0, 2))
-    expectSameBits(wm, rm, "first moments, \(threads) thread(s)")
-    expectSameBits(w, rw, "weights, \(threads) thread(s)")
+    expectSameBits(wm, rm, "first moments, \(k.label)")
+    expectSameBits(w, rw, "weights, \(k.label)")
   }
 
   /// AVX2's stored products leave out the terms of zero inputs by tiles (the columns where none
