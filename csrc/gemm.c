@@ -3603,6 +3603,145 @@ static void avx2_visit_listed_member(void *data, int t, int nt) {
   }
 }
 
+/* ---- AVX2's products given B transposed, the batch's rows in the lanes ------------------- */
+/*
+ * nn_lanes with AVX2: C^T = BT . A^T, A's rows (the batch's, LANES_MIN_M to NN_SMALL_M of them)
+ * in the lanes of V vectors, R rows of BT broadcast against them, A^T packed as
+ * nerve__gemm_nt_pack lays it out ([panels][K][32], only the live k). Each element is one chain
+ * of multiply-adds in k's order from zero, added to its initial value: nn_lanes's chains, so
+ * AVX-512's bits. Against the dot products it replaces (avx2_nn_dots) nothing is summed across
+ * lanes, and a unit silent over the whole batch (a relu's column of zeros) takes no steps.
+ */
+static bool avx2_uses_lanes(int64_t M, int64_t K) {
+  return M >= LANES_MIN_M && M <= NN_SMALL_M && K > AVX2_SHORT_K;
+}
+
+/* Columns an AVX2 lanes block takes for V vectors of rows: eight accumulators at most (with V
+ * loads of A^T and a broadcast, 13 of the 16 registers where V is 4). */
+static inline int avx2_lanes_width(int64_t M) {
+  const int V = (int)((M + 7) / 8);
+  return V == 1 ? 7 : V == 2 ? 5 : V <= 4 ? 3 : V == 5 ? 2 : 1;
+}
+
+/* P[p][k][c] = A[p*32 + c][k], zero past M: 8 x 8 blocks transposed in registers. */
+NERVE_TARGET_AVX2 static void avx2_pack_lanes(float *P, const float *A, int64_t lda, int64_t M, int64_t K) {
+  for (int64_t p = 0; p < (M + NR - 1) / NR; p++) {
+    float *dst = P + p * K * NR;
+    for (int64_t c0 = p * NR; c0 < p * NR + NR; c0 += 8) {
+      const int64_t rows = M - c0 < 0 ? 0 : (M - c0 < 8 ? M - c0 : 8);
+      for (int64_t k0 = 0; k0 < K; k0 += 8) {
+        const int64_t ks = K - k0 < 8 ? K - k0 : 8;
+        __m256 r[8];
+#  pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) r[i] = i < rows ? nerve__avx2_load(A + (c0 + i) * lda + k0, ks) : _mm256_setzero_ps();
+        avx2_transpose8(r);
+        for (int64_t i = 0; i < ks; i++) _mm256_storeu_ps(dst + (k0 + i) * NR + (c0 - p * NR), r[i]);
+      }
+    }
+  }
+}
+
+/* ks: the k where some row of A is not zero (every k unless skip), and P's panels compacted to
+ * them: pack_live_columns with AVX2. */
+NERVE_TARGET_AVX2 static int64_t avx2_live_columns(float *P, int32_t *ks, const float *A, int64_t lda, int64_t M,
+                                                   int64_t K, bool skip) {
+  if (!skip) {
+    for (int64_t k = 0; k < K; k++) ks[k] = (int32_t)k;
+    return K;
+  }
+  int64_t live = 0;
+  for (int64_t k0 = 0; k0 < K; k0 += 8) {
+    __m256 any = _mm256_setzero_ps();
+    for (int64_t m = 0; m < M; m++)
+      any = _mm256_or_ps(any, _mm256_cmp_ps(nerve__avx2_load(A + m * lda + k0, K - k0), _mm256_setzero_ps(), _CMP_NEQ_UQ));
+    const int bits = _mm256_movemask_ps(any);
+    for (int c = 0; c < 8 && k0 + c < K; c++)
+      if (bits >> c & 1) ks[live++] = (int32_t)(k0 + c);
+  }
+  if (live < K)
+    for (int64_t p = 0; p < (M + NR - 1) / NR; p++) {
+      float *panel = P + p * K * NR;
+      for (int64_t k = 0; k < live; k++)
+        if (ks[k] != k) memcpy(panel + k * NR, panel + (int64_t)ks[k] * NR, NR * sizeof(float));
+    }
+  return live;
+}
+
+typedef struct {
+  float *C;
+  const float *BT, *bias; /* BT [N, K], row stride ldb */
+  int64_t ldc, ldb, M, N, K;
+  bool accumulate;
+  nerve__nt_packed lanes;
+} avx2_lanes_job;
+
+/* Columns [i, i + cols) of C, cols <= R. */
+NERVE_TARGET_AVX2 NERVE_INLINE void avx2_lanes_block(const int V, const int R, const avx2_lanes_job *j, int64_t i,
+                                                     int64_t cols) {
+  const float *b[8], *a[8];
+  /* Rows past cols repeat row i: their sums are computed and dropped. */
+#  pragma GCC unroll 8
+  for (int r = 0; r < R; r++) b[r] = j->BT + (i + (r < cols ? r : 0)) * j->ldb;
+#  pragma GCC unroll 8
+  for (int v = 0; v < V; v++) a[v] = j->lanes.P + (v / 4) * j->K * NR + (v % 4) * 8;
+  __m256 acc[8][8];
+#  pragma GCC unroll 8
+  for (int r = 0; r < R; r++)
+#  pragma GCC unroll 8
+    for (int v = 0; v < V; v++) acc[r][v] = _mm256_setzero_ps();
+  const int64_t live = j->lanes.live;
+  const int32_t *ks = j->lanes.ks;
+  for (int64_t k = 0; k < live; k++) {
+    const int64_t at = ks[k];
+    __m256 x[8];
+#  pragma GCC unroll 8
+    for (int r = 0; r < R; r++) x[r] = _mm256_broadcast_ss(&b[r][at]);
+#  pragma GCC unroll 8
+    for (int v = 0; v < V; v++) {
+      const __m256 av = _mm256_loadu_ps(a[v] + k * NR);
+#  pragma GCC unroll 8
+      for (int r = 0; r < R; r++) acc[r][v] = _mm256_fmadd_ps(x[r], av, acc[r][v]);
+    }
+  }
+  float sums[8][64] __attribute__((aligned(32)));
+#  pragma GCC unroll 8
+  for (int r = 0; r < R; r++)
+#  pragma GCC unroll 8
+    for (int v = 0; v < V; v++) _mm256_store_ps(sums[r] + 8 * v, acc[r][v]);
+  for (int64_t m = 0; m < j->M; m++)
+    for (int64_t r = 0; r < cols; r++) {
+      float *c = j->C + m * j->ldc + i + r;
+      float init = j->accumulate ? *c : 0.0f;
+      if (j->bias) init += j->bias[i + r];
+      *c = init + sums[r][m];
+    }
+}
+
+#  define AVX2_LANES_CASE(V)                                                                  \
+    case V: avx2_lanes_block(V, V == 1 ? 7 : V == 2 ? 5 : V <= 4 ? 3 : V == 5 ? 2 : 1, j, i, cols); break;
+
+/* Columns [i0, i1) of C. */
+NERVE_TARGET_AVX2 static void avx2_nn_lanes(const avx2_lanes_job *j, int64_t i0, int64_t i1) {
+  const int R = avx2_lanes_width(j->M);
+  for (int64_t i = i0; i < i1; i += R) {
+    const int64_t cols = i1 - i < R ? i1 - i : R;
+    switch ((j->M + 7) / 8) {
+      AVX2_LANES_CASE(1) AVX2_LANES_CASE(2) AVX2_LANES_CASE(3) AVX2_LANES_CASE(4)
+      AVX2_LANES_CASE(5) AVX2_LANES_CASE(6) AVX2_LANES_CASE(7) AVX2_LANES_CASE(8)
+      default: break; /* past NN_SMALL_M: not called */
+    }
+  }
+}
+#  undef AVX2_LANES_CASE
+
+/* Member t's whole blocks of columns. */
+static void avx2_lanes_member(void *data, int t, int nt) {
+  const avx2_lanes_job *j = data;
+  const int64_t width = avx2_lanes_width(j->M), blocks = (j->N + width - 1) / width;
+  const int64_t a = blocks * t / nt * width, b = blocks * (t + 1) / nt * width;
+  if (a < (b < j->N ? b : j->N)) avx2_nn_lanes(j, a, b < j->N ? b : j->N);
+}
+
 #endif
 
 size_t nerve__gemm_tn_visit_space(const nerve_context *ctx, int64_t M, int64_t N) {
@@ -3687,7 +3826,12 @@ void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const flo
 #endif
 #if NERVE_X86
   if (ctx->isa == NERVE_ISA_AVX2) {
-    avx2_nn_transposed(C + i0, ldc, A, lda, BT + i0 * ldb, ldb, false, M, i1 - i0, K);
+    if (ap && ap->P) {
+      const avx2_lanes_job j = {.C = C, .ldc = ldc, .BT = BT, .ldb = ldb, .M = M, .N = i1, .K = K, .lanes = *ap};
+      avx2_nn_lanes(&j, i0, i1);
+    } else {
+      avx2_nn_transposed(C + i0, ldc, A, lda, BT + i0 * ldb, ldb, false, M, i1 - i0, K);
+    }
     return;
   }
 #endif
@@ -3775,6 +3919,7 @@ static size_t nt_scratch(const nerve_context *ctx, int64_t M, int64_t K) {
 #if NERVE_X86
   if (ctx->isa == NERVE_ISA_AVX512 && M > 0 && nn_uses_dots(M, K, true) && nn_uses_lanes(M, K))
     return packed_bytes(M, K) + (size_t)K * sizeof(int32_t);
+  if (ctx->isa == NERVE_ISA_AVX2 && avx2_uses_lanes(M, K)) return packed_bytes(M, K) + (size_t)K * sizeof(int32_t);
 #else
   (void)ctx, (void)M, (void)K;
 #endif
@@ -3794,6 +3939,11 @@ nerve_status nerve__gemm_nt_pack(nerve_context *ctx, const float *A, int64_t lda
 #if NERVE_X86 /* nt_scratch is 0 elsewhere */
   float *P = ctx->scratch[NERVE_SCRATCH_GEMM];
   int32_t *ks = (int32_t *)((char *)P + packed_bytes(rows, K));
+  if (ctx->isa == NERVE_ISA_AVX2) {
+    avx2_pack_lanes(P, A, lda, M, K);
+    *ap = (nerve__nt_packed){.P = P, .ks = ks, .live = avx2_live_columns(P, ks, A, lda, M, K, skip_silent)};
+    return NERVE_OK;
+  }
   nerve__gemm_nn_pack(ctx, P, A, lda, M, K);
   *ap = (nerve__nt_packed){.P = P, .ks = ks, .live = pack_live_columns(P, ks, A, lda, M, K, skip_silent)};
 #else
@@ -3974,6 +4124,21 @@ nerve_status nerve__gemm_nn_then(nerve_context *ctx, float *C, int64_t ldc, cons
   }
 #endif
 #if NERVE_X86
+  /* Few rows against a transposed B: the rows in the lanes (nerve__gemm_nt_columns takes them
+   * so too). */
+  if (ctx->isa == NERVE_ISA_AVX2 && b_transposed && avx2_uses_lanes(method_rows, K)) {
+    avx2_lanes_job j = {.C = C, .ldc = ldc, .BT = B, .ldb = ldb, .bias = bias, .accumulate = accumulate,
+                        .M = M, .N = N, .K = K};
+    nerve_status s = nerve__gemm_nt_pack(ctx, A, lda, method_rows, M, K, !accumulate && !bias, &j.lanes, func);
+    if (s != NERVE_OK) return s;
+    if (j.lanes.P) { /* (none where this call's rows pass NN_SMALL_M) */
+      const int64_t width = avx2_lanes_width(M), blocks = (N + width - 1) / width;
+      const int threads = nerve__threads_for(ctx, work, GEMM_GRAIN);
+      nerve__parallel_team(threads < blocks ? threads : (int)blocks, avx2_lanes_member, &j);
+      nerve__activation_pass(ctx, then, C, ldc, M, N);
+      return NERVE_OK;
+    }
+  }
   if (avx2_rows_listed(ctx, A, lda, b_transposed, accumulate, M, N, K))
     return avx2_rows_listed_product(ctx, C, ldc, A, lda, B, ldb, bias, M, N, K, then, func);
 #endif

@@ -561,8 +561,9 @@ typedef struct {
 } nerve__nt_packed;
 
 /* nn with B given transposed, restricted to output columns [i0, i1): C[:, i0:i1]. Runs on this
- * thread: Nerve's dot-product tiles (with AVX-512; with AVX2 its 8-lane dots, or chains for up
- * to 64 steps), else one OpenBLAS call. Dots up to one
+ * thread: Nerve's dot-product tiles (with AVX-512; with AVX2 A's rows in the lanes from ap where
+ * nerve__gemm_nt_pack packed A, as AVX-512's nn_lanes with the same bits, else its 8-lane dots,
+ * or chains for up to 64 steps), else one OpenBLAS call. With AVX-512, dots up to one
  * vector's lanes long (NT_SHORT_MAX) take 16 columns a vector (gemm.c's short_dots); longer
  * ones take A's rows in the lanes from ap, A packed by nerve__gemm_nt_pack (gemm.c's nn_lanes),
  * or read A where ap->P is NULL (ap itself may be NULL). Below

@@ -26,6 +26,9 @@ let denseShapes: [DenseShape] = [
   // The input gradient with the batch's rows in the lanes (gemm.c's nn_lanes): one vector of
   // rows, and four with the last part full, each with a last tile of columns cut short.
   .init(n: 16, i: 45, o: 40), .init(n: 57, i: 77, o: 33),
+  // AVX2's (avx2_nn_lanes, past 64 outputs): two vectors of 8 rows (5 columns a block), three
+  // with the last part full (3), seven (1) and eight; each with a last block cut short.
+  .init(n: 16, i: 33, o: 80), .init(n: 20, i: 47, o: 90), .init(n: 50, i: 20, o: 70), .init(n: 64, i: 30, o: 65),
   // Few inputs and outputs over many rows, which two threads take by halves of the rows (dense.c's
   // halves_member): halves of 500 and 501 rows, and a full panel of inputs with 12 outputs.
   .init(n: 1001, i: 30, o: 10), .init(n: 600, i: 32, o: 12),
@@ -108,6 +111,27 @@ struct DenseKernelTests {
     expectClose(dx, ref.dx, atol: 1e-5 * Double(s.o).squareRoot(), "input gradient \(s) \(k.label)")
     expectClose(dw, zip(dw0, ref.dw).map { Double($0) + $1 }, atol: 1e-5 * Double(s.n).squareRoot(), "weight gradient \(s) \(k.label)")
     expectClose(db, zip(db0, ref.db).map { Double($0) + $1 }, atol: 1e-5 * Double(s.n).squareRoot(), "bias gradient \(s) \(k.label)")
+  }
+
+  /// AVX2's input gradient with the batch's rows in the lanes (gemm.c's avx2_nn_lanes) takes
+  /// AVX-512's chains (nn_lanes): the same bits, negative zeros, underflowing products and units
+  /// silent over the whole batch (skipped by both) included. Only where the CPU has both.
+  @Test(
+    "AVX2's and AVX-512's input gradients with the batch's rows in the lanes give the same bits",
+    .enabled(if: InstructionSet.best == .avx512, "needs a CPU with AVX-512 as well as AVX2"),
+    arguments: [1, 2])
+  func lanesAcrossInstructionSets(_ threads: Int) {
+    for s in [DenseShape(n: 32, i: 129, o: 100), .init(n: 20, i: 47, o: 90), .init(n: 64, i: 30, o: 65)] {
+      var (dy, _, w) = orderProbe(rows: s.n, inputs: s.i, outputs: s.o, seed: 70)
+      for o in stride(from: 2, to: s.o, by: 9) { for r in 0..<s.n { dy[r * s.o + o] = 0 } }
+      let dx = [InstructionSet.avx2, .avx512].map { isa in
+        let k = Kernels(threads: threads, isa: isa)
+        var dx = [Float](repeating: .nan, count: s.n * s.i)
+        k.ok(nerve_dense_backward(k.ctx, &dx, nil, nil, dy, nil, w, Int64(s.n), Int64(s.i), Int64(s.o)), "backward")
+        return dx
+      }
+      expectSameBits(dx[0], dx[1], "input gradient \(s), \(threads) thread(s): AVX2 against AVX-512")
+    }
   }
 
   @Test("the fused SGD backward equals backward followed by a descent step", arguments: configurations, denseShapes)
