@@ -1687,6 +1687,20 @@ NERVE_TARGET_AVX512 NERVE_INLINE void lanes_row2(__m512 *c0, __m512 *c1, const f
           : [b] "m"(*b), [a0] "v"(a0), [a1] "v"(a1));
 }
 
+/* A lanes block's sums into C's columns [i, i + cols): sums[r][m] for column i + r and row m,
+ * added to its initial value (C's own where accumulating, then the bias), as dots_block adds
+ * its sums. */
+static void lanes_sums_out(float *C, int64_t ldc, const float *bias, bool accumulate, int64_t M, int64_t i,
+                           int64_t cols, const float (*sums)[64]) {
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t r = 0; r < cols; r++) {
+      float *c = C + m * ldc + i + r;
+      float init = accumulate ? *c : 0.0f;
+      if (bias) init += bias[i + r];
+      *c = init + sums[r][m];
+    }
+}
+
 /* Columns [i, i + cols) of C, cols <= R; the next tile's next_cols columns from next (0: none)
  * have their rows of BT fetched as these are read. */
 NERVE_TARGET_AVX512 NERVE_INLINE void lanes_block(const int V, const int R, const nn_job *j, int64_t i,
@@ -1731,13 +1745,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void lanes_block(const int V, const int R, cons
   for (int r = 0; r < R; r++)
 #  pragma GCC unroll 4
     for (int v = 0; v < V; v++) _mm512_store_ps(sums[r] + 16 * v, acc[r][v]);
-  for (int64_t m = 0; m < j->M; m++)
-    for (int64_t r = 0; r < cols; r++) {
-      float *c = j->C + m * j->ldc + i + r;
-      float init = j->accumulate ? *c : 0.0f;
-      if (j->bias) init += j->bias[i + r];
-      *c = init + sums[r][m];
-    }
+  lanes_sums_out(j->C, j->ldc, j->bias, j->accumulate, j->M, i, cols, sums);
 }
 
 NERVE_TARGET_AVX512 static void nn_lanes(nn_job *j, int64_t i0, int64_t i1) {
@@ -3616,12 +3624,13 @@ static bool avx2_uses_lanes(int64_t M, int64_t K) {
   return M >= LANES_MIN_M && M <= NN_SMALL_M && K > AVX2_SHORT_K;
 }
 
-/* Columns an AVX2 lanes block takes for V vectors of rows: eight accumulators at most (with V
- * loads of A^T and a broadcast, 13 of the 16 registers where V is 4). */
-static inline int avx2_lanes_width(int64_t M) {
-  const int V = (int)((M + 7) / 8);
-  return V == 1 ? 7 : V == 2 ? 5 : V <= 4 ? 3 : V == 5 ? 2 : 1;
-}
+/* Columns an AVX2 lanes block takes for V vectors of rows: R V accumulators, R broadcasts and
+ * the one vector of A^T they share fit the 16 registers (12 + 3 + 1 where V is 4, Lab E's 32
+ * rows; two columns there, A^T read half as often again, were slower than the dots). */
+static inline int avx2_lanes_columns(int V) { return V == 1 ? 7 : V == 2 ? 5 : V <= 4 ? 3 : V == 5 ? 2 : 1; }
+
+/* Those columns for M rows. */
+static inline int avx2_lanes_width(int64_t M) { return avx2_lanes_columns((int)((M + 7) / 8)); }
 
 /* P[p][k][c] = A[p*32 + c][k], zero past M: 8 x 8 blocks transposed in registers. */
 NERVE_TARGET_AVX2 static void avx2_pack_lanes(float *P, const float *A, int64_t lda, int64_t M, int64_t K) {
@@ -3641,14 +3650,29 @@ NERVE_TARGET_AVX2 static void avx2_pack_lanes(float *P, const float *A, int64_t 
   }
 }
 
+/* Every k of K live: ks[k] = k. */
+static int64_t every_column(int32_t *ks, int64_t K) {
+  for (int64_t k = 0; k < K; k++) ks[k] = (int32_t)k;
+  return K;
+}
+
+/* The panels of A^T packed at P (M rows, K steps) moved up to their live k (ks, live of them,
+ * ascending): step k takes step ks[k]. */
+static int64_t compact_columns(float *P, const int32_t *ks, int64_t live, int64_t M, int64_t K) {
+  if (live < K)
+    for (int64_t p = 0; p < (M + NR - 1) / NR; p++) {
+      float *panel = P + p * K * NR;
+      for (int64_t k = 0; k < live; k++)
+        if (ks[k] != k) memcpy(panel + k * NR, panel + (int64_t)ks[k] * NR, NR * sizeof(float));
+    }
+  return live;
+}
+
 /* ks: the k where some row of A is not zero (every k unless skip), and P's panels compacted to
  * them: pack_live_columns with AVX2. */
 NERVE_TARGET_AVX2 static int64_t avx2_live_columns(float *P, int32_t *ks, const float *A, int64_t lda, int64_t M,
                                                    int64_t K, bool skip) {
-  if (!skip) {
-    for (int64_t k = 0; k < K; k++) ks[k] = (int32_t)k;
-    return K;
-  }
+  if (!skip) return every_column(ks, K);
   int64_t live = 0;
   for (int64_t k0 = 0; k0 < K; k0 += 8) {
     __m256 any = _mm256_setzero_ps();
@@ -3658,13 +3682,7 @@ NERVE_TARGET_AVX2 static int64_t avx2_live_columns(float *P, int32_t *ks, const 
     for (int c = 0; c < 8 && k0 + c < K; c++)
       if (bits >> c & 1) ks[live++] = (int32_t)(k0 + c);
   }
-  if (live < K)
-    for (int64_t p = 0; p < (M + NR - 1) / NR; p++) {
-      float *panel = P + p * K * NR;
-      for (int64_t k = 0; k < live; k++)
-        if (ks[k] != k) memcpy(panel + k * NR, panel + (int64_t)ks[k] * NR, NR * sizeof(float));
-    }
-  return live;
+  return compact_columns(P, ks, live, M, K);
 }
 
 typedef struct {
@@ -3708,17 +3726,11 @@ NERVE_TARGET_AVX2 NERVE_INLINE void avx2_lanes_block(const int V, const int R, c
   for (int r = 0; r < R; r++)
 #  pragma GCC unroll 8
     for (int v = 0; v < V; v++) _mm256_store_ps(sums[r] + 8 * v, acc[r][v]);
-  for (int64_t m = 0; m < j->M; m++)
-    for (int64_t r = 0; r < cols; r++) {
-      float *c = j->C + m * j->ldc + i + r;
-      float init = j->accumulate ? *c : 0.0f;
-      if (j->bias) init += j->bias[i + r];
-      *c = init + sums[r][m];
-    }
+  lanes_sums_out(j->C, j->ldc, j->bias, j->accumulate, j->M, i, cols, sums);
 }
 
 #  define AVX2_LANES_CASE(V)                                                                  \
-    case V: avx2_lanes_block(V, V == 1 ? 7 : V == 2 ? 5 : V <= 4 ? 3 : V == 5 ? 2 : 1, j, i, cols); break;
+    case V: avx2_lanes_block(V, avx2_lanes_columns(V), j, i, cols); break;
 
 /* Columns [i0, i1) of C. */
 NERVE_TARGET_AVX2 static void avx2_nn_lanes(const avx2_lanes_job *j, int64_t i0, int64_t i1) {
@@ -3890,10 +3902,7 @@ bool nerve__gemm_nn_packs(const nerve_context *ctx, int64_t M, int64_t N, int64_
  * that pack (up to NN_SMALL_M rows) is a few microseconds. Without skip, every k. */
 NERVE_TARGET_AVX512 static int64_t pack_live_columns(float *P, int32_t *ks, const float *A, int64_t lda,
                                                      int64_t M, int64_t K, bool skip) {
-  if (!skip) {
-    for (int64_t k = 0; k < K; k++) ks[k] = (int32_t)k;
-    return K;
-  }
+  if (!skip) return every_column(ks, K);
   int64_t live = 0;
   for (int64_t k0 = 0; k0 < K; k0 += 16) {
     const __mmask16 in = nerve__lanes16(K - k0);
@@ -3903,13 +3912,7 @@ NERVE_TARGET_AVX512 static int64_t pack_live_columns(float *P, int32_t *ks, cons
     for (int c = 0; c < 16; c++)
       if (any >> c & 1) ks[live++] = (int32_t)(k0 + c);
   }
-  if (live < K)
-    for (int64_t p = 0; p < (M + NR - 1) / NR; p++) {
-      float *panel = P + p * K * NR;
-      for (int64_t k = 0; k < live; k++)
-        if (ks[k] != k) memcpy(panel + k * NR, panel + (int64_t)ks[k] * NR, NR * sizeof(float));
-    }
-  return live;
+  return compact_columns(P, ks, live, M, K);
 }
 #endif
 
