@@ -1691,7 +1691,7 @@ NERVE_TARGET_AVX512 NERVE_INLINE void lanes_row2(__m512 *c0, __m512 *c1, const f
  * added to its initial value (C's own where accumulating, then the bias), as dots_block adds
  * its sums. */
 static void lanes_sums_out(float *C, int64_t ldc, const float *bias, bool accumulate, int64_t M, int64_t i,
-                           int64_t cols, const float (*sums)[64]) {
+                           int64_t cols, float (*sums)[64]) {
   for (int64_t m = 0; m < M; m++)
     for (int64_t r = 0; r < cols; r++) {
       float *c = C + m * ldc + i + r;
@@ -2133,11 +2133,15 @@ NERVE_TARGET_AVX2 NERVE_INLINE bool avx2_negative_zero(const __m256 *sums, int n
   return _mm256_movemask_ps(any) != 0;
 }
 
-/* bad, or'ed with the lanes of the 8 floats at p that are infinite or NaN. */
-NERVE_TARGET_AVX2 NERVE_INLINE __m256 avx2_or_not_finite(__m256 bad, const float *p) {
+/* bad, or'ed with the lanes of v that are infinite or NaN. */
+NERVE_TARGET_AVX2 NERVE_INLINE __m256 avx2_or_not_finite_lanes(__m256 bad, __m256 v) {
   const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-  return _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(_mm256_loadu_ps(p), magnitude), _mm256_set1_ps(INFINITY),
-                                         _CMP_NLT_UQ));
+  return _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(v, magnitude), _mm256_set1_ps(INFINITY), _CMP_NLT_UQ));
+}
+
+/* The same for the 8 floats at p. */
+NERVE_TARGET_AVX2 NERVE_INLINE __m256 avx2_or_not_finite(__m256 bad, const float *p) {
+  return avx2_or_not_finite_lanes(bad, _mm256_loadu_ps(p));
 }
 
 /* Whether any of the n floats of a panel block (p, whole vectors) is infinite or NaN, where a
@@ -2592,7 +2596,7 @@ NERVE_TARGET_AVX2 static void avx2_pad_rows(float *P, int64_t ldp, const float *
 }
 
 /* Rows of D a chunk's copy asks for ahead of the row it copies (into the next chunk at its
- * end; past D's last row the requests fetch nothing and fault nothing). The copy waited on D:
+ * end; past D's last row they fetch whatever follows it, and a prefetch never faults). The copy waited on D:
  * a convolution's output gradient, half of it in the other core's cache, whose stream the
  * hardware's prefetchers restart at every 4 KB page. Lab E's first convolution's weight
  * gradient, one step (bench/lab_e_step.c, NERVE_ISA=avx2): 0.42 -> 0.36-0.39 ms at 2 threads,
@@ -3401,13 +3405,27 @@ static size_t avx2_visit_tile_bytes(int64_t N) {
   return (size_t)AVX2_VISIT_ROWS * (size_t)((N + 7) & ~(int64_t)7) * sizeof(float);
 }
 
+/* Weight rows an AVX2 listed tile takes, in eight vectors' lanes (avx2_listed_tile, below). */
+enum { AVX2_LIST_ROWS = 64, AVX2_LIST_VECTORS = AVX2_LIST_ROWS / 8 };
+
+/* The bytes of a member's listed tile of N columns: AVX2_LIST_ROWS rows of whole vectors. */
+static size_t avx2_list_tile_bytes(int64_t N) {
+  return (size_t)AVX2_LIST_ROWS * (size_t)((N + 7) & ~(int64_t)7) * sizeof(float);
+}
+
+/* The room a member's tile takes in the visitor's space for D [M,N]: a listed one's where D's
+ * lists may be made (lists_fit), else the 24-row one's. */
+static size_t avx2_member_tile_bytes(int64_t M, int64_t N) {
+  return lists_fit(M, N) ? avx2_list_tile_bytes(N) : avx2_visit_tile_bytes(N);
+}
+
 typedef struct {
   const float *A, *D;
   int64_t lda, ldd, M, N, K, tiles;
   nerve__rows_fn rows;
   nerve__tile_fn apply;
   void *arg;
-  float *space; /* each member's tile, avx2_visit_tile_bytes apart */
+  float *space; /* each member's tile, avx2_member_tile_bytes apart */
   avx2_packed_d packed; /* D [M,N], copied into panels once for every tile */
   column_lists lists;   /* or, where D is mostly zeros, its lists (avx2_list_nonzeros) */
   int64_t next;         /* the first tile no member has taken (nerve__take_chunk) */
@@ -3418,7 +3436,7 @@ typedef struct {
 static void avx2_visit_member(void *data, int t, int nt) {
   avx2_visit_job *j = data;
   const int64_t ldg = (j->N + 7) & ~(int64_t)7;
-  float *g = (float *)((char *)j->space + (size_t)t * avx2_visit_tile_bytes(j->N));
+  float *g = (float *)((char *)j->space + (size_t)t * avx2_member_tile_bytes(j->M, j->N));
   for (int64_t a, b; nerve__take_chunk(&j->next, 1, j->tiles, &a, &b);) {
     const int64_t k0 = a * AVX2_VISIT_ROWS, k1 = k0 + AVX2_VISIT_ROWS < j->K ? k0 + AVX2_VISIT_ROWS : j->K;
     if (j->rows) j->rows(j->arg, k0, k1);
@@ -3437,22 +3455,11 @@ static void avx2_visit_member(void *data, int t, int nt) {
  * four); each listed m broadcasts D[m, c] against that many floats of row m of A (A's block,
  * M x 256 bytes, in L1), and eight columns' sums are transposed into g's rows.
  */
-enum { AVX2_LIST_ROWS = 64, AVX2_LIST_VECTORS = AVX2_LIST_ROWS / 8 };
-
-/* The bytes of a member's listed tile of N columns: AVX2_LIST_ROWS rows of whole vectors. */
-static size_t avx2_list_tile_bytes(int64_t N) {
-  return (size_t)AVX2_LIST_ROWS * (size_t)((N + 7) & ~(int64_t)7) * sizeof(float);
-}
-
 /* Whether A[M,K] (rows lda apart) holds only finite numbers. */
 NERVE_TARGET_AVX2 static bool avx2_block_finite(const float *A, int64_t lda, int64_t M, int64_t K) {
-  const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
   __m256 bad = _mm256_setzero_ps();
   for (int64_t m = 0; m < M; m++)
-    for (int64_t k = 0; k < K; k += 8) {
-      const __m256 v = nerve__avx2_load(A + m * lda + k, K - k);
-      bad = _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_and_ps(v, magnitude), _mm256_set1_ps(INFINITY), _CMP_NLT_UQ));
-    }
+    for (int64_t k = 0; k < K; k += 8) bad = avx2_or_not_finite_lanes(bad, nerve__avx2_load(A + m * lda + k, K - k));
   return _mm256_movemask_ps(bad) == 0;
 }
 
@@ -3602,7 +3609,7 @@ NERVE_TARGET_AVX2 static void avx2_listed_tile(const avx2_visit_job *j, int64_t 
 static void avx2_visit_listed_member(void *data, int t, int nt) {
   avx2_visit_job *j = data;
   const int64_t ldg = (j->N + 7) & ~(int64_t)7;
-  float *g = (float *)((char *)j->space + (size_t)t * avx2_list_tile_bytes(j->N));
+  float *g = (float *)((char *)j->space + (size_t)t * avx2_member_tile_bytes(j->M, j->N));
   for (int64_t a, b; nerve__take_chunk(&j->next, 1, j->tiles, &a, &b);) {
     const int64_t k0 = a * AVX2_LIST_ROWS, k1 = k0 + AVX2_LIST_ROWS < j->K ? k0 + AVX2_LIST_ROWS : j->K;
     if (j->rows) j->rows(j->arg, k0, k1);
@@ -3759,9 +3766,9 @@ static void avx2_lanes_member(void *data, int t, int nt) {
 size_t nerve__gemm_tn_visit_space(const nerve_context *ctx, int64_t M, int64_t N) {
 #if NERVE_X86
   if (ctx->isa == NERVE_ISA_AVX2) {
-    /* Each member's tile (listed ones are the larger), then D packed or listed. */
+    /* Each member's tile, then D packed or listed. */
     const size_t packed = avx2_packed_d_bytes(M, N), listed = lists_fit(M, N) ? lists_bytes(M, N) : 0;
-    return (size_t)ctx->threads * avx2_list_tile_bytes(N) + (packed > listed ? packed : listed) + 32;
+    return (size_t)ctx->threads * avx2_member_tile_bytes(M, N) + (packed > listed ? packed : listed) + 32;
   }
   if (!lists_fit(M, N)) return 0;
   return lists_bytes(M, N) + (size_t)ctx->threads * LIST_ROWS * (size_t)list_width(N) * sizeof(float);
@@ -3786,7 +3793,7 @@ bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda, const
      * and moments as this one computes (spread over its panels, into L1 or L2) gained nothing
      * on a Zen 3 (bench/lab_e_step.c 1). */
     (void)streams;
-    void *d_space = (char *)j.space + (size_t)ctx->threads * avx2_list_tile_bytes(N);
+    void *d_space = (char *)j.space + (size_t)ctx->threads * avx2_member_tile_bytes(M, N);
     nerve__team_fn member = avx2_visit_member;
     if (avx2_list_nonzeros(&j.lists, D, ldd, M, N, lda, d_space)) {
       j.tiles = (K + AVX2_LIST_ROWS - 1) / AVX2_LIST_ROWS;
@@ -3855,9 +3862,10 @@ void nerve__gemm_nt_columns(nerve_context *ctx, float *C, int64_t ldc, const flo
 
 /* ---- Scratch the products take --------------------------------------------------------- */
 /*
- * Of the products, only the AVX-512 kernels use the GEMM scratch slot: nn to pack a transposed B
- * it does not read by dot products, or A where its dots take A's rows in the lanes (nn_lanes),
- * tn for a padded copy of G under rank updates. The entry points reserve what these return, and
+ * Of the products, only Nerve's own kernels use the GEMM scratch slot: AVX-512's nn to pack a
+ * transposed B it does not read by dot products, either's to pack A where their dots take A's
+ * rows in the lanes (nn_lanes, avx2_nn_lanes), AVX-512's tn for a padded copy of G under rank
+ * updates. The entry points reserve what these return, and
  * callers that make several products reserve it before their first write. (Callers use the slot
  * for their own ends too, between products: conv.c's padded weight gradients and AVX2's packed
  * weight for the scattered input gradient.)
@@ -4069,6 +4077,25 @@ nerve_status nerve__gemm_nn_as(nerve_context *ctx, float *C, int64_t ldc, const 
                              method_rows, NULL, func);
 }
 
+#if NERVE_X86
+/* C = init + A . BT^T with A's rows in the lanes (avx2_nn_lanes), A packed first; *done false
+ * (nothing written) where the packing does not apply: this call's rows pass NN_SMALL_M. */
+static nerve_status avx2_lanes_product(nerve_context *ctx, float *C, int64_t ldc, const float *A, int64_t lda,
+                                       const float *BT, int64_t ldb, const float *bias, bool accumulate,
+                                       int64_t M, int64_t N, int64_t K, int64_t method_rows, bool *done,
+                                       const char *func) {
+  avx2_lanes_job j = {.C = C, .ldc = ldc, .BT = BT, .ldb = ldb, .bias = bias, .accumulate = accumulate,
+                      .M = M, .N = N, .K = K};
+  nerve_status s = nerve__gemm_nt_pack(ctx, A, lda, method_rows, M, K, !accumulate && !bias, &j.lanes, func);
+  *done = s == NERVE_OK && j.lanes.P != NULL;
+  if (!*done) return s;
+  const int64_t width = avx2_lanes_width(M), blocks = (N + width - 1) / width;
+  const int threads = nerve__threads_for(ctx, M * N * K, GEMM_GRAIN);
+  nerve__parallel_team(threads < blocks ? threads : (int)blocks, avx2_lanes_member, &j);
+  return NERVE_OK;
+}
+#endif
+
 nerve_status nerve__gemm_nn_then(nerve_context *ctx, float *C, int64_t ldc, const float *A,
                                  int64_t lda, const float *B, int64_t ldb, bool b_transposed,
                                  const float *bias, bool accumulate, int64_t M, int64_t N, int64_t K,
@@ -4130,14 +4157,10 @@ nerve_status nerve__gemm_nn_then(nerve_context *ctx, float *C, int64_t ldc, cons
   /* Few rows against a transposed B: the rows in the lanes (nerve__gemm_nt_columns takes them
    * so too). */
   if (ctx->isa == NERVE_ISA_AVX2 && b_transposed && avx2_uses_lanes(method_rows, K)) {
-    avx2_lanes_job j = {.C = C, .ldc = ldc, .BT = B, .ldb = ldb, .bias = bias, .accumulate = accumulate,
-                        .M = M, .N = N, .K = K};
-    nerve_status s = nerve__gemm_nt_pack(ctx, A, lda, method_rows, M, K, !accumulate && !bias, &j.lanes, func);
+    bool done = false;
+    nerve_status s = avx2_lanes_product(ctx, C, ldc, A, lda, B, ldb, bias, accumulate, M, N, K, method_rows, &done, func);
     if (s != NERVE_OK) return s;
-    if (j.lanes.P) { /* (none where this call's rows pass NN_SMALL_M) */
-      const int64_t width = avx2_lanes_width(M), blocks = (N + width - 1) / width;
-      const int threads = nerve__threads_for(ctx, work, GEMM_GRAIN);
-      nerve__parallel_team(threads < blocks ? threads : (int)blocks, avx2_lanes_member, &j);
+    if (done) {
       nerve__activation_pass(ctx, then, C, ldc, M, N);
       return NERVE_OK;
     }

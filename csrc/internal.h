@@ -394,14 +394,15 @@ NERVE_HIDDEN void nerve__bias_accumulate_here(const nerve_context *ctx, float *d
 
 /*
  * The weight-gradient product visited tile by tile instead of stored: threads split the K rows
- * of G[K,N] = A[M,K]^T . D[M,N] into tiles of up to 12 rows (128 where D's non-zeros are listed
- * in space: nerve__gemm_tn_visit_space, gemm.c's listed_tile); for each tile, rows(arg, k0, k1)
+ * of G[K,N] = A[M,K]^T . D[M,N] into tiles of up to 12 rows with AVX-512 and 24 with AVX2 (128
+ * and 64 where D's non-zeros are listed in space: nerve__gemm_tn_visit_space, gemm.c's
+ * listed_tile and avx2_listed_tile); for each tile, rows(arg, k0, k1)
  * runs first, then apply(arg, k0, col, g, rows, cols, ldg, threads) receives the tile's gradient
  * for a run of columns (g[r*ldg + c], each element summed from zero over all M in order: the
  * listed tiles' skipped zeros leave those bits) and the
  * size of the team the tiles are shared out in. Returns
- * false (doing nothing) where there is no such kernel (no AVX-512): the caller then stores G
- * and works on it.
+ * false (doing nothing) where there is no such kernel (neither AVX-512 nor AVX2): the caller
+ * then stores G and works on it.
  */
 typedef void (*nerve__rows_fn)(void *arg, int64_t k0, int64_t k1);
 typedef void (*nerve__tile_fn)(void *arg, int64_t k0, int64_t col, const float *g, int64_t rows,
@@ -418,15 +419,16 @@ typedef struct {
   int count;
   int64_t row_bytes;
 } nerve__visit_streams;
-/* Whether nerve__gemm_tn_visit runs on this context (it does with libnerve's AVX-512 kernels). */
+/* Whether nerve__gemm_tn_visit runs on this context (it does with libnerve's AVX-512 and AVX2
+ * kernels). */
 NERVE_HIDDEN bool nerve__gemm_tn_visits(const nerve_context *ctx);
 NERVE_HIDDEN bool nerve__gemm_tn_visit(nerve_context *ctx, const float *A, int64_t lda,
                                        const float *D, int64_t ldd, int64_t M, int64_t N,
                                        int64_t K, nerve__rows_fn rows, nerve__tile_fn apply,
                                        const nerve__visit_streams *streams, void *space, void *arg);
-/* Bytes of the space nerve__gemm_tn_visit takes, for ctx's threads: AVX-512's lists of D's
- * non-zeros where they are few enough to skip, or AVX2's copy of D in panels, and each member's
- * tile of G. `space` must be that many bytes at a 64-byte boundary, for the same context (AVX-512
+/* Bytes of the space nerve__gemm_tn_visit takes, for ctx's threads: the lists of D's non-zeros
+ * where they are few enough to skip (or, with AVX2, its copy of D in panels otherwise), and each
+ * member's tile of G. `space` must be that many bytes at a 64-byte boundary, for the same context (AVX-512
  * alone also takes NULL: no lists). */
 NERVE_HIDDEN size_t nerve__gemm_tn_visit_space(const nerve_context *ctx, int64_t M, int64_t N);
 

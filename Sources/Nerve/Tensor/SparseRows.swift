@@ -4,8 +4,8 @@ import CNerve
 /// The rows of a matrix listed as their non-zero entries, once: a training set of images,
 /// whose first dense layer then reads only the pixels that are not zero, epoch after epoch,
 /// instead of finding them again among the zeros. Holds the same values as the matrix it was
-/// made from; with the AVX-512 kernels and finite weights, the products over it give the same
-/// bits as over the stored rows (training lists inputs only there).
+/// made from; with the AVX-512 or AVX2 kernels and finite weights, the products over it give
+/// the same bits as over the stored rows (training lists inputs only there).
 final class SparseRows {
   let raw: OpaquePointer
   let rows: Int

@@ -145,36 +145,3 @@ final class TrainingWorkspace {
   /// Steps in one pass over the training set.
   var stepsPerEpoch: Int { (train.count + batchCapacity - 1) / batchCapacity }
 }
-
-/// A training set's features listed as their non-zero entries (or found too dense to list), with
-/// the storage they were listed from: what a trainer keeps from one `fit` to the next, so that
-/// `fit(epochs: 1)` called epoch after epoch lists MNIST once, not every call (listing its 50,000
-/// images takes as long as several of Lab A's epochs). Holding the storage keeps it as it was: a
-/// tensor copies storage it shares before writing to it, and storage held cannot be freed and
-/// its address reused.
-struct FeatureListing {
-  let source: FloatBuffer
-  let samples: Int
-  let columns: Int
-  let instructionSet: InstructionSet
-  /// The non-zero entries, or nil for features too dense to be worth listing.
-  let rows: SparseRows?
-
-  /// `features` [samples, columns] listed, or `previous` where it was made from the same storage
-  /// for the same kernels (the listing's layout depends on the instruction set). Storage only
-  /// borrowed for one call is listed afresh.
-  static func of(
-    _ features: Tensor, columns: Int, context: ComputeContext, reusing previous: FeatureListing?
-  ) throws -> FeatureListing {
-    let source = features.storage, samples = features.shape[0]
-    if let previous, previous.source === source, !source.borrowed, previous.samples == samples,
-      previous.columns == columns, previous.instructionSet == context.instructionSet
-    {
-      return previous
-    }
-    let rows = try SparseRows.listing(
-      source.pointer, rows: samples, columns: columns, ifDensityAtMost: 0.5, context: context)
-    return FeatureListing(
-      source: source, samples: samples, columns: columns, instructionSet: context.instructionSet, rows: rows)
-  }
-}

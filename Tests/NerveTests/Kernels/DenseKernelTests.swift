@@ -27,8 +27,10 @@ let denseShapes: [DenseShape] = [
   // rows, and four with the last part full, each with a last tile of columns cut short.
   .init(n: 16, i: 45, o: 40), .init(n: 57, i: 77, o: 33),
   // AVX2's (avx2_nn_lanes, past 64 outputs): two vectors of 8 rows (5 columns a block), three
-  // with the last part full (3), seven (1) and eight; each with a last block cut short.
-  .init(n: 16, i: 33, o: 80), .init(n: 20, i: 47, o: 90), .init(n: 50, i: 20, o: 70), .init(n: 64, i: 30, o: 65),
+  // with the last part full (3), five (2), six, seven and eight (1 each); the blocks of 5, 3
+  // and 2 columns with a last one cut short.
+  .init(n: 16, i: 33, o: 80), .init(n: 20, i: 47, o: 90), .init(n: 40, i: 33, o: 70), .init(n: 45, i: 20, o: 66),
+  .init(n: 50, i: 20, o: 70), .init(n: 64, i: 30, o: 65),
   // Few inputs and outputs over many rows, which two threads take by halves of the rows (dense.c's
   // halves_member): halves of 500 and 501 rows, and a full panel of inputs with 12 outputs.
   .init(n: 1001, i: 30, o: 10), .init(n: 600, i: 32, o: 12),
@@ -397,11 +399,11 @@ struct FusedAdamKernelTests {
   /// Where the output gradient is mostly zeros (a relu's; here 70%) over 8 to 64 rows, the
   /// fused step's weight gradient skips them (gemm.c's listed tiles, AVX-512's and AVX2's): the
   /// same chains from zero, so the bits of the gradient stored whole and then stepped, and the
-  /// input gradient as nerve_dense_backward_adam_input writes it. With an infinite input, the
-  /// tile of weight rows it meets skips nothing (0 * inf is NaN in the whole product, and so in
-  /// the fused one) while the others still skip: here in a middle tile, a last one of one row,
-  /// and the only one. Every instruction set this CPU has (the baseline's fused step against
-  /// its own products).
+  /// input gradient as nerve_dense_backward_adam_input and nerve_dense_backward write it. With
+  /// an infinite input, the tile of weight rows it meets skips nothing (0 * inf is NaN in the
+  /// whole product, and so in the fused one) while the others still skip: here in a middle
+  /// tile, a last one of one row, and the only one. Every instruction set this CPU has (the
+  /// baseline's fused step against its own products).
   @Test("skipping the output gradient's zeros keeps the whole product's bits", arguments: [1, 2, 3], [false, true])
   func skippedZerosKeepBits(_ threads: Int, _ infinite: Bool) {
     // AVX-512's tiles of 128 weight rows: 128, 128 and 44; 128 and 1; 37 alone. AVX2's of 64:
@@ -426,7 +428,8 @@ struct FusedAdamKernelTests {
       k.ctx, &dx, &w, &b, &wm, &wv, &bm, &bv, dy, x, Int64(s.n), Int64(s.i), Int64(s.o), 0.01, 0.9, 0.999, 1e-7, 0, 0, 2))
     k.ok(nerve_dense_backward_adam_input(k.ctx, &alone, dy, w0, Int64(s.n), Int64(s.i), Int64(s.o)))
     var gw = [Float](repeating: 0, count: w0.count), gb = [Float](repeating: 0, count: s.o)
-    k.ok(nerve_dense_backward(k.ctx, nil, &gw, &gb, dy, x, nil, Int64(s.n), Int64(s.i), Int64(s.o)))
+    var unfused = [Float](repeating: .nan, count: s.n * s.i)
+    k.ok(nerve_dense_backward(k.ctx, &unfused, &gw, &gb, dy, x, w0, Int64(s.n), Int64(s.i), Int64(s.o)))
     var rw = w0, rm = m0, rv = v0
     k.ok(nerve_adam_step(k.ctx, &rw, &rm, &rv, gw, Int64(w0.count), 0.01, 0.9, 0.999, 1e-7, 0, 0, 2))
     let label = "\(s), \(k.label), \(infinite ? "an infinite input" : "finite inputs")"
@@ -434,6 +437,7 @@ struct FusedAdamKernelTests {
     expectSameBits(wm, rm, "first moments, \(label)")
     expectSameBits(wv, rv, "second moments, \(label)")
     expectSameBits(dx, alone, "input gradient, \(label)")
+    expectSameBits(dx, unfused, "input gradient against the unfused backward's, \(label)")
     #expect(w.contains { $0.isNaN } == infinite, "NaN weights, \(label)")
   }
 
