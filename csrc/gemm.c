@@ -3321,6 +3321,29 @@ static inline size_t lists_bytes(int64_t M, int64_t N) {
   return ((size_t)(2 * N + 2 * M * N) * sizeof(int32_t) + 63) / 64 * 64;
 }
 
+/* Whether D [M,N] is sparse enough for its lists to pay (at most LIST_DENSITY_PERCENT
+ * non-zero), each column's count of non-zeros left in count[c]. Inlined into each instruction
+ * set's list maker, whose vectors the counting loop takes. */
+NERVE_INLINE bool lists_pay(const float *D, int64_t ldd, int64_t M, int64_t N, int32_t *count) {
+  for (int64_t c = 0; c < N; c++) count[c] = 0;
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t c = 0; c < N; c++) count[c] += D[m * ldd + c] != 0.0f;
+  int64_t nonzeros = 0;
+  for (int64_t c = 0; c < N; c++) nonzeros += count[c];
+  return nonzeros * 100 <= M * N * LIST_DENSITY_PERCENT;
+}
+
+/* The lists' places from their counts (in end): column c's list starts at first[c], and end[c],
+ * where its entries are appended, starts there too. */
+NERVE_INLINE void lists_begin(int32_t *first, int32_t *end, int64_t N) {
+  int32_t at = 0;
+  for (int64_t c = 0; c < N; c++) {
+    const int32_t count = end[c];
+    first[c] = end[c] = at;
+    at += count;
+  }
+}
+
 /*
  * j's lists of D's non-zeros (visit_job.lists), in space (nerve__gemm_tn_visit_space bytes),
  * where they pay: lists_fit, D at most LIST_DENSITY_PERCENT non-zero and finite (A's blocks are
@@ -3333,18 +3356,8 @@ NERVE_TARGET_AVX512 static bool list_nonzeros(visit_job *j, void *space) {
   if (!space || !lists_fit(M, N) || M * j->lda > INT32_MAX) return false;
   int32_t *first = space, *end = first + N, *offset = end + N;
   float *value = (float *)(offset + M * N);
-  for (int64_t c = 0; c < N; c++) end[c] = 0; /* first each column's count */
-  for (int64_t m = 0; m < M; m++)
-    for (int64_t c = 0; c < N; c++) end[c] += j->D[m * j->ldd + c] != 0.0f;
-  int64_t nonzeros = 0;
-  for (int64_t c = 0; c < N; c++) nonzeros += end[c];
-  if (nonzeros * 100 > M * N * LIST_DENSITY_PERCENT || !all_finite(j->D, j->ldd, M, N)) return false;
-  int32_t at = 0;
-  for (int64_t c = 0; c < N; c++) {
-    const int32_t count = end[c];
-    first[c] = end[c] = at;
-    at += count;
-  }
+  if (!lists_pay(j->D, j->ldd, M, N, end) || !all_finite(j->D, j->ldd, M, N)) return false;
+  lists_begin(first, end, N);
   const __m512i one = _mm512_set1_epi32(1);
   for (int64_t m = 0; m < M; m++) {
     const __m512i row = _mm512_set1_epi32((int32_t)(m * j->lda));
@@ -3473,18 +3486,8 @@ NERVE_TARGET_AVX2 static bool avx2_list_nonzeros(column_lists *lists, const floa
   if (!space || !lists_fit(M, N) || M * lda > INT32_MAX) return false;
   int32_t *first = space, *end = first + N, *offset = end + N;
   float *value = (float *)(offset + M * N);
-  for (int64_t c = 0; c < N; c++) end[c] = 0; /* first each column's count */
-  for (int64_t m = 0; m < M; m++)
-    for (int64_t c = 0; c < N; c++) end[c] += D[m * ldd + c] != 0.0f;
-  int64_t nonzeros = 0;
-  for (int64_t c = 0; c < N; c++) nonzeros += end[c];
-  if (nonzeros * 100 > M * N * LIST_DENSITY_PERCENT || !avx2_block_finite(D, ldd, M, N)) return false;
-  int32_t at = 0;
-  for (int64_t c = 0; c < N; c++) {
-    const int32_t count = end[c];
-    first[c] = end[c] = at;
-    at += count;
-  }
+  if (!lists_pay(D, ldd, M, N, end) || !avx2_block_finite(D, ldd, M, N)) return false;
+  lists_begin(first, end, N);
   for (int64_t m = 0; m < M; m++) {
     const float *d = D + m * ldd;
     for (int64_t c = 0; c < N; c += 8) {

@@ -112,30 +112,14 @@ public final class Trainer {
     try settings.validate(train: train, validation: validation)
     try optimizer.validate()
     for data in [train, validation, test].compactMap({ $0 }) { try model.checkFits(data) }
-    // The kept listing only if it lists these features: another is let go before this run lists
-    // its own, so that two are never held at once.
-    let reusable = listing.flatMap { $0.lists(train.features, columns: model.inputCount, context: context) ? $0 : nil }
-    listing = nil
-    let workspace = try TrainingWorkspace(
-      model: model, loss: loss, optimizer: optimizer, train: train, settings: settings,
-      fusesOptimizerSteps: fusesOptimizerSteps, chunkRows: chunkRows, communicator: communicator,
-      previous: reusable)
-    listing = workspace.listing.flatMap { $0.source.borrowed ? nil : $0 }
+    let workspace = try prepareWorkspace(train, settings: settings)
     let fingerprint = checkpointSettings(settings, samples: train.count)
     var state = TrainingState(samples: train.count, settings: settings, model: model)
     var divergence = DivergenceGuard(model: model)
     try shareInitialModel()
     if let resume {
       try restore(resume, settings: fingerprint)
-      state = resume.state
-      // The controls' memory from the checkpoint, their rules from this call (checked equal).
-      state.stopping = settings.earlyStopping.map { rule in
-        var t = EarlyStopping.Tracker(rule: rule)
-        if let saved = resume.state.stopping {
-          (t.bestScore, t.bestEpoch, t.bestModel, t.waited) = (saved.bestScore, saved.bestEpoch, saved.bestModel, saved.waited)
-        }
-        return t
-      }
+      state = resumedState(resume, settings: settings)
       divergence = DivergenceGuard(lastGood: resume.lastGood)
     }
     func checkpoint(_ s: TrainingState) throws {
@@ -182,6 +166,33 @@ public final class Trainer {
     }
     state.stopping?.restoreBest(into: model, history: &state.history)
     return state.history
+  }
+
+  /// The run's workspace, listing `train`'s features only where the kept listing is not of them:
+  /// a kept listing of other features is let go first, so that two are never held at once.
+  private func prepareWorkspace(_ train: Dataset, settings: TrainingSettings) throws -> TrainingWorkspace {
+    let reusable = listing.flatMap { $0.lists(train.features, columns: model.inputCount, context: context) ? $0 : nil }
+    listing = nil
+    let workspace = try TrainingWorkspace(
+      model: model, loss: loss, optimizer: optimizer, train: train, settings: settings,
+      fusesOptimizerSteps: fusesOptimizerSteps, chunkRows: chunkRows, communicator: communicator,
+      previous: reusable)
+    listing = workspace.listing.flatMap { $0.source.borrowed ? nil : $0 }
+    return workspace
+  }
+
+  /// A resumed run's state: the checkpoint's, with the controls' memory from it and their rules
+  /// from this call (checked equal).
+  private func resumedState(_ resume: TrainingCheckpoint, settings: TrainingSettings) -> TrainingState {
+    var state = resume.state
+    state.stopping = settings.earlyStopping.map { rule in
+      var t = EarlyStopping.Tracker(rule: rule)
+      if let saved = resume.state.stopping {
+        (t.bestScore, t.bestEpoch, t.bestModel, t.waited) = (saved.bestScore, saved.bestEpoch, saved.bestModel, saved.waited)
+      }
+      return t
+    }
+    return state
   }
 
   /// Every rank starts from rank 0's parameters and layer state.
