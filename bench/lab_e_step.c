@@ -8,7 +8,7 @@
  *
  *   cmake -S . -B .build-cmake && cmake --build .build-cmake
  *   cc -O2 bench/lab_e_step.c -Iinclude -L.build-cmake -lnerve -Wl,-rpath,$PWD/.build-cmake \
- *     -o .build-cmake/lab_e_step && .build-cmake/lab_e_step 2 [unfused | relu-joins]
+ *     -o .build-cmake/lab_e_step && .build-cmake/lab_e_step 2 [unfused | relu-joins | norm-apart]
  */
 #include "bench_c.h"
 
@@ -21,7 +21,7 @@ static const char *names[CALLS] = {
     "conv (+ relu) forward", "relu forward (unfused)",      "batch norm forward", "max pool (+ norm) forward",
     "dense 1 forward", "relu forward",      "dense 2 forward",    "dense 2 backward + Adam",
     "relu backward",   "dense 1 backward + Adam", "max pool backward", "batch norm (+ relu, pool) backward",
-    "relu backward (unfused)", "conv backward"};
+    "relu backward (unfused)", "conv (+ norm, pool) backward"};
 static double seconds[CALLS][STEPS];
 
 #define TIMED(i, call) BENCH_TIMED(ctx, names[i], seconds[i][s], call)
@@ -51,6 +51,9 @@ int main(int argc, char **argv) {
    * and nerve_batchnorm_backward_maxpool2d). */
   const int unfused = argc > 2 && strcmp(argv[2], "unfused") == 0;
   const int pool_apart = unfused || (argc > 2 && strcmp(argv[2], "relu-joins") == 0);
+  /* "norm-apart": batch norm's backward writing its input gradient, then the convolution's from
+   * it (before nerve_conv2d_backward_batchnorm_maxpool); so too in the two modes above. */
+  const int norm_apart = pool_apart || (argc > 2 && strcmp(argv[2], "norm-apart") == 0);
   const long N = 32, P = N * 28 * 28, F = P * 32, I = 6272, O = 784;
   nerve_context *ctx = bench_context(threads);
   if (!ctx) return 1;
@@ -92,6 +95,13 @@ int main(int argc, char **argv) {
     TIMED(8, nerve_activation_backward(ctx, NERVE_ACTIVATION_RELU, dh, dh, h, hr, N * O));
     TIMED(9, nerve_dense_backward_adam(ctx, dpooled, w1, b1, m1, v1, bm1, bv1, dh, pooled, N, I, O, 1e-4f,
                                        0.9f, 0.999f, 1e-7f, 0.0f, 0.0f, s + 1));
+    if (!norm_apart) {
+      seconds[10][s] = seconds[11][s] = seconds[12][s] = 0.0;
+      TIMED(13, nerve_conv2d_backward_batchnorm_maxpool(ctx, dcw, dcb, dgamma, dbeta, dpooled, argmax, act, gamma, mean,
+                                                        invstd, 1, x, N, 28, 28, 1, 32, 3, 3, 1, 1, 1, 1, 28, 28, 2, 2,
+                                                        2, 2, 0, 0, 14, 14));
+      continue;
+    }
     if (!pool_apart) {
       seconds[10][s] = seconds[12][s] = 0.0;
       TIMED(11, nerve_batchnorm_backward_maxpool2d(ctx, dconv, dgamma, dbeta, dpooled, argmax, act, gamma, mean, invstd, N,

@@ -1226,22 +1226,41 @@ typedef struct {
   const nerve__pooled_rows *pooled;
   const float *in;
   float *partials; /* per slice: cols rows of ldp floats for the weight, then ldp for the bias */
+  float *frames;   /* padded windows: each member's copy of a slice's images with their borders */
   int64_t slice_images, slices, ldp;
   bool bias;
   int64_t next; /* the first slice no member has taken (nerve__take_chunk) */
 } pooled_grad_job;
+
+/* Whether a convolution's windows are padded and read in place from a copy of the images with
+ * their borders (pad_images), the padded windows all inside it. */
+static bool pooled_pads(const conv_geom *g) {
+  if (windows_inside(g)) return false;
+  const conv_geom p = padded_geom(g);
+  return gathers(&p);
+}
+
+/* Floats of one member's frame copy for slices of `images` images (0 without padding). */
+static int64_t pooled_frame_floats(const conv_geom *g, int64_t images) {
+  if (!pooled_pads(g)) return 0;
+  const conv_geom p = padded_geom(g);
+  return images * p.H * p.W * p.C;
+}
 
 /* Member t of nt: the partial gradients of slices as it becomes free (a slice's partial is
  * its own chain, whoever makes it). Equal shares fixed in advance left one thread waiting
  * whenever the host slowed the other. */
 static void pooled_grad_member(void *data, int t, int nt) {
   pooled_grad_job *j = data;
-  (void)t, (void)nt;
+  (void)nt;
   const conv_geom *g = j->g;
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, part = pooled_partial_floats(g, j->ldp);
   const int64_t map = j->pooled->POH * j->pooled->POW * g->K; /* an image's pooled values */
+  const conv_geom framed = padded_geom(g);
+  const bool pad = pooled_pads(g);
+  float *frame = j->frames + t * pooled_frame_floats(g, j->slice_images);
   int32_t off[GATHER_MAX_COLS];
-  window_offsets(g, off);
+  window_offsets(pad ? &framed : g, off);
   for (int64_t s, end; nerve__take_chunk(&j->next, 1, j->slices, &s, &end);) {
     const int64_t n0 = s * j->slice_images;
     const int64_t images = g->N - n0 < j->slice_images ? g->N - n0 : j->slice_images;
@@ -1249,7 +1268,8 @@ static void pooled_grad_member(void *data, int t, int nt) {
     memset(G, 0, (size_t)part * sizeof(float));
     nerve__pooled_rows rows = *j->pooled;
     rows.dpooled += n0 * map, rows.argmax += n0 * map;
-    const nerve__gather ga = windows_from(g, j->in, n0 * pix, off);
+    if (rows.norm) rows.x += n0 * pix * g->K;
+    const nerve__gather ga = block_windows(g, &framed, pad, j->in, n0, images, frame, off);
     bool biased;
     nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &ga, images * pix, NULL, g->K, &rows, g->K, 0,
                                cols, 1.0f, j->bias ? G + cols * j->ldp : NULL, &biased);
@@ -1274,7 +1294,7 @@ static void pooled_grad_sum(const conv_geom *g, float *dweight, float *dbias,
  * them: windows that tile the map, the convolution's read in place, and the gathered products'
  * one panel of filters (AVX-512). */
 static bool pooled_direct(const nerve_context *ctx, const conv_geom *g, const nerve__pool_window *pool) {
-  return gathers(g) && !is_pointwise(g) &&
+  return (gathers(g) || pooled_pads(g)) && !is_pointwise(g) &&
          nerve__pool_tiles(pool->PH, pool->PW, pool->SH, pool->SW, pool->PT, pool->PL) &&
          nerve__gemm_tn_gathers_pooled(ctx, g->K, cols_of(g));
 }
@@ -1290,6 +1310,29 @@ int nerve_conv2d_backward_maxpool_direct(const nerve_context *ctx, int64_t H, in
    * that ctx's last error stays. */
   nerve_context probe = {.threads = 1, .isa = ctx->isa};
   return pooled_conv_check(&probe, &pc, __func__) == NERVE_OK && pooled_direct(ctx, &pc.conv, &pc.pool);
+}
+
+/* The weight and bias gradients (each skipped if NULL) from D's rows as `rows` makes them, in
+ * slices of the batch (pooled_grad_member), where pooled_direct says so; ldp K's panels. The
+ * scratch it takes is reserved before anything is written. */
+static nerve_status pooled_grads(nerve_context *ctx, const conv_geom *g, float *dweight, float *dbias,
+                                 const nerve__pooled_rows *rows, const float *in, const char *func) {
+  const int64_t N = g->N, ldp = panel_width(g->K);
+  /* A whole batch smaller than this call's images would make more slices than promised. */
+  const int64_t slice_images = nerve_conv2d_pooled_slice_images(ctx->whole_batch > N ? ctx->whole_batch : N);
+  const int64_t slices = (N + slice_images - 1) / slice_images; /* <= NERVE_CONV_POOLED_SLICES */
+  int threads = nerve__threads_for(ctx, N * g->OH * g->OW * cols_of(g) * g->K, CONV_TEAM_GRAIN);
+  if (threads > slices) threads = (int)slices;
+  const int64_t partials = slices * pooled_partial_floats(g, ldp);
+  const int64_t frames = threads * pooled_frame_floats(g, slice_images);
+  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(partials + frames) * sizeof(float), func);
+  if (s != NERVE_OK) return s;
+  pooled_grad_job j = {.ctx = ctx, .g = g, .pooled = rows, .in = in, .partials = ctx->scratch[NERVE_SCRATCH_LAYER],
+                       .slice_images = slice_images, .slices = slices, .ldp = ldp, .bias = dbias != NULL};
+  j.frames = j.partials + partials;
+  nerve__parallel_team(threads, pooled_grad_member, &j);
+  pooled_grad_sum(g, dweight, dbias, j.partials, slices, ldp);
+  return NERVE_OK;
 }
 
 /*
@@ -1315,7 +1358,6 @@ nerve_status nerve_conv2d_backward_maxpool(
   NERVE_CHECK_PTR(ctx, dpooled);
   NERVE_CHECK_PTR(ctx, argmax);
   NERVE_CHECK_PTR(ctx, in); /* read for the bias alone too: its sums come with the products' */
-  const int64_t cols = cols_of(&g), ldp = panel_width(K);
   if (!pooled_direct(ctx, &g, &pool)) {
     /* N * OH * OW * K fits int64: the pool's check bounds the map it reads. */
     if (!nerve__product_ok(N * OH * OW * K, (int64_t)sizeof(float)))
@@ -1329,16 +1371,86 @@ nerve_status nerve_conv2d_backward_maxpool(
     if (s != NERVE_OK) return s;
     return backward(ctx, &g, NULL, dweight, dbias, dout, in, NULL, __func__);
   }
-  /* A whole batch smaller than this call's images would make more slices than promised. */
-  const int64_t slice_images = nerve_conv2d_pooled_slice_images(ctx->whole_batch > N ? ctx->whole_batch : N);
-  const int64_t slices = (N + slice_images - 1) / slice_images; /* <= NERVE_CONV_POOLED_SLICES */
-  s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(slices * pooled_partial_floats(&g, ldp)) * sizeof(float), __func__);
-  if (s != NERVE_OK) return s;
   const nerve__pooled_rows rows = {.dpooled = dpooled, .argmax = argmax, .PH = PH, .PW = PW, .POH = POH, .POW = POW};
-  pooled_grad_job j = {.ctx = ctx, .g = &g, .pooled = &rows, .in = in, .partials = ctx->scratch[NERVE_SCRATCH_LAYER],
-                       .slice_images = slice_images, .slices = slices, .ldp = ldp, .bias = dbias != NULL};
-  int threads = nerve__threads_for(ctx, N * OH * OW * cols * K, CONV_TEAM_GRAIN);
-  nerve__parallel_team(threads < slices ? threads : (int)slices, pooled_grad_member, &j);
-  pooled_grad_sum(&g, dweight, dbias, j.partials, slices, ldp);
+  return pooled_grads(ctx, &g, dweight, dbias, &rows, in, __func__);
+}
+
+/* nerve_conv2d_backward_batchnorm_maxpool as two calls: the norm's backward into the pool slot
+ * of the scratch, its parameter gradients into copies there after its input gradient, then the
+ * convolution's backward from it; the copies written back once both have run. */
+static nerve_status norm_then_conv(nerve_context *ctx, const pooled_conv *pc, float *dweight, float *dbias,
+                                   float *dgamma, float *dbeta, const float *dpooled, const int32_t *argmax,
+                                   const float *out, const float *gamma, const float *saved_mean,
+                                   const float *saved_invstd, bool relu, const float *in, const char *func) {
+  const conv_geom *g = &pc->conv;
+  const nerve__pool_window *p = &pc->pool;
+  const int64_t K = g->K, map = g->N * g->OH * g->OW * K; /* fits: the pool's check bounds it */
+  if (!nerve__product_ok(map + 2 * K, (int64_t)sizeof(float)))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "sizes too large");
+  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_POOL, (size_t)(map + 2 * K) * sizeof(float), func);
+  if (s != NERVE_OK) return s;
+  float *din = ctx->scratch[NERVE_SCRATCH_POOL], *copies = din + map;
+  for (int64_t c = 0; c < K; c++) copies[c] = dgamma ? dgamma[c] : 0.0f, copies[K + c] = dbeta ? dbeta[c] : 0.0f;
+  s = nerve__batchnorm_backward_pooled(ctx, din, NULL, copies, copies + K, dpooled, argmax, out, gamma, saved_mean,
+                                       saved_invstd, g->N, p, relu, func);
+  if (s == NERVE_OK && (dweight || dbias)) s = backward(ctx, g, NULL, dweight, dbias, din, in, NULL, func);
+  if (s != NERVE_OK) return s;
+  if (dgamma) memcpy(dgamma, copies, (size_t)K * sizeof(float));
+  if (dbeta) memcpy(dbeta, copies + K, (size_t)K * sizeof(float));
+  return NERVE_OK;
+}
+
+/*
+ * As nerve_conv2d_backward_maxpool with a batch norm between the convolution and the pool
+ * (nerve_batchnorm_backward_maxpool2d's): its parameter gradients, then the convolution's from
+ * its input gradient, whose rows the products make as they take them (nerve__norm_terms) where
+ * pooled_direct says so. Elsewhere the two calls, the norm's input gradient in the workspace.
+ * Either way dgamma and dbeta are accumulated in copies and written last, so that a call
+ * refused for want of scratch leaves them as they were.
+ */
+nerve_status nerve_conv2d_backward_batchnorm_maxpool(
+    nerve_context *ctx, float *dweight, float *dbias, float *dgamma, float *dbeta, const float *dpooled,
+    const int32_t *argmax, const float *out, const float *gamma, const float *saved_mean,
+    const float *saved_invstd, int relu, const float *in, int64_t N, int64_t H, int64_t W, int64_t C,
+    int64_t K, int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH, int64_t OW,
+    int64_t PH, int64_t PW, int64_t PSH, int64_t PSW, int64_t PPT, int64_t PPL, int64_t POH, int64_t POW) {
+  NERVE_CHECK_CTX(ctx);
+  const pooled_conv pc = pooled_conv_of(N, H, W, C, K, KH, KW, SH, SW, PT, PL, OH, OW, PH, PW, PSH, PSW, PPT, PPL, POH, POW);
+  const conv_geom g = pc.conv;
+  nerve_status s = pooled_conv_check(ctx, &pc, __func__);
+  if (s != NERVE_OK) return s;
+  if (PSH < PH || PSW < PW)
+    return nerve__fail(ctx, NERVE_ERROR_BAD_ARGUMENT, __func__,
+                       "overlapping windows (stride %lldx%lld < window %lldx%lld): use nerve_maxpool2d_backward, "
+                       "then nerve_batchnorm_backward and nerve_conv2d_backward",
+                       (long long)PSH, (long long)PSW, (long long)PH, (long long)PW);
+  if (N == 0) return NERVE_OK;
+  NERVE_CHECK_PTR(ctx, dpooled);
+  NERVE_CHECK_PTR(ctx, argmax);
+  NERVE_CHECK_PTR(ctx, out);
+  NERVE_CHECK_PTR(ctx, gamma);
+  NERVE_CHECK_PTR(ctx, saved_mean);
+  NERVE_CHECK_PTR(ctx, saved_invstd);
+  NERVE_CHECK_PTR(ctx, in);
+  if (!pooled_direct(ctx, &g, &pc.pool))
+    return norm_then_conv(ctx, &pc, dweight, dbias, dgamma, dbeta, dpooled, argmax, out, gamma, saved_mean,
+                          saved_invstd, relu != 0, in, __func__);
+  /* One panel of filters: K <= 32. */
+  float terms[3 * 32];
+  s = nerve__batchnorm_backward_pooled(ctx, NULL, terms, NULL, NULL, dpooled, argmax, out, gamma, saved_mean,
+                                       saved_invstd, N, &pc.pool, false, __func__);
+  if (s != NERVE_OK) return s;
+  const nerve__norm_terms norm = {.mean = saved_mean, .invstd = saved_invstd, .sum_dy = terms,
+                                  .sum_dyx = terms + K, .factor = terms + 2 * K, .rows = (float)(N * OH * OW),
+                                  .relu = relu != 0};
+  const nerve__pooled_rows rows = {.dpooled = dpooled, .argmax = argmax, .PH = PH, .PW = PW, .POH = POH,
+                                   .POW = POW, .norm = &norm, .x = out};
+  if (dweight || dbias) s = pooled_grads(ctx, &g, dweight, dbias, &rows, in, __func__);
+  if (s != NERVE_OK) return s;
+  /* What the norm's backward adds: the sums it made its input gradient from. */
+  for (int64_t c = 0; c < K; c++) {
+    if (dgamma) dgamma[c] += norm.sum_dyx[c];
+    if (dbeta) dbeta[c] += norm.sum_dy[c];
+  }
   return NERVE_OK;
 }

@@ -2009,18 +2009,48 @@ enum { POOLED_CHUNK = 128 };
 /* Windows ahead whose gradient and argmax pooled_rows_fill asks for. */
 enum { POOLED_AHEAD = 16 };
 
+/* nerve__norm_terms for 16 channels, loaded once a fill. */
+typedef struct {
+  __m512 mean, invstd, sum_dy, sum_dyx, factor, rows;
+} norm_lanes16;
+
+NERVE_TARGET_AVX512 NERVE_INLINE norm_lanes16 norm_lanes16_at(const nerve__norm_terms *t, int64_t c, __mmask16 k) {
+  return (norm_lanes16){.mean = _mm512_maskz_loadu_ps(k, t->mean + c), .invstd = _mm512_maskz_loadu_ps(k, t->invstd + c),
+                        .sum_dy = _mm512_maskz_loadu_ps(k, t->sum_dy + c),
+                        .sum_dyx = _mm512_maskz_loadu_ps(k, t->sum_dyx + c),
+                        .factor = _mm512_maskz_loadu_ps(k, t->factor + c), .rows = _mm512_set1_ps(t->rows)};
+}
+
+/* The norm's input gradient in 16 lanes (nerve__norm_terms) from its output gradient g, the
+ * pool's (0 + g, as nerve__maxpool_grad_value makes it, never -0), and its input x; 0 in the
+ * lanes k leaves out. */
+NERVE_TARGET_AVX512 NERVE_INLINE __m512 norm_dx16(const norm_lanes16 *l, __m512 g, __m512 x, __mmask16 k,
+                                                  const bool relu) {
+  g = _mm512_add_ps(_mm512_setzero_ps(), g);
+  const __m512 xhat = _mm512_mul_ps(_mm512_sub_ps(x, l->mean), l->invstd);
+  const __m512 r = _mm512_fmsub_ps(l->rows, g, l->sum_dy);
+  const __m512 dx = _mm512_mul_ps(l->factor, _mm512_fnmadd_ps(xhat, l->sum_dyx, r));
+  if (relu) k = _mm512_mask_cmp_ps_mask(k, x, _mm512_setzero_ps(), _CMP_GT_OQ);
+  return _mm512_maskz_mov_ps(k, dx);
+}
+
 /*
  * Rows [m0, m0 + rows) of D (counted from a->first_row, which starts an image) as the pool's
  * backward writes them (nerve__pooled_rows), N <= 32 columns, into d (rows NR apart): for a
- * pixel inside a window, the window's gradient in the lanes where its argmax names the pixel.
+ * pixel inside a window, the window's gradient in the lanes where its argmax names the pixel;
+ * with `norm` (pr's, then with relu as said there), the norm's input gradient from that.
  */
-NERVE_TARGET_AVX512 static void pooled_rows_fill(const nerve__pooled_rows *pr, const nerve__gather *a,
-                                                 int64_t m0, int64_t rows, int64_t N, float *d) {
+NERVE_TARGET_AVX512 NERVE_INLINE void pooled_rows_fill_as(const nerve__pooled_rows *pr, const nerve__gather *a,
+                                                          int64_t m0, int64_t rows, int64_t N, float *d,
+                                                          const bool norm, const bool relu) {
   const __mmask16 k0 = mask_lo(N), k1 = mask_hi(N);
+  norm_lanes16 n0 = {0}, n1 = {0};
+  if (norm) n0 = norm_lanes16_at(pr->norm, 0, k0), n1 = norm_lanes16_at(pr->norm, 16, k1);
   const int64_t OH = a->pix / a->OW, window_row = pr->POW * N, image = pr->POH * window_row;
   int64_t n = m0 / a->pix, oh = m0 % a->pix / a->OW, ow = m0 % a->OW;
   /* The window (qh, qw) over the pixel, and the pixel's place in it (hi, wi). */
   int64_t qh = oh / pr->PH, hi = oh % pr->PH, qw = ow / pr->PW, wi = ow % pr->PW;
+  const float *x = norm ? pr->x + m0 * N : NULL;
   for (int64_t i = 0; i < rows; i++) {
     __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
     if (qh < pr->POH && qw < pr->POW) {
@@ -2033,6 +2063,13 @@ NERVE_TARGET_AVX512 static void pooled_rows_fill(const nerve__pooled_rows *pr, c
       const __mmask16 w1 = _mm512_mask_cmpeq_epi32_mask(k1, _mm512_maskz_loadu_epi32(k1, pr->argmax + at + 16), code);
       v0 = _mm512_maskz_loadu_ps(w0, pr->dpooled + at);
       v1 = _mm512_maskz_loadu_ps(w1, pr->dpooled + at + 16);
+    }
+    if (norm) {
+      /* Every pixel's row, a window's or not: the norm's gradient is not 0 where g is. */
+      nerve__prefetch(x + POOLED_AHEAD * N, N * (int64_t)sizeof(float), false);
+      v0 = norm_dx16(&n0, v0, _mm512_maskz_loadu_ps(k0, x), k0, relu);
+      v1 = norm_dx16(&n1, v1, _mm512_maskz_loadu_ps(k1, x + 16), k1, relu);
+      x += N;
     }
     _mm512_store_ps(d + i * NR, v0);
     _mm512_store_ps(d + i * NR + 16, v1);
@@ -2047,6 +2084,17 @@ NERVE_TARGET_AVX512 static void pooled_rows_fill(const nerve__pooled_rows *pr, c
       }
     }
   }
+}
+
+/* pooled_rows_fill_as for pr's norm, if any, and its relu. */
+NERVE_TARGET_AVX512 static void pooled_rows_fill(const nerve__pooled_rows *pr, const nerve__gather *a, int64_t m0,
+                                                 int64_t rows, int64_t N, float *d) {
+  if (!pr->norm)
+    pooled_rows_fill_as(pr, a, m0, rows, N, d, false, false);
+  else if (pr->norm->relu)
+    pooled_rows_fill_as(pr, a, m0, rows, N, d, true, true);
+  else
+    pooled_rows_fill_as(pr, a, m0, rows, N, d, true, false);
 }
 
 /* Returns whether it added D's rows to bias as well (one panel; bias not NULL). pr: D's rows
@@ -2603,8 +2651,26 @@ NERVE_TARGET_AVX2 static void avx2_pad_rows(float *P, int64_t ldp, const float *
  * 0.46-0.53 -> 0.37-0.40 at 1; 64 rows ahead no better. */
 enum { AVX2_FILL_AHEAD = 32 };
 
+/* The norm's input gradient in the 8 lanes of channels [c, c + 8) that `lanes` keeps (0 in the
+ * others), as norm.c's AVX2 rows make it (nerve__norm_terms): g the pool's gradient there
+ * (0 + g, as nerve__maxpool_grad_value makes it), x the row of the norm's input. */
+NERVE_TARGET_AVX2 NERVE_INLINE __m256 avx2_norm_dx8(const nerve__norm_terms *t, __m256 g, const float *x,
+                                                    int64_t c, __m256i lanes) {
+  const __m256 zero = _mm256_setzero_ps();
+  g = _mm256_add_ps(zero, g);
+  const __m256 xv = _mm256_maskload_ps(x + c, lanes);
+  const __m256 xhat = _mm256_mul_ps(_mm256_sub_ps(xv, _mm256_maskload_ps(t->mean + c, lanes)),
+                                    _mm256_maskload_ps(t->invstd + c, lanes));
+  const __m256 r = _mm256_fmsub_ps(_mm256_set1_ps(t->rows), g, _mm256_maskload_ps(t->sum_dy + c, lanes));
+  __m256 d = _mm256_mul_ps(_mm256_maskload_ps(t->factor + c, lanes),
+                           _mm256_fnmadd_ps(xhat, _mm256_maskload_ps(t->sum_dyx + c, lanes), r));
+  if (t->relu) d = _mm256_and_ps(_mm256_cmp_ps(xv, zero, _CMP_GT_OQ), d);
+  return _mm256_and_ps(_mm256_castsi256_ps(lanes), d);
+}
+
 /* Rows [m0, m0 + rows) of D (alpha times D, or the pool's gradient as its backward would write
- * it, nerve__pooled_rows), N columns, into d: rows ldd apart, zero from column N to ldd. */
+ * it, nerve__pooled_rows, or from that the norm's before it), N columns, into d: rows ldd
+ * apart, zero from column N to ldd. */
 NERVE_TARGET_AVX2 static void avx2_chunk_fill(const nerve__gather *a, const float *D, int64_t ldD,
                                               const nerve__pooled_rows *pr, int64_t m0, int64_t rows,
                                               int64_t N, float alpha, float *d, int64_t ldd) {
@@ -2624,15 +2690,19 @@ NERVE_TARGET_AVX2 static void avx2_chunk_fill(const nerve__gather *a, const floa
     const bool inside = qh < pr->POH && qw < pr->POW;
     const int64_t at = n * image + qh * window_row + qw * N;
     const __m256i code = _mm256_set1_epi32((int32_t)(oh * a->OW + ow));
+    const float *x = pr->norm ? pr->x + (m0 + i) * N : NULL;
+    if (x) nerve__prefetch(x + AVX2_FILL_AHEAD * N, N * (int64_t)sizeof(float), false);
     for (int64_t c = 0; c < ldd; c += 8) {
       __m256 v = _mm256_setzero_ps();
+      const __m256i lanes = nerve__avx2_lanes(N - c);
       if (inside) {
-        const __m256i lanes = nerve__avx2_lanes(N - c);
         const __m256i won = _mm256_and_si256(
             lanes, _mm256_cmpeq_epi32(_mm256_maskload_epi32(pr->argmax + at + c, lanes), code));
         v = _mm256_maskload_ps(pr->dpooled + at + c, won);
-        if (alpha != 1.0f) v = _mm256_mul_ps(scale, v);
       }
+      /* Every pixel's row with a norm, a window's or not: its gradient is not 0 where g is. */
+      if (x) v = avx2_norm_dx8(pr->norm, v, x, c, lanes);
+      if (alpha != 1.0f) v = _mm256_mul_ps(scale, v);
       _mm256_store_ps(d + i * ldd + c, v);
     }
     if (++ow == a->OW) {

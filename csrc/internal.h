@@ -502,7 +502,26 @@ typedef struct {
   const float *dpooled;  /* [images, POH, POW, N] */
   const int32_t *argmax; /* [images, POH, POW, N] */
   int64_t PH, PW, POH, POW;
+  /* Where a batch norm lies between the convolution and the pool (not NULL): D's row is the
+   * norm's input gradient from that row's pool gradient g (nerve__norm_terms), x the norm's
+   * input [images * OH * OW, N] from the same first image. */
+  const struct nerve__norm_terms *norm;
+  const float *x;
 } nerve__pooled_rows;
+
+/*
+ * A batch norm's backward over R rows once its column sums are known (norm.c): row r's input
+ * gradient from its output gradient g and its input x, channel c,
+ *   xhat = (x - mean) * invstd,  d = factor * (R g - sum_dy - xhat sum_dyx),
+ * then 0 where relu and x <= 0 (the ReLU whose output x is). The multiply-adds fused as the
+ * compilers fuse norm.c's scalar expression, so every kernel that spells it gives its bits.
+ */
+typedef struct nerve__norm_terms {
+  const float *mean, *invstd;             /* the training forward's */
+  const float *sum_dy, *sum_dyx, *factor; /* factor: gamma * invstd / R */
+  float rows;                             /* R */
+  bool relu;
+} nerve__norm_terms;
 
 /* G[0 : k1-k0, :] += alpha * A[:, k0:k1]^T . D[M,N] with A gathered, on the calling thread:
  * the chains nerve__gemm_tn_here computes on the stored columns (with AVX2, each element's own
@@ -631,6 +650,19 @@ NERVE_INLINE float nerve__maxpool_grad_value(int32_t am, int32_t pos, float g) {
 /* The window that covers each input row (owner[i], i < H), then each column (owner[H + i]),
  * or -1 where none does, for windows that do not overlap (stride >= window). */
 NERVE_HIDDEN void nerve__maxpool_owners(const nerve__pool_window *p, int64_t *owner);
+
+/* nerve_batchnorm_backward_maxpool2d over N images of the norm's input in (the pool's window p
+ * over them, apart: checked by the caller), its errors naming func: din written unless NULL;
+ * dgamma and dbeta accumulated as there (each unless NULL); and terms [3 p->C] (unless NULL)
+ * the column sums and factors din's rows are made from (nerve__norm_terms' sum_dy, sum_dyx,
+ * factor), for a kernel that makes them itself. */
+NERVE_HIDDEN nerve_status nerve__batchnorm_backward_pooled(nerve_context *ctx, float *din, float *terms,
+                                                           float *dgamma, float *dbeta, const float *dpooled,
+                                                           const int32_t *argmax, const float *in,
+                                                           const float *gamma, const float *saved_mean,
+                                                           const float *saved_invstd, int64_t N,
+                                                           const nerve__pool_window *p, bool relu,
+                                                           const char *func);
 
 /* ---- Sparse rows (sparse.c; their products in gemm.c) ---------------------------------- */
 

@@ -735,12 +735,14 @@ static bool streams_din(nerve_context *ctx, const float *din, int64_t R, int64_t
  * dout [R,C], in [R,C], gamma [C], saved_mean, saved_invstd [C] (from the training forward) ->
  *   din [R,C] (written; skipped if NULL), dgamma [C] += sum dout * xhat, dbeta [C] += sum dout
  * relu: din also taken through the ReLU whose output is in. func: the entry point errors name.
+ * terms (not NULL): the column sums din is made from copied there ([3C]: nerve__norm_terms'
+ * sum_dy, sum_dyx and factor), for a kernel that makes din's rows itself.
  */
 static nerve_status backward(nerve_context *ctx, float *din, float *dgamma, float *dbeta,
                              const float *dout, const float *in, const float *gamma,
                              const float *saved_mean, const float *saved_invstd, int64_t R,
                              int64_t C, bool relu, const nerve__pool_window *pool,
-                             const int32_t *argmax, const char *func) {
+                             const int32_t *argmax, float *terms, const char *func) {
   nerve_status s = check_norm(ctx, R, C, func);
   if (s != NERVE_OK) return s;
   if (R == 0 || C == 0) return NERVE_OK;
@@ -778,6 +780,7 @@ static nerve_status backward(nerve_context *ctx, float *din, float *dgamma, floa
     if (dgamma) dgamma[c] += sums[C + c];
     sums[2 * C + c] = gamma[c] * saved_invstd[c] / (float)R;
   }
+  if (terms) memcpy(terms, sums, 3 * (size_t)C * sizeof(float));
   j.streams = streams_din(ctx, din, R, C);
   if (din)
     nerve__parallel_for(ctx, R, norm_dx_grain(C), norm_dx_for(ctx),
@@ -791,7 +794,7 @@ nerve_status nerve_batchnorm_backward(nerve_context *ctx, float *din, float *dga
                                       int64_t R, int64_t C) {
   NERVE_CHECK_CTX(ctx);
   return backward(ctx, din, dgamma, dbeta, dout, in, gamma, saved_mean, saved_invstd, R, C, false,
-                  NULL, NULL, __func__);
+                  NULL, NULL, NULL, __func__);
 }
 
 /*
@@ -805,7 +808,7 @@ nerve_status nerve_batchnorm_backward_relu(nerve_context *ctx, float *din, float
                                            const float *saved_invstd, int64_t R, int64_t C) {
   NERVE_CHECK_CTX(ctx);
   return backward(ctx, din, dgamma, dbeta, dout, in, gamma, saved_mean, saved_invstd, R, C, true,
-                  NULL, NULL, __func__);
+                  NULL, NULL, NULL, __func__);
 }
 
 /*
@@ -832,5 +835,14 @@ nerve_status nerve_batchnorm_backward_maxpool2d(nerve_context *ctx, float *din, 
                        "overlapping windows (stride %lldx%lld < window %lldx%lld): use nerve_maxpool2d_backward, "
                        "then nerve_batchnorm_backward", (long long)SH, (long long)SW, (long long)PH, (long long)PW);
   return backward(ctx, din, dgamma, dbeta, dpooled, in, gamma, saved_mean, saved_invstd, N * H * W, C,
-                  relu != 0, &pool, argmax, __func__);
+                  relu != 0, &pool, argmax, NULL, __func__);
+}
+
+nerve_status nerve__batchnorm_backward_pooled(nerve_context *ctx, float *din, float *terms, float *dgamma,
+                                              float *dbeta, const float *dpooled, const int32_t *argmax,
+                                              const float *in, const float *gamma, const float *saved_mean,
+                                              const float *saved_invstd, int64_t N, const nerve__pool_window *pool,
+                                              bool relu, const char *func) {
+  return backward(ctx, din, dgamma, dbeta, dpooled, in, gamma, saved_mean, saved_invstd, N * pool->H * pool->W,
+                  pool->C, relu, pool, argmax, terms, func);
 }

@@ -626,8 +626,9 @@ NERVE_API int64_t nerve_conv2d_pooled_slice_images(int64_t batch);
  *   dweight[KH,KW,C,K]   ACCUMULATED; skipped if NULL
  *   dbias[K]             ACCUMULATED; skipped if NULL
  * in [N,H,W,C] is read for dbias alone as well. Where the pool's windows tile the output
- * (strides PSH = PH and PSW = PW, no padding), the convolution has no padding and at most 32
- * filters (with AVX-512), the convolution's output gradient is never written: its rows are
+ * (strides PSH = PH and PSW = PW, no padding) and the convolution has at most 32 filters (with
+ * AVX-512 or AVX2; padded windows read from a copy of a slice's images with their borders),
+ * the convolution's output gradient is never written: its rows are
  * made from dpooled and argmax as the products take them, and the N images are cut into slices
  * of nerve_conv2d_pooled_slice_images(B) images from the first, B the whole batch
  * (nerve_context_set_whole_batch) or else N, each slice's sums from zero, added to dweight and
@@ -651,6 +652,29 @@ NERVE_API int nerve_conv2d_backward_maxpool_direct(const nerve_context *ctx, int
                                                   int64_t OH, int64_t OW, int64_t PH, int64_t PW,
                                                   int64_t PSH, int64_t PSW, int64_t PPT,
                                                   int64_t PPL, int64_t POH, int64_t POW);
+
+/**
+ * A first layer's gradients where a batch norm lies between it and a max pool (convolution,
+ * optionally its ReLU, batch norm, pool): what nerve_batchnorm_backward_maxpool2d (over out,
+ * the convolution's output [N,OH,OW,K] after its ReLU where relu is nonzero, the norm's input;
+ * gamma and the saved statistics [K] as there) followed by nerve_conv2d_backward (din NULL)
+ * add, without the norm's input gradient written:
+ *   dgamma[K], dbeta[K]   ACCUMULATED, the same bits as that call's; each skipped if NULL
+ *   dweight[KH,KW,C,K]    ACCUMULATED; skipped if NULL
+ *   dbias[K]             ACCUMULATED; skipped if NULL
+ * dpooled and argmax [N,POH,POW,K] as nerve_batchnorm_backward_maxpool2d takes them; its
+ * windows must not overlap (NERVE_ERROR_BAD_ARGUMENT). Where nerve_conv2d_backward_maxpool
+ * would make the output gradient's rows as its products take them
+ * (nerve_conv2d_backward_maxpool_direct), this makes the norm's input gradient so, in
+ * the same slices and with the same bits as that call's would give on it; elsewhere it makes
+ * the two calls, the gradient in the context's workspace, with their bits.
+ */
+NERVE_API nerve_status nerve_conv2d_backward_batchnorm_maxpool(
+    nerve_context *ctx, float *dweight, float *dbias, float *dgamma, float *dbeta, const float *dpooled,
+    const int32_t *argmax, const float *out, const float *gamma, const float *saved_mean,
+    const float *saved_invstd, int relu, const float *in, int64_t N, int64_t H, int64_t W, int64_t C,
+    int64_t K, int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH, int64_t OW,
+    int64_t PH, int64_t PW, int64_t PSH, int64_t PSW, int64_t PPT, int64_t PPL, int64_t POH, int64_t POW);
 
 /* ---- Pooling (pool.c) --------------------------------------------------------------------- */
 /*

@@ -102,9 +102,11 @@ static nerve_status batchnorm_backward_relu(nerve_context *ctx) {
   return nerve_batchnorm_backward_relu(ctx, bn_dx, dgamma, dbeta, bn_dy, bn_x, gamma, smean, sinv, R, BC);
 }
 /* A convolution's parameter gradients from its max pool's (2x2): padded, 12x12 outputs pooled
- * into 6x6 (the two calls, the output gradient in the workspace); unpadded, 10x10 into 5x5 (the
- * output gradient never written, with AVX-512). cdy's first values as the pool's gradient, the
- * argmax some pixel of each window. */
+ * into 6x6 (the output gradient never written, the padded windows read from a copy of each
+ * slice's images, with AVX-512 or AVX2; the two calls otherwise); unpadded, 10x10 into 5x5 (the
+ * output gradient never written). cdy's first values as the pool's gradient, the argmax some
+ * pixel of each window. With a batch norm between them (the norm's input cy, its buffers of
+ * BC >= K channels): the norm's sums, then the products, or the two calls. */
 static int32_t conv_argmax[2][CN * 6 * 6 * K];
 static nerve_status conv2d_backward_maxpool(nerve_context *ctx) {
   return nerve_conv2d_backward_maxpool(ctx, cdw, cdb, cdy, conv_argmax[0], img, CN, H, W, C, K, 3, 3, 1, 1, 1, 1, H, W,
@@ -113,6 +115,14 @@ static nerve_status conv2d_backward_maxpool(nerve_context *ctx) {
 static nerve_status conv2d_backward_maxpool_unpadded(nerve_context *ctx) {
   return nerve_conv2d_backward_maxpool(ctx, cdw, cdb, cdy, conv_argmax[1], img, CN, H, W, C, K, 3, 3, 1, 1, 0, 0, 10, 10,
                                        2, 2, 2, 2, 0, 0, 5, 5);
+}
+static nerve_status conv2d_backward_batchnorm_maxpool(nerve_context *ctx) {
+  return nerve_conv2d_backward_batchnorm_maxpool(ctx, cdw, cdb, dgamma, dbeta, cdy, conv_argmax[0], cy, gamma, smean, sinv,
+                                                 1, img, CN, H, W, C, K, 3, 3, 1, 1, 1, 1, H, W, 2, 2, 2, 2, 0, 0, 6, 6);
+}
+static nerve_status conv2d_backward_batchnorm_maxpool_unpadded(nerve_context *ctx) {
+  return nerve_conv2d_backward_batchnorm_maxpool(ctx, cdw, cdb, dgamma, dbeta, cdy, conv_argmax[1], cy, gamma, smean, sinv,
+                                                 0, img, CN, H, W, C, K, 3, 3, 1, 1, 0, 0, 10, 10, 2, 2, 2, 2, 0, 0, 5, 5);
 }
 static void fill_conv_argmax(int32_t *argmax, int pooled, int width) {
   for (int o = 0; o < CN * pooled * pooled; o++)
@@ -204,6 +214,10 @@ int main(void) {
       {"nerve_conv2d_backward", "nerve_conv2d_backward (1x1)", conv2d_backward_pointwise},
       {"nerve_conv2d_backward_maxpool", "nerve_conv2d_backward_maxpool (padded)", conv2d_backward_maxpool},
       {"nerve_conv2d_backward_maxpool", "nerve_conv2d_backward_maxpool (unpadded)", conv2d_backward_maxpool_unpadded},
+      {"nerve_conv2d_backward_batchnorm_maxpool", "nerve_conv2d_backward_batchnorm_maxpool (padded)",
+       conv2d_backward_batchnorm_maxpool},
+      {"nerve_conv2d_backward_batchnorm_maxpool", "nerve_conv2d_backward_batchnorm_maxpool (unpadded)",
+       conv2d_backward_batchnorm_maxpool_unpadded},
       {"nerve_batchnorm_forward_train", "nerve_batchnorm_forward_train", batchnorm_forward_train},
       {"nerve_batchnorm_forward_infer", "nerve_batchnorm_forward_infer", batchnorm_forward_infer},
       {"nerve_batchnorm_backward", "nerve_batchnorm_backward", batchnorm_backward},

@@ -295,6 +295,17 @@ static void kernels(nerve_context *ctx) {
            nerve_batchnorm_backward_maxpool2d(call_ctx, pdx, dgamma, dbeta, P(0, pdy), P(1, arg), P(2, img), P(3, gamma),
                                               P(4, smean), P(5, sinv), CN * size, H, W, C, 2, 2, bad ? 1 : 2, 2, 0, 0, 2,
                                               2, 1));
+  /* Through a batch norm between the convolution and the pool: padded (the output gradient
+   * made as the products take it, with AVX-512 or AVX2), then unpadded 3x3 outputs pooled into
+   * 1x1; overlapping windows (stride 1) are refused. */
+  VARIANTS("nerve_conv2d_backward_batchnorm_maxpool", 7,
+           nerve_conv2d_backward_batchnorm_maxpool(call_ctx, cdw, cdb, dgamma, dbeta, P(0, cpooled), P(1, conv_arg),
+                                                   P(2, cy), P(3, gamma), P(4, smean), P(5, sinv), 1, P(6, img), CN * size,
+                                                   H, W, C, K, 3, 3, 1, 1, 1, 1, H, W, 2, 2, bad ? 1 : 2, 2, 0, 0, 2, 2));
+  VARIANTS("nerve_conv2d_backward_batchnorm_maxpool", 7,
+           nerve_conv2d_backward_batchnorm_maxpool(call_ctx, cdw, cdb, dgamma, dbeta, P(0, cpooled), P(1, conv_arg),
+                                                   P(2, cy), P(3, gamma), P(4, smean), P(5, sinv), 0, P(6, img), CN * size,
+                                                   H, W, C, K, 3, 3, 1, 1, 0, 0, 3, 3, 2, 2, 2, 2, 0, bad ? 2 : 0, 1, 1));
   VARIANTS("nerve_avgpool2d_forward", 2,
            nerve_avgpool2d_forward(call_ctx, P(0, py), P(1, img), CN * size, H, W, C, 2, 2, 2, 2, 0, 0, bad ? 7 : 2, 2));
   VARIANTS("nerve_avgpool2d_backward", 2,

@@ -264,6 +264,26 @@ public final class Conv2D: Layer {
     }
   }
 
+  /// `parameterBackward` through `norm`, a batch norm between this layer and `pool` (over this
+  /// layer's output, after its ReLU where `relu`): the norm's parameter gradients and this
+  /// layer's in one call (nerve_conv2d_backward_batchnorm_maxpool), the norm's input gradient,
+  /// Lab E's largest map, made as the products take it instead of written and read back. The
+  /// norm's bits as its own backward's; this layer's summed in slices of the batch as there.
+  func parameterBackward(
+    _ io: LayerIO, normalizedBy norm: LayerIO, pooledBy pool: MaxPool2D, pooledGradient: UnsafeMutablePointer<Float>,
+    poolScratch: UnsafeMutablePointer<Float>, relu: Bool
+  ) throws {
+    let s = geometry.sizes, g = io.parameterGradients, p = pool.windowSizes, c = filters
+    try pool.withArgmax(in: poolScratch, batch: io.batch) { argmax in
+      try io.check(
+        nerve_conv2d_backward_batchnorm_maxpool(
+          io.ctx, g, useBias ? g.map { $0 + weightCount } : nil, norm.parameterGradients,
+          norm.parameterGradients.map { $0 + c }, pooledGradient, argmax, norm.input, norm.parameters, norm.scratch,
+          norm.scratch + c, relu ? 1 : 0, io.input, Int64(io.batch), s[0], s[1], s[2], Int64(filters), s[3], s[4],
+          s[5], s[6], s[7], s[8], s[9], s[10], p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]))
+    }
+  }
+
   override var record: LayerRecord {
     var r = LayerRecord(type: typeName)
     r.filters = filters

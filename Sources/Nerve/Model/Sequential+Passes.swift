@@ -257,7 +257,7 @@ extension Sequential {
   /// convolution's output gradient, the largest map of a first layer, is never written where
   /// the pool's windows tile it. Not with an activation on the pool, whose gradient the pool's
   /// own backward would read, nor where the kernel would write the output gradient after all
-  /// (padding, overlapping windows, more than one panel of filters, no AVX-512): there the
+  /// (overlapping windows, more than one panel of filters, neither AVX-512 nor AVX2): there the
   /// layers' own calls write it to the plan's buffers. The sums go slice by slice of the batch,
   /// so across ranks each rank's share is whole slices (`shareGranularity`), and so is each
   /// chunk of a large batch (TrainingStep).
@@ -268,6 +268,26 @@ extension Sequential {
       let pool = layers[i + 1] as? MaxPool2D
     else { return false }
     return pool.activationLayer == nil && conv.takesPoolGradientDirectly(pool, context: context)
+  }
+
+  /// The first convolution's and the batch norm's parameter sums in one call, where layer 0 is a
+  /// convolution (with a ReLU or no activation), layer 1 a batch norm that takes its gradient
+  /// from the max pool after it (`normPooled`), in one process, stepping neither itself, and
+  /// the input not listed: nerve_conv2d_backward_batchnorm_maxpool, given the norm's buffers
+  /// and then the convolution's; the norm's input gradient is then never written.
+  func firstThroughNorm(
+    through stop: LayerPoint, ranks: DataParallelPass?, fused: Bool, listed: Bool, plan: Plan
+  ) -> ((LayerIO, LayerIO) throws -> Void)? {
+    guard layers.count > 2, !fused, !listed, ranks == nil, let conv = layers[0] as? Conv2D,
+      layers[1] is BatchNorm, normPooled(1, through: stop, ranks: ranks), let pool = layers[2] as? MaxPool2D
+    else { return nil }
+    let relu = (conv.activationLayer as? ActivationLayer)?.function == .relu
+    guard relu || conv.activationLayer == nil else { return nil }
+    return { norm, io in
+      try conv.parameterBackward(
+        io, normalizedBy: norm, pooledBy: pool, pooledGradient: plan.gradients[2], poolScratch: plan.scratch[2],
+        relu: relu)
+    }
   }
 
   /// The groups of rows ranks share a batch of `batchRows` out in: the slices
@@ -334,9 +354,12 @@ extension Sequential {
         try conv.parameterBackward(io, pooledBy: pool, pooledGradient: plan.gradients[1], poolScratch: plan.scratch[1])
       }
     }()
+    let firstFromNorm = firstThroughNorm(
+      through: start, ranks: ranks, fused: fusedAt(0) || fusedAt(1), listed: listed != nil, plan: plan)
     for i in stride(from: start.layer, through: 0, by: -1) {
       let layer = layers[i]
       if i > 0 && normTakesPool(i - 1) { continue }  // the batch norm before it takes its gradient
+      if i == 0 && firstFromNorm != nil { continue }  // the norm's call made this layer's sums
       let reluTaken = i < start.layer && normTakesRelu(i + 1, ranks: ranks, fused: fusedAt(i + 1))
       let activationTaken =
         i < start.layer && inputActivationTaken(by: i + 1, ranks: ranks, fused: fusedAt(i + 1) ? fused : nil) != nil
@@ -376,6 +399,11 @@ extension Sequential {
         try dense.backward(core, throughInput: inputActivation, step: fusedHere ? fused : nil)
       } else if let fused, fusedHere {
         try layer.backwardUpdate(core, step: fused)
+      } else if i == 1, let firstFromNorm {
+        try firstFromNorm(
+          core,
+          io(0, context: context, batch: batch, input: input, output: plan.coreOutputs[0], plan: plan, training: true,
+             step: step, firstRow: firstRow, parameterGradients: gradients + layers[0].parameterOffset))
       } else if normTakesPool(i), let norm = layer as? BatchNorm, let pool = layers[i + 1] as? MaxPool2D {
         try norm.backward(
           core, pooledBy: pool, pooledGradient: plan.gradients[i + 1], poolScratch: plan.scratch[i + 1],

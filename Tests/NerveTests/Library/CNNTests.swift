@@ -114,13 +114,15 @@ struct CNNTests {
             "the first layer's gradients at 1 and 2 threads")
   }
 
-  @Test("training and inference join batch norm to the max pool after it with the bits of the separate layers")
+  @Test("training and inference join batch norm to the max pool after it with the separate layers' bits, but for the first layer's sliced sums")
   func normJoinedToPool() throws {
     let data = Fixtures.mnist.train.prefix(40)
     // Lab E's order: the first model's batch norm only gathers statistics and its pool
     // normalises as it reads (nerve_maxpool2d_forward_normalized); backward, the norm takes the
-    // pool's gradient (nerve_batchnorm_backward_maxpool2d, through the convolution's relu). An
-    // identity layer between them in the second keeps every layer apart.
+    // pool's gradient and the convolution the norm's, through its relu, in one call
+    // (nerve_conv2d_backward_batchnorm_maxpool), which sums the convolution's in slices of the
+    // batch: the last places of its gradients differ, and nothing else. An identity layer
+    // between the norm and the pool in the second keeps every layer apart.
     let joined = try Sequential(input: [28, 28, 1], seed: 5) {
       Conv2D(5, kernel: 3, padding: .same, activation: .relu)
       BatchNorm()
@@ -145,16 +147,23 @@ struct CNNTests {
       #expect(a.loss == b.loss, "\(threads) thread(s)")
       #expect(a.gradients.count == 6 && b.gradients.count == 6)
       for (x, y) in zip(a.gradients, b.gradients) {
-        #expect(x.name == y.name && x.value == y.value, "layer \(x.layer) \(x.name), \(threads) thread(s)")
+        #expect(x.name == y.name, "layer \(x.layer) \(x.name)")
+        if x.layer == 0 {
+          expectClose(
+            x.value.scalars, y.value.scalars.map(Double.init), rtol: 1e-3, atol: 1e-6, "layer 0 \(x.name), \(threads) thread(s)")
+        } else {
+          #expect(x.value == y.value, "layer \(x.layer) \(x.name), \(threads) thread(s)")
+        }
+      }
+      if threads == 2 {  // the slices' sums at any thread count
+        let one = try Trainer(model: joined, loss: .crossEntropy, optimizer: Adam(), threads: 1).lossAndGradients(for: data)
+        #expect(zip(a.gradients, one.gradients).allSatisfy { $0.value == $1.value }, "the same bits at 1 and 2 threads")
+        // apart's running statistics moved as joined's were.
+        _ = try Trainer(model: apart, loss: .crossEntropy, optimizer: Adam(), threads: 1).lossAndGradients(for: data)
       }
     }
-    // A few steps of training: the same weights and running statistics.
-    for model in [joined, apart] {
-      _ = try Trainer(model: model, loss: .crossEntropy, optimizer: Adam(), threads: 2).fit(data, epochs: 2, batchSize: .size(8))
-    }
-    for name in ["gamma", "beta"] { #expect(try joined.parameter(layer: 1, name) == apart.parameter(layer: 1, name), "\(name)") }
-    #expect(try joined.parameter(layer: 0, "weight") == apart.parameter(layer: 0, "weight"))
-    // Inference joins them too, normalising by the running statistics as the pool reads.
+    // Inference joins them too, normalising by the running statistics as the pool reads (the
+    // same in both: the forwards above moved them alike).
     for threads in [1, 2] {
       try joined.context.setThreads(threads)
       try apart.context.setThreads(threads)
@@ -167,6 +176,15 @@ struct CNNTests {
       #expect(
         try joined.activations(for: data.features, layer: 1) == apart.activations(for: data.features, layer: 1),
         "batch norm's output, \(threads) thread(s)")
+    }
+    // A few steps of training: the parameters within the last places' drift.
+    for model in [joined, apart] {
+      _ = try Trainer(model: model, loss: .crossEntropy, optimizer: Adam(), threads: 2).fit(data, epochs: 2, batchSize: .size(8))
+    }
+    for (layer, name) in [(1, "gamma"), (1, "beta"), (0, "weight")] {
+      expectClose(
+        try joined.parameter(layer: layer, name).scalars, try apart.parameter(layer: layer, name).scalars.map(Double.init),
+        rtol: 1e-4, atol: 1e-6, "layer \(layer) \(name) after training")
     }
   }
 
