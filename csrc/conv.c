@@ -1223,7 +1223,8 @@ int64_t nerve_conv2d_pooled_slice_images(int64_t batch) {
 typedef struct {
   const nerve_context *ctx;
   const conv_geom *g;
-  const nerve__pooled_rows *pooled;
+  const nerve__pooled_rows *pooled; /* D's rows made from a pool's gradient, or NULL: */
+  const float *dout;                /* D stored, [N * OH * OW, K] */
   const float *in;
   float *partials; /* per slice: cols rows of ldp floats for the weight, then ldp for the bias */
   float *frames;   /* padded windows: each member's copy of a slice's images with their borders */
@@ -1255,7 +1256,7 @@ static void pooled_grad_member(void *data, int t, int nt) {
   (void)nt;
   const conv_geom *g = j->g;
   const int64_t cols = cols_of(g), pix = g->OH * g->OW, part = pooled_partial_floats(g, j->ldp);
-  const int64_t map = j->pooled->POH * j->pooled->POW * g->K; /* an image's pooled values */
+  const int64_t map = j->pooled ? j->pooled->POH * j->pooled->POW * g->K : 0; /* an image's pooled values */
   const conv_geom framed = padded_geom(g);
   const bool pad = pooled_pads(g);
   float *frame = j->frames + t * pooled_frame_floats(g, j->slice_images);
@@ -1266,12 +1267,13 @@ static void pooled_grad_member(void *data, int t, int nt) {
     const int64_t images = g->N - n0 < j->slice_images ? g->N - n0 : j->slice_images;
     float *G = j->partials + s * part;
     memset(G, 0, (size_t)part * sizeof(float));
-    nerve__pooled_rows rows = *j->pooled;
+    nerve__pooled_rows rows = j->pooled ? *j->pooled : (nerve__pooled_rows){0};
     rows.dpooled += n0 * map, rows.argmax += n0 * map;
     if (rows.norm) rows.x += n0 * pix * g->K;
     const nerve__gather ga = block_windows(g, &framed, pad, j->in, n0, images, frame, off);
+    const float *D = j->pooled ? NULL : j->dout + n0 * pix * g->K;
     bool biased;
-    nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &ga, images * pix, NULL, g->K, &rows, g->K, 0,
+    nerve__gemm_tn_gather_here(j->ctx, G, j->ldp, &ga, images * pix, D, g->K, j->pooled ? &rows : NULL, g->K, 0,
                                cols, 1.0f, j->bias ? G + cols * j->ldp : NULL, &biased);
   }
 }
@@ -1312,11 +1314,12 @@ int nerve_conv2d_backward_maxpool_direct(const nerve_context *ctx, int64_t H, in
   return pooled_conv_check(&probe, &pc, __func__) == NERVE_OK && pooled_direct(ctx, &pc.conv, &pc.pool);
 }
 
-/* The weight and bias gradients (each skipped if NULL) from D's rows as `rows` makes them, in
- * slices of the batch (pooled_grad_member), where pooled_direct says so; ldp K's panels. The
- * scratch it takes is reserved before anything is written. */
+/* The weight and bias gradients (each skipped if NULL) from D's rows as `rows` makes them (or
+ * stored at dout where rows is NULL), in slices of the batch (pooled_grad_member), where
+ * pooled_direct says so. The scratch it takes is reserved before anything is written. */
 static nerve_status pooled_grads(nerve_context *ctx, const conv_geom *g, float *dweight, float *dbias,
-                                 const nerve__pooled_rows *rows, const float *in, const char *func) {
+                                 const nerve__pooled_rows *rows, const float *dout, const float *in,
+                                 const char *func) {
   const int64_t N = g->N, ldp = panel_width(g->K);
   /* A whole batch smaller than this call's images would make more slices than promised. */
   const int64_t slice_images = nerve_conv2d_pooled_slice_images(ctx->whole_batch > N ? ctx->whole_batch : N);
@@ -1327,7 +1330,7 @@ static nerve_status pooled_grads(nerve_context *ctx, const conv_geom *g, float *
   const int64_t frames = threads * pooled_frame_floats(g, slice_images);
   nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(partials + frames) * sizeof(float), func);
   if (s != NERVE_OK) return s;
-  pooled_grad_job j = {.ctx = ctx, .g = g, .pooled = rows, .in = in, .partials = ctx->scratch[NERVE_SCRATCH_LAYER],
+  pooled_grad_job j = {.ctx = ctx, .g = g, .pooled = rows, .dout = dout, .in = in, .partials = ctx->scratch[NERVE_SCRATCH_LAYER],
                        .slice_images = slice_images, .slices = slices, .ldp = ldp, .bias = dbias != NULL};
   j.frames = j.partials + partials;
   nerve__parallel_team(threads, pooled_grad_member, &j);
@@ -1372,7 +1375,7 @@ nerve_status nerve_conv2d_backward_maxpool(
     return backward(ctx, &g, NULL, dweight, dbias, dout, in, NULL, __func__);
   }
   const nerve__pooled_rows rows = {.dpooled = dpooled, .argmax = argmax, .PH = PH, .PW = PW, .POH = POH, .POW = POW};
-  return pooled_grads(ctx, &g, dweight, dbias, &rows, in, __func__);
+  return pooled_grads(ctx, &g, dweight, dbias, &rows, NULL, in, __func__);
 }
 
 /* nerve_conv2d_backward_batchnorm_maxpool as two calls: the norm's backward into the pool slot
@@ -1445,7 +1448,7 @@ nerve_status nerve_conv2d_backward_batchnorm_maxpool(
                                   .relu = relu != 0};
   const nerve__pooled_rows rows = {.dpooled = dpooled, .argmax = argmax, .PH = PH, .PW = PW, .POH = POH,
                                    .POW = POW, .norm = &norm, .x = out};
-  if (dweight || dbias) s = pooled_grads(ctx, &g, dweight, dbias, &rows, in, __func__);
+  if (dweight || dbias) s = pooled_grads(ctx, &g, dweight, dbias, &rows, NULL, in, __func__);
   if (s != NERVE_OK) return s;
   /* What the norm's backward adds: the sums it made its input gradient from. */
   for (int64_t c = 0; c < K; c++) {
@@ -1453,4 +1456,26 @@ nerve_status nerve_conv2d_backward_batchnorm_maxpool(
     if (dbeta) dbeta[c] += norm.sum_dy[c];
   }
   return NERVE_OK;
+}
+
+/*
+ * dout [N,OH,OW,K] stored, in [N,H,W,C] -> dweight, dbias (each skipped if NULL) +=, summed in
+ * nerve_conv2d_backward_maxpool's slices (each from zero, added slice after slice) where its
+ * gathered products run on this geometry (pooled_direct but the pool), else as
+ * nerve_conv2d_backward (din NULL) sums them.
+ */
+nerve_status nerve_conv2d_backward_sliced(nerve_context *ctx, float *dweight, float *dbias, const float *dout,
+                                          const float *in, int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
+                                          int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PT, int64_t PL,
+                                          int64_t OH, int64_t OW) {
+  NERVE_CHECK_CTX(ctx);
+  const conv_geom g = {.N = N, .H = H, .W = W, .C = C, .K = K, .KH = KH, .KW = KW, .SH = SH, .SW = SW,
+                       .PT = PT, .PL = PL, .OH = OH, .OW = OW};
+  nerve_status s = check_geom(ctx, &g, __func__);
+  if (s != NERVE_OK || N == 0 || (!dweight && !dbias)) return s;
+  NERVE_CHECK_PTR(ctx, dout);
+  NERVE_CHECK_PTR(ctx, in);
+  if (!((gathers(&g) || pooled_pads(&g)) && !is_pointwise(&g) && nerve__gemm_tn_gathers_pooled(ctx, K, cols_of(&g))))
+    return backward(ctx, &g, NULL, dweight, dbias, dout, in, NULL, __func__);
+  return pooled_grads(ctx, &g, dweight, dbias, NULL, dout, in, __func__);
 }

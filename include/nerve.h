@@ -654,6 +654,21 @@ NERVE_API int nerve_conv2d_backward_maxpool_direct(const nerve_context *ctx, int
                                                   int64_t PPL, int64_t POH, int64_t POW);
 
 /**
+ * A convolution's weight and bias gradients from its stored output gradient (din not made),
+ * summed in nerve_conv2d_backward_maxpool's slices of images (each from zero, added slice after
+ * slice, nerve_conv2d_pooled_slice_images of the whole batch or N) wherever that call makes its
+ * rows itself for this geometry, otherwise as nerve_conv2d_backward sums them: the bits
+ * nerve_conv2d_backward_maxpool and nerve_conv2d_backward_batchnorm_maxpool give for the same
+ * output gradient, for a share of a batch that starts at a slice boundary (a rank's):
+ *   dweight[KH,KW,C,K], dbias[K]   ACCUMULATED; each skipped if NULL
+ */
+NERVE_API nerve_status nerve_conv2d_backward_sliced(nerve_context *ctx, float *dweight, float *dbias,
+                                                    const float *dout, const float *in, int64_t N, int64_t H,
+                                                    int64_t W, int64_t C, int64_t K, int64_t KH, int64_t KW,
+                                                    int64_t SH, int64_t SW, int64_t PT, int64_t PL, int64_t OH,
+                                                    int64_t OW);
+
+/**
  * A first layer's gradients where a batch norm lies between it and a max pool (convolution,
  * optionally its ReLU, batch norm, pool): what nerve_batchnorm_backward_maxpool2d (over out,
  * the convolution's output [N,OH,OW,K] after its ReLU where relu is nonzero, the norm's input;
@@ -666,8 +681,9 @@ NERVE_API int nerve_conv2d_backward_maxpool_direct(const nerve_context *ctx, int
  * windows must not overlap (NERVE_ERROR_BAD_ARGUMENT). Where nerve_conv2d_backward_maxpool
  * would make the output gradient's rows as its products take them
  * (nerve_conv2d_backward_maxpool_direct), this makes the norm's input gradient so, in
- * the same slices and with the same bits as that call's would give on it; elsewhere it makes
- * the two calls, the gradient in the context's workspace, with their bits.
+ * the same slices (of the whole batch, nerve_context_set_whole_batch, or N) and with the bits
+ * nerve_conv2d_backward_sliced gives from that gradient stored; elsewhere it makes the two
+ * calls, the gradient in the context's workspace, with their bits.
  */
 NERVE_API nerve_status nerve_conv2d_backward_batchnorm_maxpool(
     nerve_context *ctx, float *dweight, float *dbias, float *dgamma, float *dbeta, const float *dpooled,

@@ -124,6 +124,9 @@ static nerve_status conv2d_backward_batchnorm_maxpool_unpadded(nerve_context *ct
   return nerve_conv2d_backward_batchnorm_maxpool(ctx, cdw, cdb, dgamma, dbeta, cdy, conv_argmax[1], cy, gamma, smean, sinv,
                                                  0, img, CN, H, W, C, K, 3, 3, 1, 1, 0, 0, 10, 10, 2, 2, 2, 2, 0, 0, 5, 5);
 }
+static nerve_status conv2d_backward_sliced(nerve_context *ctx) {
+  return nerve_conv2d_backward_sliced(ctx, cdw, cdb, cdy, img, CN, H, W, C, K, 3, 3, 1, 1, 1, 1, H, W);
+}
 static void fill_conv_argmax(int32_t *argmax, int pooled, int width) {
   for (int o = 0; o < CN * pooled * pooled; o++)
     for (int c = 0; c < K; c++)
@@ -218,6 +221,7 @@ int main(void) {
        conv2d_backward_batchnorm_maxpool},
       {"nerve_conv2d_backward_batchnorm_maxpool", "nerve_conv2d_backward_batchnorm_maxpool (unpadded)",
        conv2d_backward_batchnorm_maxpool_unpadded},
+      {"nerve_conv2d_backward_sliced", "nerve_conv2d_backward_sliced", conv2d_backward_sliced},
       {"nerve_batchnorm_forward_train", "nerve_batchnorm_forward_train", batchnorm_forward_train},
       {"nerve_batchnorm_forward_infer", "nerve_batchnorm_forward_infer", batchnorm_forward_infer},
       {"nerve_batchnorm_backward", "nerve_batchnorm_backward", batchnorm_backward},

@@ -306,6 +306,10 @@ static void kernels(nerve_context *ctx) {
            nerve_conv2d_backward_batchnorm_maxpool(call_ctx, cdw, cdb, dgamma, dbeta, P(0, cpooled), P(1, conv_arg),
                                                    P(2, cy), P(3, gamma), P(4, smean), P(5, sinv), 0, P(6, img), CN * size,
                                                    H, W, C, K, 3, 3, 1, 1, 0, 0, 3, 3, 2, 2, 2, 2, 0, bad ? 2 : 0, 1, 1));
+  /* The same sums from a stored output gradient: padded (in slices, with AVX-512 or AVX2). */
+  VARIANTS("nerve_conv2d_backward_sliced", 2,
+           nerve_conv2d_backward_sliced(call_ctx, cdw, cdb, P(0, cdy), P(1, img), CN * size, H, W, C, K, 3, 3, 1, 1, 1, 1,
+                                        bad ? 9 : H, W));
   VARIANTS("nerve_avgpool2d_forward", 2,
            nerve_avgpool2d_forward(call_ctx, P(0, py), P(1, img), CN * size, H, W, C, 2, 2, 2, 2, 0, 0, bad ? 7 : 2, 2));
   VARIANTS("nerve_avgpool2d_backward", 2,

@@ -33,6 +33,9 @@ check mlp-sgd --config examples/lab-a-mlp-mse.toml --subset 2000 --epochs 2
 check mlp-momentum --config examples/lab-b-relu-momentum.toml --subset 1000 --epochs 1 --layers 784,128,64,10 --batch-size 100
 # A CNN with batch norm and dropout (the previous Lab H network; Adam, cosine schedule).
 check cnn-batchnorm-dropout --config Tests/mpi/batchnorm-dropout.toml --subset 500 --epochs 1
+# Lab E: one process makes the first convolution's sums through the batch norm and the pool in
+# one call, slice by slice of the batch; the ranks from the norm's stored gradient, whole slices each.
+check lab-e --config examples/lab-e-cnn.toml --subset 500 --epochs 1
 # The fast recipe: Adam fused into dense layers, batch 256, one-cycle schedule.
 check cnn-fast --config examples/fast-99.toml --subset 700 --epochs 1
 # The fast recipe in batches of 3,000: one process runs each in chunks (of 1,880 images, whole

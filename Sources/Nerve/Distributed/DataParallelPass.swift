@@ -14,7 +14,10 @@
 //   row. A first convolution with a max pool after it sums its gradients slice by slice of the
 //   batch instead (nerve_conv2d_backward_maxpool, each slice's chain from zero): there each
 //   rank's share is whole slices (Sequential.shareGranularity), and the chain carries the sum
-//   of the slices before it, as one process adds them.
+//   of the slices before it, as one process adds them. So too where a batch norm lies between
+//   the two (Lab E): one process makes the norm's input gradient inside the same slices' sums
+//   (nerve_conv2d_backward_batchnorm_maxpool), each rank sums its slices from the gradient the
+//   norm's whole-batch backward gave it (nerve_conv2d_backward_sliced), the same bits.
 // - Batch statistics (batch normalisation) need every row: such layers gather the whole
 //   batch's input (and, backward, output gradient) on every rank and run on all of it.
 // - Dropout masks are drawn by the global row (LayerIO.firstRow).

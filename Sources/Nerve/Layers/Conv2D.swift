@@ -284,6 +284,18 @@ public final class Conv2D: Layer {
     }
   }
 
+  /// `backward`'s parameter sums from the stored output gradient, without an input gradient,
+  /// in the slices of the batch that `parameterBackward(_:normalizedBy:...)` sums them in
+  /// (nerve_conv2d_backward_sliced): a rank's share of a data-parallel batch, where one process
+  /// takes that call, so that the ranks give its bits.
+  func parameterBackwardSliced(_ io: LayerIO) throws {
+    let s = geometry.sizes, g = io.parameterGradients
+    try io.check(
+      nerve_conv2d_backward_sliced(
+        io.ctx, g, useBias ? g.map { $0 + weightCount } : nil, io.outputGradient, io.input, Int64(io.batch), s[0], s[1],
+        s[2], Int64(filters), s[3], s[4], s[5], s[6], s[7], s[8], s[9], s[10]))
+  }
+
   override var record: LayerRecord {
     var r = LayerRecord(type: typeName)
     r.filters = filters

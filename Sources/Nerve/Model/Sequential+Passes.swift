@@ -290,12 +290,26 @@ extension Sequential {
     }
   }
 
+  /// Whether a first convolution (with a ReLU or none), a batch norm and a max pool, as
+  /// `firstThroughNorm` joins them in one process, have the convolution's sums made in slices
+  /// there (the pool's windows read directly, `Conv2D.takesPoolGradientDirectly`): then, across
+  /// ranks, each rank sums its share so (`Conv2D.parameterBackwardSliced`) for that process's bits.
+  func slicesFirstThroughNorm(through stop: LayerPoint, context: ComputeContext) -> Bool {
+    guard stop.layer >= 2, let conv = layers[0] as? Conv2D, let norm = layers[1] as? BatchNorm,
+      norm.activationLayer == nil, let pool = layers[2] as? MaxPool2D, pool.activationLayer == nil, pool.windowsApart
+    else { return false }
+    let relu = (conv.activationLayer as? ActivationLayer)?.function == .relu
+    return (relu || conv.activationLayer == nil) && conv.takesPoolGradientDirectly(pool, context: context)
+  }
+
   /// The groups of rows ranks share a batch of `batchRows` out in: the slices
   /// nerve_conv2d_backward_maxpool sums a first convolution's gradients by, where a max pool
-  /// follows it (whether or not a pass then takes that path: any split serves the other layers,
-  /// whose sums run over rows in order); otherwise single rows.
+  /// follows it, directly or after a batch norm (whether or not a pass then takes that path: any
+  /// split serves the other layers, whose sums run over rows in order); otherwise single rows.
   func shareGranularity(batchRows: Int) -> Int {
-    guard layers.count > 1, layers[0] is Conv2D, layers[1] is MaxPool2D else { return 1 }
+    let pooled = layers.count > 1 && layers[1] is MaxPool2D
+    let normPooled = layers.count > 2 && layers[1] is BatchNorm && layers[2] is MaxPool2D
+    guard layers.first is Conv2D, pooled || normPooled else { return 1 }
     return Int(nerve_conv2d_pooled_slice_images(Int64(batchRows)))
   }
 
@@ -356,6 +370,9 @@ extension Sequential {
     }()
     let firstFromNorm = firstThroughNorm(
       through: start, ranks: ranks, fused: fusedAt(0) || fusedAt(1), listed: listed != nil, plan: plan)
+    let firstSliced: ((LayerIO) throws -> Void)? =
+      ranks != nil && !fusedAt(0) && listed == nil && slicesFirstThroughNorm(through: start, context: context)
+      ? { io in try (self.layers[0] as! Conv2D).parameterBackwardSliced(io) } : nil
     for i in stride(from: start.layer, through: 0, by: -1) {
       let layer = layers[i]
       if i > 0 && normTakesPool(i - 1) { continue }  // the batch norm before it takes its gradient
@@ -394,7 +411,7 @@ extension Sequential {
         try ranks.backwardWholeBatch(i, core)
       } else if let ranks, layer.parameterCount > 0 {
         try ranks.backwardChained(
-          i, core, fused: fusedHere ? fused : nil, parameterBackward: i == 0 ? firstFromPool : nil)
+          i, core, fused: fusedHere ? fused : nil, parameterBackward: i == 0 ? firstFromPool ?? firstSliced : nil)
       } else if let inputActivation, let dense = layer as? Dense {
         try dense.backward(core, throughInput: inputActivation, step: fusedHere ? fused : nil)
       } else if let fused, fusedHere {

@@ -460,6 +460,23 @@ struct ImageKernelTests {
       let norm = (w.count + g.k)...
       #expect(bitwiseEqual(Array(got[norm]), Array(two[norm])), "the norm's gradients \(g) relu \(relu) \(k.label)")
       if !direct { #expect(bitwiseEqual(got, two), "the two calls' bits \(g) relu \(relu) \(k.label)") }
+      // The convolution's sums from the stored gradient (nerve_conv2d_backward_sliced), as ranks
+      // make them: the one call's bits, in two shares meeting at a slice boundary where it sums
+      // in slices (elsewhere OpenBLAS's products add each call's sum instead: whole).
+      let slice = Int(nerve_conv2d_pooled_slice_images(Int64(g.n))), first = slice * ((g.n + slice - 1) / slice / 2)
+      var sliced = Array(start[..<(w.count + g.k)])
+      k.ok(nerve_context_set_whole_batch(k.ctx, Int64(g.n)))
+      for (n0, n1) in first > 0 && direct ? [(0, first), (first, g.n)] : [(0, g.n)] {
+        let perImage = g.oh * g.ow * g.k, perInput = g.h * g.w * g.c
+        sliced.withUnsafeMutableBufferPointer { t in
+          k.ok(nerve_conv2d_backward_sliced(
+            k.ctx, t.baseAddress!, t.baseAddress! + w.count, Array(din[(n0 * perImage)...]), Array(x[(n0 * perInput)...]),
+            Int64(n1 - n0), conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7], conv[8], conv[9], conv[10],
+            conv[11], conv[12]), "\(g) images \(n0)..<\(n1)")
+        }
+      }
+      k.ok(nerve_context_set_whole_batch(k.ctx, 0))
+      #expect(bitwiseEqual(sliced, Array(got[..<(w.count + g.k)])), "sliced from the stored gradient \(g) relu \(relu) \(k.label)")
       // One image, one slice, from zero: its one chain is the two calls', so the norm's input
       // gradient made as the products take it has the bits the norm's backward writes.
       var oneCall = [Float](repeating: 0, count: start.count), twoCalls = oneCall
