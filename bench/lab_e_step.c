@@ -21,7 +21,7 @@ static const char *names[CALLS] = {
     "conv (+ relu) forward", "relu forward (unfused)",      "batch norm forward", "max pool (+ norm) forward",
     "dense 1 forward", "relu forward",      "dense 2 forward",    "dense 2 backward + Adam",
     "relu backward",   "dense 1 backward + Adam", "max pool backward", "batch norm (+ relu, pool) backward",
-    "relu backward (unfused)", "conv (+ norm, pool) backward"};
+    "relu backward (unfused)", "conv backward (+ norm: default)"};
 static double seconds[CALLS][STEPS];
 
 #define TIMED(i, call) BENCH_TIMED(ctx, names[i], seconds[i][s], call)

@@ -322,6 +322,8 @@ static int64_t panel_width(int64_t K) { return (K + 31) / 32 * 32; }
  * the weight, then ldp for the bias. */
 static int64_t pooled_partial_floats(const conv_geom *g, int64_t ldp) { return (cols_of(g) + 1) * ldp; }
 
+static int64_t pooled_frame_floats(const conv_geom *g, int64_t images);
+
 size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C, int64_t K,
                                    int64_t KH, int64_t KW, int64_t SH, int64_t SW, int64_t PT,
                                    int64_t PL, int64_t OH, int64_t OW) {
@@ -330,10 +332,12 @@ size_t nerve_conv2d_workspace_size(int64_t N, int64_t H, int64_t W, int64_t C, i
   if (N < 1 || OH < 1 || OW < 1 || KH < 1 || KW < 1 || C < 1 || K < 1) return 0;
   /* A lowered block, and for the input gradient a second one; or each forward thread's
    * lowered block and, when the output is not kept, its block of output; or the partial
-   * gradients of nerve_conv2d_backward_maxpool's slices (one panel of filters). */
+   * gradients of nerve_conv2d_backward_maxpool's slices (one panel of filters) and, for padded
+   * windows, a frame of a slice's images for each member (two, as the blocks count two). */
   const size_t blocks = 2 * (size_t)forward_part_floats(&g, false) * sizeof(float);
   const int64_t most = N < NERVE_CONV_POOLED_SLICES ? N : NERVE_CONV_POOLED_SLICES;
-  const size_t slices = K <= 32 ? (size_t)(most * pooled_partial_floats(&g, panel_width(K))) * sizeof(float) : 0;
+  const int64_t frames = 2 * pooled_frame_floats(&g, nerve_conv2d_pooled_slice_images(N));
+  const size_t slices = K <= 32 ? (size_t)(most * pooled_partial_floats(&g, panel_width(K)) + frames) * sizeof(float) : 0;
   return blocks > slices ? blocks : slices;
 }
 
@@ -1228,6 +1232,7 @@ typedef struct {
   const float *in;
   float *partials; /* per slice: cols rows of ldp floats for the weight, then ldp for the bias */
   float *frames;   /* padded windows: each member's copy of a slice's images with their borders */
+  int64_t frame_floats; /* each member's part of frames */
   int64_t slice_images, slices, ldp;
   bool bias;
   int64_t next; /* the first slice no member has taken (nerve__take_chunk) */
@@ -1259,7 +1264,7 @@ static void pooled_grad_member(void *data, int t, int nt) {
   const int64_t map = j->pooled ? j->pooled->POH * j->pooled->POW * g->K : 0; /* an image's pooled values */
   const conv_geom framed = padded_geom(g);
   const bool pad = pooled_pads(g);
-  float *frame = j->frames + t * pooled_frame_floats(g, j->slice_images);
+  float *frame = j->frames + t * j->frame_floats;
   int32_t off[GATHER_MAX_COLS];
   window_offsets(pad ? &framed : g, off);
   for (int64_t s, end; nerve__take_chunk(&j->next, 1, j->slices, &s, &end);) {
@@ -1292,13 +1297,18 @@ static void pooled_grad_sum(const conv_geom *g, float *dweight, float *dbias,
   }
 }
 
+/* Whether the weight gradient goes by slices of the batch (pooled_grads): the convolution's
+ * windows read in place (padded ones from a copy with their borders) by the gathered products
+ * with one panel of filters (AVX-512 or AVX2). nerve_conv2d_backward_sliced asks this alone,
+ * the pooled calls with pooled_direct, so that one process and ranks agree. */
+static bool sliced_direct(const nerve_context *ctx, const conv_geom *g) {
+  return (gathers(g) || pooled_pads(g)) && !is_pointwise(g) && nerve__gemm_tn_gathers_pooled(ctx, g->K, cols_of(g));
+}
+
 /* Whether nerve_conv2d_backward_maxpool makes the output gradient's rows as the products take
- * them: windows that tile the map, the convolution's read in place, and the gathered products'
- * one panel of filters (AVX-512). */
+ * them: windows that tile the map, and sliced_direct. */
 static bool pooled_direct(const nerve_context *ctx, const conv_geom *g, const nerve__pool_window *pool) {
-  return (gathers(g) || pooled_pads(g)) && !is_pointwise(g) &&
-         nerve__pool_tiles(pool->PH, pool->PW, pool->SH, pool->SW, pool->PT, pool->PL) &&
-         nerve__gemm_tn_gathers_pooled(ctx, g->K, cols_of(g));
+  return nerve__pool_tiles(pool->PH, pool->PW, pool->SH, pool->SW, pool->PT, pool->PL) && sliced_direct(ctx, g);
 }
 
 int nerve_conv2d_backward_maxpool_direct(const nerve_context *ctx, int64_t H, int64_t W, int64_t C,
@@ -1315,8 +1325,8 @@ int nerve_conv2d_backward_maxpool_direct(const nerve_context *ctx, int64_t H, in
 }
 
 /* The weight and bias gradients (each skipped if NULL) from D's rows as `rows` makes them (or
- * stored at dout where rows is NULL), in slices of the batch (pooled_grad_member), where
- * pooled_direct says so. The scratch it takes is reserved before anything is written. */
+ * stored at dout where rows is NULL), in slices of the batch (pooled_grad_member), for callers
+ * that checked sliced_direct. The scratch it takes is reserved before anything is written. */
 static nerve_status pooled_grads(nerve_context *ctx, const conv_geom *g, float *dweight, float *dbias,
                                  const nerve__pooled_rows *rows, const float *dout, const float *in,
                                  const char *func) {
@@ -1326,13 +1336,17 @@ static nerve_status pooled_grads(nerve_context *ctx, const conv_geom *g, float *
   const int64_t slices = (N + slice_images - 1) / slice_images; /* <= NERVE_CONV_POOLED_SLICES */
   int threads = nerve__threads_for(ctx, N * g->OH * g->OW * cols_of(g) * g->K, CONV_TEAM_GRAIN);
   if (threads > slices) threads = (int)slices;
+  /* A member's frame holds a slice's images: of this call, N at most (a rank's share may be
+   * smaller than the whole batch's slice). Sizes checked before the product. */
+  const int64_t frame = pooled_frame_floats(g, slice_images < N ? slice_images : N);
   const int64_t partials = slices * pooled_partial_floats(g, ldp);
-  const int64_t frames = threads * pooled_frame_floats(g, slice_images);
-  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(partials + frames) * sizeof(float), func);
+  if (!nerve__product_ok(threads, frame) || !nerve__product_ok(partials + threads * frame, (int64_t)sizeof(float)))
+    return nerve__fail(ctx, NERVE_ERROR_BAD_SIZE, func, "sizes too large");
+  nerve_status s = nerve__scratch(ctx, NERVE_SCRATCH_LAYER, (size_t)(partials + threads * frame) * sizeof(float), func);
   if (s != NERVE_OK) return s;
   pooled_grad_job j = {.ctx = ctx, .g = g, .pooled = rows, .dout = dout, .in = in, .partials = ctx->scratch[NERVE_SCRATCH_LAYER],
                        .slice_images = slice_images, .slices = slices, .ldp = ldp, .bias = dbias != NULL};
-  j.frames = j.partials + partials;
+  j.frames = j.partials + partials, j.frame_floats = frame;
   nerve__parallel_team(threads, pooled_grad_member, &j);
   pooled_grad_sum(g, dweight, dbias, j.partials, slices, ldp);
   return NERVE_OK;
@@ -1394,9 +1408,10 @@ static nerve_status norm_then_conv(nerve_context *ctx, const pooled_conv *pc, fl
   if (s != NERVE_OK) return s;
   float *din = ctx->scratch[NERVE_SCRATCH_POOL], *copies = din + map;
   for (int64_t c = 0; c < K; c++) copies[c] = dgamma ? dgamma[c] : 0.0f, copies[K + c] = dbeta ? dbeta[c] : 0.0f;
-  s = nerve__batchnorm_backward_pooled(ctx, din, NULL, copies, copies + K, dpooled, argmax, out, gamma, saved_mean,
-                                       saved_invstd, g->N, p, relu, func);
-  if (s == NERVE_OK && (dweight || dbias)) s = backward(ctx, g, NULL, dweight, dbias, din, in, NULL, func);
+  const bool conv_sums = dweight || dbias; /* else the norm's input gradient is not needed */
+  s = nerve__batchnorm_backward_pooled(ctx, conv_sums ? din : NULL, NULL, copies, copies + K, dpooled, argmax, out,
+                                       gamma, saved_mean, saved_invstd, g->N, p, relu, func);
+  if (s == NERVE_OK && conv_sums) s = backward(ctx, g, NULL, dweight, dbias, din, in, NULL, func);
   if (s != NERVE_OK) return s;
   if (dgamma) memcpy(dgamma, copies, (size_t)K * sizeof(float));
   if (dbeta) memcpy(dbeta, copies + K, (size_t)K * sizeof(float));
@@ -1408,7 +1423,7 @@ static nerve_status norm_then_conv(nerve_context *ctx, const pooled_conv *pc, fl
  * (nerve_batchnorm_backward_maxpool2d's): its parameter gradients, then the convolution's from
  * its input gradient, whose rows the products make as they take them (nerve__norm_terms) where
  * pooled_direct says so. Elsewhere the two calls, the norm's input gradient in the workspace.
- * Either way dgamma and dbeta are accumulated in copies and written last, so that a call
+ * Either way dgamma and dbeta change only after everything that can fail, so that a call
  * refused for want of scratch leaves them as they were.
  */
 nerve_status nerve_conv2d_backward_batchnorm_maxpool(
@@ -1435,10 +1450,9 @@ nerve_status nerve_conv2d_backward_batchnorm_maxpool(
   NERVE_CHECK_PTR(ctx, saved_mean);
   NERVE_CHECK_PTR(ctx, saved_invstd);
   NERVE_CHECK_PTR(ctx, in);
-  if (!pooled_direct(ctx, &g, &pc.pool))
+  if (!pooled_direct(ctx, &g, &pc.pool) || K > 32) /* one panel of filters: the terms below */
     return norm_then_conv(ctx, &pc, dweight, dbias, dgamma, dbeta, dpooled, argmax, out, gamma, saved_mean,
                           saved_invstd, relu != 0, in, __func__);
-  /* One panel of filters: K <= 32. */
   float terms[3 * 32];
   s = nerve__batchnorm_backward_pooled(ctx, NULL, terms, NULL, NULL, dpooled, argmax, out, gamma, saved_mean,
                                        saved_invstd, N, &pc.pool, false, __func__);
@@ -1475,7 +1489,6 @@ nerve_status nerve_conv2d_backward_sliced(nerve_context *ctx, float *dweight, fl
   if (s != NERVE_OK || N == 0 || (!dweight && !dbias)) return s;
   NERVE_CHECK_PTR(ctx, dout);
   NERVE_CHECK_PTR(ctx, in);
-  if (!((gathers(&g) || pooled_pads(&g)) && !is_pointwise(&g) && nerve__gemm_tn_gathers_pooled(ctx, K, cols_of(&g))))
-    return backward(ctx, &g, NULL, dweight, dbias, dout, in, NULL, __func__);
+  if (!sliced_direct(ctx, &g)) return backward(ctx, &g, NULL, dweight, dbias, dout, in, NULL, __func__);
   return pooled_grads(ctx, &g, dweight, dbias, NULL, dout, in, __func__);
 }

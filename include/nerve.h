@@ -661,6 +661,7 @@ NERVE_API int nerve_conv2d_backward_maxpool_direct(const nerve_context *ctx, int
  * nerve_conv2d_backward_maxpool and nerve_conv2d_backward_batchnorm_maxpool give for the same
  * output gradient, for a share of a batch that starts at a slice boundary (a rank's):
  *   dweight[KH,KW,C,K], dbias[K]   ACCUMULATED; each skipped if NULL
+ * in [N,H,W,C] is read for dbias alone as well (the bias's sums come with the products').
  */
 NERVE_API nerve_status nerve_conv2d_backward_sliced(nerve_context *ctx, float *dweight, float *dbias,
                                                     const float *dout, const float *in, int64_t N, int64_t H,
@@ -678,7 +679,8 @@ NERVE_API nerve_status nerve_conv2d_backward_sliced(nerve_context *ctx, float *d
  *   dweight[KH,KW,C,K]    ACCUMULATED; skipped if NULL
  *   dbias[K]             ACCUMULATED; skipped if NULL
  * dpooled and argmax [N,POH,POW,K] as nerve_batchnorm_backward_maxpool2d takes them; its
- * windows must not overlap (NERVE_ERROR_BAD_ARGUMENT). Where nerve_conv2d_backward_maxpool
+ * windows must not overlap (NERVE_ERROR_BAD_ARGUMENT). in [N,H,W,C] is required even for the
+ * norm's gradients alone. Where nerve_conv2d_backward_maxpool
  * would make the output gradient's rows as its products take them
  * (nerve_conv2d_backward_maxpool_direct), this makes the norm's input gradient so, in
  * the same slices (of the whole batch, nerve_context_set_whole_batch, or N) and with the bits

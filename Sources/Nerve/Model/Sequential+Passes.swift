@@ -270,6 +270,38 @@ extension Sequential {
     return pool.activationLayer == nil && conv.takesPoolGradientDirectly(pool, context: context)
   }
 
+  /// Where a backward pass takes the first layer's parameter sums other than by its own backward.
+  struct FirstLayerSums {
+    /// From the gradient of the max pool after it (`convolutionTakesPool`): layer 1's backward
+    /// is then skipped.
+    var fromPool: ((LayerIO) throws -> Void)?
+    /// In the batch norm's call, given the norm's buffers, then its own (`firstThroughNorm`):
+    /// layer 0's backward is then skipped.
+    var throughNorm: ((LayerIO, LayerIO) throws -> Void)?
+    /// Across ranks, each rank's share in that call's slices (`slicesFirstThroughNorm`).
+    var sliced: ((LayerIO) throws -> Void)?
+  }
+
+  /// The first layer's ways for a backward pass up to `stop`; none where layer 0 (or 1, for
+  /// the norm's) steps its parameters itself (`fused`) or the input is listed.
+  func firstLayerSums(
+    through stop: LayerPoint, ranks: DataParallelPass?, fused: (Bool, Bool), listed: Bool, plan: Plan,
+    context: ComputeContext
+  ) -> FirstLayerSums {
+    var sums = FirstLayerSums()
+    guard !fused.0, !listed, let conv = layers.first as? Conv2D else { return sums }
+    if convolutionTakesPool(0, through: stop, ranks: ranks, context: context), let pool = layers[1] as? MaxPool2D {
+      sums.fromPool = { io in
+        try conv.parameterBackward(io, pooledBy: pool, pooledGradient: plan.gradients[1], poolScratch: plan.scratch[1])
+      }
+    }
+    sums.throughNorm = firstThroughNorm(through: stop, ranks: ranks, fused: fused.1, listed: false, plan: plan)
+    if ranks != nil && !fused.1 && slicesFirstThroughNorm(through: stop, context: context) {
+      sums.sliced = { io in try conv.parameterBackwardSliced(io) }
+    }
+    return sums
+  }
+
   /// The first convolution's and the batch norm's parameter sums in one call, where layer 0 is a
   /// convolution (with a ReLU or no activation), layer 1 a batch norm that takes its gradient
   /// from the max pool after it (`normPooled`), in one process, stepping neither itself, and
@@ -357,22 +389,9 @@ extension Sequential {
     func normTakesPool(_ i: Int) -> Bool {
       !fusedAt(i) && normPooled(i, through: start, ranks: ranks)
     }
-    /// The first convolution's parameter sums from the gradient of the max pool after it, where
-    /// it takes them so (see `convolutionTakesPool`; not where its backward steps them itself):
-    /// then layer 1's backward is skipped.
-    let firstFromPool: ((LayerIO) throws -> Void)? = {
-      guard !fusedAt(0), listed == nil, convolutionTakesPool(0, through: start, ranks: ranks, context: context),
-        let conv = layers[0] as? Conv2D, let pool = layers[1] as? MaxPool2D
-      else { return nil }
-      return { io in
-        try conv.parameterBackward(io, pooledBy: pool, pooledGradient: plan.gradients[1], poolScratch: plan.scratch[1])
-      }
-    }()
-    let firstFromNorm = firstThroughNorm(
-      through: start, ranks: ranks, fused: fusedAt(0) || fusedAt(1), listed: listed != nil, plan: plan)
-    let firstSliced: ((LayerIO) throws -> Void)? =
-      ranks != nil && !fusedAt(0) && listed == nil && slicesFirstThroughNorm(through: start, context: context)
-      ? { io in try (self.layers[0] as! Conv2D).parameterBackwardSliced(io) } : nil
+    let first = firstLayerSums(
+      through: start, ranks: ranks, fused: (fusedAt(0), fusedAt(1)), listed: listed != nil, plan: plan, context: context)
+    let firstFromPool = first.fromPool, firstFromNorm = first.throughNorm
     for i in stride(from: start.layer, through: 0, by: -1) {
       let layer = layers[i]
       if i > 0 && normTakesPool(i - 1) { continue }  // the batch norm before it takes its gradient
@@ -411,7 +430,7 @@ extension Sequential {
         try ranks.backwardWholeBatch(i, core)
       } else if let ranks, layer.parameterCount > 0 {
         try ranks.backwardChained(
-          i, core, fused: fusedHere ? fused : nil, parameterBackward: i == 0 ? firstFromPool ?? firstSliced : nil)
+          i, core, fused: fusedHere ? fused : nil, parameterBackward: i == 0 ? firstFromPool ?? first.sliced : nil)
       } else if let inputActivation, let dense = layer as? Dense {
         try dense.backward(core, throughInput: inputActivation, step: fusedHere ? fused : nil)
       } else if let fused, fusedHere {

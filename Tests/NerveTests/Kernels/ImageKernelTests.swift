@@ -403,115 +403,37 @@ struct ImageKernelTests {
   @Test("a first convolution's and its batch norm's gradients from the pool after them match the reference",
         arguments: configurations, normedGradientGeometries.indices)
   func convolutionGradientThroughNorm(_ key: String, _ index: Int) {
-    let k = DenseKernelTests.kernels(key), g = Self.normedGradientGeometries[index]
-    let x = sparseInputs(g.n * g.h, g.w * g.c, seed: 31), w = randomFloats(g.kh * g.kw * g.c * g.k, seed: 32)
-    let conv = [g.n, g.h, g.w, g.c, g.k, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow].map(Int64.init)
-    let p = RefGeometry(n: g.n, h: g.oh, w: g.ow, c: g.k, k: g.k, kh: 2, kw: 2, sh: 2, sw: 2, same: false)
-    let pool = [p.kh, p.kw, p.sh, p.sw, p.pt, p.pl, p.oh, p.ow].map(Int64.init)
-    let r = g.n * g.oh * g.ow, pooledCount = g.n * p.oh * p.ow * g.k
-    // The norm's input: the convolution's output through a ReLU (about half zeros).
-    var out = [Float](repeating: .nan, count: r * g.k)
-    k.ok(nerve_conv2d_forward(
-      k.ctx, &out, x, w, nil, conv[0], conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7], conv[8], conv[9],
-      conv[10], conv[11], conv[12]))
-    out = out.map { max($0, 0) }
-    let gamma = randomFloats(g.k, seed: 33), beta = randomFloats(g.k, seed: 34)
-    var y = out, mean = [Float](repeating: 0, count: g.k), invstd = mean, runMean = mean, runVar = mean
-    k.ok(nerve_batchnorm_forward_train(k.ctx, &y, &mean, &invstd, &runMean, &runVar, out, gamma, beta, Int64(r), Int64(g.k), 0.9, 1e-3))
-    var pooled = [Float](repeating: .nan, count: pooledCount), am = [Int32](repeating: -7, count: pooledCount)
-    k.ok(nerve_maxpool2d_forward(
-      k.ctx, &pooled, &am, y, conv[0], conv[11], conv[12], conv[4], pool[0], pool[1], pool[2], pool[3], pool[4], pool[5],
-      pool[6], pool[7]))
-    var dp = randomFloats(pooledCount, seed: 35)
-    for i in stride(from: 4, to: pooledCount, by: 9) { dp[i] = -0.0 }
-    let start = randomFloats(w.count + 3 * g.k, seed: 36)  // dw, db, dgamma, dbeta before
-    func fused(_ kernels: Kernels, relu: Bool) -> [Float] {
-      var dw = Array(start[..<w.count]), db = Array(start[w.count..<(w.count + g.k)])
-      var dgamma = Array(start[(w.count + g.k)..<(w.count + 2 * g.k)]), dbeta = Array(start[(w.count + 2 * g.k)...])
-      kernels.ok(nerve_conv2d_backward_batchnorm_maxpool(
-        kernels.ctx, &dw, &db, &dgamma, &dbeta, dp, am, out, gamma, mean, invstd, relu ? 1 : 0, x, conv[0], conv[1], conv[2],
-        conv[3], conv[4], conv[5], conv[6], conv[7], conv[8], conv[9], conv[10], conv[11], conv[12], pool[0], pool[1],
-        pool[2], pool[3], pool[4], pool[5], pool[6], pool[7]), "\(g) relu \(relu)")
-      return dw + db + dgamma + dbeta
-    }
-    let dnorm = Reference.maxPoolBackward(dy: doubles(dp), argmax: am.map(Int.init), g: p)
-    let back = Reference.batchNormBackward(dy: dnorm, x: doubles(out), gamma: doubles(gamma), r: r, c: g.k, eps: 1e-3)
-    let direct = k.isa != .baseline && g.k <= 32
+    let k = DenseKernelTests.kernels(key), c = NormedConvolution(k, Self.normedGradientGeometries[index]), g = c.g
+    let dnorm = Reference.maxPoolBackward(dy: doubles(c.dp), argmax: c.am.map(Int.init), g: c.p)
+    let back = Reference.batchNormBackward(dy: dnorm, x: doubles(c.out), gamma: doubles(c.gamma), r: c.rows, c: g.k, eps: 1e-3)
+    let direct = k.isa != .baseline && g.k <= 32, convolution = ..<(c.w.count + g.k), norm = (c.w.count + g.k)...
     for relu in [true, false] {
-      let got = fused(k, relu: relu)
-      let dout = relu ? zip(back.dx, out).map { $1 > 0 ? $0 : 0 } : back.dx
-      let ref = Reference.convBackward(dy: dout, x: doubles(x), w: doubles(w), g: g)
-      let expected = zip(start, ref.dw + ref.db + back.dgamma + back.dbeta).map { Double($0) + $1 }
-      let scale = Double(r).squareRoot()
-      expectClose(got, expected, rtol: 1e-3, atol: 1e-4 * scale, "\(g) relu \(relu) \(k.label)")
+      let got = c.oneCall(k, relu: relu, from: c.start)
+      let dout = relu ? zip(back.dx, c.out).map { $1 > 0 ? $0 : 0 } : back.dx
+      let ref = Reference.convBackward(dy: dout, x: doubles(c.x), w: doubles(c.w), g: g)
+      let expected = zip(c.start, ref.dw + ref.db + back.dgamma + back.dbeta).map { Double($0) + $1 }
+      expectClose(got, expected, rtol: 1e-3, atol: 1e-4 * Double(c.rows).squareRoot(), "\(g) relu \(relu) \(k.label)")
       // The two calls: the norm's gradients their bits; the convolution's too where it takes
       // them in the two calls' order (no AVX-512 or AVX2, or two panels of filters).
-      var din = [Float](repeating: .nan, count: r * g.k)
-      var two = start
-      two.withUnsafeMutableBufferPointer { t in
-        let dw = t.baseAddress!, db = dw + w.count, dgamma = db + g.k, dbeta = dgamma + g.k
-        k.ok(nerve_batchnorm_backward_maxpool2d(
-          k.ctx, &din, dgamma, dbeta, dp, am, out, gamma, mean, invstd, conv[0], conv[11], conv[12], conv[4], pool[0], pool[1],
-          pool[2], pool[3], pool[4], pool[5], pool[6], pool[7], relu ? 1 : 0))
-        k.ok(nerve_conv2d_backward(
-          k.ctx, nil, dw, db, din, x, w, conv[0], conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7], conv[8], conv[9],
-          conv[10], conv[11], conv[12]))
-      }
-      let norm = (w.count + g.k)...
+      var din = [Float](repeating: .nan, count: c.rows * g.k)
+      let two = c.twoCalls(k, relu: relu, from: c.start, din: &din)
       #expect(bitwiseEqual(Array(got[norm]), Array(two[norm])), "the norm's gradients \(g) relu \(relu) \(k.label)")
       if !direct { #expect(bitwiseEqual(got, two), "the two calls' bits \(g) relu \(relu) \(k.label)") }
       // The convolution's sums from the stored gradient (nerve_conv2d_backward_sliced), as ranks
       // make them: the one call's bits, in two shares meeting at a slice boundary where it sums
       // in slices (elsewhere OpenBLAS's products add each call's sum instead: whole).
       let slice = Int(nerve_conv2d_pooled_slice_images(Int64(g.n))), first = slice * ((g.n + slice - 1) / slice / 2)
-      var sliced = Array(start[..<(w.count + g.k)])
-      k.ok(nerve_context_set_whole_batch(k.ctx, Int64(g.n)))
-      for (n0, n1) in first > 0 && direct ? [(0, first), (first, g.n)] : [(0, g.n)] {
-        let perImage = g.oh * g.ow * g.k, perInput = g.h * g.w * g.c
-        sliced.withUnsafeMutableBufferPointer { t in
-          k.ok(nerve_conv2d_backward_sliced(
-            k.ctx, t.baseAddress!, t.baseAddress! + w.count, Array(din[(n0 * perImage)...]), Array(x[(n0 * perInput)...]),
-            Int64(n1 - n0), conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7], conv[8], conv[9], conv[10],
-            conv[11], conv[12]), "\(g) images \(n0)..<\(n1)")
-        }
-      }
-      k.ok(nerve_context_set_whole_batch(k.ctx, 0))
-      #expect(bitwiseEqual(sliced, Array(got[..<(w.count + g.k)])), "sliced from the stored gradient \(g) relu \(relu) \(k.label)")
+      let shares = first > 0 && direct ? [(0, first), (first, g.n)] : [(0, g.n)]
+      #expect(bitwiseEqual(c.sliced(k, din: din, shares: shares), Array(got[convolution])),
+              "sliced from the stored gradient \(g) relu \(relu) \(k.label)")
       // One image, one slice, from zero: its one chain is the two calls', so the norm's input
       // gradient made as the products take it has the bits the norm's backward writes.
-      var oneCall = [Float](repeating: 0, count: start.count), twoCalls = oneCall
-      oneCall.withUnsafeMutableBufferPointer { t in
-        let dw = t.baseAddress!, db = dw + w.count, dgamma = db + g.k, dbeta = dgamma + g.k
-        k.ok(nerve_conv2d_backward_batchnorm_maxpool(
-          k.ctx, dw, db, dgamma, dbeta, dp, am, out, gamma, mean, invstd, relu ? 1 : 0, x, 1, conv[1], conv[2], conv[3],
-          conv[4], conv[5], conv[6], conv[7], conv[8], conv[9], conv[10], conv[11], conv[12], pool[0], pool[1], pool[2],
-          pool[3], pool[4], pool[5], pool[6], pool[7]))
-      }
-      twoCalls.withUnsafeMutableBufferPointer { t in
-        let dw = t.baseAddress!, db = dw + w.count, dgamma = db + g.k, dbeta = dgamma + g.k
-        k.ok(nerve_batchnorm_backward_maxpool2d(
-          k.ctx, &din, dgamma, dbeta, dp, am, out, gamma, mean, invstd, 1, conv[11], conv[12], conv[4], pool[0], pool[1],
-          pool[2], pool[3], pool[4], pool[5], pool[6], pool[7], relu ? 1 : 0))
-        k.ok(nerve_conv2d_backward(
-          k.ctx, nil, dw, db, din, x, w, 1, conv[1], conv[2], conv[3], conv[4], conv[5], conv[6], conv[7], conv[8], conv[9],
-          conv[10], conv[11], conv[12]))
-      }
-      #expect(bitwiseEqual(oneCall, twoCalls), "one image \(g) relu \(relu) \(k.label)")
-      #expect(bitwiseEqual(got, fused(Kernels(threads: 1, isa: k.isa), relu: relu)), "\(g) at \(k.label) and 1 thread")
+      let zeros = [Float](repeating: 0, count: c.start.count)
+      #expect(bitwiseEqual(c.oneCall(k, relu: relu, from: zeros, images: 1), c.twoCalls(k, relu: relu, from: zeros, din: &din, images: 1)),
+              "one image \(g) relu \(relu) \(k.label)")
+      #expect(bitwiseEqual(got, c.oneCall(Kernels(threads: 1, isa: k.isa), relu: relu, from: c.start)), "\(g) at \(k.label) and 1 thread")
     }
-    // Overlapping windows and a pool that does not fit are refused, and nothing is written.
-    let overlapping = (3, 2, (g.oh - 3) / 2 + 1, (g.ow - 3) / 2 + 1, NERVE_ERROR_BAD_ARGUMENT)
-    for (window, stride, rows, columns, error) in [overlapping, (2, 2, g.oh + 1, p.ow, NERVE_ERROR_BAD_SIZE)] {
-      var all = [Float](repeating: 5, count: w.count + 3 * g.k)
-      let status = all.withUnsafeMutableBufferPointer { t in
-        let dw = t.baseAddress!, db = dw + w.count, dgamma = db + g.k, dbeta = dgamma + g.k
-        return nerve_conv2d_backward_batchnorm_maxpool(
-          k.ctx, dw, db, dgamma, dbeta, dp, am, out, gamma, mean, invstd, 1, x, conv[0], conv[1], conv[2], conv[3], conv[4],
-          conv[5], conv[6], conv[7], conv[8], conv[9], conv[10], conv[11], conv[12], Int64(window), Int64(window),
-          Int64(stride), Int64(stride), 0, 0, Int64(rows), Int64(columns))
-      }
-      #expect(status == error && all.allSatisfy { $0 == 5 }, "refused \(window)x\(window) windows, \(rows) rows: \(status)")
-    }
+    c.expectRefusals(k)
   }
 
   @Test("batch norm joined to the max pool after it writes the separate calls' bits", arguments: configurations, poolGeometries.indices)
@@ -815,5 +737,107 @@ struct ImageKernelTests {
     #expect(nerve_conv2d_workspace_size(4, 28, 28, 1, 32, 3, 3, 1, 1, 1, 1, 28, 28) > 0)
     var am1 = [Float](repeating: 0, count: 4), am2 = am1
     #expect(nerve_adam_step(k.ctx, &out, &am1, &am2, x, 4, 0.1, 0.9, 0.999, 1e-7, 0, 0, 0) == NERVE_ERROR_BAD_ARGUMENT, "step 0")
+  }
+}
+
+
+/// A first convolution, its ReLU, a batch norm and a 2x2 max pool over `g`'s output, their
+/// forward made once, for the calls that take the first layer's and the norm's gradients.
+struct NormedConvolution {
+  let g: RefGeometry, p: RefGeometry
+  let x: [Float], w: [Float], out: [Float], gamma: [Float], mean: [Float], invstd: [Float], dp: [Float]
+  let am: [Int32], conv: [Int64], pool: [Int64], rows: Int
+  /// dw, db, dgamma and dbeta before a call.
+  let start: [Float]
+
+  init(_ k: Kernels, _ g: RefGeometry) {
+    self.g = g
+    p = RefGeometry(n: g.n, h: g.oh, w: g.ow, c: g.k, k: g.k, kh: 2, kw: 2, sh: 2, sw: 2, same: false)
+    x = sparseInputs(g.n * g.h, g.w * g.c, seed: 31)
+    w = randomFloats(g.kh * g.kw * g.c * g.k, seed: 32)
+    conv = [g.n, g.h, g.w, g.c, g.k, g.kh, g.kw, g.sh, g.sw, g.pt, g.pl, g.oh, g.ow].map(Int64.init)
+    pool = [p.kh, p.kw, p.sh, p.sw, p.pt, p.pl, p.oh, p.ow].map(Int64.init)
+    rows = g.n * g.oh * g.ow
+    let pooledCount = g.n * p.oh * p.ow * g.k, c = conv, q = pool
+    // The norm's input: the convolution's output through a ReLU (about half zeros).
+    var out = [Float](repeating: .nan, count: rows * g.k)
+    k.ok(nerve_conv2d_forward(k.ctx, &out, x, w, nil, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12]))
+    self.out = out.map { max($0, 0) }
+    gamma = randomFloats(g.k, seed: 33)
+    var y = self.out, mean = [Float](repeating: 0, count: g.k), invstd = mean, runMean = mean, runVar = mean
+    k.ok(nerve_batchnorm_forward_train(
+      k.ctx, &y, &mean, &invstd, &runMean, &runVar, self.out, gamma, randomFloats(g.k, seed: 34), Int64(rows), Int64(g.k),
+      0.9, 1e-3))
+    self.mean = mean
+    self.invstd = invstd
+    var pooled = [Float](repeating: .nan, count: pooledCount), am = [Int32](repeating: -7, count: pooledCount)
+    k.ok(nerve_maxpool2d_forward(k.ctx, &pooled, &am, y, c[0], c[11], c[12], c[4], q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]))
+    self.am = am
+    var dp = randomFloats(pooledCount, seed: 35)
+    for i in stride(from: 4, to: pooledCount, by: 9) { dp[i] = -0.0 }
+    self.dp = dp
+    start = randomFloats(w.count + 3 * g.k, seed: 36)
+  }
+
+  /// nerve_conv2d_backward_batchnorm_maxpool over the first `images` (all if nil), its four
+  /// gradients from `from`.
+  func oneCall(_ k: Kernels, relu: Bool, from: [Float], images: Int? = nil) -> [Float] {
+    var all = from
+    let c = conv, q = pool, n = Int64(images ?? g.n)
+    all.withUnsafeMutableBufferPointer { t in
+      let dw = t.baseAddress!, db = dw + w.count, dgamma = db + g.k, dbeta = dgamma + g.k
+      k.ok(nerve_conv2d_backward_batchnorm_maxpool(
+        k.ctx, dw, db, dgamma, dbeta, dp, am, out, gamma, mean, invstd, relu ? 1 : 0, x, n, c[1], c[2], c[3], c[4], c[5],
+        c[6], c[7], c[8], c[9], c[10], c[11], c[12], q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]), "\(g) relu \(relu)")
+    }
+    return all
+  }
+
+  /// The two calls it stands for, the norm's input gradient left in din.
+  func twoCalls(_ k: Kernels, relu: Bool, from: [Float], din: inout [Float], images: Int? = nil) -> [Float] {
+    var all = from
+    let c = conv, q = pool, n = Int64(images ?? g.n)
+    all.withUnsafeMutableBufferPointer { t in
+      let dw = t.baseAddress!, db = dw + w.count, dgamma = db + g.k, dbeta = dgamma + g.k
+      k.ok(nerve_batchnorm_backward_maxpool2d(
+        k.ctx, &din, dgamma, dbeta, dp, am, out, gamma, mean, invstd, n, c[11], c[12], c[4], q[0], q[1], q[2], q[3], q[4],
+        q[5], q[6], q[7], relu ? 1 : 0))
+      k.ok(nerve_conv2d_backward(
+        k.ctx, nil, dw, db, din, x, w, n, c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12]))
+    }
+    return all
+  }
+
+  /// nerve_conv2d_backward_sliced from the stored din, share after share of the batch (each a
+  /// call on its images, the whole batch set as ranks set it), the weight and bias from `start`.
+  func sliced(_ k: Kernels, din: [Float], shares: [(Int, Int)]) -> [Float] {
+    var sums = Array(start[..<(w.count + g.k)])
+    let c = conv, perImage = g.oh * g.ow * g.k, perInput = g.h * g.w * g.c
+    k.ok(nerve_context_set_whole_batch(k.ctx, Int64(g.n)))
+    for (n0, n1) in shares {
+      sums.withUnsafeMutableBufferPointer { t in
+        k.ok(nerve_conv2d_backward_sliced(
+          k.ctx, t.baseAddress!, t.baseAddress! + w.count, Array(din[(n0 * perImage)...]), Array(x[(n0 * perInput)...]),
+          Int64(n1 - n0), c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9], c[10], c[11], c[12]), "\(g) images \(n0)..<\(n1)")
+      }
+    }
+    k.ok(nerve_context_set_whole_batch(k.ctx, 0))
+    return sums
+  }
+
+  /// Overlapping windows and a pool that does not fit are refused, and nothing is written.
+  func expectRefusals(_ k: Kernels) {
+    let c = conv, overlapping = (3, 2, (g.oh - 3) / 2 + 1, (g.ow - 3) / 2 + 1, NERVE_ERROR_BAD_ARGUMENT)
+    for (window, stride, rows, columns, error) in [overlapping, (2, 2, g.oh + 1, p.ow, NERVE_ERROR_BAD_SIZE)] {
+      var all = [Float](repeating: 5, count: w.count + 3 * g.k)
+      let status = all.withUnsafeMutableBufferPointer { t in
+        let dw = t.baseAddress!, db = dw + w.count, dgamma = db + g.k, dbeta = dgamma + g.k
+        return nerve_conv2d_backward_batchnorm_maxpool(
+          k.ctx, dw, db, dgamma, dbeta, dp, am, out, gamma, mean, invstd, 1, x, c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+          c[8], c[9], c[10], c[11], c[12], Int64(window), Int64(window), Int64(stride), Int64(stride), 0, 0, Int64(rows),
+          Int64(columns))
+      }
+      #expect(status == error && all.allSatisfy { $0 == 5 }, "refused \(window)x\(window) windows, \(rows) rows: \(status)")
+    }
   }
 }
