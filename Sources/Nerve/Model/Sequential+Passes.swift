@@ -275,10 +275,13 @@ extension Sequential {
     /// From the gradient of the max pool after it (`convolutionTakesPool`): layer 1's backward
     /// is then skipped.
     var fromPool: ((LayerIO) throws -> Void)?
-    /// In the batch norm's call, given the norm's buffers, then its own (`firstThroughNorm`):
-    /// layer 0's backward is then skipped.
+    /// In one process, in the batch norm's call (nerve_conv2d_backward_batchnorm_maxpool), given
+    /// the norm's buffers, then its own: the norm's input gradient is never written, and layer
+    /// 0's backward is skipped.
     var throughNorm: ((LayerIO, LayerIO) throws -> Void)?
-    /// Across ranks, each rank's share in that call's slices (`slicesFirstThroughNorm`).
+    /// Across ranks, where that call sums in slices (the pool's windows read directly,
+    /// `Conv2D.takesPoolGradientDirectly`), each rank's share in the same slices from the
+    /// norm's stored gradient (`Conv2D.parameterBackwardSliced`), for that process's bits.
     var sliced: ((LayerIO) throws -> Void)?
   }
 
@@ -295,43 +298,28 @@ extension Sequential {
         try conv.parameterBackward(io, pooledBy: pool, pooledGradient: plan.gradients[1], poolScratch: plan.scratch[1])
       }
     }
-    sums.throughNorm = firstThroughNorm(through: stop, ranks: ranks, fused: fused.1, listed: false, plan: plan)
-    if ranks != nil && !fused.1 && slicesFirstThroughNorm(through: stop, context: context) {
+    guard !fused.1, let (pool, relu) = normThenPool(through: stop) else { return sums }
+    if ranks == nil {
+      sums.throughNorm = { norm, io in
+        try conv.parameterBackward(
+          io, normalizedBy: norm, pooledBy: pool, pooledGradient: plan.gradients[2], poolScratch: plan.scratch[2],
+          relu: relu)
+      }
+    } else if conv.takesPoolGradientDirectly(pool, context: context) {
       sums.sliced = { io in try conv.parameterBackwardSliced(io) }
     }
     return sums
   }
 
-  /// The first convolution's and the batch norm's parameter sums in one call, where layer 0 is a
-  /// convolution (with a ReLU or no activation), layer 1 a batch norm that takes its gradient
-  /// from the max pool after it (`normPooled`), in one process, stepping neither itself, and
-  /// the input not listed: nerve_conv2d_backward_batchnorm_maxpool, given the norm's buffers
-  /// and then the convolution's; the norm's input gradient is then never written.
-  func firstThroughNorm(
-    through stop: LayerPoint, ranks: DataParallelPass?, fused: Bool, listed: Bool, plan: Plan
-  ) -> ((LayerIO, LayerIO) throws -> Void)? {
-    guard layers.count > 2, !fused, !listed, ranks == nil, let conv = layers[0] as? Conv2D,
-      layers[1] is BatchNorm, normPooled(1, through: stop, ranks: ranks), let pool = layers[2] as? MaxPool2D
+  /// Whether layer 0, a convolution with a ReLU or no activation, is followed by a batch norm
+  /// that one process joins to the max pool after it (`normPooled`) within a pass up to
+  /// `stop`: that pool, and whether the ReLU is there.
+  private func normThenPool(through stop: LayerPoint) -> (pool: MaxPool2D, relu: Bool)? {
+    guard layers.count > 2, let conv = layers[0] as? Conv2D, normPooled(1, through: stop, ranks: nil),
+      let pool = layers[2] as? MaxPool2D
     else { return nil }
     let relu = (conv.activationLayer as? ActivationLayer)?.function == .relu
-    guard relu || conv.activationLayer == nil else { return nil }
-    return { norm, io in
-      try conv.parameterBackward(
-        io, normalizedBy: norm, pooledBy: pool, pooledGradient: plan.gradients[2], poolScratch: plan.scratch[2],
-        relu: relu)
-    }
-  }
-
-  /// Whether a first convolution (with a ReLU or none), a batch norm and a max pool, as
-  /// `firstThroughNorm` joins them in one process, have the convolution's sums made in slices
-  /// there (the pool's windows read directly, `Conv2D.takesPoolGradientDirectly`): then, across
-  /// ranks, each rank sums its share so (`Conv2D.parameterBackwardSliced`) for that process's bits.
-  func slicesFirstThroughNorm(through stop: LayerPoint, context: ComputeContext) -> Bool {
-    guard stop.layer >= 2, let conv = layers[0] as? Conv2D, let norm = layers[1] as? BatchNorm,
-      norm.activationLayer == nil, let pool = layers[2] as? MaxPool2D, pool.activationLayer == nil, pool.windowsApart
-    else { return false }
-    let relu = (conv.activationLayer as? ActivationLayer)?.function == .relu
-    return (relu || conv.activationLayer == nil) && conv.takesPoolGradientDirectly(pool, context: context)
+    return relu || conv.activationLayer == nil ? (pool, relu) : nil
   }
 
   /// The groups of rows ranks share a batch of `batchRows` out in: the slices
